@@ -1,0 +1,148 @@
+"""The bot: :class:`I2VBot`, a ``commands.Bot`` whose ``setup_hook`` does all the start-up work.
+
+Start-up order (``setup_hook``): migrate the database, open the engine, load the cogs (``bot.cogs.EXTENSIONS`` and
+the admin cog if it exists), register the restart-safe buttons, sync application commands if they changed, start
+the embedded worker supervisor (``WORKER=embedded``), and start the job monitor that edits status messages and
+delivers results. ``close()`` undoes it in reverse.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
+from bot.settings import BotSettings
+from bot.tree import I2VTree
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from bot.monitor import JobMonitor
+    from jobs.quota import QuotaPolicy
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR_STOP_GRACE_SECONDS = 10.0  # how long the embedded worker may finish its step on shutdown
+DOWNLOAD_TIMEOUT_SECONDS = 15.0  # total time allowed to fetch one input image
+
+
+class I2VBot(commands.Bot):
+    """The i2v Discord bot. Shared resources hang off the instance for the cogs: ``settings``, ``sessions``."""
+
+    user: discord.ClientUser
+
+    def __init__(self, settings: BotSettings) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = settings.message_content_intent
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            tree_cls=I2VTree,
+            chunk_guilds_at_startup=False,
+            guild_ready_timeout=settings.guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
+        )
+        self.settings = settings
+        self.engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self.supervisor: Any | None = None
+        self.monitor: JobMonitor | None = None
+        self.web: aiohttp.ClientSession | None = None
+        self.loaded_extensions: list[str] = []
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory for the job store (set up in ``setup_hook``)."""
+        if self._sessions is None:
+            raise RuntimeError("I2VBot.sessions used before setup_hook ran")
+        return self._sessions
+
+    async def setup_hook(self) -> None:
+        """Migrate, load cogs, register buttons, sync commands, start the worker and the job monitor."""
+        from bot.monitor import JobMonitor
+        from bot.views import DYNAMIC_ITEMS
+        from jobs.db import make_engine, make_sessionmaker, migrate
+
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.inputs_dir.mkdir(parents=True, exist_ok=True)
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(settings.database_url)
+        self.engine = make_engine(settings.database_url)
+        self._sessions = make_sessionmaker(self.engine)
+        self.web = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS))
+
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+            self.loaded_extensions.append(name)
+        for name in OPTIONAL_EXTENSIONS:
+            if importlib.util.find_spec(name) is None:
+                log.info("optional extension %s is not installed; skipping", name)
+                continue
+            await self.load_extension(name)
+            self.loaded_extensions.append(name)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+
+        from bot.command_sync import sync_if_changed
+
+        assert self.application_id is not None  # set by login() before setup_hook
+        await sync_if_changed(self.tree, self.application_id, settings.data_dir)
+
+        if settings.worker == "embedded":
+            await self._start_supervisor()
+        self.monitor = JobMonitor(self)
+        self.monitor.start()
+        log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
+
+    async def _start_supervisor(self) -> None:
+        from generator.supervisor import WorkerSupervisor
+
+        self.supervisor = WorkerSupervisor(
+            database_url=self.settings.database_url,
+            model=self.settings.model,
+            output_dir=str(self.settings.output_dir),
+        )
+        await self.supervisor.start()
+
+    async def close(self) -> None:
+        """Stop the monitor and the worker, close the store, then disconnect."""
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.supervisor is not None:
+            try:
+                await self.supervisor.stop(SUPERVISOR_STOP_GRACE_SECONDS)
+            except Exception:
+                log.exception("stopping the worker supervisor failed")
+        if self.web is not None:
+            await self.web.close()
+        await super().close()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    # -- helpers the cogs share -------------------------------------------------------------------------------
+
+    def is_admin(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
+        """Whether ``actor`` is a bot admin (Manage Server, ADMIN_USER_IDS or ADMIN_ROLE_IDS; see bot.permissions)."""
+        from bot.permissions import is_admin
+
+        return is_admin(actor, self.settings)
+
+    def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
+        """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""
+        from jobs.quota import QuotaPolicy
+
+        user = actor.user if isinstance(actor, discord.Interaction) else actor
+        role_ids = tuple(int(r) for r in getattr(user, "_roles", ()))
+        return QuotaPolicy(
+            daily_gpu_seconds=self.settings.quota_daily_gpu_seconds,
+            max_pending=self.settings.quota_max_pending,
+            role_ids=role_ids,
+            is_admin=self.is_admin(actor),
+        )

@@ -1,0 +1,16 @@
+"""The bot's extensions, one cog per module; each module ends in ``async def setup(bot)``.
+
+``I2VBot.setup_hook`` loads :data:`EXTENSIONS` in order, then each of :data:`OPTIONAL_EXTENSIONS` whose module
+exists (the admin cog is written separately and plugs in here).
+"""
+
+from __future__ import annotations
+
+EXTENSIONS: tuple[str, ...] = (
+    "bot.cogs.animate",
+    "bot.cogs.context_menu",
+    "bot.cogs.queue",
+    "bot.cogs.quota",
+    "bot.cogs.mentions",
+)
+OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.admin",)

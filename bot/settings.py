@@ -1,0 +1,163 @@
+"""The bot's settings, read once from the environment (or a `.env` file) into a frozen :class:`BotSettings`.
+
+Every setting is one environment variable. A missing token or a malformed value raises :class:`SettingsError`
+whose message is one line naming the variable and the bad value; ``python -m bot`` prints it and exits with 2.
+The token is kept out of ``repr()`` so it cannot reach a log by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Variables with their defaults (strings, parsed below). DATABASE_URL's default comes from jobs.db.
+DEFAULT_OUTPUT_DIR = "outputs"
+DEFAULT_DATA_DIR = "data"
+DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
+DEFAULT_QUOTA_DAILY_GPU_SECONDS = 600.0  # GPU-seconds per rolling 24 h per user
+DEFAULT_QUOTA_MAX_PENDING = 2  # queued + running jobs per user
+DEFAULT_STATUS_EDIT_INTERVAL_SECONDS = 5.0  # minimum time between two edits of one status message
+DEFAULT_POLL_INTERVAL_SECONDS = 1.0  # how often the status/delivery loop reads the job table
+DEFAULT_GUILD_READY_TIMEOUT_SECONDS = 2.0  # discord.py's wait for GUILD_CREATEs before on_ready
+DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # input image download cap, bytes
+WORKER_MODES = ("embedded", "external")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; ``str()`` is one line naming the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotSettings:
+    """Everything the bot process reads from its environment."""
+
+    token: str = field(repr=False)
+    api_base: str | None = None
+    gateway_url: str | None = None
+    database_url: str
+    model: str = DEFAULT_MODEL
+    output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    admin_user_ids: frozenset[int] = frozenset()
+    admin_role_ids: frozenset[int] = frozenset()
+    quota_daily_gpu_seconds: float = DEFAULT_QUOTA_DAILY_GPU_SECONDS
+    quota_max_pending: int = DEFAULT_QUOTA_MAX_PENDING
+    worker: str = "embedded"
+    message_content_intent: bool = False
+    status_edit_interval: float = DEFAULT_STATUS_EDIT_INTERVAL_SECONDS
+    poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
+    guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT_SECONDS
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    log_level: str = "INFO"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Where downloaded input images are kept, named by their SHA-256."""
+        return self.data_dir / "inputs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> BotSettings:
+        """Read the settings from ``env`` (default: ``os.environ``, after loading ``.env`` if present).
+
+        Raises
+        ------
+        SettingsError
+            A required variable is missing or a value does not parse; the message names it.
+        """
+        if env is None:
+            if dotenv:
+                from dotenv import load_dotenv  # only when reading the real environment
+
+                load_dotenv(override=False)
+            env = os.environ
+        token = env.get("DISCORD_TOKEN", "").strip()
+        if not token:
+            raise SettingsError("DISCORD_TOKEN is not set: put the bot token in the environment or in .env")
+        worker = env.get("WORKER", "embedded").strip().lower() or "embedded"
+        if worker not in WORKER_MODES:
+            raise SettingsError(f"WORKER={worker!r} is not one of {', '.join(WORKER_MODES)}")
+        return cls(
+            token=token,
+            api_base=_optional(env, "DISCORD_API_BASE"),
+            gateway_url=_optional(env, "DISCORD_GATEWAY_URL"),
+            database_url=_optional(env, "DATABASE_URL") or _default_database_url(),
+            model=_optional(env, "I2V_MODEL") or DEFAULT_MODEL,
+            output_dir=Path(_optional(env, "OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
+            data_dir=Path(_optional(env, "DATA_DIR") or DEFAULT_DATA_DIR),
+            admin_user_ids=_id_set(env, "ADMIN_USER_IDS"),
+            admin_role_ids=_id_set(env, "ADMIN_ROLE_IDS"),
+            quota_daily_gpu_seconds=_number(env, "QUOTA_DAILY_GPU_SECONDS", DEFAULT_QUOTA_DAILY_GPU_SECONDS),
+            quota_max_pending=int(_number(env, "QUOTA_MAX_PENDING", DEFAULT_QUOTA_MAX_PENDING, integer=True)),
+            worker=worker,
+            message_content_intent=_flag(env, "MESSAGE_CONTENT_INTENT"),
+            status_edit_interval=_number(
+                env, "STATUS_EDIT_INTERVAL_SECONDS", DEFAULT_STATUS_EDIT_INTERVAL_SECONDS, positive=True
+            ),
+            poll_interval=_number(env, "POLL_INTERVAL_SECONDS", DEFAULT_POLL_INTERVAL_SECONDS, positive=True),
+            guild_ready_timeout=_number(env, "GUILD_READY_TIMEOUT_SECONDS", DEFAULT_GUILD_READY_TIMEOUT_SECONDS),
+            max_download_bytes=int(
+                _number(env, "MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES, integer=True, positive=True)
+            ),
+            log_level=_log_level(env),
+        )
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_optional(env, "LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _default_database_url() -> str:
+    from jobs.db import DEFAULT_DATABASE_URL
+
+    return DEFAULT_DATABASE_URL
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, integer: bool = False, positive: bool = False
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {kind}") from None
+    if value < 0 or (positive and value == 0):
+        raise SettingsError(f"{name}={raw!r} must be {'positive' if positive else 'zero or more'}")
+    return value
+
+
+def _id_set(env: Mapping[str, str], name: str) -> frozenset[int]:
+    raw = env.get(name, "").strip()
+    ids: set[int] = set()
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise SettingsError(f"{name} has {part!r}, which is not a Discord id (comma-separated numbers)")
+        ids.add(int(part))
+    return frozenset(ids)
