@@ -1,0 +1,171 @@
+"""Engines, sessions and migrations for the job store.
+
+SQLite (the default) runs through aiosqlite with, on every new connection: WAL journal, a busy timeout,
+``foreign_keys=ON`` and ``synchronous=NORMAL``; the driver's own transaction handling is switched off and
+every transaction starts with ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads and then writes gets
+"database is locked" at once, ignoring the busy timeout). Engines made with ``read_only=True`` start
+deferred transactions on ``query_only`` connections instead. PostgreSQL runs through asyncpg.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/i2v.sqlite3"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the write lock before "database is locked" (milliseconds)."""
+POSTGRES_POOL_SIZE = 10
+POSTGRES_MAX_OVERFLOW = 10
+POSTGRES_POOL_RECYCLE_S = 1800
+
+READ_ONLY_OPTION = "i2v_read_only"
+"""Execution option: on SQLite, begin this transaction deferred (for read-only work; see ``begin_read_only``)."""
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+_SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def normalize_url(url: str) -> str:
+    """Map plain ``sqlite://`` / ``postgresql://`` URLs to their async drivers; refuse anything else."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"database url must be a non-empty string, got {url!r}")
+    parsed = make_url(url)
+    driver = parsed.drivername
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif driver in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername not in _SUPPORTED_DRIVERS:
+        raise ValueError(
+            f"unsupported database url driver {driver!r} in {parsed.render_as_string(hide_password=True)!r}: "
+            f"use one of {', '.join(_SUPPORTED_DRIVERS)}"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
+    """True if the URL or engine is SQLite."""
+    if isinstance(url_or_engine, AsyncEngine):
+        return url_or_engine.dialect.name == "sqlite"
+    return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
+
+
+def _sqlite_on_connect(read_only: bool):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Take transaction control away from the sqlite3 driver: we emit BEGIN ourselves (see _sqlite_on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            (mode,) = cursor.fetchone()
+            if str(mode).lower() not in ("wal", "memory"):
+                raise RuntimeError(f"SQLite refused journal_mode=WAL (got {mode!r}); is the file on a network share?")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            if read_only:
+                cursor.execute("PRAGMA query_only = ON")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
+    def on_begin(conn: Connection) -> None:
+        deferred = read_only or bool(conn.get_execution_options().get(READ_ONLY_OPTION))
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return on_begin
+
+
+def make_engine(url: str, *, read_only: bool = False, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+    """Create an async engine for ``url`` (SQLite via aiosqlite, PostgreSQL via asyncpg).
+
+    SQLite engines apply the pragmas on every new pooled connection and begin every transaction with
+    ``BEGIN IMMEDIATE`` (``read_only=True``: plain ``BEGIN`` on ``query_only`` connections). Extra keyword
+    arguments go to ``create_async_engine``.
+    """
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect(read_only))
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin(read_only))
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": POSTGRES_POOL_SIZE,
+        "max_overflow": POSTGRES_MAX_OVERFLOW,
+        "pool_pre_ping": True,
+        "pool_recycle": POSTGRES_POOL_RECYCLE_S,
+    }
+    options.update(kwargs)
+    if read_only:
+        options.setdefault("execution_options", {})["postgresql_readonly"] = True
+    return create_async_engine(url, echo=echo, **options)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (``expire_on_commit=False``)."""
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError(f"make_sessionmaker needs an AsyncEngine, got {type(engine).__name__}")
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def begin_read_only(session: AsyncSession) -> None:
+    """Start ``session``'s transaction as a reader: on SQLite a deferred ``BEGIN`` that does not take the
+    write lock (writing in it later may fail with "database is locked"). Call it before anything else in
+    the transaction; it refuses a session whose transaction has already begun."""
+    if session.in_transaction():
+        raise RuntimeError("begin_read_only must be the first thing done in a session's transaction")
+    await session.connection(execution_options={READ_ONLY_OPTION: True})
+
+
+def alembic_config(url: str | None = None) -> Any:
+    """An Alembic ``Config`` for this project's migrations, built in code (no ini file needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # '%' must be doubled for configparser interpolation.
+        config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return config
+
+
+async def run_alembic(url: str, action: str, *args: Any) -> None:
+    """Run an Alembic command (``"upgrade"``, ``"downgrade"``, ``"check"``, ...) on ``url`` from async code.
+
+    The command runs on a connection of our own engine (so the SQLite pragmas apply), inside
+    ``run_sync``, which makes it safe to call from a running event loop.
+    """
+    from alembic import command
+
+    func = getattr(command, action, None)
+    if func is None or not callable(func):
+        raise ValueError(f"unknown alembic command {action!r}")
+    config = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+
+            def run(sync_conn: Connection) -> None:
+                config.attributes["connection"] = sync_conn
+                func(config, *args)
+
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    """Upgrade the database at ``url`` to the newest schema (``alembic upgrade head``)."""
+    await run_alembic(url, "upgrade", "head")

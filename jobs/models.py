@@ -1,0 +1,362 @@
+"""SQLAlchemy 2 models of the job store.
+
+Every timestamp is a timezone-aware UTC ``datetime`` in Python (see :class:`UtcDateTime`).
+Discord snowflakes (user, guild, channel, message, role and application ids) are 64-bit integers.
+Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``create_all``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names are deterministic, so Alembic batch migrations on SQLite can address them."""
+
+QUEUE_STATE_ROW_ID = 1
+"""The single row of :class:`QueueState` (created by the first migration)."""
+
+PRIORITY_NORMAL = 0
+PRIORITY_ADMIN = 10
+"""Claim order is ``priority DESC``: admins' jobs run before everyone else's."""
+
+# SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid primary key.
+_BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text in SQLAlchemy's fixed-width format,
+    so ``<`` and ``>`` comparisons in SQL order correctly. Binding a naive datetime is refused: it is
+    the classic source of silently shifted times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"UtcDateTime needs a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"UtcDateTime refuses a naive datetime {value!r}: pass an aware UTC time")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata carries the constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobStatus(str, enum.Enum):
+    """Lifecycle states of a :class:`Job` (see the state machine in its docstring)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+PENDING_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+class JobSource(str, enum.Enum):
+    """Which Discord flow created a job."""
+
+    SLASH = "slash"
+    CONTEXT_MENU = "context_menu"
+    MENTION = "mention"
+    REROLL = "reroll"
+    VARY = "vary"
+
+
+class LedgerKind(str, enum.Enum):
+    """Kinds of :class:`QuotaLedger` rows; at most one of each kind per job."""
+
+    RESERVE = "reserve"  # estimate held at enqueue
+    RELEASE = "release"  # estimate given back when the job settles (success or cancel while running)
+    CHARGE = "charge"  # measured GPU-seconds, counted in the rolling 24 h window
+    REFUND = "refund"  # estimate given back without charge (failure, cancel while queued, clear)
+
+
+class WorkerState(str, enum.Enum):
+    """What a worker reports about itself in the registry."""
+
+    STARTING = "starting"
+    LOADING = "loading"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+def _str_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
+    """A portable VARCHAR enum (with a CHECK constraint) storing the members' values."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Job(Base):
+    """One image-to-video request, from enqueue to delivery.
+
+    State machine (``status``)::
+
+        queued --claim--> running --finish_job--> succeeded --mark_delivered--> (delivered_at set)
+           |                 |----fail_job--------> failed      (reservation refunded)
+           |                 |----finish_cancelled> cancelled   (charged for GPU time used)
+           |                 |----release_job-----> queued      (shutdown: attempt given back, no charge)
+           |                 '----lease/deadline expired (rescue_expired)
+           |                         --> queued (attempt kept, runs again)
+           |                         --> failed after max_attempts (refunded)
+           |                         --> cancelled if cancel_requested (refunded)
+           '----cancel_job / clear_queue--> cancelled (refunded)
+
+    Each claim increments ``attempt``; every write by a worker is fenced by
+    ``id``, ``attempt`` and ``status='running'``, so a worker that was presumed dead cannot
+    overwrite a newer attempt. ``round`` implements round robin across users (see ``jobs.queue``).
+    Failed and cancelled jobs are "delivered" too once the bot has told the user (``delivered_at``).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim_order", "status", "priority", "round", "id"),
+        Index("ix_jobs_user_id_status", "user_id", "status"),
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
+        Index("ix_jobs_undelivered", "status", "delivered_at"),
+        Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    # who and where
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[JobSource] = mapped_column(_str_enum(JobSource, "job_source"))
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # generation parameters (generator.params.GenerationParams as columns)
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    preset: Mapped[str | None] = mapped_column(String(32))
+    resolution: Mapped[str] = mapped_column(String(16))
+    frames: Mapped[int] = mapped_column(Integer)
+    fps: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    guidance: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    # stored input image
+    input_path: Mapped[str] = mapped_column(Text)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    # queue state
+    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # progress
+    progress_step: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str] = mapped_column(String(32), default="queued")
+    # cost and result
+    cost_estimate: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    output_path: Mapped[str | None] = mapped_column(Text)
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)  # user-facing
+    error_detail: Mapped[str | None] = mapped_column(Text)  # internal (traceback, worker notes)
+    # times
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # start of the current/last attempt
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Discord delivery
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    interaction_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    application_id: Mapped[int | None] = mapped_column(BigInteger)
+    upload_limit_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.status.value} user={self.user_id} attempt={self.attempt}>"
+
+
+class QuotaAccount(Base):
+    """One row per user who ever enqueued: the row lock that serialises that user's admissions.
+
+    Budget usage is derived, never cached: used = charges in the ledger over the last 24 h,
+    reserved = estimates of the user's queued and running jobs. Locking this row first makes the
+    check-and-insert race-free on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE.
+    """
+
+    __tablename__ = "quota_accounts"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_enqueue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class QuotaLedger(Base):
+    """Append-only record of quota movements; unique on (job, kind) so a retried settle charges once."""
+
+    __tablename__ = "quota_ledger"
+    __table_args__ = (
+        UniqueConstraint("job_id", "kind"),
+        Index("ix_quota_ledger_user_id_kind_created_at", "user_id", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[LedgerKind] = mapped_column(_str_enum(LedgerKind, "ledger_kind"))
+    amount: Mapped[float] = mapped_column(Float)  # GPU-seconds, >= 0
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class UserLimit(Base):
+    """Per-user override set by an admin: budget, pending cap, ban. NULL fields fall back to tiers/defaults."""
+
+    __tablename__ = "user_limits"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    daily_gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    max_pending: Mapped[int | None] = mapped_column(Integer)
+    banned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    ban_reason: Mapped[str | None] = mapped_column(Text)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class RoleTier(Base):
+    """A Discord role that grants a budget and pending cap; a user's effective limit is the max over tiers."""
+
+    __tablename__ = "role_tiers"
+
+    role_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    daily_gpu_seconds: Mapped[float] = mapped_column(Float)
+    max_pending: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class GuildSettings(Base):
+    """Per-server settings set by admins: caps on resolution, frames and steps, and a pause switch."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    max_resolution: Mapped[str | None] = mapped_column(String(16))  # e.g. "512p"
+    max_frames: Mapped[int | None] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(Integer)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mention_replies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class QueueState(Base):
+    """The global queue switch (one row, id 1): while paused, claims return None and enqueues are refused."""
+
+    __tablename__ = "queue_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_by: Mapped[int | None] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Worker(Base):
+    """Registry row written by each worker process (``upsert_worker``); read by the admin status view."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    state: Mapped[WorkerState] = mapped_column(_str_enum(WorkerState, "worker_state"))
+    gpu_name: Mapped[str | None] = mapped_column(String(255))
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditLog(Base):
+    """One admin action (limits, tiers, bans, pause, clear, cancel of someone else's job, settings)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)  # None = the system
+    action: Mapped[str] = mapped_column(String(64))
+    target_user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -1,0 +1,157 @@
+"""Shared database fixtures for the whole suite.
+
+- ``sqlite_url``: a migrated SQLite file in the test's tmp dir (a copy of a template migrated once per session).
+- ``pg_url``: a fresh migrated PostgreSQL database, created from a per-session template and dropped after the
+  test. Server from ``PG_TEST_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``). With
+  ``CI=true`` an unreachable server fails the test loudly; elsewhere the test is skipped with the reason.
+- ``db_url``: parametrized over both; ``db_engine`` / ``db_sessionmaker``: an engine and sessionmaker on it.
+
+Schemas are made by Alembic (``jobs.db.migrate``), never ``create_all``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from jobs.db import make_engine, make_sessionmaker, migrate
+
+DEFAULT_PG_TEST_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+PG_CONNECT_TIMEOUT_S = 5
+
+
+def in_ci() -> bool:
+    """True when the CI environment variable says so (``CI=true``/``1``/``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pg_test_url() -> str:
+    """The PostgreSQL server tests use (an async URL; its database is only used to create others)."""
+    return os.environ.get("PG_TEST_URL", DEFAULT_PG_TEST_URL)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
+
+
+def _pg_admin_connect() -> Any:
+    """An autocommit psycopg connection to the PG_TEST_URL database (for CREATE/DROP DATABASE)."""
+    import psycopg
+
+    url = make_url(pg_test_url())
+    return psycopg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        dbname=url.database or "postgres",
+        autocommit=True,
+        connect_timeout=PG_CONNECT_TIMEOUT_S,
+    )
+
+
+def _drop_database(name: str) -> None:
+    with _pg_admin_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite_template") / "template.sqlite3"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    # The engine is disposed, so the WAL is checkpointed into the main file: copying it alone is complete.
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
+    """URL of a freshly migrated SQLite database file private to this test."""
+    path = tmp_path / "i2v.sqlite3"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    try:
+        conn = _pg_admin_connect()
+    except Exception as exc:  # noqa: BLE001 - any connect failure means the same thing here
+        message = f"PostgreSQL at PG_TEST_URL={make_url(pg_test_url()).render_as_string()} is unreachable: {exc}"
+        if in_ci():
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not skip)", pytrace=False)
+        pytest.skip(message)
+    name = f"i2v_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        asyncio.run(migrate(_with_database(pg_test_url(), name)))
+        yield name
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture
+def pg_url(_pg_template: str) -> Iterator[str]:
+    """URL of a fresh migrated PostgreSQL database private to this test (dropped afterwards)."""
+    name = f"i2v_t_{uuid.uuid4().hex[:16]}"
+    with _pg_admin_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
+    try:
+        yield _with_database(pg_test_url(), name)
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database URL; every test using it runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``db_url``, disposed after the test."""
+    engine = make_engine(db_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def db_sessionmaker(db_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """A sessionmaker on ``db_engine`` (``expire_on_commit=False``)."""
+    return make_sessionmaker(db_engine)
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file URL with no tables yet (for migration tests)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+
+
+@pytest.fixture
+def empty_pg_url(_pg_template: str) -> Iterator[str]:
+    """An empty PostgreSQL database (no tables yet), dropped after the test."""
+    name = f"i2v_e_{uuid.uuid4().hex[:16]}"
+    with _pg_admin_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(pg_test_url(), name)
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest) -> str:
+    """An empty, unmigrated database on each back end."""
+    return request.getfixturevalue("empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url")
