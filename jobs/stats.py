@@ -1,0 +1,440 @@
+"""Read-only queries behind ``/admin queue`` and ``/admin stats``.
+
+Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
+here writes. Durations are computed in Python from the stored timestamps, so SQLite and PostgreSQL give the same
+numbers (SQLite has no percentile function).
+
+Definitions used throughout:
+
+- **wait**: ``started_at - created_at`` of a job that has started (for a job that was retried, ``started_at`` is
+  the start of its last attempt, so the wait includes the earlier attempts).
+- **generation time**: ``finished_at - started_at`` of a job that succeeded.
+- **GPU seconds used**: the sum of ``gpu_seconds`` measured by the workers for jobs that finished in the period,
+  whatever their outcome (failed and cancelled jobs used the GPU too, even when nobody was charged).
+- **today**: since 00:00 UTC; **7 days**: the last 7 x 24 hours.
+- **p95**: the nearest-rank 95th percentile (the smallest value with at least 95 % of the values at or below it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import QUEUE_STATE_ROW_ID, Job, JobStatus, QueueState, Worker, WorkerState
+
+__all__ = (
+    "DEFAULT_QUEUE_PAGE_SIZE",
+    "MAX_QUEUE_PAGE_SIZE",
+    "NO_PRESET",
+    "UNKNOWN_FAILURE",
+    "WORKER_STALE_AFTER_SECONDS",
+    "AdminStats",
+    "Durations",
+    "PeriodStats",
+    "PresetTimings",
+    "QueueEntry",
+    "QueuePage",
+    "WorkerInfo",
+    "admin_stats",
+    "durations",
+    "nearest_rank",
+    "period_stats",
+    "queue_page",
+    "worker_infos",
+)
+
+DEFAULT_QUEUE_PAGE_SIZE = 10  # jobs per /admin queue page
+MAX_QUEUE_PAGE_SIZE = 25  # jobs, one embed's worth
+WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
+WEEK = timedelta(days=7)
+P95 = 0.95
+NO_PRESET = "custom"  # label for jobs whose parameters were all given explicitly
+UNKNOWN_FAILURE = "unknown"  # label for failed jobs without an error message
+
+
+# --------------------------------------------------------------------------------------------------- the queue
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueEntry:
+    """One queued or running job as ``/admin queue`` shows it."""
+
+    job_id: int
+    user_id: int
+    guild_id: int | None
+    status: JobStatus
+    position: int | None  # 1 = claimed next; None while running
+    prompt: str
+    preset: str | None
+    resolution: str
+    frames: int
+    fps: int
+    steps: int
+    seed: int
+    priority: int
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    progress_step: int
+    progress_total: int
+    phase: str
+    worker_id: str | None
+    cancel_requested: bool
+
+    def age_seconds(self, now: datetime) -> float:
+        """Seconds since the job was queued."""
+        return max(0.0, (now - self.created_at).total_seconds())
+
+    @property
+    def summary(self) -> str:
+        """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
+        preset = self.preset or NO_PRESET
+        return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuePage:
+    """A page of the queue: running jobs first, then queued jobs in claim order."""
+
+    entries: list[QueueEntry]
+    offset: int
+    limit: int
+    running: int  # running jobs in scope (all pages)
+    queued: int  # queued jobs in scope (all pages)
+    paused: bool
+
+    @property
+    def total(self) -> int:
+        """Pending (running + queued) jobs in scope."""
+        return self.running + self.queued
+
+    @property
+    def page(self) -> int:
+        """This page's number, from 0."""
+        return self.offset // self.limit
+
+    @property
+    def pages(self) -> int:
+        """How many pages the scope has (at least 1)."""
+        return max(1, math.ceil(self.total / self.limit))
+
+
+def _claim_order_position() -> object:
+    """``row_number()`` over the queued jobs in the order ``jobs.queue.claim_next_job`` claims them."""
+    return func.row_number().over(order_by=(Job.priority.desc(), Job.round.asc(), Job.id.asc()))
+
+
+async def queue_page(
+    session: AsyncSession,
+    *,
+    offset: int = 0,
+    limit: int = DEFAULT_QUEUE_PAGE_SIZE,
+    guild_id: int | None = None,
+) -> QueuePage:
+    """The running and queued jobs, running first (oldest start first), then queued in claim order.
+
+    ``position`` is the job's place in the whole queue (1 = next to be claimed), also when ``guild_id`` limits
+    the listing to one server's jobs.
+
+    Raises
+    ------
+    ValueError
+        ``offset`` is negative or ``limit`` is not in 1..MAX_QUEUE_PAGE_SIZE.
+    """
+    if offset < 0:
+        raise ValueError(f"queue_page: offset must be >= 0, got {offset}")
+    if not 1 <= limit <= MAX_QUEUE_PAGE_SIZE:
+        raise ValueError(f"queue_page: limit must be in 1..{MAX_QUEUE_PAGE_SIZE}, got {limit}")
+
+    ranked = (
+        select(Job.id.label("job_id"), _claim_order_position().label("position"))  # type: ignore[arg-type]
+        .where(Job.status == JobStatus.QUEUED)
+        .subquery("ranked")
+    )
+    scope = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
+    if guild_id is not None:
+        scope.append(Job.guild_id == guild_id)
+
+    counts = dict(
+        (status, count)
+        for status, count in (await session.execute(select(Job.status, func.count()).where(*scope).group_by(Job.status)))
+    )
+    running = int(counts.get(JobStatus.RUNNING, 0))
+    queued = int(counts.get(JobStatus.QUEUED, 0))
+
+    # Running first by start time; queued after, by claim position (a requeued job keeps an old started_at,
+    # so started_at only orders the running group).
+    group = case((Job.status == JobStatus.RUNNING, 0), else_=1)
+    run_start = case((Job.status == JobStatus.RUNNING, Job.started_at), else_=None)
+    rows = await session.execute(
+        select(Job, ranked.c.position)
+        .outerjoin(ranked, ranked.c.job_id == Job.id)
+        .where(*scope)
+        .order_by(group, run_start, ranked.c.position, Job.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    entries = [_entry(job, position) for job, position in rows]
+    return QueuePage(
+        entries=entries, offset=offset, limit=limit, running=running, queued=queued, paused=await _paused(session)
+    )
+
+
+def _entry(job: Job, position: int | None) -> QueueEntry:
+    return QueueEntry(
+        job_id=job.id,
+        user_id=job.user_id,
+        guild_id=job.guild_id,
+        status=job.status,
+        position=int(position) if position is not None and job.status == JobStatus.QUEUED else None,
+        prompt=job.prompt,
+        preset=job.preset,
+        resolution=job.resolution,
+        frames=job.frames,
+        fps=job.fps,
+        steps=job.steps,
+        seed=job.seed,
+        priority=job.priority,
+        attempt=job.attempt,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        progress_step=job.progress_step,
+        progress_total=job.progress_total,
+        phase=job.phase,
+        worker_id=job.worker_id,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+async def _paused(session: AsyncSession) -> bool:
+    paused = await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID))
+    return bool(paused)
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True, kw_only=True)
+class Durations:
+    """Count, mean and p95 of a set of durations in seconds (mean and p95 are None when count is 0)."""
+
+    count: int
+    mean_seconds: float | None
+    p95_seconds: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresetTimings:
+    """Wait and generation times of one preset (``NO_PRESET`` for fully explicit parameters)."""
+
+    preset: str
+    wait: Durations
+    generation: Durations
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeriodStats:
+    """What happened in ``[since, until)``."""
+
+    since: datetime
+    until: datetime
+    by_state: dict[JobStatus, int]  # jobs created in the period, by their current state (every state present)
+    gpu_seconds: float  # measured GPU time of jobs that finished in the period
+    timings: list[PresetTimings]  # sorted by preset name
+    failures: list[tuple[str, int]]  # (error, count) of jobs that failed in the period, most frequent first
+
+    @property
+    def created(self) -> int:
+        """Jobs created in the period."""
+        return sum(self.by_state.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerInfo:
+    """One row of the worker registry, with whether its heartbeat is stale."""
+
+    worker_id: str
+    host: str
+    pid: int
+    state: WorkerState
+    gpu_name: str | None
+    gpu_memory_bytes: int | None
+    restarts: int
+    current_job_id: int | None
+    jobs_done: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    stale: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminStats:
+    """Everything ``/admin stats`` shows that lives in the database."""
+
+    now: datetime
+    today: PeriodStats
+    week: PeriodStats
+    workers: list[WorkerInfo]
+    paused: bool
+
+
+def nearest_rank(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (``fraction`` in (0, 1]).
+
+    Raises
+    ------
+    ValueError
+        ``values`` is empty or ``fraction`` is outside (0, 1].
+    """
+    if not values:
+        raise ValueError("nearest_rank: values is empty")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"nearest_rank: fraction must be in (0, 1], got {fraction}")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def durations(values: Iterable[float]) -> Durations:
+    """Count, mean and nearest-rank p95 of ``values`` (seconds)."""
+    values = list(values)
+    if not values:
+        return Durations(count=0, mean_seconds=None, p95_seconds=None)
+    return Durations(count=len(values), mean_seconds=sum(values) / len(values), p95_seconds=nearest_rank(values, P95))
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(timezone.utc)
+
+
+def _in_guild(query: Select, guild_id: int | None) -> Select:  # type: ignore[type-arg]
+    return query if guild_id is None else query.where(Job.guild_id == guild_id)
+
+
+async def period_stats(
+    session: AsyncSession, *, since: datetime, until: datetime, guild_id: int | None = None
+) -> PeriodStats:
+    """Job counts, GPU time, per-preset wait and generation times and failures in ``[since, until)``.
+
+    ``guild_id`` limits every figure to one server's jobs; ``None`` means all of them.
+
+    Raises
+    ------
+    ValueError
+        A naive datetime, or ``since`` after ``until``.
+    """
+    since, until = _aware(since, "since"), _aware(until, "until")
+    if since > until:
+        raise ValueError(f"period_stats: since {since.isoformat()} is after until {until.isoformat()}")
+
+    created = (Job.created_at >= since) & (Job.created_at < until)
+    finished = (Job.finished_at >= since) & (Job.finished_at < until)
+    started = (Job.started_at >= since) & (Job.started_at < until)
+
+    by_state = {status: 0 for status in JobStatus}
+    for status, count in await session.execute(
+        _in_guild(select(Job.status, func.count()).where(created), guild_id).group_by(Job.status)
+    ):
+        by_state[status] = int(count)
+
+    gpu_seconds = await session.scalar(
+        _in_guild(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0)).where(finished), guild_id)
+    )
+
+    waits: dict[str, list[float]] = {}
+    for preset, created_at, started_at in await session.execute(
+        _in_guild(select(Job.preset, Job.created_at, Job.started_at).where(started), guild_id)
+    ):
+        waits.setdefault(preset or NO_PRESET, []).append(max(0.0, (started_at - created_at).total_seconds()))
+
+    generations: dict[str, list[float]] = {}
+    for preset, started_at, finished_at in await session.execute(
+        _in_guild(
+            select(Job.preset, Job.started_at, Job.finished_at).where(
+                finished, Job.status == JobStatus.SUCCEEDED, Job.started_at.is_not(None)
+            ),
+            guild_id,
+        )
+    ):
+        generations.setdefault(preset or NO_PRESET, []).append(max(0.0, (finished_at - started_at).total_seconds()))
+
+    timings = [
+        PresetTimings(preset=name, wait=durations(waits.get(name, ())), generation=durations(generations.get(name, ())))
+        for name in sorted(set(waits) | set(generations))
+    ]
+
+    failure_counts: Counter[str] = Counter()
+    for error, count in await session.execute(
+        _in_guild(select(Job.error, func.count()).where(finished, Job.status == JobStatus.FAILED), guild_id).group_by(
+            Job.error
+        )
+    ):
+        failure_counts[(error or "").strip() or UNKNOWN_FAILURE] += int(count)
+    failures = sorted(failure_counts.items(), key=lambda item: (-item[1], item[0]))
+
+    return PeriodStats(
+        since=since,
+        until=until,
+        by_state=by_state,
+        gpu_seconds=float(gpu_seconds or 0.0),
+        timings=timings,
+        failures=failures,
+    )
+
+
+async def worker_infos(
+    session: AsyncSession, *, now: datetime, stale_after_seconds: float = WORKER_STALE_AFTER_SECONDS
+) -> list[WorkerInfo]:
+    """The worker registry, most recent heartbeat first; stopped workers are left out."""
+    now = _aware(now, "now")
+    if stale_after_seconds <= 0:
+        raise ValueError(f"worker_infos: stale_after_seconds must be positive, got {stale_after_seconds}")
+    rows = await session.scalars(
+        select(Worker).where(Worker.state != WorkerState.STOPPED).order_by(Worker.last_heartbeat_at.desc())
+    )
+    return [
+        WorkerInfo(
+            worker_id=worker.id,
+            host=worker.host,
+            pid=worker.pid,
+            state=worker.state,
+            gpu_name=worker.gpu_name,
+            gpu_memory_bytes=worker.gpu_memory_bytes,
+            restarts=worker.restarts,
+            current_job_id=worker.current_job_id,
+            jobs_done=worker.jobs_done,
+            started_at=worker.started_at,
+            last_heartbeat_at=worker.last_heartbeat_at,
+            stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
+        )
+        for worker in rows
+    ]
+
+
+def start_of_day(now: datetime) -> datetime:
+    """00:00 UTC of ``now``'s day."""
+    now = _aware(now, "now")
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def admin_stats(session: AsyncSession, *, now: datetime | None = None, guild_id: int | None = None) -> AdminStats:
+    """Today's and the last 7 days' :class:`PeriodStats`, the workers and the pause switch.
+
+    The period ends just after ``now`` so that a job finished at ``now`` counts.
+    """
+    now = _aware(now, "now") if now is not None else datetime.now(timezone.utc)
+    until = now + timedelta(microseconds=1)
+    return AdminStats(
+        now=now,
+        today=await period_stats(session, since=start_of_day(now), until=until, guild_id=guild_id),
+        week=await period_stats(session, since=now - WEEK, until=until, guild_id=guild_id),
+        workers=await worker_infos(session, now=now),
+        paused=await _paused(session),
+    )
