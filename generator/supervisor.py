@@ -1,0 +1,410 @@
+"""Supervise one GPU worker process: start it, restart it with backoff when it dies, stop it cleanly (no torch).
+
+The bot uses :class:`WorkerSupervisor` in ``WORKER=embedded`` mode; ``python -m generator.supervisor`` runs it on
+its own (same environment variables as the worker). This module never imports torch, diffusers or discord.
+
+How the child is started, and why. The worker is started as ``sys.executable -m generator.worker`` through
+``asyncio.create_subprocess_exec``: a fresh interpreter, which is what multiprocessing's ``spawn`` start method
+gives (CUDA is not fork-safe, design.md section 4) without its costs here: nothing has to be pickled, the parent's
+event loop, sockets and (in the bot) discord.py state are never inherited, ``await proc.wait()`` fits the bot's
+event loop, and the supervised command is exactly the one an operator runs by hand in ``WORKER=external`` mode, so
+there is one code path. The child gets its own session (``start_new_session``): a Ctrl-C in the terminal reaches
+only the supervisor, which then stops the child gracefully. The child is told our pid (``I2V_PARENT_PID``) and stops
+itself if we disappear, so a crashed bot never leaves a second worker on the GPU.
+
+Restarts. When the child dies while we are not stopping, the jobs it held are given back at once (their leases are
+expired, so the next rescue requeues them with the attempt counted; the child's worker id is ours alone, so this is
+safe), and a new child starts after an exponential backoff (``BACKOFF_INITIAL_S`` doubling up to
+``BACKOFF_MAX_S``), reset once a child has run for ``BACKOFF_RESET_AFTER_S``. A child whose heartbeat in the
+``workers`` table is older than ``HANG_TIMEOUT_S`` is killed (a hung GPU call cannot be interrupted otherwise).
+
+State. :attr:`WorkerSupervisor.state` reads the child's ``workers`` row (refreshed every
+``STATE_POLL_INTERVAL_S``): phase ``starting``/``loading``/``idle``/``busy`` (with the job id)/``stopping``/
+``stopped``/``crashed`` (waiting to restart), the restart count, the pid and the last exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger("generator.supervisor")
+
+DEFAULT_STOP_GRACE_S = 60.0  # seconds between SIGTERM and SIGKILL when stopping the child
+BACKOFF_INITIAL_S = 1.0  # seconds before the first restart
+BACKOFF_MAX_S = 60.0  # seconds, the longest wait between restarts
+BACKOFF_RESET_AFTER_S = 120.0  # a child that ran this many seconds resets the backoff
+HANG_TIMEOUT_S = 180.0  # seconds without a heartbeat before a live child is killed; 0 disables the check
+STATE_POLL_INTERVAL_S = 1.0  # seconds between two reads of the child's workers row
+WORKER_MODULE = "generator.worker"
+
+PHASE_STARTING = "starting"
+PHASE_LOADING = "loading"
+PHASE_IDLE = "idle"
+PHASE_BUSY = "busy"
+PHASE_STOPPING = "stopping"
+PHASE_STOPPED = "stopped"
+PHASE_CRASHED = "crashed"
+
+
+@dataclass(frozen=True)
+class SupervisorState:
+    """What the supervisor knows about its worker.
+
+    ``phase``: starting | loading | idle | busy | stopping | stopped | crashed; ``job_id``: the job being made when
+    busy; ``restarts``: how many times the child was restarted; ``pid``: the live child's pid (None when none);
+    ``last_exit_code``: the previous child's exit status (negative: killed by that signal).
+    """
+
+    phase: str
+    job_id: int | None
+    restarts: int
+    pid: int | None
+    last_exit_code: int | None = None
+    worker_id: str = ""
+
+    def describe(self) -> str:
+        """A one-line human summary, e.g. ``busy with job 12 (pid 4242, 1 restart)``."""
+        what = f"busy with job {self.job_id}" if self.phase == PHASE_BUSY and self.job_id is not None else self.phase
+        pid = f"pid {self.pid}, " if self.pid else ""
+        return f"{what} ({pid}{self.restarts} restart{'s' if self.restarts != 1 else ''})"
+
+
+def next_backoff(previous_s: float, *, initial_s: float, max_s: float) -> float:
+    """The wait before the next restart: ``initial_s``, then doubling, capped at ``max_s``."""
+    if previous_s <= 0:
+        return min(initial_s, max_s)
+    return min(previous_s * 2, max_s)
+
+
+class WorkerSupervisor:
+    """Runs ``python -m generator.worker`` as a child, restarting it with backoff; use from any asyncio loop.
+
+    ``await start()`` returns once the first child is started; ``await stop(grace)`` stops it (SIGTERM, then
+    SIGKILL after ``grace`` seconds) and waits. ``extra_env`` is added to the child's environment (e.g. timings);
+    ``log_path`` appends the child's output to a file instead of inheriting our stderr.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        model: str,
+        output_dir: str | os.PathLike[str],
+        *,
+        worker_id: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        worker_args: Sequence[str] = (),
+        log_path: str | os.PathLike[str] | None = None,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
+        hang_timeout_s: float = HANG_TIMEOUT_S,
+        state_poll_interval_s: float = STATE_POLL_INTERVAL_S,
+        python: str = sys.executable,
+    ) -> None:
+        if not isinstance(database_url, str) or not database_url.strip():
+            raise ValueError(f"database_url must be a non-empty string, got {database_url!r}")
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        for name, value in (("stop_grace_s", stop_grace_s), ("backoff_initial_s", backoff_initial_s),
+                            ("backoff_max_s", backoff_max_s), ("backoff_reset_after_s", backoff_reset_after_s),
+                            ("hang_timeout_s", hang_timeout_s)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if not math.isfinite(state_poll_interval_s) or state_poll_interval_s <= 0:
+            raise ValueError(f"state_poll_interval_s must be > 0 seconds, got {state_poll_interval_s!r}")
+        self.database_url = database_url
+        self.model = model
+        self.output_dir = Path(output_dir)
+        self.worker_id = worker_id or f"{socket.gethostname()}-sup{os.getpid()}"
+        self.extra_env = dict(extra_env or {})
+        self.worker_args = list(worker_args)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.stop_grace_s = stop_grace_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.backoff_reset_after_s = backoff_reset_after_s
+        self.hang_timeout_s = hang_timeout_s
+        self.state_poll_interval_s = state_poll_interval_s
+        self.python = python
+        self._state = SupervisorState(PHASE_STOPPED, None, 0, None, None, self.worker_id)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._started: asyncio.Event | None = None
+        self._engine: AsyncEngine | None = None
+        self._log_file: IO[bytes] | None = None
+
+    # -- public ------------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SupervisorState:
+        """The last known state (refreshed from the worker's row every ``state_poll_interval_s``)."""
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._runner is not None and not self._runner.done()
+
+    async def start(self) -> None:
+        """Start the supervision loop and the first child; returns once the child process exists."""
+        if self.running:
+            raise RuntimeError("WorkerSupervisor.start() called twice")
+        from jobs.db import make_engine
+
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._started = asyncio.Event()
+        self._engine = make_engine(self.database_url)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._runner = asyncio.create_task(self._run(), name="worker-supervisor")
+        self._monitor = asyncio.create_task(self._monitor_loop(), name="worker-supervisor-monitor")
+        started = asyncio.ensure_future(self._started.wait())
+        await asyncio.wait({started, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._runner.done():
+            self._runner.result()  # re-raise what stopped it
+
+    async def stop(self, grace: float | None = None) -> int | None:
+        """Stop the child (SIGTERM, SIGKILL after ``grace`` seconds) and the supervision; returns its exit code."""
+        grace = self.stop_grace_s if grace is None else grace
+        if not math.isfinite(grace) or grace < 0:
+            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        code: int | None = None
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            self._set_state(phase=PHASE_STOPPING)
+            code = await self._terminate(proc, grace)
+        if self._runner is not None:
+            try:
+                await self._runner
+            except Exception:  # noqa: BLE001 - already logged by the runner; stopping must complete
+                log.exception("supervisor loop ended with an error")
+        if self._monitor is not None:
+            self._monitor.cancel()
+            try:
+                await self._monitor
+            except asyncio.CancelledError:
+                pass
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self._set_state(phase=PHASE_STOPPED, pid=None, job_id=None,
+                        last_exit_code=code if code is not None else self._state.last_exit_code)
+        return code
+
+    async def kill_child(self, sig: int = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to the live child (operators and fault tests); returns its pid, or None when none runs."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return None
+        proc.send_signal(sig)
+        return proc.pid
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _set_state(self, **changes: object) -> None:
+        new = replace(self._state, **changes)  # type: ignore[arg-type]
+        if (new.phase, new.job_id, new.pid) != (self._state.phase, self._state.job_id, self._state.pid):
+            log.info("worker %s: %s", self.worker_id, new.describe())
+        self._state = new
+
+    def _child_env(self, restarts: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env.update({
+            "DATABASE_URL": self.database_url,
+            "I2V_MODEL": self.model,
+            "OUTPUT_DIR": str(self.output_dir),
+            "WORKER_ID": self.worker_id,
+            "I2V_PARENT_PID": str(os.getpid()),
+            "I2V_WORKER_RESTARTS": str(restarts),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    async def _spawn(self, restarts: int) -> asyncio.subprocess.Process:
+        output = self._log_file if self._log_file is not None else None
+        proc = await asyncio.create_subprocess_exec(
+            self.python, "-m", WORKER_MODULE, *self.worker_args,
+            env=self._child_env(restarts),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+        log.info("started worker %s as pid %d (restart %d)", self.worker_id, proc.pid, restarts)
+        return proc
+
+    async def _run(self) -> None:
+        """Start the child; whenever it dies (and we are not stopping), release its jobs and restart it."""
+        assert self._wake is not None and self._started is not None
+        restarts = 0
+        backoff = 0.0
+        while not self._stopping:
+            self._set_state(phase=PHASE_STARTING, job_id=None, restarts=restarts)
+            proc = await self._spawn(restarts)
+            self._proc = proc
+            self._set_state(pid=proc.pid)
+            self._started.set()
+            started_at = time.monotonic()
+            code = await proc.wait()
+            ran_s = time.monotonic() - started_at
+            self._set_state(pid=None, job_id=None, last_exit_code=code)
+            if self._stopping:
+                break
+            log.warning("worker pid %d exited with %s after %.1f s", proc.pid, code, ran_s)
+            await self._release_leases()
+            backoff = 0.0 if ran_s >= self.backoff_reset_after_s else backoff
+            backoff = next_backoff(backoff, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
+            self._set_state(phase=PHASE_CRASHED)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            restarts += 1
+
+    async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            return await asyncio.wait_for(proc.wait(), timeout=grace)
+        except TimeoutError:
+            log.warning("worker pid %d did not stop within %.1f s; killing it", proc.pid, grace)
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+            return await proc.wait()
+
+    async def _release_leases(self) -> None:
+        """The child is dead: expire the leases it held so the next rescue requeues its jobs now."""
+        from sqlalchemy import update
+
+        from jobs.db import make_sessionmaker
+        from jobs.models import Job, JobStatus
+
+        if self._engine is None:
+            return
+        now = datetime.now(timezone.utc)
+        try:
+            async with make_sessionmaker(self._engine)() as session, session.begin():
+                result = await session.execute(
+                    update(Job)
+                    .where(Job.worker_id == self.worker_id, Job.status == JobStatus.RUNNING,
+                           Job.lease_expires_at > now)
+                    .values(lease_expires_at=now)
+                )
+                count = result.rowcount  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the leases then expire on their own
+            log.exception("could not release the dead worker's leases")
+            return
+        if count:
+            log.info("expired the leases of %d job(s) held by the dead worker", count)
+
+    async def _monitor_loop(self) -> None:
+        """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped."""
+        while True:
+            await asyncio.sleep(self.state_poll_interval_s)
+            try:
+                await self._refresh()
+            except Exception:  # noqa: BLE001 - a failed read is retried next round
+                log.exception("reading the worker's state failed")
+
+    async def _refresh(self) -> None:
+        from sqlalchemy import select
+
+        from jobs.db import make_sessionmaker
+        from jobs.models import Worker
+
+        proc = self._proc
+        if self._engine is None or proc is None or proc.returncode is not None:
+            return
+        async with make_sessionmaker(self._engine)() as session:
+            row = (await session.execute(
+                select(Worker.pid, Worker.state, Worker.current_job_id, Worker.last_heartbeat_at)
+                .where(Worker.id == self.worker_id)
+            )).one_or_none()
+        if row is None or row.pid != proc.pid or proc.returncode is not None:
+            return  # the new child has not registered yet
+        state = row.state.value if hasattr(row.state, "value") else str(row.state)
+        if self._state.phase not in (PHASE_STOPPING, PHASE_STOPPED):
+            self._set_state(phase=state, job_id=row.current_job_id if state == PHASE_BUSY else None)
+        age = (datetime.now(timezone.utc) - row.last_heartbeat_at).total_seconds()
+        if self.hang_timeout_s and age > self.hang_timeout_s and not self._stopping:
+            log.error("worker pid %d has not sent a heartbeat for %.0f s; killing it", proc.pid, age)
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+
+def _settings_from_env() -> tuple[str, str, str, str | None]:
+    from jobs.db import DEFAULT_DATABASE_URL
+
+    return (
+        os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        os.environ.get("I2V_MODEL", "").strip() or "ali-vilab/i2vgen-xl",
+        os.environ.get("OUTPUT_DIR", "").strip() or "outputs",
+        os.environ.get("WORKER_ID", "").strip() or None,
+    )
+
+
+async def _serve_forever(supervisor: WorkerSupervisor) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await supervisor.start()
+    await stop.wait()
+    log.info("stopping the worker")
+    await supervisor.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m generator.supervisor``: supervise one worker until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m generator.supervisor",
+                                     description="Run and supervise one GPU worker process.")
+    parser.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE_S,
+                        help="seconds between SIGTERM and SIGKILL when stopping (default %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s", stream=sys.stderr)
+    database_url, model, output_dir, worker_id = _settings_from_env()
+    supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=args.stop_grace)
+    asyncio.run(_serve_forever(supervisor))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
