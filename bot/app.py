@@ -126,6 +126,9 @@ class I2VBot(commands.Bot):
         if self.engine is not None:
             await self.engine.dispose()
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: mentions are handled by the mentions cog's listener, if enabled."""
+
     # -- helpers the cogs share -------------------------------------------------------------------------------
 
     def is_admin(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:

@@ -1,0 +1,124 @@
+"""What the commands, buttons and modals do once they are allowed to: queue a job (and post its status message),
+queue a variant of an existing job, cancel a job. Kept here so every entry point behaves identically."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.submission import Origin, StoredInput, enqueue, stored_input_of
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from generator.params import GenerationParams
+    from jobs.models import Job
+    from jobs.quota import QuotaPolicy
+
+log = logging.getLogger(__name__)
+
+
+def interaction_origin(
+    interaction: discord.Interaction,
+    *,
+    source: str,
+    reply_to_message_id: int | None = None,
+    parent_job_id: int | None = None,
+) -> Origin:
+    """The :class:`Origin` of a request made through an interaction (stores its token and upload limit)."""
+    if interaction.channel_id is None:
+        raise UserFacingError("I can only make videos in a channel.")
+    return Origin(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        source=source,
+        upload_limit_bytes=interaction.filesize_limit,
+        reply_to_message_id=reply_to_message_id,
+        interaction_token=interaction.token,
+        interaction_expires_at=interaction.expires_at,
+        application_id=interaction.application_id,
+        parent_job_id=parent_job_id,
+    )
+
+
+async def queue_job(
+    bot: I2VBot,
+    *,
+    stored: StoredInput,
+    params: GenerationParams,
+    origin: Origin,
+    policy: QuotaPolicy,
+    size: tuple[int, int] | None = None,
+) -> Job:
+    """Enqueue (quota reserved) and post the job's status message with its position, ETA and Cancel button."""
+    from bot.status import post_status_message
+    from jobs.queue import queue_position
+
+    job = await enqueue(bot, stored=stored, params=params, origin=origin, policy=policy, size=size)
+    async with bot.sessions() as session:
+        place = await queue_position(session, job.id)
+    try:
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)
+    except discord.HTTPException:
+        log.warning("could not post the status message of job %s; the job stays queued", job.id, exc_info=True)
+    if bot.monitor is not None:
+        bot.monitor.wake()
+    return job
+
+
+async def queue_variant(
+    bot: I2VBot, interaction: discord.Interaction, parent: Job, *, source: str, changes: dict[str, Any]
+) -> Job:
+    """Queue a new job from ``parent``'s input and parameters with ``changes`` applied (``seed: None`` = new seed).
+
+    The status message replies to the message the button was on.
+    """
+    from generator.params import resolve_params, target_size
+
+    values: dict[str, Any] = {
+        "preset": parent.preset,
+        "resolution": parent.resolution,
+        "frames": parent.frames,
+        "fps": parent.fps,
+        "steps": parent.steps,
+        "guidance": parent.guidance,
+        "seed": parent.seed,
+        "negative_prompt": parent.negative_prompt,
+    }
+    prompt = changes.pop("prompt", parent.prompt)
+    values.update(changes)
+    params = resolve_params(prompt, **values)
+    stored = await stored_input_of(parent)
+    if params.resolution == parent.resolution:
+        size = (parent.width, parent.height)
+    else:
+        # keep the parent's aspect ratio at the new short side
+        size = target_size(params.resolution, parent.width, parent.height)
+    origin = interaction_origin(
+        interaction,
+        source=source,
+        reply_to_message_id=interaction.message.id if interaction.message else parent.result_message_id,
+        parent_job_id=parent.id,
+    )
+    return await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(interaction),
+                           size=size)
+
+
+async def cancel_job_for(bot: I2VBot, job: Job) -> str:
+    """Cancel ``job``; return the sentence to show the user."""
+    from jobs.queue import cancel_job
+
+    async with bot.sessions.begin() as session:
+        outcome = await cancel_job(session, job.id)
+    kind = str(getattr(outcome, "value", outcome))
+    if bot.monitor is not None:
+        bot.monitor.wake()
+    log.info("cancel of job %s: %s", job.id, kind)
+    if kind == "cancelled":
+        return f"Cancelled job #{job.id} before it started; its quota was refunded."
+    if kind == "requested":
+        return f"Stopping job #{job.id}; you are charged only for the GPU time it already used."
+    return f"Job #{job.id} has already finished; there is nothing to cancel."

@@ -1,0 +1,138 @@
+"""``/animate``: turn an attached image into a short video; also the request path the Animate modal uses."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.actions import interaction_origin, queue_job
+from bot.submission import check_and_store, download_image
+from generator.images import ImageError
+from generator.params import (
+    FPS_RANGE,
+    FRAMES_RANGE,
+    GUIDANCE_RANGE,
+    MAX_PROMPT_CHARS,
+    SEED_RANGE,
+    STEPS_RANGE,
+    resolve_params,
+)
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+
+log = logging.getLogger(__name__)
+
+PresetName = Literal["quick", "standard", "high"]
+ResolutionName = Literal["256p", "512p", "768p", "1024p"]
+
+
+def check_declared_type(content_type: str | None) -> None:
+    """Refuse an attachment Discord says is not an image before downloading it."""
+    if content_type and not content_type.lower().startswith("image/"):
+        raise ImageError("not_image", f"(it is {content_type.split(';')[0]})")
+
+
+async def handle_request(
+    bot: I2VBot,
+    interaction: discord.Interaction,
+    *,
+    source: str,
+    image_url: str,
+    image_size: int | None,
+    prompt: str,
+    options: dict[str, Any],
+    content_type: str | None = None,
+    reply_to_message_id: int | None = None,
+) -> None:
+    """Acknowledge at once, then check the parameters, fetch and check the image, reserve quota and queue."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
+    check_declared_type(content_type)
+    data = await download_image(bot, image_url, declared_size=image_size)
+    stored = await check_and_store(bot, data)
+    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
+    job = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(interaction))
+    await interaction.followup.send(
+        f"Queued as job #{job.id} (seed {params.seed}); progress is in the channel, and the video will be posted "
+        "there.",
+        ephemeral=True,
+    )
+
+
+class Animate(commands.Cog):
+    """The /animate command."""
+
+    def __init__(self, bot: I2VBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="animate")
+    @app_commands.guild_only()
+    async def animate(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        preset: PresetName | None = None,
+        resolution: ResolutionName | None = None,
+        frames: app_commands.Range[int, FRAMES_RANGE[0], FRAMES_RANGE[1]] | None = None,
+        fps: app_commands.Range[int, FPS_RANGE[0], FPS_RANGE[1]] | None = None,
+        steps: app_commands.Range[int, STEPS_RANGE[0], STEPS_RANGE[1]] | None = None,
+        guidance: app_commands.Range[float, GUIDANCE_RANGE[0], GUIDANCE_RANGE[1]] | None = None,
+        seed: app_commands.Range[int, SEED_RANGE[0], SEED_RANGE[1]] | None = None,
+        negative_prompt: app_commands.Range[str, 0, MAX_PROMPT_CHARS] | None = None,
+    ) -> None:
+        """Turn an image into a short video.
+
+        Parameters
+        ----------
+        image:
+            The picture to animate (PNG, JPEG, WebP or GIF).
+        prompt:
+            What should move and how, e.g. "the waves roll in slowly, camera pans right".
+        preset:
+            quick, standard (default) or high; the options below override it.
+        resolution:
+            Short side of the video; the long side follows the image's shape.
+        frames:
+            Number of frames in the video.
+        fps:
+            Frames per second of the MP4.
+        steps:
+            Denoising steps: more is slower and finer.
+        guidance:
+            How strongly to follow the prompt (9-11 works well).
+        seed:
+            Fix the randomness to repeat a result; random if empty.
+        negative_prompt:
+            What to avoid; VGen's standard list if empty.
+        """
+        await handle_request(
+            self.bot,
+            interaction,
+            source="slash",
+            image_url=image.url,
+            image_size=image.size,
+            content_type=image.content_type,
+            prompt=prompt,
+            options={
+                "preset": preset,
+                "resolution": resolution,
+                "frames": frames,
+                "fps": fps,
+                "steps": steps,
+                "guidance": guidance,
+                "seed": seed,
+                "negative_prompt": negative_prompt,
+            },
+        )
+
+
+async def setup(bot: I2VBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(Animate(bot))

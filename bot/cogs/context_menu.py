@@ -1,0 +1,66 @@
+"""*Apps → Animate*: a message context-menu command that animates the image in (or embedded in) a message.
+
+It needs no privileged intent: Discord sends the target message whole with the interaction. The handler only
+picks the image and opens the prompt modal (a modal must be the first response); the modal's submission goes
+through the same request path as ``/animate``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.modals import AnimateModal
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+NO_IMAGE_MESSAGE = "That message has no image to animate (attach one, or use a message with an image embed)."
+
+
+def find_image(message: discord.Message) -> tuple[str, int | None] | None:
+    """The first image in ``message``: an attachment (url, size) or an embed's image/thumbnail (url, None)."""
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").lower()
+        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+            return attachment.url, attachment.size
+    for embed in message.embeds:
+        for url in (embed.image.url, embed.thumbnail.url):
+            if url:
+                return url, None
+    return None
+
+
+class ContextMenu(commands.Cog):
+    """Registers the *Animate* message command."""
+
+    def __init__(self, bot: I2VBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Animate", callback=self.animate_message)
+        self.menu.guild_only = True
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def animate_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Open the prompt modal for the image in ``message``."""
+        image = find_image(message)
+        if image is None:
+            raise UserFacingError(NO_IMAGE_MESSAGE)
+        url, size = image
+        await interaction.response.send_modal(
+            AnimateModal(image_url=url, image_size=size, message_id=message.id, prefill=message.content or "")
+        )
+
+
+async def setup(bot: I2VBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(ContextMenu(bot))

@@ -1,0 +1,251 @@
+"""Posting results: the MP4 (or a failure/cancel notice) as a channel message, exactly once per job.
+
+Everything goes through the bot token and the channel endpoint, never the interaction webhook, so it works
+after the 15-minute interaction token has died.
+
+Exactly once, including a crash between posting and ``mark_delivered``: before posting, the bot writes a
+*delivery journal* entry (``<data_dir>/deliveries/<job>.json``, fsynced) with the time of the attempt. Every
+delivery message carries the job's Info button, whose ``custom_id`` (``i2v:info:<job>``) names the job. If a
+journal entry exists when a delivery starts (the bot died mid-delivery, or a previous upload timed out and may
+have landed), the bot first reads the channel's messages since the attempt and, if it finds its own message with
+that button, records that message as the result instead of posting again. The post itself also carries a nonce
+derived from the job id with ``enforce_nonce``, which real Discord uses to drop a duplicate sent within minutes.
+We chose a journal file over a database column because the job table belongs to the store; the journal holds
+nothing but a timestamp, and losing it merely falls back to the channel check being skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import discord
+
+from bot.status import describe_params, quote_prompt
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TIMEOUT_SECONDS = 120.0  # one upload attempt, end to end
+UPLOAD_ATTEMPTS = 5  # tries before the user is told the upload failed
+UPLOAD_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)  # waits between tries (the last repeats)
+HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
+HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+
+
+def nonce_for(job_id: int) -> str:
+    """The message nonce for a job's delivery (max 25 characters)."""
+    return f"i2v-{job_id}"[:25]
+
+
+def _journal_path(bot: I2VBot, job_id: int) -> Path:
+    return bot.settings.data_dir / "deliveries" / f"{job_id}.json"
+
+
+def _write_journal(path: Path, started_at: datetime) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as handle:
+        json.dump({"started_at": started_at.isoformat()}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_journal(path: Path) -> datetime | None:
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text())["started_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _elapsed(job: Job) -> str:
+    parts = []
+    if job.finished_at and job.created_at:
+        parts.append(f"took {(job.finished_at - job.created_at).total_seconds():.1f} s")
+    if job.gpu_seconds is not None:
+        parts.append(f"GPU {job.gpu_seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def render_result(job: Job) -> str:
+    """The text posted with a finished video: who, the prompt and every parameter used, and the time taken."""
+    took = _elapsed(job)
+    return (
+        f"🎬 <@{job.user_id}>, your video is ready (job #{job.id}{', ' + took if took else ''}).\n"
+        f"{quote_prompt(job.prompt)}\n{describe_params(job)}"
+    )
+
+
+def render_notice(job: Job) -> str:
+    """The text posted for a job that failed or was cancelled."""
+    status = str(getattr(job.status, "value", job.status))
+    if status == "failed":
+        return (
+            f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
+            "Nothing was charged for it."
+        )
+    charged = f" You were charged {job.gpu_seconds:.1f} GPU-seconds." if job.gpu_seconds else ""
+    return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
+
+
+def render_info(job: Job) -> str:
+    """Every detail of a job, for the Info button."""
+    status = str(getattr(job.status, "value", job.status))
+    lines = [
+        f"**Job #{job.id}** ({status}) by <@{job.user_id}>, via {getattr(job.source, 'value', job.source)}",
+        f"Prompt: {discord.utils.escape_mentions(job.prompt)}",
+        f"Negative prompt: {discord.utils.escape_mentions(job.negative_prompt or '(none)')}",
+        describe_params(job),
+    ]
+    if job.parent_job_id:
+        lines.append(f"Made from job #{job.parent_job_id}")
+    took = _elapsed(job)
+    if took:
+        lines.append(took.capitalize())
+    if job.output_bytes:
+        lines.append(f"File: {job.output_bytes / 1024:.0f} kB (upload limit {job.upload_limit_bytes / 1024:.0f} kB)")
+    if job.error:
+        lines.append(f"Error: {job.error}")
+    return "\n".join(lines)
+
+
+async def find_posted(bot: I2VBot, job: Job, since: datetime) -> int | None:
+    """The id of a message this bot already posted for ``job`` since ``since`` (by its Info button), or None."""
+    from bot.views import CUSTOM_ID_PREFIX
+
+    wanted = f"{CUSTOM_ID_PREFIX}:info:{job.id}"
+    channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    after = discord.Object(discord.utils.time_snowflake(since - HISTORY_SCAN_MARGIN))
+    async for message in channel.history(limit=HISTORY_SCAN_LIMIT, after=after, oldest_first=True):
+        if message.author.id != bot.user.id:
+            continue
+        for row in message.components:
+            for child in getattr(row, "children", [row]):
+                if getattr(child, "custom_id", None) == wanted:
+                    return message.id
+    return None
+
+
+class Delivery:
+    """Delivers finished jobs one at a time per job; safe to call for the same job from several places."""
+
+    def __init__(self, bot: I2VBot, *, backoff: tuple[float, ...] = UPLOAD_BACKOFF_SECONDS) -> None:
+        self.bot = bot
+        self.backoff = backoff
+        self._in_flight: set[int] = set()
+
+    async def deliver(self, job: Job) -> bool:
+        """Post ``job``'s result or notice unless it was already posted; return True once it is delivered."""
+        if job.id in self._in_flight:
+            return False
+        self._in_flight.add(job.id)
+        try:
+            return await self._deliver(job)
+        finally:
+            self._in_flight.discard(job.id)
+
+    async def _deliver(self, job: Job) -> bool:
+        journal = _journal_path(self.bot, job.id)
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            earlier = _read_journal(journal) if journal.exists() else None
+            if earlier is not None:
+                found = await self._check_channel(job, earlier)
+                if found is None:
+                    return False  # cannot tell whether it landed: try again later rather than risk a duplicate
+                if found:
+                    log.info("job %s was already posted as message %s; recording it", job.id, found)
+                    return await self._mark(job, found, journal)
+            _write_journal(journal, datetime.now(timezone.utc))
+            try:
+                message_id = await asyncio.wait_for(self._post(job), UPLOAD_TIMEOUT_SECONDS)
+            except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+                status = getattr(error, "status", None)
+                if status is not None and 400 <= status < 500 and status != 429:
+                    log.error("delivery of job %s refused (%s): %s", job.id, status, error)
+                    return await self._give_up(job, journal, f"Discord refused the upload ({status}).")
+                log.warning("delivery of job %s, try %d/%d failed: %r", job.id, attempt, UPLOAD_ATTEMPTS, error)
+                if attempt < UPLOAD_ATTEMPTS:
+                    await asyncio.sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])
+                continue
+            return await self._mark(job, message_id, journal)
+        return await self._give_up(job, journal, f"the upload failed {UPLOAD_ATTEMPTS} times.")
+
+    async def _check_channel(self, job: Job, since: datetime) -> int | bool | None:
+        """Message id if found, False if surely not posted, None if the channel could not be read."""
+        try:
+            found = await find_posted(self.bot, job, since)
+        except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as error:
+            log.warning("could not read channel %s to check job %s: %r", job.channel_id, job.id, error)
+            return None
+        return found if found is not None else False
+
+    async def _post(self, job: Job) -> int:
+        from bot.views import InfoButton, result_view
+
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        reference = None
+        if job.reply_to_message_id:
+            reference = discord.MessageReference(
+                message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+            )
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
+        status = str(getattr(job.status, "value", job.status))
+        if status == "succeeded":
+            path = Path(job.output_path or "")
+            file = discord.File(path, filename=path.name)
+            message = await channel.send(
+                render_result(job), file=file, view=result_view(job.id), reference=reference,
+                allowed_mentions=mentions, nonce=nonce_for(job.id),
+            )
+        else:
+            view = discord.ui.View(timeout=None)
+            view.add_item(InfoButton(job.id))
+            message = await channel.send(
+                render_notice(job), view=view, reference=reference, allowed_mentions=mentions,
+                nonce=nonce_for(job.id),
+            )
+        return message.id
+
+    async def _mark(self, job: Job, message_id: int, journal: Path) -> bool:
+        from jobs.queue import mark_delivered
+
+        async with self.bot.sessions.begin() as session:
+            marked = await mark_delivered(session, job.id, result_message_id=message_id)
+        journal.unlink(missing_ok=True)
+        if marked:
+            log.info("job %s delivered as message %s", job.id, message_id)
+        else:
+            log.warning("job %s was already marked delivered; message %s is extra", job.id, message_id)
+        self.bot.dispatch("job_delivered", job.id, message_id)
+        return True
+
+    async def _give_up(self, job: Job, journal: Path, reason: str) -> bool:
+        """Tell the user the upload failed (the file is kept) and record that notice as the delivery."""
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        text = (
+            f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason} "
+            "The file is kept on the bot's server; ask an admin for it."
+        )
+        try:
+            from bot.views import InfoButton
+
+            view = discord.ui.View(timeout=None)
+            view.add_item(InfoButton(job.id))
+            message = await channel.send(
+                text, view=view, allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)])
+            )
+        except discord.HTTPException:
+            log.exception("could not even tell user %s that job %s failed to upload", job.user_id, job.id)
+            return False
+        log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
+        return await self._mark(job, message.id, journal)

@@ -1,0 +1,126 @@
+"""Modals: the prompt form behind *Apps → Animate*, and the *Vary* form under a delivered video.
+
+A modal lives only for its one submission, so holding the target image URL or the parent job id in memory is
+fine: if the bot restarts while a form is open, Discord shows the user that the submission failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.tree import explain_error
+from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+MODAL_PROMPT_PLACEHOLDER = "What should move, and how? e.g. the waves roll in slowly, the camera pans right"
+
+
+def _int_field(field: str, raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ParamError(field, raw, "a whole number") from None
+
+
+class AnimateModal(discord.ui.Modal, title="Animate this image"):
+    """Asks for the prompt (prefilled with the message's text) and an optional preset."""
+
+    prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+        label="Prompt",
+        style=discord.TextStyle.paragraph,
+        max_length=MAX_PROMPT_CHARS,
+        placeholder=MODAL_PROMPT_PLACEHOLDER,
+    )
+    preset: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+        label=f"Preset ({', '.join(PRESETS)}); empty = standard",
+        required=False,
+        max_length=16,
+    )
+
+    def __init__(self, *, image_url: str, image_size: int | None, message_id: int, prefill: str) -> None:
+        super().__init__(timeout=None)
+        self.image_url = image_url
+        self.image_size = image_size
+        self.message_id = message_id
+        self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        from bot.cogs.animate import handle_request
+
+        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        await handle_request(
+            bot,
+            interaction,
+            source="context_menu",
+            image_url=self.image_url,
+            image_size=self.image_size,
+            prompt=self.prompt.value,
+            options={"preset": self.preset.value.strip().lower() or None},
+            reply_to_message_id=self.message_id,
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await explain_error(interaction, error)
+
+
+class VaryModal(discord.ui.Modal, title="Vary this video"):
+    """Change the prompt, frames, fps, steps or seed of a delivered job; empty seed = a new random one."""
+
+    prompt: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
+        label="Prompt", style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS
+    )
+    frames: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
+        label=f"Frames ({FRAMES_RANGE[0]}-{FRAMES_RANGE[1]})", max_length=3
+    )
+    fps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(label=f"FPS ({FPS_RANGE[0]}-{FPS_RANGE[1]})",
+                                                                   max_length=3)
+    steps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
+        label=f"Steps ({STEPS_RANGE[0]}-{STEPS_RANGE[1]})", max_length=3
+    )
+    seed: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
+        label="Seed (empty = new random seed)", required=False, max_length=10
+    )
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(timeout=None)
+        self.job_id = job.id
+        self.prompt.default = job.prompt
+        self.frames.default = str(job.frames)
+        self.fps.default = str(job.fps)
+        self.steps.default = str(job.steps)
+        self.seed.default = str(job.seed)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        from bot.actions import queue_variant
+        from bot.views import load_job, require_owner
+
+        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        parent = await load_job(bot, self.job_id)
+        require_owner(bot, interaction, parent, "vary")
+        changes: dict[str, Any] = {
+            "prompt": self.prompt.value,
+            "frames": _int_field("frames", self.frames.value),
+            "fps": _int_field("fps", self.fps.value),
+            "steps": _int_field("steps", self.steps.value),
+            "seed": _int_field("seed", self.seed.value),
+        }
+        for name in ("frames", "fps", "steps"):
+            if changes[name] is None:
+                changes.pop(name)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await queue_variant(bot, interaction, parent, source="vary", changes=changes)
+        await interaction.followup.send(f"Queued a variation of job #{parent.id} as job #{job.id}.", ephemeral=True)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await explain_error(interaction, error)

@@ -1,0 +1,147 @@
+"""The job monitor: one background task that keeps status messages current and delivers finished jobs.
+
+Every ``POLL_INTERVAL_SECONDS`` (or at once when woken) it reads the pending jobs that have a status message and
+edits each message only when its text changed and at most once per ``STATUS_EDIT_INTERVAL_SECONDS``; then it
+delivers every job ``jobs.queue.undelivered_jobs`` returns (on start-up this is what succeeded while the bot was
+down). It also requeues expired leases (``rescue_expired``), so a dead worker's job runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from bot.delivery import Delivery
+from bot.status import edit_status_message, is_final, render_status
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+FINAL_EDIT_RETRIES = 3  # tries to put a status message into its final state
+DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
+
+
+class JobMonitor:
+    """Status edits and deliveries; ``start()`` in setup_hook, ``stop()`` in close."""
+
+    def __init__(self, bot: I2VBot) -> None:
+        self.bot = bot
+        self.delivery = Delivery(bot)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._shown: dict[int, str] = {}  # job id -> text last written to its status message
+        self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
+        self._deliveries: dict[int, asyncio.Task[bool]] = {}
+        self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
+
+    def start(self) -> None:
+        """Start the background task."""
+        self._task = asyncio.create_task(self._run(), name="job-monitor")
+
+    def wake(self) -> None:
+        """Run a pass now instead of waiting for the next tick."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop the loop and any delivery in progress (a half-done one is finished on the next start)."""
+        tasks = [t for t in (self._task, *self._deliveries.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        await self.bot.wait_until_ready()
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job monitor pass failed; continuing")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.bot.settings.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        """One pass: rescue expired leases, refresh status messages, start deliveries."""
+        from jobs.models import PENDING_STATUSES, Job
+        from jobs.queue import queue_position, rescue_expired, undelivered_jobs
+
+        async with self.bot.sessions.begin() as session:
+            rescued = await rescue_expired(session)
+        if rescued:
+            log.warning("requeued jobs whose worker stopped reporting: %s", rescued)
+        async with self.bot.sessions() as session:
+            pending = list(
+                (
+                    await session.scalars(
+                        select(Job).where(Job.status.in_(PENDING_STATUSES), Job.status_message_id.is_not(None))
+                    )
+                ).all()
+            )
+            positions = {}
+            for job in pending:
+                if str(job.status.value) == "queued":
+                    positions[job.id] = await queue_position(session, job.id)
+            finished = list(await undelivered_jobs(session))
+        for job in pending:
+            place = positions.get(job.id)
+            text = render_status(
+                job,
+                position=place.position if place else None,
+                eta_seconds=place.eta_seconds if place else None,
+            )
+            await self._maybe_edit(job, text, force=False)
+        for job in finished:
+            self._start_delivery(job)
+
+    async def _maybe_edit(self, job: Job, text: str, *, force: bool) -> None:
+        if self._shown.get(job.id) == text:
+            return
+        now = time.monotonic()
+        if not force and now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
+            return
+        self._edited_at[job.id] = now
+        if await edit_status_message(self.bot, job, text):
+            self._shown[job.id] = text
+
+    def _start_delivery(self, job: Job) -> None:
+        if job.id in self._deliveries or time.monotonic() < self._retry_after.get(job.id, 0.0):
+            return
+        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
+        self._deliveries[job.id] = task
+
+    async def _deliver(self, job: Job) -> bool:
+        try:
+            delivered = await self.delivery.deliver(job)
+            if not delivered:
+                self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
+                return False
+            self._retry_after.pop(job.id, None)
+            if job.status_message_id and is_final(job):
+                await self._final_status(job)
+            return True
+        except Exception:
+            log.exception("delivering job %s failed; will retry", job.id)
+            self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
+            return False
+        finally:
+            self._deliveries.pop(job.id, None)
+
+    async def _final_status(self, job: Job) -> None:
+        """Put the status message in its final state (no Cancel button); bypasses the edit interval once."""
+        text = render_status(job)
+        for _ in range(FINAL_EDIT_RETRIES):
+            if await edit_status_message(self.bot, job, text):
+                break
+        self._shown.pop(job.id, None)
+        self._edited_at.pop(job.id, None)

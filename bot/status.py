@@ -1,0 +1,158 @@
+"""Status messages: the text shown while a job waits and runs (pure functions), and posting/editing it.
+
+The status message is an ordinary channel message sent with the bot token, so it can still be edited after the
+interaction's 15-minute token has died. :class:`bot.monitor.JobMonitor` re-renders it and edits only when the text
+changed and at most once per ``STATUS_EDIT_INTERVAL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
+BAR_FULL = "█"
+BAR_EMPTY = "░"
+PHASE_LABELS = {
+    "queued": "Waiting in the queue",
+    "loading": "Loading the model",
+    "preparing": "Preparing the image",
+    "denoising": "Denoising",
+    "decoding": "Decoding frames",
+    "encoding": "Encoding the MP4",
+    "done": "Finishing",
+}
+
+
+def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
+    """``█████░░░░░ 50%`` for ``done`` of ``total`` (clamped)."""
+    if total <= 0:
+        return BAR_EMPTY * cells + "   0%"
+    fraction = min(1.0, max(0.0, done / total))
+    filled = math.floor(fraction * cells)
+    return f"{BAR_FULL * filled}{BAR_EMPTY * (cells - filled)} {round(fraction * 100):3d}%"
+
+
+def _value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def describe_params(job: Job) -> str:
+    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    preset = job.preset or "custom"
+    return (
+        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
+        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+    )
+
+
+def quote_prompt(prompt: str) -> str:
+    """The prompt as a Discord quote, with mentions neutralised."""
+    text = discord.utils.escape_mentions(prompt.strip()) or "(no prompt)"
+    return "\n".join("> " + line for line in text.splitlines())
+
+
+def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
+                  now: datetime | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+    now = now or datetime.now(timezone.utc)
+    status = _value(job.status)
+    head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
+    if status == "queued":
+        if position is None:
+            line = "⏳ Queued."
+        else:
+            line = f"⏳ Queued: position **{position}**"
+            if eta_seconds is not None:
+                start = int(now.timestamp() + eta_seconds)
+                line += f", starts <t:{start}:R>"
+            line += "."
+        if (job.attempt or 0) > 0:
+            line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
+        return f"{head}\n{line}"
+    if status == "running":
+        phase = job.phase or "loading"
+        label = PHASE_LABELS.get(phase, phase.capitalize())
+        if getattr(job, "cancel_requested", False):
+            return f"{head}\n🛑 Cancelling…"
+        if phase == "denoising" and job.progress_total:
+            step = job.progress_step or 0
+            return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
+        return f"{head}\n⚙️ {label}…"
+    if status == "succeeded":
+        return f"{head}\n✅ Done."
+    if status == "failed":
+        return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
+    if status == "cancelled":
+        return f"{head}\n🛑 Cancelled."
+    return f"{head}\n{status}"
+
+
+def is_final(job: Job) -> bool:
+    """True once the job can no longer change (its status message loses the Cancel button)."""
+    return _value(job.status) in ("succeeded", "failed", "cancelled")
+
+
+def status_view(job: Job) -> discord.ui.View | None:
+    """The Cancel button while the job can still be cancelled, else no components."""
+    from bot.views import CancelButton
+
+    if is_final(job):
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job.id))
+    return view
+
+
+async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None) -> int:
+    """Send the first status message in the job's channel (a reply to the request message if there is one),
+    record its id on the job and return it."""
+    from jobs.models import Job as JobModel
+
+    channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    reference = None
+    if job.reply_to_message_id:
+        reference = discord.MessageReference(
+            message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+        )
+    message = await channel.send(
+        render_status(job, position=position, eta_seconds=eta_seconds),
+        view=status_view(job),
+        reference=reference,
+        mention_author=False,
+        allowed_mentions=discord.AllowedMentions.none(),
+    )
+    async with bot.sessions.begin() as session:
+        row = await session.get(JobModel, job.id)
+        if row is not None:
+            row.status_message_id = message.id
+    job.status_message_id = message.id
+    return message.id
+
+
+async def edit_status_message(bot: I2VBot, job: Job, text: str) -> bool:
+    """Edit the job's status message to ``text`` (bot token); returns False if it is gone or cannot be edited."""
+    if not job.status_message_id:
+        return False
+    channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    message = channel.get_partial_message(job.status_message_id)
+    view = status_view(job)
+    try:
+        await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
+    except discord.NotFound:
+        log.info("status message of job %s was deleted", job.id)
+        return False
+    except discord.HTTPException as error:
+        log.warning("editing the status message of job %s failed: %s", job.id, error)
+        return False
+    return True

@@ -1,0 +1,201 @@
+"""The one request path every way of asking for a video goes through (slash, context menu, mention, buttons).
+
+In order: fetch the image with a byte cap (refusing before reading more than the cap), decode and check it off the
+event loop (``generator.images.load_image``: real decode, bomb guard), resolve and check the parameters
+(``generator.params``), apply the server's caps, store the input under ``<data_dir>/inputs/<sha256>``, then enqueue
+with the quota reserved in the same transaction (``jobs.queue.enqueue_job``). Any refusal raises before the job
+exists, so a refused request leaves nothing behind and costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bot.errors import UserFacingError
+from generator.images import MAX_INPUT_BYTES, ImageError, load_image
+from generator.params import GenerationParams, ParamError, normalize_resolution, target_size, RESOLUTIONS
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
+    from jobs.models import Job
+    from jobs.quota import QuotaPolicy
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_CHUNK_BYTES = 64 * 1024  # read size while streaming an image download
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Origin:
+    """Where a request came from and where its status and result go."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    source: str  # a jobs.models.JobSource value
+    upload_limit_bytes: int
+    reply_to_message_id: int | None = None
+    interaction_token: str | None = None
+    interaction_expires_at: datetime | None = None
+    application_id: int | None = None
+    parent_job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An input image that passed every check, saved by content hash."""
+
+    path: Path
+    sha256: str
+    width: int
+    height: int
+
+
+def byte_cap(bot: I2VBot) -> int:
+    """The largest input image accepted, in bytes."""
+    return min(bot.settings.max_download_bytes, MAX_INPUT_BYTES)
+
+
+def _too_large(size: int, cap: int) -> ImageError:
+    return ImageError("too_large", f"({size:,} bytes; the limit is {cap:,})")
+
+
+async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = None) -> bytes:
+    """Fetch ``url`` but never hold more than the byte cap: refuse early on the declared or streamed size."""
+    cap = byte_cap(bot)
+    if declared_size is not None and declared_size > cap:
+        raise _too_large(declared_size, cap)
+    assert bot.web is not None
+    try:
+        async with bot.web.get(url) as response:
+            if response.status != 200:
+                raise UserFacingError(f"I could not download that image (HTTP {response.status}); try uploading it.")
+            if response.content_length is not None and response.content_length > cap:
+                raise _too_large(response.content_length, cap)
+            buffer = bytearray()
+            async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                buffer += chunk
+                if len(buffer) > cap:
+                    raise _too_large(len(buffer), cap)
+            return bytes(buffer)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        raise UserFacingError("I could not download that image (the connection failed); try again.") from error
+
+
+def _check_and_store(data: bytes, inputs_dir: Path) -> StoredInput:
+    """Decode ``data`` (raises ImageError) and save it as ``inputs_dir/<sha256>``; runs in a worker thread."""
+    image = load_image(data)
+    width, height = image.size
+    image.close()
+    digest = hashlib.sha256(data).hexdigest()
+    path = inputs_dir / digest
+    if not path.exists():
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return StoredInput(path=path, sha256=digest, width=width, height=height)
+
+
+async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
+    """Validate the image bytes off the event loop and keep them under the inputs directory."""
+    return await asyncio.to_thread(_check_and_store, data, bot.settings.inputs_dir)
+
+
+async def stored_input_of(job: Job) -> StoredInput:
+    """The input of an existing job (for re-roll and vary), checked to still be on disk."""
+    path = Path(job.input_path)
+    if not path.exists():
+        raise UserFacingError(f"The input image of job #{job.id} is no longer kept; upload it again.")
+    return StoredInput(path=path, sha256=job.input_sha256, width=0, height=0)
+
+
+async def _guild_caps(session: Any, guild_id: int | None) -> Any | None:
+    if guild_id is None:
+        return None
+    from jobs.models import GuildSettings
+
+    return await session.get(GuildSettings, guild_id)
+
+
+def apply_guild_caps(params: GenerationParams, caps: Any | None) -> None:
+    """Refuse parameters above the server's caps (resolution, frames, steps) with a message naming the cap."""
+    if caps is None:
+        return
+    max_resolution = getattr(caps, "max_resolution", None)
+    if max_resolution and RESOLUTIONS[params.resolution] > RESOLUTIONS[normalize_resolution(max_resolution)]:
+        raise UserFacingError(f"This server allows at most {max_resolution} (you asked for {params.resolution}).")
+    max_frames = getattr(caps, "max_frames", None)
+    if max_frames and params.frames > max_frames:
+        raise UserFacingError(f"This server allows at most {max_frames} frames (you asked for {params.frames}).")
+    max_steps = getattr(caps, "max_steps", None)
+    if max_steps and params.steps > max_steps:
+        raise UserFacingError(f"This server allows at most {max_steps} steps (you asked for {params.steps}).")
+
+
+async def enqueue(
+    bot: I2VBot,
+    *,
+    stored: StoredInput,
+    params: GenerationParams,
+    origin: Origin,
+    policy: QuotaPolicy,
+    size: tuple[int, int] | None = None,
+) -> Job:
+    """Apply the server's caps and enqueue the job with its quota reserved, in one transaction.
+
+    ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
+    Raises ``UserFacingError`` (server cap), ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass.
+    """
+    from jobs.queue import NewJob, enqueue_job
+
+    if size is None:
+        size = target_size(params.resolution, stored.width, stored.height)
+    width, height = size
+    async with bot.sessions.begin() as session:
+        apply_guild_caps(params, await _guild_caps(session, origin.guild_id))
+        new = NewJob(
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            source=origin.source,
+            params=params,
+            width=width,
+            height=height,
+            input_path=str(stored.path),
+            input_sha256=stored.sha256,
+            reply_to_message_id=origin.reply_to_message_id,
+            interaction_token=origin.interaction_token,
+            interaction_expires_at=origin.interaction_expires_at,
+            application_id=origin.application_id,
+            upload_limit_bytes=origin.upload_limit_bytes,
+            parent_job_id=origin.parent_job_id,
+        )
+        job = await enqueue_job(session, new, policy)
+    log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
+    bot.dispatch("job_queued", job.id)
+    return job
+
+
+__all__ = [
+    "ImageError",
+    "Origin",
+    "ParamError",
+    "StoredInput",
+    "apply_guild_caps",
+    "byte_cap",
+    "check_and_store",
+    "download_image",
+    "enqueue",
+    "stored_input_of",
+]
