@@ -52,7 +52,11 @@ def main() -> int:
     from bot.app import I2VBot
     from bot.endpoints import apply_discord_endpoints
 
-    apply_discord_endpoints(settings.api_base, settings.gateway_url)
+    try:
+        apply_discord_endpoints(settings.api_base, settings.gateway_url)
+    except ValueError as error:
+        print(f"i2v-bot: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     try:
         asyncio.run(run_bot(I2VBot(settings)))
     except discord.LoginFailure:

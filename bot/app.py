@@ -146,6 +146,7 @@ class I2VBot(commands.Bot):
         return QuotaPolicy(
             daily_gpu_seconds=self.settings.quota_daily_gpu_seconds,
             max_pending=self.settings.quota_max_pending,
-            role_ids=role_ids,
+            role_ids=frozenset(role_ids),
             is_admin=self.is_admin(actor),
+            max_queue_length=self.settings.queue_max_length,
         )

@@ -18,6 +18,7 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
 DEFAULT_QUOTA_DAILY_GPU_SECONDS = 600.0  # GPU-seconds per rolling 24 h per user
 DEFAULT_QUOTA_MAX_PENDING = 2  # queued + running jobs per user
+DEFAULT_QUEUE_MAX_LENGTH = 100  # queued jobs, everyone's together
 DEFAULT_STATUS_EDIT_INTERVAL_SECONDS = 5.0  # minimum time between two edits of one status message
 DEFAULT_POLL_INTERVAL_SECONDS = 1.0  # how often the status/delivery loop reads the job table
 DEFAULT_GUILD_READY_TIMEOUT_SECONDS = 2.0  # discord.py's wait for GUILD_CREATEs before on_ready
@@ -47,6 +48,7 @@ class BotSettings:
     admin_role_ids: frozenset[int] = frozenset()
     quota_daily_gpu_seconds: float = DEFAULT_QUOTA_DAILY_GPU_SECONDS
     quota_max_pending: int = DEFAULT_QUOTA_MAX_PENDING
+    queue_max_length: int = DEFAULT_QUEUE_MAX_LENGTH
     worker: str = "embedded"
     message_content_intent: bool = False
     status_edit_interval: float = DEFAULT_STATUS_EDIT_INTERVAL_SECONDS
@@ -62,7 +64,8 @@ class BotSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> BotSettings:
-        """Read the settings from ``env`` (default: ``os.environ``, after loading ``.env`` if present).
+        """Read the settings from ``env`` (default: ``os.environ``, after loading ``./.env`` if present; variables
+        already in the environment win).
 
         Raises
         ------
@@ -71,9 +74,9 @@ class BotSettings:
         """
         if env is None:
             if dotenv:
-                from dotenv import load_dotenv  # only when reading the real environment
+                from dotenv import find_dotenv, load_dotenv  # only when reading the real environment
 
-                load_dotenv(override=False)
+                load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env of the working directory
             env = os.environ
         token = env.get("DISCORD_TOKEN", "").strip()
         if not token:
@@ -92,7 +95,12 @@ class BotSettings:
             admin_user_ids=_id_set(env, "ADMIN_USER_IDS"),
             admin_role_ids=_id_set(env, "ADMIN_ROLE_IDS"),
             quota_daily_gpu_seconds=_number(env, "QUOTA_DAILY_GPU_SECONDS", DEFAULT_QUOTA_DAILY_GPU_SECONDS),
-            quota_max_pending=int(_number(env, "QUOTA_MAX_PENDING", DEFAULT_QUOTA_MAX_PENDING, integer=True)),
+            quota_max_pending=int(
+                _number(env, "QUOTA_MAX_PENDING", DEFAULT_QUOTA_MAX_PENDING, integer=True, positive=True)
+            ),
+            queue_max_length=int(
+                _number(env, "QUEUE_MAX_LENGTH", DEFAULT_QUEUE_MAX_LENGTH, integer=True, positive=True)
+            ),
             worker=worker,
             message_content_intent=_flag(env, "MESSAGE_CONTENT_INTENT"),
             status_edit_interval=_number(

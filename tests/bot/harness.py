@@ -1,0 +1,234 @@
+"""Test harness for the bot: run the real ``python -m bot`` (with its embedded worker on the tiny model) against
+the project's fake Discord, and read what it did from the fake's recorded requests and the job database."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import select
+
+from jobs.db import make_engine, make_sessionmaker
+from jobs.models import Job, Worker
+from tests.fakediscord.records import RecordedRequest
+from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.state import FakeInteraction
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BOT_START_TIMEOUT_S = 60.0  # interpreter start + migrations + login + gateway
+BOT_STOP_TIMEOUT_S = 30.0
+RESULT_TIMEOUT_S = 90.0  # one tiny-model job end to end, with a cold worker
+SMALL = {"resolution": "256p", "frames": 8, "steps": 10}  # the cheapest valid parameters
+TOKEN = "test-bot-token"
+JOB_ID_IN_TEXT = re.compile(r"job #(\d+)")
+
+
+def png_bytes(width: int = 320, height: int = 256, *, seed: int = 0) -> bytes:
+    """A real PNG with a gradient (distinct per seed)."""
+    image = Image.new("RGB", (width, height))
+    pixels = image.load()
+    for x in range(width):
+        for y in range(height):
+            pixels[x, y] = ((x * 255 // width + seed * 37) % 256, (y * 255 // height) % 256, (seed * 91) % 256)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class BotProcess:
+    """One ``python -m bot`` subprocess pointed at ``fake``, with its state under ``root``."""
+
+    fake: FakeDiscord
+    root: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    starts: int = 0
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.root / 'i2v.sqlite3'}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "bot.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "I2V_FAULT_"))}
+        env.update(
+            {
+                "DISCORD_TOKEN": TOKEN,
+                "DISCORD_API_BASE": self.fake.api_base,
+                "DISCORD_GATEWAY_URL": self.fake.gateway_url,
+                "DATABASE_URL": self.database_url,
+                "I2V_MODEL": "tiny",
+                "I2V_DEVICE": "cpu",
+                "OUTPUT_DIR": str(self.root / "outputs"),
+                "DATA_DIR": str(self.root / "data"),
+                "WORKER": "embedded",
+                "GUILD_READY_TIMEOUT_SECONDS": "0.05",
+                "STATUS_EDIT_INTERVAL_SECONDS": "0.5",
+                "POLL_INTERVAL_SECONDS": "0.2",
+                "I2V_POLL_INTERVAL_S": "0.1",
+                "I2V_PROGRESS_INTERVAL_S": "0.2",
+                "I2V_LEASE_SECONDS": "4",
+                "I2V_RESCUE_INTERVAL_S": "0.5",
+                "QUOTA_DAILY_GPU_SECONDS": "100000",
+                "QUOTA_MAX_PENDING": "5",
+                "MESSAGE_CONTENT_INTENT": "true",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    async def start(self) -> None:
+        """Start the bot and wait until it has identified on the fake's gateway."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        before = self.fake.identify_count
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", env=self.env(), cwd=str(REPO_ROOT), stdout=log, stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + BOT_START_TIMEOUT_S
+        while self.fake.identify_count <= before or not (self.fake._live and self.fake._live.ready):
+            if self.proc.returncode is not None:
+                raise AssertionError(f"bot exited with {self.proc.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"bot did not connect within {BOT_START_TIMEOUT_S}s:\n{self.tail()}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> int | None:
+        """SIGTERM and wait (the bot stops its worker gracefully)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), BOT_STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+    async def kill(self) -> None:
+        """SIGKILL the bot process (its worker notices and stops itself)."""
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # -- database ----------------------------------------------------------------------------------------------
+
+    async def jobs(self, *where: Any) -> list[Job]:
+        engine = make_engine(self.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return list((await session.scalars(select(Job).where(*where).order_by(Job.id))).all())
+        finally:
+            await engine.dispose()
+
+    async def job(self, job_id: int) -> Job:
+        (job,) = await self.jobs(Job.id == job_id)
+        return job
+
+    async def worker_pids(self) -> list[int]:
+        engine = make_engine(self.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return [w.pid for w in (await session.scalars(select(Worker))).all()]
+        finally:
+            await engine.dispose()
+
+    async def wait_job(self, job_id: int, check: Callable[[Job], bool], timeout: float = RESULT_TIMEOUT_S) -> Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if check(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} never matched; last {job!r} phase={job.phase}\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
+    def reap_workers(self, pids: list[int]) -> None:
+        """Kill worker processes this test's bots started that are still alive (teardown only)."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+# -- reading the fake's records ---------------------------------------------------------------------------------
+
+
+def webhook_posts(fake: FakeDiscord, interaction: FakeInteraction) -> list[RecordedRequest]:
+    """Follow-ups the bot sent for ``interaction`` (interaction token, no bot auth)."""
+    path = f"/webhooks/{fake.application_id}/{interaction.token}"
+    return [r for r in fake.requests if r.method == "POST" and r.path.rstrip("/") == path and r.status]
+
+
+async def followup_text(fake: FakeDiscord, interaction: FakeInteraction, timeout: float = 15.0) -> str:
+    """The content of the first follow-up the bot sent for ``interaction``."""
+    path = f"/webhooks/{fake.application_id}/{interaction.token}"
+    record = await fake.wait_for(lambda r: r.method == "POST" and r.path.rstrip("/") == path, timeout)
+    return (record.json or {}).get("content", "")
+
+
+async def callback_of(fake: FakeDiscord, interaction: FakeInteraction, timeout: float = 5.0) -> RecordedRequest:
+    """The interaction's callback request (the acknowledgement)."""
+    path = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    return await fake.wait_for(lambda r: r.method == "POST" and r.path == path, timeout)
+
+
+def custom_ids(message_json: dict[str, Any] | None) -> list[str]:
+    """Every component custom_id in a message body."""
+    ids: list[str] = []
+    for row in (message_json or {}).get("components") or []:
+        for child in row.get("components", []):
+            if "custom_id" in child:
+                ids.append(child["custom_id"])
+    return ids
+
+
+def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
+    """Successful channel messages that deliver ``job_id`` (they carry its Info button)."""
+    return [
+        r for r in fake.requests
+        if r.method == "POST" and r.path.startswith("/channels/") and r.path.endswith("/messages")
+        and r.status == 200 and f"i2v:info:{job_id}" in custom_ids(r.json)
+    ]
+
+
+async def wait_result(fake: FakeDiscord, job_id: int, timeout: float = RESULT_TIMEOUT_S) -> RecordedRequest:
+    """The channel message delivering ``job_id``."""
+    return await fake.wait_for(
+        lambda r: r.method == "POST" and r.path.endswith("/messages") and r.status == 200
+        and f"i2v:info:{job_id}" in custom_ids(r.json),
+        timeout,
+    )
+
+
+def job_id_from(text: str) -> int:
+    """The first ``job #N`` in ``text``."""
+    match = JOB_ID_IN_TEXT.search(text)
+    assert match, f"no job id in {text!r}"
+    return int(match.group(1))
