@@ -1,0 +1,166 @@
+"""The fake's world: guilds, channels, roles, members, attachments on the CDN, and interactions it injected."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from . import payloads
+
+
+@dataclasses.dataclass
+class FakeMember:
+    """A guild member; ``permissions`` is the computed permission integer put in interaction payloads."""
+
+    guild_id: int
+    user_id: int
+    username: str
+    permissions: int
+    roles: list[int] = dataclasses.field(default_factory=list)
+    flags: int = 0
+    nick: str | None = None
+    bot: bool = False
+    joined_at: str = dataclasses.field(default_factory=payloads.iso_now)
+
+    @property
+    def user(self) -> dict[str, Any]:
+        """The member's user object."""
+        return payloads.user_payload(self.user_id, self.username, bot=self.bot)
+
+    def payload(self, *, with_permissions: bool) -> dict[str, Any]:
+        """The member object; interactions carry ``permissions``, GUILD_CREATE members do not."""
+        return payloads.member_payload(
+            self.user,
+            roles=self.roles,
+            permissions=self.permissions if with_permissions else None,
+            flags=self.flags,
+            nick=self.nick,
+            joined_at=self.joined_at,
+        )
+
+    @property
+    def mention(self) -> str:
+        """``<@id>``, as a user types it."""
+        return f"<@{self.user_id}>"
+
+
+@dataclasses.dataclass
+class FakeGuild:
+    """A guild with its channels, roles and members."""
+
+    id: int
+    name: str
+    owner_id: int
+    premium_tier: int = 0
+    channels: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    roles: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    members: dict[int, FakeMember] = dataclasses.field(default_factory=dict)
+
+    @property
+    def upload_limit(self) -> int:
+        """The per-file upload limit for this guild's boost tier, in bytes."""
+        return payloads.PREMIUM_TIER_UPLOAD_LIMIT_BYTES[self.premium_tier]
+
+    def payload(self) -> dict[str, Any]:
+        """The GUILD_CREATE payload (available guild, all channels, roles and members)."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": list(self.roles.values()),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": self.premium_tier,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "joined_at": payloads.iso_now(),
+            "large": False,
+            "unavailable": False,
+            "member_count": len(self.members),
+            "voice_states": [],
+            "members": [m.payload(with_permissions=False) for m in self.members.values()],
+            "channels": list(self.channels.values()),
+            "threads": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+
+@dataclasses.dataclass
+class FakeAttachment:
+    """Bytes served from the fake's CDN route, with the attachment object that points at them."""
+
+    id: int
+    filename: str
+    data: bytes
+    content_type: str
+    url: str
+    width: int | None = None
+    height: int | None = None
+    description: str | None = None
+
+    @property
+    def size(self) -> int:
+        """Length of the bytes."""
+        return len(self.data)
+
+    def payload(self) -> dict[str, Any]:
+        """The attachment object (as in ``resolved.attachments`` and ``message.attachments``)."""
+        return payloads.attachment_payload(
+            self.id, self.filename, self.size, self.url, content_type=self.content_type,
+            width=self.width, height=self.height, description=self.description,
+        )
+
+
+@dataclasses.dataclass
+class FakeInteraction:
+    """An interaction the fake injected, and what the bot has done with it so far."""
+
+    id: int
+    token: str
+    type: int
+    """1 ping, 2 application command, 3 component, 4 autocomplete, 5 modal submit."""
+    application_id: int
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    payload: dict[str, Any]
+    created_at: float
+    """``time.monotonic()`` when it was dispatched; token expiry counts from here."""
+    attachment_size_limit: int
+    message_id: int | None = None
+    """For component and modal interactions: the message the component sits on."""
+    response_type: int | None = None
+    """The callback type the bot answered with (None until it answers)."""
+    original_message_id: int | None = None
+    followup_ids: list[int] = dataclasses.field(default_factory=list)
+    modal: dict[str, Any] | None = None
+    """The modal the bot opened (callback type 9)."""
+    expired: bool = False
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the bot has sent its one interaction callback."""
+        return self.response_type is not None
