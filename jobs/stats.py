@@ -26,15 +26,18 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import QUEUE_STATE_ROW_ID, Job, JobStatus, QueueState, Worker, WorkerState
+from jobs.models import QUEUE_STATE_ROW_ID, AuditLog, Job, JobStatus, QueueState, Worker, WorkerState
 
 __all__ = (
+    "DEFAULT_AUDIT_PAGE_SIZE",
     "DEFAULT_QUEUE_PAGE_SIZE",
+    "MAX_AUDIT_PAGE_SIZE",
     "MAX_QUEUE_PAGE_SIZE",
     "NO_PRESET",
     "UNKNOWN_FAILURE",
     "WORKER_STALE_AFTER_SECONDS",
     "AdminStats",
+    "AuditPage",
     "Durations",
     "PeriodStats",
     "PresetTimings",
@@ -42,6 +45,7 @@ __all__ = (
     "QueuePage",
     "WorkerInfo",
     "admin_stats",
+    "audit_page",
     "durations",
     "nearest_rank",
     "period_stats",
@@ -51,6 +55,8 @@ __all__ = (
 
 DEFAULT_QUEUE_PAGE_SIZE = 10  # jobs per /admin queue page
 MAX_QUEUE_PAGE_SIZE = 25  # jobs, one embed's worth
+DEFAULT_AUDIT_PAGE_SIZE = 15  # audit rows per /admin log page
+MAX_AUDIT_PAGE_SIZE = 50  # audit rows
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)
 P95 = 0.95
@@ -438,3 +444,55 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
         workers=await worker_infos(session, now=now),
         paused=await _paused(session),
     )
+
+
+# -------------------------------------------------------------------------------------------------- audit log
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditPage:
+    """A page of the audit log, newest first."""
+
+    rows: list[AuditLog]
+    offset: int
+    limit: int
+    total: int
+
+    @property
+    def page(self) -> int:
+        """This page's number, from 0."""
+        return self.offset // self.limit
+
+    @property
+    def pages(self) -> int:
+        """How many pages the log has (at least 1)."""
+        return max(1, math.ceil(self.total / self.limit))
+
+
+async def audit_page(
+    session: AsyncSession, *, offset: int = 0, limit: int = DEFAULT_AUDIT_PAGE_SIZE, guild_id: int | None = None
+) -> AuditPage:
+    """Audit rows newest first (ties broken by id, so actions in one second keep their order).
+
+    ``guild_id`` keeps the rows recorded for that guild plus the bot-wide ones (``guild_id`` NULL: bans, user
+    quotas, the queue switch), since those affect every server.
+
+    Raises
+    ------
+    ValueError
+        ``offset`` is negative or ``limit`` is not in 1..MAX_AUDIT_PAGE_SIZE.
+    """
+    if offset < 0:
+        raise ValueError(f"audit_page: offset must be >= 0, got {offset}")
+    if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
+        raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
+    scope = [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))
+    rows = await session.scalars(
+        select(AuditLog)
+        .where(*scope)
+        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return AuditPage(rows=list(rows), offset=offset, limit=limit, total=int(total or 0))
