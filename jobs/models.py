@@ -179,6 +179,7 @@ class Job(Base):
         Index("ix_jobs_status_finished_at", "status", "finished_at"),
         Index("ix_jobs_undelivered", "status", "delivered_at"),
         Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
+        Index("ix_jobs_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)

@@ -1,0 +1,66 @@
+"""The admin audit log: who changed what, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import AuditLog, utcnow
+
+MAX_ACTION_CHARS = 64
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 500
+
+
+async def record_action(
+    session: AsyncSession,
+    *,
+    actor_id: int | None,
+    action: str,
+    target_user_id: int | None = None,
+    guild_id: int | None = None,
+    job_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditLog:
+    """Add one audit row in the caller's transaction (``actor_id=None`` means the system) and flush it."""
+    if not isinstance(action, str) or not action or len(action) > MAX_ACTION_CHARS:
+        raise ValueError(f"action must be a non-empty string of at most {MAX_ACTION_CHARS} chars, got {action!r}")
+    if detail is not None and not isinstance(detail, dict):
+        raise TypeError(f"detail must be a dict, got {type(detail).__name__}")
+    row = AuditLog(
+        actor_id=actor_id,
+        action=action,
+        target_user_id=target_user_id,
+        guild_id=guild_id,
+        job_id=job_id,
+        detail=dict(detail or {}),
+        created_at=now or utcnow(),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list_actions(
+    session: AsyncSession,
+    *,
+    limit: int = DEFAULT_LIST_LIMIT,
+    target_user_id: int | None = None,
+    guild_id: int | None = None,
+    action: str | None = None,
+) -> list[AuditLog]:
+    """The newest audit rows first, optionally filtered by target user, guild or action."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    stmt = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(limit)
+    if target_user_id is not None:
+        stmt = stmt.where(AuditLog.target_user_id == target_user_id)
+    if guild_id is not None:
+        stmt = stmt.where(AuditLog.guild_id == guild_id)
+    if action is not None:
+        stmt = stmt.where(AuditLog.action == action)
+    return list((await session.scalars(stmt)).all())

@@ -1,0 +1,123 @@
+"""Why a request was refused, with messages fit to show the user as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 5 s', '2 h 10 min'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s" if sec else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def _discord_time(when: datetime) -> str:
+    """A Discord timestamp tag that every client renders in its own time zone, e.g. '<t:1700000000:R>'."""
+    return f"<t:{int(when.timestamp())}:R>"
+
+
+class RequestRefused(Exception):
+    """Base of every refusal of a new job; ``str()`` is the user-facing message."""
+
+    code = "refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Banned(RequestRefused):
+    """The user is banned from the bot."""
+
+    code = "banned"
+
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+        text = "You are not allowed to make videos with this bot"
+        super().__init__(f"{text}: {reason}." if reason else f"{text}.")
+
+
+class OverBudget(RequestRefused):
+    """The job's estimated cost does not fit in the user's remaining rolling 24 h GPU budget."""
+
+    code = "over_budget"
+
+    def __init__(self, remaining: float, needed: float, refill_at: datetime | None) -> None:
+        self.remaining = remaining
+        self.needed = needed
+        self.refill_at = refill_at
+        text = (
+            f"Not enough GPU time left: this video needs about {_duration(needed)}, "
+            f"you have {_duration(remaining)} left in your 24-hour budget."
+        )
+        if refill_at is not None:
+            text += f" Enough will be free again {_discord_time(refill_at)}."
+        else:
+            text += " Wait for your queued videos to finish, or choose fewer frames, steps or a lower resolution."
+        super().__init__(text)
+
+
+class TooManyPending(RequestRefused):
+    """The user already has the maximum number of queued or running jobs."""
+
+    code = "too_many_pending"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        plural = "video" if limit == 1 else "videos"
+        super().__init__(
+            f"You already have {limit} {plural} waiting or in progress, the most allowed. "
+            "Wait for one to finish or cancel one."
+        )
+
+
+class QueuePaused(RequestRefused):
+    """The queue (or this server) is paused by an admin."""
+
+    code = "paused"
+
+    def __init__(self, reason: str | None = None, *, guild: bool = False) -> None:
+        self.reason = reason
+        self.guild = guild
+        where = "on this server" if guild else ""
+        text = f"Video generation is paused{(' ' + where) if where else ''} by an admin"
+        super().__init__(f"{text}: {reason}. Try again later." if reason else f"{text}. Try again later.")
+
+
+class QueueFull(RequestRefused):
+    """The global queue holds its maximum number of waiting jobs."""
+
+    code = "queue_full"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"The queue is full ({limit} videos waiting). Try again in a few minutes.")
+
+
+class OverGuildCap(RequestRefused):
+    """A parameter is above this server's cap set by an admin."""
+
+    code = "over_guild_cap"
+
+    def __init__(self, field: str, value: int | str, cap: int | str) -> None:
+        self.field = field
+        self.value = value
+        self.cap = cap
+        super().__init__(f"This server allows {field} up to {cap}; you asked for {value}.")
+
+
+class JobNotFound(LookupError):
+    """No job with this id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id}")

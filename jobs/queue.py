@@ -1,0 +1,770 @@
+"""Queue operations: plain async functions taking an ``AsyncSession``; the caller owns the transaction.
+
+Every function writes only through the session it is given and never commits, so "enqueue + reserve
+quota" or "claim" is exactly one transaction of the caller's. On SQLite every transaction begins
+IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` and admission locks
+the user's ``quota_accounts`` row first, so checks and inserts cannot race.
+
+Order of claims: ``priority DESC`` (admins first), then ``round`` (round robin across users), then ``id``.
+A job's round is the larger of "one more than the user's newest pending job" and the round of the job
+most recently started, so a user with many queued jobs takes turns with everyone else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.audit import record_action
+from jobs.errors import (
+    Banned,
+    JobNotFound,
+    OverBudget,
+    OverGuildCap,
+    QueueFull,
+    QueuePaused,
+    TooManyPending,
+)
+from jobs.models import (
+    PENDING_STATUSES,
+    PRIORITY_ADMIN,
+    PRIORITY_NORMAL,
+    QUEUE_STATE_ROW_ID,
+    TERMINAL_STATUSES,
+    GuildSettings,
+    Job,
+    JobSource,
+    JobStatus,
+    LedgerKind,
+    QueueState,
+    QuotaAccount,
+    Worker,
+    WorkerState,
+    utcnow,
+)
+from jobs.quota import (
+    BUDGET_EPSILON_S,
+    CostModel,
+    QuotaPolicy,
+    add_ledger,
+    calibrate,
+    charges_in_window,
+    effective_limits,
+    estimate_cost,
+    pending_usage,
+    refill_time,
+)
+
+DEFAULT_MAX_ATTEMPTS = 3
+HARD_EXPIRY_FACTOR = 3.0
+"""A running attempt is rescued once it has run this many times its estimated cost ..."""
+HARD_EXPIRY_MIN_S = 600.0
+"""... but never before this many seconds (covers model loading on a cold worker)."""
+WORKER_STALE_S = 120.0
+"""A worker whose heartbeat is older than this does not count towards ETA parallelism."""
+MAX_PROMPT_STORE_CHARS = 4000
+RESCUE_ERROR = (
+    "The worker stopped responding while making this video ({attempts} tries). "
+    "Your GPU time was refunded; please try again later."
+)
+CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
+
+
+class CancelOutcome(str, enum.Enum):
+    """Result of ``cancel_job``."""
+
+    CANCELLED = "cancelled"  # was queued: now cancelled and refunded
+    REQUESTED = "requested"  # is running: flagged; the worker stops at its next step
+    TOO_LATE = "too_late"  # already finished (or cancelled)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything the bot knows about a request when it enqueues it."""
+
+    user_id: int
+    channel_id: int
+    guild_id: int | None
+    source: JobSource
+    prompt: str
+    negative_prompt: str
+    resolution: str
+    frames: int
+    fps: int
+    steps: int
+    guidance: float
+    seed: int
+    width: int
+    height: int
+    input_path: str
+    input_sha256: str
+    upload_limit_bytes: int
+    preset: str | None = None
+    interaction_token: str | None = None
+    interaction_expires_at: datetime | None = None
+    application_id: int | None = None
+    reply_to_message_id: int | None = None
+    status_message_id: int | None = None
+    parent_job_id: int | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    cost_estimate: float | None = None
+    """GPU-seconds; None = estimate from the parameters with the calibrated cost model."""
+
+    def __post_init__(self) -> None:
+        for name in ("user_id", "channel_id", "frames", "fps", "steps", "width", "height", "upload_limit_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"NewJob.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.source, JobSource):
+            object.__setattr__(self, "source", JobSource(self.source))
+        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_STORE_CHARS:
+            raise ValueError(f"NewJob.prompt must be a string of at most {MAX_PROMPT_STORE_CHARS} chars")
+        if not isinstance(self.input_sha256, str) or len(self.input_sha256) != 64:
+            raise ValueError(f"NewJob.input_sha256 must be 64 hex chars, got {self.input_sha256!r}")
+        if not self.input_path:
+            raise ValueError("NewJob.input_path must name the stored input image")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"NewJob.max_attempts must be >= 1, got {self.max_attempts!r}")
+        if self.cost_estimate is not None and self.cost_estimate < 0:
+            raise ValueError(f"NewJob.cost_estimate must be >= 0, got {self.cost_estimate!r}")
+        if self.interaction_expires_at is not None and self.interaction_expires_at.tzinfo is None:
+            raise ValueError("NewJob.interaction_expires_at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class ProgressAck:
+    """Answer to a worker's progress report."""
+
+    ok: bool
+    """False: the job is no longer this attempt's (rescued, finished elsewhere): stop working on it."""
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """position: 1 = next to run, 0 = running, None = finished. eta_seconds: until the video is ready."""
+
+    position: int | None
+    eta_seconds: float | None
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
+    return now
+
+
+def _check_lease(lease_seconds: float) -> timedelta:
+    if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+    return timedelta(seconds=float(lease_seconds))
+
+
+def _resolution_px(resolution: str) -> int:
+    text = resolution.strip().lower().removesuffix("p")
+    if not text.isdigit():
+        raise ValueError(f"resolution must look like '512p', got {resolution!r}")
+    return int(text)
+
+
+def _fenced(job_id: int, attempt: int):  # type: ignore[no-untyped-def]
+    """WHERE clause of every worker write: this job, this attempt, still running."""
+    return (Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+
+
+async def get_job(session: AsyncSession, job_id: int) -> Job:
+    """The job with this id (fresh from the database); raises JobNotFound."""
+    job = await session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def is_paused(session: AsyncSession) -> bool:
+    """Whether the global queue is paused."""
+    return bool(await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID)))
+
+
+async def _check_guild(session: AsyncSession, new: NewJob) -> None:
+    if new.guild_id is None:
+        return
+    settings = await session.get(GuildSettings, new.guild_id)
+    if settings is None:
+        return
+    if settings.paused:
+        raise QueuePaused(guild=True)
+    if settings.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(settings.max_resolution):
+        raise OverGuildCap("resolution", new.resolution, settings.max_resolution)
+    if settings.max_frames is not None and new.frames > settings.max_frames:
+        raise OverGuildCap("frames", new.frames, settings.max_frames)
+    if settings.max_steps is not None and new.steps > settings.max_steps:
+        raise OverGuildCap("steps", new.steps, settings.max_steps)
+
+
+async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
+    """Create the user's account row if needed, then row-lock it until the transaction ends."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(QuotaAccount).values(user_id=user_id, created_at=now).on_conflict_do_nothing(index_elements=["user_id"])
+    )
+    await session.execute(update(QuotaAccount).where(QuotaAccount.user_id == user_id).values(last_enqueue_at=now))
+
+
+async def _next_round(session: AsyncSession, user_id: int) -> int:
+    user_last = await session.scalar(
+        select(func.max(Job.round)).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES))
+    )
+    current = await session.scalar(
+        select(Job.round).where(Job.started_at.is_not(None)).order_by(Job.started_at.desc(), Job.id.desc()).limit(1)
+    )
+    own = 0 if user_last is None else user_last + 1
+    return max(own, current or 0)
+
+
+async def enqueue_job(
+    session: AsyncSession,
+    new: NewJob,
+    policy: QuotaPolicy,
+    *,
+    now: datetime | None = None,
+    cost_model: CostModel | None = None,
+) -> Job:
+    """Insert a queued job and reserve its estimated cost, in the caller's transaction.
+
+    Raises a ``jobs.errors.RequestRefused`` subclass (nothing written) when the queue or guild is paused,
+    a guild cap is exceeded, the user is banned, has too many pending jobs, the queue is full, or the
+    cost does not fit in the user's rolling 24 h budget.
+    """
+    if not isinstance(new, NewJob):
+        raise TypeError(f"enqueue_job needs a NewJob, got {type(new).__name__}")
+    if not isinstance(policy, QuotaPolicy):
+        raise TypeError(f"enqueue_job needs a QuotaPolicy, got {type(policy).__name__}")
+    now = _now(now)
+    state = await session.get(QueueState, QUEUE_STATE_ROW_ID)
+    if state is not None and state.paused:
+        raise QueuePaused(state.reason)
+    await _check_guild(session, new)
+    await _lock_account(session, new.user_id, now)
+    limits = await effective_limits(session, new.user_id, policy)
+    if limits.banned:
+        raise Banned(limits.ban_reason)
+    pending, reserved = await pending_usage(session, new.user_id)
+    if pending >= limits.max_pending:
+        raise TooManyPending(limits.max_pending)
+    if policy.max_queue_length is not None:
+        queued = await session.scalar(select(func.count(Job.id)).where(Job.status == JobStatus.QUEUED))
+        if (queued or 0) >= policy.max_queue_length:
+            raise QueueFull(policy.max_queue_length)
+    if new.cost_estimate is not None:
+        cost = float(new.cost_estimate)
+    else:
+        model = cost_model if cost_model is not None else await calibrate(session)
+        cost = estimate_cost(new.width, new.height, new.frames, new.steps, model=model)
+    charges = await charges_in_window(session, new.user_id, now)
+    used = sum(a for _, a in charges)
+    if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:
+        raise OverBudget(
+            remaining=max(0.0, limits.budget - used - reserved),
+            needed=cost,
+            refill_at=refill_time(charges, limits.budget, reserved, cost) if cost <= limits.budget else None,
+        )
+    values = {f.name: getattr(new, f.name) for f in fields(NewJob) if f.name != "cost_estimate"}
+    job = Job(
+        **values,
+        status=JobStatus.QUEUED,
+        priority=PRIORITY_ADMIN if policy.is_admin else PRIORITY_NORMAL,
+        round=await _next_round(session, new.user_id),
+        attempt=0,
+        cancel_requested=False,
+        progress_step=0,
+        progress_total=new.steps,
+        phase="queued",
+        cost_estimate=cost,
+        created_at=now,
+    )
+    session.add(job)
+    await session.flush()
+    await add_ledger(session, user_id=new.user_id, job_id=job.id, kind=LedgerKind.RESERVE, amount=cost, now=now)
+    return job
+
+
+async def claim_next_job(
+    session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None
+) -> Job | None:
+    """Atomically move the next queued job to running for ``worker_id`` (one UPDATE ... RETURNING).
+
+    Returns None when nothing is queued or the queue is paused. ``attempt`` is incremented; the worker
+    must pass it back with every later write.
+    """
+    if not worker_id or not isinstance(worker_id, str):
+        raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+    lease = _check_lease(lease_seconds)
+    now = _now(now)
+    not_paused = ~select(QueueState.id).where(QueueState.id == QUEUE_STATE_ROW_ID, QueueState.paused.is_(True)).exists()
+    next_id = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, not_paused)
+        .order_by(Job.priority.desc(), Job.round, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Job)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id == next_id, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=Job.attempt + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + lease,
+            started_at=now,
+            progress_step=0,
+            phase="loading",
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def report_progress(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    step: int,
+    total: int,
+    phase: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> ProgressAck:
+    """Heartbeat + progress (fenced by attempt): renews the lease and returns whether to cancel."""
+    lease = _check_lease(lease_seconds)
+    if step < 0 or total < 0 or (total > 0 and step > total):
+        raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
+    now = _now(now)
+    stmt = (
+        update(Job)
+        .where(*_fenced(job_id, attempt))
+        .values(progress_step=step, progress_total=total, phase=phase, lease_expires_at=now + lease)
+        .returning(Job.cancel_requested)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return ProgressAck(ok=False, cancel_requested=False)
+    return ProgressAck(ok=True, cancel_requested=bool(row.cancel_requested))
+
+
+async def _close_running(session: AsyncSession, job_id: int, attempt: int, values: dict) -> tuple[int, float] | None:
+    stmt = (
+        update(Job)
+        .where(*_fenced(job_id, attempt))
+        .values(**values)
+        .returning(Job.user_id, Job.cost_estimate)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (int(row.user_id), float(row.cost_estimate))
+
+
+def _check_seconds(gpu_seconds: float) -> float:
+    if not isinstance(gpu_seconds, (int, float)) or gpu_seconds < 0:
+        raise ValueError(f"gpu_seconds must be >= 0, got {gpu_seconds!r}")
+    return float(gpu_seconds)
+
+
+async def finish_job(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    output_path: str,
+    output_bytes: int,
+    gpu_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Mark succeeded and settle: release the reservation, charge the measured GPU-seconds.
+
+    False (nothing written) if this attempt no longer owns the job.
+    """
+    gpu_seconds = _check_seconds(gpu_seconds)
+    if not output_path or output_bytes < 0:
+        raise ValueError(f"finish_job needs an output path and a size >= 0, got {output_path!r}, {output_bytes!r}")
+    now = _now(now)
+    closed = await _close_running(
+        session,
+        job_id,
+        attempt,
+        {
+            "status": JobStatus.SUCCEEDED,
+            "output_path": output_path,
+            "output_bytes": output_bytes,
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": "done",
+            "error": None,
+        },
+    )
+    if closed is None:
+        return False
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
+    return True
+
+
+async def fail_job(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    error: str,
+    detail: str,
+    gpu_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Mark failed with a user-facing ``error`` and an internal ``detail``; the reservation is refunded
+    (failed jobs cost nothing; ``gpu_seconds`` is recorded for statistics only)."""
+    gpu_seconds = _check_seconds(gpu_seconds)
+    if not error:
+        raise ValueError("fail_job needs a user-facing error message")
+    now = _now(now)
+    closed = await _close_running(
+        session,
+        job_id,
+        attempt,
+        {
+            "status": JobStatus.FAILED,
+            "error": error,
+            "error_detail": detail,
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": "failed",
+        },
+    )
+    if closed is None:
+        return False
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=estimate, now=now)
+    return True
+
+
+async def finish_cancelled(
+    session: AsyncSession, job_id: int, attempt: int, *, gpu_seconds: float, now: datetime | None = None
+) -> bool:
+    """The worker stopped a running job on request: mark cancelled, charge the GPU time it used."""
+    gpu_seconds = _check_seconds(gpu_seconds)
+    now = _now(now)
+    closed = await _close_running(
+        session,
+        job_id,
+        attempt,
+        {
+            "status": JobStatus.CANCELLED,
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": "cancelled",
+        },
+    )
+    if closed is None:
+        return False
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
+    return True
+
+
+async def release_job(session: AsyncSession, job_id: int, attempt: int, *, now: datetime | None = None) -> bool:
+    """Give a running job back to the queue (worker shutdown): no charge, the attempt is not burnt."""
+    _now(now)
+    stmt = (
+        update(Job)
+        .where(*_fenced(job_id, attempt))
+        .values(
+            status=JobStatus.QUEUED,
+            attempt=Job.attempt - 1,
+            worker_id=None,
+            lease_expires_at=None,
+            progress_step=0,
+            phase="queued",
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> CancelOutcome:
+    """Cancel a job: queued -> cancelled and refunded; running -> flagged (the worker stops at its next
+    progress report and calls ``finish_cancelled``); otherwise too late. Raises JobNotFound.
+    (Who may cancel is the caller's check.)"""
+    now = _now(now)
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled")
+            .returning(Job.user_id, Job.cost_estimate)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is not None:
+        await add_ledger(
+            session, user_id=row.user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=row.cost_estimate, now=now
+        )
+        return CancelOutcome.CANCELLED
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(cancel_requested=True)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is not None:
+        return CancelOutcome.REQUESTED
+    if await session.scalar(select(Job.id).where(Job.id == job_id)) is None:
+        raise JobNotFound(job_id)
+    return CancelOutcome.TOO_LATE
+
+
+def hard_deadline(job: Job) -> datetime | None:
+    """When the current attempt is rescued even if its lease is still being renewed."""
+    if job.started_at is None:
+        return None
+    return job.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * job.cost_estimate))
+
+
+async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[int]:
+    """Requeue running jobs whose lease expired (or that passed their hard deadline).
+
+    An attempt that was the last allowed fails (refunded); one whose cancel was requested is cancelled
+    (refunded); others go back to the queue keeping their reservation. Each write is fenced by attempt,
+    so a rescuer racing a finishing worker changes nothing. Returns the ids rescued.
+    """
+    now = _now(now)
+    candidates = (
+        await session.execute(
+            select(Job.id, Job.attempt, Job.max_attempts, Job.cancel_requested, Job.lease_expires_at, Job.started_at,
+                   Job.cost_estimate, Job.user_id)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                or_(Job.lease_expires_at < now, Job.started_at < now - timedelta(seconds=HARD_EXPIRY_MIN_S)),
+            )
+            .order_by(Job.id)
+        )
+    ).all()
+    rescued: list[int] = []
+    for c in candidates:
+        lease_gone = c.lease_expires_at is not None and c.lease_expires_at < now
+        deadline = c.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * c.cost_estimate))
+        if not lease_gone and deadline >= now:
+            continue
+        if c.cancel_requested or c.attempt >= c.max_attempts:
+            cancelled = bool(c.cancel_requested)
+            values = {
+                "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
+                "finished_at": now,
+                "lease_expires_at": None,
+                "phase": "cancelled" if cancelled else "failed",
+            }
+            if not cancelled:
+                values["error"] = RESCUE_ERROR.format(attempts=c.attempt)
+                values["error_detail"] = f"lease expired on attempt {c.attempt} of {c.max_attempts}"
+            closed = await _close_running(session, c.id, c.attempt, values)
+            if closed is None:
+                continue
+            await add_ledger(session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate, now=now)
+        else:
+            row = (
+                await session.execute(
+                    update(Job)
+                    .where(*_fenced(c.id, c.attempt))
+                    .values(
+                        status=JobStatus.QUEUED,
+                        worker_id=None,
+                        lease_expires_at=None,
+                        progress_step=0,
+                        phase="queued",
+                        error_detail=f"attempt {c.attempt} rescued at {now.isoformat()} (lease expired)",
+                    )
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if row is None:
+                continue
+        rescued.append(c.id)
+    return rescued
+
+
+async def mark_delivered(
+    session: AsyncSession, job_id: int, *, result_message_id: int | None, now: datetime | None = None
+) -> bool:
+    """Record that the bot posted the result (or told the user of the failure). True exactly once per job."""
+    now = _now(now)
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.delivered_at.is_(None), Job.status.in_(TERMINAL_STATUSES))
+            .values(delivered_at=now, result_message_id=result_message_id)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    return row is not None
+
+
+async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
+    """Finished jobs (succeeded, failed or cancelled) the bot has not yet posted or announced, oldest first."""
+    stmt = (
+        select(Job)
+        .where(Job.status.in_(TERMINAL_STATUSES), Job.delivered_at.is_(None))
+        .order_by(Job.finished_at, Job.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def _active_workers(session: AsyncSession, now: datetime) -> int:
+    count = await session.scalar(
+        select(func.count(Worker.id)).where(
+            Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
+            Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
+        )
+    )
+    return int(count or 0)
+
+
+def _remaining_of_running(cost: float, step: int, total: int, started_at: datetime | None, now: datetime) -> float:
+    if total > 0 and step > 0:
+        return max(0.0, cost * (1.0 - step / total))
+    if started_at is not None:
+        return max(0.0, cost - (now - started_at).total_seconds())
+    return cost
+
+
+async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> QueuePosition:
+    """Where a job stands: 1-based position among queued jobs (0 when running, None when finished) and an
+    estimate of the seconds until its video is ready (work ahead, spread over the live workers)."""
+    now = _now(now)
+    job = await get_job(session, job_id)
+    if job.status in TERMINAL_STATUSES:
+        return QueuePosition(None, None)
+    if job.status == JobStatus.RUNNING:
+        return QueuePosition(
+            0, _remaining_of_running(job.cost_estimate, job.progress_step, job.progress_total, job.started_at, now)
+        )
+    ahead_filter = (
+        Job.status == JobStatus.QUEUED,
+        or_(
+            Job.priority > job.priority,
+            (Job.priority == job.priority) & (Job.round < job.round),
+            (Job.priority == job.priority) & (Job.round == job.round) & (Job.id < job.id),
+        ),
+    )
+    ahead, ahead_cost = (
+        await session.execute(select(func.count(Job.id), func.coalesce(func.sum(Job.cost_estimate), 0.0)).where(*ahead_filter))
+    ).one()
+    running = (
+        await session.execute(
+            select(Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at).where(
+                Job.status == JobStatus.RUNNING
+            )
+        )
+    ).all()
+    running_left = sum(_remaining_of_running(r[0], r[1], r[2], r[3], now) for r in running)
+    parallel = max(1, await _active_workers(session, now), len(running))
+    eta = (float(ahead_cost) + running_left) / parallel + job.cost_estimate
+    return QueuePosition(int(ahead) + 1, eta)
+
+
+async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime) -> bool:
+    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, with_for_update=True)
+    if state is None:
+        raise RuntimeError("queue_state row 1 is missing: run the migrations (jobs.db.migrate)")
+    changed = state.paused != paused
+    if changed or reason is not None:
+        state.paused, state.reason, state.changed_by, state.changed_at = paused, reason, by, now
+    await record_action(
+        session,
+        actor_id=by,
+        action="pause_queue" if paused else "resume_queue",
+        detail={"reason": reason, "changed": changed},
+        now=now,
+    )
+    return changed
+
+
+async def pause_queue(
+    session: AsyncSession, *, by: int | None, reason: str | None = None, now: datetime | None = None
+) -> bool:
+    """Pause: workers claim nothing and new requests are refused; running jobs finish. False if already paused."""
+    return await _set_paused(session, True, by=by, reason=reason, now=_now(now))
+
+
+async def resume_queue(session: AsyncSession, *, by: int | None, now: datetime | None = None) -> bool:
+    """Resume after ``pause_queue``. False if it was not paused."""
+    return await _set_paused(session, False, by=by, reason=None, now=_now(now))
+
+
+async def clear_queue(
+    session: AsyncSession, *, by: int | None, guild_id: int | None = None, now: datetime | None = None
+) -> list[int]:
+    """Cancel every queued job (of one guild, or all) with a refund; running jobs are left alone.
+    Returns the cancelled ids; audited as ``clear_queue``."""
+    now = _now(now)
+    stmt = (
+        update(Job)
+        .where(Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled", error=CLEARED_ERROR)
+        .returning(Job.id, Job.user_id, Job.cost_estimate)
+        .execution_options(synchronize_session=False)
+    )
+    if guild_id is not None:
+        stmt = stmt.where(Job.guild_id == guild_id)
+    rows = (await session.execute(stmt)).all()
+    for r in rows:
+        await add_ledger(session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now)
+    ids = sorted(r.id for r in rows)
+    await record_action(
+        session, actor_id=by, action="clear_queue", guild_id=guild_id, detail={"cancelled": len(ids)}, now=now
+    )
+    return ids
+
+
+async def user_jobs(
+    session: AsyncSession, user_id: int, *, pending_only: bool = True, limit: int = 25
+) -> list[Job]:
+    """A user's jobs, newest first (only queued and running ones by default)."""
+    stmt = select(Job).where(Job.user_id == user_id).order_by(Job.id.desc()).limit(limit)
+    if pending_only:
+        stmt = stmt.where(Job.status.in_(PENDING_STATUSES))
+    return list((await session.scalars(stmt)).all())
+
+
+async def set_status_message(session: AsyncSession, job_id: int, *, status_message_id: int) -> bool:
+    """Remember the Discord message that shows this job's status (for edits after a restart)."""
+    row = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status_message_id=status_message_id)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    return row is not None

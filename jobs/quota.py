@@ -1,0 +1,398 @@
+"""GPU-seconds quotas: cost estimates, effective limits, status, and the admin's limit/tier/ban tools.
+
+A job's cost is estimated at enqueue (``estimate_cost``, linear in pixels x frames x steps plus a fixed
+overhead, calibrated from recently measured jobs by ``calibrate``) and reserved with the job; on success
+the reservation is released and the measured GPU-seconds charged; failures are refunded; a running job
+that is cancelled is charged the time it used. The budget is a rolling 24-hour window over charges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from jobs.audit import record_action
+from jobs.models import (
+    PENDING_STATUSES,
+    Job,
+    JobStatus,
+    LedgerKind,
+    QuotaLedger,
+    RoleTier,
+    UserLimit,
+    utcnow,
+)
+
+BUDGET_WINDOW = timedelta(hours=24)
+"""Charges older than this no longer count against a budget."""
+DEFAULT_OVERHEAD_SECONDS = 20.0
+"""Fixed GPU-seconds per job (text/image encoding, VAE decode start-up) before calibration."""
+DEFAULT_SECONDS_PER_UNIT = 8.0e-8
+"""GPU-seconds per (pixel x frame x step) before calibration: seed timings on an RTX 4090, fitted."""
+CALIBRATION_SAMPLE_JOBS = 50
+"""How many of the most recent measured jobs ``calibrate`` fits."""
+MIN_CALIBRATION_JOBS = 5
+"""Below this many measured jobs (or without spread in size), only the scale is calibrated."""
+BUDGET_EPSILON_S = 1e-6
+"""Float slack when comparing a sum of costs to a budget (GPU-seconds)."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """cost = overhead_seconds + seconds_per_unit * width * height * frames * steps."""
+
+    overhead_seconds: float = DEFAULT_OVERHEAD_SECONDS
+    seconds_per_unit: float = DEFAULT_SECONDS_PER_UNIT
+    samples: int = 0
+
+
+DEFAULT_COST_MODEL = CostModel()
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def cost_units(width: int, height: int, frames: int, steps: int) -> int:
+    """The size of a job in pixel x frame x step units."""
+    return (
+        _positive_int("width", width)
+        * _positive_int("height", height)
+        * _positive_int("frames", frames)
+        * _positive_int("steps", steps)
+    )
+
+
+def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: CostModel = DEFAULT_COST_MODEL) -> float:
+    """Estimated GPU-seconds of one job with these parameters."""
+    return model.overhead_seconds + model.seconds_per_unit * cost_units(width, height, frames, steps)
+
+
+async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
+    """Fit the cost model to the most recent succeeded jobs' measured GPU-seconds.
+
+    Least squares on (units, seconds) when there are at least ``MIN_CALIBRATION_JOBS`` jobs of different
+    sizes and the fit is sane (positive slope, non-negative overhead); otherwise the default model scaled
+    by the median of measured/estimated; the default model when nothing was measured yet.
+    """
+    rows = (
+        await session.execute(
+            select(Job.width, Job.height, Job.frames, Job.steps, Job.gpu_seconds)
+            .where(Job.status == JobStatus.SUCCEEDED, Job.gpu_seconds > 0)
+            .order_by(Job.finished_at.desc())
+            .limit(sample)
+        )
+    ).all()
+    if not rows:
+        return DEFAULT_COST_MODEL
+    xs = [float(cost_units(r.width, r.height, r.frames, r.steps)) for r in rows]
+    ys = [float(r.gpu_seconds) for r in rows]
+    n = len(xs)
+    if n >= MIN_CALIBRATION_JOBS:
+        mean_x, mean_y = sum(xs) / n, sum(ys) / n
+        var_x = sum((x - mean_x) ** 2 for x in xs)
+        if var_x > 0:
+            slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var_x
+            intercept = mean_y - slope * mean_x
+            if slope > 0 and intercept >= 0:
+                return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
+    ratios = sorted(y / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * x) for x, y in zip(xs, ys))
+    scale = ratios[len(ratios) // 2]
+    return CostModel(
+        overhead_seconds=DEFAULT_OVERHEAD_SECONDS * scale, seconds_per_unit=DEFAULT_SECONDS_PER_UNIT * scale, samples=n
+    )
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """The defaults and facts the bot knows about a requester (from settings and the interaction)."""
+
+    daily_gpu_seconds: float
+    max_pending: int
+    role_ids: frozenset[int] = frozenset()
+    is_admin: bool = False
+    max_queue_length: int | None = None
+    """Cap on all queued jobs (everyone's); None = no cap."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.daily_gpu_seconds, (int, float)) or self.daily_gpu_seconds < 0:
+            raise ValueError(f"daily_gpu_seconds must be >= 0, got {self.daily_gpu_seconds!r}")
+        if isinstance(self.max_pending, bool) or not isinstance(self.max_pending, int) or self.max_pending < 1:
+            raise ValueError(f"max_pending must be an integer >= 1, got {self.max_pending!r}")
+        if self.max_queue_length is not None and (
+            not isinstance(self.max_queue_length, int) or self.max_queue_length < 1
+        ):
+            raise ValueError(f"max_queue_length must be None or an integer >= 1, got {self.max_queue_length!r}")
+        object.__setattr__(self, "role_ids", frozenset(int(r) for r in self.role_ids))
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    """What applies to one user: override > best role tier > policy default."""
+
+    budget: float
+    max_pending: int
+    banned: bool
+    ban_reason: str | None
+    budget_source: str  # "override" | "tier" | "default"
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """A user's budget position, as /quota shows it (GPU-seconds; refill_at None = nothing to wait for)."""
+
+    budget: float
+    used: float
+    reserved: float
+    remaining: float
+    refill_at: datetime | None
+    pending: int
+    max_pending: int
+    banned: bool = False
+
+
+async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPolicy) -> EffectiveLimits:
+    """Resolve the user's budget and pending cap: a per-user override wins, else the max over the user's
+    tier roles, else the policy's defaults."""
+    override = await session.get(UserLimit, user_id)
+    budget, max_pending, source = float(policy.daily_gpu_seconds), policy.max_pending, "default"
+    if policy.role_ids:
+        tier = (
+            await session.execute(
+                select(func.max(RoleTier.daily_gpu_seconds), func.max(RoleTier.max_pending)).where(
+                    RoleTier.role_id.in_(sorted(policy.role_ids))
+                )
+            )
+        ).one()
+        if tier[0] is not None:
+            budget, max_pending, source = float(tier[0]), int(tier[1]), "tier"
+    if override is not None:
+        if override.daily_gpu_seconds is not None:
+            budget, source = float(override.daily_gpu_seconds), "override"
+        if override.max_pending is not None:
+            max_pending = override.max_pending
+    return EffectiveLimits(
+        budget=budget,
+        max_pending=max_pending,
+        banned=bool(override is not None and override.banned),
+        ban_reason=override.ban_reason if override is not None else None,
+        budget_source=source,
+    )
+
+
+async def charges_in_window(session: AsyncSession, user_id: int, now: datetime) -> list[tuple[datetime, float]]:
+    """The user's charges that still count at ``now``, oldest first: (charged_at, GPU-seconds)."""
+    rows = await session.execute(
+        select(QuotaLedger.created_at, QuotaLedger.amount)
+        .where(
+            QuotaLedger.user_id == user_id,
+            QuotaLedger.kind == LedgerKind.CHARGE,
+            QuotaLedger.created_at > now - BUDGET_WINDOW,
+        )
+        .order_by(QuotaLedger.created_at)
+    )
+    return [(r.created_at, float(r.amount)) for r in rows]
+
+
+async def pending_usage(session: AsyncSession, user_id: int) -> tuple[int, float]:
+    """(number of queued + running jobs, sum of their reserved estimates) for the user."""
+    count, reserved = (
+        await session.execute(
+            select(func.count(Job.id), func.coalesce(func.sum(Job.cost_estimate), 0.0)).where(
+                Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)
+            )
+        )
+    ).one()
+    return int(count), float(reserved)
+
+
+def refill_time(
+    charges: list[tuple[datetime, float]], budget: float, reserved: float, needed: float
+) -> datetime | None:
+    """When enough old charges leave the window for ``needed`` to fit; None if waiting cannot help."""
+    remaining = budget - sum(a for _, a in charges) - reserved
+    if remaining + BUDGET_EPSILON_S >= needed:
+        return None
+    for charged_at, amount in charges:
+        remaining += amount
+        if remaining + BUDGET_EPSILON_S >= needed:
+            return charged_at + BUDGET_WINDOW
+    return None
+
+
+async def quota_status(
+    session: AsyncSession, user_id: int, policy: QuotaPolicy, *, now: datetime | None = None
+) -> QuotaStatus:
+    """The user's budget, used (24 h), reserved, remaining, next refill, and pending count."""
+    now = now or utcnow()
+    limits = await effective_limits(session, user_id, policy)
+    charges = await charges_in_window(session, user_id, now)
+    pending, reserved = await pending_usage(session, user_id)
+    used = sum(a for _, a in charges)
+    remaining = max(0.0, limits.budget - used - reserved)
+    refill_at = charges[0][0] + BUDGET_WINDOW if charges else None
+    return QuotaStatus(
+        budget=limits.budget,
+        used=used,
+        reserved=reserved,
+        remaining=remaining,
+        refill_at=refill_at,
+        pending=pending,
+        max_pending=limits.max_pending,
+        banned=limits.banned,
+    )
+
+
+async def add_ledger(
+    session: AsyncSession, *, user_id: int, job_id: int, kind: LedgerKind, amount: float, now: datetime
+) -> None:
+    """Append one ledger row (unique per job and kind; a duplicate raises IntegrityError)."""
+    if amount < 0:
+        raise ValueError(f"ledger amount must be >= 0, got {amount!r} ({kind.value} for job {job_id})")
+    session.add(QuotaLedger(user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now))
+    await session.flush()
+
+
+def _check_limit_values(daily_gpu_seconds: float | None, max_pending: int | None) -> None:
+    if daily_gpu_seconds is not None and (not isinstance(daily_gpu_seconds, (int, float)) or daily_gpu_seconds < 0):
+        raise ValueError(f"daily_gpu_seconds must be None or >= 0, got {daily_gpu_seconds!r}")
+    if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1):
+        raise ValueError(f"max_pending must be None or an integer >= 1, got {max_pending!r}")
+
+
+async def _user_limit_row(session: AsyncSession, user_id: int, now: datetime) -> UserLimit:
+    row = await session.get(UserLimit, user_id, with_for_update=True)
+    if row is None:
+        row = UserLimit(user_id=user_id, banned=False, updated_at=now)
+        session.add(row)
+    return row
+
+
+async def set_user_limit(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    daily_gpu_seconds: float | None,
+    max_pending: int | None,
+    by: int | None,
+    now: datetime | None = None,
+) -> UserLimit:
+    """Set (or with None, clear) a user's budget and pending-cap overrides; audited as ``set_user_limit``."""
+    _check_limit_values(daily_gpu_seconds, max_pending)
+    now = now or utcnow()
+    row = await _user_limit_row(session, user_id, now)
+    row.daily_gpu_seconds = None if daily_gpu_seconds is None else float(daily_gpu_seconds)
+    row.max_pending = max_pending
+    row.updated_by, row.updated_at = by, now
+    await record_action(
+        session,
+        actor_id=by,
+        action="set_user_limit",
+        target_user_id=user_id,
+        detail={"daily_gpu_seconds": row.daily_gpu_seconds, "max_pending": max_pending},
+        now=now,
+    )
+    return row
+
+
+async def ban_user(
+    session: AsyncSession, user_id: int, *, reason: str | None, by: int | None, now: datetime | None = None
+) -> UserLimit:
+    """Ban a user from enqueueing (queued jobs stay; admins may cancel them); audited as ``ban_user``."""
+    now = now or utcnow()
+    row = await _user_limit_row(session, user_id, now)
+    row.banned, row.ban_reason = True, (reason or None)
+    row.updated_by, row.updated_at = by, now
+    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id, detail={"reason": reason}, now=now)
+    return row
+
+
+async def unban_user(session: AsyncSession, user_id: int, *, by: int | None, now: datetime | None = None) -> bool:
+    """Lift a ban; False if the user was not banned. Audited as ``unban_user``."""
+    now = now or utcnow()
+    row = await session.get(UserLimit, user_id, with_for_update=True)
+    if row is None or not row.banned:
+        return False
+    row.banned, row.ban_reason = False, None
+    row.updated_by, row.updated_at = by, now
+    await record_action(session, actor_id=by, action="unban_user", target_user_id=user_id, now=now)
+    return True
+
+
+async def set_role_tier(
+    session: AsyncSession,
+    role_id: int,
+    *,
+    guild_id: int | None,
+    name: str,
+    daily_gpu_seconds: float,
+    max_pending: int,
+    by: int | None,
+    now: datetime | None = None,
+) -> RoleTier:
+    """Create or replace the tier granted by a Discord role; audited as ``set_role_tier``."""
+    if daily_gpu_seconds is None or max_pending is None:
+        raise ValueError("a role tier needs both daily_gpu_seconds and max_pending")
+    _check_limit_values(daily_gpu_seconds, max_pending)
+    now = now or utcnow()
+    row = await session.get(RoleTier, role_id, with_for_update=True)
+    if row is None:
+        row = RoleTier(role_id=role_id)
+        session.add(row)
+    row.guild_id, row.name = guild_id, name
+    row.daily_gpu_seconds, row.max_pending = float(daily_gpu_seconds), max_pending
+    row.updated_by, row.updated_at = by, now
+    await record_action(
+        session,
+        actor_id=by,
+        action="set_role_tier",
+        guild_id=guild_id,
+        detail={"role_id": role_id, "name": name, "daily_gpu_seconds": float(daily_gpu_seconds), "max_pending": max_pending},
+        now=now,
+    )
+    return row
+
+
+async def remove_role_tier(session: AsyncSession, role_id: int, *, by: int | None, now: datetime | None = None) -> bool:
+    """Delete a role tier; False if there was none. Audited as ``remove_role_tier``."""
+    now = now or utcnow()
+    result = await session.execute(delete(RoleTier).where(RoleTier.role_id == role_id).returning(RoleTier.guild_id))
+    row = result.first()
+    if row is None:
+        return False
+    await record_action(
+        session, actor_id=by, action="remove_role_tier", guild_id=row.guild_id, detail={"role_id": role_id}, now=now
+    )
+    return True
+
+
+async def list_role_tiers(session: AsyncSession, *, guild_id: int | None = None) -> list[RoleTier]:
+    """Role tiers, biggest budget first (all, or one guild's)."""
+    stmt = select(RoleTier).order_by(RoleTier.daily_gpu_seconds.desc(), RoleTier.role_id)
+    if guild_id is not None:
+        stmt = stmt.where(RoleTier.guild_id == guild_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def ledger_consistent(session: AsyncSession, user_id: int) -> bool:
+    """Audit check: the user's open reservations (reserve rows without a release or refund) are exactly
+    the user's pending jobs, and no job has more than one row of a kind (enforced by the unique key)."""
+    closing = aliased(QuotaLedger)
+    open_jobs = select(QuotaLedger.job_id).where(
+        QuotaLedger.user_id == user_id,
+        QuotaLedger.kind == LedgerKind.RESERVE,
+        ~select(closing.id)
+        .where(closing.job_id == QuotaLedger.job_id, closing.kind.in_([LedgerKind.RELEASE, LedgerKind.REFUND]))
+        .exists(),
+    )
+    open_ids = set((await session.scalars(open_jobs)).all())
+    pending_ids = set(
+        (await session.scalars(select(Job.id).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)))).all()
+    )
+    return open_ids == pending_ids

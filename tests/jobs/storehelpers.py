@@ -1,0 +1,84 @@
+"""Builders shared by the store tests (not a test module)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import Job, JobSource, JobStatus, utcnow
+from jobs.queue import NewJob
+from jobs.quota import QuotaPolicy
+
+SHA = hashlib.sha256(b"input image").hexdigest()
+GUILD = 111
+CHANNEL = 222
+UPLOAD_LIMIT = 10 * 1024 * 1024
+GENEROUS = QuotaPolicy(daily_gpu_seconds=1e9, max_pending=10_000)
+
+
+def new_job(user_id: int, **overrides: Any) -> NewJob:
+    """A valid request (512x512, 16 frames, 50 steps) with a fixed cost unless overridden."""
+    values: dict[str, Any] = dict(
+        user_id=user_id,
+        channel_id=CHANNEL,
+        guild_id=GUILD,
+        source=JobSource.SLASH,
+        prompt="a cat surfing",
+        negative_prompt="",
+        resolution="512p",
+        frames=16,
+        fps=8,
+        steps=50,
+        guidance=9.0,
+        seed=42,
+        width=512,
+        height=512,
+        input_path="data/inputs/x.png",
+        input_sha256=SHA,
+        upload_limit_bytes=UPLOAD_LIMIT,
+        cost_estimate=10.0,
+    )
+    values.update(overrides)
+    return NewJob(**values)
+
+
+async def bulk_queue(session: AsyncSession, count: int, *, users: int = 1, cost: float = 1.0) -> None:
+    """Insert ``count`` queued jobs directly (fast fixture data for claim tests; no quota involved)."""
+    now = utcnow()
+    rows = [
+        dict(
+            user_id=1 + i % users,
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+            source=JobSource.SLASH,
+            prompt=f"job {i}",
+            negative_prompt="",
+            resolution="256p",
+            frames=8,
+            fps=8,
+            steps=10,
+            guidance=9.0,
+            seed=i,
+            width=256,
+            height=256,
+            input_path="data/inputs/x.png",
+            input_sha256=SHA,
+            upload_limit_bytes=UPLOAD_LIMIT,
+            status=JobStatus.QUEUED,
+            priority=0,
+            round=i // users,
+            attempt=0,
+            max_attempts=3,
+            cancel_requested=False,
+            progress_step=0,
+            progress_total=10,
+            phase="queued",
+            cost_estimate=cost,
+            created_at=now,
+        )
+        for i in range(count)
+    ]
+    await session.execute(insert(Job), rows)
