@@ -143,6 +143,19 @@ def _add_commands(bot: SampleBot) -> None:
 
     tree.add_command(admin)
 
+    @tree.command(name="wait", description="Defer, wait, then follow up (falls back to the channel)")
+    async def wait(interaction: discord.Interaction, seconds: float) -> None:
+        await interaction.response.defer(thinking=True)
+        await asyncio.sleep(seconds)
+        try:
+            await interaction.followup.send("late result")
+        except discord.HTTPException as error:
+            bot.seen.append(("late-error", error.status, error.code))
+            assert isinstance(interaction.channel, discord.abc.Messageable)
+            await interaction.channel.send("late result (via the channel)")
+        else:
+            bot.seen.append(("late-ok",))
+
     @tree.context_menu(name="Animate")
     async def animate_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -411,9 +411,15 @@ class FakeDiscord:
                                        f"(connections={self.connections}, identify={self.identify_count})")
 
     # ------------------------------------------------------------------ gateway
-    async def dispatch(self, event: str, data: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:
-        """Send a dispatch (op 0) to the connected bot, waiting up to ``timeout`` for one; returns its ``s``."""
-        await self.wait_until_connected(timeout)
+    async def dispatch(self, event: str, data: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                       queue: bool = False) -> int:
+        """Send a dispatch (op 0) to the connected bot, waiting up to ``timeout`` for one; returns its ``s``.
+
+        With ``queue`` and a session but no live websocket (mid-reconnect), the event only goes into the session
+        log, and the bot gets it replayed when it RESUMEs, as Discord does.
+        """
+        if not (queue and self._session is not None):
+            await self.wait_until_connected(timeout)
         return await self._send_dispatch(event, data)
 
     async def _send_dispatch(self, event: str, data: dict[str, Any]) -> int:
@@ -690,7 +696,7 @@ class FakeDiscord:
         self, content: str, *, author: FakeMember | None = None, channel_id: int | None = None,
         attachments: Sequence[FakeAttachment] = (), mentions: Sequence[FakeMember] = (),
         reply_to: dict[str, Any] | int | None = None, embeds: Sequence[dict[str, Any]] = (),
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS, queue: bool = False,
     ) -> dict[str, Any]:
         """Store and dispatch MESSAGE_CREATE; returns the full stored message.
 
@@ -711,7 +717,8 @@ class FakeDiscord:
             message_reference=reference, referenced_message=referenced,
         )
         self.messages[int(message["id"])] = message
-        await self.dispatch("MESSAGE_CREATE", self._gateway_message(message, author.guild_id))
+        await self.dispatch("MESSAGE_CREATE", self._gateway_message(message, author.guild_id), timeout=timeout,
+                            queue=queue)
         return message
 
     def _gateway_message(self, message: dict[str, Any], guild_id: int | None) -> dict[str, Any]:
