@@ -15,8 +15,9 @@ Variables (all optional; unset or empty means "off"):
 - ``I2V_FAULT_SLEEP_ENCODE`` (seconds): sleep just before encoding the MP4 (phase "encoding").
 - ``I2V_FAULT_OOM_AT_STEP`` (step number, 1-based): raise ``torch.cuda.OutOfMemoryError`` from the step callback at
   that step, as a real allocation failure inside the UNet would.
-- ``I2V_FAULT_OOM_TIMES`` (count, default 1): how many generation runs of the same job (in this process) get the
-  out-of-memory error; 1 means the worker's low-memory retry succeeds, 2 means the retry fails too.
+- ``I2V_FAULT_OOM_TIMES`` (default 1): how many generation runs of the same job (in this process) get the
+  out-of-memory error; 1 means the worker's low-memory retry succeeds, 2 means the retry fails too. Either one
+  count for every job (``2``) or per job (``11:1,12:2``; jobs not named get none).
 - ``I2V_FAULT_CUDA_AT_STEP`` (step number): raise a sticky, non-OOM CUDA ``RuntimeError`` at that step, on the job's
   first attempt only (so the retry in a fresh process can succeed).
 - ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM and CUDA faults to these jobs; unset = every job.
@@ -66,6 +67,20 @@ def _int_env(env: Mapping[str, str], name: str, default: int | None) -> int | No
     return value
 
 
+def _oom_times_env(env: Mapping[str, str], name: str) -> int | dict[int, int]:
+    raw = env.get(name, "").strip()
+    if ":" not in raw:
+        return _int_env(env, name, 1) or 1
+    times: dict[int, int] = {}
+    for part in raw.split(","):
+        job, _, count = part.partition(":")
+        try:
+            times[int(job)] = int(count)
+        except ValueError:
+            raise FaultConfigError(f"{name} must be a count or 'job:count,...' pairs, got {raw!r}") from None
+    return times
+
+
 @dataclass
 class FaultPlan:
     """The faults to inject in this worker process (all off by default)."""
@@ -74,7 +89,7 @@ class FaultPlan:
     sleep_per_step_s: float = 0.0
     sleep_encode_s: float = 0.0
     oom_at_step: int | None = None
-    oom_times: int = 1
+    oom_times: int | dict[int, int] = 1
     cuda_at_step: int | None = None
     job_ids: frozenset[int] | None = None
     _oom_raised: dict[int, int] = field(default_factory=dict, repr=False)
@@ -97,7 +112,7 @@ class FaultPlan:
             sleep_per_step_s=_float_env(env, ENV_PREFIX + "SLEEP_PER_STEP"),
             sleep_encode_s=_float_env(env, ENV_PREFIX + "SLEEP_ENCODE"),
             oom_at_step=_int_env(env, ENV_PREFIX + "OOM_AT_STEP", None),
-            oom_times=_int_env(env, ENV_PREFIX + "OOM_TIMES", 1) or 1,
+            oom_times=_oom_times_env(env, ENV_PREFIX + "OOM_TIMES"),
             cuda_at_step=_int_env(env, ENV_PREFIX + "CUDA_AT_STEP", None),
             job_ids=job_ids,
         )
@@ -134,7 +149,8 @@ class FaultPlan:
             return
         if self.oom_at_step is not None and step == self.oom_at_step:
             raised = self._oom_raised.get(job_id, 0)
-            if raised < self.oom_times:
+            limit = self.oom_times if isinstance(self.oom_times, int) else self.oom_times.get(job_id, 0)
+            if raised < limit:
                 self._oom_raised[job_id] = raised + 1
                 import torch  # the worker process has torch loaded already; imported here to keep this module light
 

@@ -77,6 +77,7 @@ RESCUE_INTERVAL_S = 30.0  # seconds between two runs of the expired-lease rescue
 STALL_S = 900.0  # seconds without a new step or phase while generating: the GPU call hung, exit
 DEFAULT_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # bytes: Discord's default attachment limit, if a job has none
 LEASE_RENEW_FRACTION = 1 / 3  # renew the lease after this fraction of it even when nothing changed
+LEASE_EXPIRE_NOW_S = 0.001  # seconds: the lease a worker gives itself before exiting on a sticky CUDA error
 MAX_DETAIL_CHARS = 4000  # characters of traceback kept in a failed job's error_detail
 
 EXIT_OK = 0
@@ -87,6 +88,7 @@ EXIT_STALLED = 4  # a generation made no progress for I2V_STALL_SECONDS
 WORKER_STATE_LOADING = "loading"
 WORKER_STATE_IDLE = "idle"
 WORKER_STATE_BUSY = "busy"
+WORKER_STATE_STOPPING = "stopping"
 WORKER_STATE_STOPPED = "stopped"
 
 PHASE_PREPARING = "preparing"
@@ -124,6 +126,19 @@ def _env_float(env: Mapping[str, str], name: str, default: float, *, minimum: fl
     return value
 
 
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be >= 0, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """Everything the worker reads from the environment.
@@ -132,7 +147,8 @@ class WorkerSettings:
     ``tiny`` for tests), ``I2V_DEVICE`` (default: CUDA when available), ``OUTPUT_DIR`` (default ``outputs``),
     ``WORKER_ID`` (default ``<host>-<pid>``), and the timings in seconds ``I2V_POLL_INTERVAL_S``,
     ``I2V_LEASE_SECONDS``, ``I2V_GRACE_SECONDS``, ``I2V_HEARTBEAT_INTERVAL_S``, ``I2V_PROGRESS_INTERVAL_S``,
-    ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS`` (defaults: the module constants).
+    ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS`` (defaults: the module constants). Set by the supervisor:
+    ``I2V_PARENT_PID`` (the worker stops itself when that process is gone).
     """
 
     database_url: str
@@ -147,6 +163,7 @@ class WorkerSettings:
     progress_interval_s: float = PROGRESS_INTERVAL_S
     rescue_interval_s: float = RESCUE_INTERVAL_S
     stall_s: float = STALL_S
+    parent_pid: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -172,6 +189,7 @@ class WorkerSettings:
             progress_interval_s=_env_float(env, "I2V_PROGRESS_INTERVAL_S", PROGRESS_INTERVAL_S),
             rescue_interval_s=_env_float(env, "I2V_RESCUE_INTERVAL_S", RESCUE_INTERVAL_S, minimum=0.05),
             stall_s=_env_float(env, "I2V_STALL_SECONDS", STALL_S, minimum=1.0),
+            parent_pid=_env_int(env, "I2V_PARENT_PID"),
         )
 
 
@@ -340,6 +358,8 @@ class WorkerProcess:
             log.info("stop requested: no more claims; current job gets %.1f s", self.settings.grace_s)
             self._stop_deadline = now + self.settings.grace_s
             self._stopping.set()
+            if self._state == WORKER_STATE_IDLE:
+                self._state = WORKER_STATE_STOPPING
 
     @property
     def stopping(self) -> bool:
@@ -363,7 +383,7 @@ class WorkerProcess:
         self._sessions = make_sessionmaker(self._engine)
         heartbeat: asyncio.Task[None] | None = None
         try:
-            await self._register()
+            await self._write_heartbeat()
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
             if not await self._load_model():
                 return EXIT_OK
@@ -439,29 +459,38 @@ class WorkerProcess:
         assert self._sessions is not None
         return self._sessions()
 
-    async def _register(self) -> None:
-        from jobs.workers import register_worker
-
-        async with self._session() as session, session.begin():
-            await register_worker(session, self.settings.worker_id, pid=os.getpid(), host=socket.gethostname(),
-                                  model=self.settings.model)
-
-    async def _set_state(self, state: str, job_id: int | None) -> None:
+    async def _set_state(self, state: str, job_id: int | None, *, job_done: bool = False) -> None:
+        if state == WORKER_STATE_IDLE and self.stopping:
+            state = WORKER_STATE_STOPPING
         self._state = state
         self._job_id = job_id
-        await self._write_heartbeat()
+        await self._write_heartbeat(job_done=job_done)
 
-    async def _write_heartbeat(self) -> None:
-        from jobs.workers import worker_heartbeat
+    async def _write_heartbeat(self, *, job_done: bool = False) -> None:
+        """Upsert this worker's registry row (state, GPU, current job) and stamp its heartbeat."""
+        from jobs.workers import upsert_worker
 
-        device = self.generator.device_name if self.generator is not None else None
+        generator = self.generator
         async with self._session() as session, session.begin():
-            await worker_heartbeat(session, self.settings.worker_id, state=self._state, job_id=self._job_id,
-                                   device=device, jobs_done=self._jobs_done)
+            await upsert_worker(
+                session,
+                self.settings.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                state=self._state,
+                gpu_name=generator.device_name if generator is not None else None,
+                gpu_memory_bytes=generator.gpu_memory_bytes if generator is not None else None,
+                current_job_id=self._job_id,
+                job_done=job_done,
+            )
 
     async def _heartbeat_loop(self) -> None:
+        parent = self.settings.parent_pid
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
+            if parent is not None and os.getppid() != parent and not self.stopping:
+                log.warning("supervisor pid %d is gone; stopping", parent)
+                self.request_stop()
             try:
                 await self._write_heartbeat()
             except Exception:  # noqa: BLE001 - a missed heartbeat is not fatal; the next one may succeed
@@ -487,7 +516,7 @@ class WorkerProcess:
 
         async with self._session() as session:
             count = await session.scalar(
-                select(func.count()).select_from(Job).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
+                select(func.count()).select_from(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
             )
         return bool(count)
 
@@ -546,18 +575,26 @@ class WorkerProcess:
             row = (await session.execute(
                 select(Job.cancel_requested, Job.status, Job.attempt).where(Job.id == run.job.id)
             )).one_or_none()
-        if row is None or row.status != JobStatus.running or row.attempt != run.job.attempt:
+        if row is None or row.status != JobStatus.RUNNING or row.attempt != run.job.attempt:
             run.stop(STOP_LOST)
         elif row.cancel_requested:
             log.info("job %d: cancel requested", run.job.id)
             run.stop(STOP_CANCEL)
 
     async def _record_note(self, run: JobRun, note: str) -> None:
-        """Record a degradation (the low-memory retry) in the job's ``error_detail``, fenced by the attempt."""
-        from jobs.queue import annotate_job
+        """Record a degradation (the low-memory retry) in the job's ``error_detail`` (internal worker notes),
+        fenced like every worker write: this job, this attempt, still running."""
+        from sqlalchemy import update
+
+        from jobs.models import Job, JobStatus
 
         async with self._session() as session, session.begin():
-            await annotate_job(session, run.job.id, run.job.attempt, note=note)
+            await session.execute(
+                update(Job)
+                .where(Job.id == run.job.id, Job.attempt == run.job.attempt, Job.status == JobStatus.RUNNING)
+                .values(error_detail=note)
+                .execution_options(synchronize_session=False)
+            )
 
     # -- one job ---------------------------------------------------------------------------------------------
 
@@ -573,7 +610,7 @@ class WorkerProcess:
                 await watcher
             except asyncio.CancelledError:
                 pass
-            await self._set_state(WORKER_STATE_IDLE, None)
+            await self._set_state(WORKER_STATE_IDLE, None, job_done=True)
 
     async def _watch(self, run: JobRun) -> None:
         """Progress writes (throttled), lease renewal, cancel polling, the shutdown deadline and the stall check."""
@@ -747,6 +784,11 @@ class WorkerProcess:
 
         job = run.job
         reason = run.stop_reason
+        if reason == STOP_CANCEL:
+            try:
+                await self._report(run)  # record the step it stopped at
+            except Exception:  # noqa: BLE001 - informative only; settling matters
+                log.exception("final progress write for job %d failed", job.id)
         async with self._session() as session, session.begin():
             if reason == STOP_CANCEL:
                 ok = await finish_cancelled(session, job.id, job.attempt, gpu_seconds=run.gpu_seconds)
@@ -776,7 +818,7 @@ class WorkerProcess:
         try:
             async with self._session() as session, session.begin():
                 await report_progress(session, run.job.id, run.job.attempt, step=run.step, total=run.job.steps,
-                                      phase=run.phase, lease_seconds=0.0)
+                                      phase=run.phase, lease_seconds=LEASE_EXPIRE_NOW_S)
         except Exception:  # noqa: BLE001 - the lease will expire on its own
             log.exception("could not shorten the lease of job %d", run.job.id)
 

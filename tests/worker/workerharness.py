@@ -1,0 +1,231 @@
+"""Helpers for the worker tests: enqueue real jobs, start real worker processes, read the database back.
+
+Everything here is real: the jobs go through ``jobs.queue.enqueue_job`` (quota reserved), the workers are
+``python -m generator.worker`` processes on the tiny model, and the checks read the same database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from PIL import Image
+from sqlalchemy import select
+
+from generator.params import DEFAULT_NEGATIVE_PROMPT, target_size
+from jobs.db import make_engine, make_sessionmaker
+from jobs.models import Job, JobSource, LedgerKind, QuotaLedger, Worker
+from jobs.queue import NewJob, enqueue_job
+from jobs.quota import QuotaPolicy
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INPUT_SIZE_PX = (320, 256)  # width, height of the test input image: 256p keeps it 320x256
+RESOLUTION = "256p"
+FRAMES = 8
+FPS = 8
+STEPS = 10
+GUIDANCE = 9.0
+UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
+USER_ID = 4242
+PROMPT = "a cat turning its head slowly"
+PROCESS_EXIT_TIMEOUT_S = 60.0  # how long a test waits for a worker process to exit
+PROGRESS_LINE = re.compile(r"progress job=(\d+) attempt=(\d+) step=(\d+)/(\d+) phase=(\w+)")
+
+# Fast timings for tests (seconds); faults are added per test.
+FAST_ENV = {
+    "I2V_MODEL": "tiny",
+    "I2V_POLL_INTERVAL_S": "0.1",
+    "I2V_RESCUE_INTERVAL_S": "0.5",
+    "I2V_HEARTBEAT_INTERVAL_S": "0.25",
+    "I2V_LEASE_SECONDS": "20",
+    "I2V_GRACE_SECONDS": "30",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def make_input(directory: Path, *, seed: int = 0) -> tuple[Path, str]:
+    """Write a small PNG (a colour gradient with a square) and return its path and sha256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    width, height = INPUT_SIZE_PX
+    image = Image.new("RGB", (width, height))
+    pixels = image.load()
+    for x in range(width):
+        for y in range(height):
+            pixels[x, y] = ((x + seed) % 256, (y * 2) % 256, (x + y) % 256)
+    image.paste((250, 250, 250), (100, 80, 180, 160))
+    path = directory / f"input_{seed}.png"
+    image.save(path, format="PNG")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, user_id: int = USER_ID,
+                       steps: int = STEPS, frames: int = FRAMES, fps: int = FPS) -> list[int]:
+    """Enqueue ``count`` jobs (one transaction each, quota reserved) and return their ids in order."""
+    path, sha = input_image
+    width, height = target_size(RESOLUTION, *INPUT_SIZE_PX)
+    policy = QuotaPolicy(daily_gpu_seconds=1_000_000.0, max_pending=1000)
+    engine = make_engine(url)
+    ids: list[int] = []
+    try:
+        sessions = make_sessionmaker(engine)
+        for index in range(count):
+            new = NewJob(
+                user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt=PROMPT,
+                negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=RESOLUTION, frames=frames, fps=fps,
+                steps=steps, guidance=GUIDANCE, seed=1000 + index, width=width, height=height,
+                input_path=str(path), input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
+            )
+            async with sessions() as session, session.begin():
+                ids.append((await enqueue_job(session, new, policy)).id)
+    finally:
+        await engine.dispose()
+    return ids
+
+
+class Db:
+    """A small read/write handle on the test database (its own engine)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = make_sessionmaker(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def jobs(self, ids: Iterable[int]) -> dict[int, Job]:
+        async with self.sessions() as session:
+            rows = (await session.scalars(
+                select(Job).where(Job.id.in_(list(ids))).execution_options(populate_existing=True)
+            )).all()
+        return {job.id: job for job in rows}
+
+    async def job(self, job_id: int) -> Job:
+        return (await self.jobs([job_id]))[job_id]
+
+    async def ledger(self, job_id: int) -> list[tuple[LedgerKind, float]]:
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(QuotaLedger.kind, QuotaLedger.amount).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id)
+            )).all()
+        return [(row.kind, row.amount) for row in rows]
+
+    async def worker(self, worker_id: str) -> Worker | None:
+        async with self.sessions() as session:
+            return await session.get(Worker, worker_id, populate_existing=True)
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn(session)`` in one transaction."""
+        async with self.sessions() as session, session.begin():
+            return await fn(session)
+
+
+async def wait_until(check: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``check()`` until it returns something truthy; fail the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def worker_env(url: str, output_dir: Path, **extra: str | float | int) -> dict[str, str]:
+    """The environment of a test worker: this interpreter's, no inherited fault hooks, fast timings, ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("I2V_")}
+    env.update(FAST_ENV)
+    env.update({"DATABASE_URL": url, "OUTPUT_DIR": str(output_dir), "PYTHONUNBUFFERED": "1"})
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+@dataclass
+class WorkerProc:
+    """A ``python -m generator.worker`` child with its output in a log file."""
+
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    async def wait(self, timeout: float = PROCESS_EXIT_TIMEOUT_S) -> int:
+        deadline = time.monotonic() + timeout
+        while self.popen.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker pid {self.pid} did not exit within {timeout:.0f} s; log:\n{self.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return self.popen.returncode
+
+    def progress(self, job_id: int, attempt: int | None = None) -> list[tuple[int, int, str]]:
+        """(step, total, phase) of every progress write this worker logged for ``job_id``, in order."""
+        out = []
+        for match in PROGRESS_LINE.finditer(self.log()):
+            if int(match[1]) == job_id and (attempt is None or int(match[2]) == attempt):
+                out.append((int(match[3]), int(match[4]), match[5]))
+        return out
+
+
+class WorkerPool:
+    """Starts worker processes for one test and makes sure none outlives it."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[WorkerProc] = []
+
+    def start(self, env: dict[str, str], *args: str, name: str = "worker") -> WorkerProc:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}-{len(self.procs)}.log"
+        with open(log_path, "wb") as log_file:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "generator.worker", *args], cwd=REPO_ROOT, env=env,
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        proc = WorkerProc(popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def cleanup(self) -> list[int]:
+        """Kill whatever is still running; returns the pids that were (a test then fails on them)."""
+        leftovers = []
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                leftovers.append(proc.pid)
+                proc.popen.send_signal(signal.SIGKILL)
+                proc.popen.wait(10)
+        return leftovers
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def outputs_for(output_dir: Path, job_id: int) -> list[Path]:
+    """Final MP4s in ``output_dir`` for one job (``video_YYYYMMDD_HHMMSS_<job>.mp4``)."""
+    return sorted(p for p in output_dir.glob(f"video_*_{job_id}.mp4") if not p.name.endswith(".partial.mp4"))
