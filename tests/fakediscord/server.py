@@ -404,9 +404,14 @@ class FakeDiscord:
             lambda: next((f for f in self.gateway_frames if predicate(f)), None), timeout,
             lambda: f"no gateway frame matched within {timeout}s; ops seen: {[f.op for f in self.gateway_frames]}")
 
+    @property
+    def connected(self) -> bool:
+        """Whether a bot is on the gateway now (identified or resumed on a live websocket)."""
+        return self._live is not None and self._live.ready
+
     async def wait_until_connected(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         """Until a client has identified (READY sent) or resumed on a live websocket."""
-        await self.wait_until(lambda: self._live is not None and self._live.ready, timeout,
+        await self.wait_until(lambda: self.connected, timeout,
                                lambda: f"no bot connected to the gateway within {timeout}s "
                                        f"(connections={self.connections}, identify={self.identify_count})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import discord
 import pytest
@@ -12,6 +13,7 @@ from tests.fakediscord.payloads import MESSAGE_FLAG_EPHEMERAL, PERM_ADMINISTRATO
 from tests.fakediscord.sample_bot import SampleBot
 from tests.fakediscord.server import FakeDiscord
 
+THIS_FILE = Path(__file__)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
@@ -42,8 +44,11 @@ async def test_login_sync_and_ready(fake_discord: FakeDiscord) -> None:
                          ("PUT", f"/applications/{fake_discord.application_id}/commands")]
     assert all(r.headers["Authorization"] == f"Bot {FAKE_BOT_TOKEN}" for r in fake_discord.requests)
     synced = {(c["name"], c["type"]) for c in fake_discord.commands()}
-    assert synced == {("animate", 1), ("admin", 1), ("Animate", 3), ("status", 1)}
-    assert {c.name for c in fetched} == {"animate", "admin", "Animate", "status"}
+    assert synced == {("animate", 1), ("admin", 1), ("Animate", 3), ("status", 1), ("wait", 1)}
+    assert {c.name for c in fetched} == {"animate", "admin", "Animate", "status", "wait"}
+    admin = fake_discord.find_command("admin")
+    assert admin is not None and admin["description"] == "Admin" and admin["application_id"] == str(bot.application_id)
+    assert [o["name"] for o in admin["options"]] == ["quota", "pause"]
     identify = next(f for f in fake_discord.gateway_frames if f.op == 2)
     assert identify.data["token"] == FAKE_BOT_TOKEN and identify.data["intents"] == discord.Intents.default().value
 
@@ -216,14 +221,14 @@ async def test_channel_messages_with_files_edit_get_delete_react_type(fake_disco
         with pytest.raises(discord.HTTPException) as dangling:
             await channel.send("re", reference=fetched)
     assert fetched.attachments[0].filename == "t.py"
-    assert fetched.attachments[0].size == len(open(__file__, "rb").read())
+    assert fetched.attachments[0].size == len(THIS_FILE.read_bytes())
     assert [a.filename for a in edited.attachments] == ["t.py", "u.py"] and edited.content == "hello again"
     assert missing.value.code == 10008 and dangling.value.code == 50035
     assert reply.reference is not None and reply.reference.message_id == sent.id
     calls = [(r.method, r.path, r.status) for r in fake_discord.requests]
     assert ("POST", f"/channels/{fake_discord.channel_id}/typing", 204) in calls
     create = next(r for r in fake_discord.requests if r.method == "POST" and r.path.endswith("/messages"))
-    assert create.files[0].data == open(__file__, "rb").read() and create.json["content"] == "hello"
+    assert create.files[0].data == THIS_FILE.read_bytes() and create.json["content"] == "hello"
     react = next(r for r in fake_discord.requests if "/reactions/" in r.path)
     assert react.method == "PUT" and react.status == 204
 
