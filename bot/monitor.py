@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from bot.delivery import Delivery
-from bot.status import edit_status_message, is_final, render_status
+from bot.status import edit_status_message, is_final, render_status, status_key
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -36,7 +36,7 @@ class JobMonitor:
         self.delivery = Delivery(bot)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._shown: dict[int, str] = {}  # job id -> text last written to its status message
+        self._shown: dict[int, tuple[object, ...]] = {}  # job id -> status_key last written to its message
         self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
         self._deliveries: dict[int, asyncio.Task[bool]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
@@ -44,6 +44,11 @@ class JobMonitor:
     def start(self) -> None:
         """Start the background task."""
         self._task = asyncio.create_task(self._run(), name="job-monitor")
+
+    def note_posted(self, job: Job, position: int | None) -> None:
+        """Record that a status message was just posted showing ``job`` at ``position`` (no immediate re-edit)."""
+        self._shown[job.id] = status_key(job, position)
+        self._edited_at[job.id] = time.monotonic()
 
     def wake(self) -> None:
         """Run a pass now instead of waiting for the next tick."""
@@ -95,24 +100,22 @@ class JobMonitor:
             finished = list(await undelivered_jobs(session))
         for job in pending:
             place = positions.get(job.id)
-            text = render_status(
-                job,
-                position=place.position if place else None,
-                eta_seconds=place.eta_seconds if place else None,
-            )
-            await self._maybe_edit(job, text, force=False)
+            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None)
         for job in finished:
             self._start_delivery(job)
 
-    async def _maybe_edit(self, job: Job, text: str, *, force: bool) -> None:
-        if self._shown.get(job.id) == text:
+    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None) -> None:
+        """Edit the status message if what it shows changed and the last edit is old enough."""
+        key = status_key(job, position)
+        if self._shown.get(job.id, ()) == key:
             return
         now = time.monotonic()
-        if not force and now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
+        if now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
             return
         self._edited_at[job.id] = now
+        text = render_status(job, position=position, eta_seconds=eta_seconds)
         if await edit_status_message(self.bot, job, text):
-            self._shown[job.id] = text
+            self._shown[job.id] = key
 
     def _start_delivery(self, job: Job) -> None:
         if job.id in self._deliveries or time.monotonic() < self._retry_after.get(job.id, 0.0):

@@ -75,7 +75,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line = f"⏳ Queued: position **{position}**"
             if eta_seconds is not None:
                 start = int(now.timestamp() + eta_seconds)
-                line += f", starts <t:{start}:R>"
+                line += f", video expected <t:{start}:R>"
             line += "."
         if (job.attempt or 0) > 0:
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
@@ -98,6 +98,13 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     return f"{head}\n{status}"
 
 
+def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+    """What a status message shows, without the clock: the message is edited only when this changes (an ETA
+    that drifts by a second each poll is not a change)."""
+    return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
+            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+
+
 def is_final(job: Job) -> bool:
     """True once the job can no longer change (its status message loses the Cancel button)."""
     return _value(job.status) in ("succeeded", "failed", "cancelled")
@@ -117,7 +124,7 @@ def status_view(job: Job) -> discord.ui.View | None:
 async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None) -> int:
     """Send the first status message in the job's channel (a reply to the request message if there is one),
     record its id on the job and return it."""
-    from jobs.models import Job as JobModel
+    from jobs.queue import set_status_message
 
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
     reference = None
@@ -133,9 +140,7 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
         allowed_mentions=discord.AllowedMentions.none(),
     )
     async with bot.sessions.begin() as session:
-        row = await session.get(JobModel, job.id)
-        if row is not None:
-            row.status_message_id = message.id
+        await set_status_message(session, job.id, status_message_id=message.id)
     job.status_message_id = message.id
     return message.id
 

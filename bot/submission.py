@@ -22,7 +22,7 @@ import aiohttp
 
 from bot.errors import UserFacingError
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, ParamError, normalize_resolution, target_size, RESOLUTIONS
+from generator.params import GenerationParams, ParamError, target_size
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -59,6 +59,7 @@ class StoredInput:
     sha256: str
     width: int
     height: int
+    created: bool = False  # this request wrote the file (so a refusal removes it again)
 
 
 def byte_cap(bot: I2VBot) -> int:
@@ -99,12 +100,13 @@ def _check_and_store(data: bytes, inputs_dir: Path) -> StoredInput:
     image.close()
     digest = hashlib.sha256(data).hexdigest()
     path = inputs_dir / digest
-    if not path.exists():
+    created = not path.exists()
+    if created:
         inputs_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{digest}.{os.getpid()}.{id(data)}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    return StoredInput(path=path, sha256=digest, width=width, height=height)
+    return StoredInput(path=path, sha256=digest, width=width, height=height, created=created)
 
 
 async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
@@ -120,27 +122,16 @@ async def stored_input_of(job: Job) -> StoredInput:
     return StoredInput(path=path, sha256=job.input_sha256, width=0, height=0)
 
 
-async def _guild_caps(session: Any, guild_id: int | None) -> Any | None:
-    if guild_id is None:
-        return None
-    from jobs.models import GuildSettings
+async def _discard_if_unused(bot: I2VBot, stored: StoredInput) -> None:
+    """Remove an input file this request wrote if no job uses it (a refused request leaves nothing behind)."""
+    from sqlalchemy import select
 
-    return await session.get(GuildSettings, guild_id)
+    from jobs.models import Job
 
-
-def apply_guild_caps(params: GenerationParams, caps: Any | None) -> None:
-    """Refuse parameters above the server's caps (resolution, frames, steps) with a message naming the cap."""
-    if caps is None:
-        return
-    max_resolution = getattr(caps, "max_resolution", None)
-    if max_resolution and RESOLUTIONS[params.resolution] > RESOLUTIONS[normalize_resolution(max_resolution)]:
-        raise UserFacingError(f"This server allows at most {max_resolution} (you asked for {params.resolution}).")
-    max_frames = getattr(caps, "max_frames", None)
-    if max_frames and params.frames > max_frames:
-        raise UserFacingError(f"This server allows at most {max_frames} frames (you asked for {params.frames}).")
-    max_steps = getattr(caps, "max_steps", None)
-    if max_steps and params.steps > max_steps:
-        raise UserFacingError(f"This server allows at most {max_steps} steps (you asked for {params.steps}).")
+    async with bot.sessions() as session:
+        used = await session.scalar(select(Job.id).where(Job.input_sha256 == stored.sha256).limit(1))
+    if used is None:
+        stored.path.unlink(missing_ok=True)
 
 
 async def enqueue(
@@ -152,36 +143,49 @@ async def enqueue(
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
 ) -> Job:
-    """Apply the server's caps and enqueue the job with its quota reserved, in one transaction.
+    """Enqueue the job with its quota reserved, in one transaction (the store also applies the server's caps
+    and pause switch).
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
-    Raises ``UserFacingError`` (server cap), ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass.
+    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then nothing was written.
     """
     from jobs.queue import NewJob, enqueue_job
 
     if size is None:
         size = target_size(params.resolution, stored.width, stored.height)
     width, height = size
-    async with bot.sessions.begin() as session:
-        apply_guild_caps(params, await _guild_caps(session, origin.guild_id))
-        new = NewJob(
-            user_id=origin.user_id,
-            guild_id=origin.guild_id,
-            channel_id=origin.channel_id,
-            source=origin.source,
-            params=params,
-            width=width,
-            height=height,
-            input_path=str(stored.path),
-            input_sha256=stored.sha256,
-            reply_to_message_id=origin.reply_to_message_id,
-            interaction_token=origin.interaction_token,
-            interaction_expires_at=origin.interaction_expires_at,
-            application_id=origin.application_id,
-            upload_limit_bytes=origin.upload_limit_bytes,
-            parent_job_id=origin.parent_job_id,
-        )
-        job = await enqueue_job(session, new, policy)
+    try:
+        async with bot.sessions.begin() as session:
+            new = NewJob(
+                user_id=origin.user_id,
+                guild_id=origin.guild_id,
+                channel_id=origin.channel_id,
+                source=origin.source,
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt,
+                preset=params.preset,
+                resolution=params.resolution,
+                frames=params.frames,
+                fps=params.fps,
+                steps=params.steps,
+                guidance=params.guidance,
+                seed=params.seed,
+                width=width,
+                height=height,
+                input_path=str(stored.path),
+                input_sha256=stored.sha256,
+                reply_to_message_id=origin.reply_to_message_id,
+                interaction_token=origin.interaction_token,
+                interaction_expires_at=origin.interaction_expires_at,
+                application_id=origin.application_id,
+                upload_limit_bytes=origin.upload_limit_bytes,
+                parent_job_id=origin.parent_job_id,
+            )
+            job = await enqueue_job(session, new, policy)
+    except BaseException:
+        if stored.created:
+            await _discard_if_unused(bot, stored)
+        raise
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
     bot.dispatch("job_queued", job.id)
     return job
@@ -192,7 +196,6 @@ __all__ = [
     "Origin",
     "ParamError",
     "StoredInput",
-    "apply_guild_caps",
     "byte_cap",
     "check_and_store",
     "download_image",

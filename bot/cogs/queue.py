@@ -55,7 +55,7 @@ class Queue(commands.Cog):
                     place = await queue_position(session, job.id)
                     eta = ""
                     if place.eta_seconds is not None:
-                        eta = f", starts <t:{int(now.timestamp() + place.eta_seconds)}:R>"
+                        eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
                     lines.append(f"• #{job.id} queued, position {place.position}{eta}: {_short(job.prompt)}")
         header = f"Queue: {queued_total} waiting, {running_total} running."
         body = "\n".join(lines) if lines else "You have no queued or running videos."

@@ -1,0 +1,236 @@
+"""End to end: the real ``python -m bot`` (embedded worker on the tiny model) against the fake Discord.
+
+One bot process and one fake are shared by the whole module (starting the worker costs seconds); each test uses
+its own members so quotas and job lists do not interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from jobs.models import JobStatus
+from tests.bot.harness import (
+    SMALL,
+    BotProcess,
+    callback_of,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    result_posts,
+    wait_result,
+)
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(240)]
+
+ACK_DEADLINE_S = 3.0
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
+    fake = FakeDiscord(bot_token="test-bot-token")
+    await fake.start()
+    bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000"})
+    pids: list[int] = []
+    try:
+        await bot.start()
+        yield fake, bot
+    finally:
+        try:
+            pids = await bot.worker_pids()
+        except Exception:  # the database may not exist if start failed
+            pass
+        code = await bot.stop()
+        bot.reap_workers(pids)
+        await fake.stop()
+        assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
+
+
+async def slash_animate(fake: FakeDiscord, member, image_bytes: bytes | None = None, **options):  # type: ignore[no-untyped-def]
+    attachment = fake.add_attachment(image_bytes or png_bytes(), "cat.png")
+    values = {"image": attachment, "prompt": "a cat turns its head slowly", **SMALL, **options}
+    return await fake.inject_slash("animate", values, member=member)
+
+
+async def test_commands_synced_with_exact_options(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, _ = world
+    animate = fake.find_command("animate")
+    assert animate is not None
+    names = [o["name"] for o in animate["options"]]
+    assert names == ["image", "prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
+                     "negative_prompt"]
+    by_name = {o["name"]: o for o in animate["options"]}
+    assert [c["value"] for c in by_name["preset"]["choices"]] == ["quick", "standard", "high"]
+    assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "512p", "768p", "1024p"]
+    assert (by_name["frames"]["min_value"], by_name["frames"]["max_value"]) == (8, 32)
+    assert (by_name["steps"]["min_value"], by_name["steps"]["max_value"]) == (10, 100)
+    assert (by_name["fps"]["min_value"], by_name["fps"]["max_value"]) == (4, 24)
+    assert (by_name["guidance"]["min_value"], by_name["guidance"]["max_value"]) == (1.0, 20.0)
+    assert fake.find_command("Animate", command_type=3) is not None
+    for name in ("queue", "quota", "cancel"):
+        assert fake.find_command(name) is not None, name
+
+
+async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "slash-user")
+    interaction = await slash_animate(fake, member, seed=1234, fps=6)
+    ack = await callback_of(fake, interaction)
+    assert ack.time - interaction.created_at < ACK_DEADLINE_S
+    assert ack.json["type"] == 5 and ack.json["data"]["flags"] == 64  # deferred, ephemeral
+    text = await followup_text(fake, interaction)
+    job_id = job_id_from(text)
+    status = await fake.wait_for(
+        lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
+        and f"i2v:cancel:{job_id}" in custom_ids(r.json)
+    )
+    assert "position" in status.json["content"] or "Queued" in status.json["content"]
+    result = await wait_result(fake, job_id)
+    assert result.has_bot_auth
+    content = result.json["content"]
+    for expected in ("a cat turns its head slowly", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
+                     "seed 1234", "took", f"<@{member.user_id}>"):
+        assert expected in content, (expected, content)
+    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info")]
+    (upload,) = result.files
+    assert upload.data[4:8] == b"ftyp"
+    from generator.video import probe_mp4
+
+    mp4 = bot.root / "check.mp4"
+    mp4.write_bytes(upload.data)
+    info = probe_mp4(mp4)
+    assert (info.frames, info.fps) == (8, 6)
+    assert min(info.width, info.height) == 256
+    job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=10)
+    assert job.status == JobStatus.SUCCEEDED and job.result_message_id == int(result.response["id"])
+    # the status message reaches its final state, without the Cancel button
+    await fake.wait_for(
+        lambda r: r.method == "PATCH" and r.path == f"/channels/{fake.channel_id}/messages/{status.response['id']}"
+        and "Done" in (r.json or {}).get("content", "") and not custom_ids(r.json)
+    )
+    await asyncio.sleep(1.0)
+    assert len(result_posts(fake, job_id)) == 1
+
+
+# -- bad input: one specific ephemeral message each, and nothing else changes ----------------------------------
+
+
+def _ico_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buffer, format="ICO")
+    return buffer.getvalue()
+
+
+def _bomb_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(buffer, format="PNG")  # 48 Mpx, a few kB on the wire
+    return buffer.getvalue()
+
+
+async def _refusal(fake: FakeDiscord, member, data: bytes, filename: str = "in.png", **options) -> str:  # type: ignore[no-untyped-def]
+    attachment = fake.add_attachment(data, filename)
+    values = {"image": attachment, "prompt": "the sea moves", **SMALL, **options}
+    interaction = await fake.inject_slash("animate", values, member=member)
+    ack = await callback_of(fake, interaction)
+    assert ack.time - interaction.created_at < ACK_DEADLINE_S
+    return await followup_text(fake, interaction)
+
+
+async def _db(bot: BotProcess):  # type: ignore[no-untyped-def]
+    from jobs.db import make_engine, make_sessionmaker
+
+    engine = make_engine(bot.database_url)
+    return engine, make_sessionmaker(engine)
+
+
+async def _ledger_rows(bot: BotProcess, user_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from jobs.models import QuotaLedger
+
+    engine, sessions = await _db(bot)
+    try:
+        async with sessions() as session:
+            return int(await session.scalar(select(func.count()).where(QuotaLedger.user_id == user_id)) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
+    world: tuple[FakeDiscord, BotProcess],
+) -> None:
+    from jobs.models import GuildSettings, QueueState
+    from jobs.quota import ban_user, set_user_limit, unban_user
+
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "bad-input-user")
+    inputs_before = set((bot.root / "data" / "inputs").glob("*"))
+    good = png_bytes(seed=99)
+    cases: list[tuple[str, str]] = []
+    cases.append(("not an image", await _refusal(fake, member, b"this is not a picture at all", "x.png")))
+    cases.append(("too large", await _refusal(fake, member, good + b"\0" * 3_000_000, "big.png")))
+    cases.append(("bomb", await _refusal(fake, member, _bomb_png(), "bomb.png")))
+    cases.append(("unsupported", await _refusal(fake, member, _ico_bytes(), "icon.ico")))
+    cases.append(("prompt too long", await _refusal(fake, member, good, prompt="x" * 501)))
+    cases.append(("frames out of range", await _refusal(fake, member, good, frames=40)))
+    engine, sessions = await _db(bot)
+    try:
+        async with sessions.begin() as session:
+            await set_user_limit(session, member.user_id, daily_gpu_seconds=0.5, max_pending=None, by=None)
+        cases.append(("over quota", await _refusal(fake, member, good)))
+        async with sessions.begin() as session:
+            await set_user_limit(session, member.user_id, daily_gpu_seconds=None, max_pending=None, by=None)
+            await ban_user(session, member.user_id, reason="spamming", by=None)
+        cases.append(("banned", await _refusal(fake, member, good)))
+        async with sessions.begin() as session:
+            await unban_user(session, member.user_id, by=None)
+            state = await session.get(QueueState, 1)
+            state.paused = True
+        cases.append(("paused", await _refusal(fake, member, good)))
+        async with sessions.begin() as session:
+            state = await session.get(QueueState, 1)
+            state.paused = False
+            session.add(GuildSettings(guild_id=fake.guild.id, max_frames=8))
+        cases.append(("over the guild cap", await _refusal(fake, member, good, frames=12)))
+        async with sessions.begin() as session:
+            await session.delete(await session.get(GuildSettings, fake.guild.id))
+    finally:
+        await engine.dispose()
+
+    expected = {
+        "not an image": "not an image",
+        "too large": "too large",
+        "bomb": "too many pixels",
+        "unsupported": "not supported",
+        "prompt too long": "prompt",
+        "frames out of range": "frames 40",
+        "over quota": "GPU time",
+        "banned": "spamming",
+        "paused": "paused",
+        "over the guild cap": "frames up to 8",
+    }
+    for name, text in cases:
+        print(f"{name}: {text}")
+        assert expected[name] in text, (name, text)
+    assert len({text for _, text in cases}) == len(cases), "each refusal must read differently"
+    assert await bot.jobs(__import__("jobs.models").models.Job.user_id == member.user_id) == []
+    assert await _ledger_rows(bot, member.user_id) == 0
+    assert set((bot.root / "data" / "inputs").glob("*")) == inputs_before
+    # too large: refused from the declared size, without downloading the bytes
+    big_downloads = [r for r in fake.requests if r.path.endswith("/big.png") and r.method == "GET"]
+    assert big_downloads == []
