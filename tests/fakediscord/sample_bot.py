@@ -124,7 +124,8 @@ def _add_commands(bot: SampleBot) -> None:
         await interaction.followup.send(content=f"done: {prompt}", file=discord.File(io.BytesIO(video),
                                         filename="out.mp4"), view=view)
 
-    admin = app_commands.Group(name="admin", description="Admin")
+    admin = app_commands.Group(name="admin", description="Admin",
+                               default_permissions=discord.Permissions(manage_guild=True))
     quota = app_commands.Group(name="quota", description="Quotas", parent=admin)
 
     @quota.command(name="set", description="Set a user's quota")

@@ -49,6 +49,7 @@ async def test_login_sync_and_ready(fake_discord: FakeDiscord) -> None:
     admin = fake_discord.find_command("admin")
     assert admin is not None and admin["description"] == "Admin" and admin["application_id"] == str(bot.application_id)
     assert [o["name"] for o in admin["options"]] == ["quota", "pause"]
+    assert admin["default_member_permissions"] == "32"  # sent as an int, stored and returned as a string
     identify = next(f for f in fake_discord.gateway_frames if f.op == 2)
     assert identify.data["token"] == FAKE_BOT_TOKEN and identify.data["intents"] == discord.Intents.default().value
 

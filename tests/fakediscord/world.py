@@ -1,0 +1,239 @@
+"""The fake's state and its recorder: guilds, channels, members, messages, attachments, synced commands,
+injected interactions; every recorded request and gateway frame; and the wait helpers over them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import payloads
+from .records import GatewayFrame, RecordedRequest
+from .state import FakeAttachment, FakeGuild, FakeInteraction, FakeMember
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+"""How long wait helpers and injections wait by default."""
+POLL_SECONDS = 0.02
+"""How often wait helpers re-check conditions the fake cannot observe (bot-side state)."""
+INTENT_MESSAGE_CONTENT = 1 << 15
+
+
+class FakeTimeout(AssertionError):
+    """A wait helper ran out of time; the message lists what the fake did see."""
+
+
+class FakeWorld:
+    """State, records and waiting; the base of :class:`server.FakeDiscord`."""
+
+    def __init__(self, *, bot_token: str | None, application_id: int | None, bot_name: str) -> None:
+        self.bot_token = bot_token
+        """When set, bot-authenticated calls with another token get 401 (login fails), IDENTIFY gets 4004."""
+        self.application_id = application_id or payloads.snowflake()
+        self.bot_user_id = self.application_id
+        self.bot_name = bot_name
+        self.requests: list[RecordedRequest] = []
+        self.gateway_frames: list[GatewayFrame] = []
+        self.token_lifetime: float | None = None
+        """Seconds after which interaction webhooks answer 401/50027 (None: never; Discord: 900)."""
+        self.callback_deadline: float | None = None
+        """Seconds after which an interaction callback answers 404/10062 (None: never; Discord: 3)."""
+        self.intents: int | None = None
+        """The intents of the last IDENTIFY."""
+        self.guilds: dict[int, FakeGuild] = {}
+        self.channels: dict[int, dict[str, Any]] = {}
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.attachments: dict[int, FakeAttachment] = {}
+        self.interactions: dict[int, FakeInteraction] = {}
+        self.global_commands: list[dict[str, Any]] = []
+        self.guild_commands: dict[int, list[dict[str, Any]]] = {}
+        self._changed = asyncio.Event()
+        self._seed_world()
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (defined by the server)."""
+        raise NotImplementedError
+
+    @property
+    def cdn_base(self) -> str:
+        """Where attachment bytes are served."""
+        return self.base_url + "/cdn/attachments"
+
+    def _seed_world(self) -> None:
+        guild = self.add_guild("Fake Guild")
+        self.guild = guild
+        self.channel_id = next(iter(guild.channels))
+        self.bot_member = self.add_member(guild.id, self.bot_name, permissions=payloads.PERMS_ALL, bot=True,
+                                          user_id=self.bot_user_id)
+        self.member = self.add_member(guild.id, "alice")
+        self.admin = self.add_member(guild.id, "root", permissions=payloads.PERMS_ALL)
+
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        """The bot's user object (``GET /users/@me``, READY)."""
+        return payloads.user_payload(self.bot_user_id, self.bot_name, bot=True)
+
+    def add_guild(self, name: str, *, premium_tier: int = 0, channel_name: str = "general") -> FakeGuild:
+        """A guild with an @everyone role and one text channel."""
+        if premium_tier not in payloads.PREMIUM_TIER_UPLOAD_LIMIT_BYTES:
+            raise ValueError(f"add_guild(premium_tier={premium_tier!r}): must be 0..3")
+        guild = FakeGuild(id=payloads.snowflake(), name=name, owner_id=0, premium_tier=premium_tier)
+        guild.roles[guild.id] = payloads.role_payload(guild.id, "@everyone", payloads.PERMS_MEMBER)
+        self.guilds[guild.id] = guild
+        self.add_channel(guild.id, channel_name)
+        return guild
+
+    def add_channel(self, guild_id: int, name: str) -> dict[str, Any]:
+        """A text channel in ``guild_id``."""
+        guild = self._guild(guild_id)
+        channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels))
+        guild.channels[int(channel["id"])] = channel
+        self.channels[int(channel["id"])] = channel
+        return channel
+
+    def add_role(self, guild_id: int, name: str, *, permissions: int = 0) -> int:
+        """A role in ``guild_id``; returns its id."""
+        guild = self._guild(guild_id)
+        role_id = payloads.snowflake()
+        guild.roles[role_id] = payloads.role_payload(role_id, name, permissions, position=len(guild.roles))
+        return role_id
+
+    def add_member(
+        self, guild_id: int, username: str, *, permissions: int = payloads.PERMS_MEMBER, roles: Sequence[int] = (),
+        flags: int = 0, bot: bool = False, user_id: int | None = None,
+    ) -> FakeMember:
+        """A member of ``guild_id``; ``permissions`` is what interactions report for them (0 is allowed)."""
+        guild = self._guild(guild_id)
+        for role in roles:
+            if role not in guild.roles:
+                raise ValueError(f"add_member(roles=...): role {role} is not in guild {guild_id}")
+        member = FakeMember(guild_id=guild.id, user_id=user_id or payloads.snowflake(), username=username,
+                            permissions=permissions, roles=list(roles), flags=flags, bot=bot)
+        guild.members[member.user_id] = member
+        if guild.owner_id == 0 and not bot:
+            guild.owner_id = member.user_id
+        return member
+
+    def set_member_permissions(self, member: FakeMember, permissions: int) -> None:
+        """Change what interactions report as ``member.permissions`` (e.g. 0 to test admin checks)."""
+        if permissions < 0:
+            raise ValueError(f"set_member_permissions(permissions={permissions}): must be >= 0")
+        member.permissions = permissions
+
+    def add_attachment(
+        self, data: bytes, filename: str, *, content_type: str | None = None, width: int | None = None,
+        height: int | None = None,
+    ) -> FakeAttachment:
+        """Register bytes on the CDN route; the returned attachment goes into options, messages, resolved data."""
+        if not filename or "/" in filename:
+            raise ValueError(f"add_attachment(filename={filename!r}): need a plain file name")
+        attachment_id = payloads.snowflake()
+        attachment = FakeAttachment(
+            id=attachment_id, filename=filename, data=bytes(data),
+            content_type=content_type or payloads.content_type_for(filename),
+            url=f"{self.cdn_base}/{attachment_id}/{filename}", width=width, height=height,
+        )
+        self.attachments[attachment_id] = attachment
+        return attachment
+
+    def add_message(
+        self, *, author: FakeMember | None = None, content: str = "", channel_id: int | None = None,
+        attachments: Sequence[FakeAttachment] = (), embeds: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Store a message (from ``author``, default ``member``) without dispatching it; returns its payload."""
+        author = author or self.member
+        message = payloads.message_payload(
+            message_id=payloads.snowflake(), channel_id=channel_id or self.channel_id, author=author.user,
+            content=content, attachments=[a.payload() for a in attachments], embeds=list(embeds),
+        )
+        self.messages[int(message["id"])] = message
+        return message
+
+    def commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        """The application commands the bot synced (global, or for ``guild_id``)."""
+        return list(self.global_commands if guild_id is None else self.guild_commands.get(guild_id, []))
+
+    def find_command(self, name: str, *, command_type: int = 1, guild_id: int | None = None) -> dict[str, Any] | None:
+        """A synced command by name and type: the guild's first, then global."""
+        pools = ([self.guild_commands.get(guild_id, [])] if guild_id is not None else []) + [self.global_commands]
+        for pool in pools:
+            for command in pool:
+                if command["name"] == name and int(command.get("type", 1)) == command_type:
+                    return command
+        return None
+
+    def channel_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages currently in a channel (default: the default channel), oldest first."""
+        channel_id = channel_id or self.channel_id
+        return sorted((m for m in self.messages.values() if int(m["channel_id"]) == channel_id),
+                      key=lambda m: int(m["id"]))
+
+    def _guild(self, guild_id: int) -> FakeGuild:
+        try:
+            return self.guilds[guild_id]
+        except KeyError:
+            raise ValueError(f"no guild {guild_id} in the fake (have {sorted(self.guilds)})") from None
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, check: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                         what: Callable[[], str] | str = "condition") -> Any:
+        """Until ``check()`` returns something other than None/False (returned); FakeTimeout naming ``what``.
+
+        Re-checks on every change the fake sees and every ``POLL_SECONDS`` (for bot-side state).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result is not None and result is not False:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FakeTimeout(what() if callable(what) else f"{what} not met within {timeout}s")
+            event = self._changed
+            try:
+                await asyncio.wait_for(event.wait(), min(remaining, POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
+
+    async def wait_for(self, predicate: Callable[[RecordedRequest], bool], timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                       *, after: int = 0) -> RecordedRequest:
+        """The first answered request (from index ``after``) matching ``predicate``; FakeTimeout otherwise."""
+        def check() -> RecordedRequest | None:
+            return next((r for r in self.requests[after:] if r.status and predicate(r)), None)
+
+        def what() -> str:
+            seen = "\n  ".join(r.describe() for r in self.requests[after:][-25:]) or "(none)"
+            return f"no request matched within {timeout}s; requests seen:\n  {seen}"
+
+        return await self.wait_until(check, timeout, what)
+
+    wait_for_request = wait_for
+
+    async def wait_for_gateway(self, predicate: Callable[[GatewayFrame], bool],
+                               timeout: float = DEFAULT_TIMEOUT_SECONDS) -> GatewayFrame:
+        """The first gateway frame from the client matching ``predicate``."""
+        return await self.wait_until(
+            lambda: next((f for f in self.gateway_frames if predicate(f)), None), timeout,
+            lambda: f"no gateway frame matched within {timeout}s; ops seen: {[f.op for f in self.gateway_frames]}")
+
+    def _visible(self, message: dict[str, Any]) -> dict[str, Any]:
+        """What the bot may see of ``message`` given its intents (Discord blanks content without the intent)."""
+        event = dict(message)
+        intents = self.intents or 0
+        channel = self.channels.get(int(message["channel_id"]), {})
+        mentioned = any(int(u["id"]) == self.bot_user_id for u in message.get("mentions", []))
+        own = int(message["author"]["id"]) == self.bot_user_id
+        if not (intents & INTENT_MESSAGE_CONTENT or mentioned or own or channel.get("type") == 1):
+            event.update(content="", embeds=[], attachments=[], components=[])
+        return event
+
+    def _message_for(self, message: dict[str, Any] | int) -> dict[str, Any]:
+        message_id = int(message["id"]) if isinstance(message, dict) else int(message)
+        try:
+            return self.messages[message_id]
+        except KeyError:
+            raise ValueError(f"no message {message_id} in the fake (was it sent through the fake?)") from None
