@@ -177,3 +177,14 @@ async def test_wrong_bot_token_fails_login() -> None:
             async with running_client(SampleBot(), fake, token="a-wrong-one"):
                 pass
         assert fake.requests[0].path == "/users/@me" and fake.requests[0].status == 401
+
+
+async def test_cdn_fault_reaches_the_attachment_download(fake_discord: FakeDiscord) -> None:
+    image = fake_discord.add_attachment(b"bytes", "gone.png")
+    fake_discord.fail(status=404, path=r"^/cdn/", message="expired attachment link")
+    async with running_client(SampleBot(), fake_discord) as bot:
+        with pytest.raises(discord.NotFound):
+            await bot.http.get_from_cdn(image.url)
+        assert await bot.http.get_from_cdn(image.url) == b"bytes"
+    assert [(r.path, r.status) for r in fake_discord.requests if r.path.startswith("/cdn/")] == [
+        (f"/cdn/attachments/{image.id}/gone.png", 404), (f"/cdn/attachments/{image.id}/gone.png", 200)]

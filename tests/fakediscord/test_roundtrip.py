@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import aiohttp
 import discord
 import pytest
 
 from tests.fakediscord.client import FAKE_BOT_TOKEN, running_client
 from tests.fakediscord.payloads import MESSAGE_FLAG_EPHEMERAL, PERM_ADMINISTRATOR, PERMS_MEMBER
+from tests.fakediscord.plugin import fake_discord_server
 from tests.fakediscord.sample_bot import SampleBot
 from tests.fakediscord.server import FakeDiscord
 
@@ -25,12 +27,41 @@ async def wait_seen(bot: SampleBot, kind: str, fake: FakeDiscord, timeout: float
 
 async def test_fixture_starts_and_stops_in_under_a_second() -> None:
     started = time.monotonic()
-    fake = FakeDiscord()
-    await fake.start()
-    up = time.monotonic() - started
-    await fake.stop()
+    async with fake_discord_server() as fake:
+        up = time.monotonic() - started
+        # a client still on the gateway must not hold the shutdown up
+        async with aiohttp.ClientSession() as session, session.ws_connect(fake.gateway_url) as ws:
+            hello = await ws.receive_json()
+            await ws.send_json({"op": 2, "d": {"token": "t", "intents": 0}})
+            await fake.wait_until_connected()
+            stopping = time.monotonic()
+            await fake.stop()
+            stop = time.monotonic() - stopping
     total = time.monotonic() - started
-    assert up < 1.0 and total < 1.0, (up, total)
+    assert hello["op"] == 10 and ws.closed
+    assert up < 1.0 and stop < 1.0 and total < 1.0, (up, stop, total)
+
+
+async def test_guild_command_sync_and_guild_scoped_interaction(fake_discord: FakeDiscord) -> None:
+    guild = discord.Object(fake_discord.guild.id)
+
+    class GuildBot(SampleBot):
+        async def setup_hook(self) -> None:
+            await super().setup_hook()
+            self.tree.copy_global_to(guild=guild)
+            self.tree.clear_commands(guild=None)
+            await self.tree.sync()
+            await self.tree.sync(guild=guild)
+
+    async with running_client(GuildBot(), fake_discord) as bot:
+        interaction = await fake_discord.inject_slash("admin pause")
+        await fake_discord.wait_for(lambda r: r.path.endswith("/callback"))
+    assert fake_discord.commands() == []
+    names = {c["name"] for c in fake_discord.commands(fake_discord.guild.id)}
+    assert names == {"animate", "admin", "Animate", "status", "wait"}
+    assert all(c["guild_id"] == str(fake_discord.guild.id) for c in fake_discord.commands(fake_discord.guild.id))
+    assert interaction.payload["data"]["guild_id"] == str(fake_discord.guild.id)
+    assert ("admin pause",) in bot.seen
 
 
 async def test_login_sync_and_ready(fake_discord: FakeDiscord) -> None:
