@@ -97,7 +97,7 @@ class SampleBot(commands.Bot):
         self.resumed_count += 1
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.id == self.user.id if self.user else True:
+        if self.user is None or message.author.id == self.user.id:
             return
         self.seen.append(("message", message.content, [a.filename for a in message.attachments],
                           message.reference.message_id if message.reference else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import discord
 import pytest
@@ -15,9 +16,9 @@ from tests.fakediscord.server import FakeDiscord
 CHANNEL_MESSAGES = r"^/channels/\d+/messages$"
 
 
-def is_post_to(pattern_end: str):  # noqa: ANN201 - small predicate factory
-    """Predicate: an answered POST whose path ends with ``pattern_end``."""
-    return lambda r: r.method == "POST" and r.path.endswith(pattern_end)
+def is_post_to(path_end: str) -> Callable[[RecordedRequest], bool]:
+    """Predicate: a POST whose path ends with ``path_end``."""
+    return lambda r: r.method == "POST" and r.path.endswith(path_end)
 
 
 def posts(fake: FakeDiscord, path_end: str) -> list[RecordedRequest]:
