@@ -745,6 +745,11 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Run the vi
         from jobs.quota import set_role_tier
 
         await self._defer(interaction)
+        if not isinstance(role, discord.Role):  # resolved data missing: look the role up in the cached guild
+            cached = interaction.guild.get_role(role.id) if interaction.guild is not None else None
+            if cached is None:
+                raise UserFacingError(f"I cannot find role {role.id} on this server.")
+            role = cached
         async with self.bot.sessions.begin() as session:
             await set_role_tier(
                 session,

@@ -1,0 +1,565 @@
+"""``/admin`` end to end: the real ``python -m bot`` (embedded worker on the tiny model) against the fake Discord.
+
+Who is who in the fake guild (created before the bot starts, so they are in its GUILD_CREATE):
+
+- ``manager``: Manage Server only (no Administrator): an admin through Discord's permissions;
+- ``operator``: permissions 0, listed in ``ADMIN_USER_IDS``; ``moddy``: permissions 0, holds a role listed in
+  ``ADMIN_ROLE_IDS``;
+- ``mallory``: permissions 0 and in no admin list; ``alice`` ... : ordinary members who make videos.
+
+The worker sleeps ``SLEEP_PER_STEP_S`` in every denoising step, so a 100-step "blocker" job keeps it busy for half a
+minute while a test looks at a stable queue; each test cancels what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+
+from bot.permissions import REFUSAL_MESSAGE
+from jobs.db import make_engine, make_sessionmaker
+from jobs.models import AuditLog, GuildSettings, Job, JobStatus, LedgerKind, QueueState, QuotaLedger, UserLimit, Worker
+from tests.bot.harness import (
+    SMALL,
+    BotProcess,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    wait_result,
+)
+from tests.fakediscord import payloads
+from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.state import FakeInteraction, FakeMember
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
+
+SLEEP_PER_STEP_S = 0.3  # worker fault hook: seconds slept in each denoising step
+WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness: an idle worker's wait between two claims
+CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own DB write on a loaded 2-core box
+BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
+ANSWER_TIMEOUT_S = 20.0
+EPHEMERAL = payloads.MESSAGE_FLAG_EPHEMERAL
+ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "quota", "tier", "limits", "ban", "unban",
+                     "stats", "log"]
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    bot: BotProcess
+    manager: FakeMember
+    operator: FakeMember
+    moddy: FakeMember
+    mallory: FakeMember
+    vic: FakeMember
+    vip_role: int
+    users: dict[str, FakeMember]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    fake = FakeDiscord(bot_token="test-bot-token")
+    await fake.start()
+    gid = fake.guild.id
+    mod_role = fake.add_role(gid, "moderators")
+    vip_role = fake.add_role(gid, "vip")
+    manager = fake.add_member(gid, "manager", permissions=payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD)
+    operator = fake.add_member(gid, "operator", permissions=0)
+    moddy = fake.add_member(gid, "moddy", permissions=0, roles=[mod_role])
+    mallory = fake.add_member(gid, "mallory", permissions=0)
+    vic = fake.add_member(gid, "vic", roles=[vip_role])
+    users = {name: fake.add_member(gid, name) for name in ("bob", "carol", "dave", "erin", "frank", "gina")}
+    users["alice"] = fake.member
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("admin-bot"),
+        extra_env={
+            "I2V_FAULT_SLEEP_PER_STEP": str(SLEEP_PER_STEP_S),
+            "ADMIN_USER_IDS": str(operator.user_id),
+            "ADMIN_ROLE_IDS": str(mod_role),
+        },
+    )
+    pids: list[int] = []
+    try:
+        await bot.start()
+        yield World(fake, bot, manager, operator, moddy, mallory, vic, vip_role, users)
+    finally:
+        try:
+            pids = await bot.worker_pids()
+        except Exception:  # the database may not exist if start failed
+            pass
+        code = await bot.stop()
+        bot.reap_workers(pids)
+        await fake.stop()
+        assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+@dataclass
+class Answer:
+    """What the bot showed for one interaction."""
+
+    callback_type: int
+    ephemeral: bool
+    content: str
+    embeds: list[dict[str, Any]]
+    custom_ids: list[str]
+
+    @property
+    def text(self) -> str:
+        """Content plus every embed's title, description, field names/values and footer."""
+        parts = [self.content]
+        for embed in self.embeds:
+            parts += [embed.get("title", ""), embed.get("description", "")]
+            for field in embed.get("fields", []):
+                parts += [field["name"], field["value"]]
+            parts.append((embed.get("footer") or {}).get("text", ""))
+        return "\n".join(parts)
+
+
+async def answer_of(fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0) -> Answer:
+    """The bot's visible answer: the callback's message, or the first follow-up / edit after a defer."""
+    callback_path = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    callback = await fake.wait_for(lambda r: r.method == "POST" and r.path == callback_path, ANSWER_TIMEOUT_S)
+    kind = int(callback.json["type"])
+    data = callback.json.get("data") or {}
+    ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
+    if kind in (4, 7):
+        body = data
+    else:
+        webhook = f"/webhooks/{fake.application_id}/{interaction.token}"
+        record = await fake.wait_for(
+            lambda r: r.method in ("POST", "PATCH") and r.path.startswith(webhook), ANSWER_TIMEOUT_S, after=after
+        )
+        body = record.json or {}
+    return Answer(kind, ephemeral, body.get("content") or "", body.get("embeds") or [], custom_ids(body))
+
+
+async def admin(world: World, sub: str, options: dict[str, Any] | None = None,
+                member: FakeMember | None = None) -> tuple[FakeInteraction, Answer]:
+    """Run ``/admin <sub>`` as ``member`` (default: the Manage Server manager) and return its answer."""
+    interaction = await world.fake.inject_slash(f"admin {sub}", options or {}, member=member or world.manager)
+    return interaction, await answer_of(world.fake, interaction)
+
+
+async def click(world: World, custom_id: str, message_id: int, member: FakeMember) -> Answer:
+    """Press a button on a message the bot sent."""
+    interaction = await world.fake.inject_component(custom_id, message_id, member=member)
+    return await answer_of(world.fake, interaction)
+
+
+async def animate(world: World, member: FakeMember, **options: Any) -> str:
+    """``/animate`` as ``member``; the bot's ephemeral follow-up text."""
+    attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
+    values = {"image": attachment, "prompt": "waves roll in slowly", **SMALL, **options}
+    interaction = await world.fake.inject_slash("animate", values, member=member)
+    return await followup_text(world.fake, interaction, timeout=ANSWER_TIMEOUT_S)
+
+
+async def queue_job(world: World, member: FakeMember, **options: Any) -> int:
+    text = await animate(world, member, **options)
+    assert "Queued as job #" in text, text
+    return job_id_from(text)
+
+
+async def db_scalar(world: World, stmt: Any) -> Any:
+    engine = make_engine(world.bot.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await session.scalar(stmt)
+    finally:
+        await engine.dispose()
+
+
+async def db_all(world: World, stmt: Any) -> list[Any]:
+    engine = make_engine(world.bot.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return list((await session.scalars(stmt)).all())
+    finally:
+        await engine.dispose()
+
+
+async def audit_rows(world: World) -> list[AuditLog]:
+    """The whole audit log, oldest first."""
+    return await db_all(world, select(AuditLog).order_by(AuditLog.created_at, AuditLog.id))
+
+
+async def start_blocker(world: World, member: FakeMember) -> int:
+    """Queue a long job for ``member`` and wait until the worker runs it."""
+    job_id = await queue_job(world, member, **BLOCKER)
+    await world.bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 1)
+    return job_id
+
+
+async def cancel_and_wait(world: World, job_id: int) -> None:
+    """Cancel a job as the manager and wait until it has stopped."""
+    _, reply = await admin(world, "cancel", {"job": job_id})
+    assert f"#{job_id}" in reply.content, reply.content
+    await world.bot.wait_job(job_id, lambda j: j.status in (JobStatus.CANCELLED, JobStatus.SUCCEEDED, JobStatus.FAILED))
+
+
+QUEUE_LINE = re.compile(r"\*\*#(\d+)\*\* <@(\d+)> · (running[^·]*|queued, position (\d+))")
+AUDIT_LINE = re.compile(r"(?:<@(\d+)>|system) \*\*([a-z_]+)\*\*")
+
+
+def audit_entries(answer: Answer) -> list[tuple[int | None, str]]:
+    """(actor id, action) of each line of an /admin log embed, in display order (newest first)."""
+    lines = answer.embeds[0]["description"].splitlines()
+    entries = []
+    for line in lines:
+        match = AUDIT_LINE.search(line)
+        assert match, line
+        entries.append((int(match[1]) if match[1] else None, match[2]))
+    return entries
+
+
+# -------------------------------------------------------------------------------------------------------- tests
+
+
+async def test_admin_group_synced_with_permission_hint(world: World) -> None:
+    command = world.fake.find_command("admin")
+    assert command is not None
+    assert command["default_member_permissions"] == str(1 << 5)  # Manage Server: a UI hint only
+    assert [o["name"] for o in command["options"]] == ADMIN_SUBCOMMANDS
+    limits = next(o for o in command["options"] if o["name"] == "limits")
+    resolution = next(o for o in limits["options"] if o["name"] == "max_resolution")
+    assert [c["value"] for c in resolution["choices"]] == ["256p", "512p", "768p", "1024p", "none"]
+
+
+async def test_every_admin_command_refused_without_manage_server(world: World) -> None:
+    alice = world.users["alice"]
+    options: dict[str, dict[str, Any]] = {
+        "queue": {},
+        "cancel": {"job": 1},
+        "clear": {},
+        "pause": {"reason": "mine now"},
+        "resume": {},
+        "quota": {"user": alice, "daily_seconds": 1.0, "max_pending": 1},
+        "tier": {"role": world.vip_role, "daily_seconds": 1.0, "max_pending": 1},
+        "limits": {"max_frames": 8},
+        "ban": {"user": alice, "reason": "x"},
+        "unban": {"user": alice},
+        "stats": {},
+        "log": {},
+    }
+    assert sorted(options) == sorted(ADMIN_SUBCOMMANDS)
+    audit_before = len(await audit_rows(world))
+    for sub, values in options.items():
+        _, reply = await admin(world, sub, values, member=world.mallory)
+        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, REFUSAL_MESSAGE), sub
+    # An ordinary member (the default member permissions, still no Manage Server) is refused too.
+    _, reply = await admin(world, "pause", {}, member=alice)
+    assert (reply.ephemeral, reply.content) == (True, REFUSAL_MESSAGE)
+
+    # Nothing changed, and every refusal was logged with who tried what.
+    assert len(await audit_rows(world)) == audit_before
+    assert await db_scalar(world, select(QueueState.paused)) is False
+    assert await db_scalar(world, select(func.count()).select_from(GuildSettings)) == 0
+    assert await db_scalar(world, select(func.count()).select_from(UserLimit)) == 0
+    log_text = world.bot.log_path.read_text(errors="replace")
+    for sub in ADMIN_SUBCOMMANDS:
+        assert f"admin refusal: user {world.mallory.user_id} (mallory) tried '/admin {sub}'" in log_text, sub
+    assert f"admin refusal: user {alice.user_id} (alice) tried '/admin pause'" in log_text
+
+
+async def test_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
+    # Both have permissions 0: only the settings make them admins.
+    _, reply = await admin(world, "limits", {}, member=world.moddy)
+    assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content
+    _, reply = await admin(world, "queue", {}, member=world.operator)
+    assert reply.ephemeral and reply.embeds[0]["title"].startswith("Queue:"), reply
+
+
+async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World) -> None:
+    from jobs.queue import queue_position
+
+    fake, bot = world.fake, world.bot
+    bob, carol, frank = world.users["bob"], world.users["carol"], world.users["frank"]
+    blocker = await start_blocker(world, bob)
+    queued = [await queue_job(world, bob) for _ in range(4)]
+    queued += [await queue_job(world, carol) for _ in range(5)]
+    queued.append(await queue_job(world, frank, preset="quick", resolution="256p", frames=8, steps=10))
+    owners = {job.id: job.user_id for job in await bot.jobs(Job.id.in_(queued))}
+
+    engine = make_engine(bot.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            positions = {j: (await queue_position(session, j)).position for j in queued}
+    finally:
+        await engine.dispose()
+    assert sorted(positions.values()) == list(range(1, 11))
+    in_claim_order = sorted(queued, key=positions.__getitem__)
+
+    # Page 1: the running job, then nine queued jobs in claim order, with the store's own positions.
+    listing, page1 = await admin(world, "queue")
+    assert page1.ephemeral
+    embed = page1.embeds[0]
+    assert embed["title"] == "Queue: 1 running, 10 queued"
+    assert embed["footer"]["text"] == "Page 1 of 2"
+    entries = QUEUE_LINE.findall(embed["description"])
+    assert [(int(j), int(u)) for j, u, _, _ in entries] == [(blocker, bob.user_id)] + [
+        (j, owners[j]) for j in in_claim_order[:9]]
+    assert entries[0][2].startswith("running, denoising")
+    assert [int(p) for _, _, _, p in entries[1:]] == list(range(1, 10))
+    # Parameter summaries and ages: the blocker's 100 steps, the nine others' 10 steps; the prompt is quoted.
+    assert re.search(r"\w+ 256p 8f 100 steps 8 fps seed \d+ · \"waves roll in slowly\"", embed["description"])
+    assert len(re.findall(r" 256p 8f 10 steps 8 fps seed \d+ · ", embed["description"])) == 9
+    assert len(re.findall(r" · \d+ (?:s|min(?: \d+ s)?) old\n", embed["description"])) == 10
+    shown = [blocker] + in_claim_order[:9]
+    assert [c for c in page1.custom_ids if c.startswith("i2va:cancel:")] == [f"i2va:cancel:{j}" for j in shown]
+    assert {"i2va:queue:0:prev", "i2va:queue:0:refresh", "i2va:queue:0:next"} <= set(page1.custom_ids)
+    message_id = fake.interactions[listing.id].original_message_id
+    assert message_id is not None
+
+    # Forged clicks by mallory (permissions 0) on the admin's listing and on carol's status message: refused.
+    carol_job = next(j for j in in_claim_order[:9] if owners[j] == carol.user_id)
+    for custom_id in (f"i2va:cancel:{carol_job}", "i2va:queue:0:next", "i2va:queue:0:refresh"):
+        reply = await click(world, custom_id, message_id, world.mallory)
+        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, REFUSAL_MESSAGE), custom_id
+    status_message = next(
+        r.response for r in fake.requests
+        if r.method == "POST" and r.status == 200 and isinstance(r.response, dict)
+        and f"i2v:cancel:{carol_job}" in custom_ids(r.json)
+    )
+    reply = await click(world, f"i2v:cancel:{carol_job}", int(status_message["id"]), world.mallory)
+    assert reply.ephemeral and f"Only <@{carol.user_id}>" in reply.content, reply.content
+    assert {j.status for j in await bot.jobs(Job.id.in_(queued))} == {JobStatus.QUEUED}
+    log_text = bot.log_path.read_text(errors="replace")
+    assert f"admin refusal: user {world.mallory.user_id} (mallory) tried 'button i2va:cancel:{carol_job}'" in log_text
+
+    # Next page (admin): the tenth queued job, which the manager then cancels from the listing.
+    page2 = await click(world, "i2va:queue:0:next", message_id, world.manager)
+    assert page2.embeds[0]["footer"]["text"] == "Page 2 of 2"
+    last = in_claim_order[9]
+    assert [(int(j), int(p)) for j, _, _, p in QUEUE_LINE.findall(page2.embeds[0]["description"])] == [(last, 10)]
+    reply = await click(world, f"i2va:cancel:{last}", message_id, world.manager)
+    assert reply.ephemeral and f"Cancelled job #{last} of <@{owners[last]}>" in reply.content, reply.content
+    assert (await bot.job(last)).status == JobStatus.CANCELLED
+    refund = await db_scalar(world, select(QuotaLedger.amount).where(
+        QuotaLedger.job_id == last, QuotaLedger.kind == LedgerKind.REFUND))
+    assert refund is not None and refund > 0
+    row = (await audit_rows(world))[-1]
+    assert (row.actor_id, row.action, row.job_id, row.target_user_id, row.detail["outcome"]) == (
+        world.manager.user_id, "cancel_job", last, owners[last], "cancelled")
+
+    # Clear: mallory replaying the confirmation is refused; a stale (expired) confirmation does nothing; the
+    # manager's confirmation cancels every queued job and leaves the running one.
+    clear_call, confirm = await admin(world, "clear")
+    assert "Cancel all 9 queued job(s)" in confirm.content, confirm.content
+    (button,) = [c for c in confirm.custom_ids if c.startswith("i2va:clear:")]
+    confirm_message = fake.interactions[clear_call.id].original_message_id
+    assert confirm_message is not None
+    reply = await click(world, button, confirm_message, world.mallory)
+    assert (reply.ephemeral, reply.content) == (True, REFUSAL_MESSAGE)
+    stale = copy.deepcopy(fake.messages[confirm_message])
+    stale["id"] = str(payloads.snowflake())
+    stale["components"][0]["components"][0]["custom_id"] = "i2va:clear:1"
+    fake.messages[int(stale["id"])] = stale
+    expired = await click(world, "i2va:clear:1", int(stale["id"]), world.manager)
+    assert expired.callback_type == 7 and "expired" in expired.content, expired
+    assert sum(j.status == JobStatus.QUEUED for j in await bot.jobs(Job.id.in_(queued))) == 9
+    done = await click(world, button, confirm_message, world.manager)
+    assert "Cleared the queue: 9 queued job(s) cancelled and refunded" in done.content, done.content
+    assert {j.status for j in await bot.jobs(Job.id.in_(queued))} == {JobStatus.CANCELLED}
+    assert (await bot.job(blocker)).status == JobStatus.RUNNING
+    row = (await audit_rows(world))[-1]
+    assert (row.actor_id, row.action, row.guild_id, row.detail) == (
+        world.manager.user_id, "clear_queue", fake.guild.id, {"cancelled": 9})
+
+    await cancel_and_wait(world, blocker)
+
+
+async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World) -> None:
+    bot = world.bot
+    erin, gina = world.users["erin"], world.users["gina"]
+    blocker = await start_blocker(world, erin)
+    waiting = await queue_job(world, erin)
+
+    _, reply = await admin(world, "pause", {"reason": "maintenance"})
+    assert reply.content.startswith("Paused"), reply.content
+    # The blocker stops; the worker is free and polls every WORKER_POLL_INTERVAL_S, yet claims nothing.
+    await cancel_and_wait(world, blocker)
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 20 * WORKER_POLL_INTERVAL_S:
+        job = await bot.job(waiting)
+        assert (job.status, job.attempt) == (JobStatus.QUEUED, 0), job
+        await asyncio.sleep(WORKER_POLL_INTERVAL_S / 2)
+    (worker,) = await db_all(world, select(Worker))
+    assert worker.state.value == "idle"
+    # New requests are refused while paused, with the admin's reason.
+    text = await animate(world, gina)
+    assert "paused" in text and "maintenance" in text, text
+
+    _, reply = await admin(world, "resume")
+    assert reply.content.startswith("Resumed"), reply.content
+    resumed_at = await db_scalar(world, select(QueueState.changed_at))
+    job = await bot.wait_job(waiting, lambda j: j.status != JobStatus.QUEUED, timeout=10)
+    claim_delay = (job.started_at - resumed_at).total_seconds()
+    print(f"claim delay after resume: {claim_delay:.3f} s (poll interval {WORKER_POLL_INTERVAL_S} s)")
+    assert 0 <= claim_delay <= WORKER_POLL_INTERVAL_S + CLAIM_SLACK_S, claim_delay
+    await wait_result(world.fake, waiting)
+    assert (await bot.job(waiting)).status == JobStatus.SUCCEEDED
+
+
+async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
+    alice = world.users["alice"]
+    _, reply = await admin(world, "limits", {"max_resolution": "256p", "max_frames": 8, "max_steps": 10})
+    assert reply.content == (
+        "Updated. This server allows resolution up to 256p, up to 8 frames, up to 10 steps."), reply.content
+    row = await db_scalar(world, select(GuildSettings).where(GuildSettings.guild_id == world.fake.guild.id))
+    assert (row.max_resolution, row.max_frames, row.max_steps, row.updated_by) == (
+        "256p", 8, 10, world.manager.user_id)
+
+    # The refusal names the field, the server's cap and what was asked for (wording is the request path's).
+    for field, asked, cap in (("resolution", "512p", "256p"), ("frames", 12, "8"), ("steps", 20, "10")):
+        text = await animate(world, alice, **{field: asked})
+        assert text.startswith("This server allows"), text
+        assert field in text and re.search(rf"\b{cap}\b", text) and re.search(rf"\b{asked}\b", text), text
+    assert await world.bot.jobs(Job.user_id == alice.user_id) == []
+
+    _, reply = await admin(world, "limits", {"max_frames": 3})
+    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 32; you gave 3.", reply.content
+    _, reply = await admin(world, "limits", {"max_resolution": "none", "max_frames": 0, "max_steps": 0})
+    assert reply.content == (
+        "Updated. This server allows any resolution, any number of frames, any number of steps."), reply.content
+    _, reply = await admin(world, "limits", {}, member=world.moddy)
+    assert reply.content == "This server allows any resolution, any number of frames, any number of steps."
+
+
+async def test_quota_shows_and_sets_and_tier_applies_to_role(world: World) -> None:
+    alice = world.users["alice"]
+    _, reply = await admin(world, "quota", {"user": alice}, member=world.operator)
+    assert f"<@{alice.user_id}>'s quota:" in reply.content
+    assert "Budget 100000 GPU-seconds per 24 h (from default)" in reply.content, reply.content
+    assert "Pending jobs: 0 of 5." in reply.content
+
+    _, reply = await admin(world, "quota", {"user": alice, "daily_seconds": 50.0, "max_pending": 1},
+                           member=world.operator)
+    assert "Updated" in reply.content and "Budget 50 GPU-seconds per 24 h (from override)" in reply.content
+    assert "Pending jobs: 0 of 1." in reply.content
+    # Only max_pending given: the budget override stays.
+    _, reply = await admin(world, "quota", {"user": alice, "max_pending": 2}, member=world.operator)
+    assert "Budget 50 GPU-seconds" in reply.content and "Pending jobs: 0 of 2." in reply.content
+    own = await world.fake.inject_slash("quota", {}, member=alice)
+    own_text = await followup_text(world.fake, own)
+    assert "of 50 GPU-seconds" in own_text and "Pending jobs: 0 of 2." in own_text, own_text
+
+    _, reply = await admin(world, "quota", {"user": alice, "reset": True}, member=world.operator)
+    assert "(from default)" in reply.content and "Pending jobs: 0 of 5." in reply.content
+    _, reply = await admin(world, "quota", {"user": alice, "reset": True, "max_pending": 3})
+    assert reply.content == "Use reset alone, or give daily_seconds / max_pending without reset."
+
+    _, reply = await admin(world, "tier", {"role": world.vip_role, "daily_seconds": 777.0, "max_pending": 3})
+    assert f"<@&{world.vip_role}> now get 777 GPU-seconds per 24 h and up to 3 pending" in reply.content, reply
+    own = await world.fake.inject_slash("quota", {}, member=world.vic)
+    own_text = await followup_text(world.fake, own)
+    assert "of 777 GPU-seconds" in own_text and "Pending jobs: 0 of 3." in own_text, own_text
+
+
+async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) -> None:
+    bot = world.bot
+    dave = world.users["dave"]
+    running = await start_blocker(world, dave)
+    queued = [await queue_job(world, dave), await queue_job(world, dave)]
+
+    _, reply = await admin(world, "ban", {"user": dave, "reason": "spam"})
+    assert reply.content.splitlines() == [
+        f"<@{dave.user_id}> is banned: spam.",
+        f"Cancelled and refunded their queued job(s) #{queued[0]}, #{queued[1]}.",
+        f"Left running (will be delivered, not retried): #{running}.",
+    ], reply.content
+    for job in await bot.jobs(Job.id.in_(queued)):
+        assert job.status == JobStatus.CANCELLED
+    refunds = await db_all(world, select(QuotaLedger.job_id).where(
+        QuotaLedger.job_id.in_(queued), QuotaLedger.kind == LedgerKind.REFUND))
+    assert sorted(refunds) == queued
+    job = await bot.job(running)
+    assert job.status == JobStatus.RUNNING and job.max_attempts == job.attempt == 1
+    text = await animate(world, dave)
+    assert "not allowed to make videos" in text and "spam" in text, text
+    rows = (await audit_rows(world))[-2:]
+    assert [(r.action, r.target_user_id) for r in rows] == [("ban_user", dave.user_id), ("ban_settle_jobs", dave.user_id)]
+    assert rows[1].detail == {"cancelled": queued, "running_not_retried": [running]}
+
+    _, reply = await admin(world, "ban", {"user": world.manager})
+    assert reply.content == "You cannot ban yourself."
+    await cancel_and_wait(world, running)
+
+    _, reply = await admin(world, "unban", {"user": dave})
+    assert reply.content == f"<@{dave.user_id}> may make videos again."
+    _, reply = await admin(world, "unban", {"user": dave})
+    assert reply.content == f"<@{dave.user_id}> was not banned."
+    again = await queue_job(world, dave, steps=10)
+    await cancel_and_wait(world, again)
+
+
+async def test_stats_show_jobs_times_failures_and_worker(world: World) -> None:
+    _, reply = await admin(world, "stats", member=world.operator)
+    assert reply.ephemeral
+    embed = reply.embeds[0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert list(fields) == ["Today (UTC)", "Last 7 days", "Workers"]
+    jobs = await world.bot.jobs()
+    by_state = {s: sum(j.status == s for j in jobs) for s in JobStatus}
+    expected = f"{len(jobs)} jobs: " + ", ".join(f"{s.value} {n}" for s, n in by_state.items())
+    assert fields["Last 7 days"].startswith(expected), (fields["Last 7 days"], expected)
+    assert by_state[JobStatus.SUCCEEDED] >= 1 and by_state[JobStatus.CANCELLED] >= 10
+    assert "custom: wait mean" in fields["Last 7 days"] or "quick: wait mean" in fields["Last 7 days"]
+    assert "GPU time used:" in fields["Today (UTC)"]
+    (worker,) = await db_all(world, select(Worker))
+    assert fields["Workers"].startswith("Embedded worker: ")
+    assert f"`{worker.id}`: {worker.state.value}" in fields["Workers"]
+    assert (worker.gpu_name or "no GPU reported") in fields["Workers"]
+    assert f"{worker.restarts} restarts" in fields["Workers"]
+    assert embed["footer"]["text"] == "Queue running"
+
+
+async def test_audit_log_shows_every_action_in_order(world: World) -> None:
+    alice, erin = world.users["alice"], world.users["erin"]
+    finished = (await world.bot.jobs(Job.status == JobStatus.SUCCEEDED))[0].id
+    before = len(await audit_rows(world))
+    steps = [
+        (world.manager, "pause", {}, "pause_queue"),
+        (world.operator, "resume", {}, "resume_queue"),
+        (world.moddy, "limits", {"max_steps": 50}, "set_guild_limits"),
+        (world.manager, "quota", {"user": alice, "daily_seconds": 300.0}, "set_user_limit"),
+        (world.operator, "tier", {"role": world.vip_role, "daily_seconds": 900.0, "max_pending": 4}, "set_role_tier"),
+        (world.manager, "ban", {"user": erin, "reason": "flooding"}, "ban_user"),
+        (world.moddy, "unban", {"user": erin}, "unban_user"),
+        (world.manager, "cancel", {"job": finished}, "cancel_job"),
+        (world.manager, "limits", {"max_steps": 0}, "set_guild_limits"),
+    ]
+    for member, sub, values, _ in steps:
+        _, reply = await admin(world, sub, values, member=member)
+        assert reply.content != REFUSAL_MESSAGE
+    expected = [(member.user_id, action) for member, _, _, action in steps]
+
+    rows = await audit_rows(world)
+    assert [(r.actor_id, r.action) for r in rows[before:]] == expected
+    assert all(r.created_at is not None for r in rows)
+
+    listing, page1 = await admin(world, "log", member=world.operator)
+    shown = audit_entries(page1)
+    assert shown[: len(expected)] == list(reversed(expected))
+    newest_first = [(r.actor_id, r.action) for r in reversed(rows)]
+    assert shown == newest_first[:15]
+    assert page1.embeds[0]["footer"]["text"] == f"Page 1 of {(len(rows) + 14) // 15} · {len(rows)} actions"
+    message_id = world.fake.interactions[listing.id].original_message_id
+    assert message_id is not None
+    page2 = await click(world, "i2va:log:0:next", message_id, world.manager)
+    assert audit_entries(page2) == newest_first[15:30]
+    refused = await click(world, "i2va:log:1:next", message_id, world.mallory)
+    assert refused.content == REFUSAL_MESSAGE
