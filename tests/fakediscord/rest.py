@@ -222,7 +222,7 @@ class FakeRest(FakeInjector):
 
     async def _create_dm(self, record: RecordedRequest, body: Body) -> tuple[int, Any]:
         recipient_id = int((body.json or {}).get("recipient_id", 0))
-        status, user = await self._get_user(record, body, str(recipient_id))
+        _, user = await self._get_user(record, body, str(recipient_id))
         for channel in self.channels.values():
             if channel["type"] == 1 and channel["recipients"][0]["id"] == str(recipient_id):
                 return 200, channel

@@ -278,3 +278,13 @@ async def test_upload_over_the_interaction_limit_is_413(fake_discord: FakeDiscor
         await fake_discord.inject_slash("animate", {"image": image, "prompt": "p"}, attachment_size_limit=100)
         refused = await fake_discord.wait_for(lambda r: r.path.startswith("/webhooks/") and r.method == "POST")
     assert refused.status == 413 and refused.response["code"] == 40005
+
+
+async def test_direct_message_to_a_member(fake_discord: FakeDiscord) -> None:
+    async with running_client(SampleBot(), fake_discord) as bot:
+        user = await bot.fetch_user(fake_discord.member.user_id)
+        sent = await user.send("your video is ready")
+    dm_channel = fake_discord.channels[sent.channel.id]
+    assert dm_channel["type"] == 1 and dm_channel["recipients"][0]["id"] == str(fake_discord.member.user_id)
+    assert fake_discord.channel_messages(sent.channel.id)[0]["content"] == "your video is ready"
+    assert user.name == "alice"
