@@ -17,6 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
+from bot.lag import LoopLagMonitor
 from bot.settings import BotSettings
 from bot.tree import I2VTree
 
@@ -56,6 +57,7 @@ class I2VBot(commands.Bot):
         self.monitor: JobMonitor | None = None
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
+        self.lag = LoopLagMonitor(settings.loop_lag_report)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -71,6 +73,7 @@ class I2VBot(commands.Bot):
         from jobs.db import make_engine, make_sessionmaker, migrate
 
         settings = self.settings
+        self.lag.start()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.inputs_dir.mkdir(parents=True, exist_ok=True)
         settings.output_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,7 @@ class I2VBot(commands.Bot):
         await super().close()
         if self.engine is not None:
             await self.engine.dispose()
+        await self.lag.stop()
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: mentions are handled by the mentions cog's listener, if enabled."""

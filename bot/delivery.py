@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TIMEOUT_SECONDS = 120.0  # one upload attempt, end to end
 UPLOAD_ATTEMPTS = 5  # tries before the user is told the upload failed
 UPLOAD_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)  # waits between tries (the last repeats)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
@@ -167,7 +166,7 @@ class Delivery:
                     return await self._mark(job, found, journal)
             _write_journal(journal, datetime.now(timezone.utc))
             try:
-                message_id = await asyncio.wait_for(self._post(job), UPLOAD_TIMEOUT_SECONDS)
+                message_id = await asyncio.wait_for(self._post(job), self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 status = getattr(error, "status", None)
                 if status is not None and 400 <= status < 500 and status != 429:

@@ -22,6 +22,7 @@ DEFAULT_QUEUE_MAX_LENGTH = 100  # queued jobs, everyone's together
 DEFAULT_STATUS_EDIT_INTERVAL_SECONDS = 5.0  # minimum time between two edits of one status message
 DEFAULT_POLL_INTERVAL_SECONDS = 1.0  # how often the status/delivery loop reads the job table
 DEFAULT_GUILD_READY_TIMEOUT_SECONDS = 2.0  # discord.py's wait for GUILD_CREATEs before on_ready
+DEFAULT_UPLOAD_TIMEOUT_SECONDS = 120.0  # one result upload attempt, end to end
 DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # input image download cap, bytes
 WORKER_MODES = ("embedded", "external")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -55,7 +56,9 @@ class BotSettings:
     poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
     guild_ready_timeout: float = DEFAULT_GUILD_READY_TIMEOUT_SECONDS
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT_SECONDS
     log_level: str = "INFO"
+    loop_lag_report: Path | None = None
 
     @property
     def inputs_dir(self) -> Path:
@@ -111,7 +114,9 @@ class BotSettings:
             max_download_bytes=int(
                 _number(env, "MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES, integer=True, positive=True)
             ),
+            upload_timeout=_number(env, "UPLOAD_TIMEOUT_SECONDS", DEFAULT_UPLOAD_TIMEOUT_SECONDS, positive=True),
             log_level=_log_level(env),
+            loop_lag_report=Path(p) if (p := _optional(env, "LOOP_LAG_REPORT")) else None,
         )
 
 

@@ -30,7 +30,7 @@ BOT_STOP_TIMEOUT_S = 30.0
 RESULT_TIMEOUT_S = 90.0  # one tiny-model job end to end, with a cold worker
 SMALL = {"resolution": "256p", "frames": 8, "steps": 10}  # the cheapest valid parameters
 TOKEN = "test-bot-token"
-JOB_ID_IN_TEXT = re.compile(r"job #(\d+)")
+JOB_ID_IN_TEXT = re.compile(r"job #(\d+)", re.IGNORECASE)
 
 
 def png_bytes(width: int = 320, height: int = 256, *, seed: int = 0) -> bytes:

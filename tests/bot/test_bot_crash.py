@@ -1,0 +1,202 @@
+"""Faults end to end: SIGKILL of the worker mid-job, SIGKILL and restart of the bot mid-job and in the window
+between posting a result and recording it, an expired interaction token, an upload limit, failing uploads.
+In each case the video arrives exactly once, through the channel with the bot token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from jobs.models import JobStatus, Worker
+from tests.bot.harness import (
+    SMALL,
+    BotProcess,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    result_posts,
+    wait_result,
+)
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
+
+SETTLE_S = 2.0  # extra time after a delivery in which a duplicate would have shown up
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
+    fake = FakeDiscord(bot_token="test-bot-token")
+    await fake.start()
+    bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2"})
+    pids: list[int] = []
+    try:
+        await bot.start()
+        yield fake, bot
+    finally:
+        try:
+            pids = await bot.worker_pids()
+        except Exception:
+            pass
+        await bot.stop()
+        bot.reap_workers(pids)
+        await fake.stop()
+
+
+async def _submit(fake: FakeDiscord, member, **options) -> int:  # type: ignore[no-untyped-def]
+    attachment = fake.add_attachment(png_bytes(seed=member.user_id % 50), "in.png")
+    interaction = await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "leaves drift", **SMALL, **options}, member=member
+    )
+    return job_id_from(await followup_text(fake, interaction))
+
+
+async def _assert_once(fake: FakeDiscord, bot: BotProcess, job_id: int) -> None:
+    await wait_result(fake, job_id)
+    await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
+    await asyncio.sleep(SETTLE_S)
+    posts = result_posts(fake, job_id)
+    assert len(posts) == 1, [p.describe() for p in posts]
+    in_channel = [m for m in fake.channel_messages() if any(
+        c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])]
+    assert len(in_channel) == 1
+    job = await bot.job(job_id)
+    assert job.result_message_id == int(in_channel[0]["id"])
+
+
+async def _worker_pid_for(bot: BotProcess, job_id: int) -> int:
+    from jobs.db import make_engine, make_sessionmaker
+
+    engine = make_engine(bot.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            pid = await session.scalar(select(Worker.pid).where(Worker.current_job_id == job_id))
+    finally:
+        await engine.dispose()
+    assert pid, f"no worker holds job {job_id}"
+    return pid
+
+
+async def test_worker_sigkill_mid_job(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "worker-kill")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2)
+    os.kill(await _worker_pid_for(bot, job_id), signal.SIGKILL)
+    await _assert_once(fake, bot, job_id)
+    job = await bot.job(job_id)
+    assert job.status == JobStatus.SUCCEEDED and job.attempt == 2
+
+
+async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "bot-kill")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2)
+    await bot.kill()
+    await bot.start()
+    await _assert_once(fake, bot, job_id)
+    assert (await bot.job(job_id)).status == JobStatus.SUCCEEDED
+
+
+async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord, BotProcess]) -> None:
+    """The result upload reaches Discord but the bot dies before it learns the message id: after the restart it
+    finds its own message in the channel and records it instead of posting a second one."""
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "window-kill")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
+    before = len(fake.requests)
+    fake.slow(3.0, method="POST", path=rf"^/channels/{fake.channel_id}/messages$")
+    for _ in range(600):
+        if any(r.method == "POST" and r.files for r in fake.requests[before:]):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the result upload never started")
+    await bot.kill()  # the fake still stores the message when its slow answer completes
+    await asyncio.sleep(3.5)
+    assert (await bot.job(job_id)).delivered_at is None
+    await bot.start()
+    await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=30)
+    await asyncio.sleep(SETTLE_S)
+    in_channel = [m for m in fake.channel_messages() if any(
+        c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])]
+    assert len(in_channel) == 1
+    assert (await bot.job(job_id)).result_message_id == int(in_channel[0]["id"])
+    assert len([r for r in fake.requests[before:] if r.method == "POST" and r.files]) == 1
+
+
+async def test_token_expired_result_still_arrives_once_through_channel(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "token-expiry")
+    fake.expire_tokens_after(2.0)
+    try:
+        attachment = fake.add_attachment(png_bytes(seed=11), "in.png")
+        interaction = await fake.inject_slash(
+            "animate", {"image": attachment, "prompt": "clouds pass", **SMALL}, member=member
+        )
+        job_id = job_id_from(await followup_text(fake, interaction))
+        job = await bot.wait_job(job_id, lambda j: j.finished_at is not None)
+        assert job.finished_at and job.created_at
+        assert (job.finished_at - job.created_at).total_seconds() > 2.0, "the job must outlive the token"
+        await _assert_once(fake, bot, job_id)
+        (post,) = result_posts(fake, job_id)
+        assert post.has_bot_auth and post.time - interaction.created_at > 2.0
+        webhook_after = [r for r in fake.requests if interaction.token in r.path and r.time - interaction.created_at > 2.0]
+        assert webhook_after == []
+    finally:
+        fake.expire_tokens_after(None)
+
+
+async def test_upload_limit_150kb(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "small-upload")
+    limit = 150_000
+    attachment = fake.add_attachment(png_bytes(seed=12), "in.png")
+    interaction = await fake.inject_slash(
+        "animate",
+        {"image": attachment, "prompt": "a storm", "resolution": "512p", "frames": 16, "steps": 10, "fps": 8},
+        member=member, attachment_size_limit=limit,
+    )
+    job_id = job_id_from(await followup_text(fake, interaction))
+    await _assert_once(fake, bot, job_id)
+    (post,) = result_posts(fake, job_id)
+    (upload,) = post.files
+    assert upload.size <= limit
+    job = await bot.job(job_id)
+    assert job.upload_limit_bytes == limit and job.output_bytes == upload.size
+
+
+async def test_upload_failures_are_retried_then_delivered_once(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "flaky-upload")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
+    # 503 is not retried by discord.py itself; then a 429 (discord.py waits it out); then an answer slower than
+    # UPLOAD_TIMEOUT_SECONDS that still lands: the bot must find that message rather than post a second one
+    path = rf"^/channels/{fake.channel_id}/messages$"
+    failing = fake.fail(status=503, method="POST", path=path, times=2)
+    limited = fake.rate_limit(retry_after=0.3, method="POST", path=path)
+    slow = fake.slow(3.0, method="POST", path=path)
+    await _assert_once(fake, bot, job_id)
+    assert (failing.hits, limited.hits, slow.hits) == (2, 1, 1)
+
+
+async def test_final_upload_failure_tells_the_user_and_keeps_the_file(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "refused-upload")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
+    fake.fail(status=413, code=40005, message="Request entity too large", method="POST",
+              path=rf"^/channels/{fake.channel_id}/messages$")
+    notice = await wait_result(fake, job_id)
+    assert "could not be posted" in notice.json["content"] and not notice.files
+    job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
+    assert job.output_path and os.path.exists(job.output_path)
