@@ -13,10 +13,11 @@ most recently started, so a user with many queued jobs takes turns with everyone
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Integer, String, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,10 +44,12 @@ from jobs.models import (
     LedgerKind,
     QueueState,
     QuotaAccount,
+    UtcDateTime,
     Worker,
     WorkerState,
     utcnow,
 )
+
 from jobs.quota import (
     BUDGET_EPSILON_S,
     CostModel,
@@ -73,6 +76,8 @@ RESCUE_ERROR = (
     "Your GPU time was refunded; please try again later."
 )
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
+JOBS = Job.__table__
+"""Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
 
 
 class CancelOutcome(str, enum.Enum):
@@ -176,7 +181,27 @@ def _resolution_px(resolution: str) -> int:
 
 def _fenced(job_id: int, attempt: int):  # type: ignore[no-untyped-def]
     """WHERE clause of every worker write: this job, this attempt, still running."""
-    return (Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.status == JobStatus.RUNNING)
+
+
+@functools.cache
+def _progress_statement() -> Update:
+    """The heartbeat UPDATE, built once (it runs ~every denoising step of every worker)."""
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("p_id"),
+            JOBS.c.attempt == bindparam("p_attempt"),
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            progress_step=bindparam("p_step", type_=Integer()),
+            progress_total=bindparam("p_total", type_=Integer()),
+            phase=bindparam("p_phase", type_=String()),
+            lease_expires_at=bindparam("p_lease", type_=UtcDateTime()),
+        )
+        .returning(JOBS.c.cancel_requested)
+    )
 
 
 async def get_job(session: AsyncSession, job_id: int) -> Job:
@@ -350,14 +375,9 @@ async def report_progress(
     if step < 0 or total < 0 or (total > 0 and step > total):
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
     now = _now(now)
-    stmt = (
-        update(Job)
-        .where(*_fenced(job_id, attempt))
-        .values(progress_step=step, progress_total=total, phase=phase, lease_expires_at=now + lease)
-        .returning(Job.cancel_requested)
-        .execution_options(synchronize_session=False)
-    )
-    row = (await session.execute(stmt)).first()
+    params = {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
+              "p_lease": now + lease}
+    row = (await session.execute(_progress_statement(), params)).first()
     if row is None:
         return ProgressAck(ok=False, cancel_requested=False)
     return ProgressAck(ok=True, cancel_requested=bool(row.cancel_requested))
@@ -365,11 +385,10 @@ async def report_progress(
 
 async def _close_running(session: AsyncSession, job_id: int, attempt: int, values: dict) -> tuple[int, float] | None:
     stmt = (
-        update(Job)
+        update(JOBS)
         .where(*_fenced(job_id, attempt))
         .values(**values)
-        .returning(Job.user_id, Job.cost_estimate)
-        .execution_options(synchronize_session=False)
+        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
     )
     row = (await session.execute(stmt)).first()
     return None if row is None else (int(row.user_id), float(row.cost_estimate))
@@ -489,18 +508,17 @@ async def release_job(session: AsyncSession, job_id: int, attempt: int, *, now: 
     """Give a running job back to the queue (worker shutdown): no charge, the attempt is not burnt."""
     _now(now)
     stmt = (
-        update(Job)
+        update(JOBS)
         .where(*_fenced(job_id, attempt))
         .values(
             status=JobStatus.QUEUED,
-            attempt=Job.attempt - 1,
+            attempt=JOBS.c.attempt - 1,
             worker_id=None,
             lease_expires_at=None,
             progress_step=0,
             phase="queued",
         )
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
+        .returning(JOBS.c.id)
     )
     return (await session.execute(stmt)).first() is not None
 
@@ -512,11 +530,10 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
     now = _now(now)
     row = (
         await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.QUEUED)
             .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled")
-            .returning(Job.user_id, Job.cost_estimate)
-            .execution_options(synchronize_session=False)
+            .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
         )
     ).first()
     if row is not None:
@@ -526,11 +543,10 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
         return CancelOutcome.CANCELLED
     row = (
         await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.RUNNING)
             .values(cancel_requested=True)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
+            .returning(JOBS.c.id)
         )
     ).first()
     if row is not None:
@@ -590,7 +606,7 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
         else:
             row = (
                 await session.execute(
-                    update(Job)
+                    update(JOBS)
                     .where(*_fenced(c.id, c.attempt))
                     .values(
                         status=JobStatus.QUEUED,
@@ -600,8 +616,7 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
                         phase="queued",
                         error_detail=f"attempt {c.attempt} rescued at {now.isoformat()} (lease expired)",
                     )
-                    .returning(Job.id)
-                    .execution_options(synchronize_session=False)
+                    .returning(JOBS.c.id)
                 )
             ).first()
             if row is None:
@@ -617,11 +632,10 @@ async def mark_delivered(
     now = _now(now)
     row = (
         await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.delivered_at.is_(None), Job.status.in_(TERMINAL_STATUSES))
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.delivered_at.is_(None), JOBS.c.status.in_(TERMINAL_STATUSES))
             .values(delivered_at=now, result_message_id=result_message_id)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
+            .returning(JOBS.c.id)
         )
     ).first()
     return row is not None
@@ -728,14 +742,13 @@ async def clear_queue(
     Returns the cancelled ids; audited as ``clear_queue``."""
     now = _now(now)
     stmt = (
-        update(Job)
-        .where(Job.status == JobStatus.QUEUED)
+        update(JOBS)
+        .where(JOBS.c.status == JobStatus.QUEUED)
         .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled", error=CLEARED_ERROR)
-        .returning(Job.id, Job.user_id, Job.cost_estimate)
-        .execution_options(synchronize_session=False)
+        .returning(JOBS.c.id, JOBS.c.user_id, JOBS.c.cost_estimate)
     )
     if guild_id is not None:
-        stmt = stmt.where(Job.guild_id == guild_id)
+        stmt = stmt.where(JOBS.c.guild_id == guild_id)
     rows = (await session.execute(stmt)).all()
     for r in rows:
         await add_ledger(session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now)
@@ -760,11 +773,10 @@ async def set_status_message(session: AsyncSession, job_id: int, *, status_messa
     """Remember the Discord message that shows this job's status (for edits after a restart)."""
     row = (
         await session.execute(
-            update(Job)
-            .where(Job.id == job_id)
+            update(JOBS)
+            .where(JOBS.c.id == job_id)
             .values(status_message_id=status_message_id)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
+            .returning(JOBS.c.id)
         )
     ).first()
     return row is not None

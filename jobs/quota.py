@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -255,8 +255,11 @@ async def add_ledger(
     """Append one ledger row (unique per job and kind; a duplicate raises IntegrityError)."""
     if amount < 0:
         raise ValueError(f"ledger amount must be >= 0, got {amount!r} ({kind.value} for job {job_id})")
-    session.add(QuotaLedger(user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now))
-    await session.flush()
+    await session.execute(
+        insert(QuotaLedger.__table__).values(
+            user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now
+        )
+    )
 
 
 def _check_limit_values(daily_gpu_seconds: float | None, max_pending: int | None) -> None:

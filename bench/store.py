@@ -1,0 +1,147 @@
+"""Job-store throughput: enqueue + claim + 50 progress writes + finish, as jobs per second.
+
+Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
+reservation; claim; 50 fenced progress/heartbeat writes; finish with settlement). ``--workers`` runs that
+many worker loops at once, each on its own engine (SQLite: still one writer at a time).
+
+    .venv/bin/python -m bench.store                       # both back ends, 1 and 4 workers
+    .venv/bin/python -m bench.store --backend sqlite --jobs 500 --workers 1
+
+PostgreSQL: a scratch database is created on the server of PG_TEST_URL (default
+postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLite: a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from jobs.db import make_engine, make_sessionmaker, migrate
+from jobs.models import JobSource
+from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job, report_progress
+from jobs.quota import QuotaPolicy
+
+DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+PROGRESS_WRITES = 50
+LEASE_S = 120.0
+DEFAULT_JOBS = 400
+POLICY = QuotaPolicy(daily_gpu_seconds=1e12, max_pending=1_000_000)
+SHA = "0" * 64
+
+
+@dataclass(frozen=True)
+class Result:
+    backend: str
+    workers: int
+    jobs: int
+    seconds: float
+
+    @property
+    def jobs_per_second(self) -> float:
+        return self.jobs / self.seconds
+
+    @property
+    def transactions_per_second(self) -> float:
+        return self.jobs * (PROGRESS_WRITES + 3) / self.seconds
+
+
+def _request(user_id: int, seed: int) -> NewJob:
+    return NewJob(
+        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
+        resolution="512p", frames=16, fps=8, steps=PROGRESS_WRITES, guidance=9.0, seed=seed, width=512, height=512,
+        input_path="data/inputs/bench.png", input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
+    )
+
+
+async def _worker_loop(url: str, worker: int, jobs: int) -> None:
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    try:
+        for n in range(jobs):
+            async with sessions() as s, s.begin():
+                await enqueue_job(s, _request(1000 + worker, n), POLICY)
+            async with sessions() as s, s.begin():
+                job = await claim_next_job(s, f"bench-{worker}", lease_seconds=LEASE_S)
+            if job is None:
+                raise RuntimeError("claim returned None right after an enqueue")
+            for step in range(1, PROGRESS_WRITES + 1):
+                async with sessions() as s, s.begin():
+                    ack = await report_progress(
+                        s, job.id, job.attempt, step=step, total=PROGRESS_WRITES, phase="denoising", lease_seconds=LEASE_S
+                    )
+                if not ack.ok:
+                    raise RuntimeError(f"progress of job {job.id} was fenced out")
+            async with sessions() as s, s.begin():
+                if not await finish_job(s, job.id, job.attempt, output_path="o.mp4", output_bytes=1, gpu_seconds=1.0):
+                    raise RuntimeError(f"finish of job {job.id} was fenced out")
+    finally:
+        await engine.dispose()
+
+
+async def run(url: str, backend: str, jobs: int, workers: int) -> Result:
+    """Time ``jobs`` full job lifecycles spread over ``workers`` concurrent loops on a migrated ``url``."""
+    per_worker = [jobs // workers + (1 if i < jobs % workers else 0) for i in range(workers)]
+    start = time.perf_counter()
+    await asyncio.gather(*(_worker_loop(url, i, n) for i, n in enumerate(per_worker)))
+    return Result(backend, workers, jobs, time.perf_counter() - start)
+
+
+async def _with_sqlite(jobs: int, workers: int) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        await migrate(url)
+        return await run(url, "sqlite", jobs, workers)
+
+
+async def _with_postgres(jobs: int, workers: int) -> Result:
+    server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
+    name = f"i2v_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        try:
+            await migrate(url)
+            return await run(url, "postgresql", jobs, workers)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def main(argv: list[str] | None = None) -> list[Result]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="jobs per measurement")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="concurrent worker loops")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or any(w < 1 for w in args.workers):
+        parser.error("--jobs and --workers must be >= 1")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = []
+    for backend in backends:
+        for workers in args.workers:
+            runner = _with_sqlite if backend == "sqlite" else _with_postgres
+            result = await runner(args.jobs, workers)
+            results.append(result)
+            print(
+                f"{backend:10s} workers={workers} jobs={result.jobs} time={result.seconds:.2f}s "
+                f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s)",
+                flush=True,
+            )
+    return results
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
