@@ -208,6 +208,6 @@ class FakeGateway(FakeWorld):
         if guild is None:
             return
         await self._send_dispatch("GUILD_MEMBERS_CHUNK", {
-            "guild_id": str(guild.id), "members": [m.payload(with_permissions=False) for m in guild.members.values()],
+            "guild_id": str(guild.id), "members": [m.payload() for m in guild.members.values()],
             "chunk_index": 0, "chunk_count": 1, "not_found": [], "nonce": data.get("nonce"),
         })

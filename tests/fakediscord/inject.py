@@ -44,7 +44,7 @@ class FakeInjector(FakeGateway):
             "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
             "channel_id": str(channel_id),
             "channel": channel,
-            "member": member.payload(with_permissions=True),
+            "member": member.payload(permissions=guild.permissions_of(member)),
             "app_permissions": str(app_permissions),
             "locale": locale,
             "guild_locale": "en-US",
@@ -81,7 +81,8 @@ class FakeInjector(FakeGateway):
                                              guild_id=guild_id, app_permissions=app_permissions,
                                              attachment_size_limit=attachment_size_limit, locale=locale)
         synced = self.find_command(name, command_type=1, guild_id=interaction.guild_id)
-        built, resolved = build_options(synced, path, options or {}, guild_id=interaction.guild_id)
+        built, resolved = build_options(synced, path, options or {},
+                                        guild=self.guilds.get(interaction.guild_id or 0))
         data: dict[str, Any] = {
             "id": synced["id"] if synced else str(payloads.snowflake()), "name": name, "type": 1, "options": built,
         }
@@ -191,5 +192,5 @@ class FakeInjector(FakeGateway):
             event["guild_id"] = str(guild_id)
             member = self.guilds[guild_id].members.get(int(message["author"]["id"]))
             if member is not None:
-                event["member"] = {k: v for k, v in member.payload(with_permissions=False).items() if k != "user"}
+                event["member"] = {k: v for k, v in member.payload().items() if k != "user"}
         return event

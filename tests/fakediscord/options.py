@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .state import FakeAttachment, FakeMember
+from .state import FakeAttachment, FakeGuild, FakeMember
 
 SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
@@ -62,7 +62,7 @@ def build_options(
     path: list[str],
     values: Mapping[str, Any],
     *,
-    guild_id: int | None,
+    guild: FakeGuild | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Return (options, resolved) for ``/<name> <path...> values...``; nests the leaf under subcommands/groups."""
     schema = _schema_types(command, path)
@@ -79,8 +79,8 @@ def build_options(
             value = str(value.id)
         elif isinstance(value, FakeMember):
             resolved.setdefault("users", {})[str(value.user_id)] = value.user
-            if guild_id is not None:
-                member = value.payload(with_permissions=True)
+            if guild is not None:
+                member = value.payload(permissions=guild.permissions_of(value))
                 member.pop("user")
                 resolved.setdefault("members", {})[str(value.user_id)] = member
             value = str(value.user_id)

@@ -525,4 +525,4 @@ class FakeRest(FakeInjector):
         member = guild.members.get(int(user_id))
         if member is None:
             raise HTTPError(404, 10007, "Unknown Member")
-        return 200, member.payload(with_permissions=False)
+        return 200, member.payload()

@@ -10,12 +10,13 @@ from . import payloads
 
 @dataclasses.dataclass
 class FakeMember:
-    """A guild member; ``permissions`` is the computed permission integer put in interaction payloads."""
+    """A guild member. ``permissions`` overrides what interactions report for them; None computes it from the
+    guild's roles like Discord (owner or an Administrator role: everything; else @everyone | their roles)."""
 
     guild_id: int
     user_id: int
     username: str
-    permissions: int
+    permissions: int | None
     roles: list[int] = dataclasses.field(default_factory=list)
     flags: int = 0
     nick: str | None = None
@@ -27,12 +28,12 @@ class FakeMember:
         """The member's user object."""
         return payloads.user_payload(self.user_id, self.username, bot=self.bot)
 
-    def payload(self, *, with_permissions: bool) -> dict[str, Any]:
-        """The member object; interactions carry ``permissions``, GUILD_CREATE members do not."""
+    def payload(self, *, permissions: int | None = None) -> dict[str, Any]:
+        """The member object; interactions carry the computed ``permissions``, GUILD_CREATE members do not."""
         return payloads.member_payload(
             self.user,
             roles=self.roles,
-            permissions=self.permissions if with_permissions else None,
+            permissions=permissions,
             flags=self.flags,
             nick=self.nick,
             joined_at=self.joined_at,
@@ -55,6 +56,17 @@ class FakeGuild:
     channels: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     roles: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     members: dict[int, FakeMember] = dataclasses.field(default_factory=dict)
+
+    def permissions_of(self, member: FakeMember) -> int:
+        """The guild-level permissions an interaction reports for ``member`` (its override, else computed)."""
+        if member.permissions is not None:
+            return member.permissions
+        if member.user_id == self.owner_id:
+            return payloads.PERMS_ALL
+        value = int(self.roles[self.id]["permissions"])
+        for role_id in member.roles:
+            value |= int(self.roles[role_id]["permissions"])
+        return payloads.PERMS_ALL if value & payloads.PERM_ADMINISTRATOR else value
 
     @property
     def upload_limit(self) -> int:
@@ -98,7 +110,7 @@ class FakeGuild:
             "unavailable": False,
             "member_count": len(self.members),
             "voice_states": [],
-            "members": [m.payload(with_permissions=False) for m in self.members.values()],
+            "members": [m.payload() for m in self.members.values()],
             "channels": list(self.channels.values()),
             "threads": [],
             "presences": [],

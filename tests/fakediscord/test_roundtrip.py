@@ -10,7 +10,13 @@ import discord
 import pytest
 
 from tests.fakediscord.client import FAKE_BOT_TOKEN, running_client
-from tests.fakediscord.payloads import MESSAGE_FLAG_EPHEMERAL, PERM_ADMINISTRATOR, PERMS_MEMBER
+from tests.fakediscord.payloads import (
+    MESSAGE_FLAG_EPHEMERAL,
+    PERM_ADMINISTRATOR,
+    PERM_MANAGE_GUILD,
+    PERMS_ALL,
+    PERMS_MEMBER,
+)
 from tests.fakediscord.plugin import fake_discord_server
 from tests.fakediscord.sample_bot import SampleBot
 from tests.fakediscord.server import FakeDiscord
@@ -288,3 +294,25 @@ async def test_direct_message_to_a_member(fake_discord: FakeDiscord) -> None:
     assert dm_channel["type"] == 1 and dm_channel["recipients"][0]["id"] == str(fake_discord.member.user_id)
     assert fake_discord.channel_messages(sent.channel.id)[0]["content"] == "your video is ready"
     assert user.name == "alice"
+
+
+async def test_member_permissions_follow_roles_and_overrides(fake_discord: FakeDiscord) -> None:
+    guild_id = fake_discord.guild.id
+    managers = fake_discord.add_role(guild_id, "managers", permissions=PERM_MANAGE_GUILD)
+    manager = fake_discord.add_member(guild_id, "meg", roles=[managers])
+    muted = fake_discord.add_member(guild_id, "mute", roles=[fake_discord.admin_role_id], permissions=0)
+    image = fake_discord.add_attachment(PNG, "cat.png")
+    async with running_client(SampleBot(), fake_discord) as bot:
+        for member in (manager, fake_discord.admin, muted):
+            await fake_discord.inject_slash("animate", {"image": image, "prompt": member.username}, member=member)
+            name = member.username
+            await fake_discord.wait_until(lambda: any(s[3] == name for s in bot.seen) or None, what=name)
+        guild = bot.get_guild(guild_id)
+        assert guild is not None
+        admin_role = guild.get_role(fake_discord.admin_role_id)
+        assert admin_role is not None and admin_role.permissions.administrator
+        assert guild.owner_id == fake_discord.admin.user_id
+    by_name = {s[3]: s[8] for s in bot.seen}
+    assert by_name["meg"] == PERMS_MEMBER | PERM_MANAGE_GUILD
+    assert by_name["root"] == PERMS_ALL
+    assert by_name["mute"] == 0

@@ -66,8 +66,9 @@ class FakeWorld:
         self.channel_id = next(iter(guild.channels))
         self.bot_member = self.add_member(guild.id, self.bot_name, permissions=payloads.PERMS_ALL, bot=True,
                                           user_id=self.bot_user_id)
+        self.admin_role_id = self.add_role(guild.id, "Admin", permissions=payloads.PERM_ADMINISTRATOR)
         self.member = self.add_member(guild.id, "alice")
-        self.admin = self.add_member(guild.id, "root", permissions=payloads.PERMS_ALL)
+        self.admin = self.add_member(guild.id, "root", roles=[self.admin_role_id], owner=True)
 
     @property
     def bot_user(self) -> dict[str, Any]:
@@ -100,10 +101,11 @@ class FakeWorld:
         return role_id
 
     def add_member(
-        self, guild_id: int, username: str, *, permissions: int = payloads.PERMS_MEMBER, roles: Sequence[int] = (),
-        flags: int = 0, bot: bool = False, user_id: int | None = None,
+        self, guild_id: int, username: str, *, permissions: int | None = None, roles: Sequence[int] = (),
+        flags: int = 0, bot: bool = False, user_id: int | None = None, owner: bool = False,
     ) -> FakeMember:
-        """A member of ``guild_id``; ``permissions`` is what interactions report for them (0 is allowed)."""
+        """A member of ``guild_id``. ``permissions`` overrides what interactions report for them (0 is allowed);
+        None computes it from ``roles`` and ownership, as Discord does."""
         guild = self._guild(guild_id)
         for role in roles:
             if role not in guild.roles:
@@ -111,13 +113,13 @@ class FakeWorld:
         member = FakeMember(guild_id=guild.id, user_id=user_id or payloads.snowflake(), username=username,
                             permissions=permissions, roles=list(roles), flags=flags, bot=bot)
         guild.members[member.user_id] = member
-        if guild.owner_id == 0 and not bot:
+        if owner:
             guild.owner_id = member.user_id
         return member
 
-    def set_member_permissions(self, member: FakeMember, permissions: int) -> None:
-        """Change what interactions report as ``member.permissions`` (e.g. 0 to test admin checks)."""
-        if permissions < 0:
+    def set_member_permissions(self, member: FakeMember, permissions: int | None) -> None:
+        """Override what interactions report as ``member.permissions`` (e.g. 0); None: compute from roles."""
+        if permissions is not None and permissions < 0:
             raise ValueError(f"set_member_permissions(permissions={permissions}): must be >= 0")
         member.permissions = permissions
 
