@@ -2,7 +2,8 @@
 
 Who is who in the fake guild (created before the bot starts, so they are in its GUILD_CREATE):
 
-- ``manager``: Manage Server only (no Administrator): an admin through Discord's permissions;
+- ``manager``: Manage Server only (no Administrator), ``owner``: Administrator only (which implies every
+  permission): admins through Discord's permissions;
 - ``operator``: permissions 0, listed in ``ADMIN_USER_IDS``; ``moddy``: permissions 0, holds a role listed in
   ``ADMIN_ROLE_IDS``;
 - ``mallory``: permissions 0 and in no admin list; ``alice`` ... : ordinary members who make videos.
@@ -58,6 +59,7 @@ class World:
     fake: FakeDiscord
     bot: BotProcess
     manager: FakeMember
+    owner: FakeMember
     operator: FakeMember
     moddy: FakeMember
     mallory: FakeMember
@@ -73,7 +75,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     gid = fake.guild.id
     mod_role = fake.add_role(gid, "moderators")
     vip_role = fake.add_role(gid, "vip")
-    manager = fake.add_member(gid, "manager", permissions=payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD)
+    # Permissions computed by the fake from these roles, as Discord does for the interaction's member.
+    managers_role = fake.add_role(gid, "server managers", permissions=payloads.PERM_MANAGE_GUILD)
+    admins_role = fake.add_role(gid, "administrators", permissions=payloads.PERM_ADMINISTRATOR)
+    manager = fake.add_member(gid, "manager", roles=[managers_role])
+    owner = fake.add_member(gid, "owner", roles=[admins_role])
     operator = fake.add_member(gid, "operator", permissions=0)
     moddy = fake.add_member(gid, "moddy", permissions=0, roles=[mod_role])
     mallory = fake.add_member(gid, "mallory", permissions=0)
@@ -92,7 +98,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     pids: list[int] = []
     try:
         await bot.start()
-        yield World(fake, bot, manager, operator, moddy, mallory, vic, vip_role, users)
+        yield World(fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users)
     finally:
         try:
             pids = await bot.worker_pids()
@@ -275,7 +281,9 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
     assert f"admin refusal: user {alice.user_id} (alice) tried '/admin pause'" in log_text
 
 
-async def test_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
+async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
+    _, reply = await admin(world, "stats", {}, member=world.owner)
+    assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics", reply
     # Both have permissions 0: only the settings make them admins.
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content

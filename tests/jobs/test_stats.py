@@ -260,3 +260,28 @@ async def test_worker_infos_marks_stale_and_hides_stopped(db_sessionmaker: async
         ("w-stale", WorkerState.IDLE, True),
     ]
     assert (workers[0].gpu_name, workers[0].gpu_memory_bytes, workers[0].restarts) == ("NVIDIA H100", 80 * 2**30, 2)
+
+
+async def test_audit_page_newest_first_with_guild_scope(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from jobs.audit import record_action
+    from jobs.stats import audit_page
+
+    async with db_sessionmaker.begin() as session:
+        # Same timestamp for the first three: the id keeps their order.
+        await record_action(session, actor_id=1, action="pause_queue", now=NOW)
+        await record_action(session, actor_id=2, action="set_guild_limits", guild_id=GUILD_A, now=NOW)
+        await record_action(session, actor_id=3, action="set_guild_limits", guild_id=GUILD_B, now=NOW)
+        await record_action(session, actor_id=4, action="ban_user", target_user_id=9, now=NOW + timedelta(seconds=1))
+    async with db_sessionmaker() as session:
+        everything = await audit_page(session, limit=3)
+        second = await audit_page(session, offset=3, limit=3)
+        only_a = await audit_page(session, guild_id=GUILD_A)
+        with pytest.raises(ValueError, match="limit must be in 1..50, got 51"):
+            await audit_page(session, limit=51)
+        with pytest.raises(ValueError, match="offset must be >= 0, got -3"):
+            await audit_page(session, offset=-3)
+    assert [r.actor_id for r in everything.rows] == [4, 3, 2]
+    assert (everything.total, everything.pages, everything.page) == (4, 2, 0)
+    assert [r.actor_id for r in second.rows] == [1] and second.page == 1
+    # A guild sees its own rows and the bot-wide ones (no guild), not another guild's.
+    assert [r.actor_id for r in only_a.rows] == [4, 2, 1] and only_a.total == 3
