@@ -113,9 +113,9 @@ async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord
     job_id = await _submit(fake, member)
     await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
     before = len(fake.requests)
-    fake.slow(3.0, method="POST", path=rf"^/channels/{fake.channel_id}/messages$")
-    for _ in range(600):
-        if any(r.method == "POST" and r.files for r in fake.requests[before:]):
+    slow = fake.slow(3.0, method="POST", path=rf"^/channels/{fake.channel_id}/messages$")
+    for _ in range(1200):
+        if slow.hits:  # the upload has reached the fake, which answers it 3 s later
             break
         await asyncio.sleep(0.05)
     else:
