@@ -16,6 +16,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+try:  # SQLAlchemy 2.1 name
+    from sqlalchemy.util.concurrency import await_
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util.concurrency import await_only as await_
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/i2v.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before "database is locked" (milliseconds)."""
@@ -56,13 +61,13 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
 
 
-def _sqlite_on_connect(read_only: bool):  # type: ignore[no-untyped-def]
+def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[no-untyped-def]
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Take transaction control away from the sqlite3 driver: we emit BEGIN ourselves (see _sqlite_on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             (mode,) = cursor.fetchone()
@@ -77,29 +82,54 @@ def _sqlite_on_connect(read_only: bool):  # type: ignore[no-untyped-def]
     return on_connect
 
 
+_BEGIN_DEFERRED_KEY = "i2v_begin_deferred"
+
+
 def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
     def on_begin(conn: Connection) -> None:
+        # Decide the BEGIN flavour here, where execution options are visible; _sqlite_do_begin emits it.
         deferred = read_only or bool(conn.get_execution_options().get(READ_ONLY_OPTION))
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        conn.connection.info[_BEGIN_DEFERRED_KEY] = deferred
 
     return on_begin
 
 
-def make_engine(url: str, *, read_only: bool = False, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+def _sqlite_do_begin(connection: Any) -> None:
+    """``dialect.do_begin`` for SQLite: one driver call (a third of what ``exec_driver_sql`` costs under
+    aiosqlite), inside SQLAlchemy's error handling, so "database is locked" arrives as OperationalError."""
+    deferred = connection.info.pop(_BEGIN_DEFERRED_KEY, False)
+    await_(connection.driver_connection.execute("BEGIN" if deferred else "BEGIN IMMEDIATE"))
+
+
+def make_engine(
+    url: str,
+    *,
+    read_only: bool = False,
+    echo: bool = False,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    **kwargs: Any,
+) -> AsyncEngine:
     """Create an async engine for ``url`` (SQLite via aiosqlite, PostgreSQL via asyncpg).
 
     SQLite engines apply the pragmas on every new pooled connection and begin every transaction with
     ``BEGIN IMMEDIATE`` (``read_only=True``: plain ``BEGIN`` on ``query_only`` connections). Extra keyword
-    arguments go to ``create_async_engine``.
+    arguments go to ``create_async_engine``. ``busy_timeout_ms`` applies to SQLite only.
     """
     url = normalize_url(url)
+    if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+        raise ValueError(f"busy_timeout_ms must be an integer >= 0, got {busy_timeout_ms!r}")
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Every transaction is begun and ended explicitly (Session, Connection.close() rolls back), and the
+        # driver never begins on its own (isolation_level=None): the pool's extra ROLLBACK on check-in would
+        # only add a driver round trip per transaction.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, echo=echo, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect(read_only))
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect(read_only, busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin(read_only))
+        engine.sync_engine.dialect.do_begin = _sqlite_do_begin  # type: ignore[method-assign]
         return engine
     options: dict[str, Any] = {
         "pool_size": POSTGRES_POOL_SIZE,

@@ -123,6 +123,27 @@ async def test_sqlite_transactions_begin_immediate(sqlite_url: str) -> None:
         await engine.dispose()
 
 
+async def test_sqlite_locked_begin_raises_sqlalchemy_error_and_connection_recovers(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url, busy_timeout_ms=100, pool_size=1, max_overflow=0)
+    path = sqlite_url.split("///", 1)[1]
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        async with make_sessionmaker(engine)() as session:
+            with pytest.raises(OperationalError, match="database is locked"):
+                await session.execute(select(QueueState))
+        holder.execute("ROLLBACK")
+        async with make_sessionmaker(engine)() as session, session.begin():  # same pooled connection, usable
+            state = await session.get(QueueState, 1)
+            assert state is not None
+            state.reason = "after the lock"
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT reason FROM queue_state"))).scalar() == "after the lock"
+    finally:
+        holder.close()
+        await engine.dispose()
+
+
 async def test_sqlite_begin_read_only_is_deferred(sqlite_url: str) -> None:
     """begin_read_only starts a deferred transaction: another writer is not blocked by it."""
     engine = make_engine(sqlite_url)
