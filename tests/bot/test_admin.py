@@ -291,6 +291,18 @@ async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world:
     assert reply.ephemeral and reply.embeds[0]["title"].startswith("Queue:"), reply
 
 
+async def test_permissions_are_read_from_each_interaction(world: World) -> None:
+    # Granting Manage Server takes effect on the next interaction, and so does taking it away: nothing is cached.
+    world.fake.set_member_permissions(world.mallory, payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD)
+    try:
+        _, reply = await admin(world, "limits", {}, member=world.mallory)
+        assert reply.content.startswith("No caps on this server"), reply.content
+    finally:
+        world.fake.set_member_permissions(world.mallory, 0)
+    _, reply = await admin(world, "limits", {}, member=world.mallory)
+    assert reply.content == REFUSAL_MESSAGE
+
+
 async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World) -> None:
     from jobs.queue import queue_position
 
@@ -533,6 +545,7 @@ async def test_stats_show_jobs_times_failures_and_worker(world: World) -> None:
     assert (worker.gpu_name or "no GPU reported") in fields["Workers"]
     assert f"{worker.restarts} restarts" in fields["Workers"]
     assert embed["footer"]["text"] == "Queue running"
+    print("/admin stats embed:", *(f"[{name}]\n{value}" for name, value in fields.items()), sep="\n")
 
 
 async def test_audit_log_shows_every_action_in_order(world: World) -> None:
