@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, new_job
 
-from jobs.audit import list_actions
+from jobs.audit import list_actions, record_action
 from jobs.errors import JobNotFound, QueuePaused
 from jobs.models import Job, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import (
@@ -31,7 +31,9 @@ from jobs.queue import (
     report_progress,
     rescue_expired,
     resume_queue,
+    set_status_message,
     undelivered_jobs,
+    user_jobs,
 )
 from jobs.quota import QuotaPolicy, ledger_consistent, quota_status
 from jobs.workers import list_workers, upsert_worker
@@ -392,3 +394,29 @@ async def test_bad_arguments_are_named(db_sessionmaker: Sessions) -> None:
         new_job(1, frames=0)
     with pytest.raises(ValueError, match="input_sha256"):
         new_job(1, input_sha256="abc")
+
+
+async def test_user_jobs_status_message_and_audit_listing(db_sessionmaker: Sessions) -> None:
+    first = await _enqueue(db_sessionmaker, 4)
+    second = await _enqueue(db_sessionmaker, 4)
+    await _enqueue(db_sessionmaker, 5)
+    async with db_sessionmaker() as s, s.begin():
+        await cancel_job(s, first)
+        assert await set_status_message(s, second, status_message_id=777)
+        assert not await set_status_message(s, 424242, status_message_id=1)
+    async with db_sessionmaker() as s:
+        assert [j.id for j in await user_jobs(s, 4)] == [second]
+        assert [j.id for j in await user_jobs(s, 4, pending_only=False)] == [second, first]
+        assert (await get_job(s, second)).status_message_id == 777
+        with pytest.raises(JobNotFound):
+            await get_job(s, 424242)
+    async with db_sessionmaker() as s, s.begin():
+        await record_action(s, actor_id=1, action="note", target_user_id=4, guild_id=9, job_id=second, detail={"k": 1})
+        await record_action(s, actor_id=None, action="system_note")
+        with pytest.raises(ValueError, match="action"):
+            await record_action(s, actor_id=1, action="")
+    async with db_sessionmaker() as s:
+        assert [a.action for a in await list_actions(s, guild_id=9)] == ["note"]
+        assert (await list_actions(s, limit=1))[0].action == "system_note"
+        with pytest.raises(ValueError, match="limit"):
+            await list_actions(s, limit=0)

@@ -1,0 +1,38 @@
+"""The store benchmark's code path runs (a few jobs) on both back ends, so bench/store.py cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from jobs.db import make_engine, make_sessionmaker
+from jobs.models import Job, JobStatus, LedgerKind, QuotaLedger
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "store.py"
+
+
+def _load_bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_store", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_bench_lifecycle_completes_every_job(db_url: str) -> None:
+    bench = _load_bench()
+    result = await bench.run(db_url, "test", jobs=6, workers=2)
+    assert result.jobs == 6 and result.seconds > 0 and result.jobs_per_second > 0
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            done = await s.scalar(select(func.count(Job.id)).where(Job.status == JobStatus.SUCCEEDED,
+                                                                   Job.progress_step == bench.PROGRESS_WRITES))
+            charges = await s.scalar(select(func.count(QuotaLedger.id)).where(QuotaLedger.kind == LedgerKind.CHARGE))
+    finally:
+        await engine.dispose()
+    assert done == 6 and charges == 6
