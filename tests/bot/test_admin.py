@@ -66,6 +66,9 @@ class World:
     vic: FakeMember
     vip_role: int
     users: dict[str, FakeMember]
+    other_guild: int
+    other_manager: FakeMember
+    olga: FakeMember
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -86,6 +89,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     vic = fake.add_member(gid, "vic", roles=[vip_role])
     users = {name: fake.add_member(gid, name) for name in ("bob", "carol", "dave", "erin", "frank", "gina")}
     users["alice"] = fake.member
+    # A second server sharing the same GPU queue.
+    other = fake.add_guild("Other Guild")
+    other_managers = fake.add_role(other.id, "managers", permissions=payloads.PERM_MANAGE_GUILD)
+    other_manager = fake.add_member(other.id, "otto", roles=[other_managers])
+    olga = fake.add_member(other.id, "olga")
     bot = BotProcess(
         fake,
         tmp_path_factory.mktemp("admin-bot"),
@@ -98,7 +106,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     pids: list[int] = []
     try:
         await bot.start()
-        yield World(fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users)
+        yield World(fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users, other.id,
+                    other_manager, olga)
     finally:
         try:
             pids = await bot.worker_pids()
@@ -400,6 +409,32 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
         world.manager.user_id, "clear_queue", fake.guild.id, {"cancelled": 9})
 
     await cancel_and_wait(world, blocker)
+
+
+async def test_queue_and_cancel_are_scoped_to_the_server(world: World) -> None:
+    _, reply = await admin(world, "cancel", {"job": 987654})
+    assert reply.content == "There is no job #987654.", reply.content
+
+    olga_job = await start_blocker(world, world.olga)
+    # This server's listing does not show the other server's job; that server's own admin sees it.
+    _, here = await admin(world, "queue")
+    assert here.embeds[0]["title"] == "Queue: 0 running, 0 queued"
+    assert here.embeds[0]["description"] == "Nothing is queued or running on this server."
+    _, there = await admin(world, "queue", member=world.other_manager)
+    assert there.embeds[0]["title"] == "Queue: 1 running, 0 queued"
+    assert f"**#{olga_job}** <@{world.olga.user_id}> · running" in there.embeds[0]["description"]
+    # A Manage Server admin here cannot cancel it; a bot operator (ADMIN_USER_IDS) can.
+    audit_before = len(await audit_rows(world))
+    _, reply = await admin(world, "cancel", {"job": olga_job})
+    assert reply.content == f"Job #{olga_job} belongs to another server; only a bot operator can cancel it."
+    assert (await world.bot.job(olga_job)).status == JobStatus.RUNNING
+    assert len(await audit_rows(world)) == audit_before
+    _, reply = await admin(world, "cancel", {"job": olga_job}, member=world.operator)
+    assert reply.content.startswith(f"Stopping job #{olga_job} of <@{world.olga.user_id}>"), reply.content
+    await world.bot.wait_job(olga_job, lambda j: j.status == JobStatus.CANCELLED)
+    row = (await audit_rows(world))[-1]
+    assert (row.actor_id, row.action, row.job_id, row.detail) == (
+        world.operator.user_id, "cancel_job", olga_job, {"outcome": "requested"})
 
 
 async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World) -> None:
