@@ -44,10 +44,16 @@ class Result:
     workers: int
     jobs: int
     seconds: float
+    cpu_seconds: float
+    """CPU time of this process (event loop + driver threads) over the run: the client-side cost."""
 
     @property
     def jobs_per_second(self) -> float:
         return self.jobs / self.seconds
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        return 1000.0 * self.cpu_seconds / self.jobs
 
     @property
     def transactions_per_second(self) -> float:
@@ -90,9 +96,9 @@ async def _worker_loop(url: str, worker: int, jobs: int) -> None:
 async def run(url: str, backend: str, jobs: int, workers: int) -> Result:
     """Time ``jobs`` full job lifecycles spread over ``workers`` concurrent loops on a migrated ``url``."""
     per_worker = [jobs // workers + (1 if i < jobs % workers else 0) for i in range(workers)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(_worker_loop(url, i, n) for i, n in enumerate(per_worker)))
-    return Result(backend, workers, jobs, time.perf_counter() - start)
+    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 async def _with_sqlite(jobs: int, workers: int) -> Result:
@@ -137,7 +143,8 @@ async def main(argv: list[str] | None = None) -> list[Result]:
             results.append(result)
             print(
                 f"{backend:10s} workers={workers} jobs={result.jobs} time={result.seconds:.2f}s "
-                f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s)",
+                f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s); "
+                f"client CPU {result.cpu_ms_per_job:.1f} ms/job; load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     return results
