@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import Over
 
 from jobs.models import QUEUE_STATE_ROW_ID, AuditLog, Job, JobStatus, QueueState, Worker, WorkerState
 
@@ -131,7 +132,7 @@ class QueuePage:
         return max(1, math.ceil(self.total / self.limit))
 
 
-def _claim_order_position() -> object:
+def _claim_order_position() -> Over[int]:
     """``row_number()`` over the queued jobs in the order ``jobs.queue.claim_next_job`` claims them."""
     return func.row_number().over(order_by=(Job.priority.desc(), Job.round.asc(), Job.id.asc()))
 
@@ -159,7 +160,7 @@ async def queue_page(
         raise ValueError(f"queue_page: limit must be in 1..{MAX_QUEUE_PAGE_SIZE}, got {limit}")
 
     ranked = (
-        select(Job.id.label("job_id"), _claim_order_position().label("position"))  # type: ignore[arg-type]
+        select(Job.id.label("job_id"), _claim_order_position().label("position"))
         .where(Job.status == JobStatus.QUEUED)
         .subquery("ranked")
     )

@@ -695,17 +695,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Run the vi
         changed = reset or daily_seconds is not None or max_pending is not None
         async with self.bot.sessions.begin() as session:
             if changed:
+                # An option left out keeps the member's current override; reset clears both.
                 current = await session.get(UserLimit, user.id)
+                if not reset and current is not None:
+                    daily_seconds = current.daily_gpu_seconds if daily_seconds is None else daily_seconds
+                    max_pending = current.max_pending if max_pending is None else max_pending
                 await set_user_limit(
-                    session,
-                    user.id,
-                    daily_gpu_seconds=None if reset else (
-                        daily_seconds if daily_seconds is not None else (current.daily_gpu_seconds if current else None)
-                    ),
-                    max_pending=None if reset else (
-                        max_pending if max_pending is not None else (current.max_pending if current else None)
-                    ),
-                    by=interaction.user.id,
+                    session, user.id, daily_gpu_seconds=daily_seconds, max_pending=max_pending, by=interaction.user.id
                 )
             status = await quota_status(session, user.id, policy)
             limits = await effective_limits(session, user.id, policy)
