@@ -1,0 +1,134 @@
+"""``bot.permissions.is_admin`` on real discord.py objects built from interaction payloads (no network).
+
+The end-to-end tests in test_admin.py go through the fake Discord; these pin down each rule on its own, including
+the cases a guild interaction cannot produce (a DM, a bare member, a wrong argument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+import pytest
+import pytest_asyncio
+
+from bot.cogs.admin import duration_text
+from bot.permissions import is_admin
+from tests.fakediscord import payloads
+
+GUILD_ID = 4242
+CHANNEL_ID = 4343
+OPERATOR_ID = 777
+ADMIN_ROLE_ID = 555
+OTHER_ROLE_ID = 556
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The two fields ``is_admin`` reads from ``BotSettings``."""
+
+    admin_user_ids: frozenset[int] = frozenset({OPERATOR_ID})
+    admin_role_ids: frozenset[int] = frozenset({ADMIN_ROLE_ID})
+
+
+SETTINGS = Settings()
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[discord.Client]:
+    """A discord.py client that never connects; its connection state turns payloads into objects."""
+    client = discord.Client(intents=discord.Intents.default())
+    # As after login: the state knows the bot user (Interaction adds it to the guild as ``me``).
+    bot_user = payloads.user_payload(1, "bot", bot=True)
+    client._connection.user = discord.ClientUser(state=client._connection, data=bot_user)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def _member(user_id: int, *, permissions: int | None, roles: tuple[int, ...] = ()) -> dict[str, Any]:
+    return payloads.member_payload(
+        payloads.user_payload(user_id, f"user{user_id}"), roles=list(roles), permissions=permissions,
+        joined_at=payloads.iso_now(),
+    )
+
+
+def guild_interaction(client: discord.Client, user_id: int, *, permissions: int,
+                      roles: tuple[int, ...] = ()) -> discord.Interaction:
+    """A slash-command interaction in a guild, as Discord sends it."""
+    data = {
+        "id": str(payloads.snowflake()), "application_id": "1", "type": 2, "token": "t", "version": 1,
+        "guild_id": str(GUILD_ID), "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
+        "channel_id": str(CHANNEL_ID),
+        "channel": payloads.text_channel_payload(CHANNEL_ID, GUILD_ID, "general"),
+        "member": _member(user_id, permissions=permissions, roles=roles),
+        "app_permissions": str(payloads.PERMS_ALL), "locale": "en-US", "entitlements": [],
+        "authorizing_integration_owners": {}, "context": 0, "attachment_size_limit": 10 * 1024 * 1024,
+        "data": {"id": "9", "name": "admin", "type": 1},
+    }
+    return discord.Interaction(data=data, state=client._connection)
+
+
+def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
+    """A slash-command interaction in a DM: a user, no member, no permissions."""
+    user = payloads.user_payload(user_id, f"user{user_id}")
+    data = {
+        "id": str(payloads.snowflake()), "application_id": "1", "type": 2, "token": "t", "version": 1,
+        "channel_id": "99", "channel": payloads.dm_channel_payload(99, user), "user": user,
+        "app_permissions": "0", "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
+        "context": 1, "attachment_size_limit": 10 * 1024 * 1024, "data": {"id": "9", "name": "admin", "type": 1},
+    }
+    return discord.Interaction(data=data, state=client._connection)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "permissions", "roles", "expected"),
+    [
+        (1, payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD, (), True),  # Manage Server
+        (2, payloads.PERM_ADMINISTRATOR, (), True),  # Administrator implies Manage Server
+        (3, payloads.PERMS_ALL, (), True),  # what Discord reports for the owner
+        (OPERATOR_ID, 0, (), True),  # ADMIN_USER_IDS, whatever the permissions
+        (4, 0, (OTHER_ROLE_ID, ADMIN_ROLE_ID), True),  # ADMIN_ROLE_IDS
+        (5, 0, (), False),  # permissions 0
+        (6, payloads.PERMS_MEMBER, (OTHER_ROLE_ID,), False),  # an ordinary member with an unrelated role
+    ],
+)
+async def test_guild_interactions(client: discord.Client, user_id: int, permissions: int, roles: tuple[int, ...],
+                                  expected: bool) -> None:
+    interaction = guild_interaction(client, user_id, permissions=permissions, roles=roles)
+    assert isinstance(interaction.user, discord.Member)
+    assert is_admin(interaction, SETTINGS) is expected
+    # The interaction's member carries the same resolved permissions.
+    assert is_admin(interaction.user, SETTINGS) is expected
+
+
+async def test_dm_only_admin_user_ids_count(client: discord.Client) -> None:
+    assert is_admin(dm_interaction(client, OPERATOR_ID), SETTINGS) is True
+    stranger = dm_interaction(client, 12345)
+    assert isinstance(stranger.user, discord.User) and not isinstance(stranger.user, discord.Member)
+    assert is_admin(stranger, SETTINGS) is False
+    assert is_admin(stranger.user, SETTINGS) is False
+
+
+async def test_empty_settings_leave_only_discord_permissions(client: discord.Client) -> None:
+    nobody = Settings(admin_user_ids=frozenset(), admin_role_ids=frozenset())
+    assert is_admin(guild_interaction(client, OPERATOR_ID, permissions=0), nobody) is False
+    assert is_admin(guild_interaction(client, 8, permissions=0, roles=(ADMIN_ROLE_ID,)), nobody) is False
+    assert is_admin(guild_interaction(client, 9, permissions=payloads.PERM_MANAGE_GUILD), nobody) is True
+
+
+def test_bad_actor_is_named() -> None:
+    with pytest.raises(TypeError, match="actor must be an Interaction, Member or User, not int"):
+        is_admin(42, SETTINGS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (0, "0 s"), (59.4, "59 s"), (60, "1 min"), (125, "2 min 5 s"), (3600, "1 h"),
+     (7320, "2 h 2 min"), (47 * 3600 + 59 * 60, "47 h 59 min"), (3 * 86400 + 4 * 3600, "3 d 4 h"), (-5, "0 s")],
+)
+def test_duration_text(seconds: float | None, text: str) -> None:
+    assert duration_text(seconds) == text
