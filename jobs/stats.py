@@ -168,10 +168,8 @@ async def queue_page(
     if guild_id is not None:
         scope.append(Job.guild_id == guild_id)
 
-    counts = dict(
-        (status, count)
-        for status, count in (await session.execute(select(Job.status, func.count()).where(*scope).group_by(Job.status)))
-    )
+    counted = await session.execute(select(Job.status, func.count()).where(*scope).group_by(Job.status))
+    counts = {status: count for status, count in counted}
     running = int(counts.get(JobStatus.RUNNING, 0))
     queued = int(counts.get(JobStatus.QUEUED, 0))
 

@@ -546,7 +546,8 @@ async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) ->
     text = await animate(world, dave)
     assert "not allowed to make videos" in text and "spam" in text, text
     rows = (await audit_rows(world))[-2:]
-    assert [(r.action, r.target_user_id) for r in rows] == [("ban_user", dave.user_id), ("ban_settle_jobs", dave.user_id)]
+    assert [(r.action, r.target_user_id) for r in rows] == [
+        ("ban_user", dave.user_id), ("ban_settle_jobs", dave.user_id)]
     assert rows[1].detail == {"cancelled": queued, "running_not_retried": [running]}
 
     _, reply = await admin(world, "ban", {"user": world.manager})
