@@ -86,7 +86,10 @@ def _output_path(option: str | None) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage error (one line, status 2) or --help (status 0)
+        return int(exc.code or 0)
     image_path = Path(args.image)
     try:
         data = image_path.read_bytes()

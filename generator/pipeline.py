@@ -186,7 +186,7 @@ class VideoGenerator:
         last: Exception | None = None
         for variant in variants:
             try:
-                return I2VGenXLPipeline.from_pretrained(source, torch_dtype=dtype, variant=variant)
+                return I2VGenXLPipeline.from_pretrained(source, dtype=dtype, variant=variant)
             except (OSError, ValueError, EnvironmentError) as exc:
                 last = exc
                 log.info("loading %s with variant %s failed: %s", source, variant, exc)

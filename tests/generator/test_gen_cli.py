@@ -1,0 +1,114 @@
+"""python -m generator: the README example end to end, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from generator.cli import default_output_path, main
+from generator.params import SEED_RANGE
+from generator.video import probe_mp4
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_IMAGE = REPO_ROOT / "generator" / "assets" / "sample.png"
+CLI_TIMEOUT_S = 120
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "I2V_MODEL": "tiny", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+
+
+def test_readme_example_quick_preset(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = _run_cli([str(SAMPLE_IMAGE), "the boat sails slowly to the right, waves roll in", "--preset", "quick"],
+                    cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    seed_match = re.search(r"^Seed:\s+(\d+)$", proc.stdout, re.MULTILINE)
+    assert seed_match, proc.stdout
+    seed = int(seed_match.group(1))
+    assert SEED_RANGE[0] <= seed <= SEED_RANGE[1]
+    assert f"quick preset: 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed {seed}" in proc.stdout
+    saved = re.search(r"^Saved:\s+(outputs/video_\d{8}_\d{6}\.mp4) ", proc.stdout, re.MULTILINE)
+    assert saved, proc.stdout
+    video = tmp_path / saved.group(1)
+    info = probe_mp4(video)
+    assert (info.frames, info.fps, info.width, info.height) == (8, 8.0, 832, 512)  # 640x384 -> 512p, 5:3
+    assert "Denoising" in proc.stderr and "30/30" in proc.stderr  # the progress bar ran to the end
+    assert elapsed < 60
+
+
+def test_explicit_options_seed_and_output(tmp_path: Path) -> None:
+    out = tmp_path / "clips" / "mine.mp4"
+    proc = _run_cli([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "10", "--fps", "5",
+                     "--steps", "10", "--guidance", "7.5", "--seed", "42", "--negative-prompt", "blurry",
+                     "-o", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^Seed:\s+42$", proc.stdout, re.MULTILINE)
+    assert "256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42" in proc.stdout
+    assert "Negative:   blurry" in proc.stdout
+    assert f"Saved:      {out} " in proc.stdout
+    info = probe_mp4(out)
+    assert (info.frames, info.fps, info.width, info.height) == (10, 5.0, 448, 256)
+
+
+def test_bad_input_in_a_subprocess_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _run_cli([str(SAMPLE_IMAGE), "x", "--frames", "64"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "frames" in proc.stderr and "8 to 32" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--steps", "5"], "steps 5 is not allowed"),
+        (["--fps", "30"], "fps 30 is not allowed"),
+        (["--guidance", "high"], "guidance 'high' is not allowed"),
+        (["--seed", "-3"], "seed -3 is not allowed"),
+        (["--resolution", "4k"], "resolution '4k' is not allowed"),
+        (["--preset", "turbo"], "preset 'turbo' is not allowed"),
+        (["-o", "video.avi"], "must end in .mp4"),
+        (["--colour", "red"], "unrecognized arguments: --colour red"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    assert main([str(SAMPLE_IMAGE), "a prompt", *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_bad_images_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture\n" * 20)
+    assert main([str(text), "a prompt"]) == 2
+    err = capsys.readouterr().err
+    assert "not an image" in err and err.count("\n") == 1
+    assert main([str(tmp_path / "missing.png"), "a prompt"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read image" in err and "No such file" in err
+
+
+def test_default_output_name_follows_the_seed_and_never_overwrites(tmp_path: Path) -> None:
+    moment = datetime(2026, 11, 24, 9, 5, 7)
+    first = default_output_path(tmp_path, moment)
+    assert first == tmp_path / "video_20261124_090507.mp4"
+    first.write_bytes(b"taken")
+    assert default_output_path(tmp_path, moment) == tmp_path / "video_20261124_090507_2.mp4"
+
