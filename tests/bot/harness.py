@@ -139,7 +139,7 @@ class BotProcess:
     # -- database ----------------------------------------------------------------------------------------------
 
     async def jobs(self, *where: Any) -> list[Job]:
-        engine = make_engine(self.database_url)
+        engine = make_engine(self.database_url, read_only=True)
         try:
             async with make_sessionmaker(engine)() as session:
                 return list((await session.scalars(select(Job).where(*where).order_by(Job.id))).all())
@@ -151,7 +151,7 @@ class BotProcess:
         return job
 
     async def worker_pids(self) -> list[int]:
-        engine = make_engine(self.database_url)
+        engine = make_engine(self.database_url, read_only=True)
         try:
             async with make_sessionmaker(engine)() as session:
                 return [w.pid for w in (await session.scalars(select(Worker))).all()]
