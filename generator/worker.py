@@ -84,12 +84,14 @@ EXIT_OK = 0
 EXIT_CONFIG = 2  # a setting or fault variable is invalid
 EXIT_CUDA_ERROR = 3  # a sticky (non-OOM) CUDA error: the process must be replaced
 EXIT_STALLED = 4  # a generation made no progress for I2V_STALL_SECONDS
+EXIT_MODEL_LOAD = 5  # the model could not be loaded
 
 WORKER_STATE_LOADING = "loading"
 WORKER_STATE_IDLE = "idle"
 WORKER_STATE_BUSY = "busy"
 WORKER_STATE_STOPPING = "stopping"
 WORKER_STATE_STOPPED = "stopped"
+WORKER_STATE_CRASHED = "crashed"
 
 PHASE_PREPARING = "preparing"
 PHASE_DENOISING = "denoising"
@@ -343,7 +345,6 @@ class WorkerProcess:
         self._stop_deadline = math.inf
         self._state = WORKER_STATE_LOADING
         self._job_id: int | None = None
-        self._jobs_done = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -382,16 +383,24 @@ class WorkerProcess:
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
         heartbeat: asyncio.Task[None] | None = None
+        final_state = WORKER_STATE_STOPPED
         try:
             await self._write_heartbeat()
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
-            if not await self._load_model():
+            try:
+                loaded = await self._load_model()
+            except Exception:  # noqa: BLE001 - reported and turned into an exit code the supervisor sees
+                log.critical("could not load the model %r", s.model, exc_info=True)
+                final_state = WORKER_STATE_CRASHED
+                return EXIT_MODEL_LOAD
+            if not loaded:
                 return EXIT_OK
             await self._set_state(WORKER_STATE_IDLE, None)
             await self._serve()
             return EXIT_OK
         except FatalCudaError as exc:
             log.critical("sticky CUDA error, exiting so a fresh process takes over: %s", exc)
+            final_state = WORKER_STATE_CRASHED
             return EXIT_CUDA_ERROR
         finally:
             if heartbeat is not None:
@@ -401,7 +410,7 @@ class WorkerProcess:
                 except asyncio.CancelledError:
                     pass
             try:
-                await self._set_state(WORKER_STATE_STOPPED, None)
+                await self._set_state(final_state, None)
             except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
                 log.exception("could not mark the worker stopped")
             await self._engine.dispose()
@@ -437,7 +446,11 @@ class WorkerProcess:
             if time.monotonic() - last_rescue >= self.settings.rescue_interval_s:
                 await self._rescue()
                 last_rescue = time.monotonic()
-            job = await self._claim()
+            try:
+                job = await self._claim()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker; retry after a poll
+                log.exception("claiming the next job failed")
+                job = None
             if job is None:
                 if self.drain and not await self._work_left():
                     log.info("queue drained; exiting")
@@ -448,7 +461,6 @@ class WorkerProcess:
                     pass
                 continue
             await self._run_job(job)
-            self._jobs_done += 1
             if self.once:
                 log.info("--once: one job done; exiting")
                 return
@@ -610,7 +622,7 @@ class WorkerProcess:
                 await watcher
             except asyncio.CancelledError:
                 pass
-            await self._set_state(WORKER_STATE_IDLE, None, job_done=True)
+        await self._set_state(WORKER_STATE_IDLE, None, job_done=True)
 
     async def _watch(self, run: JobRun) -> None:
         """Progress writes (throttled), lease renewal, cancel polling, the shutdown deadline and the stall check."""
@@ -664,7 +676,7 @@ class WorkerProcess:
         """Prepare, generate, encode and settle one job."""
         from generator.images import ImageError
         from generator.params import ParamError
-        from generator.pipeline import GenerationCancelled, GenerationOutOfMemory
+        from generator.pipeline import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
         from generator.video import VideoTooLarge
 
         job = run.job
@@ -676,10 +688,10 @@ class WorkerProcess:
             if run.stop_reason is None and self.stopping and time.monotonic() >= self._stop_deadline:
                 run.stop(STOP_SHUTDOWN)
             if run.stop_reason is not None:
-                raise GenerationCancelled(run.stop_reason)
+                raise GenerationCancelled(0, job.steps)
             frames = await self._generate(run, image, params, width, height)
             if run.stop_reason in (STOP_CANCEL, STOP_LOST):
-                raise GenerationCancelled(run.stop_reason)
+                raise GenerationCancelled(0, job.steps)
             run.set_phase(PHASE_ENCODING)
             await self._report(run)
             await self._encode_and_finish(run, frames, params.fps)
@@ -691,7 +703,7 @@ class WorkerProcess:
             await self._fail(run, MSG_IMAGE_UNREADABLE.format(reason=exc), exc)
         except ParamError as exc:
             await self._fail(run, f"The stored parameters are invalid: {exc}", exc)
-        except GenerationOutOfMemory as exc:
+        except (GenerationOutOfMemory, GenerationFailed) as exc:
             await self._fail(run, str(exc), exc)
         except VideoTooLarge as exc:
             await self._fail(run, MSG_TOO_LARGE, exc)
@@ -730,7 +742,8 @@ class WorkerProcess:
                 run.step = 0
                 run.phase = PHASE_DENOISING
             call = functools.partial(generator.generate, image, params, width=width, height=height,
-                                     on_step=run.on_step, should_cancel=run.should_cancel, low_memory=low_memory)
+                                     on_step=run.on_step, should_cancel=run.should_cancel, low_memory=low_memory,
+                                     on_phase=run.set_phase)
             started = time.monotonic()
             run.generating_since = started
             run.last_change = started

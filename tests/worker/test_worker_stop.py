@@ -1,0 +1,113 @@
+"""Cancel and SIGTERM against a real worker process (tiny model, slowed by the step-sleep test hook, real SQLite)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from workerharness import (
+    STEPS,
+    Db,
+    WorkerPool,
+    enqueue_jobs,
+    make_input,
+    outputs_for,
+    pid_alive,
+    wait_until,
+    worker_env,
+)
+
+from jobs.models import JobStatus, LedgerKind
+from jobs.queue import CancelOutcome, cancel_job
+
+STEP_S = 0.4  # seconds per denoising step (test hook)
+STARTUP_TIMEOUT_S = 60.0
+
+
+async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
+    sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool
+) -> None:
+    cancelled, given_back = await enqueue_jobs(sqlite_url, 2, make_input(tmp_path / "inputs"))
+    output_dir = tmp_path / "outputs"
+    env = worker_env(sqlite_url, output_dir, WORKER_ID="stop-worker", I2V_PROGRESS_INTERVAL_S=0,
+                     I2V_FAULT_SLEEP_PER_STEP=STEP_S, I2V_GRACE_SECONDS=0.5)
+    proc = worker_pool.start(env, name="stop")
+    db = Db(sqlite_url)
+    try:
+        # Cancel the first job mid-denoising.
+        async def reached_step_3():  # type: ignore[no-untyped-def]
+            job = await db.job(cancelled)
+            return job.progress_step if job.status == JobStatus.RUNNING and job.progress_step >= 3 else 0
+
+        step_at_cancel = await wait_until(reached_step_3, timeout=STARTUP_TIMEOUT_S, what="job 1 at step 3")
+        requested_at = time.monotonic()
+        assert await db.run(lambda s: cancel_job(s, cancelled)) == CancelOutcome.REQUESTED
+
+        async def is_cancelled() -> bool:
+            return (await db.job(cancelled)).status == JobStatus.CANCELLED
+
+        await wait_until(is_cancelled, timeout=10, what="job 1 to end cancelled", interval=0.02)
+        took = time.monotonic() - requested_at
+        job = await db.job(cancelled)
+        # it stopped at the step that was running when the cancel came, or the one after it at most
+        assert step_at_cancel <= job.progress_step <= step_at_cancel + 1, (step_at_cancel, job.progress_step)
+        assert took < 2 * STEP_S + 1.0, took
+        assert job.phase == "cancelled" and job.output_path is None
+        ledger = await db.ledger(cancelled)
+        assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE], ledger
+        charged = ledger[-1][1]
+        assert charged == job.gpu_seconds
+        assert STEP_S * step_at_cancel <= charged < STEP_S * STEPS, charged  # the time used, not the whole job
+
+        # The worker goes on with the second job; SIGTERM it mid-denoising with a 0.5 s grace period.
+        async def second_running() -> bool:
+            job = await db.job(given_back)
+            return job.status == JobStatus.RUNNING and job.progress_step >= 2
+
+        await wait_until(second_running, timeout=10, what="job 2 to be denoising")
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(timeout=10) == 0, proc.log()[-3000:]
+        job = await db.job(given_back)
+        assert job.status == JobStatus.QUEUED and job.attempt == 0 and job.worker_id is None, job
+        assert [kind for kind, _ in await db.ledger(given_back)] == [LedgerKind.RESERVE]  # reserved, not charged
+        assert outputs_for(output_dir, given_back) == []
+        assert "given back to the queue uncharged" in proc.log()
+        assert not pid_alive(proc.pid)
+        assert (await db.worker("stop-worker")).state.value == "stopped"
+    finally:
+        await db.close()
+
+
+async def test_sigterm_lets_a_job_finish_within_grace(
+    sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool
+) -> None:
+    step_s = 0.3
+    first, second = await enqueue_jobs(sqlite_url, 2, make_input(tmp_path / "inputs"))
+    output_dir = tmp_path / "outputs"
+    # default progress interval (1 s) and a 30 s grace period
+    env = worker_env(sqlite_url, output_dir, I2V_FAULT_SLEEP_PER_STEP=step_s, I2V_GRACE_SECONDS=30)
+    env.pop("I2V_PROGRESS_INTERVAL_S", None)
+    proc = worker_pool.start(env, name="finish")
+    db = Db(sqlite_url)
+    try:
+        async def running() -> bool:
+            job = await db.job(first)
+            return job.status == JobStatus.RUNNING and job.progress_step >= 2
+
+        await wait_until(running, timeout=STARTUP_TIMEOUT_S, what="job 1 to be denoising")
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(timeout=30) == 0, proc.log()[-3000:]
+        jobs = await db.jobs([first, second])
+        done, untouched = jobs[first], jobs[second]
+        assert done.status == JobStatus.SUCCEEDED and done.attempt == 1
+        assert [str(p) for p in outputs_for(output_dir, first)] == [done.output_path]
+        assert untouched.status == JobStatus.QUEUED and untouched.attempt == 0  # no claim after SIGTERM
+        assert not pid_alive(proc.pid)
+        # progress writes were throttled to about one a second (plus the forced phase changes)
+        writes = proc.progress(first)
+        generation_s = STEPS * step_s
+        assert 2 <= len(writes) <= generation_s / 1.0 + 4, writes
+        assert writes[-1][2] == "encoding" and writes[-1][0] == STEPS
+    finally:
+        await db.close()
