@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from bot.status import describe_params, quote_prompt
+from bot.status import describe_params, neutralise_mentions, quote_prompt
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -102,8 +102,8 @@ def render_info(job: Job) -> str:
     status = str(getattr(job.status, "value", job.status))
     lines = [
         f"**Job #{job.id}** ({status}) by <@{job.user_id}>, via {getattr(job.source, 'value', job.source)}",
-        f"Prompt: {discord.utils.escape_mentions(job.prompt)}",
-        f"Negative prompt: {discord.utils.escape_mentions(job.negative_prompt or '(none)')}",
+        f"Prompt: {neutralise_mentions(job.prompt)}",
+        f"Negative prompt: {neutralise_mentions(job.negative_prompt or '(none)')}",
         describe_params(job),
     ]
     if job.parent_job_id:
@@ -225,7 +225,6 @@ class Delivery:
             log.info("job %s delivered as message %s", job.id, message_id)
         else:
             log.warning("job %s was already marked delivered; message %s is extra", job.id, message_id)
-        self.bot.dispatch("job_delivered", job.id, message_id)
         return True
 
     async def _give_up(self, job: Job, journal: Path, reason: str) -> bool:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FINAL_EDIT_RETRIES = 3  # tries to put a status message into its final state
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
+RESCUE_INTERVAL_SECONDS = 5.0  # how often expired leases are requeued (a write transaction)
 
 
 class JobMonitor:
@@ -40,6 +41,7 @@ class JobMonitor:
         self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
         self._deliveries: dict[int, asyncio.Task[bool]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
+        self._rescued_at = 0.0  # monotonic time of the last rescue pass
 
     def start(self) -> None:
         """Start the background task."""
@@ -81,10 +83,12 @@ class JobMonitor:
         from jobs.models import PENDING_STATUSES, Job
         from jobs.queue import queue_position, rescue_expired, undelivered_jobs
 
-        async with self.bot.sessions.begin() as session:
-            rescued = await rescue_expired(session)
-        if rescued:
-            log.warning("requeued jobs whose worker stopped reporting: %s", rescued)
+        if time.monotonic() - self._rescued_at >= RESCUE_INTERVAL_SECONDS:
+            self._rescued_at = time.monotonic()
+            async with self.bot.sessions.begin() as session:
+                rescued = await rescue_expired(session)
+            if rescued:
+                log.warning("requeued jobs whose worker stopped reporting: %s", rescued)
         async with self.bot.sessions() as session:
             pending = list(
                 (

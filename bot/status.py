@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
+OLD_MESSAGE_EDIT_LIMIT_CODE = 30046  # Discord: too many edits to a message older than an hour
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
 BAR_FULL = "█"
 BAR_EMPTY = "░"
@@ -56,9 +59,14 @@ def describe_params(job: Job) -> str:
     )
 
 
+def neutralise_mentions(text: str) -> str:
+    """``text`` with user, role and @everyone/@here mentions broken by a zero-width space (shown, never pinging)."""
+    return MENTION_PATTERN.sub("<@\u200b\\1\\2>", discord.utils.escape_mentions(text))
+
+
 def quote_prompt(prompt: str) -> str:
     """The prompt as a Discord quote, with mentions neutralised."""
-    text = discord.utils.escape_mentions(prompt.strip()) or "(no prompt)"
+    text = neutralise_mentions(prompt.strip()) or "(no prompt)"
     return "\n".join("> " + line for line in text.splitlines())
 
 
@@ -121,9 +129,10 @@ def status_view(job: Job) -> discord.ui.View | None:
     return view
 
 
-async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None) -> int:
-    """Send the first status message in the job's channel (a reply to the request message if there is one),
-    record its id on the job and return it."""
+async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None,
+                              text: str | None = None) -> int:
+    """Send a status message in the job's channel (a reply to the request message if there is one), record its
+    id on the job and return it."""
     from jobs.queue import set_status_message
 
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -133,7 +142,7 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
             message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
         )
     message = await channel.send(
-        render_status(job, position=position, eta_seconds=eta_seconds),
+        text or render_status(job, position=position, eta_seconds=eta_seconds),
         view=status_view(job),
         reference=reference,
         mention_author=False,
@@ -158,6 +167,15 @@ async def edit_status_message(bot: I2VBot, job: Job, text: str) -> bool:
         log.info("status message of job %s was deleted", job.id)
         return False
     except discord.HTTPException as error:
+        if error.code == OLD_MESSAGE_EDIT_LIMIT_CODE:
+            # an hour-old message has run out of edits: continue in a fresh status message
+            log.info("status message of job %s is out of edits; posting a new one", job.id)
+            try:
+                await post_status_message(bot, job, position=None, eta_seconds=None, text=text)
+            except discord.HTTPException:
+                log.warning("could not post a new status message for job %s", job.id, exc_info=True)
+                return False
+            return True
         log.warning("editing the status message of job %s failed: %s", job.id, error)
         return False
     return True

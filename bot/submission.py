@@ -187,7 +187,6 @@ async def enqueue(
             await _discard_if_unused(bot, stored)
         raise
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
-    bot.dispatch("job_queued", job.id)
     return job
 
 

@@ -11,6 +11,7 @@ from discord.ext import commands
 from sqlalchemy import func, select
 
 from bot.errors import JobNotFound
+from bot.status import neutralise_mentions
 from bot.views import load_job, require_owner
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Queue(commands.Cog):
 
 
 def _short(prompt: str, limit: int = 60) -> str:
-    text = discord.utils.escape_mentions(prompt.replace("\n", " "))
+    text = neutralise_mentions(prompt.replace("\n", " "))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -103,6 +103,9 @@ async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProc
     await bot.start()
     await _assert_once(fake, bot, job_id)
     assert (await bot.job(job_id)).status == JobStatus.SUCCEEDED
+    # the restarted bot found its command payload unchanged and did not sync again
+    syncs = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
+    assert len(syncs) == 1
 
 
 async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord, BotProcess]) -> None:
