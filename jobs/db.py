@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -30,6 +30,8 @@ POSTGRES_POOL_RECYCLE_S = 1800
 
 READ_ONLY_OPTION = "i2v_read_only"
 """Execution option: on SQLite, begin this transaction deferred (for read-only work; see ``begin_read_only``)."""
+
+MIGRATION_LOCK_KEY = 0x69327662  # "i2vb": PostgreSQL advisory lock held while migrating
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -188,6 +190,9 @@ async def run_alembic(url: str, action: str, *args: Any) -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Bot and workers all migrate at start: serialise them (SQLite's BEGIN IMMEDIATE already does).
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
             def run(sync_conn: Connection) -> None:
                 config.attributes["connection"] = sync_conn

@@ -53,6 +53,19 @@ async def test_upgrade_check_downgrade_roundtrip(empty_db_url: str) -> None:
         await engine.dispose()
 
 
+async def test_concurrent_migrations_on_empty_database(empty_db_url: str) -> None:
+    """Bot and workers migrate at the same time at start-up: one does the work, the others find head."""
+    await asyncio.gather(*(migrate(empty_db_url) for _ in range(3)))
+    engine = make_engine(empty_db_url)
+    try:
+        assert await _table_names(engine) == EXPECTED_TABLES | {"alembic_version"}
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM queue_state"))).scalar() == 1
+    finally:
+        await engine.dispose()
+    await run_alembic(empty_db_url, "check")
+
+
 async def test_check_detects_drift(db_url: str) -> None:
     """Negative control: the drift check fails when the database and the models differ."""
     engine = make_engine(db_url)
