@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -59,6 +60,35 @@ def _pg_admin_connect() -> Any:
     )
 
 
+_OUR_DATABASE = re.compile(r"^i2v_(?:tpl|t|e)_(\d+)_[0-9a-f]+$")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_stale_databases(conn: Any) -> None:
+    """Drop test databases left by pytest runs that were killed (their pid is gone). Only for a local server,
+    where the pid in the name is one of this machine's processes."""
+    if make_url(pg_test_url()).host not in LOCAL_HOSTS:
+        return
+    for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'i2v\\_%'").fetchall():
+        match = _OUR_DATABASE.match(name)
+        if match and not _pid_alive(int(match.group(1))):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database_name(kind: str) -> str:
+    return f"i2v_{kind}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+
+
 def _drop_database(name: str) -> None:
     with _pg_admin_connect() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -89,8 +119,9 @@ def _pg_template() -> Iterator[str]:
         if in_ci():
             pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not skip)", pytrace=False)
         pytest.skip(message)
-    name = f"i2v_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = _database_name("tpl")
     with conn:
+        _drop_stale_databases(conn)
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         asyncio.run(migrate(_with_database(pg_test_url(), name)))
@@ -102,7 +133,7 @@ def _pg_template() -> Iterator[str]:
 @pytest.fixture
 def pg_url(_pg_template: str) -> Iterator[str]:
     """URL of a fresh migrated PostgreSQL database private to this test (dropped afterwards)."""
-    name = f"i2v_t_{uuid.uuid4().hex[:16]}"
+    name = _database_name("t")
     with _pg_admin_connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
     try:
@@ -142,7 +173,7 @@ def empty_sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def empty_pg_url(_pg_template: str) -> Iterator[str]:
     """An empty PostgreSQL database (no tables yet), dropped after the test."""
-    name = f"i2v_e_{uuid.uuid4().hex[:16]}"
+    name = _database_name("e")
     with _pg_admin_connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
