@@ -145,7 +145,11 @@ class JobMonitor:
             self._deliveries.pop(job.id, None)
 
     async def _final_status(self, job: Job) -> None:
-        """Put the status message in its final state (no Cancel button); bypasses the edit interval once."""
+        """Put the status message in its final state (no Cancel button), still no sooner than the edit interval
+        after the previous edit."""
+        wait = self.bot.settings.status_edit_interval - (time.monotonic() - self._edited_at.get(job.id, 0.0))
+        if wait > 0:
+            await asyncio.sleep(wait)
         text = render_status(job)
         for _ in range(FINAL_EDIT_RETRIES):
             if await edit_status_message(self.bot, job, text):

@@ -175,6 +175,14 @@ async def test_upload_limit_150kb(world: tuple[FakeDiscord, BotProcess]) -> None
     assert upload.size <= limit
     job = await bot.job(job_id)
     assert job.upload_limit_bytes == limit and job.output_bytes == upload.size
+    # the limit was binding: a smaller video (256p, 8 frames) with the default limit came out larger than it
+    from jobs.models import Job
+
+    unconstrained = await bot.jobs(Job.upload_limit_bytes > limit, Job.output_bytes.is_not(None))
+    if not unconstrained:  # this test ran alone: make one
+        twin_id = await _submit(fake, fake.add_member(fake.guild.id, "twin"))
+        unconstrained = [await bot.wait_job(twin_id, lambda j: j.output_bytes is not None)]
+    assert max(j.output_bytes or 0 for j in unconstrained) > limit
 
 
 async def test_upload_failures_are_retried_then_delivered_once(world: tuple[FakeDiscord, BotProcess]) -> None:

@@ -117,6 +117,14 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     )
     await asyncio.sleep(1.0)
     assert len(result_posts(fake, job_id)) == 1
+    # status edits: only on change, never closer together than STATUS_EDIT_INTERVAL_SECONDS (0.5 s here)
+    edits = [r for r in fake.requests
+             if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
+    texts = [status.json["content"]] + [e.json["content"] for e in edits]
+    assert all(a != b for a, b in zip(texts, texts[1:])), texts
+    assert any("Denoising: step" in t and "%" in t for t in texts), texts
+    gaps = [b.time - a.time for a, b in zip([status] + edits, edits)]
+    assert min(gaps) >= 0.45, gaps
 
 
 # -- bad input: one specific ephemeral message each, and nothing else changes ----------------------------------
