@@ -14,8 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from PIL import Image
+
 from generator.images import ImageError, load_image
-from generator.params import PRESETS, RESOLUTIONS, ParamError, resolve_params, target_size
+from generator.params import RESOLUTIONS, GenerationParams, ParamError, resolve_params, target_size
 
 MODEL_ENV: str = "I2V_MODEL"  # hub id, local folder or "tiny"
 DEFAULT_MODEL: str = "ali-vilab/i2vgen-xl"
@@ -121,7 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(image, image_path, params, width, height, output, model, args.device, args.low_memory)
 
 
-def _run(image, image_path, params, width, height, output, model, device, low_memory) -> int:  # type: ignore[no-untyped-def]
+def _run(
+    image: Image.Image,
+    image_path: Path,
+    params: GenerationParams,
+    width: int,
+    height: int,
+    output: Path,
+    model: str,
+    device: str | None,
+    low_memory: bool,
+) -> int:
     """Load the model, generate with a progress bar, encode, and print the result."""
     print(f"Image:      {image_path} ({image.width}x{image.height}) -> {width}x{height}")
     print(f"Prompt:     {params.prompt}")

@@ -127,7 +127,7 @@ def _resolve_device(device: str | None) -> torch.device:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or os.sep + os.sep in model or model.endswith(os.sep)
+    return model.startswith(("/", "./", "../", "~", os.sep)) or model.endswith(("/", os.sep))
 
 
 class VideoGenerator:
@@ -187,7 +187,7 @@ class VideoGenerator:
         for variant in variants:
             try:
                 return I2VGenXLPipeline.from_pretrained(source, dtype=dtype, variant=variant)
-            except (OSError, ValueError, EnvironmentError) as exc:
+            except (OSError, ValueError) as exc:
                 last = exc
                 log.info("loading %s with variant %s failed: %s", source, variant, exc)
         raise ModelLoadError(f"could not load I2VGen-XL from {model!r}: {last}") from last

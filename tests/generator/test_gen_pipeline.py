@@ -195,3 +195,15 @@ def test_real_preset_at_real_size(tiny_generator: VideoGenerator, sample_image: 
     params = resolve_params("waves roll in", preset="standard", seed=1)
     frames = tiny_generator.generate(sample_image, params, width=832, height=512)
     assert len(frames) == 16 and frames[0].size == (832, 512)
+
+
+def test_nan_output_is_a_clear_failure(sample_image: Image.Image) -> None:
+    from generator.pipeline import GenerationFailed
+    from generator.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    with torch.no_grad():
+        pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
+    broken = VideoGenerator(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
+    with pytest.raises(GenerationFailed, match="NaN"):
+        broken.generate(sample_image, _params(), width=64, height=64)
