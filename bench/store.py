@@ -45,6 +45,7 @@ class Result:
     jobs: int
     seconds: float
     cpu_seconds: float
+    progress_writes: int = PROGRESS_WRITES
     """CPU time of this process (event loop + driver threads) over the run: the client-side cost."""
 
     @property
@@ -57,32 +58,32 @@ class Result:
 
     @property
     def transactions_per_second(self) -> float:
-        return self.jobs * (PROGRESS_WRITES + 3) / self.seconds
+        return self.jobs * (self.progress_writes + 3) / self.seconds
 
 
-def _request(user_id: int, seed: int) -> NewJob:
+def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
     return NewJob(
         user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
-        resolution="512p", frames=16, fps=8, steps=PROGRESS_WRITES, guidance=9.0, seed=seed, width=512, height=512,
+        resolution="512p", frames=16, fps=8, steps=steps, guidance=9.0, seed=seed, width=512, height=512,
         input_path="data/inputs/bench.png", input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
     )
 
 
-async def _worker_loop(url: str, worker: int, jobs: int) -> None:
+async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_WRITES) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     try:
         for n in range(jobs):
             async with sessions() as s, s.begin():
-                await enqueue_job(s, _request(1000 + worker, n), POLICY)
+                await enqueue_job(s, _request(1000 + worker, n, max(writes, 1)), POLICY)
             async with sessions() as s, s.begin():
                 job = await claim_next_job(s, f"bench-{worker}", lease_seconds=LEASE_S)
             if job is None:
                 raise RuntimeError("claim returned None right after an enqueue")
-            for step in range(1, PROGRESS_WRITES + 1):
+            for step in range(1, writes + 1):
                 async with sessions() as s, s.begin():
                     ack = await report_progress(
-                        s, job.id, job.attempt, step=step, total=PROGRESS_WRITES, phase="denoising", lease_seconds=LEASE_S
+                        s, job.id, job.attempt, step=step, total=writes, phase="denoising", lease_seconds=LEASE_S
                     )
                 if not ack.ok:
                     raise RuntimeError(f"progress of job {job.id} was fenced out")
@@ -93,22 +94,23 @@ async def _worker_loop(url: str, worker: int, jobs: int) -> None:
         await engine.dispose()
 
 
-async def run(url: str, backend: str, jobs: int, workers: int) -> Result:
-    """Time ``jobs`` full job lifecycles spread over ``workers`` concurrent loops on a migrated ``url``."""
+async def run(url: str, backend: str, jobs: int, workers: int, writes: int = PROGRESS_WRITES) -> Result:
+    """Time ``jobs`` full job lifecycles (``writes`` progress writes each) over ``workers`` concurrent loops
+    on a migrated ``url``."""
     per_worker = [jobs // workers + (1 if i < jobs % workers else 0) for i in range(workers)]
     start, cpu_start = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(_worker_loop(url, i, n) for i, n in enumerate(per_worker)))
-    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start)
+    await asyncio.gather(*(_worker_loop(url, i, n, writes) for i, n in enumerate(per_worker)))
+    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes)
 
 
-async def _with_sqlite(jobs: int, workers: int) -> Result:
+async def _with_sqlite(jobs: int, workers: int, writes: int) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
         await migrate(url)
-        return await run(url, "sqlite", jobs, workers)
+        return await run(url, "sqlite", jobs, workers, writes)
 
 
-async def _with_postgres(jobs: int, workers: int) -> Result:
+async def _with_postgres(jobs: int, workers: int, writes: int) -> Result:
     server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
     name = f"i2v_bench_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
@@ -118,7 +120,7 @@ async def _with_postgres(jobs: int, workers: int) -> Result:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
         try:
             await migrate(url)
-            return await run(url, "postgresql", jobs, workers)
+            return await run(url, "postgresql", jobs, workers, writes)
         finally:
             async with admin.connect() as conn:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -131,18 +133,22 @@ async def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="jobs per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="concurrent worker loops")
+    parser.add_argument(
+        "--progress-writes", type=int, default=PROGRESS_WRITES, help="progress transactions per job (default 50)"
+    )
     args = parser.parse_args(argv)
-    if args.jobs < 1 or any(w < 1 for w in args.workers):
-        parser.error("--jobs and --workers must be >= 1")
+    if args.jobs < 1 or any(w < 1 for w in args.workers) or args.progress_writes < 0:
+        parser.error("--jobs and --workers must be >= 1, --progress-writes >= 0")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
     for backend in backends:
         for workers in args.workers:
             runner = _with_sqlite if backend == "sqlite" else _with_postgres
-            result = await runner(args.jobs, workers)
+            result = await runner(args.jobs, workers, args.progress_writes)
             results.append(result)
             print(
-                f"{backend:10s} workers={workers} jobs={result.jobs} time={result.seconds:.2f}s "
+                f"{backend:10s} workers={workers} jobs={result.jobs} progress_writes={result.progress_writes} "
+                f"time={result.seconds:.2f}s "
                 f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s); "
                 f"client CPU {result.cpu_ms_per_job:.1f} ms/job; load average {os.getloadavg()[0]:.1f}",
                 flush=True,
