@@ -20,7 +20,13 @@ Variables (all optional; unset or empty means "off"):
   count for every job (``2``) or per job (``11:1,12:2``; jobs not named get none).
 - ``I2V_FAULT_CUDA_AT_STEP`` (step number): raise a sticky, non-OOM CUDA ``RuntimeError`` at that step, on the job's
   first attempt only (so the retry in a fresh process can succeed).
-- ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM and CUDA faults to these jobs; unset = every job.
+- ``I2V_FAULT_HANG_AT_STEP`` (step number): block the generation thread at that step, on the job's first attempt
+  only, as a hung GPU kernel would (the worker's stall check must end the process).
+- ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM, CUDA and hang faults to these jobs; unset = every
+  job.
+
+``I2V_FAULT_OOM_AT_STEP``, ``I2V_FAULT_CUDA_AT_STEP`` and ``I2V_FAULT_HANG_AT_STEP`` take either one step for every
+job (``3``) or steps per job (``7:2,9:4``: job 7 at step 2, job 9 at step 4; other jobs get none).
 
 This module imports no torch at import time; :meth:`FaultPlan.on_step` imports it only when it has to raise.
 """
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 
 ENV_PREFIX = "I2V_FAULT_"
 SIMULATED_CUDA_ERROR_MESSAGE = "CUDA error: an illegal memory access was encountered (simulated by I2V_FAULT_CUDA_AT_STEP)"
+HANG_S = 3600.0  # seconds a simulated hung GPU call blocks (the worker's stall check ends the process first)
 SIMULATED_OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (simulated by I2V_FAULT_OOM_AT_STEP)"
 
 
@@ -67,18 +74,27 @@ def _int_env(env: Mapping[str, str], name: str, default: int | None) -> int | No
     return value
 
 
-def _oom_times_env(env: Mapping[str, str], name: str) -> int | dict[int, int]:
+def _per_job_env(env: Mapping[str, str], name: str, default: int | None) -> int | dict[int, int] | None:
+    """``"3"`` (the same for every job) or ``"7:2,9:4"`` (job id: value); values must be >= 1."""
     raw = env.get(name, "").strip()
     if ":" not in raw:
-        return _int_env(env, name, 1) or 1
-    times: dict[int, int] = {}
+        return _int_env(env, name, default)
+    values: dict[int, int] = {}
     for part in raw.split(","):
-        job, _, count = part.partition(":")
+        job, _, value = part.partition(":")
         try:
-            times[int(job)] = int(count)
+            values[int(job)] = int(value)
         except ValueError:
-            raise FaultConfigError(f"{name} must be a count or 'job:count,...' pairs, got {raw!r}") from None
-    return times
+            raise FaultConfigError(f"{name} must be a number or 'job:number,...' pairs, got {raw!r}") from None
+        if values[int(job)] < 1:
+            raise FaultConfigError(f"{name} values must be >= 1, got {raw!r}")
+    return values
+
+
+def _for_job(setting: int | dict[int, int] | None, job_id: int) -> int | None:
+    if isinstance(setting, dict):
+        return setting.get(job_id)
+    return setting
 
 
 @dataclass
@@ -88,9 +104,10 @@ class FaultPlan:
     sleep_load_s: float = 0.0
     sleep_per_step_s: float = 0.0
     sleep_encode_s: float = 0.0
-    oom_at_step: int | None = None
+    oom_at_step: int | dict[int, int] | None = None
     oom_times: int | dict[int, int] = 1
-    cuda_at_step: int | None = None
+    cuda_at_step: int | dict[int, int] | None = None
+    hang_at_step: int | dict[int, int] | None = None
     job_ids: frozenset[int] | None = None
     _oom_raised: dict[int, int] = field(default_factory=dict, repr=False)
 
@@ -111,9 +128,10 @@ class FaultPlan:
             sleep_load_s=_float_env(env, ENV_PREFIX + "SLEEP_LOAD"),
             sleep_per_step_s=_float_env(env, ENV_PREFIX + "SLEEP_PER_STEP"),
             sleep_encode_s=_float_env(env, ENV_PREFIX + "SLEEP_ENCODE"),
-            oom_at_step=_int_env(env, ENV_PREFIX + "OOM_AT_STEP", None),
-            oom_times=_oom_times_env(env, ENV_PREFIX + "OOM_TIMES"),
-            cuda_at_step=_int_env(env, ENV_PREFIX + "CUDA_AT_STEP", None),
+            oom_at_step=_per_job_env(env, ENV_PREFIX + "OOM_AT_STEP", None),
+            oom_times=_per_job_env(env, ENV_PREFIX + "OOM_TIMES", 1) or 1,
+            cuda_at_step=_per_job_env(env, ENV_PREFIX + "CUDA_AT_STEP", None),
+            hang_at_step=_per_job_env(env, ENV_PREFIX + "HANG_AT_STEP", None),
             job_ids=job_ids,
         )
 
@@ -126,6 +144,7 @@ class FaultPlan:
             or self.sleep_encode_s
             or self.oom_at_step is not None
             or self.cuda_at_step is not None
+            or self.hang_at_step is not None
         )
 
     def _targets(self, job_id: int) -> bool:
@@ -147,13 +166,14 @@ class FaultPlan:
             time.sleep(self.sleep_per_step_s)
         if not self._targets(job_id):
             return
-        if self.oom_at_step is not None and step == self.oom_at_step:
+        if step == _for_job(self.oom_at_step, job_id):
             raised = self._oom_raised.get(job_id, 0)
-            limit = self.oom_times if isinstance(self.oom_times, int) else self.oom_times.get(job_id, 0)
-            if raised < limit:
+            if raised < (_for_job(self.oom_times, job_id) or 0):
                 self._oom_raised[job_id] = raised + 1
                 import torch  # the worker process has torch loaded already; imported here to keep this module light
 
                 raise torch.cuda.OutOfMemoryError(SIMULATED_OOM_MESSAGE)
-        if self.cuda_at_step is not None and step == self.cuda_at_step and attempt == 1:
+        if attempt == 1 and step == _for_job(self.cuda_at_step, job_id):
             raise RuntimeError(SIMULATED_CUDA_ERROR_MESSAGE)
+        if attempt == 1 and step == _for_job(self.hang_at_step, job_id):
+            time.sleep(HANG_S)

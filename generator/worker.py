@@ -26,7 +26,16 @@ Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can
 (queued again, uncharged, no attempt burnt); then exit 0. A second signal ends the grace period at once.
 
 Blocking work (model load, generation, image decode, encoding) runs on daemon threads so that a stop request never
-waits for a thread the interpreter would otherwise join at exit.
+waits for a thread the interpreter would otherwise join at exit. A generation that makes no step for
+``I2V_STALL_SECONDS`` is taken as a hung GPU call: the worker exits with ``EXIT_STALLED`` (the lease brings the job
+back), since such a call cannot be interrupted from Python.
+
+GPU-seconds are the wall time spent inside ``VideoGenerator.generate`` for the job (both runs when it was retried in
+low-memory mode); encoding runs on the CPU and is not counted.
+
+Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
+design until a GPU benchmark shows a gain; batching multiplies activation memory, and every job's progress, cancel
+and fencing would have to stay separate. The claim loop takes one job at a time.
 
 Settings come from the environment; see :class:`WorkerSettings`. Test-only fault hooks: :mod:`generator.faults`.
 """
@@ -283,6 +292,7 @@ class JobRun:
     changed: asyncio.Event
     lock: threading.Lock = field(default_factory=threading.Lock)
     step: int = 0
+    total: int = 0
     phase: str = PHASE_PREPARING
     last_change: float = field(default_factory=time.monotonic)
     generating_since: float | None = None
@@ -308,6 +318,7 @@ class JobRun:
         """The generator's step callback (generation thread): record, wake the watcher, run the fault hooks."""
         with self.lock:
             self.step = step
+            self.total = total
             self.phase = PHASE_DECODING if step >= total else PHASE_DENOISING
         self._touch()
         self.faults.on_step(self.job.id, self.job.attempt, step)
@@ -326,7 +337,7 @@ class JobRun:
     def snapshot(self) -> tuple[int, int, str]:
         """(step, total, phase) as last recorded."""
         with self.lock:
-            return self.step, self.job.steps, self.phase
+            return self.step, self.total or self.job.steps, self.phase
 
 
 class WorkerProcess:
@@ -379,6 +390,14 @@ class WorkerProcess:
         s = self.settings
         log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, _redact(s.database_url),
                  s.output_dir)
+        try:
+            s.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error("OUTPUT_DIR %s cannot be created: %s", s.output_dir, exc)
+            return EXIT_CONFIG
+        if not os.access(s.output_dir, os.W_OK | os.X_OK):
+            log.error("OUTPUT_DIR %s is not writable by this process", s.output_dir)
+            return EXIT_CONFIG
         await migrate(s.database_url)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
@@ -830,8 +849,9 @@ class WorkerProcess:
 
         try:
             async with self._session() as session, session.begin():
-                await report_progress(session, run.job.id, run.job.attempt, step=run.step, total=run.job.steps,
-                                      phase=run.phase, lease_seconds=LEASE_EXPIRE_NOW_S)
+                step, total, phase = run.snapshot()
+                await report_progress(session, run.job.id, run.job.attempt, step=step, total=total, phase=phase,
+                                      lease_seconds=LEASE_EXPIRE_NOW_S)
         except Exception:  # noqa: BLE001 - the lease will expire on its own
             log.exception("could not shorten the lease of job %d", run.job.id)
 

@@ -1,13 +1,15 @@
-"""One real worker process on the tiny model drains a real SQLite queue of 13 jobs (shared by the tests here).
+"""One real worker process on the tiny model drains a real SQLite queue of 14 jobs (shared by the tests here).
 
 Jobs 1-10 are plain; job 11 runs out of GPU memory once at step 3 (simulated by the test hook), so the worker must
 retry it in low-memory mode; job 12 runs out of memory twice, so it must fail with the seed's advice and be
-refunded; job 13 must then succeed in the same process. While the worker runs, the test polls each job's progress.
+refunded; job 13's stored input is not an image, so it must fail with a clear message; job 14 must then succeed in
+the same process. While the worker runs, the test polls each job's progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +62,20 @@ class Served:
         return self.ids[11]
 
     @property
-    def after_oom(self) -> int:
+    def bad_input(self) -> int:
         return self.ids[12]
+
+    @property
+    def after_oom(self) -> int:
+        return self.ids[13]
 
 
 async def _serve(url: str, root: Path, pool: WorkerPool) -> Served:
-    ids = await enqueue_jobs(url, 13, make_input(root / "inputs"))
+    ids = await enqueue_jobs(url, 12, make_input(root / "inputs"))
+    not_an_image = root / "inputs" / "not_an_image.png"
+    not_an_image.write_bytes(b"this is not a PNG file at all" * 10)
+    ids += await enqueue_jobs(url, 1, (not_an_image, hashlib.sha256(not_an_image.read_bytes()).hexdigest()))
+    ids += await enqueue_jobs(url, 1, make_input(root / "inputs"))
     output_dir = root / "outputs"
     env = worker_env(
         url, output_dir, WORKER_ID=WORKER_ID, I2V_PROGRESS_INTERVAL_S=0, I2V_FAULT_SLEEP_PER_STEP=SLEEP_PER_STEP_S,
@@ -173,12 +183,21 @@ async def test_out_of_memory_twice_fails_with_advice_and_refund(served: Served) 
     assert outputs_for(served.output_dir, job.id) == []
 
 
+async def test_unreadable_input_fails_that_job_with_a_clear_message(served: Served) -> None:
+    (job, ledger), = (await _jobs(served, [served.bad_input])).values()
+    assert job.status == JobStatus.FAILED and job.attempt == 1
+    assert job.error.startswith("The image could not be used: "), job.error
+    assert "ImageError" in job.error_detail, job.error_detail
+    assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.REFUND], ledger
+
+
 async def test_worker_kept_serving_after_out_of_memory(served: Served) -> None:
     jobs = await _jobs(served, served.ids)
     after, _ = jobs[served.after_oom]
     assert after.status == JobStatus.SUCCEEDED and after.worker_id == WORKER_ID
     assert after.started_at > jobs[served.oom_twice][0].finished_at
-    # one process served everything: a single pid in the log, and the registry counts 13 jobs, no restart
+    assert after.started_at > jobs[served.bad_input][0].finished_at
+    # one process served everything: a single pid in the log, and the registry counts 14 jobs, no restart
     pids = {line.split("worker[", 1)[1].split("]", 1)[0] for line in served.proc.log().splitlines() if "worker[" in line}
     assert pids == {str(served.proc.pid)}
     db = Db(served.url)
@@ -187,4 +206,4 @@ async def test_worker_kept_serving_after_out_of_memory(served: Served) -> None:
     finally:
         await db.close()
     assert row is not None and row.pid == served.proc.pid
-    assert row.jobs_done == 13 and row.restarts == 0 and row.state == WorkerState.STOPPED
+    assert row.jobs_done == 14 and row.restarts == 0 and row.state == WorkerState.STOPPED

@@ -79,16 +79,19 @@ async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
         await db.close()
 
 
-async def test_sigterm_lets_a_job_finish_within_grace(
+async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
     sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool
 ) -> None:
+    """``python -m generator.supervisor`` gets SIGTERM mid-job: it passes SIGTERM on, and the worker, with a 30 s
+    grace period, finishes the job, claims nothing more and exits; then the supervisor exits 0."""
     step_s = 0.3
     first, second = await enqueue_jobs(sqlite_url, 2, make_input(tmp_path / "inputs"))
     output_dir = tmp_path / "outputs"
     # default progress interval (1 s) and a 30 s grace period
-    env = worker_env(sqlite_url, output_dir, I2V_FAULT_SLEEP_PER_STEP=step_s, I2V_GRACE_SECONDS=30)
+    env = worker_env(sqlite_url, output_dir, WORKER_ID="cli-worker", I2V_FAULT_SLEEP_PER_STEP=step_s,
+                     I2V_GRACE_SECONDS=30)
     env.pop("I2V_PROGRESS_INTERVAL_S", None)
-    proc = worker_pool.start(env, name="finish")
+    proc = worker_pool.start(env, "--stop-grace", "45", name="supervisor", module="generator.supervisor")
     db = Db(sqlite_url)
     try:
         async def running() -> bool:
@@ -104,6 +107,8 @@ async def test_sigterm_lets_a_job_finish_within_grace(
         assert [str(p) for p in outputs_for(output_dir, first)] == [done.output_path]
         assert untouched.status == JobStatus.QUEUED and untouched.attempt == 0  # no claim after SIGTERM
         assert not pid_alive(proc.pid)
+        worker = await db.worker("cli-worker")
+        assert worker.state.value == "stopped" and not pid_alive(worker.pid) and worker.pid != proc.pid
         # progress writes were throttled to about one a second (plus the forced phase changes)
         writes = proc.progress(first)
         generation_s = STEPS * step_s

@@ -1,9 +1,10 @@
 """The supervisor keeps a real worker (tiny model, real SQLite file) serving through SIGKILLs and a CUDA error.
 
 One run, in order: SIGKILL while the model loads, SIGKILL while job A is denoising, SIGKILL while job B is being
-encoded, then job C hits a simulated sticky CUDA error (the process exits non-zero by itself). After each death the
-supervisor gives the dead worker's jobs back and starts a new worker. Every job must still succeed exactly once,
-be charged once, and show the retry in its attempt count.
+encoded, then job C hits a simulated sticky CUDA error (the process exits non-zero by itself), then job D's
+generation hangs (the worker's stall check ends the process). After each death the supervisor gives the dead
+worker's jobs back and starts a new worker. Every job must still succeed exactly once, be charged once, and show
+the retry in its attempt count.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from workerharness import (
 
 from generator.supervisor import WorkerSupervisor
 from generator.video import probe_mp4
-from generator.worker import EXIT_CUDA_ERROR
+from generator.worker import EXIT_CUDA_ERROR, EXIT_STALLED
 from jobs.models import JobStatus, LedgerKind
 
 WORKER_ID = "supervised-worker"
@@ -32,10 +33,11 @@ SLEEP_PER_STEP_S = 0.15
 SLEEP_ENCODE_S = 1.5
 LEASE_S = 60  # long on purpose: recovery must come from the supervisor giving the leases back, not from expiry
 PHASE_TIMEOUT_S = 60.0
+STALL_S = 4  # the worker's stall limit in this test (seconds without a step)
 
 
-async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tmp_path: Path) -> None:
-    a, b, c = await enqueue_jobs(sqlite_url, 3, make_input(tmp_path / "inputs"))
+async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: str, tmp_path: Path) -> None:
+    a, b, c, d = ids = await enqueue_jobs(sqlite_url, 4, make_input(tmp_path / "inputs"))
     output_dir = tmp_path / "outputs"
     env = dict(FAST_ENV)
     env.pop("I2V_MODEL")
@@ -45,8 +47,9 @@ async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tm
         "I2V_FAULT_SLEEP_LOAD": "0.5",
         "I2V_FAULT_SLEEP_PER_STEP": str(SLEEP_PER_STEP_S),
         "I2V_FAULT_SLEEP_ENCODE": str(SLEEP_ENCODE_S),
-        "I2V_FAULT_CUDA_AT_STEP": "2",
-        "I2V_FAULT_JOB_IDS": str(c),
+        "I2V_FAULT_CUDA_AT_STEP": f"{c}:2",
+        "I2V_FAULT_HANG_AT_STEP": f"{d}:2",
+        "I2V_STALL_SECONDS": str(STALL_S),
     })
     supervisor = WorkerSupervisor(
         sqlite_url, "tiny", output_dir, worker_id=WORKER_ID, extra_env=env, log_path=tmp_path / "worker.log",
@@ -67,7 +70,7 @@ async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tm
         await wait_until(lambda: phase_is("loading"), timeout=PHASE_TIMEOUT_S, what="the first worker to load")
         pids.append(supervisor.state.pid)
         os.kill(pids[-1], signal.SIGKILL)
-        jobs = await db.jobs([a, b, c])
+        jobs = await db.jobs(ids)
         assert all(job.status == JobStatus.QUEUED and job.attempt == 0 for job in jobs.values())
 
         # 2. SIGKILL mid-denoising of job A.
@@ -86,10 +89,14 @@ async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tm
         # 4. Job C's first attempt hits a sticky CUDA error: the worker exits non-zero on its own.
         await wait_until(lambda: job_matches(c, lambda j: j.status == JobStatus.SUCCEEDED),
                          timeout=PHASE_TIMEOUT_S * 2, what="job C to succeed after the CUDA error")
-        await wait_until(lambda: job_matches(b, lambda j: j.status == JobStatus.SUCCEEDED),
-                         timeout=PHASE_TIMEOUT_S, what="job B to succeed")
         assert supervisor.state.restarts == 4, supervisor.state
-        assert supervisor.state.last_exit_code == EXIT_CUDA_ERROR, supervisor.state  # the last death: C's crash
+        assert supervisor.state.last_exit_code == EXIT_CUDA_ERROR, supervisor.state  # the latest death: C's crash
+
+        # 5. Job D's generation hangs at step 2: after STALL_S without a step the worker exits by itself.
+        await wait_until(lambda: job_matches(d, lambda j: j.status == JobStatus.SUCCEEDED),
+                         timeout=PHASE_TIMEOUT_S * 2, what="job D to succeed after the hang")
+        assert supervisor.state.restarts == 5, supervisor.state
+        assert supervisor.state.last_exit_code == EXIT_STALLED, supervisor.state
         assert supervisor.state.phase in ("idle", "busy"), supervisor.state
     finally:
         stop_code = await supervisor.stop(15)
@@ -97,20 +104,21 @@ async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tm
 
     log = (tmp_path / "worker.log").read_text()
     assert "sticky CUDA error" in log and "simulated by I2V_FAULT_CUDA_AT_STEP" in log
+    assert f"made no progress for {STALL_S:.0f} s" in log
     assert stop_code == 0, log[-3000:]
     assert supervisor.state.phase == "stopped" and supervisor.state.pid is None
     assert not any(pid_alive(pid) for pid in pids)
 
     db = Db(sqlite_url)
     try:
-        jobs = await db.jobs([a, b, c])
+        jobs = await db.jobs(ids)
         worker = await db.worker(WORKER_ID)
-        ledgers = {job_id: await db.ledger(job_id) for job_id in (a, b, c)}
+        ledgers = {job_id: await db.ledger(job_id) for job_id in ids}
     finally:
         await db.close()
     for job_id, job in jobs.items():
         assert job.status == JobStatus.SUCCEEDED, (job_id, job.status, job.error, job.error_detail)
-        assert job.attempt == 2, (job_id, job.attempt)  # killed once (A, B) or crashed once (C), then done
+        assert job.attempt == 2, (job_id, job.attempt)  # killed (A, B), crashed (C) or hung (D) once, then done
         files = outputs_for(output_dir, job_id)
         assert [str(p) for p in files] == [job.output_path], files
         assert probe_mp4(job.output_path).frames == 8
@@ -118,4 +126,4 @@ async def test_supervisor_recovers_from_kills_and_cuda_error(sqlite_url: str, tm
         assert kinds == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE], (job_id, ledgers[job_id])
         charge = ledgers[job_id][-1][1]
         assert charge == job.gpu_seconds  # the successful attempt's own time, charged once
-    assert worker is not None and worker.restarts == 4 and worker.state.value == "stopped"
+    assert worker is not None and worker.restarts == 5 and worker.state.value == "stopped"

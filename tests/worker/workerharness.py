@@ -198,12 +198,14 @@ class WorkerPool:
         self.log_dir = log_dir
         self.procs: list[WorkerProc] = []
 
-    def start(self, env: dict[str, str], *args: str, name: str = "worker") -> WorkerProc:
+    def start(self, env: dict[str, str], *args: str, name: str = "worker",
+              module: str = "generator.worker") -> WorkerProc:
+        """Start ``python -m <module> <args>`` (the worker, or ``generator.supervisor``) logging to a file."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}-{len(self.procs)}.log"
         with open(log_path, "wb") as log_file:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "generator.worker", *args], cwd=REPO_ROOT, env=env,
+                [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
         proc = WorkerProc(popen, log_path)
