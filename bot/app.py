@@ -58,6 +58,7 @@ class I2VBot(commands.Bot):
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
+        self._closing = False
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -115,7 +116,10 @@ class I2VBot(commands.Bot):
         await self.supervisor.start()
 
     async def close(self) -> None:
-        """Stop the monitor and the worker, close the store, then disconnect."""
+        """Stop the monitor and the worker, close the store, then disconnect (once; later calls return)."""
+        if self._closing:
+            return
+        self._closing = True
         if self.monitor is not None:
             await self.monitor.stop()
         if self.supervisor is not None:

@@ -215,7 +215,7 @@ class Delivery:
             )
         return message.id
 
-    async def _mark(self, job: Job, message_id: int, journal: Path) -> bool:
+    async def _mark(self, job: Job, message_id: int | None, journal: Path) -> bool:
         from jobs.queue import mark_delivered
 
         async with self.bot.sessions.begin() as session:
@@ -228,22 +228,40 @@ class Delivery:
         return True
 
     async def _give_up(self, job: Job, journal: Path, reason: str) -> bool:
-        """Tell the user the upload failed (the file is kept) and record that notice as the delivery."""
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        """Tell the user the upload failed (the file is kept) and record that notice as the delivery.
+
+        If the channel itself refuses the notice (403/404: deleted, or no permission), the user is told by direct
+        message instead, and the job is recorded as delivered either way so the bot stops knocking on a closed
+        door (repeated 403/404s count against Discord's invalid-request limit).
+        """
+        from bot.views import InfoButton
+
         text = (
             f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason} "
             "The file is kept on the bot's server; ask an admin for it."
         )
+        view = discord.ui.View(timeout=None)
+        view.add_item(InfoButton(job.id))
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
-            from bot.views import InfoButton
-
-            view = discord.ui.View(timeout=None)
-            view.add_item(InfoButton(job.id))
             message = await channel.send(
                 text, view=view, allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)])
             )
+        except (discord.NotFound, discord.Forbidden):
+            log.error("job %s: channel %s refuses messages; telling the user directly", job.id, job.channel_id)
+            await self._tell_directly(job, text)
+            log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
+            return await self._mark(job, None, journal)
         except discord.HTTPException:
-            log.exception("could not even tell user %s that job %s failed to upload", job.user_id, job.id)
+            log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
             return False
         log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
         return await self._mark(job, message.id, journal)
+
+    async def _tell_directly(self, job: Job, text: str) -> None:
+        """Send ``text`` to the job's requester by direct message; a refusal is only logged."""
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(text)
+        except discord.HTTPException:
+            log.warning("user %s cannot be reached by direct message either", job.user_id)

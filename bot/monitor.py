@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from bot.delivery import Delivery
-from bot.status import edit_status_message, is_final, render_status, status_key
+from bot.status import EditOutcome, edit_status_message, is_final, render_status, status_key
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -42,6 +42,7 @@ class JobMonitor:
         self._deliveries: dict[int, asyncio.Task[bool]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
         self._rescued_at = 0.0  # monotonic time of the last rescue pass
+        self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
 
     def start(self) -> None:
         """Start the background task."""
@@ -111,15 +112,18 @@ class JobMonitor:
     async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None) -> None:
         """Edit the status message if what it shows changed and the last edit is old enough."""
         key = status_key(job, position)
-        if self._shown.get(job.id, ()) == key:
+        if job.id in self._gone or self._shown.get(job.id, ()) == key:
             return
         now = time.monotonic()
         if now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
             return
         self._edited_at[job.id] = now
         text = render_status(job, position=position, eta_seconds=eta_seconds)
-        if await edit_status_message(self.bot, job, text):
+        outcome = await edit_status_message(self.bot, job, text)
+        if outcome is EditOutcome.DONE:
             self._shown[job.id] = key
+        elif outcome is EditOutcome.GONE:
+            self._gone.add(job.id)
 
     def _start_delivery(self, job: Job) -> None:
         if job.id in self._deliveries or time.monotonic() < self._retry_after.get(job.id, 0.0):
@@ -134,8 +138,9 @@ class JobMonitor:
                 self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
                 return False
             self._retry_after.pop(job.id, None)
-            if job.status_message_id and is_final(job):
+            if job.status_message_id and job.id not in self._gone and is_final(job):
                 await self._final_status(job)
+            self._forget(job.id)
             return True
         except Exception:
             log.exception("delivering job %s failed; will retry", job.id)
@@ -152,7 +157,11 @@ class JobMonitor:
             await asyncio.sleep(wait)
         text = render_status(job)
         for _ in range(FINAL_EDIT_RETRIES):
-            if await edit_status_message(self.bot, job, text):
+            if await edit_status_message(self.bot, job, text) is not EditOutcome.FAILED:
                 break
-        self._shown.pop(job.id, None)
-        self._edited_at.pop(job.id, None)
+
+    def _forget(self, job_id: int) -> None:
+        """Drop what the monitor remembers about a delivered job."""
+        self._shown.pop(job_id, None)
+        self._edited_at.pop(job_id, None)
+        self._gone.discard(job_id)

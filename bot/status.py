@@ -7,6 +7,7 @@ changed and at most once per ``STATUS_EDIT_INTERVAL_SECONDS``.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import re
@@ -154,18 +155,27 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
     return message.id
 
 
-async def edit_status_message(bot: I2VBot, job: Job, text: str) -> bool:
-    """Edit the job's status message to ``text`` (bot token); returns False if it is gone or cannot be edited."""
+class EditOutcome(enum.Enum):
+    """What happened to a status-message edit."""
+
+    DONE = "done"  # edited (or continued in a fresh message)
+    GONE = "gone"  # deleted, or the bot may no longer see or edit it: stop trying
+    FAILED = "failed"  # a transient failure: try again later
+
+
+async def edit_status_message(bot: I2VBot, job: Job, text: str) -> EditOutcome:
+    """Edit the job's status message to ``text`` with the bot token (valid after the interaction token died)."""
     if not job.status_message_id:
-        return False
+        return EditOutcome.GONE
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
     message = channel.get_partial_message(job.status_message_id)
     view = status_view(job)
     try:
         await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
-    except discord.NotFound:
-        log.info("status message of job %s was deleted", job.id)
-        return False
+    except (discord.NotFound, discord.Forbidden) as error:
+        # repeating a 403/404 only burns Discord's invalid-request allowance
+        log.info("status message of job %s can no longer be edited (%s); leaving it", job.id, error.status)
+        return EditOutcome.GONE
     except discord.HTTPException as error:
         if error.code == OLD_MESSAGE_EDIT_LIMIT_CODE:
             # an hour-old message has run out of edits: continue in a fresh status message
@@ -174,8 +184,8 @@ async def edit_status_message(bot: I2VBot, job: Job, text: str) -> bool:
                 await post_status_message(bot, job, position=None, eta_seconds=None, text=text)
             except discord.HTTPException:
                 log.warning("could not post a new status message for job %s", job.id, exc_info=True)
-                return False
-            return True
+                return EditOutcome.FAILED
+            return EditOutcome.DONE
         log.warning("editing the status message of job %s failed: %s", job.id, error)
-        return False
-    return True
+        return EditOutcome.FAILED
+    return EditOutcome.DONE

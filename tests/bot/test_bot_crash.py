@@ -211,3 +211,18 @@ async def test_final_upload_failure_tells_the_user_and_keeps_the_file(world: tup
     assert "could not be posted" in notice.json["content"] and not notice.files
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
     assert job.output_path and os.path.exists(job.output_path)
+
+
+async def test_channel_refusing_messages_falls_back_to_a_direct_message(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "no-permission")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
+    refusal = fake.fail(status=403, code=50013, message="Missing Permissions", method="POST",
+                        path=rf"^/channels/{fake.channel_id}/messages$", times=2)
+    dm = await fake.wait_for(lambda r: r.method == "POST" and r.path == "/users/@me/channels", timeout=60)
+    assert dm.json["recipient_id"] in (member.user_id, str(member.user_id))
+    told = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{dm.response['id']}/messages")
+    assert f"job #{job_id} was made but could not be posted" in told.json["content"]
+    job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
+    assert refusal.hits == 2 and job.result_message_id is None and os.path.exists(job.output_path or "")
