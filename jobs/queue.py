@@ -16,8 +16,9 @@ import enum
 import functools
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, String, Update, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Integer, String, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,7 +180,7 @@ def _resolution_px(resolution: str) -> int:
     return int(text)
 
 
-def _fenced(job_id: int, attempt: int):  # type: ignore[no-untyped-def]
+def _fenced(job_id: int, attempt: int) -> tuple[ColumnElement[bool], ...]:
     """WHERE clause of every worker write: this job, this attempt, still running."""
     return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.status == JobStatus.RUNNING)
 
@@ -220,7 +221,7 @@ async def is_paused(session: AsyncSession) -> bool:
 async def _check_guild(session: AsyncSession, new: NewJob) -> None:
     if new.guild_id is None:
         return
-    settings = await session.get(GuildSettings, new.guild_id)
+    settings = await session.get(GuildSettings, new.guild_id, populate_existing=True)
     if settings is None:
         return
     if settings.paused:
@@ -272,7 +273,7 @@ async def enqueue_job(
     if not isinstance(policy, QuotaPolicy):
         raise TypeError(f"enqueue_job needs a QuotaPolicy, got {type(policy).__name__}")
     now = _now(now)
-    state = await session.get(QueueState, QUEUE_STATE_ROW_ID)
+    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, populate_existing=True)
     if state is not None and state.paused:
         raise QueuePaused(state.reason)
     await _check_guild(session, new)
@@ -383,7 +384,10 @@ async def report_progress(
     return ProgressAck(ok=True, cancel_requested=bool(row.cancel_requested))
 
 
-async def _close_running(session: AsyncSession, job_id: int, attempt: int, values: dict) -> tuple[int, float] | None:
+async def _close_running(
+    session: AsyncSession, job_id: int, attempt: int, values: dict[str, Any]
+) -> tuple[int, float] | None:
+    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
     stmt = (
         update(JOBS)
         .where(*_fenced(job_id, attempt))
@@ -707,7 +711,7 @@ async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | 
 
 
 async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime) -> bool:
-    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, with_for_update=True)
+    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, with_for_update=True, populate_existing=True)
     if state is None:
         raise RuntimeError("queue_state row 1 is missing: run the migrations (jobs.db.migrate)")
     changed = state.paused != paused

@@ -160,7 +160,7 @@ class QuotaStatus:
 async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPolicy) -> EffectiveLimits:
     """Resolve the user's budget and pending cap: a per-user override wins, else the max over the user's
     tier roles, else the policy's defaults."""
-    override = await session.get(UserLimit, user_id)
+    override = await session.get(UserLimit, user_id, populate_existing=True)
     budget, max_pending, source = float(policy.daily_gpu_seconds), policy.max_pending, "default"
     if policy.role_ids:
         tier = (
@@ -270,7 +270,7 @@ def _check_limit_values(daily_gpu_seconds: float | None, max_pending: int | None
 
 
 async def _user_limit_row(session: AsyncSession, user_id: int, now: datetime) -> UserLimit:
-    row = await session.get(UserLimit, user_id, with_for_update=True)
+    row = await session.get(UserLimit, user_id, with_for_update=True, populate_existing=True)
     if row is None:
         row = UserLimit(user_id=user_id, banned=False, updated_at=now)
         session.add(row)
@@ -319,7 +319,7 @@ async def ban_user(
 async def unban_user(session: AsyncSession, user_id: int, *, by: int | None, now: datetime | None = None) -> bool:
     """Lift a ban; False if the user was not banned. Audited as ``unban_user``."""
     now = now or utcnow()
-    row = await session.get(UserLimit, user_id, with_for_update=True)
+    row = await session.get(UserLimit, user_id, with_for_update=True, populate_existing=True)
     if row is None or not row.banned:
         return False
     row.banned, row.ban_reason = False, None
@@ -344,7 +344,7 @@ async def set_role_tier(
         raise ValueError("a role tier needs both daily_gpu_seconds and max_pending")
     _check_limit_values(daily_gpu_seconds, max_pending)
     now = now or utcnow()
-    row = await session.get(RoleTier, role_id, with_for_update=True)
+    row = await session.get(RoleTier, role_id, with_for_update=True, populate_existing=True)
     if row is None:
         row = RoleTier(role_id=role_id)
         session.add(row)
