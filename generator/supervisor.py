@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("generator.supervisor")
 
 DEFAULT_STOP_GRACE_S = 60.0  # seconds between SIGTERM and SIGKILL when stopping the child
+STOP_MARGIN_S = 3.0  # seconds before SIGKILL at which a second SIGTERM tells the worker to give its job back now
 BACKOFF_INITIAL_S = 1.0  # seconds before the first restart
 BACKOFF_MAX_S = 60.0  # seconds, the longest wait between restarts
 BACKOFF_RESET_AFTER_S = 120.0  # a child that ran this many seconds resets the backoff
@@ -187,7 +188,12 @@ class WorkerSupervisor:
             self._runner.result()  # re-raise what stopped it
 
     async def stop(self, grace: float | None = None) -> int | None:
-        """Stop the child (SIGTERM, SIGKILL after ``grace`` seconds) and the supervision; returns its exit code."""
+        """Stop the child and the supervision; returns the child's exit code (None if none was running).
+
+        The child gets SIGTERM (it stops claiming and may finish its job), a second SIGTERM ``STOP_MARGIN_S``
+        before ``grace`` runs out (it gives the job back uncharged at the next step), and SIGKILL when ``grace``
+        seconds have passed. Call it before the event loop closes, or the child is left to notice our exit.
+        """
         grace = self.stop_grace_s if grace is None else grace
         if not math.isfinite(grace) or grace < 0:
             raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
@@ -293,19 +299,26 @@ class WorkerSupervisor:
             restarts += 1
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            return await asyncio.wait_for(proc.wait(), timeout=grace)
-        except TimeoutError:
-            log.warning("worker pid %d did not stop within %.1f s; killing it", proc.pid, grace)
+        """SIGTERM; a second SIGTERM ``STOP_MARGIN_S`` before the end of ``grace`` (the worker then gives its job
+        back at the next step instead of finishing it); SIGKILL at the end, after which its leases are expired."""
+        margin = min(STOP_MARGIN_S, grace / 2)
+        for signum, wait_s in ((signal.SIGTERM, grace - margin), (signal.SIGTERM, margin)):
             try:
-                proc.kill()
+                proc.send_signal(signum)
             except ProcessLookupError:
                 pass
-            return await proc.wait()
+            try:
+                return await asyncio.wait_for(proc.wait(), timeout=wait_s)
+            except TimeoutError:
+                pass
+        log.warning("worker pid %d did not stop within %.1f s; killing it", proc.pid, grace)
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        code = await proc.wait()
+        await self._release_leases()
+        return code
 
     async def _release_leases(self) -> None:
         """The child is dead: expire the leases it held so the next rescue requeues its jobs now."""

@@ -18,6 +18,7 @@ from workerharness import (
     worker_env,
 )
 
+from generator.supervisor import STOP_MARGIN_S, WorkerSupervisor
 from jobs.models import JobStatus, LedgerKind
 from jobs.queue import CancelOutcome, cancel_job
 
@@ -115,4 +116,45 @@ async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
         assert 2 <= len(writes) <= generation_s / 1.0 + 4, writes
         assert writes[-1][2] == "encoding" and writes[-1][0] == STEPS
     finally:
+        await db.close()
+
+
+async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlite_url: str, tmp_path: Path) -> None:
+    """``WorkerSupervisor.stop(grace)`` with a job that cannot finish in time: the worker (whose own grace is 30 s)
+    gets a second SIGTERM shortly before ``grace`` ends, gives the job back uncharged at its next step and exits 0,
+    so nothing has to be killed."""
+    (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"))
+    env = {key: value for key, value in worker_env(sqlite_url, tmp_path / "outputs").items()
+           if key.startswith(("I2V_", "OMP_", "MKL_"))}
+    env.pop("I2V_MODEL")
+    env.update({"I2V_FAULT_SLEEP_PER_STEP": "0.5", "I2V_GRACE_SECONDS": "30"})
+    supervisor = WorkerSupervisor(sqlite_url, "tiny", tmp_path / "outputs", worker_id="stopped-by-supervisor",
+                                  extra_env=env, log_path=tmp_path / "worker.log", state_poll_interval_s=0.1)
+    db = Db(sqlite_url)
+    try:
+        await supervisor.start()
+
+        async def denoising() -> bool:
+            job = await db.job(job_id)
+            return job.status == JobStatus.RUNNING and job.progress_step >= 2
+
+        await wait_until(denoising, timeout=STARTUP_TIMEOUT_S, what="the job to be denoising")
+        assert supervisor.state.phase == "busy" and supervisor.state.job_id == job_id, supervisor.state
+        child = supervisor.state.pid
+        grace = 4.0
+        started = time.monotonic()
+        code = await supervisor.stop(grace)
+        took = time.monotonic() - started
+        assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        assert grace - STOP_MARGIN_S / 2 - 0.5 <= took < grace, took  # waited for the second SIGTERM, not for SIGKILL
+        job = await db.job(job_id)
+        assert job.status == JobStatus.QUEUED and job.attempt == 0, job
+        assert [kind for kind, _ in await db.ledger(job_id)] == [LedgerKind.RESERVE]
+        assert not pid_alive(child)
+        assert supervisor.state.phase == "stopped" and supervisor.state.pid is None
+        log = (tmp_path / "worker.log").read_text()
+        assert "second stop request" in log and "given back to the queue uncharged" in log
+    finally:
+        if supervisor.running:
+            await supervisor.stop(0)
         await db.close()
