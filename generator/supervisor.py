@@ -357,13 +357,14 @@ class WorkerSupervisor:
     async def _refresh(self) -> None:
         from sqlalchemy import select
 
-        from jobs.db import make_sessionmaker
+        from jobs.db import begin_read_only, make_sessionmaker
         from jobs.models import Worker
 
         proc = self._proc
         if self._engine is None or proc is None or proc.returncode is not None:
             return
         async with make_sessionmaker(self._engine)() as session:
+            await begin_read_only(session)
             row = (await session.execute(
                 select(Worker.pid, Worker.state, Worker.current_job_id, Worker.last_heartbeat_at)
                 .where(Worker.id == self.worker_id)

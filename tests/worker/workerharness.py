@@ -23,7 +23,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT, target_size
-from jobs.db import make_engine, make_sessionmaker
+from jobs.db import begin_read_only, make_engine, make_sessionmaker
 from jobs.models import Job, JobSource, LedgerKind, QuotaLedger, Worker
 from jobs.queue import NewJob, enqueue_job
 from jobs.quota import QuotaPolicy
@@ -111,6 +111,7 @@ class Db:
 
     async def jobs(self, ids: Iterable[int]) -> dict[int, Job]:
         async with self.sessions() as session:
+            await begin_read_only(session)
             rows = (await session.scalars(
                 select(Job).where(Job.id.in_(list(ids))).execution_options(populate_existing=True)
             )).all()
@@ -121,6 +122,7 @@ class Db:
 
     async def ledger(self, job_id: int) -> list[tuple[LedgerKind, float]]:
         async with self.sessions() as session:
+            await begin_read_only(session)
             rows = (await session.execute(
                 select(QuotaLedger.kind, QuotaLedger.amount).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id)
             )).all()
@@ -128,6 +130,7 @@ class Db:
 
     async def worker(self, worker_id: str) -> Worker | None:
         async with self.sessions() as session:
+            await begin_read_only(session)
             return await session.get(Worker, worker_id, populate_existing=True)
 
     async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
