@@ -22,10 +22,12 @@ Variables (all optional; unset or empty means "off"):
   first attempt only (so the retry in a fresh process can succeed).
 - ``I2V_FAULT_HANG_AT_STEP`` (step number): block the generation thread at that step, on the job's first attempt
   only, as a hung GPU kernel would (the worker's stall check must end the process).
+- ``I2V_FAULT_FREEZE_AT_STEP`` (step number): stop the whole process with SIGSTOP at that step, on the job's first
+  attempt only, so its heartbeat stops too (the supervisor's heartbeat check must kill it).
 - ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM, CUDA and hang faults to these jobs; unset = every
   job.
 
-``I2V_FAULT_OOM_AT_STEP``, ``I2V_FAULT_CUDA_AT_STEP`` and ``I2V_FAULT_HANG_AT_STEP`` take either one step for every
+``I2V_FAULT_OOM_AT_STEP``, ``I2V_FAULT_CUDA_AT_STEP``, ``I2V_FAULT_HANG_AT_STEP`` and ``I2V_FAULT_FREEZE_AT_STEP`` take either one step for every
 job (``3``) or steps per job (``7:2,9:4``: job 7 at step 2, job 9 at step 4; other jobs get none).
 
 This module imports no torch at import time; :meth:`FaultPlan.on_step` imports it only when it has to raise.
@@ -34,6 +36,7 @@ This module imports no torch at import time; :meth:`FaultPlan.on_step` imports i
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,6 +111,7 @@ class FaultPlan:
     oom_times: int | dict[int, int] = 1
     cuda_at_step: int | dict[int, int] | None = None
     hang_at_step: int | dict[int, int] | None = None
+    freeze_at_step: int | dict[int, int] | None = None
     job_ids: frozenset[int] | None = None
     _oom_raised: dict[int, int] = field(default_factory=dict, repr=False)
 
@@ -132,6 +136,7 @@ class FaultPlan:
             oom_times=_per_job_env(env, ENV_PREFIX + "OOM_TIMES", 1) or 1,
             cuda_at_step=_per_job_env(env, ENV_PREFIX + "CUDA_AT_STEP", None),
             hang_at_step=_per_job_env(env, ENV_PREFIX + "HANG_AT_STEP", None),
+            freeze_at_step=_per_job_env(env, ENV_PREFIX + "FREEZE_AT_STEP", None),
             job_ids=job_ids,
         )
 
@@ -145,6 +150,7 @@ class FaultPlan:
             or self.oom_at_step is not None
             or self.cuda_at_step is not None
             or self.hang_at_step is not None
+            or self.freeze_at_step is not None
         )
 
     def _targets(self, job_id: int) -> bool:
@@ -177,3 +183,5 @@ class FaultPlan:
             raise RuntimeError(SIMULATED_CUDA_ERROR_MESSAGE)
         if attempt == 1 and step == _for_job(self.hang_at_step, job_id):
             time.sleep(HANG_S)
+        if attempt == 1 and step == _for_job(self.freeze_at_step, job_id):
+            os.kill(os.getpid(), signal.SIGSTOP)

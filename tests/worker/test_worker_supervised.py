@@ -127,3 +127,43 @@ async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: st
         charge = ledgers[job_id][-1][1]
         assert charge == job.gpu_seconds  # the successful attempt's own time, charged once
     assert worker is not None and worker.restarts == 5 and worker.state.value == "stopped"
+
+
+async def test_supervisor_kills_a_worker_whose_heartbeat_stopped(sqlite_url: str, tmp_path: Path) -> None:
+    """A worker frozen mid-job (SIGSTOP: no heartbeat, no progress) is killed by the supervisor's heartbeat check
+    and replaced; its job comes back at once and succeeds on the second attempt."""
+    (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"))
+    env = dict(FAST_ENV)
+    env.pop("I2V_MODEL")
+    env.update({"I2V_LEASE_SECONDS": str(LEASE_S), "I2V_FAULT_FREEZE_AT_STEP": "2"})
+    hang_timeout_s = 2.0
+    supervisor = WorkerSupervisor(
+        sqlite_url, "tiny", tmp_path / "outputs", worker_id="frozen-worker", extra_env=env,
+        log_path=tmp_path / "worker.log", backoff_initial_s=0.1, state_poll_interval_s=0.1,
+        hang_timeout_s=hang_timeout_s,
+    )
+    db = Db(sqlite_url)
+    try:
+        await supervisor.start()
+
+        async def frozen() -> bool:
+            job = await db.job(job_id)
+            return job.status == JobStatus.RUNNING and supervisor.state.pid is not None \
+                and Path(f"/proc/{supervisor.state.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+        await wait_until(frozen, timeout=PHASE_TIMEOUT_S, what="the worker to freeze mid-job")
+        frozen_pid = supervisor.state.pid
+
+        async def succeeded() -> bool:
+            return (await db.job(job_id)).status == JobStatus.SUCCEEDED
+
+        await wait_until(succeeded, timeout=PHASE_TIMEOUT_S, what="the job to succeed in a new worker")
+        assert not pid_alive(frozen_pid)
+        assert supervisor.state.restarts == 1 and supervisor.state.last_exit_code == -signal.SIGKILL
+        job = await db.job(job_id)
+        assert job.attempt == 2
+        kinds = [kind for kind, _ in await db.ledger(job_id)]
+        assert kinds == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE]
+    finally:
+        await supervisor.stop(15)
+        await db.close()
