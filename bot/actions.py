@@ -58,7 +58,7 @@ async def queue_job(
     from jobs.queue import queue_position
 
     job = await enqueue(bot, stored=stored, params=params, origin=origin, policy=policy, size=size)
-    async with bot.sessions() as session:
+    async with bot.readers() as session:
         place = await queue_position(session, job.id)
     try:
         await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)

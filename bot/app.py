@@ -52,7 +52,9 @@ class I2VBot(commands.Bot):
         )
         self.settings = settings
         self.engine: AsyncEngine | None = None
+        self.read_engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._readers: async_sessionmaker[AsyncSession] | None = None
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
         self.web: aiohttp.ClientSession | None = None
@@ -62,10 +64,19 @@ class I2VBot(commands.Bot):
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
-        """The session factory for the job store (set up in ``setup_hook``)."""
+        """The session factory for the job store (set up in ``setup_hook``); on SQLite each transaction takes the
+        write lock at once, so use it for transactions that write."""
         if self._sessions is None:
             raise RuntimeError("I2VBot.sessions used before setup_hook ran")
         return self._sessions
+
+    @property
+    def readers(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reading only: on SQLite they never wait for the write lock (WAL readers do not block), so
+        a button or /queue answers in time while the worker writes progress."""
+        if self._readers is None:
+            raise RuntimeError("I2VBot.readers used before setup_hook ran")
+        return self._readers
 
     async def setup_hook(self) -> None:
         """Migrate, load cogs, register buttons, sync commands, start the worker and the job monitor."""
@@ -81,6 +92,8 @@ class I2VBot(commands.Bot):
         await migrate(settings.database_url)
         self.engine = make_engine(settings.database_url)
         self._sessions = make_sessionmaker(self.engine)
+        self.read_engine = make_engine(settings.database_url, read_only=True)
+        self._readers = make_sessionmaker(self.read_engine)
         self.web = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS))
 
         for name in EXTENSIONS:
@@ -130,8 +143,9 @@ class I2VBot(commands.Bot):
         if self.web is not None:
             await self.web.close()
         await super().close()
-        if self.engine is not None:
-            await self.engine.dispose()
+        for engine in (self.engine, self.read_engine):
+            if engine is not None:
+                await engine.dispose()
         await self.lag.stop()
 
     async def on_message(self, message: discord.Message, /) -> None:

@@ -17,6 +17,7 @@ nothing but a timestamp, and losing it merely falls back to the channel check be
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import os
@@ -135,6 +136,14 @@ async def find_posted(bot: I2VBot, job: Job, since: datetime) -> int | None:
     return None
 
 
+class DeliveryResult(enum.Enum):
+    """Outcome of one :meth:`Delivery.deliver` call."""
+
+    DELIVERED = "delivered"  # this call recorded the delivery
+    ALREADY = "already"  # it was delivered before (or is being delivered right now)
+    RETRY_LATER = "retry_later"  # could not complete; try again later
+
+
 class Delivery:
     """Delivers finished jobs one at a time per job; safe to call for the same job from several places."""
 
@@ -143,24 +152,31 @@ class Delivery:
         self.backoff = backoff
         self._in_flight: set[int] = set()
 
-    async def deliver(self, job: Job) -> bool:
-        """Post ``job``'s result or notice unless it was already posted; return True once it is delivered."""
+    async def deliver(self, job: Job) -> DeliveryResult:
+        """Post ``job``'s result or notice unless it was already posted."""
         if job.id in self._in_flight:
-            return False
+            return DeliveryResult.ALREADY
         self._in_flight.add(job.id)
         try:
             return await self._deliver(job)
         finally:
             self._in_flight.discard(job.id)
 
-    async def _deliver(self, job: Job) -> bool:
+    async def _deliver(self, stale: Job) -> DeliveryResult:
+        from jobs.models import Job as JobModel
+
+        # the caller's row may predate a delivery that just finished: decide on a fresh read, under the guard
+        async with self.bot.readers() as session:
+            job = await session.get(JobModel, stale.id, populate_existing=True)
+        if job is None or job.delivered_at is not None:
+            return DeliveryResult.ALREADY
         journal = _journal_path(self.bot, job.id)
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             earlier = _read_journal(journal) if journal.exists() else None
             if earlier is not None:
                 found = await self._check_channel(job, earlier)
-                if found is None:
-                    return False  # cannot tell whether it landed: try again later rather than risk a duplicate
+                if found is None:  # cannot tell whether it landed: try again later rather than risk a duplicate
+                    return DeliveryResult.RETRY_LATER
                 if found:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
                     return await self._mark(job, found, journal)
@@ -215,19 +231,19 @@ class Delivery:
             )
         return message.id
 
-    async def _mark(self, job: Job, message_id: int | None, journal: Path) -> bool:
+    async def _mark(self, job: Job, message_id: int | None, journal: Path) -> DeliveryResult:
         from jobs.queue import mark_delivered
 
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=message_id)
         journal.unlink(missing_ok=True)
-        if marked:
-            log.info("job %s delivered as message %s", job.id, message_id)
-        else:
+        if not marked:
             log.warning("job %s was already marked delivered; message %s is extra", job.id, message_id)
-        return True
+            return DeliveryResult.ALREADY
+        log.info("job %s delivered as message %s", job.id, message_id)
+        return DeliveryResult.DELIVERED
 
-    async def _give_up(self, job: Job, journal: Path, reason: str) -> bool:
+    async def _give_up(self, job: Job, journal: Path, reason: str) -> DeliveryResult:
         """Tell the user the upload failed (the file is kept) and record that notice as the delivery.
 
         If the channel itself refuses the notice (403/404: deleted, or no permission), the user is told by direct
@@ -254,7 +270,7 @@ class Delivery:
             return await self._mark(job, None, journal)
         except discord.HTTPException:
             log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
-            return False
+            return DeliveryResult.RETRY_LATER
         log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
         return await self._mark(job, message.id, journal)
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.delivery import Delivery
-from bot.status import EditOutcome, edit_status_message, is_final, render_status, status_key
+from bot.delivery import Delivery, DeliveryResult
+from bot.status import EditOutcome, edit_status_message, render_status, status_key
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -39,7 +39,7 @@ class JobMonitor:
         self._wake = asyncio.Event()
         self._shown: dict[int, tuple[object, ...]] = {}  # job id -> status_key last written to its message
         self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
-        self._deliveries: dict[int, asyncio.Task[bool]] = {}
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
         self._rescued_at = 0.0  # monotonic time of the last rescue pass
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
@@ -90,7 +90,7 @@ class JobMonitor:
                 rescued = await rescue_expired(session)
             if rescued:
                 log.warning("requeued jobs whose worker stopped reporting: %s", rescued)
-        async with self.bot.sessions() as session:
+        async with self.bot.readers() as session:
             pending = list(
                 (
                     await session.scalars(
@@ -131,21 +131,19 @@ class JobMonitor:
         task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
         self._deliveries[job.id] = task
 
-    async def _deliver(self, job: Job) -> bool:
+    async def _deliver(self, job: Job) -> None:
         try:
-            delivered = await self.delivery.deliver(job)
-            if not delivered:
+            result = await self.delivery.deliver(job)
+            if result is DeliveryResult.RETRY_LATER:
                 self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
-                return False
+                return
             self._retry_after.pop(job.id, None)
-            if job.status_message_id and job.id not in self._gone and is_final(job):
+            if result is DeliveryResult.DELIVERED and job.status_message_id and job.id not in self._gone:
                 await self._final_status(job)
             self._forget(job.id)
-            return True
         except Exception:
             log.exception("delivering job %s failed; will retry", job.id)
             self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
-            return False
         finally:
             self._deliveries.pop(job.id, None)
 

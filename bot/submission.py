@@ -128,7 +128,7 @@ async def _discard_if_unused(bot: I2VBot, stored: StoredInput) -> None:
 
     from jobs.models import Job
 
-    async with bot.sessions() as session:
+    async with bot.readers() as session:
         used = await session.scalar(select(Job.id).where(Job.input_sha256 == stored.sha256).limit(1))
     if used is None:
         stored.path.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ async def load_job(bot: I2VBot, job_id: int) -> Job:
     """Read job ``job_id`` or raise :class:`JobNotFound`."""
     from jobs.models import Job as JobModel
 
-    async with bot.sessions() as session:
+    async with bot.readers() as session:
         job = await session.get(JobModel, job_id)
     if job is None:
         raise JobNotFound(f"Job #{job_id} does not exist any more.")

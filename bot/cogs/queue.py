@@ -34,7 +34,7 @@ class Queue(commands.Cog):
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         now = datetime.now(timezone.utc)
-        async with self.bot.sessions() as session:
+        async with self.bot.readers() as session:
             queued_total = await session.scalar(select(func.count()).where(Job.status == JobStatus.QUEUED))
             running_total = await session.scalar(select(func.count()).where(Job.status == JobStatus.RUNNING))
             mine = list(
@@ -76,7 +76,7 @@ class Queue(commands.Cog):
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         if job is None:
-            async with self.bot.sessions() as session:
+            async with self.bot.readers() as session:
                 job = await session.scalar(
                     select(Job.id)
                     .where(Job.user_id == interaction.user.id, Job.status.in_(PENDING_STATUSES))

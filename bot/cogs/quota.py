@@ -43,7 +43,7 @@ class Quota(commands.Cog):
         from jobs.quota import quota_status
 
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self.bot.sessions() as session:
+        async with self.bot.readers() as session:
             status = await quota_status(session, interaction.user.id, self.bot.quota_policy(interaction))
         await interaction.followup.send(render_quota(status), ephemeral=True)
 
