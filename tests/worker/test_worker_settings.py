@@ -1,0 +1,108 @@
+"""Settings, fault-hook parsing and supervisor arguments: bad values are refused with the variable's name (no model)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from workerharness import REPO_ROOT
+
+from generator.faults import FaultConfigError, FaultPlan
+from generator.supervisor import WorkerSupervisor, next_backoff
+from generator.worker import (
+    EXIT_CONFIG,
+    GRACE_S,
+    LEASE_S,
+    SettingsError,
+    WorkerSettings,
+    is_fatal_cuda_error,
+    output_filename,
+)
+from jobs.db import DEFAULT_DATABASE_URL
+
+
+def test_settings_defaults_and_overrides() -> None:
+    defaults = WorkerSettings.from_env({})
+    assert defaults.database_url == DEFAULT_DATABASE_URL and defaults.model == "ali-vilab/i2vgen-xl"
+    assert defaults.output_dir == Path("outputs") and defaults.lease_s == LEASE_S and defaults.grace_s == GRACE_S
+    assert defaults.worker_id  # host-pid
+    custom = WorkerSettings.from_env({"DATABASE_URL": "sqlite+aiosqlite:///x.db", "I2V_MODEL": "tiny",
+                                      "OUTPUT_DIR": "/tmp/out", "WORKER_ID": "gpu0", "I2V_LEASE_SECONDS": "12.5",
+                                      "I2V_PARENT_PID": "1"})
+    assert (custom.model, custom.worker_id, custom.lease_s, custom.parent_pid) == ("tiny", "gpu0", 12.5, 1)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("I2V_LEASE_SECONDS", "soon"), ("I2V_LEASE_SECONDS", "0.5"), ("I2V_GRACE_SECONDS", "-1"),
+    ("I2V_POLL_INTERVAL_S", "nan"), ("I2V_PARENT_PID", "abc"),
+])
+def test_bad_setting_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        WorkerSettings.from_env({name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("I2V_FAULT_SLEEP_PER_STEP", "fast"), ("I2V_FAULT_OOM_AT_STEP", "0"), ("I2V_FAULT_OOM_TIMES", "3:x"),
+    ("I2V_FAULT_JOB_IDS", "1,two"), ("I2V_FAULT_CUDA_AT_STEP", "4:0"),
+])
+def test_bad_fault_hook_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(FaultConfigError, match=name):
+        FaultPlan.from_env({name: value})
+
+
+def test_fault_hooks_are_off_unless_set() -> None:
+    assert not FaultPlan.from_env({}).active
+    plan = FaultPlan.from_env({"I2V_FAULT_OOM_AT_STEP": "7:2,9:4", "I2V_FAULT_OOM_TIMES": "2"})
+    assert plan.active and plan.oom_at_step == {7: 2, 9: 4} and plan.oom_times == 2
+
+
+def test_worker_process_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "I2V_LEASE_SECONDS": "forever", "OUTPUT_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "generator.worker"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_CONFIG
+    assert "I2V_LEASE_SECONDS must be a number of seconds, got 'forever'" in result.stderr
+
+
+def test_cuda_error_classification() -> None:
+    import torch
+
+    assert is_fatal_cuda_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert not is_fatal_cuda_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_fatal_cuda_error(RuntimeError("shape mismatch"))
+    assert not is_fatal_cuda_error(ValueError("CUDA in a value error is not a device error"))
+
+
+def test_output_filename_follows_the_seed_naming() -> None:
+    from datetime import datetime, timezone
+
+    when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
+    assert output_filename(42, when) == "video_20261124_090507_42.mp4"
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    waits = [0.0]
+    for _ in range(6):
+        waits.append(next_backoff(waits[-1], initial_s=1.0, max_s=10.0))
+    assert waits[1:] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"database_url": ""}, "database_url"), ({"model": " "}, "model"), ({"stop_grace_s": -1.0}, "stop_grace_s"),
+    ({"state_poll_interval_s": 0.0}, "state_poll_interval_s"), ({"hang_timeout_s": float("inf")}, "hang_timeout_s"),
+])
+def test_supervisor_refuses_bad_arguments(kwargs: dict, name: str) -> None:
+    args = {"database_url": "sqlite+aiosqlite:///x.db", "model": "tiny", "output_dir": "outputs"}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        WorkerSupervisor(**args)
+
+
+async def test_supervisor_state_starts_stopped_and_stop_is_safe_before_start() -> None:
+    supervisor = WorkerSupervisor("sqlite+aiosqlite:///x.db", "tiny", "outputs", worker_id="w")
+    assert supervisor.state.phase == "stopped" and supervisor.state.pid is None and supervisor.state.restarts == 0
+    assert supervisor.state.describe() == "stopped (0 restarts)"
+    assert await supervisor.stop(1) is None
+    assert not supervisor.running
