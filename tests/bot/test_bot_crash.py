@@ -17,6 +17,7 @@ from jobs.models import JobStatus, Worker
 from tests.bot.harness import (
     SMALL,
     BotProcess,
+    callback_of,
     followup_text,
     job_id_from,
     png_bytes,
@@ -34,7 +35,8 @@ SETTLE_S = 2.0  # extra time after a delivery in which a duplicate would have sh
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
     fake = FakeDiscord(bot_token="test-bot-token")
     await fake.start()
-    bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2"})
+    bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={
+        "I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2", "MESSAGE_CONTENT_INTENT": "false"})
     pids: list[int] = []
     try:
         await bot.start()
@@ -95,13 +97,24 @@ async def test_worker_sigkill_mid_job(world: tuple[FakeDiscord, BotProcess]) -> 
 
 
 async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProcess]) -> None:
+    from jobs.models import Job
+
     fake, bot = world
     member = fake.add_member(fake.guild.id, "bot-kill")
+    earlier = await bot.jobs(Job.result_message_id.is_not(None))
     job_id = await _submit(fake, member)
     await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2)
     await bot.kill()
     await bot.start()
     await _assert_once(fake, bot, job_id)
+    # buttons under a video posted by the previous process still work (DynamicItem, state in the database)
+    if earlier:
+        old = earlier[0]
+        click = await fake.inject_component(f"i2v:info:{old.id}", old.result_message_id, member=member)
+        answer = (await callback_of(fake, click)).json["data"]
+        assert answer["flags"] == 64 and f"Job #{old.id}" in answer["content"]
+        refused = await fake.inject_component(f"i2v:delete:{old.id}", old.result_message_id, member=member)
+        assert "Only" in (await callback_of(fake, refused)).json["data"]["content"]
     assert (await bot.job(job_id)).status == JobStatus.SUCCEEDED
     # the restarted bot found its command payload unchanged and did not sync again
     syncs = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
@@ -226,3 +239,15 @@ async def test_channel_refusing_messages_falls_back_to_a_direct_message(world: t
     assert f"job #{job_id} was made but could not be posted" in told.json["content"]
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
     assert refusal.hits == 2 and job.result_message_id is None and os.path.exists(job.output_path or "")
+
+
+async def test_mentions_are_ignored_without_the_message_content_intent(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    assert fake.intents is not None and not fake.intents & (1 << 15)  # MESSAGE_CONTENT not requested
+    before = len(fake.requests)
+    image = fake.add_attachment(png_bytes(seed=21), "m.png")
+    await fake.inject_message(f"<@{fake.bot_user_id}> make it move", attachments=[image], mentions=[fake.bot_member])
+    await asyncio.sleep(1.5)
+    reactions = [r.describe() for r in fake.requests[before:]
+                 if "/cdn/" in r.path or (r.method == "POST" and r.path.endswith("/messages"))]
+    assert reactions == []  # no download, no reply, no status message

@@ -17,6 +17,7 @@ import pytest_asyncio
 from jobs.models import JobStatus
 from tests.bot.harness import (
     SMALL,
+    TOKEN,
     BotProcess,
     callback_of,
     custom_ids,
@@ -35,7 +36,7 @@ ACK_DEADLINE_S = 3.0
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
-    fake = FakeDiscord(bot_token="test-bot-token")
+    fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
     bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000"})
     pids: list[int] = []
@@ -51,6 +52,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         bot.reap_workers(pids)
         await fake.stop()
         assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
+        assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
 
 
 async def slash_animate(fake: FakeDiscord, member, image_bytes: bytes | None = None, **options):  # type: ignore[no-untyped-def]
