@@ -52,12 +52,14 @@ class BotProcess:
     fake: FakeDiscord
     root: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    db_url: str | None = None
+    """DATABASE_URL; default: an SQLite file under ``root``."""
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
 
     @property
     def database_url(self) -> str:
-        return f"sqlite+aiosqlite:///{self.root / 'i2v.sqlite3'}"
+        return self.db_url or f"sqlite+aiosqlite:///{self.root / 'i2v.sqlite3'}"
 
     @property
     def log_path(self) -> Path:
