@@ -41,7 +41,7 @@ class BotSettings:
     token: str = field(repr=False)
     api_base: str | None = None
     gateway_url: str | None = None
-    database_url: str
+    database_url: str = field(repr=False)  # may carry a password
     model: str = DEFAULT_MODEL
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -91,7 +91,7 @@ class BotSettings:
             token=token,
             api_base=_optional(env, "DISCORD_API_BASE"),
             gateway_url=_optional(env, "DISCORD_GATEWAY_URL"),
-            database_url=_optional(env, "DATABASE_URL") or _default_database_url(),
+            database_url=_database_url(env),
             model=_optional(env, "I2V_MODEL") or DEFAULT_MODEL,
             output_dir=Path(_optional(env, "OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
             data_dir=Path(_optional(env, "DATA_DIR") or DEFAULT_DATA_DIR),
@@ -127,10 +127,16 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
-def _default_database_url() -> str:
-    from jobs.db import DEFAULT_DATABASE_URL
+def _database_url(env: Mapping[str, str]) -> str:
+    from jobs.db import DEFAULT_DATABASE_URL, normalize_url
 
-    return DEFAULT_DATABASE_URL
+    raw = _optional(env, "DATABASE_URL")
+    if raw is None:
+        return DEFAULT_DATABASE_URL
+    try:
+        return normalize_url(raw)
+    except Exception as error:  # SQLAlchemy's URL parser raises several kinds
+        raise SettingsError(f"DATABASE_URL is not usable: {error}") from None
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

@@ -36,6 +36,9 @@ def test_defaults_and_parsing() -> None:
     assert settings.status_edit_interval == 0.5
     assert settings.database_url == "sqlite+aiosqlite:///data/i2v.sqlite3"
     assert "secret-token-value" not in repr(settings)
+    with_password = BotSettings.from_env({"DISCORD_TOKEN": "t", "DATABASE_URL": "postgresql://u:hunter2@db/i2v"})
+    assert with_password.database_url == "postgresql+asyncpg://u:hunter2@db/i2v"
+    assert "hunter2" not in repr(with_password)
 
 
 def test_message_content_intent_is_off_by_default() -> None:
@@ -55,6 +58,8 @@ def test_message_content_intent_is_off_by_default() -> None:
         ({"DISCORD_TOKEN": "t", "ADMIN_USER_IDS": "12,bob"}, "ADMIN_USER_IDS"),
         ({"DISCORD_TOKEN": "t", "MESSAGE_CONTENT_INTENT": "maybe"}, "MESSAGE_CONTENT_INTENT"),
         ({"DISCORD_TOKEN": "t", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"DISCORD_TOKEN": "t", "DATABASE_URL": "mysql://db/i2v"}, "DATABASE_URL"),
+        ({"DISCORD_TOKEN": "t", "DATABASE_URL": "not a url"}, "DATABASE_URL"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:
