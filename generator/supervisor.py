@@ -147,6 +147,7 @@ class WorkerSupervisor:
         self._state = SupervisorState(PHASE_STOPPED, None, 0, None, None, self.worker_id)
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._stop_grace_s = stop_grace_s
         self._runner: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -198,6 +199,7 @@ class WorkerSupervisor:
         if not math.isfinite(grace) or grace < 0:
             raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
         self._stopping = True
+        self._stop_grace_s = grace
         if self._wake is not None:
             self._wake.set()
         code: int | None = None
@@ -276,26 +278,37 @@ class WorkerSupervisor:
         backoff = 0.0
         while not self._stopping:
             self._set_state(phase=PHASE_STARTING, job_id=None, restarts=restarts)
-            proc = await self._spawn(restarts)
-            self._proc = proc
-            self._set_state(pid=proc.pid)
-            self._started.set()
             started_at = time.monotonic()
-            code = await proc.wait()
+            try:
+                proc = await self._spawn(restarts)
+            except OSError:
+                if restarts == 0:
+                    raise  # start() reports it: nothing was ever running (a bad interpreter path, say)
+                log.exception("could not start the worker process")
+                code: int | None = None
+            else:
+                self._proc = proc
+                self._set_state(pid=proc.pid)
+                self._started.set()
+                if self._stopping:  # stop() came while the process was being created: it did not see it
+                    code = await self._terminate(proc, self._stop_grace_s)
+                else:
+                    code = await proc.wait()
             ran_s = time.monotonic() - started_at
             self._set_state(pid=None, job_id=None, last_exit_code=code)
             if self._stopping:
                 break
-            log.warning("worker pid %d exited with %s after %.1f s", proc.pid, code, ran_s)
+            log.warning("worker exited with %s after %.1f s", code, ran_s)
             await self._release_leases()
             backoff = 0.0 if ran_s >= self.backoff_reset_after_s else backoff
             backoff = next_backoff(backoff, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
             self._set_state(phase=PHASE_CRASHED)
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
+            if not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
             restarts += 1
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:

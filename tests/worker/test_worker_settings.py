@@ -106,3 +106,10 @@ async def test_supervisor_state_starts_stopped_and_stop_is_safe_before_start() -
     assert supervisor.state.describe() == "stopped (0 restarts)"
     assert await supervisor.stop(1) is None
     assert not supervisor.running
+
+
+async def test_supervisor_start_reports_a_worker_that_cannot_be_started(sqlite_url: str, tmp_path: Path) -> None:
+    supervisor = WorkerSupervisor(sqlite_url, "tiny", tmp_path / "out", python=str(tmp_path / "no-such-python"))
+    with pytest.raises(FileNotFoundError, match="no-such-python"):
+        await supervisor.start()
+    assert await supervisor.stop(1) is None
