@@ -152,6 +152,27 @@ class Delivery:
         self.backoff = backoff
         self._in_flight: set[int] = set()
 
+    async def prune_journal(self) -> int:
+        """Remove journal entries of jobs already recorded as delivered (left by a crash right after recording);
+        returns how many were removed."""
+        from sqlalchemy import select
+
+        from jobs.models import Job as JobModel
+
+        folder = self.bot.settings.data_dir / "deliveries"
+        entries = {int(p.stem): p for p in folder.glob("*.json") if p.stem.isdigit()} if folder.exists() else {}
+        if not entries:
+            return 0
+        async with self.bot.readers() as session:
+            done = set(
+                await session.scalars(
+                    select(JobModel.id).where(JobModel.id.in_(entries), JobModel.delivered_at.is_not(None))
+                )
+            )
+        for job_id in done:
+            entries[job_id].unlink(missing_ok=True)
+        return len(done)
+
     async def deliver(self, job: Job) -> DeliveryResult:
         """Post ``job``'s result or notice unless it was already posted."""
         if job.id in self._in_flight:

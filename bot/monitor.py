@@ -66,6 +66,9 @@ class JobMonitor:
 
     async def _run(self) -> None:
         await self.bot.wait_until_ready()
+        pruned = await self.delivery.prune_journal()
+        if pruned:
+            log.info("removed %d delivery journal entries of delivered jobs", pruned)
         while True:
             try:
                 await self.tick()

@@ -16,13 +16,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.errors import UserFacingError
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, ParamError, target_size
+from generator.params import GenerationParams, target_size
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK_BYTES = 64 * 1024  # read size while streaming an image download
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,15 +188,3 @@ async def enqueue(
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
     return job
 
-
-__all__ = [
-    "ImageError",
-    "Origin",
-    "ParamError",
-    "StoredInput",
-    "byte_cap",
-    "check_and_store",
-    "download_image",
-    "enqueue",
-    "stored_input_of",
-]

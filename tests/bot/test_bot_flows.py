@@ -7,9 +7,7 @@ its own members so quotas and job lists do not interfere.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
