@@ -7,6 +7,7 @@ its own members so quotas and job lists do not interfere.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import pytest
@@ -445,3 +446,45 @@ async def test_quota_shows_budget_and_pending(world: tuple[FakeDiscord, BotProce
     after = await fake.inject_slash("quota", {}, member=member)
     text = await followup_text(fake, after)
     assert f"used {job.gpu_seconds:.0f}" in text and "Pending jobs: 0 of 5" in text, text
+
+
+async def test_context_menu_on_an_image_embed_opens_the_form(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, _ = world
+    image = fake.add_attachment(png_bytes(seed=31), "linked.png")
+    message = fake.add_message(author=fake.member, content="look at this",
+                               embeds=[{"type": "image", "url": image.url, "thumbnail": {"url": image.url}}])
+    interaction = await fake.inject_message_command("Animate", message)
+    ack = await callback_of(fake, interaction)
+    assert ack.json["type"] == 9 and _modal_inputs(ack.json)["prompt"]["value"] == "look at this"
+
+
+async def test_admin_may_delete_someone_elses_video(world: tuple[FakeDiscord, BotProcess]) -> None:
+    fake, bot = world
+    owner = fake.add_member(fake.guild.id, "admin-delete-owner")
+    job_id, result = await _delivered(fake, bot, owner)
+    message_id = int(result.response["id"])
+    click = await fake.inject_component(f"i2v:delete:{job_id}", message_id, member=fake.admin)
+    assert "Deleted" in await followup_text(fake, click)
+    assert message_id not in fake.messages
+
+
+async def test_failed_job_gets_a_notice_and_is_refunded(world: tuple[FakeDiscord, BotProcess]) -> None:
+    from jobs.models import Job
+
+    fake, bot = world
+    first = fake.add_member(fake.guild.id, "fail-first")
+    victim = fake.add_member(fake.guild.id, "fail-victim")
+    blocker_id = job_id_from(await followup_text(fake, await slash_animate(fake, first, steps=60)))
+    doomed_id = job_id_from(await followup_text(fake, await slash_animate(fake, victim, png_bytes(seed=77))))
+    doomed = await bot.job(doomed_id)
+    assert doomed.status == JobStatus.QUEUED
+    assert not await bot.jobs(Job.input_sha256 == doomed.input_sha256, Job.id != doomed_id)
+    Path(doomed.input_path).unlink()  # the worker will find its input gone
+    notice = await wait_result(fake, doomed_id)
+    assert notice.json["content"].startswith(f"❌ <@{victim.user_id}>, job #{doomed_id} failed:")
+    assert "Nothing was charged" in notice.json["content"] and not notice.files
+    job = await bot.wait_job(doomed_id, lambda j: j.delivered_at is not None, timeout=10)
+    assert job.status == JobStatus.FAILED
+    quota = await fake.inject_slash("quota", {}, member=victim)
+    assert "(used 0, reserved for pending jobs 0)" in await followup_text(fake, quota)
+    await bot.wait_job(blocker_id, lambda j: j.delivered_at is not None)
