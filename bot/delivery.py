@@ -201,7 +201,7 @@ class Delivery:
                 if found:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
                     return await self._mark(job, found, journal)
-            _write_journal(journal, datetime.now(timezone.utc))
+            await asyncio.to_thread(_write_journal, journal, datetime.now(timezone.utc))  # fsync: off the loop
             try:
                 message_id = await asyncio.wait_for(self._post(job), self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:

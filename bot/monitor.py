@@ -106,11 +106,11 @@ class JobMonitor:
                 if str(job.status.value) == "queued":
                     positions[job.id] = await queue_position(session, job.id)
             finished = list(await undelivered_jobs(session))
+        for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
+            self._start_delivery(job)
         for job in pending:
             place = positions.get(job.id)
             await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None)
-        for job in finished:
-            self._start_delivery(job)
 
     async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None) -> None:
         """Edit the status message if what it shows changed and the last edit is old enough."""
