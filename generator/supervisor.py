@@ -43,6 +43,9 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+# Environment variables of the parent that the worker child does not inherit.
+CHILD_ENV_WITHHELD = frozenset({"DISCORD_TOKEN"})
+
 log = logging.getLogger("generator.supervisor")
 
 DEFAULT_STOP_GRACE_S = 60.0  # seconds between SIGTERM and SIGKILL when stopping the child
@@ -245,7 +248,8 @@ class WorkerSupervisor:
         self._state = new
 
     def _child_env(self, restarts: int) -> dict[str, str]:
-        env = dict(os.environ)
+        # The worker never talks to Discord: keep the bot's secrets out of its environment (and its crash dumps).
+        env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_WITHHELD}
         env.update(self.extra_env)
         env.update({
             "DATABASE_URL": self.database_url,

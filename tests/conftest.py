@@ -26,6 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.db import make_engine, make_sessionmaker, migrate
 
+# The fake Discord server fixture (``fake_discord``) for every test directory.
+pytest_plugins = ["tests.fakediscord.plugin"]
+
 DEFAULT_PG_TEST_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PG_CONNECT_TIMEOUT_S = 5
 

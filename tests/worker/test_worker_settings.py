@@ -113,3 +113,13 @@ async def test_supervisor_start_reports_a_worker_that_cannot_be_started(sqlite_u
     with pytest.raises(FileNotFoundError, match="no-such-python"):
         await supervisor.start()
     assert await supervisor.stop(1) is None
+
+
+def test_supervised_worker_does_not_inherit_the_discord_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    supervisor = WorkerSupervisor(DEFAULT_DATABASE_URL, "tiny", tmp_path)
+    env = supervisor._child_env(restarts=0)
+    assert "DISCORD_TOKEN" not in env
+    assert "secret-token-value" not in env.values()
+    assert env["LOG_LEVEL"] == "DEBUG" and env["I2V_MODEL"] == "tiny"
