@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-
-def _duration(seconds: float) -> str:
-    """'42 s', '3 min 5 s', '2 h 10 min'."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {sec} s" if sec else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+from jobs.durations import format_duration
 
 
 def _discord_time(when: datetime) -> str:
@@ -56,8 +46,8 @@ class OverBudget(RequestRefused):
         self.needed = needed
         self.refill_at = refill_at
         text = (
-            f"Not enough GPU time left: this video needs about {_duration(needed)}, "
-            f"you have {_duration(remaining)} left in your 24-hour budget."
+            f"Not enough GPU time left: this video needs about {format_duration(needed)}, "
+            f"you have {format_duration(remaining)} left in your 24-hour budget."
         )
         if refill_at is not None:
             text += f" Enough will be free again {_discord_time(refill_at)}."

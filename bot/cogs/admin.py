@@ -39,6 +39,7 @@ from bot.errors import JobNotFound, UserFacingError
 from bot.permissions import admin_only, require_admin
 from bot.tree import explain_error
 from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
+from jobs.durations import format_duration
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,23 +68,6 @@ ResolutionCap = Literal["256p", "512p", "768p", "1024p", "none"]
 
 
 # --------------------------------------------------------------------------------------------- small renderers
-
-
-def duration_text(seconds: float | None) -> str:
-    """'—', '42 s', '3 min 5 s', '2 h 10 min', '3 d 4 h'."""
-    if seconds is None:
-        return "—"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {sec} s" if sec else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def _bytes_text(size: int | None) -> str:
@@ -119,7 +103,7 @@ def render_queue(page: QueuePage, now: datetime) -> discord.Embed:
         else:
             state = f"queued, position {entry.position}"
         lines.append(
-            f"**#{entry.job_id}** <@{entry.user_id}> · {state} · {duration_text(entry.age_seconds(now))} old\n"
+            f"**#{entry.job_id}** <@{entry.user_id}> · {state} · {format_duration(entry.age_seconds(now))} old\n"
             f"  {entry.summary} · \"{_preview(entry.prompt, PROMPT_PREVIEW_CHARS)}\""
         )
     embed.description = "\n".join(lines) if lines else "Nothing is queued or running on this server."
@@ -132,12 +116,12 @@ def render_stats(stats: AdminStats, supervisor: Any | None) -> discord.Embed:
     embed = discord.Embed(title="Video bot statistics", colour=EMBED_COLOUR)
     for label, period in (("Today (UTC)", stats.today), ("Last 7 days", stats.week)):
         states = ", ".join(f"{status.value} {count}" for status, count in period.by_state.items())
-        lines = [f"{period.created} jobs: {states}", f"GPU time used: {duration_text(period.gpu_seconds)}"]
+        lines = [f"{period.created} jobs: {states}", f"GPU time used: {format_duration(period.gpu_seconds)}"]
         for timing in period.timings:
             lines.append(
-                f"{timing.preset}: wait mean {duration_text(timing.wait.mean_seconds)}, "
-                f"p95 {duration_text(timing.wait.p95_seconds)}; generation mean "
-                f"{duration_text(timing.generation.mean_seconds)}, p95 {duration_text(timing.generation.p95_seconds)}"
+                f"{timing.preset}: wait mean {format_duration(timing.wait.mean_seconds)}, "
+                f"p95 {format_duration(timing.wait.p95_seconds)}; generation mean "
+                f"{format_duration(timing.generation.mean_seconds)}, p95 {format_duration(timing.generation.p95_seconds)}"
                 f" ({timing.generation.count} done)"
             )
         if period.failures:

@@ -14,7 +14,7 @@ import discord
 import pytest
 import pytest_asyncio
 
-from bot.cogs.admin import duration_text
+from jobs.durations import format_duration
 from bot.permissions import is_admin
 from tests.fakediscord import payloads
 
@@ -130,5 +130,5 @@ def test_bad_actor_is_named() -> None:
     [(None, "—"), (0, "0 s"), (59.4, "59 s"), (60, "1 min"), (125, "2 min 5 s"), (3600, "1 h"),
      (7320, "2 h 2 min"), (47 * 3600 + 59 * 60, "47 h 59 min"), (3 * 86400 + 4 * 3600, "3 d 4 h"), (-5, "0 s")],
 )
-def test_duration_text(seconds: float | None, text: str) -> None:
-    assert duration_text(seconds) == text
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
