@@ -3,7 +3,8 @@
 SQLite (the default) runs through aiosqlite with, on every new connection: WAL journal, a busy timeout,
 ``foreign_keys=ON`` and ``synchronous=NORMAL``; the driver's own transaction handling is switched off and
 every transaction starts with ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads and then writes gets
-"database is locked" at once, ignoring the busy timeout). Engines made with ``read_only=True`` start
+"database is locked" at once, ignoring the busy timeout), sent together with the transaction's first
+statement. Each statement is one hop to aiosqlite's thread (``_OneHopCursor``), not four. Engines made with ``read_only=True`` start
 deferred transactions on ``query_only`` connections instead. PostgreSQL runs through asyncpg.
 """
 
@@ -104,19 +105,22 @@ def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
 
 
 def _sqlite_do_begin(connection: Any) -> None:
-    """``dialect.do_begin`` for SQLite: one driver call (a third of what ``exec_driver_sql`` costs under
-    aiosqlite), inside SQLAlchemy's error handling, so "database is locked" arrives as OperationalError."""
+    """``dialect.do_begin`` for SQLite: no driver call of its own. The BEGIN is remembered on the connection
+    and sent in the same aiosqlite thread hop as the transaction's first statement (``_OneHopCursor``), inside
+    SQLAlchemy's error handling, so "database is locked" arrives as OperationalError from that statement."""
     deferred = connection.info.pop(_BEGIN_DEFERRED_KEY, False)
-    await_(connection.driver_connection.execute("BEGIN" if deferred else "BEGIN IMMEDIATE"))
+    connection.dbapi_connection.pending_begin = "BEGIN" if deferred else "BEGIN IMMEDIATE"
 
 
 def _run_statement(
-    connection: Any, operation: str, parameters: Any, many: bool
+    connection: Any, begin: str | None, operation: str, parameters: Any, many: bool
 ) -> tuple[Any, list[Any], int, int | None]:
-    """On aiosqlite's thread: run one statement on a fresh sqlite3 cursor and return everything SQLAlchemy
-    reads from it (description, rows, rowcount, lastrowid), so the statement costs one thread hop."""
+    """On aiosqlite's thread: run ``begin`` (if any) and one statement on a fresh sqlite3 cursor and return
+    everything SQLAlchemy reads from it (description, rows, rowcount, lastrowid): one thread hop."""
     cursor = connection._conn.cursor()  # noqa: SLF001 - aiosqlite's sqlite3 connection, on its own thread
     try:
+        if begin is not None:
+            cursor.execute(begin)
         if many:
             cursor.executemany(operation, parameters)
         elif parameters is None:
@@ -138,7 +142,7 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     __slots__ = ("_description", "_rowcount", "_lastrowid")
     _awaitable_cursor_close = False
 
-    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:  # noqa: D107
+    def __init__(self, adapt_connection: _OneHopConnection) -> None:  # noqa: D107
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
         self._cursor = None  # type: ignore[assignment]
@@ -169,9 +173,11 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         pass
 
     async def _run(self, operation: Any, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapted = self._adapt_connection
+        async with adapted._execute_mutex:
+            begin, adapted.pending_begin = adapted.pending_begin, None
             description, rows, rowcount, lastrowid = await self._connection._execute(
-                _run_statement, self._connection, operation, parameters, many
+                _run_statement, self._connection, begin, operation, parameters, many
             )
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows)
@@ -193,8 +199,25 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """aiosqlite connection with one-hop cursors; ``pending_begin`` is the BEGIN the next statement sends
+    first (a transaction that ends before any statement ran never touched the database)."""
+
+    __slots__ = ("pending_begin",)
     _cursor_cls = _OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:  # noqa: D107
+        super().__init__(dbapi, connection)
+        self.pending_begin: str | None = None
+
+    def commit(self) -> None:  # noqa: D102
+        if self.pending_begin is not None:
+            self.pending_begin = None  # nothing ran: nothing to commit
+            return
+        super().commit()
+
+    def rollback(self) -> None:  # noqa: D102
+        self.pending_begin = None
+        super().rollback()
 
 
 class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
@@ -298,6 +321,11 @@ async def run_alembic(url: str, action: str, *args: Any) -> None:
             if engine.dialect.name == "postgresql":
                 # Bot and workers all migrate at start: serialise them (SQLite's BEGIN IMMEDIATE already does).
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            else:
+                # SQLite sends BEGIN IMMEDIATE with a transaction's first statement: send one now, so that
+                # concurrent migrations queue for the write lock here, before entering Alembic's
+                # process-global context (two runs interleaved inside it would corrupt each other).
+                await conn.execute(text("SELECT 1"))
 
             def run(sync_conn: Connection) -> None:
                 config.attributes["connection"] = sync_conn
