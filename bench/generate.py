@@ -383,11 +383,15 @@ SUMMARY_KEYS = ("device", "dtype", "width", "height", "frames", "steps", "load_s
                 "fraction_of_peak", "speedup_vs_reference", "latents_rel_error_vs_reference")
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
     """One row per measure, one column per path."""
     print(f"{'':>32}" + "".join(f"{path:>18}" for path in results))
     for key in SUMMARY_KEYS:
-        print(f"{key:>32}" + "".join(f"{str(r.get(key)):>18}" for r in results.values()))
+        print(f"{key:>32}" + "".join(f"{_cell(r.get(key)):>18}" for r in results.values()))
 
 
 def main(argv: list[str] | None = None) -> int:
