@@ -235,23 +235,30 @@ async def _check_guild(session: AsyncSession, new: NewJob) -> None:
 
 
 async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
-    """Create the user's account row if needed, then row-lock it until the transaction ends."""
+    """Create the user's account row if needed and row-lock it until the transaction ends: one upsert
+    (``ON CONFLICT DO UPDATE`` locks the existing row on PostgreSQL; SQLite holds the write lock already)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(QuotaAccount).values(user_id=user_id, created_at=now, last_enqueue_at=now)
     await session.execute(
-        insert(QuotaAccount).values(user_id=user_id, created_at=now).on_conflict_do_nothing(index_elements=["user_id"])
+        stmt.on_conflict_do_update(index_elements=["user_id"], set_={"last_enqueue_at": stmt.excluded.last_enqueue_at})
     )
-    await session.execute(update(QuotaAccount).where(QuotaAccount.user_id == user_id).values(last_enqueue_at=now))
 
 
 async def _next_round(session: AsyncSession, user_id: int) -> int:
-    user_last = await session.scalar(
-        select(func.max(Job.round)).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES))
+    """max(one more than the user's newest pending round, the round most recently started): one query."""
+    user_last = (
+        select(func.max(Job.round)).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)).scalar_subquery()
     )
-    current = await session.scalar(
-        select(Job.round).where(Job.started_at.is_not(None)).order_by(Job.started_at.desc(), Job.id.desc()).limit(1)
+    current = (
+        select(Job.round)
+        .where(Job.started_at.is_not(None))
+        .order_by(Job.started_at.desc(), Job.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    own = 0 if user_last is None else user_last + 1
-    return max(own, current or 0)
+    row = (await session.execute(select(user_last, current))).one()
+    own = 0 if row[0] is None else row[0] + 1
+    return max(own, row[1] or 0)
 
 
 async def enqueue_job(
