@@ -110,7 +110,8 @@ def test_ours_path_reads_the_performance_settings(tmp_path: Path) -> None:
 def test_full_size_unet_flops_per_preset() -> None:
     proc = _bench("--flops-only")
     assert proc.returncode == 0, proc.stderr
-    rows = [dict(item.split("=", 1) for item in line.split("  ")) for line in proc.stdout.splitlines() if "case=" in line]
+    lines = [line for line in proc.stdout.splitlines() if "case=" in line]
+    rows = [dict(item.split("=", 1) for item in line.split("  ")) for line in lines]
     by_case = {(r["case"], r["shape"]): r for r in rows}
     standard_square = by_case[("standard", "square")]
     assert (standard_square["width"], standard_square["height"], standard_square["frames"]) == ("512", "512", "16")
