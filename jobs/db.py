@@ -10,8 +10,10 @@ deferred transactions on ``query_only`` connections instead. PostgreSQL runs thr
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ except ImportError:  # pragma: no cover - SQLAlchemy 2.0
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/i2v.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before "database is locked" (milliseconds)."""
+WAL_SWITCH_RETRY_S = 0.01
+"""Pause between tries of the WAL switch on a fresh file that another connection holds locked (seconds)."""
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 10
 POSTGRES_POOL_RECYCLE_S = 1800
@@ -71,6 +75,22 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
 
 
+def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while it reports "database is locked": SQLite does not run the
+    busy handler for this switch, so connections opening a fresh file at once (bot and workers migrating
+    together) can hit each other's lock. Gives up after the busy timeout, as any other statement would."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            (mode,) = cursor.fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        await_(asyncio.sleep(WAL_SWITCH_RETRY_S))
+
+
 def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[no-untyped-def]
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Take transaction control away from the sqlite3 driver: we emit BEGIN ourselves (see _sqlite_on_begin).
@@ -79,8 +99,7 @@ def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[n
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            (mode,) = cursor.fetchone()
+            mode = _switch_to_wal(cursor, busy_timeout_ms)
             if str(mode).lower() not in ("wal", "memory"):
                 raise RuntimeError(f"SQLite refused journal_mode=WAL (got {mode!r}); is the file on a network share?")
             cursor.execute("PRAGMA synchronous = NORMAL")
