@@ -2,10 +2,14 @@
 
 Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
 reservation; claim; 50 fenced progress/heartbeat writes; finish with settlement). ``--workers`` runs that
-many worker loops at once, each on its own engine (SQLite: still one writer at a time).
+many worker loops at once, each on its own engine, in this one process (one event loop, one core);
+``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
+process per GPU), and reports the wall time from the common start to the last finish. SQLite: still one
+writer at a time.
 
     .venv/bin/python -m bench.store                       # both back ends, 1 and 4 workers
     .venv/bin/python -m bench.store --backend sqlite --jobs 500 --workers 1
+    .venv/bin/python -m bench.store --workers 1 --processes 2 4
 
 PostgreSQL: a scratch database is created on the server of PG_TEST_URL (default
 postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLite: a temporary file.
@@ -15,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -38,6 +44,10 @@ POLICY = QuotaPolicy(daily_gpu_seconds=1e12, max_pending=1_000_000)
 SHA = "0" * 64
 
 
+PROCESS_START_TIMEOUT_S = 120.0
+"""How long worker processes may take to start (import SQLAlchemy, ...) before the run is abandoned."""
+
+
 @dataclass(frozen=True)
 class Result:
     backend: str
@@ -45,8 +55,9 @@ class Result:
     jobs: int
     seconds: float
     cpu_seconds: float
+    """CPU time of the client processes (event loop + driver threads) over the run: the client-side cost."""
     progress_writes: int = PROGRESS_WRITES
-    """CPU time of this process (event loop + driver threads) over the run: the client-side cost."""
+    processes: int = 1
 
     @property
     def jobs_per_second(self) -> float:
@@ -94,23 +105,68 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
         await engine.dispose()
 
 
+def _split(jobs: int, parts: int) -> list[int]:
+    return [jobs // parts + (1 if i < jobs % parts else 0) for i in range(parts)]
+
+
 async def run(url: str, backend: str, jobs: int, workers: int, writes: int = PROGRESS_WRITES) -> Result:
     """Time ``jobs`` full job lifecycles (``writes`` progress writes each) over ``workers`` concurrent loops
-    on a migrated ``url``."""
-    per_worker = [jobs // workers + (1 if i < jobs % workers else 0) for i in range(workers)]
+    in this process on a migrated ``url``."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(_worker_loop(url, i, n, writes) for i, n in enumerate(per_worker)))
+    await asyncio.gather(*(_worker_loop(url, i, n, writes) for i, n in enumerate(_split(jobs, workers))))
     return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes)
 
 
-async def _with_sqlite(jobs: int, workers: int, writes: int) -> Result:
+def _process_main(url: str, worker: int, jobs: int, writes: int, barrier: Any, results: Any) -> None:
+    """One worker process: wait for the others to be ready, run its loop, report (start, end, CPU s)."""
+    barrier.wait(PROCESS_START_TIMEOUT_S)
+    start, cpu_start = time.time(), time.process_time()
+    asyncio.run(_worker_loop(url, worker, jobs, writes))
+    results.put((start, time.time(), time.process_time() - cpu_start))
+
+
+def run_processes(url: str, backend: str, jobs: int, processes: int, writes: int = PROGRESS_WRITES) -> Result:
+    """Like ``run`` with one worker loop in each of ``processes`` separate processes (started before the
+    clock starts; they begin together). A process that fails makes this raise."""
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes!r}")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_main, args=(url, 10 + i, n, writes, barrier, results), daemon=True)
+        for i, n in enumerate(_split(jobs, processes))
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+        failed = [p.exitcode for p in procs if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} bench worker process(es) failed (exit codes {failed})")
+        reports = [results.get(timeout=10) for _ in procs]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    seconds = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
+    return Result(backend, 1, jobs, seconds, sum(cpu for _, _, cpu in reports), writes, processes)
+
+
+async def _measure(url: str, backend: str, jobs: int, workers: int, writes: int, processes: int) -> Result:
+    if processes == 1:
+        return await run(url, backend, jobs, workers, writes)
+    return await asyncio.to_thread(run_processes, url, backend, jobs, processes, writes)
+
+
+async def _with_sqlite(jobs: int, workers: int, writes: int, processes: int = 1) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
         await migrate(url)
-        return await run(url, "sqlite", jobs, workers, writes)
+        return await _measure(url, "sqlite", jobs, workers, writes, processes)
 
 
-async def _with_postgres(jobs: int, workers: int, writes: int) -> Result:
+async def _with_postgres(jobs: int, workers: int, writes: int, processes: int = 1) -> Result:
     server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
     name = f"i2v_bench_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
@@ -120,7 +176,7 @@ async def _with_postgres(jobs: int, workers: int, writes: int) -> Result:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
         try:
             await migrate(url)
-            return await run(url, "postgresql", jobs, workers, writes)
+            return await _measure(url, "postgresql", jobs, workers, writes, processes)
         finally:
             async with admin.connect() as conn:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -132,23 +188,27 @@ async def main(argv: list[str] | None = None) -> list[Result]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="jobs per measurement")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="concurrent worker loops")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="concurrent worker loops in one process")
+    parser.add_argument(
+        "--processes", type=int, nargs="*", default=[], help="also: this many worker processes, one loop each"
+    )
     parser.add_argument(
         "--progress-writes", type=int, default=PROGRESS_WRITES, help="progress transactions per job (default 50)"
     )
     args = parser.parse_args(argv)
-    if args.jobs < 1 or any(w < 1 for w in args.workers) or args.progress_writes < 0:
-        parser.error("--jobs and --workers must be >= 1, --progress-writes >= 0")
+    if args.jobs < 1 or any(w < 1 for w in args.workers + args.processes) or args.progress_writes < 0:
+        parser.error("--jobs, --workers and --processes must be >= 1, --progress-writes >= 0")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
+    runs = [(w, 1) for w in args.workers] + [(1, p) for p in args.processes]
     for backend in backends:
-        for workers in args.workers:
+        for workers, processes in runs:
             runner = _with_sqlite if backend == "sqlite" else _with_postgres
-            result = await runner(args.jobs, workers, args.progress_writes)
+            result = await runner(args.jobs, workers, args.progress_writes, processes)
             results.append(result)
             print(
-                f"{backend:10s} workers={workers} jobs={result.jobs} progress_writes={result.progress_writes} "
-                f"time={result.seconds:.2f}s "
+                f"{backend:10s} workers={workers} processes={processes} jobs={result.jobs} "
+                f"progress_writes={result.progress_writes} time={result.seconds:.2f}s "
                 f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s); "
                 f"client CPU {result.cpu_ms_per_job:.1f} ms/job; load average {os.getloadavg()[0]:.1f}",
                 flush=True,

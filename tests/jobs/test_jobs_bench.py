@@ -36,3 +36,23 @@ async def test_bench_lifecycle_completes_every_job(db_url: str) -> None:
     finally:
         await engine.dispose()
     assert done == 6 and charges == 6
+
+
+async def test_bench_worker_processes_complete_every_job(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--processes: separate worker processes (spawned, so the bench must be importable by name) share the jobs."""
+    import asyncio
+    import importlib
+
+    monkeypatch.syspath_prepend(str(BENCH.parents[1]))  # spawned children inherit sys.path
+    bench = importlib.import_module("bench.store")
+    result = await asyncio.to_thread(bench.run_processes, db_url, "test", 4, 2, 3)
+    assert result.jobs == 4 and result.processes == 2 and result.seconds > 0 and result.cpu_seconds > 0
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            rows = (await s.execute(select(Job.worker_id, func.count(Job.id))
+                                    .where(Job.status == JobStatus.SUCCEEDED, Job.progress_step == 3)
+                                    .group_by(Job.worker_id))).all()
+    finally:
+        await engine.dispose()
+    assert sorted(rows) == [("bench-10", 2), ("bench-11", 2)]
