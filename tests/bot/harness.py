@@ -10,7 +10,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,26 @@ class BotProcess:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+@asynccontextmanager
+async def running_bot(fake: FakeDiscord, bot: BotProcess) -> AsyncIterator[BotProcess]:
+    """Start ``bot`` (the fake is already started); on exit stop the bot, kill any worker it left behind, stop the
+    fake, and fail if the bot did not exit cleanly."""
+    pids: list[int] = []
+    code: int | None = None
+    try:
+        await bot.start()
+        yield bot
+    finally:
+        try:
+            pids = await bot.worker_pids()
+        except Exception:  # the database may not exist if start failed
+            pass
+        code = await bot.stop()
+        bot.reap_workers(pids)
+        await fake.stop()
+    assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
 
 
 # -- reading the fake's records ---------------------------------------------------------------------------------

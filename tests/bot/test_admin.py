@@ -30,6 +30,7 @@ from bot.permissions import REFUSAL_MESSAGE
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import AuditLog, GuildSettings, Job, JobStatus, LedgerKind, QueueState, QuotaLedger, UserLimit, Worker
 from tests.bot.harness import (
+    running_bot,
     SMALL,
     BotProcess,
     custom_ids,
@@ -103,20 +104,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             "ADMIN_ROLE_IDS": str(mod_role),
         },
     )
-    pids: list[int] = []
-    try:
-        await bot.start()
+    async with running_bot(fake, bot):
         yield World(fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users, other.id,
                     other_manager, olga)
-    finally:
-        try:
-            pids = await bot.worker_pids()
-        except Exception:  # the database may not exist if start failed
-            pass
-        code = await bot.stop()
-        bot.reap_workers(pids)
-        await fake.stop()
-        assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

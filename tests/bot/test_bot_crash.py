@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from jobs.models import JobStatus, Worker
 from tests.bot.harness import (
+    running_bot,
     SMALL,
     BotProcess,
     callback_of,
@@ -37,18 +38,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     await fake.start()
     bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={
         "I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2", "MESSAGE_CONTENT_INTENT": "false"})
-    pids: list[int] = []
-    try:
-        await bot.start()
+    async with running_bot(fake, bot):
         yield fake, bot
-    finally:
-        try:
-            pids = await bot.worker_pids()
-        except Exception:
-            pass
-        await bot.stop()
-        bot.reap_workers(pids)
-        await fake.stop()
 
 
 async def _submit(fake: FakeDiscord, member, **options) -> int:  # type: ignore[no-untyped-def]

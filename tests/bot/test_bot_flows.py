@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from jobs.models import JobStatus
 from tests.bot.harness import (
+    running_bot,
     SMALL,
     TOKEN,
     BotProcess,
@@ -38,19 +39,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
     bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000"})
-    pids: list[int] = []
-    try:
-        await bot.start()
+    async with running_bot(fake, bot):
         yield fake, bot
-    finally:
-        try:
-            pids = await bot.worker_pids()
-        except Exception:  # the database may not exist if start failed
-            pass
-        code = await bot.stop()
-        bot.reap_workers(pids)
-        await fake.stop()
-        assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
 
 

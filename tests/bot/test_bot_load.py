@@ -16,7 +16,16 @@ from sqlalchemy import select
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import JobStatus, LedgerKind, QuotaLedger
 from jobs.quota import QuotaPolicy, quota_status
-from tests.bot.harness import SMALL, BotProcess, callback_of, followup_text, job_id_from, png_bytes, result_posts
+from tests.bot.harness import (
+    SMALL,
+    BotProcess,
+    callback_of,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    result_posts,
+    running_bot,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -39,18 +48,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         "I2V_FAULT_SLEEP_PER_STEP": "0.02",
         "LOOP_LAG_REPORT": str(root / "lag.json"),
     })
-    pids: list[int] = []
-    try:
-        await bot.start()
+    async with running_bot(fake, bot):
         yield fake, bot
-    finally:
-        try:
-            pids = await bot.worker_pids()
-        except Exception:
-            pass
-        await bot.stop()
-        bot.reap_workers(pids)
-        await fake.stop()
 
 
 async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
