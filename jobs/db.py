@@ -4,8 +4,17 @@ SQLite (the default) runs through aiosqlite with, on every new connection: WAL j
 ``foreign_keys=ON`` and ``synchronous=NORMAL``; the driver's own transaction handling is switched off and
 every transaction starts with ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads and then writes gets
 "database is locked" at once, ignoring the busy timeout), sent together with the transaction's first
-statement. Each statement is one hop to aiosqlite's thread (``_OneHopCursor``), not four. Engines made with ``read_only=True`` start
-deferred transactions on ``query_only`` connections instead. PostgreSQL runs through asyncpg.
+statement. Engines made with ``read_only=True`` start deferred transactions on ``query_only`` connections
+instead. PostgreSQL runs through asyncpg.
+
+SQLite statements run on the event loop's thread (``_InlineCursor``): a job-store statement takes tens of
+microseconds there, less than one hop to aiosqlite's thread. Only waiting must not happen there, and the
+only wait is for the write lock, which is taken when a transaction begins (WAL: readers never wait, and a
+transaction holding the write lock never waits again, commit included). So a statement that may need a
+lock is first tried with the busy timeout set to 0; if the lock is held elsewhere ("database is locked"
+before anything ran) it is run again on aiosqlite's thread with the full busy timeout, and the loop goes
+on meanwhile. Checkpoints (every ~1000 WAL pages, at a commit) also run inline: with
+``synchronous=NORMAL`` that is the only fsync, a few milliseconds on an SSD.
 """
 
 from __future__ import annotations
@@ -112,6 +121,7 @@ def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[n
 
 
 _BEGIN_DEFERRED_KEY = "i2v_begin_deferred"
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
@@ -123,20 +133,32 @@ def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
     return on_begin
 
 
+def _sqlite_set_isolation_level(dbapi_connection: Any, level: str) -> None:
+    """``dialect.set_isolation_level`` for SQLite. SERIALIZABLE (the default, SQLite's only level): our own
+    BEGIN starts each transaction. AUTOCOMMIT: no BEGIN; each statement is a transaction of its own. The
+    driver's ``isolation_level`` stays None either way (the stock dialect sets it to "" on reset, which would
+    hand BEGIN back to the driver)."""
+    if level not in ("SERIALIZABLE", "AUTOCOMMIT"):
+        raise ValueError(f"SQLite engines support isolation levels SERIALIZABLE and AUTOCOMMIT, not {level!r}")
+    dbapi_connection.autocommit = level == "AUTOCOMMIT"
+
+
 def _sqlite_do_begin(connection: Any) -> None:
     """``dialect.do_begin`` for SQLite: no driver call of its own. The BEGIN is remembered on the connection
-    and sent in the same aiosqlite thread hop as the transaction's first statement (``_OneHopCursor``), inside
+    and sent with the transaction's first statement (``_InlineCursor``), inside
     SQLAlchemy's error handling, so "database is locked" arrives as OperationalError from that statement."""
     deferred = connection.info.pop(_BEGIN_DEFERRED_KEY, False)
-    connection.dbapi_connection.pending_begin = "BEGIN" if deferred else "BEGIN IMMEDIATE"
+    if connection.dbapi_connection.autocommit:
+        return
+    connection.dbapi_connection.pending_begin = "BEGIN" if deferred else BEGIN_IMMEDIATE
 
 
 def _run_statement(
-    connection: Any, begin: str | None, operation: str, parameters: Any, many: bool
+    connection: sqlite3.Connection, begin: str | None, operation: str, parameters: Any, many: bool
 ) -> tuple[Any, list[Any], int, int | None]:
-    """On aiosqlite's thread: run ``begin`` (if any) and one statement on a fresh sqlite3 cursor and return
-    everything SQLAlchemy reads from it (description, rows, rowcount, lastrowid): one thread hop."""
-    cursor = connection._conn.cursor()  # noqa: SLF001 - aiosqlite's sqlite3 connection, on its own thread
+    """Run ``begin`` (if any) and one statement on a fresh cursor of ``connection`` and return everything
+    SQLAlchemy reads from it (description, rows, rowcount, lastrowid)."""
+    cursor = connection.cursor()
     try:
         if begin is not None:
             cursor.execute(begin)
@@ -153,15 +175,55 @@ def _run_statement(
         cursor.close()
 
 
-class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_BUSY ("database is locked"): another connection holds a lock we need."""
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+class _LockWaitNeeded(Exception):
+    """The statement needs a lock held by another connection; nothing of it ran. ``begin`` is what is still
+    to be sent before it (None when the transaction's BEGIN already went through)."""
+
+    def __init__(self, begin: str | None) -> None:
+        super().__init__(begin)
+        self.begin = begin
+
+
+def _run_without_waiting(
+    connection: sqlite3.Connection, begin: str | None, operation: str, parameters: Any, many: bool, busy_timeout_ms: int
+) -> tuple[Any, list[Any], int, int | None]:
+    """``_run_statement`` with a busy timeout of 0, restored to ``busy_timeout_ms`` afterwards: raises
+    ``_LockWaitNeeded`` instead of waiting for a lock."""
+    connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        if begin is not None:
+            try:
+                connection.execute(begin)
+            except sqlite3.OperationalError as error:
+                if _is_busy(error):
+                    raise _LockWaitNeeded(begin) from error
+                raise
+        try:
+            return _run_statement(connection, None, operation, parameters, many)
+        except sqlite3.OperationalError as error:
+            # A statement that fails on a lock has done nothing (SQLite statements are atomic): run it again.
+            if _is_busy(error):
+                raise _LockWaitNeeded(None) from error
+            raise
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+
+
+class _InlineCursor(AsyncAdapt_aiosqlite_cursor):
     """SQLAlchemy's aiosqlite cursor makes four thread hops per statement (cursor, execute, fetchall,
-    close; ~0.1 ms each when the event loop is busy). This one makes one: the whole statement runs on
-    aiosqlite's thread and the results are kept here, already fetched (as the stock cursor keeps them)."""
+    close; ~0.1 ms each when the event loop is busy). This one runs the statement on the calling thread
+    and keeps the results, already fetched (as the stock cursor keeps them); a statement that would wait
+    for a lock goes to aiosqlite's thread instead (one hop) and waits there."""
 
     __slots__ = ("_description", "_rowcount", "_lastrowid")
     _awaitable_cursor_close = False
 
-    def __init__(self, adapt_connection: _OneHopConnection) -> None:  # noqa: D107
+    def __init__(self, adapt_connection: _InlineConnection) -> None:  # noqa: D107
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
         self._cursor = None  # type: ignore[assignment]
@@ -193,13 +255,30 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _run(self, operation: Any, parameters: Any, many: bool) -> None:
         adapted = self._adapt_connection
+        sqlite_conn: sqlite3.Connection = self._connection._conn  # noqa: SLF001 - aiosqlite's sqlite3 connection
         async with adapted._execute_mutex:
             begin, adapted.pending_begin = adapted.pending_begin, None
-            description, rows, rowcount, lastrowid = await self._connection._execute(
-                _run_statement, self._connection, begin, operation, parameters, many
-            )
-        self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
-        self._rows = collections.deque(rows)
+            if adapted.holds_write_lock:  # nothing left to wait for in this transaction
+                result = _run_statement(sqlite_conn, None, operation, parameters, many)
+            else:
+                try:
+                    result = _run_without_waiting(
+                        sqlite_conn, begin, operation, parameters, many, adapted.busy_timeout_ms
+                    )
+                except _LockWaitNeeded as wait:
+                    waiting = asyncio.ensure_future(
+                        self._connection._execute(_run_statement, sqlite_conn, wait.begin, operation, parameters, many)
+                    )
+                    try:
+                        result = await asyncio.shield(waiting)
+                    except asyncio.CancelledError:
+                        # The thread runs the statement to its end regardless: keep the connection (the
+                        # mutex) until it has, so that the rollback that follows cannot overlap it.
+                        await asyncio.wait([waiting])
+                        raise
+                adapted.holds_write_lock = begin == BEGIN_IMMEDIATE
+        self._description, self._rowcount, self._lastrowid = result[0], result[2], result[3]
+        self._rows = collections.deque(result[1])
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:  # noqa: D102
         try:
@@ -217,34 +296,53 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
 
-class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    """aiosqlite connection with one-hop cursors; ``pending_begin`` is the BEGIN the next statement sends
-    first (a transaction that ends before any statement ran never touched the database)."""
+class _InlineConnection(AsyncAdapt_aiosqlite_connection):
+    """aiosqlite connection with inline cursors. ``pending_begin`` is the BEGIN the next statement sends
+    first (a transaction that ends before any statement ran never touched the database);
+    ``holds_write_lock`` is whether the open transaction began IMMEDIATE (then nothing in it waits);
+    ``autocommit``: no BEGIN at all (``isolation_level="AUTOCOMMIT"``), each statement commits itself.
+    Commit and rollback run inline too: in WAL mode they never wait for a lock."""
 
-    __slots__ = ("pending_begin",)
-    _cursor_cls = _OneHopCursor
+    __slots__ = ("pending_begin", "holds_write_lock", "busy_timeout_ms", "autocommit")
+    _cursor_cls = _InlineCursor
 
-    def __init__(self, dbapi: Any, connection: Any) -> None:  # noqa: D107
+    def __init__(self, dbapi: Any, connection: Any, busy_timeout_ms: int) -> None:  # noqa: D107
         super().__init__(dbapi, connection)
         self.pending_begin: str | None = None
+        self.holds_write_lock = False
+        self.busy_timeout_ms = busy_timeout_ms
+        self.autocommit = False
+
+    def _end(self, action: str) -> None:
+        self.pending_begin, self.holds_write_lock = None, False
+        sqlite_conn = self._connection._connection  # noqa: SLF001 - aiosqlite's sqlite3 connection, None once closed
+        if sqlite_conn is None:
+            return
+        try:
+            getattr(sqlite_conn, action)()
+        except Exception as error:  # noqa: BLE001 - translated like every other driver error
+            self._handle_exception(error)
 
     def commit(self) -> None:  # noqa: D102
-        if self.pending_begin is not None:
-            self.pending_begin = None  # nothing ran: nothing to commit
+        if self.pending_begin is not None:  # nothing ran: nothing to commit
+            self.pending_begin = None
             return
-        super().commit()
+        self._end("commit")
 
     def rollback(self) -> None:  # noqa: D102
-        self.pending_begin = None
-        super().rollback()
+        self._end("rollback")
 
 
-class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
-    """The aiosqlite DBAPI shim, handing out connections whose cursors make one thread hop per statement."""
+class _InlineDbapi(AsyncAdapt_aiosqlite_dbapi):
+    """The aiosqlite DBAPI shim, handing out connections whose statements run inline (``_InlineCursor``)."""
+
+    def __init__(self, aiosqlite: Any, sqlite: Any, busy_timeout_ms: int) -> None:  # noqa: D107
+        super().__init__(aiosqlite, sqlite)
+        self.busy_timeout_ms = busy_timeout_ms
 
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:  # noqa: D102
         adapted = super().connect(*arg, **kw)
-        return _OneHopConnection(self, adapted._connection)
+        return _InlineConnection(self, adapted._connection, self.busy_timeout_ms)
 
 
 def make_engine(
@@ -274,11 +372,14 @@ def make_engine(
         kwargs.setdefault("pool_reset_on_return", None)
         import aiosqlite
 
-        kwargs.setdefault("module", _OneHopDbapi(aiosqlite, sqlite3))
+        kwargs.setdefault("module", _InlineDbapi(aiosqlite, sqlite3, busy_timeout_ms))
+        # Statements run on the event loop's thread as well as on aiosqlite's (one at a time: see _InlineCursor).
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         engine = create_async_engine(url, echo=echo, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect(read_only, busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin(read_only))
         engine.sync_engine.dialect.do_begin = _sqlite_do_begin  # type: ignore[method-assign]
+        engine.sync_engine.dialect.set_isolation_level = _sqlite_set_isolation_level  # type: ignore[method-assign]
         return engine
     options: dict[str, Any] = {
         "pool_size": POSTGRES_POOL_SIZE,

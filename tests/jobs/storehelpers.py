@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from typing import Any
 
 from sqlalchemy import insert
@@ -82,3 +83,18 @@ async def bulk_queue(session: AsyncSession, count: int, *, users: int = 1, cost:
         for i in range(count)
     ]
     await session.execute(insert(Job), rows)
+
+
+def sqlite_write_lock_free(path: str) -> bool:
+    """Whether another process could take the SQLite database's write lock right now (no waiting)."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        return False
+    finally:
+        other.close()
