@@ -62,6 +62,7 @@ from jobs.quota import (
     estimate_cost,
     pending_usage,
     refill_time,
+    used_in_window,
 )
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -309,9 +310,9 @@ async def enqueue_job(
     else:
         model = cost_model if cost_model is not None else await calibrate(session)
         cost = estimate_cost(new.width, new.height, new.frames, new.steps, model=model)
-    charges = await charges_in_window(session, new.user_id, now)
-    used = sum(a for _, a in charges)
+    used = await used_in_window(session, new.user_id, now)
     if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:
+        charges = await charges_in_window(session, new.user_id, now)  # only a refusal needs them one by one
         raise OverBudget(
             remaining=max(0.0, limits.budget - used - reserved),
             needed=cost,
