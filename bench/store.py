@@ -1,7 +1,7 @@
 """Job-store throughput: enqueue + claim + 50 progress writes + finish, as jobs per second.
 
 Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
-reservation; claim; 50 fenced progress/heartbeat writes; finish with settlement). ``--workers`` runs that
+reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement). ``--workers`` runs that
 many worker loops at once, each on its own engine, in this one process (one event loop, one core);
 ``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
 process per GPU), and reports the wall time from the common start to the last finish. SQLite: still one
@@ -33,7 +33,8 @@ from sqlalchemy.engine import make_url
 
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.models import JobSource
-from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job, report_progress
+from jobs.progress import ProgressWriter
+from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job
 from jobs.quota import QuotaPolicy
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -83,6 +84,7 @@ def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
 async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_WRITES) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
+    progress = ProgressWriter(engine)  # as the worker writes progress
     try:
         for n in range(jobs):
             async with sessions() as s, s.begin():
@@ -92,16 +94,16 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
             if job is None:
                 raise RuntimeError("claim returned None right after an enqueue")
             for step in range(1, writes + 1):
-                async with sessions() as s, s.begin():
-                    ack = await report_progress(
-                        s, job.id, job.attempt, step=step, total=writes, phase="denoising", lease_seconds=LEASE_S
-                    )
+                ack = await progress.write(
+                    job.id, job.attempt, step=step, total=writes, phase="denoising", lease_seconds=LEASE_S
+                )
                 if not ack.ok:
                     raise RuntimeError(f"progress of job {job.id} was fenced out")
             async with sessions() as s, s.begin():
                 if not await finish_job(s, job.id, job.attempt, output_path="o.mp4", output_bytes=1, gpu_seconds=1.0):
                     raise RuntimeError(f"finish of job {job.id} was fenced out")
     finally:
+        await progress.close()
         await engine.dispose()
 
 

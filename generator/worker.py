@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
     from generator.params import GenerationParams
     from generator.pipeline import VideoGenerator
+    from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
 
@@ -352,6 +353,7 @@ class WorkerProcess:
         self.generator: VideoGenerator | None = None
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._progress: ProgressWriter | None = None
         self._stopping: asyncio.Event | None = None
         self._stop_deadline = math.inf
         self._state = WORKER_STATE_LOADING
@@ -380,6 +382,7 @@ class WorkerProcess:
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
         from jobs.db import make_engine, make_sessionmaker, migrate
+        from jobs.progress import ProgressWriter
 
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -401,6 +404,7 @@ class WorkerProcess:
         await migrate(s.database_url)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
+        self._progress = ProgressWriter(self._engine)
         heartbeat: asyncio.Task[None] | None = None
         final_state = WORKER_STATE_STOPPED
         try:
@@ -432,6 +436,7 @@ class WorkerProcess:
                 await self._set_state(final_state, None)
             except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
                 log.exception("could not mark the worker stopped")
+            await self._progress.close()
             await self._engine.dispose()
 
     async def _load_model(self) -> bool:
@@ -584,12 +589,10 @@ class WorkerProcess:
 
     async def _report(self, run: JobRun, *, lease_s: float | None = None) -> None:
         """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
-        from jobs.queue import report_progress
-
+        assert self._progress is not None
         step, total, phase = run.snapshot()
-        async with self._session() as session, session.begin():
-            ack = await report_progress(session, run.job.id, run.job.attempt, step=step, total=total, phase=phase,
-                                        lease_seconds=self.settings.lease_s if lease_s is None else lease_s)
+        ack = await self._progress.write(run.job.id, run.job.attempt, step=step, total=total, phase=phase,
+                                         lease_seconds=self.settings.lease_s if lease_s is None else lease_s)
         log.info("progress job=%d attempt=%d step=%d/%d phase=%s", run.job.id, run.job.attempt, step, total, phase)
         if not ack.ok:
             log.warning("job %d attempt %d is no longer ours; stopping it", run.job.id, run.job.attempt)

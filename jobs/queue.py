@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, String, Update, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from jobs.audit import record_action
 from jobs.errors import (
@@ -378,7 +378,7 @@ async def claim_next_job(
 
 
 async def report_progress(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     job_id: int,
     attempt: int,
     *,
@@ -388,14 +388,18 @@ async def report_progress(
     lease_seconds: float,
     now: datetime | None = None,
 ) -> ProgressAck:
-    """Heartbeat + progress (fenced by attempt): renews the lease and returns whether to cancel."""
+    """Heartbeat + progress (fenced by attempt): renews the lease and returns whether to cancel.
+
+    One UPDATE ... RETURNING, in the caller's transaction; it may also be given a connection (an
+    autocommit one makes the write its own transaction: see ``jobs.progress.ProgressWriter``)."""
     lease = _check_lease(lease_seconds)
     if step < 0 or total < 0 or (total > 0 and step > total):
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
     now = _now(now)
     params = {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
               "p_lease": now + lease}
-    stmt = _progress_statement(session.get_bind().dialect.name == "postgresql")
+    dialect = session.dialect if isinstance(session, AsyncConnection) else session.get_bind().dialect
+    stmt = _progress_statement(dialect.name == "postgresql")
     row = (await session.execute(stmt, params)).first()
     if row is None:
         return ProgressAck(ok=False, cancel_requested=False)
