@@ -64,9 +64,6 @@ async def queue_job(
         await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)
     except discord.HTTPException:
         log.warning("could not post the status message of job %s; the job stays queued", job.id, exc_info=True)
-    else:
-        if bot.monitor is not None:
-            bot.monitor.note_posted(job, place.position)
     return job
 
 

@@ -132,8 +132,8 @@ def status_view(job: Job) -> discord.ui.View | None:
 
 async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None,
                               text: str | None = None) -> int:
-    """Send a status message in the job's channel (a reply to the request message if there is one), record its
-    id on the job and return it."""
+    """Send a status message in the job's channel (a reply to the request message if there is one), tell the
+    monitor what it shows, record its id on the job and return it."""
     from jobs.queue import set_status_message
 
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -149,6 +149,10 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
         mention_author=False,
         allowed_mentions=discord.AllowedMentions.none(),
     )
+    if bot.monitor is not None:
+        # before the id is stored: from then on the monitor edits the message, and it must know what it shows
+        # (a pass between the commit and this call re-sent the same text, closer than the edit interval)
+        bot.monitor.note_posted(job, position)
     async with bot.sessions.begin() as session:
         await set_status_message(session, job.id, status_message_id=message.id)
     job.status_message_id = message.id

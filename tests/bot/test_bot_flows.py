@@ -112,7 +112,8 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     edits = [r for r in fake.requests
              if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
     texts = [status.json["content"]] + [e.json["content"] for e in edits]
-    assert all(a != b for a, b in zip(texts, texts[1:])), texts
+    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits)]  # last line, HTTP status
+    assert all(a != b for a, b in zip(texts, texts[1:])), shown
     assert any("Denoising: step" in t and "%" in t for t in texts), texts
     gaps = [b.time - a.time for a, b in zip([status] + edits, edits)]
     assert min(gaps) >= 0.45, gaps

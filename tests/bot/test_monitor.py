@@ -1,0 +1,77 @@
+"""The job monitor against a real store, with Discord's side reduced to what a status message needs (the
+end-to-end flows in test_bot_flows.py run the same code through the fake Discord server, where a race shows
+up only now and then)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+from bot.monitor import JobMonitor
+from bot.status import post_status_message
+from jobs.db import make_engine, make_sessionmaker
+from jobs.queue import enqueue_job, queue_position
+from tests.jobs.storehelpers import GENEROUS, new_job
+
+STATUS_MESSAGE_ID = 900
+
+
+class _Channel:
+    """A channel that records what is sent to it and every edit of the message it returns."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.edits: list[str] = []
+
+    async def send(self, content: str, **_: Any) -> SimpleNamespace:
+        self.sent.append(content)
+        return SimpleNamespace(id=STATUS_MESSAGE_ID)
+
+    def get_partial_message(self, message_id: int) -> SimpleNamespace:
+        assert message_id == STATUS_MESSAGE_ID
+
+        async def edit(*, content: str, **_: Any) -> None:
+            self.edits.append(content)
+
+        return SimpleNamespace(edit=edit)
+
+
+async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_resend_it(sqlite_url: str) -> None:
+    """The monitor edits every pending job whose status message id is stored. If it has not yet been told what
+    the new message shows when a pass lands just after the id is committed, it sends the same text again
+    (and sooner than the edit interval)."""
+    engine = make_engine(sqlite_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        channel = _Channel()
+        bot = SimpleNamespace(
+            sessions=sessions, readers=sessions, monitor=None,
+            settings=SimpleNamespace(status_edit_interval=0.5, poll_interval=1.0),
+            get_partial_messageable=lambda channel_id, guild_id=None: channel,
+        )
+        monitor = JobMonitor(bot)  # type: ignore[arg-type]
+        passes: list[int] = []
+
+        @contextlib.asynccontextmanager
+        async def begin_then_monitor_pass() -> AsyncIterator[Any]:
+            async with sessions.begin() as session:
+                yield session
+            if not passes:  # the first transaction to end is the one storing the message id
+                passes.append(1)
+                await monitor.tick()
+
+        async with sessions.begin() as session:
+            job = await enqueue_job(session, new_job(5), GENEROUS)
+        async with sessions() as session:
+            place = await queue_position(session, job.id)
+        bot.monitor = monitor
+        bot.sessions = SimpleNamespace(begin=begin_then_monitor_pass)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)  # type: ignore[arg-type]
+
+        assert passes == [1]
+        assert len(channel.sent) == 1 and "position **1**" in channel.sent[0]
+        assert channel.edits == []  # the pass saw the message as already showing this state
+    finally:
+        await engine.dispose()
