@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, String, Update, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
 from jobs.errors import (
@@ -150,6 +151,13 @@ class ProgressAck:
     ok: bool
     """False: the job is no longer this attempt's (rescued, finished elsewhere): stop working on it."""
     cancel_requested: bool
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any] | None) -> ProgressAck:
+        """From the progress UPDATE's RETURNING row (None: fenced out)."""
+        if row is None:
+            return cls(ok=False, cancel_requested=False)
+        return cls(ok=True, cancel_requested=bool(row[0]))
 
 
 @dataclass(frozen=True)
@@ -377,8 +385,25 @@ async def claim_next_job(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+def progress_parameters(
+    job_id: int, attempt: int, *, step: int, total: int, phase: str, lease_seconds: float, now: datetime | None = None
+) -> dict[str, Any]:
+    """The checked parameters of ``progress_statement`` (a bad step, total or lease raises ValueError)."""
+    lease = _check_lease(lease_seconds)
+    if step < 0 or total < 0 or (total > 0 and step > total):
+        raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
+    return {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
+            "p_lease": _now(now) + lease}
+
+
+def progress_statement(dialect_name: str) -> Update:
+    """The fenced progress UPDATE for a back end; its RETURNING row starts with ``cancel_requested`` and is
+    absent when the attempt no longer owns the job."""
+    return _progress_statement(dialect_name == "postgresql")
+
+
 async def report_progress(
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession,
     job_id: int,
     attempt: int,
     *,
@@ -390,20 +415,13 @@ async def report_progress(
 ) -> ProgressAck:
     """Heartbeat + progress (fenced by attempt): renews the lease and returns whether to cancel.
 
-    One UPDATE ... RETURNING, in the caller's transaction; it may also be given a connection (an
-    autocommit one makes the write its own transaction: see ``jobs.progress.ProgressWriter``)."""
-    lease = _check_lease(lease_seconds)
-    if step < 0 or total < 0 or (total > 0 and step > total):
-        raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
-    now = _now(now)
-    params = {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
-              "p_lease": now + lease}
-    dialect = session.dialect if isinstance(session, AsyncConnection) else session.get_bind().dialect
-    stmt = _progress_statement(dialect.name == "postgresql")
+    One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
+    ``jobs.progress.ProgressWriter``, each write a transaction of its own."""
+    params = progress_parameters(job_id, attempt, step=step, total=total, phase=phase,
+                                 lease_seconds=lease_seconds, now=now)
+    stmt = progress_statement(session.get_bind().dialect.name)
     row = (await session.execute(stmt, params)).first()
-    if row is None:
-        return ProgressAck(ok=False, cancel_requested=False)
-    return ProgressAck(ok=True, cancel_requested=bool(row.cancel_requested))
+    return ProgressAck.from_row(row)
 
 
 async def _close_running(

@@ -1,11 +1,14 @@
 """The worker's ProgressWriter on SQLite and PostgreSQL: each write is committed on its own (visible to
 other connections at once, no lock left behind), fenced by attempt, carries the cancel flag, renews the
-lease, survives a dropped connection, and writes from several tasks take turns."""
+lease, survives a dropped connection, and writes from several tasks take turns. Its statement goes to the
+driver directly, so it is checked to write exactly what ``report_progress`` writes through SQLAlchemy."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+
+import pytest
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -13,7 +16,7 @@ from storehelpers import GENEROUS, new_job, sqlite_write_lock_free
 
 from jobs.models import Job, utcnow
 from jobs.progress import ProgressWriter
-from jobs.queue import cancel_job, claim_next_job, enqueue_job, rescue_expired
+from jobs.queue import cancel_job, claim_next_job, enqueue_job, report_progress, rescue_expired
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
@@ -97,3 +100,40 @@ async def test_concurrent_writes_take_turns(db_engine: AsyncEngine, db_sessionma
         )
     assert all(a.ok for a in acks)
     assert (await _read(db_sessionmaker, job.id)).progress_step == 20  # taken in order, the last one stands
+
+
+async def test_a_write_stores_exactly_what_report_progress_stores(
+    db_engine: AsyncEngine, db_sessionmaker: Sessions
+) -> None:
+    """Same statement, same instant: the driver-level write and the session-level one leave equal rows
+    (the lease timestamp to the microsecond, converted by the column type on both paths)."""
+    by_session, by_writer = await _running_job(db_sessionmaker, 5), await _running_job(db_sessionmaker, 6)
+    at = utcnow().replace(microsecond=123456)
+    async with db_sessionmaker() as s, s.begin():
+        ack = await report_progress(s, by_session.id, by_session.attempt, step=4, total=30, phase="denoising",
+                                    lease_seconds=90.5, now=at)
+    assert ack.ok
+    async with ProgressWriter(db_engine) as writer:
+        assert (await writer.write(by_writer.id, by_writer.attempt, step=4, total=30, phase="denoising",
+                                   lease_seconds=90.5, now=at)).ok
+    rows = [await _read(db_sessionmaker, j.id) for j in (by_session, by_writer)]
+    seen = [(r.progress_step, r.progress_total, r.phase, r.lease_expires_at, r.status) for r in rows]
+    assert seen[0] == seen[1]
+    assert seen[1][3] == at + timedelta(seconds=90.5)
+    if db_engine.dialect.name == "sqlite":  # stored as the same text, so SQL comparisons order them alike
+        async with db_engine.connect() as conn:
+            texts = (await conn.exec_driver_sql("SELECT lease_expires_at FROM jobs WHERE id IN (?, ?) ORDER BY id",
+                                                (by_session.id, by_writer.id))).scalars().all()
+            assert texts[0] == texts[1], texts
+            await conn.rollback()
+
+
+async def test_bad_progress_is_refused_before_anything_is_sent(db_engine: AsyncEngine, db_sessionmaker: Sessions) -> None:
+    job = await _running_job(db_sessionmaker)
+    async with ProgressWriter(db_engine) as writer:
+        with pytest.raises(ValueError, match="step 51 of 50"):
+            await writer.write(job.id, job.attempt, step=51, total=50, phase="denoising", lease_seconds=LEASE)
+        with pytest.raises(ValueError, match="lease_seconds"):
+            await writer.write(job.id, job.attempt, step=1, total=50, phase="denoising", lease_seconds=0)
+        assert writer._conn is None  # nothing was sent
+    assert (await _read(db_sessionmaker, job.id)).progress_step == 0
