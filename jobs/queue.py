@@ -19,7 +19,21 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, Update, bindparam, func, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    Update,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +60,8 @@ from jobs.models import (
     LedgerKind,
     QueueState,
     QuotaAccount,
+    QuotaLedger,
+    UserLimit,
     UtcDateTime,
     Worker,
     WorkerState,
@@ -57,13 +73,13 @@ from jobs.quota import (
     CostModel,
     QuotaPolicy,
     add_ledger,
+    best_tier,
     calibrate,
     charges_in_window,
-    effective_limits,
+    combine_limits,
     estimate_cost,
-    pending_usage,
+    in_window,
     refill_time,
-    used_in_window,
 )
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -236,20 +252,16 @@ async def is_paused(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID)))
 
 
-async def _check_guild(session: AsyncSession, new: NewJob) -> None:
-    if new.guild_id is None:
-        return
-    settings = await session.get(GuildSettings, new.guild_id, populate_existing=True)
-    if settings is None:
-        return
-    if settings.paused:
+def _check_guild(new: NewJob, facts: Row[Any]) -> None:
+    """Refuse a request the guild's settings (read with the admission facts) do not allow."""
+    if facts.guild_paused:
         raise QueuePaused(guild=True)
-    if settings.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(settings.max_resolution):
-        raise OverGuildCap("resolution", new.resolution, settings.max_resolution)
-    if settings.max_frames is not None and new.frames > settings.max_frames:
-        raise OverGuildCap("frames", new.frames, settings.max_frames)
-    if settings.max_steps is not None and new.steps > settings.max_steps:
-        raise OverGuildCap("steps", new.steps, settings.max_steps)
+    if facts.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(facts.max_resolution):
+        raise OverGuildCap("resolution", new.resolution, facts.max_resolution)
+    if facts.max_frames is not None and new.frames > facts.max_frames:
+        raise OverGuildCap("frames", new.frames, facts.max_frames)
+    if facts.max_steps is not None and new.steps > facts.max_steps:
+        raise OverGuildCap("steps", new.steps, facts.max_steps)
 
 
 async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
@@ -262,21 +274,64 @@ async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> N
     )
 
 
-async def _next_round(session: AsyncSession, user_id: int) -> int:
-    """max(one more than the user's newest pending round, the round most recently started): one query."""
-    user_last = (
-        select(func.max(Job.round)).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)).scalar_subquery()
+def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[Any]:
+    """Everything admission decides on, as one row read right after the account lock: the queue's and
+    the guild's pause and caps, the user's override (``banned`` is NULL when there is none) and best
+    tier, their pending jobs and reservations, their 24 h usage, the rounds that place the new job (the
+    user's newest pending round and the round most recently started), and (with a queue cap) the queue's
+    length. One statement instead of eight."""
+    pending_jobs = (  # an aggregate: always exactly one row, the one everything else is joined to
+        select(
+            func.count(Job.id).label("pending"),
+            func.coalesce(func.sum(Job.cost_estimate), 0.0).label("reserved"),
+            func.max(Job.round).label("user_last_round"),
+        )
+        .where(Job.user_id == new.user_id, Job.status.in_(PENDING_STATUSES))
+        .subquery("pending_jobs")
     )
-    current = (
+    columns: list[Any] = [
+        QueueState.paused.label("queue_paused"),
+        QueueState.reason.label("queue_reason"),
+        GuildSettings.paused.label("guild_paused"),
+        GuildSettings.max_resolution,
+        GuildSettings.max_frames,
+        GuildSettings.max_steps,
+        UserLimit.daily_gpu_seconds,
+        UserLimit.max_pending,
+        UserLimit.banned,
+        UserLimit.ban_reason,
+        pending_jobs.c.pending,
+        pending_jobs.c.reserved,
+        pending_jobs.c.user_last_round,
+        select(func.coalesce(func.sum(QuotaLedger.amount), 0.0))
+        .where(*in_window(new.user_id, now))
+        .scalar_subquery()
+        .label("used"),
         select(Job.round)
         .where(Job.started_at.is_not(None))
         .order_by(Job.started_at.desc(), Job.id.desc())
         .limit(1)
         .scalar_subquery()
+        .label("current_round"),
+    ]
+    if policy.max_queue_length is not None:
+        columns.append(
+            select(func.count(Job.id)).where(Job.status == JobStatus.QUEUED).scalar_subquery().label("queued")
+        )
+    query = (
+        select(*columns)
+        .select_from(pending_jobs)
+        .outerjoin(QueueState, QueueState.id == QUEUE_STATE_ROW_ID)
+        .outerjoin(GuildSettings, GuildSettings.guild_id == new.guild_id)
+        .outerjoin(UserLimit, UserLimit.user_id == new.user_id)
     )
-    row = (await session.execute(select(user_last, current))).one()
-    own = 0 if row[0] is None else row[0] + 1
-    return max(own, row[1] or 0)
+    tier = best_tier(policy)
+    if tier is None:
+        return query
+    tier_row = tier.subquery("tier")  # an aggregate: always exactly one row
+    return query.add_columns(tier_row.c.budget.label("tier_budget"), tier_row.c.max_pending.label("tier_pending")).join_from(
+        pending_jobs, tier_row, true()
+    )
 
 
 async def enqueue_job(
@@ -298,27 +353,26 @@ async def enqueue_job(
     if not isinstance(policy, QuotaPolicy):
         raise TypeError(f"enqueue_job needs a QuotaPolicy, got {type(policy).__name__}")
     now = _now(now)
-    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, populate_existing=True)
-    if state is not None and state.paused:
-        raise QueuePaused(state.reason)
-    await _check_guild(session, new)
     await _lock_account(session, new.user_id, now)
-    limits = await effective_limits(session, new.user_id, policy)
+    facts = (await session.execute(_admission_query(new, policy, now))).one()
+    if facts.queue_paused:
+        raise QueuePaused(facts.queue_reason)
+    _check_guild(new, facts)
+    tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
+    limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
     if limits.banned:
         raise Banned(limits.ban_reason)
-    pending, reserved = await pending_usage(session, new.user_id)
+    pending, reserved = int(facts.pending), float(facts.reserved)
     if pending >= limits.max_pending:
         raise TooManyPending(limits.max_pending)
-    if policy.max_queue_length is not None:
-        queued = await session.scalar(select(func.count(Job.id)).where(Job.status == JobStatus.QUEUED))
-        if (queued or 0) >= policy.max_queue_length:
-            raise QueueFull(policy.max_queue_length)
+    if policy.max_queue_length is not None and facts.queued >= policy.max_queue_length:
+        raise QueueFull(policy.max_queue_length)
     if new.cost_estimate is not None:
         cost = float(new.cost_estimate)
     else:
         model = cost_model if cost_model is not None else await calibrate(session)
         cost = estimate_cost(new.width, new.height, new.frames, new.steps, model=model)
-    used = await used_in_window(session, new.user_id, now)
+    used = float(facts.used)
     if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:
         charges = await charges_in_window(session, new.user_id, now)  # only a refusal needs them one by one
         raise OverBudget(
@@ -326,12 +380,13 @@ async def enqueue_job(
             needed=cost,
             refill_at=refill_time(charges, limits.budget, reserved, cost) if cost <= limits.budget else None,
         )
+    own_round = 0 if facts.user_last_round is None else facts.user_last_round + 1
     values = {f.name: getattr(new, f.name) for f in fields(NewJob) if f.name != "cost_estimate"}
     job = Job(
         **values,
         status=JobStatus.QUEUED,
         priority=PRIORITY_ADMIN if policy.is_admin else PRIORITY_NORMAL,
-        round=await _next_round(session, new.user_id),
+        round=max(own_round, facts.current_round or 0),
         attempt=0,
         cancel_requested=False,
         progress_step=0,

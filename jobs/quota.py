@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, select
+from sqlalchemy import ColumnElement, Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -157,21 +158,23 @@ class QuotaStatus:
     banned: bool = False
 
 
-async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPolicy) -> EffectiveLimits:
-    """Resolve the user's budget and pending cap: a per-user override wins, else the max over the user's
-    tier roles, else the policy's defaults."""
-    override = await session.get(UserLimit, user_id, populate_existing=True)
+class LimitOverride(Protocol):
+    """A user's own limits (a ``UserLimit`` row, or a result row with the same names)."""
+
+    daily_gpu_seconds: float | None
+    max_pending: int | None
+    banned: bool
+    ban_reason: str | None
+
+
+def combine_limits(
+    policy: QuotaPolicy, *, tier: tuple[float | None, int | None] | None, override: LimitOverride | None
+) -> EffectiveLimits:
+    """A per-user override wins, else the best of the user's tier roles (``tier``: the max budget and max
+    pending cap over them, None for both when none has a tier), else the policy's defaults."""
     budget, max_pending, source = float(policy.daily_gpu_seconds), policy.max_pending, "default"
-    if policy.role_ids:
-        tier = (
-            await session.execute(
-                select(func.max(RoleTier.daily_gpu_seconds), func.max(RoleTier.max_pending)).where(
-                    RoleTier.role_id.in_(sorted(policy.role_ids))
-                )
-            )
-        ).one()
-        if tier[0] is not None:
-            budget, max_pending, source = float(tier[0]), int(tier[1]), "tier"
+    if tier is not None and tier[0] is not None and tier[1] is not None:
+        budget, max_pending, source = float(tier[0]), int(tier[1]), "tier"
     if override is not None:
         if override.daily_gpu_seconds is not None:
             budget, source = float(override.daily_gpu_seconds), "override"
@@ -186,7 +189,24 @@ async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPol
     )
 
 
-def _in_window(user_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
+def best_tier(policy: QuotaPolicy) -> Select[tuple[float | None, int | None]] | None:
+    """The max budget and max pending cap over the policy's roles that have a tier (None: no roles)."""
+    if not policy.role_ids:
+        return None
+    return select(
+        func.max(RoleTier.daily_gpu_seconds).label("budget"), func.max(RoleTier.max_pending).label("max_pending")
+    ).where(RoleTier.role_id.in_(sorted(policy.role_ids)))
+
+
+async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPolicy) -> EffectiveLimits:
+    """Resolve the user's budget and pending cap (``combine_limits``)."""
+    override = await session.get(UserLimit, user_id, populate_existing=True)
+    tier_query = best_tier(policy)
+    tier = None if tier_query is None else tuple((await session.execute(tier_query)).one())
+    return combine_limits(policy, tier=tier, override=override)
+
+
+def in_window(user_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
     """The user's charges that still count at ``now`` (index ix_quota_ledger_user_id_kind_created_at)."""
     return (
         QuotaLedger.user_id == user_id,
@@ -198,16 +218,9 @@ def _in_window(user_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
 async def charges_in_window(session: AsyncSession, user_id: int, now: datetime) -> list[tuple[datetime, float]]:
     """The user's charges that still count at ``now``, oldest first: (charged_at, GPU-seconds)."""
     rows = await session.execute(
-        select(QuotaLedger.created_at, QuotaLedger.amount).where(*_in_window(user_id, now)).order_by(QuotaLedger.created_at)
+        select(QuotaLedger.created_at, QuotaLedger.amount).where(*in_window(user_id, now)).order_by(QuotaLedger.created_at)
     )
     return [(r.created_at, float(r.amount)) for r in rows]
-
-
-async def used_in_window(session: AsyncSession, user_id: int, now: datetime) -> float:
-    """The sum of ``charges_in_window``, computed by the database (admission needs only the sum; a busy
-    user has hundreds of charges a day)."""
-    used = await session.scalar(select(func.coalesce(func.sum(QuotaLedger.amount), 0.0)).where(*_in_window(user_id, now)))
-    return float(used or 0.0)
 
 
 async def pending_usage(session: AsyncSession, user_id: int) -> tuple[int, float]:

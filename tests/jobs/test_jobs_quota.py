@@ -144,6 +144,19 @@ async def test_role_tier_is_max_over_roles_and_override_wins(db_sessionmaker: Se
     assert "remove_role_tier" in actions
 
 
+async def test_tier_pending_cap_applies_at_admission(db_sessionmaker: Sessions) -> None:
+    async with db_sessionmaker() as s, s.begin():
+        await set_role_tier(s, 503, guild_id=1, name="regular", daily_gpu_seconds=1000, max_pending=2, by=900)
+    plain = QuotaPolicy(daily_gpu_seconds=1000.0, max_pending=1)
+    with_role = QuotaPolicy(daily_gpu_seconds=1000.0, max_pending=1, role_ids=frozenset({503}))
+    await _enqueue(db_sessionmaker, 10, plain)
+    with pytest.raises(TooManyPending, match="already have 1"):
+        await _enqueue(db_sessionmaker, 10, plain)
+    await _enqueue(db_sessionmaker, 10, with_role)
+    with pytest.raises(TooManyPending, match="already have 2"):
+        await _enqueue(db_sessionmaker, 10, with_role)
+
+
 async def test_override_raises_pending_cap(db_sessionmaker: Sessions) -> None:
     policy = QuotaPolicy(daily_gpu_seconds=1000.0, max_pending=1)
     await _enqueue(db_sessionmaker, 9, policy)
