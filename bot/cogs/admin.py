@@ -379,20 +379,25 @@ async def log_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[disco
 _PAGE_STEP = {"prev": -1, "refresh": 0, "next": 1}
 
 
-class QueuePageButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=CUSTOM_ID_PREFIX + r":queue:(?P<page>[0-9]{1,6}):(?P<kind>prev|refresh|next)",
+class _PageButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_PREFIX + r":(?P<listing>[a-z]+):(?P<page>[0-9]{1,6})"
 ):
-    """Previous / Refresh / Next on an ``/admin queue`` listing; the page it was on is in the ``custom_id``."""
+    """Base for the paging buttons of an admin listing; the page it was on is in the ``custom_id``. Subclasses set
+    LISTING (the ``custom_id`` segment), LABELS (kind -> label, kinds from ``_PAGE_STEP``) and ``reply``."""
 
-    LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
+    LISTING = ""
+    LABELS: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        kinds = "|".join(cls.LABELS)
+        super().__init_subclass__(template=rf"{CUSTOM_ID_PREFIX}:{cls.LISTING}:(?P<page>[0-9]{{1,6}}):(?P<kind>{kinds})")
 
     def __init__(self, page: int, kind: str, *, row: int | None = None, disabled: bool = False) -> None:
         super().__init__(
             discord.ui.Button(
                 label=self.LABELS[kind],
                 style=discord.ButtonStyle.secondary,
-                custom_id=f"{CUSTOM_ID_PREFIX}:queue:{page}:{kind}",
+                custom_id=f"{CUSTOM_ID_PREFIX}:{self.LISTING}:{page}:{kind}",
                 row=row,
                 disabled=disabled,
             )
@@ -400,10 +405,15 @@ class QueuePageButton(
         self.page = page
         self.kind = kind
 
+    @staticmethod
+    async def reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
+        """The listing's page ``page`` (subclasses)."""
+        raise NotImplementedError
+
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> QueuePageButton:
+    ) -> _PageButton:
         return cls(int(match["page"]), match["kind"])
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
@@ -411,10 +421,18 @@ class QueuePageButton(
 
         async def body() -> None:
             await interaction.response.defer()
-            embed, view = await queue_reply(bot, interaction.guild_id, max(0, self.page + _PAGE_STEP[self.kind]))
+            embed, view = await self.reply(bot, interaction.guild_id, max(0, self.page + _PAGE_STEP[self.kind]))
             await interaction.edit_original_response(embed=embed, view=view)
 
         await _run_guarded(interaction, body)
+
+
+class QueuePageButton(_PageButton):
+    """Previous / Refresh / Next on an ``/admin queue`` listing."""
+
+    LISTING = "queue"
+    LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
+    reply = staticmethod(queue_reply)
 
 
 class AdminCancelButton(
@@ -495,41 +513,12 @@ class ClearConfirmButton(
         await _run_guarded(interaction, body)
 
 
-class LogPageButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=CUSTOM_ID_PREFIX + r":log:(?P<page>[0-9]{1,6}):(?P<kind>prev|next)",
-):
+class LogPageButton(_PageButton):
     """Previous / Next on an ``/admin log`` listing."""
 
+    LISTING = "log"
     LABELS = {"prev": "◀ Newer", "next": "Older ▶"}
-
-    def __init__(self, page: int, kind: str, *, disabled: bool = False) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=self.LABELS[kind],
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"{CUSTOM_ID_PREFIX}:log:{page}:{kind}",
-                disabled=disabled,
-            )
-        )
-        self.page = page
-        self.kind = kind
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> LogPageButton:
-        return cls(int(match["page"]), match["kind"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
-
-        async def body() -> None:
-            await interaction.response.defer()
-            embed, view = await log_reply(bot, interaction.guild_id, max(0, self.page + _PAGE_STEP[self.kind]))
-            await interaction.edit_original_response(embed=embed, view=view)
-
-        await _run_guarded(interaction, body)
+    reply = staticmethod(log_reply)
 
 
 ADMIN_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
