@@ -105,8 +105,26 @@ class QueueEntry:
         return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
 
 
+class _Paged:
+    """``page`` and ``pages`` of a listing page that has ``offset``, ``limit`` and ``total``."""
+
+    offset: int
+    limit: int
+    total: int
+
+    @property
+    def page(self) -> int:
+        """This page's number, from 0."""
+        return self.offset // self.limit
+
+    @property
+    def pages(self) -> int:
+        """How many pages the listing has (at least 1)."""
+        return max(1, math.ceil(self.total / self.limit))
+
+
 @dataclass(frozen=True, kw_only=True)
-class QueuePage:
+class QueuePage(_Paged):
     """A page of the queue: running jobs first, then queued jobs in claim order."""
 
     entries: list[QueueEntry]
@@ -117,19 +135,9 @@ class QueuePage:
     paused: bool
 
     @property
-    def total(self) -> int:
+    def total(self) -> int:  # type: ignore[override]
         """Pending (running + queued) jobs in scope."""
         return self.running + self.queued
-
-    @property
-    def page(self) -> int:
-        """This page's number, from 0."""
-        return self.offset // self.limit
-
-    @property
-    def pages(self) -> int:
-        """How many pages the scope has (at least 1)."""
-        return max(1, math.ceil(self.total / self.limit))
 
 
 def _claim_order_position() -> Over[int]:
@@ -449,23 +457,13 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditPage:
+class AuditPage(_Paged):
     """A page of the audit log, newest first."""
 
     rows: list[AuditLog]
     offset: int
     limit: int
     total: int
-
-    @property
-    def page(self) -> int:
-        """This page's number, from 0."""
-        return self.offset // self.limit
-
-    @property
-    def pages(self) -> int:
-        """How many pages the log has (at least 1)."""
-        return max(1, math.ceil(self.total / self.limit))
 
 
 async def audit_page(
