@@ -852,13 +852,8 @@ class WorkerProcess:
 
     async def _expire_lease(self, run: JobRun) -> None:
         """Before exiting on a sticky CUDA error: shorten our lease to now so the next rescue requeues the job."""
-        from jobs.queue import report_progress
-
         try:
-            async with self._session() as session, session.begin():
-                step, total, phase = run.snapshot()
-                await report_progress(session, run.job.id, run.job.attempt, step=step, total=total, phase=phase,
-                                      lease_seconds=LEASE_EXPIRE_NOW_S)
+            await self._report(run, lease_s=LEASE_EXPIRE_NOW_S)
         except Exception:  # noqa: BLE001 - the lease will expire on its own
             log.exception("could not shorten the lease of job %d", run.job.id)
 
