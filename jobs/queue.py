@@ -217,10 +217,11 @@ durable commit (finish, enqueue) and never consistency; a lost heartbeat only ma
 
 
 @functools.cache
-def _progress_statement(postgres: bool = False) -> Update:
-    """The heartbeat UPDATE, built once per back end (it runs ~every denoising step of every worker)."""
+def progress_statement(dialect_name: str) -> Update:
+    """The fenced heartbeat UPDATE, built once per back end (it runs ~every denoising step of every worker).
+    Its RETURNING row starts with ``cancel_requested`` and is absent when the attempt no longer owns the job."""
     returning: list[Any] = [JOBS.c.cancel_requested]
-    if postgres:
+    if dialect_name == "postgresql":
         returning.append(literal_column(PROGRESS_ASYNC_COMMIT_PG).label("async_commit"))
     return (
         update(JOBS)
@@ -449,12 +450,6 @@ def progress_parameters(
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
     return {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
             "p_lease": _now(now) + lease}
-
-
-def progress_statement(dialect_name: str) -> Update:
-    """The fenced progress UPDATE for a back end; its RETURNING row starts with ``cancel_requested`` and is
-    absent when the attempt no longer owns the job."""
-    return _progress_statement(dialect_name == "postgresql")
 
 
 async def report_progress(
