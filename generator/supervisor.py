@@ -307,12 +307,10 @@ class WorkerSupervisor:
             backoff = 0.0 if ran_s >= self.backoff_reset_after_s else backoff
             backoff = next_backoff(backoff, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
             self._set_state(phase=PHASE_CRASHED)
-            self._wake.clear()
-            if not self._stopping:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
+            try:  # only stop() sets the event: it cuts the backoff short
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
             restarts += 1
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:
