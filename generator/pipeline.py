@@ -34,7 +34,6 @@ from PIL import Image
 from generator.images import fit_image
 from generator.params import GenerationParams
 
-DEFAULT_MODEL: str = "ali-vilab/i2vgen-xl"  # hub id of the released checkpoint
 TINY_MODEL: str = "tiny"  # I2V_MODEL value selecting the tiny random model built in code
 FP16_VARIANT: str = "fp16"  # the hub repository's half-precision weight files
 CUDA_DECODE_CHUNK_FRAMES: int = 8  # frames per VAE decode call on a GPU (speed only; output is identical)
@@ -379,6 +378,9 @@ class VideoGenerator:
         self._offloaded = False
         self.warmup_s: float = 0.0  # seconds spent in compile warm-up runs at load
         pipe.set_progress_bar_config(disable=True)
+        from generator.tiny import ensure_text_model_alias
+
+        ensure_text_model_alias(pipe.text_encoder)  # every pipeline we run comes through here
 
     @classmethod
     def load(
@@ -405,9 +407,6 @@ class VideoGenerator:
             pipe = build_tiny_pipeline()  # fp32 on the CPU
         else:
             pipe = cls._from_pretrained(model, dtype)
-            from generator.tiny import ensure_text_model_alias
-
-            ensure_text_model_alias(pipe.text_encoder)
         return cls.from_pipeline(pipe, model=model, device=torch_device, options=options)
 
     @classmethod

@@ -109,22 +109,20 @@ def build_tiny_pipeline() -> I2VGenXLPipeline:
             sample_size=TINY_VAE_TILE_PX,
             norm_num_groups=2,
         )
-        text_encoder = ensure_text_model_alias(
-            CLIPTextModel(
-                CLIPTextConfig(
-                    bos_token_id=0,
-                    eos_token_id=2,
-                    hidden_size=4,
-                    intermediate_size=16,
-                    layer_norm_eps=1e-05,
-                    num_attention_heads=2,
-                    num_hidden_layers=2,
-                    pad_token_id=1,
-                    vocab_size=1000,
-                    hidden_act="gelu",
-                    projection_dim=32,
-                    max_position_embeddings=TOKENIZER_MAX_LENGTH,
-                )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=0,
+                eos_token_id=2,
+                hidden_size=4,
+                intermediate_size=16,
+                layer_norm_eps=1e-05,
+                num_attention_heads=2,
+                num_hidden_layers=2,
+                pad_token_id=1,
+                vocab_size=1000,
+                hidden_act="gelu",
+                projection_dim=32,
+                max_position_embeddings=TOKENIZER_MAX_LENGTH,
             )
         )
         image_encoder = CLIPVisionModelWithProjection(
