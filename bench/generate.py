@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.cli import quiet_libraries
 from generator.images import load_image
 from generator.params import PRESETS, GenerationParams, resolve_params, target_size
 from generator.pipeline import GenerationFailed, PerformanceOptions, VideoGenerator
@@ -83,20 +84,21 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def build_full_size_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
-    """The released architecture with random weights, built directly on ``device`` and cast to ``dtype``."""
+def build_full_size_pipeline(device: torch.device) -> Any:
+    """The released architecture with random weights (fp32), built directly on ``device``; ``VideoGenerator.from_pipeline``
+    casts and places it."""
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
     from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
     from transformers import CLIPVisionModelWithProjection
 
-    from generator.tiny import build_tiny_tokenizer, ensure_text_model_alias
+    from generator.tiny import build_tiny_tokenizer
 
     torch.manual_seed(0)
     with torch.device(device):
         unet = I2VGenXLUNet(**FULL_UNET)
         vae = AutoencoderKL(**FULL_VAE)
-        text_encoder = ensure_text_model_alias(CLIPTextModel(CLIPTextConfig(**FULL_TEXT)))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**FULL_TEXT))
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**FULL_VISION))
     feature_extractor = CLIPImageProcessorPil(
         crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}, image_mean=CLIP_MEAN,
@@ -106,8 +108,6 @@ def build_full_size_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
         vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), image_encoder=image_encoder,
         feature_extractor=feature_extractor, unet=unet, scheduler=DDIMScheduler(**FULL_SCHEDULER),
     )
-    if device.type != "meta":
-        pipe.to(device, dtype)
     return pipe
 
 
@@ -136,7 +136,7 @@ def path_options(path: str, device: torch.device) -> PerformanceOptions:
 def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> VideoGenerator:
     """The full-size random model (``model == "full"``) or a loaded one, prepared with ``options``."""
     if model == "full":
-        pipe = build_full_size_pipeline(device, options.torch_dtype(device))
+        pipe = build_full_size_pipeline(device)
         return VideoGenerator.from_pipeline(pipe, model="full-size random", device=device, options=options)
     return VideoGenerator.load(model, device=str(device), options=options)
 
@@ -246,8 +246,7 @@ def run_benchmark(
     width, height = target_size(params.resolution, image.width, image.height)
 
     if cuda:
-        warm = resolve_params(BENCH_PROMPT, preset=preset, seed=BENCH_SEED, resolution=params.resolution,
-                              steps=WARMUP_STEPS, frames=params.frames if options.compile_unet else WARMUP_FRAMES)
+        warm = _params(preset, params.resolution, params.frames if options.compile_unet else WARMUP_FRAMES, WARMUP_STEPS)
         try:
             generator.generate(image, warm, width=width, height=height)
         except GenerationFailed:
@@ -417,13 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.peak_tflops <= 0 or not math.isfinite(args.peak_tflops):
         parser.error(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
+    quiet_libraries()
     if args.count_only:
-        counts = parameter_counts(build_full_size_pipeline(torch.device("meta"), torch.float16))
+        counts = parameter_counts(build_full_size_pipeline(torch.device("meta")))
         for name, count in counts.items():
             print(f"{name:>14}: {count:>14,} parameters  {count * 2 / GIB:6.2f} GiB in fp16")
         return 0

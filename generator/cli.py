@@ -18,9 +18,9 @@ from PIL import Image
 
 from generator.images import ImageError, load_image
 from generator.params import RESOLUTIONS, GenerationParams, ParamError, resolve_params, target_size
+from generator.worker import DEFAULT_MODEL
 
 MODEL_ENV: str = "I2V_MODEL"  # hub id, local folder or "tiny"
-DEFAULT_MODEL: str = "ali-vilab/i2vgen-xl"
 DEFAULT_OUTPUT_DIR: Path = Path("outputs")
 OUTPUT_NAME_FORMAT: str = "video_%Y%m%d_%H%M%S"  # the seed's naming: outputs/video_YYYYMMDD_HHMMSS.mp4
 EXIT_BAD_INPUT: int = 2
@@ -147,7 +147,7 @@ def _run(
     from generator.pipeline import GenerationOutOfMemory, ModelLoadError, VideoGenerator
     from generator.video import encode_mp4
 
-    _quiet_libraries()
+    quiet_libraries()
     started = time.monotonic()
     try:
         generator = VideoGenerator.load(model, device=device)
@@ -182,7 +182,7 @@ def _run(
     return 0
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Hide the pipeline's deprecation notice and similar library chatter (errors still show)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
