@@ -678,8 +678,7 @@ class WorkerProcess:
             self._check_deadline(run, now)
             if run.generating_since is not None and now - run.last_change > s.stall_s:
                 log.critical("job %d made no progress for %.0f s: the GPU call hung; exiting", run.job.id, s.stall_s)
-                logging.shutdown()
-                os._exit(EXIT_STALLED)
+                _exit_now(EXIT_STALLED)
 
     def _check_deadline(self, run: JobRun, now: float) -> None:
         """After SIGTERM: stop the job if it cannot finish within the grace period."""
@@ -886,8 +885,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_now(code: int) -> None:
-    """Flush the logs and leave without the interpreter's teardown of torch and diffusers (about a second on a busy
-    CPU), which would eat into the supervisor's stop grace; everything that needed closing was closed by run()."""
+    """Flush the logs and leave at once, without the interpreter's teardown of torch and diffusers (about a second
+    on a busy CPU, which would eat into the supervisor's stop grace; after a stall the hung GPU call would block it)."""
     log.info("worker exiting with code %d", code)
     logging.shutdown()
     sys.stdout.flush()
