@@ -14,20 +14,13 @@ import logging
 import time
 from pathlib import Path
 
+from jobs.stats import nearest_rank
+
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_SECONDS = 0.01  # how often the loop is probed
 LAG_WARNING_SECONDS = 0.25  # a single lag above this is logged
 MAX_SAMPLES = 200_000  # bound on memory (about 33 minutes at 100 Hz)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The ``fraction`` quantile of ``values`` (nearest rank); 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
-    return ordered[index]
 
 
 class LoopLagMonitor:
@@ -56,8 +49,8 @@ class LoopLagMonitor:
         """Samples and lag quantiles in milliseconds."""
         return {
             "samples": len(self.samples),
-            "p50_ms": percentile(self.samples, 0.50) * 1000,
-            "p99_ms": percentile(self.samples, 0.99) * 1000,
+            "p50_ms": _quantile(self.samples, 0.50) * 1000,
+            "p99_ms": _quantile(self.samples, 0.99) * 1000,
             "max_ms": max(self.samples, default=0.0) * 1000,
         }
 
@@ -71,3 +64,8 @@ class LoopLagMonitor:
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             self.report_path.write_text(json.dumps(summary))
+
+
+def _quantile(values: list[float], fraction: float) -> float:
+    """``nearest_rank``, 0 for no values (a summary before the first probe)."""
+    return nearest_rank(values, fraction) if values else 0.0
