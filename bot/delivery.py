@@ -47,8 +47,13 @@ def nonce_for(job_id: int) -> str:
     return f"i2v-{job_id}"[:25]
 
 
+def _journal_dir(bot: I2VBot) -> Path:
+    """Where a delivery in progress is recorded (one ``<job id>.json`` each)."""
+    return bot.settings.data_dir / "deliveries"
+
+
 def _journal_path(bot: I2VBot, job_id: int) -> Path:
-    return bot.settings.data_dir / "deliveries" / f"{job_id}.json"
+    return _journal_dir(bot) / f"{job_id}.json"
 
 
 def _write_journal(path: Path, started_at: datetime) -> None:
@@ -159,7 +164,7 @@ class Delivery:
 
         from jobs.models import Job as JobModel
 
-        folder = self.bot.settings.data_dir / "deliveries"
+        folder = _journal_dir(self.bot)
         entries = {int(p.stem): p for p in folder.glob("*.json") if p.stem.isdigit()} if folder.exists() else {}
         if not entries:
             return 0
@@ -280,20 +285,20 @@ class Delivery:
         view = discord.ui.View(timeout=None)
         view.add_item(InfoButton(job.id))
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        notice_id: int | None = None
         try:
             message = await channel.send(
                 text, view=view, allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)])
             )
+            notice_id = message.id
         except (discord.NotFound, discord.Forbidden):
             log.error("job %s: channel %s refuses messages; telling the user directly", job.id, job.channel_id)
             await self._tell_directly(job, text)
-            log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
-            return await self._mark(job, None, journal)
         except discord.HTTPException:
             log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
             return DeliveryResult.RETRY_LATER
         log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
-        return await self._mark(job, message.id, journal)
+        return await self._mark(job, notice_id, journal)
 
     async def _tell_directly(self, job: Job, text: str) -> None:
         """Send ``text`` to the job's requester by direct message; a refusal is only logged."""
