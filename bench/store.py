@@ -10,6 +10,7 @@ writer at a time.
     .venv/bin/python -m bench.store                       # both back ends, 1 and 4 workers
     .venv/bin/python -m bench.store --backend sqlite --jobs 500 --workers 1
     .venv/bin/python -m bench.store --workers 1 --processes 2 4
+    .venv/bin/python -m bench.store --floor               # each beside the bare driver's rate (bench/driver_floor.py)
 
 PostgreSQL: a scratch database is created on the server of PG_TEST_URL (default
 postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLite: a temporary file.
@@ -31,6 +32,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench import driver_floor
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.models import JobSource
 from jobs.progress import ProgressWriter
@@ -59,6 +61,8 @@ class Result:
     """CPU time of the client processes (event loop + driver threads) over the run: the client-side cost."""
     progress_writes: int = PROGRESS_WRITES
     processes: int = 1
+    floor: bool = False
+    """Measured with the bare driver (``bench.driver_floor``) instead of the store."""
 
     @property
     def jobs_per_second(self) -> float:
@@ -111,23 +115,30 @@ def _split(jobs: int, parts: int) -> list[int]:
     return [jobs // parts + (1 if i < jobs % parts else 0) for i in range(parts)]
 
 
-async def run(url: str, backend: str, jobs: int, workers: int, writes: int = PROGRESS_WRITES) -> Result:
+async def run(
+    url: str, backend: str, jobs: int, workers: int, writes: int = PROGRESS_WRITES, floor: bool = False
+) -> Result:
     """Time ``jobs`` full job lifecycles (``writes`` progress writes each) over ``workers`` concurrent loops
-    in this process on a migrated ``url``."""
+    in this process on a migrated ``url`` (``floor``: with the bare driver, on ``driver_floor.prepare``d
+    ``url``)."""
+    loop = driver_floor.worker_loop if floor else _worker_loop
     start, cpu_start = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(_worker_loop(url, i, n, writes) for i, n in enumerate(_split(jobs, workers))))
-    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes)
+    await asyncio.gather(*(loop(url, i, n, writes) for i, n in enumerate(_split(jobs, workers))))
+    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes,
+                  floor=floor)
 
 
-def _process_main(url: str, worker: int, jobs: int, writes: int, barrier: Any, results: Any) -> None:
+def _process_main(url: str, worker: int, jobs: int, writes: int, floor: bool, barrier: Any, results: Any) -> None:
     """One worker process: wait for the others to be ready, run its loop, report (start, end, CPU s)."""
     barrier.wait(PROCESS_START_TIMEOUT_S)
     start, cpu_start = time.time(), time.process_time()
-    asyncio.run(_worker_loop(url, worker, jobs, writes))
+    asyncio.run((driver_floor.worker_loop if floor else _worker_loop)(url, worker, jobs, writes))
     results.put((start, time.time(), time.process_time() - cpu_start))
 
 
-def run_processes(url: str, backend: str, jobs: int, processes: int, writes: int = PROGRESS_WRITES) -> Result:
+def run_processes(
+    url: str, backend: str, jobs: int, processes: int, writes: int = PROGRESS_WRITES, floor: bool = False
+) -> Result:
     """Like ``run`` with one worker loop in each of ``processes`` separate processes (started before the
     clock starts; they begin together). A process that fails makes this raise."""
     if processes < 1:
@@ -135,7 +146,7 @@ def run_processes(url: str, backend: str, jobs: int, processes: int, writes: int
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     procs = [
-        ctx.Process(target=_process_main, args=(url, 10 + i, n, writes, barrier, results), daemon=True)
+        ctx.Process(target=_process_main, args=(url, 10 + i, n, writes, floor, barrier, results), daemon=True)
         for i, n in enumerate(_split(jobs, processes))
     ]
     for p in procs:
@@ -152,23 +163,27 @@ def run_processes(url: str, backend: str, jobs: int, processes: int, writes: int
             if p.is_alive():
                 p.kill()
     seconds = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
-    return Result(backend, 1, jobs, seconds, sum(cpu for _, _, cpu in reports), writes, processes)
+    return Result(backend, 1, jobs, seconds, sum(cpu for _, _, cpu in reports), writes, processes, floor)
 
 
-async def _measure(url: str, backend: str, jobs: int, workers: int, writes: int, processes: int) -> Result:
+async def _measure(
+    url: str, backend: str, jobs: int, workers: int, writes: int, processes: int, floor: bool
+) -> Result:
+    if floor:
+        await driver_floor.prepare(url)
     if processes == 1:
-        return await run(url, backend, jobs, workers, writes)
-    return await asyncio.to_thread(run_processes, url, backend, jobs, processes, writes)
+        return await run(url, backend, jobs, workers, writes, floor)
+    return await asyncio.to_thread(run_processes, url, backend, jobs, processes, writes, floor)
 
 
-async def _with_sqlite(jobs: int, workers: int, writes: int, processes: int = 1) -> Result:
+async def _with_sqlite(jobs: int, workers: int, writes: int, processes: int = 1, floor: bool = False) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"
         await migrate(url)
-        return await _measure(url, "sqlite", jobs, workers, writes, processes)
+        return await _measure(url, "sqlite", jobs, workers, writes, processes, floor)
 
 
-async def _with_postgres(jobs: int, workers: int, writes: int, processes: int = 1) -> Result:
+async def _with_postgres(jobs: int, workers: int, writes: int, processes: int = 1, floor: bool = False) -> Result:
     server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
     name = f"i2v_bench_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
@@ -178,7 +193,7 @@ async def _with_postgres(jobs: int, workers: int, writes: int, processes: int = 
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
         try:
             await migrate(url)
-            return await _measure(url, "postgresql", jobs, workers, writes, processes)
+            return await _measure(url, "postgresql", jobs, workers, writes, processes, floor)
         finally:
             async with admin.connect() as conn:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -197,6 +212,10 @@ async def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument(
         "--progress-writes", type=int, default=PROGRESS_WRITES, help="progress transactions per job (default 50)"
     )
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="also run each measurement with the bare driver (bench/driver_floor.py) and print store/floor",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1 or any(w < 1 for w in args.workers + args.processes) or args.progress_writes < 0:
         parser.error("--jobs, --workers and --processes must be >= 1, --progress-writes >= 0")
@@ -204,19 +223,27 @@ async def main(argv: list[str] | None = None) -> list[Result]:
     results = []
     runs = [(w, 1) for w in args.workers] + [(1, p) for p in args.processes]
     for backend in backends:
+        runner = _with_sqlite if backend == "sqlite" else _with_postgres
         for workers, processes in runs:
-            runner = _with_sqlite if backend == "sqlite" else _with_postgres
-            result = await runner(args.jobs, workers, args.progress_writes, processes)
-            results.append(result)
-            print(
-                f"{backend:10s} workers={workers} processes={processes} jobs={result.jobs} "
-                f"progress_writes={result.progress_writes} time={result.seconds:.2f}s "
-                f"-> {result.jobs_per_second:.0f} jobs/s ({result.transactions_per_second:.0f} transactions/s); "
-                f"client CPU {result.cpu_ms_per_job:.1f} ms/job; load average {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+            store = await runner(args.jobs, workers, args.progress_writes, processes)
+            results.append(store)
+            _print(store)
+            if args.floor:
+                floor = await runner(args.jobs, workers, args.progress_writes, processes, True)
+                results.append(floor)
+                _print(floor, f"; store/floor {store.jobs_per_second / floor.jobs_per_second:.2f}")
     return results
 
+
+def _print(result: Result, suffix: str = "") -> None:
+    print(
+        f"{result.backend:10s} {'floor' if result.floor else 'store'} workers={result.workers} "
+        f"processes={result.processes} jobs={result.jobs} progress_writes={result.progress_writes} "
+        f"time={result.seconds:.2f}s -> {result.jobs_per_second:.0f} jobs/s "
+        f"({result.transactions_per_second:.0f} transactions/s); client CPU {result.cpu_ms_per_job:.1f} ms/job; "
+        f"load average {os.getloadavg()[0]:.1f}{suffix}",
+        flush=True,
+    )
 
 if __name__ == "__main__":
     asyncio.run(main())

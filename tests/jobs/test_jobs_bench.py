@@ -85,3 +85,29 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
             assert not stale.ok
     finally:
         await engine.dispose()
+
+
+async def test_driver_floor_runs_the_same_job_shape(db_url: str) -> None:
+    """--floor: the bare-driver run does every job's insert, claim, progress writes and finish, on both back
+    ends, so the ceiling printed beside the store's rate is measured, not assumed."""
+    bench = _load_bench()
+    from bench import driver_floor
+
+    await driver_floor.prepare(db_url)
+    result = await bench.run(db_url, "test", jobs=5, workers=2, writes=4, floor=True)
+    assert result.floor and result.jobs == 5 and result.jobs_per_second > 0
+    assert await driver_floor.counts(db_url) == {("succeeded", 4): 5}
+
+
+async def test_driver_floor_worker_processes(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import importlib
+
+    monkeypatch.syspath_prepend(str(BENCH.parents[1]))
+    bench = importlib.import_module("bench.store")
+    from bench import driver_floor
+
+    await driver_floor.prepare(db_url)
+    result = await asyncio.to_thread(bench.run_processes, db_url, "test", 4, 2, 3, True)
+    assert result.floor and result.processes == 2 and result.jobs == 4
+    assert await driver_floor.counts(db_url) == {("succeeded", 3): 4}
