@@ -1,7 +1,8 @@
 """Command line: ``python -m generator IMAGE "PROMPT" [options]`` writes one MP4 and prints what it used.
 
-Bad input (unreadable image, out-of-range option) prints one line on stderr and exits with status 2; a failure
-while generating (out of memory, model not loadable) exits with status 1; Ctrl-C exits with 130.
+Bad input (unreadable image, out-of-range option, an output path whose folder cannot be written) prints one
+line on stderr and exits with status 2 before the model loads; a failure while generating (out of memory, model
+not loadable, NaN frames, the MP4 not writable) prints one line and exits with status 1; Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -77,12 +78,25 @@ def default_output_path(directory: Path, now: datetime | None = None) -> Path:
 
 def _output_path(option: str | None) -> Path:
     if option is None:
-        return default_output_path(DEFAULT_OUTPUT_DIR)
+        return _writable(default_output_path(DEFAULT_OUTPUT_DIR), "the default output folder")
     path = Path(option).expanduser()
     if path.is_dir() or option.endswith(("/", os.sep)):
-        return default_output_path(path)
+        return _writable(default_output_path(path), f"--output {option!r}")
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"--output {option!r} must end in .mp4 (or name a folder)")
+    return _writable(path, f"--output {option!r}")
+
+
+def _writable(path: Path, what: str) -> Path:
+    """``path`` if its folder exists and is writable, or can be created (its nearest existing ancestor is a
+    writable folder): checked before the model loads, not after minutes of generating."""
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}: no permission to write in {folder}")
     return path
 
 
@@ -144,7 +158,7 @@ def _run(
 
     from tqdm import tqdm
 
-    from generator.pipeline import GenerationOutOfMemory, ModelLoadError, VideoGenerator
+    from generator.pipeline import GenerationFailed, GenerationOutOfMemory, ModelLoadError, VideoGenerator
     from generator.video import encode_mp4
 
     quiet_libraries()
@@ -168,14 +182,17 @@ def _run(
         frames = generator.generate(
             image, params, width=width, height=height, on_step=on_step, on_phase=on_phase, low_memory=low_memory
         )
-    except GenerationOutOfMemory as exc:
+    except (GenerationOutOfMemory, GenerationFailed) as exc:
         bar.close()
         return _fail(EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
         bar.close()
         return _fail(EXIT_INTERRUPTED, "interrupted; no video written")
     bar.close()
-    size = encode_mp4(frames, output, params.fps)
+    try:
+        size = encode_mp4(frames, output, params.fps)
+    except OSError as exc:
+        return _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
     elapsed = time.monotonic() - started
     print(f"Saved:      {output} ({params.frames} frames, {width}x{height}, {params.fps} fps, {size:,} bytes, "
           f"{elapsed:.1f} s)")

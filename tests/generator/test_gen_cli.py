@@ -112,3 +112,43 @@ def test_default_output_name_follows_the_seed_and_never_overwrites(tmp_path: Pat
     first.write_bytes(b"taken")
     assert default_output_path(tmp_path, moment) == tmp_path / "video_20261124_090507_2.mp4"
 
+
+
+def test_unwritable_output_is_refused_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generator.pipeline import VideoGenerator
+
+    def no_load(cls, model, device=None):  # type: ignore[no-untyped-def]
+        raise AssertionError("the model must not load for an output that cannot be written")
+
+    monkeypatch.setattr(VideoGenerator, "load", classmethod(no_load))
+    blocker = tmp_path / "clips"
+    blocker.write_text("a file where a folder would go")
+    assert main([str(SAMPLE_IMAGE), "waves", "-o", str(blocker / "day1" / "mine.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a folder" in err and err.count("\n") == 1
+    assert main([str(SAMPLE_IMAGE), "waves", "-o", str(tmp_path / "new" / "mine.mp4"), "--steps", "5"]) == 2
+    assert "steps" in capsys.readouterr().err  # a creatable folder passes the check; the bad option still stops it
+
+
+def test_nan_frames_exit_1_with_one_line_and_no_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real tiny pipeline with a poisoned VAE decoder makes NaN frames: one error line, status 1, no file."""
+    import torch
+
+    from generator.pipeline import VideoGenerator
+    from generator.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    with torch.no_grad():
+        pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
+    broken = VideoGenerator(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
+    monkeypatch.setattr(VideoGenerator, "load", classmethod(lambda cls, model, device=None: broken))
+    out = tmp_path / "nan.mp4"
+    assert main([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "8", "--steps", "10",
+                 "--seed", "1", "-o", str(out)]) == 1
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err_lines) == 1 and "NaN" in err_lines[0], err_lines
+    assert not out.exists()
