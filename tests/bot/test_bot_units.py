@@ -80,3 +80,23 @@ def test_payload_hash_is_order_independent_and_sensitive() -> None:
     b = {"name": "queue"}
     assert payload_hash([a, b]) == payload_hash([b, a])
     assert payload_hash([a, b]) != payload_hash([a, {"name": "queue", "description": "x"}])
+
+
+def test_loop_lag_summary_covers_the_latest_window_and_the_whole_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the window the quantiles follow the newest probes (a long-running bot's summary describes its
+    end, not its first half hour); the probe count and the max cover the whole run."""
+    from bot import lag
+
+    monkeypatch.setattr(lag, "WINDOW_SAMPLES", 4)
+    monitor = lag.LoopLagMonitor()
+    assert monitor.summary() == {"samples": 0, "window": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+    with caplog.at_level("WARNING", logger="bot.lag"):
+        for seconds in (0.5, 0.001, 0.001, 0.002, 0.002, 0.010, 0.020, 0.040):
+            monitor.record(seconds)
+    summary = monitor.summary()
+    assert summary["samples"] == 8 and summary["window"] == 4
+    assert summary["p50_ms"] == pytest.approx(10.0) and summary["p99_ms"] == pytest.approx(40.0)
+    assert summary["max_ms"] == pytest.approx(500.0)  # the early stall is still the run's max
+    assert [r.getMessage() for r in caplog.records] == ["event loop was blocked for 500 ms"]
