@@ -11,7 +11,6 @@ is the ceiling that ``bench.store --floor`` prints beside the store's own rate, 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,24 +120,31 @@ async def _postgres_jobs(url: str, worker: str, jobs: int, writes: int) -> None:
         await conn.close()
 
 
-async def prepare(url: str) -> None:
-    """Create the scratch table in the (SQLAlchemy-style) database ``url`` if it is not there."""
+async def _run_sql(url: str, statements: tuple[str, ...]) -> list[Any]:
+    """Run ``statements`` in order on a fresh connection to ``url``; the rows of the last one."""
+    rows: list[Any] = []
     if make_url(url).get_backend_name() == "sqlite":
         conn = _sqlite_connect(url)
         try:
-            for statement in _SQLITE_SCHEMA:
-                conn.execute(statement)
+            for statement in statements:
+                rows = conn.execute(statement).fetchall()
         finally:
             conn.close()
-        return
+        return rows
     import asyncpg
 
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    pg = await asyncpg.connect(_asyncpg_dsn(url))
     try:
-        for statement in _PG_SCHEMA:
-            await conn.execute(statement)
+        for statement in statements:
+            rows = await pg.fetch(statement)
     finally:
-        await conn.close()
+        await pg.close()
+    return rows
+
+
+async def prepare(url: str) -> None:
+    """Create the scratch table in the (SQLAlchemy-style) database ``url`` if it is not there."""
+    await _run_sql(url, _SQLITE_SCHEMA if make_url(url).get_backend_name() == "sqlite" else _PG_SCHEMA)
 
 
 async def worker_loop(url: str, worker: int, jobs: int, writes: int) -> None:
@@ -153,24 +159,5 @@ async def worker_loop(url: str, worker: int, jobs: int, writes: int) -> None:
 
 async def counts(url: str) -> dict[tuple[str, int | None], int]:
     """How many floor rows there are per (status, progress step): for checking that a run did every job."""
-    rows: list[Any]
-    if make_url(url).get_backend_name() == "sqlite":
-        conn = _sqlite_connect(url)
-        try:
-            rows = conn.execute(f"SELECT status, step, count(*) FROM {FLOOR_TABLE} GROUP BY status, step").fetchall()
-        finally:
-            conn.close()
-    else:
-        import asyncpg
-
-        pg = await asyncpg.connect(_asyncpg_dsn(url))
-        try:
-            rows = await pg.fetch(f"SELECT status, step, count(*) FROM {FLOOR_TABLE} GROUP BY status, step")
-        finally:
-            await pg.close()
+    rows = await _run_sql(url, (f"SELECT status, step, count(*) FROM {FLOOR_TABLE} GROUP BY status, step",))
     return {(row[0], row[1]): int(row[2]) for row in rows}
-
-
-def run_in_process(url: str, worker: int, jobs: int, writes: int) -> None:
-    """``worker_loop`` on an event loop of its own (for a worker process)."""
-    asyncio.run(worker_loop(url, worker, jobs, writes))

@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
         await engine.dispose()
 
 
+def _loop(floor: bool) -> Callable[[str, int, int, int], Awaitable[None]]:
+    """One worker's loop: the store's, or the bare driver's (``floor``)."""
+    return driver_floor.worker_loop if floor else _worker_loop
+
+
 def _split(jobs: int, parts: int) -> list[int]:
     return [jobs // parts + (1 if i < jobs % parts else 0) for i in range(parts)]
 
@@ -121,7 +127,7 @@ async def run(
     """Time ``jobs`` full job lifecycles (``writes`` progress writes each) over ``workers`` concurrent loops
     in this process on a migrated ``url`` (``floor``: with the bare driver, on ``driver_floor.prepare``d
     ``url``)."""
-    loop = driver_floor.worker_loop if floor else _worker_loop
+    loop = _loop(floor)
     start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(loop(url, i, n, writes) for i, n in enumerate(_split(jobs, workers))))
     return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes,
@@ -132,7 +138,7 @@ def _process_main(url: str, worker: int, jobs: int, writes: int, floor: bool, ba
     """One worker process: wait for the others to be ready, run its loop, report (start, end, CPU s)."""
     barrier.wait(PROCESS_START_TIMEOUT_S)
     start, cpu_start = time.time(), time.process_time()
-    asyncio.run((driver_floor.worker_loop if floor else _worker_loop)(url, worker, jobs, writes))
+    asyncio.run(_loop(floor)(url, worker, jobs, writes))
     results.put((start, time.time(), time.process_time() - cpu_start))
 
 
@@ -244,6 +250,7 @@ def _print(result: Result, suffix: str = "") -> None:
         f"load average {os.getloadavg()[0]:.1f}{suffix}",
         flush=True,
     )
+
 
 if __name__ == "__main__":
     asyncio.run(main())
