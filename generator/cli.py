@@ -159,7 +159,7 @@ def _run(
     from tqdm import tqdm
 
     from generator.pipeline import GenerationFailed, GenerationOutOfMemory, ModelLoadError, VideoGenerator
-    from generator.video import encode_mp4
+    from generator.video import VideoEncodeError, encode_mp4
 
     quiet_libraries()
     started = time.monotonic()
@@ -193,6 +193,8 @@ def _run(
         size = encode_mp4(frames, output, params.fps)
     except OSError as exc:
         return _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
+    except VideoEncodeError as exc:
+        return _fail(EXIT_FAILED, str(exc))
     elapsed = time.monotonic() - started
     print(f"Saved:      {output} ({params.frames} frames, {width}x{height}, {params.fps} fps, {size:,} bytes, "
           f"{elapsed:.1f} s)")

@@ -1,19 +1,29 @@
-"""Frames -> MP4 (H.264, yuv420p, even dimensions, faststart) with PyAV, a byte-budget re-encoder, and a probe.
+"""Frames -> MP4 (H.264, yuv420p, even dimensions, faststart) with the ffmpeg that imageio-ffmpeg ships, a
+byte-budget re-encoder, and a probe.
 
 No torch here. All functions are synchronous (callers on an event loop run them in a thread). Files are written
 to a temporary name beside the target and renamed into place, so a reader never sees half a video.
+
+imageio-ffmpeg provides the binary (``get_ffmpeg_exe``: its wheel's ffmpeg, built with libx264, or the one named by
+``IMAGEIO_FFMPEG_EXE``). The encoder pipes raw RGB frames to that binary's stdin itself rather than through
+``imageio_ffmpeg.write_frames``: write_frames sends ffmpeg's stderr to ours and never reports its exit status, so a
+failed encode would go unnoticed, and it keeps the process to itself, so nothing could stop an ffmpeg that stalls.
+Here each encode has a deadline (its ffmpeg is killed past it), a non-zero exit raises ``VideoEncodeError`` with
+ffmpeg's own error lines, and the temporary file is removed whatever happens.
 """
 
 from __future__ import annotations
 
 import os
-import struct
+import re
+import subprocess
+import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
+import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -29,8 +39,20 @@ BUDGET_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25)  # size factors 
 MIN_SIDE_PX: int = 64  # never shrink the short side of a budget encode below this
 MAX_BUDGET_ATTEMPTS: int = 10  # encodes tried by encode_to_budget before giving up
 MIN_BITRATE_BPS: int = 16_000  # bits per second; lower than this x264 cannot go usefully
+ENCODE_TIMEOUT_BASE_S: float = 60.0  # seconds any one encode may take before its ffmpeg is killed...
+ENCODE_TIMEOUT_S_PER_MEGAPIXEL: float = 1.0  # ...plus this per million input pixels (all frames; x264 medium
+#   encodes several megapixels a second per core, so this is tens of times the expected time)
+PROBE_TIMEOUT_S: float = 120.0  # seconds probe_mp4's decode may take
+ERROR_TAIL_LINES: int = 8  # lines of ffmpeg's stderr quoted in an error message
+
+_ROOT_BOX = re.compile(r"type:'(\w{4})' parent:'root' sz: (\d+) (\d+)")  # the mov demuxer's trace of each top box
+_FIELD_SPLIT = re.compile(r",\s*(?![^()]*\))")  # commas of a stream line that are not inside parentheses
 
 Frame = Image.Image | np.ndarray
+
+
+class VideoEncodeError(RuntimeError):
+    """ffmpeg failed, produced nothing, or did not finish in time; the message says which, with its error lines."""
 
 
 class VideoTooLarge(RuntimeError):
@@ -57,7 +79,9 @@ class EncodeResult:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ``probe_mp4`` found by decoding the file."""
+    """What ``probe_mp4`` found by decoding the file. ``codec`` and ``pix_fmt`` are what the decoder read from the
+    stream (``h264``, ``yuv420p``); ``encoder`` is the encoder the file names for its video track
+    (``Lavc... libx264``), empty when the file names none."""
 
     frames: int
     fps: float
@@ -68,6 +92,7 @@ class VideoInfo:
     duration_s: float
     faststart: bool
     size_bytes: int
+    encoder: str = ""
 
 
 def _as_rgb_arrays(frames: Sequence[Frame]) -> list[np.ndarray]:
@@ -84,7 +109,7 @@ def _as_rgb_arrays(frames: Sequence[Frame]) -> list[np.ndarray]:
         if arrays and array.shape != arrays[0].shape:
             raise ValueError(f"frame {index} is {array.shape[1]}x{array.shape[0]}, frame 0 is "
                              f"{arrays[0].shape[1]}x{arrays[0].shape[0]}: all frames must be the same size")
-        arrays.append(array)
+        arrays.append(np.ascontiguousarray(array))
     return arrays
 
 
@@ -97,6 +122,68 @@ def _check_fps(fps: int) -> None:
         raise ValueError(f"fps must be a whole number from 1 to {MAX_FPS}, got {fps!r}")
 
 
+def _ffmpeg_tail(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines[-ERROR_TAIL_LINES:]) or "no error output"
+
+
+def _encode_command(src_w: int, src_h: int, width: int, height: int, fps: int, crf: int, max_bitrate: int | None,
+                    out: Path) -> list[str]:
+    """ffmpeg's arguments: raw RGB frames on stdin -> an H.264 yuv420p MP4 with ``moov`` first."""
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{src_w}x{src_h}", "-framerate", str(fps),
+        "-i", "pipe:0", "-an",
+    ]
+    if (width, height) != (src_w, src_h):
+        command += ["-vf", f"scale={width}:{height}:flags=lanczos"]
+    command += ["-c:v", VIDEO_CODEC, "-pix_fmt", PIXEL_FORMAT, "-preset", X264_PRESET]
+    if max_bitrate is None:
+        command += ["-crf", str(crf)]
+    else:
+        rate = str(max_bitrate)
+        command += ["-b:v", rate, "-maxrate", rate, "-bufsize", rate]
+    return command + ["-movflags", "+faststart", "-f", "mp4", str(out)]
+
+
+def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float, name: str) -> None:
+    """Pipe ``arrays`` to ffmpeg's stdin; raise VideoEncodeError unless it exits 0 within ``timeout_s``."""
+    with tempfile.TemporaryFile() as stderr:
+        # own session: a Ctrl-C meant for the worker does not cut its encode short (it finishes or gives back)
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+        killed = threading.Event()
+
+        def kill() -> None:
+            if proc.poll() is None:
+                killed.set()
+                proc.kill()
+
+        watchdog = threading.Timer(timeout_s, kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            assert proc.stdin is not None
+            try:
+                for array in arrays:
+                    proc.stdin.write(array.data)
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # ffmpeg exited or was killed: its status and stderr below say why
+            returncode = proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:  # interrupted (KeyboardInterrupt, ...): never leave an encoder behind
+                proc.kill()
+                proc.wait()
+        if killed.is_set():
+            raise VideoEncodeError(f"ffmpeg did not finish encoding {name} within {timeout_s:.0f} s and was stopped")
+        if returncode != 0:
+            stderr.seek(0)
+            detail = _ffmpeg_tail(stderr.read().decode("utf-8", "replace"))
+            raise VideoEncodeError(f"ffmpeg failed encoding {name} (exit status {returncode}): {detail}")
+
+
 def _encode_arrays(
     arrays: list[np.ndarray], path: Path, fps: int, crf: int, max_bitrate: int | None, scale: float
 ) -> tuple[int, int, int]:
@@ -104,31 +191,14 @@ def _encode_arrays(
     src_h, src_w = arrays[0].shape[:2]
     width, height = _even_size(src_w, src_h, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    timeout_s = ENCODE_TIMEOUT_BASE_S + ENCODE_TIMEOUT_S_PER_MEGAPIXEL * src_w * src_h * len(arrays) / 1e6
     try:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream(VIDEO_CODEC, rate=fps)
-            stream.width = width
-            stream.height = height
-            stream.pix_fmt = PIXEL_FORMAT
-            stream.time_base = Fraction(1, fps)
-            options = {"preset": X264_PRESET}
-            if max_bitrate is None:
-                options["crf"] = str(crf)
-            else:
-                stream.bit_rate = max_bitrate
-                options.update({"maxrate": str(max_bitrate), "bufsize": str(max_bitrate)})
-            stream.options = options
-            for index, array in enumerate(arrays):
-                if (width, height) != (src_w, src_h):
-                    array = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.LANCZOS))
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-                frame.pts = index
-                frame.time_base = Fraction(1, fps)
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
+        tmp.touch()  # an unwritable folder fails here, as an OSError naming the path, before ffmpeg starts
+        _run_encoder(_encode_command(src_w, src_h, width, height, fps, crf, max_bitrate, tmp), arrays, timeout_s,
+                     path.name)
+        if tmp.stat().st_size == 0:
+            raise VideoEncodeError(f"ffmpeg exited without writing {path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -213,49 +283,85 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
     )
 
 
-def _top_level_boxes(path: Path) -> list[str]:
-    boxes: list[str] = []
-    with path.open("rb") as fh:
-        while True:
-            header = fh.read(8)
-            if len(header) < 8:
-                break
-            size, kind = struct.unpack(">I4s", header)
-            boxes.append(kind.decode("latin-1"))
-            if size == 1:
-                size = struct.unpack(">Q", fh.read(8))[0]
-                fh.seek(size - 16, os.SEEK_CUR)
-            elif size == 0:
-                break
-            else:
-                fh.seek(size - 8, os.SEEK_CUR)
-    return boxes
+def _stream_line(header: list[str]) -> tuple[int, str]:
+    """Index and text of the input's first video stream line (ffmpeg's listing of ``Input #0``)."""
+    for index, line in enumerate(header):
+        if line.lstrip().startswith(("Output #", "Stream mapping")):
+            break
+        if line.lstrip().startswith("Stream #") and ": Video: " in line:
+            return index, line
+    return -1, ""
+
+
+def _run_ffmpeg_on(file: Path, loglevel: str, *output: str) -> tuple[int, str, str]:
+    """Run ffmpeg on ``file`` (the binary imageio-ffmpeg provides), writing to the null muxer; return its exit
+    status, stdout and stderr."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel,
+               "-progress", "pipe:1", "-i", str(file), "-map", "0:v:0?", *output, "-f", "null", "-"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ValueError(f"decoding {file} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
+    return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+
+
+def _top_level_offsets(file: Path) -> dict[str, int]:
+    """Offset of the first box of each type at the top of the file, from the mov demuxer's trace (header only)."""
+    _, _, log = _run_ffmpeg_on(file, "trace", "-frames:v", "0")
+    offsets: dict[str, int] = {}
+    for kind, _size, offset in _ROOT_BOX.findall(log):
+        offsets.setdefault(kind, int(offset))
+    return offsets
 
 
 def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
-    """Decode ``path`` fully and report its frame count, fps, size, codec, pixel format, duration and whether
-    ``moov`` precedes ``mdat``."""
+    """Decode ``path`` fully and report its frame count, fps, size, codec, pixel format, duration, encoder and
+    whether ``moov`` precedes ``mdat``.
+
+    Two ffmpeg runs: a full decode to the null muxer counts the frames (``-progress``'s machine-readable lines)
+    and lists the stream (codec, pixel format, size, fps, the track's encoder tag); a header-only run at trace
+    level reports where each top-level box starts.
+    """
     file = Path(path)
-    with av.open(str(file)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{file} has no video stream")
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
-        rate = stream.average_rate or stream.guessed_rate
-        codec = stream.codec_context.name
-        pix_fmt = stream.codec_context.pix_fmt or ""
-        width, height = stream.codec_context.width, stream.codec_context.height
-        duration = float(stream.duration * stream.time_base) if stream.duration is not None else 0.0
-    boxes = _top_level_boxes(file)
-    faststart = "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    returncode, out, log = _run_ffmpeg_on(file, "info")
+    header = log.splitlines()
+    index, stream = _stream_line(header)
+    if returncode != 0 and not stream:
+        raise ValueError(f"{file} is not a readable video: {_ffmpeg_tail(log)}")
+    if not stream:
+        raise ValueError(f"{file} has no video stream")
+    if returncode != 0:
+        raise ValueError(f"{file} could not be decoded to the end: {_ffmpeg_tail(log)}")
+
+    progress = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    # "h264 (High) (avc1 / 0x31637661)", "yuv420p(progressive)", "100x66 [SAR 1:1 DAR 50:33]", "20 kb/s", "5 fps"
+    fields = _FIELD_SPLIT.split(stream.split(": Video: ", 1)[1])
+    codec = fields[0].split(" ", 1)[0]
+    pix_fmt = re.match(r"\w*", fields[1]).group(0) if len(fields) > 1 else ""
+    size = re.match(r"(\d+)x(\d+)", fields[2]) if len(fields) > 2 else None
+    fps = re.search(r"(\d+(?:\.\d+)?) fps", stream)
+    duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+    encoder = ""
+    for line in header[index + 1:]:
+        if line.lstrip().startswith(("Stream #", "Output #", "Stream mapping")):
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "encoder":
+            encoder = value.strip()
+            break
+    offsets = _top_level_offsets(file)
     return VideoInfo(
-        frames=frames,
-        fps=float(rate) if rate else 0.0,
-        width=width,
-        height=height,
+        frames=int(progress.get("frame", "0")),
+        fps=float(fps.group(1)) if fps else 0.0,
+        width=int(size.group(1)) if size else 0,
+        height=int(size.group(2)) if size else 0,
         codec=codec,
         pix_fmt=pix_fmt,
-        duration_s=duration,
-        faststart=faststart,
+        duration_s=(int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)))
+        if duration else 0.0,
+        faststart="moov" in offsets and "mdat" in offsets and offsets["moov"] < offsets["mdat"],
         size_bytes=file.stat().st_size,
+        encoder=encoder,
     )

@@ -1,14 +1,21 @@
-"""generator.video: MP4 properties, byte budgets, refusals."""
+"""generator.video: MP4 properties, byte budgets, refusals, and what happens when ffmpeg fails or stalls."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
-from generator.video import VideoTooLarge, encode_mp4, encode_to_budget, probe_mp4
+import generator.video as video
+from generator.video import VideoEncodeError, VideoTooLarge, encode_mp4, encode_to_budget, probe_mp4
+
+X264_SEI = re.compile(rb"x264 - core \d+[^\0]*? - options: ([^\0]+)")  # libx264's own text, in the first frame
 
 
 def _noise_frames(count: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
@@ -30,15 +37,57 @@ def test_mp4_has_the_requested_frames_fps_and_even_size(tmp_path: Path) -> None:
 
 
 def test_colours_survive_the_round_trip(tmp_path: Path) -> None:
-    import av
-
     frames = [np.full((64, 64, 3), (200, 40, 90), dtype=np.uint8)] * 8
     out = tmp_path / "solid.mp4"
     encode_mp4(frames, out, 8)
-    with av.open(str(out)) as container:
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    assert meta["size"] == (64, 64)
+    decoded = [np.frombuffer(f, np.uint8).reshape(64, 64, 3) for f in reader]
     assert len(decoded) == 8
     assert np.abs(decoded[3].astype(int) - (200, 40, 90)).max() <= 6
+
+
+def _x264_options(path: Path) -> dict[str, str]:
+    match = X264_SEI.search(path.read_bytes())
+    assert match, f"no libx264 SEI in {path}"
+    return dict(item.split("=", 1) for item in match.group(1).decode("ascii").split() if "=" in item)
+
+
+def test_the_encoder_was_libx264_writing_yuv420p(tmp_path: Path) -> None:
+    """Read back from the files: the decoder sees H.264 in yuv420p (from the SPS), the track names libx264 as its
+    encoder, and libx264's own SEI text in the stream carries the rate control each mode asked for."""
+    frames = _noise_frames(8, 128, 96)
+    crf_out, rate_out = tmp_path / "crf.mp4", tmp_path / "rate.mp4"
+    encode_mp4(frames, crf_out, 8)
+    encode_mp4(frames, rate_out, 8, max_bitrate=200_000)
+    for out in (crf_out, rate_out):
+        info = probe_mp4(out)
+        assert (info.codec, info.pix_fmt) == ("h264", "yuv420p"), info
+        assert info.encoder.split()[-1] == "libx264", info.encoder
+    crf = _x264_options(crf_out)
+    assert (crf["rc"], crf["crf"]) == ("crf", f"{video.DEFAULT_CRF}.0"), crf
+    rate = _x264_options(rate_out)
+    assert rate["rc"] == "cbr" and rate["bitrate"] == rate["vbv_maxrate"] == rate["vbv_bufsize"] == "200", rate
+
+
+def test_probe_tells_a_file_without_faststart(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.mp4"
+    encode_mp4(_noise_frames(4, 64, 64), fast, 8)
+    slow = tmp_path / "slow.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(fast), "-c", "copy", str(slow)],
+                   check=True)
+    assert probe_mp4(fast).faststart and not probe_mp4(slow).faststart
+    assert probe_mp4(slow).frames == 4
+
+
+def test_probe_refuses_what_is_not_a_video(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n")
+    with pytest.raises(ValueError, match="not a readable video"):
+        probe_mp4(text)
+    with pytest.raises(FileNotFoundError):
+        probe_mp4(tmp_path / "missing.mp4")
 
 
 def test_scale_shrinks_the_picture(tmp_path: Path) -> None:
@@ -96,3 +145,49 @@ def test_impossible_budget_is_reported(tmp_path: Path) -> None:
 def test_bad_encoder_input_is_refused(tmp_path: Path, frames: list, fps: int, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         encode_mp4(frames, tmp_path / "x.mp4", fps)
+
+
+def _fake_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+    """Point imageio-ffmpeg at a script in place of ffmpeg (its IMAGEIO_FFMPEG_EXE setting); the script writes its
+    pid to the returned path."""
+    script = tmp_path / "ffmpeg"
+    pid_file = tmp_path / "ffmpeg.pid"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(script))
+    return pid_file
+
+
+def _assert_gone(pid_file: Path) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_an_ffmpeg_that_dies_mid_encode_gives_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid_file = _fake_ffmpeg(tmp_path, monkeypatch, "head -c 1000 > /dev/null\necho 'x264 crashed here' >&2\nexit 3")
+    out = tmp_path / "out" / "dead.mp4"
+    with pytest.raises(VideoEncodeError, match=r"failed encoding dead.mp4 \(exit status 3\): x264 crashed here"):
+        encode_mp4(_noise_frames(8, 256, 256), out, 8)
+    with pytest.raises(VideoEncodeError, match="exit status 3"):  # not VideoTooLarge: the budget never ran
+        encode_to_budget(_noise_frames(8, 256, 256), out, 8, 10_000)
+    assert list((tmp_path / "out").iterdir()) == []  # neither the video nor a temporary file
+    _assert_gone(pid_file)
+
+
+def test_an_ffmpeg_that_stalls_is_stopped_at_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid_file = _fake_ffmpeg(tmp_path, monkeypatch, "exec sleep 600")  # never reads its stdin, never exits
+    monkeypatch.setattr(video, "ENCODE_TIMEOUT_BASE_S", 1.0)
+    monkeypatch.setattr(video, "ENCODE_TIMEOUT_S_PER_MEGAPIXEL", 0.0)
+    out = tmp_path / "stalled.mp4"
+    with pytest.raises(VideoEncodeError, match="did not finish encoding stalled.mp4 within 1 s"):
+        encode_mp4(_noise_frames(8, 256, 256), out, 8)  # 1.5 MB: far more than a pipe holds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg", "ffmpeg.pid"]
+    _assert_gone(pid_file)
+
+
+def test_an_ffmpeg_that_writes_nothing_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_ffmpeg(tmp_path, monkeypatch, "cat > /dev/null\nexit 0")
+    out = tmp_path / "empty.mp4"
+    with pytest.raises(VideoEncodeError, match="without writing empty.mp4"):
+        encode_mp4(_noise_frames(2, 64, 64), out, 8)
+    assert not out.exists() and not list(tmp_path.glob(".*part"))
