@@ -150,8 +150,11 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
     """Pipe ``arrays`` to ffmpeg's stdin; raise VideoEncodeError unless it exits 0 within ``timeout_s``."""
     with tempfile.TemporaryFile() as stderr:
         # own session: a Ctrl-C meant for the worker does not cut its encode short (it finishes or gives back)
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    start_new_session=True)
+        except OSError as exc:  # a missing or non-executable IMAGEIO_FFMPEG_EXE
+            raise VideoEncodeError(f"cannot start ffmpeg ({command[0]}): {exc.strerror or exc}") from exc
         killed = threading.Event()
 
         def kill() -> None:
@@ -173,6 +176,10 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
             returncode = proc.wait()
         finally:
             watchdog.cancel()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass  # the pipe was already broken: nothing left to flush
             if proc.poll() is None:  # interrupted (KeyboardInterrupt, ...): never leave an encoder behind
                 proc.kill()
                 proc.wait()

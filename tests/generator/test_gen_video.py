@@ -191,3 +191,11 @@ def test_an_ffmpeg_that_writes_nothing_is_an_error(tmp_path: Path, monkeypatch: 
     with pytest.raises(VideoEncodeError, match="without writing empty.mp4"):
         encode_mp4(_noise_frames(2, 64, 64), out, 8)
     assert not out.exists() and not list(tmp_path.glob(".*part"))
+
+
+def test_a_missing_ffmpeg_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg-here"))
+    out = tmp_path / "none.mp4"
+    with pytest.raises(VideoEncodeError, match="cannot start ffmpeg .*no-ffmpeg-here"):
+        encode_mp4(_noise_frames(2, 64, 64), out, 8)
+    assert not out.exists() and not list(tmp_path.glob(".*part"))
