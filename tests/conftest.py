@@ -2,8 +2,10 @@
 
 - ``sqlite_url``: a migrated SQLite file in the test's tmp dir (a copy of a template migrated once per session).
 - ``pg_url``: a fresh migrated PostgreSQL database, created from a per-session template and dropped after the
-  test. Server from ``PG_TEST_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``). With
-  ``CI=true`` an unreachable server fails the test loudly; elsewhere the test is skipped with the reason.
+  test. Server from ``PG_TEST_URL`` when it is given (its user must be allowed to create databases); otherwise
+  a throwaway server made for this run from the machine's PostgreSQL binaries (``tests/pgserver.py``), its URL
+  put into ``PG_TEST_URL`` for the processes the tests start. With ``CI=true`` a server that cannot be reached
+  or made fails the test loudly; elsewhere the test is skipped with the reason.
 - ``db_url``: parametrized over both; ``db_engine`` / ``db_sessionmaker``: an engine and sessionmaker on it.
 
 Schemas are made by Alembic (``jobs.db.migrate``), never ``create_all``.
@@ -25,11 +27,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.db import make_engine, make_sessionmaker, migrate
+from tests.pgserver import PostgresUnavailable, ThrowawayPostgres
 
 # The fake Discord server fixture (``fake_discord``) for every test directory.
 pytest_plugins = ["tests.fakediscord.plugin"]
 
-DEFAULT_PG_TEST_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PG_CONNECT_TIMEOUT_S = 5
 
 
@@ -39,8 +41,18 @@ def in_ci() -> bool:
 
 
 def pg_test_url() -> str:
-    """The PostgreSQL server tests use (an async URL; its database is only used to create others)."""
-    return os.environ.get("PG_TEST_URL", DEFAULT_PG_TEST_URL)
+    """The PostgreSQL server tests use (an async URL; its database is only used to create others). Set once
+    the ``_pg_server`` fixture has run."""
+    url = os.environ.get("PG_TEST_URL", "").strip()
+    if not url:
+        raise RuntimeError("PG_TEST_URL is not set: use the pg_url fixture, which provides a server")
+    return url
+
+
+def _no_postgres(message: str) -> None:
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not skip)", pytrace=False)
+    pytest.skip(message)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -114,14 +126,31 @@ def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def _pg_template() -> Iterator[str]:
+def _pg_server() -> Iterator[str]:
+    """The server of PG_TEST_URL when it is given, else a throwaway one for this run (its URL exported as
+    PG_TEST_URL while the run lasts)."""
+    if os.environ.get("PG_TEST_URL", "").strip():
+        yield "given"
+        return
+    try:
+        server = ThrowawayPostgres()
+        url = server.start()
+    except PostgresUnavailable as exc:
+        _no_postgres(f"PG_TEST_URL is not set and no throwaway PostgreSQL could be started: {exc}")
+    os.environ["PG_TEST_URL"] = url
+    try:
+        yield "throwaway"
+    finally:
+        os.environ.pop("PG_TEST_URL", None)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _pg_template(_pg_server: str) -> Iterator[str]:
     try:
         conn = _pg_admin_connect()
     except Exception as exc:  # noqa: BLE001 - any connect failure means the same thing here
-        message = f"PostgreSQL at PG_TEST_URL={make_url(pg_test_url()).render_as_string()} is unreachable: {exc}"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not skip)", pytrace=False)
-        pytest.skip(message)
+        _no_postgres(f"PostgreSQL at PG_TEST_URL={make_url(pg_test_url()).render_as_string()} is unreachable: {exc}")
     name = _database_name("tpl")
     with conn:
         _drop_stale_databases(conn)

@@ -1,7 +1,7 @@
 """The worker's ProgressWriter on SQLite and PostgreSQL: each write is committed on its own (visible to
 other connections at once, no lock left behind), fenced by attempt, carries the cancel flag, renews the
-lease, survives a dropped connection, and writes from several tasks take turns. Its statement goes to the
-driver directly, so it is checked to write exactly what ``report_progress`` writes through SQLAlchemy."""
+lease, survives a dropped connection, and writes from several tasks take turns; it writes exactly what
+``report_progress`` writes in a caller's session."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ async def test_concurrent_writes_take_turns(db_engine: AsyncEngine, db_sessionma
 async def test_a_write_stores_exactly_what_report_progress_stores(
     db_engine: AsyncEngine, db_sessionmaker: Sessions
 ) -> None:
-    """Same statement, same instant: the driver-level write and the session-level one leave equal rows
+    """Same statement, same instant: the writer's write and the session-level one leave equal rows
     (the lease timestamp to the microsecond, converted by the column type on both paths)."""
     by_session, by_writer = await _running_job(db_sessionmaker, 5), await _running_job(db_sessionmaker, 6)
     at = utcnow().replace(microsecond=123456)
