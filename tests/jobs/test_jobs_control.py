@@ -102,3 +102,17 @@ async def test_audit_scope_defaults_from_guild_and_is_checked(db_sessionmaker: S
         scopes = dict((await s.execute(select(AuditLog.action, AuditLog.scope))).all())
     assert (bot_wide.scope, server.scope, explicit.scope) == ("bot", "server", "bot")
     assert scopes == {"x": "bot", "y": "server", "z": "bot"}
+
+
+async def test_a_servers_audit_page_leaves_out_bot_wide_and_other_servers_rows(db_sessionmaker: Sessions) -> None:
+    from jobs.stats import audit_page
+
+    async with db_sessionmaker() as s, s.begin():
+        await record_action(s, actor_id=1, action="ban_user")
+        await record_action(s, actor_id=2, action="set_guild_limits", guild_id=GUILD_A)
+        await record_action(s, actor_id=3, action="set_guild_limits", guild_id=GUILD_B)
+    async with db_sessionmaker() as s:
+        own = await audit_page(s, guild_id=GUILD_A, with_bot_wide=False)
+        with_bot = await audit_page(s, guild_id=GUILD_A)
+    assert [r.actor_id for r in own.rows] == [2]
+    assert sorted(r.actor_id for r in with_bot.rows) == [1, 2]
