@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INVALID_WEBHOOK_TOKEN_CODE = 50027  # Discord: the interaction token expired (15 minutes)
+UNKNOWN_WEBHOOK_CODE = 10015  # Discord: the webhook (interaction) is unknown
+
 
 def interaction_origin(
     interaction: discord.Interaction,
@@ -53,18 +56,77 @@ async def queue_job(
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
 ) -> Job:
-    """Enqueue (quota reserved) and post the job's status message with its position, ETA and Cancel button."""
-    from bot.status import post_status_message
+    """Enqueue (quota reserved) and post the job's status message with its position, ETA and Cancel button.
+
+    Once ``enqueue`` returned, the job is committed: nothing after it may raise into the caller's "nothing was
+    queued" error path. A status message that cannot be posted now is posted later by the monitor.
+    """
+    job = await enqueue(bot, stored=stored, params=params, origin=origin, policy=policy, size=size)
+    await announce_queued(bot, job)
+    return job
+
+
+async def pause_notice(bot: I2VBot, guild_id: int | None) -> str | None:
+    """The sentence telling a requester that their job waits for a resume, or None when nothing holds it (or the
+    switches cannot be read: the job is queued either way)."""
+    from jobs.control import pause_state
+
+    try:
+        async with bot.readers() as session:
+            state = await pause_state(session, guild_id)
+    except Exception:
+        log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
+        return None
+    if state.bot_paused:
+        reason = f" ({state.bot_reason})" if state.bot_reason else ""
+        return f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume."
+    if state.guild_paused:
+        return "⏸️ The queue is paused on this server by its admins: this job waits and starts after resume."
+    return None
+
+
+async def announce_queued(bot: I2VBot, job: Job) -> None:
+    """Post ``job``'s status message (with the pause notice, if a pause holds it); never raises. On any failure
+    (Discord or the database) the monitor is asked to post it on a later pass."""
+    from bot.status import post_status_message, render_status
     from jobs.queue import queue_position
 
-    job = await enqueue(bot, stored=stored, params=params, origin=origin, policy=policy, size=size)
-    async with bot.readers() as session:
-        place = await queue_position(session, job.id)
     try:
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)
-    except discord.HTTPException:
-        log.warning("could not post the status message of job %s; the job stays queued", job.id, exc_info=True)
-    return job
+        async with bot.readers() as session:
+            place = await queue_position(session, job.id)
+        text = render_status(job, position=place.position, eta_seconds=place.eta_seconds)
+        notice = await pause_notice(bot, job.guild_id)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds,
+                                  text=f"{text}\n{notice}" if notice else None)
+    except Exception:
+        log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
+                    job.id, exc_info=True)
+        if bot.monitor is not None:
+            bot.monitor.post_later(job.id)
+
+
+def _token_expired(error: discord.HTTPException) -> bool:
+    """An interaction's webhook token that died (15 minutes) or is unknown: 401/50027 or 404/10015."""
+    return (error.status, error.code) in ((401, INVALID_WEBHOOK_TOKEN_CODE), (404, UNKNOWN_WEBHOOK_CODE))
+
+
+async def tell_queued(interaction: discord.Interaction, job: Job, text: str) -> None:
+    """Send the ephemeral "queued" follow-up for a committed ``job``; never raises (the status message in the
+    channel tells the same). An expired interaction token is expected (the request took long), not an error."""
+    try:
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as error:
+        if _token_expired(error):
+            log.info("job %s is queued; its interaction token expired before the follow-up could say so", job.id)
+        else:
+            log.warning("job %s is queued; the follow-up saying so failed: %s", job.id, error)
+
+
+def queued_text(job: Job, head: str, notice: str | None) -> str:
+    """``head`` plus where progress shows, or the pause notice when a pause holds the job."""
+    if notice:
+        return f"{head} {notice}"
+    return f"{head}; progress is in the channel, and the video will be posted there."
 
 
 async def queue_variant(

@@ -48,7 +48,9 @@ class I2VBot(commands.Bot):
             tree_cls=I2VTree,
             chunk_guilds_at_startup=False,
             guild_ready_timeout=settings.guild_ready_timeout,
-            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
+            # No message pings anyone unless it says so: user text (prompts, flags, reasons, errors) never pings;
+            # delivery mentions its requester explicitly (bot.delivery).
+            allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
         self.engine: AsyncEngine | None = None
@@ -153,11 +155,11 @@ class I2VBot(commands.Bot):
 
     # -- helpers the cogs share -------------------------------------------------------------------------------
 
-    def is_admin(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
-        """Whether ``actor`` is a bot admin (Manage Server, ADMIN_USER_IDS or ADMIN_ROLE_IDS; see bot.permissions)."""
-        from bot.permissions import is_admin
+    def is_operator(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
+        """Whether ``actor`` is the bot's operator (OPERATOR_USER_IDS / OPERATOR_ROLE_IDS; see bot.permissions)."""
+        from bot.permissions import is_operator
 
-        return is_admin(actor, self.settings)
+        return is_operator(actor, self.settings)
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""
@@ -169,6 +171,6 @@ class I2VBot(commands.Bot):
             daily_gpu_seconds=self.settings.quota_daily_gpu_seconds,
             max_pending=self.settings.quota_max_pending,
             role_ids=frozenset(role_ids),
-            is_admin=self.is_admin(actor),
+            is_admin=self.is_operator(actor),  # queue priority: the operator's only, never a server admin's
             max_queue_length=self.settings.queue_max_length,
         )

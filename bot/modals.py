@@ -102,7 +102,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         self.seed.default = str(job.seed)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        from bot.actions import queue_variant
+        from bot.actions import pause_notice, queue_variant, queued_text, tell_queued
         from bot.views import load_job, require_owner
 
         bot: I2VBot = interaction.client  # type: ignore[assignment]
@@ -120,7 +120,9 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
                 changes.pop(name)
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await queue_variant(bot, interaction, parent, source="vary", changes=changes)
-        await interaction.followup.send(f"Queued a variation of job #{parent.id} as job #{job.id}.", ephemeral=True)
+        notice = await pause_notice(bot, job.guild_id)
+        await tell_queued(interaction, job, queued_text(job, f"Queued a variation of job #{parent.id} as job #{job.id}",
+                                                        notice))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await explain_error(interaction, error)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from bot.delivery import Delivery, DeliveryResult
-from bot.status import EditOutcome, edit_status_message, render_status, status_key
+from bot.status import EditOutcome, edit_status_message, post_missing_status, render_status, status_key
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -43,6 +43,7 @@ class JobMonitor:
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
         self._rescued_at = 0.0  # monotonic time of the last rescue pass
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
+        self._unposted: set[int] = set()  # queued jobs whose first status-message post failed (post_later)
 
     def start(self) -> None:
         """Start the background task."""
@@ -52,6 +53,11 @@ class JobMonitor:
         """Record that a status message was just posted showing ``job`` at ``position`` (no immediate re-edit)."""
         self._shown[job.id] = status_key(job, position)
         self._edited_at[job.id] = time.monotonic()
+
+    def post_later(self, job_id: int) -> None:
+        """The status message of committed job ``job_id`` could not be posted: post it on the next passes."""
+        self._unposted.add(job_id)
+        self.wake()
 
     def wake(self) -> None:
         """Run a pass now instead of waiting for the next tick."""
@@ -93,6 +99,8 @@ class JobMonitor:
                 rescued = await rescue_expired(session)
             if rescued:
                 log.warning("requeued jobs whose worker stopped reporting: %s", rescued)
+        if self._unposted:
+            await post_missing_status(self.bot, self._unposted)
         async with self.bot.readers() as session:
             pending = list(
                 (

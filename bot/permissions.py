@@ -1,57 +1,79 @@
-"""Who may run the bot's admin commands and press its admin-only buttons.
+"""Who may do what: the two scopes of power, checked at run time on every interaction.
 
-An admin is, in the guild where the interaction happens, a member with *Manage Server* (or *Administrator*)
-according to the permissions Discord resolved for that interaction, or a user listed in ``ADMIN_USER_IDS``, or a
-member holding a role listed in ``ADMIN_ROLE_IDS``.
+- The bot's **operator**: a user listed in ``OPERATOR_USER_IDS`` (or the older ``ADMIN_USER_IDS``), or a member
+  holding a role listed in ``OPERATOR_ROLE_IDS`` (or ``ADMIN_ROLE_IDS``). Bot-wide powers: ``/operator ...``
+  (pause and resume every server, bans, quotas, tiers, the whole queue and audit log) and queue priority.
+- A **server admin**: a member with *Manage Server* (or *Administrator*) in the guild the interaction comes
+  from, according to the permissions Discord resolved for that very interaction. Powers over that server only:
+  ``/admin ...`` (its pause, caps, jobs, bans from it, its stats and log), and Cancel/Delete on its jobs. Anyone
+  can invite the bot to a server of their own and be its admin there, so nothing a server admin can do reaches
+  another server or the bot as a whole.
 
-The check runs at call time, in every admin command (:func:`admin_only`) and in every admin-only button handler
-(:func:`require_admin`). ``default_permissions`` on the ``/admin`` group only hides the commands in Discord's UI:
-it is a hint that a server can change and that a forged interaction ignores.
+Checks: :func:`operator_only` and :func:`server_admin_only` on commands, :func:`require_operator` and
+:func:`require_server_admin` first in admin buttons, :func:`check_job_access` for buttons and commands that act on
+one job. ``default_permissions`` on a command group only hides it in Discord's UI: a server can change that hint,
+and a forged interaction ignores it.
 
-Every refusal is logged (who, which command or button, which guild) and answered with an ephemeral message.
+Every refusal is logged (who, what, which guild, which scope it needed) and answered with an ephemeral message.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import discord
 from discord import app_commands
 
+from bot.errors import NotYours
+
+if TYPE_CHECKING:
+    from jobs.models import Job
+
 __all__ = (
-    "REFUSAL_MESSAGE",
-    "AdminSettings",
-    "NotAdmin",
-    "admin_only",
-    "is_admin",
-    "require_admin",
+    "OPERATOR_REFUSAL",
+    "SERVER_REFUSAL",
+    "NotAllowed",
+    "ScopeSettings",
+    "check_job_access",
+    "is_operator",
+    "is_server_admin",
+    "may_act_on_job",
+    "operator_only",
+    "require_operator",
+    "require_server_admin",
+    "server_admin_only",
 )
 
 log = logging.getLogger(__name__)
 
-#: What a refused member sees (ephemeral).
-REFUSAL_MESSAGE = "Only a server admin (Manage Server, or listed in the bot's admin settings) can do that."
+#: What a member who is not the operator sees (ephemeral) for an ``/operator`` command or button.
+OPERATOR_REFUSAL = "Only the bot's operator can do that: it acts on every server the bot is in."
+#: What a member who is not an admin of this server (nor the operator) sees for an ``/admin`` command or button.
+SERVER_REFUSAL = "Only an admin of this server (Manage Server) or the bot's operator can do that."
+
+SCOPE_OPERATOR = "operator"
+SCOPE_SERVER = "server"
 
 T = TypeVar("T")
 
 
-class AdminSettings(Protocol):
+class ScopeSettings(Protocol):
     """The part of :class:`bot.settings.BotSettings` this module reads."""
 
     @property
-    def admin_user_ids(self) -> Collection[int]: ...
+    def operator_user_ids(self) -> Collection[int]: ...
 
     @property
-    def admin_role_ids(self) -> Collection[int]: ...
+    def operator_role_ids(self) -> Collection[int]: ...
 
 
-class NotAdmin(app_commands.CheckFailure):
-    """Raised by :func:`admin_only` when the invoker is not an admin; ``str()`` is the user-facing refusal."""
+class NotAllowed(app_commands.CheckFailure):
+    """Raised by the command checks; ``str()`` is the user-facing refusal."""
 
-    def __init__(self, user_id: int, action: str) -> None:
-        super().__init__(REFUSAL_MESSAGE)
+    def __init__(self, message: str, user_id: int, action: str) -> None:
+        super().__init__(message)
         self.user_id = user_id
         self.action = action
 
@@ -65,59 +87,36 @@ def _member_role_ids(member: discord.Member) -> set[int]:
     return {int(role_id) for role_id in member._roles}
 
 
-def _has_manage_guild(permissions: discord.Permissions) -> bool:
-    """Manage Server, or Administrator (which implies every permission)."""
+def is_operator(actor: discord.Interaction | discord.Member | discord.User, settings: ScopeSettings) -> bool:
+    """Whether ``actor`` (an interaction's user, a member or a user) is the bot's operator."""
+    if isinstance(actor, discord.Interaction):
+        user: discord.Member | discord.User = actor.user
+    elif isinstance(actor, (discord.Member, discord.User)):
+        user = actor
+    else:
+        raise TypeError(f"is_operator: actor must be an Interaction, Member or User, not {type(actor).__name__}")
+    if user.id in settings.operator_user_ids:
+        return True
+    return isinstance(user, discord.Member) and bool(_member_role_ids(user) & set(settings.operator_role_ids))
+
+
+def is_server_admin(interaction: discord.Interaction, guild_id: int | None = None) -> bool:
+    """Whether the interaction's member has Manage Server (or Administrator) in the guild it comes from, and that
+    guild is ``guild_id`` when one is given (a job's server, say)."""
+    if interaction.guild_id is None or not isinstance(interaction.user, discord.Member):
+        return False
+    if guild_id is not None and guild_id != interaction.guild_id:
+        return False
+    permissions = interaction.permissions
     return permissions.administrator or permissions.manage_guild
 
 
-def is_admin(actor: discord.Interaction | discord.Member | discord.User, settings: AdminSettings) -> bool:
-    """Whether ``actor`` may use the admin commands.
-
-    Parameters
-    ----------
-    actor:
-        An interaction (preferred: its member's permissions are the ones Discord resolved for this very
-        interaction), a guild member, or a plain user (a DM or an unknown guild: only ``ADMIN_USER_IDS`` count).
-    settings:
-        Anything with ``admin_user_ids`` and ``admin_role_ids`` (see :class:`bot.settings.BotSettings`).
-    """
-    if isinstance(actor, discord.Interaction):
-        user: discord.Member | discord.User = actor.user
-        permissions: discord.Permissions | None = actor.permissions if isinstance(user, discord.Member) else None
-    elif isinstance(actor, (discord.Member, discord.User)):
-        user = actor
-        permissions = None
-        if isinstance(actor, discord.Member):
-            permissions = actor.resolved_permissions or actor.guild_permissions
-    else:
-        raise TypeError(f"is_admin: actor must be an Interaction, Member or User, not {type(actor).__name__}")
-
-    if user.id in settings.admin_user_ids:
-        return True
-    if not isinstance(user, discord.Member):
-        return False
-    if permissions is not None and _has_manage_guild(permissions):
-        return True
-    return bool(_member_role_ids(user) & set(settings.admin_role_ids))
-
-
-def _settings_of(interaction: discord.Interaction) -> AdminSettings:
+def _settings_of(interaction: discord.Interaction) -> ScopeSettings:
     """The bot's settings, from ``interaction.client.settings``."""
     settings = getattr(interaction.client, "settings", None)
     if settings is None:
-        raise RuntimeError("admin check: the client has no .settings (expected bot.app.I2VBot)")
+        raise RuntimeError("permission check: the client has no .settings (expected bot.app.I2VBot)")
     return settings
-
-
-def _log_refusal(interaction: discord.Interaction, action: str) -> None:
-    log.warning(
-        "admin refusal: user %s (%s) tried %r in guild %s channel %s",
-        interaction.user.id,
-        interaction.user,
-        action,
-        interaction.guild_id,
-        interaction.channel_id,
-    )
 
 
 def _action_name(interaction: discord.Interaction) -> str:
@@ -129,33 +128,89 @@ def _action_name(interaction: discord.Interaction) -> str:
     return f"button {custom_id}" if custom_id else "interaction"
 
 
-def admin_only() -> Callable[[T], T]:
-    """An app-command check: the command runs only for an admin, else :class:`NotAdmin` is raised.
+def log_refusal(interaction: discord.Interaction, action: str, needs: str) -> None:
+    """One warning line per refusal: who tried what, where, and which scope it needed."""
+    log.warning(
+        "refusal: user %s (%s) tried %r in guild %s channel %s (needs %s)",
+        interaction.user.id,
+        interaction.user,
+        action,
+        interaction.guild_id,
+        interaction.channel_id,
+        needs,
+    )
 
-    The refusal is logged here. The tree's error handler answers ``CheckFailure`` with ``str(error)``
-    ephemerally; :class:`NotAdmin`'s ``str()`` is :data:`REFUSAL_MESSAGE`.
-    """
 
+def _allowed(interaction: discord.Interaction, scope: str) -> bool:
+    if is_operator(interaction, _settings_of(interaction)):
+        return True
+    return scope == SCOPE_SERVER and is_server_admin(interaction)
+
+
+def _check(scope: str, message: str) -> Callable[[T], T]:
     async def predicate(interaction: discord.Interaction) -> bool:
-        if is_admin(interaction, _settings_of(interaction)):
+        if _allowed(interaction, scope):
             return True
         action = _action_name(interaction)
-        _log_refusal(interaction, action)
-        raise NotAdmin(interaction.user.id, action)
+        log_refusal(interaction, action, scope)
+        raise NotAllowed(message, interaction.user.id, action)
 
     return app_commands.check(predicate)
 
 
-async def require_admin(interaction: discord.Interaction, *, settings: AdminSettings | None = None) -> bool:
-    """For button and modal handlers: ``True`` for an admin; otherwise log, answer ephemerally, return ``False``.
+def operator_only() -> Callable[[T], T]:
+    """An app-command check: only the bot's operator (the tree's error handler answers the refusal ephemerally)."""
+    return _check(SCOPE_OPERATOR, OPERATOR_REFUSAL)
 
-    Call it first in every admin-only component callback, before touching anything.
-    """
-    if is_admin(interaction, settings if settings is not None else _settings_of(interaction)):
+
+def server_admin_only() -> Callable[[T], T]:
+    """An app-command check: an admin of the guild the command comes from, or the operator."""
+    return _check(SCOPE_SERVER, SERVER_REFUSAL)
+
+
+async def _require(interaction: discord.Interaction, scope: str, message: str) -> bool:
+    if _allowed(interaction, scope):
         return True
-    _log_refusal(interaction, _action_name(interaction))
+    log_refusal(interaction, _action_name(interaction), scope)
     if interaction.response.is_done():
-        await interaction.followup.send(REFUSAL_MESSAGE, ephemeral=True)
+        await interaction.followup.send(message, ephemeral=True)
     else:
-        await interaction.response.send_message(REFUSAL_MESSAGE, ephemeral=True)
+        await interaction.response.send_message(message, ephemeral=True)
     return False
+
+
+async def require_operator(interaction: discord.Interaction) -> bool:
+    """For buttons: ``True`` for the operator; otherwise log, answer ephemerally and return ``False``."""
+    return await _require(interaction, SCOPE_OPERATOR, OPERATOR_REFUSAL)
+
+
+async def require_server_admin(interaction: discord.Interaction) -> bool:
+    """For buttons: ``True`` for an admin of the interaction's guild or the operator; otherwise log, answer
+    ephemerally and return ``False``. The button's own job or listing must then belong to that guild."""
+    return await _require(interaction, SCOPE_SERVER, SERVER_REFUSAL)
+
+
+def may_act_on_job(
+    interaction: discord.Interaction, settings: ScopeSettings, job: Job, *, server_admins: bool
+) -> bool:
+    """The job's requester, the operator, or (when ``server_admins``) an admin of the job's own server."""
+    if interaction.user.id == job.user_id or is_operator(interaction, settings):
+        return True
+    return server_admins and job.guild_id is not None and is_server_admin(interaction, job.guild_id)
+
+
+def check_job_access(
+    interaction: discord.Interaction, settings: ScopeSettings, job: Job, action: str, *, server_admins: bool = False
+) -> None:
+    """Raise :class:`~bot.errors.NotYours` (logged) unless :func:`may_act_on_job`.
+
+    ``server_admins``: cancel and delete are also open to an admin of the job's server; re-roll, vary and info
+    are not (they spend the requester's quota or show their request).
+    """
+    if may_act_on_job(interaction, settings, job, server_admins=server_admins):
+        return
+    log_refusal(interaction, f"{action} job {job.id}", "requester" + (" or server admin" if server_admins else ""))
+    who = f"<@{job.user_id}> (who asked for job #{job.id})"
+    if server_admins:
+        raise NotYours(f"Only {who}, an admin of its server or the bot's operator can {action} it.")
+    raise NotYours(f"Only {who} or the bot's operator can {action} it.")

@@ -45,8 +45,8 @@ class BotSettings:
     model: str = DEFAULT_MODEL
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     data_dir: Path = Path(DEFAULT_DATA_DIR)
-    admin_user_ids: frozenset[int] = frozenset()
-    admin_role_ids: frozenset[int] = frozenset()
+    operator_user_ids: frozenset[int] = frozenset()  # OPERATOR_USER_IDS (or the older ADMIN_USER_IDS)
+    operator_role_ids: frozenset[int] = frozenset()  # OPERATOR_ROLE_IDS (or the older ADMIN_ROLE_IDS)
     quota_daily_gpu_seconds: float = DEFAULT_QUOTA_DAILY_GPU_SECONDS
     quota_max_pending: int = DEFAULT_QUOTA_MAX_PENDING
     queue_max_length: int = DEFAULT_QUEUE_MAX_LENGTH
@@ -59,6 +59,16 @@ class BotSettings:
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT_SECONDS
     log_level: str = "INFO"
     loop_lag_report: Path | None = None
+
+    @property
+    def admin_user_ids(self) -> frozenset[int]:
+        """The older name of :attr:`operator_user_ids`."""
+        return self.operator_user_ids
+
+    @property
+    def admin_role_ids(self) -> frozenset[int]:
+        """The older name of :attr:`operator_role_ids`."""
+        return self.operator_role_ids
 
     @property
     def inputs_dir(self) -> Path:
@@ -95,8 +105,9 @@ class BotSettings:
             model=_optional(env, "I2V_MODEL") or DEFAULT_MODEL,
             output_dir=Path(_optional(env, "OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
             data_dir=Path(_optional(env, "DATA_DIR") or DEFAULT_DATA_DIR),
-            admin_user_ids=_id_set(env, "ADMIN_USER_IDS"),
-            admin_role_ids=_id_set(env, "ADMIN_ROLE_IDS"),
+            # The bot's operator: both names are read (the ADMIN_* ones are the older spelling) and merged.
+            operator_user_ids=_id_set(env, "OPERATOR_USER_IDS") | _id_set(env, "ADMIN_USER_IDS"),
+            operator_role_ids=_id_set(env, "OPERATOR_ROLE_IDS") | _id_set(env, "ADMIN_ROLE_IDS"),
             quota_daily_gpu_seconds=_number(env, "QUOTA_DAILY_GPU_SECONDS", DEFAULT_QUOTA_DAILY_GPU_SECONDS),
             quota_max_pending=int(
                 _number(env, "QUOTA_MAX_PENDING", DEFAULT_QUOTA_MAX_PENDING, integer=True, positive=True)

@@ -159,6 +159,26 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
     return message.id
 
 
+async def post_missing_status(bot: I2VBot, job_ids: set[int]) -> None:
+    """Post the status message of each job in ``job_ids`` whose first post failed (``job_ids`` shrinks as they
+    are posted, or as they stop needing one: finished, or posted meanwhile). Failures stay for the next pass."""
+    from jobs.models import PENDING_STATUSES, Job
+
+    for job_id in sorted(job_ids):
+        async with bot.readers() as session:
+            job = await session.get(Job, job_id)
+        if job is None or job.status not in PENDING_STATUSES or job.status_message_id:
+            job_ids.discard(job_id)
+            continue
+        try:
+            await post_status_message(bot, job, position=None, eta_seconds=None)
+        except Exception:
+            log.warning("posting the status message of job %s failed again; will retry", job_id, exc_info=True)
+            continue
+        log.info("posted the status message of job %s on a later pass", job_id)
+        job_ids.discard(job_id)
+
+
 class EditOutcome(enum.Enum):
     """What happened to a status-message edit."""
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 import aiohttp
 
 from bot.errors import UserFacingError
+from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
 from generator.params import GenerationParams, target_size
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK_BYTES = 64 * 1024  # read size while streaming an image download
+MAX_REDIRECTS = 3  # same-origin redirects followed for one image download
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+DOWNLOAD_FAILED_MESSAGE = "I could not download that image from Discord; upload it again and retry."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,24 +76,41 @@ def _too_large(size: int, cap: int) -> ImageError:
 
 
 async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = None) -> bytes:
-    """Fetch ``url`` but never hold more than the byte cap: refuse early on the declared or streamed size."""
+    """Fetch ``url`` from Discord's attachment hosts only (``bot.image_origin``), following redirects only within
+    its origin, and never hold more than the byte cap: refuse early on the declared, header or streamed size.
+
+    A refusal says what was wrong; the HTTP status or error of a failed fetch goes to the log, not to the user.
+    """
     cap = byte_cap(bot)
     if declared_size is not None and declared_size > cap:
         raise _too_large(declared_size, cap)
+    check_image_url(url, bot.settings.api_base)
     assert bot.web is not None
     try:
-        async with bot.web.get(url) as response:
-            if response.status != 200:
-                raise UserFacingError(f"I could not download that image (HTTP {response.status}); try uploading it.")
-            if response.content_length is not None and response.content_length > cap:
-                raise _too_large(response.content_length, cap)
-            buffer = bytearray()
-            async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
-                buffer += chunk
-                if len(buffer) > cap:
-                    raise _too_large(len(buffer), cap)
-            return bytes(buffer)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with bot.web.get(url, allow_redirects=False) as response:
+                if response.status in REDIRECT_STATUSES:
+                    target = urljoin(url, response.headers.get("Location", ""))
+                    if not same_origin(url, target):
+                        log.warning("image %s redirected to another origin (%s); not followed", url, target)
+                        raise ImageOriginError(REDIRECT_MESSAGE)
+                    url = target
+                    continue
+                if response.status != 200:
+                    log.warning("image download answered HTTP %s", response.status)
+                    raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
+                if response.content_length is not None and response.content_length > cap:
+                    raise _too_large(response.content_length, cap)
+                buffer = bytearray()
+                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                    buffer += chunk
+                    if len(buffer) > cap:
+                        raise _too_large(len(buffer), cap)
+                return bytes(buffer)
+        log.warning("image download redirected more than %d times; given up", MAX_REDIRECTS)
+        raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
     except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        log.warning("image download failed: %r", error)
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
 

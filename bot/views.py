@@ -1,8 +1,9 @@
 """Restart-safe buttons: each is a ``DynamicItem`` whose ``custom_id`` carries the job id (``i2v:<action>:<job>``).
 
 Nothing about a button lives in memory: a click after a restart is parsed from its ``custom_id`` and the job is
-read from the database. Cancel, Re-roll, Vary and Delete are for the job's requester or a bot admin; Info is for
-anyone (answered ephemerally). Every refusal is a short ephemeral message through ``bot.tree.explain_error``.
+read from the database. Every button acts only for the job's requester or the bot's operator, and Cancel and
+Delete also for an admin of the job's own server (:func:`bot.permissions.check_job_access`, checked on every
+click). Every refusal is a short ephemeral message through ``bot.tree.explain_error``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.errors import JobNotFound, NotYours, UserFacingError
+from bot.errors import JobNotFound, UserFacingError
+from bot.permissions import check_job_access
 from bot.tree import explain_error
 
 if TYPE_CHECKING:
@@ -37,11 +39,12 @@ async def load_job(bot: I2VBot, job_id: int) -> Job:
     return job
 
 
-def require_owner(bot: I2VBot, interaction: discord.Interaction, job: Job, action: str) -> None:
-    """Allow the job's requester or an admin; otherwise raise :class:`NotYours` naming the action."""
-    if interaction.user.id == job.user_id or bot.is_admin(interaction):
-        return
-    raise NotYours(f"Only <@{job.user_id}> (who asked for job #{job.id}) or an admin can {action} it.")
+def require_owner(
+    bot: I2VBot, interaction: discord.Interaction, job: Job, action: str, *, server_admins: bool = False
+) -> None:
+    """Allow the job's requester, the operator, and (``server_admins``) an admin of the job's server; otherwise
+    raise :class:`~bot.errors.NotYours` naming the action (see :func:`bot.permissions.check_job_access`)."""
+    check_job_access(interaction, bot.settings, job, action, server_admins=server_admins)
 
 
 async def _guarded(interaction: discord.Interaction, body: Callable[[], Awaitable[None]]) -> None:
@@ -100,7 +103,7 @@ class CancelButton(_JobButton):
         from bot.actions import cancel_job_for
 
         job = await load_job(bot, self.job_id)
-        require_owner(bot, interaction, job, "cancel")
+        require_owner(bot, interaction, job, "cancel", server_admins=True)
         await interaction.response.defer(ephemeral=True, thinking=True)
         message = await cancel_job_for(bot, job)
         await interaction.followup.send(message, ephemeral=True)
@@ -115,14 +118,15 @@ class RerollButton(_JobButton):
     STYLE = discord.ButtonStyle.primary
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
-        from bot.actions import queue_variant
+        from bot.actions import pause_notice, queue_variant, queued_text, tell_queued
 
         job = await load_job(bot, self.job_id)
         require_owner(bot, interaction, job, "re-roll")
         await interaction.response.defer(ephemeral=True, thinking=True)
         new_job = await queue_variant(bot, interaction, job, source="reroll", changes={"seed": None})
-        await interaction.followup.send(f"Re-rolling job #{job.id} as job #{new_job.id} (seed {new_job.seed}).",
-                                        ephemeral=True)
+        notice = await pause_notice(bot, new_job.guild_id)
+        head = f"Re-rolling job #{job.id} as job #{new_job.id} (seed {new_job.seed})"
+        await tell_queued(interaction, new_job, queued_text(new_job, head, notice))
 
 
 class VaryButton(_JobButton):
@@ -150,7 +154,7 @@ class DeleteButton(_JobButton):
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
         job = await load_job(bot, self.job_id)
-        require_owner(bot, interaction, job, "delete")
+        require_owner(bot, interaction, job, "delete", server_admins=True)
         await interaction.response.defer(ephemeral=True, thinking=True)
         message_id = interaction.message.id if interaction.message else job.result_message_id
         if message_id is None:
@@ -165,7 +169,7 @@ class DeleteButton(_JobButton):
 
 
 class InfoButton(_JobButton):
-    """Show every parameter of the job, for anyone (ephemeral)."""
+    """Show every parameter of the job to its requester or the operator (ephemeral)."""
 
     ACTION = "info"
     LABEL = "Info"
@@ -175,6 +179,7 @@ class InfoButton(_JobButton):
         from bot.delivery import render_info
 
         job = await load_job(bot, self.job_id)
+        require_owner(bot, interaction, job, "see the details of")
         await interaction.response.send_message(render_info(job), ephemeral=True)
 
 

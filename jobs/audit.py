@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import AuditLog, utcnow
+from jobs.models import AUDIT_SCOPE_BOT, AUDIT_SCOPE_SERVER, AuditLog, utcnow
 
 MAX_ACTION_CHARS = 64
 DEFAULT_LIST_LIMIT = 50
@@ -25,8 +25,17 @@ async def record_action(
     job_id: int | None = None,
     detail: dict[str, Any] | None = None,
     now: datetime | None = None,
+    scope: str | None = None,
 ) -> AuditLog:
-    """Add one audit row in the caller's transaction (``actor_id=None`` means the system) and flush it."""
+    """Add one audit row in the caller's transaction (``actor_id=None`` means the system) and flush it.
+
+    ``scope`` is ``bot`` (bot-wide, the operator's) or ``server`` (an action on ``guild_id`` alone); left out, it
+    is ``server`` when a ``guild_id`` is given and ``bot`` otherwise.
+    """
+    if scope is None:
+        scope = AUDIT_SCOPE_SERVER if guild_id is not None else AUDIT_SCOPE_BOT
+    if scope not in (AUDIT_SCOPE_BOT, AUDIT_SCOPE_SERVER):
+        raise ValueError(f"scope must be {AUDIT_SCOPE_BOT!r} or {AUDIT_SCOPE_SERVER!r}, got {scope!r}")
     if not isinstance(action, str) or not action or len(action) > MAX_ACTION_CHARS:
         raise ValueError(f"action must be a non-empty string of at most {MAX_ACTION_CHARS} chars, got {action!r}")
     if detail is not None and not isinstance(detail, dict):
@@ -39,6 +48,7 @@ async def record_action(
         job_id=job_id,
         detail=dict(detail or {}),
         created_at=now or utcnow(),
+        scope=scope,
     )
     session.add(row)
     await session.flush()

@@ -45,7 +45,11 @@ QUEUE_STATE_ROW_ID = 1
 
 PRIORITY_NORMAL = 0
 PRIORITY_ADMIN = 10
-"""Claim order is ``priority DESC``: admins' jobs run before everyone else's."""
+"""Claim order is ``priority DESC``: the bot operator's jobs run before everyone else's."""
+
+AUDIT_SCOPE_BOT = "bot"
+AUDIT_SCOPE_SERVER = "server"
+"""The two scopes an audited action can have (:attr:`AuditLog.scope`)."""
 
 # SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid primary key.
 _BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -360,4 +364,18 @@ class AuditLog(Base):
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    scope: Mapped[str] = mapped_column(String(16), default=AUDIT_SCOPE_BOT, server_default=AUDIT_SCOPE_BOT)
+    """``bot`` (an operator's bot-wide action) or ``server`` (an action on ``guild_id`` alone)."""
+
+
+class GuildBan(Base):
+    """A user a server's admins banned from using the bot in that server (other servers are not affected)."""
+
+    __tablename__ = "guild_bans"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    banned_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

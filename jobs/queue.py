@@ -5,7 +5,7 @@ quota" or "claim" is exactly one transaction of the caller's. On SQLite every tr
 IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` and admission locks
 the user's ``quota_accounts`` row first, so checks and inserts cannot race.
 
-Order of claims: ``priority DESC`` (admins first), then ``round`` (round robin across users), then ``id``.
+Order of claims: ``priority DESC`` (the bot operator first), then ``round`` (round robin across users), then ``id``.
 A job's round is the larger of "one more than the user's newest pending job" and the round of the job
 most recently started, so a user with many queued jobs takes turns with everyone else.
 """
@@ -38,13 +38,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
+from jobs.control import claimable, refuse_if_banned_here
 from jobs.errors import (
     Banned,
     JobNotFound,
     OverBudget,
     OverGuildCap,
     QueueFull,
-    QueuePaused,
     TooManyPending,
 )
 from jobs.models import (
@@ -255,8 +255,6 @@ async def is_paused(session: AsyncSession) -> bool:
 
 def _check_guild(new: NewJob, facts: Row[Any]) -> None:
     """Refuse a request the guild's settings (read with the admission facts) do not allow."""
-    if facts.guild_paused:
-        raise QueuePaused(guild=True)
     if facts.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(facts.max_resolution):
         raise OverGuildCap("resolution", new.resolution, facts.max_resolution)
     if facts.max_frames is not None and new.frames > facts.max_frames:
@@ -356,8 +354,9 @@ async def enqueue_job(
     now = _now(now)
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
-    if facts.queue_paused:
-        raise QueuePaused(facts.queue_reason)
+    # -- server scope: a pause holds (no refusal: jobs.control.claimable), a server ban refuses -----------
+    await refuse_if_banned_here(session, new.user_id, new.guild_id)
+    # -- end server scope -------------------------------------------------------------------------------------
     _check_guild(new, facts)
     tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
     limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
@@ -414,10 +413,9 @@ async def claim_next_job(
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
     lease = _check_lease(lease_seconds)
     now = _now(now)
-    not_paused = ~select(QueueState.id).where(QueueState.id == QUEUE_STATE_ROW_ID, QueueState.paused.is_(True)).exists()
     next_id = (
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, not_paused)
+        .where(Job.status == JobStatus.QUEUED, *claimable())  # bot-wide and server pauses hold (jobs.control)
         .order_by(Job.priority.desc(), Job.round, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job)
@@ -820,7 +818,8 @@ async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, re
 async def pause_queue(
     session: AsyncSession, *, by: int | None, reason: str | None = None, now: datetime | None = None
 ) -> bool:
-    """Pause: workers claim nothing and new requests are refused; running jobs finish. False if already paused."""
+    """Pause: workers claim nothing (new requests are still queued and wait); running jobs finish. False if
+    already paused."""
     return await _set_paused(session, True, by=by, reason=reason, now=_now(now))
 
 

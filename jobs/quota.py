@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 
 from jobs.audit import record_action
 from jobs.models import (
+    AUDIT_SCOPE_BOT,
     PENDING_STATUSES,
     Job,
     JobStatus,
@@ -381,6 +382,7 @@ async def set_role_tier(
         guild_id=guild_id,
         detail={"role_id": role_id, "name": name, "daily_gpu_seconds": float(daily_gpu_seconds), "max_pending": max_pending},
         now=now,
+        scope=AUDIT_SCOPE_BOT,  # tiers are the operator's, whichever server the role lives in
     )
     return row
 
@@ -393,7 +395,8 @@ async def remove_role_tier(session: AsyncSession, role_id: int, *, by: int | Non
     if row is None:
         return False
     await record_action(
-        session, actor_id=by, action="remove_role_tier", guild_id=row.guild_id, detail={"role_id": role_id}, now=now
+        session, actor_id=by, action="remove_role_tier", guild_id=row.guild_id, detail={"role_id": role_id}, now=now,
+        scope=AUDIT_SCOPE_BOT,
     )
     return True
 

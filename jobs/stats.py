@@ -467,12 +467,18 @@ class AuditPage(_Paged):
 
 
 async def audit_page(
-    session: AsyncSession, *, offset: int = 0, limit: int = DEFAULT_AUDIT_PAGE_SIZE, guild_id: int | None = None
+    session: AsyncSession,
+    *,
+    offset: int = 0,
+    limit: int = DEFAULT_AUDIT_PAGE_SIZE,
+    guild_id: int | None = None,
+    with_bot_wide: bool = True,
 ) -> AuditPage:
     """Audit rows newest first (ties broken by id, so actions in one second keep their order).
 
     ``guild_id`` keeps the rows recorded for that guild plus the bot-wide ones (``guild_id`` NULL: bans, user
-    quotas, the queue switch), since those affect every server.
+    quotas, the queue switch), since those affect every server; ``with_bot_wide=False`` keeps only the guild's
+    own rows (a server admin's view: the operator's bot-wide actions are not theirs to read).
 
     Raises
     ------
@@ -484,6 +490,8 @@ async def audit_page(
     if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
         raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
     scope = [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    if guild_id is not None and not with_bot_wide:
+        scope = [AuditLog.guild_id == guild_id]
     total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))
     rows = await session.scalars(
         select(AuditLog)

@@ -1,7 +1,7 @@
 """The bot's extensions, one cog per module; each module ends in ``async def setup(bot)``.
 
 ``I2VBot.setup_hook`` loads :data:`EXTENSIONS` in order, then each of :data:`OPTIONAL_EXTENSIONS` whose module
-exists (the admin cog is written separately and plugs in here).
+exists. The two admin groups are split by scope: ``/admin`` (one server's admins) and ``/operator`` (the bot's).
 """
 
 from __future__ import annotations
@@ -13,4 +13,4 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.quota",
     "bot.cogs.mentions",
 )
-OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.admin",)
+OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.server_admin", "bot.cogs.operator")

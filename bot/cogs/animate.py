@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import interaction_origin, queue_job
+from bot.actions import interaction_origin, pause_notice, queue_job, queued_text, tell_queued
 from bot.submission import check_and_store, download_image
 from generator.images import ImageError
 from generator.params import (
@@ -58,11 +58,9 @@ async def handle_request(
     stored = await check_and_store(bot, data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
     job = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(interaction))
-    await interaction.followup.send(
-        f"Queued as job #{job.id} (seed {params.seed}); progress is in the channel, and the video will be posted "
-        "there.",
-        ephemeral=True,
-    )
+    # committed: from here on the user is told it is queued, whatever else fails
+    notice = await pause_notice(bot, job.guild_id)
+    await tell_queued(interaction, job, queued_text(job, f"Queued as job #{job.id} (seed {params.seed})", notice))
 
 
 class Animate(commands.Cog):

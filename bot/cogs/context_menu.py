@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.image_origin import check_image_url
 from bot.modals import AnimateModal
 
 if TYPE_CHECKING:
@@ -21,18 +22,29 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 NO_IMAGE_MESSAGE = "That message has no image to animate (attach one, or use a message with an image embed)."
+NO_PROXY_MESSAGE = (
+    "That message's embedded image is not served through Discord's media proxy, and I only fetch images from "
+    "Discord. Attach the picture itself and try again."
+)
 
 
 def find_image(message: discord.Message) -> tuple[str, int | None] | None:
-    """The first image in ``message``: an attachment (url, size) or an embed's image/thumbnail (url, None)."""
+    """The first image in ``message``: an attachment (url, size) or an embed's image/thumbnail (its Discord
+    media-proxy copy, ``proxy_url``, None).
+
+    An embed's own ``url`` is whatever the embed's author wrote and is never used; an embed image without a proxy
+    copy is refused (:data:`NO_PROXY_MESSAGE`). Where the URL points is checked again before any fetch.
+    """
     for attachment in message.attachments:
         content_type = (attachment.content_type or "").lower()
         if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
             return attachment.url, attachment.size
     for embed in message.embeds:
-        for url in (embed.image.url, embed.thumbnail.url):
-            if url:
-                return url, None
+        for media in (embed.image, embed.thumbnail):
+            if media.proxy_url:
+                return media.proxy_url, None
+            if media.url:
+                raise UserFacingError(NO_PROXY_MESSAGE)
     return None
 
 
@@ -56,6 +68,7 @@ class ContextMenu(commands.Cog):
         if image is None:
             raise UserFacingError(NO_IMAGE_MESSAGE)
         url, size = image
+        check_image_url(url, self.bot.settings.api_base)  # refuse before asking for a prompt (checked again later)
         await interaction.response.send_modal(
             AnimateModal(image_url=url, image_size=size, message_id=message.id, prefill=message.content or "")
         )

@@ -86,7 +86,7 @@ class Queue(commands.Cog):
             if job is None:
                 raise JobNotFound("You have no queued or running video to cancel.")
         target = await load_job(self.bot, job)
-        require_owner(self.bot, interaction, target, "cancel")
+        require_owner(self.bot, interaction, target, "cancel", server_admins=True)
         await interaction.followup.send(await cancel_job_for(self.bot, target), ephemeral=True)
 
 

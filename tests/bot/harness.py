@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Job, Worker
+from tests.fakediscord import payloads
 from tests.fakediscord.records import RecordedRequest
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction
@@ -32,6 +33,7 @@ RESULT_TIMEOUT_S = 90.0  # one tiny-model job end to end, with a cold worker
 SMALL = {"resolution": "256p", "frames": 8, "steps": 10}  # the cheapest valid parameters
 TOKEN = "test-bot-token"
 JOB_ID_IN_TEXT = re.compile(r"job #(\d+)", re.IGNORECASE)
+ANSWER_TIMEOUT_S = 20.0  # the bot's visible answer to one interaction
 
 
 def png_bytes(width: int = 320, height: int = 256, *, seed: int = 0) -> bytes:
@@ -255,3 +257,44 @@ def job_id_from(text: str) -> int:
     match = JOB_ID_IN_TEXT.search(text)
     assert match, f"no job id in {text!r}"
     return int(match.group(1))
+
+
+@dataclass
+class Answer:
+    """What the bot showed for one interaction."""
+
+    callback_type: int
+    ephemeral: bool
+    content: str
+    embeds: list[dict[str, Any]]
+    custom_ids: list[str]
+
+    @property
+    def text(self) -> str:
+        """Content plus every embed's title, description, field names/values and footer."""
+        parts = [self.content]
+        for embed in self.embeds:
+            parts += [embed.get("title", ""), embed.get("description", "")]
+            for field in embed.get("fields", []):
+                parts += [field["name"], field["value"]]
+            parts.append((embed.get("footer") or {}).get("text", ""))
+        return "\n".join(parts)
+
+
+async def answer_of(fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0,
+                    timeout: float = ANSWER_TIMEOUT_S) -> Answer:
+    """The bot's visible answer: the callback's message, or the first follow-up / edit after a defer."""
+    callback_path = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    callback = await fake.wait_for(lambda r: r.method == "POST" and r.path == callback_path, timeout)
+    kind = int(callback.json["type"])
+    data = callback.json.get("data") or {}
+    ephemeral = bool(int(data.get("flags") or 0) & payloads.MESSAGE_FLAG_EPHEMERAL)
+    if kind in (4, 7):
+        body = data
+    else:
+        webhook = f"/webhooks/{fake.application_id}/{interaction.token}"
+        record = await fake.wait_for(
+            lambda r: r.method in ("POST", "PATCH") and r.path.startswith(webhook), timeout, after=after
+        )
+        body = record.json or {}
+    return Answer(kind, ephemeral, body.get("content") or "", body.get("embeds") or [], custom_ids(body))

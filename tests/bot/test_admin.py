@@ -1,11 +1,12 @@
-"""``/admin`` end to end: the real ``python -m bot`` (embedded worker on the tiny model) against the fake Discord.
+"""``/admin`` and ``/operator`` end to end: the real ``python -m bot`` (embedded worker on the tiny model) against
+the fake Discord.
 
 Who is who in the fake guild (created before the bot starts, so they are in its GUILD_CREATE):
 
 - ``manager``: Manage Server only (no Administrator), ``owner``: Administrator only (which implies every
-  permission): admins through Discord's permissions;
-- ``operator``: permissions 0, listed in ``ADMIN_USER_IDS``; ``moddy``: permissions 0, holds a role listed in
-  ``ADMIN_ROLE_IDS``;
+  permission): this server's admins through Discord's permissions, not the bot's operator;
+- ``operator``: permissions 0, listed in ``ADMIN_USER_IDS`` (the older name of ``OPERATOR_USER_IDS``); ``moddy``:
+  permissions 0, holds a role listed in ``ADMIN_ROLE_IDS``: both are the bot's operator;
 - ``mallory``: permissions 0 and in no admin list; ``alice`` ... : ordinary members who make videos.
 
 The worker sleeps ``SLEEP_PER_STEP_S`` in every denoising step, so a 100-step "blocker" job keeps it busy for half a
@@ -26,13 +27,15 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from bot.permissions import REFUSAL_MESSAGE
+from bot.permissions import OPERATOR_REFUSAL, SERVER_REFUSAL
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import AuditLog, GuildSettings, Job, JobStatus, LedgerKind, QueueState, QuotaLedger, UserLimit, Worker
 from tests.bot.harness import (
     running_bot,
     SMALL,
+    Answer,
     BotProcess,
+    answer_of,
     custom_ids,
     followup_text,
     job_id_from,
@@ -50,9 +53,8 @@ WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness: an idle work
 CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own DB write on a loaded 2-core box
 BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
 ANSWER_TIMEOUT_S = 20.0
-EPHEMERAL = payloads.MESSAGE_FLAG_EPHEMERAL
-ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "quota", "tier", "limits", "ban", "unban",
-                     "stats", "log"]
+ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "ban", "unban", "stats", "log"]
+OPERATOR_SUBCOMMANDS = ["queue", "cancel", "pause", "resume", "quota", "tier", "ban", "unban", "stats", "log"]
 
 
 @dataclass
@@ -112,50 +114,17 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
-@dataclass
-class Answer:
-    """What the bot showed for one interaction."""
-
-    callback_type: int
-    ephemeral: bool
-    content: str
-    embeds: list[dict[str, Any]]
-    custom_ids: list[str]
-
-    @property
-    def text(self) -> str:
-        """Content plus every embed's title, description, field names/values and footer."""
-        parts = [self.content]
-        for embed in self.embeds:
-            parts += [embed.get("title", ""), embed.get("description", "")]
-            for field in embed.get("fields", []):
-                parts += [field["name"], field["value"]]
-            parts.append((embed.get("footer") or {}).get("text", ""))
-        return "\n".join(parts)
-
-
-async def answer_of(fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0) -> Answer:
-    """The bot's visible answer: the callback's message, or the first follow-up / edit after a defer."""
-    callback_path = f"/interactions/{interaction.id}/{interaction.token}/callback"
-    callback = await fake.wait_for(lambda r: r.method == "POST" and r.path == callback_path, ANSWER_TIMEOUT_S)
-    kind = int(callback.json["type"])
-    data = callback.json.get("data") or {}
-    ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
-    if kind in (4, 7):
-        body = data
-    else:
-        webhook = f"/webhooks/{fake.application_id}/{interaction.token}"
-        record = await fake.wait_for(
-            lambda r: r.method in ("POST", "PATCH") and r.path.startswith(webhook), ANSWER_TIMEOUT_S, after=after
-        )
-        body = record.json or {}
-    return Answer(kind, ephemeral, body.get("content") or "", body.get("embeds") or [], custom_ids(body))
-
-
 async def admin(world: World, sub: str, options: dict[str, Any] | None = None,
                 member: FakeMember | None = None) -> tuple[FakeInteraction, Answer]:
     """Run ``/admin <sub>`` as ``member`` (default: the Manage Server manager) and return its answer."""
     interaction = await world.fake.inject_slash(f"admin {sub}", options or {}, member=member or world.manager)
+    return interaction, await answer_of(world.fake, interaction)
+
+
+async def operator(world: World, sub: str, options: dict[str, Any] | None = None,
+                   member: FakeMember | None = None) -> tuple[FakeInteraction, Answer]:
+    """Run ``/operator <sub>`` as ``member`` (default: the operator) and return its answer."""
+    interaction = await world.fake.inject_slash(f"operator {sub}", options or {}, member=member or world.operator)
     return interaction, await answer_of(world.fake, interaction)
 
 
@@ -239,6 +208,9 @@ async def test_admin_group_synced_with_permission_hint(world: World) -> None:
     assert command is not None
     assert command["default_member_permissions"] == str(1 << 5)  # Manage Server: a UI hint only
     assert [o["name"] for o in command["options"]] == ADMIN_SUBCOMMANDS
+    group = world.fake.find_command("operator")
+    assert group is not None and group["default_member_permissions"] == str(1 << 3)  # Administrator: a hint only
+    assert [o["name"] for o in group["options"]] == OPERATOR_SUBCOMMANDS
     limits = next(o for o in command["options"] if o["name"] == "limits")
     resolution = next(o for o in limits["options"] if o["name"] == "max_resolution")
     assert [c["value"] for c in resolution["choices"]] == ["256p", "512p", "768p", "1024p", "none"]
@@ -246,28 +218,44 @@ async def test_admin_group_synced_with_permission_hint(world: World) -> None:
 
 async def test_every_admin_command_refused_without_manage_server(world: World) -> None:
     alice = world.users["alice"]
-    options: dict[str, dict[str, Any]] = {
+    admin_options: dict[str, dict[str, Any]] = {
         "queue": {},
         "cancel": {"job": 1},
         "clear": {},
         "pause": {"reason": "mine now"},
         "resume": {},
-        "quota": {"user": alice, "daily_seconds": 1.0, "max_pending": 1},
-        "tier": {"role": world.vip_role, "daily_seconds": 1.0, "max_pending": 1},
         "limits": {"max_frames": 8},
         "ban": {"user": alice, "reason": "x"},
         "unban": {"user": alice},
         "stats": {},
         "log": {},
     }
-    assert sorted(options) == sorted(ADMIN_SUBCOMMANDS)
+    operator_options: dict[str, dict[str, Any]] = {
+        "queue": {},
+        "cancel": {"job": 1},
+        "pause": {"reason": "mine now"},
+        "resume": {},
+        "quota": {"user": alice, "daily_seconds": 1.0, "max_pending": 1},
+        "tier": {"role": world.vip_role, "daily_seconds": 1.0, "max_pending": 1},
+        "ban": {"user": alice, "reason": "x"},
+        "unban": {"user": alice},
+        "stats": {},
+        "log": {},
+    }
+    assert sorted(admin_options) == sorted(ADMIN_SUBCOMMANDS)
+    assert sorted(operator_options) == sorted(OPERATOR_SUBCOMMANDS)
     audit_before = len(await audit_rows(world))
-    for sub, values in options.items():
+    for sub, values in admin_options.items():
         _, reply = await admin(world, sub, values, member=world.mallory)
-        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, REFUSAL_MESSAGE), sub
+        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, SERVER_REFUSAL), sub
+    # /operator: refused to mallory, and to this server's own admins (Manage Server, Administrator) too.
+    for member in (world.mallory, world.manager, world.owner):
+        for sub, values in operator_options.items():
+            _, reply = await operator(world, sub, values, member=member)
+            assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, OPERATOR_REFUSAL), sub
     # An ordinary member (the default member permissions, still no Manage Server) is refused too.
     _, reply = await admin(world, "pause", {}, member=alice)
-    assert (reply.ephemeral, reply.content) == (True, REFUSAL_MESSAGE)
+    assert (reply.ephemeral, reply.content) == (True, SERVER_REFUSAL)
 
     # Nothing changed, and every refusal was logged with who tried what.
     assert len(await audit_rows(world)) == audit_before
@@ -276,18 +264,25 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
     assert await db_scalar(world, select(func.count()).select_from(UserLimit)) == 0
     log_text = world.bot.log_path.read_text(errors="replace")
     for sub in ADMIN_SUBCOMMANDS:
-        assert f"admin refusal: user {world.mallory.user_id} (mallory) tried '/admin {sub}'" in log_text, sub
-    assert f"admin refusal: user {alice.user_id} (alice) tried '/admin pause'" in log_text
+        assert f"refusal: user {world.mallory.user_id} (mallory) tried '/admin {sub}'" in log_text, sub
+    for member in (world.mallory, world.manager, world.owner):
+        for sub in OPERATOR_SUBCOMMANDS:
+            line = f"refusal: user {member.user_id} ({member.username}) tried '/operator {sub}'"
+            assert line in log_text, line
+    assert f"refusal: user {alice.user_id} (alice) tried '/admin pause'" in log_text
 
 
 async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
     _, reply = await admin(world, "stats", {}, member=world.owner)
-    assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics", reply
+    assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics for this server", reply
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days"]  # no workers here
     # Both have permissions 0: only the settings make them admins.
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content
     _, reply = await admin(world, "queue", {}, member=world.operator)
     assert reply.ephemeral and reply.embeds[0]["title"].startswith("Queue:"), reply
+    _, reply = await operator(world, "stats", {}, member=world.moddy)
+    assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics", reply
 
 
 async def test_permissions_are_read_from_each_interaction(world: World) -> None:
@@ -299,7 +294,7 @@ async def test_permissions_are_read_from_each_interaction(world: World) -> None:
     finally:
         world.fake.set_member_permissions(world.mallory, 0)
     _, reply = await admin(world, "limits", {}, member=world.mallory)
-    assert reply.content == REFUSAL_MESSAGE
+    assert reply.content == SERVER_REFUSAL
 
 
 async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World) -> None:
@@ -347,7 +342,7 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     carol_job = next(j for j in in_claim_order[:9] if owners[j] == carol.user_id)
     for custom_id in (f"i2va:cancel:{carol_job}", "i2va:queue:0:next", "i2va:queue:0:refresh"):
         reply = await click(world, custom_id, message_id, world.mallory)
-        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, REFUSAL_MESSAGE), custom_id
+        assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, SERVER_REFUSAL), custom_id
     status_message = next(
         r.response for r in fake.requests
         if r.method == "POST" and r.status == 200 and isinstance(r.response, dict)
@@ -357,7 +352,7 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     assert reply.ephemeral and f"Only <@{carol.user_id}>" in reply.content, reply.content
     assert {j.status for j in await bot.jobs(Job.id.in_(queued))} == {JobStatus.QUEUED}
     log_text = bot.log_path.read_text(errors="replace")
-    assert f"admin refusal: user {world.mallory.user_id} (mallory) tried 'button i2va:cancel:{carol_job}'" in log_text
+    assert f"refusal: user {world.mallory.user_id} (mallory) tried 'button i2va:cancel:{carol_job}'" in log_text
 
     # Next page (admin): the tenth queued job, which the manager then cancels from the listing.
     page2 = await click(world, "i2va:queue:0:next", message_id, world.manager)
@@ -382,7 +377,7 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     confirm_message = fake.interactions[clear_call.id].original_message_id
     assert confirm_message is not None
     reply = await click(world, button, confirm_message, world.mallory)
-    assert (reply.ephemeral, reply.content) == (True, REFUSAL_MESSAGE)
+    assert (reply.ephemeral, reply.content) == (True, SERVER_REFUSAL)
     stale = copy.deepcopy(fake.messages[confirm_message])
     stale["id"] = str(payloads.snowflake())
     stale["components"][0]["components"][0]["custom_id"] = "i2va:clear:1"
@@ -403,7 +398,7 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
 
 async def test_queue_and_cancel_are_scoped_to_the_server(world: World) -> None:
     _, reply = await admin(world, "cancel", {"job": 987654})
-    assert reply.content == "There is no job #987654.", reply.content
+    assert reply.content == "There is no job #987654 on this server.", reply.content
 
     olga_job = await start_blocker(world, world.olga)
     # This server's listing does not show the other server's job; that server's own admin sees it.
@@ -413,18 +408,20 @@ async def test_queue_and_cancel_are_scoped_to_the_server(world: World) -> None:
     _, there = await admin(world, "queue", member=world.other_manager)
     assert there.embeds[0]["title"] == "Queue: 1 running, 0 queued"
     assert f"**#{olga_job}** <@{world.olga.user_id}> · running" in there.embeds[0]["description"]
-    # A Manage Server admin here cannot cancel it; a bot operator (ADMIN_USER_IDS) can.
+    # A Manage Server admin here cannot cancel it (it does not even exist for them); the operator can, with
+    # /operator cancel (/admin cancel is this server's, for the operator too).
     audit_before = len(await audit_rows(world))
-    _, reply = await admin(world, "cancel", {"job": olga_job})
-    assert reply.content == f"Job #{olga_job} belongs to another server; only a bot operator can cancel it."
+    for member in (world.manager, world.operator):
+        _, reply = await admin(world, "cancel", {"job": olga_job}, member=member)
+        assert reply.content == f"There is no job #{olga_job} on this server.", reply.content
     assert (await world.bot.job(olga_job)).status == JobStatus.RUNNING
     assert len(await audit_rows(world)) == audit_before
-    _, reply = await admin(world, "cancel", {"job": olga_job}, member=world.operator)
+    _, reply = await operator(world, "cancel", {"job": olga_job})
     assert reply.content.startswith(f"Stopping job #{olga_job} of <@{world.olga.user_id}>"), reply.content
     await world.bot.wait_job(olga_job, lambda j: j.status == JobStatus.CANCELLED)
     row = (await audit_rows(world))[-1]
-    assert (row.actor_id, row.action, row.job_id, row.detail) == (
-        world.operator.user_id, "cancel_job", olga_job, {"outcome": "requested"})
+    assert (row.actor_id, row.action, row.job_id, row.guild_id, row.scope, row.detail) == (
+        world.operator.user_id, "cancel_job", olga_job, world.other_guild, "bot", {"outcome": "requested"})
 
 
 async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World) -> None:
@@ -433,30 +430,39 @@ async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World)
     blocker = await start_blocker(world, erin)
     waiting = await queue_job(world, erin)
 
-    _, reply = await admin(world, "pause", {"reason": "maintenance"})
-    assert reply.content.startswith("Paused"), reply.content
+    _, reply = await operator(world, "pause", {"reason": "maintenance"})
+    assert reply.content.startswith("Paused on every server"), reply.content
     # The blocker stops; the worker is free and polls every WORKER_POLL_INTERVAL_S, yet claims nothing.
     await cancel_and_wait(world, blocker)
+    # A new request while paused is accepted and queued, and told it waits (with the operator's reason).
+    text = await animate(world, gina)
+    assert "Queued as job #" in text and "paused" in text and "maintenance" in text, text
+    assert "starts after resume" in text, text
+    held = job_id_from(text)
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < 20 * WORKER_POLL_INTERVAL_S:
-        job = await bot.job(waiting)
-        assert (job.status, job.attempt) == (JobStatus.QUEUED, 0), job
+        for job in await bot.jobs(Job.id.in_([waiting, held])):
+            assert (job.status, job.attempt) == (JobStatus.QUEUED, 0), job
         await asyncio.sleep(WORKER_POLL_INTERVAL_S / 2)
     (worker,) = await db_all(world, select(Worker))
     assert worker.state.value == "idle"
-    # New requests are refused while paused, with the admin's reason.
-    text = await animate(world, gina)
-    assert "paused" in text and "maintenance" in text, text
 
-    _, reply = await admin(world, "resume")
+    _, reply = await operator(world, "resume")
     assert reply.content.startswith("Resumed"), reply.content
     resumed_at = await db_scalar(world, select(QueueState.changed_at))
-    job = await bot.wait_job(waiting, lambda j: j.status != JobStatus.QUEUED, timeout=10)
-    claim_delay = (job.started_at - resumed_at).total_seconds()
+    first = None
+    deadline = time.monotonic() + 10
+    while first is None:
+        started = [j.started_at for j in await bot.jobs(Job.id.in_([waiting, held])) if j.started_at]
+        first = min(started) if started else None
+        assert time.monotonic() < deadline, "nothing was claimed after resume"
+        await asyncio.sleep(0.05)
+    claim_delay = (first - resumed_at).total_seconds()
     print(f"claim delay after resume: {claim_delay:.3f} s (poll interval {WORKER_POLL_INTERVAL_S} s)")
     assert 0 <= claim_delay <= WORKER_POLL_INTERVAL_S + CLAIM_SLACK_S, claim_delay
-    await wait_result(world.fake, waiting)
-    assert (await bot.job(waiting)).status == JobStatus.SUCCEEDED
+    for job_id in (waiting, held):
+        await wait_result(world.fake, job_id)
+        assert (await bot.job(job_id)).status == JobStatus.SUCCEEDED
 
 
 async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
@@ -486,28 +492,27 @@ async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
 
 async def test_quota_shows_and_sets_and_tier_applies_to_role(world: World) -> None:
     alice = world.users["alice"]
-    _, reply = await admin(world, "quota", {"user": alice}, member=world.operator)
+    _, reply = await operator(world, "quota", {"user": alice})
     assert f"<@{alice.user_id}>'s quota:" in reply.content
     assert "Budget 100000 GPU-seconds per 24 h (from default)" in reply.content, reply.content
     assert "Pending jobs: 0 of 5." in reply.content
 
-    _, reply = await admin(world, "quota", {"user": alice, "daily_seconds": 50.0, "max_pending": 1},
-                           member=world.operator)
+    _, reply = await operator(world, "quota", {"user": alice, "daily_seconds": 50.0, "max_pending": 1})
     assert "Updated" in reply.content and "Budget 50 GPU-seconds per 24 h (from override)" in reply.content
     assert "Pending jobs: 0 of 1." in reply.content
     # Only max_pending given: the budget override stays.
-    _, reply = await admin(world, "quota", {"user": alice, "max_pending": 2}, member=world.operator)
+    _, reply = await operator(world, "quota", {"user": alice, "max_pending": 2})
     assert "Budget 50 GPU-seconds" in reply.content and "Pending jobs: 0 of 2." in reply.content
     own = await world.fake.inject_slash("quota", {}, member=alice)
     own_text = await followup_text(world.fake, own)
     assert "of 50 GPU-seconds" in own_text and "Pending jobs: 0 of 2." in own_text, own_text
 
-    _, reply = await admin(world, "quota", {"user": alice, "reset": True}, member=world.operator)
+    _, reply = await operator(world, "quota", {"user": alice, "reset": True})
     assert "(from default)" in reply.content and "Pending jobs: 0 of 5." in reply.content
-    _, reply = await admin(world, "quota", {"user": alice, "reset": True, "max_pending": 3})
+    _, reply = await operator(world, "quota", {"user": alice, "reset": True, "max_pending": 3})
     assert reply.content == "Use reset alone, or give daily_seconds / max_pending without reset."
 
-    _, reply = await admin(world, "tier", {"role": world.vip_role, "daily_seconds": 777.0, "max_pending": 3})
+    _, reply = await operator(world, "tier", {"role": world.vip_role, "daily_seconds": 777.0, "max_pending": 3})
     assert f"<@&{world.vip_role}> now get 777 GPU-seconds per 24 h and up to 3 pending" in reply.content, reply
     own = await world.fake.inject_slash("quota", {}, member=world.vic)
     own_text = await followup_text(world.fake, own)
@@ -520,7 +525,7 @@ async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) ->
     running = await start_blocker(world, dave)
     queued = [await queue_job(world, dave), await queue_job(world, dave)]
 
-    _, reply = await admin(world, "ban", {"user": dave, "reason": "spam"})
+    _, reply = await operator(world, "ban", {"user": dave, "reason": "spam"})
     assert reply.content.splitlines() == [
         f"<@{dave.user_id}> is banned: spam.",
         f"Cancelled and refunded their queued job(s) #{queued[0]}, #{queued[1]}.",
@@ -536,24 +541,24 @@ async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) ->
     text = await animate(world, dave)
     assert "not allowed to make videos" in text and "spam" in text, text
     rows = (await audit_rows(world))[-2:]
-    assert [(r.action, r.target_user_id) for r in rows] == [
-        ("ban_user", dave.user_id), ("ban_settle_jobs", dave.user_id)]
+    assert [(r.action, r.target_user_id, r.scope) for r in rows] == [
+        ("ban_user", dave.user_id, "bot"), ("ban_settle_jobs", dave.user_id, "bot")]
     assert rows[1].detail == {"cancelled": queued, "running_not_retried": [running]}
 
-    _, reply = await admin(world, "ban", {"user": world.manager})
+    _, reply = await operator(world, "ban", {"user": world.operator})
     assert reply.content == "You cannot ban yourself."
     await cancel_and_wait(world, running)
 
-    _, reply = await admin(world, "unban", {"user": dave})
+    _, reply = await operator(world, "unban", {"user": dave})
     assert reply.content == f"<@{dave.user_id}> may make videos again."
-    _, reply = await admin(world, "unban", {"user": dave})
+    _, reply = await operator(world, "unban", {"user": dave})
     assert reply.content == f"<@{dave.user_id}> was not banned."
     again = await queue_job(world, dave, steps=10)
     await cancel_and_wait(world, again)
 
 
 async def test_stats_show_jobs_times_failures_and_worker(world: World) -> None:
-    _, reply = await admin(world, "stats", member=world.operator)
+    _, reply = await operator(world, "stats")
     assert reply.ephemeral
     embed = reply.embeds[0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
@@ -579,34 +584,49 @@ async def test_audit_log_shows_every_action_in_order(world: World) -> None:
     finished = (await world.bot.jobs(Job.status == JobStatus.SUCCEEDED))[0].id
     before = len(await audit_rows(world))
     steps = [
-        (world.manager, "pause", {}, "pause_queue"),
-        (world.operator, "resume", {}, "resume_queue"),
-        (world.moddy, "limits", {"max_steps": 50}, "set_guild_limits"),
-        (world.manager, "quota", {"user": alice, "daily_seconds": 300.0}, "set_user_limit"),
-        (world.operator, "tier", {"role": world.vip_role, "daily_seconds": 900.0, "max_pending": 4}, "set_role_tier"),
-        (world.manager, "ban", {"user": erin, "reason": "flooding"}, "ban_user"),
-        (world.moddy, "unban", {"user": erin}, "unban_user"),
-        (world.manager, "cancel", {"job": finished}, "cancel_job"),
-        (world.manager, "limits", {"max_steps": 0}, "set_guild_limits"),
+        (world.operator, "operator pause", {}, "pause_queue", "bot"),
+        (world.operator, "operator resume", {}, "resume_queue", "bot"),
+        (world.moddy, "admin limits", {"max_steps": 50}, "set_guild_limits", "server"),
+        (world.operator, "operator quota", {"user": alice, "daily_seconds": 300.0}, "set_user_limit", "bot"),
+        (world.operator, "operator tier", {"role": world.vip_role, "daily_seconds": 900.0, "max_pending": 4},
+         "set_role_tier", "bot"),
+        (world.moddy, "operator ban", {"user": erin, "reason": "flooding"}, "ban_user", "bot"),
+        (world.moddy, "operator unban", {"user": erin}, "unban_user", "bot"),
+        (world.manager, "admin cancel", {"job": finished}, "cancel_job", "server"),
+        (world.manager, "admin pause", {}, "pause_server", "server"),
+        (world.manager, "admin resume", {}, "resume_server", "server"),
+        (world.manager, "admin limits", {"max_steps": 0}, "set_guild_limits", "server"),
     ]
-    for member, sub, values, _ in steps:
-        _, reply = await admin(world, sub, values, member=member)
-        assert reply.content != REFUSAL_MESSAGE
-    expected = [(member.user_id, action) for member, _, _, action in steps]
+    for member, command, values, _, _ in steps:
+        interaction = await world.fake.inject_slash(command, values, member=member)
+        reply = await answer_of(world.fake, interaction)
+        assert reply.content not in (SERVER_REFUSAL, OPERATOR_REFUSAL), command
+    expected = [(member.user_id, action) for member, _, _, action, _ in steps]
 
     rows = await audit_rows(world)
     assert [(r.actor_id, r.action) for r in rows[before:]] == expected
+    assert [r.scope for r in rows[before:]] == [scope for *_, scope in steps]
     assert all(r.created_at is not None for r in rows)
 
-    listing, page1 = await admin(world, "log", member=world.operator)
+    listing, page1 = await operator(world, "log")
     shown = audit_entries(page1)
     assert shown[: len(expected)] == list(reversed(expected))
     newest_first = [(r.actor_id, r.action) for r in reversed(rows)]
     assert shown == newest_first[:15]
+    lines = page1.embeds[0]["description"].splitlines()
+    assert "[bot-wide] " in lines[len(expected) - 1] and "**pause_queue**" in lines[len(expected) - 1]
+    assert f"[server in server {world.fake.guild.id}] <@{world.manager.user_id}> **set_guild_limits**" in lines[0]
     assert page1.embeds[0]["footer"]["text"] == f"Page 1 of {(len(rows) + 14) // 15} · {len(rows)} actions"
     message_id = world.fake.interactions[listing.id].original_message_id
     assert message_id is not None
-    page2 = await click(world, "i2va:log:0:next", message_id, world.manager)
+    page2 = await click(world, "i2va:olog:0:next", message_id, world.operator)
     assert audit_entries(page2) == newest_first[15:30]
-    refused = await click(world, "i2va:log:1:next", message_id, world.mallory)
-    assert refused.content == REFUSAL_MESSAGE
+    for member in (world.mallory, world.manager):
+        refused = await click(world, "i2va:olog:1:next", message_id, member)
+        assert refused.content == OPERATOR_REFUSAL
+
+    # This server's own log (its admins' view): only rows recorded for this server, bot-wide ones left out.
+    _, own = await admin(world, "log")
+    own_rows = [(r.actor_id, r.action) for r in reversed(rows) if r.guild_id == world.fake.guild.id]
+    assert audit_entries(own) == own_rows[:15]
+    assert "pause_queue" not in own.embeds[0]["description"]

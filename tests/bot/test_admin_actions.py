@@ -1,4 +1,4 @@
-"""The store-side halves of /admin ban and /admin limits (``bot.cogs.admin.ban_and_settle`` and
+"""The store-side halves of /operator ban and /admin limits (``bot.admin_actions.ban_and_settle`` and
 ``set_guild_limits``), on a migrated SQLite file and on PostgreSQL, with the real queue functions around them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cogs.admin import ban_and_settle, set_guild_limits
+from bot.admin_actions import ban_and_settle, set_guild_limits
 from bot.errors import UserFacingError
 from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
@@ -45,7 +45,7 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
     assert claimed is not None and claimed.id == running
 
     async with db_sessionmaker.begin() as session:
-        outcome = await ban_and_settle(session, BANNED, reason="spam", by=ADMIN, guild_id=GUILD)
+        outcome = await ban_and_settle(session, BANNED, reason="spam", by=ADMIN)
     assert (outcome.newly_banned, outcome.cancelled_job_ids, outcome.running_job_ids) == (True, queued, [running])
 
     async with db_sessionmaker() as session:
@@ -76,7 +76,7 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
 
     # Banning again changes the reason and touches no job.
     async with db_sessionmaker.begin() as session:
-        again = await ban_and_settle(session, BANNED, reason="still spam", by=ADMIN, guild_id=GUILD)
+        again = await ban_and_settle(session, BANNED, reason="still spam", by=ADMIN)
     assert (again.newly_banned, again.cancelled_job_ids, again.running_job_ids) == (False, [], [])
 
 

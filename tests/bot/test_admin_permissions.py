@@ -1,4 +1,4 @@
-"""``bot.permissions.is_admin`` on real discord.py objects built from interaction payloads (no network).
+"""``bot.permissions``' two scopes on real discord.py objects built from interaction payloads (no network).
 
 The end-to-end tests in test_admin.py go through the fake Discord; these pin down each rule on its own, including
 the cases a guild interaction cannot produce (a DM, a bare member, a wrong argument).
@@ -15,22 +15,24 @@ import pytest
 import pytest_asyncio
 
 from jobs.durations import format_duration
-from bot.permissions import is_admin
+from bot.errors import NotYours
+from bot.permissions import check_job_access, is_operator, is_server_admin, may_act_on_job
 from tests.fakediscord import payloads
 
 GUILD_ID = 4242
 CHANNEL_ID = 4343
+OTHER_GUILD_ID = 4244
 OPERATOR_ID = 777
-ADMIN_ROLE_ID = 555
+OPERATOR_ROLE_ID = 555
 OTHER_ROLE_ID = 556
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The two fields ``is_admin`` reads from ``BotSettings``."""
+    """The two fields ``is_operator`` reads from ``BotSettings``."""
 
-    admin_user_ids: frozenset[int] = frozenset({OPERATOR_ID})
-    admin_role_ids: frozenset[int] = frozenset({ADMIN_ROLE_ID})
+    operator_user_ids: frozenset[int] = frozenset({OPERATOR_ID})
+    operator_role_ids: frozenset[int] = frozenset({OPERATOR_ROLE_ID})
 
 
 SETTINGS = Settings()
@@ -85,44 +87,78 @@ def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
 
 
 @pytest.mark.parametrize(
-    ("user_id", "permissions", "roles", "expected"),
+    ("user_id", "permissions", "roles", "operator", "server_admin"),
     [
-        (1, payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD, (), True),  # Manage Server
-        (2, payloads.PERM_ADMINISTRATOR, (), True),  # Administrator implies Manage Server
-        (3, payloads.PERMS_ALL, (), True),  # what Discord reports for the owner
-        (OPERATOR_ID, 0, (), True),  # ADMIN_USER_IDS, whatever the permissions
-        (4, 0, (OTHER_ROLE_ID, ADMIN_ROLE_ID), True),  # ADMIN_ROLE_IDS
-        (5, 0, (), False),  # permissions 0
-        (6, payloads.PERMS_MEMBER, (OTHER_ROLE_ID,), False),  # an ordinary member with an unrelated role
+        (1, payloads.PERMS_MEMBER | payloads.PERM_MANAGE_GUILD, (), False, True),  # Manage Server: this server only
+        (2, payloads.PERM_ADMINISTRATOR, (), False, True),  # Administrator implies Manage Server
+        (3, payloads.PERMS_ALL, (), False, True),  # what Discord reports for the owner
+        (OPERATOR_ID, 0, (), True, False),  # OPERATOR_USER_IDS, whatever the permissions
+        (4, 0, (OTHER_ROLE_ID, OPERATOR_ROLE_ID), True, False),  # OPERATOR_ROLE_IDS
+        (5, 0, (), False, False),  # permissions 0
+        (6, payloads.PERMS_MEMBER, (OTHER_ROLE_ID,), False, False),  # an ordinary member with an unrelated role
     ],
 )
 async def test_guild_interactions(client: discord.Client, user_id: int, permissions: int, roles: tuple[int, ...],
-                                  expected: bool) -> None:
+                                  operator: bool, server_admin: bool) -> None:
     interaction = guild_interaction(client, user_id, permissions=permissions, roles=roles)
     assert isinstance(interaction.user, discord.Member)
-    assert is_admin(interaction, SETTINGS) is expected
-    # The interaction's member carries the same resolved permissions.
-    assert is_admin(interaction.user, SETTINGS) is expected
+    assert is_operator(interaction, SETTINGS) is operator
+    assert is_operator(interaction.user, SETTINGS) is operator
+    # Manage Server counts for the guild the interaction comes from, never for another one.
+    assert is_server_admin(interaction) is server_admin
+    assert is_server_admin(interaction, GUILD_ID) is server_admin
+    assert is_server_admin(interaction, OTHER_GUILD_ID) is False
 
 
-async def test_dm_only_admin_user_ids_count(client: discord.Client) -> None:
-    assert is_admin(dm_interaction(client, OPERATOR_ID), SETTINGS) is True
+async def test_dm_only_operator_user_ids_count(client: discord.Client) -> None:
+    assert is_operator(dm_interaction(client, OPERATOR_ID), SETTINGS) is True
     stranger = dm_interaction(client, 12345)
     assert isinstance(stranger.user, discord.User) and not isinstance(stranger.user, discord.Member)
-    assert is_admin(stranger, SETTINGS) is False
-    assert is_admin(stranger.user, SETTINGS) is False
+    assert is_operator(stranger, SETTINGS) is False
+    assert is_operator(stranger.user, SETTINGS) is False
+    assert is_server_admin(stranger) is False
 
 
-async def test_empty_settings_leave_only_discord_permissions(client: discord.Client) -> None:
-    nobody = Settings(admin_user_ids=frozenset(), admin_role_ids=frozenset())
-    assert is_admin(guild_interaction(client, OPERATOR_ID, permissions=0), nobody) is False
-    assert is_admin(guild_interaction(client, 8, permissions=0, roles=(ADMIN_ROLE_ID,)), nobody) is False
-    assert is_admin(guild_interaction(client, 9, permissions=payloads.PERM_MANAGE_GUILD), nobody) is True
+async def test_empty_settings_leave_no_operator(client: discord.Client) -> None:
+    nobody = Settings(operator_user_ids=frozenset(), operator_role_ids=frozenset())
+    assert is_operator(guild_interaction(client, OPERATOR_ID, permissions=0), nobody) is False
+    assert is_operator(guild_interaction(client, 8, permissions=0, roles=(OPERATOR_ROLE_ID,)), nobody) is False
+    assert is_operator(guild_interaction(client, 9, permissions=payloads.PERM_ADMINISTRATOR), nobody) is False
+
+
+@dataclass
+class FakeJob:
+    """The two fields the job checks read."""
+
+    id: int
+    user_id: int
+    guild_id: int | None
+
+
+@pytest.mark.parametrize(
+    ("user_id", "permissions", "job_guild", "cancel", "reroll"),
+    [
+        (10, 0, GUILD_ID, True, True),  # the requester
+        (OPERATOR_ID, 0, OTHER_GUILD_ID, True, True),  # the operator, any server
+        (11, payloads.PERM_MANAGE_GUILD, GUILD_ID, True, False),  # this server's admin: cancel/delete only
+        (11, payloads.PERM_MANAGE_GUILD, OTHER_GUILD_ID, False, False),  # ... never another server's job
+        (12, payloads.PERMS_MEMBER, GUILD_ID, False, False),  # anyone else
+    ],
+)
+async def test_job_access(client: discord.Client, user_id: int, permissions: int, job_guild: int, cancel: bool,
+                          reroll: bool) -> None:
+    interaction = guild_interaction(client, user_id, permissions=permissions)
+    job: Any = FakeJob(id=5, user_id=10, guild_id=job_guild)
+    assert may_act_on_job(interaction, SETTINGS, job, server_admins=True) is cancel
+    assert may_act_on_job(interaction, SETTINGS, job, server_admins=False) is reroll
+    if not reroll:
+        with pytest.raises(NotYours, match=r"Only <@10> \(who asked for job #5\) or the bot's operator can vary it"):
+            check_job_access(interaction, SETTINGS, job, "vary")
 
 
 def test_bad_actor_is_named() -> None:
     with pytest.raises(TypeError, match="actor must be an Interaction, Member or User, not int"):
-        is_admin(42, SETTINGS)  # type: ignore[arg-type]
+        is_operator(42, SETTINGS)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,8 @@ async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProc
     # buttons under a video posted by the previous process still work (DynamicItem, state in the database)
     if earlier:
         old = earlier[0]
-        click = await fake.inject_component(f"i2v:info:{old.id}", old.result_message_id, member=member)
+        owner = fake.guild.members[old.user_id]  # Info is for the requester (or the operator)
+        click = await fake.inject_component(f"i2v:info:{old.id}", old.result_message_id, member=owner)
         answer = (await callback_of(fake, click)).json["data"]
         assert answer["flags"] == 64 and f"Job #{old.id}" in answer["content"]
         refused = await fake.inject_component(f"i2v:delete:{old.id}", old.result_message_id, member=member)

@@ -174,7 +174,8 @@ async def _ledger_rows(bot: BotProcess, user_id: int) -> int:
 async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
     world: tuple[FakeDiscord, BotProcess],
 ) -> None:
-    from jobs.models import GuildSettings, QueueState
+    from jobs.control import ban_from_guild, unban_from_guild
+    from jobs.models import GuildSettings
     from jobs.quota import ban_user, set_user_limit, unban_user
 
     fake, bot = world
@@ -199,12 +200,10 @@ async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
         cases.append(("banned", await _refusal(fake, member, good)))
         async with sessions.begin() as session:
             await unban_user(session, member.user_id, by=None)
-            state = await session.get(QueueState, 1)
-            state.paused = True
-        cases.append(("paused", await _refusal(fake, member, good)))
+            await ban_from_guild(session, fake.guild.id, member.user_id, reason="flooding here", by=1)
+        cases.append(("banned here", await _refusal(fake, member, good)))
         async with sessions.begin() as session:
-            state = await session.get(QueueState, 1)
-            state.paused = False
+            await unban_from_guild(session, fake.guild.id, member.user_id, by=1)
             session.add(GuildSettings(guild_id=fake.guild.id, max_frames=8))
         cases.append(("over the guild cap", await _refusal(fake, member, good, frames=12)))
         async with sessions.begin() as session:
@@ -221,7 +220,7 @@ async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
         "frames out of range": "frames 40",
         "over quota": "GPU time",
         "banned": "spamming",
-        "paused": "paused",
+        "banned here": "in this server: flooding here",
         "over the guild cap": "frames up to 8",
     }
     for name, text in cases:
@@ -380,8 +379,11 @@ async def test_delete_by_owner_and_refused_for_someone_else(world: tuple[FakeDis
     ack = await callback_of(fake, refused)
     assert ack.json["data"]["flags"] == 64 and f"Only <@{owner.user_id}>" in ack.json["data"]["content"]
     assert message_id in fake.messages
-    # Info is open to anyone, ephemeral
+    # Info is for the requester (and the operator), ephemeral
     info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=other)
+    info_ack = await callback_of(fake, info)
+    assert info_ack.json["data"]["flags"] == 64 and f"Only <@{owner.user_id}>" in info_ack.json["data"]["content"]
+    info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=owner)
     info_ack = await callback_of(fake, info)
     assert info_ack.json["data"]["flags"] == 64 and "Negative prompt" in info_ack.json["data"]["content"]
     deleted = await fake.inject_component(f"i2v:delete:{job_id}", message_id, member=owner)
@@ -443,7 +445,8 @@ async def test_context_menu_on_an_image_embed_opens_the_form(world: tuple[FakeDi
     fake, _ = world
     image = fake.add_attachment(png_bytes(seed=31), "linked.png")
     message = fake.add_message(author=fake.member, content="look at this",
-                               embeds=[{"type": "image", "url": image.url, "thumbnail": {"url": image.url}}])
+                               embeds=[{"type": "image", "url": image.url,
+                                        "thumbnail": {"url": image.url, "proxy_url": image.url}}])
     interaction = await fake.inject_message_command("Animate", message)
     ack = await callback_of(fake, interaction)
     assert ack.json["type"] == 9 and _modal_inputs(ack.json)["prompt"]["value"] == "look at this"

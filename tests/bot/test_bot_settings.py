@@ -27,8 +27,12 @@ def test_defaults_and_parsing() -> None:
             "STATUS_EDIT_INTERVAL_SECONDS": "0.5",
         }
     )
-    assert settings.admin_user_ids == {12, 34}
-    assert settings.admin_role_ids == {56}
+    assert settings.operator_user_ids == settings.admin_user_ids == {12, 34}  # the older names still work
+    assert settings.operator_role_ids == settings.admin_role_ids == {56}
+    both = BotSettings.from_env(
+        {"DISCORD_TOKEN": "t", "OPERATOR_USER_IDS": "7", "ADMIN_USER_IDS": "8", "OPERATOR_ROLE_IDS": "9"}
+    )
+    assert (both.operator_user_ids, both.operator_role_ids) == ({7, 8}, {9})
     assert settings.quota_daily_gpu_seconds == 120.5
     assert settings.quota_max_pending == 3
     assert settings.worker == "external"

@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "user_limits",
     "role_tiers",
     "guild_settings",
+    "guild_bans",
     "queue_state",
     "workers",
     "audit_log",

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, new_job
 
 from jobs.audit import list_actions, record_action
-from jobs.errors import JobNotFound, QueuePaused
+from jobs.errors import JobNotFound
 from jobs.models import Job, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import (
     CancelOutcome,
@@ -259,12 +259,14 @@ async def test_pause_resume(db_sessionmaker: Sessions) -> None:
     async with db_sessionmaker() as s:
         assert await is_paused(s)
     assert await _claim(db_sessionmaker) is None
-    with pytest.raises(QueuePaused, match="paused by an admin: GPU maintenance"):
-        await _enqueue(db_sessionmaker, 6)
+    held_id = await _enqueue(db_sessionmaker, 6)  # a pause holds new requests: queued, not refused
+    assert await _claim(db_sessionmaker) is None
     async with db_sessionmaker() as s, s.begin():
         assert await resume_queue(s, by=900)
     job = await _claim(db_sessionmaker)
     assert job is not None and job.id == job_id
+    job = await _claim(db_sessionmaker, "w2")
+    assert job is not None and job.id == held_id
     async with db_sessionmaker() as s:
         actions = [a.action for a in await list_actions(s)]
     assert actions[:3] == ["resume_queue", "pause_queue", "pause_queue"]
