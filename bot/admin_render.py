@@ -38,7 +38,9 @@ def _discord_time(when: datetime, style: str = "R") -> str:
     return f"<t:{int(when.timestamp())}:{style}>"
 
 
-def render_queue(page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False) -> discord.Embed:
+def render_queue(
+    page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
+) -> discord.Embed:
     """The queue embed (``/admin queue``: one server's jobs; ``/operator queue``: every server's): one line per job
     with requester, parameters, state, position, age, progress."""
     title = f"Queue: {page.running} running, {page.queued} queued"

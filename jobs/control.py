@@ -88,7 +88,8 @@ async def pause_state(session: AsyncSession, guild_id: int | None) -> PauseState
     ).first()
     guild_paused = False
     if guild_id is not None:
-        guild_paused = bool(await session.scalar(select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)))
+        paused = select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)
+        guild_paused = bool(await session.scalar(paused))
     return PauseState(bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None,
                       guild_paused=guild_paused)
 

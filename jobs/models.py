@@ -322,7 +322,7 @@ class GuildSettings(Base):
 
 
 class QueueState(Base):
-    """The global queue switch (one row, id 1): while paused, claims return None and enqueues are refused."""
+    """The global queue switch (one row, id 1): while paused, claims return None; new jobs are still queued."""
 
     __tablename__ = "queue_state"
 
