@@ -19,6 +19,7 @@ postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLit
 from __future__ import annotations
 
 import argparse
+import hashlib
 import asyncio
 import multiprocessing
 import os
@@ -45,7 +46,9 @@ PROGRESS_WRITES = 50
 LEASE_S = 120.0
 DEFAULT_JOBS = 400
 POLICY = QuotaPolicy(daily_gpu_seconds=1e12, max_pending=1_000_000)
-SHA = "0" * 64
+IMAGE = b"bench input image"  # the store keeps one copy: every bench job names the same image
+SHA = hashlib.sha256(IMAGE).hexdigest()
+VIDEO = b"\0" * 1024  # bytes stored as each job's MP4
 
 
 PROCESS_START_TIMEOUT_S = 120.0
@@ -82,7 +85,7 @@ def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
     return NewJob(
         user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
         resolution="512p", frames=16, fps=8, steps=steps, guidance=9.0, seed=seed, width=512, height=512,
-        input_path="data/inputs/bench.png", input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
+        input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
     )
 
 
@@ -93,19 +96,21 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
     try:
         for n in range(jobs):
             async with sessions() as s, s.begin():
-                await enqueue_job(s, _request(1000 + worker, n, max(writes, 1)), POLICY)
+                await enqueue_job(s, _request(1000 + worker, n, max(writes, 1)), POLICY, image=IMAGE)
             async with sessions() as s, s.begin():
                 job = await claim_next_job(s, f"bench-{worker}", lease_seconds=LEASE_S)
             if job is None:
                 raise RuntimeError("claim returned None right after an enqueue")
             for step in range(1, writes + 1):
                 ack = await progress.write(
-                    job.id, job.attempt, step=step, total=writes, phase="denoising", lease_seconds=LEASE_S
+                    job.id, job.attempt, worker_id=f"bench-{worker}", step=step, total=writes, phase="denoising",
+                    lease_seconds=LEASE_S,
                 )
                 if not ack.ok:
                     raise RuntimeError(f"progress of job {job.id} was fenced out")
             async with sessions() as s, s.begin():
-                if not await finish_job(s, job.id, job.attempt, output_path="o.mp4", output_bytes=1, gpu_seconds=1.0):
+                if not await finish_job(s, job.id, job.attempt, worker_id=f"bench-{worker}", video=VIDEO,
+                                        gpu_seconds=1.0):
                     raise RuntimeError(f"finish of job {job.id} was fenced out")
     finally:
         await progress.close()

@@ -2,7 +2,8 @@
 
 Start-up order (``setup_hook``): migrate the database, open the engine, load the cogs (``bot.cogs.EXTENSIONS`` and
 the admin cog if it exists), register the restart-safe buttons, sync application commands if they changed, start
-the embedded worker supervisor (``WORKER=embedded``), and start the job monitor that edits status messages and
+the embedded worker supervisor (``WORKER=embedded``) after requeueing the jobs of this host's dead worker processes,
+and start the job monitor that edits status messages and
 delivers results. ``close()`` undoes it in reverse.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -89,7 +91,6 @@ class I2VBot(commands.Bot):
         settings = self.settings
         self.lag.start()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.inputs_dir.mkdir(parents=True, exist_ok=True)
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         await migrate(settings.database_url)
         self.engine = make_engine(settings.database_url)
@@ -114,11 +115,22 @@ class I2VBot(commands.Bot):
         assert self.application_id is not None  # set by login() before setup_hook
         await sync_if_changed(self.tree, self.application_id, settings.data_dir)
 
+        await self._rescue_own_host()
         if settings.worker == "embedded":
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
+
+    async def _rescue_own_host(self) -> None:
+        """Requeue at once the running jobs of this host's workers whose process is gone (e.g. the embedded worker
+        of a previous run of the bot that was killed), instead of waiting for their heartbeats to go stale."""
+        from jobs.workers import pid_alive, rescue_dead_on_host
+
+        async with self.sessions.begin() as session:
+            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
+        if rescued:
+            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
 
     async def _start_supervisor(self) -> None:
         from generator.supervisor import WorkerSupervisor

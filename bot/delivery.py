@@ -12,12 +12,17 @@ that button, records that message as the result instead of posting again. The po
 derived from the job id with ``enforce_nonce``, which real Discord uses to drop a duplicate sent within minutes.
 We chose a journal file over a database column because the job table belongs to the store; the journal holds
 nothing but a timestamp, and losing it merely falls back to the channel check being skipped.
+
+The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
+``SAVE_OUTPUT_COPY=false``, the delivering process also writes it to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4``
+(the finish time, UTC) and records that path on the job; Delete, delete-my-data and retention remove that copy too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import io
 import json
 import logging
 import os
@@ -45,6 +50,40 @@ HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the jour
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
+
+
+def output_filename(job_id: int, when: datetime | None = None) -> str:
+    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
+    when = when or datetime.now(timezone.utc)
+    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
+
+
+def disk_copies(output_dir: Path, job_id: int) -> list[Path]:
+    """The disk copies of one job's video in ``output_dir``."""
+    return sorted(output_dir.glob(f"video_*_{job_id}.mp4"))
+
+
+def _write_copy(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _remove_copies(output_dir: Path, job_ids: list[int]) -> int:
+    removed = 0
+    for job_id in job_ids:
+        for path in disk_copies(output_dir, job_id):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
+    """Delete the disk copies of these jobs' videos (off the event loop); returns how many files went."""
+    if not job_ids:
+        return 0
+    return await asyncio.to_thread(_remove_copies, bot.settings.output_dir, list(job_ids))
 
 
 def _journal_dir(bot: I2VBot) -> Path:
@@ -160,20 +199,14 @@ class Delivery:
     async def prune_journal(self) -> int:
         """Remove journal entries of jobs already recorded as delivered (left by a crash right after recording);
         returns how many were removed."""
-        from sqlalchemy import select
-
-        from jobs.models import Job as JobModel
+        from jobs.queue import delivered_among
 
         folder = _journal_dir(self.bot)
         entries = {int(p.stem): p for p in folder.glob("*.json") if p.stem.isdigit()} if folder.exists() else {}
         if not entries:
             return 0
         async with self.bot.readers() as session:
-            done = set(
-                await session.scalars(
-                    select(JobModel.id).where(JobModel.id.in_(entries), JobModel.delivered_at.is_not(None))
-                )
-            )
+            done = await delivered_among(session, list(entries))
         for job_id in done:
             entries[job_id].unlink(missing_ok=True)
         return len(done)
@@ -189,14 +222,27 @@ class Delivery:
             self._in_flight.discard(job.id)
 
     async def _deliver(self, stale: Job) -> DeliveryResult:
-        from jobs.models import Job as JobModel
+        from jobs.blobs import DATABASE_BLOBS
+        from jobs.models import JobStatus
+        from jobs.queue import find_job
 
         # the caller's row may predate a delivery that just finished: decide on a fresh read, under the guard
         async with self.bot.readers() as session:
-            job = await session.get(JobModel, stale.id, populate_existing=True)
+            job = await find_job(session, stale.id)
+            video = None
+            if job is not None and job.delivered_at is None and job.status == JobStatus.SUCCEEDED:
+                video = await DATABASE_BLOBS.read_video(session, job.id)
         if job is None or job.delivered_at is not None:
             return DeliveryResult.ALREADY
         journal = _journal_path(self.bot, job.id)
+        copy: Path | None = None
+        if job.status == JobStatus.SUCCEEDED:
+            if video is None:
+                log.error("job %s succeeded but its video is no longer stored", job.id)
+                return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
+            if self.bot.settings.save_output_copy:
+                copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
+                await asyncio.to_thread(_write_copy, copy, video)
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             earlier = _read_journal(journal) if journal.exists() else None
             if earlier is not None:
@@ -205,21 +251,21 @@ class Delivery:
                     return DeliveryResult.RETRY_LATER
                 if found:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
-                    return await self._mark(job, found, journal)
+                    return await self._mark(job, found, journal, copy)
             await asyncio.to_thread(_write_journal, journal, datetime.now(timezone.utc))  # fsync: off the loop
             try:
-                message_id = await asyncio.wait_for(self._post(job), self.bot.settings.upload_timeout)
+                message_id = await asyncio.wait_for(self._post(job, video), self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 status = getattr(error, "status", None)
                 if status is not None and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
-                    return await self._give_up(job, journal, f"Discord refused the upload ({status}).")
+                    return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
                 log.warning("delivery of job %s, try %d/%d failed: %r", job.id, attempt, UPLOAD_ATTEMPTS, error)
                 if attempt < UPLOAD_ATTEMPTS:
                     await asyncio.sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])
                 continue
-            return await self._mark(job, message_id, journal)
-        return await self._give_up(job, journal, f"the upload failed {UPLOAD_ATTEMPTS} times.")
+            return await self._mark(job, message_id, journal, copy)
+        return await self._give_up(job, journal, f"the upload failed {UPLOAD_ATTEMPTS} times.", copy=copy)
 
     async def _check_channel(self, job: Job, since: datetime) -> int | bool | None:
         """Message id if found, False if surely not posted, None if the channel could not be read."""
@@ -230,7 +276,7 @@ class Delivery:
             return None
         return found if found is not None else False
 
-    async def _post(self, job: Job) -> int:
+    async def _post(self, job: Job, video: bytes | None) -> int:
         from bot.views import InfoButton, result_view
 
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -241,9 +287,8 @@ class Delivery:
             )
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         status = str(getattr(job.status, "value", job.status))
-        if status == "succeeded":
-            path = Path(job.output_path or "")
-            file = discord.File(path, filename=path.name)
+        if status == "succeeded" and video is not None:
+            file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at))
             message = await channel.send(
                 render_result(job), file=file, view=result_view(job.id), reference=reference,
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
@@ -257,11 +302,12 @@ class Delivery:
             )
         return message.id
 
-    async def _mark(self, job: Job, message_id: int | None, journal: Path) -> DeliveryResult:
+    async def _mark(self, job: Job, message_id: int | None, journal: Path, copy: Path | None = None) -> DeliveryResult:
         from jobs.queue import mark_delivered
 
         async with self.bot.sessions.begin() as session:
-            marked = await mark_delivered(session, job.id, result_message_id=message_id)
+            marked = await mark_delivered(session, job.id, result_message_id=message_id,
+                                          output_path=str(copy) if copy is not None else None)
         journal.unlink(missing_ok=True)
         if not marked:
             log.warning("job %s was already marked delivered; message %s is extra", job.id, message_id)
@@ -269,7 +315,8 @@ class Delivery:
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
 
-    async def _give_up(self, job: Job, journal: Path, reason: str) -> DeliveryResult:
+    async def _give_up(self, job: Job, journal: Path, reason: str, *, copy: Path | None = None,
+                       kept: bool = True) -> DeliveryResult:
         """Tell the user the upload failed (the file is kept) and record that notice as the delivery.
 
         If the channel itself refuses the notice (403/404: deleted, or no permission), the user is told by direct
@@ -278,10 +325,9 @@ class Delivery:
         """
         from bot.views import InfoButton
 
-        text = (
-            f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason} "
-            "The file is kept on the bot's server; ask an admin for it."
-        )
+        text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
+        if kept:
+            text += " The file is kept on the bot's server; ask an admin for it."
         view = discord.ui.View(timeout=None)
         view.add_item(InfoButton(job.id))
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -297,8 +343,9 @@ class Delivery:
         except discord.HTTPException:
             log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
             return DeliveryResult.RETRY_LATER
-        log.error("job %s: upload given up (%s); file kept at %s", job.id, reason, job.output_path)
-        return await self._mark(job, notice_id, journal)
+        log.error("job %s: upload given up (%s); video kept in the store%s", job.id, reason,
+                  f" and at {copy}" if copy is not None else "")
+        return await self._mark(job, notice_id, journal, copy)
 
     async def _tell_directly(self, job: Job, text: str) -> None:
         """Send ``text`` to the job's requester by direct message; a refusal is only logged."""

@@ -24,6 +24,9 @@ DEFAULT_POLL_INTERVAL_SECONDS = 1.0  # how often the status/delivery loop reads 
 DEFAULT_GUILD_READY_TIMEOUT_SECONDS = 2.0  # discord.py's wait for GUILD_CREATEs before on_ready
 DEFAULT_UPLOAD_TIMEOUT_SECONDS = 120.0  # one result upload attempt, end to end
 DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # input image download cap, bytes
+DEFAULT_RETENTION_DAYS = 30.0  # days a finished job's stored image and video are kept (0 = forever)
+DEFAULT_RETENTION_INTERVAL_SECONDS = 3600.0  # seconds between two retention passes
+DEFAULT_WORKER_DEAD_AFTER_SECONDS = 15.0  # seconds without a worker heartbeat before its running job is requeued
 WORKER_MODES = ("embedded", "external")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -59,6 +62,10 @@ class BotSettings:
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT_SECONDS
     log_level: str = "INFO"
     loop_lag_report: Path | None = None
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    retention_interval: float = DEFAULT_RETENTION_INTERVAL_SECONDS
+    save_output_copy: bool = True
+    worker_dead_after: float = DEFAULT_WORKER_DEAD_AFTER_SECONDS
 
     @property
     def admin_user_ids(self) -> frozenset[int]:
@@ -69,11 +76,6 @@ class BotSettings:
     def admin_role_ids(self) -> frozenset[int]:
         """The older name of :attr:`operator_role_ids`."""
         return self.operator_role_ids
-
-    @property
-    def inputs_dir(self) -> Path:
-        """Where downloaded input images are kept, named by their SHA-256."""
-        return self.data_dir / "inputs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> BotSettings:
@@ -128,6 +130,11 @@ class BotSettings:
             upload_timeout=_number(env, "UPLOAD_TIMEOUT_SECONDS", DEFAULT_UPLOAD_TIMEOUT_SECONDS, positive=True),
             log_level=_log_level(env),
             loop_lag_report=Path(p) if (p := _optional(env, "LOOP_LAG_REPORT")) else None,
+            retention_days=_number(env, "RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+            retention_interval=_number(env, "RETENTION_INTERVAL_SECONDS", DEFAULT_RETENTION_INTERVAL_SECONDS,
+                                       positive=True),
+            save_output_copy=_flag(env, "SAVE_OUTPUT_COPY") if env.get("SAVE_OUTPUT_COPY", "").strip() else True,
+            worker_dead_after=_number(env, "WORKER_DEAD_AFTER", DEFAULT_WORKER_DEAD_AFTER_SECONDS, positive=True),
         )
 
 

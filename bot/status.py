@@ -90,7 +90,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
         return f"{head}\n{line}"
     if status == "running":
-        phase = job.phase or "loading"
+        phase = str(getattr(job.phase, "value", job.phase) or "loading")
         label = PHASE_LABELS.get(phase, phase.capitalize())
         if getattr(job, "cancel_requested", False):
             return f"{head}\n🛑 Cancelling…"

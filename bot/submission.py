@@ -2,9 +2,10 @@
 
 In order: fetch the image with a byte cap (refusing before reading more than the cap), decode and check it off the
 event loop (``generator.images.load_image``: real decode, bomb guard), resolve and check the parameters
-(``generator.params``), apply the server's caps, store the input under ``<data_dir>/inputs/<sha256>``, then enqueue
-with the quota reserved in the same transaction (``jobs.queue.enqueue_job``). Any refusal raises before the job
-exists, so a refused request leaves nothing behind and costs nothing.
+(``generator.params``), apply the server's caps, then enqueue with the input image stored and the quota reserved in
+one transaction (``jobs.queue.enqueue_job``; the image is kept once per distinct content, see ``jobs.blobs``). Any
+refusal rolls that transaction back, so a refused request leaves nothing behind and costs nothing, and cannot take
+away the stored image of another request with the same picture.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
@@ -25,6 +24,8 @@ from bot.errors import UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
 from generator.params import GenerationParams, target_size
+from jobs.blobs import MAX_INPUT_BLOB_BYTES
+from jobs.errors import InputGone
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -57,18 +58,19 @@ class Origin:
 
 @dataclass(frozen=True)
 class StoredInput:
-    """An input image that passed every check, saved by content hash."""
+    """An input image that passed every check, named by its content hash; ``data`` is None for the image of an
+    existing job (re-roll, vary), which the store already keeps."""
 
-    path: Path
+    data: bytes | None
     sha256: str
     width: int
     height: int
-    created: bool = False  # this request wrote the file (so a refusal removes it again)
 
 
 def byte_cap(bot: I2VBot) -> int:
-    """The largest input image accepted, in bytes."""
-    return min(bot.settings.max_download_bytes, MAX_INPUT_BYTES)
+    """The largest input image accepted, in bytes: MAX_DOWNLOAD_BYTES, at most what the image decoder and the
+    job store accept."""
+    return min(bot.settings.max_download_bytes, MAX_INPUT_BYTES, MAX_INPUT_BLOB_BYTES)
 
 
 def _too_large(size: int, cap: int) -> ImageError:
@@ -114,45 +116,24 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
 
-def _check_and_store(data: bytes, inputs_dir: Path) -> StoredInput:
-    """Decode ``data`` (raises ImageError) and save it as ``inputs_dir/<sha256>``; runs in a worker thread."""
+def _check(data: bytes) -> StoredInput:
+    """Decode ``data`` (raises ImageError) and name it by its SHA-256; runs in a worker thread."""
     image = load_image(data)
     width, height = image.size
     image.close()
-    digest = hashlib.sha256(data).hexdigest()
-    path = inputs_dir / digest
-    created = not path.exists()
-    if created:
-        inputs_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{digest}.{os.getpid()}.{id(data)}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return StoredInput(path=path, sha256=digest, width=width, height=height, created=created)
+    return StoredInput(data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
 
 
 async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
-    """Validate the image bytes off the event loop and keep them under the inputs directory."""
-    return await asyncio.to_thread(_check_and_store, data, bot.settings.inputs_dir)
+    """Validate the image bytes off the event loop; ``enqueue`` stores them with the job."""
+    return await asyncio.to_thread(_check, data)
 
 
 async def stored_input_of(job: Job) -> StoredInput:
-    """The input of an existing job (for re-roll and vary), checked to still be on disk."""
-    path = Path(job.input_path)
-    if not path.exists():
-        raise UserFacingError(f"The input image of job #{job.id} is no longer kept; upload it again.")
-    return StoredInput(path=path, sha256=job.input_sha256, width=0, height=0)
-
-
-async def _discard_if_unused(bot: I2VBot, stored: StoredInput) -> None:
-    """Remove an input file this request wrote if no job uses it (a refused request leaves nothing behind)."""
-    from sqlalchemy import select
-
-    from jobs.models import Job
-
-    async with bot.readers() as session:
-        used = await session.scalar(select(Job.id).where(Job.input_sha256 == stored.sha256).limit(1))
-    if used is None:
-        stored.path.unlink(missing_ok=True)
+    """The input of an existing job (for re-roll and vary); refused plainly when it is no longer kept."""
+    if job.input_released_at is not None:
+        raise InputGone(job.id)
+    return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
 
 
 async def enqueue(
@@ -168,45 +149,40 @@ async def enqueue(
     and pause switch).
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
-    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then nothing was written.
+    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
+    deleted meanwhile); then nothing was written.
     """
     from jobs.queue import NewJob, enqueue_job
 
     if size is None:
         size = target_size(params.resolution, stored.width, stored.height)
     width, height = size
-    try:
-        async with bot.sessions.begin() as session:
-            new = NewJob(
-                user_id=origin.user_id,
-                guild_id=origin.guild_id,
-                channel_id=origin.channel_id,
-                source=origin.source,
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt,
-                preset=params.preset,
-                resolution=params.resolution,
-                frames=params.frames,
-                fps=params.fps,
-                steps=params.steps,
-                guidance=params.guidance,
-                seed=params.seed,
-                width=width,
-                height=height,
-                input_path=str(stored.path),
-                input_sha256=stored.sha256,
-                reply_to_message_id=origin.reply_to_message_id,
-                interaction_token=origin.interaction_token,
-                interaction_expires_at=origin.interaction_expires_at,
-                application_id=origin.application_id,
-                upload_limit_bytes=origin.upload_limit_bytes,
-                parent_job_id=origin.parent_job_id,
-            )
-            job = await enqueue_job(session, new, policy)
-    except BaseException:
-        if stored.created:
-            await _discard_if_unused(bot, stored)
-        raise
+    async with bot.sessions.begin() as session:
+        new = NewJob(
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            source=origin.source,
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            preset=params.preset,
+            resolution=params.resolution,
+            frames=params.frames,
+            fps=params.fps,
+            steps=params.steps,
+            guidance=params.guidance,
+            seed=params.seed,
+            width=width,
+            height=height,
+            input_sha256=stored.sha256,
+            reply_to_message_id=origin.reply_to_message_id,
+            interaction_token=origin.interaction_token,
+            interaction_expires_at=origin.interaction_expires_at,
+            application_id=origin.application_id,
+            upload_limit_bytes=origin.upload_limit_bytes,
+            parent_job_id=origin.parent_job_id,
+        )
+        job = await enqueue_job(session, new, policy, image=stored.data)
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
     return job
 

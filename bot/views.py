@@ -145,7 +145,7 @@ class VaryButton(_JobButton):
 
 
 class DeleteButton(_JobButton):
-    """Delete the result message (the file stays on the server's disk)."""
+    """Delete the result message, the stored video and its disk copy."""
 
     ACTION = "delete"
     LABEL = "Delete"
@@ -164,6 +164,9 @@ class DeleteButton(_JobButton):
             await channel.get_partial_message(message_id).delete()
         except discord.NotFound:
             pass  # already gone: the outcome the user asked for
+        from bot.forget import delete_stored_video
+
+        await delete_stored_video(bot, job.id)
         log.info("user %s deleted the result of job %s (message %s)", interaction.user.id, job.id, message_id)
         await interaction.followup.send(f"Deleted the video of job #{job.id}.", ephemeral=True)
 

@@ -12,9 +12,8 @@ there is one code path. The child gets its own session (``start_new_session``): 
 only the supervisor, which then stops the child gracefully. The child is told our pid (``I2V_PARENT_PID``) and stops
 itself if we disappear, so a crashed bot never leaves a second worker on the GPU.
 
-Restarts. When the child dies while we are not stopping, the jobs it held are given back at once (their leases are
-expired, so the next rescue requeues them with the attempt counted; the child's worker id is ours alone, so this is
-safe), and a new child starts after an exponential backoff (``BACKOFF_INITIAL_S`` doubling up to
+Restarts. When the child dies while we are not stopping, the jobs it held are requeued at once (the attempt
+counted; the child's worker id is ours alone, so this is safe), and a new child starts after an exponential backoff (``BACKOFF_INITIAL_S`` doubling up to
 ``BACKOFF_MAX_S``), reset once a child has run for ``BACKOFF_RESET_AFTER_S``. A child whose heartbeat in the
 ``workers`` table is older than ``HANG_TIMEOUT_S`` is killed (a hung GPU call cannot be interrupted otherwise).
 
@@ -180,6 +179,10 @@ class WorkerSupervisor:
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self._engine = make_engine(self.database_url)
+        try:
+            await self.rescue_own_host()
+        except Exception:  # noqa: BLE001 - the heartbeat rescuers bring those jobs back a little later
+            log.exception("could not requeue the jobs of this host's dead workers")
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -336,29 +339,32 @@ class WorkerSupervisor:
         return code
 
     async def _release_leases(self) -> None:
-        """The child is dead: expire the leases it held so the next rescue requeues its jobs now."""
-        from sqlalchemy import update
-
+        """The child is dead: requeue the jobs it held now (its worker id is ours alone, so this is safe)."""
         from jobs.db import make_sessionmaker
-        from jobs.models import Job, JobStatus
+        from jobs.queue import rescue_workers
 
         if self._engine is None:
             return
-        now = datetime.now(timezone.utc)
         try:
             async with make_sessionmaker(self._engine)() as session, session.begin():
-                result = await session.execute(
-                    update(Job)
-                    .where(Job.worker_id == self.worker_id, Job.status == JobStatus.RUNNING,
-                           Job.lease_expires_at > now)
-                    .values(lease_expires_at=now)
-                )
-                count = result.rowcount  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - the leases then expire on their own
-            log.exception("could not release the dead worker's leases")
+                rescued = await rescue_workers(session, [self.worker_id], why="worker process exited")
+        except Exception:  # noqa: BLE001 - the heartbeat rescuers and the lease then bring the jobs back
+            log.exception("could not requeue the dead worker's jobs")
             return
-        if count:
-            log.info("expired the leases of %d job(s) held by the dead worker", count)
+        if rescued:
+            log.info("requeued the job(s) held by the dead worker: %s", rescued)
+
+    async def rescue_own_host(self) -> list[int]:
+        """Requeue the running jobs of this host's workers whose process is gone (run once when starting)."""
+        from jobs.db import make_sessionmaker
+        from jobs.workers import pid_alive, rescue_dead_on_host
+
+        assert self._engine is not None
+        async with make_sessionmaker(self._engine)() as session, session.begin():
+            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
+        if rescued:
+            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
+        return rescued
 
     async def _monitor_loop(self) -> None:
         """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped."""
@@ -370,20 +376,15 @@ class WorkerSupervisor:
                 log.exception("reading the worker's state failed")
 
     async def _refresh(self) -> None:
-        from sqlalchemy import select
-
         from jobs.db import begin_read_only, make_sessionmaker
-        from jobs.models import Worker
+        from jobs.workers import find_worker
 
         proc = self._proc
         if self._engine is None or proc is None or proc.returncode is not None:
             return
         async with make_sessionmaker(self._engine)() as session:
             await begin_read_only(session)
-            row = (await session.execute(
-                select(Worker.pid, Worker.state, Worker.current_job_id, Worker.last_heartbeat_at)
-                .where(Worker.id == self.worker_id)
-            )).one_or_none()
+            row = await find_worker(session, self.worker_id)
         if row is None or row.pid != proc.pid or proc.returncode is not None:
             return  # the new child has not registered yet
         state = row.state.value if hasattr(row.state, "value") else str(row.state)

@@ -57,11 +57,11 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.faults import FaultPlan
+from generator.heartbeat import HeartbeatThread
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -80,10 +80,11 @@ DEFAULT_OUTPUT_DIR = "outputs"
 POLL_INTERVAL_S = 1.0  # seconds an idle worker waits between two claims
 LEASE_S = 90.0  # seconds of lease granted by a claim and by every progress write
 GRACE_S = 30.0  # seconds the current job may still run after SIGTERM before it is given back
-HEARTBEAT_INTERVAL_S = 5.0  # seconds between two heartbeats written to the worker's row
+HEARTBEAT_INTERVAL_S = 2.0  # seconds between two heartbeats written to the worker's row (from its own thread)
 PROGRESS_INTERVAL_S = 1.0  # at most one progress write per this many seconds
 CANCEL_POLL_INTERVAL_S = 0.25  # seconds between two reads of the running job's cancel flag
-RESCUE_INTERVAL_S = 30.0  # seconds between two runs of the expired-lease rescuer
+RESCUE_INTERVAL_S = 2.0  # seconds between two runs of the rescuer (dead workers, expired leases)
+WORKER_DEAD_AFTER_S = 15.0  # seconds without a heartbeat after which a worker's running job is requeued
 STALL_S = 900.0  # seconds without a new step or phase while generating: the GPU call hung, exit
 DEFAULT_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # bytes: Discord's default attachment limit, if a job has none
 LEASE_RENEW_FRACTION = 1 / 3  # renew the lease after this fraction of it even when nothing changed
@@ -159,7 +160,8 @@ class WorkerSettings:
     ``tiny`` for tests), ``I2V_DEVICE`` (default: CUDA when available), ``OUTPUT_DIR`` (default ``outputs``),
     ``WORKER_ID`` (default ``<host>-<pid>``), and the timings in seconds ``I2V_POLL_INTERVAL_S``,
     ``I2V_LEASE_SECONDS``, ``I2V_GRACE_SECONDS``, ``I2V_HEARTBEAT_INTERVAL_S``, ``I2V_PROGRESS_INTERVAL_S``,
-    ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS`` (defaults: the module constants). Set by the supervisor:
+    ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS``, ``WORKER_DEAD_AFTER`` (defaults: the module constants).
+    ``OUTPUT_DIR`` is only a scratch folder for encoding: the MP4 goes into the store. Set by the supervisor:
     ``I2V_PARENT_PID`` (the worker stops itself when that process is gone).
     """
 
@@ -175,6 +177,7 @@ class WorkerSettings:
     progress_interval_s: float = PROGRESS_INTERVAL_S
     rescue_interval_s: float = RESCUE_INTERVAL_S
     stall_s: float = STALL_S
+    dead_after_s: float = WORKER_DEAD_AFTER_S
     parent_pid: int | None = None
 
     @classmethod
@@ -201,6 +204,7 @@ class WorkerSettings:
             progress_interval_s=_env_float(env, "I2V_PROGRESS_INTERVAL_S", PROGRESS_INTERVAL_S),
             rescue_interval_s=_env_float(env, "I2V_RESCUE_INTERVAL_S", RESCUE_INTERVAL_S, minimum=0.05),
             stall_s=_env_float(env, "I2V_STALL_SECONDS", STALL_S, minimum=1.0),
+            dead_after_s=_env_float(env, "WORKER_DEAD_AFTER", WORKER_DEAD_AFTER_S, minimum=0.1),
             parent_pid=_env_int(env, "I2V_PARENT_PID"),
         )
 
@@ -251,12 +255,6 @@ def is_fatal_cuda_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "CUDA" in str(exc) and "out of memory" not in str(exc).lower()
 
 
-def output_filename(job_id: int, now: datetime | None = None) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
-    now = now or datetime.now(timezone.utc)
-    return f"video_{now:%Y%m%d_%H%M%S}_{job_id}.mp4"
-
-
 def _detail(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return text if len(text) <= MAX_DETAIL_CHARS else "..." + text[-MAX_DETAIL_CHARS:]
@@ -268,7 +266,7 @@ class ClaimedJob:
 
     id: int
     attempt: int
-    input_path: str
+    input_sha256: str
     params: dict[str, Any]
     width: int | None
     height: int | None
@@ -277,6 +275,10 @@ class ClaimedJob:
     @property
     def steps(self) -> int:
         return int(self.params["steps"])
+
+
+class InputMissing(Exception):
+    """The job's input image is not in the store (deleted or pruned)."""
 
 
 class FatalCudaError(Exception):
@@ -406,10 +408,13 @@ class WorkerProcess:
         self._sessions = make_sessionmaker(self._engine)
         self._progress = ProgressWriter(self._engine)
         heartbeat: asyncio.Task[None] | None = None
+        beats = HeartbeatThread(s.database_url, s.worker_id, os.getpid(), s.heartbeat_interval_s,
+                                lambda: (self._state, self._job_id))
         final_state = WORKER_STATE_STOPPED
         try:
-            await self._write_heartbeat()
-            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
+            await self._register()
+            beats.start()
+            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-parent-watch")
             try:
                 loaded = await self._load_model()
             except Exception:  # noqa: BLE001 - reported and turned into an exit code the supervisor sees
@@ -432,6 +437,7 @@ class WorkerProcess:
                     await heartbeat
                 except asyncio.CancelledError:
                     pass
+            await asyncio.to_thread(beats.stop)
             try:
                 await self._set_state(final_state, None)
             except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
@@ -502,6 +508,17 @@ class WorkerProcess:
         self._job_id = job_id
         await self._write_heartbeat(job_done=job_done)
 
+    async def _register(self) -> None:
+        """Write this process's registry row; jobs a previous process left running under this id run again now."""
+        from jobs.workers import register_worker
+
+        async with self._session() as session, session.begin():
+            requeued = await register_worker(session, self.settings.worker_id, host=socket.gethostname(),
+                                             pid=os.getpid(), model=self.settings.model)
+        if requeued:
+            log.warning("requeued jobs a previous process of worker %s left running: %s", self.settings.worker_id,
+                        requeued)
+
     async def _write_heartbeat(self, *, job_done: bool = False) -> None:
         """Upsert this worker's registry row (state, GPU, current job) and stamp its heartbeat."""
         from jobs.workers import upsert_worker
@@ -517,46 +534,42 @@ class WorkerProcess:
                 gpu_name=generator.device_name if generator is not None else None,
                 gpu_memory_bytes=generator.gpu_memory_bytes if generator is not None else None,
                 current_job_id=self._job_id,
+                model=self.settings.model,
                 job_done=job_done,
             )
 
     async def _heartbeat_loop(self) -> None:
+        """Stop when the supervisor is gone (the heartbeat itself is stamped by the HeartbeatThread)."""
         parent = self.settings.parent_pid
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             if parent is not None and os.getppid() != parent and not self.stopping:
                 log.warning("supervisor pid %d is gone; stopping", parent)
                 self.request_stop()
-            try:
-                await self._write_heartbeat()
-            except Exception:  # noqa: BLE001 - a missed heartbeat is not fatal; the next one may succeed
-                log.exception("heartbeat write failed")
 
     async def _rescue(self) -> None:
-        from jobs.queue import rescue_expired
+        from jobs.queue import rescue_dead_workers, rescue_expired
 
         try:
             async with self._session() as session, session.begin():
-                rescued = await rescue_expired(session)
+                dead = await rescue_dead_workers(session, dead_after_s=self.settings.dead_after_s)
+                expired = await rescue_expired(session)
         except Exception:  # noqa: BLE001 - the rescuer is housekeeping; the claim loop goes on
-            log.exception("lease rescue failed")
+            log.exception("rescue failed")
             return
-        if rescued:
-            log.info("requeued jobs with expired leases: %s", rescued)
+        if dead:
+            log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
+        if expired:
+            log.info("requeued jobs with expired leases: %s", expired)
 
     async def _work_left(self) -> bool:
         """True while any job is queued or running (anywhere): a draining worker waits for leases to settle."""
-        from sqlalchemy import func, select
-
         from jobs.db import begin_read_only
-        from jobs.models import Job, JobStatus
+        from jobs.queue import pending_count
 
         async with self._session() as session:
             await begin_read_only(session)
-            count = await session.scalar(
-                select(func.count()).select_from(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-            )
-        return bool(count)
+            return await pending_count(session) > 0
 
     async def _claim(self) -> ClaimedJob | None:
         from jobs.queue import claim_next_job
@@ -568,7 +581,7 @@ class WorkerProcess:
             claimed = ClaimedJob(
                 id=job.id,
                 attempt=job.attempt,
-                input_path=job.input_path,
+                input_sha256=job.input_sha256,
                 params={
                     "prompt": job.prompt,
                     "negative_prompt": job.negative_prompt,
@@ -591,7 +604,8 @@ class WorkerProcess:
         """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
         assert self._progress is not None
         step, total, phase = run.snapshot()
-        ack = await self._progress.write(run.job.id, run.job.attempt, step=step, total=total, phase=phase,
+        ack = await self._progress.write(run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
+                                         step=step, total=total, phase=phase,
                                          lease_seconds=self.settings.lease_s if lease_s is None else lease_s)
         log.info("progress job=%d attempt=%d step=%d/%d phase=%s", run.job.id, run.job.attempt, step, total, phase)
         if not ack.ok:
@@ -603,36 +617,25 @@ class WorkerProcess:
 
     async def _poll_cancel(self, run: JobRun) -> None:
         """A cheap read of the job's cancel flag and ownership between progress writes."""
-        from sqlalchemy import select
-
         from jobs.db import begin_read_only
-        from jobs.models import Job, JobStatus
+        from jobs.queue import attempt_state
 
         async with self._session() as session:
             await begin_read_only(session)
-            row = (await session.execute(
-                select(Job.cancel_requested, Job.status, Job.attempt).where(Job.id == run.job.id)
-            )).one_or_none()
-        if row is None or row.status != JobStatus.RUNNING or row.attempt != run.job.attempt:
+            ack = await attempt_state(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id)
+        if not ack.ok:
             run.stop(STOP_LOST)
-        elif row.cancel_requested:
+        elif ack.cancel_requested:
             log.info("job %d: cancel requested", run.job.id)
             run.stop(STOP_CANCEL)
 
     async def _record_note(self, run: JobRun, note: str) -> None:
         """Record a degradation (the low-memory retry) in the job's ``error_detail`` (internal worker notes),
-        fenced like every worker write: this job, this attempt, still running."""
-        from sqlalchemy import update
-
-        from jobs.models import Job, JobStatus
+        fenced like every worker write: this job, this attempt, this worker, still running."""
+        from jobs.queue import record_note
 
         async with self._session() as session, session.begin():
-            await session.execute(
-                update(Job)
-                .where(Job.id == run.job.id, Job.attempt == run.job.attempt, Job.status == JobStatus.RUNNING)
-                .values(error_detail=note)
-                .execution_options(synchronize_session=False)
-            )
+            await record_note(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id, note=note)
 
     # -- one job ---------------------------------------------------------------------------------------------
 
@@ -707,8 +710,9 @@ class WorkerProcess:
         job = run.job
         try:
             await self._report(run)
+            data = await self._read_input(job)
             image, params, width, height = await run_in_daemon_thread(
-                functools.partial(self._prepare, job), name=f"prepare-{job.id}"
+                functools.partial(self._prepare, job, data), name=f"prepare-{job.id}"
             )
             if run.stop_reason is None and self.stopping and time.monotonic() >= self._stop_deadline:
                 run.stop(STOP_SHUTDOWN)
@@ -722,7 +726,7 @@ class WorkerProcess:
             await self._encode_and_finish(run, frames, params.fps)
         except GenerationCancelled:
             await self._settle_stopped(run)
-        except FileNotFoundError as exc:
+        except InputMissing as exc:
             await self._fail(run, MSG_INPUT_MISSING, exc)
         except ImageError as exc:
             await self._fail(run, MSG_IMAGE_UNREADABLE.format(reason=exc), exc)
@@ -741,13 +745,24 @@ class WorkerProcess:
             log.exception("job %d failed", job.id)
             await self._fail(run, MSG_INTERNAL, exc)
 
-    def _prepare(self, job: ClaimedJob) -> tuple[Image, GenerationParams, int, int]:
-        """Read and fit the stored input image and rebuild the parameters (runs on a thread)."""
+    async def _read_input(self, job: ClaimedJob) -> bytes:
+        """The job's input image from the store; raises InputMissing when it is not kept."""
+        from jobs.blobs import DATABASE_BLOBS
+        from jobs.db import begin_read_only
+
+        async with self._session() as session:
+            await begin_read_only(session)
+            data = await DATABASE_BLOBS.read_input(session, job.input_sha256)
+        if data is None:
+            raise InputMissing(f"no stored image {job.input_sha256}")
+        return data
+
+    def _prepare(self, job: ClaimedJob, data: bytes) -> tuple[Image, GenerationParams, int, int]:
+        """Decode and fit the input image and rebuild the parameters (runs on a thread)."""
         from generator.images import fit_image, load_image
         from generator.params import GenerationParams, target_size
 
         params = GenerationParams.from_dict(job.params)
-        data = Path(job.input_path).read_bytes()
         image = load_image(data)
         if job.width and job.height:
             width, height = job.width, job.height
@@ -795,26 +810,26 @@ class WorkerProcess:
         from jobs.queue import finish_job
 
         job = run.job
-        out_dir = self.settings.output_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        final = out_dir / output_filename(job.id)
-        partial = final.with_name(final.stem + ".partial.mp4")
+        scratch = self.settings.output_dir / f".encode-{job.id}-{job.attempt}-{os.getpid()}.mp4"
 
-        def encode() -> Any:
+        def encode() -> tuple[Any, bytes]:
             self.faults.before_encode()
-            return encode_to_budget(frames, partial, fps, job.upload_limit_bytes)
+            try:
+                result = encode_to_budget(frames, scratch, fps, job.upload_limit_bytes)
+                return result, scratch.read_bytes()
+            finally:
+                scratch.unlink(missing_ok=True)
 
-        result = await run_in_daemon_thread(encode, name=f"encode-{job.id}")
-        os.replace(partial, final)
+        result, video = await run_in_daemon_thread(encode, name=f"encode-{job.id}")
         async with self._session() as session, session.begin():
-            ok = await finish_job(session, job.id, job.attempt, output_path=str(final),
-                                  output_bytes=result.size_bytes, gpu_seconds=run.gpu_seconds)
+            ok = await finish_job(session, job.id, job.attempt, worker_id=self.settings.worker_id, video=video,
+                                  gpu_seconds=run.gpu_seconds)
         if ok:
-            log.info("job %d done: %s (%d bytes, %.2f GPU-s, %d encode attempt(s))", job.id, final,
+            log.info("job %d done: stored %d bytes, %.2f GPU-s, %d encode attempt(s)", job.id,
                      result.size_bytes, run.gpu_seconds, result.attempts)
         else:
-            log.warning("job %d attempt %d was no longer ours at finish; discarding %s", job.id, job.attempt, final)
-            final.unlink(missing_ok=True)
+            log.warning("job %d attempt %d was no longer ours at finish; its video was not stored", job.id,
+                        job.attempt)
 
     async def _settle_stopped(self, run: JobRun) -> None:
         """The generation stopped early: cancelled (charged), given back (shutdown) or lost (nothing to do)."""
@@ -829,11 +844,12 @@ class WorkerProcess:
                 log.exception("final progress write for job %d failed", job.id)
         async with self._session() as session, session.begin():
             if reason == STOP_CANCEL:
-                ok = await finish_cancelled(session, job.id, job.attempt, gpu_seconds=run.gpu_seconds)
+                ok = await finish_cancelled(session, job.id, job.attempt, worker_id=self.settings.worker_id,
+                                            gpu_seconds=run.gpu_seconds)
                 log.info("job %d cancelled at step %d (%.2f GPU-s charged, recorded=%s)", job.id, run.step,
                          run.gpu_seconds, ok)
             elif reason == STOP_SHUTDOWN:
-                ok = await release_job(session, job.id, job.attempt)
+                ok = await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
                 log.info("job %d given back to the queue uncharged (recorded=%s)", job.id, ok)
             else:
                 log.warning("job %d attempt %d lost its lease; leaving it to its new owner", job.id, job.attempt)
@@ -845,7 +861,8 @@ class WorkerProcess:
         if run.note:
             detail = run.note + "\n" + detail
         async with self._session() as session, session.begin():
-            ok = await fail_job(session, run.job.id, run.job.attempt, error=message, detail=detail,
+            ok = await fail_job(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
+                                error=message, detail=detail,
                                 gpu_seconds=run.gpu_seconds)
         log.warning("job %d failed (recorded=%s): %s", run.job.id, ok, message)
 

@@ -111,3 +111,15 @@ class JobNotFound(LookupError):
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id}")
+
+
+class InputGone(RequestRefused):
+    """A re-roll or variation of a job whose input image is no longer kept (retention or a deletion)."""
+
+    code = "input_gone"
+
+    def __init__(self, job_id: int | None = None) -> None:
+        self.job_id = job_id
+        what = f"job #{job_id}" if job_id is not None else "that job"
+        super().__init__(f"The image of {what} is gone: stored images are deleted after a while or on request. "
+                         "Upload the image again to make a new video.")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -111,6 +112,20 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCEEDED, JobSta
 PENDING_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 
+class JobPhase(str, enum.Enum):
+    """What a job is doing now (``Job.phase``); the worker reports the running ones with its progress."""
+
+    QUEUED = "queued"
+    LOADING = "loading"  # claimed; the worker is reading the input
+    PREPARING = "preparing"
+    DENOISING = "denoising"
+    DECODING = "decoding"
+    ENCODING = "encoding"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class JobSource(str, enum.Enum):
     """Which Discord flow created a job."""
 
@@ -142,14 +157,14 @@ class WorkerState(str, enum.Enum):
     CRASHED = "crashed"
 
 
-def _str_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
+def _str_enum(enum_cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
     """A portable VARCHAR enum (with a CHECK constraint) storing the members' values."""
     return Enum(
         enum_cls,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=length,
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
@@ -158,21 +173,25 @@ def _str_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
 class Job(Base):
     """One image-to-video request, from enqueue to delivery.
 
-    State machine (``status``)::
+    State machine (``status``; every transition is a function in ``jobs.transitions``)::
 
-        queued --claim--> running --finish_job--> succeeded --mark_delivered--> (delivered_at set)
-           |                 |----fail_job--------> failed      (reservation refunded)
-           |                 |----finish_cancelled> cancelled   (charged for GPU time used)
-           |                 |----release_job-----> queued      (shutdown: attempt given back, no charge)
-           |                 '----lease/deadline expired (rescue_expired)
-           |                         --> queued (attempt kept, runs again)
+        queued --claim--> running --finish (MP4 stored)--> succeeded --deliver--> (delivered_at set)
+           |                 |----fail-----------------> failed      (reservation refunded)
+           |                 |----finish_cancelled-----> cancelled   (charged for GPU time used)
+           |                 |----release--------------> queued      (shutdown: no charge, releases+1)
+           |                 '----rescue (worker dead, lease or deadline expired)
+           |                         --> queued (runs again)
            |                         --> failed after max_attempts (refunded)
            |                         --> cancelled if cancel_requested (refunded)
-           '----cancel_job / clear_queue--> cancelled (refunded)
+           '----cancel / clear--> cancelled (refunded)
+        finished --prune / delete--> the same status, its stored input and MP4 gone (``input_released_at``)
 
-    Each claim increments ``attempt``; every write by a worker is fenced by
-    ``id``, ``attempt`` and ``status='running'``, so a worker that was presumed dead cannot
-    overwrite a newer attempt. ``round`` implements round robin across users (see ``jobs.queue``).
+    Each claim increments ``attempt`` and nothing ever decrements it; a job given back without charge counts in
+    ``releases`` instead, so the attempts charged are ``attempt - releases``. Every write by a worker is fenced
+    by ``id``, ``attempt``, ``worker_id`` and ``status='running'``, so a worker that was presumed dead cannot
+    overwrite a newer attempt. ``round`` implements round robin across users (see ``jobs.admission``).
+    The input image lives in :class:`InputImage` (one row per distinct image, reference-counted by the jobs that
+    hold it), the finished MP4 in :class:`JobVideo`; no row names a path another process wrote.
     Failed and cancelled jobs are "delivered" too once the bot has told the user (``delivered_at``).
     """
 
@@ -205,14 +224,15 @@ class Job(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    # stored input image
-    input_path: Mapped[str] = mapped_column(Text)
+    # stored input image (InputImage.sha256); the job holds one reference until input_released_at is set
     input_sha256: Mapped[str] = mapped_column(String(64))
+    input_released_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # queue state
     status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
     round: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # given back uncharged
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -220,11 +240,11 @@ class Job(Base):
     # progress
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
-    phase: Mapped[str] = mapped_column(String(32), default="queued")
+    phase: Mapped[JobPhase] = mapped_column(_str_enum(JobPhase, "job_phase", 32), default=JobPhase.QUEUED)
     # cost and result
     cost_estimate: Mapped[float] = mapped_column(Float)
     gpu_seconds: Mapped[float | None] = mapped_column(Float)
-    output_path: Mapped[str | None] = mapped_column(Text)
+    output_path: Mapped[str | None] = mapped_column(Text)  # the delivering process's disk copy, if it wrote one
     output_bytes: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)  # user-facing
     error_detail: Mapped[str | None] = mapped_column(Text)  # internal (traceback, worker notes)
@@ -244,6 +264,39 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status.value} user={self.user_id} attempt={self.attempt}>"
+
+
+class InputImage(Base):
+    """One distinct input image (content-addressed), kept while some job holds a reference to it.
+
+    ``refs`` counts the jobs whose ``input_released_at`` is NULL and whose ``input_sha256`` is this one; it is
+    changed only in the transactions that add or drop such a reference (``jobs.blobs``), which lock this row,
+    so concurrent requests with the same image cannot delete each other's input.
+    """
+
+    __tablename__ = "input_images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # NULL when an object store holds the bytes
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    refs: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class JobVideo(Base):
+    """The finished MP4 of a succeeded job, written in the transaction that marks it succeeded."""
+
+    __tablename__ = "job_videos"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # NULL when an object store holds the bytes
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+CLAIM_ORDER = (Job.priority.desc(), Job.round.asc(), Job.id.asc())
+"""The order in which queued jobs are claimed (admins first, then round robin, then age), written once: the claim,
+the queue positions and the admin queue listing all use it."""
 
 
 class QuotaAccount(Base):
@@ -342,6 +395,7 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     state: Mapped[WorkerState] = mapped_column(_str_enum(WorkerState, "worker_state"))
+    model: Mapped[str | None] = mapped_column(String(255))
     gpu_name: Mapped[str | None] = mapped_column(String(255))
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))

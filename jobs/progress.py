@@ -41,6 +41,7 @@ class ProgressWriter:
         job_id: int,
         attempt: int,
         *,
+        worker_id: str,
         step: int,
         total: int,
         phase: str,
@@ -48,7 +49,7 @@ class ProgressWriter:
         now: datetime | None = None,
     ) -> ProgressAck:
         """``report_progress`` as a transaction of its own (committed when this returns)."""
-        values = progress_parameters(job_id, attempt, step=step, total=total, phase=phase,
+        values = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
                                      lease_seconds=lease_seconds, now=now)
         async with self._turn:
             if self._conn is None:

@@ -38,9 +38,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
+from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import claimable, refuse_if_banned_here
 from jobs.errors import (
     Banned,
+    InputGone,
     JobNotFound,
     OverBudget,
     OverGuildCap,
@@ -48,6 +50,7 @@ from jobs.errors import (
     TooManyPending,
 )
 from jobs.models import (
+    CLAIM_ORDER,
     PENDING_STATUSES,
     PRIORITY_ADMIN,
     PRIORITY_NORMAL,
@@ -55,6 +58,7 @@ from jobs.models import (
     TERMINAL_STATUSES,
     GuildSettings,
     Job,
+    JobPhase,
     JobSource,
     JobStatus,
     LedgerKind,
@@ -125,7 +129,6 @@ class NewJob:
     seed: int
     width: int
     height: int
-    input_path: str
     input_sha256: str
     upload_limit_bytes: int
     preset: str | None = None
@@ -150,8 +153,6 @@ class NewJob:
             raise ValueError(f"NewJob.prompt must be a string of at most {MAX_PROMPT_STORE_CHARS} chars")
         if not isinstance(self.input_sha256, str) or len(self.input_sha256) != 64:
             raise ValueError(f"NewJob.input_sha256 must be 64 hex chars, got {self.input_sha256!r}")
-        if not self.input_path:
-            raise ValueError("NewJob.input_path must name the stored input image")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"NewJob.max_attempts must be >= 1, got {self.max_attempts!r}")
         if self.cost_estimate is not None and self.cost_estimate < 0:
@@ -205,9 +206,11 @@ def _resolution_px(resolution: str) -> int:
     return int(text)
 
 
-def _fenced(job_id: int, attempt: int) -> tuple[ColumnElement[bool], ...]:
-    """WHERE clause of every worker write: this job, this attempt, still running."""
-    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.status == JobStatus.RUNNING)
+def _fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
+    decreases, so a stale writer can never match a later claim."""
+    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
+            JOBS.c.status == JobStatus.RUNNING)
 
 
 PROGRESS_ASYNC_COMMIT_PG = "set_config('synchronous_commit', 'off', true)"
@@ -228,6 +231,7 @@ def progress_statement(dialect_name: str) -> Update:
         .where(
             JOBS.c.id == bindparam("p_id"),
             JOBS.c.attempt == bindparam("p_attempt"),
+            JOBS.c.worker_id == bindparam("p_worker", type_=String()),
             JOBS.c.status == JobStatus.RUNNING,
         )
         .values(
@@ -338,14 +342,18 @@ async def enqueue_job(
     new: NewJob,
     policy: QuotaPolicy,
     *,
+    image: bytes | None,
     now: datetime | None = None,
     cost_model: CostModel | None = None,
+    blobs: BlobStore = DATABASE_BLOBS,
 ) -> Job:
-    """Insert a queued job and reserve its estimated cost, in the caller's transaction.
+    """Insert a queued job, store its input image and reserve its estimated cost, in the caller's transaction.
 
-    Raises a ``jobs.errors.RequestRefused`` subclass (nothing written) when the queue or guild is paused,
-    a guild cap is exceeded, the user is banned, has too many pending jobs, the queue is full, or the
-    cost does not fit in the user's rolling 24 h budget.
+    ``image`` is the validated image whose SHA-256 is ``new.input_sha256`` (one stored copy per distinct image);
+    ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
+    no longer kept. Raises a ``jobs.errors.RequestRefused`` subclass (nothing written) when the queue or guild is
+    paused, a guild cap is exceeded, the user is banned, has too many pending jobs, the queue is full, or the
+    cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
     """
     if not isinstance(new, NewJob):
         raise TypeError(f"enqueue_job needs a NewJob, got {type(new).__name__}")
@@ -380,6 +388,8 @@ async def enqueue_job(
             needed=cost,
             refill_at=refill_time(charges, limits.budget, reserved, cost) if cost <= limits.budget else None,
         )
+    if not await blobs.add_input(session, new.input_sha256, image):
+        raise InputGone(new.parent_job_id)
     own_round = 0 if facts.user_last_round is None else facts.user_last_round + 1
     values = {f.name: getattr(new, f.name) for f in fields(NewJob) if f.name != "cost_estimate"}
     job = Job(
@@ -391,7 +401,7 @@ async def enqueue_job(
         cancel_requested=False,
         progress_step=0,
         progress_total=new.steps,
-        phase="queued",
+        phase=JobPhase.QUEUED,
         cost_estimate=cost,
         created_at=now,
     )
@@ -416,7 +426,7 @@ async def claim_next_job(
     next_id = (
         select(Job.id)
         .where(Job.status == JobStatus.QUEUED, *claimable())  # bot-wide and server pauses hold (jobs.control)
-        .order_by(Job.priority.desc(), Job.round, Job.id)
+        .order_by(*CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job)
         .scalar_subquery()
@@ -431,7 +441,7 @@ async def claim_next_job(
             lease_expires_at=now + lease,
             started_at=now,
             progress_step=0,
-            phase="loading",
+            phase=JobPhase.LOADING,
         )
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
@@ -440,14 +450,15 @@ async def claim_next_job(
 
 
 def progress_parameters(
-    job_id: int, attempt: int, *, step: int, total: int, phase: str, lease_seconds: float, now: datetime | None = None
+    job_id: int, attempt: int, *, worker_id: str, step: int, total: int, phase: JobPhase | str, lease_seconds: float,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The checked parameters of ``progress_statement`` (a bad step, total or lease raises ValueError)."""
+    """The checked parameters of ``progress_statement`` (a bad step, total, phase or lease raises ValueError)."""
     lease = _check_lease(lease_seconds)
     if step < 0 or total < 0 or (total > 0 and step > total):
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
-    return {"p_id": job_id, "p_attempt": attempt, "p_step": step, "p_total": total, "p_phase": phase,
-            "p_lease": _now(now) + lease}
+    return {"p_id": job_id, "p_attempt": attempt, "p_worker": worker_id, "p_step": step, "p_total": total,
+            "p_phase": JobPhase(phase).value, "p_lease": _now(now) + lease}
 
 
 async def report_progress(
@@ -455,30 +466,47 @@ async def report_progress(
     job_id: int,
     attempt: int,
     *,
+    worker_id: str,
     step: int,
     total: int,
-    phase: str,
+    phase: JobPhase | str,
     lease_seconds: float,
     now: datetime | None = None,
 ) -> ProgressAck:
-    """Heartbeat + progress (fenced by attempt): renews the lease and returns whether to cancel.
+    """Progress (fenced by job, attempt and worker): renews the lease and returns whether to cancel.
 
     One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
     ``jobs.progress.ProgressWriter``, each write a transaction of its own."""
-    params = progress_parameters(job_id, attempt, step=step, total=total, phase=phase,
+    params = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
                                  lease_seconds=lease_seconds, now=now)
     stmt = progress_statement(session.get_bind().dialect.name)
     row = (await session.execute(stmt, params)).first()
     return ProgressAck.from_row(row)
 
 
+async def record_note(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, note: str) -> bool:
+    """A worker's note on its running attempt (e.g. a low-memory retry) in ``error_detail``; fenced."""
+    row = (await session.execute(
+        update(JOBS).where(*_fenced(job_id, attempt, worker_id)).values(error_detail=note).returning(JOBS.c.id)
+    )).first()
+    return row is not None
+
+
+async def attempt_state(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str) -> ProgressAck:
+    """A read of whether this worker's attempt still owns the job and whether its cancel was requested."""
+    row = (await session.execute(
+        select(JOBS.c.cancel_requested).where(*_fenced(job_id, attempt, worker_id))
+    )).first()
+    return ProgressAck.from_row(row)
+
+
 async def _close_running(
-    session: AsyncSession, job_id: int, attempt: int, values: dict[str, Any]
+    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
 ) -> tuple[int, float] | None:
     """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
     stmt = (
         update(JOBS)
-        .where(*_fenced(job_id, attempt))
+        .where(*_fenced(job_id, attempt, worker_id))
         .values(**values)
         .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
     )
@@ -497,36 +525,39 @@ async def finish_job(
     job_id: int,
     attempt: int,
     *,
-    output_path: str,
-    output_bytes: int,
+    worker_id: str,
+    video: bytes,
     gpu_seconds: float,
     now: datetime | None = None,
+    blobs: BlobStore = DATABASE_BLOBS,
 ) -> bool:
-    """Mark succeeded and settle: release the reservation, charge the measured GPU-seconds.
+    """Mark succeeded with its MP4 stored, and settle: release the reservation, charge the measured GPU-seconds.
 
-    False (nothing written) if this attempt no longer owns the job.
+    One transaction of the caller's: a job is succeeded exactly when its MP4 is stored. False (nothing written)
+    if this attempt of this worker no longer owns the job.
     """
     gpu_seconds = _check_seconds(gpu_seconds)
-    if not output_path or output_bytes < 0:
-        raise ValueError(f"finish_job needs an output path and a size >= 0, got {output_path!r}, {output_bytes!r}")
+    if not isinstance(video, (bytes, bytearray, memoryview)) or len(video) == 0:
+        raise ValueError("finish_job needs the MP4's bytes")
     now = _now(now)
     closed = await _close_running(
         session,
         job_id,
         attempt,
+        worker_id,
         {
             "status": JobStatus.SUCCEEDED,
-            "output_path": output_path,
-            "output_bytes": output_bytes,
+            "output_bytes": len(video),
             "gpu_seconds": gpu_seconds,
             "finished_at": now,
             "lease_expires_at": None,
-            "phase": "done",
+            "phase": JobPhase.DONE,
             "error": None,
         },
     )
     if closed is None:
         return False
+    await blobs.put_video(session, job_id, video)
     user_id, estimate = closed
     await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
     await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
@@ -538,13 +569,14 @@ async def fail_job(
     job_id: int,
     attempt: int,
     *,
+    worker_id: str,
     error: str,
     detail: str,
     gpu_seconds: float,
     now: datetime | None = None,
 ) -> bool:
     """Mark failed with a user-facing ``error`` and an internal ``detail``; the reservation is refunded
-    (failed jobs cost nothing; ``gpu_seconds`` is recorded for statistics only)."""
+    (failed jobs cost nothing; ``gpu_seconds`` is recorded for statistics only). Fenced like ``finish_job``."""
     gpu_seconds = _check_seconds(gpu_seconds)
     if not error:
         raise ValueError("fail_job needs a user-facing error message")
@@ -553,6 +585,7 @@ async def fail_job(
         session,
         job_id,
         attempt,
+        worker_id,
         {
             "status": JobStatus.FAILED,
             "error": error,
@@ -560,7 +593,7 @@ async def fail_job(
             "gpu_seconds": gpu_seconds,
             "finished_at": now,
             "lease_expires_at": None,
-            "phase": "failed",
+            "phase": JobPhase.FAILED,
         },
     )
     if closed is None:
@@ -571,7 +604,8 @@ async def fail_job(
 
 
 async def finish_cancelled(
-    session: AsyncSession, job_id: int, attempt: int, *, gpu_seconds: float, now: datetime | None = None
+    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, gpu_seconds: float,
+    now: datetime | None = None,
 ) -> bool:
     """The worker stopped a running job on request: mark cancelled, charge the GPU time it used."""
     gpu_seconds = _check_seconds(gpu_seconds)
@@ -580,12 +614,13 @@ async def finish_cancelled(
         session,
         job_id,
         attempt,
+        worker_id,
         {
             "status": JobStatus.CANCELLED,
             "gpu_seconds": gpu_seconds,
             "finished_at": now,
             "lease_expires_at": None,
-            "phase": "cancelled",
+            "phase": JobPhase.CANCELLED,
         },
     )
     if closed is None:
@@ -596,20 +631,24 @@ async def finish_cancelled(
     return True
 
 
-async def release_job(session: AsyncSession, job_id: int, attempt: int, *, now: datetime | None = None) -> bool:
-    """Give a running job back to the queue (worker shutdown): no charge, the attempt is not burnt."""
+def _requeue_values(detail: str | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
+                              "progress_step": 0, "phase": JobPhase.QUEUED}
+    if detail is not None:
+        values["error_detail"] = detail
+    return values
+
+
+async def release_job(
+    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, now: datetime | None = None
+) -> bool:
+    """Give a running job back to the queue (worker shutdown): no charge. ``attempt`` stays (the next claim
+    counts up from it); ``releases`` counts the give-back, so it does not use up one of ``max_attempts``."""
     _now(now)
     stmt = (
         update(JOBS)
-        .where(*_fenced(job_id, attempt))
-        .values(
-            status=JobStatus.QUEUED,
-            attempt=JOBS.c.attempt - 1,
-            worker_id=None,
-            lease_expires_at=None,
-            progress_step=0,
-            phase="queued",
-        )
+        .where(*_fenced(job_id, attempt, worker_id))
+        .values(releases=JOBS.c.releases + 1, **_requeue_values())
         .returning(JOBS.c.id)
     )
     return (await session.execute(stmt)).first() is not None
@@ -624,7 +663,7 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
         await session.execute(
             update(JOBS)
             .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.QUEUED)
-            .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled")
+            .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED)
             .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
         )
     ).first()
@@ -655,18 +694,52 @@ def hard_deadline(job: Job) -> datetime | None:
     return job.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * job.cost_estimate))
 
 
+async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: str) -> bool:
+    """Requeue, fail (last allowed attempt) or cancel (cancel requested) one running attempt; fenced."""
+    if c.cancel_requested or c.attempt - c.releases >= c.max_attempts:
+        cancelled = bool(c.cancel_requested)
+        values: dict[str, Any] = {
+            "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": JobPhase.CANCELLED if cancelled else JobPhase.FAILED,
+        }
+        if not cancelled:
+            values["error"] = RESCUE_ERROR.format(attempts=c.attempt - c.releases)
+            values["error_detail"] = f"{why} on attempt {c.attempt} of {c.max_attempts}"
+        closed = await _close_running(session, c.id, c.attempt, c.worker_id, values)
+        if closed is None:
+            return False
+        await add_ledger(session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate,
+                         now=now)
+        return True
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(*_fenced(c.id, c.attempt, c.worker_id))
+            .values(**_requeue_values(f"attempt {c.attempt} rescued at {now.isoformat()} ({why})"))
+            .returning(JOBS.c.id)
+        )
+    ).first()
+    return row is not None
+
+
+_RESCUE_COLUMNS = (Job.id, Job.attempt, Job.releases, Job.max_attempts, Job.cancel_requested, Job.worker_id,
+                   Job.lease_expires_at, Job.started_at, Job.cost_estimate, Job.user_id)
+
+
 async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[int]:
-    """Requeue running jobs whose lease expired (or that passed their hard deadline).
+    """Requeue running jobs whose lease expired (or that passed their hard deadline): the backstop for a hung GPU
+    call.
 
     An attempt that was the last allowed fails (refunded); one whose cancel was requested is cancelled
-    (refunded); others go back to the queue keeping their reservation. Each write is fenced by attempt,
-    so a rescuer racing a finishing worker changes nothing. Returns the ids rescued.
+    (refunded); others go back to the queue keeping their reservation. Each write is fenced by attempt and
+    worker, so a rescuer racing a finishing worker changes nothing. Returns the ids rescued.
     """
     now = _now(now)
     candidates = (
         await session.execute(
-            select(Job.id, Job.attempt, Job.max_attempts, Job.cancel_requested, Job.lease_expires_at, Job.started_at,
-                   Job.cost_estimate, Job.user_id)
+            select(*_RESCUE_COLUMNS)
             .where(
                 Job.status == JobStatus.RUNNING,
                 or_(Job.lease_expires_at < now, Job.started_at < now - timedelta(seconds=HARD_EXPIRY_MIN_S)),
@@ -680,53 +753,72 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
         deadline = c.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * c.cost_estimate))
         if not lease_gone and deadline >= now:
             continue
-        if c.cancel_requested or c.attempt >= c.max_attempts:
-            cancelled = bool(c.cancel_requested)
-            values = {
-                "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
-                "finished_at": now,
-                "lease_expires_at": None,
-                "phase": "cancelled" if cancelled else "failed",
-            }
-            if not cancelled:
-                values["error"] = RESCUE_ERROR.format(attempts=c.attempt)
-                values["error_detail"] = f"lease expired on attempt {c.attempt} of {c.max_attempts}"
-            closed = await _close_running(session, c.id, c.attempt, values)
-            if closed is None:
-                continue
-            await add_ledger(session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate, now=now)
-        else:
-            row = (
-                await session.execute(
-                    update(JOBS)
-                    .where(*_fenced(c.id, c.attempt))
-                    .values(
-                        status=JobStatus.QUEUED,
-                        worker_id=None,
-                        lease_expires_at=None,
-                        progress_step=0,
-                        phase="queued",
-                        error_detail=f"attempt {c.attempt} rescued at {now.isoformat()} (lease expired)",
-                    )
-                    .returning(JOBS.c.id)
-                )
-            ).first()
-            if row is None:
-                continue
-        rescued.append(c.id)
+        if await _rescue_one(session, c, now, "lease expired"):
+            rescued.append(c.id)
     return rescued
 
 
-async def mark_delivered(
-    session: AsyncSession, job_id: int, *, result_message_id: int | None, now: datetime | None = None
-) -> bool:
-    """Record that the bot posted the result (or told the user of the failure). True exactly once per job."""
+async def rescue_dead_workers(
+    session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
+) -> list[int]:
+    """Requeue running jobs whose worker is dead: its registry row missed heartbeats for ``dead_after_s`` seconds
+    or says it stopped or crashed. Any rescuer may run it (the bot and every worker do). A job whose worker has
+    no row is left to the lease. Same outcomes and fencing as ``rescue_expired``; returns the ids rescued."""
+    if not isinstance(dead_after_s, (int, float)) or dead_after_s <= 0:
+        raise ValueError(f"dead_after_s must be > 0, got {dead_after_s!r}")
     now = _now(now)
+    stale = now - timedelta(seconds=float(dead_after_s))
+    candidates = (
+        await session.execute(
+            select(*_RESCUE_COLUMNS)
+            .join(Worker, Worker.id == Job.worker_id)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                or_(Worker.last_heartbeat_at < stale, Worker.state.in_([WorkerState.STOPPED, WorkerState.CRASHED])),
+            )
+            .order_by(Job.id)
+        )
+    ).all()
+    return [c.id for c in candidates if await _rescue_one(session, c, now, "worker stopped heartbeating")]
+
+
+async def rescue_workers(
+    session: AsyncSession, worker_ids: Sequence[str], *, why: str, now: datetime | None = None
+) -> list[int]:
+    """Requeue at once the running jobs of these workers, known to be gone (a dead pid on this host, or a new
+    process that took over the worker id); their rows are marked crashed. Returns the ids rescued."""
+    now = _now(now)
+    if not worker_ids:
+        return []
+    await session.execute(
+        update(Worker).where(Worker.id.in_(list(worker_ids)), Worker.state.not_in([WorkerState.STOPPED]))
+        .values(state=WorkerState.CRASHED, current_job_id=None).execution_options(synchronize_session=False)
+    )
+    candidates = (
+        await session.execute(
+            select(*_RESCUE_COLUMNS)
+            .where(Job.status == JobStatus.RUNNING, Job.worker_id.in_(list(worker_ids)))
+            .order_by(Job.id)
+        )
+    ).all()
+    return [c.id for c in candidates if await _rescue_one(session, c, now, why)]
+
+
+async def mark_delivered(
+    session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record that the bot posted the result (or told the user of the failure), and where the delivering process
+    wrote its disk copy, if it did. True exactly once per job."""
+    now = _now(now)
+    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id}
+    if output_path is not None:
+        values["output_path"] = output_path
     row = (
         await session.execute(
             update(JOBS)
             .where(JOBS.c.id == job_id, JOBS.c.delivered_at.is_(None), JOBS.c.status.in_(TERMINAL_STATUSES))
-            .values(delivered_at=now, result_message_id=result_message_id)
+            .values(**values)
             .returning(JOBS.c.id)
         )
     ).first()
@@ -745,14 +837,14 @@ async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[J
     return list((await session.scalars(stmt)).all())
 
 
-async def _active_workers(session: AsyncSession, now: datetime) -> int:
-    count = await session.scalar(
+def _active_workers_count(now: datetime) -> Any:
+    """A scalar subquery: workers that heartbeat recently and can run jobs (ETA parallelism)."""
+    return (
         select(func.count(Worker.id)).where(
             Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
             Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
-        )
+        ).scalar_subquery()
     )
-    return int(count or 0)
 
 
 def _remaining_of_running(cost: float, step: int, total: int, started_at: datetime | None, now: datetime) -> float:
@@ -763,39 +855,67 @@ def _remaining_of_running(cost: float, step: int, total: int, started_at: dateti
     return cost
 
 
-async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> QueuePosition:
-    """Where a job stands: 1-based position among queued jobs (0 when running, None when finished) and an
-    estimate of the seconds until its video is ready (work ahead, spread over the live workers)."""
+async def queue_positions(session: AsyncSession, *, now: datetime | None = None) -> dict[int, QueuePosition]:
+    """Every pending job's place: queued ones by 1-based position in claim order with an ETA (the work ahead
+    spread over the live workers, plus their own cost), running ones at position 0 with the time they have left.
+
+    Two statements whatever the queue's length: one window query numbers every queued job and sums the cost
+    ahead of it (``CLAIM_ORDER``, the same order ``claim_next_job`` uses), one reads the running jobs.
+    """
     now = _now(now)
-    job = await get_job(session, job_id)
-    if job.status in TERMINAL_STATUSES:
-        return QueuePosition(None, None)
-    if job.status == JobStatus.RUNNING:
-        return QueuePosition(
-            0, _remaining_of_running(job.cost_estimate, job.progress_step, job.progress_total, job.started_at, now)
-        )
-    ahead_filter = (
-        Job.status == JobStatus.QUEUED,
-        or_(
-            Job.priority > job.priority,
-            (Job.priority == job.priority) & (Job.round < job.round),
-            (Job.priority == job.priority) & (Job.round == job.round) & (Job.id < job.id),
-        ),
-    )
-    ahead, ahead_cost = (
-        await session.execute(select(func.count(Job.id), func.coalesce(func.sum(Job.cost_estimate), 0.0)).where(*ahead_filter))
-    ).one()
-    running = (
-        await session.execute(
-            select(Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at).where(
-                Job.status == JobStatus.RUNNING
-            )
-        )
-    ).all()
-    running_left = sum(_remaining_of_running(r[0], r[1], r[2], r[3], now) for r in running)
-    parallel = max(1, await _active_workers(session, now), len(running))
-    eta = (float(ahead_cost) + running_left) / parallel + job.cost_estimate
-    return QueuePosition(int(ahead) + 1, eta)
+    window = {"order_by": CLAIM_ORDER}
+    queued = (await session.execute(
+        select(
+            Job.id,
+            Job.cost_estimate,
+            func.row_number().over(**window).label("position"),
+            func.sum(Job.cost_estimate).over(**window, rows=(None, 0)).label("through"),
+            _active_workers_count(now).label("workers"),
+        ).where(Job.status == JobStatus.QUEUED)
+    )).all()
+    running = (await session.execute(
+        select(Job.id, Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at)
+        .where(Job.status == JobStatus.RUNNING)
+    )).all()
+    left = {r.id: _remaining_of_running(r.cost_estimate, r.progress_step, r.progress_total, r.started_at, now)
+            for r in running}
+    places = {job_id: QueuePosition(0, remaining) for job_id, remaining in left.items()}
+    running_left = sum(left.values())
+    for row in queued:
+        parallel = max(1, int(row.workers or 0), len(running))
+        ahead_cost = float(row.through) - float(row.cost_estimate)
+        places[row.id] = QueuePosition(int(row.position), (ahead_cost + running_left) / parallel + row.cost_estimate)
+    return places
+
+
+async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> QueuePosition:
+    """Where one job stands: 1-based position among queued jobs (0 when running, None when finished) and an
+    estimate of the seconds until its video is ready (see ``queue_positions``). Raises JobNotFound."""
+    places = await queue_positions(session, now=now)
+    if job_id in places:
+        return places[job_id]
+    if await session.scalar(select(Job.id).where(Job.id == job_id)) is None:
+        raise JobNotFound(job_id)
+    return QueuePosition(None, None)
+
+
+async def find_job(session: AsyncSession, job_id: int) -> Job | None:
+    """The job with this id, fresh from the database, or None."""
+    return await session.get(Job, job_id, populate_existing=True)
+
+
+async def delivered_among(session: AsyncSession, job_ids: Sequence[int]) -> set[int]:
+    """Which of these jobs are recorded as delivered."""
+    if not job_ids:
+        return set()
+    return set(await session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)), Job.delivered_at.is_not(None))))
+
+
+async def pending_with_status_message(session: AsyncSession) -> list[Job]:
+    """Queued and running jobs that show a status message (the bot keeps those messages current)."""
+    stmt = (select(Job).where(Job.status.in_(PENDING_STATUSES), Job.status_message_id.is_not(None))
+            .order_by(Job.id).execution_options(populate_existing=True))
+    return list((await session.scalars(stmt)).all())
 
 
 async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime) -> bool:
@@ -837,7 +957,7 @@ async def clear_queue(
     stmt = (
         update(JOBS)
         .where(JOBS.c.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELLED, finished_at=now, phase="cancelled", error=CLEARED_ERROR)
+        .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED, error=CLEARED_ERROR)
         .returning(JOBS.c.id, JOBS.c.user_id, JOBS.c.cost_estimate)
     )
     if guild_id is not None:
@@ -850,6 +970,11 @@ async def clear_queue(
         session, actor_id=by, action="clear_queue", guild_id=guild_id, detail={"cancelled": len(ids)}, now=now
     )
     return ids
+
+
+async def pending_count(session: AsyncSession) -> int:
+    """How many jobs are queued or running (anywhere)."""
+    return int(await session.scalar(select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))) or 0)
 
 
 async def user_jobs(

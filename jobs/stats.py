@@ -27,7 +27,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
-from jobs.models import QUEUE_STATE_ROW_ID, AuditLog, Job, JobStatus, QueueState, Worker, WorkerState
+from jobs.models import CLAIM_ORDER, QUEUE_STATE_ROW_ID, AuditLog, Job, JobStatus, QueueState, Worker, WorkerState
 
 __all__ = (
     "DEFAULT_AUDIT_PAGE_SIZE",
@@ -142,7 +142,7 @@ class QueuePage(_Paged):
 
 def _claim_order_position() -> Over[int]:
     """``row_number()`` over the queued jobs in the order ``jobs.queue.claim_next_job`` claims them."""
-    return func.row_number().over(order_by=(Job.priority.desc(), Job.round.asc(), Job.id.asc()))
+    return func.row_number().over(order_by=CLAIM_ORDER)
 
 
 async def queue_page(

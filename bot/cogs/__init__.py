@@ -12,5 +12,6 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.queue",
     "bot.cogs.quota",
     "bot.cogs.mentions",
+    "bot.cogs.mydata",
 )
 OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.server_admin", "bot.cogs.operator")

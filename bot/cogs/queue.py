@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 from discord.ext import commands
-from sqlalchemy import func, select
 
 from bot.errors import JobNotFound
 from bot.status import neutralise_mentions
@@ -29,31 +28,24 @@ class Queue(commands.Cog):
     @app_commands.command(name="queue")
     async def queue(self, interaction: discord.Interaction) -> None:
         """Show your queued and running videos, their place in the queue and when they should start."""
-        from jobs.models import Job, JobStatus, PENDING_STATUSES
-        from jobs.queue import queue_position
+        from jobs.models import JobStatus
+        from jobs.queue import queue_positions, user_jobs
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         now = datetime.now(timezone.utc)
         async with self.bot.readers() as session:
-            queued_total = await session.scalar(select(func.count()).where(Job.status == JobStatus.QUEUED))
-            running_total = await session.scalar(select(func.count()).where(Job.status == JobStatus.RUNNING))
-            mine = list(
-                (
-                    await session.scalars(
-                        select(Job)
-                        .where(Job.user_id == interaction.user.id, Job.status.in_(PENDING_STATUSES))
-                        .order_by(Job.id)
-                        .limit(QUEUE_LIST_LIMIT)
-                    )
-                ).all()
-            )
-            lines = []
-            for job in mine:
-                if job.status == JobStatus.RUNNING:
-                    progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
-                    lines.append(f"• #{job.id} running ({job.phase}{progress}): {_short(job.prompt)}")
-                else:
-                    place = await queue_position(session, job.id)
+            places = await queue_positions(session, now=now)
+            mine = sorted(await user_jobs(session, interaction.user.id, limit=QUEUE_LIST_LIMIT), key=lambda j: j.id)
+        running_total = sum(1 for place in places.values() if place.position == 0)
+        queued_total = len(places) - running_total
+        lines = []
+        for job in mine:
+            if job.status == JobStatus.RUNNING:
+                progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
+                lines.append(f"• #{job.id} running ({job.phase.value}{progress}): {_short(job.prompt)}")
+            else:
+                place = places.get(job.id)
+                if place is not None:
                     eta = ""
                     if place.eta_seconds is not None:
                         eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
@@ -72,17 +64,13 @@ class Queue(commands.Cog):
             The job number (from /queue); your latest queued or running job if empty.
         """
         from bot.actions import cancel_job_for
-        from jobs.models import Job, PENDING_STATUSES
+        from jobs.queue import user_jobs
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         if job is None:
             async with self.bot.readers() as session:
-                job = await session.scalar(
-                    select(Job.id)
-                    .where(Job.user_id == interaction.user.id, Job.status.in_(PENDING_STATUSES))
-                    .order_by(Job.id.desc())
-                    .limit(1)
-                )
+                latest = await user_jobs(session, interaction.user.id, limit=1)
+            job = latest[0].id if latest else None
             if job is None:
                 raise JobNotFound("You have no queued or running video to cancel.")
         target = await load_job(self.bot, job)

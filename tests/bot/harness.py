@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from jobs.db import make_engine, make_sessionmaker
-from jobs.models import Job, Worker
+from jobs.models import InputImage, Job, Worker
 from tests.fakediscord import payloads
 from tests.fakediscord.records import RecordedRequest
 from tests.fakediscord.server import FakeDiscord
@@ -48,6 +48,47 @@ def png_bytes(width: int = 320, height: int = 256, *, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def _pythonpath() -> str:
+    """PYTHONPATH for a child process: this checkout first, so a child started in another working directory runs
+    the code under test, not whatever copy of the package is installed."""
+    rest = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([str(REPO_ROOT), *([rest] if rest else [])])
+
+
+def worker_process_env(bot: BotProcess, root: Path, worker_id: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``python -m generator.worker`` for ``bot``'s database, with its own DATA_DIR and
+    OUTPUT_DIR under ``root`` (its working directory) and no Discord settings."""
+    env = {k: v for k, v in bot.env().items() if not k.startswith("DISCORD_")}
+    env.update({"WORKER_ID": worker_id, "DATA_DIR": str(root / "data"), "OUTPUT_DIR": str(root / "outputs")})
+    env.update(extra)
+    return env
+
+
+async def start_worker_process(bot: BotProcess, root: Path, worker_id: str,
+                               **extra: str) -> asyncio.subprocess.Process:
+    """Start a worker in its own working directory ``root`` (created), logging to ``root/worker.log``."""
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "generator.worker", env=worker_process_env(bot, root, worker_id, **extra),
+            cwd=str(root), stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        log.close()
+
+
+async def stop_process(proc: asyncio.subprocess.Process | None, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; nothing if it already ended."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 @dataclass
 class BotProcess:
     """One ``python -m bot`` subprocess pointed at ``fake``, with its state under ``root``."""
@@ -59,6 +100,8 @@ class BotProcess:
     """DATABASE_URL; default: an SQLite file under ``root``."""
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    cwd: Path | None = None
+    """The bot's working directory; default the repository root. The code under test is found through PYTHONPATH."""
 
     @property
     def database_url(self) -> str:
@@ -94,6 +137,7 @@ class BotProcess:
                 "LOG_LEVEL": "INFO",
                 "PYTHONUNBUFFERED": "1",
                 "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": _pythonpath(),
             }
         )
         env.update(self.extra_env)
@@ -105,7 +149,7 @@ class BotProcess:
         before = self.fake.identify_count
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=self.env(), cwd=str(REPO_ROOT), stdout=log, stderr=log,
+            sys.executable, "-m", "bot", env=self.env(), cwd=str(self.cwd or REPO_ROOT), stdout=log, stderr=log,
             stdin=asyncio.subprocess.DEVNULL,
         )
         log.close()
@@ -151,9 +195,37 @@ class BotProcess:
         finally:
             await engine.dispose()
 
+    async def drop_input(self, sha256: str) -> None:
+        """Remove a stored input image behind the bot's back (a lost input, for fault tests)."""
+        engine = make_engine(self.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                await session.execute(delete(InputImage).where(InputImage.sha256 == sha256))
+        finally:
+            await engine.dispose()
+
+    async def kept_bytes(self, user_id: int) -> tuple[int, int]:
+        """(input images, videos) the store keeps for ``user_id``'s jobs."""
+        from jobs.retention import kept_bytes_of_user
+
+        engine = make_engine(self.database_url, read_only=True)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await kept_bytes_of_user(session, user_id)
+        finally:
+            await engine.dispose()
+
     async def job(self, job_id: int) -> Job:
         (job,) = await self.jobs(Job.id == job_id)
         return job
+
+    async def workers(self) -> list[Worker]:
+        engine = make_engine(self.database_url, read_only=True)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return list((await session.scalars(select(Worker).order_by(Worker.id))).all())
+        finally:
+            await engine.dispose()
 
     async def worker_pids(self) -> list[int]:
         engine = make_engine(self.database_url, read_only=True)

@@ -15,6 +15,7 @@ from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
 from jobs.queue import NewJob, claim_next_job, enqueue_job, rescue_expired
 from jobs.quota import QuotaPolicy
+from tests.jobs.storehelpers import IMAGE, SHA
 
 GUILD = 31337
 ADMIN = 1
@@ -28,7 +29,7 @@ def new_job(user_id: int, *, resolution: str = "256p", frames: int = 8, steps: i
     return NewJob(
         user_id=user_id, channel_id=2, guild_id=GUILD, source=JobSource.SLASH, prompt="p", negative_prompt="",
         resolution=resolution, frames=frames, fps=8, steps=steps, guidance=9.0, seed=1, width=256, height=256,
-        input_path="data/inputs/x", input_sha256="a" * 64, upload_limit_bytes=10 * 2**20, cost_estimate=20.0,
+        input_sha256=SHA, upload_limit_bytes=10 * 2**20, cost_estimate=20.0,
     )
 
 
@@ -37,9 +38,9 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
 ) -> None:
     start = datetime.now(timezone.utc)
     async with db_sessionmaker.begin() as session:
-        running = (await enqueue_job(session, new_job(BANNED), POLICY, now=start)).id
-        queued = [(await enqueue_job(session, new_job(BANNED), POLICY, now=start)).id for _ in range(2)]
-        others = (await enqueue_job(session, new_job(OTHER), POLICY, now=start)).id
+        running = (await enqueue_job(session, new_job(BANNED), POLICY, image=IMAGE, now=start)).id
+        queued = [(await enqueue_job(session, new_job(BANNED), POLICY, image=IMAGE, now=start)).id for _ in range(2)]
+        others = (await enqueue_job(session, new_job(OTHER), POLICY, image=IMAGE, now=start)).id
     async with db_sessionmaker.begin() as session:
         claimed = await claim_next_job(session, "w1", lease_seconds=LEASE_S, now=start)
     assert claimed is not None and claimed.id == running
@@ -62,7 +63,7 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
     # New requests are refused with the reason.
     with pytest.raises(Banned, match="spam"):
         async with db_sessionmaker.begin() as session:
-            await enqueue_job(session, new_job(BANNED), POLICY)
+            await enqueue_job(session, new_job(BANNED), POLICY, image=IMAGE)
 
     # The running job's worker dies: the lease rescue fails it (refunded) instead of putting it back in the queue.
     later = start + timedelta(seconds=LEASE_S + 1)
@@ -91,9 +92,9 @@ async def test_guild_limits_set_keep_clear_and_refuse(db_sessionmaker: async_ses
                      (new_job(OTHER, steps=40), "30")):
         with pytest.raises(OverGuildCap, match=rf"\b{cap}\b"):
             async with db_sessionmaker.begin() as session:
-                await enqueue_job(session, new, POLICY)
+                await enqueue_job(session, new, POLICY, image=IMAGE)
     async with db_sessionmaker.begin() as session:
-        await enqueue_job(session, new_job(OTHER, resolution="512p", frames=16, steps=30), POLICY)
+        await enqueue_job(session, new_job(OTHER, resolution="512p", frames=16, steps=30), POLICY, image=IMAGE)
 
     async with db_sessionmaker.begin() as session:
         await set_guild_limits(session, GUILD, max_resolution=None, max_frames=None, by=ADMIN)

@@ -113,6 +113,39 @@ async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProc
     assert len(syncs) == 1
 
 
+async def test_bot_and_its_worker_sigkilled_mid_job_run_it_again_once_the_new_worker_is_ready(
+    world: tuple[FakeDiscord, BotProcess],
+) -> None:
+    """Both processes die at once (a power cut, an OOM kill of the container): the restarted bot requeues at once
+    the jobs of this host's workers whose process is gone, so the job runs as soon as the new worker is ready,
+    long before the old lease or heartbeat would have expired; and it is delivered once."""
+    import time
+
+    from jobs.models import WorkerState
+
+    fake, bot = world
+    member = fake.add_member(fake.guild.id, "both-killed")
+    job_id = await _submit(fake, member)
+    await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2)
+    worker_pid = await _worker_pid_for(bot, job_id)
+    os.kill(worker_pid, signal.SIGKILL)
+    await bot.kill()
+    await bot.start()
+    ready_at = None
+    while ready_at is None:  # the new worker process has loaded the model
+        if any(w.pid != worker_pid and w.state in (WorkerState.IDLE, WorkerState.BUSY) for w in await bot.workers()):
+            ready_at = time.monotonic()
+        await asyncio.sleep(0.1)
+    job = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.attempt == 2
+                             or j.status == JobStatus.SUCCEEDED, timeout=60)
+    after = max(0.0, time.monotonic() - ready_at)
+    print(f"\nbot and worker SIGKILLed: job {job_id} running again {after:.1f} s after the new worker was ready")
+    assert after < 10.0, after
+    await _assert_once(fake, bot, job_id)
+    job = await bot.job(job_id)
+    assert job.attempt == 2 and "worker process gone" in (job.error_detail or ""), job.error_detail
+
+
 async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord, BotProcess]) -> None:
     """The result upload reaches Discord but the bot dies before it learns the message id: after the restart it
     finds its own message in the channel and records it instead of posting a second one."""

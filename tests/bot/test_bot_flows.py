@@ -7,7 +7,6 @@ its own members so quotas and job lists do not interfere.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from collections.abc import AsyncIterator
 
 import pytest
@@ -38,7 +37,8 @@ ACK_DEADLINE_S = 3.0
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000"})
+    bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={
+        "I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000", "ADMIN_ROLE_IDS": str(fake.admin_role_id)})
     async with running_bot(fake, bot):
         yield fake, bot
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
@@ -462,6 +462,67 @@ async def test_admin_may_delete_someone_elses_video(world: tuple[FakeDiscord, Bo
     assert message_id not in fake.messages
 
 
+def _disk_copies(bot: BotProcess, job_id: int) -> list[str]:
+    return sorted(p.name for p in (bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
+
+
+async def test_delivery_reads_the_store_and_delete_removes_the_stored_video_and_its_copy(
+    world: tuple[FakeDiscord, BotProcess],
+) -> None:
+    from tests.worker.workerharness import Db
+
+    fake, bot = world
+    owner = fake.add_member(fake.guild.id, "delete-owner")
+    job_id, result = await _delivered(fake, bot, owner)
+    job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
+    (upload,) = result.files
+    db = Db(bot.database_url)
+    try:
+        stored = await db.video(job_id)
+        assert stored is not None and len(stored) == upload.size == job.output_bytes  # the posted file is the stored one
+        assert _disk_copies(bot, job_id) == [upload.filename] and job.output_path.endswith(upload.filename)
+        click = await fake.inject_component(f"i2v:delete:{job_id}", int(result.response["id"]), member=owner)
+        assert "Deleted" in await followup_text(fake, click)
+        assert await db.video(job_id) is None and _disk_copies(bot, job_id) == []
+    finally:
+        await db.close()
+    assert (await bot.job(job_id)).status == JobStatus.SUCCEEDED  # the row stays
+
+
+async def test_delete_my_data_leaves_no_bytes_and_only_an_operator_may_name_someone_else(
+    world: tuple[FakeDiscord, BotProcess],
+) -> None:
+    fake, bot = world
+    user = fake.add_member(fake.guild.id, "forget-me")
+    other = fake.add_member(fake.guild.id, "forget-other")
+    first, _ = await _delivered(fake, bot, user)
+    second, _ = await _delivered(fake, bot, user, seed=5)
+    other_job, _ = await _delivered(fake, bot, other)
+    for job_id in (first, second, other_job):
+        await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
+    assert await bot.kept_bytes(user.user_id) == (2, 2) and _disk_copies(bot, first)
+
+    refused = await fake.inject_slash("delete-my-data", {"user": other}, member=user)
+    assert "Only the bot's operator" in await followup_text(fake, refused)
+    assert await bot.kept_bytes(other.user_id) == (1, 1)
+
+    mine = await fake.inject_slash("delete-my-data", {}, member=user)
+    assert "Deleted the stored images and videos of 2 of your jobs" in await followup_text(fake, mine)
+    assert await bot.kept_bytes(user.user_id) == (0, 0)
+    assert _disk_copies(bot, first) == [] and _disk_copies(bot, second) == []
+    assert await bot.kept_bytes(other.user_id) == (1, 1)  # nobody else's bytes went
+
+    by_operator = await fake.inject_slash("delete-my-data", {"user": other}, member=fake.admin)
+    assert "of 1 of" in await followup_text(fake, by_operator)
+    assert await bot.kept_bytes(other.user_id) == (0, 0) and _disk_copies(bot, other_job) == []
+
+    # a re-roll of a job whose image is gone says so plainly, and queues nothing
+    reroll = await fake.inject_component(f"i2v:reroll:{first}", (await bot.job(first)).result_message_id,
+                                         member=user)
+    assert f"The image of job #{first} is gone" in await followup_text(fake, reroll)
+    assert await bot.kept_bytes(user.user_id) == (0, 0)
+
+
 async def test_failed_job_gets_a_notice_and_is_refunded(world: tuple[FakeDiscord, BotProcess]) -> None:
     from jobs.models import Job
 
@@ -473,7 +534,7 @@ async def test_failed_job_gets_a_notice_and_is_refunded(world: tuple[FakeDiscord
     doomed = await bot.job(doomed_id)
     assert doomed.status == JobStatus.QUEUED
     assert not await bot.jobs(Job.input_sha256 == doomed.input_sha256, Job.id != doomed_id)
-    Path(doomed.input_path).unlink()  # the worker will find its input gone
+    await bot.drop_input(doomed.input_sha256)  # the worker will find its input gone
     notice = await wait_result(fake, doomed_id)
     assert notice.json["content"].startswith(f"❌ <@{victim.user_id}>, job #{doomed_id} failed:")
     assert "Nothing was charged" in notice.json["content"] and not notice.files

@@ -13,7 +13,9 @@ from jobs.models import Job, JobSource, JobStatus, utcnow
 from jobs.queue import NewJob
 from jobs.quota import QuotaPolicy
 
-SHA = hashlib.sha256(b"input image").hexdigest()
+IMAGE = b"input image"
+"""The bytes of the input image every test job names (not a real picture: the store does not decode)."""
+SHA = hashlib.sha256(IMAGE).hexdigest()
 GUILD = 111
 CHANNEL = 222
 UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -37,7 +39,6 @@ def new_job(user_id: int, **overrides: Any) -> NewJob:
         seed=42,
         width=512,
         height=512,
-        input_path="data/inputs/x.png",
         input_sha256=SHA,
         upload_limit_bytes=UPLOAD_LIMIT,
         cost_estimate=10.0,
@@ -65,7 +66,6 @@ async def bulk_queue(session: AsyncSession, count: int, *, users: int = 1, cost:
             seed=i,
             width=256,
             height=256,
-            input_path="data/inputs/x.png",
             input_sha256=SHA,
             upload_limit_bytes=UPLOAD_LIMIT,
             status=JobStatus.QUEUED,

@@ -62,7 +62,7 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     """The PostgreSQL heartbeat transaction (and only it) skips the commit's WAL flush wait; the next
     transaction on the same connection is durable again, and the write itself is fenced as before."""
     from sqlalchemy import text
-    from storehelpers import GENEROUS, new_job
+    from storehelpers import IMAGE, GENEROUS, new_job
 
     from jobs.queue import claim_next_job, enqueue_job, report_progress
 
@@ -70,18 +70,20 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     sessions = make_sessionmaker(engine)
     try:
         async with sessions() as s, s.begin():
-            await enqueue_job(s, new_job(1), GENEROUS)
+            await enqueue_job(s, new_job(1), GENEROUS, image=IMAGE)
         async with sessions() as s, s.begin():
             job = await claim_next_job(s, "w", lease_seconds=60)
             assert job is not None
             assert (await s.execute(text("SHOW synchronous_commit"))).scalar() == "on"
         async with sessions() as s, s.begin():
-            ack = await report_progress(s, job.id, job.attempt, step=3, total=10, phase="denoising", lease_seconds=60)
+            ack = await report_progress(s, job.id, job.attempt, worker_id="w", step=3, total=10, phase="denoising",
+                                        lease_seconds=60)
             assert ack.ok and (await s.execute(text("SHOW synchronous_commit"))).scalar() == "off"
         async with sessions() as s, s.begin():  # same pooled connection: the setting was transaction-local
             assert (await s.execute(text("SHOW synchronous_commit"))).scalar() == "on"
             assert (await s.get(Job, job.id)).progress_step == 3  # type: ignore[union-attr]
-            stale = await report_progress(s, job.id, job.attempt - 1, step=4, total=10, phase="x", lease_seconds=60)
+            stale = await report_progress(s, job.id, job.attempt - 1, worker_id="w", step=4, total=10,
+                                          phase="denoising", lease_seconds=60)
             assert not stale.ok
     finally:
         await engine.dispose()

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from sqlalchemy import func, select
-from storehelpers import bulk_queue, new_job
+from storehelpers import IMAGE, bulk_queue, new_job
 
 from jobs.db import make_engine, make_sessionmaker
 from jobs.errors import OverBudget
@@ -105,7 +105,7 @@ async def _race_enqueues(url: str, costs: dict[int, list[float]], policy: QuotaP
         async with makers[k % len(makers)]() as s:
             try:
                 async with s.begin():
-                    await enqueue_job(s, new_job(user, cost_estimate=cost), policy)
+                    await enqueue_job(s, new_job(user, cost_estimate=cost), policy, image=IMAGE)
                 results[user].append((cost, True))
             except OverBudget:
                 results[user].append((cost, False))

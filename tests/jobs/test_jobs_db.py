@@ -18,6 +18,8 @@ from jobs.models import Base, QueueState, QuotaLedger, LedgerKind
 
 EXPECTED_TABLES = {
     "jobs",
+    "input_images",
+    "job_videos",
     "quota_accounts",
     "quota_ledger",
     "user_limits",

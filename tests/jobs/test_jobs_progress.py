@@ -12,7 +12,7 @@ import pytest
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, new_job, sqlite_write_lock_free
+from storehelpers import IMAGE, GENEROUS, new_job, sqlite_write_lock_free
 
 from jobs.models import Job, utcnow
 from jobs.progress import ProgressWriter
@@ -24,7 +24,7 @@ LEASE = 60.0
 
 async def _running_job(sessions: Sessions, user_id: int = 5) -> Job:
     async with sessions() as s, s.begin():
-        await enqueue_job(s, new_job(user_id, cost_estimate=10.0), GENEROUS)
+        await enqueue_job(s, new_job(user_id, cost_estimate=10.0), GENEROUS, image=IMAGE)
     async with sessions() as s, s.begin():
         job = await claim_next_job(s, "w1", lease_seconds=LEASE)
     assert job is not None
@@ -40,7 +40,7 @@ async def test_each_write_is_committed_and_renews_the_lease(db_engine: AsyncEngi
     job = await _running_job(db_sessionmaker)
     before = await _read(db_sessionmaker, job.id)
     async with ProgressWriter(db_engine) as writer:
-        ack = await writer.write(job.id, job.attempt, step=7, total=50, phase="denoising", lease_seconds=600)
+        ack = await writer.write(job.id, job.attempt, worker_id="w1", step=7, total=50, phase="denoising", lease_seconds=600)
         assert ack.ok and not ack.cancel_requested
         # Read back through another connection while the writer still holds its own: already committed.
         seen = await _read(db_sessionmaker, job.id)
@@ -60,13 +60,13 @@ async def test_writes_are_fenced_by_attempt_and_carry_the_cancel_flag(
     async with ProgressWriter(db_engine) as writer:
         async with db_sessionmaker() as s, s.begin():
             await cancel_job(s, job.id)
-        ack = await writer.write(job.id, job.attempt, step=3, total=50, phase="denoising", lease_seconds=LEASE)
+        ack = await writer.write(job.id, job.attempt, worker_id="w1", step=3, total=50, phase="denoising", lease_seconds=LEASE)
         assert ack.ok and ack.cancel_requested
         # A rescued job belongs to the next attempt: the old attempt's writes are refused and change nothing.
         other = await _running_job(db_sessionmaker, user_id=6)
         async with db_sessionmaker() as s, s.begin():
             assert await rescue_expired(s, now=utcnow() + timedelta(seconds=LEASE * 2)) == sorted([job.id, other.id])
-        late = await writer.write(other.id, other.attempt, step=9, total=50, phase="denoising", lease_seconds=LEASE)
+        late = await writer.write(other.id, other.attempt, worker_id="w1", step=9, total=50, phase="denoising", lease_seconds=LEASE)
         assert not late.ok and not late.cancel_requested
         assert (await _read(db_sessionmaker, other.id)).progress_step == 0
 
@@ -76,18 +76,18 @@ async def test_a_dropped_connection_fails_one_write_and_the_next_one_reconnects(
 ) -> None:
     job = await _running_job(db_sessionmaker)
     async with ProgressWriter(db_engine) as writer:
-        assert (await writer.write(job.id, job.attempt, step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
+        assert (await writer.write(job.id, job.attempt, worker_id="w1", step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
         assert writer._conn is not None
         raw = await writer._conn.get_raw_connection()
         await raw.driver_connection.close()  # the server (or the file) went away under the kept connection
         try:
-            await writer.write(job.id, job.attempt, step=2, total=50, phase="denoising", lease_seconds=LEASE)
+            await writer.write(job.id, job.attempt, worker_id="w1", step=2, total=50, phase="denoising", lease_seconds=LEASE)
         except Exception:  # noqa: BLE001 - which error depends on the driver; that one write fails is the point
             pass
         else:
             raise AssertionError("a write on a closed connection succeeded")
         assert writer._conn is None
-        assert (await writer.write(job.id, job.attempt, step=3, total=50, phase="denoising", lease_seconds=LEASE)).ok
+        assert (await writer.write(job.id, job.attempt, worker_id="w1", step=3, total=50, phase="denoising", lease_seconds=LEASE)).ok
     assert (await _read(db_sessionmaker, job.id)).progress_step == 3
 
 
@@ -95,7 +95,7 @@ async def test_concurrent_writes_take_turns(db_engine: AsyncEngine, db_sessionma
     job = await _running_job(db_sessionmaker)
     async with ProgressWriter(db_engine) as writer:
         acks = await asyncio.gather(
-            *(writer.write(job.id, job.attempt, step=n, total=50, phase="denoising", lease_seconds=LEASE)
+            *(writer.write(job.id, job.attempt, worker_id="w1", step=n, total=50, phase="denoising", lease_seconds=LEASE)
               for n in range(1, 21))
         )
     assert all(a.ok for a in acks)
@@ -110,11 +110,11 @@ async def test_a_write_stores_exactly_what_report_progress_stores(
     by_session, by_writer = await _running_job(db_sessionmaker, 5), await _running_job(db_sessionmaker, 6)
     at = utcnow().replace(microsecond=123456)
     async with db_sessionmaker() as s, s.begin():
-        ack = await report_progress(s, by_session.id, by_session.attempt, step=4, total=30, phase="denoising",
+        ack = await report_progress(s, by_session.id, by_session.attempt, worker_id="w1", step=4, total=30, phase="denoising",
                                     lease_seconds=90.5, now=at)
     assert ack.ok
     async with ProgressWriter(db_engine) as writer:
-        assert (await writer.write(by_writer.id, by_writer.attempt, step=4, total=30, phase="denoising",
+        assert (await writer.write(by_writer.id, by_writer.attempt, worker_id="w1", step=4, total=30, phase="denoising",
                                    lease_seconds=90.5, now=at)).ok
     rows = [await _read(db_sessionmaker, j.id) for j in (by_session, by_writer)]
     seen = [(r.progress_step, r.progress_total, r.phase, r.lease_expires_at, r.status) for r in rows]
@@ -132,8 +132,8 @@ async def test_bad_progress_is_refused_before_anything_is_sent(db_engine: AsyncE
     job = await _running_job(db_sessionmaker)
     async with ProgressWriter(db_engine) as writer:
         with pytest.raises(ValueError, match="step 51 of 50"):
-            await writer.write(job.id, job.attempt, step=51, total=50, phase="denoising", lease_seconds=LEASE)
+            await writer.write(job.id, job.attempt, worker_id="w1", step=51, total=50, phase="denoising", lease_seconds=LEASE)
         with pytest.raises(ValueError, match="lease_seconds"):
-            await writer.write(job.id, job.attempt, step=1, total=50, phase="denoising", lease_seconds=0)
+            await writer.write(job.id, job.attempt, worker_id="w1", step=1, total=50, phase="denoising", lease_seconds=0)
         assert writer._conn is None  # nothing was sent
     assert (await _read(db_sessionmaker, job.id)).progress_step == 0

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, new_job
+from storehelpers import IMAGE, GENEROUS, new_job
 
 from jobs.audit import list_actions, record_action
 from jobs.errors import JobNotFound
-from jobs.models import Job, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
+from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import (
     CancelOutcome,
     cancel_job,
@@ -40,11 +40,13 @@ from jobs.workers import list_workers, upsert_worker
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
+W = "w1"
+"""The worker id ``_claim`` claims with unless told otherwise."""
 
 
 async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = GENEROUS, **kw) -> int:  # type: ignore[no-untyped-def]
     async with sessions() as s, s.begin():
-        return (await enqueue_job(s, new_job(user_id, **kw), policy)).id
+        return (await enqueue_job(s, new_job(user_id, **kw), policy, image=IMAGE)).id
 
 
 async def _claim(sessions: Sessions, worker: str = "w1", **kw) -> Job | None:  # type: ignore[no-untyped-def]
@@ -68,10 +70,10 @@ async def test_success_settles_reservation_and_charges_measured_time(db_sessionm
     job = await _claim(db_sessionmaker)
     assert job is not None and job.id == job_id and job.attempt == 1 and job.status == JobStatus.RUNNING
     async with db_sessionmaker() as s, s.begin():
-        ack = await report_progress(s, job_id, 1, step=10, total=50, phase="denoising", lease_seconds=LEASE)
+        ack = await report_progress(s, job_id, 1, worker_id=W, step=10, total=50, phase="denoising", lease_seconds=LEASE)
     assert ack.ok and not ack.cancel_requested
     async with db_sessionmaker() as s, s.begin():
-        assert await finish_job(s, job_id, 1, output_path="out/v.mp4", output_bytes=1234, gpu_seconds=31.5)
+        assert await finish_job(s, job_id, 1, worker_id=W, video=b"v" * 1234, gpu_seconds=31.5)
     assert await _ledger(db_sessionmaker, job_id) == {
         LedgerKind.RESERVE: 40.0,
         LedgerKind.RELEASE: 40.0,
@@ -81,12 +83,12 @@ async def test_success_settles_reservation_and_charges_measured_time(db_sessionm
         job = await get_job(s, job_id)
         status = await quota_status(s, 7, QuotaPolicy(daily_gpu_seconds=100, max_pending=3))
         assert await ledger_consistent(s, 7)
-    assert job.status == JobStatus.SUCCEEDED and job.output_bytes == 1234 and job.phase == "done"
+    assert job.status == JobStatus.SUCCEEDED and job.output_bytes == 1234 and job.phase == JobPhase.DONE
     assert (status.used, status.reserved, status.remaining, status.pending) == (31.5, 0.0, 68.5, 0)
     assert status.refill_at is not None and status.refill_at > utcnow() + timedelta(hours=23)
     # A second finish of the same attempt is rejected: no double charge.
     async with db_sessionmaker() as s, s.begin():
-        assert not await finish_job(s, job_id, 1, output_path="out/v.mp4", output_bytes=1, gpu_seconds=99)
+        assert not await finish_job(s, job_id, 1, worker_id=W, video=b"v" * 1, gpu_seconds=99)
 
 
 async def test_failure_refunds(db_sessionmaker: Sessions) -> None:
@@ -94,7 +96,7 @@ async def test_failure_refunds(db_sessionmaker: Sessions) -> None:
     job = await _claim(db_sessionmaker)
     assert job is not None
     async with db_sessionmaker() as s, s.begin():
-        assert await fail_job(s, job_id, 1, error="Out of GPU memory: try 256p.", detail="OOM at step 3", gpu_seconds=4.0)
+        assert await fail_job(s, job_id, 1, worker_id=W, error="Out of GPU memory: try 256p.", detail="OOM at step 3", gpu_seconds=4.0)
     assert await _ledger(db_sessionmaker, job_id) == {LedgerKind.RESERVE: 25.0, LedgerKind.REFUND: 25.0}
     async with db_sessionmaker() as s:
         status = await quota_status(s, 7, QuotaPolicy(daily_gpu_seconds=100, max_pending=3))
@@ -159,10 +161,10 @@ async def test_cancel_running_flags_worker_which_stops_and_is_charged_time_used(
     async with db_sessionmaker() as s, s.begin():
         assert await cancel_job(s, job_id) == CancelOutcome.REQUESTED
     async with db_sessionmaker() as s, s.begin():
-        ack = await report_progress(s, job_id, 1, step=3, total=50, phase="denoising", lease_seconds=LEASE)
+        ack = await report_progress(s, job_id, 1, worker_id=W, step=3, total=50, phase="denoising", lease_seconds=LEASE)
     assert ack.ok and ack.cancel_requested  # the worker learns at its next step
     async with db_sessionmaker() as s, s.begin():
-        assert await finish_cancelled(s, job_id, 1, gpu_seconds=6.0)
+        assert await finish_cancelled(s, job_id, 1, worker_id=W, gpu_seconds=6.0)
     assert await _ledger(db_sessionmaker, job_id) == {
         LedgerKind.RESERVE: 30.0,
         LedgerKind.RELEASE: 30.0,
@@ -186,18 +188,18 @@ async def test_dead_claimer_is_rescued_and_its_late_writes_are_fenced(db_session
     second = await _claim(db_sessionmaker, "live-worker", now=t0 + timedelta(seconds=7))
     assert second is not None and second.id == job_id and second.attempt == 2 and second.worker_id == "live-worker"
     async with db_sessionmaker() as s, s.begin():
-        late = await report_progress(s, job_id, 1, step=40, total=50, phase="denoising", lease_seconds=LEASE)
+        late = await report_progress(s, job_id, 1, worker_id="dead-worker", step=40, total=50, phase="denoising", lease_seconds=LEASE)
         assert not late.ok
-        assert not await finish_job(s, job_id, 1, output_path="zombie.mp4", output_bytes=1, gpu_seconds=50)
-        assert not await fail_job(s, job_id, 1, error="x", detail="zombie", gpu_seconds=1)
-        assert not await release_job(s, job_id, 1)
+        assert not await finish_job(s, job_id, 1, worker_id="dead-worker", video=b"v" * 1, gpu_seconds=50)
+        assert not await fail_job(s, job_id, 1, worker_id="dead-worker", error="x", detail="zombie", gpu_seconds=1)
+        assert not await release_job(s, job_id, 1, worker_id="dead-worker")
     async with db_sessionmaker() as s, s.begin():
-        assert (await report_progress(s, job_id, 2, step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
-        assert await finish_job(s, job_id, 2, output_path="good.mp4", output_bytes=10, gpu_seconds=20)
+        assert (await report_progress(s, job_id, 2, worker_id="live-worker", step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
+        assert await finish_job(s, job_id, 2, worker_id="live-worker", video=b"v" * 10, gpu_seconds=20)
     async with db_sessionmaker() as s:
         job = await get_job(s, job_id)
         charges = await s.scalar(select(func.count()).where(QuotaLedger.job_id == job_id, QuotaLedger.kind == LedgerKind.CHARGE))
-    assert job.status == JobStatus.SUCCEEDED and job.output_path == "good.mp4" and job.attempt == 2
+    assert job.status == JobStatus.SUCCEEDED and job.output_bytes == 10 and job.attempt == 2
     assert charges == 1
 
 
@@ -222,7 +224,7 @@ async def test_rescue_hard_deadline_even_with_fresh_lease(db_sessionmaker: Sessi
     assert await _claim(db_sessionmaker, lease=60, now=t0) is not None
     t = t0 + timedelta(seconds=899)  # 3 x 300 s estimate = 900 s deadline
     async with db_sessionmaker() as s, s.begin():
-        assert (await report_progress(s, job_id, 1, step=1, total=50, phase="denoising", lease_seconds=60, now=t)).ok
+        assert (await report_progress(s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising", lease_seconds=60, now=t)).ok
         assert await rescue_expired(s, now=t) == []
     async with db_sessionmaker() as s, s.begin():
         assert await rescue_expired(s, now=t0 + timedelta(seconds=901)) == [job_id]
@@ -241,14 +243,21 @@ async def test_rescue_of_cancel_requested_job_cancels_it(db_sessionmaker: Sessio
 
 
 async def test_release_job_gives_it_back_without_burning_an_attempt(db_sessionmaker: Sessions) -> None:
-    job_id = await _enqueue(db_sessionmaker, 5)
+    """A give-back is counted in ``releases``; ``attempt`` never goes down, so the stale attempt's number can never
+    match the next claim, and the give-back does not use up one of ``max_attempts``."""
+    job_id = await _enqueue(db_sessionmaker, 5, max_attempts=1)
     job = await _claim(db_sessionmaker)
     assert job is not None and job.attempt == 1
     async with db_sessionmaker() as s, s.begin():
-        assert await release_job(s, job_id, 1)
+        assert await release_job(s, job_id, 1, worker_id=W)
     again = await _claim(db_sessionmaker, "w2")
-    assert again is not None and again.id == job_id and again.attempt == 1
-    assert await _ledger(db_sessionmaker, job_id) == {LedgerKind.RESERVE: 10.0}
+    assert again is not None and again.id == job_id and again.attempt == 2 and again.releases == 1
+    async with db_sessionmaker() as s, s.begin():  # the first attempt's late write cannot match the second
+        assert not (await report_progress(s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising",
+                                          lease_seconds=LEASE)).ok
+        assert await finish_job(s, job_id, 2, worker_id="w2", video=b"mp4", gpu_seconds=1.0)
+    assert await _ledger(db_sessionmaker, job_id) == {LedgerKind.RESERVE: 10.0, LedgerKind.RELEASE: 10.0,
+                                                      LedgerKind.CHARGE: 1.0}
 
 
 async def test_pause_resume(db_sessionmaker: Sessions) -> None:
@@ -298,7 +307,7 @@ async def test_mark_delivered_exactly_once(db_sessionmaker: Sessions) -> None:
     job = await _claim(db_sessionmaker)
     assert job is not None
     async with db_sessionmaker() as s, s.begin():
-        assert await finish_job(s, job_id, 1, output_path="v.mp4", output_bytes=5, gpu_seconds=3)
+        assert await finish_job(s, job_id, 1, worker_id=W, video=b"v" * 5, gpu_seconds=3)
     async with db_sessionmaker() as s:
         assert [j.id for j in await undelivered_jobs(s)] == [job_id]
     # Two deliverers race: exactly one wins.
@@ -328,7 +337,7 @@ async def test_failed_and_cancelled_jobs_need_a_notice_too(db_sessionmaker: Sess
     job = await _claim(db_sessionmaker)
     assert job is not None and job.id == failed
     async with db_sessionmaker() as s, s.begin():
-        await fail_job(s, failed, 1, error="bad", detail="", gpu_seconds=0)
+        await fail_job(s, failed, 1, worker_id=W, error="bad", detail="", gpu_seconds=0)
     async with db_sessionmaker() as s:
         assert {j.id for j in await undelivered_jobs(s)} == {cancelled, failed}
 
@@ -343,7 +352,7 @@ async def test_position_and_eta(db_sessionmaker: Sessions) -> None:
     b = await _enqueue(db_sessionmaker, 3, cost_estimate=30.0)
     assert (await _claim(db_sessionmaker, now=t0)) is not None
     async with db_sessionmaker() as s, s.begin():
-        await report_progress(s, running, 1, step=25, total=50, phase="denoising", lease_seconds=LEASE, now=t0)
+        await report_progress(s, running, 1, worker_id=W, step=25, total=50, phase="denoising", lease_seconds=LEASE, now=t0)
     async with db_sessionmaker() as s:
         pr = await queue_position(s, running, now=t0)
         pa = await queue_position(s, a, now=t0)
@@ -352,7 +361,7 @@ async def test_position_and_eta(db_sessionmaker: Sessions) -> None:
     assert pa.position == 1 and pa.eta_seconds == pytest.approx(50.0 + 20.0)
     assert pb.position == 2 and pb.eta_seconds == pytest.approx(50.0 + 20.0 + 30.0)
     async with db_sessionmaker() as s, s.begin():
-        await finish_job(s, running, 1, output_path="v.mp4", output_bytes=1, gpu_seconds=1)
+        await finish_job(s, running, 1, worker_id=W, video=b"v" * 1, gpu_seconds=1)
         assert await queue_position(s, running) == QueuePosition(None, None)
 
 
@@ -389,9 +398,11 @@ async def test_bad_arguments_are_named(db_sessionmaker: Sessions) -> None:
         with pytest.raises(ValueError, match="worker_id"):
             await claim_next_job(s, "", lease_seconds=5)
         with pytest.raises(ValueError, match="gpu_seconds"):
-            await finish_job(s, 1, 1, output_path="x", output_bytes=1, gpu_seconds=-1)
+            await finish_job(s, 1, 1, worker_id=W, video=b"v" * 1, gpu_seconds=-1)
         with pytest.raises(ValueError, match="step 9 of 5"):
-            await report_progress(s, 1, 1, step=9, total=5, phase="x", lease_seconds=5)
+            await report_progress(s, 1, 1, worker_id=W, step=9, total=5, phase="denoising", lease_seconds=5)
+        with pytest.raises(ValueError, match="JobPhase"):
+            await report_progress(s, 1, 1, worker_id=W, step=1, total=5, phase="x", lease_seconds=5)
     with pytest.raises(ValueError, match="frames"):
         new_job(1, frames=0)
     with pytest.raises(ValueError, match="input_sha256"):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import SHA, new_job
+from storehelpers import IMAGE, SHA, new_job
 
 from jobs.audit import list_actions
 from jobs.errors import Banned, OverBudget, OverGuildCap, QueueFull, QueuePaused, RequestRefused, TooManyPending
@@ -37,14 +37,14 @@ POLICY = QuotaPolicy(daily_gpu_seconds=100.0, max_pending=5)
 async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = POLICY, **kw) -> Job:  # type: ignore[no-untyped-def]
     now = kw.pop("now", None)
     async with sessions() as s, s.begin():
-        return await enqueue_job(s, new_job(user_id, **kw), policy, now=now)
+        return await enqueue_job(s, new_job(user_id, **kw), policy, image=IMAGE, now=now)
 
 
 async def _run_to_success(sessions: Sessions, gpu_seconds: float, now=None) -> int:  # type: ignore[no-untyped-def]
     async with sessions() as s, s.begin():
         job = await claim_next_job(s, "w", lease_seconds=60, now=now)
         assert job is not None
-        assert await finish_job(s, job.id, job.attempt, output_path="v.mp4", output_bytes=1, gpu_seconds=gpu_seconds, now=now)
+        assert await finish_job(s, job.id, job.attempt, worker_id="w", video=b"v", gpu_seconds=gpu_seconds, now=now)
         return job.id
 
 
@@ -221,7 +221,7 @@ async def test_calibrate_fits_measured_jobs(db_sessionmaker: Sessions) -> None:
         rows.append(dict(
             user_id=1, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt="p", negative_prompt="",
             resolution="512p", frames=f, fps=8, steps=st, guidance=9.0, seed=i, width=w, height=h,
-            input_path="x", input_sha256=SHA, upload_limit_bytes=1, status=JobStatus.SUCCEEDED,
+            input_sha256=SHA, upload_limit_bytes=1, status=JobStatus.SUCCEEDED,
             priority=PRIORITY_NORMAL, round=0, attempt=1, max_attempts=3, cancel_requested=False, progress_step=st,
             progress_total=st, phase="done", cost_estimate=1.0, created_at=now, started_at=now,
             finished_at=now + timedelta(seconds=i), gpu_seconds=estimate_cost(w, h, f, st, model=truth),

@@ -60,7 +60,6 @@ def make_job(
         seed=seed,
         width=512,
         height=512,
-        input_path="data/inputs/x.png",
         input_sha256="0" * 64,
         status=status,
         priority=priority,

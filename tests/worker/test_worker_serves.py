@@ -25,7 +25,7 @@ from workerharness import (
     WorkerProc,
     enqueue_jobs,
     make_input,
-    outputs_for,
+    files_in,
     worker_env,
 )
 
@@ -117,6 +117,22 @@ async def _jobs(served: Served, ids: list[int]) -> dict:
         await db.close()
 
 
+async def _stored(served: Served, job_id: int) -> bytes | None:
+    db = Db(served.url)
+    try:
+        return await db.video(job_id)
+    finally:
+        await db.close()
+
+
+async def _stored_file(served: Served, job_id: int) -> Path:
+    db = Db(served.url)
+    try:
+        return await db.video_file(job_id, served.output_dir.parent / "probe")
+    finally:
+        await db.close()
+
+
 def test_worker_drains_and_exits_zero(served: Served) -> None:
     assert served.exit_code == 0, served.proc.log()[-3000:]
     assert "queue drained; exiting" in served.proc.log()
@@ -128,17 +144,16 @@ async def test_plain_jobs_succeed_once_with_decodable_mp4s(served: Served) -> No
     for job_id, (job, ledger) in jobs.items():
         assert job.status == JobStatus.SUCCEEDED, (job_id, job.status, job.error, job.error_detail)
         assert job.attempt == 1 and job.worker_id == WORKER_ID and job.phase == "done"
-        files = outputs_for(served.output_dir, job_id)
-        assert [str(p) for p in files] == [job.output_path], files
-        info = probe_mp4(job.output_path)
+        video = await _stored_file(served, job_id)
+        info = probe_mp4(video)
         assert (info.frames, info.fps, info.width, info.height) == (FRAMES, FPS, width, height), info
         assert info.codec == "h264" and info.pix_fmt == "yuv420p"
-        assert job.output_bytes == Path(job.output_path).stat().st_size
+        assert job.output_bytes == video.stat().st_size and job.output_path is None
         assert job.gpu_seconds > SLEEP_PER_STEP_S * STEPS  # measured around the generation, slow steps included
         charges = [amount for kind, amount in ledger if kind == LedgerKind.CHARGE]
         assert charges == [pytest.approx(job.gpu_seconds)], ledger
         assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE]
-    assert not list(served.output_dir.glob("*.partial.mp4"))
+    assert files_in(served.output_dir) == []  # no scratch file left behind
 
 
 def test_progress_written_for_every_step_1_to_n(served: Served) -> None:
@@ -166,7 +181,7 @@ async def test_out_of_memory_once_is_retried_in_low_memory_mode(served: Served) 
     assert job.status == JobStatus.SUCCEEDED and job.attempt == 1
     assert "retried once in low-memory mode" in job.error_detail, job.error_detail
     assert f"step {OOM_STEP}/{STEPS}" in job.error_detail
-    info = probe_mp4(job.output_path)
+    info = probe_mp4(await _stored_file(served, job.id))
     assert (info.frames, info.fps) == (FRAMES, FPS)
     steps = [step for step, _, phase in served.proc.progress(job.id) if step > 0 and phase in ("denoising", "decoding")]
     assert steps == list(range(1, OOM_STEP + 1)) + list(range(1, STEPS + 1)), steps
@@ -180,7 +195,7 @@ async def test_out_of_memory_twice_fails_with_advice_and_refund(served: Served) 
     assert "memory" in message and "resolution" in message and "frames" in message, job.error
     assert "low-memory" in job.error_detail and "OutOfMemory" in job.error_detail, job.error_detail
     assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.REFUND], ledger
-    assert outputs_for(served.output_dir, job.id) == []
+    assert await _stored(served, job.id) is None
 
 
 async def test_unreadable_input_fails_that_job_with_a_clear_message(served: Served) -> None:

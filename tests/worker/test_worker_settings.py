@@ -18,7 +18,6 @@ from generator.worker import (
     SettingsError,
     WorkerSettings,
     is_fatal_cuda_error,
-    output_filename,
 )
 from jobs.db import DEFAULT_DATABASE_URL
 
@@ -77,6 +76,8 @@ def test_cuda_error_classification() -> None:
 
 def test_output_filename_follows_the_seed_naming() -> None:
     from datetime import datetime, timezone
+
+    from bot.delivery import output_filename
 
     when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
     assert output_filename(42, when) == "video_20261124_090507_42.mp4"

@@ -23,6 +23,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT, target_size
+from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker
 from jobs.models import Job, JobSource, LedgerKind, QuotaLedger, Worker
 from jobs.queue import NewJob, enqueue_job
@@ -76,8 +77,10 @@ def make_input(directory: Path, *, seed: int = 0) -> tuple[Path, str]:
 
 async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, user_id: int = USER_ID,
                        steps: int = STEPS, frames: int = FRAMES, fps: int = FPS) -> list[int]:
-    """Enqueue ``count`` jobs (one transaction each, quota reserved) and return their ids in order."""
+    """Enqueue ``count`` jobs (one transaction each, quota reserved, the image stored with the job) and return
+    their ids in order."""
     path, sha = input_image
+    image = path.read_bytes()
     width, height = target_size(RESOLUTION, *INPUT_SIZE_PX)
     policy = QuotaPolicy(daily_gpu_seconds=1_000_000.0, max_pending=1000)
     engine = make_engine(url)
@@ -89,10 +92,10 @@ async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, u
                 user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt=PROMPT,
                 negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=RESOLUTION, frames=frames, fps=fps,
                 steps=steps, guidance=GUIDANCE, seed=1000 + index, width=width, height=height,
-                input_path=str(path), input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
+                input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
             )
             async with sessions() as session, session.begin():
-                ids.append((await enqueue_job(session, new, policy)).id)
+                ids.append((await enqueue_job(session, new, policy, image=image)).id)
     finally:
         await engine.dispose()
     return ids
@@ -127,6 +130,21 @@ class Db:
                 select(QuotaLedger.kind, QuotaLedger.amount).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id)
             )).all()
         return [(row.kind, row.amount) for row in rows]
+
+    async def video(self, job_id: int) -> bytes | None:
+        """The MP4 the store keeps for ``job_id``."""
+        async with self.sessions() as session:
+            await begin_read_only(session)
+            return await DATABASE_BLOBS.read_video(session, job_id)
+
+    async def video_file(self, job_id: int, directory: Path) -> Path:
+        """The stored MP4 of ``job_id`` written to ``directory`` (for probing); fails if none is stored."""
+        data = await self.video(job_id)
+        assert data, f"no video stored for job {job_id}"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"stored_{job_id}.mp4"
+        path.write_bytes(data)
+        return path
 
     async def worker(self, worker_id: str) -> Worker | None:
         async with self.sessions() as session:
@@ -235,6 +253,7 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def outputs_for(output_dir: Path, job_id: int) -> list[Path]:
-    """Final MP4s in ``output_dir`` for one job (``video_YYYYMMDD_HHMMSS_<job>.mp4``)."""
-    return sorted(p for p in output_dir.glob(f"video_*_{job_id}.mp4") if not p.name.endswith(".partial.mp4"))
+def files_in(directory: Path) -> list[Path]:
+    """Every file a worker left in its ``OUTPUT_DIR`` (its scratch folder: it should leave none, the MP4 goes into
+    the store)."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
