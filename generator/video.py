@@ -335,7 +335,7 @@ def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
     returncode, out, log = _run_ffmpeg_on(file, "info")
     header = log.splitlines()
     index, stream = _stream_line(header)
-    if returncode != 0 and not stream:
+    if not any(line.startswith("Input #0") for line in header):
         raise ValueError(f"{file} is not a readable video: {_ffmpeg_tail(log)}")
     if not stream:
         raise ValueError(f"{file} has no video stream")
