@@ -86,6 +86,11 @@ def test_probe_refuses_what_is_not_a_video(tmp_path: Path) -> None:
     text.write_text("not a video at all\n")
     with pytest.raises(ValueError, match="not a readable video"):
         probe_mp4(text)
+    sound = tmp_path / "sound.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac",
+                    str(sound)], check=True)
+    with pytest.raises(ValueError, match="has no video stream"):
+        probe_mp4(sound)
     with pytest.raises(FileNotFoundError):
         probe_mp4(tmp_path / "missing.mp4")
 
