@@ -20,7 +20,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -49,7 +49,7 @@ def pg_test_url() -> str:
     return url
 
 
-def _no_postgres(message: str) -> None:
+def _no_postgres(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not skip)", pytrace=False)
     pytest.skip(message)
