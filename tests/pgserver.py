@@ -112,7 +112,7 @@ class ThrowawayPostgres:
             self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "--no-sync",
                       "-E", "UTF8", "--locale=C")
             options = (f"-c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                       f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                       f"-c fsync=off -c full_page_writes=off "
                        f"-c max_connections={MAX_CONNECTIONS}")
             self.port = _free_port()
             self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-w",
