@@ -383,7 +383,9 @@ class QueueState(Base):
 
 
 class Worker(Base):
-    """Registry row written by each worker process (``upsert_worker``); read by the admin status view."""
+    """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
+    heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``)."""
 
     __tablename__ = "workers"
 
