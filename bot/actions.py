@@ -69,7 +69,7 @@ async def queue_job(
 async def pause_notice(bot: I2VBot, guild_id: int | None) -> str | None:
     """The sentence telling a requester that their job waits for a resume, or None when nothing holds it (or the
     switches cannot be read: the job is queued either way)."""
-    from jobs.control import pause_state
+    from jobs.holds import pause_state
 
     try:
         async with bot.readers() as session:

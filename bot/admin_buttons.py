@@ -50,7 +50,7 @@ async def _run_guarded(interaction: discord.Interaction, check: Check, body: Cal
 
 async def queue_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
     """A queue page (clamped to the last one) with its buttons: ``guild_id``'s jobs, or every job for ``None``."""
-    from jobs.control import pause_state
+    from jobs.holds import pause_state
     from jobs.stats import queue_page
 
     async with bot.readers() as session:

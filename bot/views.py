@@ -30,10 +30,10 @@ CUSTOM_ID_PREFIX = "i2v"
 
 async def load_job(bot: I2VBot, job_id: int) -> Job:
     """Read job ``job_id`` or raise :class:`JobNotFound`."""
-    from jobs.models import Job as JobModel
+    from jobs.queue import find_job
 
     async with bot.readers() as session:
-        job = await session.get(JobModel, job_id)
+        job = await find_job(session, job_id)
     if job is None:
         raise JobNotFound(f"Job #{job_id} does not exist any more.")
     return job

@@ -1,22 +1,18 @@
-"""The queue's switches and the server scope's powers: what holds jobs back, and who a server shut out.
+"""The queue's switches and the server scope's powers: pause and resume (bot-wide and per server), clearing
+queued jobs, and the users a server shut out. Every change is audited in the caller's transaction.
 
-- **Pause holds.** The bot-wide switch (``queue_state``, set by the operator) and each server's switch
-  (``guild_settings.paused``, set by that server's admins) never refuse a request: it is queued as usual and
-  :func:`claimable` keeps the worker from claiming it until the switch that holds it is off. Running jobs finish.
-  :func:`pause_state` tells the request path what to tell the user.
+- **Pause holds.** Neither the bot-wide switch (``queue_state``, the operator's) nor a server's switch
+  (``guild_settings.paused``, that server's admins') refuses a request: ``jobs.holds.claimable`` keeps the worker
+  from claiming a held job until its switch is off. Running jobs finish.
 - **Server bans.** A server's admins can stop a user from making videos *in that server* (:func:`ban_from_guild`);
   :func:`refuse_if_banned_here` is checked by admission; a bot-wide ban is :func:`jobs.quota.ban_user`.
-
-Every change is audited with scope ``server`` in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
@@ -27,22 +23,75 @@ from jobs.models import (
     GuildBan,
     GuildSettings,
     Job,
+    JobPhase,
     JobStatus,
+    LedgerKind,
     QueueState,
     utcnow,
 )
+from jobs.quota import add_ledger
+from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
 
-__all__ = (
-    "BannedHere",
-    "PauseState",
-    "ban_from_guild",
-    "claimable",
-    "pause_guild",
-    "pause_state",
-    "refuse_if_banned_here",
-    "resume_guild",
-    "unban_from_guild",
-)
+CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
+
+
+async def is_paused(session: AsyncSession) -> bool:
+    """Whether the global queue is paused."""
+    return bool(await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID)))
+
+
+async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime) -> bool:
+    state = await session.get(QueueState, QUEUE_STATE_ROW_ID, with_for_update=True, populate_existing=True)
+    if state is None:
+        raise RuntimeError("queue_state row 1 is missing: run the migrations (jobs.db.migrate)")
+    changed = state.paused != paused
+    if changed or reason is not None:
+        state.paused, state.reason, state.changed_by, state.changed_at = paused, reason, by, now
+    await record_action(
+        session,
+        actor_id=by,
+        action="pause_queue" if paused else "resume_queue",
+        detail={"reason": reason, "changed": changed},
+        now=now,
+    )
+    return changed
+
+
+async def pause_queue(
+    session: AsyncSession, *, by: int | None, reason: str | None = None, now: datetime | None = None
+) -> bool:
+    """Pause bot-wide: workers claim nothing (new requests are still queued and wait); running jobs finish. False
+    if already paused."""
+    return await _set_paused(session, True, by=by, reason=reason, now=checked_now(now))
+
+
+async def resume_queue(session: AsyncSession, *, by: int | None, now: datetime | None = None) -> bool:
+    """Resume after ``pause_queue``. False if it was not paused."""
+    return await _set_paused(session, False, by=by, reason=None, now=checked_now(now))
+
+
+async def clear_queue(
+    session: AsyncSession, *, by: int | None, guild_id: int | None = None, now: datetime | None = None
+) -> list[int]:
+    """Cancel every queued job (of one guild, or all) with a refund; running jobs are left alone.
+    Returns the cancelled ids; audited as ``clear_queue``."""
+    now = checked_now(now)
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED, error=CLEARED_ERROR)
+        .returning(JOBS.c.id, JOBS.c.user_id, JOBS.c.cost_estimate)
+    )
+    if guild_id is not None:
+        stmt = stmt.where(JOBS.c.guild_id == guild_id)
+    rows = (await session.execute(stmt)).all()
+    for r in rows:
+        await add_ledger(session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now)
+    ids = sorted(r.id for r in rows)
+    await record_action(
+        session, actor_id=by, action="clear_queue", guild_id=guild_id, detail={"cancelled": len(ids)}, now=now
+    )
+    return ids
 
 
 class BannedHere(Banned):
@@ -55,43 +104,6 @@ class BannedHere(Banned):
         text = "You are not allowed to make videos with this bot in this server"
         self.message = f"{text}: {reason}." if reason else f"{text}."
         self.args = (self.message,)
-
-
-@dataclass(frozen=True)
-class PauseState:
-    """What holds a new job of one server back: the bot-wide switch (with its reason) and the server's."""
-
-    bot_paused: bool
-    bot_reason: str | None
-    guild_paused: bool
-
-    @property
-    def held(self) -> bool:
-        """Whether a job queued now would wait for a resume."""
-        return self.bot_paused or self.guild_paused
-
-
-def claimable() -> tuple[Any, ...]:
-    """WHERE conditions (on :class:`Job`) that leave out jobs held by a pause: the bot-wide switch, or the switch
-    of the job's server. For the claim statement, next to ``status = 'queued'``."""
-    bot_paused = select(QueueState.id).where(QueueState.id == QUEUE_STATE_ROW_ID, QueueState.paused.is_(True))
-    guild_paused = select(GuildSettings.guild_id).where(
-        GuildSettings.guild_id == Job.guild_id, GuildSettings.paused.is_(True)
-    )
-    return (~bot_paused.exists(), ~guild_paused.exists())
-
-
-async def pause_state(session: AsyncSession, guild_id: int | None) -> PauseState:
-    """The switches that would hold a job of ``guild_id`` queued now."""
-    row = (
-        await session.execute(select(QueueState.paused, QueueState.reason).where(QueueState.id == QUEUE_STATE_ROW_ID))
-    ).first()
-    guild_paused = False
-    if guild_id is not None:
-        paused = select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)
-        guild_paused = bool(await session.scalar(paused))
-    return PauseState(bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None,
-                      guild_paused=guild_paused)
 
 
 async def _set_guild_paused(
@@ -142,8 +154,6 @@ async def ban_from_guild(
 ) -> tuple[bool, list[int]]:
     """Ban ``user_id`` from making videos in ``guild_id`` and cancel (with a refund) their jobs queued there; a
     running one finishes. Returns (newly banned, cancelled job ids); audited as ``ban_from_server``."""
-    from jobs.queue import CancelOutcome, cancel_job
-
     now = now or utcnow()
     row = await session.get(GuildBan, (guild_id, user_id), with_for_update=True)
     newly = row is None

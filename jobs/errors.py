@@ -70,19 +70,6 @@ class TooManyPending(RequestRefused):
         )
 
 
-class QueuePaused(RequestRefused):
-    """The queue (or this server) is paused by an admin."""
-
-    code = "paused"
-
-    def __init__(self, reason: str | None = None, *, guild: bool = False) -> None:
-        self.reason = reason
-        self.guild = guild
-        where = "on this server" if guild else ""
-        text = f"Video generation is paused{(' ' + where) if where else ''} by an admin"
-        super().__init__(f"{text}: {reason}. Try again later." if reason else f"{text}. Try again later.")
-
-
 class QueueFull(RequestRefused):
     """The global queue holds its maximum number of waiting jobs."""
 

@@ -295,7 +295,7 @@ class JobVideo(Base):
 
 
 CLAIM_ORDER = (Job.priority.desc(), Job.round.asc(), Job.id.asc())
-"""The order in which queued jobs are claimed (admins first, then round robin, then age), written once: the claim,
+"""The order in which queued jobs are claimed (the operator first, then round robin, then age), written once: the claim,
 the queue positions and the admin queue listing all use it."""
 
 
@@ -387,7 +387,9 @@ class QueueState(Base):
 
 
 class Worker(Base):
-    """Registry row written by each worker process (``upsert_worker``); read by the admin status view."""
+    """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
+    heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``)."""
 
     __tablename__ = "workers"
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobs.audit import record_action
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, Job, JobVideo, utcnow
-from jobs.queue import CancelOutcome, cancel_job
+from jobs.transitions import CancelOutcome, cancel_job
 
 PRUNE_BATCH = 500
 """Jobs pruned per call at most (one transaction stays short; the next pass takes the rest)."""

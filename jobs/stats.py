@@ -219,7 +219,7 @@ def _entry(job: Job, position: int | None) -> QueueEntry:
         started_at=job.started_at,
         progress_step=job.progress_step,
         progress_total=job.progress_total,
-        phase=job.phase,
+        phase=job.phase.value,
         worker_id=job.worker_id,
         cancel_requested=job.cancel_requested,
     )

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import Worker, WorkerState, utcnow
-from jobs.queue import rescue_workers
+from jobs.rescue import rescue_workers
 
 WORKER_DEAD_AFTER_S = 15.0
 """Seconds without a heartbeat after which a worker counts as dead and its running job is requeued."""

@@ -252,7 +252,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @server_admin_only()
     async def stats(self, interaction: discord.Interaction) -> None:
         """This server's jobs today and this week: states, waits and generation times, GPU time, failures."""
-        from jobs.control import pause_state
+        from jobs.holds import pause_state
         from jobs.stats import admin_stats
 
         guild_id = await self._defer(interaction)

@@ -503,7 +503,8 @@ async def test_delete_my_data_leaves_no_bytes_and_only_an_operator_may_name_some
     assert await bot.kept_bytes(user.user_id) == (2, 2) and _disk_copies(bot, first)
 
     refused = await fake.inject_slash("delete-my-data", {"user": other}, member=user)
-    assert "Only the bot's operator" in await followup_text(fake, refused)
+    answer = (await callback_of(fake, refused)).json["data"]
+    assert "Only the bot's operator" in answer["content"] and answer["flags"] == 64
     assert await bot.kept_bytes(other.user_id) == (1, 1)
 
     mine = await fake.inject_slash("delete-my-data", {}, member=user)

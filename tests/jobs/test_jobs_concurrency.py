@@ -205,12 +205,12 @@ async def test_control_claim_without_skip_locked_double_claims(pg_url: str, caps
 
 async def test_control_admission_without_account_lock_overspends(pg_url: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """Without the per-user row lock, racing enqueues on PostgreSQL admit more than the budget."""
-    import jobs.queue
+    import jobs.admission
 
     async def no_lock(session, user_id, now) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    monkeypatch.setattr(jobs.queue, "_lock_account", no_lock)
+    monkeypatch.setattr(jobs.admission, "_lock_account", no_lock)
     policy = QuotaPolicy(daily_gpu_seconds=70.0, max_pending=REQUESTS_PER_USER)
     costs = {u: [10.0] * REQUESTS_PER_USER for u in range(1, USERS + 1)}
     results = await _race_enqueues(pg_url, costs, policy)

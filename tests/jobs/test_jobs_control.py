@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, new_job
 
 from jobs.audit import list_actions, record_action
-from jobs.control import BannedHere, ban_from_guild, pause_guild, pause_state, resume_guild, unban_from_guild
+from jobs.control import BannedHere, ban_from_guild, pause_guild, resume_guild, unban_from_guild
+from jobs.holds import pause_state
 from jobs.models import AuditLog, Job, JobStatus
 from jobs.queue import claim_next_job, enqueue_job, pause_queue, resume_queue
 

@@ -1,0 +1,166 @@
+"""Rescuers: running jobs whose worker is gone go back to the queue (or fail after their last attempt).
+
+Three ways a worker is known to be gone, fastest first:
+
+- ``rescue_workers``: known at once, when this host sees the worker's process is gone (a starting bot or
+  supervisor, ``jobs.workers.rescue_dead_on_host``) or a new process took over the worker id;
+- ``rescue_dead_workers``: its registry row missed heartbeats for ``WORKER_DEAD_AFTER`` seconds (default 15), or
+  says it stopped or crashed; the bot and every worker run it every few seconds;
+- ``rescue_expired``: the lease (renewed by progress) ran out, or the hard deadline passed: the backstop for a
+  hung GPU call in a worker that still heartbeats.
+
+Every write is fenced like a worker's (``jobs.transitions.fenced``), so a rescuer racing a finishing worker changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
+from jobs.quota import add_ledger
+from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
+
+
+HARD_EXPIRY_FACTOR = 3.0
+"""A running attempt is rescued once it has run this many times its estimated cost ..."""
+
+
+
+HARD_EXPIRY_MIN_S = 600.0
+"""... but never before this many seconds (covers model loading on a cold worker)."""
+
+
+
+RESCUE_ERROR = (
+    "The worker stopped responding while making this video ({attempts} tries). "
+    "Your GPU time was refunded; please try again later."
+)
+
+
+
+def hard_deadline(job: Job) -> datetime | None:
+    """When the current attempt is rescued even if its lease is still being renewed."""
+    if job.started_at is None:
+        return None
+    return job.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * job.cost_estimate))
+
+
+
+async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: str) -> bool:
+    """Requeue, fail (last allowed attempt) or cancel (cancel requested) one running attempt; fenced."""
+    if c.cancel_requested or c.attempt - c.releases >= c.max_attempts:
+        cancelled = bool(c.cancel_requested)
+        values: dict[str, Any] = {
+            "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": JobPhase.CANCELLED if cancelled else JobPhase.FAILED,
+        }
+        if not cancelled:
+            values["error"] = RESCUE_ERROR.format(attempts=c.attempt - c.releases)
+            values["error_detail"] = f"{why} on attempt {c.attempt} of {c.max_attempts}"
+        closed = await close_running(session, c.id, c.attempt, c.worker_id, values)
+        if closed is None:
+            return False
+        await add_ledger(session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate,
+                         now=now)
+        return True
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(*fenced(c.id, c.attempt, c.worker_id))
+            .values(**requeue_values(f"attempt {c.attempt} rescued at {now.isoformat()} ({why})"))
+            .returning(JOBS.c.id)
+        )
+    ).first()
+    return row is not None
+
+
+
+_RESCUE_COLUMNS = (Job.id, Job.attempt, Job.releases, Job.max_attempts, Job.cancel_requested, Job.worker_id,
+                   Job.lease_expires_at, Job.started_at, Job.cost_estimate, Job.user_id)
+
+
+
+async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[int]:
+    """Requeue running jobs whose lease expired (or that passed their hard deadline): the backstop for a hung GPU
+    call.
+
+    An attempt that was the last allowed fails (refunded); one whose cancel was requested is cancelled
+    (refunded); others go back to the queue keeping their reservation. Each write is fenced by attempt and
+    worker, so a rescuer racing a finishing worker changes nothing. Returns the ids rescued.
+    """
+    now = checked_now(now)
+    candidates = (
+        await session.execute(
+            select(*_RESCUE_COLUMNS)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                or_(Job.lease_expires_at < now, Job.started_at < now - timedelta(seconds=HARD_EXPIRY_MIN_S)),
+            )
+            .order_by(Job.id)
+        )
+    ).all()
+    rescued: list[int] = []
+    for c in candidates:
+        lease_gone = c.lease_expires_at is not None and c.lease_expires_at < now
+        deadline = c.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * c.cost_estimate))
+        if not lease_gone and deadline >= now:
+            continue
+        if await _rescue_one(session, c, now, "lease expired"):
+            rescued.append(c.id)
+    return rescued
+
+
+
+async def rescue_dead_workers(
+    session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
+) -> list[int]:
+    """Requeue running jobs whose worker is dead: its registry row missed heartbeats for ``dead_after_s`` seconds
+    or says it stopped or crashed. Any rescuer may run it (the bot and every worker do). A job whose worker has
+    no row is left to the lease. Same outcomes and fencing as ``rescue_expired``; returns the ids rescued."""
+    if not isinstance(dead_after_s, (int, float)) or dead_after_s <= 0:
+        raise ValueError(f"dead_after_s must be > 0, got {dead_after_s!r}")
+    now = checked_now(now)
+    stale = now - timedelta(seconds=float(dead_after_s))
+    candidates = (
+        await session.execute(
+            select(*_RESCUE_COLUMNS)
+            .join(Worker, Worker.id == Job.worker_id)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                or_(Worker.last_heartbeat_at < stale, Worker.state.in_([WorkerState.STOPPED, WorkerState.CRASHED])),
+            )
+            .order_by(Job.id)
+        )
+    ).all()
+    return [c.id for c in candidates if await _rescue_one(session, c, now, "worker stopped heartbeating")]
+
+
+
+async def rescue_workers(
+    session: AsyncSession, worker_ids: Sequence[str], *, why: str, now: datetime | None = None
+) -> list[int]:
+    """Requeue at once the running jobs of these workers, known to be gone (a dead pid on this host, or a new
+    process that took over the worker id); their rows are marked crashed. Returns the ids rescued."""
+    now = checked_now(now)
+    if not worker_ids:
+        return []
+    await session.execute(
+        update(Worker).where(Worker.id.in_(list(worker_ids)), Worker.state.not_in([WorkerState.STOPPED]))
+        .values(state=WorkerState.CRASHED, current_job_id=None).execution_options(synchronize_session=False)
+    )
+    candidates = (
+        await session.execute(
+            select(*_RESCUE_COLUMNS)
+            .where(Job.status == JobStatus.RUNNING, Job.worker_id.in_(list(worker_ids)))
+            .order_by(Job.id)
+        )
+    ).all()
+    return [c.id for c in candidates if await _rescue_one(session, c, now, why)]

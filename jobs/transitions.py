@@ -1,0 +1,461 @@
+"""The job's state machine: every transition of a job as a plain async function on the caller's session.
+
+The caller owns the transaction; each function writes through the session it is given and never commits. Core
+statements on the table (``JOBS``) keep the hot paths free of ORM bookkeeping.
+
+Transitions (``status``; where each lives)::
+
+    (new) --enqueue_job (jobs.admission)--> queued            input image stored, quota reserved
+    queued --claim_next_job--> running                         attempt + 1, worker_id, lease
+    running --report_progress--> running                       fenced; renews the lease; says cancel/lost
+    running --finish_job--> succeeded                          the MP4 stored in the same transaction
+    running --fail_job--> failed                               reservation refunded
+    running --finish_cancelled--> cancelled                    charged for the GPU time used
+    running --release_job--> queued                            shutdown: no charge, releases + 1
+    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.rescue)-->
+                queued, or failed after max_attempts, or cancelled if a cancel was requested
+    queued --cancel_job / clear_queue (jobs.control)--> cancelled    refunded
+    running --cancel_job--> running with cancel_requested      the worker stops at its next step
+    finished --mark_delivered--> finished with delivered_at    exactly once
+    finished --prune_finished / delete_user_data / delete_job_video (jobs.retention)-->
+                the same status, the stored input and MP4 gone
+
+``attempt`` only ever increases; every write by a worker is fenced by job id, attempt, worker id and
+``status='running'`` (``fenced``), so a worker presumed dead can never write into a later attempt. On SQLite
+every transaction begins IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``.
+Claims follow ``jobs.models.CLAIM_ORDER``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Update,
+    bindparam,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.errors import JobNotFound
+from jobs.holds import claimable
+from jobs.models import (
+    CLAIM_ORDER,
+    TERMINAL_STATUSES,
+    Job,
+    JobPhase,
+    JobStatus,
+    LedgerKind,
+    UtcDateTime,
+    utcnow,
+)
+from jobs.quota import add_ledger
+
+
+JOBS = Job.__table__
+"""Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
+
+
+
+class CancelOutcome(str, enum.Enum):
+    """Result of ``cancel_job``."""
+
+    CANCELLED = "cancelled"  # was queued: now cancelled and refunded
+    REQUESTED = "requested"  # is running: flagged; the worker stops at its next step
+    TOO_LATE = "too_late"  # already finished (or cancelled)
+
+
+
+@dataclass(frozen=True)
+class ProgressAck:
+    """Answer to a worker's progress report."""
+
+    ok: bool
+    """False: the job is no longer this attempt's (rescued, finished elsewhere): stop working on it."""
+    cancel_requested: bool
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any] | None) -> ProgressAck:
+        """From the progress UPDATE's RETURNING row (None: fenced out)."""
+        if row is None:
+            return cls(ok=False, cancel_requested=False)
+        return cls(ok=True, cancel_requested=bool(row[0]))
+
+
+
+def checked_now(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
+    return now
+
+
+
+def check_lease(lease_seconds: float) -> timedelta:
+    if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+    return timedelta(seconds=float(lease_seconds))
+
+
+
+def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
+    decreases, so a stale writer can never match a later claim."""
+    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
+            JOBS.c.status == JobStatus.RUNNING)
+
+
+
+PROGRESS_ASYNC_COMMIT_PG = "set_config('synchronous_commit', 'off', true)"
+"""Evaluated by the PostgreSQL progress UPDATE: that one transaction commits without waiting for its WAL
+flush (~0.2 ms here). A server crash can lose the last fraction of a second of heartbeats, never a later
+durable commit (finish, enqueue) and never consistency; a lost heartbeat only makes the lease look older."""
+
+
+
+@functools.cache
+def progress_statement(dialect_name: str) -> Update:
+    """The fenced heartbeat UPDATE, built once per back end (it runs ~every denoising step of every worker).
+    Its RETURNING row starts with ``cancel_requested`` and is absent when the attempt no longer owns the job."""
+    returning: list[Any] = [JOBS.c.cancel_requested]
+    if dialect_name == "postgresql":
+        returning.append(literal_column(PROGRESS_ASYNC_COMMIT_PG).label("async_commit"))
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("p_id"),
+            JOBS.c.attempt == bindparam("p_attempt"),
+            JOBS.c.worker_id == bindparam("p_worker", type_=String()),
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            progress_step=bindparam("p_step", type_=Integer()),
+            progress_total=bindparam("p_total", type_=Integer()),
+            phase=bindparam("p_phase", type_=String()),
+            lease_expires_at=bindparam("p_lease", type_=UtcDateTime()),
+        )
+        .returning(*returning)
+    )
+
+
+
+async def claim_next_job(
+    session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None
+) -> Job | None:
+    """Atomically move the next queued job to running for ``worker_id`` (one UPDATE ... RETURNING).
+
+    Returns None when no queued job is free to run (nothing queued, or every queued job held by a pause). ``attempt`` is incremented; the worker
+    must pass it back with every later write.
+    """
+    if not worker_id or not isinstance(worker_id, str):
+        raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+    lease = check_lease(lease_seconds)
+    now = checked_now(now)
+    next_id = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, *claimable())  # bot-wide and server pauses hold
+        .order_by(*CLAIM_ORDER)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Job)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id == next_id, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=Job.attempt + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + lease,
+            started_at=now,
+            progress_step=0,
+            phase=JobPhase.LOADING,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+
+def progress_parameters(
+    job_id: int, attempt: int, *, worker_id: str, step: int, total: int, phase: JobPhase | str, lease_seconds: float,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The checked parameters of ``progress_statement`` (a bad step, total, phase or lease raises ValueError)."""
+    lease = check_lease(lease_seconds)
+    if step < 0 or total < 0 or (total > 0 and step > total):
+        raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
+    return {"p_id": job_id, "p_attempt": attempt, "p_worker": worker_id, "p_step": step, "p_total": total,
+            "p_phase": JobPhase(phase).value, "p_lease": checked_now(now) + lease}
+
+
+
+async def report_progress(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    worker_id: str,
+    step: int,
+    total: int,
+    phase: JobPhase | str,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> ProgressAck:
+    """Progress (fenced by job, attempt and worker): renews the lease and returns whether to cancel.
+
+    One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
+    ``jobs.progress.ProgressWriter``, each write a transaction of its own."""
+    params = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
+                                 lease_seconds=lease_seconds, now=now)
+    stmt = progress_statement(session.get_bind().dialect.name)
+    row = (await session.execute(stmt, params)).first()
+    return ProgressAck.from_row(row)
+
+
+
+async def record_note(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, note: str) -> bool:
+    """A worker's note on its running attempt (e.g. a low-memory retry) in ``error_detail``; fenced."""
+    row = (await session.execute(
+        update(JOBS).where(*fenced(job_id, attempt, worker_id)).values(error_detail=note).returning(JOBS.c.id)
+    )).first()
+    return row is not None
+
+
+
+async def attempt_state(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str) -> ProgressAck:
+    """A read of whether this worker's attempt still owns the job and whether its cancel was requested."""
+    row = (await session.execute(
+        select(JOBS.c.cancel_requested).where(*fenced(job_id, attempt, worker_id))
+    )).first()
+    return ProgressAck.from_row(row)
+
+
+
+async def close_running(
+    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
+) -> tuple[int, float] | None:
+    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
+    stmt = (
+        update(JOBS)
+        .where(*fenced(job_id, attempt, worker_id))
+        .values(**values)
+        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (int(row.user_id), float(row.cost_estimate))
+
+
+
+def _check_seconds(gpu_seconds: float) -> float:
+    if not isinstance(gpu_seconds, (int, float)) or gpu_seconds < 0:
+        raise ValueError(f"gpu_seconds must be >= 0, got {gpu_seconds!r}")
+    return float(gpu_seconds)
+
+
+
+async def finish_job(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    worker_id: str,
+    video: bytes,
+    gpu_seconds: float,
+    now: datetime | None = None,
+    blobs: BlobStore = DATABASE_BLOBS,
+) -> bool:
+    """Mark succeeded with its MP4 stored, and settle: release the reservation, charge the measured GPU-seconds.
+
+    One transaction of the caller's: a job is succeeded exactly when its MP4 is stored. False (nothing written)
+    if this attempt of this worker no longer owns the job.
+    """
+    gpu_seconds = _check_seconds(gpu_seconds)
+    if not isinstance(video, (bytes, bytearray, memoryview)) or len(video) == 0:
+        raise ValueError("finish_job needs the MP4's bytes")
+    now = checked_now(now)
+    closed = await close_running(
+        session,
+        job_id,
+        attempt,
+        worker_id,
+        {
+            "status": JobStatus.SUCCEEDED,
+            "output_bytes": len(video),
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": JobPhase.DONE,
+            "error": None,
+        },
+    )
+    if closed is None:
+        return False
+    await blobs.put_video(session, job_id, video)
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
+    return True
+
+
+
+async def fail_job(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    worker_id: str,
+    error: str,
+    detail: str,
+    gpu_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Mark failed with a user-facing ``error`` and an internal ``detail``; the reservation is refunded
+    (failed jobs cost nothing; ``gpu_seconds`` is recorded for statistics only). Fenced like ``finish_job``."""
+    gpu_seconds = _check_seconds(gpu_seconds)
+    if not error:
+        raise ValueError("fail_job needs a user-facing error message")
+    now = checked_now(now)
+    closed = await close_running(
+        session,
+        job_id,
+        attempt,
+        worker_id,
+        {
+            "status": JobStatus.FAILED,
+            "error": error,
+            "error_detail": detail,
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": JobPhase.FAILED,
+        },
+    )
+    if closed is None:
+        return False
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=estimate, now=now)
+    return True
+
+
+
+async def finish_cancelled(
+    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, gpu_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """The worker stopped a running job on request: mark cancelled, charge the GPU time it used."""
+    gpu_seconds = _check_seconds(gpu_seconds)
+    now = checked_now(now)
+    closed = await close_running(
+        session,
+        job_id,
+        attempt,
+        worker_id,
+        {
+            "status": JobStatus.CANCELLED,
+            "gpu_seconds": gpu_seconds,
+            "finished_at": now,
+            "lease_expires_at": None,
+            "phase": JobPhase.CANCELLED,
+        },
+    )
+    if closed is None:
+        return False
+    user_id, estimate = closed
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
+    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
+    return True
+
+
+
+def requeue_values(detail: str | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
+                              "progress_step": 0, "phase": JobPhase.QUEUED}
+    if detail is not None:
+        values["error_detail"] = detail
+    return values
+
+
+
+async def release_job(
+    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, now: datetime | None = None
+) -> bool:
+    """Give a running job back to the queue (worker shutdown): no charge. ``attempt`` stays (the next claim
+    counts up from it); ``releases`` counts the give-back, so it does not use up one of ``max_attempts``."""
+    checked_now(now)
+    stmt = (
+        update(JOBS)
+        .where(*fenced(job_id, attempt, worker_id))
+        .values(releases=JOBS.c.releases + 1, **requeue_values())
+        .returning(JOBS.c.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+
+async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> CancelOutcome:
+    """Cancel a job: queued -> cancelled and refunded; running -> flagged (the worker stops at its next
+    progress report and calls ``finish_cancelled``); otherwise too late. Raises JobNotFound.
+    (Who may cancel is the caller's check.)"""
+    now = checked_now(now)
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED)
+            .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
+        )
+    ).first()
+    if row is not None:
+        await add_ledger(
+            session, user_id=row.user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=row.cost_estimate, now=now
+        )
+        return CancelOutcome.CANCELLED
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.RUNNING)
+            .values(cancel_requested=True)
+            .returning(JOBS.c.id)
+        )
+    ).first()
+    if row is not None:
+        return CancelOutcome.REQUESTED
+    if await session.scalar(select(Job.id).where(Job.id == job_id)) is None:
+        raise JobNotFound(job_id)
+    return CancelOutcome.TOO_LATE
+
+
+
+async def mark_delivered(
+    session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record that the bot posted the result (or told the user of the failure), and where the delivering process
+    wrote its disk copy, if it did. True exactly once per job."""
+    now = checked_now(now)
+    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id}
+    if output_path is not None:
+        values["output_path"] = output_path
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.delivered_at.is_(None), JOBS.c.status.in_(TERMINAL_STATUSES))
+            .values(**values)
+            .returning(JOBS.c.id)
+        )
+    ).first()
+    return row is not None
