@@ -150,7 +150,8 @@ async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlit
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
         assert second_sigterm_after <= took < grace, took  # stopped after the second SIGTERM, before any SIGKILL
         job = await db.job(job_id)
-        assert job.status == JobStatus.QUEUED and job.attempt == 0, job
+        # given back uncharged: the attempt stays counted (attempts only increase), the give-back in releases
+        assert (job.status, job.attempt, job.releases) == (JobStatus.QUEUED, 1, 1), job
         assert [kind for kind, _ in await db.ledger(job_id)] == [LedgerKind.RESERVE]
         assert not pid_alive(child)
         assert supervisor.state.phase == "stopped" and supervisor.state.pid is None
