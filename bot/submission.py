@@ -21,8 +21,8 @@ import aiohttp
 from bot.errors import UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from generator.params import GenerationParams
-from jobs.errors import InputGone
 from jobs.requests import Origin, StoredInput, check_image, enqueue_request, input_byte_cap, too_large
+from jobs.requests import stored_input_of as stored_input_from
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -89,9 +89,7 @@ async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
 
 async def stored_input_of(job: Job) -> StoredInput:
     """The input of an existing job (for re-roll and vary); refused plainly when it is no longer kept."""
-    if job.input_released_at is not None:
-        raise InputGone(job.id)
-    return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
+    return stored_input_from(job)
 
 
 async def enqueue(

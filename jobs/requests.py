@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, target_size
+from generator.params import GenerationParams, resolve_params, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
+from jobs.errors import InputGone
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,6 +74,35 @@ def check_image(data: bytes) -> StoredInput:
     width, height = image.size
     image.close()
     return StoredInput(data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
+
+
+def stored_input_of(job: Job) -> StoredInput:
+    """The input of an existing job (re-roll, vary, same again); ``InputGone`` when it is no longer kept."""
+    if job.input_released_at is not None:
+        raise InputGone(job.id)
+    return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
+
+
+def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[GenerationParams, tuple[int, int]]:
+    """The parameters and output size of a new job from ``parent`` with ``changes`` applied (``seed: None`` = a
+    new random seed; ``prompt`` may change too). A changed resolution keeps the parent's aspect ratio."""
+    values: dict[str, Any] = {
+        "preset": parent.preset,
+        "resolution": parent.resolution,
+        "frames": parent.frames,
+        "fps": parent.fps,
+        "steps": parent.steps,
+        "guidance": parent.guidance,
+        "seed": parent.seed,
+        "negative_prompt": parent.negative_prompt,
+    }
+    rest = dict(changes)
+    prompt = rest.pop("prompt", parent.prompt)
+    values.update(rest)
+    params = resolve_params(prompt, **values)
+    if params.resolution == parent.resolution:
+        return params, (parent.width, parent.height)
+    return params, target_size(params.resolution, parent.width, parent.height)
 
 
 async def enqueue_request(
