@@ -232,9 +232,7 @@ async function start() {
     if (e.dataTransfer.files[0]) pickFile(e.dataTransfer.files[0]);
   });
   document.querySelectorAll(".preset").forEach((b) => b.addEventListener("click", () => choosePreset(b.dataset.preset)));
-  for (const id of ADVANCED) $(id).addEventListener("input", () => {
-    state.preset = null; document.querySelectorAll(".preset").forEach((b) => b.classList.remove("active"));
-  });
+  // As in Discord, a preset is the base and the advanced values given override it (the preset stays recorded).
   $("random-seed").addEventListener("click", () => {
     const values = new Uint32Array(1); crypto.getRandomValues(values); $("seed").value = values[0];
   });
