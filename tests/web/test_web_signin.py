@@ -75,12 +75,13 @@ def sign_in(app: WebApp, user_id: int) -> tuple[str, str]:
     return cookie, me["csrf_token"]
 
 
-def multipart(fields: dict[str, str], image: bytes) -> bytes:
+def multipart(fields: dict[str, str], image: bytes | None) -> bytes:
     parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
     body = "".join(parts).encode()
-    body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
-             "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
-    return body
+    if image is not None:
+        body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
+                 "Content-Type: image/png\r\n\r\n").encode() + image + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
 
 
 def post_job(app: WebApp, cookie: str, csrf: str) -> tuple[int, Any]:
@@ -168,3 +169,72 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_read(remote: WebApp) -> 
     status, _, answer = http("POST", remote.url + "/api/jobs", data=body, headers={
         "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     assert status == 413 and b"too large" in answer, (status, answer[:200])
+
+
+def post(app: WebApp, path: str, cookie: str, csrf: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body if body is not None else {}).encode()
+    status, _, answer = http("POST", app.url + path, data=data, headers={
+        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    return status, json.loads(answer)
+
+
+def test_re_roll_same_again_and_vary_reuse_the_stored_image(remote: WebApp) -> None:
+    cookie, csrf = sign_in(remote, 5010)
+    status, parent = post_job(remote, cookie, csrf)
+    assert status == 201
+    status, same = post(remote, f"/api/jobs/{parent['id']}/again?mode=same", cookie, csrf)
+    assert status == 201 and same["params"] == parent["params"]
+    status, reroll = post(remote, f"/api/jobs/{parent['id']}/again?mode=reroll", cookie, csrf)
+    assert status == 201
+    assert {k: v for k, v in reroll["params"].items() if k != "seed"} == \
+        {k: v for k, v in parent["params"].items() if k != "seed"}
+    body = multipart({"parent": str(parent["id"]), "prompt": "a boat, at night", "preset": "quick",
+                      "resolution": "256p", "steps": "12", "seed": "42"}, None)
+    status, _, answer = http("POST", remote.url + "/api/jobs", data=body, headers={
+        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    vary = json.loads(answer)
+    assert status == 201, vary
+    assert (vary["params"]["prompt"], vary["params"]["steps"], vary["params"]["seed"]) == ("a boat, at night", 12, 42)
+    assert (vary["params"]["width"], vary["params"]["height"]) == (parent["params"]["width"], parent["params"]["height"])
+
+    async def inputs(session: Any) -> set[tuple[int | None, str]]:
+        from sqlalchemy import select
+
+        from jobs.models import Job
+
+        rows = await session.execute(select(Job.parent_job_id, Job.input_sha256).where(Job.user_id == 5010))
+        return {(p, sha) for p, sha in rows}
+
+    rows = remote.store(inputs)
+    assert len({sha for _, sha in rows}) == 1 and {p for p, _ in rows} == {None, parent["id"]}
+    # the pending cap (QUOTA_MAX_PENDING=5) holds on the page as in Discord: four pending, one more fits
+    assert post(remote, f"/api/jobs/{parent['id']}/again?mode=same", cookie, csrf)[0] == 201
+    status, refused = post(remote, f"/api/jobs/{parent['id']}/again?mode=same", cookie, csrf)
+    assert status == 400 and "5" in refused["error"], refused
+
+
+def test_the_console_acts_through_the_operator_commands_operations(remote: WebApp) -> None:
+    operator, op_csrf = sign_in(remote, OPERATOR_ID)
+    user, user_csrf = sign_in(remote, 5020)
+    status, job = post_job(remote, user, user_csrf)
+    assert status == 201
+    status, limits = post(remote, "/api/console/users/5020/limits", operator, op_csrf,
+                          {"daily_gpu_seconds": 1234, "max_pending": 3})
+    assert status == 200 and (limits["budget"], limits["max_pending"], limits["budget_source"]) == (1234, 3, "override")
+    status, banned = post(remote, "/api/console/users/5020/ban", operator, op_csrf, {"reason": "testing bans"})
+    assert status == 200 and banned["banned"] and banned["cancelled_job_ids"] == [job["id"]]
+    status, refused = post_job(remote, user, user_csrf)
+    assert status == 400 and "testing bans" in refused["error"]
+    status, unbanned = post(remote, "/api/console/users/5020/unban", operator, op_csrf)
+    assert status == 200 and not unbanned["banned"]
+    status, again = post_job(remote, user, user_csrf)
+    assert status == 201
+    status, cancelled = post(remote, f"/api/console/jobs/{again['id']}/cancel", operator, op_csrf)
+    assert status == 200 and cancelled["outcome"] == "cancelled"
+    # a user who is not the operator cannot do any of it
+    assert post(remote, "/api/console/users/5020/unban", user, user_csrf)[0] == 403
+    audit = json.loads(http("GET", remote.url + "/api/console", headers={"Cookie": operator})[2])["audit"]
+    mine = [(a["action"], a["scope"]) for a in audit if a["actor_id"] == str(OPERATOR_ID)]
+    for expected in (("set_user_limit", "bot"), ("ban_user", "bot"), ("ban_settle_jobs", "bot"),
+                     ("unban_user", "bot"), ("cancel_job", "bot")):
+        assert expected in mine, (expected, mine)
