@@ -22,12 +22,11 @@ from sqlalchemy import func, select
 from generator.video import probe_mp4
 from jobs.models import Job, QueueState
 from tests.web.webharness import (
-    SAMPLE_IMAGE, SCREENSHOTS, WebApp, free_port, http, make_browser, metric, save_screenshot,
+    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, make_browser, metric, save_screenshot, wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-WAIT_S = 30.0  # a page reacting to an action
 VIDEO_WAIT_S = 300.0  # one small tiny-model job on a busy CPU
 FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; fewer pixels and steps for the CPU
 
@@ -50,26 +49,6 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the page") -> Any:
-    """Poll ``check(browser)`` until it returns something truthy (test-side polling, not the page's)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check(browser)
-        except Exception:  # an element not there yet
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s; page says: "
-                                 f"{browser.find_element('tag name', 'body').text[:800]!r}")
-        time.sleep(0.2)
-
-
-def by_id(browser: Any, element_id: str) -> Any:
-    return browser.find_element("id", element_id)
 
 
 def text_of(element_id: str) -> Any:

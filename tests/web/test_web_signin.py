@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from jobs.web_sessions import create_link
-from tests.web.test_web_page import by_id, wait_for
-from tests.web.webharness import SAMPLE_IMAGE, WebApp, http, make_browser
+from tests.web.webharness import SAMPLE_IMAGE, WebApp, by_id, http, make_browser, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -56,6 +56,7 @@ def make_browser() -> Any:
     return driver
 
 
+WAIT_S = 30.0  # a page reacting to an action
 SCREENSHOT_COLOURS = 96  # palette size of the README's screenshots (small PNGs)
 
 
@@ -186,3 +187,23 @@ class WebApp:
         status, _, body = http("GET", self.url + path)
         assert status == 200, (path, status, body)
         return json.loads(body)
+
+
+def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the page") -> Any:
+    """Poll ``check(browser)`` until it returns something truthy (test-side polling, not the page's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check(browser)
+        except Exception:  # an element not there yet
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s; page says: "
+                                 f"{browser.find_element('tag name', 'body').text[:800]!r}")
+        time.sleep(0.2)
+
+
+def by_id(browser: Any, element_id: str) -> Any:
+    return browser.find_element("id", element_id)
