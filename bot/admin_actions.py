@@ -3,10 +3,10 @@
 Each change is audited in the same transaction as the change itself, with its scope (``bot`` for the operator's
 bot-wide actions, ``server`` for an action on one server), so the log cannot miss or invent an action.
 
-Bans (``jobs.moderation.ban_and_settle``, the operator's, shared with the web console): the user's new requests are refused with the reason
-(``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a running job is left to finish
-and is delivered, but it is not retried: if its worker dies, the lease rescue fails it (refunded) instead of
-putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
+Bans (``jobs.moderation.ban_and_settle``, the operator's, shared with the web console): the user's new requests
+are refused with the reason (``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a
+running job is left to finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails
+it (refunded) instead of putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import discord
 from bot.errors import JobNotFound, UserFacingError
 from bot.permissions import log_refusal
 from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
-from jobs.moderation import BanOutcome, ban_and_settle  # noqa: F401 - the operator cog imports them from here
+from jobs.moderation import ban_and_settle  # noqa: F401 - re-exported: the operator cog and its tests import it here
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
