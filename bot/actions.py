@@ -136,27 +136,10 @@ async def queue_variant(
 
     The status message replies to the message the button was on.
     """
-    from generator.params import resolve_params, target_size
+    from jobs.requests import variant_of
 
-    values: dict[str, Any] = {
-        "preset": parent.preset,
-        "resolution": parent.resolution,
-        "frames": parent.frames,
-        "fps": parent.fps,
-        "steps": parent.steps,
-        "guidance": parent.guidance,
-        "seed": parent.seed,
-        "negative_prompt": parent.negative_prompt,
-    }
-    prompt = changes.pop("prompt", parent.prompt)
-    values.update(changes)
-    params = resolve_params(prompt, **values)
+    params, size = variant_of(parent, changes)
     stored = await stored_input_of(parent)
-    if params.resolution == parent.resolution:
-        size = (parent.width, parent.height)
-    else:
-        # keep the parent's aspect ratio at the new short side
-        size = target_size(params.resolution, parent.width, parent.height)
     origin = interaction_origin(
         interaction,
         source=source,

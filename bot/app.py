@@ -61,6 +61,7 @@ class I2VBot(commands.Bot):
         self._readers: async_sessionmaker[AsyncSession] | None = None
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
+        self.web_server: Any | None = None  # web.server.WebServer, started last in setup_hook
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
@@ -120,6 +121,7 @@ class I2VBot(commands.Bot):
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
+        await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
 
     async def _rescue_own_host(self) -> None:
@@ -142,11 +144,29 @@ class I2VBot(commands.Bot):
         )
         await self.supervisor.start()
 
+    async def _start_web_page(self) -> None:
+        """The web page, /healthz and /metrics on WEB_HOST:WEB_PORT, over this bot's store and worker. A port that
+        cannot be bound is logged and the bot runs without the page."""
+        from web.config import WebConfig
+        from web.server import WebServer
+        from web.standalone import supervisor_problem
+
+        self.web_server = WebServer(WebConfig.from_settings(self.settings), sessions=self.sessions,
+                                    readers=self.readers, worker_problem=lambda: supervisor_problem(self.supervisor),
+                                    gateway_latency=lambda: self.latency if self.is_ready() else None)
+        try:
+            await self.web_server.start()
+        except OSError as error:
+            log.error("the web page cannot listen on %s:%s: %s", self.settings.web_host, self.settings.web_port, error)
+            self.web_server = None
+
     async def close(self) -> None:
         """Stop the monitor and the worker, close the store, then disconnect (once; later calls return)."""
         if self._closing:
             return
         self._closing = True
+        if self.web_server is not None:
+            await self.web_server.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         if self.supervisor is not None:

@@ -97,7 +97,7 @@ class JobMonitor:
     async def tick(self) -> None:
         """One pass: rescue dead workers' jobs and expired leases, prune old bytes, refresh status messages, start
         deliveries."""
-        from jobs.models import JobStatus
+        from jobs.models import JobSource, JobStatus
         from jobs.queue import pending_with_status_message, queue_positions, rescue_dead_workers, rescue_expired
         from jobs.queue import undelivered_jobs
 
@@ -120,7 +120,8 @@ class JobMonitor:
             places = await queue_positions(session) if pending else {}
             positions = {job.id: places[job.id] for job in pending
                          if job.status == JobStatus.QUEUED and job.id in places}
-            finished = list(await undelivered_jobs(session))
+            # The web page delivers its own jobs (web.delivery marks them); Discord never posts them.
+            finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
         for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
             self._start_delivery(job)
         for job in pending:

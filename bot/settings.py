@@ -27,6 +27,9 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # input image download cap, bytes
 DEFAULT_RETENTION_DAYS = 30.0  # days a finished job's stored image and video are kept (0 = forever)
 DEFAULT_RETENTION_INTERVAL_SECONDS = 3600.0  # seconds between two retention passes
 DEFAULT_WORKER_DEAD_AFTER_SECONDS = 15.0  # seconds without a worker heartbeat before its running job is requeued
+DEFAULT_WEB_HOST = "127.0.0.1"  # the web page, /healthz and /metrics listen here (loopback: no sign-in)
+DEFAULT_WEB_PORT = 7860  # the seed's port
+LOCAL_WEB_USER_ID = 1  # the user a loopback-only page acts as when no operator id is configured
 WORKER_MODES = ("embedded", "external")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -66,6 +69,10 @@ class BotSettings:
     retention_interval: float = DEFAULT_RETENTION_INTERVAL_SECONDS
     save_output_copy: bool = True
     worker_dead_after: float = DEFAULT_WORKER_DEAD_AFTER_SECONDS
+    web_host: str = DEFAULT_WEB_HOST
+    web_port: int = DEFAULT_WEB_PORT  # 0: any free port (logged)
+    web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
+    web_user_id: int = LOCAL_WEB_USER_ID  # WEB_USER_ID: who the loopback-only page acts as (default: first operator)
 
     @property
     def admin_user_ids(self) -> frozenset[int]:
@@ -78,14 +85,17 @@ class BotSettings:
         return self.operator_role_ids
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> BotSettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True, require_token: bool = True
+    ) -> BotSettings:
         """Read the settings from ``env`` (default: ``os.environ``, after loading ``./.env`` if present; variables
         already in the environment win).
 
         Raises
         ------
         SettingsError
-            A required variable is missing or a value does not parse; the message names it.
+            A required variable is missing or a value does not parse; the message names it. Without
+            ``require_token`` a missing DISCORD_TOKEN is an empty ``token`` (the web page runs alone).
         """
         if env is None:
             if dotenv:
@@ -94,11 +104,13 @@ class BotSettings:
                 load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env of the working directory
             env = os.environ
         token = env.get("DISCORD_TOKEN", "").strip()
-        if not token:
+        if not token and require_token:
             raise SettingsError("DISCORD_TOKEN is not set: put the bot token in the environment or in .env")
         worker = env.get("WORKER", "embedded").strip().lower() or "embedded"
         if worker not in WORKER_MODES:
             raise SettingsError(f"WORKER={worker!r} is not one of {', '.join(WORKER_MODES)}")
+        operator_user_ids = _id_set(env, "OPERATOR_USER_IDS") | _id_set(env, "ADMIN_USER_IDS")
+        web_user = _number(env, "WEB_USER_ID", 0, integer=True)
         return cls(
             token=token,
             api_base=_optional(env, "DISCORD_API_BASE"),
@@ -108,7 +120,7 @@ class BotSettings:
             output_dir=Path(_optional(env, "OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
             data_dir=Path(_optional(env, "DATA_DIR") or DEFAULT_DATA_DIR),
             # The bot's operator: both names are read (the ADMIN_* ones are the older spelling) and merged.
-            operator_user_ids=_id_set(env, "OPERATOR_USER_IDS") | _id_set(env, "ADMIN_USER_IDS"),
+            operator_user_ids=operator_user_ids,
             operator_role_ids=_id_set(env, "OPERATOR_ROLE_IDS") | _id_set(env, "ADMIN_ROLE_IDS"),
             quota_daily_gpu_seconds=_number(env, "QUOTA_DAILY_GPU_SECONDS", DEFAULT_QUOTA_DAILY_GPU_SECONDS),
             quota_max_pending=int(
@@ -135,6 +147,10 @@ class BotSettings:
                                        positive=True),
             save_output_copy=_flag(env, "SAVE_OUTPUT_COPY") if env.get("SAVE_OUTPUT_COPY", "").strip() else True,
             worker_dead_after=_number(env, "WORKER_DEAD_AFTER", DEFAULT_WORKER_DEAD_AFTER_SECONDS, positive=True),
+            web_host=_optional(env, "WEB_HOST") or DEFAULT_WEB_HOST,
+            web_port=_port(env, "WEB_PORT", DEFAULT_WEB_PORT),
+            web_public_url=(_optional(env, "WEB_PUBLIC_URL") or "").rstrip("/") or None,
+            web_user_id=int(web_user) or min(operator_user_ids, default=LOCAL_WEB_USER_ID),
         )
 
 
@@ -185,6 +201,13 @@ def _number(
     if value < 0 or (positive and value == 0):
         raise SettingsError(f"{name}={raw!r} must be {'positive' if positive else 'zero or more'}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    port = int(_number(env, name, default, integer=True))
+    if port > 65535:
+        raise SettingsError(f"{name}={port!r} is not a TCP port (0-65535)")
+    return port
 
 
 def _id_set(env: Mapping[str, str], name: str) -> frozenset[int]:

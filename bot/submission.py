@@ -3,18 +3,16 @@
 In order: fetch the image with a byte cap (refusing before reading more than the cap), decode and check it off the
 event loop (``generator.images.load_image``: real decode, bomb guard), resolve and check the parameters
 (``generator.params``), apply the server's caps, then enqueue with the input image stored and the quota reserved in
-one transaction (``jobs.queue.enqueue_job``; the image is kept once per distinct content, see ``jobs.blobs``). Any
-refusal rolls that transaction back, so a refused request leaves nothing behind and costs nothing, and cannot take
-away the stored image of another request with the same picture.
+one transaction (``jobs.requests``, the flow the web page shares, over ``jobs.queue.enqueue_job``; the image is
+kept once per distinct content, see ``jobs.blobs``). Any refusal rolls that transaction back, so a refused
+request leaves nothing behind and costs nothing, and cannot take away the stored image of another request with
+the same picture.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
@@ -22,10 +20,9 @@ import aiohttp
 
 from bot.errors import UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
-from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, target_size
-from jobs.blobs import MAX_INPUT_BLOB_BYTES
-from jobs.errors import InputGone
+from generator.params import GenerationParams
+from jobs.requests import Origin, StoredInput, check_image, enqueue_request, input_byte_cap, too_large
+from jobs.requests import stored_input_of as stored_input_from
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -40,41 +37,10 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DOWNLOAD_FAILED_MESSAGE = "I could not download that image from Discord; upload it again and retry."
 
 
-@dataclass(frozen=True, kw_only=True)
-class Origin:
-    """Where a request came from and where its status and result go."""
-
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    source: str  # a jobs.models.JobSource value
-    upload_limit_bytes: int
-    reply_to_message_id: int | None = None
-    interaction_token: str | None = None
-    interaction_expires_at: datetime | None = None
-    application_id: int | None = None
-    parent_job_id: int | None = None
-
-
-@dataclass(frozen=True)
-class StoredInput:
-    """An input image that passed every check, named by its content hash; ``data`` is None for the image of an
-    existing job (re-roll, vary), which the store already keeps."""
-
-    data: bytes | None
-    sha256: str
-    width: int
-    height: int
-
-
 def byte_cap(bot: I2VBot) -> int:
     """The largest input image accepted, in bytes: MAX_DOWNLOAD_BYTES, at most what the image decoder and the
     job store accept."""
-    return min(bot.settings.max_download_bytes, MAX_INPUT_BYTES, MAX_INPUT_BLOB_BYTES)
-
-
-def _too_large(size: int, cap: int) -> ImageError:
-    return ImageError("too_large", f"({size:,} bytes; the limit is {cap:,})")
+    return input_byte_cap(bot.settings.max_download_bytes)
 
 
 async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = None) -> bytes:
@@ -85,7 +51,7 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
     """
     cap = byte_cap(bot)
     if declared_size is not None and declared_size > cap:
-        raise _too_large(declared_size, cap)
+        raise too_large(declared_size, cap)
     check_image_url(url, bot.settings.api_base)
     assert bot.web is not None
     try:
@@ -102,12 +68,12 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
                     log.warning("image download answered HTTP %s", response.status)
                     raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
                 if response.content_length is not None and response.content_length > cap:
-                    raise _too_large(response.content_length, cap)
+                    raise too_large(response.content_length, cap)
                 buffer = bytearray()
                 async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
                     buffer += chunk
                     if len(buffer) > cap:
-                        raise _too_large(len(buffer), cap)
+                        raise too_large(len(buffer), cap)
                 return bytes(buffer)
         log.warning("image download redirected more than %d times; given up", MAX_REDIRECTS)
         raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
@@ -116,24 +82,14 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
 
-def _check(data: bytes) -> StoredInput:
-    """Decode ``data`` (raises ImageError) and name it by its SHA-256; runs in a worker thread."""
-    image = load_image(data)
-    width, height = image.size
-    image.close()
-    return StoredInput(data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
-
-
 async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
     """Validate the image bytes off the event loop; ``enqueue`` stores them with the job."""
-    return await asyncio.to_thread(_check, data)
+    return await asyncio.to_thread(check_image, data)
 
 
 async def stored_input_of(job: Job) -> StoredInput:
     """The input of an existing job (for re-roll and vary); refused plainly when it is no longer kept."""
-    if job.input_released_at is not None:
-        raise InputGone(job.id)
-    return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
+    return stored_input_from(job)
 
 
 async def enqueue(
@@ -152,37 +108,8 @@ async def enqueue(
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
     deleted meanwhile); then nothing was written.
     """
-    from jobs.queue import NewJob, enqueue_job
-
-    if size is None:
-        size = target_size(params.resolution, stored.width, stored.height)
-    width, height = size
     async with bot.sessions.begin() as session:
-        new = NewJob(
-            user_id=origin.user_id,
-            guild_id=origin.guild_id,
-            channel_id=origin.channel_id,
-            source=origin.source,
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
-            preset=params.preset,
-            resolution=params.resolution,
-            frames=params.frames,
-            fps=params.fps,
-            steps=params.steps,
-            guidance=params.guidance,
-            seed=params.seed,
-            width=width,
-            height=height,
-            input_sha256=stored.sha256,
-            reply_to_message_id=origin.reply_to_message_id,
-            interaction_token=origin.interaction_token,
-            interaction_expires_at=origin.interaction_expires_at,
-            application_id=origin.application_id,
-            upload_limit_bytes=origin.upload_limit_bytes,
-            parent_job_id=origin.parent_job_id,
-        )
-        job = await enqueue_job(session, new, policy, image=stored.data)
+        job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
     return job
 

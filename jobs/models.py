@@ -127,13 +127,14 @@ class JobPhase(str, enum.Enum):
 
 
 class JobSource(str, enum.Enum):
-    """Which Discord flow created a job."""
+    """Which flow created a job (a Discord one, or the web page)."""
 
     SLASH = "slash"
     CONTEXT_MENU = "context_menu"
     MENTION = "mention"
     REROLL = "reroll"
     VARY = "vary"
+    WEB = "web"  # the web page (web/): no channel, the page shows and downloads the result
 
 
 class LedgerKind(str, enum.Enum):
@@ -435,3 +436,30 @@ class GuildBan(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     banned_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WebSignInLink(Base):
+    """A single-use sign-in link for the web page, given to a Discord user by the bot; only its hash is kept."""
+
+    __tablename__ = "web_sign_in_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class WebSession(Base):
+    """A signed-in browser: acts as ``user_id`` until ``expires_at`` or sign-out; only the token's hash is kept.
+    ``csrf_token`` must accompany every state-changing request of this session."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user_id", "user_id"),)
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -13,5 +13,6 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.quota",
     "bot.cogs.mentions",
     "bot.cogs.mydata",
+    "bot.cogs.web_signin",
 )
 OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.server_admin", "bot.cogs.operator")

@@ -138,6 +138,7 @@ class BotProcess:
                 "PYTHONUNBUFFERED": "1",
                 "OMP_NUM_THREADS": "1",
                 "PYTHONPATH": _pythonpath(),
+                "WEB_PORT": "0",  # the web page on a free port: bots of parallel tests never collide
             }
         )
         env.update(self.extra_env)

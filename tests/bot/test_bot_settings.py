@@ -79,11 +79,47 @@ def _run_bot(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess
     )
 
 
-def test_missing_token_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = _run_bot({"PYTHONPATH": str(REPO_ROOT)}, tmp_path)
+def test_without_a_token_only_the_web_page_runs(tmp_path: Path) -> None:
+    """No DISCORD_TOKEN: no Discord login; the page (and its /healthz) answers; SIGTERM stops it with status 0."""
+    import json
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.web.webharness import free_port
+
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "WEB_"))}
+    clean.update({"PYTHONPATH": str(REPO_ROOT), "WORKER": "external", "WEB_PORT": str(port)})
+    proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except urllib.error.HTTPError as error:
+                code, body = error.code, json.loads(error.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the page never answered"
+                time.sleep(0.3)
+                continue
+            raise AssertionError("/healthz answered 200 with no worker")
+        assert code == 503 and "no worker" in body["reason"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert "running without Discord" in output and "Traceback" not in output
+
+
+def test_a_bad_web_port_exits_2(tmp_path: Path) -> None:
+    result = _run_bot({"PYTHONPATH": str(REPO_ROOT), "WEB_PORT": "99999"}, tmp_path)
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0], result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "WEB_PORT" in result.stderr
 
 
 def test_bad_setting_exits_2_without_leaking_the_token(tmp_path: Path) -> None:

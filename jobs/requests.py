@@ -1,0 +1,151 @@
+"""One request flow for every front end (Discord's commands and buttons, the web page): check the image, then
+enqueue the job with its image stored and its quota reserved. Imports neither discord nor torch.
+
+``check_image`` decodes the bytes for real (``generator.images.load_image``: format, truncation, bomb guard, size
+and aspect checks) and names them by SHA-256; ``enqueue_request`` sizes the output from the image and the
+parameters (``generator.params``) and calls ``jobs.queue.enqueue_job`` in the caller's transaction, which applies
+the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every refusal is an exception
+whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``, ``RequestRefused``); the caller
+rolls its transaction back, so a refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Mapping
+
+from generator.images import MAX_INPUT_BYTES, ImageError, load_image
+from generator.params import GenerationParams, resolve_params, target_size
+from jobs.blobs import MAX_INPUT_BLOB_BYTES
+from jobs.errors import InputGone
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from jobs.models import Job
+    from jobs.quota import QuotaPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class Origin:
+    """Where a request came from and where its status and result go (the Discord fields stay None for the
+    web page, whose jobs have source ``web``)."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    source: str  # a jobs.models.JobSource value
+    upload_limit_bytes: int
+    reply_to_message_id: int | None = None
+    interaction_token: str | None = None
+    interaction_expires_at: datetime | None = None
+    application_id: int | None = None
+    parent_job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An input image that passed every check, named by its content hash; ``data`` is None for the image of an
+    existing job (re-roll, vary), which the store already keeps."""
+
+    data: bytes | None
+    sha256: str
+    width: int
+    height: int
+
+
+def input_byte_cap(max_download_bytes: int) -> int:
+    """The largest input image accepted, in bytes: the configured cap, at most what the image decoder and the
+    job store accept."""
+    return min(max_download_bytes, MAX_INPUT_BYTES, MAX_INPUT_BLOB_BYTES)
+
+
+def too_large(size: int, cap: int) -> ImageError:
+    """The refusal of an image of ``size`` bytes over ``cap``."""
+    return ImageError("too_large", f"({size:,} bytes; the limit is {cap:,})")
+
+
+def check_image(data: bytes) -> StoredInput:
+    """Decode ``data`` (raises ImageError with the user-facing message) and name it by its SHA-256. CPU work:
+    call it in a worker thread from the event loop."""
+    image = load_image(data)
+    width, height = image.size
+    image.close()
+    return StoredInput(data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
+
+
+def stored_input_of(job: Job) -> StoredInput:
+    """The input of an existing job (re-roll, vary, same again); ``InputGone`` when it is no longer kept."""
+    if job.input_released_at is not None:
+        raise InputGone(job.id)
+    return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
+
+
+def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[GenerationParams, tuple[int, int]]:
+    """The parameters and output size of a new job from ``parent`` with ``changes`` applied (``seed: None`` = a
+    new random seed; ``prompt`` may change too). A changed resolution keeps the parent's aspect ratio."""
+    values: dict[str, Any] = {
+        "preset": parent.preset,
+        "resolution": parent.resolution,
+        "frames": parent.frames,
+        "fps": parent.fps,
+        "steps": parent.steps,
+        "guidance": parent.guidance,
+        "seed": parent.seed,
+        "negative_prompt": parent.negative_prompt,
+    }
+    rest = dict(changes)
+    prompt = rest.pop("prompt", parent.prompt)
+    values.update(rest)
+    params = resolve_params(prompt, **values)
+    if params.resolution == parent.resolution:
+        return params, (parent.width, parent.height)
+    return params, target_size(params.resolution, parent.width, parent.height)
+
+
+async def enqueue_request(
+    session: AsyncSession,
+    *,
+    stored: StoredInput,
+    params: GenerationParams,
+    origin: Origin,
+    policy: QuotaPolicy,
+    size: tuple[int, int] | None = None,
+) -> Job:
+    """Enqueue the job with its image stored and its quota reserved, in the caller's transaction.
+
+    ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
+    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then roll back, nothing was written.
+    """
+    from jobs.queue import NewJob, enqueue_job
+
+    if size is None:
+        size = target_size(params.resolution, stored.width, stored.height)
+    width, height = size
+    new = NewJob(
+        user_id=origin.user_id,
+        guild_id=origin.guild_id,
+        channel_id=origin.channel_id,
+        source=origin.source,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        preset=params.preset,
+        resolution=params.resolution,
+        frames=params.frames,
+        fps=params.fps,
+        steps=params.steps,
+        guidance=params.guidance,
+        seed=params.seed,
+        width=width,
+        height=height,
+        input_sha256=stored.sha256,
+        reply_to_message_id=origin.reply_to_message_id,
+        interaction_token=origin.interaction_token,
+        interaction_expires_at=origin.interaction_expires_at,
+        application_id=origin.application_id,
+        upload_limit_bytes=origin.upload_limit_bytes,
+        parent_job_id=origin.parent_job_id,
+    )
+    return await enqueue_job(session, new, policy, image=stored.data)

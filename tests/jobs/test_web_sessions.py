@@ -1,0 +1,62 @@
+"""Sign-in links and web sessions in the store: single use, expiry, sign-out, only hashes kept."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs.models import WebSession, WebSignInLink, utcnow
+from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+
+
+async def test_a_link_works_once(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with db_sessionmaker.begin() as s:
+        token = await create_link(s, 4242)
+    async with db_sessionmaker.begin() as s:
+        signed = await redeem_link(s, token)
+    assert signed is not None and signed.user_id == 4242 and signed.csrf_token
+    async with db_sessionmaker.begin() as s:
+        assert await redeem_link(s, token) is None
+    async with db_sessionmaker() as s:
+        live = await find_session(s, signed.session_token)
+        stored = list(await s.scalars(select(WebSignInLink.token_sha256))) + list(
+            await s.scalars(select(WebSession.token_sha256)))
+    assert live is not None and live.user_id == 4242
+    assert token not in stored and signed.session_token not in stored  # hashes only
+
+
+async def test_two_browsers_racing_for_one_link_one_wins(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with db_sessionmaker.begin() as s:
+        token = await create_link(s, 7)
+
+    async def redeem() -> object:
+        async with db_sessionmaker.begin() as s:
+            return await redeem_link(s, token)
+
+    results = await asyncio.gather(*(redeem() for _ in range(5)), return_exceptions=True)
+    assert sum(1 for r in results if r is not None and not isinstance(r, BaseException)) == 1, results
+
+
+async def test_links_and_sessions_expire_and_sign_out_ends_a_session(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with db_sessionmaker.begin() as s:
+        old = await create_link(s, 1, ttl_seconds=60, now=now - timedelta(minutes=2))
+        fresh = await create_link(s, 2, ttl_seconds=60, now=now)
+    async with db_sessionmaker.begin() as s:
+        assert await redeem_link(s, old, now=now) is None
+        signed = await redeem_link(s, fresh, session_ttl_seconds=3600, now=now)
+        assert await redeem_link(s, "not-a-token", now=now) is None
+    assert signed is not None
+    async with db_sessionmaker() as s:
+        assert await find_session(s, signed.session_token, now=now + timedelta(minutes=59)) is not None
+        assert await find_session(s, signed.session_token, now=now + timedelta(minutes=61)) is None
+    async with db_sessionmaker.begin() as s:
+        assert await end_session(s, signed.session_token) is True
+        assert await end_session(s, signed.session_token) is False
+    async with db_sessionmaker() as s:
+        assert await find_session(s, signed.session_token, now=now) is None

@@ -1,0 +1,253 @@
+"""The web page in a real headless Chromium, against the real ``python -m bot`` without a Discord token (the page
+and its embedded worker on the tiny model), loopback only: the page acts as this machine's operator.
+
+One app and one browser for the module. The flow: pause from the console, upload the sample image, choose quick,
+Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
+MP4 the <video> element loaded; /healthz and /metrics scraped around it. Also a refused image, a forged
+cross-site POST, the gallery's delete, screenshots for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web as aioweb
+from sqlalchemy import func, select
+
+from generator.video import probe_mp4
+from jobs.models import Job, QueueState
+from tests.web.webharness import (
+    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, make_browser, metric, save_screenshot, wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+VIDEO_WAIT_S = 300.0  # one small tiny-model job on a busy CPU
+FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; fewer pixels and steps for the CPU
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
+    app = WebApp(tmp_path_factory.mktemp("webapp"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.3"})
+    app.start()
+    try:
+        yield app
+    finally:
+        code = app.stop()
+        assert code == 0, f"app exited with {code}:\n{app.tail()}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    driver = make_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def text_of(element_id: str) -> Any:
+    return lambda b: by_id(b, element_id).text
+
+
+def jobs_count(app: WebApp) -> int:
+    async def count(session: Any) -> int:
+        return int(await session.scalar(select(func.count(Job.id))))
+    return app.store(count)
+
+
+def is_paused(app: WebApp) -> bool:
+    async def paused(session: Any) -> bool:
+        return bool((await session.get(QueueState, 1)).paused)
+    return app.store(paused)
+
+
+def open_page(browser: Any, app: WebApp) -> None:
+    browser.get(app.url + "/")
+    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and by_id(b, "resolution").get_attribute("value"),
+             what="the form")
+
+
+def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
+    health = app.get_json("/healthz")
+    assert health["status"] == "ok" and health["workers"], health
+    before = http("GET", app.url + "/metrics")[2].decode()
+
+    # the console (a second tab): pause, so the job is seen waiting in the queue
+    page_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    console_tab = browser.current_window_handle
+    browser.get(app.url + "/console")
+    wait_for(browser, lambda b: by_id(b, "queue-state").get_attribute("data-paused") == "false", what="the console")
+    by_id(browser, "pause-reason").send_keys("browser test")
+    by_id(browser, "pause").click()
+    wait_for(browser, lambda b: by_id(b, "queue-state").get_attribute("data-paused") == "true", what="pause")
+    assert is_paused(app)
+
+    browser.switch_to.window(page_tab)
+    open_page(browser, app)
+    # the form's ranges and defaults come from generator.params
+    assert by_id(browser, "frames").get_attribute("min") == "8" and by_id(browser, "frames").get_attribute("max") == "32"
+    assert by_id(browser, "steps").get_attribute("value") == "50"  # the standard preset by default
+    by_id(browser, "image").send_keys(str(SAMPLE_IMAGE))
+    wait_for(browser, lambda b: "Image accepted: 640×384" in by_id(b, "image-message").text, what="the image check")
+    assert by_id(browser, "preview").is_displayed()
+    by_id(browser, "prompt").send_keys("the clouds drift slowly over the hills")
+    browser.find_element("css selector", '.preset[data-preset="quick"]').click()
+    assert (by_id(browser, "frames").get_attribute("value"), by_id(browser, "fps").get_attribute("value"),
+            by_id(browser, "steps").get_attribute("value")) == ("8", "8", "30")
+    by_id(browser, "advanced").click()
+    by_id(browser, "random-seed").click()
+    seed = int(by_id(browser, "seed").get_attribute("value"))
+    assert 0 <= seed < 2**32
+    save_screenshot(browser, SCREENSHOTS / "web-form.png")
+    for name, value in FAST.items():  # fewer pixels and steps than quick, for a CPU; frames and fps stay quick's
+        field = by_id(browser, name)
+        if name == "resolution":
+            browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))",
+                                   field, value)
+        else:
+            field.clear()
+            field.send_keys(value)
+    by_id(browser, "generate").click()
+
+    queued = wait_for(browser, lambda b: "Queued: position 1" in (t := by_id(b, "job-status").text) and t,
+                      what="the queue position")
+    assert "ready in about" in queued
+
+    browser.switch_to.window(console_tab)
+    wait_for(browser, lambda b: "queued #1" in by_id(b, "queue").text, what="the job in the console's queue")
+    by_id(browser, "resume").click()
+    wait_for(browser, lambda b: by_id(b, "queue-state").get_attribute("data-paused") == "false", what="resume")
+    assert not is_paused(app)
+    audit = wait_for(browser, lambda b: {r.get_attribute("data-action") for r in
+                                         b.find_elements("css selector", "#audit tr")} or None)
+    assert {"pause_queue", "resume_queue"} <= audit
+
+    browser.switch_to.window(page_tab)
+    steps: set[int] = set()
+
+    def progress(b: Any) -> bool:
+        status = by_id(b, "job-status")
+        if status.get_attribute("data-phase") == "denoising":
+            steps.add(int(status.get_attribute("data-step")))
+            assert status.text.startswith("Step ") and "/10 (denoising)" in status.text
+        return status.get_attribute("data-status") == "succeeded"
+
+    wait_for(browser, progress, timeout=VIDEO_WAIT_S, what="the video")
+    assert len(steps) >= 2, f"progress never changed while denoising: {steps}"
+
+    video = wait_for(browser, lambda b: b.execute_script(
+        "const v = document.getElementById('result-video');"
+        "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, duration: v.duration, "
+        "width: v.videoWidth, height: v.videoHeight} : null;"), what="the video playing")
+    assert (video["width"], video["height"]) == (448, 256)
+    assert abs(video["duration"] - 1.0) < 0.2, video  # 8 frames at 8 fps
+    status, headers, mp4 = http("GET", video["src"])
+    assert status == 200 and headers["Content-Type"] == "video/mp4"
+    info = probe_bytes(mp4, app.root)
+    assert (info.frames, info.fps, info.width, info.height) == (8, 8.0, 448, 256)
+    params = by_id(browser, "result-params").text
+    assert f"seed {seed}" in params and "8 frames" in params and "quick" in params
+    name = by_id(browser, "output-name").text
+    job_id = int(name.rsplit("_", 1)[1].removesuffix(".mp4"))
+    assert name.startswith("video_") and by_id(browser, "download").get_attribute("download") == name
+    status, headers, body = http("GET", by_id(browser, "download").get_attribute("href"))
+    assert status == 200 and body == mp4 and name in headers["Content-Disposition"]
+    assert (app.root / "outputs" / name).read_bytes() == mp4  # the seed's output folder, under its name
+    browser.execute_script("document.getElementById('result').scrollIntoView()")
+    save_screenshot(browser, SCREENSHOTS / "web-video.png")
+    assert "GPU time left" in by_id(browser, "quota").text
+
+    # the gallery shows it, newest first, and Delete removes it
+    wait_for(browser, lambda b: b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
+             what="the gallery entry")
+    after = http("GET", app.url + "/metrics")[2].decode()
+    assert metric(after, 'i2v_jobs_finished_total{outcome="succeeded"}') == \
+        metric(before, 'i2v_jobs_finished_total{outcome="succeeded"}') + 1
+    assert metric(after, 'i2v_job_generation_seconds_count{preset="quick"}') >= 1
+    assert metric(after, "i2v_gpu_seconds_total") > metric(before, "i2v_gpu_seconds_total")
+    assert metric(after, 'i2v_workers{state="idle"}') + metric(after, 'i2v_workers{state="busy"}') >= 1
+    browser.find_element("css selector", f'#gallery-items figure[data-job="{job_id}"] button.delete').click()
+    wait_for(browser, lambda b: not b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
+             what="the delete")
+    assert http("GET", f"{app.url}/api/jobs/{job_id}/video.mp4")[0] == 404
+
+
+def probe_bytes(mp4: bytes, root: Path) -> Any:
+    path = root / "downloaded.mp4"
+    path.write_bytes(mp4)
+    return probe_mp4(path)
+
+
+def test_a_refused_image_shows_its_message(app: WebApp, browser: Any, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"this is not a picture at all")
+    before = jobs_count(app)
+    open_page(browser, app)
+    by_id(browser, "image").send_keys(str(fake))
+    wait_for(browser, lambda b: "That file is not an image I can read" in by_id(b, "image-message").text,
+             what="the image check's message")
+    by_id(browser, "prompt").send_keys("anything")
+    by_id(browser, "generate").click()
+    wait_for(browser, lambda b: "That file is not an image I can read" in by_id(b, "form-message").text,
+             what="the refusal on Generate")
+    assert jobs_count(app) == before
+
+
+def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
+    """Another site's page (another origin) posts a form to the console's pause: refused, nothing changes."""
+    import asyncio
+    import threading
+
+    port = free_port()
+    attack = (f'<form id="f" method="post" action="{app.url}/api/console/pause" enctype="text/plain">'
+              '<input name="reason" value="forged"></form><script>document.getElementById("f").submit()</script>')
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def evil(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(text=attack, content_type="text/html")
+
+    async def serve() -> aioweb.AppRunner:
+        evil_app = aioweb.Application()
+        evil_app.router.add_get("/", evil)
+        runner = aioweb.AppRunner(evil_app)
+        await runner.setup()
+        await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    runner = loop.run_until_complete(serve())
+    thread = threading.Thread(target=lambda: (ready.set(), loop.run_forever()), daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        assert not is_paused(app)
+        browser.get(f"http://localhost:{port}/")  # localhost:other-port: a different origin and site name
+        answer = wait_for(browser, lambda b: b.current_url.startswith(app.url) and b.find_element("tag name", "body").text,
+                          what="the forged post's answer")
+        assert "did not come from the i2v page" in json.loads(answer)["error"]
+        assert not is_paused(app)
+        # the same without a browser: no token, or a foreign Origin with the right token, is refused
+        token = app.get_json("/api/me")["csrf_token"]
+        assert http("POST", app.url + "/api/console/pause", data=b"{}")[0] == 403
+        assert http("POST", app.url + "/api/console/pause", data=b"{}",
+                    headers={"X-CSRF-Token": token, "Origin": "http://evil.example"})[0] == 403
+        assert not is_paused(app)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop) if loop.is_running() else loop.run_until_complete(
+            runner.cleanup())
+        loop.close()
+
+
+def test_the_page_answers_only_to_this_machine(app: WebApp) -> None:
+    """A loopback page refuses a Host header of another name (DNS rebinding)."""
+    status, _, body = http("GET", app.url + "/api/me", headers={"Host": f"evil.example:{app.port}"})
+    assert status == 421 and b"127.0.0.1" in body

@@ -1,0 +1,169 @@
+"""The operator console's API (operator only): the queue with cancel, pause and resume, per-user quotas and bans,
+workers and their state, stats and the audit log.
+
+Each action is the same ``jobs`` operation as the Discord ``/operator`` command, audited the same way with the
+operator's user id as the actor: ``pause_queue``/``resume_queue``, ``cancel_audited`` (bot scope),
+``set_user_limit``, ``ban_and_settle``, ``unban_user``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from jobs.models import Job, UserLimit, utcnow
+from jobs.moderation import ban_and_settle, cancel_audited
+from jobs.queue import pause_queue, resume_queue
+from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
+from jobs.stats import admin_stats, audit_page, queue_page
+from web.auth import WebUser, error
+from web.pages import policy_for
+from web.render import iso
+
+log = logging.getLogger(__name__)
+
+QUEUE_PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 25
+MAX_REASON_CHARS = 200
+
+
+def _operator(request: web.Request) -> WebUser:
+    user = request["user"]
+    if user is None or not user.is_operator:
+        raise web.HTTPForbidden(text='{"error": "Only the bot\'s operator may use the console."}',
+                                content_type="application/json")
+    return user
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be a whole number"}}',
+                                 content_type="application/json") from None
+    if number <= 0:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be positive"}}', content_type="application/json")
+    return number
+
+
+class Console:
+    """The console handlers; ``server`` is the ``web.server.WebServer``."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    async def overview(self, request: web.Request) -> web.Response:
+        """GET /api/console: queue, pause switch, workers, stats and the latest audit entries."""
+        _operator(request)
+        now = utcnow()
+        async with self.server.readers() as session:
+            queue = await queue_page(session, limit=QUEUE_PAGE_SIZE)
+            stats = await admin_stats(session, now=now)
+            audit = await audit_page(session, limit=AUDIT_PAGE_SIZE)
+        problem = self.server.worker_problem()
+        return web.json_response({
+            "paused": queue.paused,
+            "queue": [{"id": e.job_id, "user_id": str(e.user_id), "status": e.status.value, "position": e.position,
+                       "summary": e.summary, "prompt": e.prompt, "phase": e.phase, "step": e.progress_step,
+                       "total": e.progress_total, "cancel_requested": e.cancel_requested} for e in queue.entries],
+            "running": queue.running, "queued": queue.queued,
+            "workers": [{"id": w.worker_id, "host": w.host, "pid": w.pid, "state": w.state.value,
+                         "stale": w.stale, "job": w.current_job_id, "jobs_done": w.jobs_done, "restarts": w.restarts,
+                         "gpu": w.gpu_name, "last_heartbeat_at": iso(w.last_heartbeat_at)} for w in stats.workers],
+            "worker_problem": problem,
+            "stats": {name: {"created": period.created, "gpu_seconds": round(period.gpu_seconds, 1),
+                             "by_state": {k.value: v for k, v in period.by_state.items()},
+                             "failures": period.failures[:5],
+                             "timings": [{"preset": t.preset, "count": t.generation.count,
+                                          "mean_s": t.generation.mean_seconds, "p95_s": t.generation.p95_seconds}
+                                         for t in period.timings]}
+                      for name, period in (("today", stats.today), ("week", stats.week))},
+            "audit": [{"id": row.id, "at": iso(row.created_at), "actor_id": str(row.actor_id or ""),
+                       "action": row.action, "target_user_id": str(row.target_user_id or ""), "job_id": row.job_id,
+                       "scope": row.scope, "detail": row.detail} for row in audit.rows],
+        })
+
+    async def pause(self, request: web.Request) -> web.Response:
+        user = _operator(request)
+        body = await request.json() if request.can_read_body else {}
+        reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
+        async with self.server.sessions.begin() as session:
+            changed = await pause_queue(session, by=user.user_id, reason=reason)
+        log.info("operator %s paused the queue from the console (changed=%s)", user.user_id, changed)
+        return web.json_response({"paused": True, "changed": changed})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        user = _operator(request)
+        async with self.server.sessions.begin() as session:
+            changed = await resume_queue(session, by=user.user_id)
+        log.info("operator %s resumed the queue from the console (changed=%s)", user.user_id, changed)
+        return web.json_response({"paused": False, "changed": changed})
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        user = _operator(request)
+        job_id = _int(request.match_info["job_id"], "job id")
+        async with self.server.sessions.begin() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                return error(404, f"There is no job #{job_id}.")
+            outcome = await cancel_audited(session, job, by=user.user_id, bot_wide=True)
+        log.info("operator %s cancelled job %s from the console: %s", user.user_id, job_id, outcome.value)
+        return web.json_response({"id": job_id, "outcome": outcome.value})
+
+    async def user(self, request: web.Request) -> web.Response:
+        """GET /api/console/users/{user_id}: a user's quota, limits and ban."""
+        operator = _operator(request)
+        user_id = _int(request.match_info["user_id"], "user id")
+        return web.json_response(await self._user_json(operator, user_id))
+
+    async def _user_json(self, operator: WebUser, user_id: int) -> dict[str, Any]:
+        target = WebUser(user_id, user_id in self.server.config.operator_user_ids, "", signed_in=True)
+        policy = policy_for(self.server.config, target)
+        async with self.server.readers() as session:
+            status = await quota_status(session, user_id, policy)
+            limits = await effective_limits(session, user_id, policy)
+            override = await session.get(UserLimit, user_id)
+        return {"user_id": str(user_id), "budget": status.budget, "budget_source": limits.budget_source,
+                "used": status.used, "reserved": status.reserved, "remaining": status.remaining,
+                "pending": status.pending, "max_pending": status.max_pending, "banned": limits.banned,
+                "ban_reason": limits.ban_reason, "refill_at": iso(status.refill_at),
+                "override": None if override is None else {"daily_gpu_seconds": override.daily_gpu_seconds,
+                                                            "max_pending": override.max_pending}}
+
+    async def set_limits(self, request: web.Request) -> web.Response:
+        """POST /api/console/users/{user_id}/limits {daily_gpu_seconds, max_pending} (null clears one)."""
+        operator = _operator(request)
+        user_id = _int(request.match_info["user_id"], "user id")
+        body = await request.json()
+        try:
+            daily = None if body.get("daily_gpu_seconds") in (None, "") else float(body["daily_gpu_seconds"])
+            pending = None if body.get("max_pending") in (None, "") else int(body["max_pending"])
+            async with self.server.sessions.begin() as session:
+                await set_user_limit(session, user_id, daily_gpu_seconds=daily, max_pending=pending,
+                                     by=operator.user_id)
+        except (TypeError, ValueError) as exc:
+            return error(400, str(exc))
+        log.info("operator %s set user %s's limits from the console", operator.user_id, user_id)
+        return web.json_response(await self._user_json(operator, user_id))
+
+    async def ban(self, request: web.Request) -> web.Response:
+        operator = _operator(request)
+        user_id = _int(request.match_info["user_id"], "user id")
+        body = await request.json() if request.can_read_body else {}
+        reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
+        async with self.server.sessions.begin() as session:
+            outcome = await ban_and_settle(session, user_id, reason=reason, by=operator.user_id)
+        log.info("operator %s banned user %s from the console", operator.user_id, user_id)
+        data = await self._user_json(operator, user_id)
+        data["cancelled_job_ids"] = outcome.cancelled_job_ids
+        return web.json_response(data)
+
+    async def unban(self, request: web.Request) -> web.Response:
+        operator = _operator(request)
+        user_id = _int(request.match_info["user_id"], "user id")
+        async with self.server.sessions.begin() as session:
+            await unban_user(session, user_id, by=operator.user_id)
+        log.info("operator %s unbanned user %s from the console", operator.user_id, user_id)
+        return web.json_response(await self._user_json(operator, user_id))

@@ -1,0 +1,61 @@
+"""The page's own delivery: finished web jobs are marked delivered (the page shows them from the store), and a
+succeeded one's MP4 is also written to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4`` unless SAVE_OUTPUT_COPY is
+false, the seed's output folder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from jobs.blobs import DATABASE_BLOBS
+from jobs.gallery import output_filename, undelivered_web_jobs
+from jobs.models import JobStatus
+from jobs.queue import mark_delivered
+
+log = logging.getLogger(__name__)
+
+DELIVERY_INTERVAL_SECONDS = 1.0  # how often finished web jobs are looked for
+
+
+def write_copy(path: Path, data: bytes) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int]:
+    """One pass: mark every finished web job delivered, writing the disk copy first. Returns their ids."""
+    async with readers() as session:
+        jobs = await undelivered_web_jobs(session)
+    done: list[int] = []
+    for job in jobs:
+        path: Path | None = None
+        if job.status == JobStatus.SUCCEEDED and config.save_output_copy and job.finished_at is not None:
+            async with readers() as session:
+                data = await DATABASE_BLOBS.read_video(session, job.id)
+            if data is not None:
+                path = config.output_dir / output_filename(job.id, job.finished_at)
+                await asyncio.to_thread(write_copy, path, data)
+        async with sessions.begin() as session:
+            if await mark_delivered(session, job.id, result_message_id=None,
+                                    output_path=str(path) if path else None):
+                done.append(job.id)
+        log.info("web job %s %s%s", job.id, job.status.value, f"; saved {path}" if path else "")
+    return done
+
+
+async def delivery_loop(config: Any, sessions: Any, readers: Any) -> None:
+    """Run passes until cancelled; a failed pass is logged and retried."""
+    while True:
+        try:
+            await deliver_web_jobs(config, sessions, readers)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("web delivery pass failed; retrying")
+        await asyncio.sleep(DELIVERY_INTERVAL_SECONDS)

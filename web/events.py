@@ -1,0 +1,62 @@
+"""Progress pushed to the page: ``GET /api/jobs/{id}/events`` is a server-sent event stream of the job's state.
+
+The server reads the job once every ``EVENT_INTERVAL_SECONDS`` and sends an event only when what the page shows
+changed (status, phase, step, position); a comment line keeps idle connections open. The stream ends after the
+job's final state, and the page closes its EventSource then, so the browser does not reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from jobs.models import PENDING_STATUSES
+from jobs.queue import find_job, queue_positions
+from web.render import job_json
+
+EVENT_INTERVAL_SECONDS = 1.0  # the store is read once a second per open stream
+KEEPALIVE_SECONDS = 15.0  # a comment line at least this often
+
+
+def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
+    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"])
+
+
+async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
+    """The job as the page shows it, with its place in the queue; None when it does not exist."""
+    async with readers() as session:
+        job = await find_job(session, job_id)
+        if job is None:
+            return None
+        place = (await queue_positions(session)).get(job_id) if job.status in PENDING_STATUSES else None
+        return job_json(job, position=place.position if place else None, eta_seconds=place.eta_seconds if place else None)
+
+
+async def stream_job(request: web.Request, readers: Any, job_id: int) -> web.StreamResponse:
+    """Send the job's state as events until it is final (or the page goes away)."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    last: tuple[Any, ...] | None = None
+    quiet_since = time.monotonic()
+    while True:
+        state = await job_state(readers, job_id)
+        if state is None:
+            await response.write(b"event: gone\ndata: {}\n\n")
+            break
+        if _shown(state) != last:
+            last = _shown(state)
+            quiet_since = time.monotonic()
+            await response.write(f"data: {json.dumps(state)}\n\n".encode())
+            if not state["pending"]:
+                break
+        elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            quiet_since = time.monotonic()
+            await response.write(b": waiting\n\n")
+        await asyncio.sleep(EVENT_INTERVAL_SECONDS)
+    return response

@@ -1,0 +1,302 @@
+"""The page's own API: make a video, follow it, cancel it, re-roll it, the quota, the gallery.
+
+Every request acts as ``request["user"]`` (``web.auth``) and reaches only that user's jobs: another user's job is
+answered as if it did not exist. Requests go through the same flow as Discord's (``jobs.requests``): the same
+image checks, parameter checks, pause holds, bans, caps and quota, the same messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from generator.images import ImageError
+from generator.params import (
+    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, GUIDANCE_RANGE, MAX_PROMPT_CHARS, PRESETS,
+    RESOLUTIONS, SEED_RANGE, STEPS_RANGE, ParamError, resolve_params,
+)
+from jobs.blobs import DATABASE_BLOBS
+from jobs.errors import RequestRefused
+from jobs.gallery import user_videos
+from jobs.models import Job, JobSource, JobStatus
+from jobs.queue import CancelOutcome, cancel_job, find_job, queue_position
+from jobs.quota import QuotaPolicy, quota_status
+from jobs.requests import Origin, StoredInput, check_image, enqueue_request, stored_input_of, too_large, variant_of
+from jobs.retention import delete_job_video
+from web.auth import WebUser, error
+from web.render import iso, job_json, plain
+
+log = logging.getLogger(__name__)
+
+WEB_CHANNEL_ID = 1  # web jobs have no Discord channel; NewJob needs a positive id and no snowflake is 1
+WEB_UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024  # the page has no upload limit of its own: the store's video cap
+FIELD_CAP_BYTES = 4096  # a text field of the form
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, beyond the image itself
+READ_CHUNK_BYTES = 64 * 1024
+GALLERY_PAGE_SIZE = 6  # videos per gallery page
+PARAM_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
+                "parent")
+AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
+
+
+def _user(request: web.Request) -> WebUser:
+    user = request["user"]
+    assert user is not None  # the middleware refuses anonymous API calls
+    return user
+
+
+def policy_for(config: Any, user: WebUser) -> QuotaPolicy:
+    """The quota rules for a web user: the same defaults as Discord (no roles: tiers need a Discord member)."""
+    return QuotaPolicy(
+        daily_gpu_seconds=config.quota_daily_gpu_seconds,
+        max_pending=config.quota_max_pending,
+        is_admin=user.is_operator,
+        max_queue_length=config.queue_max_length,
+    )
+
+
+def refusal(exc: BaseException) -> web.Response:
+    """The same sentence Discord would show, as a 400 (or 413 for a too-large image)."""
+    status = 413 if isinstance(exc, ImageError) and exc.code == "too_large" else 400
+    return error(status, plain(str(exc)))
+
+
+async def _read_part(part: BodyPartReader, cap: int) -> bytes:
+    buffer = bytearray()
+    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) > cap:
+            raise too_large(len(buffer), cap) if part.name == "image" else ParamError(part.name or "field", "...",
+                                                                                       "shorter")
+    return bytes(buffer)
+
+
+async def read_form(request: web.Request, cap: int) -> tuple[dict[str, str], bytes | None]:
+    """The multipart form's text fields and image, refusing a body larger than the cap before reading it and an
+    image larger than the cap while reading it."""
+    declared = request.content_length
+    if declared is not None and declared > cap + FORM_OVERHEAD_BYTES:
+        raise too_large(declared, cap)
+    fields: dict[str, str] = {}
+    image: bytes | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "image":
+            data = await _read_part(part, cap)
+            image = data or None
+        elif part.name in PARAM_FIELDS:
+            fields[part.name] = (await _read_part(part, FIELD_CAP_BYTES)).decode("utf-8", "replace")
+        else:
+            await part.release()
+    return fields, image
+
+
+def params_from(fields: dict[str, str]) -> Any:
+    """Resolve the form's values like Discord's options: the preset fills in, explicit values override it."""
+    def given(name: str) -> str | None:
+        value = fields.get(name, "").strip()
+        return value or None
+    return resolve_params(
+        fields.get("prompt", ""),
+        preset=given("preset"),
+        resolution=given("resolution"),
+        frames=given("frames"),  # type: ignore[arg-type]  # strings are parsed and checked by generator.params
+        fps=given("fps"),  # type: ignore[arg-type]
+        steps=given("steps"),  # type: ignore[arg-type]
+        guidance=given("guidance"),  # type: ignore[arg-type]
+        seed=given("seed"),  # type: ignore[arg-type]
+        negative_prompt=fields.get("negative_prompt"),
+    )
+
+
+class Pages:
+    """The handlers; ``server`` is the ``web.server.WebServer`` (config, sessions, readers)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.config = server.config
+
+    def origin(self, user: WebUser, parent: int | None = None) -> Origin:
+        return Origin(user_id=user.user_id, guild_id=None, channel_id=WEB_CHANNEL_ID, source=JobSource.WEB.value,
+                      upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
+
+    async def own_job(self, user: WebUser, job_id: int) -> Job | None:
+        async with self.server.readers() as session:
+            job = await find_job(session, job_id)
+        return job if job is not None and job.user_id == user.user_id else None
+
+    async def job_or_404(self, request: web.Request) -> Job:
+        try:
+            job_id = int(request.match_info["job_id"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        job = await self.own_job(_user(request), job_id)
+        if job is None:
+            raise web.HTTPNotFound(text='{"error": "There is no such job of yours."}', content_type="application/json")
+        return job
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        user = request["user"]
+        if user is None:
+            return web.json_response({"signed_in": False, "sign_in_required": True})
+        return web.json_response({
+            "signed_in": True, "sign_in_required": self.config.sign_in_required, "user_id": str(user.user_id),
+            "operator": user.is_operator, "csrf_token": user.csrf_token,
+        })
+
+    async def options(self, request: web.Request) -> web.Response:
+        """Ranges, presets and defaults, from generator.params (the page draws its form from these)."""
+        return web.json_response({
+            "resolutions": list(RESOLUTIONS), "frames": FRAMES_RANGE, "fps": FPS_RANGE, "steps": STEPS_RANGE,
+            "guidance": GUIDANCE_RANGE, "seed": SEED_RANGE, "max_prompt_chars": MAX_PROMPT_CHARS,
+            "default_preset": DEFAULT_PRESET, "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
+            "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
+                               "guidance": p.guidance} for name, p in PRESETS.items()},
+            "max_upload_bytes": self.config.upload_cap_bytes,
+        })
+
+    async def quota(self, request: web.Request) -> web.Response:
+        user = _user(request)
+        async with self.server.readers() as session:
+            status = await quota_status(session, user.user_id, policy_for(self.config, user))
+        return web.json_response({
+            "budget": status.budget, "used": status.used, "reserved": status.reserved, "remaining": status.remaining,
+            "refill_at": iso(status.refill_at), "pending": status.pending, "max_pending": status.max_pending,
+            "banned": status.banned,
+        })
+
+    async def job(self, request: web.Request) -> web.Response:
+        job = await self.job_or_404(request)
+        async with self.server.readers() as session:
+            place = await queue_position(session, job.id)
+        return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        from web.events import stream_job
+
+        job = await self.job_or_404(request)
+        return await stream_job(request, self.server.readers, job.id)
+
+    async def video(self, request: web.Request) -> web.Response:
+        job = await self.job_or_404(request)
+        async with self.server.readers() as session:
+            data = await DATABASE_BLOBS.read_video(session, job.id) if job.status == JobStatus.SUCCEEDED else None
+        if data is None:
+            return error(404, "This video is no longer kept.")
+        headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
+        if request.query.get("download"):
+            name = job_json(job)["output_name"]
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return web.Response(body=data, content_type="video/mp4", headers=headers)
+
+    async def input_image(self, request: web.Request) -> web.Response:
+        job = await self.job_or_404(request)
+        async with self.server.readers() as session:
+            data = await DATABASE_BLOBS.read_input(session, job.input_sha256) if job.input_released_at is None else None
+        if data is None:
+            return error(404, "This image is no longer kept.")
+        return web.Response(body=data, content_type="application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    async def gallery(self, request: web.Request) -> web.Response:
+        user = _user(request)
+        try:
+            page = max(0, int(request.query.get("page", "0")))
+        except ValueError:
+            page = 0
+        async with self.server.readers() as session:
+            found = await user_videos(session, user.user_id, offset=page * GALLERY_PAGE_SIZE, limit=GALLERY_PAGE_SIZE)
+        pages = max(1, -(-found.total // GALLERY_PAGE_SIZE))
+        return web.json_response({"page": page, "pages": pages, "total": found.total,
+                                  "videos": [job_json(job) for job in found.jobs]})
+
+    # -- changing ---------------------------------------------------------------------------------------------
+
+    async def check(self, request: web.Request) -> web.Response:
+        """POST /api/images/check: the image checks' verdict on a picked image, before Generate."""
+        try:
+            _, image = await read_form(request, self.config.upload_cap_bytes)
+            if image is None:
+                raise ImageError("empty")
+            stored = await asyncio.to_thread(check_image, image)
+        except (ImageError, ParamError) as exc:
+            log.info("web image check refused: %s", exc)
+            return refusal(exc)
+        return web.json_response({"ok": True, "width": stored.width, "height": stored.height})
+
+    async def create(self, request: web.Request) -> web.Response:
+        """POST /api/jobs: a new job from an uploaded image, or from one of the user's jobs (``parent``, Vary)."""
+        user = _user(request)
+        try:
+            fields, image = await read_form(request, self.config.upload_cap_bytes)
+            params = params_from(fields)
+            parent_id = fields.get("parent", "").strip()
+            size = None
+            if image is not None:
+                stored: StoredInput = await asyncio.to_thread(check_image, image)
+                parent = None
+            elif parent_id.isdigit() and (parent := await self.own_job(user, int(parent_id))) is not None:
+                stored = stored_input_of(parent)
+                size = variant_of(parent, {"resolution": params.resolution})[1]
+            else:
+                raise ImageError("empty", "(choose a picture first)")
+            async with self.server.sessions.begin() as session:
+                job = await enqueue_request(session, stored=stored, params=params,
+                                            origin=self.origin(user, parent.id if parent else None),
+                                            policy=policy_for(self.config, user), size=size)
+        except (ImageError, ParamError, RequestRefused) as exc:
+            log.info("web request of user %s refused: %s", user.user_id, exc)
+            return refusal(exc)
+        log.info("job %s queued for user %s (web, %s)", job.id, user.user_id, params.describe())
+        return await self._queued(job)
+
+    async def again(self, request: web.Request) -> web.Response:
+        """POST /api/jobs/{id}/again?mode=reroll|same: Re-roll (a new seed) or Same again (the same seed)."""
+        user = _user(request)
+        parent = await self.job_or_404(request)
+        changes = AGAIN_MODES.get(request.query.get("mode", ""))
+        if changes is None:
+            return error(400, "mode must be reroll or same")
+        try:
+            params, size = variant_of(parent, changes)
+            async with self.server.sessions.begin() as session:
+                job = await enqueue_request(session, stored=stored_input_of(parent), params=params,
+                                            origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
+                                            size=size)
+        except (ParamError, RequestRefused) as exc:
+            return refusal(exc)
+        log.info("job %s queued for user %s (web %s of %s)", job.id, user.user_id, request.query["mode"], parent.id)
+        return await self._queued(job)
+
+    async def _queued(self, job: Job) -> web.Response:
+        async with self.server.readers() as session:
+            place = await queue_position(session, job.id)
+            fresh = await find_job(session, job.id)
+        return web.json_response(job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds),
+                                 status=201)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        job = await self.job_or_404(request)
+        async with self.server.sessions.begin() as session:
+            outcome = await cancel_job(session, job.id)
+        log.info("web cancel of job %s by its owner: %s", job.id, outcome.value)
+        message = {
+            CancelOutcome.CANCELLED: f"Cancelled job #{job.id} before it started; its quota was refunded.",
+            CancelOutcome.REQUESTED: f"Stopping job #{job.id}; you are charged only for the GPU time it already used.",
+        }.get(outcome, f"Job #{job.id} has already finished; there is nothing to cancel.")
+        return web.json_response({"outcome": outcome.value, "message": message})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        job = await self.job_or_404(request)
+        async with self.server.sessions.begin() as session:
+            await delete_job_video(session, job.id)
+        await asyncio.to_thread(self.server.remove_disk_copy, job)
+        log.info("web delete of job %s's video by its owner", job.id)
+        return web.json_response({"deleted": job.id})

@@ -1,0 +1,62 @@
+"""What the page shows, as JSON: a job with its parameters, place and links; refusals as plain sentences."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from jobs.gallery import output_filename
+from jobs.models import PENDING_STATUSES, Job, JobStatus
+
+DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
+
+
+def plain(message: str) -> str:
+    """A user-facing message with Discord's time tags (``<t:1700000000:R>``) written as UTC times."""
+    def when(match: re.Match[str]) -> str:
+        return "at " + datetime.fromtimestamp(int(match.group(1)), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return DISCORD_TIME_TAG.sub(when, message)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None) -> dict[str, Any]:
+    """Everything the page shows about one of the user's jobs."""
+    done = job.status == JobStatus.SUCCEEDED
+    name = output_filename(job.id, job.finished_at) if job.status == JobStatus.SUCCEEDED and job.finished_at else None
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "phase": job.phase.value,
+        "step": job.progress_step,
+        "total": job.progress_total,
+        "position": position,
+        "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
+        "pending": job.status in PENDING_STATUSES,
+        "cancel_requested": job.cancel_requested,
+        "error": plain(job.error) if job.error else None,
+        "params": {
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "preset": job.preset,
+            "resolution": job.resolution,
+            "width": job.width,
+            "height": job.height,
+            "frames": job.frames,
+            "fps": job.fps,
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "seed": job.seed,
+        },
+        "source": job.source.value,
+        "gpu_seconds": job.gpu_seconds,
+        "created_at": iso(job.created_at),
+        "finished_at": iso(job.finished_at),
+        "output_name": name,
+        "video_url": f"/api/jobs/{job.id}/video.mp4" if done else None,
+        "download_url": f"/api/jobs/{job.id}/video.mp4?download=1" if done else None,
+        "input_url": f"/api/jobs/{job.id}/input" if job.input_released_at is None else None,
+    }

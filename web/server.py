@@ -1,0 +1,149 @@
+"""The web server: one aiohttp application in the app process, serving the page, its API, the operator console,
+``/healthz`` and ``/metrics`` on WEB_HOST:WEB_PORT (default 127.0.0.1:7860).
+
+``WebServer(config, sessions=..., readers=...)`` then ``await start()`` and ``await stop()``. The app passes
+hooks for what only it knows: ``worker_problem`` (why its worker cannot start; the supervisor's reason) and
+``gateway_latency`` (Discord's, when a Discord client runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from web.auth import Auth
+from web.config import WebConfig
+from web.console import Console
+from web.delivery import delivery_loop
+from web.health import WorkerProblem, health_handler, no_problem
+from web.metrics import Latency, LoopLag, metrics_handler
+from web.pages import FORM_OVERHEAD_BYTES, Pages
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(str(files("web") / "static"))
+SHUTDOWN_TIMEOUT_SECONDS = 3.0  # open event streams are closed after this on stop
+
+
+def _no_latency() -> float | None:
+    return None
+
+
+class WebServer:
+    """The page and the operations endpoints, over the job store's sessions."""
+
+    def __init__(
+        self, config: WebConfig, *, sessions: Any, readers: Any, worker_problem: WorkerProblem = no_problem,
+        gateway_latency: Latency = _no_latency,
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.readers = readers
+        self.worker_problem = worker_problem
+        self.gateway_latency = gateway_latency
+        self.auth = Auth(config, sessions, readers)
+        self.loop_lag = LoopLag()
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._delivery: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """The page's address (WEB_PUBLIC_URL, else http://host:port of the bound port)."""
+        return self.config.base_url(self.port)
+
+    def remove_disk_copy(self, job: Any) -> None:
+        """Remove the OUTPUT_DIR copy of a deleted video, if the page wrote one."""
+        if job.output_path:
+            path = Path(job.output_path)
+            if path.parent.resolve() == self.config.output_dir.resolve():
+                path.unlink(missing_ok=True)
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application(middlewares=[self.auth.middleware],
+                              client_max_size=self.config.upload_cap_bytes + FORM_OVERHEAD_BYTES)
+        pages, console = Pages(self), Console(self)
+        r = app.router
+        r.add_get("/healthz", health_handler(self.readers, dead_after=self.config.worker_dead_after,
+                                             worker_problem=lambda: self.worker_problem()))
+        r.add_get("/metrics", metrics_handler(self.readers, gateway_latency=lambda: self.gateway_latency(),
+                                              loop_lag=self.loop_lag))
+        r.add_get("/", _file("index.html"))
+        r.add_get("/console", _file("console.html"))
+        r.add_get("/signin", self.auth.sign_in_page)
+        r.add_post("/signin", self.auth.sign_in)
+        r.add_post("/api/signout", self.auth.sign_out)
+        r.add_get("/api/me", pages.me)
+        r.add_get("/api/options", pages.options)
+        r.add_get("/api/quota", pages.quota)
+        r.add_get("/api/gallery", pages.gallery)
+        r.add_post("/api/images/check", pages.check)
+        r.add_post("/api/jobs", pages.create)
+        r.add_get("/api/jobs/{job_id}", pages.job)
+        r.add_get("/api/jobs/{job_id}/events", pages.events)
+        r.add_get("/api/jobs/{job_id}/video.mp4", pages.video)
+        r.add_get("/api/jobs/{job_id}/input", pages.input_image)
+        r.add_post("/api/jobs/{job_id}/again", pages.again)
+        r.add_post("/api/jobs/{job_id}/cancel", pages.cancel)
+        r.add_post("/api/jobs/{job_id}/delete", pages.delete)
+        r.add_get("/api/console", console.overview)
+        r.add_post("/api/console/pause", console.pause)
+        r.add_post("/api/console/resume", console.resume)
+        r.add_post("/api/console/jobs/{job_id}/cancel", console.cancel)
+        r.add_get("/api/console/users/{user_id}", console.user)
+        r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
+        r.add_post("/api/console/users/{user_id}/ban", console.ban)
+        r.add_post("/api/console/users/{user_id}/unban", console.unban)
+        r.add_static("/static/", STATIC_DIR, show_index=False)
+        return app
+
+    async def start(self) -> None:
+        """Bind and serve; raises OSError when the address cannot be bound."""
+        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        server = site._server  # the bound socket tells the port when WEB_PORT is 0
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self.auth.allow_port(self.port)
+        self.loop_lag.start()
+        self._delivery = asyncio.create_task(delivery_loop(self.config, self.sessions, self.readers),
+                                             name="web-delivery")
+        access = "sign-in required" if self.config.sign_in_required else "this machine only, as the operator"
+        log.info("web page on %s (%s)", self.url, access)
+
+    async def stop(self) -> None:
+        """Stop serving (open event streams are cut) and the background tasks."""
+        if self._delivery is not None:
+            self._delivery.cancel()
+            await asyncio.gather(self._delivery, return_exceptions=True)
+        await self.loop_lag.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _file(name: str) -> Any:
+    path = STATIC_DIR / name
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                               "Content-Security-Policy": CSP})
+
+    return serve
+
+
+CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+       "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
