@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, new_job
+from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.audit import list_actions, record_action
 from jobs.control import BannedHere, ban_from_guild, pause_guild, resume_guild, unban_from_guild
@@ -20,7 +20,7 @@ GUILD_A, GUILD_B = 111, 222
 
 async def _enqueue(sessions: Sessions, user_id: int, guild_id: int) -> int:
     async with sessions() as s, s.begin():
-        return (await enqueue_job(s, new_job(user_id, guild_id=guild_id), GENEROUS)).id
+        return (await enqueue_job(s, new_job(user_id, guild_id=guild_id), GENEROUS, image=IMAGE)).id
 
 
 async def _claim(sessions: Sessions, worker: str = "w1") -> Job | None:

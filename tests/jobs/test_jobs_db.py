@@ -26,6 +26,8 @@ EXPECTED_TABLES = {
     "role_tiers",
     "guild_settings",
     "guild_bans",
+    "web_sign_in_links",
+    "web_sessions",
     "queue_state",
     "workers",
     "audit_log",
