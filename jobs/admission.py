@@ -57,15 +57,10 @@ from jobs.quota import (
     in_window,
     refill_time,
 )
-from jobs.transitions import checked_now
+from jobs.fencing import checked_now
 
-
-DEFAULT_MAX_ATTEMPTS = 3
-
-
-
-MAX_PROMPT_STORE_CHARS = 4000
-
+DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
+MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store
 
 
 @dataclass(frozen=True)
@@ -118,13 +113,11 @@ class NewJob:
             raise ValueError("NewJob.interaction_expires_at must be timezone-aware")
 
 
-
 def _resolution_px(resolution: str) -> int:
     text = resolution.strip().lower().removesuffix("p")
     if not text.isdigit():
         raise ValueError(f"resolution must look like '512p', got {resolution!r}")
     return int(text)
-
 
 
 def _check_guild(new: NewJob, facts: Row[Any]) -> None:
@@ -137,7 +130,6 @@ def _check_guild(new: NewJob, facts: Row[Any]) -> None:
         raise OverGuildCap("steps", new.steps, facts.max_steps)
 
 
-
 async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
     """Create the user's account row if needed and row-lock it until the transaction ends: one upsert
     (``ON CONFLICT DO UPDATE`` locks the existing row on PostgreSQL; SQLite holds the write lock already)."""
@@ -146,7 +138,6 @@ async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> N
     await session.execute(
         stmt.on_conflict_do_update(index_elements=["user_id"], set_={"last_enqueue_at": stmt.excluded.last_enqueue_at})
     )
-
 
 
 def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[Any]:
@@ -207,7 +198,6 @@ def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[
     return query.add_columns(tier_row.c.budget.label("tier_budget"), tier_row.c.max_pending.label("tier_pending")).join_from(
         pending_jobs, tier_row, true()
     )
-
 
 
 async def enqueue_job(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
 from jobs.errors import Banned
+from jobs.fencing import JOBS, checked_now
 from jobs.models import (
     AUDIT_SCOPE_SERVER,
     QUEUE_STATE_ROW_ID,
@@ -30,7 +31,7 @@ from jobs.models import (
     utcnow,
 )
 from jobs.quota import add_ledger
-from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
+from jobs.transitions import CancelOutcome, cancel_job
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 

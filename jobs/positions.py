@@ -16,12 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobNotFound
 from jobs.models import CLAIM_ORDER, Job, JobStatus, Worker, WorkerState
-from jobs.transitions import checked_now
-
+from jobs.fencing import checked_now
 
 WORKER_STALE_S = 120.0
 """A worker whose heartbeat is older than this does not count towards ETA parallelism."""
-
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,6 @@ class QueuePosition:
 
     position: int | None
     eta_seconds: float | None
-
 
 
 def _active_workers_count(now: datetime) -> Any:
@@ -43,14 +40,12 @@ def _active_workers_count(now: datetime) -> Any:
     )
 
 
-
 def _remaining_of_running(cost: float, step: int, total: int, started_at: datetime | None, now: datetime) -> float:
     if total > 0 and step > 0:
         return max(0.0, cost * (1.0 - step / total))
     if started_at is not None:
         return max(0.0, cost - (now - started_at).total_seconds())
     return cost
-
 
 
 async def queue_positions(session: AsyncSession, *, now: datetime | None = None) -> dict[int, QueuePosition]:
@@ -84,7 +79,6 @@ async def queue_positions(session: AsyncSession, *, now: datetime | None = None)
         ahead_cost = float(row.through) - float(row.cost_estimate)
         places[row.id] = QueuePosition(int(row.position), (ahead_cost + running_left) / parallel + row.cost_estimate)
     return places
-
 
 
 async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> QueuePosition:

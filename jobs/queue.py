@@ -1,8 +1,9 @@
 """Reading the queue, and the one import point for the store's job functions.
 
-The transitions live in ``jobs.transitions`` (the state machine), ``jobs.admission`` (enqueue), ``jobs.rescue``
-(dead workers, expired leases), ``jobs.control`` (pause, resume, clear) and ``jobs.retention`` (pruning and
-deletion of stored bytes); positions and ETAs in ``jobs.positions``. This module holds the plain reads the bot and
+The transitions live in ``jobs.transitions`` (the state machine), ``jobs.heartbeat`` (a running attempt's own
+writes), ``jobs.admission`` (enqueue), ``jobs.rescue`` (dead workers, expired leases), ``jobs.control`` (pause,
+resume, clear) and ``jobs.retention`` (pruning and deletion of stored bytes); positions and ETAs in
+``jobs.positions``. This module holds the plain reads the bot and
 workers need and re-exports the rest, so callers import from one place. Every function takes a session; the caller
 owns the transaction.
 """
@@ -17,6 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobs.admission import DEFAULT_MAX_ATTEMPTS, MAX_PROMPT_STORE_CHARS, NewJob, enqueue_job
 from jobs.control import CLEARED_ERROR, clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
+from jobs.fencing import JOBS
+from jobs.heartbeat import (
+    PROGRESS_ASYNC_COMMIT_PG,
+    ProgressAck,
+    attempt_state,
+    progress_parameters,
+    progress_statement,
+    record_note,
+    report_progress,
+)
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, Job
 from jobs.positions import WORKER_STALE_S, QueuePosition, queue_position, queue_positions
 from jobs.rescue import (
@@ -29,22 +40,14 @@ from jobs.rescue import (
     rescue_workers,
 )
 from jobs.transitions import (
-    JOBS,
-    PROGRESS_ASYNC_COMMIT_PG,
     CancelOutcome,
-    ProgressAck,
-    attempt_state,
     cancel_job,
     claim_next_job,
     fail_job,
     finish_cancelled,
     finish_job,
     mark_delivered,
-    progress_parameters,
-    progress_statement,
-    record_note,
     release_job,
-    report_progress,
 )
 
 __all__ = [
@@ -67,11 +70,9 @@ async def get_job(session: AsyncSession, job_id: int) -> Job:
     return job
 
 
-
 async def find_job(session: AsyncSession, job_id: int) -> Job | None:
     """The job with this id, fresh from the database, or None."""
     return await session.get(Job, job_id, populate_existing=True)
-
 
 
 async def delivered_among(session: AsyncSession, job_ids: Sequence[int]) -> set[int]:
@@ -81,13 +82,11 @@ async def delivered_among(session: AsyncSession, job_ids: Sequence[int]) -> set[
     return set(await session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)), Job.delivered_at.is_not(None))))
 
 
-
 async def pending_with_status_message(session: AsyncSession) -> list[Job]:
     """Queued and running jobs that show a status message (the bot keeps those messages current)."""
     stmt = (select(Job).where(Job.status.in_(PENDING_STATUSES), Job.status_message_id.is_not(None))
             .order_by(Job.id).execution_options(populate_existing=True))
     return list((await session.scalars(stmt)).all())
-
 
 
 async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
@@ -102,11 +101,9 @@ async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[J
     return list((await session.scalars(stmt)).all())
 
 
-
 async def pending_count(session: AsyncSession) -> int:
     """How many jobs are queued or running (anywhere)."""
     return int(await session.scalar(select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))) or 0)
-
 
 
 async def user_jobs(
@@ -117,7 +114,6 @@ async def user_jobs(
     if pending_only:
         stmt = stmt.where(Job.status.in_(PENDING_STATUSES))
     return list((await session.scalars(stmt)).all())
-
 
 
 async def set_status_message(session: AsyncSession, job_id: int, *, status_message_id: int) -> bool:

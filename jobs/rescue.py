@@ -9,7 +9,7 @@ Three ways a worker is known to be gone, fastest first:
 - ``rescue_expired``: the lease (renewed by progress) ran out, or the hard deadline passed: the backstop for a
   hung GPU call in a worker that still heartbeats.
 
-Every write is fenced like a worker's (``jobs.transitions.fenced``), so a rescuer racing a finishing worker changes
+Every write is fenced like a worker's (``jobs.fencing.fenced``), so a rescuer racing a finishing worker changes
 nothing.
 """
 
@@ -24,18 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
 from jobs.quota import add_ledger
-from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
-
+from jobs.fencing import JOBS, checked_now, close_running, fenced, requeue_values
 
 HARD_EXPIRY_FACTOR = 3.0
 """A running attempt is rescued once it has run this many times its estimated cost ..."""
-
-
-
 HARD_EXPIRY_MIN_S = 600.0
 """... but never before this many seconds (covers model loading on a cold worker)."""
-
-
 
 RESCUE_ERROR = (
     "The worker stopped responding while making this video ({attempts} tries). "
@@ -43,13 +37,11 @@ RESCUE_ERROR = (
 )
 
 
-
 def hard_deadline(job: Job) -> datetime | None:
     """When the current attempt is rescued even if its lease is still being renewed."""
     if job.started_at is None:
         return None
     return job.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * job.cost_estimate))
-
 
 
 async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: str) -> bool:
@@ -82,10 +74,8 @@ async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: st
     return row is not None
 
 
-
 _RESCUE_COLUMNS = (Job.id, Job.attempt, Job.releases, Job.max_attempts, Job.cancel_requested, Job.worker_id,
                    Job.lease_expires_at, Job.started_at, Job.cost_estimate, Job.user_id)
-
 
 
 async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[int]:
@@ -118,7 +108,6 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     return rescued
 
 
-
 async def rescue_dead_workers(
     session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
 ) -> list[int]:
@@ -141,7 +130,6 @@ async def rescue_dead_workers(
         )
     ).all()
     return [c.id for c in candidates if await _rescue_one(session, c, now, "worker stopped heartbeating")]
-
 
 
 async def rescue_workers(

@@ -1,4 +1,4 @@
-"""Read-only queries behind ``/admin queue`` and ``/admin stats``.
+"""Read-only statistics behind ``/admin stats``: job counts, GPU time, wait and generation times, workers.
 
 Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
 here writes. Durations are computed in Python from the stored timestamps, so SQLite and PostgreSQL give the same
@@ -23,13 +23,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import Over
 
-from jobs.models import CLAIM_ORDER, QUEUE_STATE_ROW_ID, AuditLog, Job, JobStatus, QueueState, Worker, WorkerState
+from jobs.control import is_paused
+from jobs.listings import (
+    DEFAULT_AUDIT_PAGE_SIZE,
+    DEFAULT_QUEUE_PAGE_SIZE,
+    MAX_AUDIT_PAGE_SIZE,
+    MAX_QUEUE_PAGE_SIZE,
+    NO_PRESET,
+    AuditPage,
+    QueueEntry,
+    QueuePage,
+    audit_page,
+    queue_page,
+)
+from jobs.models import Job, JobStatus, Worker, WorkerState
 
-__all__ = (
+__all__ = (  # the listings (jobs.listings) are re-exported: the admin views import from here
     "DEFAULT_AUDIT_PAGE_SIZE",
     "DEFAULT_QUEUE_PAGE_SIZE",
     "MAX_AUDIT_PAGE_SIZE",
@@ -54,183 +66,10 @@ __all__ = (
     "worker_infos",
 )
 
-DEFAULT_QUEUE_PAGE_SIZE = 10  # jobs per /admin queue page
-MAX_QUEUE_PAGE_SIZE = 25  # jobs, one embed's worth
-DEFAULT_AUDIT_PAGE_SIZE = 15  # audit rows per /admin log page
-MAX_AUDIT_PAGE_SIZE = 50  # audit rows
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)
 P95 = 0.95
-NO_PRESET = "custom"  # label for jobs whose parameters were all given explicitly
 UNKNOWN_FAILURE = "unknown"  # label for failed jobs without an error message
-
-
-# --------------------------------------------------------------------------------------------------- the queue
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueueEntry:
-    """One queued or running job as ``/admin queue`` shows it."""
-
-    job_id: int
-    user_id: int
-    guild_id: int | None
-    status: JobStatus
-    position: int | None  # 1 = claimed next; None while running
-    prompt: str
-    preset: str | None
-    resolution: str
-    frames: int
-    fps: int
-    steps: int
-    seed: int
-    priority: int
-    attempt: int
-    created_at: datetime
-    started_at: datetime | None
-    progress_step: int
-    progress_total: int
-    phase: str
-    worker_id: str | None
-    cancel_requested: bool
-
-    def age_seconds(self, now: datetime) -> float:
-        """Seconds since the job was queued."""
-        return max(0.0, (now - self.created_at).total_seconds())
-
-    @property
-    def summary(self) -> str:
-        """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
-        preset = self.preset or NO_PRESET
-        return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
-
-
-class _Paged:
-    """``page`` and ``pages`` of a listing page that has ``offset``, ``limit`` and ``total``."""
-
-    offset: int
-    limit: int
-    total: int
-
-    @property
-    def page(self) -> int:
-        """This page's number, from 0."""
-        return self.offset // self.limit
-
-    @property
-    def pages(self) -> int:
-        """How many pages the listing has (at least 1)."""
-        return max(1, math.ceil(self.total / self.limit))
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueuePage(_Paged):
-    """A page of the queue: running jobs first, then queued jobs in claim order."""
-
-    entries: list[QueueEntry]
-    offset: int
-    limit: int
-    running: int  # running jobs in scope (all pages)
-    queued: int  # queued jobs in scope (all pages)
-    paused: bool
-
-    @property
-    def total(self) -> int:  # type: ignore[override]
-        """Pending (running + queued) jobs in scope."""
-        return self.running + self.queued
-
-
-def _claim_order_position() -> Over[int]:
-    """``row_number()`` over the queued jobs in the order ``jobs.queue.claim_next_job`` claims them."""
-    return func.row_number().over(order_by=CLAIM_ORDER)
-
-
-async def queue_page(
-    session: AsyncSession,
-    *,
-    offset: int = 0,
-    limit: int = DEFAULT_QUEUE_PAGE_SIZE,
-    guild_id: int | None = None,
-) -> QueuePage:
-    """The running and queued jobs, running first (oldest start first), then queued in claim order.
-
-    ``position`` is the job's place in the whole queue (1 = next to be claimed), also when ``guild_id`` limits
-    the listing to one server's jobs.
-
-    Raises
-    ------
-    ValueError
-        ``offset`` is negative or ``limit`` is not in 1..MAX_QUEUE_PAGE_SIZE.
-    """
-    if offset < 0:
-        raise ValueError(f"queue_page: offset must be >= 0, got {offset}")
-    if not 1 <= limit <= MAX_QUEUE_PAGE_SIZE:
-        raise ValueError(f"queue_page: limit must be in 1..{MAX_QUEUE_PAGE_SIZE}, got {limit}")
-
-    ranked = (
-        select(Job.id.label("job_id"), _claim_order_position().label("position"))
-        .where(Job.status == JobStatus.QUEUED)
-        .subquery("ranked")
-    )
-    scope = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
-    if guild_id is not None:
-        scope.append(Job.guild_id == guild_id)
-
-    counted = await session.execute(select(Job.status, func.count()).where(*scope).group_by(Job.status))
-    counts = {status: count for status, count in counted}
-    running = int(counts.get(JobStatus.RUNNING, 0))
-    queued = int(counts.get(JobStatus.QUEUED, 0))
-
-    # Running first by start time; queued after, by claim position (a requeued job keeps an old started_at,
-    # so started_at only orders the running group).
-    group = case((Job.status == JobStatus.RUNNING, 0), else_=1)
-    run_start = case((Job.status == JobStatus.RUNNING, Job.started_at), else_=None)
-    rows = await session.execute(
-        select(Job, ranked.c.position)
-        .outerjoin(ranked, ranked.c.job_id == Job.id)
-        .where(*scope)
-        .order_by(group, run_start, ranked.c.position, Job.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    entries = [_entry(job, position) for job, position in rows]
-    return QueuePage(
-        entries=entries, offset=offset, limit=limit, running=running, queued=queued, paused=await _paused(session)
-    )
-
-
-def _entry(job: Job, position: int | None) -> QueueEntry:
-    return QueueEntry(
-        job_id=job.id,
-        user_id=job.user_id,
-        guild_id=job.guild_id,
-        status=job.status,
-        position=int(position) if position is not None and job.status == JobStatus.QUEUED else None,
-        prompt=job.prompt,
-        preset=job.preset,
-        resolution=job.resolution,
-        frames=job.frames,
-        fps=job.fps,
-        steps=job.steps,
-        seed=job.seed,
-        priority=job.priority,
-        attempt=job.attempt,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        progress_step=job.progress_step,
-        progress_total=job.progress_total,
-        phase=job.phase.value,
-        worker_id=job.worker_id,
-        cancel_requested=job.cancel_requested,
-    )
-
-
-async def _paused(session: AsyncSession) -> bool:
-    paused = await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID))
-    return bool(paused)
-
-
-# ------------------------------------------------------------------------------------------------- statistics
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -449,55 +288,8 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
         today=await period_stats(session, since=start_of_day(now), until=until, guild_id=guild_id),
         week=await period_stats(session, since=now - WEEK, until=until, guild_id=guild_id),
         workers=await worker_infos(session, now=now),
-        paused=await _paused(session),
+        paused=await is_paused(session),
     )
 
 
 # -------------------------------------------------------------------------------------------------- audit log
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditPage(_Paged):
-    """A page of the audit log, newest first."""
-
-    rows: list[AuditLog]
-    offset: int
-    limit: int
-    total: int
-
-
-async def audit_page(
-    session: AsyncSession,
-    *,
-    offset: int = 0,
-    limit: int = DEFAULT_AUDIT_PAGE_SIZE,
-    guild_id: int | None = None,
-    with_bot_wide: bool = True,
-) -> AuditPage:
-    """Audit rows newest first (ties broken by id, so actions in one second keep their order).
-
-    ``guild_id`` keeps the rows recorded for that guild plus the bot-wide ones (``guild_id`` NULL: bans, user
-    quotas, the queue switch), since those affect every server; ``with_bot_wide=False`` keeps only the guild's
-    own rows (a server admin's view: the operator's bot-wide actions are not theirs to read).
-
-    Raises
-    ------
-    ValueError
-        ``offset`` is negative or ``limit`` is not in 1..MAX_AUDIT_PAGE_SIZE.
-    """
-    if offset < 0:
-        raise ValueError(f"audit_page: offset must be >= 0, got {offset}")
-    if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
-        raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
-    scope = [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
-    if guild_id is not None and not with_bot_wide:
-        scope = [AuditLog.guild_id == guild_id]
-    total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))
-    rows = await session.scalars(
-        select(AuditLog)
-        .where(*scope)
-        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-        .offset(offset)
-        .limit(limit)
-    )
-    return AuditPage(rows=list(rows), offset=offset, limit=limit, total=int(total or 0))

@@ -7,7 +7,7 @@ Transitions (``status``; where each lives)::
 
     (new) --enqueue_job (jobs.admission)--> queued            input image stored, quota reserved
     queued --claim_next_job--> running                         attempt + 1, worker_id, lease
-    running --report_progress--> running                       fenced; renews the lease; says cancel/lost
+    running --report_progress (jobs.heartbeat)--> running      fenced; renews the lease; says cancel/lost
     running --finish_job--> succeeded                          the MP4 stored in the same transaction
     running --fail_job--> failed                               reservation refunded
     running --finish_cancelled--> cancelled                    charged for the GPU time used
@@ -21,51 +21,43 @@ Transitions (``status``; where each lives)::
                 the same status, the stored input and MP4 gone
 
 ``attempt`` only ever increases; every write by a worker is fenced by job id, attempt, worker id and
-``status='running'`` (``fenced``), so a worker presumed dead can never write into a later attempt. On SQLite
-every transaction begins IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``.
-Claims follow ``jobs.models.CLAIM_ORDER``.
+``status='running'`` (``jobs.fencing.fenced``), so a worker presumed dead can never write into a later attempt.
+On SQLite every transaction begins IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP
+LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    String,
-    Update,
-    bindparam,
-    literal_column,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.errors import JobNotFound
+from jobs.fencing import JOBS, check_lease, checked_now, close_running, fenced, requeue_values
 from jobs.holds import claimable
-from jobs.models import (
-    CLAIM_ORDER,
-    TERMINAL_STATUSES,
-    Job,
-    JobPhase,
-    JobStatus,
-    LedgerKind,
-    UtcDateTime,
-    utcnow,
-)
+from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, Job, JobPhase, JobStatus, LedgerKind
 from jobs.quota import add_ledger
 
-
-JOBS = Job.__table__
-"""Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
-
+__all__ = (  # the primitives are re-exported: callers that took them from here keep working
+    "JOBS",
+    "CancelOutcome",
+    "cancel_job",
+    "check_lease",
+    "checked_now",
+    "claim_next_job",
+    "close_running",
+    "fail_job",
+    "fenced",
+    "finish_cancelled",
+    "finish_job",
+    "mark_delivered",
+    "release_job",
+    "requeue_values",
+)
 
 
 class CancelOutcome(str, enum.Enum):
@@ -76,88 +68,13 @@ class CancelOutcome(str, enum.Enum):
     TOO_LATE = "too_late"  # already finished (or cancelled)
 
 
-
-@dataclass(frozen=True)
-class ProgressAck:
-    """Answer to a worker's progress report."""
-
-    ok: bool
-    """False: the job is no longer this attempt's (rescued, finished elsewhere): stop working on it."""
-    cancel_requested: bool
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any] | None) -> ProgressAck:
-        """From the progress UPDATE's RETURNING row (None: fenced out)."""
-        if row is None:
-            return cls(ok=False, cancel_requested=False)
-        return cls(ok=True, cancel_requested=bool(row[0]))
-
-
-
-def checked_now(now: datetime | None) -> datetime:
-    if now is None:
-        return utcnow()
-    if now.tzinfo is None:
-        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
-    return now
-
-
-
-def check_lease(lease_seconds: float) -> timedelta:
-    if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
-        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
-    return timedelta(seconds=float(lease_seconds))
-
-
-
-def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
-    """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
-    decreases, so a stale writer can never match a later claim."""
-    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
-            JOBS.c.status == JobStatus.RUNNING)
-
-
-
-PROGRESS_ASYNC_COMMIT_PG = "set_config('synchronous_commit', 'off', true)"
-"""Evaluated by the PostgreSQL progress UPDATE: that one transaction commits without waiting for its WAL
-flush (~0.2 ms here). A server crash can lose the last fraction of a second of heartbeats, never a later
-durable commit (finish, enqueue) and never consistency; a lost heartbeat only makes the lease look older."""
-
-
-
-@functools.cache
-def progress_statement(dialect_name: str) -> Update:
-    """The fenced heartbeat UPDATE, built once per back end (it runs ~every denoising step of every worker).
-    Its RETURNING row starts with ``cancel_requested`` and is absent when the attempt no longer owns the job."""
-    returning: list[Any] = [JOBS.c.cancel_requested]
-    if dialect_name == "postgresql":
-        returning.append(literal_column(PROGRESS_ASYNC_COMMIT_PG).label("async_commit"))
-    return (
-        update(JOBS)
-        .where(
-            JOBS.c.id == bindparam("p_id"),
-            JOBS.c.attempt == bindparam("p_attempt"),
-            JOBS.c.worker_id == bindparam("p_worker", type_=String()),
-            JOBS.c.status == JobStatus.RUNNING,
-        )
-        .values(
-            progress_step=bindparam("p_step", type_=Integer()),
-            progress_total=bindparam("p_total", type_=Integer()),
-            phase=bindparam("p_phase", type_=String()),
-            lease_expires_at=bindparam("p_lease", type_=UtcDateTime()),
-        )
-        .returning(*returning)
-    )
-
-
-
 async def claim_next_job(
     session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None
 ) -> Job | None:
     """Atomically move the next queued job to running for ``worker_id`` (one UPDATE ... RETURNING).
 
-    Returns None when no queued job is free to run (nothing queued, or every queued job held by a pause). ``attempt`` is incremented; the worker
-    must pass it back with every later write.
+    Returns None when no queued job is free to run (nothing queued, or every queued job held by a pause).
+    ``attempt`` is incremented; the worker must pass it back with every later write.
     """
     if not worker_id or not isinstance(worker_id, str):
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
@@ -189,82 +106,10 @@ async def claim_next_job(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-
-def progress_parameters(
-    job_id: int, attempt: int, *, worker_id: str, step: int, total: int, phase: JobPhase | str, lease_seconds: float,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """The checked parameters of ``progress_statement`` (a bad step, total, phase or lease raises ValueError)."""
-    lease = check_lease(lease_seconds)
-    if step < 0 or total < 0 or (total > 0 and step > total):
-        raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
-    return {"p_id": job_id, "p_attempt": attempt, "p_worker": worker_id, "p_step": step, "p_total": total,
-            "p_phase": JobPhase(phase).value, "p_lease": checked_now(now) + lease}
-
-
-
-async def report_progress(
-    session: AsyncSession,
-    job_id: int,
-    attempt: int,
-    *,
-    worker_id: str,
-    step: int,
-    total: int,
-    phase: JobPhase | str,
-    lease_seconds: float,
-    now: datetime | None = None,
-) -> ProgressAck:
-    """Progress (fenced by job, attempt and worker): renews the lease and returns whether to cancel.
-
-    One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
-    ``jobs.progress.ProgressWriter``, each write a transaction of its own."""
-    params = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
-                                 lease_seconds=lease_seconds, now=now)
-    stmt = progress_statement(session.get_bind().dialect.name)
-    row = (await session.execute(stmt, params)).first()
-    return ProgressAck.from_row(row)
-
-
-
-async def record_note(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, note: str) -> bool:
-    """A worker's note on its running attempt (e.g. a low-memory retry) in ``error_detail``; fenced."""
-    row = (await session.execute(
-        update(JOBS).where(*fenced(job_id, attempt, worker_id)).values(error_detail=note).returning(JOBS.c.id)
-    )).first()
-    return row is not None
-
-
-
-async def attempt_state(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str) -> ProgressAck:
-    """A read of whether this worker's attempt still owns the job and whether its cancel was requested."""
-    row = (await session.execute(
-        select(JOBS.c.cancel_requested).where(*fenced(job_id, attempt, worker_id))
-    )).first()
-    return ProgressAck.from_row(row)
-
-
-
-async def close_running(
-    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
-) -> tuple[int, float] | None:
-    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
-    stmt = (
-        update(JOBS)
-        .where(*fenced(job_id, attempt, worker_id))
-        .values(**values)
-        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
-    )
-    row = (await session.execute(stmt)).first()
-    return None if row is None else (int(row.user_id), float(row.cost_estimate))
-
-
-
 def _check_seconds(gpu_seconds: float) -> float:
     if not isinstance(gpu_seconds, (int, float)) or gpu_seconds < 0:
         raise ValueError(f"gpu_seconds must be >= 0, got {gpu_seconds!r}")
     return float(gpu_seconds)
-
 
 
 async def finish_job(
@@ -311,7 +156,6 @@ async def finish_job(
     return True
 
 
-
 async def fail_job(
     session: AsyncSession,
     job_id: int,
@@ -351,7 +195,6 @@ async def fail_job(
     return True
 
 
-
 async def finish_cancelled(
     session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, gpu_seconds: float,
     now: datetime | None = None,
@@ -380,16 +223,6 @@ async def finish_cancelled(
     return True
 
 
-
-def requeue_values(detail: str | None = None) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
-                              "progress_step": 0, "phase": JobPhase.QUEUED}
-    if detail is not None:
-        values["error_detail"] = detail
-    return values
-
-
-
 async def release_job(
     session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, now: datetime | None = None
 ) -> bool:
@@ -403,7 +236,6 @@ async def release_job(
         .returning(JOBS.c.id)
     )
     return (await session.execute(stmt)).first() is not None
-
 
 
 async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> CancelOutcome:
@@ -437,7 +269,6 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
     if await session.scalar(select(Job.id).where(Job.id == job_id)) is None:
         raise JobNotFound(job_id)
     return CancelOutcome.TOO_LATE
-
 
 
 async def mark_delivered(
