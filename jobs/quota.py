@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
 from sqlalchemy import ColumnElement, Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -79,9 +80,10 @@ def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: Co
 async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
     """Fit the cost model to the most recent succeeded jobs' measured GPU-seconds.
 
-    Least squares on (units, seconds) when there are at least ``MIN_CALIBRATION_JOBS`` jobs of different
-    sizes and the fit is sane (positive slope, non-negative overhead); otherwise the default model scaled
-    by the median of measured/estimated; the default model when nothing was measured yet.
+    A least-squares line (``numpy.polyfit``) through (units, seconds) when there are at least
+    ``MIN_CALIBRATION_JOBS`` jobs of different sizes and the fit is sane (positive slope, non-negative overhead);
+    otherwise the default model scaled by the median of measured/estimated; the default model when nothing was
+    measured yet.
     """
     rows = (
         await session.execute(
@@ -93,19 +95,14 @@ async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_J
     ).all()
     if not rows:
         return DEFAULT_COST_MODEL
-    xs = [float(cost_units(r.width, r.height, r.frames, r.steps)) for r in rows]
-    ys = [float(r.gpu_seconds) for r in rows]
-    n = len(xs)
-    if n >= MIN_CALIBRATION_JOBS:
-        mean_x, mean_y = sum(xs) / n, sum(ys) / n
-        var_x = sum((x - mean_x) ** 2 for x in xs)
-        if var_x > 0:
-            slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var_x
-            intercept = mean_y - slope * mean_x
-            if slope > 0 and intercept >= 0:
-                return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
-    ratios = sorted(y / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * x) for x, y in zip(xs, ys))
-    scale = ratios[len(ratios) // 2]
+    units = np.array([cost_units(r.width, r.height, r.frames, r.steps) for r in rows], dtype=np.float64)
+    seconds = np.array([r.gpu_seconds for r in rows], dtype=np.float64)
+    n = len(rows)
+    if n >= MIN_CALIBRATION_JOBS and np.ptp(units) > 0:
+        slope, intercept = (float(c) for c in np.polyfit(units, seconds, 1))
+        if slope > 0 and intercept >= 0:
+            return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
+    scale = float(np.median(seconds / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * units)))
     return CostModel(
         overhead_seconds=DEFAULT_OVERHEAD_SECONDS * scale, seconds_per_unit=DEFAULT_SECONDS_PER_UNIT * scale, samples=n
     )

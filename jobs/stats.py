@@ -1,8 +1,8 @@
 """Read-only statistics behind ``/admin stats``: job counts, GPU time, wait and generation times, workers.
 
 Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
-here writes. Durations are computed in Python from the stored timestamps, so SQLite and PostgreSQL give the same
-numbers (SQLite has no percentile function).
+here writes. Durations are computed in Python (numpy) from the stored timestamps, so SQLite and PostgreSQL give the
+same numbers (SQLite has no percentile function).
 
 Definitions used throughout:
 
@@ -17,12 +17,12 @@ Definitions used throughout:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,7 @@ __all__ = (  # the listings (jobs.listings) are re-exported: the admin views imp
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)
 P95 = 0.95
+NEAREST_RANK = "inverted_cdf"  # numpy's name for the nearest-rank percentile
 UNKNOWN_FAILURE = "unknown"  # label for failed jobs without an error message
 
 
@@ -137,27 +138,27 @@ class AdminStats:
 
 
 def nearest_rank(values: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (``fraction`` in (0, 1]).
+    """The nearest-rank percentile of ``values`` (``fraction`` in (0, 1]): numpy's ``inverted_cdf`` quantile.
 
     Raises
     ------
     ValueError
         ``values`` is empty or ``fraction`` is outside (0, 1].
     """
-    if not values:
+    if len(values) == 0:
         raise ValueError("nearest_rank: values is empty")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"nearest_rank: fraction must be in (0, 1], got {fraction}")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+    return float(np.quantile(np.asarray(values, dtype=np.float64), fraction, method=NEAREST_RANK))
 
 
 def durations(values: Iterable[float]) -> Durations:
     """Count, mean and nearest-rank p95 of ``values`` (seconds)."""
-    values = list(values)
-    if not values:
+    array = np.fromiter(values, dtype=np.float64)
+    if array.size == 0:
         return Durations(count=0, mean_seconds=None, p95_seconds=None)
-    return Durations(count=len(values), mean_seconds=sum(values) / len(values), p95_seconds=nearest_rank(values, P95))
+    return Durations(count=int(array.size), mean_seconds=float(array.mean()),
+                     p95_seconds=float(np.quantile(array, P95, method=NEAREST_RANK)))
 
 
 def _aware(value: datetime, name: str) -> datetime:

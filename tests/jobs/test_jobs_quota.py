@@ -210,22 +210,27 @@ def test_estimate_cost_is_linear_and_validates() -> None:
         estimate_cost(-1, 512, 8, 50)
 
 
+def _measured_rows(sizes: list[tuple[int, int, int, int]], seconds: list[float]) -> list[dict[str, object]]:
+    """Succeeded job rows of these sizes (width, height, frames, steps) with these measured GPU-seconds, the last
+    one finished most recently."""
+    now = utcnow()
+    return [dict(
+        user_id=1, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt="p", negative_prompt="",
+        resolution="512p", frames=f, fps=8, steps=st, guidance=9.0, seed=i, width=w, height=h,
+        input_sha256=SHA, upload_limit_bytes=1, status=JobStatus.SUCCEEDED,
+        priority=PRIORITY_NORMAL, round=0, attempt=1, max_attempts=3, cancel_requested=False, progress_step=st,
+        progress_total=st, phase="done", cost_estimate=1.0, created_at=now, started_at=now,
+        finished_at=now + timedelta(seconds=i), gpu_seconds=gpu,
+    ) for i, ((w, h, f, st), gpu) in enumerate(zip(sizes, seconds, strict=True))]
+
+
 async def test_calibrate_fits_measured_jobs(db_sessionmaker: Sessions) -> None:
     async with db_sessionmaker() as s:
         assert await calibrate(s) == DEFAULT_COST_MODEL
     truth = CostModel(overhead_seconds=3.0, seconds_per_unit=2e-7)
-    now = utcnow()
-    rows = []
-    for i, (w, h, f, st) in enumerate([(256, 256, 8, 10), (512, 512, 16, 50), (512, 768, 24, 30), (768, 768, 32, 80),
-                                       (1024, 576, 16, 20), (512, 512, 8, 100)]):
-        rows.append(dict(
-            user_id=1, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt="p", negative_prompt="",
-            resolution="512p", frames=f, fps=8, steps=st, guidance=9.0, seed=i, width=w, height=h,
-            input_sha256=SHA, upload_limit_bytes=1, status=JobStatus.SUCCEEDED,
-            priority=PRIORITY_NORMAL, round=0, attempt=1, max_attempts=3, cancel_requested=False, progress_step=st,
-            progress_total=st, phase="done", cost_estimate=1.0, created_at=now, started_at=now,
-            finished_at=now + timedelta(seconds=i), gpu_seconds=estimate_cost(w, h, f, st, model=truth),
-        ))
+    sizes = [(256, 256, 8, 10), (512, 512, 16, 50), (512, 768, 24, 30), (768, 768, 32, 80), (1024, 576, 16, 20),
+             (512, 512, 8, 100)]
+    rows = _measured_rows(sizes, [estimate_cost(*size, model=truth) for size in sizes])
     async with db_sessionmaker() as s, s.begin():
         await s.execute(insert(Job), rows)
     async with db_sessionmaker() as s:
@@ -236,6 +241,33 @@ async def test_calibrate_fits_measured_jobs(db_sessionmaker: Sessions) -> None:
     # enqueue uses the calibrated model when the request carries no estimate
     job = await _enqueue(db_sessionmaker, 2, QuotaPolicy(daily_gpu_seconds=1e6, max_pending=5), cost_estimate=None)
     assert job.cost_estimate == pytest.approx(estimate_cost(512, 512, 16, 50, model=truth))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "ratios", "scale"),
+    [
+        # too few jobs for a line: the default model scaled by the median ratio (an even count: the mean of the
+        # middle two)
+        ([(512, 512, 16, 50)] * 2 + [(768, 768, 24, 80)] * 2, [1.0, 2.0, 3.0, 7.0], 2.5),
+        # enough jobs, but all of one size: no spread to fit a slope on
+        ([(512, 512, 16, 50)] * 5, [0.5, 0.5, 1.5, 4.0, 4.0], 1.5),
+        # enough jobs of different sizes, but the line falls as jobs grow: not a sane fit
+        ([(256, 256, 8, 10), (512, 512, 16, 50), (768, 768, 24, 80), (768, 768, 32, 80), (1024, 576, 32, 100)],
+         [40.0, 4.0, 1.0, 0.5, 0.25], 1.0),
+    ],
+)
+async def test_calibrate_falls_back_to_scaling_the_default_model(
+    db_sessionmaker: Sessions, sizes: list[tuple[int, int, int, int]], ratios: list[float], scale: float
+) -> None:
+    """Measured = ratio x the default estimate of each job: the fallback scales the default by their median."""
+    rows = _measured_rows(sizes, [ratio * estimate_cost(*size) for size, ratio in zip(sizes, ratios, strict=True)])
+    async with db_sessionmaker() as s, s.begin():
+        await s.execute(insert(Job), rows)
+    async with db_sessionmaker() as s:
+        fitted = await calibrate(s)
+    assert fitted.samples == len(sizes)
+    assert fitted.overhead_seconds == pytest.approx(DEFAULT_COST_MODEL.overhead_seconds * scale, rel=1e-9)
+    assert fitted.seconds_per_unit == pytest.approx(DEFAULT_COST_MODEL.seconds_per_unit * scale, rel=1e-9)
 
 
 def test_refusal_messages_are_user_facing() -> None:
