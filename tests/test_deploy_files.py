@@ -217,6 +217,34 @@ def test_scale_out_compose_is_bot_postgres_and_one_worker_per_gpu() -> None:
     assert "DISCORD_TOKEN" not in str(workers) and all("env_file" not in w for w in workers.values())
 
 
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_bot_publishes_its_page_on_the_host_loopback_only(path: Path) -> None:
+    """Inside the container the page listens on every address (else neither the published port nor a health check
+    reaches it), so it asks everyone to sign in; the host publishes it on its own loopback only, and the health
+    check asks /healthz on that port. Workers publish nothing."""
+    from web.config import is_loopback
+
+    services = _compose(path)["services"]
+    ours = {name: s for name, s in services.items() if s.get("image") == OUR_IMAGE}
+    bots = {name: s for name, s in ours.items() if s["command"][2] == "bot"}
+    assert set(bots) == {"bot"}, f"{path.name}: bot services {sorted(bots)}"
+    for name, service in ours.items():
+        if name not in bots:
+            assert "ports" not in service and "healthcheck" not in service, f"{path.name}: {name} publishes a port"
+    bot = bots["bot"]
+    env = {k: str(v) for k, v in bot["environment"].items()}
+    assert env["WEB_HOST"] == "0.0.0.0" and not is_loopback(env["WEB_HOST"])  # sign-in required
+    port = int(env["WEB_PORT"])
+    assert bot["ports"] == [f"127.0.0.1:{port}:{port}"], f"{path.name}: published beyond the host's loopback"
+    check = bot["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"], check
+    compile(check[3], f"{path.name} healthcheck", "exec")  # the check's Python parses
+    assert f"'http://127.0.0.1:{port}/healthz'" in check[3], check
+    assert 'r.add_get("/healthz"' in (REPO_ROOT / "web" / "server.py").read_text(), "the web server has no /healthz"
+    deploy_md = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    assert f"127.0.0.1:{port}:{port}" in deploy_md and "`/web`" in deploy_md, "docs/deploy.md does not say so"
+
+
 # --- systemd -------------------------------------------------------------------------------------------------
 
 
