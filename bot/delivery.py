@@ -13,6 +13,14 @@ derived from the job id with ``enforce_nonce``, which real Discord uses to drop 
 We chose a journal file over a database column because the job table belongs to the store; the journal holds
 nothing but a timestamp, and losing it merely falls back to the channel check being skipped.
 
+Retries are bounded and each has a reason. discord.py's HTTP client already retries a 429 and a 500, 502, 504 or
+524 (``DISCORD_PY_TRIES`` requests per call); the bot adds at most ``UPLOAD_RETRIES_MAX`` retries of its own, and
+only after what discord.py does not retry: an upload that timed out (``UPLOAD_TIMEOUT_SECONDS``; it may still land,
+so the channel is read before the next try and once more before giving up), a failed connection, or a 503. One
+result thus costs at most ``UPLOAD_RETRIES_MAX + 1`` upload calls: a persistent 500 costs discord.py's five requests
+and no retry of ours, a persistent 503 or timeout three. Each own retry counts in ``i2v_upload_retries_total``
+(``web.metrics``), labelled with its reason.
+
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
 ``SAVE_OUTPUT_COPY=false``, the delivering process also writes it to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4``
 (the finish time, UTC) and records that path on the job; Delete, delete-my-data and retention remove that copy too.
@@ -34,6 +42,7 @@ import aiohttp
 import discord
 
 from bot.status import describe_params, neutralise_mentions, quote_prompt
+from web.metrics import UPLOAD_RETRIES
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -41,8 +50,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPLOAD_ATTEMPTS = 5  # tries before the user is told the upload failed
-UPLOAD_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)  # waits between tries (the last repeats)
+UPLOAD_RETRIES_MAX = 2  # own retries of one result upload, only after failures discord.py does not retry
+UPLOAD_BACKOFF_SECONDS = (2.0, 4.0)  # waits before own retry 1, 2 (the last repeats); a timed-out upload may land
+DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one call before it raises
+DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
 
@@ -180,6 +191,21 @@ async def find_posted(bot: I2VBot, job: Job, since: datetime) -> int | None:
     return None
 
 
+def retry_reason(error: BaseException) -> str | None:
+    """Why a failed upload is worth one of our own retries (a reason of ``web.metrics.UPLOAD_RETRY_REASONS``), or
+    None when it is not: discord.py already retried it (429, 500, 502, 504, 524, up to ``DISCORD_PY_TRIES``
+    requests) or retrying cannot help. discord.py does not retry a timeout, a failed connection or a 503."""
+    if isinstance(error, TimeoutError):  # asyncio.wait_for's, or aiohttp's socket timeouts
+        return "timeout"
+    if isinstance(error, discord.HTTPException):
+        if error.status in DISCORD_PY_RETRIED_STATUSES or error.status < 500:
+            return None
+        return "server_error"
+    if isinstance(error, (aiohttp.ClientError, OSError)):
+        return "connection"
+    return None
+
+
 class DeliveryResult(enum.Enum):
     """Outcome of one :meth:`Delivery.deliver` call."""
 
@@ -243,7 +269,10 @@ class Delivery:
             if self.bot.settings.save_output_copy:
                 copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
                 await asyncio.to_thread(_write_copy, copy, video)
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        attempts = UPLOAD_RETRIES_MAX + 1
+        failure = ""
+        may_have_landed: datetime | None = None  # the journalled start of an upload that timed out
+        for attempt in range(1, attempts + 1):
             earlier = _read_journal(journal) if journal.exists() else None
             if earlier is not None:
                 found = await self._check_channel(job, earlier)
@@ -252,20 +281,41 @@ class Delivery:
                 if found:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
                     return await self._mark(job, found, journal, copy)
-            await asyncio.to_thread(_write_journal, journal, datetime.now(timezone.utc))  # fsync: off the loop
+                may_have_landed = None
+            started = datetime.now(timezone.utc)
+            await asyncio.to_thread(_write_journal, journal, started)  # fsync: off the loop
             try:
                 message_id = await asyncio.wait_for(self._post(job, video), self.bot.settings.upload_timeout)
-            except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+            except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
-                if status is not None and 400 <= status < 500 and status != 429:
+                if isinstance(status, int) and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
                     return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
-                log.warning("delivery of job %s, try %d/%d failed: %r", job.id, attempt, UPLOAD_ATTEMPTS, error)
-                if attempt < UPLOAD_ATTEMPTS:
-                    await asyncio.sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])
+                reason = retry_reason(error)
+                if reason == "timeout":
+                    may_have_landed = started
+                if reason is None or attempt == attempts:
+                    log.warning("delivery of job %s failed for good (try %d of %d): %r", job.id, attempt, attempts,
+                                error)
+                    failure = (f"Discord kept answering {status}." if reason is None
+                               else f"the upload failed {attempt} times.")
+                    break
+                UPLOAD_RETRIES.labels(reason=reason).inc()
+                wait = self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+                log.warning("delivery of job %s failed (%s), retry %d of %d in %.0f s: %r", job.id, reason, attempt,
+                            UPLOAD_RETRIES_MAX, wait, error)
+                await asyncio.sleep(wait)
                 continue
             return await self._mark(job, message_id, journal, copy)
-        return await self._give_up(job, journal, f"the upload failed {UPLOAD_ATTEMPTS} times.", copy=copy)
+        if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
+            await asyncio.sleep(self.backoff[-1])
+            found = await self._check_channel(job, may_have_landed)
+            if found is None:
+                return DeliveryResult.RETRY_LATER
+            if found:
+                log.info("job %s was posted as message %s after all; recording it", job.id, found)
+                return await self._mark(job, found, journal, copy)
+        return await self._give_up(job, journal, failure, copy=copy)
 
     async def _check_channel(self, job: Job, since: datetime) -> int | bool | None:
         """Message id if found, False if surely not posted, None if the channel could not be read."""

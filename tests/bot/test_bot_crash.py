@@ -9,9 +9,12 @@ import os
 import signal
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
+
+from bot.delivery import UPLOAD_RETRIES_MAX
 
 from jobs.models import JobStatus, Worker
 from tests.bot.harness import (
@@ -26,6 +29,7 @@ from tests.bot.harness import (
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord
+from tests.web.webharness import free_port, metric
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -37,7 +41,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     fake = FakeDiscord(bot_token="test-bot-token")
     await fake.start()
     bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={
-        "I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2", "MESSAGE_CONTENT_INTENT": "false"})
+        "I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2", "MESSAGE_CONTENT_INTENT": "false",
+        "WEB_PORT": str(free_port())})
     async with running_bot(fake, bot):
         yield fake, bot
 
@@ -230,12 +235,30 @@ async def test_upload_failures_are_retried_then_delivered_once(world: tuple[Fake
     await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
     # 503 is not retried by discord.py itself; then a 429 (discord.py waits it out); then an answer slower than
     # UPLOAD_TIMEOUT_SECONDS that still lands: the bot must find that message rather than post a second one
+    # (the last of the bot's UPLOAD_RETRIES_MAX + 1 tries: it looks at the channel once more before giving up)
     path = rf"^/channels/{fake.channel_id}/messages$"
+    before = await _upload_retries(bot)
     failing = fake.fail(status=503, method="POST", path=path, times=2)
     limited = fake.rate_limit(retry_after=0.3, method="POST", path=path)
     slow = fake.slow(3.0, method="POST", path=path)
     await _assert_once(fake, bot, job_id)
     assert (failing.hits, limited.hits, slow.hits) == (2, 1, 1)
+    uploads = [r for r in fake.requests if r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
+               and r.files and f"i2v:info:{job_id}" in str(r.json)]
+    assert len(uploads) == 4  # 503, 503, then 429 and the slow one within discord.py's call
+    after = await _upload_retries(bot)
+    assert after["server_error"] - before["server_error"] == UPLOAD_RETRIES_MAX == 2, (before, after)
+    assert after["timeout"] == before["timeout"] and after["connection"] == before["connection"]
+
+
+async def _upload_retries(bot: BotProcess) -> dict[str, float]:
+    """i2v_upload_retries_total by reason, scraped from the bot's /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{bot.extra_env['WEB_PORT']}/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+    assert "i2v_upload_retries_total" in text
+    return {reason: metric(text, f'i2v_upload_retries_total{{reason="{reason}"}}')
+            for reason in ("timeout", "connection", "server_error")}
 
 
 async def test_final_upload_failure_tells_the_user_and_keeps_the_file(world: tuple[FakeDiscord, BotProcess]) -> None:
