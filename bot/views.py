@@ -179,7 +179,7 @@ class InfoButton(_JobButton):
     EMOJI = "ℹ️"
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
-        from bot.delivery import render_info
+        from bot.result_text import render_info
 
         job = await load_job(bot, self.job_id)
         require_owner(bot, interaction, job, "see the details of")
