@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import refuse_if_banned_here
+from jobs.cost import CostModel, calibrate, estimate_cost
 from jobs.errors import (
     Banned,
     InputGone,
@@ -28,6 +29,7 @@ from jobs.errors import (
     QueueFull,
     TooManyPending,
 )
+from jobs.fencing import checked_now
 from jobs.models import (
     PENDING_STATUSES,
     PRIORITY_ADMIN,
@@ -46,18 +48,14 @@ from jobs.models import (
 )
 from jobs.quota import (
     BUDGET_EPSILON_S,
-    CostModel,
     QuotaPolicy,
     add_ledger,
     best_tier,
-    calibrate,
     charges_in_window,
     combine_limits,
-    estimate_cost,
     in_window,
     refill_time,
 )
-from jobs.fencing import checked_now
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
 MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store

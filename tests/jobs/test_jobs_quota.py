@@ -14,14 +14,11 @@ from jobs.errors import Banned, OverBudget, OverGuildCap, QueueFull, RequestRefu
 from jobs.guilds import get_guild_settings, update_guild_settings
 from jobs.models import Job, JobSource, JobStatus, PRIORITY_NORMAL, utcnow
 from jobs.queue import claim_next_job, enqueue_job, finish_job
+from jobs.cost import DEFAULT_COST_MODEL, CostModel, calibrate, estimate_cost
 from jobs.quota import (
-    DEFAULT_COST_MODEL,
-    CostModel,
     QuotaPolicy,
     ban_user,
-    calibrate,
     effective_limits,
-    estimate_cost,
     list_role_tiers,
     quota_status,
     remove_role_tier,
