@@ -49,13 +49,9 @@ def _user(request: web.Request) -> WebUser:
 
 
 def policy_for(config: Any, user: WebUser) -> QuotaPolicy:
-    """The quota rules for a web user: the same defaults as Discord (no roles: tiers need a Discord member)."""
-    return QuotaPolicy(
-        daily_gpu_seconds=config.quota_daily_gpu_seconds,
-        max_pending=config.quota_max_pending,
-        is_admin=user.is_operator,
-        max_queue_length=config.queue_max_length,
-    )
+    """The quota rules for a web user, built as Discord builds them: the settings' defaults, the member's roles
+    from the sign-in link selecting tiers, the operator's queue priority."""
+    return QuotaPolicy.of_requester(config, role_ids=user.role_ids, is_admin=user.is_operator)
 
 
 def refusal(exc: BaseException) -> web.Response:

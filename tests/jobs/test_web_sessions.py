@@ -60,3 +60,31 @@ async def test_links_and_sessions_expire_and_sign_out_ends_a_session(
         assert await end_session(s, signed.session_token) is False
     async with db_sessionmaker() as s:
         assert await find_session(s, signed.session_token, now=now) is None
+
+
+async def test_a_link_carries_the_members_roles_into_its_session(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db_sessionmaker.begin() as s:
+        token = await create_link(s, 4243, guild_id=77, role_ids=[30, 10, 30])
+        bare = await create_link(s, 4244)
+    async with db_sessionmaker.begin() as s:
+        signed = await redeem_link(s, token)
+        plain = await redeem_link(s, bare)
+    assert signed is not None and (signed.guild_id, signed.role_ids) == (77, frozenset({10, 30}))
+    assert plain is not None and (plain.guild_id, plain.role_ids) == (None, frozenset())
+    async with db_sessionmaker() as s:
+        live = await find_session(s, signed.session_token)
+        other = await find_session(s, plain.session_token)
+    assert live is not None and (live.guild_id, live.role_ids) == (77, [10, 30])
+    assert other is not None and other.role_ids == []
+
+
+async def test_a_link_refuses_a_nonsense_role_id(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with db_sessionmaker.begin() as s:
+        try:
+            await create_link(s, 1, role_ids=[0])
+        except ValueError as error:
+            assert "role ids must be positive" in str(error)
+        else:
+            raise AssertionError("a role id of 0 was stored")
