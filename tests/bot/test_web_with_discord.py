@@ -14,9 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
-from jobs.models import JobSource, JobStatus
-from tests.bot.harness import TOKEN, BotProcess, answer_of, callback_of, followup_text, running_bot
+from jobs.models import JobSource, JobStatus, QuotaLedger
+from tests.bot.harness import TOKEN, BotProcess, callback_of, followup_text, running_bot, slash
 from tests.bot.harness import SMALL, job_id_from, png_bytes, result_posts, wait_result
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
@@ -131,18 +132,12 @@ async def test_discord_and_the_page_share_one_queue_and_worker(world: tuple[Fake
 
 
 async def _ledger(bot: BotProcess, user_id: int) -> list[tuple[int, str]]:
-    from sqlalchemy import select
+    async def rows(session: Any) -> list[tuple[int, str]]:
+        query = select(QuotaLedger.job_id, QuotaLedger.kind).where(QuotaLedger.user_id == user_id)
+        found = await session.execute(query)
+        return [(job_id, kind.value) for job_id, kind in found]
 
-    from jobs.db import make_engine, make_sessionmaker
-    from jobs.models import QuotaLedger
-
-    engine = make_engine(bot.database_url, read_only=True)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            rows = await session.execute(select(QuotaLedger.job_id, QuotaLedger.kind).where(QuotaLedger.user_id == user_id))
-            return [(job_id, kind.value) for job_id, kind in rows]
-    finally:
-        await engine.dispose()
+    return await bot.read(rows)
 
 
 async def test_the_web_command_gives_a_link_that_works_once(world: tuple[FakeDiscord, BotProcess, str]) -> None:
@@ -174,10 +169,10 @@ async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDi
     (patron,) = [role_id for role_id, role in fake.guild.roles.items() if role["name"] == PATRON]
     member = fake.add_member(gid, "patron-member", roles=[patron])
     plain = fake.add_member(gid, "plain-member")
-    tier = await fake.inject_slash("operator tier", {"role": patron, "daily_seconds": TIER_BUDGET_S,
-                                                     "max_pending": TIER_MAX_PENDING}, member=fake.admin)
-    assert "Members with" in (await answer_of(fake, tier)).text
-    discord_quota = (await answer_of(fake, await fake.inject_slash("quota", {}, member=member))).text
+    tier = await slash(fake, "operator tier", {"role": patron, "daily_seconds": TIER_BUDGET_S,
+                                               "max_pending": TIER_MAX_PENDING}, fake.admin)
+    assert "Members with" in tier.text
+    discord_quota = (await slash(fake, "quota", {}, member)).text
     assert f"of {TIER_BUDGET_S:.0f} GPU-seconds" in discord_quota, discord_quota
 
     async with signed_in(fake, url, plain) as (http, _):

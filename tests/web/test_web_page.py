@@ -1,7 +1,7 @@
 """The web page in a real headless Chromium, against the real ``python -m bot`` without a Discord token (the page
 and its embedded worker on the tiny model), loopback only: the page acts as this machine's operator.
 
-One app and one browser for the module. The flow: pause from the console, upload the sample image, choose quick,
+One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload the sample image, choose quick,
 Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
 MP4 the <video> element loaded; /healthz and /metrics scraped around it; Vary it (a changed parameter, the same
 image), Re-roll and Same again. Also a refused image, a forged cross-site POST, the gallery's delete, screenshots
@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from generator.video import probe_mp4
 from jobs.models import Job, QueueState
 from tests.web.webharness import (
-    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, make_browser, metric, save_screenshot, wait_for,
+    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, metric, save_screenshot, started_app, wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -34,22 +34,8 @@ FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; f
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    app = WebApp(tmp_path_factory.mktemp("webapp"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.3"})
-    app.start()
-    try:
+    with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"}) as app:
         yield app
-    finally:
-        code = app.stop()
-        assert code == 0, f"app exited with {code}:\n{app.tail()}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = make_browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def text_of(element_id: str) -> Any:
@@ -201,7 +187,8 @@ def vary_the_video(app: WebApp, browser: Any, parent_id: int) -> None:
     by_id(browser, "vary").click()
     wait_for(browser, lambda b: f"variation of job #{parent_id}" in by_id(b, "variant-of").text, what="Vary's form")
     assert by_id(browser, "preview").get_attribute("src").endswith(f"/api/jobs/{parent_id}/input")
-    assert by_id(browser, "steps").get_attribute("value") == "10" and by_id(browser, "seed").get_attribute("value") == ""
+    assert by_id(browser, "steps").get_attribute("value") == "10"  # the parent's, not the preset's 30
+    assert by_id(browser, "seed").get_attribute("value") == ""  # Vary draws a new seed unless one is given
     set_field(browser, "steps", "12")
     set_field(browser, "prompt", "the clouds drift slowly over the hills at dusk")
     by_id(browser, "generate").click()
