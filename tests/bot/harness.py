@@ -349,6 +349,23 @@ class Answer:
         return "\n".join(parts)
 
 
+async def animate(fake: FakeDiscord, member: Any, prompt: str = "waves roll in slowly", *,
+                  timeout: float = ANSWER_TIMEOUT_S, **options: Any) -> str:
+    """``/animate`` as ``member`` with a picture of their own and the cheapest parameters (``options`` override
+    them); the bot's ephemeral follow-up text."""
+    attachment = fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
+    values = {"image": attachment, "prompt": prompt, **SMALL, **options}
+    interaction = await fake.inject_slash("animate", values, member=member)
+    return await followup_text(fake, interaction, timeout=timeout)
+
+
+async def queued_job(fake: FakeDiscord, member: Any, **options: Any) -> int:
+    """``/animate`` that must be queued: its job id."""
+    text = await animate(fake, member, **options)
+    assert "Queued as job #" in text, text
+    return job_id_from(text)
+
+
 async def slash(fake: FakeDiscord, command: str, options: dict[str, Any] | None, member: Any) -> Answer:
     """Run a slash command (``"name"`` or ``"name sub"``) as ``member`` and return what the bot showed."""
     interaction = await fake.inject_slash(command, options or {}, member=member)

@@ -41,6 +41,8 @@ from tests.bot.harness import (
     running_bot,
     wait_result,
 )
+from tests.bot.harness import animate as harness_animate
+from tests.bot.harness import queued_job
 from tests.bot.harness import slash as harness_slash
 from tests.fakediscord import payloads
 from tests.fakediscord.probe import ProbeHost
@@ -98,16 +100,11 @@ async def slash(world: World, command: str, options: dict[str, Any] | None, memb
 
 
 async def animate(world: World, member: FakeMember, prompt: str = "waves roll in slowly", **options: Any) -> str:
-    attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
-    values = {"image": attachment, "prompt": prompt, **SMALL, **options}
-    interaction = await world.fake.inject_slash("animate", values, member=member)
-    return await followup_text(world.fake, interaction, timeout=ANSWER_TIMEOUT_S)
+    return await harness_animate(world.fake, member, prompt, timeout=ANSWER_TIMEOUT_S, **options)
 
 
 async def queued(world: World, member: FakeMember, **options: Any) -> int:
-    text = await animate(world, member, **options)
-    assert "Queued as job #" in text, text
-    return job_id_from(text)
+    return await queued_job(world.fake, member, **options)
 
 
 async def db_all(world: World, stmt: Any) -> list[Any]:
