@@ -124,3 +124,16 @@ async def end_session(session: AsyncSession, token: str, *, now: datetime | None
         )
     ).first()
     return row is not None
+
+
+async def latest_roles(session: AsyncSession, user_id: int, *, now: datetime | None = None) -> frozenset[int]:
+    """The role ids of ``user_id``'s newest live session (what the operator console knows of their tiers); none
+    when they have no live session."""
+    now = now or utcnow()
+    roles = await session.scalar(
+        select(WebSession.role_ids)
+        .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None), WebSession.expires_at > now)
+        .order_by(WebSession.created_at.desc())
+        .limit(1)
+    )
+    return frozenset(_role_list(roles or ()))

@@ -45,6 +45,13 @@ class WebUser:
     role_ids: frozenset[int] = frozenset()  # the Discord member's roles, from the sign-in link (select tiers)
 
 
+def member_of(config: Any, user_id: int, role_ids: frozenset[int], csrf_token: str = "") -> WebUser:
+    """A signed-in Discord member with these roles: the operator by id (OPERATOR_USER_IDS) or by a role
+    (OPERATOR_ROLE_IDS), as in Discord."""
+    operator = user_id in config.operator_user_ids or bool(role_ids & config.operator_role_ids)
+    return WebUser(user_id, operator, csrf_token, signed_in=True, role_ids=role_ids)
+
+
 def _public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith("/static/")
 
@@ -94,9 +101,8 @@ class Auth:
             row = await find_session(session, token)
         if row is None:
             return None
-        roles = frozenset(int(role) for role in row.role_ids or ())
-        operator = row.user_id in self.config.operator_user_ids or bool(roles & self.config.operator_role_ids)
-        return WebUser(row.user_id, operator, row.csrf_token, signed_in=True, role_ids=roles)
+        return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
+                         row.csrf_token)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:

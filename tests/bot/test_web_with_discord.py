@@ -163,7 +163,8 @@ async def test_the_web_command_gives_a_link_that_works_once(world: tuple[FakeDis
 
 async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDiscord, BotProcess, str]) -> None:
     """A member whose role has a tier signs in through /web: the page gives them the tier's budget and pending
-    cap (more than the defaults), as Discord's /quota does; a member without the role gets the defaults."""
+    cap (more than the defaults), as Discord's /quota does, and the operator's console shows the same; a member
+    without the role gets the defaults."""
     fake, _, url = world
     gid = fake.guild.id
     (patron,) = [role_id for role_id, role in fake.guild.roles.items() if role["name"] == PATRON]
@@ -185,6 +186,9 @@ async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDi
             async with signed_in(fake, url, member) as (http, csrf):
                 quota = await page_json(http, "GET", url + "/api/quota")
                 assert (quota["budget"], quota["max_pending"]) == (TIER_BUDGET_S, TIER_MAX_PENDING), quota
+                seen = await page_json(operator, "GET", f"{url}/api/console/users/{member.user_id}")
+                assert (seen["budget"], seen["max_pending"], seen["budget_source"]) == \
+                    (TIER_BUDGET_S, TIER_MAX_PENDING, "tier"), "the console sees the tier the member signed in with"
                 ids = [(await page_json(http, "POST", url + "/api/jobs", data=job_form(f"tier {n}", n),
                                         headers=csrf))["id"] for n in range(TIER_MAX_PENDING)]
                 assert len(set(ids)) == TIER_MAX_PENDING, "more pending than the default cap of 5: the tier's"

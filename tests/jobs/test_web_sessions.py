@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.models import WebSession, WebSignInLink, utcnow
-from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+from jobs.web_sessions import create_link, end_session, find_session, latest_roles, redeem_link
 
 
 async def test_a_link_works_once(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -88,3 +88,21 @@ async def test_a_link_refuses_a_nonsense_role_id(db_sessionmaker: async_sessionm
             assert "role ids must be positive" in str(error)
         else:
             raise AssertionError("a role id of 0 was stored")
+
+
+async def test_the_newest_live_session_names_the_users_roles(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    now = utcnow()
+    async with db_sessionmaker.begin() as s:
+        older = await create_link(s, 55, role_ids=[1], now=now - timedelta(minutes=2))
+        newer = await create_link(s, 55, role_ids=[2, 3], now=now - timedelta(minutes=1))
+    async with db_sessionmaker.begin() as s:
+        await redeem_link(s, older, now=now - timedelta(minutes=2))
+        signed = await redeem_link(s, newer, now=now - timedelta(minutes=1))
+    assert signed is not None
+    async with db_sessionmaker() as s:
+        assert await latest_roles(s, 55) == frozenset({2, 3})
+        assert await latest_roles(s, 56) == frozenset()
+    async with db_sessionmaker.begin() as s:
+        await end_session(s, signed.session_token)
+    async with db_sessionmaker() as s:
+        assert await latest_roles(s, 55) == frozenset({1}), "an ended session no longer counts"
