@@ -11,7 +11,8 @@ admins (Manage Server) are refused here whatever their permissions: ``/admin`` (
 - ``quota``, ``tier``: a user's own budget and pending cap; a role's tier.
 - ``stats``, ``log``: the whole GPU, the workers, every audited action.
 
-Every change is audited with scope ``bot`` in the same transaction as the change.
+Every change is audited with scope ``bot`` in the same transaction as the change. The commands ``/admin`` also
+has run the same bodies with the whole bot as their scope (bot.admin_commands).
 """
 
 from __future__ import annotations

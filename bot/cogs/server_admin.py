@@ -12,6 +12,7 @@ only hides the group from other members in Discord's UI. Bot-wide powers are ``/
 - ``stats``, ``log``: this server's jobs and audited actions.
 
 Every change is audited with scope ``server`` in the same transaction as the change (see bot.admin_actions).
+The commands ``/operator`` also has run the same bodies with this server as their scope (bot.admin_commands).
 """
 
 from __future__ import annotations
