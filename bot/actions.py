@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import UserFacingError
-from bot.submission import Origin, StoredInput, enqueue, stored_input_of
+from jobs.requests import Origin, StoredInput, enqueue_request, stored_input_of
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -56,12 +56,17 @@ async def queue_job(
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
 ) -> Job:
-    """Enqueue (quota reserved) and post the job's status message with its position, ETA and Cancel button.
+    """Enqueue through the shared request flow (``jobs.requests.enqueue_request``: image stored, quota reserved,
+    in one transaction) and post the job's status message with its position, ETA and Cancel button.
 
-    Once ``enqueue`` returned, the job is committed: nothing after it may raise into the caller's "nothing was
-    queued" error path. A status message that cannot be posted now is posted later by the monitor.
+    ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
+    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
+    deleted meanwhile); then nothing was written. Once the transaction committed, nothing after it may raise into
+    the caller's "nothing was queued" error path: a status message that cannot be posted now is posted later by
+    the monitor.
     """
-    job = await enqueue(bot, stored=stored, params=params, origin=origin, policy=policy, size=size)
+    async with bot.sessions.begin() as session:
+        job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
     await announce_queued(bot, job)
     return job
 
@@ -139,7 +144,7 @@ async def queue_variant(
     from jobs.requests import variant_of
 
     params, size = variant_of(parent, changes)
-    stored = await stored_input_of(parent)
+    stored = stored_input_of(parent)
     origin = interaction_origin(
         interaction,
         source=source,

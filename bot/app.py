@@ -195,14 +195,7 @@ class I2VBot(commands.Bot):
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""
+        from bot.permissions import member_role_ids
         from jobs.quota import QuotaPolicy
 
-        user = actor.user if isinstance(actor, discord.Interaction) else actor
-        role_ids = tuple(int(r) for r in getattr(user, "_roles", ()))
-        return QuotaPolicy(
-            daily_gpu_seconds=self.settings.quota_daily_gpu_seconds,
-            max_pending=self.settings.quota_max_pending,
-            role_ids=frozenset(role_ids),
-            is_admin=self.is_operator(actor),  # queue priority: the operator's only, never a server admin's
-            max_queue_length=self.settings.queue_max_length,
-        )
+        return QuotaPolicy.of_requester(self.settings, role_ids=member_role_ids(actor), is_admin=self.is_operator(actor))

@@ -87,6 +87,13 @@ def _member_role_ids(member: discord.Member) -> set[int]:
     return {int(role_id) for role_id in member._roles}
 
 
+def member_role_ids(actor: discord.Interaction | discord.Member | discord.User) -> frozenset[int]:
+    """The role ids Discord sent with ``actor`` (an interaction's user, a member or a user): none outside a server.
+    They select quota tiers, in Discord and on the web page (``/web`` stores them with the sign-in link)."""
+    user = actor.user if isinstance(actor, discord.Interaction) else actor
+    return frozenset(_member_role_ids(user)) if isinstance(user, discord.Member) else frozenset()
+
+
 def is_operator(actor: discord.Interaction | discord.Member | discord.User, settings: ScopeSettings) -> bool:
     """Whether ``actor`` (an interaction's user, a member or a user) is the bot's operator."""
     if isinstance(actor, discord.Interaction):

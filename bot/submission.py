@@ -1,12 +1,13 @@
-"""The one request path every way of asking for a video goes through (slash, context menu, mention, buttons).
+"""The Discord side's own step of a request: fetch the image from Discord's attachment hosts with a byte cap
+(refusing before reading more than the cap).
 
-In order: fetch the image with a byte cap (refusing before reading more than the cap), decode and check it off the
-event loop (``generator.images.load_image``: real decode, bomb guard), resolve and check the parameters
-(``generator.params``), apply the server's caps, then enqueue with the input image stored and the quota reserved in
-one transaction (``jobs.requests``, the flow the web page shares, over ``jobs.queue.enqueue_job``; the image is
-kept once per distinct content, see ``jobs.blobs``). Any refusal rolls that transaction back, so a refused
-request leaves nothing behind and costs nothing, and cannot take away the stored image of another request with
-the same picture.
+The rest of the flow is shared with the web page and lives in ``jobs.requests``: decode and check the image off
+the event loop (``check_upload``: real decode, bomb guard), then enqueue with the input image stored and the
+quota reserved in one transaction (``enqueue_request``, over ``jobs.queue.enqueue_job``, which applies the
+server's caps, pauses, bans and quotas; the image is kept once per distinct content, see ``jobs.blobs``). The
+commands reach it through ``bot.actions.queue_job``. Any refusal rolls that transaction back, so a refused request
+leaves nothing behind and costs nothing, and cannot take away the stored image of another request with the same
+picture.
 """
 
 from __future__ import annotations
@@ -20,14 +21,10 @@ import aiohttp
 
 from bot.errors import UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
-from generator.params import GenerationParams
-from jobs.requests import Origin, StoredInput, check_image, enqueue_request, input_byte_cap, too_large
-from jobs.requests import stored_input_of as stored_input_from
+from jobs.requests import input_byte_cap, too_large
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
-    from jobs.models import Job
-    from jobs.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,36 +77,3 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
     except (aiohttp.ClientError, asyncio.TimeoutError) as error:
         log.warning("image download failed: %r", error)
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
-
-
-async def check_and_store(bot: I2VBot, data: bytes) -> StoredInput:
-    """Validate the image bytes off the event loop; ``enqueue`` stores them with the job."""
-    return await asyncio.to_thread(check_image, data)
-
-
-async def stored_input_of(job: Job) -> StoredInput:
-    """The input of an existing job (for re-roll and vary); refused plainly when it is no longer kept."""
-    return stored_input_from(job)
-
-
-async def enqueue(
-    bot: I2VBot,
-    *,
-    stored: StoredInput,
-    params: GenerationParams,
-    origin: Origin,
-    policy: QuotaPolicy,
-    size: tuple[int, int] | None = None,
-) -> Job:
-    """Enqueue the job with its quota reserved, in one transaction (the store also applies the server's caps
-    and pause switch).
-
-    ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
-    Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
-    deleted meanwhile); then nothing was written.
-    """
-    async with bot.sessions.begin() as session:
-        job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
-    log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
-    return job
-

@@ -439,26 +439,31 @@ class GuildBan(Base):
 
 
 class WebSignInLink(Base):
-    """A single-use sign-in link for the web page, given to a Discord user by the bot; only its hash is kept."""
+    """A single-use sign-in link for the web page, given to a Discord user by the bot; only its hash is kept.
+    It carries the member's role ids as Discord sent them with ``/web``, so the page applies the same tiers."""
 
     __tablename__ = "web_sign_in_links"
 
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)  # the server /web was used in (None: a DM)
+    role_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")  # the member's roles there
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WebSession(Base):
-    """A signed-in browser: acts as ``user_id`` until ``expires_at`` or sign-out; only the token's hash is kept.
-    ``csrf_token`` must accompany every state-changing request of this session."""
+    """A signed-in browser: acts as ``user_id`` (with the link's roles) until ``expires_at`` or sign-out; only the
+    token's hash is kept. ``csrf_token`` must accompany every state-changing request of this session."""
 
     __tablename__ = "web_sessions"
     __table_args__ = (Index("ix_web_sessions_user_id", "user_id"),)
 
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)  # from the link: where the roles below were read
+    role_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")  # they select tiers
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -8,6 +8,7 @@ that is cancelled is charged the time it used. The budget is a rolling 24-hour w
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -34,6 +35,19 @@ BUDGET_EPSILON_S = 1e-6
 """Float slack when comparing a sum of costs to a budget (GPU-seconds)."""
 
 
+class QuotaSettings(Protocol):
+    """The settings a quota policy is built from (``bot.settings.BotSettings``, ``web.config.WebConfig``)."""
+
+    @property
+    def quota_daily_gpu_seconds(self) -> float: ...
+
+    @property
+    def quota_max_pending(self) -> int: ...
+
+    @property
+    def queue_max_length(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class QuotaPolicy:
     """The defaults and facts the bot knows about a requester (from settings and the interaction)."""
@@ -55,6 +69,18 @@ class QuotaPolicy:
         ):
             raise ValueError(f"max_queue_length must be None or an integer >= 1, got {self.max_queue_length!r}")
         object.__setattr__(self, "role_ids", frozenset(int(r) for r in self.role_ids))
+
+    @classmethod
+    def of_requester(cls, settings: QuotaSettings, *, role_ids: Iterable[int] = (), is_admin: bool = False) -> QuotaPolicy:
+        """The rules for one requester, from the app's settings and the Discord member's role ids (which select
+        tiers): the one recipe for Discord's commands and the web page's signed-in users alike."""
+        return cls(
+            daily_gpu_seconds=settings.quota_daily_gpu_seconds,
+            max_pending=settings.quota_max_pending,
+            role_ids=frozenset(role_ids),
+            is_admin=is_admin,  # queue priority: the operator's only, never a server admin's
+            max_queue_length=settings.queue_max_length,
+        )
 
 
 @dataclass(frozen=True)

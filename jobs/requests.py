@@ -2,7 +2,7 @@
 enqueue the job with its image stored and its quota reserved. Imports neither discord nor torch.
 
 ``check_image`` decodes the bytes for real (``generator.images.load_image``: format, truncation, bomb guard, size
-and aspect checks) and names them by SHA-256; ``enqueue_request`` sizes the output from the image and the
+and aspect checks) and names them by SHA-256 (``check_upload`` runs it off the event loop); ``enqueue_request`` sizes the output from the image and the
 parameters (``generator.params``) and calls ``jobs.queue.enqueue_job`` in the caller's transaction, which applies
 the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every refusal is an exception
 whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``, ``RequestRefused``); the caller
@@ -11,7 +11,9 @@ rolls its transaction back, so a refused request writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
     from jobs.models import Job
     from jobs.quota import QuotaPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +78,12 @@ def check_image(data: bytes) -> StoredInput:
     width, height = image.size
     image.close()
     return StoredInput(data=data, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
+
+
+async def check_upload(data: bytes) -> StoredInput:
+    """``check_image`` in a worker thread, so a large image never stalls the event loop (an upload to the page,
+    an attachment downloaded from Discord)."""
+    return await asyncio.to_thread(check_image, data)
 
 
 def stored_input_of(job: Job) -> StoredInput:
@@ -148,4 +158,6 @@ async def enqueue_request(
         upload_limit_bytes=origin.upload_limit_bytes,
         parent_job_id=origin.parent_job_id,
     )
-    return await enqueue_job(session, new, policy, image=stored.data)
+    job = await enqueue_job(session, new, policy, image=stored.data)
+    log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())
+    return job

@@ -3,6 +3,10 @@
 Only SHA-256 hashes of the tokens are stored, so a copy of the database signs nobody in. A link is redeemed by
 one conditional UPDATE (``used_at IS NULL AND expires_at > now``), so two browsers racing for one link cannot
 both win. A session carries its own CSRF token, which every state-changing request must repeat.
+
+A link (and the session made from it) also carries the server ``/web`` was used in and the member's role ids
+there, as Discord sent them: the page builds the user's quota policy from them (role tiers), as Discord does.
+The roles are those of the moment the link was made; a new link picks up changed roles.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -30,6 +35,8 @@ class SignedIn:
     csrf_token: str
     user_id: int
     expires_at: datetime
+    guild_id: int | None = None
+    role_ids: frozenset[int] = frozenset()
 
 
 def token_hash(token: str) -> str:
@@ -43,15 +50,26 @@ def _positive(name: str, seconds: float) -> timedelta:
     return timedelta(seconds=float(seconds))
 
 
+def _role_list(role_ids: Iterable[int]) -> list[int]:
+    roles = sorted({int(role) for role in role_ids})
+    if any(role <= 0 for role in roles):
+        raise ValueError(f"role ids must be positive, got {roles!r}")
+    return roles
+
+
 async def create_link(
-    session: AsyncSession, user_id: int, *, ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS, now: datetime | None = None
+    session: AsyncSession, user_id: int, *, guild_id: int | None = None, role_ids: Iterable[int] = (),
+    ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS, now: datetime | None = None,
 ) -> str:
-    """A new single-use sign-in token for ``user_id`` (put it in the link); expired links are swept here."""
+    """A new single-use sign-in token for ``user_id`` (put it in the link), carrying the member's ``role_ids`` in
+    ``guild_id`` (none: the defaults apply); expired links are swept here."""
     now = now or utcnow()
     ttl = _positive("ttl_seconds", ttl_seconds)
+    roles = _role_list(role_ids)
     await session.execute(delete(WebSignInLink).where(WebSignInLink.expires_at < now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(WebSignInLink(token_sha256=token_hash(token), user_id=user_id, created_at=now, expires_at=now + ttl))
+    session.add(WebSignInLink(token_sha256=token_hash(token), user_id=user_id, guild_id=guild_id, role_ids=roles,
+                              created_at=now, expires_at=now + ttl))
     await session.flush()
     return token
 
@@ -60,26 +78,29 @@ async def redeem_link(
     session: AsyncSession, token: str, *, session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS,
     now: datetime | None = None,
 ) -> SignedIn | None:
-    """Use the link once: a new session for its user, or None when the token is unknown, used or expired."""
+    """Use the link once: a new session for its user (with the link's server and roles), or None when the token
+    is unknown, used or expired."""
     now = now or utcnow()
     ttl = _positive("session_ttl_seconds", session_ttl_seconds)
-    user_id = (
+    row = (
         await session.execute(
             update(WebSignInLink)
             .where(WebSignInLink.token_sha256 == token_hash(token), WebSignInLink.used_at.is_(None),
                    WebSignInLink.expires_at > now)
             .values(used_at=now)
-            .returning(WebSignInLink.user_id)
+            .returning(WebSignInLink.user_id, WebSignInLink.guild_id, WebSignInLink.role_ids)
         )
-    ).scalar()
-    if user_id is None:
+    ).first()
+    if row is None:
         return None
+    user_id, guild_id, roles = int(row.user_id), row.guild_id, _role_list(row.role_ids or ())
     await session.execute(delete(WebSession).where(WebSession.expires_at < now))
     session_token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_hex(TOKEN_BYTES)
-    session.add(WebSession(token_sha256=token_hash(session_token), user_id=user_id, csrf_token=csrf,
-                           created_at=now, expires_at=now + ttl))
+    session.add(WebSession(token_sha256=token_hash(session_token), user_id=user_id, guild_id=guild_id,
+                           role_ids=roles, csrf_token=csrf, created_at=now, expires_at=now + ttl))
     await session.flush()
-    return SignedIn(session_token=session_token, csrf_token=csrf, user_id=int(user_id), expires_at=now + ttl)
+    return SignedIn(session_token=session_token, csrf_token=csrf, user_id=user_id, expires_at=now + ttl,
+                    guild_id=guild_id, role_ids=frozenset(roles))
 
 
 async def find_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> WebSession | None:
@@ -103,3 +124,16 @@ async def end_session(session: AsyncSession, token: str, *, now: datetime | None
         )
     ).first()
     return row is not None
+
+
+async def latest_roles(session: AsyncSession, user_id: int, *, now: datetime | None = None) -> frozenset[int]:
+    """The role ids of ``user_id``'s newest live session (what the operator console knows of their tiers); none
+    when they have no live session."""
+    now = now or utcnow()
+    roles = await session.scalar(
+        select(WebSession.role_ids)
+        .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None), WebSession.expires_at > now)
+        .order_by(WebSession.created_at.desc())
+        .limit(1)
+    )
+    return frozenset(_role_list(roles or ()))

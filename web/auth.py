@@ -5,7 +5,8 @@
   cannot read the page from the user's browser.
 - Any other WEB_HOST: sign-in is required. The bot's ``/web`` command gives a Discord user a single-use link
   (``jobs.web_sessions``); redeeming it sets an HttpOnly, SameSite=Strict session cookie, and the page acts as
-  that user (their quota, pending cap, bans, history). Operator ids get the console.
+  that user (their quota, pending cap, bans, history), with the member's role ids the link carried (role tiers,
+  exactly as in Discord). Operator ids (OPERATOR_USER_IDS, or a role in OPERATOR_ROLE_IDS) get the console.
 - CSRF: every POST must carry the session's token (local mode: the server's) in ``X-CSRF-Token``, and any Origin
   header must be this page's origin. A form on another site can send neither.
 """
@@ -41,6 +42,14 @@ class WebUser:
     is_operator: bool
     csrf_token: str
     signed_in: bool  # False: the loopback-only operator
+    role_ids: frozenset[int] = frozenset()  # the Discord member's roles, from the sign-in link (select tiers)
+
+
+def member_of(config: Any, user_id: int, role_ids: frozenset[int], csrf_token: str = "") -> WebUser:
+    """A signed-in Discord member with these roles: the operator by id (OPERATOR_USER_IDS) or by a role
+    (OPERATOR_ROLE_IDS), as in Discord."""
+    operator = user_id in config.operator_user_ids or bool(role_ids & config.operator_role_ids)
+    return WebUser(user_id, operator, csrf_token, signed_in=True, role_ids=role_ids)
 
 
 def _public(path: str) -> bool:
@@ -92,7 +101,8 @@ class Auth:
             row = await find_session(session, token)
         if row is None:
             return None
-        return WebUser(row.user_id, row.user_id in self.config.operator_user_ids, row.csrf_token, signed_in=True)
+        return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
+                         row.csrf_token)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -33,6 +33,7 @@ class WebConfig:
     public_url: str | None
     web_user_id: int  # who a loopback-only page acts as (the bot's operator)
     operator_user_ids: frozenset[int]
+    operator_role_ids: frozenset[int] = frozenset()  # a signed-in member with one of these is the operator too
     quota_daily_gpu_seconds: float
     quota_max_pending: int
     queue_max_length: int
@@ -64,6 +65,7 @@ class WebConfig:
             public_url=settings.web_public_url,
             web_user_id=settings.web_user_id,
             operator_user_ids=frozenset(settings.operator_user_ids),
+            operator_role_ids=frozenset(settings.operator_role_ids),
             quota_daily_gpu_seconds=settings.quota_daily_gpu_seconds,
             quota_max_pending=settings.quota_max_pending,
             queue_max_length=settings.queue_max_length,

@@ -18,7 +18,8 @@ from jobs.moderation import ban_and_settle, cancel_audited
 from jobs.queue import pause_queue, resume_queue
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
 from jobs.stats import admin_stats, audit_page, queue_page
-from web.auth import WebUser, error
+from jobs.web_sessions import latest_roles
+from web.auth import WebUser, error, member_of
 from web.pages import policy_for
 from web.render import iso
 
@@ -119,9 +120,10 @@ class Console:
         return web.json_response(await self._user_json(operator, user_id))
 
     async def _user_json(self, operator: WebUser, user_id: int) -> dict[str, Any]:
-        target = WebUser(user_id, user_id in self.server.config.operator_user_ids, "", signed_in=True)
-        policy = policy_for(self.server.config, target)
         async with self.server.readers() as session:
+            # the roles of the user's newest web sign-in select their tiers here, as on their own page
+            target = member_of(self.server.config, user_id, await latest_roles(session, user_id))
+            policy = policy_for(self.server.config, target)
             status = await quota_status(session, user_id, policy)
             limits = await effective_limits(session, user_id, policy)
             override = await session.get(UserLimit, user_id)

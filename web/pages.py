@@ -24,7 +24,7 @@ from jobs.gallery import user_videos
 from jobs.models import Job, JobSource, JobStatus
 from jobs.queue import CancelOutcome, cancel_job, find_job, queue_position
 from jobs.quota import QuotaPolicy, quota_status
-from jobs.requests import Origin, StoredInput, check_image, enqueue_request, stored_input_of, too_large, variant_of
+from jobs.requests import Origin, StoredInput, check_upload, enqueue_request, stored_input_of, too_large, variant_of
 from jobs.retention import delete_job_video
 from web.auth import WebUser, error
 from web.render import iso, job_json, plain
@@ -49,13 +49,9 @@ def _user(request: web.Request) -> WebUser:
 
 
 def policy_for(config: Any, user: WebUser) -> QuotaPolicy:
-    """The quota rules for a web user: the same defaults as Discord (no roles: tiers need a Discord member)."""
-    return QuotaPolicy(
-        daily_gpu_seconds=config.quota_daily_gpu_seconds,
-        max_pending=config.quota_max_pending,
-        is_admin=user.is_operator,
-        max_queue_length=config.queue_max_length,
-    )
+    """The quota rules for a web user, built as Discord builds them: the settings' defaults, the member's roles
+    from the sign-in link selecting tiers, the operator's queue priority."""
+    return QuotaPolicy.of_requester(config, role_ids=user.role_ids, is_admin=user.is_operator)
 
 
 def refusal(exc: BaseException) -> web.Response:
@@ -225,7 +221,7 @@ class Pages:
             _, image = await read_form(request, self.config.upload_cap_bytes)
             if image is None:
                 raise ImageError("empty")
-            stored = await asyncio.to_thread(check_image, image)
+            stored = await check_upload(image)
         except (ImageError, ParamError) as exc:
             log.info("web image check refused: %s", exc)
             return refusal(exc)
@@ -240,7 +236,7 @@ class Pages:
             parent_id = fields.get("parent", "").strip()
             size = None
             if image is not None:
-                stored: StoredInput = await asyncio.to_thread(check_image, image)
+                stored: StoredInput = await check_upload(image)
                 parent = None
             elif parent_id.isdigit() and (parent := await self.own_job(user, int(parent_id))) is not None:
                 stored = stored_input_of(parent)
@@ -254,7 +250,6 @@ class Pages:
         except (ImageError, ParamError, RequestRefused) as exc:
             log.info("web request of user %s refused: %s", user.user_id, exc)
             return refusal(exc)
-        log.info("job %s queued for user %s (web, %s)", job.id, user.user_id, params.describe())
         return await self._queued(job)
 
     async def again(self, request: web.Request) -> web.Response:
@@ -272,7 +267,7 @@ class Pages:
                                             size=size)
         except (ParamError, RequestRefused) as exc:
             return refusal(exc)
-        log.info("job %s queued for user %s (web %s of %s)", job.id, user.user_id, request.query["mode"], parent.id)
+        log.info("job %s is the web %s of job %s", job.id, request.query["mode"], parent.id)
         return await self._queued(job)
 
     async def _queued(self, job: Job) -> web.Response:

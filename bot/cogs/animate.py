@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.actions import interaction_origin, pause_notice, queue_job, queued_text, tell_queued
-from bot.submission import check_and_store, download_image
+from bot.submission import download_image
 from generator.images import ImageError
 from generator.params import (
     FPS_RANGE,
@@ -21,6 +21,7 @@ from generator.params import (
     STEPS_RANGE,
     resolve_params,
 )
+from jobs.requests import check_upload
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -55,7 +56,7 @@ async def handle_request(
     params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
-    stored = await check_and_store(bot, data)
+    stored = await check_upload(data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
     job = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(interaction))
     # committed: from here on the user is told it is queued, whatever else fails

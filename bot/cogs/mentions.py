@@ -15,9 +15,10 @@ from discord.ext import commands
 from bot.actions import queue_job
 from bot.cogs.context_menu import NO_IMAGE_MESSAGE, find_image
 from bot.errors import UserFacingError
-from bot.submission import Origin, check_and_store, download_image
+from bot.submission import download_image
 from bot.tree import GENERIC_FAILURE, user_message
 from generator.params import resolve_params
+from jobs.requests import Origin, check_upload
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -113,7 +114,7 @@ class Mentions(commands.Cog):
         params = resolve_params(prompt, **options)
         url, size = await self._source_image(message)
         data = await download_image(self.bot, url, declared_size=size)
-        stored = await check_and_store(self.bot, data)
+        stored = await check_upload(data)
         guild = message.guild
         origin = Origin(
             user_id=message.author.id,

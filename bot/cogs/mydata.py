@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import NotYours
+from bot.permissions import is_operator
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -23,16 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPERATOR_ONLY = "Only the bot's operator can delete another user's data."
-
-
-def is_operator(interaction: discord.Interaction, bot: I2VBot) -> bool:
-    """The bot's operator (``ADMIN_USER_IDS``, or a role in ``ADMIN_ROLE_IDS``); a server's Manage Server does not
-    count: deleting anyone's data is a bot-wide power."""
-    settings = bot.settings
-    if interaction.user.id in settings.admin_user_ids:
-        return True
-    roles = {int(role) for role in getattr(interaction.user, "_roles", ())}
-    return bool(roles & set(settings.admin_role_ids))
 
 
 class MyData(commands.Cog):
@@ -53,7 +44,7 @@ class MyData(commands.Cog):
         from bot.forget import delete_user_data
 
         target = user or interaction.user
-        if target.id != interaction.user.id and not is_operator(interaction, self.bot):
+        if target.id != interaction.user.id and not is_operator(interaction, self.bot.settings):  # a bot-wide power
             log.warning("user %s may not delete the data of user %s", interaction.user.id, target.id)
             raise NotYours(OPERATOR_ONLY)
         await interaction.response.defer(ephemeral=True, thinking=True)

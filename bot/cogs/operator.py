@@ -11,33 +11,29 @@ admins (Manage Server) are refused here whatever their permissions: ``/admin`` (
 - ``quota``, ``tier``: a user's own budget and pending cap; a role's tier.
 - ``stats``, ``log``: the whole GPU, the workers, every audited action.
 
-Every change is audited with scope ``bot`` in the same transaction as the change.
+Every change is audited with scope ``bot`` in the same transaction as the change. The commands ``/admin`` also
+has run the same bodies with the whole bot as their scope (bot.admin_commands).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin_actions import ban_and_settle, cancel_as_admin, wake_monitor
-from bot.admin_buttons import log_reply, queue_reply
-from bot.admin_render import render_stats
+from bot import admin_commands as scoped
+from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
 from bot.errors import UserFacingError
 from bot.permissions import operator_only
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
 
-log = logging.getLogger(__name__)
-
 MAX_DAILY_SECONDS = 7 * 24 * 3600.0  # the largest per-user or per-tier budget the operator may set, GPU-seconds/24 h
 MAX_PENDING_LIMIT = 100  # the largest pending-jobs cap the operator may set
-MAX_REASON_CHARS = 300  # ban and pause reasons
-MAX_JOB_ID = 2**53  # Discord integer options stop at 2^53
+BOT_WIDE = None  # the scope of every /operator command: no one server (see bot.admin_commands)
 
 
 @app_commands.guild_only()
@@ -50,75 +46,36 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
         super().__init__()
 
     async def _defer(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await scoped.defer(interaction)
 
     # -- the whole queue ------------------------------------------------------------------------------------
 
     @app_commands.command(name="queue")
+    @app_commands.describe(page=QUEUE_PAGE_HELP)
     @operator_only()
-    async def queue(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1) -> None:
-        """List every server's running and queued videos, with Cancel buttons.
-
-        Parameters
-        ----------
-        page:
-            Which page to show (10 jobs a page).
-        """
-        await self._defer(interaction)
-        embed, view = await queue_reply(self.bot, None, page - 1)
-        await interaction.followup.send(embed=embed, view=view, ephemeral=True)
+    async def queue(self, interaction: discord.Interaction, page: Page = 1) -> None:
+        """List every server's running and queued videos, with Cancel buttons."""
+        await scoped.show_queue(self.bot, interaction, BOT_WIDE, page)
 
     @app_commands.command(name="cancel")
+    @app_commands.describe(job="The job number (#N in /operator queue).")
     @operator_only()
-    async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[int, 1, MAX_JOB_ID]) -> None:
-        """Cancel anyone's video on any server: a queued one is refunded, a running one stops at its next step.
-
-        Parameters
-        ----------
-        job:
-            The job number (#N in /operator queue).
-        """
-        await self._defer(interaction)
-        message = await cancel_as_admin(self.bot, interaction, job, bot_wide=True)
-        await interaction.followup.send(message, ephemeral=True)
+    async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
+        """Cancel anyone's video on any server: a queued one is refunded, a running one stops at its next step."""
+        await scoped.cancel(self.bot, interaction, BOT_WIDE, job)
 
     @app_commands.command(name="pause")
+    @app_commands.describe(reason="Told to people whose requests wait while paused.")
     @operator_only()
-    async def pause(
-        self, interaction: discord.Interaction, reason: app_commands.Range[str, 1, MAX_REASON_CHARS] | None = None
-    ) -> None:
-        """Hold every server's videos: requests are still queued and start after resume; running ones finish.
-
-        Parameters
-        ----------
-        reason:
-            Told to people whose requests wait while paused.
-        """
-        from jobs.queue import pause_queue
-
-        await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await pause_queue(session, by=interaction.user.id, reason=reason)
-        log.info("operator %s paused the queue (changed=%s, reason=%r)", interaction.user.id, changed, reason)
-        text = ("Paused on every server: new requests are queued and wait, no video starts until /operator resume; "
-                "running ones finish.")
-        await interaction.followup.send(text if changed else "The queue was already paused. " + text, ephemeral=True)
+    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
+        """Hold every server's videos: requests are still queued and start after resume; running ones finish."""
+        await scoped.pause(self.bot, interaction, BOT_WIDE, reason)
 
     @app_commands.command(name="resume")
     @operator_only()
     async def resume(self, interaction: discord.Interaction) -> None:
         """Start making videos again after /operator pause."""
-        from jobs.queue import resume_queue
-
-        await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await resume_queue(session, by=interaction.user.id)
-        wake_monitor(self.bot)
-        log.info("operator %s resumed the queue (changed=%s)", interaction.user.id, changed)
-        await interaction.followup.send(
-            "Resumed: queued videos start again." if changed else "The queue was not paused; nothing changed.",
-            ephemeral=True,
-        )
+        await scoped.resume(self.bot, interaction, BOT_WIDE)
 
     # -- quotas ---------------------------------------------------------------------------------------------
 
@@ -225,63 +182,19 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     # -- bans ---------------------------------------------------------------------------------------------
 
     @app_commands.command(name="ban")
+    @app_commands.describe(user="Who to ban (from every server the bot is in).",
+                           reason="Shown to them when a request is refused.")
     @operator_only()
-    async def ban(
-        self,
-        interaction: discord.Interaction,
-        user: discord.User,
-        reason: app_commands.Range[str, 1, MAX_REASON_CHARS] | None = None,
-    ) -> None:
-        """Stop someone from making videos on every server: their queued videos are cancelled, a running one finishes.
-
-        Parameters
-        ----------
-        user:
-            Who to ban (from every server the bot is in).
-        reason:
-            Shown to them when a request is refused.
-        """
-        await self._defer(interaction)
-        if user.id == interaction.user.id:
-            raise UserFacingError("You cannot ban yourself.")
-        async with self.bot.sessions.begin() as session:
-            outcome = await ban_and_settle(session, user.id, reason=reason, by=interaction.user.id)
-        wake_monitor(self.bot)
-        log.info("admin %s banned user %s (%r): %s", interaction.user.id, user.id, reason, outcome)
-        lines = [f"{user.mention} is banned" + (f": {reason}" if reason else "") + "."]
-        if not outcome.newly_banned:
-            lines[0] = f"{user.mention} was already banned; reason now: {reason or 'none'}."
-        if outcome.cancelled_job_ids:
-            lines.append(
-                "Cancelled and refunded their queued job(s) "
-                + ", ".join(f"#{job_id}" for job_id in outcome.cancelled_job_ids)
-                + "."
-            )
-        if outcome.running_job_ids:
-            lines.append(
-                "Left running (will be delivered, not retried): "
-                + ", ".join(f"#{job_id}" for job_id in outcome.running_job_ids)
-                + "."
-            )
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+    async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
+        """Stop someone making videos on every server: their queued videos are cancelled, a running one finishes."""
+        await scoped.ban(self.bot, interaction, BOT_WIDE, user, reason)
 
     @app_commands.command(name="unban")
+    @app_commands.describe(user="Who to unban.")
     @operator_only()
     async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        """Let someone make videos again (lifts a bot-wide ban).
-
-        Parameters
-        ----------
-        user:
-            Who to unban.
-        """
-        from jobs.quota import unban_user
-
-        await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await unban_user(session, user.id, by=interaction.user.id)
-        text = f"{user.mention} may make videos again." if changed else f"{user.mention} was not banned."
-        await interaction.followup.send(text, ephemeral=True)
+        """Let someone make videos again (lifts a bot-wide ban)."""
+        await scoped.unban(self.bot, interaction, BOT_WIDE, user)
 
     # -- views ----------------------------------------------------------------------------------------------
 
@@ -289,26 +202,14 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     @operator_only()
     async def stats(self, interaction: discord.Interaction) -> None:
         """Every server's jobs today and this week, waits and generation times, GPU time, failures and workers."""
-        from jobs.stats import admin_stats
-
-        await self._defer(interaction)
-        async with self.bot.readers() as session:
-            stats = await admin_stats(session)
-        await interaction.followup.send(embed=render_stats(stats, self.bot.supervisor), ephemeral=True)
+        await scoped.show_stats(self.bot, interaction, BOT_WIDE)
 
     @app_commands.command(name="log")
+    @app_commands.describe(page=LOG_PAGE_HELP)
     @operator_only()
-    async def audit_log(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1) -> None:
-        """Show the audit log of every action on every server (who, what, which scope, when), newest first.
-
-        Parameters
-        ----------
-        page:
-            Which page to show (15 actions a page).
-        """
-        await self._defer(interaction)
-        embed, view = await log_reply(self.bot, None, page - 1)
-        await interaction.followup.send(embed=embed, view=view, ephemeral=True)
+    async def audit_log(self, interaction: discord.Interaction, page: Page = 1) -> None:
+        """Show the audit log of every action on every server (who, what, which scope, when), newest first."""
+        await scoped.show_log(self.bot, interaction, BOT_WIDE, page)
 
 
 async def setup(bot: I2VBot) -> None:

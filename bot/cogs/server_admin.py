@@ -12,6 +12,7 @@ only hides the group from other members in Discord's UI. Bot-wide powers are ``/
 - ``stats``, ``log``: this server's jobs and audited actions.
 
 Every change is audited with scope ``server`` in the same transaction as the change (see bot.admin_actions).
+The commands ``/operator`` also has run the same bodies with this server as their scope (bot.admin_commands).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin_actions import NO_CAP, cancel_as_admin, set_guild_limits, wake_monitor
-from bot.admin_buttons import ADMIN_ITEMS, ClearConfirmButton, log_reply, queue_reply
-from bot.admin_render import render_limits, render_stats
-from bot.errors import UserFacingError
+from bot import admin_commands as scoped
+from bot.admin_actions import NO_CAP, set_guild_limits
+from bot.admin_buttons import ADMIN_ITEMS, ClearConfirmButton
+from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
+from bot.admin_render import render_limits
 from bot.permissions import server_admin_only
 from generator.params import FRAMES_RANGE, STEPS_RANGE
 
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLEAR_CONFIRM_SECONDS = 120  # how long the /admin clear confirmation button stays valid, seconds
-MAX_REASON_CHARS = 300  # ban and pause reasons
-MAX_JOB_ID = 2**53  # Discord integer options stop at 2^53
 
 ResolutionCap = Literal["256p", "512p", "768p", "1024p", "none"]
 
@@ -54,39 +54,30 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
 
     async def _defer(self, interaction: discord.Interaction) -> int:
         """Acknowledge (ephemeral) and return this server's id."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await scoped.defer(interaction)
+        return self._here(interaction)
+
+    @staticmethod
+    def _here(interaction: discord.Interaction) -> int:
+        """The scope of every /admin command: the server the interaction comes from."""
         assert interaction.guild_id is not None  # guild_only
         return interaction.guild_id
 
     # -- this server's jobs ---------------------------------------------------------------------------------
 
     @app_commands.command(name="queue")
+    @app_commands.describe(page=QUEUE_PAGE_HELP)
     @server_admin_only()
-    async def queue(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1) -> None:
-        """List this server's running and queued videos, with Cancel buttons.
-
-        Parameters
-        ----------
-        page:
-            Which page to show (10 jobs a page).
-        """
-        guild_id = await self._defer(interaction)
-        embed, view = await queue_reply(self.bot, guild_id, page - 1)
-        await interaction.followup.send(embed=embed, view=view, ephemeral=True)
+    async def queue(self, interaction: discord.Interaction, page: Page = 1) -> None:
+        """List this server's running and queued videos, with Cancel buttons."""
+        await scoped.show_queue(self.bot, interaction, self._here(interaction), page)
 
     @app_commands.command(name="cancel")
+    @app_commands.describe(job="The job number (#N in /admin queue).")
     @server_admin_only()
-    async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[int, 1, MAX_JOB_ID]) -> None:
-        """Cancel a video of this server: a queued one is refunded, a running one stops at its next step.
-
-        Parameters
-        ----------
-        job:
-            The job number (#N in /admin queue).
-        """
-        await self._defer(interaction)
-        message = await cancel_as_admin(self.bot, interaction, job, bot_wide=False)
-        await interaction.followup.send(message, ephemeral=True)
+    async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
+        """Cancel a video of this server: a queued one is refunded, a running one stops at its next step."""
+        await scoped.cancel(self.bot, interaction, self._here(interaction), job)
 
     @app_commands.command(name="clear")
     @server_admin_only()
@@ -111,43 +102,17 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         )
 
     @app_commands.command(name="pause")
+    @app_commands.describe(reason="Kept in this server's audit log.")
     @server_admin_only()
-    async def pause(
-        self, interaction: discord.Interaction, reason: app_commands.Range[str, 1, MAX_REASON_CHARS] | None = None
-    ) -> None:
-        """Hold this server's videos: requests are still queued and start after /admin resume; running ones finish.
-
-        Parameters
-        ----------
-        reason:
-            Kept in this server's audit log.
-        """
-        from jobs.control import pause_guild
-
-        guild_id = await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await pause_guild(session, guild_id, by=interaction.user.id, reason=reason)
-        log.info("admin %s paused guild %s (changed=%s, reason=%r)", interaction.user.id, guild_id, changed, reason)
-        text = ("Paused on this server: new requests are queued and wait, nothing starts here until /admin resume; "
-                "running videos finish. Other servers are not affected.")
-        await interaction.followup.send(text if changed else "This server was already paused. " + text, ephemeral=True)
+    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
+        """Hold this server's videos: requests are still queued and start after /admin resume; running ones finish."""
+        await scoped.pause(self.bot, interaction, self._here(interaction), reason)
 
     @app_commands.command(name="resume")
     @server_admin_only()
     async def resume(self, interaction: discord.Interaction) -> None:
         """Let this server's queued videos start again after /admin pause."""
-        from jobs.control import resume_guild
-
-        guild_id = await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await resume_guild(session, guild_id, by=interaction.user.id)
-        wake_monitor(self.bot)
-        log.info("admin %s resumed guild %s (changed=%s)", interaction.user.id, guild_id, changed)
-        await interaction.followup.send(
-            "Resumed: this server's queued videos start again." if changed
-            else "This server was not paused; nothing changed.",
-            ephemeral=True,
-        )
+        await scoped.resume(self.bot, interaction, self._here(interaction))
 
     # -- caps -----------------------------------------------------------------------------------------------
 
@@ -195,56 +160,19 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     # -- bans from this server ------------------------------------------------------------------------------
 
     @app_commands.command(name="ban")
+    @app_commands.describe(user="Who to ban (in this server only).",
+                           reason="Shown to them when a request here is refused.")
     @server_admin_only()
-    async def ban(
-        self,
-        interaction: discord.Interaction,
-        user: discord.User,
-        reason: app_commands.Range[str, 1, MAX_REASON_CHARS] | None = None,
-    ) -> None:
-        """Stop someone from making videos in this server: their queued videos here are cancelled.
-
-        Parameters
-        ----------
-        user:
-            Who to ban (in this server only).
-        reason:
-            Shown to them when a request here is refused.
-        """
-        from jobs.control import ban_from_guild
-
-        guild_id = await self._defer(interaction)
-        if user.id == interaction.user.id:
-            raise UserFacingError("You cannot ban yourself.")
-        async with self.bot.sessions.begin() as session:
-            newly, cancelled = await ban_from_guild(session, guild_id, user.id, reason=reason, by=interaction.user.id)
-        wake_monitor(self.bot)
-        log.info("admin %s banned user %s from guild %s (%r): %s", interaction.user.id, user.id, guild_id, reason,
-                 cancelled)
-        head = "is banned from making videos in this server" if newly else "was already banned in this server"
-        lines = [f"{user.mention} {head}" + (f": {reason}" if reason else "") + "."]
-        if cancelled:
-            lines.append("Cancelled and refunded their queued job(s) " + ", ".join(f"#{j}" for j in cancelled) + ".")
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+    async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
+        """Stop someone from making videos in this server: their queued videos here are cancelled."""
+        await scoped.ban(self.bot, interaction, self._here(interaction), user, reason)
 
     @app_commands.command(name="unban")
+    @app_commands.describe(user="Who to unban (in this server).")
     @server_admin_only()
     async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        """Let someone make videos in this server again.
-
-        Parameters
-        ----------
-        user:
-            Who to unban (in this server).
-        """
-        from jobs.control import unban_from_guild
-
-        guild_id = await self._defer(interaction)
-        async with self.bot.sessions.begin() as session:
-            changed = await unban_from_guild(session, guild_id, user.id, by=interaction.user.id)
-        text = (f"{user.mention} may make videos in this server again." if changed
-                else f"{user.mention} was not banned in this server.")
-        await interaction.followup.send(text, ephemeral=True)
+        """Let someone make videos in this server again."""
+        await scoped.unban(self.bot, interaction, self._here(interaction), user)
 
     # -- views ----------------------------------------------------------------------------------------------
 
@@ -252,30 +180,14 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @server_admin_only()
     async def stats(self, interaction: discord.Interaction) -> None:
         """This server's jobs today and this week: states, waits and generation times, GPU time, failures."""
-        from jobs.holds import pause_state
-        from jobs.stats import admin_stats
-
-        guild_id = await self._defer(interaction)
-        async with self.bot.readers() as session:
-            stats = await admin_stats(session, guild_id=guild_id)
-            state = await pause_state(session, guild_id)
-        embed = render_stats(stats, None, bot_wide=False)
-        embed.set_footer(text="Paused on this server" if state.guild_paused else "Running on this server")
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        await scoped.show_stats(self.bot, interaction, self._here(interaction))
 
     @app_commands.command(name="log")
+    @app_commands.describe(page=LOG_PAGE_HELP)
     @server_admin_only()
-    async def audit_log(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1) -> None:
-        """Show this server's audit log (who did what here, when), newest first.
-
-        Parameters
-        ----------
-        page:
-            Which page to show (15 actions a page).
-        """
-        guild_id = await self._defer(interaction)
-        embed, view = await log_reply(self.bot, guild_id, page - 1)
-        await interaction.followup.send(embed=embed, view=view, ephemeral=True)
+    async def audit_log(self, interaction: discord.Interaction, page: Page = 1) -> None:
+        """Show this server's audit log (who did what here, when), newest first."""
+        await scoped.show_log(self.bot, interaction, self._here(interaction), page)
 
 
 async def setup(bot: I2VBot) -> None:

@@ -1,6 +1,7 @@
 """``/web``: a personal, single-use sign-in link to the web page, shown only to the user who asked.
 
-The link acts as that Discord user on the page (their quota, pending cap, bans and history). It works once and
+The link acts as that Discord user on the page (their quota, pending cap, bans and history); it carries the
+member's role ids in this server, so the page applies the same role tiers (roles as of the link). It works once and
 expires after ``jobs.web_sessions.DEFAULT_LINK_TTL_SECONDS``; the page's address is WEB_PUBLIC_URL (default
 http://WEB_HOST:WEB_PORT).
 """
@@ -36,11 +37,13 @@ class WebSignIn(commands.Cog):
     @app_commands.command(name="web")
     async def web(self, interaction: discord.Interaction) -> None:
         """Get a personal sign-in link to the web page (works once, for a few minutes)."""
+        from bot.permissions import member_role_ids
         from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, create_link
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.sessions.begin() as session:
-            token = await create_link(session, interaction.user.id)
+            token = await create_link(session, interaction.user.id, guild_id=interaction.guild_id,
+                                      role_ids=member_role_ids(interaction))
         minutes = int(DEFAULT_LINK_TTL_SECONDS // 60)
         await interaction.followup.send(
             f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n"

@@ -188,13 +188,23 @@ class BotProcess:
 
     # -- database ----------------------------------------------------------------------------------------------
 
-    async def jobs(self, *where: Any) -> list[Job]:
+    async def read(self, fn: Callable[[Any], Any]) -> Any:
+        """``await fn(session)`` on a read-only session of the bot's database (its own engine, disposed after)."""
         engine = make_engine(self.database_url, read_only=True)
         try:
             async with make_sessionmaker(engine)() as session:
-                return list((await session.scalars(select(Job).where(*where).order_by(Job.id))).all())
+                return await fn(session)
         finally:
             await engine.dispose()
+
+    async def select_all(self, stmt: Any) -> list[Any]:
+        """Every object (or first column) ``stmt`` selects from the bot's database."""
+        async def run(session: Any) -> list[Any]:
+            return list((await session.scalars(stmt)).all())
+        return await self.read(run)
+
+    async def jobs(self, *where: Any) -> list[Job]:
+        return await self.select_all(select(Job).where(*where).order_by(Job.id))
 
     async def drop_input(self, sha256: str) -> None:
         """Remove a stored input image behind the bot's back (a lost input, for fault tests)."""
@@ -209,32 +219,17 @@ class BotProcess:
         """(input images, videos) the store keeps for ``user_id``'s jobs."""
         from jobs.retention import kept_bytes_of_user
 
-        engine = make_engine(self.database_url, read_only=True)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return await kept_bytes_of_user(session, user_id)
-        finally:
-            await engine.dispose()
+        return await self.read(lambda session: kept_bytes_of_user(session, user_id))
 
     async def job(self, job_id: int) -> Job:
         (job,) = await self.jobs(Job.id == job_id)
         return job
 
     async def workers(self) -> list[Worker]:
-        engine = make_engine(self.database_url, read_only=True)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return list((await session.scalars(select(Worker).order_by(Worker.id))).all())
-        finally:
-            await engine.dispose()
+        return await self.select_all(select(Worker).order_by(Worker.id))
 
     async def worker_pids(self) -> list[int]:
-        engine = make_engine(self.database_url, read_only=True)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return [w.pid for w in (await session.scalars(select(Worker))).all()]
-        finally:
-            await engine.dispose()
+        return [w.pid for w in await self.workers()]
 
     async def wait_job(self, job_id: int, check: Callable[[Job], bool], timeout: float = RESULT_TIMEOUT_S) -> Job:
         deadline = time.monotonic() + timeout
@@ -352,6 +347,29 @@ class Answer:
                 parts += [field["name"], field["value"]]
             parts.append((embed.get("footer") or {}).get("text", ""))
         return "\n".join(parts)
+
+
+async def animate(fake: FakeDiscord, member: Any, prompt: str = "waves roll in slowly", *,
+                  timeout: float = ANSWER_TIMEOUT_S, **options: Any) -> str:
+    """``/animate`` as ``member`` with a picture of their own and the cheapest parameters (``options`` override
+    them); the bot's ephemeral follow-up text."""
+    attachment = fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
+    values = {"image": attachment, "prompt": prompt, **SMALL, **options}
+    interaction = await fake.inject_slash("animate", values, member=member)
+    return await followup_text(fake, interaction, timeout=timeout)
+
+
+async def queued_job(fake: FakeDiscord, member: Any, **options: Any) -> int:
+    """``/animate`` that must be queued: its job id."""
+    text = await animate(fake, member, **options)
+    assert "Queued as job #" in text, text
+    return job_id_from(text)
+
+
+async def slash(fake: FakeDiscord, command: str, options: dict[str, Any] | None, member: Any) -> Answer:
+    """Run a slash command (``"name"`` or ``"name sub"``) as ``member`` and return what the bot showed."""
+    interaction = await fake.inject_slash(command, options or {}, member=member)
+    return await answer_of(fake, interaction)
 
 
 async def answer_of(fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0,

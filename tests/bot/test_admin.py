@@ -28,20 +28,11 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 from bot.permissions import OPERATOR_REFUSAL, SERVER_REFUSAL
-from jobs.db import make_engine, make_sessionmaker
 from jobs.models import AuditLog, GuildSettings, Job, JobStatus, LedgerKind, QueueState, QuotaLedger, UserLimit, Worker
-from tests.bot.harness import (
-    running_bot,
-    SMALL,
-    Answer,
-    BotProcess,
-    answer_of,
-    custom_ids,
-    followup_text,
-    job_id_from,
-    png_bytes,
-    wait_result,
-)
+from tests.bot.harness import Answer, BotProcess, answer_of, custom_ids, followup_text, job_id_from, queued_job
+from tests.bot.harness import running_bot
+from tests.bot.harness import animate as harness_animate
+from tests.bot.harness import wait_result
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction, FakeMember
@@ -136,34 +127,19 @@ async def click(world: World, custom_id: str, message_id: int, member: FakeMembe
 
 async def animate(world: World, member: FakeMember, **options: Any) -> str:
     """``/animate`` as ``member``; the bot's ephemeral follow-up text."""
-    attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
-    values = {"image": attachment, "prompt": "waves roll in slowly", **SMALL, **options}
-    interaction = await world.fake.inject_slash("animate", values, member=member)
-    return await followup_text(world.fake, interaction, timeout=ANSWER_TIMEOUT_S)
+    return await harness_animate(world.fake, member, timeout=ANSWER_TIMEOUT_S, **options)
 
 
 async def queue_job(world: World, member: FakeMember, **options: Any) -> int:
-    text = await animate(world, member, **options)
-    assert "Queued as job #" in text, text
-    return job_id_from(text)
+    return await queued_job(world.fake, member, **options)
 
 
 async def db_scalar(world: World, stmt: Any) -> Any:
-    engine = make_engine(world.bot.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return await session.scalar(stmt)
-    finally:
-        await engine.dispose()
+    return await world.bot.read(lambda session: session.scalar(stmt))
 
 
 async def db_all(world: World, stmt: Any) -> list[Any]:
-    engine = make_engine(world.bot.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return list((await session.scalars(stmt)).all())
-    finally:
-        await engine.dispose()
+    return await world.bot.select_all(stmt)
 
 
 async def audit_rows(world: World) -> list[AuditLog]:
@@ -308,12 +284,10 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     queued.append(await queue_job(world, frank, preset="quick", resolution="256p", frames=8, steps=10))
     owners = {job.id: job.user_id for job in await bot.jobs(Job.id.in_(queued))}
 
-    engine = make_engine(bot.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            positions = {j: (await queue_position(session, j)).position for j in queued}
-    finally:
-        await engine.dispose()
+    async def places(session: Any) -> dict[int, int | None]:
+        return {j: (await queue_position(session, j)).position for j in queued}
+
+    positions = await bot.read(places)
     assert sorted(positions.values()) == list(range(1, 11))
     in_claim_order = sorted(queued, key=positions.__getitem__)
 

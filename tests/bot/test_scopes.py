@@ -25,7 +25,6 @@ from sqlalchemy import select
 from bot.cogs.context_menu import NO_PROXY_MESSAGE
 from bot.image_origin import NOT_DISCORD_MESSAGE
 from bot.permissions import OPERATOR_REFUSAL
-from jobs.db import make_engine, make_sessionmaker
 from jobs.models import PRIORITY_ADMIN, PRIORITY_NORMAL, AuditLog, GuildSettings, Job, JobStatus, QueueState
 from jobs.models import RoleTier, UserLimit
 from tests.bot.harness import (
@@ -42,6 +41,9 @@ from tests.bot.harness import (
     running_bot,
     wait_result,
 )
+from tests.bot.harness import animate as harness_animate
+from tests.bot.harness import queued_job
+from tests.bot.harness import slash as harness_slash
 from tests.fakediscord import payloads
 from tests.fakediscord.probe import ProbeHost
 from tests.fakediscord.server import FakeDiscord
@@ -94,30 +96,19 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 async def slash(world: World, command: str, options: dict[str, Any] | None, member: FakeMember) -> Answer:
-    interaction = await world.fake.inject_slash(command, options or {}, member=member)
-    return await answer_of(world.fake, interaction)
+    return await harness_slash(world.fake, command, options, member)
 
 
 async def animate(world: World, member: FakeMember, prompt: str = "waves roll in slowly", **options: Any) -> str:
-    attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
-    values = {"image": attachment, "prompt": prompt, **SMALL, **options}
-    interaction = await world.fake.inject_slash("animate", values, member=member)
-    return await followup_text(world.fake, interaction, timeout=ANSWER_TIMEOUT_S)
+    return await harness_animate(world.fake, member, prompt, timeout=ANSWER_TIMEOUT_S, **options)
 
 
 async def queued(world: World, member: FakeMember, **options: Any) -> int:
-    text = await animate(world, member, **options)
-    assert "Queued as job #" in text, text
-    return job_id_from(text)
+    return await queued_job(world.fake, member, **options)
 
 
 async def db_all(world: World, stmt: Any) -> list[Any]:
-    engine = make_engine(world.bot.database_url, read_only=True)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return list((await session.scalars(stmt)).all())
-    finally:
-        await engine.dispose()
+    return await world.bot.select_all(stmt)
 
 
 async def assert_held(world: World, *job_ids: int) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.models import WebSession, WebSignInLink, utcnow
-from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+from jobs.web_sessions import create_link, end_session, find_session, latest_roles, redeem_link
 
 
 async def test_a_link_works_once(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -60,3 +61,47 @@ async def test_links_and_sessions_expire_and_sign_out_ends_a_session(
         assert await end_session(s, signed.session_token) is False
     async with db_sessionmaker() as s:
         assert await find_session(s, signed.session_token, now=now) is None
+
+
+async def test_a_link_carries_the_members_roles_into_its_session(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db_sessionmaker.begin() as s:
+        token = await create_link(s, 4243, guild_id=77, role_ids=[30, 10, 30])
+        bare = await create_link(s, 4244)
+    async with db_sessionmaker.begin() as s:
+        signed = await redeem_link(s, token)
+        plain = await redeem_link(s, bare)
+    assert signed is not None and (signed.guild_id, signed.role_ids) == (77, frozenset({10, 30}))
+    assert plain is not None and (plain.guild_id, plain.role_ids) == (None, frozenset())
+    async with db_sessionmaker() as s:
+        live = await find_session(s, signed.session_token)
+        other = await find_session(s, plain.session_token)
+    assert live is not None and (live.guild_id, live.role_ids) == (77, [10, 30])
+    assert other is not None and other.role_ids == []
+
+
+async def test_a_link_refuses_a_nonsense_role_id(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    with pytest.raises(ValueError, match="role ids must be positive"):
+        async with db_sessionmaker.begin() as s:
+            await create_link(s, 1, role_ids=[0])
+    async with db_sessionmaker() as s:
+        assert list(await s.scalars(select(WebSignInLink.user_id))) == [], "nothing was stored"
+
+
+async def test_the_newest_live_session_names_the_users_roles(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    now = utcnow()
+    async with db_sessionmaker.begin() as s:
+        older = await create_link(s, 55, role_ids=[1], now=now - timedelta(minutes=2))
+        newer = await create_link(s, 55, role_ids=[2, 3], now=now - timedelta(minutes=1))
+    async with db_sessionmaker.begin() as s:
+        await redeem_link(s, older, now=now - timedelta(minutes=2))
+        signed = await redeem_link(s, newer, now=now - timedelta(minutes=1))
+    assert signed is not None
+    async with db_sessionmaker() as s:
+        assert await latest_roles(s, 55) == frozenset({2, 3})
+        assert await latest_roles(s, 56) == frozenset()
+    async with db_sessionmaker.begin() as s:
+        await end_session(s, signed.session_token)
+    async with db_sessionmaker() as s:
+        assert await latest_roles(s, 55) == frozenset({1}), "an ended session no longer counts"

@@ -1,16 +1,16 @@
 """The web page in a real headless Chromium, against the real ``python -m bot`` without a Discord token (the page
 and its embedded worker on the tiny model), loopback only: the page acts as this machine's operator.
 
-One app and one browser for the module. The flow: pause from the console, upload the sample image, choose quick,
+One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload the sample image, choose quick,
 Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
-MP4 the <video> element loaded; /healthz and /metrics scraped around it. Also a refused image, a forged
-cross-site POST, the gallery's delete, screenshots for the README.
+MP4 the <video> element loaded; /healthz and /metrics scraped around it; Vary it (a changed parameter, the same
+image), Re-roll and Same again. Also a refused image, a forged cross-site POST, the gallery's delete, screenshots
+for the README.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from generator.video import probe_mp4
 from jobs.models import Job, QueueState
 from tests.web.webharness import (
-    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, make_browser, metric, save_screenshot, wait_for,
+    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, metric, save_screenshot, started_app, wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -33,22 +33,8 @@ FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; f
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    app = WebApp(tmp_path_factory.mktemp("webapp"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.3"})
-    app.start()
-    try:
+    with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"}) as app:
         yield app
-    finally:
-        code = app.stop()
-        assert code == 0, f"app exited with {code}:\n{app.tail()}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = make_browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def text_of(element_id: str) -> Any:
@@ -173,10 +159,89 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     assert metric(after, 'i2v_job_generation_seconds_count{preset="quick"}') >= 1
     assert metric(after, "i2v_gpu_seconds_total") > metric(before, "i2v_gpu_seconds_total")
     assert metric(after, 'i2v_workers{state="idle"}') + metric(after, 'i2v_workers{state="busy"}') >= 1
+
+    vary_the_video(app, browser, job_id)
+    again_buttons(app, browser)
+
     browser.find_element("css selector", f'#gallery-items figure[data-job="{job_id}"] button.delete').click()
     wait_for(browser, lambda b: not b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
              what="the delete")
     assert http("GET", f"{app.url}/api/jobs/{job_id}/video.mp4")[0] == 404
+
+
+def set_field(browser: Any, element_id: str, value: str) -> None:
+    field = by_id(browser, element_id)
+    field.clear()
+    field.send_keys(value)
+
+
+def shown_job(browser: Any) -> int:
+    return int(by_id(browser, "job-title").text.removeprefix("Job #"))
+
+
+def vary_the_video(app: WebApp, browser: Any, parent_id: int) -> None:
+    """Vary: the form takes the finished job's parameters and image; change the steps and the prompt, Generate:
+    the new job runs on the same stored image with the change, and the page shows it."""
+    parent = app.get_json(f"/api/jobs/{parent_id}")
+    by_id(browser, "vary").click()
+    wait_for(browser, lambda b: f"variation of job #{parent_id}" in by_id(b, "variant-of").text, what="Vary's form")
+    assert by_id(browser, "preview").get_attribute("src").endswith(f"/api/jobs/{parent_id}/input")
+    assert by_id(browser, "steps").get_attribute("value") == "10"  # the parent's, not the preset's 30
+    assert by_id(browser, "seed").get_attribute("value") == ""  # Vary draws a new seed unless one is given
+    set_field(browser, "steps", "12")
+    set_field(browser, "prompt", "the clouds drift slowly over the hills at dusk")
+    by_id(browser, "generate").click()
+    wait_for(browser, lambda b: shown_job(b) != parent_id, what="the variation queued")
+    child_id = shown_job(browser)
+    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+             timeout=VIDEO_WAIT_S, what="the variation's video")
+    shown = wait_for(browser, lambda b: by_id(b, "output-name").text.endswith(f"_{child_id}.mp4") and
+                     by_id(b, "result-params").text, what="the variation's parameters")
+    assert "at dusk" in shown and "12 steps" in shown and "8 frames" in shown and "quick" in shown, shown
+    child = app.get_json(f"/api/jobs/{child_id}")
+    changed = {k for k in parent["params"] if child["params"][k] != parent["params"][k]}
+    assert changed <= {"prompt", "steps", "seed"} and {"prompt", "steps"} <= changed, (parent, child)
+    assert (child["params"]["width"], child["params"]["height"]) == (448, 256)
+    parent_image = http("GET", f"{app.url}/api/jobs/{parent_id}/input")[2]
+    assert http("GET", f"{app.url}/api/jobs/{child_id}/input")[2] == parent_image == SAMPLE_IMAGE.read_bytes()
+
+    async def lineage(session: Any) -> tuple[Any, ...]:
+        rows = {j.id: j for j in (await session.scalars(select(Job).where(Job.id.in_([parent_id, child_id]))))}
+        return rows[child_id].parent_job_id, rows[child_id].input_sha256 == rows[parent_id].input_sha256
+
+    assert app.store(lineage) == (parent_id, True)
+
+
+def again_buttons(app: WebApp, browser: Any) -> None:
+    """Re-roll (a new seed) on the shown video, run to the end; then Same again (the same seed) on that one while
+    the queue is paused, cancelled from the page: each is a new job of the shown one's image and parameters."""
+    def press(button: str) -> tuple[Any, Any]:
+        before = app.get_json(f"/api/jobs/{shown_job(browser)}")
+        by_id(browser, button).click()
+        wait_for(browser, lambda b: shown_job(b) != before["id"], what=f"{button} queued")
+        new = app.get_json(f"/api/jobs/{shown_job(browser)}")
+        rest = {k: v for k, v in new["params"].items() if k != "seed"}
+        assert rest == {k: v for k, v in before["params"].items() if k != "seed"}, (button, before, new)
+        assert new["input_url"] and http("GET", app.url + new["input_url"])[2] == SAMPLE_IMAGE.read_bytes()
+        return before, new
+
+    _, rerolled = press("reroll")
+    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+             timeout=VIDEO_WAIT_S, what="the re-roll's video")
+    wait_for(browser, lambda b: f"seed {rerolled['params']['seed']}" in by_id(b, "result-params").text,
+             what="the re-roll's parameters")
+    csrf = {"X-CSRF-Token": app.get_json("/api/me")["csrf_token"]}
+    assert http("POST", app.url + "/api/console/pause", data=b"{}", headers=csrf)[0] == 200
+    try:
+        before, same = press("same")
+        assert same["params"] == before["params"]
+        wait_for(browser, lambda b: "Queued: position" in by_id(b, "job-status").text, what="Same again queued")
+        by_id(browser, "cancel").click()
+        wait_for(browser, lambda b: f"Cancelled job #{same['id']}" in by_id(b, "form-message").text,
+                 what="the page's Cancel")
+        assert app.get_json(f"/api/jobs/{same['id']}")["status"] == "cancelled"
+    finally:
+        assert http("POST", app.url + "/api/console/resume", data=b"{}", headers=csrf)[0] == 200
 
 
 def probe_bytes(mp4: bytes, root: Path) -> Any:

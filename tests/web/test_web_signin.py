@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from jobs.web_sessions import create_link
-from tests.web.webharness import SAMPLE_IMAGE, WebApp, by_id, http, make_browser, wait_for
+from tests.web.webharness import SAMPLE_IMAGE, WebApp, by_id, http, started_app, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -27,23 +27,10 @@ BOUNDARY = "i2vtestboundary"
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    app = WebApp(tmp_path_factory.mktemp("remote"), extra_env={
-        "WEB_HOST": "0.0.0.0", "WORKER": "external", "OPERATOR_USER_IDS": str(OPERATOR_ID)})
-    app.start(wait_healthy=False)  # no worker: /healthz says 503, which is the point of external mode
-    try:
+    env = {"WEB_HOST": "0.0.0.0", "WORKER": "external", "OPERATOR_USER_IDS": str(OPERATOR_ID)}
+    # no worker: /healthz says 503, which is the point of external mode
+    with started_app(tmp_path_factory.mktemp("remote"), env, wait_healthy=False) as app:
         yield app
-    finally:
-        code = app.stop()
-        assert code == 0, f"app exited with {code}:\n{app.tail()}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = make_browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def link_for(app: WebApp, user_id: int) -> str:

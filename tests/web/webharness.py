@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +189,18 @@ class WebApp:
         status, _, body = http("GET", self.url + path)
         assert status == 200, (path, status, body)
         return json.loads(body)
+
+
+@contextmanager
+def started_app(root: Path, extra_env: dict[str, str], *, wait_healthy: bool = True) -> Iterator[WebApp]:
+    """A running app (see ``WebApp.start``) that must exit cleanly (status 0) when the block ends."""
+    app = WebApp(root, extra_env=extra_env)
+    app.start(wait_healthy=wait_healthy)
+    try:
+        yield app
+    finally:
+        code = app.stop()
+        assert code == 0, f"app exited with {code}:\n{app.tail()}"
 
 
 def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the page") -> Any:

@@ -1,0 +1,37 @@
+"""Sign-in links and web sessions carry the Discord member's server and role ids, so the page applies the same
+role tiers as Discord.
+
+Revision ID: 0006
+Revises: 0004
+Create Date: 2026-12-02 03:00:00
+
+Only the two web tables change (plain ADD COLUMN on every back end; the jobs table is not touched). Rows made
+before this revision get no roles: their sessions keep the defaults until the user signs in again.
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision: str = '0006'
+down_revision: Union[str, Sequence[str], None] = '0004'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+TABLES = ('web_sign_in_links', 'web_sessions')
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    for table in TABLES:
+        op.add_column(table, sa.Column('guild_id', sa.BigInteger(), nullable=True))
+        op.add_column(table, sa.Column('role_ids', sa.JSON(), server_default='[]', nullable=False))
+
+
+def downgrade() -> None:
+    """Downgrade schema (SQLite 3.35+ drops a plain column in place)."""
+    for table in TABLES:
+        op.drop_column(table, 'role_ids')
+        op.drop_column(table, 'guild_id')
