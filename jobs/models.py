@@ -390,7 +390,9 @@ class QueueState(Base):
 class Worker(Base):
     """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
     heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
-    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``)."""
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``). A worker that
+    cannot start records why (``failure_reason``); video generation counts as unavailable while no worker is alive
+    and one says why (``jobs.stats.unavailable_reason``)."""
 
     __tablename__ = "workers"
 
@@ -406,6 +408,10 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    """One line: why this worker's last start failed (the exception's message); cleared once it is idle."""
+    unavailable_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """Set by its supervisor after repeated start failures (it then retries slowly); cleared once it is idle."""
 
 
 class AuditLog(Base):
