@@ -19,6 +19,7 @@ from generator.worker import (
     WorkerSettings,
     is_fatal_cuda_error,
 )
+from generator.worker_child import child_env
 from jobs.db import DEFAULT_DATABASE_URL
 
 
@@ -119,8 +120,10 @@ async def test_supervisor_start_reports_a_worker_that_cannot_be_started(sqlite_u
 def test_supervised_worker_does_not_inherit_the_discord_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    supervisor = WorkerSupervisor(DEFAULT_DATABASE_URL, "tiny", tmp_path)
-    env = supervisor._child_env(restarts=0)
+    env = child_env(database_url=DEFAULT_DATABASE_URL, model="tiny", output_dir=tmp_path, worker_id="w", restarts=0,
+                    grace_s=12.5, reason_file=tmp_path / "reason", extra_env={"I2V_GRACE_SECONDS": "99"})
     assert "DISCORD_TOKEN" not in env
     assert "secret-token-value" not in env.values()
     assert env["LOG_LEVEL"] == "DEBUG" and env["I2V_MODEL"] == "tiny"
+    # the supervisor's grace period is the child's: both agree on when a job is given back
+    assert env["I2V_GRACE_SECONDS"] == "12.5" and env["I2V_EXIT_REASON_FILE"] == str(tmp_path / "reason")
