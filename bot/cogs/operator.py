@@ -294,7 +294,9 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
         await self._defer(interaction)
         async with self.bot.readers() as session:
             stats = await admin_stats(session)
-        await interaction.followup.send(embed=render_stats(stats, self.bot.supervisor), ephemeral=True)
+        await interaction.followup.send(embed=render_stats(stats, self.bot.supervisor,
+                                                           dead_after_s=self.bot.settings.worker_dead_after),
+                                        ephemeral=True)
 
     @app_commands.command(name="log")
     @operator_only()

@@ -259,7 +259,8 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         async with self.bot.readers() as session:
             stats = await admin_stats(session, guild_id=guild_id)
             state = await pause_state(session, guild_id)
-        embed = render_stats(stats, None, bot_wide=False)
+        embed = render_stats(stats, self.bot.supervisor, bot_wide=False,
+                             dead_after_s=self.bot.settings.worker_dead_after)
         embed.set_footer(text="Paused on this server" if state.guild_paused else "Running on this server")
         await interaction.followup.send(embed=embed, ephemeral=True)
 
