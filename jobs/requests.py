@@ -23,6 +23,7 @@ from generator.images import MAX_INPUT_BYTES, ImageError, load_image
 from generator.params import GenerationParams, resolve_params, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
+from jobs.workers import generation_unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,8 +39,6 @@ UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason
 async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float) -> str | None:
     """The "unavailable right now" sentence for a requester, or None while a worker is alive. ``own_problem`` is
     why this process's embedded worker cannot start (its supervisor's reason); it wins over the registry."""
-    from jobs.workers import generation_unavailable
-
     reason = own_problem or await generation_unavailable(session, dead_after_s=dead_after_s)
     return UNAVAILABLE_NOTICE.format(reason=reason.rstrip(".")) if reason else None
 
