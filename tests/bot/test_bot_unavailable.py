@@ -24,6 +24,7 @@ from tests.bot.harness import (
     job_id_from,
     png_bytes,
     result_posts,
+    start_worker_process,
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord
@@ -129,3 +130,32 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
     finally:
         await bot.stop()
         await fake.stop()
+
+
+async def test_an_external_worker_that_cannot_start_makes_the_bot_say_so(tmp_path: Path) -> None:
+    """WORKER=external: a ``python -m generator.worker`` on its own (as on a GPU box) whose model folder is missing
+    logs the reason once, exits 5 and leaves it in its registry row; the bot reads it from there."""
+    missing = tmp_path / "gpu-box-model"
+    reason = f"I2V_MODEL '{missing}' looks like a folder but there is no such folder"
+    port = free_port()
+    fake = FakeDiscord(bot_token=TOKEN)
+    await fake.start()
+    bot = BotProcess(fake, tmp_path / "bot", cwd=tmp_path / "bot",
+                     extra_env={"WORKER": "external", "WEB_PORT": str(port)})
+    try:
+        (tmp_path / "bot").mkdir()
+        await bot.start()
+        worker = await start_worker_process(bot, tmp_path / "gpu-box", "gpu-box", I2V_MODEL=str(missing))
+        assert await asyncio.wait_for(worker.wait(), 120) == 5
+        text = await _animate(fake, "external-user")
+        assert "video generation is unavailable right now: " in text.lower() and reason in text, text
+        assert (await bot.job(job_id_from(text))).status == JobStatus.QUEUED
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            status, body = await _health(http, f"http://127.0.0.1:{port}")
+        assert status == 503 and reason in body["reason"], body
+        assert await bot.stop() == 0, bot.tail()
+    finally:
+        await bot.stop()
+        await fake.stop()
+    worker_log = (tmp_path / "gpu-box" / "worker.log").read_text(errors="replace")
+    assert worker_log.count(reason) == 1 and "Traceback" not in worker_log, worker_log[-3000:]
