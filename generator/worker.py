@@ -32,6 +32,9 @@ Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can
 (estimated from its step times), else it is stopped at the next step and given back with ``release_job``
 (queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second signal ends the grace period at once.
 
+Start failures (a bad setting, OUTPUT_DIR, the database, the model): one line, not a traceback, through
+:mod:`generator.startfailure` (to the supervisor's reason file, or the log), and an exit code the supervisor counts.
+
 Blocking work (model load, generation, image decode, encoding) runs on daemon threads so that a stop request never
 waits for a thread the interpreter would otherwise join at exit. A generation that makes no step for
 ``I2V_STALL_SECONDS`` is taken as a hung GPU call: the worker exits with ``EXIT_STALLED`` (the lease brings the job
