@@ -260,7 +260,6 @@ class WorkerSupervisor:
         while not self._stopping:
             self._set_state(phase=PHASE_STARTING, job_id=None, restarts=restarts)
             started_at = time.monotonic()
-            pid = 0
             try:
                 proc = await self._spawn(restarts)
             except OSError as exc:
@@ -270,7 +269,6 @@ class WorkerSupervisor:
                 code: int | None = None
             else:
                 self._proc = proc
-                pid = proc.pid
                 self._set_state(pid=proc.pid)
                 self._started.set()
                 if self._stopping:  # stop() came while the process was being created: it did not see it
@@ -281,7 +279,7 @@ class WorkerSupervisor:
             self._set_state(pid=None, job_id=None, last_exit_code=code)
             if self._stopping:
                 break
-            await self._after_exit(code, ran_s, pid)
+            await self._after_exit(code, ran_s)
             backoff = self.policy.next_wait(backoff, ran_s=ran_s, start_failures=self._state.start_failures)
             self._say_retry(code, ran_s, backoff)
             try:  # only stop() sets the event: it cuts the backoff short
@@ -290,7 +288,7 @@ class WorkerSupervisor:
                 pass
             restarts += 1
 
-    async def _after_exit(self, code: int | None, ran_s: float, pid: int) -> None:
+    async def _after_exit(self, code: int | None, ran_s: float) -> None:
         """The child died: release its jobs; a failed start is counted and recorded with its reason."""
         reason = read_exit_reason(self._reason_file)
         if code is not None and code in START_FAILURE_CODES and self._state.phase not in READY_PHASES:
@@ -300,7 +298,7 @@ class WorkerSupervisor:
             self._set_state(phase=PHASE_UNAVAILABLE if unavailable else PHASE_CRASHED, failure_reason=reason,
                             start_failures=failures)
             if self._engine is not None:
-                await record_failure(self._engine, self.worker_id, pid=pid or os.getpid(), reason=reason,
+                await record_failure(self._engine, self.worker_id, pid=os.getpid(), reason=reason,
                                      unavailable=unavailable)
         else:
             phase = PHASE_UNAVAILABLE if self._state.phase == PHASE_UNAVAILABLE else PHASE_CRASHED

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from jobs.db import begin_read_only, make_sessionmaker
 from jobs.queue import rescue_workers
-from jobs.workers import find_worker, mark_stopped, pid_alive, record_start_failure, rescue_dead_on_host
+from jobs.workers import (
+    find_worker,
+    forget_stale_failures,
+    mark_stopped,
+    pid_alive,
+    record_start_failure,
+    rescue_dead_on_host,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,9 +45,13 @@ async def release_leases(engine: AsyncEngine, worker_id: str) -> list[int]:
 
 
 async def rescue_own_host(engine: AsyncEngine) -> list[int]:
-    """Requeue the running jobs of this host's workers whose process is gone (run once when starting)."""
+    """Requeue the running jobs of this host's workers whose process is gone, and forget their failed-start
+    records (run once when starting)."""
     async with make_sessionmaker(engine)() as session, session.begin():
         rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
+        forgotten = await forget_stale_failures(session, socket.gethostname(), alive=pid_alive)
+    if forgotten:
+        log.info("forgot the failed starts of this host's dead workers: %s", forgotten)
     if rescued:
         log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
     return rescued
@@ -54,7 +65,8 @@ async def read_row(engine: AsyncEngine, worker_id: str) -> Worker | None:
 
 
 async def record_failure(engine: AsyncEngine, worker_id: str, *, pid: int, reason: str, unavailable: bool) -> None:
-    """Write a failed start to the registry row; never raises (the log already holds the reason)."""
+    """Write a failed start to the registry row (``pid``: the supervisor's); never raises (the log already holds
+    the reason)."""
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             await record_start_failure(session, worker_id, host=socket.gethostname(), pid=pid, reason=reason,

@@ -80,8 +80,9 @@ async def record_start_failure(
     now: datetime | None = None,
 ) -> Worker:
     """A supervisor's child could not start: mark the row crashed with ``reason`` (one line), creating it when
-    the child died before registering (a bad setting, say). ``unavailable``: the supervisor now retries slowly;
-    ``unavailable_since`` keeps the time this began. The heartbeat is not stamped (the process is gone)."""
+    the child died before registering (a bad setting, say). ``pid`` is the supervisor's own (alive while it
+    retries; :func:`forget_stale_failures` tells a stale record by it). ``unavailable``: the supervisor now retries
+    slowly; ``unavailable_since`` keeps the time this began. The heartbeat is not stamped (the process is gone)."""
     now = now or utcnow()
     row = await session.get(Worker, worker_id, with_for_update=True, populate_existing=True)
     if row is None:
@@ -89,6 +90,7 @@ async def record_start_failure(
                      last_heartbeat_at=now)
         session.add(row)
     row.state = WorkerState.CRASHED
+    row.pid = pid
     row.current_job_id = None
     row.failure_reason = one_line(reason)
     if unavailable and row.unavailable_since is None:
@@ -97,6 +99,22 @@ async def record_start_failure(
         row.unavailable_since = None
     await session.flush()
     return row
+
+
+async def forget_stale_failures(
+    session: AsyncSession, host: str, *, alive: Callable[[int], bool]
+) -> list[str]:
+    """This host's failed-start records whose process (the supervisor, or a worker run on its own) is gone are
+    stale: mark those rows stopped, so a new start here is not reported unavailable for an old reason. Returns the
+    worker ids."""
+    rows = (await session.execute(
+        select(Worker.id, Worker.pid).where(Worker.host == host, Worker.failure_reason.is_not(None),
+                                            Worker.state == WorkerState.CRASHED)
+    )).all()
+    stale = [row.id for row in rows if not alive(row.pid)]
+    for worker_id in stale:
+        await mark_stopped(session, worker_id)
+    return stale
 
 
 async def mark_stopped(session: AsyncSession, worker_id: str) -> bool:

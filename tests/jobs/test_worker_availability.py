@@ -12,6 +12,7 @@ from jobs.requests import availability_notice
 from jobs.stats import worker_infos
 from jobs.workers import (
     find_worker,
+    forget_stale_failures,
     generation_unavailable,
     mark_stopped,
     record_start_failure,
@@ -88,3 +89,20 @@ async def test_one_live_worker_is_enough_and_a_stopped_supervisor_clears_its_rec
         later = utcnow() + timedelta(seconds=DEAD_AFTER_S + 1)
         infos = await worker_infos(s, now=later, stale_after_seconds=DEAD_AFTER_S)
         assert unavailable_reason(infos, now=later, dead_after_s=DEAD_AFTER_S) is None
+
+
+async def test_a_dead_processes_failure_record_is_forgotten_on_its_host(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A supervisor that was killed while unavailable leaves its record; the next start on that host forgets it (a
+    live supervisor's record, and other hosts', stay)."""
+    async with db_sessionmaker.begin() as s:
+        await record_start_failure(s, "old-run", host="gpu-host", pid=1001, reason=REASON, unavailable=True)
+        await record_start_failure(s, "retrying", host="gpu-host", pid=1002, reason=REASON, unavailable=True)
+        await record_start_failure(s, "elsewhere", host="other", pid=1001, reason=REASON, unavailable=False)
+        forgotten = await forget_stale_failures(s, "gpu-host", alive=lambda pid: pid == 1002)
+    assert forgotten == ["old-run"]
+    async with db_sessionmaker() as s:
+        rows = {w: await find_worker(s, w) for w in ("old-run", "retrying", "elsewhere")}
+    assert rows["old-run"].state == WorkerState.STOPPED and rows["old-run"].failure_reason is None  # type: ignore[union-attr]
+    assert rows["retrying"].failure_reason == REASON and rows["elsewhere"].failure_reason == REASON  # type: ignore[union-attr]
