@@ -1,6 +1,6 @@
 """A worker that cannot start is a clear state, not a loop: the real bot (through the Discord fake) with an embedded
 worker whose I2V_MODEL is a missing folder. Within 60 s ``/animate`` answers that video generation is unavailable
-(with the reason) and still queues the job, ``/healthz`` answers 503 with the reason, and the log holds the reason
+(with the reason) and still queues the job (so do a mention's status message and the web page's answer), ``/healthz`` answers 503 with the reason, and the log holds the reason
 once per failed start, with no traceback. Fixed (``I2V_MODEL=tiny``) and restarted, the queued job is made and
 delivered."""
 
@@ -85,6 +85,29 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
             assert reason in text and "stays queued" in text, text
             job_id = job_id_from(text)
             assert (await bot.job(job_id)).status == JobStatus.QUEUED  # queued, not refused
+
+            # a mention: the status message it gets as a reply says so too
+            member = fake.add_member(fake.guild.id, "mention-user")
+            image = fake.add_attachment(png_bytes(seed=8), "dog.png")
+            request = await fake.inject_message(
+                f"<@{fake.bot_user_id}> the dog wags its tail --resolution 256p --frames 8 --steps 10",
+                author=member, mentions=[fake.bot_member], attachments=[image])
+            status_post = await fake.wait_for(
+                lambda r: r.method == "POST" and r.path.endswith("/messages")
+                and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"], 30)
+            assert reason in status_post.json["content"] and "unavailable right now" in status_post.json["content"]
+
+            # the web page (the loopback page needs no sign-in, only its CSRF token)
+            async with http.get(url + "/api/me") as response:
+                csrf = {"X-CSRF-Token": (await response.json())["csrf_token"]}
+            form = aiohttp.FormData()
+            form.add_field("image", png_bytes(seed=9), filename="web.png", content_type="image/png")
+            for name, value in {"prompt": "from the page", **SMALL}.items():
+                form.add_field(name, str(value))
+            async with http.post(url + "/api/jobs", data=form, headers=csrf) as response:
+                assert response.status == 201, await response.text()
+                web_job = await response.json()
+            assert web_job["status"] == "queued" and reason in (web_job["notice"] or ""), web_job
 
             # the registry says it too (what WORKER=external bots and other processes read)
             async def unavailable_in_registry() -> bool:
