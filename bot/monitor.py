@@ -70,7 +70,7 @@ class JobMonitor:
         self._wake.set()
 
     async def deliver_finished(self, timeout: float) -> None:
-        """Deliver now what finished and waits for delivery (on shutdown: the job the worker finished in its
+        """Deliver what finished and wait for those deliveries (on shutdown: the job the worker finished in its
         grace period), for at most ``timeout`` seconds; what is left is delivered on the next start."""
         from jobs.models import JobSource
         from jobs.queue import undelivered_jobs

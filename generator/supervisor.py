@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from generator.startfailure import START_FAILURE_CODES, read_exit_reason
+from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
 from generator.supervisor_state import (  # re-exported: callers import the state names from here
     BACKOFF_INITIAL_S, BACKOFF_MAX_S, BACKOFF_RESET_AFTER_S, PHASE_BUSY, PHASE_CRASHED, PHASE_IDLE, PHASE_LOADING,
     PHASE_STARTING, PHASE_STOPPED, PHASE_STOPPING, PHASE_UNAVAILABLE, READY_PHASES, RestartPolicy, SupervisorState,
@@ -163,8 +163,8 @@ class WorkerSupervisor:
         self._engine = make_engine(self.database_url)
         try:
             await rescue_own_host(self._engine)
-        except Exception:  # noqa: BLE001 - the heartbeat rescuers bring those jobs back a little later
-            log.exception("could not requeue the jobs of this host's dead workers")
+        except Exception as exc:  # noqa: BLE001 - the heartbeat rescuers bring those jobs back a little later
+            log.warning("could not requeue the jobs of this host's dead workers: %s", describe(exc))
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -222,14 +222,6 @@ class WorkerSupervisor:
                         last_exit_code=code if code is not None else self._state.last_exit_code)
         return code
 
-    async def kill_child(self, sig: int = signal.SIGKILL) -> int | None:
-        """Send ``sig`` to the live child (operators and fault tests); returns its pid, or None when none runs."""
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return None
-        proc.send_signal(sig)
-        return proc.pid
-
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _set_state(self, **changes: object) -> None:
@@ -279,17 +271,18 @@ class WorkerSupervisor:
             self._set_state(pid=None, job_id=None, last_exit_code=code)
             if self._stopping:
                 break
-            await self._after_exit(code, ran_s)
+            failed_start = await self._after_exit(code, ran_s)
             backoff = self.policy.next_wait(backoff, ran_s=ran_s, start_failures=self._state.start_failures)
-            self._say_retry(code, ran_s, backoff)
+            if failed_start:
+                self._say_retry(code, ran_s, backoff)
             try:  # only stop() sets the event: it cuts the backoff short
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             except TimeoutError:
                 pass
             restarts += 1
 
-    async def _after_exit(self, code: int | None, ran_s: float) -> None:
-        """The child died: release its jobs; a failed start is counted and recorded with its reason."""
+    async def _after_exit(self, code: int | None, ran_s: float) -> bool:
+        """The child died: release its jobs; a failed start is counted and recorded with its reason (True)."""
         reason = read_exit_reason(self._reason_file)
         if code is not None and code in START_FAILURE_CODES and self._state.phase not in READY_PHASES:
             failures = self._state.start_failures + 1
@@ -300,18 +293,18 @@ class WorkerSupervisor:
             if self._engine is not None:
                 await record_failure(self._engine, self.worker_id, pid=os.getpid(), reason=reason,
                                      unavailable=unavailable)
-        else:
-            phase = PHASE_UNAVAILABLE if self._state.phase == PHASE_UNAVAILABLE else PHASE_CRASHED
-            self._set_state(phase=phase)
-            log.warning("worker exited with %s after %.1f s%s", code, ran_s, f": {reason}" if reason else "")
+                await release_leases(self._engine, self.worker_id)
+            return True
+        phase = PHASE_UNAVAILABLE if self._state.phase == PHASE_UNAVAILABLE else PHASE_CRASHED
+        self._set_state(phase=phase)
+        log.warning("worker exited with %s after %.1f s%s", code, ran_s, f": {reason}" if reason else "")
         if self._engine is not None:
             await release_leases(self._engine, self.worker_id)
+        return False
 
     def _say_retry(self, code: int | None, ran_s: float, wait_s: float) -> None:
         """One log line per failed start, with its reason (the child logged none)."""
         state = self._state
-        if not state.start_failures or state.phase not in (PHASE_CRASHED, PHASE_UNAVAILABLE):
-            return
         if state.phase == PHASE_UNAVAILABLE:
             log.error("video generation is unavailable: the worker could not start (%d failed starts in a row, "
                       "exit %s): %s; trying again in %.1f s", state.start_failures, code, state.failure_reason,
@@ -327,13 +320,19 @@ class WorkerSupervisor:
         return code
 
     async def _monitor_loop(self) -> None:
-        """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped."""
+        """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped. A read that fails
+        (the store unreachable, or not migrated yet) is logged in one line when its message changes."""
+        last_error = ""
         while True:
             await asyncio.sleep(self.state_poll_interval_s)
             try:
                 await self._refresh()
-            except Exception:  # noqa: BLE001 - a failed read is retried next round
-                log.exception("reading the worker's state failed")
+                last_error = ""
+            except Exception as exc:  # noqa: BLE001 - a failed read is retried next round
+                error = describe(exc)
+                if error != last_error:
+                    log.warning("reading the worker's state failed (retrying): %s", error)
+                last_error = error
 
     async def _refresh(self) -> None:
         proc = self._proc
