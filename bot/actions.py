@@ -72,22 +72,28 @@ async def queue_job(
 
 
 async def pause_notice(bot: I2VBot, guild_id: int | None) -> str | None:
-    """The sentence telling a requester that their job waits for a resume, or None when nothing holds it (or the
-    switches cannot be read: the job is queued either way)."""
+    """The sentences telling a requester what their job waits for: a resume (a pause holds it) or a worker
+    (video generation is unavailable: ``jobs.requests.availability_notice``); None when nothing holds it (or it
+    cannot be read: the job is queued either way)."""
     from jobs.holds import pause_state
+    from jobs.requests import availability_notice
 
     try:
         async with bot.readers() as session:
             state = await pause_state(session, guild_id)
+            unavailable = await availability_notice(session, own_problem=getattr(bot.supervisor, "failure_reason",
+                                                                                  None),
+                                                    dead_after_s=bot.settings.worker_dead_after)
     except Exception:
         log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
         return None
+    notices = [unavailable] if unavailable else []
     if state.bot_paused:
         reason = f" ({state.bot_reason})" if state.bot_reason else ""
-        return f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume."
-    if state.guild_paused:
-        return "⏸️ The queue is paused on this server by its admins: this job waits and starts after resume."
-    return None
+        notices.append(f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume.")
+    elif state.guild_paused:
+        notices.append("⏸️ The queue is paused on this server by its admins: this job waits and starts after resume.")
+    return "\n".join(notices) or None
 
 
 async def announce_queued(bot: I2VBot, job: Job) -> None:

@@ -169,10 +169,11 @@ async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: in
     async with bot.readers() as session:
         stats = await admin_stats(session, guild_id=guild_id)
         state = await pause_state(session, guild_id) if guild_id is not None else None
+    dead_after = bot.settings.worker_dead_after
     if state is None:
-        embed = render_stats(stats, bot.supervisor)
+        embed = render_stats(stats, bot.supervisor, dead_after_s=dead_after)
     else:
-        embed = render_stats(stats, None, bot_wide=False)
+        embed = render_stats(stats, bot.supervisor, bot_wide=False, dead_after_s=dead_after)
         embed.set_footer(text="Paused on this server" if state.guild_paused else "Running on this server")
     await interaction.followup.send(embed=embed, ephemeral=True)
 

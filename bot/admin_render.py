@@ -13,6 +13,7 @@ import discord
 
 from jobs.durations import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
+from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
     from jobs.models import AuditLog, GuildSettings
@@ -70,11 +71,18 @@ def render_queue(
     return embed
 
 
-def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True) -> discord.Embed:
+def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True,
+                 dead_after_s: float = WORKER_DEAD_AFTER_S) -> discord.Embed:
     """The stats embed: ``/operator stats`` (every server, with the workers) or ``/admin stats`` (one server's
-    jobs; the workers and the bot-wide switch are the operator's business)."""
+    jobs; the workers and the bot-wide switch are the operator's business). Both say first when video generation is
+    unavailable, and why (the embedded ``supervisor``'s reason, else the worker registry's)."""
     title = "Video bot statistics" if bot_wide else "Video bot statistics for this server"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    problem = getattr(supervisor, "failure_reason", None) or unavailable_reason(
+        stats.workers, now=stats.now, dead_after_s=dead_after_s)
+    if problem:
+        embed.description = (f"⚠️ Video generation is unavailable right now: {problem}\n"
+                             "Requests are still queued; they run once a worker starts (fix the setting, restart).")
     for label, period in (("Today (UTC)", stats.today), ("Last 7 days", stats.week)):
         states = ", ".join(f"{status.value} {count}" for status, count in period.by_state.items())
         lines = [f"{period.created} jobs: {states}", f"GPU time used: {format_duration(period.gpu_seconds)}"]
@@ -106,6 +114,7 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
         worker_lines.append(
             f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
             f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
+            + (f" · could not start: {_preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
         )
     if not worker_lines:
         worker_lines.append("No worker has reported in.")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUPERVISOR_STOP_GRACE_SECONDS = 10.0  # how long the embedded worker may finish its step on shutdown
+SHUTDOWN_DELIVERY_SECONDS = 10.0  # on close, how long to deliver what the worker finished in its grace period
 DOWNLOAD_TIMEOUT_SECONDS = 15.0  # total time allowed to fetch one input image
 
 
@@ -135,13 +135,9 @@ class I2VBot(commands.Bot):
             log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
 
     async def _start_supervisor(self) -> None:
-        from generator.supervisor import WorkerSupervisor
+        from web.standalone import embedded_supervisor
 
-        self.supervisor = WorkerSupervisor(
-            database_url=self.settings.database_url,
-            model=self.settings.model,
-            output_dir=str(self.settings.output_dir),
-        )
+        self.supervisor = embedded_supervisor(self.settings)
         await self.supervisor.start()
 
     async def _start_web_page(self) -> None:
@@ -161,19 +157,22 @@ class I2VBot(commands.Bot):
             self.web_server = None
 
     async def close(self) -> None:
-        """Stop the monitor and the worker, close the store, then disconnect (once; later calls return)."""
+        """Stop the worker (its running job gets I2V_GRACE_SECONDS to finish), deliver what it finished, stop the
+        monitor, close the store, then disconnect (once; later calls return)."""
         if self._closing:
             return
         self._closing = True
         if self.web_server is not None:
             await self.web_server.stop()
-        if self.monitor is not None:
-            await self.monitor.stop()
         if self.supervisor is not None:
             try:
-                await self.supervisor.stop(SUPERVISOR_STOP_GRACE_SECONDS)
+                await self.supervisor.stop(self.settings.grace_seconds)
             except Exception:
                 log.exception("stopping the worker supervisor failed")
+        if self.monitor is not None:
+            if self.supervisor is not None and self.is_ready():
+                await self.monitor.deliver_finished(SHUTDOWN_DELIVERY_SECONDS)
+            await self.monitor.stop()
         if self.web is not None:
             await self.web.close()
         await super().close()

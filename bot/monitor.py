@@ -69,6 +69,27 @@ class JobMonitor:
         """Run a pass now instead of waiting for the next tick."""
         self._wake.set()
 
+    async def deliver_finished(self, timeout: float) -> None:
+        """Deliver what finished and wait for those deliveries (on shutdown: the job the worker finished in its
+        grace period), for at most ``timeout`` seconds; what is left is delivered on the next start."""
+        from jobs.models import JobSource
+        from jobs.queue import undelivered_jobs
+
+        async def deliver() -> None:
+            async with self.bot.readers() as session:
+                finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
+            for job in finished:
+                self._start_delivery(job)
+            if self._deliveries:
+                await asyncio.gather(*self._deliveries.values(), return_exceptions=True)
+
+        try:
+            await asyncio.wait_for(deliver(), timeout)
+        except TimeoutError:
+            log.warning("shutting down with deliveries still in progress; they finish on the next start")
+        except Exception:
+            log.exception("delivering finished jobs on shutdown failed; they are delivered on the next start")
+
     async def stop(self) -> None:
         """Stop the loop and any delivery in progress (a half-done one is finished on the next start)."""
         tasks = [t for t in (self._task, *self._deliveries.values()) if t is not None]

@@ -27,6 +27,11 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # input image download cap, bytes
 DEFAULT_RETENTION_DAYS = 30.0  # days a finished job's stored image and video are kept (0 = forever)
 DEFAULT_RETENTION_INTERVAL_SECONDS = 3600.0  # seconds between two retention passes
 DEFAULT_WORKER_DEAD_AFTER_SECONDS = 15.0  # seconds without a worker heartbeat before its running job is requeued
+DEFAULT_GRACE_SECONDS = 30.0  # I2V_GRACE_SECONDS: on shutdown a running job may still take this long, then given back
+DEFAULT_RESTART_BACKOFF_SECONDS = 1.0  # first wait before the embedded worker is restarted, doubling
+DEFAULT_RESTART_BACKOFF_MAX_SECONDS = 60.0  # longest wait between restarts while the worker still starts
+DEFAULT_UNAVAILABLE_AFTER_FAILURES = 3  # failed starts in a row after which the worker is "unavailable"
+DEFAULT_UNAVAILABLE_RETRY_SECONDS = 600.0  # longest wait between two tries while unavailable
 DEFAULT_WEB_HOST = "127.0.0.1"  # the web page, /healthz and /metrics listen here (loopback: no sign-in)
 DEFAULT_WEB_PORT = 7860  # the seed's port
 LOCAL_WEB_USER_ID = 1  # the user a loopback-only page acts as when no operator id is configured
@@ -73,6 +78,11 @@ class BotSettings:
     web_port: int = DEFAULT_WEB_PORT  # 0: any free port (logged)
     web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
     web_user_id: int = LOCAL_WEB_USER_ID  # WEB_USER_ID: who the loopback-only page acts as (default: first operator)
+    grace_seconds: float = DEFAULT_GRACE_SECONDS  # I2V_GRACE_SECONDS, for the embedded worker and the bot's close
+    restart_backoff: float = DEFAULT_RESTART_BACKOFF_SECONDS  # I2V_RESTART_BACKOFF_SECONDS
+    restart_backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX_SECONDS  # I2V_RESTART_BACKOFF_MAX_SECONDS
+    unavailable_after: int = DEFAULT_UNAVAILABLE_AFTER_FAILURES  # I2V_UNAVAILABLE_AFTER_FAILURES
+    unavailable_retry: float = DEFAULT_UNAVAILABLE_RETRY_SECONDS  # I2V_UNAVAILABLE_RETRY_SECONDS
 
     @property
     def admin_user_ids(self) -> frozenset[int]:
@@ -151,6 +161,12 @@ class BotSettings:
             web_port=_port(env, "WEB_PORT", DEFAULT_WEB_PORT),
             web_public_url=(_optional(env, "WEB_PUBLIC_URL") or "").rstrip("/") or None,
             web_user_id=int(web_user) or min(operator_user_ids, default=LOCAL_WEB_USER_ID),
+            grace_seconds=_number(env, "I2V_GRACE_SECONDS", DEFAULT_GRACE_SECONDS),
+            restart_backoff=_number(env, "I2V_RESTART_BACKOFF_SECONDS", DEFAULT_RESTART_BACKOFF_SECONDS),
+            restart_backoff_max=_number(env, "I2V_RESTART_BACKOFF_MAX_SECONDS", DEFAULT_RESTART_BACKOFF_MAX_SECONDS),
+            unavailable_after=int(_number(env, "I2V_UNAVAILABLE_AFTER_FAILURES", DEFAULT_UNAVAILABLE_AFTER_FAILURES,
+                                          integer=True, positive=True)),
+            unavailable_retry=_number(env, "I2V_UNAVAILABLE_RETRY_SECONDS", DEFAULT_UNAVAILABLE_RETRY_SECONDS),
         )
 
 

@@ -2,24 +2,27 @@
 
 The bot uses :class:`WorkerSupervisor` in ``WORKER=embedded`` mode; ``python -m generator.supervisor`` runs it on
 its own (same environment variables as the worker). This module never imports torch, diffusers or discord.
-
-How the child is started, and why. The worker is started as ``sys.executable -m generator.worker`` through
-``asyncio.create_subprocess_exec``: a fresh interpreter, which is what multiprocessing's ``spawn`` start method
-gives (CUDA is not fork-safe, design.md section 4) without its costs here: nothing has to be pickled, the parent's
-event loop, sockets and (in the bot) discord.py state are never inherited, ``await proc.wait()`` fits the bot's
-event loop, and the supervised command is exactly the one an operator runs by hand in ``WORKER=external`` mode, so
-there is one code path. The child gets its own session (``start_new_session``): a Ctrl-C in the terminal reaches
-only the supervisor, which then stops the child gracefully. The child is told our pid (``I2V_PARENT_PID``) and stops
-itself if we disappear, so a crashed bot never leaves a second worker on the GPU.
+Modules: :mod:`generator.worker_child` (the child's environment, start and stop), :mod:`generator.supervisor_state`
+(the state record and the restart policy), :mod:`generator.supervisor_store` (the job-store reads and writes).
 
 Restarts. When the child dies while we are not stopping, the jobs it held are requeued at once (the attempt
-counted; the child's worker id is ours alone, so this is safe), and a new child starts after an exponential backoff (``BACKOFF_INITIAL_S`` doubling up to
-``BACKOFF_MAX_S``), reset once a child has run for ``BACKOFF_RESET_AFTER_S``. A child whose heartbeat in the
-``workers`` table is older than ``HANG_TIMEOUT_S`` is killed (a hung GPU call cannot be interrupted otherwise).
+counted; the child's worker id is ours alone, so this is safe), and a new child starts after an exponential
+backoff (:class:`~generator.supervisor_state.RestartPolicy`). A child whose heartbeat in the ``workers`` table is
+older than ``HANG_TIMEOUT_S`` is killed (a hung GPU call cannot be interrupted otherwise).
+
+Start failures. A child that cannot start (a bad setting, the store cannot be opened, the model cannot be loaded)
+writes one line to its reason file and exits with a start-failure code; we log that line once per attempt (no
+traceback), record it in the child's registry row, and expose it as :attr:`WorkerSupervisor.failure_reason` until
+a child is idle. After ``unavailable_after`` failed starts in a row the phase is ``unavailable``: retries go on,
+slowly (up to ``unavailable_retry_s`` apart), and the row says since when.
+
+Stopping. ``stop(grace)``: SIGTERM, and the running job may finish within ``grace`` seconds (the child is told the
+same ``I2V_GRACE_SECONDS``); then it is given back and the child exits, or is killed a few seconds later.
 
 State. :attr:`WorkerSupervisor.state` reads the child's ``workers`` row (refreshed every
 ``STATE_POLL_INTERVAL_S``): phase ``starting``/``loading``/``idle``/``busy`` (with the job id)/``stopping``/
-``stopped``/``crashed`` (waiting to restart), the restart count, the pid and the last exit code.
+``stopped``/``crashed`` (waiting to restart)/``unavailable``, the restart count, the pid, the last exit code and
+the reason of the last failed start.
 """
 
 from __future__ import annotations
@@ -29,78 +32,50 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
+from generator.supervisor_state import (  # re-exported: callers import the state names from here
+    BACKOFF_INITIAL_S, BACKOFF_MAX_S, BACKOFF_RESET_AFTER_S, PHASE_BUSY, PHASE_CRASHED, PHASE_IDLE, PHASE_LOADING,
+    PHASE_STARTING, PHASE_STOPPED, PHASE_STOPPING, PHASE_UNAVAILABLE, READY_PHASES, RestartPolicy, SupervisorState,
+    next_backoff,
+)
+from generator.supervisor_store import read_row, record_failure, record_stopped, release_leases, rescue_own_host
+from generator.worker_child import CHILD_ENV_WITHHELD, WORKER_MODULE, child_env, spawn, terminate
+from generator.worker_settings import GRACE_S, WorkerSettings
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Environment variables of the parent that the worker child does not inherit.
-CHILD_ENV_WITHHELD = frozenset({"DISCORD_TOKEN"})
-
 log = logging.getLogger("generator.supervisor")
 
-DEFAULT_STOP_GRACE_S = 60.0  # seconds between SIGTERM and SIGKILL when stopping the child
-STOP_MARGIN_S = 3.0  # seconds before SIGKILL at which a second SIGTERM tells the worker to give its job back now
-BACKOFF_INITIAL_S = 1.0  # seconds before the first restart
-BACKOFF_MAX_S = 60.0  # seconds, the longest wait between restarts
-BACKOFF_RESET_AFTER_S = 120.0  # a child that ran this many seconds resets the backoff
+__all__ = ["BACKOFF_INITIAL_S", "BACKOFF_MAX_S", "BACKOFF_RESET_AFTER_S", "CHILD_ENV_WITHHELD", "DEFAULT_STOP_GRACE_S",
+           "PHASE_BUSY", "PHASE_CRASHED", "PHASE_IDLE", "PHASE_LOADING", "PHASE_STARTING", "PHASE_STOPPED",
+           "PHASE_STOPPING", "PHASE_UNAVAILABLE", "WORKER_MODULE", "RestartPolicy", "SupervisorState",
+           "WorkerSupervisor", "main", "next_backoff"]
+
+DEFAULT_STOP_GRACE_S = GRACE_S  # seconds a running job may still take when stopping (I2V_GRACE_SECONDS)
 HANG_TIMEOUT_S = 180.0  # seconds without a heartbeat before a live child is killed; 0 disables the check
 STATE_POLL_INTERVAL_S = 1.0  # seconds between two reads of the child's workers row
-WORKER_MODULE = "generator.worker"
-
-PHASE_STARTING = "starting"
-PHASE_LOADING = "loading"
-PHASE_IDLE = "idle"
-PHASE_BUSY = "busy"
-PHASE_STOPPING = "stopping"
-PHASE_STOPPED = "stopped"
-PHASE_CRASHED = "crashed"
-
-
-@dataclass(frozen=True)
-class SupervisorState:
-    """What the supervisor knows about its worker.
-
-    ``phase``: starting | loading | idle | busy | stopping | stopped | crashed; ``job_id``: the job being made when
-    busy; ``restarts``: how many times the child was restarted; ``pid``: the live child's pid (None when none);
-    ``last_exit_code``: the previous child's exit status (negative: killed by that signal).
-    """
-
-    phase: str
-    job_id: int | None
-    restarts: int
-    pid: int | None
-    last_exit_code: int | None = None
-    worker_id: str = ""
-
-    def describe(self) -> str:
-        """A one-line human summary, e.g. ``busy with job 12 (pid 4242, 1 restart)``."""
-        what = f"busy with job {self.job_id}" if self.phase == PHASE_BUSY and self.job_id is not None else self.phase
-        pid = f"pid {self.pid}, " if self.pid else ""
-        return f"{what} ({pid}{self.restarts} restart{'s' if self.restarts != 1 else ''})"
-
-
-def next_backoff(previous_s: float, *, initial_s: float, max_s: float) -> float:
-    """The wait before the next restart: ``initial_s``, then doubling, capped at ``max_s``."""
-    if previous_s <= 0:
-        return min(initial_s, max_s)
-    return min(previous_s * 2, max_s)
 
 
 class WorkerSupervisor:
     """Runs ``python -m generator.worker`` as a child, restarting it with backoff; use from any asyncio loop.
 
-    ``await start()`` returns once the first child is started; ``await stop(grace)`` stops it (SIGTERM, then
-    SIGKILL after ``grace`` seconds) and waits. ``extra_env`` is added to the child's environment (e.g. timings);
-    ``log_path`` appends the child's output to a file instead of inheriting our stderr.
+    ``await start()`` returns once the first child is started; ``await stop(grace)`` stops it (see
+    :func:`generator.worker_child.terminate`) and waits. ``extra_env`` is added to the child's environment (e.g.
+    timings); ``log_path`` appends the child's output to a file instead of inheriting our stderr. ``policy`` holds
+    the restart timings; the ``backoff_*`` keywords override its fields.
     """
 
     def __init__(
@@ -114,9 +89,10 @@ class WorkerSupervisor:
         worker_args: Sequence[str] = (),
         log_path: str | os.PathLike[str] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
-        backoff_initial_s: float = BACKOFF_INITIAL_S,
-        backoff_max_s: float = BACKOFF_MAX_S,
-        backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
+        policy: RestartPolicy | None = None,
+        backoff_initial_s: float | None = None,
+        backoff_max_s: float | None = None,
+        backoff_reset_after_s: float | None = None,
         hang_timeout_s: float = HANG_TIMEOUT_S,
         state_poll_interval_s: float = STATE_POLL_INTERVAL_S,
         python: str = sys.executable,
@@ -125,13 +101,16 @@ class WorkerSupervisor:
             raise ValueError(f"database_url must be a non-empty string, got {database_url!r}")
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        for name, value in (("stop_grace_s", stop_grace_s), ("backoff_initial_s", backoff_initial_s),
-                            ("backoff_max_s", backoff_max_s), ("backoff_reset_after_s", backoff_reset_after_s),
-                            ("hang_timeout_s", hang_timeout_s)):
+        for name, value in (("stop_grace_s", stop_grace_s), ("hang_timeout_s", hang_timeout_s)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         if not math.isfinite(state_poll_interval_s) or state_poll_interval_s <= 0:
             raise ValueError(f"state_poll_interval_s must be > 0 seconds, got {state_poll_interval_s!r}")
+        overrides = {name: value for name, value in (("backoff_initial_s", backoff_initial_s),
+                                                      ("backoff_max_s", backoff_max_s),
+                                                      ("backoff_reset_after_s", backoff_reset_after_s))
+                     if value is not None}
+        self.policy = replace(policy or RestartPolicy(), **overrides)  # validates the numbers
         self.database_url = database_url
         self.model = model
         self.output_dir = Path(output_dir)
@@ -140,9 +119,6 @@ class WorkerSupervisor:
         self.worker_args = list(worker_args)
         self.log_path = Path(log_path) if log_path is not None else None
         self.stop_grace_s = stop_grace_s
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.backoff_reset_after_s = backoff_reset_after_s
         self.hang_timeout_s = hang_timeout_s
         self.state_poll_interval_s = state_poll_interval_s
         self.python = python
@@ -156,6 +132,7 @@ class WorkerSupervisor:
         self._started: asyncio.Event | None = None
         self._engine: AsyncEngine | None = None
         self._log_file: IO[bytes] | None = None
+        self._scratch: Path | None = None  # holds the children's reason files
 
     # -- public ------------------------------------------------------------------------------------------------
 
@@ -163,6 +140,11 @@ class WorkerSupervisor:
     def state(self) -> SupervisorState:
         """The last known state (refreshed from the worker's row every ``state_poll_interval_s``)."""
         return self._state
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why no worker can start right now (the last failed start's one line), or None once a child is idle."""
+        return self._state.failure_reason
 
     @property
     def running(self) -> bool:
@@ -180,12 +162,13 @@ class WorkerSupervisor:
         self._started = asyncio.Event()
         self._engine = make_engine(self.database_url)
         try:
-            await self.rescue_own_host()
-        except Exception:  # noqa: BLE001 - the heartbeat rescuers bring those jobs back a little later
-            log.exception("could not requeue the jobs of this host's dead workers")
+            await rescue_own_host(self._engine)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat rescuers bring those jobs back a little later
+            log.warning("could not requeue the jobs of this host's dead workers: %s", describe(exc))
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._scratch = Path(tempfile.mkdtemp(prefix="i2v-supervisor-"))
         self._runner = asyncio.create_task(self._run(), name="worker-supervisor")
         self._monitor = asyncio.create_task(self._monitor_loop(), name="worker-supervisor-monitor")
         started = asyncio.ensure_future(self._started.wait())
@@ -197,9 +180,9 @@ class WorkerSupervisor:
     async def stop(self, grace: float | None = None) -> int | None:
         """Stop the child and the supervision; returns the child's exit code (None if none was running).
 
-        The child gets SIGTERM (it stops claiming and may finish its job), a second SIGTERM ``STOP_MARGIN_S``
-        before ``grace`` runs out (it gives the job back uncharged at the next step), and SIGKILL when ``grace``
-        seconds have passed. Call it before the event loop closes, or the child is left to notice our exit.
+        The running job may go on for ``grace`` seconds (default ``stop_grace_s``); then it is given back
+        uncharged at the next step, and the child is killed if it has not exited a few seconds later (its leases
+        are then released). Call it before the event loop closes, or the child is left to notice our exit.
         """
         grace = self.stop_grace_s if grace is None else grace
         if not math.isfinite(grace) or grace < 0:
@@ -225,22 +208,19 @@ class WorkerSupervisor:
             except asyncio.CancelledError:
                 pass
         if self._engine is not None:
+            if code is None and self._state.failure_reason:
+                await record_stopped(self._engine, self.worker_id)  # no child wrote its final state
             await self._engine.dispose()
             self._engine = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
         self._set_state(phase=PHASE_STOPPED, pid=None, job_id=None,
                         last_exit_code=code if code is not None else self._state.last_exit_code)
         return code
-
-    async def kill_child(self, sig: int = signal.SIGKILL) -> int | None:
-        """Send ``sig`` to the live child (operators and fault tests); returns its pid, or None when none runs."""
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return None
-        proc.send_signal(sig)
-        return proc.pid
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -250,31 +230,17 @@ class WorkerSupervisor:
             log.info("worker %s: %s", self.worker_id, new.describe())
         self._state = new
 
-    def _child_env(self, restarts: int) -> dict[str, str]:
-        # The worker never talks to Discord: keep the bot's secrets out of its environment (and its crash dumps).
-        env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_WITHHELD}
-        env.update(self.extra_env)
-        env.update({
-            "DATABASE_URL": self.database_url,
-            "I2V_MODEL": self.model,
-            "OUTPUT_DIR": str(self.output_dir),
-            "WORKER_ID": self.worker_id,
-            "I2V_PARENT_PID": str(os.getpid()),
-            "I2V_WORKER_RESTARTS": str(restarts),
-            "PYTHONUNBUFFERED": "1",
-        })
-        return env
+    @property
+    def _reason_file(self) -> Path:
+        assert self._scratch is not None
+        return self._scratch / "exit-reason"
 
     async def _spawn(self, restarts: int) -> asyncio.subprocess.Process:
-        output = self._log_file if self._log_file is not None else None
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", WORKER_MODULE, *self.worker_args,
-            env=self._child_env(restarts),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,
-        )
+        self._reason_file.unlink(missing_ok=True)
+        env = child_env(database_url=self.database_url, model=self.model, output_dir=self.output_dir,
+                        worker_id=self.worker_id, restarts=restarts, grace_s=self.stop_grace_s,
+                        reason_file=self._reason_file, extra_env=self.extra_env)
+        proc = await spawn(self.python, self.worker_args, env, self._log_file)
         log.info("started worker %s as pid %d (restart %d)", self.worker_id, proc.pid, restarts)
         return proc
 
@@ -288,10 +254,10 @@ class WorkerSupervisor:
             started_at = time.monotonic()
             try:
                 proc = await self._spawn(restarts)
-            except OSError:
+            except OSError as exc:
                 if restarts == 0:
                     raise  # start() reports it: nothing was ever running (a bad interpreter path, say)
-                log.exception("could not start the worker process")
+                log.error("could not start the worker process: %s", exc)
                 code: int | None = None
             else:
                 self._proc = proc
@@ -305,91 +271,83 @@ class WorkerSupervisor:
             self._set_state(pid=None, job_id=None, last_exit_code=code)
             if self._stopping:
                 break
-            log.warning("worker exited with %s after %.1f s", code, ran_s)
-            await self._release_leases()
-            backoff = 0.0 if ran_s >= self.backoff_reset_after_s else backoff
-            backoff = next_backoff(backoff, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
-            self._set_state(phase=PHASE_CRASHED)
+            failed_start = await self._after_exit(code, ran_s)
+            backoff = self.policy.next_wait(backoff, ran_s=ran_s, start_failures=self._state.start_failures)
+            if failed_start:
+                self._say_retry(code, ran_s, backoff)
             try:  # only stop() sets the event: it cuts the backoff short
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             except TimeoutError:
                 pass
             restarts += 1
 
+    async def _after_exit(self, code: int | None, ran_s: float) -> bool:
+        """The child died: release its jobs; a failed start is counted and recorded with its reason (True)."""
+        reason = read_exit_reason(self._reason_file)
+        if code is not None and code in START_FAILURE_CODES and self._state.phase not in READY_PHASES:
+            failures = self._state.start_failures + 1
+            reason = reason or f"the worker exited with status {code} while starting"
+            unavailable = self.policy.unavailable(failures)
+            self._set_state(phase=PHASE_UNAVAILABLE if unavailable else PHASE_CRASHED, failure_reason=reason,
+                            start_failures=failures)
+            if self._engine is not None:
+                await record_failure(self._engine, self.worker_id, pid=os.getpid(), reason=reason,
+                                     unavailable=unavailable)
+                await release_leases(self._engine, self.worker_id)
+            return True
+        phase = PHASE_UNAVAILABLE if self._state.phase == PHASE_UNAVAILABLE else PHASE_CRASHED
+        self._set_state(phase=phase)
+        log.warning("worker exited with %s after %.1f s%s", code, ran_s, f": {reason}" if reason else "")
+        if self._engine is not None:
+            await release_leases(self._engine, self.worker_id)
+        return False
+
+    def _say_retry(self, code: int | None, ran_s: float, wait_s: float) -> None:
+        """One log line per failed start, with its reason (the child logged none)."""
+        state = self._state
+        if state.phase == PHASE_UNAVAILABLE:
+            log.error("video generation is unavailable: the worker could not start (%d failed starts in a row, "
+                      "exit %s): %s; trying again in %.1f s", state.start_failures, code, state.failure_reason,
+                      wait_s)
+        else:
+            log.error("the worker could not start (exit %s after %.1f s): %s; trying again in %.1f s", code, ran_s,
+                      state.failure_reason, wait_s)
+
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:
-        """SIGTERM; a second SIGTERM ``STOP_MARGIN_S`` before the end of ``grace`` (the worker then gives its job
-        back at the next step instead of finishing it); SIGKILL at the end, after which its leases are expired."""
-        margin = min(STOP_MARGIN_S, grace / 2)
-        for signum, wait_s in ((signal.SIGTERM, grace - margin), (signal.SIGTERM, margin)):
-            try:
-                proc.send_signal(signum)
-            except ProcessLookupError:
-                pass
-            try:
-                return await asyncio.wait_for(proc.wait(), timeout=wait_s)
-            except TimeoutError:
-                pass
-        log.warning("worker pid %d did not stop within %.1f s; killing it", proc.pid, grace)
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        code = await proc.wait()
-        await self._release_leases()
+        code, killed = await terminate(proc, grace)
+        if killed and self._engine is not None:
+            await release_leases(self._engine, self.worker_id)
         return code
 
-    async def _release_leases(self) -> None:
-        """The child is dead: requeue the jobs it held now (its worker id is ours alone, so this is safe)."""
-        from jobs.db import make_sessionmaker
-        from jobs.queue import rescue_workers
-
-        if self._engine is None:
-            return
-        try:
-            async with make_sessionmaker(self._engine)() as session, session.begin():
-                rescued = await rescue_workers(session, [self.worker_id], why="worker process exited")
-        except Exception:  # noqa: BLE001 - the heartbeat rescuers and the lease then bring the jobs back
-            log.exception("could not requeue the dead worker's jobs")
-            return
-        if rescued:
-            log.info("requeued the job(s) held by the dead worker: %s", rescued)
-
-    async def rescue_own_host(self) -> list[int]:
-        """Requeue the running jobs of this host's workers whose process is gone (run once when starting)."""
-        from jobs.db import make_sessionmaker
-        from jobs.workers import pid_alive, rescue_dead_on_host
-
-        assert self._engine is not None
-        async with make_sessionmaker(self._engine)() as session, session.begin():
-            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
-        if rescued:
-            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
-        return rescued
-
     async def _monitor_loop(self) -> None:
-        """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped."""
+        """Mirror the child's workers row into ``state``; kill a child whose heartbeat stopped. A read that fails
+        (the store unreachable, or not migrated yet) is logged in one line when its message changes."""
+        last_error = ""
         while True:
             await asyncio.sleep(self.state_poll_interval_s)
             try:
                 await self._refresh()
-            except Exception:  # noqa: BLE001 - a failed read is retried next round
-                log.exception("reading the worker's state failed")
+                last_error = ""
+            except Exception as exc:  # noqa: BLE001 - a failed read is retried next round
+                error = describe(exc)
+                if error != last_error:
+                    log.warning("reading the worker's state failed (retrying): %s", error)
+                last_error = error
 
     async def _refresh(self) -> None:
-        from jobs.db import begin_read_only, make_sessionmaker
-        from jobs.workers import find_worker
-
         proc = self._proc
         if self._engine is None or proc is None or proc.returncode is not None:
             return
-        async with make_sessionmaker(self._engine)() as session:
-            await begin_read_only(session)
-            row = await find_worker(session, self.worker_id)
+        row = await read_row(self._engine, self.worker_id)
         if row is None or row.pid != proc.pid or proc.returncode is not None:
             return  # the new child has not registered yet
         state = row.state.value if hasattr(row.state, "value") else str(row.state)
         if self._state.phase not in (PHASE_STOPPING, PHASE_STOPPED):
-            self._set_state(phase=state, job_id=row.current_job_id if state == PHASE_BUSY else None)
+            changes: dict[str, object] = {"phase": state,
+                                          "job_id": row.current_job_id if state == PHASE_BUSY else None}
+            if state in READY_PHASES:  # started: the failure record is over (the row cleared it too)
+                changes.update(failure_reason=None, start_failures=0)
+            self._set_state(**changes)
         age = (datetime.now(timezone.utc) - row.last_heartbeat_at).total_seconds()
         if self.hang_timeout_s and age > self.hang_timeout_s and not self._stopping:
             log.error("worker pid %d has not sent a heartbeat for %.0f s; killing it", proc.pid, age)
@@ -425,13 +383,21 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m generator.supervisor``: supervise one worker until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m generator.supervisor",
                                      description="Run and supervise one GPU worker process.")
-    parser.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE_S,
-                        help="seconds between SIGTERM and SIGKILL when stopping (default %(default)s)")
+    parser.add_argument("--stop-grace", type=float, default=None,
+                        help="seconds a running job may still take when stopping (default: I2V_GRACE_SECONDS, "
+                             f"{DEFAULT_STOP_GRACE_S:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s", stream=sys.stderr)
     database_url, model, output_dir, worker_id = _settings_from_env()
-    supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=args.stop_grace)
+    try:
+        grace_s = args.stop_grace if args.stop_grace is not None else WorkerSettings.from_env().grace_s
+        policy = RestartPolicy.from_env(os.environ)
+    except ValueError as exc:
+        log.error("invalid setting: %s", exc)
+        return 2
+    supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=grace_s,
+                                  policy=policy)
     asyncio.run(_serve_forever(supervisor))
     return 0
 

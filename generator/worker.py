@@ -32,6 +32,9 @@ Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can
 (estimated from its step times), else it is stopped at the next step and given back with ``release_job``
 (queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second signal ends the grace period at once.
 
+Start failures (a bad setting, OUTPUT_DIR, the database, the model): one line, not a traceback, through
+:mod:`generator.startfailure` (to the supervisor's reason file, or the log), and an exit code the supervisor counts.
+
 Blocking work (model load, generation, image decode, encoding) runs on daemon threads so that a stop request never
 waits for a thread the interpreter would otherwise join at exit. A generation that makes no step for
 ``I2V_STALL_SECONDS`` is taken as a hung GPU call: the worker exits with ``EXIT_STALLED`` (the lease brings the job
@@ -63,6 +66,7 @@ from typing import TYPE_CHECKING
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
+from generator.startfailure import describe, report_start_failure
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -77,6 +81,7 @@ from generator.worker_settings import (  # re-exported too: callers import the s
     DEFAULT_UPLOAD_LIMIT_BYTES,
     EXIT_CONFIG,
     EXIT_CUDA_ERROR,
+    EXIT_DATABASE,
     EXIT_MODEL_LOAD,
     EXIT_OK,
     EXIT_STALLED,
@@ -122,6 +127,7 @@ class WorkerProcess(JobExecution):
         self._stop_deadline = math.inf
         self._state = WORKER_STATE_LOADING
         self._job_id: int | None = None
+        self._failure: str | None = None  # why this process could not start, written to its registry row
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -160,12 +166,14 @@ class WorkerProcess(JobExecution):
         try:
             s.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            log.error("OUTPUT_DIR %s cannot be created: %s", s.output_dir, exc)
-            return EXIT_CONFIG
+            return report_start_failure(log, f"OUTPUT_DIR {s.output_dir} cannot be created: {exc}", EXIT_CONFIG)
         if not os.access(s.output_dir, os.W_OK | os.X_OK):
-            log.error("OUTPUT_DIR %s is not writable by this process", s.output_dir)
-            return EXIT_CONFIG
-        await migrate(s.database_url)
+            return report_start_failure(log, f"OUTPUT_DIR {s.output_dir} is not writable by the worker", EXIT_CONFIG)
+        try:
+            await migrate(s.database_url)
+        except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
+            return report_start_failure(log, f"the database {_redact(s.database_url)} cannot be opened: "
+                                        f"{describe(exc)}", EXIT_DATABASE, error=exc)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
         self._progress = ProgressWriter(self._engine)
@@ -179,10 +187,11 @@ class WorkerProcess(JobExecution):
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-parent-watch")
             try:
                 loaded = await self._load_model()
-            except Exception:  # noqa: BLE001 - reported and turned into an exit code the supervisor sees
-                log.critical("could not load the model %r", s.model, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - one line for the supervisor and the registry, no traceback
                 final_state = WORKER_STATE_CRASHED
-                return EXIT_MODEL_LOAD
+                named = "" if s.model in str(exc) else f" {s.model!r}"  # most loader errors name it already
+                self._failure = f"the model{named} could not be loaded: {describe(exc)}"
+                return report_start_failure(log, self._failure, EXIT_MODEL_LOAD, error=exc)
             if not loaded:
                 return EXIT_OK
             await self._set_state(WORKER_STATE_IDLE, None)
@@ -298,6 +307,7 @@ class WorkerProcess(JobExecution):
                 current_job_id=self._job_id,
                 model=self.settings.model,
                 job_done=job_done,
+                failure_reason=self._failure,
             )
 
     async def _heartbeat_loop(self) -> None:
@@ -386,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = WorkerSettings.from_env()
         faults = FaultPlan.from_env()
     except ValueError as exc:
-        log.error("invalid setting: %s", exc)
-        return EXIT_CONFIG
+        return report_start_failure(log, f"invalid setting: {exc}", EXIT_CONFIG)
     return asyncio.run(WorkerProcess(settings, faults=faults, drain=args.drain, once=args.once).run())
 
 

@@ -30,6 +30,7 @@ EXIT_CONFIG = 2  # a setting or fault variable is invalid
 EXIT_CUDA_ERROR = 3  # a sticky (non-OOM) CUDA error: the process must be replaced
 EXIT_STALLED = 4  # a generation made no progress for I2V_STALL_SECONDS
 EXIT_MODEL_LOAD = 5  # the model could not be loaded
+EXIT_DATABASE = 6  # the job store could not be opened or migrated
 
 WORKER_STATE_LOADING = "loading"
 WORKER_STATE_IDLE = "idle"

@@ -1,6 +1,7 @@
 """SQLAlchemy 2 models of the job store.
 
-Every timestamp is a timezone-aware UTC ``datetime`` in Python (see :class:`UtcDateTime`).
+Every timestamp is a timezone-aware UTC ``datetime`` in Python (see :class:`jobs.columns.UtcDateTime`). The worker
+registry's table lives in :mod:`jobs.registry_models`; both are importable from here.
 Discord snowflakes (user, guild, channel, message, role and application ids) are 64-bit integers.
 Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``create_all``.
 """
@@ -8,38 +9,17 @@ Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``c
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Enum,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    false,
-)
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import UniqueConstraint, false
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION: dict[str, str] = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-"""Constraint names are deterministic, so Alembic batch migrations on SQLite can address them."""
+from jobs.columns import NAMING_CONVENTION, Base, BigIntId, UtcDateTime, str_enum, utcnow
+from jobs.registry_models import Worker, WorkerState
+
+__all__ = ["NAMING_CONVENTION", "Base", "UtcDateTime", "Worker", "WorkerState", "utcnow"]  # re-exported from here
 
 QUEUE_STATE_ROW_ID = 1
 """The single row of :class:`QueueState` (created by the first migration)."""
@@ -51,52 +31,6 @@ PRIORITY_ADMIN = 10
 AUDIT_SCOPE_BOT = "bot"
 AUDIT_SCOPE_SERVER = "server"
 """The two scopes an audited action can have (:attr:`AuditLog.scope`)."""
-
-# SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid primary key.
-_BigIntId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always timezone-aware UTC in Python.
-
-    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text in SQLAlchemy's fixed-width format,
-    so ``<`` and ``>`` comparisons in SQL order correctly. Binding a naive datetime is refused: it is
-    the classic source of silently shifted times.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"UtcDateTime needs a datetime, got {type(value).__name__}: {value!r}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"UtcDateTime refuses a naive datetime {value!r}: pass an aware UTC time")
-        value = value.astimezone(timezone.utc)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    """Declarative base; its metadata carries the constraint naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
 
 class JobStatus(str, enum.Enum):
     """Lifecycle states of a :class:`Job` (see the state machine in its docstring)."""
@@ -146,31 +80,6 @@ class LedgerKind(str, enum.Enum):
     REFUND = "refund"  # estimate given back without charge (failure, cancel while queued, clear)
 
 
-class WorkerState(str, enum.Enum):
-    """What a worker reports about itself in the registry."""
-
-    STARTING = "starting"
-    LOADING = "loading"
-    IDLE = "idle"
-    BUSY = "busy"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    CRASHED = "crashed"
-
-
-def _str_enum(enum_cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
-    """A portable VARCHAR enum (with a CHECK constraint) storing the members' values."""
-    return Enum(
-        enum_cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=length,
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
-
-
 class Job(Base):
     """One image-to-video request, from enqueue to delivery.
 
@@ -206,12 +115,12 @@ class Job(Base):
         Index("ix_jobs_started_at", "started_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     # who and where
     user_id: Mapped[int] = mapped_column(BigInteger)
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
     channel_id: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[JobSource] = mapped_column(_str_enum(JobSource, "job_source"))
+    source: Mapped[JobSource] = mapped_column(str_enum(JobSource, "job_source"))
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     # generation parameters (generator.params.GenerationParams as columns)
     prompt: Mapped[str] = mapped_column(Text)
@@ -229,7 +138,7 @@ class Job(Base):
     input_sha256: Mapped[str] = mapped_column(String(64))
     input_released_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # queue state
-    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
+    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
     round: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -241,7 +150,7 @@ class Job(Base):
     # progress
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
-    phase: Mapped[JobPhase] = mapped_column(_str_enum(JobPhase, "job_phase", 32), default=JobPhase.QUEUED)
+    phase: Mapped[JobPhase] = mapped_column(str_enum(JobPhase, "job_phase", 32), default=JobPhase.QUEUED)
     # cost and result
     cost_estimate: Mapped[float] = mapped_column(Float)
     gpu_seconds: Mapped[float | None] = mapped_column(Float)
@@ -324,10 +233,10 @@ class QuotaLedger(Base):
         Index("ix_quota_ledger_user_id_kind_created_at", "user_id", "kind", "created_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    kind: Mapped[LedgerKind] = mapped_column(_str_enum(LedgerKind, "ledger_kind"))
+    kind: Mapped[LedgerKind] = mapped_column(str_enum(LedgerKind, "ledger_kind"))
     amount: Mapped[float] = mapped_column(Float)  # GPU-seconds, >= 0
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -387,34 +296,13 @@ class QueueState(Base):
     changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
-class Worker(Base):
-    """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
-    heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
-    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``)."""
-
-    __tablename__ = "workers"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    state: Mapped[WorkerState] = mapped_column(_str_enum(WorkerState, "worker_state"))
-    model: Mapped[str | None] = mapped_column(String(255))
-    gpu_name: Mapped[str | None] = mapped_column(String(255))
-    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
-    restarts: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
-
-
 class AuditLog(Base):
     """One admin action (limits, tiers, bans, pause, clear, cancel of someone else's job, settings)."""
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)  # None = the system
     action: Mapped[str] = mapped_column(String(64))
     target_user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)

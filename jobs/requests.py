@@ -7,6 +7,9 @@ parameters (``generator.params``) and calls ``jobs.queue.enqueue_job`` in the ca
 the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every refusal is an exception
 whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``, ``RequestRefused``); the caller
 rolls its transaction back, so a refused request writes nothing.
+
+While no worker can start, a request is still queued (it runs once a fixed worker is back, as after a pause) and
+``availability_notice`` gives the sentence every front end adds to its "queued" answer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from generator.images import MAX_INPUT_BYTES, ImageError, load_image
 from generator.params import GenerationParams, resolve_params, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
+from jobs.workers import generation_unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +34,17 @@ if TYPE_CHECKING:
     from jobs.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
+
+
+UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason}. This job stays queued and starts "
+                      "when a worker is back.")
+
+
+async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float) -> str | None:
+    """The "unavailable right now" sentence for a requester, or None while a worker is alive. ``own_problem`` is
+    why this process's embedded worker cannot start (its supervisor's reason); it wins over the registry."""
+    reason = own_problem or await generation_unavailable(session, dead_after_s=dead_after_s)
+    return UNAVAILABLE_NOTICE.format(reason=reason.rstrip(".")) if reason else None
 
 
 @dataclass(frozen=True, kw_only=True)

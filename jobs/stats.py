@@ -124,6 +124,8 @@ class WorkerInfo:
     started_at: datetime
     last_heartbeat_at: datetime
     stale: bool
+    failure_reason: str | None = None  # why its last start failed (one line); None once it is idle
+    unavailable_since: datetime | None = None  # its supervisor gave up retrying fast at this time
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,6 +268,8 @@ async def worker_infos(
             started_at=worker.started_at,
             last_heartbeat_at=worker.last_heartbeat_at,
             stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
+            failure_reason=worker.failure_reason,
+            unavailable_since=worker.unavailable_since,
         )
         for worker in rows
     ]

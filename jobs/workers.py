@@ -4,18 +4,25 @@ stamps its heartbeat every few seconds; rescuers read it to tell a dead worker's
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.startfailure import one_line
 from jobs.models import Worker, WorkerState, utcnow
 from jobs.rescue import rescue_workers
+from jobs.stats import WorkerInfo, worker_infos
 
 WORKER_DEAD_AFTER_S = 15.0
 """Seconds without a heartbeat after which a worker counts as dead and its running job is requeued."""
+READY_STATES = frozenset({WorkerState.IDLE, WorkerState.BUSY})
+"""A worker in one of these states has started: its start-failure record is cleared."""
+LIVE_STATES = frozenset({WorkerState.STARTING, WorkerState.LOADING, WorkerState.IDLE, WorkerState.BUSY})
+"""A worker in one of these states, with a fresh heartbeat, is alive or about to be."""
+
 
 
 async def upsert_worker(
@@ -31,11 +38,13 @@ async def upsert_worker(
     model: str | None = None,
     now: datetime | None = None,
     job_done: bool = False,
+    failure_reason: str | None = None,
 ) -> Worker:
     """Create or update a worker's row and stamp its heartbeat.
 
     A new ``pid`` for a known worker id counts as a restart (``restarts`` + 1, ``started_at`` reset).
-    ``job_done=True`` adds one to ``jobs_done``.
+    ``job_done=True`` adds one to ``jobs_done``. ``failure_reason`` records why the process could not start;
+    reaching idle or busy clears it (and ``unavailable_since``).
     """
     if not worker_id or not isinstance(worker_id, str):
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
@@ -57,8 +66,66 @@ async def upsert_worker(
     row.last_heartbeat_at = now
     if job_done:
         row.jobs_done += 1
+    if failure_reason is not None:
+        row.failure_reason = one_line(failure_reason)
+    elif state in READY_STATES:
+        row.failure_reason = None
+        row.unavailable_since = None
     await session.flush()
     return row
+
+
+async def record_start_failure(
+    session: AsyncSession, worker_id: str, *, host: str, pid: int, reason: str, unavailable: bool,
+    now: datetime | None = None,
+) -> Worker:
+    """A supervisor's child could not start: mark the row crashed with ``reason`` (one line), creating it when
+    the child died before registering (a bad setting, say). ``pid`` is the supervisor's own (alive while it
+    retries; :func:`forget_stale_failures` tells a stale record by it). ``unavailable``: the supervisor now retries
+    slowly; ``unavailable_since`` keeps the time this began. The heartbeat is not stamped (the process is gone)."""
+    now = now or utcnow()
+    row = await session.get(Worker, worker_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        row = Worker(id=worker_id, host=host, pid=pid, restarts=0, jobs_done=0, started_at=now,
+                     last_heartbeat_at=now)
+        session.add(row)
+    row.state = WorkerState.CRASHED
+    row.pid = pid
+    row.current_job_id = None
+    row.failure_reason = one_line(reason)
+    if unavailable and row.unavailable_since is None:
+        row.unavailable_since = now
+    elif not unavailable:
+        row.unavailable_since = None
+    await session.flush()
+    return row
+
+
+async def forget_stale_failures(
+    session: AsyncSession, host: str, *, alive: Callable[[int], bool]
+) -> list[str]:
+    """This host's failed-start records whose process (the supervisor, or a worker run on its own) is gone are
+    stale: mark those rows stopped, so a new start here is not reported unavailable for an old reason. Returns the
+    worker ids."""
+    rows = (await session.execute(
+        select(Worker.id, Worker.pid).where(Worker.host == host, Worker.failure_reason.is_not(None),
+                                            Worker.state == WorkerState.CRASHED)
+    )).all()
+    stale = [row.id for row in rows if not alive(row.pid)]
+    for worker_id in stale:
+        await mark_stopped(session, worker_id)
+    return stale
+
+
+async def mark_stopped(session: AsyncSession, worker_id: str) -> bool:
+    """The supervisor stops while no child of it runs (e.g. it was unavailable): its row says stopped, and the
+    failure record is cleared (a stopped worker claims nothing and reports nothing). False when it has no row."""
+    result = (await session.execute(
+        update(Worker).where(Worker.id == worker_id)
+        .values(state=WorkerState.STOPPED, current_job_id=None, failure_reason=None, unavailable_since=None)
+        .returning(Worker.id).execution_options(synchronize_session=False)
+    )).first()
+    return result is not None
 
 
 async def register_worker(
@@ -126,3 +193,30 @@ async def list_workers(session: AsyncSession) -> list[Worker]:
     """All registered workers, most recent heartbeat first."""
     stmt = select(Worker).order_by(Worker.last_heartbeat_at.desc(), Worker.id).execution_options(populate_existing=True)
     return list((await session.scalars(stmt)).all())
+
+
+def unavailable_reason(workers: Iterable[WorkerInfo], *, now: datetime, dead_after_s: float) -> str | None:
+    """Why video generation is unavailable, from the registry (``jobs.stats.worker_infos``), or None.
+
+    None while any worker is alive (a live state and a heartbeat within ``dead_after_s``) and not retrying after
+    failed starts; otherwise the reason of the most recent worker that recorded one. With no worker at all and no
+    failure recorded, nothing is known to be wrong (external workers may simply not be started yet): None.
+    """
+    failed: list[WorkerInfo] = []
+    for worker in workers:
+        fresh = (now - worker.last_heartbeat_at).total_seconds() <= dead_after_s
+        if worker.state in LIVE_STATES and fresh and worker.unavailable_since is None:
+            return None
+        if worker.failure_reason:
+            failed.append(worker)
+    if not failed:
+        return None
+    return max(failed, key=lambda w: w.last_heartbeat_at).failure_reason
+
+
+async def generation_unavailable(session: AsyncSession, *, dead_after_s: float,
+                                 now: datetime | None = None) -> str | None:
+    """:func:`unavailable_reason` over the registry read in ``session``."""
+    now = now or utcnow()
+    infos = await worker_infos(session, now=now, stale_after_seconds=dead_after_s)
+    return unavailable_reason(infos, now=now, dead_after_s=dead_after_s)

@@ -19,6 +19,7 @@ from jobs.queue import pause_queue, resume_queue
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
 from jobs.stats import admin_stats, audit_page, queue_page
 from jobs.web_sessions import latest_roles
+from jobs.workers import unavailable_reason
 from web.auth import WebUser, error, member_of
 from web.pages import policy_for
 from web.render import iso
@@ -63,7 +64,8 @@ class Console:
             queue = await queue_page(session, limit=QUEUE_PAGE_SIZE)
             stats = await admin_stats(session, now=now)
             audit = await audit_page(session, limit=AUDIT_PAGE_SIZE)
-        problem = self.server.worker_problem()
+        problem = self.server.worker_problem() or unavailable_reason(
+            stats.workers, now=now, dead_after_s=self.server.config.worker_dead_after)
         return web.json_response({
             "paused": queue.paused,
             "queue": [{"id": e.job_id, "user_id": str(e.user_id), "status": e.status.value, "position": e.position,
@@ -72,7 +74,8 @@ class Console:
             "running": queue.running, "queued": queue.queued,
             "workers": [{"id": w.worker_id, "host": w.host, "pid": w.pid, "state": w.state.value,
                          "stale": w.stale, "job": w.current_job_id, "jobs_done": w.jobs_done, "restarts": w.restarts,
-                         "gpu": w.gpu_name, "last_heartbeat_at": iso(w.last_heartbeat_at)} for w in stats.workers],
+                         "gpu": w.gpu_name, "last_heartbeat_at": iso(w.last_heartbeat_at),
+                         "failure_reason": w.failure_reason} for w in stats.workers],
             "worker_problem": problem,
             "stats": {name: {"created": period.created, "gpu_seconds": round(period.gpu_seconds, 1),
                              "by_state": {k.value: v for k, v in period.by_state.items()},

@@ -3,7 +3,9 @@ with the reason otherwise.
 
 A worker counts as alive when its registry row (``jobs.stats.worker_infos``) is starting, loading, idle or busy
 and heartbeat within WORKER_DEAD_AFTER seconds. ``worker_problem`` is the hook through which the app's worker
-supervisor tells why no worker can start (its one-line failure reason); it wins over the registry.
+supervisor tells why no worker can start (its one-line failure reason); it wins over the registry, where a
+worker that cannot start (embedded or on another machine) records its reason (``jobs.workers.unavailable_reason``).
+Either way the body's ``reason`` reads "video generation is unavailable: <reason>".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from jobs.models import WorkerState, utcnow
 from jobs.stats import worker_infos
+from jobs.workers import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ async def health_report(readers: Any, *, dead_after: float, worker_problem: Work
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
     live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]
     shown = [{"id": w.worker_id, "state": w.state.value, "job": w.current_job_id} for w in live]
-    problem = worker_problem()
+    problem = worker_problem() or unavailable_reason(workers, now=now, dead_after_s=dead_after)
     if problem:
         return 503, {"status": "unavailable", "reason": f"video generation is unavailable: {problem}",
                      "workers": shown}

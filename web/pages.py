@@ -24,7 +24,9 @@ from jobs.gallery import user_videos
 from jobs.models import Job, JobSource, JobStatus
 from jobs.queue import CancelOutcome, cancel_job, find_job, queue_position
 from jobs.quota import QuotaPolicy, quota_status
-from jobs.requests import Origin, StoredInput, check_upload, enqueue_request, stored_input_of, too_large, variant_of
+from jobs.requests import (
+    Origin, StoredInput, availability_notice, check_upload, enqueue_request, stored_input_of, too_large, variant_of,
+)
 from jobs.retention import delete_job_video
 from web.auth import WebUser, error
 from web.render import iso, job_json, plain
@@ -271,11 +273,14 @@ class Pages:
         return await self._queued(job)
 
     async def _queued(self, job: Job) -> web.Response:
+        """201 with the job; ``notice`` says when video generation is unavailable (the job stays queued)."""
         async with self.server.readers() as session:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
-        return web.json_response(job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds),
-                                 status=201)
+            notice = await availability_notice(session, own_problem=self.server.worker_problem(),
+                                               dead_after_s=self.config.worker_dead_after)
+        body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
+        return web.json_response({**body, "notice": notice}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)

@@ -25,8 +25,19 @@ from web.server import WebServer
 log = logging.getLogger(__name__)
 
 RESCUE_INTERVAL_SECONDS = 2.0  # as the bot's job monitor
-SUPERVISOR_STOP_GRACE_SECONDS = 10.0  # as the bot
 SECONDS_PER_DAY = 86400.0
+
+
+def embedded_supervisor(settings: Any) -> Any:
+    """The ``generator.supervisor.WorkerSupervisor`` of the app's embedded worker, from a ``BotSettings``: its
+    grace period (I2V_GRACE_SECONDS) and restart timings."""
+    from generator.supervisor import RestartPolicy, WorkerSupervisor
+
+    policy = RestartPolicy(backoff_initial_s=settings.restart_backoff, backoff_max_s=settings.restart_backoff_max,
+                           unavailable_after=settings.unavailable_after,
+                           unavailable_retry_s=settings.unavailable_retry)
+    return WorkerSupervisor(database_url=settings.database_url, model=settings.model,
+                            output_dir=str(settings.output_dir), stop_grace_s=settings.grace_seconds, policy=policy)
 
 
 def supervisor_problem(supervisor: Any) -> str | None:
@@ -63,8 +74,6 @@ async def _maintain(settings: Any, sessions: Any) -> None:
 async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
     """Serve the page (and run the embedded worker) until ``stop`` is set. Raises OSError when WEB_HOST:WEB_PORT
     cannot be bound."""
-    from generator.supervisor import WorkerSupervisor
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     await migrate(settings.database_url)
@@ -83,8 +92,7 @@ async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
                            worker_problem=lambda: supervisor_problem(supervisor))
         await server.start()
         if settings.worker == "embedded":
-            supervisor = WorkerSupervisor(database_url=settings.database_url, model=settings.model,
-                                          output_dir=str(settings.output_dir))
+            supervisor = embedded_supervisor(settings)
             await supervisor.start()
         maintenance = asyncio.create_task(_maintain(settings, sessions), name="web-only-maintenance")
         log.info("running without Discord (no DISCORD_TOKEN): the web page and %s worker",
@@ -98,7 +106,7 @@ async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
             await server.stop()
         if supervisor is not None:
             try:
-                await supervisor.stop(SUPERVISOR_STOP_GRACE_SECONDS)
+                await supervisor.stop(settings.grace_seconds)
             except Exception:
                 log.exception("stopping the worker supervisor failed")
         await engine.dispose()

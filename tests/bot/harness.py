@@ -131,6 +131,7 @@ class BotProcess:
                 "I2V_PROGRESS_INTERVAL_S": "0.2",
                 "I2V_LEASE_SECONDS": "4",
                 "I2V_RESCUE_INTERVAL_S": "0.5",
+                "I2V_GRACE_SECONDS": "10",  # a job running at stop() finishes or is given back well within it
                 "QUOTA_DAILY_GPU_SECONDS": "100000",
                 "QUOTA_MAX_PENDING": "5",
                 "MESSAGE_CONTENT_INTENT": "true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 from workerharness import REPO_ROOT
 
 from generator.faults import FaultConfigError, FaultPlan
-from generator.supervisor import WorkerSupervisor, next_backoff
+from generator.startfailure import describe, read_exit_reason, report_start_failure
+from generator.supervisor import RestartPolicy, WorkerSupervisor, next_backoff
 from generator.worker import (
     EXIT_CONFIG,
     GRACE_S,
@@ -19,6 +21,7 @@ from generator.worker import (
     WorkerSettings,
     is_fatal_cuda_error,
 )
+from generator.worker_child import child_env
 from jobs.db import DEFAULT_DATABASE_URL
 
 
@@ -119,8 +122,51 @@ async def test_supervisor_start_reports_a_worker_that_cannot_be_started(sqlite_u
 def test_supervised_worker_does_not_inherit_the_discord_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    supervisor = WorkerSupervisor(DEFAULT_DATABASE_URL, "tiny", tmp_path)
-    env = supervisor._child_env(restarts=0)
+    env = child_env(database_url=DEFAULT_DATABASE_URL, model="tiny", output_dir=tmp_path, worker_id="w", restarts=0,
+                    grace_s=12.5, reason_file=tmp_path / "reason", extra_env={"I2V_GRACE_SECONDS": "99"})
     assert "DISCORD_TOKEN" not in env
     assert "secret-token-value" not in env.values()
     assert env["LOG_LEVEL"] == "DEBUG" and env["I2V_MODEL"] == "tiny"
+    # the supervisor's grace period is the child's: both agree on when a job is given back
+    assert env["I2V_GRACE_SECONDS"] == "12.5" and env["I2V_EXIT_REASON_FILE"] == str(tmp_path / "reason")
+
+
+def test_restart_policy_backs_off_then_retries_slowly_once_unavailable() -> None:
+    policy = RestartPolicy(backoff_initial_s=1, backoff_max_s=8, unavailable_after=3, unavailable_retry_s=100)
+    waits, wait = [], 0.0
+    for failures in range(1, 9):  # failed starts in a row
+        wait = policy.next_wait(wait, ran_s=5, start_failures=failures)
+        waits.append(wait)
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 100]  # fast up to the cap, then the long cap once unavailable
+    assert not policy.unavailable(2) and policy.unavailable(3)
+    # crashes of a worker that had started keep the short cap, and a long run resets the back-off
+    assert policy.next_wait(8, ran_s=5, start_failures=0) == 8
+    assert policy.next_wait(8, ran_s=policy.backoff_reset_after_s, start_failures=0) == 1
+
+
+def test_restart_policy_settings_are_checked() -> None:
+    policy = RestartPolicy.from_env({"I2V_RESTART_BACKOFF_SECONDS": "0.2", "I2V_RESTART_BACKOFF_MAX_SECONDS": "3",
+                                     "I2V_UNAVAILABLE_AFTER_FAILURES": "2", "I2V_UNAVAILABLE_RETRY_SECONDS": "30"})
+    assert (policy.backoff_initial_s, policy.backoff_max_s, policy.unavailable_after, policy.unavailable_retry_s) \
+        == (0.2, 3, 2, 30)
+    assert RestartPolicy.from_env({}) == RestartPolicy()
+    for name, raw in (("I2V_RESTART_BACKOFF_SECONDS", "soon"), ("I2V_UNAVAILABLE_RETRY_SECONDS", "-1"),
+                      ("I2V_UNAVAILABLE_AFTER_FAILURES", "0"), ("I2V_UNAVAILABLE_AFTER_FAILURES", "2.5")):
+        with pytest.raises(ValueError, match=name):
+            RestartPolicy.from_env({name: raw})
+    with pytest.raises(ValueError, match="unavailable_after"):
+        RestartPolicy(unavailable_after=0)
+
+
+def test_a_failed_start_is_one_line_for_the_supervisor(tmp_path: Path) -> None:
+    """The worker, told where, writes the reason there (one line) instead of logging it; the supervisor reads it."""
+    reason_file = tmp_path / "reason"
+    env = {"I2V_EXIT_REASON_FILE": str(reason_file)}
+    log = logging.getLogger("test.startfailure")
+    try:
+        raise OSError("first line\nsecond line")
+    except OSError as error:
+        assert report_start_failure(log, f"the model could not be loaded: {describe(error)}", 5, error=error,
+                                    env=env) == 5
+    assert read_exit_reason(reason_file) == "the model could not be loaded: first line"
+    assert not reason_file.exists() and read_exit_reason(reason_file) is None

@@ -18,7 +18,8 @@ from workerharness import (
     worker_env,
 )
 
-from generator.supervisor import STOP_MARGIN_S, WorkerSupervisor
+from generator.supervisor import WorkerSupervisor
+from generator.worker_child import GIVE_BACK_ALLOWANCE_S
 from jobs.models import JobStatus, LedgerKind
 from jobs.queue import CancelOutcome, cancel_job
 
@@ -121,9 +122,9 @@ async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
 
 
 async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlite_url: str, tmp_path: Path) -> None:
-    """``WorkerSupervisor.stop(grace)`` with a job that cannot finish in time: the worker (whose own grace is 30 s)
-    gets a second SIGTERM shortly before ``grace`` ends, gives the job back uncharged at its next step and exits 0,
-    so nothing has to be killed."""
+    """``WorkerSupervisor.stop(grace)`` shorter than the grace the child was started with (its stop_grace_s, 30 s):
+    when ``grace`` ends the worker gets a second SIGTERM, gives the job back uncharged at its next step and exits 0
+    within the give-back allowance, so nothing has to be killed."""
     (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"))
     env = {key: value for key, value in worker_env(sqlite_url, tmp_path / "outputs").items()
            if key.startswith(("I2V_", "OMP_", "MKL_"))}
@@ -143,12 +144,11 @@ async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlit
         assert supervisor.state.phase == "busy" and supervisor.state.job_id == job_id, supervisor.state
         child = supervisor.state.pid
         grace = 5.0
-        second_sigterm_after = grace - min(STOP_MARGIN_S, grace / 2)
         started = time.monotonic()
         code = await supervisor.stop(grace)
         took = time.monotonic() - started
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
-        assert second_sigterm_after <= took < grace, took  # stopped after the second SIGTERM, before any SIGKILL
+        assert grace <= took < grace + GIVE_BACK_ALLOWANCE_S, took  # after the second SIGTERM, before any SIGKILL
         job = await db.job(job_id)
         # given back uncharged: the attempt stays counted (attempts only increase), the give-back in releases
         assert (job.status, job.attempt, job.releases) == (JobStatus.QUEUED, 1, 1), job

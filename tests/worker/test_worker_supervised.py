@@ -1,10 +1,13 @@
-"""The supervisor keeps a real worker (tiny model, real SQLite file) serving through SIGKILLs and a CUDA error.
+"""The supervisor keeps a real worker (tiny model, real SQLite file) serving through SIGKILLs, a CUDA error, a hung
+GPU call and a frozen process.
 
-One run, in order: SIGKILL while the model loads, SIGKILL while job A is denoising, SIGKILL while job B is being
-encoded, then job C hits a simulated sticky CUDA error (the process exits non-zero by itself), then job D's
-generation hangs (the worker's stall check ends the process). After each death the supervisor gives the dead
-worker's jobs back and starts a new worker. Every job must still succeed exactly once, be charged once, and show
-the retry in its attempt count.
+One run (one database, one supervisor: the slow set-up, a fresh interpreter that imports torch and loads the model,
+is paid once for every case), in order: SIGKILL while the model loads, SIGKILL while job A is denoising, SIGKILL
+while job B is being encoded, then job C hits a simulated sticky CUDA error (the process exits non-zero by itself),
+then job D's generation hangs (the worker's stall check ends the process), then job E's worker freezes (SIGSTOP:
+no heartbeat, no progress) and the supervisor's heartbeat check kills it. After each death the supervisor gives the
+dead worker's jobs back and starts a new worker. Every job must still succeed exactly once, be charged once, and
+show the retry in its attempt count.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ SLEEP_ENCODE_S = 1.5
 LEASE_S = 60  # long on purpose: recovery must come from the supervisor giving the leases back, not from expiry
 PHASE_TIMEOUT_S = 60.0
 STALL_S = 4  # the worker's stall limit in this test (seconds without a step)
+HANG_TIMEOUT_S = 2.5  # the supervisor kills a child whose heartbeat (every 0.25 s, own thread) is older than this
 
 
-async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: str, tmp_path: Path) -> None:
-    a, b, c, d = ids = await enqueue_jobs(sqlite_url, 4, make_input(tmp_path / "inputs"))
+async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_url: str, tmp_path: Path) -> None:
+    a, b, c, d, e = ids = await enqueue_jobs(sqlite_url, 5, make_input(tmp_path / "inputs"))
     output_dir = tmp_path / "outputs"
     env = dict(FAST_ENV)
     env.pop("I2V_MODEL")
@@ -49,11 +53,13 @@ async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: st
         "I2V_FAULT_SLEEP_ENCODE": str(SLEEP_ENCODE_S),
         "I2V_FAULT_CUDA_AT_STEP": f"{c}:2",
         "I2V_FAULT_HANG_AT_STEP": f"{d}:2",
+        "I2V_FAULT_FREEZE_AT_STEP": f"{e}:2",
         "I2V_STALL_SECONDS": str(STALL_S),
     })
     supervisor = WorkerSupervisor(
         sqlite_url, "tiny", output_dir, worker_id=WORKER_ID, extra_env=env, log_path=tmp_path / "worker.log",
         backoff_initial_s=0.1, backoff_max_s=0.5, state_poll_interval_s=0.05, stop_grace_s=15,
+        hang_timeout_s=HANG_TIMEOUT_S,
     )
     db = Db(sqlite_url)
     pids: list[int] = []
@@ -98,6 +104,19 @@ async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: st
         assert supervisor.state.restarts == 5, supervisor.state
         assert supervisor.state.last_exit_code == EXIT_STALLED, supervisor.state
         assert supervisor.state.phase in ("idle", "busy"), supervisor.state
+
+        # 6. Job E's worker freezes at step 2 (SIGSTOP): the heartbeat check kills it, a new worker redoes E.
+        async def frozen() -> bool:
+            job = await db.job(e)
+            return job.status == JobStatus.RUNNING and supervisor.state.pid is not None \
+                and Path(f"/proc/{supervisor.state.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+        await wait_until(frozen, timeout=PHASE_TIMEOUT_S, what="the worker to freeze mid-job")
+        pids.append(supervisor.state.pid)
+        await wait_until(lambda: job_matches(e, lambda j: j.status == JobStatus.SUCCEEDED),
+                         timeout=PHASE_TIMEOUT_S, what="job E to succeed in a new worker")
+        assert not pid_alive(pids[-1])
+        assert supervisor.state.restarts == 6 and supervisor.state.last_exit_code == -signal.SIGKILL, supervisor.state
     finally:
         stop_code = await supervisor.stop(15)
         await db.close()
@@ -120,50 +139,11 @@ async def test_supervisor_recovers_from_kills_cuda_error_and_hang(sqlite_url: st
     assert files_in(output_dir) == []
     for job_id, job in jobs.items():
         assert job.status == JobStatus.SUCCEEDED, (job_id, job.status, job.error, job.error_detail)
-        assert job.attempt == 2, (job_id, job.attempt)  # killed (A, B), crashed (C) or hung (D) once, then done
+        assert job.attempt == 2, (job_id, job.attempt)  # killed (A, B), crashed (C), hung (D), frozen (E), then done
         assert probe_mp4(videos[job_id]).frames == 8
         kinds = [kind for kind, _ in ledgers[job_id]]
         assert kinds == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE], (job_id, ledgers[job_id])
         charge = ledgers[job_id][-1][1]
         assert charge == job.gpu_seconds  # the successful attempt's own time, charged once
-    assert worker is not None and worker.restarts == 5 and worker.state.value == "stopped"
+    assert worker is not None and worker.restarts == 6 and worker.state.value == "stopped"
 
-
-async def test_supervisor_kills_a_worker_whose_heartbeat_stopped(sqlite_url: str, tmp_path: Path) -> None:
-    """A worker frozen mid-job (SIGSTOP: no heartbeat, no progress) is killed by the supervisor's heartbeat check
-    and replaced; its job comes back at once and succeeds on the second attempt."""
-    (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"))
-    env = dict(FAST_ENV)
-    env.pop("I2V_MODEL")
-    env.update({"I2V_LEASE_SECONDS": str(LEASE_S), "I2V_FAULT_FREEZE_AT_STEP": "2"})
-    hang_timeout_s = 2.0
-    supervisor = WorkerSupervisor(
-        sqlite_url, "tiny", tmp_path / "outputs", worker_id="frozen-worker", extra_env=env,
-        log_path=tmp_path / "worker.log", backoff_initial_s=0.1, state_poll_interval_s=0.1,
-        hang_timeout_s=hang_timeout_s,
-    )
-    db = Db(sqlite_url)
-    try:
-        await supervisor.start()
-
-        async def frozen() -> bool:
-            job = await db.job(job_id)
-            return job.status == JobStatus.RUNNING and supervisor.state.pid is not None \
-                and Path(f"/proc/{supervisor.state.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-
-        await wait_until(frozen, timeout=PHASE_TIMEOUT_S, what="the worker to freeze mid-job")
-        frozen_pid = supervisor.state.pid
-
-        async def succeeded() -> bool:
-            return (await db.job(job_id)).status == JobStatus.SUCCEEDED
-
-        await wait_until(succeeded, timeout=PHASE_TIMEOUT_S, what="the job to succeed in a new worker")
-        assert not pid_alive(frozen_pid)
-        assert supervisor.state.restarts == 1 and supervisor.state.last_exit_code == -signal.SIGKILL
-        job = await db.job(job_id)
-        assert job.attempt == 2
-        kinds = [kind for kind, _ in await db.ledger(job_id)]
-        assert kinds == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE]
-    finally:
-        await supervisor.stop(15)
-        await db.close()

@@ -96,6 +96,7 @@ function follow(job) {
   state.job = job;
   show("result", false);
   render(job);
+  if (job.notice) say("form-message", job.notice);
   state.events = new EventSource(`/api/jobs/${job.id}/events`);
   state.events.onmessage = (message) => {
     const update = JSON.parse(message.data);
