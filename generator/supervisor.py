@@ -399,15 +399,15 @@ class WorkerSupervisor:
                 pass
 
 
-def _settings_from_env() -> tuple[str, str, str, str | None]:
-    from jobs.db import DEFAULT_DATABASE_URL
+SUPERVISOR_PROG = "i2v-supervisor"  # how its one-line errors begin
 
-    return (
-        os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        os.environ.get("I2V_MODEL", "").strip() or "ali-vilab/i2vgen-xl",
-        os.environ.get("OUTPUT_DIR", "").strip() or "outputs",
-        os.environ.get("WORKER_ID", "").strip() or None,
-    )
+
+def _settings_from_env(env: Mapping[str, str]) -> tuple[str, str, str, str | None]:
+    """DATABASE_URL, I2V_MODEL, OUTPUT_DIR and WORKER_ID through config.reader (raises SettingsError)."""
+    from config.reader import read
+
+    v = read(env, ("DATABASE_URL", "I2V_MODEL", "OUTPUT_DIR", "WORKER_ID"))
+    return str(v["DATABASE_URL"]), str(v["I2V_MODEL"]), str(v["OUTPUT_DIR"]), str(v["WORKER_ID"]) or None
 
 
 async def _serve_forever(supervisor: WorkerSupervisor) -> None:
@@ -423,16 +423,29 @@ async def _serve_forever(supervisor: WorkerSupervisor) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m generator.supervisor``: supervise one worker until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m generator.supervisor",
-                                     description="Run and supervise one GPU worker process.")
+    from config.catalog import SUPERVISOR, WORKER
+    from config.helptext import settings_help
+    from config.logs import setup_logging
+    from config.reader import environment, report_bad_setting
+
+    parser = argparse.ArgumentParser(
+        prog="python -m generator.supervisor", description="Run and supervise one GPU worker process.",
+        epilog=settings_help(SUPERVISOR) + "\n\n" + settings_help(WORKER, title="and the worker it runs reads"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE_S,
                         help="seconds between SIGTERM and SIGKILL when stopping (default %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s", stream=sys.stderr)
-    database_url, model, output_dir, worker_id = _settings_from_env()
+    env = environment()
+    try:
+        database_url, model, output_dir, worker_id = _settings_from_env(env)
+        setup_logging(env, process="supervisor")
+    except ValueError as error:
+        return report_bad_setting(SUPERVISOR_PROG, error)
     supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=args.stop_grace)
-    asyncio.run(_serve_forever(supervisor))
+    try:
+        asyncio.run(_serve_forever(supervisor))
+    except KeyboardInterrupt:  # a signal before the loop's handlers were installed
+        pass
     return 0
 
 
