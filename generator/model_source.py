@@ -4,13 +4,13 @@ device it runs on. :mod:`generator.model_files` checks the same sources without 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-TINY_MODEL: str = "tiny"  # I2V_MODEL value selecting the tiny random model built in code
+from generator.model_files import looks_like_path
+
 FP16_VARIANT: str = "fp16"  # the hub repository's half-precision weight files
 
 log = logging.getLogger("generator.pipeline")
@@ -20,8 +20,8 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded from the given source."""
 
 
-
 def resolve_device(device: str | None) -> torch.device:
+    """The torch device for an I2V_DEVICE value (None: CUDA when available); ValueError for a bad name."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -31,10 +31,6 @@ def resolve_device(device: str | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but this torch build sees no CUDA GPU")
     return resolved
-
-
-def looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~", os.sep)) or model.endswith(("/", os.sep))
 
 
 

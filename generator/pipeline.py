@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from generator.images import fit_image
-from generator.model_source import TINY_MODEL, ModelLoadError, load_pretrained, resolve_device
+from generator.model_files import TINY_MODEL
+from generator.model_source import ModelLoadError, load_pretrained, resolve_device
 from generator.params import GenerationParams
 from generator.performance import (  # re-exported: callers import the options from here
     WARMUP_ASPECT_PX,
