@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -51,8 +53,9 @@ def describe_error(error: BaseException) -> str:
     """One line for a connection error."""
     if isinstance(error, aiohttp.ClientConnectorError):
         os_error = error.os_error
-        reason = os_error.strerror or str(os_error) or type(os_error).__name__
-        return f"{reason} ({error.host}:{error.port})"
+        if isinstance(os_error, socket.gaierror) or not os_error.errno:  # DNS: "Name or service not known"
+            return os_error.strerror or str(os_error) or type(os_error).__name__
+        return os.strerror(os_error.errno)  # "Connection refused" (asyncio's own text names the address again)
     if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         return "no answer in time"
     if isinstance(error, discord.ConnectionClosed):
@@ -98,7 +101,8 @@ async def login(bot: I2VBot) -> None:
             del bot.setup_hook
         delay = next_delay(delay, settings.retry_max)
         log.warning("%s; retrying in %g s", problem, delay)
-        await bot.http.close()  # the next attempt opens a new session
+        await bot.http.close()  # closes the attempt's session and its connector...
+        bot.http.connector = discord.utils.MISSING  # ...so the next attempt builds both anew
         await asyncio.sleep(delay)
     await bot.setup_hook()
 
