@@ -39,7 +39,8 @@ class Setting:
     """One environment variable. ``default`` is the parsed value used when it is unset or empty (None: no value).
 
     ``minimum`` is inclusive, ``above`` exclusive; ``upper`` choices are matched in upper case, others in lower
-    case. ``internal`` settings are set by one process for another (never by hand) and are left out of help.
+    case. ``internal`` settings are set by one process for another (never by hand) and are left out of help;
+    ``older_name_of`` marks an older spelling of another setting that is still read.
     """
 
     name: str
@@ -56,6 +57,7 @@ class Setting:
     upper: bool = False
     secret: bool = False
     internal: bool = False
+    older_name_of: str | None = None  # an older spelling still read (not listed in .env.example)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -142,9 +144,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("I2V_CPU_OFFLOAD", BOOL, False, "keep each model on the CPU until it runs (CUDA only)", *_GPU),
     # --- Quotas and limits
     _s("OPERATOR_USER_IDS", IDS, frozenset(), "user ids of the bot's operator", BOT),
-    _s("ADMIN_USER_IDS", IDS, frozenset(), "older name of OPERATOR_USER_IDS (merged with it)", BOT),
+    _s("ADMIN_USER_IDS", IDS, frozenset(), "older name of OPERATOR_USER_IDS (merged with it)", BOT,
+       older_name_of="OPERATOR_USER_IDS"),
     _s("OPERATOR_ROLE_IDS", IDS, frozenset(), "role ids whose members are operators", BOT),
-    _s("ADMIN_ROLE_IDS", IDS, frozenset(), "older name of OPERATOR_ROLE_IDS (merged with it)", BOT),
+    _s("ADMIN_ROLE_IDS", IDS, frozenset(), "older name of OPERATOR_ROLE_IDS (merged with it)", BOT,
+       older_name_of="OPERATOR_ROLE_IDS"),
     _s("QUOTA_DAILY_GPU_SECONDS", FLOAT, 600.0, "rolling 24-hour budget per user", BOT, unit="GPU-s", minimum=0),
     _s("QUOTA_MAX_PENDING", INT, 2, "queued + running jobs one user may have", BOT, unit="jobs", above=0),
     _s("QUEUE_MAX_LENGTH", INT, 100, "queued jobs of everyone together", BOT, unit="jobs", above=0),
