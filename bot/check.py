@@ -148,11 +148,9 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
 
     report = CheckReport()
     values, errors = read_all(env)
-    report.problems += errors
-    if errors:
-        bad = {line.split("=", 1)[0].split(" ", 1)[0] for line in errors}
-    else:
-        bad = set()
+    report.problems += errors.values()
+    bad = set(errors)
+    if not bad:
         report.fine.append("settings: every value parses")
     if not values["DISCORD_TOKEN"]:
         report.fine.append("DISCORD_TOKEN is not set: only the web page and the embedded worker run")

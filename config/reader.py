@@ -153,16 +153,19 @@ def read(env: Mapping[str, str], names: Iterable[str]) -> dict[str, object]:
     return {name: parse(BY_NAME[name], env.get(name)) for name in names}
 
 
-def read_all(env: Mapping[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, object], list[str]]:
-    """Every setting in ``names`` (default: all declared), and one line per bad one (those get their default)."""
+def read_all(
+    env: Mapping[str, str], names: Iterable[str] | None = None
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Every setting in ``names`` (default: all declared), and for each bad one its name and its one-line error, in
+    declaration order (a bad one gets its default in the values)."""
     values: dict[str, object] = {}
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     for name in names if names is not None else [s.name for s in SETTINGS]:
         setting = BY_NAME[name]
         try:
             values[name] = parse(setting, env.get(name))
         except SettingsError as error:
-            errors.append(str(error))
+            errors[name] = str(error)
             values[name] = setting.default
     return values, errors
 
