@@ -5,8 +5,9 @@ while connected) and returns the exit status. Login (``/users/@me`` and the appl
 DISCORD_CONNECT_TIMEOUT_SECONDS and retried with a doubling back-off up to DISCORD_RETRY_MAX_SECONDS when Discord is
 unreachable (DNS failure, connection refused), silent, or answers with a server error. A rejected token, or a
 privileged intent the bot is not allowed, ends the process with status 1. Start-up (``setup_hook``: migrations,
-the worker) runs after login and is not timed. Once connected, discord.py reconnects by itself; its reconnect
-notes are cut to one line (:class:`OneLineReconnects`).
+the worker) runs after login and is not timed. A gateway that cannot be reached is retried the same way
+(:func:`hold_gateway`); once connected, discord.py reconnects by itself, and its reconnect notes are cut to one line
+(:class:`OneLineReconnects`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import discord
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import I2VBot
 
@@ -33,15 +35,28 @@ CLOSE_CODE_REASONS = {4004: "the token was rejected", 4013: "invalid intents", 4
 
 
 class FatalLogin(Exception):
-    """Discord will not let this bot in; retrying cannot help. ``str()`` is the one line to log."""
+    """Discord will not let this bot in, or the start-up after login failed; retrying at once cannot help.
+    ``str()`` is the one line to log."""
 
 
 class OneLineReconnects(logging.Filter):
-    """discord.py logs each reconnect with a full traceback; keep its message and the exception's first line."""
+    """discord.py logs each reconnect with a full traceback; keep its message and the exception's first line.
+
+    While the first gateway connection is still being made (``bot.ws`` is None) the record is dropped and its
+    exception kept in ``first_error``: :func:`hold_gateway` reports that attempt itself.
+    """
+
+    def __init__(self, bot: I2VBot) -> None:
+        super().__init__()
+        self.bot = bot
+        self.first_error: BaseException | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.getMessage().startswith("Attempting a reconnect"):
             error = record.exc_info[1]
+            if self.bot.ws is None:
+                self.first_error = error
+                return False
             record.msg = f"{record.getMessage()}: {describe_error(error) if error else 'connection lost'}"
             record.args = None
             record.exc_info = None
@@ -104,14 +119,37 @@ async def login(bot: I2VBot) -> None:
         await bot.http.close()  # closes the attempt's session and its connector...
         bot.http.connector = discord.utils.MISSING  # ...so the next attempt builds both anew
         await asyncio.sleep(delay)
-    await bot.setup_hook()
+    try:
+        await bot.setup_hook()
+    except (OSError, SQLAlchemyError) as error:  # e.g. the database cannot be reached; a bug still shows its traceback
+        raise FatalLogin(f"start-up failed: {type(error).__name__}: {describe_error(error)}") from None
 
 
-async def connect(bot: I2VBot) -> None:
+async def hold_gateway(bot: I2VBot, reconnects: OneLineReconnects) -> None:
+    """``bot.connect(reconnect=True)`` until the bot closes. discord.py cannot retry a first gateway connection
+    that failed (its reconnect path reads ``self.ws.sequence`` while ``self.ws`` is still None and raises
+    AttributeError, after its own back-off sleep): that attempt is reported here in one line and started again."""
+    delay: float | None = None
+    while True:
+        reconnects.first_error = None
+        try:
+            await bot.connect(reconnect=True)
+            return
+        except AttributeError:
+            if bot.ws is not None or bot.is_closed() or reconnects.first_error is None:
+                raise
+        delay = next_delay(delay, bot.settings.retry_max)
+        gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        log.warning("cannot reach the Discord gateway at %s: %s; retrying in %g s", gateway,
+                    describe_error(reconnects.first_error), delay)
+        await asyncio.sleep(delay)
+
+
+async def connect(bot: I2VBot, reconnects: OneLineReconnects) -> None:
     """Log in, start up, then hold the gateway connection until the bot closes."""
     await login(bot)
     try:
-        await bot.connect(reconnect=True)
+        await hold_gateway(bot, reconnects)
     except discord.PrivilegedIntentsRequired:
         raise FatalLogin("Discord refused the Message Content intent: enable it for the bot in the Developer "
                          "Portal, or set MESSAGE_CONTENT_INTENT=false") from None
@@ -151,11 +189,12 @@ async def run_until_stopped(bot: I2VBot) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    logging.getLogger("discord.client").addFilter(OneLineReconnects())
+    reconnects = OneLineReconnects(bot)
+    logging.getLogger("discord.client").addFilter(reconnects)
     announce_online(bot)
     status = EXIT_OK
     async with bot:
-        runner = asyncio.create_task(connect(bot), name="discord-client")
+        runner = asyncio.create_task(connect(bot, reconnects), name="discord-client")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:

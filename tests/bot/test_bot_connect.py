@@ -122,6 +122,18 @@ async def test_a_server_that_never_answers_times_out_each_attempt_and_ctrl_c_dur
                         f"retrying in {RETRY_MAX} s"] * len(attempts)
 
 
+async def test_an_unreachable_gateway_after_login_is_one_line_per_attempt(tmp_path: Path) -> None:
+    port = closed_port()
+    async with FakeDiscord() as fake:
+        run = await start_bot(tmp_path, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{port}/gw")
+        await run.wait_for(lambda m: len(m) >= 2, "two gateway attempts")
+        assert await run.finish(signal.SIGTERM) == 0
+    attempts = run.messages()[:-1]
+    assert attempts == [f"cannot reach the Discord gateway at ws://127.0.0.1:{port}/gw: Connection refused; "
+                        f"retrying in {RETRY_MAX} s"] * len(attempts)
+    assert not run.messages("discord.client")  # discord.py's own traceback-carrying note is not shown
+
+
 async def test_a_rejected_token_is_one_line_and_exit_1(tmp_path: Path) -> None:
     async with FakeDiscord(bot_token="the-right-token") as fake:
         run = await start_bot(tmp_path, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url)
