@@ -136,6 +136,12 @@ def test_dockerfile_parses_and_builds_what_the_docs_say() -> None:
                 assert (REPO_ROOT / script).is_file(), f"RUN uses {script}, which does not exist"
     cmd = yaml.safe_load(next(a for w, a in reversed(steps) if w == "CMD"))
     _assert_runnable_module(cmd, "the Dockerfile's CMD")
+    # Every package the project installs (pyproject's packages.find) is copied into the image.
+    includes = re.search(r"include = \[([^]]*)\]", (REPO_ROOT / "pyproject.toml").read_text())
+    assert includes is not None
+    packages = {name.strip().strip('"').rstrip("*") for name in includes.group(1).split(",")}
+    copied = {p for w, a in steps if w == "COPY" for p in shlex.split(a) if not p.startswith("--")}
+    assert packages <= copied, f"the image lacks the packages {sorted(packages - copied)}"
 
 
 # --- Compose -------------------------------------------------------------------------------------------------
