@@ -2,8 +2,8 @@
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
 Alembic migration state: at head, behind, ahead or not created), the model source's config files
-(:mod:`generator.model_files`, never the weights), and that OUTPUT_DIR and DATA_DIR exist or can be created and
-can be written. Each problem is one line on stderr; what is fine is one line each on stdout. Exit status 0 when
+(:mod:`generator.model_files`, never the weights), and that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
+can be created and can be written. Each problem is one line on stderr; what is fine is one line each on stdout. Exit status 0 when
 nothing is wrong, 2 otherwise. Nothing is created or migrated.
 """
 
@@ -165,4 +165,6 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
     for name in ("OUTPUT_DIR", "DATA_DIR"):
         if name not in bad:
             check_folder(name, Path(os.fspath(values[name])), report)
+    if values["LOG_FILE"] is not None and "LOG_FILE" not in bad:
+        check_folder("LOG_FILE", Path(os.fspath(values["LOG_FILE"])).parent, report)
     return report

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from config.reader import read
+from config.reader import SettingsError, read
 
 LOG_SETTINGS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_FILE", "LOG_FILE_MAX_BYTES", "LOG_FILE_BACKUPS")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -97,11 +97,15 @@ def setup_logging(
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if values["LOG_FILE"] is not None:
         path = log_file_for(Path(values["LOG_FILE"]), file_role)  # type: ignore[arg-type]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(
-            path, maxBytes=int(values["LOG_FILE_MAX_BYTES"]),  # type: ignore[arg-type]
-            backupCount=int(values["LOG_FILE_BACKUPS"]), encoding="utf-8",  # type: ignore[arg-type]
-        ))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.handlers.RotatingFileHandler(
+                path, maxBytes=int(values["LOG_FILE_MAX_BYTES"]),  # type: ignore[arg-type]
+                backupCount=int(values["LOG_FILE_BACKUPS"]), encoding="utf-8",  # type: ignore[arg-type]
+            ))
+        except OSError as error:
+            raise SettingsError(f"LOG_FILE={values['LOG_FILE']} cannot be written: {error.strerror or error}",
+                                "LOG_FILE") from None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

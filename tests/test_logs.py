@@ -94,7 +94,8 @@ def test_the_token_is_masked_in_messages_arguments_and_tracebacks(tmp_path: Path
 
 
 @pytest.mark.parametrize(("env", "name"), [({"LOG_FORMAT": "xml"}, "LOG_FORMAT"), ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
-                                           ({"LOG_FILE_MAX_BYTES": "-1"}, "LOG_FILE_MAX_BYTES")])
+                                           ({"LOG_FILE_MAX_BYTES": "-1"}, "LOG_FILE_MAX_BYTES"),
+                                           ({"LOG_FILE": "/proc/i2v/bot.log"}, "LOG_FILE")])
 def test_bad_log_settings_are_refused_by_name(env: dict[str, str], name: str, restored_logging: None) -> None:
     with pytest.raises(SettingsError, match=f"^{name}="):
         setup_logging(env, process="bot")
