@@ -13,29 +13,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.catalog import BOT, default, read_by, setting
+from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
 from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
 
 __all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
 
-DEFAULT_OUTPUT_DIR = str(default("OUTPUT_DIR"))
-DEFAULT_DATA_DIR = str(default("DATA_DIR"))
-DEFAULT_MODEL = str(default("I2V_MODEL"))
-DEFAULT_QUOTA_DAILY_GPU_SECONDS = float(default("QUOTA_DAILY_GPU_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_QUOTA_MAX_PENDING = int(default("QUOTA_MAX_PENDING"))  # type: ignore[call-overload]
-DEFAULT_QUEUE_MAX_LENGTH = int(default("QUEUE_MAX_LENGTH"))  # type: ignore[call-overload]
-DEFAULT_STATUS_EDIT_INTERVAL_SECONDS = float(default("STATUS_EDIT_INTERVAL_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_POLL_INTERVAL_SECONDS = float(default("POLL_INTERVAL_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_GUILD_READY_TIMEOUT_SECONDS = float(default("GUILD_READY_TIMEOUT_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_UPLOAD_TIMEOUT_SECONDS = float(default("UPLOAD_TIMEOUT_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_MAX_DOWNLOAD_BYTES = int(default("MAX_DOWNLOAD_BYTES"))  # type: ignore[call-overload]
-DEFAULT_RETENTION_DAYS = float(default("RETENTION_DAYS"))  # type: ignore[arg-type]
-DEFAULT_RETENTION_INTERVAL_SECONDS = float(default("RETENTION_INTERVAL_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_WORKER_DEAD_AFTER_SECONDS = float(default("WORKER_DEAD_AFTER"))  # type: ignore[arg-type]
-DEFAULT_CONNECT_TIMEOUT_SECONDS = float(default("DISCORD_CONNECT_TIMEOUT_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_RETRY_MAX_SECONDS = float(default("DISCORD_RETRY_MAX_SECONDS"))  # type: ignore[arg-type]
-DEFAULT_WEB_HOST = str(default("WEB_HOST"))  # loopback: no sign-in
-DEFAULT_WEB_PORT = int(default("WEB_PORT"))  # type: ignore[call-overload]  # the seed's port
+DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
+DEFAULT_DATA_DIR = default_text("DATA_DIR")
+DEFAULT_MODEL = default_text("I2V_MODEL")
+DEFAULT_QUOTA_DAILY_GPU_SECONDS = default_float("QUOTA_DAILY_GPU_SECONDS")
+DEFAULT_QUOTA_MAX_PENDING = default_int("QUOTA_MAX_PENDING")
+DEFAULT_QUEUE_MAX_LENGTH = default_int("QUEUE_MAX_LENGTH")
+DEFAULT_STATUS_EDIT_INTERVAL_SECONDS = default_float("STATUS_EDIT_INTERVAL_SECONDS")
+DEFAULT_POLL_INTERVAL_SECONDS = default_float("POLL_INTERVAL_SECONDS")
+DEFAULT_GUILD_READY_TIMEOUT_SECONDS = default_float("GUILD_READY_TIMEOUT_SECONDS")
+DEFAULT_UPLOAD_TIMEOUT_SECONDS = default_float("UPLOAD_TIMEOUT_SECONDS")
+DEFAULT_MAX_DOWNLOAD_BYTES = default_int("MAX_DOWNLOAD_BYTES")
+DEFAULT_RETENTION_DAYS = default_float("RETENTION_DAYS")
+DEFAULT_RETENTION_INTERVAL_SECONDS = default_float("RETENTION_INTERVAL_SECONDS")
+DEFAULT_WORKER_DEAD_AFTER_SECONDS = default_float("WORKER_DEAD_AFTER")
+DEFAULT_CONNECT_TIMEOUT_SECONDS = default_float("DISCORD_CONNECT_TIMEOUT_SECONDS")
+DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
+DEFAULT_WEB_HOST = default_text("WEB_HOST")  # loopback: no sign-in
+DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
 LOCAL_WEB_USER_ID = 1  # the user a loopback-only page acts as when no operator id is configured
 WORKER_MODES = setting("WORKER").choices
 LOG_LEVELS = setting("LOG_LEVEL").choices

@@ -191,6 +191,28 @@ def default(name: str) -> object:
     return BY_NAME[name].default
 
 
+def default_float(name: str) -> float:
+    """The default of a numeric setting, as a float."""
+    value = BY_NAME[name].default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} has no numeric default")
+    return float(value)
+
+
+def default_int(name: str) -> int:
+    """The default of a whole-number setting."""
+    value = BY_NAME[name].default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} has no whole-number default")
+    return value
+
+
+def default_text(name: str) -> str:
+    """The default of a text setting ("" when it has none)."""
+    value = BY_NAME[name].default
+    return "" if value is None else str(value)
+
+
 def read_by(process: str) -> tuple[Setting, ...]:
     """The settings ``process`` reads, in declaration order (internal ones included)."""
     if process not in PROCESSES:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from PIL import Image
 
-from config.catalog import CLI, default
+from config.catalog import CLI, default_text
 from config.helptext import settings_help
 from config.logs import setup_logging
 from config.reader import SettingsError, environment, read, report_bad_setting
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from generator.performance import PerformanceOptions
 
 MODEL_ENV: str = "I2V_MODEL"  # hub id, local folder or "tiny"
-DEFAULT_MODEL: str = str(default(MODEL_ENV))
-DEFAULT_OUTPUT_DIR: Path = Path(str(default("OUTPUT_DIR")))
+DEFAULT_MODEL: str = default_text(MODEL_ENV)
+DEFAULT_OUTPUT_DIR: Path = Path(default_text("OUTPUT_DIR"))
 PROG: str = "i2v-generate"  # how its one-line settings errors begin
 CLI_SETTINGS: tuple[str, ...] = ("I2V_MODEL", "I2V_DEVICE", "OUTPUT_DIR")
 OUTPUT_NAME_FORMAT: str = "video_%Y%m%d_%H%M%S"  # the seed's naming: outputs/video_YYYYMMDD_HHMMSS.mp4

@@ -9,21 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.catalog import WORKER, default, read_by
+from config.catalog import WORKER, default_float, default_text, read_by
 from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read  # noqa: F401 - SettingsError re-exported
 
 # The settings' defaults are declared in config.catalog; these names are what the code imports.
-DEFAULT_MODEL = str(default("I2V_MODEL"))
-DEFAULT_OUTPUT_DIR = str(default("OUTPUT_DIR"))
-POLL_INTERVAL_S = float(default("I2V_POLL_INTERVAL_S"))  # type: ignore[arg-type]  # idle wait between claims
-LEASE_S = float(default("I2V_LEASE_SECONDS"))  # type: ignore[arg-type]  # lease of a claim and of each progress write
-GRACE_S = float(default("I2V_GRACE_SECONDS"))  # type: ignore[arg-type]  # a job's time to finish after SIGTERM
-HEARTBEAT_INTERVAL_S = float(default("I2V_HEARTBEAT_INTERVAL_S"))  # type: ignore[arg-type]  # from its own thread
-PROGRESS_INTERVAL_S = float(default("I2V_PROGRESS_INTERVAL_S"))  # type: ignore[arg-type]  # least time between writes
+DEFAULT_MODEL = default_text("I2V_MODEL")
+DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
+POLL_INTERVAL_S = default_float("I2V_POLL_INTERVAL_S")  # idle wait between claims
+LEASE_S = default_float("I2V_LEASE_SECONDS")  # lease of a claim and of each progress write
+GRACE_S = default_float("I2V_GRACE_SECONDS")  # a job's time to finish after SIGTERM
+HEARTBEAT_INTERVAL_S = default_float("I2V_HEARTBEAT_INTERVAL_S")  # from its own thread
+PROGRESS_INTERVAL_S = default_float("I2V_PROGRESS_INTERVAL_S")  # least time between writes
 CANCEL_POLL_INTERVAL_S = 0.25  # seconds between two reads of the running job's cancel flag
-RESCUE_INTERVAL_S = float(default("I2V_RESCUE_INTERVAL_S"))  # type: ignore[arg-type]  # dead workers, expired leases
-WORKER_DEAD_AFTER_S = float(default("WORKER_DEAD_AFTER"))  # type: ignore[arg-type]  # no heartbeat: job requeued
-STALL_S = float(default("I2V_STALL_SECONDS"))  # type: ignore[arg-type]  # no new step while generating: hung, exit
+RESCUE_INTERVAL_S = default_float("I2V_RESCUE_INTERVAL_S")  # dead workers, expired leases
+WORKER_DEAD_AFTER_S = default_float("WORKER_DEAD_AFTER")  # no heartbeat: job requeued
+STALL_S = default_float("I2V_STALL_SECONDS")  # no new step while generating: hung, exit
 WORKER_SETTINGS = tuple(s.name for s in read_by(WORKER))
 DEFAULT_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # bytes: Discord's default attachment limit, if a job has none
 LEASE_RENEW_FRACTION = 1 / 3  # renew the lease after this fraction of it even when nothing changed
