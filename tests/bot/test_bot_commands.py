@@ -265,3 +265,13 @@ def test_prune_removes_an_expired_jobs_bytes_and_disk_copy(tmp_path: Path, sqlit
     assert asyncio.run(_videos(sqlite_url)) == set() and not copy.exists()
     again = _run(["bot", "prune"], tmp_path, **env)
     assert again.returncode == 0 and again.stdout.startswith("nothing to prune: ")
+
+
+def test_check_accepts_a_database_one_migration_behind(tmp_path: Path, sqlite_url: str) -> None:
+    from jobs.db import run_alembic
+
+    asyncio.run(run_alembic(sqlite_url, "downgrade", "-1"))
+    result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url))
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("ok: DATABASE_URL=")]
+    assert line.startswith(f"ok: DATABASE_URL={sqlite_url}: behind (revision ") and "migrated to " in line
