@@ -72,6 +72,17 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    if not url.strip():
+        return ""
+    try:
+        return make_url(url.strip()).password or ""
+    except Exception:  # noqa: BLE001 - a URL the reader refuses is reported there, not here
+        return ""
+
+
 def log_file_for(path: Path, role: str | None) -> Path:
     """The file a process writes: ``path`` itself, or ``NAME.ROLE.EXT`` beside it for a supervised child (two
     processes must not rotate one file)."""
@@ -85,11 +96,11 @@ def setup_logging(
 ) -> None:
     """Configure the root logger for ``process`` from the LOG_* settings in ``env`` (raises SettingsError).
 
-    ``secrets`` (and ``DISCORD_TOKEN`` from ``env``) are masked in every record of every handler.
+    ``secrets``, ``DISCORD_TOKEN`` and the password in ``DATABASE_URL`` are masked in every record of every handler.
     """
     values = read(env, LOG_SETTINGS)
     level = str(values["LOG_LEVEL"])
-    mask = SecretMask([*secrets, env.get("DISCORD_TOKEN", "").strip()])
+    mask = SecretMask([*secrets, env.get("DISCORD_TOKEN", "").strip(), _url_password(env.get("DATABASE_URL", ""))])
     if values["LOG_FORMAT"] == "json":
         formatter: logging.Formatter = JsonLines(process)
     else:

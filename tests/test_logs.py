@@ -81,16 +81,18 @@ def test_supervised_worker_writes_its_own_file() -> None:
 
 def test_the_token_is_masked_in_messages_arguments_and_tracebacks(tmp_path: Path, restored_logging: None) -> None:
     path = tmp_path / "bot.log"
-    setup_logging({"LOG_FILE": str(path), "DISCORD_TOKEN": CANARY_TOKEN}, process="bot")
+    setup_logging({"LOG_FILE": str(path), "DISCORD_TOKEN": CANARY_TOKEN,
+                   "DATABASE_URL": "postgresql+asyncpg://i2v:pg-password-77@db/i2v"}, process="bot")
     log = logging.getLogger("bot.test")
     log.info("headers: Authorization: Bot %s", CANARY_TOKEN)
+    log.warning("connecting with pg-password-77")
     try:
         raise RuntimeError(f"request with {CANARY_TOKEN} failed")
     except RuntimeError:
         log.exception("request failed")
     logging.shutdown()
     text = path.read_text()
-    assert CANARY_TOKEN not in text and text.count(MASK) == 2, text
+    assert CANARY_TOKEN not in text and "pg-password-77" not in text and text.count(MASK) == 3, text
 
 
 @pytest.mark.parametrize(("env", "name"), [({"LOG_FORMAT": "xml"}, "LOG_FORMAT"), ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
