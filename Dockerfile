@@ -32,9 +32,11 @@ RUN python3 -m venv .venv && .venv/bin/python -m pip install "${TORCH_SPEC}"
 COPY --chown=i2v:i2v pyproject.toml README.md ./
 COPY --chown=i2v:i2v scripts ./scripts
 COPY --chown=i2v:i2v bot ./bot
+COPY --chown=i2v:i2v config ./config
 COPY --chown=i2v:i2v generator ./generator
 COPY --chown=i2v:i2v jobs ./jobs
 COPY --chown=i2v:i2v migrations ./migrations
+COPY --chown=i2v:i2v web ./web
 RUN PYTHON=python3 TORCH_SPEC="${TORCH_SPEC}" scripts/bootstrap
 
 # Everything that lives longer than a container is in a volume: the job store and stored inputs, the MP4s,

@@ -13,16 +13,25 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from PIL import Image
 
+from config.catalog import CLI, default_text
+from config.helptext import settings_help
+from config.logs import setup_logging
+from config.reader import SettingsError, environment, read, report_bad_setting
 from generator.images import ImageError, load_image
 from generator.params import RESOLUTIONS, GenerationParams, ParamError, resolve_params, target_size
-from generator.worker import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from generator.performance import PerformanceOptions
 
 MODEL_ENV: str = "I2V_MODEL"  # hub id, local folder or "tiny"
-DEFAULT_OUTPUT_DIR: Path = Path("outputs")
+DEFAULT_MODEL: str = default_text(MODEL_ENV)
+DEFAULT_OUTPUT_DIR: Path = Path(default_text("OUTPUT_DIR"))
+PROG: str = "i2v-generate"  # how its one-line settings errors begin
+CLI_SETTINGS: tuple[str, ...] = ("I2V_MODEL", "I2V_DEVICE", "OUTPUT_DIR")
 OUTPUT_NAME_FORMAT: str = "video_%Y%m%d_%H%M%S"  # the seed's naming: outputs/video_YYYYMMDD_HHMMSS.mp4
 EXIT_BAD_INPUT: int = 2
 EXIT_FAILED: int = 1
@@ -42,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m generator",
         description="Turn an image and a prompt into a short MP4 with I2VGen-XL. "
         f"The model comes from ${MODEL_ENV} (a hub id, a local folder, or 'tiny'; default {DEFAULT_MODEL}).",
+        epilog=settings_help(CLI),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("image", help="input image file (PNG, JPEG, WebP, GIF; decided by its content)")
     parser.add_argument("prompt", help='what should move and how, e.g. "the waves roll in, camera pans right"')
@@ -53,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance", help="guidance scale, 1.0-20.0")
     parser.add_argument("--seed", help="0-4294967295 (random when left out; always printed)")
     parser.add_argument("--negative-prompt", help="what to avoid (default: VGen's standard negative prompt)")
-    parser.add_argument("-o", "--output", help="output .mp4 file or folder (default outputs/video_YYYYMMDD_HHMMSS.mp4)")
+    parser.add_argument("-o", "--output",
+                        help="output .mp4 file or folder (default OUTPUT_DIR/video_YYYYMMDD_HHMMSS.mp4)")
     parser.add_argument("--model", help=f"overrides ${MODEL_ENV}")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides $I2V_DEVICE; default: cuda when available)")
     parser.add_argument("--low-memory", action="store_true", help="VAE tiling and CPU offload for small GPUs")
     return parser
 
@@ -76,9 +88,9 @@ def default_output_path(directory: Path, now: datetime | None = None) -> Path:
     return candidate
 
 
-def _output_path(option: str | None) -> Path:
+def _output_path(option: str | None, output_dir: Path = DEFAULT_OUTPUT_DIR) -> Path:
     if option is None:
-        return _writable(default_output_path(DEFAULT_OUTPUT_DIR), "the default output folder")
+        return _writable(default_output_path(output_dir), "the default output folder (OUTPUT_DIR)")
     path = Path(option).expanduser()
     if path.is_dir() or option.endswith(("/", os.sep)):
         return _writable(default_output_path(path), f"--output {option!r}")
@@ -106,6 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage error (one line, status 2) or --help (status 0)
         return int(exc.code or 0)
+    from generator.performance import PerformanceOptions
+
+    env = environment()
+    try:
+        settings = read(env, CLI_SETTINGS)
+        options = PerformanceOptions.from_env(env)
+        setup_logging(env, process="cli")
+    except (SettingsError, ValueError) as exc:
+        return report_bad_setting(PROG, exc)
     image_path = Path(args.image)
     try:
         data = image_path.read_bytes()
@@ -128,13 +149,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             negative_prompt=args.negative_prompt,
         )
         width, height = target_size(params.resolution, image.width, image.height)
-        output = _output_path(args.output)
+        output = _output_path(args.output, Path(settings["OUTPUT_DIR"]))  # type: ignore[arg-type]
     except ParamError as exc:
         return _fail(EXIT_BAD_INPUT, str(exc).replace("_", "-", 1) if exc.field == "negative_prompt" else str(exc))
     except ValueError as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
-    model = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    return _run(image, image_path, params, width, height, output, model, args.device, args.low_memory)
+    model = args.model or str(settings[MODEL_ENV])
+    device = args.device or str(settings["I2V_DEVICE"]) or None
+    return _run(image, image_path, params, width, height, output, model, device, args.low_memory, options)
 
 
 def _run(
@@ -147,6 +169,7 @@ def _run(
     model: str,
     device: str | None,
     low_memory: bool,
+    options: PerformanceOptions | None = None,
 ) -> int:
     """Load the model, generate with a progress bar, encode, and print the result."""
     print(f"Image:      {image_path} ({image.width}x{image.height}) -> {width}x{height}")
@@ -164,7 +187,7 @@ def _run(
     quiet_libraries()
     started = time.monotonic()
     try:
-        generator = VideoGenerator.load(model, device=device)
+        generator = VideoGenerator.load(model, device=device, options=options)
     except (ModelLoadError, ValueError) as exc:
         return _fail(EXIT_FAILED, str(exc))
     print(f"Device:     {generator.device_name} (model ready in {time.monotonic() - started:.1f} s)", flush=True)

@@ -52,7 +52,7 @@ from generator.supervisor_state import (  # re-exported: callers import the stat
 )
 from generator.supervisor_store import read_row, record_failure, record_stopped, release_leases, rescue_own_host
 from generator.worker_child import CHILD_ENV_WITHHELD, WORKER_MODULE, child_env, spawn, terminate
-from generator.worker_settings import GRACE_S, WorkerSettings
+from generator.worker_settings import GRACE_S
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -357,15 +357,15 @@ class WorkerSupervisor:
                 pass
 
 
-def _settings_from_env() -> tuple[str, str, str, str | None]:
-    from jobs.db import DEFAULT_DATABASE_URL
+SUPERVISOR_PROG = "i2v-supervisor"  # how its one-line errors begin
 
-    return (
-        os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        os.environ.get("I2V_MODEL", "").strip() or "ali-vilab/i2vgen-xl",
-        os.environ.get("OUTPUT_DIR", "").strip() or "outputs",
-        os.environ.get("WORKER_ID", "").strip() or None,
-    )
+
+def _settings_from_env(env: Mapping[str, str]) -> tuple[str, str, str, str | None]:
+    """DATABASE_URL, I2V_MODEL, OUTPUT_DIR and WORKER_ID through config.reader (raises SettingsError)."""
+    from config.reader import read
+
+    v = read(env, ("DATABASE_URL", "I2V_MODEL", "OUTPUT_DIR", "WORKER_ID"))
+    return str(v["DATABASE_URL"]), str(v["I2V_MODEL"]), str(v["OUTPUT_DIR"]), str(v["WORKER_ID"]) or None
 
 
 async def _serve_forever(supervisor: WorkerSupervisor) -> None:
@@ -381,24 +381,34 @@ async def _serve_forever(supervisor: WorkerSupervisor) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m generator.supervisor``: supervise one worker until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m generator.supervisor",
-                                     description="Run and supervise one GPU worker process.")
+    from config.catalog import SUPERVISOR, WORKER
+    from config.helptext import settings_help
+    from config.logs import setup_logging
+    from config.reader import environment, read, report_bad_setting
+
+    parser = argparse.ArgumentParser(
+        prog="python -m generator.supervisor", description="Run and supervise one GPU worker process.",
+        epilog=settings_help(SUPERVISOR) + "\n\n" + settings_help(WORKER, title="and the worker it runs reads"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stop-grace", type=float, default=None,
                         help="seconds a running job may still take when stopping (default: I2V_GRACE_SECONDS, "
                              f"{DEFAULT_STOP_GRACE_S:g})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s", stream=sys.stderr)
-    database_url, model, output_dir, worker_id = _settings_from_env()
+    env = environment()
     try:
-        grace_s = args.stop_grace if args.stop_grace is not None else WorkerSettings.from_env().grace_s
-        policy = RestartPolicy.from_env(os.environ)
-    except ValueError as exc:
-        log.error("invalid setting: %s", exc)
-        return 2
+        database_url, model, output_dir, worker_id = _settings_from_env(env)
+        setup_logging(env, process="supervisor")
+        grace_s = args.stop_grace if args.stop_grace is not None else float(read(env, ["I2V_GRACE_SECONDS"])[
+            "I2V_GRACE_SECONDS"])
+        policy = RestartPolicy.from_env(env)
+    except ValueError as error:
+        return report_bad_setting(SUPERVISOR_PROG, error)
     supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=grace_s,
                                   policy=policy)
-    asyncio.run(_serve_forever(supervisor))
+    try:
+        asyncio.run(_serve_forever(supervisor))
+    except KeyboardInterrupt:  # a signal before the loop's handlers were installed
+        pass
     return 0
 
 

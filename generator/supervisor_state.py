@@ -92,28 +92,17 @@ class RestartPolicy:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RestartPolicy:
         """Read ``I2V_RESTART_BACKOFF_SECONDS``, ``I2V_RESTART_BACKOFF_MAX_SECONDS``,
-        ``I2V_UNAVAILABLE_AFTER_FAILURES`` and ``I2V_UNAVAILABLE_RETRY_SECONDS`` (defaults: the module constants);
-        raises ValueError naming the variable."""
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}={raw!r} must be zero or more seconds")
-            return value
+        ``I2V_UNAVAILABLE_AFTER_FAILURES`` and ``I2V_UNAVAILABLE_RETRY_SECONDS`` through the one settings reader
+        (their defaults are declared in ``config.catalog``); raises ``config.reader.SettingsError`` naming the
+        variable."""
+        from config.reader import read
 
-        raw_after = env.get(ENV_UNAVAILABLE_AFTER, "").strip()
-        if raw_after and (not raw_after.isdigit() or int(raw_after) < 1):
-            raise ValueError(f"{ENV_UNAVAILABLE_AFTER}={raw_after!r} must be a whole number >= 1")
+        v = read(env, (ENV_BACKOFF_INITIAL, ENV_BACKOFF_MAX, ENV_UNAVAILABLE_AFTER, ENV_UNAVAILABLE_RETRY))
         return cls(
-            backoff_initial_s=number(ENV_BACKOFF_INITIAL, BACKOFF_INITIAL_S),
-            backoff_max_s=number(ENV_BACKOFF_MAX, BACKOFF_MAX_S),
-            unavailable_after=int(raw_after) if raw_after else UNAVAILABLE_AFTER,
-            unavailable_retry_s=number(ENV_UNAVAILABLE_RETRY, UNAVAILABLE_RETRY_S),
+            backoff_initial_s=float(v[ENV_BACKOFF_INITIAL]),  # type: ignore[arg-type]
+            backoff_max_s=float(v[ENV_BACKOFF_MAX]),  # type: ignore[arg-type]
+            unavailable_after=int(v[ENV_UNAVAILABLE_AFTER]),  # type: ignore[call-overload]
+            unavailable_retry_s=float(v[ENV_UNAVAILABLE_RETRY]),  # type: ignore[arg-type]
         )
 
     def next_wait(self, previous_s: float, *, ran_s: float, start_failures: int) -> float:

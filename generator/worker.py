@@ -59,14 +59,17 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
 from typing import TYPE_CHECKING
 
+from config.catalog import WORKER
+from config.helptext import settings_help
+from config.logs import setup_logging
+from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
-from generator.startfailure import describe, report_start_failure
+from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -104,6 +107,7 @@ if TYPE_CHECKING:
     from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
+PROG = "i2v-worker"  # how its one-line errors begin
 
 __all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
            "ClaimedJob", "FatalCudaError", "InputMissing", "JobRun", "SettingsError", "WorkerProcess",
@@ -384,19 +388,29 @@ def _redact(url: str) -> str:
         return "<unparseable DATABASE_URL>"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m generator.worker``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m generator.worker", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m generator.worker``'s arguments; ``--help`` lists the settings it reads."""
+    parser = argparse.ArgumentParser(prog="python -m generator.worker", description=__doc__.split("\n")[0],
+                                     epilog=settings_help(WORKER),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drain", action="store_true", help="exit once no job is queued or running")
     parser.add_argument("--once", action="store_true", help="exit after one job")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s worker[%(process)d] %(message)s", stream=sys.stderr)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m generator.worker``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    env = environment()
     try:
-        settings = WorkerSettings.from_env()
+        settings = WorkerSettings.from_env(env)
         faults = FaultPlan.from_env()
+        # A worker under a supervisor writes LOG_FILE's NAME.worker.EXT: two processes must not rotate one file.
+        setup_logging(env, process="worker", file_role="worker" if settings.parent_pid else None)
     except ValueError as exc:
-        return report_start_failure(log, f"invalid setting: {exc}", EXIT_CONFIG)
+        if env.get(ENV_EXIT_REASON_FILE, "").strip():  # supervised: the supervisor logs and records the reason
+            return report_start_failure(log, f"invalid setting: {exc}", EXIT_CONFIG, env=env)
+        return report_bad_setting(PROG, exc)
     return asyncio.run(WorkerProcess(settings, faults=faults, drain=args.drain, once=args.once).run())
 
 

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
-DEFAULT_OUTPUT_DIR = "outputs"
-POLL_INTERVAL_S = 1.0  # seconds an idle worker waits between two claims
-LEASE_S = 90.0  # seconds of lease granted by a claim and by every progress write
-GRACE_S = 30.0  # seconds the current job may still run after SIGTERM before it is given back
-HEARTBEAT_INTERVAL_S = 2.0  # seconds between two heartbeats written to the worker's row (from its own thread)
-PROGRESS_INTERVAL_S = 1.0  # at most one progress write per this many seconds
+from config.catalog import WORKER, default_float, default_text, read_by
+from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read  # noqa: F401 - SettingsError re-exported
+
+# The settings' defaults are declared in config.catalog; these names are what the code imports.
+DEFAULT_MODEL = default_text("I2V_MODEL")
+DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
+POLL_INTERVAL_S = default_float("I2V_POLL_INTERVAL_S")  # idle wait between claims
+LEASE_S = default_float("I2V_LEASE_SECONDS")  # lease of a claim and of each progress write
+GRACE_S = default_float("I2V_GRACE_SECONDS")  # a job's time to finish after SIGTERM
+HEARTBEAT_INTERVAL_S = default_float("I2V_HEARTBEAT_INTERVAL_S")  # from its own thread
+PROGRESS_INTERVAL_S = default_float("I2V_PROGRESS_INTERVAL_S")  # least time between writes
 CANCEL_POLL_INTERVAL_S = 0.25  # seconds between two reads of the running job's cancel flag
-RESCUE_INTERVAL_S = 2.0  # seconds between two runs of the rescuer (dead workers, expired leases)
-WORKER_DEAD_AFTER_S = 15.0  # seconds without a heartbeat after which a worker's running job is requeued
-STALL_S = 900.0  # seconds without a new step or phase while generating: the GPU call hung, exit
+RESCUE_INTERVAL_S = default_float("I2V_RESCUE_INTERVAL_S")  # dead workers, expired leases
+WORKER_DEAD_AFTER_S = default_float("WORKER_DEAD_AFTER")  # no heartbeat: job requeued
+STALL_S = default_float("I2V_STALL_SECONDS")  # no new step while generating: hung, exit
+WORKER_SETTINGS = tuple(s.name for s in read_by(WORKER))
 DEFAULT_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # bytes: Discord's default attachment limit, if a job has none
 LEASE_RENEW_FRACTION = 1 / 3  # renew the lease after this fraction of it even when nothing changed
 LEASE_EXPIRE_NOW_S = 0.001  # seconds: the lease a worker gives itself before exiting on a sticky CUDA error
 MAX_DETAIL_CHARS = 4000  # characters of traceback kept in a failed job's error_detail
 
 EXIT_OK = 0
-EXIT_CONFIG = 2  # a setting or fault variable is invalid
+EXIT_CONFIG = EXIT_BAD_SETTINGS  # a setting or fault variable is invalid
 EXIT_CUDA_ERROR = 3  # a sticky (non-OOM) CUDA error: the process must be replaced
 EXIT_STALLED = 4  # a generation made no progress for I2V_STALL_SECONDS
 EXIT_MODEL_LOAD = 5  # the model could not be loaded
@@ -58,39 +63,10 @@ NOTE_LOW_MEMORY = (
 
 
 
-class SettingsError(ValueError):
-    """A worker setting from the environment is invalid; the message names the variable and the value."""
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise SettingsError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
-    return value
-
-
-def _env_int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must be >= 0, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class WorkerSettings:
-    """Everything the worker reads from the environment.
+    """Everything the worker reads from the environment (declared in :mod:`config.catalog`, read through
+    :mod:`config.reader`, so ``.env`` is honoured as in the bot).
 
     ``DATABASE_URL`` (default ``jobs.db.DEFAULT_DATABASE_URL``), ``I2V_MODEL`` (default ``ali-vilab/i2vgen-xl``;
     ``tiny`` for tests), ``I2V_DEVICE`` (default: CUDA when available), ``OUTPUT_DIR`` (default ``outputs``),
@@ -118,29 +94,22 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
-        """Read the settings; raises :class:`SettingsError` naming the first bad variable."""
-        env = os.environ if env is None else env
-        from jobs.db import DEFAULT_DATABASE_URL
-
-        model = env.get("I2V_MODEL", "").strip() or DEFAULT_MODEL
-        worker_id = env.get("WORKER_ID", "").strip() or f"{socket.gethostname()}-{os.getpid()}"
-        if len(worker_id) > 200:
-            raise SettingsError(f"WORKER_ID must be at most 200 characters, got {len(worker_id)}")
-        lease_s = _env_float(env, "I2V_LEASE_SECONDS", LEASE_S, minimum=1.0)
+        """Read the settings from ``env`` (default: ``.env`` and ``os.environ``); raises :class:`SettingsError`
+        naming the first bad variable."""
+        v: dict[str, Any] = read(environment(env), WORKER_SETTINGS)
         return cls(
-            database_url=env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-            model=model,
-            device=env.get("I2V_DEVICE", "").strip() or None,
-            output_dir=Path(env.get("OUTPUT_DIR", "").strip() or DEFAULT_OUTPUT_DIR),
-            worker_id=worker_id,
-            poll_interval_s=_env_float(env, "I2V_POLL_INTERVAL_S", POLL_INTERVAL_S, minimum=0.01),
-            lease_s=lease_s,
-            grace_s=_env_float(env, "I2V_GRACE_SECONDS", GRACE_S),
-            heartbeat_interval_s=_env_float(env, "I2V_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S, minimum=0.05),
-            progress_interval_s=_env_float(env, "I2V_PROGRESS_INTERVAL_S", PROGRESS_INTERVAL_S),
-            rescue_interval_s=_env_float(env, "I2V_RESCUE_INTERVAL_S", RESCUE_INTERVAL_S, minimum=0.05),
-            stall_s=_env_float(env, "I2V_STALL_SECONDS", STALL_S, minimum=1.0),
-            dead_after_s=_env_float(env, "WORKER_DEAD_AFTER", WORKER_DEAD_AFTER_S, minimum=0.1),
-            parent_pid=_env_int(env, "I2V_PARENT_PID"),
+            database_url=v["DATABASE_URL"],
+            model=v["I2V_MODEL"],
+            device=v["I2V_DEVICE"] or None,
+            output_dir=Path(v["OUTPUT_DIR"]),
+            worker_id=v["WORKER_ID"] or f"{socket.gethostname()}-{os.getpid()}",
+            poll_interval_s=float(v["I2V_POLL_INTERVAL_S"]),
+            lease_s=float(v["I2V_LEASE_SECONDS"]),
+            grace_s=float(v["I2V_GRACE_SECONDS"]),
+            heartbeat_interval_s=float(v["I2V_HEARTBEAT_INTERVAL_S"]),
+            progress_interval_s=float(v["I2V_PROGRESS_INTERVAL_S"]),
+            rescue_interval_s=float(v["I2V_RESCUE_INTERVAL_S"]),
+            stall_s=float(v["I2V_STALL_SECONDS"]),
+            dead_after_s=float(v["WORKER_DEAD_AFTER"]),
+            parent_pid=v["I2V_PARENT_PID"],
         )
-

@@ -1,6 +1,6 @@
 """The deployment files (Dockerfile, deploy/compose.*.yaml, deploy/systemd/*.service) cannot be built or started
 here, so they are checked for what can go wrong without running them: each parses; every environment variable
-they set for our program is a setting the code reads (found the way tests/test_env_example.py finds them) or a
+they set for our program is a declared setting (config.catalog) or a
 variable of the named library that reads it; every module they run exists and can be run with ``-m``; every
 path they copy exists; volumes, GPUs, users and back ends are what docs/deploy.md says."""
 
@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from config.catalog import SETTINGS
 from jobs.db import is_sqlite, normalize_url
-from tests.test_env_example import REPO_ROOT, SOURCE_DIRS, _example
+from tests.test_env_example import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILES = sorted((REPO_ROOT / "deploy").glob("compose.*.yaml"))
@@ -51,8 +52,8 @@ FOREIGN = {
 
 
 def _our_settings() -> set[str]:
-    source = "\n".join(path.read_text() for folder in SOURCE_DIRS for path in (REPO_ROOT / folder).rglob("*.py"))
-    return set(_example()) | set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', source))
+    """The declared settings (config.catalog), internal ones included (the supervisor sets those)."""
+    return {s.name for s in SETTINGS}
 
 
 def _assert_real_settings(names: set[str], where: str) -> None:
@@ -135,6 +136,12 @@ def test_dockerfile_parses_and_builds_what_the_docs_say() -> None:
                 assert (REPO_ROOT / script).is_file(), f"RUN uses {script}, which does not exist"
     cmd = yaml.safe_load(next(a for w, a in reversed(steps) if w == "CMD"))
     _assert_runnable_module(cmd, "the Dockerfile's CMD")
+    # Every package the project installs (pyproject's packages.find) is copied into the image.
+    includes = re.search(r"include = \[([^]]*)\]", (REPO_ROOT / "pyproject.toml").read_text())
+    assert includes is not None
+    packages = {name.strip().strip('"').rstrip("*") for name in includes.group(1).split(",")}
+    copied = {p for w, a in steps if w == "COPY" for p in shlex.split(a) if not p.startswith("--")}
+    assert packages <= copied, f"the image lacks the packages {sorted(packages - copied)}"
 
 
 # --- Compose -------------------------------------------------------------------------------------------------

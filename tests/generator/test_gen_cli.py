@@ -119,7 +119,7 @@ def test_unwritable_output_is_refused_before_the_model_loads(
 ) -> None:
     from generator.pipeline import VideoGenerator
 
-    def no_load(cls, model, device=None):  # type: ignore[no-untyped-def]
+    def no_load(cls, model, device=None, options=None):  # type: ignore[no-untyped-def]
         raise AssertionError("the model must not load for an output that cannot be written")
 
     monkeypatch.setattr(VideoGenerator, "load", classmethod(no_load))
@@ -145,7 +145,7 @@ def test_nan_frames_exit_1_with_one_line_and_no_video(
     with torch.no_grad():
         pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
     broken = VideoGenerator(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
-    monkeypatch.setattr(VideoGenerator, "load", classmethod(lambda cls, model, device=None: broken))
+    monkeypatch.setattr(VideoGenerator, "load", classmethod(lambda cls, model, device=None, options=None: broken))
     out = tmp_path / "nan.mp4"
     assert main([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "8", "--steps", "10",
                  "--seed", "1", "-o", str(out)]) == 1

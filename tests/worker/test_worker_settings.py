@@ -65,7 +65,7 @@ def test_worker_process_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "generator.worker"], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == EXIT_CONFIG
-    assert "I2V_LEASE_SECONDS must be a number of seconds, got 'forever'" in result.stderr
+    assert result.stderr == "i2v-worker: I2V_LEASE_SECONDS='forever' is not a number\n"
 
 
 def test_cuda_error_classification() -> None:

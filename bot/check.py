@@ -1,0 +1,170 @@
+"""``python -m bot check``: validate the whole configuration without starting anything long-lived.
+
+Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
+Alembic migration state: at head, behind, ahead or not created), the model source's config files
+(:mod:`generator.model_files`, never the weights), and that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
+can be created and can be written. Each problem is one line on stderr; what is fine is one line each on stdout. Exit status 0 when
+nothing is wrong, 2 otherwise. Nothing is created or migrated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.reader import EXIT_BAD_SETTINGS, read_all
+
+DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
+STATE_AT_HEAD = "at head"
+STATE_BEHIND = "behind"
+STATE_AHEAD = "ahead"
+STATE_NOT_CREATED = "not created"
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found: one line per problem, one line per thing that is fine."""
+
+    problems: list[str] = field(default_factory=list)
+    fine: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_BAD_SETTINGS if self.problems else 0
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (None for PostgreSQL or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _revisions(sync_conn: Any) -> tuple[set[str], bool]:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    heads = set(MigrationContext.configure(sync_conn).get_current_heads())
+    return heads, bool(inspect(sync_conn).get_table_names())
+
+
+async def database_state(url: str) -> tuple[str, str]:
+    """(state, detail) of the database at ``url``; raises OSError/TimeoutError/SQLAlchemy errors if unreachable.
+
+    Opens nothing that does not exist: a missing SQLite file is "not created".
+    """
+    from alembic.script import ScriptDirectory
+
+    from jobs.db import alembic_config, make_engine
+
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return STATE_NOT_CREATED, f"{path} does not exist yet; it is created at the first start"
+    engine = make_engine(url, read_only=True)
+    try:
+        async with engine.connect() as conn:
+            current, has_tables = await asyncio.wait_for(conn.run_sync(_revisions), DATABASE_TIMEOUT_S)
+    finally:
+        await engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if not current:
+        if has_tables:
+            return STATE_AHEAD, "it has tables but no migration revision: not this bot's database?"
+        return STATE_NOT_CREATED, "it is empty; the tables are created at the first start"
+    if current == heads:
+        return STATE_AT_HEAD, f"revision {', '.join(sorted(current))}"
+    unknown = current - known
+    if unknown:
+        return STATE_AHEAD, (f"revision {', '.join(sorted(unknown))} is newer than this code (upgrade the code, or "
+                             "downgrade the database with the newer code's alembic first)")
+    return STATE_BEHIND, f"revision {', '.join(sorted(current))}; migrated to {', '.join(sorted(heads))} at start"
+
+
+async def check_database(url: str, report: CheckReport) -> None:
+    shown = _redact(url)
+    try:
+        state, detail = await asyncio.wait_for(database_state(url), DATABASE_TIMEOUT_S)
+    except (TimeoutError, asyncio.TimeoutError):
+        report.problems.append(f"DATABASE_URL={shown}: no answer within {DATABASE_TIMEOUT_S:g} s")
+        return
+    except Exception as error:  # noqa: BLE001 - every driver error comes down to one line
+        report.problems.append(f"DATABASE_URL={shown}: cannot be opened: {_first_line(error)}")
+        return
+    line = f"DATABASE_URL={shown}: {state} ({detail})"
+    (report.problems if state == STATE_AHEAD else report.fine).append(line)
+
+
+def check_folder(name: str, folder: Path, report: CheckReport) -> None:
+    """``folder`` exists and is writable, or its nearest existing ancestor is a folder we can write in (probed by
+    writing a temporary file, so a read-only mount or a file in the way is found even for root)."""
+    target = folder.absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        report.problems.append(f"{name}={folder}: {existing} is a file, not a folder")
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".i2v-check-"):
+            pass
+    except OSError as error:
+        report.problems.append(f"{name}={folder}: cannot write in {existing}: {error.strerror or error}")
+        return
+    report.fine.append(f"{name}={folder}: " + ("writable" if existing == target else "can be created"))
+
+
+def check_endpoints(values: Mapping[str, Any], report: CheckReport) -> None:
+    from bot.endpoints import apply_discord_endpoints
+
+    try:
+        apply_discord_endpoints(values["DISCORD_API_BASE"] or None, values["DISCORD_GATEWAY_URL"] or None)
+    except ValueError as error:
+        report.problems.append(str(error))
+
+
+async def run_check(env: Mapping[str, str]) -> CheckReport:
+    """Check everything; nothing is started, created or migrated."""
+    from generator.model_files import check_model_source
+
+    report = CheckReport()
+    values, errors = read_all(env)
+    report.problems += errors.values()
+    bad = set(errors)
+    if not bad:
+        report.fine.append("settings: every value parses")
+    if not values["DISCORD_TOKEN"]:
+        report.fine.append("DISCORD_TOKEN is not set: only the web page and the embedded worker run")
+    check_endpoints(values, report)
+    if "DATABASE_URL" not in bad:
+        await check_database(str(values["DATABASE_URL"]), report)
+    if "I2V_MODEL" not in bad:
+        model_problems = await asyncio.to_thread(check_model_source, str(values["I2V_MODEL"]))
+        report.problems += model_problems
+        if not model_problems:
+            report.fine.append(f"I2V_MODEL={values['I2V_MODEL']}: its config files are usable")
+    for name in ("OUTPUT_DIR", "DATA_DIR"):
+        if name not in bad:
+            check_folder(name, Path(os.fspath(values[name])), report)
+    if values["LOG_FILE"] is not None and "LOG_FILE" not in bad:
+        check_folder("LOG_FILE", Path(os.fspath(values["LOG_FILE"])).parent, report)
+    return report

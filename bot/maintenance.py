@@ -1,0 +1,74 @@
+"""``python -m bot backup DEST`` and ``python -m bot prune``: one-shot maintenance, safe while the bot runs.
+
+``backup``: an online copy of the SQLite job store (:mod:`jobs.backup`); for PostgreSQL it says to use pg_dump and
+exits with :data:`EXIT_FAILED`. ``prune``: one retention pass (:func:`jobs.retention.prune_finished`, as the bot runs
+every RETENTION_INTERVAL_SECONDS) and the disk copies of the pruned jobs' videos, then it prints what went.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from bot.settings import BotSettings
+
+EXIT_FAILED = 1
+SECONDS_PER_DAY = 86400.0
+SHOWN_IDS = 50  # job ids printed at most
+
+
+def backup(settings: BotSettings, dest: Path) -> int:
+    """Run the backup; prints one line; returns the exit status."""
+    from jobs.backup import BackupError, backup_sqlite
+
+    try:
+        written, size = backup_sqlite(settings.database_url, dest)
+    except BackupError as error:
+        print(f"i2v-bot: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backed up the job store to {written} ({size:,} bytes)")
+    return 0
+
+
+def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
+    """Delete the disk copies of these jobs' videos; returns how many files went."""
+    from bot.delivery import disk_copies
+
+    removed = 0
+    for job_id in job_ids:
+        for path in disk_copies(output_dir, job_id):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+async def prune(settings: BotSettings, now: datetime | None = None) -> int:
+    """One retention pass over the whole store; prints what it removed; returns the exit status."""
+    from jobs.db import make_engine, make_sessionmaker
+    from jobs.retention import prune_finished
+
+    if settings.retention_days <= 0:
+        print("RETENTION_DAYS=0: finished jobs keep their image and video forever; nothing pruned")
+        return 0
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=settings.retention_days * SECONDS_PER_DAY)
+    engine = make_engine(settings.database_url)
+    pruned: list[int] = []
+    try:
+        sessions = make_sessionmaker(engine)
+        while True:
+            async with sessions.begin() as session:
+                batch = await prune_finished(session, finished_before=cutoff)
+            pruned += batch
+            if not batch:
+                break
+    finally:
+        await engine.dispose()
+    removed = remove_copies(settings.output_dir, pruned)
+    if not pruned:
+        print(f"nothing to prune: no delivered job finished before {cutoff:%Y-%m-%d %H:%M} UTC still keeps its bytes")
+        return 0
+    shown = ", ".join(str(i) for i in pruned[:SHOWN_IDS]) + (" ..." if len(pruned) > SHOWN_IDS else "")
+    print(f"pruned the stored image and video of {len(pruned)} job(s) finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
+          f"{shown}; removed {removed} disk cop{'y' if removed == 1 else 'ies'} from {settings.output_dir}")
+    return 0

@@ -1,0 +1,135 @@
+"""One logging set-up for every process: ``LOG_LEVEL``, ``LOG_FORMAT`` (text or JSON lines), ``LOG_FILE`` with
+rotation (``LOG_FILE_MAX_BYTES``, ``LOG_FILE_BACKUPS``), secrets masked in every record, quiet libraries.
+
+At INFO and above the libraries' start-up chatter is held back: Alembic's migration context lines, discord.py's
+connection notes, and Python's deprecation warnings. ``LOG_LEVEL=DEBUG`` shows all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from config.reader import SettingsError, read
+
+LOG_SETTINGS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_FILE", "LOG_FILE_MAX_BYTES", "LOG_FILE_BACKUPS")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MASK = "<redacted>"
+MIN_SECRET_CHARS = 8  # shorter values (test stand-ins like "t") would mask ordinary words
+# Loggers that say nothing an operator needs at INFO: held at WARNING unless LOG_LEVEL=DEBUG.
+CHATTY_LOGGERS = ("alembic", "discord", "aiosqlite", "asyncio")
+
+
+class SecretMask(logging.Filter):
+    """Replaces each secret with :data:`MASK` in a record's message, arguments and exception text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_CHARS)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.mask(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.mask(record.exc_text)
+        return True
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, and exc when there is one."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": self.process,
+            "pid": record.process,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    if not url.strip():
+        return ""
+    try:
+        return make_url(url.strip()).password or ""
+    except Exception:  # noqa: BLE001 - a URL the reader refuses is reported there, not here
+        return ""
+
+
+def log_file_for(path: Path, role: str | None) -> Path:
+    """The file a process writes: ``path`` itself, or ``NAME.ROLE.EXT`` beside it for a supervised child (two
+    processes must not rotate one file)."""
+    if not role:
+        return path
+    return path.with_name(f"{path.stem}.{role}{path.suffix or '.log'}")
+
+
+def setup_logging(
+    env: Mapping[str, str], *, process: str, file_role: str | None = None, secrets: Iterable[str] = ()
+) -> None:
+    """Configure the root logger for ``process`` from the LOG_* settings in ``env`` (raises SettingsError).
+
+    ``secrets``, ``DISCORD_TOKEN`` and the password in ``DATABASE_URL`` are masked in every record of every handler.
+    """
+    values = read(env, LOG_SETTINGS)
+    level = str(values["LOG_LEVEL"])
+    mask = SecretMask([*secrets, env.get("DISCORD_TOKEN", "").strip(), _url_password(env.get("DATABASE_URL", ""))])
+    if values["LOG_FORMAT"] == "json":
+        formatter: logging.Formatter = JsonLines(process)
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT.replace("%(name)s", f"{process}[%(process)d] %(name)s"))
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if values["LOG_FILE"] is not None:
+        path = log_file_for(Path(values["LOG_FILE"]), file_role)  # type: ignore[arg-type]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.handlers.RotatingFileHandler(
+                path, maxBytes=int(values["LOG_FILE_MAX_BYTES"]),  # type: ignore[arg-type]
+                backupCount=int(values["LOG_FILE_BACKUPS"]), encoding="utf-8",  # type: ignore[arg-type]
+            ))
+        except OSError as error:
+            raise SettingsError(f"LOG_FILE={values['LOG_FILE']} cannot be written: {error.strerror or error}",
+                                "LOG_FILE") from None
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(mask)
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    quiet = level != "DEBUG"
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+    if quiet:
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)

@@ -1,0 +1,177 @@
+"""Read settings from ``.env`` and the environment, the same way in every process.
+
+``environment()`` merges the working directory's ``.env`` (read once) under ``os.environ`` (set variables win); ``read()`` parses the named settings by their declaration in :mod:`config.catalog` and raises
+:class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the ``check`` command).
+An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is wrong>``; commands
+print it and exit with :data:`EXIT_BAD_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from config.catalog import (
+    BOOL,
+    BY_NAME,
+    CHOICE,
+    DATABASE_URL,
+    FLOAT,
+    IDS,
+    INT,
+    PATH,
+    PORT,
+    SETTINGS,
+    Setting,
+)
+
+EXIT_BAD_SETTINGS = 2
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+MAX_PORT = 65535
+
+_dotenv_cache: dict[str, str] | None = None
+
+
+class SettingsError(ValueError):
+    """A malformed or missing setting; ``str()`` is one line naming the variable and the bad value."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def dotenv_values_once() -> dict[str, str]:
+    """The variables of the working directory's ``.env`` (read once per process; no file: none).
+
+    Variables the declaration does not know (``HF_TOKEN``, ``HF_HOME``, ...) are also put into ``os.environ`` when
+    unset there, for the libraries that read them; declared ones are not, so a supervised worker, whose
+    environment the bot filters (no ``DISCORD_TOKEN``), reads its own settings from the file instead.
+    """
+    global _dotenv_cache
+    if _dotenv_cache is None:
+        from dotenv import dotenv_values, find_dotenv
+
+        path = find_dotenv(usecwd=True)
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path else {}
+        for key, value in values.items():
+            if key not in BY_NAME:
+                os.environ.setdefault(key, value)
+        _dotenv_cache = values
+    return _dotenv_cache
+
+
+def environment(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Mapping[str, str]:
+    """``env`` as given; else ``os.environ`` over the ``.env`` file (the environment wins), or ``os.environ``
+    alone when ``dotenv`` is False."""
+    if env is not None:
+        return env
+    if not dotenv:
+        return os.environ
+    return {**dotenv_values_once(), **os.environ}
+
+
+def _bad(setting: Setting, raw: str, what: str) -> SettingsError:
+    shown = "<hidden>" if setting.secret else repr(raw)
+    return SettingsError(f"{setting.name}={shown} {what}", setting.name)
+
+
+def _number(setting: Setting, raw: str) -> int | float:
+    integer = setting.kind in (INT, PORT)
+    try:
+        value: int | float = int(raw) if integer else float(raw)
+    except ValueError:
+        raise _bad(setting, raw, "is not a whole number" if integer else "is not a number") from None
+    if not math.isfinite(value):
+        raise _bad(setting, raw, "is not a finite number")
+    unit = f" {setting.unit}" if setting.unit else ""
+    if setting.minimum is not None and value < setting.minimum:
+        raise _bad(setting, raw, f"must be at least {setting.minimum:g}{unit}")
+    if setting.above is not None and value <= setting.above:
+        raise _bad(setting, raw, f"must be more than {setting.above:g}{unit}")
+    if setting.kind == PORT and not 0 <= value <= MAX_PORT:
+        raise _bad(setting, raw, f"is not a TCP port (0-{MAX_PORT})")
+    if setting.maximum is not None and value > setting.maximum:
+        raise _bad(setting, raw, f"must be at most {setting.maximum:g}{unit}")
+    return value
+
+
+def _ids(setting: Setting, raw: str) -> frozenset[int]:
+    ids: set[int] = set()
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise _bad(setting, raw, f"has {part!r}, which is not a Discord id (use comma-separated numbers)")
+        ids.add(int(part))
+    return frozenset(ids)
+
+
+def parse(setting: Setting, raw: str | None) -> object:
+    """The value of ``setting`` for the raw text ``raw`` (None or blank: the default)."""
+    text = (raw or "").strip()
+    if not text:
+        return setting.default
+    kind = setting.kind
+    if kind in (INT, FLOAT, PORT):
+        return _number(setting, text)
+    if kind == BOOL:
+        word = text.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise _bad(setting, text, "is not a boolean (use true or false)")
+    if kind == CHOICE:
+        word = text.upper() if setting.upper else text.lower()
+        if word not in setting.choices:
+            raise _bad(setting, text, f"is not one of {', '.join(setting.choices)}")
+        return word
+    if kind == IDS:
+        return _ids(setting, text)
+    if kind == PATH:
+        return Path(text).expanduser()
+    if kind == DATABASE_URL:
+        from jobs.db import normalize_url
+
+        try:
+            return normalize_url(text)
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy's URL parser raises several kinds
+            shown = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise SettingsError(f"{setting.name} is not usable: {shown}", setting.name) from None
+    if setting.max_length is not None and len(text) > setting.max_length:
+        raise _bad(setting, text[:40] + "...", f"is longer than {setting.max_length} characters")
+    return text
+
+
+def read(env: Mapping[str, str], names: Iterable[str]) -> dict[str, object]:
+    """The values of ``names`` from ``env``; raises :class:`SettingsError` for the first bad one."""
+    return {name: parse(BY_NAME[name], env.get(name)) for name in names}
+
+
+def read_all(
+    env: Mapping[str, str], names: Iterable[str] | None = None
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Every setting in ``names`` (default: all declared), and for each bad one its name and its one-line error, in
+    declaration order (a bad one gets its default in the values)."""
+    values: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    for name in names if names is not None else [s.name for s in SETTINGS]:
+        setting = BY_NAME[name]
+        try:
+            values[name] = parse(setting, env.get(name))
+        except SettingsError as error:
+            errors[name] = str(error)
+            values[name] = setting.default
+    return values, errors
+
+
+def report_bad_setting(prog: str, error: Exception) -> int:
+    """Print the one-line settings error every command prints (``PROG: NAME='value' ...``); returns the exit
+    status :data:`EXIT_BAD_SETTINGS`."""
+    print(f"{prog}: {error}", file=sys.stderr)
+    return EXIT_BAD_SETTINGS

@@ -1,0 +1,59 @@
+"""Where the model comes from: ``tiny`` (built in code), a local folder or a Hugging Face hub id, and the torch
+device it runs on. :mod:`generator.model_files` checks the same sources without torch (the ``check`` command)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generator.model_files import looks_like_path
+
+FP16_VARIANT: str = "fp16"  # the hub repository's half-precision weight files
+
+log = logging.getLogger("generator.pipeline")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded from the given source."""
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The torch device for an I2V_DEVICE value (None: CUDA when available); ValueError for a bad name."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device name (try 'cpu' or 'cuda')") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but this torch build sees no CUDA GPU")
+    return resolved
+
+
+
+def load_pretrained(model: str, dtype: torch.dtype) -> Any:
+    """diffusers' ``I2VGenXLPipeline`` from a local folder or a hub id (the fp16 weight files first where they
+    exist); raises :class:`ModelLoadError` naming the source."""
+    from diffusers import I2VGenXLPipeline
+
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        source = str(folder)
+        has_fp16 = any(".fp16." in p.name for p in folder.rglob("*") if p.is_file())
+        variants = [FP16_VARIANT, None] if has_fp16 else [None]
+    elif looks_like_path(model):
+        raise ModelLoadError(f"I2V_MODEL {model!r} looks like a folder but there is no such folder")
+    else:
+        source = model
+        variants = [FP16_VARIANT, None]
+    last: Exception | None = None
+    for variant in variants:
+        try:
+            return I2VGenXLPipeline.from_pretrained(source, dtype=dtype, variant=variant)
+        except (OSError, ValueError) as exc:
+            last = exc
+            log.info("loading %s with variant %s failed: %s", source, variant, exc)
+    raise ModelLoadError(f"could not load I2VGen-XL from {model!r}: {last}") from last
