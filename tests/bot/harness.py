@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from sqlalchemy import delete, select
 
@@ -38,11 +39,11 @@ ANSWER_TIMEOUT_S = 20.0  # the bot's visible answer to one interaction
 
 def png_bytes(width: int = 320, height: int = 256, *, seed: int = 0) -> bytes:
     """A real PNG with a gradient (distinct per seed)."""
-    image = Image.new("RGB", (width, height))
-    pixels = image.load()
-    for x in range(width):
-        for y in range(height):
-            pixels[x, y] = ((x * 255 // width + seed * 37) % 256, (y * 255 // height) % 256, (seed * 91) % 256)
+    y, x = np.mgrid[0:height, 0:width]
+    red = (x * 255 // width + seed * 37) % 256
+    green = (y * 255 // height) % 256
+    blue = np.full_like(x, (seed * 91) % 256)
+    image = Image.fromarray(np.dstack([red, green, blue]).astype(np.uint8), "RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

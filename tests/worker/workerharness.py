@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
@@ -64,11 +65,9 @@ def make_input(directory: Path, *, seed: int = 0) -> tuple[Path, str]:
     """Write a small PNG (a colour gradient with a square) and return its path and sha256."""
     directory.mkdir(parents=True, exist_ok=True)
     width, height = INPUT_SIZE_PX
-    image = Image.new("RGB", (width, height))
-    pixels = image.load()
-    for x in range(width):
-        for y in range(height):
-            pixels[x, y] = ((x + seed) % 256, (y * 2) % 256, (x + y) % 256)
+    y, x = np.mgrid[0:height, 0:width]
+    channels = [(x + seed) % 256, (y * 2) % 256, (x + y) % 256]
+    image = Image.fromarray(np.dstack(channels).astype(np.uint8), "RGB")
     image.paste((250, 250, 250), (100, 80, 180, 160))
     path = directory / f"input_{seed}.png"
     image.save(path, format="PNG")
