@@ -14,6 +14,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH = REPO_ROOT / "bench" / "generate.py"
+# The runs below that generate use the smallest resolution: the sample image then gives 448x256 (832x512 at the
+# presets' 512p), which cuts each run's UNet and VAE work by 3.7x; the real 512p size is generated in
+# test_gen_pipeline.py.
+SMALL_RESOLUTION = "256p"
+SMALL_SIZE_PX = (448, 256)
 
 
 def _bench(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -27,11 +32,11 @@ def _bench(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Co
 
 def test_cpu_smoke_run_reports_timings(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = _bench("--preset", "quick", "--json", str(out))
+    proc = _bench("--preset", "quick", "--resolution", SMALL_RESOLUTION, "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert (result["device"], result["model"], result["preset"]) == ("cpu", "tiny", "quick")
-    assert (result["width"], result["height"], result["frames"], result["steps"]) == (832, 512, 8, 30)
+    assert (result["width"], result["height"], result["frames"], result["steps"]) == (*SMALL_SIZE_PX, 8, 30)
     assert 0 < result["s_per_step"] < result["denoise_s"] < result["s_per_video"]
     assert 0 < result["decode_s"] < result["s_per_video"]
     assert result["mp4_bytes"] > 0 and result["peak_gpu_gib"] is None
@@ -62,13 +67,14 @@ def _load_bench_module():  # type: ignore[no-untyped-def]
 
 def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     out = tmp_path / "all.json"
-    proc = _bench("--all-paths", "--preset", "quick", "--steps", "10", "--peak-tflops", "100", "--json", str(out))
+    proc = _bench("--all-paths", "--preset", "quick", "--resolution", SMALL_RESOLUTION, "--steps", "10",
+                  "--peak-tflops", "100", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
     assert list(results) == ["reference", "plain", "ours"]
     for path, result in results.items():
         assert result["path"] == path and result["device"] == "cpu" and result["model"] == "tiny"
-        assert (result["width"], result["height"], result["frames"], result["steps"]) == (832, 512, 8, 10)
+        assert (result["width"], result["height"], result["frames"], result["steps"]) == (*SMALL_SIZE_PX, 8, 10)
         assert 0 < result["s_per_step"] < result["denoise_s"] < result["s_per_video"] <= result["first_video_s"]
         assert result["mp4_bytes"] > 0
         assert result["peak_tflops"] == 100.0
@@ -90,14 +96,15 @@ def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     from generator.tiny import build_tiny_pipeline
 
     config = build_tiny_pipeline().unet.config
-    args, kwargs = bench.pipeline_unet_shapes(config, 832, 512, 8, bench.torch.float32, vae_factor=16)
+    args, kwargs = bench.pipeline_unet_shapes(config, *SMALL_SIZE_PX, 8, bench.torch.float32, vae_factor=16)
     assert bench.count_unet_flops(config, args, kwargs) == results["ours"]["unet_flop_per_step"]
     assert "speedup_vs_reference" in proc.stdout and "latents_rel_error_vs_reference" in proc.stdout
 
 
 def test_ours_path_reads_the_performance_settings(tmp_path: Path) -> None:
     out = tmp_path / "ours.json"
-    proc = _bench("--path", "ours", "--preset", "quick", "--steps", "10", "--json", str(out),
+    proc = _bench("--path", "ours", "--preset", "quick", "--resolution", SMALL_RESOLUTION, "--steps", "10",
+                  "--json", str(out),
                   extra_env={"I2V_DECODE_CHUNK_SIZE": "2", "I2V_CHANNELS_LAST": "1", "I2V_DTYPE": "bf16"})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
