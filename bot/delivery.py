@@ -81,7 +81,8 @@ def _write_copy(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _remove_copies(output_dir: Path, job_ids: list[int]) -> int:
+def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
+    """Delete the disk copies of these jobs' videos; returns how many files went."""
     removed = 0
     for job_id in job_ids:
         for path in disk_copies(output_dir, job_id):
@@ -94,7 +95,7 @@ async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
     """Delete the disk copies of these jobs' videos (off the event loop); returns how many files went."""
     if not job_ids:
         return 0
-    return await asyncio.to_thread(_remove_copies, bot.settings.output_dir, list(job_ids))
+    return await asyncio.to_thread(remove_copies, bot.settings.output_dir, list(job_ids))
 
 
 def _journal_dir(bot: I2VBot) -> Path:

@@ -31,20 +31,9 @@ def backup(settings: BotSettings, dest: Path) -> int:
     return 0
 
 
-def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos; returns how many files went."""
-    from bot.delivery import disk_copies
-
-    removed = 0
-    for job_id in job_ids:
-        for path in disk_copies(output_dir, job_id):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 async def prune(settings: BotSettings, now: datetime | None = None) -> int:
     """One retention pass over the whole store; prints what it removed; returns the exit status."""
+    from bot.delivery import remove_copies
     from jobs.db import make_engine, make_sessionmaker
     from jobs.retention import prune_finished
 
