@@ -27,7 +27,8 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/b
 CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 INSTALL_HINT = "install Debian's chromium and chromium-driver (scripts/test does it when run as root)"
 SAMPLE_IMAGE = REPO_ROOT / "generator" / "assets" / "sample.png"
-SCREENSHOTS = REPO_ROOT / "docs" / "images"
+# The browser test saves its screenshots here (ignored by git); I2V_SCREENSHOT_DIR=docs/images refreshes the README's.
+SCREENSHOTS = Path(os.environ.get("I2V_SCREENSHOT_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
 
 
 def free_port() -> int:
