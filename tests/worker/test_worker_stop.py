@@ -25,6 +25,7 @@ from jobs.queue import CancelOutcome, cancel_job
 
 STEP_S = 0.4  # seconds per denoising step (test hook)
 STARTUP_TIMEOUT_S = 60.0
+LONG_JOB_STEPS = 40  # steps of the job a short stop grace must give back (>= 20 s of test-hook sleep alone)
 
 
 async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
@@ -124,8 +125,9 @@ async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
 async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlite_url: str, tmp_path: Path) -> None:
     """``WorkerSupervisor.stop(grace)`` shorter than the grace the child was started with (its stop_grace_s, 30 s):
     when ``grace`` ends the worker gets a second SIGTERM, gives the job back uncharged at its next step and exits 0
-    within the give-back allowance, so nothing has to be killed."""
-    (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"))
+    within the give-back allowance, so nothing has to be killed. The job has 40 steps of at least 0.5 s, so it
+    cannot finish within the 5 s grace on any machine."""
+    (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"), steps=LONG_JOB_STEPS)
     env = {key: value for key, value in worker_env(sqlite_url, tmp_path / "outputs").items()
            if key.startswith(("I2V_", "OMP_", "MKL_"))}
     env.pop("I2V_MODEL")
