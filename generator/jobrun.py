@@ -156,8 +156,6 @@ class JobRun:
             return self.step, self.total or self.job.steps, self.phase
 
 
-
-
 def _exit_now(code: int) -> None:
     """Flush the logs and leave at once, without the interpreter's teardown of torch and diffusers (about a second
     on a busy CPU, which would eat into the supervisor's stop grace; after a stall the hung GPU call would block it)."""

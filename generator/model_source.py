@@ -33,7 +33,6 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-
 def load_pretrained(model: str, dtype: torch.dtype) -> Any:
     """diffusers' ``I2VGenXLPipeline`` from a local folder or a hub id (the fp16 weight files first where they
     exist); raises :class:`ModelLoadError` naming the source."""

@@ -220,7 +220,6 @@ def conv2d_channels_last(module: torch.nn.Module) -> int:
     return count
 
 
-
 def prepare_pipeline(pipe: Any, options: PerformanceOptions, device: torch.device) -> None:
     """Apply ``options`` to a built pipeline, in this order: dtype and device (or the CPU, for model CPU offload,
     which the caller enables last), channels_last, fused QKV, VAE tiling, the UNet's attention backend and

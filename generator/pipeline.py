@@ -84,7 +84,6 @@ class GenerationFailed(RuntimeError):
     """The model produced unusable output (NaN or infinite values)."""
 
 
-
 class _StepReporter:
     """Stands in for the pipeline's tqdm bar: ``update()`` runs once per denoising step."""
 
@@ -124,7 +123,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
-
 
 
 class VideoGenerator:

@@ -377,7 +377,6 @@ class WorkerProcess(JobExecution):
         return claimed
 
 
-
 def _redact(url: str) -> str:
     """The database URL without its password, for logs."""
     from sqlalchemy.engine import make_url

@@ -62,7 +62,6 @@ NOTE_LOW_MEMORY = (
 )
 
 
-
 @dataclass(frozen=True)
 class WorkerSettings:
     """Everything the worker reads from the environment (declared in :mod:`config.catalog`, read through

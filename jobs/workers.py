@@ -24,7 +24,6 @@ LIVE_STATES = frozenset({WorkerState.STARTING, WorkerState.LOADING, WorkerState.
 """A worker in one of these states, with a fresh heartbeat, is alive or about to be."""
 
 
-
 async def upsert_worker(
     session: AsyncSession,
     worker_id: str,

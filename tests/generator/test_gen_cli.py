@@ -113,7 +113,6 @@ def test_default_output_name_follows_the_seed_and_never_overwrites(tmp_path: Pat
     assert default_output_path(tmp_path, moment) == tmp_path / "video_20261124_090507_2.mp4"
 
 
-
 def test_unwritable_output_is_refused_before_the_model_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
