@@ -11,6 +11,7 @@ for the README.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.web.webharness import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 VIDEO_WAIT_S = 300.0  # one small tiny-model job on a busy CPU
+COPY_WAIT_S = 10.0  # the delivery pass runs once a second
 FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; fewer pixels and steps for the CPU
 
 
@@ -145,7 +147,11 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     assert name.startswith("video_") and by_id(browser, "download").get_attribute("download") == name
     status, headers, body = http("GET", by_id(browser, "download").get_attribute("href"))
     assert status == 200 and body == mp4 and name in headers["Content-Disposition"]
-    assert (app.root / "outputs" / name).read_bytes() == mp4  # the seed's output folder, under its name
+    # the seed's output folder, under its name: written by the delivery pass (once a second) that marks the job
+    # delivered, which may come just after the page has the video from the store
+    copy = app.root / "outputs" / name
+    wait_until_true(copy.exists, COPY_WAIT_S, f"the disk copy {copy}")
+    assert copy.read_bytes() == mp4
     browser.execute_script("document.getElementById('result').scrollIntoView()")
     save_screenshot(browser, SCREENSHOTS / "web-video.png")
     assert "GPU time left" in by_id(browser, "quota").text
@@ -242,6 +248,13 @@ def again_buttons(app: WebApp, browser: Any) -> None:
         assert app.get_json(f"/api/jobs/{same['id']}")["status"] == "cancelled"
     finally:
         assert http("POST", app.url + "/api/console/resume", data=b"{}", headers=csrf)[0] == 200
+
+
+def wait_until_true(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not appear within {timeout}s"
+        time.sleep(0.1)
 
 
 def probe_bytes(mp4: bytes, root: Path) -> Any:
