@@ -1,9 +1,11 @@
-"""The command line of ``python -m bot [run | check | backup DEST | prune]``: the bot and its maintenance commands.
+"""The command line of ``python -m bot [run | check | backup DEST | prune | web-link [--user ID]]``: the bot and its
+maintenance commands.
 
 ``run`` (the default): read the settings, point discord.py at the configured Discord, run the bot until signalled
 (:mod:`bot.connect`). The web page (``web/``, on WEB_HOST:WEB_PORT) runs in the same process; without
 DISCORD_TOKEN only the page and the embedded worker run. ``check``: validate the configuration (:mod:`bot.check`).
-``backup DEST``: an online SQLite backup; ``prune``: one retention pass (:mod:`bot.maintenance`).
+``backup DEST``: an online SQLite backup; ``prune``: one retention pass; ``web-link``: a fresh sign-in link to the
+page (:mod:`bot.maintenance`).
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT at any moment), 2 for a missing or bad setting (one line on
 stderr) or a failed check, 1 when Discord refuses the token or a maintenance command fails.
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="copy the SQLite job store while the bot runs (PostgreSQL: pg_dump)")
     backup.add_argument("dest", type=Path, help="the backup file to write, or a folder for i2v-DATE-TIME.sqlite3")
     commands.add_parser("prune", help="one retention pass: drop the images and videos older than RETENTION_DAYS")
+    link = commands.add_parser("web-link", help="print a fresh single-use sign-in link to the web page from the "
+                                                "store alone: the operator's, or --user ID's")
+    link.add_argument("--user", type=int, metavar="ID", help="a link acting as this Discord user, with their rights")
     return parser
 
 
@@ -131,5 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: prune failed: {str(error).strip().splitlines()[0] if str(error) else error!r}",
                   file=sys.stderr)
             return EXIT_FAILED
+    if args.command == "web-link":
+        from bot.maintenance import web_link
+
+        return asyncio.run(web_link(settings, args.user))
     return run(settings)
 

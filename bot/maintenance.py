@@ -1,8 +1,9 @@
-"""``python -m bot backup DEST`` and ``python -m bot prune``: one-shot maintenance, safe while the bot runs.
+"""``python -m bot backup DEST``, ``prune`` and ``web-link``: one-shot maintenance, safe while the bot runs.
 
 ``backup``: an online copy of the SQLite job store (:mod:`jobs.backup`); for PostgreSQL it says to use pg_dump and
 exits with :data:`EXIT_FAILED`. ``prune``: one retention pass (:func:`jobs.retention.prune_finished`, as the bot runs
 every RETENTION_INTERVAL_SECONDS) and the disk copies of the pruned jobs' videos, then it prints what went.
+``web-link``: a fresh operator sign-in link for the web page (:func:`web.auth.operator_link`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from bot.settings import BotSettings
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 SECONDS_PER_DAY = 86400.0
 SHOWN_IDS = 50  # job ids printed at most
 
@@ -60,4 +62,31 @@ async def prune(settings: BotSettings, now: datetime | None = None) -> int:
     shown = ", ".join(str(i) for i in pruned[:SHOWN_IDS]) + (" ..." if len(pruned) > SHOWN_IDS else "")
     print(f"pruned the stored image and video of {len(pruned)} job(s) finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
           f"{shown}; removed {removed} disk cop{'y' if removed == 1 else 'ies'} from {settings.output_dir}")
+    return 0
+
+
+async def web_link(settings: BotSettings, user_id: int | None = None) -> int:
+    """``python -m bot web-link [--user ID]``: a fresh single-use sign-in link from the store alone (no Discord):
+    the operator's (acting as the first operator), or ``user_id``'s with that user's own rights."""
+    from jobs.db import make_engine, make_sessionmaker, migrate
+    from web.auth import operator_link
+    from web.config import WebConfig
+
+    if user_id is not None and user_id <= 0:
+        print(f"i2v-bot: --user must be a Discord user id, got {user_id}", file=sys.stderr)
+        return EXIT_USAGE
+    config = WebConfig.from_settings(settings)
+    await migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        link, who = await operator_link(make_sessionmaker(engine), config, user_id=user_id)
+    finally:
+        await engine.dispose()
+    if user_id is None:
+        print(f"Operator sign-in: {link}")
+    else:
+        print(f"Sign-in link for Discord user {who.user_id} ({who.source}): {link}")
+    if not config.public_url and config.port == 0:
+        print("i2v-bot: WEB_PORT is 0 (any free port): put the port the app logged at start in this link",
+              file=sys.stderr)
     return 0

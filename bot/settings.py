@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
@@ -39,9 +40,9 @@ DEFAULT_UNAVAILABLE_AFTER_FAILURES = default_int("I2V_UNAVAILABLE_AFTER_FAILURES
 DEFAULT_UNAVAILABLE_RETRY_SECONDS = default_float("I2V_UNAVAILABLE_RETRY_SECONDS")
 DEFAULT_CONNECT_TIMEOUT_SECONDS = default_float("DISCORD_CONNECT_TIMEOUT_SECONDS")
 DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
-DEFAULT_WEB_HOST = default_text("WEB_HOST")  # loopback: no sign-in
+DEFAULT_WEB_HOST = default_text("WEB_HOST")
 DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
-LOCAL_WEB_USER_ID = 1  # the user a loopback-only page acts as when no operator id is configured
+DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS")
 WORKER_MODES = setting("WORKER").choices
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
@@ -81,7 +82,8 @@ class BotSettings:
     web_host: str = DEFAULT_WEB_HOST
     web_port: int = DEFAULT_WEB_PORT  # 0: any free port (logged)
     web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
-    web_user_id: int = LOCAL_WEB_USER_ID  # WEB_USER_ID: who the loopback-only page acts as (default: first operator)
+    web_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()  # WEB_TRUSTED_PROXIES: whose forwarded headers are believed
+    web_operator_link_ttl: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS  # the printed operator link works this long
     grace_seconds: float = DEFAULT_GRACE_SECONDS  # I2V_GRACE_SECONDS, for the embedded worker and the bot's close
     restart_backoff: float = DEFAULT_RESTART_BACKOFF_SECONDS  # I2V_RESTART_BACKOFF_SECONDS
     restart_backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX_SECONDS  # I2V_RESTART_BACKOFF_MAX_SECONDS
@@ -149,8 +151,9 @@ class BotSettings:
             worker_dead_after=float(v["WORKER_DEAD_AFTER"]),
             web_host=v["WEB_HOST"],
             web_port=v["WEB_PORT"],
-            web_public_url=v["WEB_PUBLIC_URL"].rstrip("/") or None,
-            web_user_id=v["WEB_USER_ID"] or min(operator_user_ids, default=LOCAL_WEB_USER_ID),
+            web_public_url=v["WEB_PUBLIC_URL"] or None,
+            web_trusted_proxies=v["WEB_TRUSTED_PROXIES"],
+            web_operator_link_ttl=float(v["WEB_OPERATOR_LINK_TTL_SECONDS"]),
             grace_seconds=float(v["I2V_GRACE_SECONDS"]),
             restart_backoff=float(v["I2V_RESTART_BACKOFF_SECONDS"]),
             restart_backoff_max=float(v["I2V_RESTART_BACKOFF_MAX_SECONDS"]),

@@ -27,7 +27,9 @@ CHOICE = "choice"
 IDS = "ids"  # comma-separated Discord ids
 PORT = "port"
 DATABASE_URL = "database_url"
-KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL)
+NETWORKS = "networks"  # comma-separated IP addresses or networks (CIDR)
+ORIGIN = "origin"  # an http(s) origin: scheme://host[:port], no path
+KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN)
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -67,7 +69,7 @@ class Setting:
 
     def describe_default(self) -> str:
         """The default as the help shows it."""
-        if self.default is None or self.default == "" or self.default == frozenset():
+        if self.default is None or self.default in ("", frozenset(), ()):
             return "unset"
         if isinstance(self.default, bool):
             return "true" if self.default else "false"
@@ -182,10 +184,15 @@ SETTINGS: tuple[Setting, ...] = (
        minimum=0),
     _s("LOG_FILE_BACKUPS", INT, 5, "rotated log files kept", *_ALL, unit="files", minimum=0),
     # --- Web page, /healthz and /metrics
-    _s("WEB_HOST", TEXT, "127.0.0.1", "address of the web page, /healthz and /metrics (loopback: no sign-in)", BOT),
+    _s("WEB_HOST", TEXT, "127.0.0.1", "address of the web page, /healthz and /metrics (every visitor signs in)",
+       BOT),
     _s("WEB_PORT", PORT, 7860, "TCP port of the page (0 = any free port, logged)", BOT),
-    _s("WEB_PUBLIC_URL", TEXT, "", "the page's address as users reach it, for sign-in links", BOT),
-    _s("WEB_USER_ID", INT, 0, "who the loopback-only page acts as; 0 = the first operator (or 1)", BOT, minimum=0),
+    _s("WEB_PUBLIC_URL", ORIGIN, "", "the page's public origin (e.g. https://i2v.example.org behind a proxy): links, "
+       "redirects, the Origin check and Secure cookies follow it", BOT),
+    _s("WEB_TRUSTED_PROXIES", NETWORKS, (), "comma-separated addresses or networks of reverse proxies whose forwarded "
+       "headers name the client (access log only)", BOT),
+    _s("WEB_OPERATOR_LINK_TTL_SECONDS", FLOAT, 3600.0, "how long the operator's sign-in link printed at start works "
+       "(once)", BOT, unit="s", above=0),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+import ipaddress
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from config.catalog import (
     BOOL,
@@ -22,6 +24,8 @@ from config.catalog import (
     FLOAT,
     IDS,
     INT,
+    NETWORKS,
+    ORIGIN,
     PATH,
     PORT,
     SETTINGS,
@@ -111,6 +115,32 @@ def _ids(setting: Setting, raw: str) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _networks(setting: Setting, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise _bad(setting, raw, f"has {part!r}, which is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _origin(setting: Setting, raw: str) -> str:
+    try:
+        url = urlsplit(raw.rstrip("/"))
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _bad(setting, raw, "is not a URL") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise _bad(setting, raw, "is not an http:// or https:// address")
+    if url.path or url.query or url.fragment or url.username or url.password:
+        raise _bad(setting, raw, "must be an origin only (scheme://host[:port]): no path, query or user")
+    return f"{url.scheme}://{url.netloc.lower()}"
+
+
 def parse(setting: Setting, raw: str | None) -> object:
     """The value of ``setting`` for the raw text ``raw`` (None or blank: the default)."""
     text = (raw or "").strip()
@@ -133,6 +163,10 @@ def parse(setting: Setting, raw: str | None) -> object:
         return word
     if kind == IDS:
         return _ids(setting, text)
+    if kind == NETWORKS:
+        return _networks(setting, text)
+    if kind == ORIGIN:
+        return _origin(setting, text)
     if kind == PATH:
         return Path(text).expanduser()
     if kind == DATABASE_URL:

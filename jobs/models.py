@@ -336,6 +336,7 @@ class WebSignInLink(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
     guild_id: Mapped[int | None] = mapped_column(BigInteger)  # the server /web was used in (None: a DM)
     role_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")  # the member's roles there
+    operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the printed link
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -353,6 +354,18 @@ class WebSession(Base):
     guild_id: Mapped[int | None] = mapped_column(BigInteger)  # from the link: where the roles below were read
     role_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")  # they select tiers
     csrf_token: Mapped[str] = mapped_column(String(64))
+    operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # from the link
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AppOperator(Base):
+    """The Discord application's owner, or each member of the team that owns it, as the bot last read them from
+    Discord at login: the bot's operators besides OPERATOR_USER_IDS, known without Discord (the page, the CLI)."""
+
+    __tablename__ = "app_operators"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(16))  # "owner" or "team"
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

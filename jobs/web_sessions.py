@@ -7,6 +7,10 @@ both win. A session carries its own CSRF token, which every state-changing reque
 A link (and the session made from it) also carries the server ``/web`` was used in and the member's role ids
 there, as Discord sent them: the page builds the user's quota policy from them (role tiers), as Discord does.
 The roles are those of the moment the link was made; a new link picks up changed roles.
+
+The operator's link (printed by the app at start, or by ``python -m bot web-link``) carries ``operator``: its
+session has the operator's rights whoever it acts as (a machine with no operator configured has no Discord user
+to name).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class SignedIn:
     expires_at: datetime
     guild_id: int | None = None
     role_ids: frozenset[int] = frozenset()
+    operator: bool = False
 
 
 def token_hash(token: str) -> str:
@@ -59,17 +64,18 @@ def _role_list(role_ids: Iterable[int]) -> list[int]:
 
 async def create_link(
     session: AsyncSession, user_id: int, *, guild_id: int | None = None, role_ids: Iterable[int] = (),
-    ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS, now: datetime | None = None,
+    ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS, operator: bool = False, now: datetime | None = None,
 ) -> str:
     """A new single-use sign-in token for ``user_id`` (put it in the link), carrying the member's ``role_ids`` in
-    ``guild_id`` (none: the defaults apply); expired links are swept here."""
+    ``guild_id`` (none: the defaults apply), and the operator's rights when ``operator``; expired links are swept
+    here."""
     now = now or utcnow()
     ttl = _positive("ttl_seconds", ttl_seconds)
     roles = _role_list(role_ids)
     await session.execute(delete(WebSignInLink).where(WebSignInLink.expires_at < now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
     session.add(WebSignInLink(token_sha256=token_hash(token), user_id=user_id, guild_id=guild_id, role_ids=roles,
-                              created_at=now, expires_at=now + ttl))
+                              operator=operator, created_at=now, expires_at=now + ttl))
     await session.flush()
     return token
 
@@ -88,19 +94,19 @@ async def redeem_link(
             .where(WebSignInLink.token_sha256 == token_hash(token), WebSignInLink.used_at.is_(None),
                    WebSignInLink.expires_at > now)
             .values(used_at=now)
-            .returning(WebSignInLink.user_id, WebSignInLink.guild_id, WebSignInLink.role_ids)
+            .returning(WebSignInLink.user_id, WebSignInLink.guild_id, WebSignInLink.role_ids, WebSignInLink.operator)
         )
     ).first()
     if row is None:
         return None
-    user_id, guild_id, roles = int(row.user_id), row.guild_id, _role_list(row.role_ids or ())
+    user_id, guild_id, roles, operator = int(row.user_id), row.guild_id, _role_list(row.role_ids or ()), bool(row.operator)
     await session.execute(delete(WebSession).where(WebSession.expires_at < now))
     session_token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_hex(TOKEN_BYTES)
     session.add(WebSession(token_sha256=token_hash(session_token), user_id=user_id, guild_id=guild_id,
-                           role_ids=roles, csrf_token=csrf, created_at=now, expires_at=now + ttl))
+                           role_ids=roles, csrf_token=csrf, operator=operator, created_at=now, expires_at=now + ttl))
     await session.flush()
     return SignedIn(session_token=session_token, csrf_token=csrf, user_id=user_id, expires_at=now + ttl,
-                    guild_id=guild_id, role_ids=frozenset(roles))
+                    guild_id=guild_id, role_ids=frozenset(roles), operator=operator)
 
 
 async def find_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> WebSession | None:

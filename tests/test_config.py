@@ -85,3 +85,18 @@ def test_the_environment_wins_over_dotenv(tmp_path: Path) -> None:
     code = "from generator.worker_settings import WorkerSettings as W; print(W.from_env().lease_s, W.from_env().model)"
     result = _run(["-c", code], tmp_path, "I2V_LEASE_SECONDS=forever\nI2V_MODEL=from-dotenv\n", I2V_LEASE_SECONDS="12")
     assert result.stdout.split() == ["12.0", "from-dotenv"], result.stderr
+
+
+def test_the_public_origin_and_the_trusted_proxies_are_checked_when_read() -> None:
+    from config.catalog import setting
+
+    origin, proxies = setting("WEB_PUBLIC_URL"), setting("WEB_TRUSTED_PROXIES")
+    assert parse(origin, "https://I2V.example.org/") == "https://i2v.example.org"
+    assert parse(origin, "http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+    for bad in ("i2v.example.org", "ftp://x", "https://x/i2v", "https://x?a=1", "https://u:p@x", "http://x:99999"):
+        with pytest.raises(SettingsError, match="WEB_PUBLIC_URL"):
+            parse(origin, bad)
+    assert [str(n) for n in parse(proxies, "127.0.0.1, 10.0.0.0/8,::1")] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert parse(proxies, "") == ()
+    with pytest.raises(SettingsError, match="WEB_TRUSTED_PROXIES.*nginx"):
+        parse(proxies, "127.0.0.1,nginx")

@@ -227,7 +227,7 @@ def test_scale_out_compose_is_bot_postgres_and_one_worker_per_gpu() -> None:
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_compose_bot_publishes_its_page_on_the_host_loopback_only(path: Path) -> None:
     """Inside the container the page listens on every address (else neither the published port nor a health check
-    reaches it), so it asks everyone to sign in; the host publishes it on its own loopback only, and the health
+    reaches it); the host publishes it on its own loopback only, and the health
     check asks /healthz on that port. Workers publish nothing."""
     from web.config import is_loopback
 
@@ -240,7 +240,7 @@ def test_compose_bot_publishes_its_page_on_the_host_loopback_only(path: Path) ->
             assert "ports" not in service and "healthcheck" not in service, f"{path.name}: {name} publishes a port"
     bot = bots["bot"]
     env = {k: str(v) for k, v in bot["environment"].items()}
-    assert env["WEB_HOST"] == "0.0.0.0" and not is_loopback(env["WEB_HOST"])  # sign-in required
+    assert env["WEB_HOST"] == "0.0.0.0" and not is_loopback(env["WEB_HOST"])  # the published port reaches it
     port = int(env["WEB_PORT"])
     assert bot["ports"] == [f"127.0.0.1:{port}:{port}"], f"{path.name}: published beyond the host's loopback"
     check = bot["healthcheck"]["test"]

@@ -1,37 +1,47 @@
 """Who is asking, and whether a state-changing request really comes from the page.
 
-- Loopback only (WEB_HOST 127.0.0.1, the default): whoever reaches the page is the bot's operator, acting as
-  WEB_USER_ID. The Host header must name this machine, so a web site that rebinds its DNS name to 127.0.0.1
-  cannot read the page from the user's browser.
-- Any other WEB_HOST: sign-in is required. The bot's ``/web`` command gives a Discord user a single-use link
-  (``jobs.web_sessions``); redeeming it sets an HttpOnly, SameSite=Strict session cookie, and the page acts as
-  that user (their quota, pending cap, bans, history), with the member's role ids the link carried (role tiers,
-  exactly as in Discord). Operator ids (OPERATOR_USER_IDS, or a role in OPERATOR_ROLE_IDS) get the console.
-- CSRF: every POST must carry the session's token (local mode: the server's) in ``X-CSRF-Token``, and any Origin
-  header must be this page's origin. A form on another site can send neither.
+Every visitor signs in; no address grants anything (a reverse proxy on this machine connects from 127.0.0.1 for
+everyone on the internet).
+
+- Members: the bot's ``/web`` command gives a Discord user a single-use link (``jobs.web_sessions``); redeeming it
+  sets an HttpOnly, SameSite=Strict session cookie, and the page acts as that user (their quota, pending cap, bans,
+  history), with the member's role ids the link carried (role tiers, exactly as in Discord). Operator ids
+  (OPERATOR_USER_IDS, a role in OPERATOR_ROLE_IDS, or the application's owner as the bot recorded it) get the
+  console.
+- The operator: at every start the app prints a single-use link (:func:`operator_link`; ``python -m bot web-link``
+  makes another from the store alone) whose session has the operator's rights, acting as the first operator.
+- CSRF: every POST must carry the session's token in ``X-CSRF-Token``, and any Origin header must be the page's
+  origin (WEB_PUBLIC_URL behind a reverse proxy, else the address the request came to). A form on another site can
+  send neither.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from jobs.web_sessions import end_session, find_session, redeem_link
+from jobs.operators import FirstOperator, app_operators, first_operator
+from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+from web.config import WebConfig
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "i2v_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/signin", "/console", "/api/me"})
-SIGN_IN_FIRST = "Sign in first: use the bot's /web command in Discord to get a personal sign-in link."
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # monitoring: no session, no user data
+PUBLIC_PATHS = frozenset({"/", "/signin", "/console"})  # the pages themselves show only the sign-in prompt
+SIGN_IN_BODY_CAP_BYTES = 1024  # POST /signin carries one token
+SIGN_IN_FIRST = ("Sign in first: use the bot's /web command in Discord to get a personal sign-in link "
+                 "(the operator: the link the app printed at start, or python -m bot web-link).")
 LINK_USED = "This sign-in link was already used or has expired. Use /web in Discord for a new one."
 CSRF_REFUSED = "Refused: this request did not come from the i2v page (missing or wrong CSRF token)."
+BODY_TOO_LARGE = "Refused: the request body is larger than this address accepts."
 
 
 @dataclass(frozen=True)
@@ -41,29 +51,51 @@ class WebUser:
     user_id: int
     is_operator: bool
     csrf_token: str
-    signed_in: bool  # False: the loopback-only operator
     role_ids: frozenset[int] = frozenset()  # the Discord member's roles, from the sign-in link (select tiers)
+    guild_id: int | None = None  # the server the sign-in link was made in (None: a DM, or the operator's link)
 
 
-def member_of(config: Any, user_id: int, role_ids: frozenset[int], csrf_token: str = "") -> WebUser:
-    """A signed-in Discord member with these roles: the operator by id (OPERATOR_USER_IDS) or by a role
-    (OPERATOR_ROLE_IDS), as in Discord."""
-    operator = user_id in config.operator_user_ids or bool(role_ids & config.operator_role_ids)
-    return WebUser(user_id, operator, csrf_token, signed_in=True, role_ids=role_ids)
+def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_token: str = "", *,
+              owners: frozenset[int] = frozenset(), operator_link: bool = False,
+              guild_id: int | None = None) -> WebUser:
+    """A signed-in Discord member with these roles: the operator by id (OPERATOR_USER_IDS, or the application's
+    ``owners`` as recorded), by a role (OPERATOR_ROLE_IDS), or by the operator's link, as in Discord."""
+    operator = (operator_link or user_id in config.operator_user_ids or user_id in owners
+                or bool(role_ids & config.operator_role_ids))
+    return WebUser(user_id, operator, csrf_token, role_ids=role_ids, guild_id=guild_id)
+
+
+async def operator_link(sessions: Any, config: WebConfig, port: int | None = None, *,
+                        user_id: int | None = None) -> tuple[str, FirstOperator]:
+    """A fresh single-use sign-in link (WEB_OPERATOR_LINK_TTL_SECONDS) with the operator's rights, acting as the
+    first operator (configured ids, else the recorded owner, else the local operator account), or as ``user_id``
+    with that user's own rights."""
+    async with sessions.begin() as session:
+        if user_id is None:
+            who = await first_operator(session, config.operator_user_ids)
+        else:
+            owners = await app_operators(session)
+            source = ("setting" if user_id in config.operator_user_ids else
+                      "owner" if user_id in owners else "member")
+            who = FirstOperator(user_id, source)
+        token = await create_link(session, who.user_id, ttl_seconds=config.operator_link_ttl_seconds,
+                                  operator=user_id is None)
+    return f"{config.base_url(port)}/signin?token={token}", who
 
 
 def _public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith("/static/")
 
 
-def _own_origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+def page_origin(config: WebConfig, request: web.Request) -> str:
+    """The page's origin as the browser sees it: WEB_PUBLIC_URL, else the scheme and Host of this request."""
+    return config.public_url or f"{request.scheme}://{request.host}"
 
 
-def csrf_ok(request: web.Request, user: WebUser | None) -> bool:
+def csrf_ok(config: WebConfig, request: web.Request, user: WebUser | None) -> bool:
     """The request carries the right token and, if the browser named one, this page's origin."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin != _own_origin(request):
+    if origin is not None and origin != page_origin(config, request):
         return False
     if user is None:
         return False
@@ -76,44 +108,49 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-class Auth:
-    """The middleware and the sign-in routes; ``config`` is a ``web.config.WebConfig``."""
+async def read_capped(request: web.Request, cap: int) -> bytes | None:
+    """The request's body, or None when it is (or declares itself) longer than ``cap`` bytes: never reads more
+    than ``cap`` + one chunk."""
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        return None
+    body = bytearray()
+    while chunk := await request.content.read(cap + 1 - len(body)):
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
-    def __init__(self, config: Any, sessions: Any, readers: Any) -> None:
+
+class Auth:
+    """The middleware and the sign-in routes."""
+
+    def __init__(self, config: WebConfig, sessions: Any, readers: Any) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
-        self.local_csrf = secrets.token_hex(32)
-        self.local_hosts: set[str] = set()
-
-    def allow_port(self, port: int) -> None:
-        """Record the bound port: a loopback page answers only to Host names of this machine."""
-        self.local_hosts = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
 
     async def user_of(self, request: web.Request) -> WebUser | None:
-        """The user of this request, or None when sign-in is required and there is no live session."""
-        if not self.config.sign_in_required:
-            return WebUser(self.config.web_user_id, True, self.local_csrf, signed_in=False)
+        """The user of this request, or None without a live session."""
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             return None
         async with self.readers() as session:
             row = await find_session(session, token)
-        if row is None:
-            return None
+            if row is None:
+                return None
+            owners = await app_operators(session)
         return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
-                         row.csrf_token)
+                         row.csrf_token, owners=owners, operator_link=row.operator, guild_id=row.guild_id)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not self.config.sign_in_required and request.host not in self.local_hosts:
-            log.warning("refused a request for host %r on the loopback-only page", request.host)
-            return error(421, "This page answers only to 127.0.0.1 or localhost.")
-        if request.path in ("/healthz", "/metrics"):
+        if request.path in OPEN_PATHS:
             return await handler(request)
         user = await self.user_of(request)
         request["user"] = user
-        if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(request, user):
+        if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(self.config, request,
+                                                                                             user):
             log.warning("refused %s %s: %s", request.method, request.path,
                         "not signed in" if user is None else "CSRF check failed")
             return error(401 if user is None else 403, SIGN_IN_FIRST if user is None else CSRF_REFUSED)
@@ -133,21 +170,24 @@ class Auth:
     async def sign_in(self, request: web.Request) -> web.Response:
         """POST /signin (the form): redeem the link once; set the session cookie and go to the page."""
         origin = request.headers.get("Origin")
-        if origin is not None and origin != _own_origin(request):
+        if origin is not None and origin != page_origin(self.config, request):
+            log.warning("refused a sign-in from origin %r", origin[:100])
             return error(403, CSRF_REFUSED)
-        form = await request.post()
-        token = str(form.get("token", ""))[:200]
+        body = await read_capped(request, SIGN_IN_BODY_CAP_BYTES)
+        if body is None:
+            return error(413, BODY_TOO_LARGE)
+        form = parse_qs(body.decode("ascii", "replace"), max_num_fields=4)
+        token = (form.get("token") or [""])[0][:200]
         async with self.sessions.begin() as session:
             signed = await redeem_link(session, token, session_ttl_seconds=self.config.session_ttl_seconds)
         if signed is None:
             log.info("a sign-in link was refused (unknown, used or expired)")
             return web.Response(text=MESSAGE_HTML.replace("{message}", LINK_USED), status=403,
                                 content_type="text/html")
-        log.info("web sign-in of user %s", signed.user_id)
-        response = web.HTTPSeeOther("/")
+        log.info("web sign-in of user %s%s", signed.user_id, " with the operator's link" if signed.operator else "")
+        response = web.HTTPSeeOther(f"{self.config.public_url or ''}/")
         response.set_cookie(SESSION_COOKIE, signed.session_token, httponly=True, samesite="Strict",
-                            secure=(self.config.public_url or "").startswith("https://"),
-                            max_age=int(self.config.session_ttl_seconds), path="/")
+                            secure=self.config.secure_cookies, max_age=int(self.config.session_ttl_seconds), path="/")
         raise response
 
     async def sign_out(self, request: web.Request) -> web.Response:

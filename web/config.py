@@ -12,6 +12,10 @@ from jobs.requests import input_byte_cap
 from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
+DEFAULT_OPERATOR_LINK_TTL_SECONDS = 3600.0
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def is_loopback(host: str) -> bool:
@@ -24,16 +28,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def local_origin(host: str, port: int) -> str:
+    """http://HOST:PORT of a page listening on ``host``; a wildcard address (0.0.0.0, ::) is reached on 127.0.0.1."""
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class WebConfig:
     """The web server's settings."""
 
     host: str
     port: int
-    public_url: str | None
-    web_user_id: int  # who a loopback-only page acts as (the bot's operator)
+    public_url: str | None  # WEB_PUBLIC_URL: the public origin (scheme://host[:port]) behind a reverse proxy
     operator_user_ids: frozenset[int]
     operator_role_ids: frozenset[int] = frozenset()  # a signed-in member with one of these is the operator too
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # whose X-Forwarded-For / Forwarded / X-Real-IP name the client
     quota_daily_gpu_seconds: float
     quota_max_pending: int
     queue_max_length: int
@@ -43,18 +53,18 @@ class WebConfig:
     worker_dead_after: float
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
     link_ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS
+    operator_link_ttl_seconds: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS
 
     @property
-    def sign_in_required(self) -> bool:
-        """Listening beyond loopback: every user signs in with a link from the bot."""
-        return not is_loopback(self.host)
+    def secure_cookies(self) -> bool:
+        """The page is reached over TLS (WEB_PUBLIC_URL is https): cookies are sent over TLS only."""
+        return (self.public_url or "").startswith("https://")
 
     def base_url(self, port: int | None = None) -> str:
-        """The page's address for links: WEB_PUBLIC_URL, else http://host:port."""
+        """The page's address for links: WEB_PUBLIC_URL, else http://HOST:PORT (127.0.0.1 for a wildcard host)."""
         if self.public_url:
             return self.public_url
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port if port is not None else self.port}"
+        return local_origin(self.host, port if port is not None else self.port)
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebConfig:
@@ -63,9 +73,9 @@ class WebConfig:
             host=settings.web_host,
             port=settings.web_port,
             public_url=settings.web_public_url,
-            web_user_id=settings.web_user_id,
             operator_user_ids=frozenset(settings.operator_user_ids),
             operator_role_ids=frozenset(settings.operator_role_ids),
+            trusted_proxies=tuple(settings.web_trusted_proxies),
             quota_daily_gpu_seconds=settings.quota_daily_gpu_seconds,
             quota_max_pending=settings.quota_max_pending,
             queue_max_length=settings.queue_max_length,
@@ -73,4 +83,5 @@ class WebConfig:
             output_dir=Path(settings.output_dir),
             save_output_copy=settings.save_output_copy,
             worker_dead_after=settings.worker_dead_after,
+            operator_link_ttl_seconds=settings.web_operator_link_ttl,
         )

@@ -22,6 +22,7 @@ from jobs.blobs import DATABASE_BLOBS
 from jobs.errors import RequestRefused
 from jobs.gallery import user_videos
 from jobs.models import Job, JobSource, JobStatus
+from jobs.operators import LOCAL_OPERATOR_ID
 from jobs.queue import CancelOutcome, cancel_job, find_job, queue_position
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.requests import (
@@ -141,12 +142,12 @@ class Pages:
     # -- reading ----------------------------------------------------------------------------------------------
 
     async def me(self, request: web.Request) -> web.Response:
-        user = request["user"]
-        if user is None:
-            return web.json_response({"signed_in": False, "sign_in_required": True})
+        user = _user(request)
         return web.json_response({
-            "signed_in": True, "sign_in_required": self.config.sign_in_required, "user_id": str(user.user_id),
-            "operator": user.is_operator, "csrf_token": user.csrf_token,
+            "signed_in": True, "user_id": str(user.user_id), "operator": user.is_operator,
+            "name": "this machine's operator" if user.user_id == LOCAL_OPERATOR_ID else
+                    f"Discord user {user.user_id}" + (" (operator)" if user.is_operator else ""),
+            "csrf_token": user.csrf_token,
         })
 
     async def options(self, request: web.Request) -> web.Response:

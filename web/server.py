@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.auth import Auth
+from web.auth import Auth, operator_link
 from web.config import WebConfig
 from web.console import Console
 from web.delivery import delivery_loop
@@ -117,12 +117,20 @@ class WebServer:
         server = site._server  # the bound socket tells the port when WEB_PORT is 0
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
-        self.auth.allow_port(self.port)
         self.loop_lag.start()
         self._delivery = asyncio.create_task(delivery_loop(self.config, self.sessions, self.readers),
                                              name="web-delivery")
-        access = "sign-in required" if self.config.sign_in_required else "this machine only, as the operator"
-        log.info("web page on %s (%s)", self.url, access)
+        log.info("web page on %s (listening on %s:%s; every visitor signs in)", self.url, self.config.host, self.port)
+        await self.print_operator_link()
+
+    async def print_operator_link(self) -> None:
+        """The operator's single-use sign-in link: one line on stdout and in the log (``docker compose logs``
+        shows it), as Jupyter prints its token URL."""
+        link, who = await operator_link(self.sessions, self.config, self.port)
+        line = f"Operator sign-in: {link}"
+        print(line, flush=True)
+        log.info("%s (acts as %s user %s; works once, within %d minutes)", line, who.source, who.user_id,
+                 self.config.operator_link_ttl_seconds // 60)
 
     async def stop(self) -> None:
         """Stop serving (open event streams are cut) and the background tasks."""

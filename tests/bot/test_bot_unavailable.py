@@ -28,7 +28,7 @@ from tests.bot.harness import (
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord
-from tests.web.webharness import free_port
+from tests.web.webharness import free_port, printed_link, sign_in_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
@@ -97,9 +97,9 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
                 and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"], 30)
             assert reason in status_post.json["content"] and "unavailable right now" in status_post.json["content"]
 
-            # the web page (the loopback page needs no sign-in, only its CSRF token)
-            async with http.get(url + "/api/me") as response:
-                csrf = {"X-CSRF-Token": (await response.json())["csrf_token"]}
+            # the web page, signed in with the operator's link the bot printed at start
+            cookie, token = await asyncio.to_thread(sign_in_http, printed_link(bot.log_path))
+            csrf = {"Cookie": cookie, "X-CSRF-Token": token}
             form = aiohttp.FormData()
             form.add_field("image", png_bytes(seed=9), filename="web.png", content_type="image/png")
             for name, value in {"prompt": "from the page", **SMALL}.items():

@@ -18,6 +18,7 @@ from jobs.models import Base, QueueState, QuotaLedger, LedgerKind
 
 EXPECTED_TABLES = {
     "jobs",
+    "app_operators",
     "input_images",
     "job_videos",
     "quota_accounts",

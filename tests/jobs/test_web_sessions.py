@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.models import WebSession, WebSignInLink, utcnow
+from jobs.operators import LOCAL_OPERATOR_ID, FirstOperator, app_operators, first_operator, record_app_operators
 from jobs.web_sessions import create_link, end_session, find_session, latest_roles, redeem_link
 
 
@@ -105,3 +106,41 @@ async def test_the_newest_live_session_names_the_users_roles(db_sessionmaker: as
         await end_session(s, signed.session_token)
     async with db_sessionmaker() as s:
         assert await latest_roles(s, 55) == frozenset({1}), "an ended session no longer counts"
+
+
+async def test_the_operators_link_carries_the_operators_rights_into_its_session(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db_sessionmaker.begin() as s:
+        operator_token = await create_link(s, LOCAL_OPERATOR_ID, operator=True)
+        member_token = await create_link(s, 77)
+    async with db_sessionmaker.begin() as s:
+        operator = await redeem_link(s, operator_token)
+        member = await redeem_link(s, member_token)
+    assert operator is not None and operator.operator and member is not None and not member.operator
+    async with db_sessionmaker() as s:
+        assert (await find_session(s, operator.session_token)).operator  # type: ignore[union-attr]
+        assert not (await find_session(s, member.session_token)).operator  # type: ignore[union-attr]
+
+
+async def test_the_first_operator_is_configured_then_the_recorded_owner_then_the_local_account(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db_sessionmaker() as s:
+        assert await first_operator(s, ()) == FirstOperator(LOCAL_OPERATOR_ID, "local")
+        assert await app_operators(s) == frozenset()
+    async with db_sessionmaker.begin() as s:
+        await record_app_operators(s, [900, 300], source="team")
+    async with db_sessionmaker() as s:
+        assert await first_operator(s, ()) == FirstOperator(300, "team")
+        assert await first_operator(s, {55, 44}) == FirstOperator(44, "setting")
+    async with db_sessionmaker.begin() as s:  # the owner read at the next login replaces the team
+        await record_app_operators(s, [123], source="owner")
+    async with db_sessionmaker() as s:
+        assert await app_operators(s) == frozenset({123})
+        assert await first_operator(s, ()) == FirstOperator(123, "owner")
+    async with db_sessionmaker.begin() as s:
+        with pytest.raises(ValueError, match="source"):
+            await record_app_operators(s, [1], source="guess")
+        with pytest.raises(ValueError, match="positive"):
+            await record_app_operators(s, [0], source="owner")

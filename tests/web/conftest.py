@@ -1,6 +1,7 @@
 """Fixtures the web page's browser tests share: one headless Chromium for the whole run (starting one costs
-seconds on a busy machine). Each module starts its own app on its own port; in loopback mode the page ignores
-cookies, so a session cookie one module's app set never changes what another module's page shows."""
+seconds on a busy machine). Each module starts its own app on its own port and signs the browser in
+itself; browsers keep cookies per host, not per port, so a module's sign-in replaces the previous module's cookie
+(which the new app would not know anyway)."""
 
 from __future__ import annotations
 

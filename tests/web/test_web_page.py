@@ -1,5 +1,7 @@
 """The web page in a real headless Chromium, against the real ``python -m bot`` without a Discord token (the page
-and its embedded worker on the tiny model), loopback only: the page acts as this machine's operator.
+and its embedded worker on the tiny model). The browser signs in with the operator's link the app printed at start
+(no operator id is configured: the local operator account); the plain HTTP helpers with one from
+``python -m bot web-link``.
 
 One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload the sample image, choose quick,
 Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
@@ -23,7 +25,8 @@ from sqlalchemy import func, select
 from generator.video import probe_mp4
 from jobs.models import Job, QueueState
 from tests.web.webharness import (
-    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, metric, save_screenshot, started_app, wait_for,
+    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, metric, save_screenshot, sign_in_browser, started_app,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -37,6 +40,21 @@ FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; f
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
     with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"}) as app:
         yield app
+
+
+@pytest.fixture(scope="module", autouse=True)
+def signed_in(app: WebApp, browser: Any) -> None:
+    """The browser signs in with the link the app printed at start; before that the page shows only the prompt."""
+    browser.get(app.url + "/")
+    wait_for(browser, lambda b: by_id(b, "signin-needed").is_displayed(), what="the sign-in prompt")
+    assert not by_id(browser, "app").is_displayed() and "Sign in first" in by_id(browser, "signin-message").text
+    link = app.printed_link()
+    assert link.startswith(app.url + "/signin?token=")  # WEB_HOST 127.0.0.1 and the bound port
+    sign_in_browser(browser, link)
+    assert "this machine's operator" in by_id(browser, "user").text and by_id(browser, "console-link").is_displayed()
+    status, _, body = http("POST", app.url + "/signin", data=f"token={link.split('token=')[1]}".encode(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 403 and b"already used" in body  # single use
 
 
 def text_of(element_id: str) -> Any:
@@ -136,7 +154,7 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
         "width: v.videoWidth, height: v.videoHeight} : null;"), what="the video playing")
     assert (video["width"], video["height"]) == (448, 256)
     assert abs(video["duration"] - 1.0) < 0.2, video  # 8 frames at 8 fps
-    status, headers, mp4 = http("GET", video["src"])
+    status, headers, mp4 = app.call("GET", video["src"])
     assert status == 200 and headers["Content-Type"] == "video/mp4"
     info = probe_bytes(mp4, app.root)
     assert (info.frames, info.fps, info.width, info.height) == (8, 8.0, 448, 256)
@@ -145,7 +163,7 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     name = by_id(browser, "output-name").text
     job_id = int(name.rsplit("_", 1)[1].removesuffix(".mp4"))
     assert name.startswith("video_") and by_id(browser, "download").get_attribute("download") == name
-    status, headers, body = http("GET", by_id(browser, "download").get_attribute("href"))
+    status, headers, body = app.call("GET", by_id(browser, "download").get_attribute("href"))
     assert status == 200 and body == mp4 and name in headers["Content-Disposition"]
     # the seed's output folder, under its name: written by the delivery pass (once a second) that marks the job
     # delivered, which may come just after the page has the video from the store
@@ -172,7 +190,7 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     browser.find_element("css selector", f'#gallery-items figure[data-job="{job_id}"] button.delete').click()
     wait_for(browser, lambda b: not b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
              what="the delete")
-    assert http("GET", f"{app.url}/api/jobs/{job_id}/video.mp4")[0] == 404
+    assert app.call("GET", f"/api/jobs/{job_id}/video.mp4")[0] == 404
 
 
 def set_field(browser: Any, element_id: str, value: str) -> None:
@@ -208,8 +226,8 @@ def vary_the_video(app: WebApp, browser: Any, parent_id: int) -> None:
     changed = {k for k in parent["params"] if child["params"][k] != parent["params"][k]}
     assert changed <= {"prompt", "steps", "seed"} and {"prompt", "steps"} <= changed, (parent, child)
     assert (child["params"]["width"], child["params"]["height"]) == (448, 256)
-    parent_image = http("GET", f"{app.url}/api/jobs/{parent_id}/input")[2]
-    assert http("GET", f"{app.url}/api/jobs/{child_id}/input")[2] == parent_image == SAMPLE_IMAGE.read_bytes()
+    parent_image = app.call("GET", f"/api/jobs/{parent_id}/input")[2]
+    assert app.call("GET", f"/api/jobs/{child_id}/input")[2] == parent_image == SAMPLE_IMAGE.read_bytes()
 
     async def lineage(session: Any) -> tuple[Any, ...]:
         rows = {j.id: j for j in (await session.scalars(select(Job).where(Job.id.in_([parent_id, child_id]))))}
@@ -228,7 +246,7 @@ def again_buttons(app: WebApp, browser: Any) -> None:
         new = app.get_json(f"/api/jobs/{shown_job(browser)}")
         rest = {k: v for k, v in new["params"].items() if k != "seed"}
         assert rest == {k: v for k, v in before["params"].items() if k != "seed"}, (button, before, new)
-        assert new["input_url"] and http("GET", app.url + new["input_url"])[2] == SAMPLE_IMAGE.read_bytes()
+        assert new["input_url"] and app.call("GET", new["input_url"])[2] == SAMPLE_IMAGE.read_bytes()
         return before, new
 
     _, rerolled = press("reroll")
@@ -236,8 +254,7 @@ def again_buttons(app: WebApp, browser: Any) -> None:
              timeout=VIDEO_WAIT_S, what="the re-roll's video")
     wait_for(browser, lambda b: f"seed {rerolled['params']['seed']}" in by_id(b, "result-params").text,
              what="the re-roll's parameters")
-    csrf = {"X-CSRF-Token": app.get_json("/api/me")["csrf_token"]}
-    assert http("POST", app.url + "/api/console/pause", data=b"{}", headers=csrf)[0] == 200
+    assert app.call("POST", "/api/console/pause", data=b"{}")[0] == 200
     try:
         before, same = press("same")
         assert same["params"] == before["params"]
@@ -247,7 +264,7 @@ def again_buttons(app: WebApp, browser: Any) -> None:
                  what="the page's Cancel")
         assert app.get_json(f"/api/jobs/{same['id']}")["status"] == "cancelled"
     finally:
-        assert http("POST", app.url + "/api/console/resume", data=b"{}", headers=csrf)[0] == 200
+        assert app.call("POST", "/api/console/resume", data=b"{}")[0] == 200
 
 
 def wait_until_true(check: Any, timeout: float, what: str) -> None:
@@ -279,7 +296,8 @@ def test_a_refused_image_shows_its_message(app: WebApp, browser: Any, tmp_path: 
 
 
 def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
-    """Another site's page (another origin) posts a form to the console's pause: refused, nothing changes."""
+    """Another site's page (another origin) posts a form to the console's pause: refused, nothing changes. The
+    browser sends no session cookie with it (SameSite=Strict), so it is not even signed in."""
     import asyncio
     import threading
 
@@ -309,13 +327,14 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
         browser.get(f"http://localhost:{port}/")  # localhost:other-port: a different origin and site name
         answer = wait_for(browser, lambda b: b.current_url.startswith(app.url) and b.find_element("tag name", "body").text,
                           what="the forged post's answer")
-        assert "did not come from the i2v page" in json.loads(answer)["error"]
+        assert "Sign in first" in json.loads(answer)["error"]
         assert not is_paused(app)
-        # the same without a browser: no token, or a foreign Origin with the right token, is refused
-        token = app.get_json("/api/me")["csrf_token"]
-        assert http("POST", app.url + "/api/console/pause", data=b"{}")[0] == 403
-        assert http("POST", app.url + "/api/console/pause", data=b"{}",
-                    headers={"X-CSRF-Token": token, "Origin": "http://evil.example"})[0] == 403
+        # the same without a browser, with the operator's session: no token, a wrong one, or a foreign Origin
+        # with the right token, is refused
+        for headers in ({"X-CSRF-Token": ""}, {"X-CSRF-Token": "0" * 64},
+                        {"Origin": "http://evil.example"}, {"Origin": "null"}):
+            status, _, body = app.call("POST", "/api/console/pause", data=b"{}", headers=headers)
+            assert status == 403 and b"did not come from the i2v page" in body, (headers, status, body)
         assert not is_paused(app)
     finally:
         loop.call_soon_threadsafe(loop.stop)
@@ -325,7 +344,26 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
         loop.close()
 
 
-def test_the_page_answers_only_to_this_machine(app: WebApp) -> None:
-    """A loopback page refuses a Host header of another name (DNS rebinding)."""
-    status, _, body = http("GET", app.url + "/api/me", headers={"Host": f"evil.example:{app.port}"})
-    assert status == 421 and b"127.0.0.1" in body
+API_PATHS = ("/api/me", "/api/options", "/api/quota", "/api/gallery", "/api/console", "/api/jobs/1",
+             "/api/jobs/1/video.mp4", "/api/jobs/1/input", "/api/jobs/1/events", "/api/console/users/1")
+FORWARDED = ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1;proto=https;host=localhost"},
+             {"X-Real-IP": "127.0.0.1"}, {"X-Forwarded-For": "::1", "X-Real-IP": "::1", "Host": "localhost"})
+
+
+def test_no_address_and_no_header_is_trusted(app: WebApp) -> None:
+    """The page listens on 127.0.0.1, yet a request without a session gets 401 and no user data, whatever it
+    claims about its address (forwarded headers) or host; a POST changes nothing."""
+    for headers in ({}, *FORWARDED):
+        for path in API_PATHS:
+            status, _, body = http("GET", app.url + path, headers=headers)
+            assert status == 401 and json.loads(body) == {"error": json.loads(body)["error"]}, (path, headers, body)
+            assert "Sign in first" in json.loads(body)["error"]
+        for path in ("/api/console/pause", "/api/jobs", "/api/signout", "/api/console/users/5/ban"):
+            status, _, body = http("POST", app.url + path, data=b"{}", headers=headers)
+            assert status == 401 and b"Sign in first" in body, (path, headers, status)
+    assert not is_paused(app)
+    # the pages themselves show only the sign-in prompt (their data comes from the API)
+    status, _, html = http("GET", app.url + "/", headers=FORWARDED[0])
+    assert status == 200 and b'id="signin-needed" hidden' in html and b'id="app" hidden' in html
+    # monitoring stays open
+    assert http("GET", app.url + "/healthz")[0] == 200 and http("GET", app.url + "/metrics")[0] == 200

@@ -1,17 +1,24 @@
 """Test harness for the web page: the real ``python -m bot`` without a Discord token (the page and its embedded
-worker on the tiny model), headless Chromium through Debian's chromedriver, and small HTTP helpers."""
+worker on the tiny model), headless Chromium through Debian's chromedriver, and small HTTP helpers.
+
+Every visitor signs in: ``started_app`` signs a plain HTTP client in as the operator with a link from
+``python -m bot web-link`` (``WebApp.call`` and ``WebApp.get_json`` carry its cookie and CSRF token), and
+``sign_in_browser`` signs the browser in with the link the app printed at start (``WebApp.printed_link``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +33,7 @@ APP_STOP_TIMEOUT_S = 40.0
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 INSTALL_HINT = "install Debian's chromium and chromium-driver (scripts/test does it when run as root)"
+PRINTED_LINK = re.compile(r"Operator sign-in: (\S+/signin\?token=[\w-]+)")
 SAMPLE_IMAGE = REPO_ROOT / "generator" / "assets" / "sample.png"
 # The browser test saves its screenshots here (ignored by git); I2V_SCREENSHOT_DIR=docs/images refreshes the README's.
 SCREENSHOTS = Path(os.environ.get("I2V_SCREENSHOT_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
@@ -85,6 +93,39 @@ def http(method: str, url: str, *, data: bytes | None = None, headers: dict[str,
         return error.code, dict(error.headers), error.read()
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def printed_link(log_path: Path) -> str:
+    """The operator's sign-in link an app printed (stdout and log, both in ``log_path``) at its latest start."""
+    text = log_path.read_text(errors="replace")
+    links = PRINTED_LINK.findall(text)
+    assert links, "the app printed no operator sign-in link:\n" + "\n".join(text.splitlines()[-40:])
+    return links[-1]
+
+
+def sign_in_http(link: str) -> tuple[str, str]:
+    """Redeem a sign-in link over plain HTTP as the page's form does: (cookie header, CSRF token), reading the
+    cookie off the 303 (not followed)."""
+    base, token = link.split("/signin?token=", 1)
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(base + "/signin", data=f"token={token}".encode(), method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        opener.open(request, timeout=20)
+        raise AssertionError("sign-in did not redirect")
+    except urllib.error.HTTPError as error:
+        assert error.code == 303, (error.code, error.read()[:300])
+        set_cookie = error.headers["Set-Cookie"]
+        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie, set_cookie
+        cookie = set_cookie.split(";", 1)[0]
+    status, _, body = http("GET", base + "/api/me", headers={"Cookie": cookie})
+    assert status == 200, (status, body)
+    return cookie, json.loads(body)["csrf_token"]
+
+
 def metric(text: str, name: str) -> float:
     """The value of one sample line of a Prometheus text scrape (``name`` with its labels); 0 when absent."""
     for line in text.splitlines():
@@ -101,6 +142,8 @@ class WebApp:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    cookie: str = ""  # the operator's session (started_app signs in with ``python -m bot web-link``)
+    csrf: str = ""
 
     @property
     def url(self) -> str:
@@ -180,6 +223,27 @@ class WebApp:
 
         return asyncio.run(run())
 
+    def printed_link(self) -> str:
+        """The operator's sign-in link the app printed at its latest start."""
+        return printed_link(self.log_path)
+
+    def cli_link(self, *args: str) -> str:
+        """A fresh link from ``python -m bot web-link ARGS`` (the store alone); the last URL it prints."""
+        done = subprocess.run([sys.executable, "-m", "bot", "web-link", *args], env=self.env(), cwd=str(self.root),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+        return done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
+
+    def sign_in(self) -> None:
+        """Sign the plain HTTP helpers in as the operator (a link from ``web-link``)."""
+        self.cookie, self.csrf = sign_in_http(self.cli_link())
+
+    def call(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
+             ) -> tuple[int, dict[str, str], bytes]:
+        """``http`` to this app as the signed-in operator (cookie, and the CSRF token on a POST)."""
+        sent = {"Cookie": self.cookie, **({"X-CSRF-Token": self.csrf} if method != "GET" else {}), **(headers or {})}
+        return http(method, path if path.startswith("http") else self.url + path, data=data, headers=sent)
+
     def tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -187,7 +251,7 @@ class WebApp:
             return "(no log)"
 
     def get_json(self, path: str) -> Any:
-        status, _, body = http("GET", self.url + path)
+        status, _, body = self.call("GET", path)
         assert status == 200, (path, status, body)
         return json.loads(body)
 
@@ -198,6 +262,7 @@ def started_app(root: Path, extra_env: dict[str, str], *, wait_healthy: bool = T
     app = WebApp(root, extra_env=extra_env)
     app.start(wait_healthy=wait_healthy)
     try:
+        app.sign_in()
         yield app
     finally:
         code = app.stop()
@@ -222,3 +287,11 @@ def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the
 
 def by_id(browser: Any, element_id: str) -> Any:
     return browser.find_element("id", element_id)
+
+
+def sign_in_browser(browser: Any, link: str) -> None:
+    """Open a sign-in link in the browser, press Sign in, and wait for the signed-in page."""
+    browser.get(link)
+    by_id(browser, "signin").click()
+    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and "Signed in as" in by_id(b, "user").text,
+             what="the signed-in page")

@@ -214,12 +214,16 @@ async function loadGallery() {
 // -- start -----------------------------------------------------------------------------------------------------
 
 async function start() {
-  state.me = await api("/api/me");
-  if (!state.me.signed_in) { show("signin-needed", true); return; }
+  const answer = await fetch("/api/me", { credentials: "same-origin" });
+  if (answer.status === 401) {
+    say("signin-message", (await answer.json()).error);
+    show("signin-needed", true);
+    return;
+  }
+  state.me = await answer.json();
   show("app", true);
-  $("user").textContent = state.me.sign_in_required ? `Signed in as Discord user ${state.me.user_id}` :
-    "This machine's operator";
-  show("signout", state.me.sign_in_required);
+  $("user").textContent = `Signed in as ${state.me.name}`;
+  show("signout", true);
   show("console-link", state.me.operator);
   state.options = await api("/api/options");
   fillOptions(state.options);

@@ -87,8 +87,9 @@ async function userAction(path, body) {
 }
 
 async function start() {
-  me = await api("/api/me");
-  if (!me.signed_in) { say("Sign in first: use the bot's /web command in Discord to get a personal sign-in link."); return; }
+  const answer = await fetch("/api/me", { credentials: "same-origin" });
+  if (answer.status === 401) { say((await answer.json()).error); return; }
+  me = await answer.json();
   if (!me.operator) { say("Only the bot's operator may use the console."); return; }
   $("console").hidden = false;
   $("pause").onclick = async () => {
