@@ -13,7 +13,7 @@ ffmpeg's own error lines, and the temporary file is removed whatever happens.
 
 Every MP4 carries the parameters that made it (:func:`parameter_tags`) as container metadata: ``comment`` (one line
 that any player's info panel shows) and one ``i2v_*`` key per parameter. The MP4 muxer writes keys of its own
-choosing only with ``-movflags use_metadata_tags``; ``ffmpeg -i``, ffprobe and exiftool list them. Values are
+choosing only with ``-movflags use_metadata_tags``; ``ffmpeg -i`` lists them. Values are
 passed as single arguments (no shell), with control characters replaced and lengths capped.
 """
 
