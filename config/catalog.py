@@ -167,6 +167,9 @@ SETTINGS: tuple[Setting, ...] = (
        unit="days", minimum=0),
     _s("RETENTION_INTERVAL_SECONDS", FLOAT, 3600.0, "between two retention passes", BOT, unit="s", above=0),
     _s("SAVE_OUTPUT_COPY", BOOL, True, "also write each delivered video to OUTPUT_DIR", BOT),
+    # --- Content safety (jobs.safety)
+    _s("PROMPT_BLOCKLIST", TEXT, "", "comma-separated words or phrases refused in prompts everywhere (whole words, "
+       "any case)", BOT, max_length=20000),
     # --- Behaviour
     _s("STATUS_EDIT_INTERVAL_SECONDS", FLOAT, 5.0, "least time between two edits of one status message", BOT,
        unit="s", above=0),
