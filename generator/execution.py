@@ -182,7 +182,7 @@ class JobExecution:
         from generator.params import ParamError
         from generator.pipeline import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
         from generator.safety import STAGE_INPUT, STAGE_OUTPUT, UnsafeInput, sample_frames
-        from generator.video import VideoTooLarge
+        from generator.video import VideoTooLarge, parameter_tags
 
         job = run.job
         try:
@@ -202,7 +202,9 @@ class JobExecution:
             await self._check_safety(run, STAGE_OUTPUT, sample_frames(frames))
             run.set_phase(PHASE_ENCODING)
             await self._report(run)
-            await self._encode_and_finish(run, frames, params.fps)
+            assert self.generator is not None
+            tags = parameter_tags(params, model=self.generator.model, width=width, height=height, job_id=job.id)
+            await self._encode_and_finish(run, frames, params.fps, tags)
         except GenerationCancelled:
             await self._settle_stopped(run)
         except InputMissing as exc:
@@ -306,7 +308,7 @@ class JobExecution:
                 run.generating_since = None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _encode_and_finish(self, run: JobRun, frames: list[Image], fps: int) -> None:
+    async def _encode_and_finish(self, run: JobRun, frames: list[Image], fps: int, tags: dict[str, str]) -> None:
         from generator.video import encode_to_budget
         from jobs.queue import finish_job
 
@@ -316,7 +318,7 @@ class JobExecution:
         def encode() -> tuple[Any, bytes]:
             self.faults.before_encode()
             try:
-                result = encode_to_budget(frames, scratch, fps, job.upload_limit_bytes)
+                result = encode_to_budget(frames, scratch, fps, job.upload_limit_bytes, metadata=tags)
                 return result, scratch.read_bytes()
             finally:
                 scratch.unlink(missing_ok=True)
