@@ -28,7 +28,7 @@ from jobs.requests import (
     Origin, StoredInput, availability_notice, check_upload, enqueue_request, stored_input_of, too_large, variant_of,
 )
 from jobs.retention import delete_job_video
-from jobs.safety import check_prompt, prompt_texts, record_blocked
+from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from web.auth import WebUser, error
 from web.render import iso, job_json, plain
 
@@ -186,7 +186,8 @@ class Pages:
     async def video(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
         async with self.server.readers() as session:
-            data = await DATABASE_BLOBS.read_video(session, job.id) if job.status == JobStatus.SUCCEEDED else None
+            shown = job.status == JobStatus.SUCCEEDED and job.output_verdict != Verdict.UNSAFE.value  # never unsafe
+            data = await DATABASE_BLOBS.read_video(session, job.id) if shown else None
         if data is None:
             return error(404, "This video is no longer kept.")
         headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
