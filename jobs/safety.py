@@ -17,16 +17,18 @@ symbols) separates words. A term matches when its words appear consecutively in 
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT
 from jobs.audit import record_action
 from jobs.errors import PromptBlocked
+from jobs.fencing import JOBS, fenced
 from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, utcnow
 
 LIST_BOT = "bot"
@@ -37,6 +39,18 @@ AUDIT_PROMPT_BLOCKED = "prompt_blocked"
 AUDIT_BLOCKLIST_ADD = "blocklist_add"
 AUDIT_BLOCKLIST_REMOVE = "blocklist_remove"
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})  # accents and other marks, zero-width and format characters
+
+
+STAGE_INPUT = "input"
+STAGE_OUTPUT = "output"
+
+
+class Verdict(str, enum.Enum):
+    """The image classifier's verdict on a job's input image or video (``Job.input_verdict``/``output_verdict``;
+    NULL: not checked)."""
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
 
 
 class BlocklistError(ValueError):
@@ -189,3 +203,19 @@ async def blocked_count(session: AsyncSession, *, since: datetime, until: dateti
     if guild_id is not None:
         query = query.where(AuditLog.guild_id == guild_id)
     return int(await session.scalar(query) or 0)
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+async def record_verdict(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, stage: str,
+                         verdict: Verdict, seconds: float) -> bool:
+    """The worker's verdict on its running attempt's input or output (fenced like every worker write); the
+    classifier's seconds add up in ``safety_seconds``, apart from the GPU time of generation."""
+    column = {STAGE_INPUT: "input_verdict", STAGE_OUTPUT: "output_verdict"}[stage]
+    row = (await session.execute(
+        update(JOBS).where(*fenced(job_id, attempt, worker_id))
+        .values({column: Verdict(verdict).value,
+                 "safety_seconds": func.coalesce(JOBS.c.safety_seconds, 0.0) + max(0.0, float(seconds))})
+        .returning(JOBS.c.id)
+    )).first()
+    return row is not None
