@@ -104,6 +104,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from generator.pipeline import VideoGenerator
+    from generator.safety import SafetyChecker
     from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
@@ -124,6 +125,7 @@ class WorkerProcess(JobExecution):
         self.drain = drain
         self.once = once
         self.generator: VideoGenerator | None = None
+        self.safety: SafetyChecker | None = None  # the image classifier, loaded beside the model (None: off)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._progress: ProgressWriter | None = None
@@ -224,11 +226,16 @@ class WorkerProcess(JobExecution):
         """Load the pipeline on a daemon thread while the heartbeat goes on; False if told to stop meanwhile."""
         assert self._stopping is not None
 
-        def load() -> VideoGenerator:
+        def load() -> tuple[VideoGenerator, SafetyChecker | None]:
             self.faults.before_load()
             from generator.pipeline import VideoGenerator
+            from generator.safety import SafetyChecker
 
-            return VideoGenerator.load(self.settings.model, device=self.settings.device)
+            s = self.settings
+            generator = VideoGenerator.load(s.model, device=s.device)
+            return generator, SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
+                                                 unsafe_label=s.safety_unsafe_label, device=s.device,
+                                                 faults=self.faults)
 
         started = time.monotonic()
         loading = run_in_daemon_thread(load, name="model-load")
@@ -238,7 +245,7 @@ class WorkerProcess(JobExecution):
         if not loading.done():
             log.info("stopped while loading the model")
             return False
-        self.generator = loading.result()
+        self.generator, self.safety = loading.result()
         log.info("model %s loaded on %s in %.1f s", self.settings.model, self.generator.device_name,
                  time.monotonic() - started)
         return not self.stopping
