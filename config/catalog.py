@@ -105,7 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     # --- Model and worker
     _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "Hugging Face repo id or local folder; tiny = tiny random model",
        *_ALL),
-    _s("I2V_DEVICE", TEXT, "", "torch device; empty = CUDA when available, else CPU", *_GPU),
+    _s("I2V_DEVICE", TEXT, "", "torch device; empty = the GPU (the real model refuses to load without one; "
+       "tiny runs on the CPU); cpu = the CPU on purpose (hours per video)", *_GPU),
     _s("WORKER", CHOICE, "embedded", "embedded: the bot supervises one worker; external: run workers yourself", BOT,
        choices=("embedded", "external")),
     _s("WORKER_ID", TEXT, "", "this worker's name in the database; empty = <host>-<pid>", WORKER, SUPERVISOR,
