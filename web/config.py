@@ -54,6 +54,7 @@ class WebConfig:
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
     link_ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS
     operator_link_ttl_seconds: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS
+    prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
 
     @property
     def secure_cookies(self) -> bool:
@@ -84,4 +85,5 @@ class WebConfig:
             save_output_copy=settings.save_output_copy,
             worker_dead_after=settings.worker_dead_after,
             operator_link_ttl_seconds=settings.web_operator_link_ttl,
+            prompt_blocklist=tuple(settings.prompt_blocklist),
         )
