@@ -32,6 +32,8 @@ EXPECTED_TABLES = {
     "queue_state",
     "workers",
     "audit_log",
+    "blocked_terms",
+    "reports",
 }
 
 

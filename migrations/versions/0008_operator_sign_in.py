@@ -2,8 +2,8 @@
 app prints at start), and the application's owner or team members, as the bot last read them from Discord, are
 kept so the page and ``python -m bot web-link`` know the operator without Discord.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-07 07:30:00
 
 Plain ADD COLUMN on the two web tables and one new table: no table is rebuilt.
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0007'
-down_revision: Union[str, Sequence[str], None] = '0006'
+revision: str = '0008'
+down_revision: Union[str, Sequence[str], None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
