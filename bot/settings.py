@@ -15,6 +15,7 @@ from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
 from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
+from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
 __all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
 
@@ -87,6 +88,8 @@ class BotSettings:
     restart_backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX_SECONDS  # I2V_RESTART_BACKOFF_MAX_SECONDS
     unavailable_after: int = DEFAULT_UNAVAILABLE_AFTER_FAILURES  # I2V_UNAVAILABLE_AFTER_FAILURES
     unavailable_retry: float = DEFAULT_UNAVAILABLE_RETRY_SECONDS  # I2V_UNAVAILABLE_RETRY_SECONDS
+    prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
+    unsafe_videos: UnsafePolicy = UnsafePolicy.AGE_RESTRICTED  # UNSAFE_VIDEOS: the operator's default policy
 
     @property
     def admin_user_ids(self) -> frozenset[int]:
@@ -118,6 +121,10 @@ class BotSettings:
             raise SettingsError("DISCORD_TOKEN is not set: put the bot token in the environment or in .env",
                                 "DISCORD_TOKEN")
         operator_user_ids = v["OPERATOR_USER_IDS"] | v["ADMIN_USER_IDS"]
+        try:
+            prompt_blocklist = parse_blocklist(v["PROMPT_BLOCKLIST"])
+        except BlocklistError as exc:
+            raise SettingsError(f"PROMPT_BLOCKLIST has a bad item {exc}", "PROMPT_BLOCKLIST") from None
         return cls(
             token=token,
             api_base=v["DISCORD_API_BASE"] or None,
@@ -156,4 +163,6 @@ class BotSettings:
             restart_backoff_max=float(v["I2V_RESTART_BACKOFF_MAX_SECONDS"]),
             unavailable_after=v["I2V_UNAVAILABLE_AFTER_FAILURES"],
             unavailable_retry=float(v["I2V_UNAVAILABLE_RETRY_SECONDS"]),
+            prompt_blocklist=prompt_blocklist,
+            unsafe_videos=UnsafePolicy(v["UNSAFE_VIDEOS"]),
         )

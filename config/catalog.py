@@ -105,7 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     # --- Model and worker
     _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "Hugging Face repo id or local folder; tiny = tiny random model",
        *_ALL),
-    _s("I2V_DEVICE", TEXT, "", "torch device; empty = CUDA when available, else CPU", *_GPU),
+    _s("I2V_DEVICE", TEXT, "", "torch device; empty = the GPU (the real model refuses to load without one; "
+       "tiny runs on the CPU); cpu = the CPU on purpose (hours per video)", *_GPU),
     _s("WORKER", CHOICE, "embedded", "embedded: the bot supervises one worker; external: run workers yourself", BOT,
        choices=("embedded", "external")),
     _s("WORKER_ID", TEXT, "", "this worker's name in the database; empty = <host>-<pid>", WORKER, SUPERVISOR,
@@ -167,6 +168,17 @@ SETTINGS: tuple[Setting, ...] = (
        unit="days", minimum=0),
     _s("RETENTION_INTERVAL_SECONDS", FLOAT, 3600.0, "between two retention passes", BOT, unit="s", above=0),
     _s("SAVE_OUTPUT_COPY", BOOL, True, "also write each delivered video to OUTPUT_DIR", BOT),
+    # --- Content safety (jobs.safety)
+    _s("PROMPT_BLOCKLIST", TEXT, "", "comma-separated words or phrases refused in prompts everywhere (whole words, "
+       "any case)", BOT, max_length=20000),
+    _s("UNSAFE_VIDEOS", CHOICE, "age_restricted", "where a video the safety check flagged may be posted: "
+       "age_restricted (only there, as a spoiler) or refuse (nowhere); servers may tighten it", BOT,
+       choices=("age_restricted", "refuse")),
+    _s("SAFETY_MODEL", TEXT, "Falconsai/nsfw_image_detection", "image classifier run on each input image and on "
+       "frames of each video; none = no check", WORKER),
+    _s("SAFETY_THRESHOLD", FLOAT, 0.5, "an image is unsafe when the unsafe label's score reaches this", WORKER,
+       minimum=0, maximum=1),
+    _s("SAFETY_UNSAFE_LABEL", TEXT, "nsfw", "the classifier's label that counts as unsafe", WORKER),
     # --- Behaviour
     _s("STATUS_EDIT_INTERVAL_SECONDS", FLOAT, 5.0, "least time between two edits of one status message", BOT,
        unit="s", above=0),

@@ -182,7 +182,7 @@ def _run(
     from tqdm import tqdm
 
     from generator.pipeline import GenerationFailed, GenerationOutOfMemory, ModelLoadError, VideoGenerator
-    from generator.video import VideoEncodeError, encode_mp4
+    from generator.video import VideoEncodeError, encode_mp4, parameter_tags
 
     quiet_libraries()
     started = time.monotonic()
@@ -213,7 +213,8 @@ def _run(
         return _fail(EXIT_INTERRUPTED, "interrupted; no video written")
     bar.close()
     try:
-        size = encode_mp4(frames, output, params.fps)
+        size = encode_mp4(frames, output, params.fps,
+                          metadata=parameter_tags(params, model=model, width=width, height=height))
     except OSError as exc:
         return _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
     except VideoEncodeError as exc:

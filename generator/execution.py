@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from generator.faults import FaultPlan
     from generator.params import GenerationParams
     from generator.pipeline import VideoGenerator
+    from generator.safety import SafetyChecker
     from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
@@ -61,6 +62,7 @@ class JobExecution:
     settings: WorkerSettings
     faults: FaultPlan
     generator: VideoGenerator | None
+    safety: SafetyChecker | None
     _progress: ProgressWriter | None
     _stop_deadline: float
 
@@ -179,7 +181,8 @@ class JobExecution:
         from generator.images import ImageError
         from generator.params import ParamError
         from generator.pipeline import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
-        from generator.video import VideoTooLarge
+        from generator.safety import STAGE_INPUT, STAGE_OUTPUT, UnsafeInput, sample_frames
+        from generator.video import VideoTooLarge, parameter_tags
 
         job = run.job
         try:
@@ -192,12 +195,16 @@ class JobExecution:
                 run.stop(STOP_SHUTDOWN)
             if run.stop_reason is not None:
                 raise GenerationCancelled(0, job.steps)
+            await self._check_safety(run, STAGE_INPUT, [image])
             frames = await self._generate(run, image, params, width, height)
             if run.stop_reason in (STOP_CANCEL, STOP_LOST):
                 raise GenerationCancelled(0, job.steps)
+            await self._check_safety(run, STAGE_OUTPUT, sample_frames(frames))
             run.set_phase(PHASE_ENCODING)
             await self._report(run)
-            await self._encode_and_finish(run, frames, params.fps)
+            assert self.generator is not None
+            tags = parameter_tags(params, model=self.generator.model, width=width, height=height, job_id=job.id)
+            await self._encode_and_finish(run, frames, params.fps, tags)
         except GenerationCancelled:
             await self._settle_stopped(run)
         except InputMissing as exc:
@@ -210,6 +217,8 @@ class JobExecution:
             await self._fail(run, str(exc), exc)
         except VideoTooLarge as exc:
             await self._fail(run, MSG_TOO_LARGE, exc)
+        except UnsafeInput as exc:
+            await self._fail(run, str(exc), exc)  # before generation: nothing charged
         except FatalCudaError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad job must not take the worker down
@@ -218,6 +227,26 @@ class JobExecution:
                 raise FatalCudaError(str(exc)) from exc
             log.exception("job %d failed", job.id)
             await self._fail(run, MSG_INTERNAL, exc)
+
+    async def _check_safety(self, run: JobRun, stage: str, images: list[Image]) -> None:
+        """The image classifier's verdict on the input or the output, recorded on the job (its time apart from the
+        GPU time of generation); an unsafe input raises ``UnsafeInput``. An unsafe video is finished as usual: the
+        delivering side applies the server's policy (age-restricted channels only, as a spoiler, or nowhere)."""
+        from generator.safety import STAGE_INPUT, UnsafeInput
+        from jobs.safety import Verdict, record_verdict
+
+        if self.safety is None:
+            return
+        checker = self.safety
+        result = await run_in_daemon_thread(functools.partial(checker.check, stage, images),
+                                            name=f"safety-{run.job.id}")
+        log.info("job %d %s safety check: %s (score %.3f, %.2f s)", run.job.id, stage, result.verdict.value,
+                 result.score, result.seconds)
+        async with self._session() as session, session.begin():
+            await record_verdict(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
+                                 stage=stage, verdict=result.verdict, seconds=result.seconds)
+        if stage == STAGE_INPUT and result.verdict is Verdict.UNSAFE:
+            raise UnsafeInput()
 
     async def _read_input(self, job: ClaimedJob) -> bytes:
         """The job's input image from the store; raises InputMissing when it is not kept."""
@@ -279,7 +308,7 @@ class JobExecution:
                 run.generating_since = None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _encode_and_finish(self, run: JobRun, frames: list[Image], fps: int) -> None:
+    async def _encode_and_finish(self, run: JobRun, frames: list[Image], fps: int, tags: dict[str, str]) -> None:
         from generator.video import encode_to_budget
         from jobs.queue import finish_job
 
@@ -289,7 +318,7 @@ class JobExecution:
         def encode() -> tuple[Any, bytes]:
             self.faults.before_encode()
             try:
-                result = encode_to_budget(frames, scratch, fps, job.upload_limit_bytes)
+                result = encode_to_budget(frames, scratch, fps, job.upload_limit_bytes, metadata=tags)
                 return result, scratch.read_bytes()
             finally:
                 scratch.unlink(missing_ok=True)

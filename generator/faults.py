@@ -24,6 +24,8 @@ Variables (all optional; unset or empty means "off"):
   only, as a hung GPU kernel would (the worker's stall check must end the process).
 - ``I2V_FAULT_FREEZE_AT_STEP`` (step number): stop the whole process with SIGSTOP at that step, on the job's first
   attempt only, so its heartbeat stops too (the supervisor's heartbeat check must kill it).
+- ``I2V_FAULT_UNSAFE_INPUT`` / ``I2V_FAULT_UNSAFE_OUTPUT`` (``1``): with the tiny model, the image safety check's
+  tiny classifier says "nsfw" for the input image / the video's frames (:mod:`generator.safety`); otherwise "normal".
 - ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM, CUDA and hang faults to these jobs; unset = every
   job.
 
@@ -94,6 +96,13 @@ def _per_job_env(env: Mapping[str, str], name: str, default: int | None) -> int 
     return values
 
 
+def _flag_env(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise FaultConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw == "1"
+
+
 def _for_job(setting: int | dict[int, int] | None, job_id: int) -> int | None:
     if isinstance(setting, dict):
         return setting.get(job_id)
@@ -113,6 +122,8 @@ class FaultPlan:
     hang_at_step: int | dict[int, int] | None = None
     freeze_at_step: int | dict[int, int] | None = None
     job_ids: frozenset[int] | None = None
+    unsafe_input: bool = False
+    unsafe_output: bool = False
     _oom_raised: dict[int, int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -138,6 +149,8 @@ class FaultPlan:
             hang_at_step=_per_job_env(env, ENV_PREFIX + "HANG_AT_STEP", None),
             freeze_at_step=_per_job_env(env, ENV_PREFIX + "FREEZE_AT_STEP", None),
             job_ids=job_ids,
+            unsafe_input=_flag_env(env, ENV_PREFIX + "UNSAFE_INPUT"),
+            unsafe_output=_flag_env(env, ENV_PREFIX + "UNSAFE_OUTPUT"),
         )
 
     @property
@@ -151,6 +164,8 @@ class FaultPlan:
             or self.cuda_at_step is not None
             or self.hang_at_step is not None
             or self.freeze_at_step is not None
+            or self.unsafe_input
+            or self.unsafe_output
         )
 
     def _targets(self, job_id: int) -> bool:

@@ -1,5 +1,6 @@
-"""Where the model comes from: ``tiny`` (built in code), a local folder or a Hugging Face hub id, and the torch
-device it runs on. :mod:`generator.model_files` checks the same sources without torch (the ``check`` command)."""
+"""Where the model comes from: ``tiny`` (built in code), a local folder or a Hugging Face hub id
+(:mod:`generator.device` decides the torch device). :mod:`generator.model_files` checks the same sources without
+torch (the ``check`` command)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,6 @@ log = logging.getLogger("generator.pipeline")
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded from the given source."""
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """The torch device for an I2V_DEVICE value (None: CUDA when available); ValueError for a bad name."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device {device!r} is not a torch device name (try 'cpu' or 'cuda')") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but this torch build sees no CUDA GPU")
-    return resolved
 
 
 def load_pretrained(model: str, dtype: torch.dtype) -> Any:

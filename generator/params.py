@@ -1,6 +1,6 @@
 """Generation parameters: ranges, presets, validation and the output size (no torch).
 
-Ranges and presets follow design.md section 5 (the seed's WebUI). ``resolve_params`` turns user input (a preset
+Ranges and presets are the ones the README's parameter table lists (those of the original I2VGen-XL web page). ``resolve_params`` turns user input (a preset
 plus explicit overrides) into a validated, frozen :class:`GenerationParams`; every refusal is a :class:`ParamError`
 naming the field, the bad value and what is allowed.
 """
@@ -33,7 +33,7 @@ DEFAULT_NEGATIVE_PROMPT: str = (
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of defaults (design.md section 5)."""
+    """A named set of defaults (the README's parameter table)."""
 
     name: str
     resolution: str

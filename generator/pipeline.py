@@ -8,7 +8,8 @@ input image samples from the global RNG). The input image is resized and centre-
 pipeline's own crop can leave a black column.
 
 Speed and memory settings: :mod:`generator.performance` (:class:`PerformanceOptions`, re-exported here). Where the
-model comes from and which device it runs on: :mod:`generator.model_source` (:class:`ModelLoadError` re-exported).
+model comes from: :mod:`generator.model_source` (:class:`ModelLoadError` re-exported); its device:
+:mod:`generator.device`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from PIL import Image
 
 from generator.images import fit_image
 from generator.model_files import TINY_MODEL
-from generator.model_source import ModelLoadError, load_pretrained, resolve_device
+from generator.device import resolve_device
+from generator.model_source import ModelLoadError, load_pretrained
 from generator.params import GenerationParams
 from generator.performance import (  # re-exported: callers import the options from here
     WARMUP_ASPECT_PX,
@@ -168,7 +170,7 @@ class VideoGenerator:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a hub id, a folder or 'tiny', got {model!r}")
         model = model.strip()
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, model)
         options = PerformanceOptions.from_env() if options is None else options
         if not isinstance(options, PerformanceOptions):
             raise TypeError(f"options must be PerformanceOptions, got {type(options).__name__}")

@@ -10,6 +10,11 @@ imageio-ffmpeg provides the binary (``get_ffmpeg_exe``: its wheel's ffmpeg, buil
 failed encode would go unnoticed, and it keeps the process to itself, so nothing could stop an ffmpeg that stalls.
 Here each encode has a deadline (its ffmpeg is killed past it), a non-zero exit raises ``VideoEncodeError`` with
 ffmpeg's own error lines, and the temporary file is removed whatever happens.
+
+Every MP4 carries the parameters that made it (:func:`parameter_tags`) as container metadata: ``comment`` (one line
+that any player's info panel shows) and one ``i2v_*`` key per parameter. The MP4 muxer writes keys of its own
+choosing only with ``-movflags use_metadata_tags``; ``ffmpeg -i`` lists them. Values are
+passed as single arguments (no shell), with control characters replaced and lengths capped.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imageio_ffmpeg
 import numpy as np
@@ -49,6 +55,13 @@ _ROOT_BOX = re.compile(r"type:'(\w{4})' parent:'root' sz: (\d+) (\d+)")  # the m
 _FIELD_SPLIT = re.compile(r",\s*(?![^()]*\))")  # commas of a stream line that are not inside parentheses
 
 Frame = Image.Image | np.ndarray
+
+if TYPE_CHECKING:
+    from generator.params import GenerationParams
+
+METADATA_VALUE_MAX_CHARS: int = 1000  # characters kept of one metadata value (prompts are at most 500)
+METADATA_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")  # the keys this module writes; anything else is refused
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")  # NUL, newlines, escapes: one space each run
 
 
 class VideoEncodeError(RuntimeError):
@@ -127,9 +140,45 @@ def _ffmpeg_tail(text: str) -> str:
     return "; ".join(lines[-ERROR_TAIL_LINES:]) or "no error output"
 
 
+def parameter_tags(params: GenerationParams, *, model: str, width: int, height: int,
+                   job_id: int | None = None) -> dict[str, str]:
+    """The metadata an MP4 carries about how it was made: ``comment`` (one line) and ``i2v_*`` keys (the README's
+    table). ``width``/``height`` are the generated size (a budget encode may shrink the file's picture)."""
+    summary = (f"i2v-bot{f' job {job_id}' if job_id is not None else ''}: {params.describe()}, "
+               f"{width}x{height}, model {model}; prompt: {params.prompt}")
+    tags = {
+        "comment": summary,
+        "i2v_prompt": params.prompt,
+        "i2v_negative_prompt": params.negative_prompt,
+        "i2v_seed": str(params.seed),
+        "i2v_model": model,
+        "i2v_resolution": f"{params.resolution} ({width}x{height})",
+        "i2v_frames": str(params.frames),
+        "i2v_fps": str(params.fps),
+        "i2v_steps": str(params.steps),
+        "i2v_guidance": str(params.guidance),
+    }
+    if params.preset:
+        tags["i2v_preset"] = params.preset
+    if job_id is not None:
+        tags["i2v_job"] = str(job_id)
+    return tags
+
+
+def _metadata_arguments(metadata: Mapping[str, str] | None) -> list[str]:
+    """``-metadata key=value`` pairs for ffmpeg's argument list, each value one line of bounded length."""
+    arguments: list[str] = []
+    for key, value in (metadata or {}).items():
+        if not METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata key {key!r} is not allowed (lower-case letters, digits and _)")
+        text = _CONTROL.sub(" ", str(value)).strip()[:METADATA_VALUE_MAX_CHARS]
+        arguments += ["-metadata", f"{key}={text}"]
+    return arguments
+
+
 def _encode_command(src_w: int, src_h: int, width: int, height: int, fps: int, crf: int, max_bitrate: int | None,
-                    out: Path) -> list[str]:
-    """ffmpeg's arguments: raw RGB frames on stdin -> an H.264 yuv420p MP4 with ``moov`` first."""
+                    out: Path, metadata: Mapping[str, str] | None = None) -> list[str]:
+    """ffmpeg's arguments: raw RGB frames on stdin -> an H.264 yuv420p MP4 with ``moov`` first and ``metadata``."""
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{src_w}x{src_h}", "-framerate", str(fps),
@@ -143,7 +192,8 @@ def _encode_command(src_w: int, src_h: int, width: int, height: int, fps: int, c
     else:
         rate = str(max_bitrate)
         command += ["-b:v", rate, "-maxrate", rate, "-bufsize", rate]
-    return command + ["-movflags", "+faststart", "-f", "mp4", str(out)]
+    flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+    return command + _metadata_arguments(metadata) + ["-movflags", flags, "-f", "mp4", str(out)]
 
 
 def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float, name: str) -> None:
@@ -192,7 +242,8 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
 
 
 def _encode_arrays(
-    arrays: list[np.ndarray], path: Path, fps: int, crf: int, max_bitrate: int | None, scale: float
+    arrays: list[np.ndarray], path: Path, fps: int, crf: int, max_bitrate: int | None, scale: float,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[int, int, int]:
     """Encode to ``path`` (via a temporary file); return (bytes, width, height)."""
     src_h, src_w = arrays[0].shape[:2]
@@ -202,8 +253,8 @@ def _encode_arrays(
     timeout_s = ENCODE_TIMEOUT_BASE_S + ENCODE_TIMEOUT_S_PER_MEGAPIXEL * src_w * src_h * len(arrays) / 1e6
     try:
         tmp.touch()  # an unwritable folder fails here, as an OSError naming the path, before ffmpeg starts
-        _run_encoder(_encode_command(src_w, src_h, width, height, fps, crf, max_bitrate, tmp), arrays, timeout_s,
-                     path.name)
+        _run_encoder(_encode_command(src_w, src_h, width, height, fps, crf, max_bitrate, tmp, metadata), arrays,
+                     timeout_s, path.name)
         if tmp.stat().st_size == 0:
             raise VideoEncodeError(f"ffmpeg exited without writing {path.name}")
         os.replace(tmp, path)
@@ -220,12 +271,13 @@ def encode_mp4(
     crf: int = DEFAULT_CRF,
     max_bitrate: int | None = None,
     scale: float = 1.0,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write ``frames`` (PIL images or RGB uint8 arrays, all one size) as an H.264 MP4 at ``fps``.
 
     yuv420p, dimensions rounded down to even, ``moov`` before ``mdat`` (faststart). With ``max_bitrate`` (bit/s)
     the encode is bitrate-driven (capped by the same VBV rate) instead of CRF-driven. ``scale`` shrinks the
-    picture first. Returns the bytes written.
+    picture first. ``metadata`` (e.g. :func:`parameter_tags`) goes into the file. Returns the bytes written.
     """
     _check_fps(fps)
     if not 0 < scale <= 1.0:
@@ -234,13 +286,15 @@ def encode_mp4(
         raise ValueError(f"crf must be a whole number from 0 to 51, got {crf!r}")
     if max_bitrate is not None and (not isinstance(max_bitrate, int) or max_bitrate < MIN_BITRATE_BPS):
         raise ValueError(f"max_bitrate must be an int of at least {MIN_BITRATE_BPS} bit/s, got {max_bitrate!r}")
-    size, _, _ = _encode_arrays(_as_rgb_arrays(frames), Path(path), fps, crf, max_bitrate, scale)
+    size, _, _ = _encode_arrays(_as_rgb_arrays(frames), Path(path), fps, crf, max_bitrate, scale, metadata)
     return size
 
 
-def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps: int, max_bytes: int) -> EncodeResult:
+def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps: int, max_bytes: int, *,
+                     metadata: Mapping[str, str] | None = None) -> EncodeResult:
     """Encode so the file is at most ``max_bytes``: first at the default quality, then at lower bitrates, then at
-    fewer pixels. Raises VideoTooLarge (saying what the smallest attempt gave) when nothing fits."""
+    fewer pixels; every attempt carries ``metadata``. Raises VideoTooLarge (saying what the smallest attempt gave)
+    when nothing fits."""
     _check_fps(fps)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
@@ -250,7 +304,7 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
     src_h, src_w = arrays[0].shape[:2]
     attempts = 0
 
-    size, width, height = _encode_arrays(arrays, target, fps, DEFAULT_CRF, None, 1.0)
+    size, width, height = _encode_arrays(arrays, target, fps, DEFAULT_CRF, None, 1.0, metadata)
     attempts += 1
     if size <= max_bytes:
         return EncodeResult(target, size, width, height, int(size * 8 / duration_s), attempts)
@@ -270,7 +324,7 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
             if starved and not last_scale:
                 break  # too few bits for this many pixels: shrink instead
             rate = max(bitrate, MIN_BITRATE_BPS)
-            size, width, height = _encode_arrays(arrays, target, fps, DEFAULT_CRF, rate, scale)
+            size, width, height = _encode_arrays(arrays, target, fps, DEFAULT_CRF, rate, scale, metadata)
             attempts += 1
             if size <= max_bytes:
                 return EncodeResult(target, size, width, height, rate, attempts)
@@ -310,6 +364,29 @@ def _run_ffmpeg_on(file: Path, loglevel: str, *output: str) -> tuple[int, str, s
     except subprocess.TimeoutExpired as exc:
         raise ValueError(f"decoding {file} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
     return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+
+
+def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The container's metadata, whole (``ffmpeg -i`` lists each value cut at 255 bytes): ffmpeg's ``ffmetadata``
+    export, whose values escape ``=``, ``;``, ``#``, backslash and newline with a backslash."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(file),
+               "-f", "ffmetadata", "-"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ValueError(f"reading the metadata of {file} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
+    if done.returncode != 0:
+        raise ValueError(f"{file} is not a readable video: {_ffmpeg_tail(done.stderr.decode('utf-8', 'replace'))}")
+    tags: dict[str, str] = {}
+    for line in done.stdout.decode("utf-8", "replace").splitlines()[1:]:  # the first line is ";FFMETADATA1"
+        if line.startswith("["):  # a [STREAM] or [CHAPTER] section: the container's tags come first
+            break
+        key, _, value = line.partition("=")
+        tags[key] = re.sub(r"\\(.)", r"\1", value)
+    return tags
 
 
 def _top_level_offsets(file: Path) -> dict[str, int]:

@@ -59,7 +59,9 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from config.catalog import WORKER
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from generator.pipeline import VideoGenerator
+    from generator.safety import SafetyChecker
     from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
@@ -124,6 +127,7 @@ class WorkerProcess(JobExecution):
         self.drain = drain
         self.once = once
         self.generator: VideoGenerator | None = None
+        self.safety: SafetyChecker | None = None  # the image classifier, loaded beside the model (None: off)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._progress: ProgressWriter | None = None
@@ -224,11 +228,16 @@ class WorkerProcess(JobExecution):
         """Load the pipeline on a daemon thread while the heartbeat goes on; False if told to stop meanwhile."""
         assert self._stopping is not None
 
-        def load() -> VideoGenerator:
+        def load() -> tuple[VideoGenerator, SafetyChecker | None]:
             self.faults.before_load()
             from generator.pipeline import VideoGenerator
+            from generator.safety import SafetyChecker
 
-            return VideoGenerator.load(self.settings.model, device=self.settings.device)
+            s = self.settings
+            generator = VideoGenerator.load(s.model, device=s.device)
+            return generator, SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
+                                                 unsafe_label=s.safety_unsafe_label, device=s.device,
+                                                 faults=self.faults)
 
         started = time.monotonic()
         loading = run_in_daemon_thread(load, name="model-load")
@@ -238,7 +247,7 @@ class WorkerProcess(JobExecution):
         if not loading.done():
             log.info("stopped while loading the model")
             return False
-        self.generator = loading.result()
+        self.generator, self.safety = loading.result()
         log.info("model %s loaded on %s in %.1f s", self.settings.model, self.generator.device_name,
                  time.monotonic() - started)
         return not self.stopping
@@ -392,15 +401,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generator.worker", description=__doc__.split("\n")[0],
                                      epilog=settings_help(WORKER),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=("run", "check"), default="run",
+                        help="run (the default): serve jobs; check: report the settings, torch, the GPU and the "
+                             "model's config files, start nothing (exit status 0, or 2 with a problem)")
     parser.add_argument("--drain", action="store_true", help="exit once no job is queued or running")
     parser.add_argument("--once", action="store_true", help="exit after one job")
     return parser
+
+
+def check(env: Mapping[str, str]) -> int:
+    """``python -m generator.worker check``: what is fine on stdout, warnings and problems on stderr."""
+    from generator.device import device_report
+    from generator.model_files import check_model_source
+
+    try:
+        settings = WorkerSettings.from_env(env)
+    except ValueError as exc:
+        return report_bad_setting(PROG, exc)
+    report = device_report(settings.model, settings.device)
+    model_problems = check_model_source(settings.model)
+    report.problems += model_problems
+    if not model_problems:
+        report.fine.append(f"I2V_MODEL={settings.model}: its config files are usable")
+    existing = settings.output_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        made = existing == settings.output_dir.absolute()
+        report.fine.append(f"OUTPUT_DIR={settings.output_dir}: {'writable' if made else 'can be created'}")
+    else:
+        report.problems.append(f"OUTPUT_DIR={settings.output_dir}: {existing} is not a folder this user can write in")
+    for line in report.fine:
+        print(f"ok: {line}")
+    for line in report.warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    for line in report.problems:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    print(f"{len(report.problems)} problem(s)" if report.problems else "this worker can start")
+    return EXIT_CONFIG if report.problems else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m generator.worker``; returns the exit code."""
     args = build_parser().parse_args(argv)
     env = environment()
+    if args.command == "check":
+        return check(env)
     try:
         settings = WorkerSettings.from_env(env)
         faults = FaultPlan.from_env()

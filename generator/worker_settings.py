@@ -90,6 +90,9 @@ class WorkerSettings:
     stall_s: float = STALL_S
     dead_after_s: float = WORKER_DEAD_AFTER_S
     parent_pid: int | None = None
+    safety_model: str = default_text("SAFETY_MODEL")  # the image classifier (generator.safety); none = off
+    safety_threshold: float = default_float("SAFETY_THRESHOLD")
+    safety_unsafe_label: str = default_text("SAFETY_UNSAFE_LABEL")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -111,4 +114,7 @@ class WorkerSettings:
             stall_s=float(v["I2V_STALL_SECONDS"]),
             dead_after_s=float(v["WORKER_DEAD_AFTER"]),
             parent_pid=v["I2V_PARENT_PID"],
+            safety_model=v["SAFETY_MODEL"],
+            safety_threshold=float(v["SAFETY_THRESHOLD"]),
+            safety_unsafe_label=v["SAFETY_UNSAFE_LABEL"],
         )

@@ -56,6 +56,8 @@ from jobs.quota import (
     in_window,
     refill_time,
 )
+from jobs.safety import check_prompt, prompt_texts
+
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
 MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store
@@ -214,7 +216,7 @@ async def enqueue_job(
     ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
     no longer kept. A pause does not refuse: the job is queued and waits (``jobs.holds``). Raises a
     ``jobs.errors.RequestRefused`` subclass (nothing written) when a guild cap is exceeded, the user is banned
-    (bot-wide or from this server), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
+    (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
     """
     if not isinstance(new, NewJob):
         raise TypeError(f"enqueue_job needs a NewJob, got {type(new).__name__}")
@@ -225,6 +227,8 @@ async def enqueue_job(
     facts = (await session.execute(_admission_query(new, policy, now))).one()
     await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.holds); a server ban refuses
     _check_guild(new, facts)
+    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.prompt, new.negative_prompt),
+                       setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request
     tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
     limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
     if limits.banned:

@@ -110,3 +110,16 @@ class InputGone(RequestRefused):
         what = f"job #{job_id}" if job_id is not None else "that job"
         super().__init__(f"The image of {what} is gone: stored images are deleted after a while or on request. "
                          "Upload the image again to make a new video.")
+
+
+class PromptBlocked(RequestRefused):
+    """The prompt or negative prompt holds a word or phrase of a blocklist (``jobs.safety``). The message names
+    the list, never the prompt or the word, so a public reply repeats nothing of it."""
+
+    code = "prompt_blocked"
+
+    def __init__(self, scope: str, term: str) -> None:
+        self.scope = scope  # jobs.safety.LIST_BOT or LIST_SERVER
+        self.term = term  # for the audit log, never for the user's message
+        whose = "this server's" if scope == "server" else "the bot's"
+        super().__init__(f"This prompt was blocked: it contains a word or phrase on {whose} blocklist.")

@@ -171,6 +171,12 @@ class Job(Base):
     interaction_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     application_id: Mapped[int | None] = mapped_column(BigInteger)
     upload_limit_bytes: Mapped[int] = mapped_column(BigInteger)
+    # content safety (jobs.safety): the requester's spoiler choice, and the worker's classifier verdicts
+    spoiler: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    input_verdict: Mapped[str | None] = mapped_column(String(16))  # Verdict value; None = not checked
+    output_verdict: Mapped[str | None] = mapped_column(String(16))
+    safety_seconds: Mapped[float | None] = mapped_column(Float)  # the classifier's time, apart from generation
+    withheld_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # an unsafe video not posted; bytes gone
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status.value} user={self.user_id} attempt={self.attempt}>"
@@ -280,8 +286,46 @@ class GuildSettings(Base):
     max_steps: Mapped[int | None] = mapped_column(Integer)
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     mention_replies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    unsafe_policy: Mapped[str | None] = mapped_column(String(16))  # jobs.safety.UnsafePolicy; None = the operator's
+    spoiler_all: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # every result
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class BlockedTerm(Base):
+    """A word or phrase refused in prompts (``jobs.safety``): one server's list, or with ``guild_id``
+    :data:`BOT_WIDE_LIST` the operator's run-time list for every server (beside the PROMPT_BLOCKLIST setting)."""
+
+    __tablename__ = "blocked_terms"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    term: Mapped[str] = mapped_column(String(100), primary_key=True)  # normalised (jobs.safety.normalize_term)
+    added_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+BOT_WIDE_LIST = 0
+"""``BlockedTerm.guild_id`` of the operator's bot-wide list (no Discord snowflake is 0)."""
+
+
+class Report(Base):
+    """A member's report of a result (once per member and job), open until an admin resolves it."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("job_id", "reporter_id"),
+        Index("ix_reports_guild_id_resolved_at", "guild_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)  # the job's server
+    reporter_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    reported_user_id: Mapped[int] = mapped_column(BigInteger, index=True)  # who made the video
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_by: Mapped[int | None] = mapped_column(BigInteger)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # deleted, banned, dismissed
 
 
 class QueueState(Base):

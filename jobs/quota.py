@@ -47,6 +47,9 @@ class QuotaSettings(Protocol):
     @property
     def queue_max_length(self) -> int | None: ...
 
+    @property
+    def prompt_blocklist(self) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class QuotaPolicy:
@@ -58,6 +61,8 @@ class QuotaPolicy:
     is_admin: bool = False
     max_queue_length: int | None = None
     """Cap on all queued jobs (everyone's); None = no cap."""
+    prompt_blocklist: tuple[str, ...] = ()
+    """The PROMPT_BLOCKLIST setting's terms (normalised, ``jobs.safety.parse_blocklist``), checked at admission."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.daily_gpu_seconds, (int, float)) or self.daily_gpu_seconds < 0:
@@ -80,6 +85,7 @@ class QuotaPolicy:
             role_ids=frozenset(role_ids),
             is_admin=is_admin,  # queue priority: the operator's only, never a server admin's
             max_queue_length=settings.queue_max_length,
+            prompt_blocklist=tuple(settings.prompt_blocklist),
         )
 
 

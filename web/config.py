@@ -43,6 +43,7 @@ class WebConfig:
     worker_dead_after: float
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
     link_ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS
+    prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
 
     @property
     def sign_in_required(self) -> bool:
@@ -73,4 +74,5 @@ class WebConfig:
             output_dir=Path(settings.output_dir),
             save_output_copy=settings.save_output_copy,
             worker_dead_after=settings.worker_dead_after,
+            prompt_blocklist=tuple(settings.prompt_blocklist),
         )

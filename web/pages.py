@@ -19,7 +19,7 @@ from generator.params import (
     RESOLUTIONS, SEED_RANGE, STEPS_RANGE, ParamError, resolve_params,
 )
 from jobs.blobs import DATABASE_BLOBS
-from jobs.errors import RequestRefused
+from jobs.errors import PromptBlocked, RequestRefused
 from jobs.gallery import user_videos
 from jobs.models import Job, JobSource, JobStatus
 from jobs.queue import cancel_job, find_job, queue_position
@@ -28,6 +28,7 @@ from jobs.requests import (
     Origin, StoredInput, availability_notice, check_upload, enqueue_request, stored_input_of, too_large, variant_of,
 )
 from jobs.retention import delete_job_video
+from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from web.auth import WebUser, error
 from web.render import iso, job_json, plain
 
@@ -185,7 +186,8 @@ class Pages:
     async def video(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
         async with self.server.readers() as session:
-            data = await DATABASE_BLOBS.read_video(session, job.id) if job.status == JobStatus.SUCCEEDED else None
+            shown = job.status == JobStatus.SUCCEEDED and job.output_verdict != Verdict.UNSAFE.value  # never unsafe
+            data = await DATABASE_BLOBS.read_video(session, job.id) if shown else None
         if data is None:
             return error(404, "This video is no longer kept.")
         headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
@@ -235,6 +237,9 @@ class Pages:
         try:
             fields, image = await read_form(request, self.config.upload_cap_bytes)
             params = params_from(fields)
+            async with self.server.readers() as session:  # before the image is decoded or stored
+                await check_prompt(session, guild_id=None, texts=prompt_texts(params.prompt, params.negative_prompt),
+                                   setting_terms=self.config.prompt_blocklist)
             parent_id = fields.get("parent", "").strip()
             size = None
             if image is not None:
@@ -251,7 +256,7 @@ class Pages:
                                             policy=policy_for(self.config, user), size=size)
         except (ImageError, ParamError, RequestRefused) as exc:
             log.info("web request of user %s refused: %s", user.user_id, exc)
-            return refusal(exc)
+            return await self._refused(user, exc)
         return await self._queued(job)
 
     async def again(self, request: web.Request) -> web.Response:
@@ -268,9 +273,17 @@ class Pages:
                                             origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
                                             size=size)
         except (ParamError, RequestRefused) as exc:
-            return refusal(exc)
+            return await self._refused(user, exc)
         log.info("job %s is the web %s of job %s", job.id, request.query["mode"], parent.id)
         return await self._queued(job)
+
+    async def _refused(self, user: WebUser, exc: BaseException) -> web.Response:
+        """The refusal's answer; a blocked prompt is audited first (its own transaction: the request's was
+        rolled back)."""
+        if isinstance(exc, PromptBlocked):
+            async with self.server.sessions.begin() as session:
+                await record_blocked(session, exc, user_id=user.user_id, guild_id=None, source=JobSource.WEB.value)
+        return refusal(exc)
 
     async def _queued(self, job: Job) -> web.Response:
         """201 with the job; ``notice`` says when video generation is unavailable (the job stays queued)."""

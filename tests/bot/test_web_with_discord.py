@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from generator.video import container_tags
 from jobs.models import JobSource, JobStatus, QuotaLedger
 from tests.bot.harness import TOKEN, BotProcess, callback_of, followup_text, running_bot, slash
 from tests.bot.harness import SMALL, job_id_from, png_bytes, result_posts, wait_result
@@ -111,7 +112,19 @@ async def test_discord_and_the_page_share_one_queue_and_worker(world: tuple[Fake
         assert result_posts(fake, web_job) == [], "Discord never posts the page's job"
         assert len(result_posts(fake, discord_job)) == 1
         async with http.get(f"{url}/api/jobs/{web_job}/video.mp4") as response:
-            assert response.status == 200 and (await response.read())[4:8] == b"ftyp"
+            assert response.status == 200
+            page_video = await response.read()
+        assert page_video[4:8] == b"ftyp"
+        # each MP4 carries its parameters (ffmpeg -i lists them): the page's download and Discord's upload
+        (upload,) = result.files
+        for job_id, data, prompt in ((web_job, page_video, "from the page"), (discord_job, upload.data,
+                                                                               "from discord")):
+            mp4 = bot.root / f"tags-{job_id}.mp4"
+            mp4.write_bytes(data)
+            tags = container_tags(mp4)
+            assert (tags["i2v_job"], tags["i2v_prompt"], tags["i2v_model"]) == (str(job_id), prompt, "tiny"), tags
+            assert tags["i2v_seed"] == str(done[job_id].seed) and tags["i2v_steps"] == str(SMALL["steps"]), tags
+            assert tags["comment"].startswith(f"i2v-bot job {job_id}: ") and prompt in tags["comment"], tags
         async with http.get(f"{url}/api/jobs/{discord_job}") as response:
             assert response.status == 404, "the page's user sees only their own jobs"
 

@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 
 from generator.cli import default_output_path, main
@@ -62,6 +63,15 @@ def test_explicit_options_seed_and_output(tmp_path: Path) -> None:
     assert f"Saved:      {out} " in proc.stdout
     info = probe_mp4(out)
     assert (info.frames, info.fps, info.width, info.height) == (10, 5.0, 448, 256)
+    listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True,
+                             text=True, check=False).stderr  # ffmpeg -i: lists the file's metadata, then exits 1
+    for line in ("i2v_prompt      : waves", "i2v_negative_prompt: blurry", "i2v_seed        : 42",
+                 "i2v_model       : tiny", "i2v_resolution  : 256p (448x256)", "i2v_frames      : 10",
+                 "i2v_fps         : 5", "i2v_steps       : 10", "i2v_guidance    : 7.5",
+                 "comment         : i2v-bot: 256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42, 448x256, "
+                 "model tiny; prompt: waves"):
+        assert line in listing, listing
+    assert "i2v_job" not in listing  # no job: the command line has none
 
 
 def test_bad_input_in_a_subprocess_is_one_line_and_exit_2(tmp_path: Path) -> None:

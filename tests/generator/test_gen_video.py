@@ -204,3 +204,41 @@ def test_a_missing_ffmpeg_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(VideoEncodeError, match="cannot start ffmpeg .*no-ffmpeg-here"):
         encode_mp4(_noise_frames(2, 64, 64), out, 8)
     assert not out.exists() and not list(tmp_path.glob(".*part"))
+
+
+def test_the_parameters_travel_in_the_mp4_and_ffmpeg_i_lists_them(tmp_path: Path) -> None:
+    from generator.params import resolve_params
+
+    params = resolve_params("the sea moves", preset="quick", seed=42, negative_prompt="blurry")
+    tags = video.parameter_tags(params, model="ali-vilab/i2vgen-xl", width=832, height=512, job_id=7)
+    out = tmp_path / "tagged.mp4"
+    encode_to_budget(_noise_frames(8, 64, 48), out, 8, 10 * 2**20, metadata=tags)
+    listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True,
+                             text=True, check=False).stderr  # no output file: ffmpeg lists the input and exits 1
+    for line in ("i2v_prompt      : the sea moves", "i2v_negative_prompt: blurry", "i2v_seed        : 42",
+                 "i2v_model       : ali-vilab/i2vgen-xl", "i2v_resolution  : 512p (832x512)", "i2v_frames      : 8",
+                 "i2v_fps         : 8", "i2v_steps       : 30", "i2v_guidance    : 9.0", "i2v_preset      : quick",
+                 "i2v_job         : 7"):
+        assert line in listing, listing
+    assert video.container_tags(out) == {
+        "major_brand": "isom", "minor_version": "512", "compatible_brands": "isomiso2avc1mp41",
+        "encoder": video.container_tags(out)["encoder"], **tags}
+    assert tags["comment"] == ("i2v-bot job 7: quick preset: 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 42, "
+                               "832x512, model ali-vilab/i2vgen-xl; prompt: the sea moves")
+    assert probe_mp4(out).faststart
+
+
+def test_hostile_metadata_values_stay_one_bounded_line_and_bad_keys_are_refused(tmp_path: Path) -> None:
+    hostile = '-y\n"; rm -rf / $(touch pwned) `x`\x00\x1b[31m=\r\nend ' + "é🌊" * 2000
+    out = tmp_path / "hostile.mp4"
+    encode_mp4(_noise_frames(4, 32, 32), out, 4, metadata={"i2v_prompt": hostile, "comment": "=x=y"})
+    tags = video.container_tags(out)
+    expected = video._CONTROL.sub(" ", hostile).strip()[:video.METADATA_VALUE_MAX_CHARS]
+    assert tags["i2v_prompt"] == expected and "\n" not in tags["i2v_prompt"]
+    assert len(tags["i2v_prompt"]) == video.METADATA_VALUE_MAX_CHARS
+    assert tags["comment"] == "=x=y"
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    for key in ("Comment", "i2v prompt", "a=b", "x" * 41, ""):
+        with pytest.raises(ValueError, match="metadata key"):
+            encode_mp4(_noise_frames(2, 32, 32), tmp_path / "no.mp4", 4, metadata={key: "v"})
+    assert not (tmp_path / "no.mp4").exists()

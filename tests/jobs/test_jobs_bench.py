@@ -113,3 +113,13 @@ async def test_driver_floor_worker_processes(db_url: str, monkeypatch) -> None: 
     result = await asyncio.to_thread(bench.run_processes, db_url, "test", 4, 2, 3, True)
     assert result.floor and result.processes == 2 and result.jobs == 4
     assert await driver_floor.counts(db_url) == {("succeeded", 3): 4}
+
+
+async def test_race_controls_run(pg_url: str) -> None:
+    """bench/races.py's negative controls run (a few jobs and users, so no race is expected): they cannot rot."""
+    from bench.races import REQUEST_COST_S, REQUESTS_PER_USER, admission_without_account_lock, claims_without_skip_locked
+
+    claims = await claims_without_skip_locked(pg_url, 12)
+    assert claims.jobs == 12 and claims.claims >= 12
+    admission = await admission_without_account_lock(pg_url, 2)
+    assert admission.users == 2 and 0 < admission.worst_admitted_s <= REQUEST_COST_S * REQUESTS_PER_USER

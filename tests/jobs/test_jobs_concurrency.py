@@ -1,4 +1,8 @@
-"""Races on real connections and processes, on SQLite and PostgreSQL: claims and budget admission."""
+"""Races on real connections and processes, on SQLite and PostgreSQL: claims and budget admission.
+
+The negative controls (the same races without SKIP LOCKED or without the account lock do break these rules) are
+experiments, not tests: ``python -m bench.races``.
+"""
 
 from __future__ import annotations
 
@@ -161,61 +165,3 @@ async def test_concurrent_random_enqueues_never_exceed_budgets(db_url: str, caps
     with capsys.disabled():
         print(f"\n[random] {USERS} users x {REQUESTS_PER_USER} concurrent requests of 5-40 s vs {budget:.0f} s budgets: "
               f"admitted {total_admitted}, highest per-user total {worst:.2f} s")
-
-
-# Negative controls (PostgreSQL, where concurrency is real): the checks above do catch the bugs they guard against.
-
-
-async def test_control_claim_without_skip_locked_double_claims(pg_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
-    """The same claim statement minus FOR UPDATE SKIP LOCKED hands jobs out twice under READ COMMITTED."""
-    from sqlalchemy import update
-
-    all_ids = await _fill(pg_url, 500)
-    claimed: dict[str, list[int]] = {}
-
-    async def unsafe_claimer(name: str) -> None:
-        engine = make_engine(pg_url)
-        sessions = make_sessionmaker(engine)
-        mine: list[int] = []
-        try:
-            while True:
-                next_id = (
-                    select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.priority.desc(), Job.round, Job.id)
-                    .limit(1).scalar_subquery()
-                )
-                async with sessions() as s, s.begin():
-                    row = (await s.execute(
-                        update(Job.__table__).where(Job.__table__.c.id == next_id)
-                        .values(status=JobStatus.RUNNING, worker_id=name).returning(Job.__table__.c.id)
-                    )).first()
-                if row is None:
-                    break
-                mine.append(row.id)
-        finally:
-            await engine.dispose()
-        claimed[name] = mine
-
-    await asyncio.gather(*(unsafe_claimer(f"unsafe-{i}") for i in range(CLAIMERS)))
-    flat = [i for ids in claimed.values() for i in ids]
-    assert set(flat) == set(all_ids)
-    assert len(flat) > len(all_ids), "expected double claims without SKIP LOCKED"
-    with capsys.disabled():
-        print(f"\n[control] no SKIP LOCKED: {len(flat) - len(all_ids)} extra claims over {len(all_ids)} jobs")
-
-
-async def test_control_admission_without_account_lock_overspends(pg_url: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    """Without the per-user row lock, racing enqueues on PostgreSQL admit more than the budget."""
-    import jobs.admission
-
-    async def no_lock(session, user_id, now) -> None:  # type: ignore[no-untyped-def]
-        return None
-
-    monkeypatch.setattr(jobs.admission, "_lock_account", no_lock)
-    policy = QuotaPolicy(daily_gpu_seconds=70.0, max_pending=REQUESTS_PER_USER)
-    costs = {u: [10.0] * REQUESTS_PER_USER for u in range(1, USERS + 1)}
-    results = await _race_enqueues(pg_url, costs, policy)
-    over = [u for u, r in results.items() if sum(c for c, ok in r if ok) > 70.0]
-    assert over, "expected some budget to be overspent without the account lock"
-    worst = max(sum(c for c, ok in r if ok) for r in results.values())
-    with capsys.disabled():
-        print(f"\n[control] no account lock: {len(over)} of {USERS} users over their 70 s budget, worst {worst:.0f} s")

@@ -27,7 +27,8 @@ BOUNDARY = "i2vtestboundary"
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    env = {"WEB_HOST": "0.0.0.0", "WORKER": "external", "OPERATOR_USER_IDS": str(OPERATOR_ID)}
+    env = {"WEB_HOST": "0.0.0.0", "WORKER": "external", "OPERATOR_USER_IDS": str(OPERATOR_ID),
+           "PROMPT_BLOCKLIST": "gore, zombie horde"}
     # no worker: /healthz says 503, which is the point of external mode
     with started_app(tmp_path_factory.mktemp("remote"), env, wait_healthy=False) as app:
         yield app
@@ -70,8 +71,8 @@ def multipart(fields: dict[str, str], image: bytes | None) -> bytes:
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
-def post_job(app: WebApp, cookie: str, csrf: str) -> tuple[int, Any]:
-    body = multipart({"prompt": "a boat", "preset": "quick", "resolution": "256p", "steps": "10"},
+def post_job(app: WebApp, cookie: str, csrf: str, **fields: str) -> tuple[int, Any]:
+    body = multipart({"prompt": "a boat", "preset": "quick", "resolution": "256p", "steps": "10", **fields},
                      SAMPLE_IMAGE.read_bytes())
     status, _, answer = http("POST", app.url + "/api/jobs", data=body, headers={
         "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
@@ -224,3 +225,33 @@ def test_the_console_acts_through_the_operator_commands_operations(remote: WebAp
     for expected in (("set_user_limit", "bot"), ("ban_user", "bot"), ("ban_settle_jobs", "bot"),
                      ("unban_user", "bot"), ("cancel_job", "bot")):
         assert expected in mine, (expected, mine)
+
+
+def test_a_blocked_prompt_is_refused_by_the_page_with_no_job_and_audited(remote: WebApp) -> None:
+    from jobs.safety import add_term
+
+    cookie, csrf = sign_in(remote, 5030)
+    for fields in ({"prompt": "GORE!"}, {"prompt": "a boat", "negative_prompt": "Zombie  horde"}):
+        status, refused = post_job(remote, cookie, csrf, **fields)
+        assert status == 400 and refused["error"] == ("This prompt was blocked: it contains a word or phrase on "
+                                                      "the bot's blocklist."), refused
+    status, parent = post_job(remote, cookie, csrf, prompt="a gorey boat")  # whole words only
+    assert status == 201, parent
+    remote.store(add_term, None, "boat", write=True, by=OPERATOR_ID)  # the operator's run-time list
+    status, refused = post(remote, f"/api/jobs/{parent['id']}/again?mode=reroll", cookie, csrf)
+    assert status == 400 and "blocked" in refused["error"]  # refused again in the enqueue transaction
+
+    async def jobs_and_audit(session: Any) -> tuple[int, list[dict[str, str]]]:
+        from sqlalchemy import func, select
+
+        from jobs.models import AuditLog, Job
+
+        count = await session.scalar(select(func.count(Job.id)).where(Job.user_id == 5030))
+        rows = await session.scalars(select(AuditLog.detail).where(AuditLog.action == "prompt_blocked",
+                                                                   AuditLog.actor_id == 5030))
+        return int(count), list(rows)
+
+    count, audit = remote.store(jobs_and_audit)
+    assert count == 1
+    assert [(a["list"], a["term"], a["source"]) for a in audit] == [
+        ("bot", "gore", "web"), ("bot", "zombie horde", "web"), ("bot", "boat", "web")]

@@ -153,6 +153,8 @@ async def test_plain_jobs_succeed_once_with_decodable_mp4s(served: Served) -> No
         charges = [amount for kind, amount in ledger if kind == LedgerKind.CHARGE]
         assert charges == [pytest.approx(job.gpu_seconds)], ledger
         assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.RELEASE, LedgerKind.CHARGE]
+        # the tiny image classifier ran on the input and on the video, its time kept apart from generation
+        assert (job.input_verdict, job.output_verdict) == ("safe", "safe") and job.safety_seconds > 0
     assert files_in(served.output_dir) == []  # no scratch file left behind
 
 

@@ -1,0 +1,281 @@
+"""Content safety in the store: prompt blocklists, the image classifier's verdicts, and members' reports.
+
+Blocklists. A prompt is refused when it holds a listed word or phrase as whole words (:func:`blocked_term`, the one
+pure function every path uses): the bot-wide list (the PROMPT_BLOCKLIST setting plus the operator's run-time list,
+kept as :class:`~jobs.models.BlockedTerm` rows under :data:`~jobs.models.BOT_WIDE_LIST`) and the server's own list.
+Front ends call :func:`check_prompt` before they download anything, and admission (``jobs.admission``) calls it
+again in the enqueue transaction, so a list changed in between still holds. A refusal is
+:class:`~jobs.errors.PromptBlocked`; the caller records it with :func:`record_blocked` (a separate transaction:
+the refused one is rolled back) for the audit log and ``/admin stats``.
+
+Matching is on words, not characters: both the text and the term are normalised (compatibility forms such as
+full-width letters folded, accents and invisible format characters such as zero-width spaces dropped, Unicode case
+folding) and split into runs of letters and digits; every other character (spaces, punctuation, underscores,
+symbols) separates words. A term matches when its words appear consecutively in the text's words: ``cat`` matches
+"Cat!" and "a CAT_walk" but not "category"; ``big cat`` matches "big, cat" but not "big fat cat".
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generator.params import DEFAULT_NEGATIVE_PROMPT
+from jobs.audit import record_action
+from jobs.errors import PromptBlocked
+from jobs.fencing import JOBS, fenced
+from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, utcnow
+
+LIST_BOT = "bot"
+LIST_SERVER = "server"
+MAX_TERM_CHARS = 100  # characters of one normalised term (the column's width)
+MAX_TERMS_PER_LIST = 500  # terms in one stored list (a server's, or the operator's run-time one)
+AUDIT_PROMPT_BLOCKED = "prompt_blocked"
+AUDIT_BLOCKLIST_ADD = "blocklist_add"
+AUDIT_BLOCKLIST_REMOVE = "blocklist_remove"
+_DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})  # accents and other marks, zero-width and format characters
+
+
+STAGE_INPUT = "input"
+STAGE_OUTPUT = "output"
+
+
+class Verdict(str, enum.Enum):
+    """The image classifier's verdict on a job's input image or video (``Job.input_verdict``/``output_verdict``;
+    NULL: not checked)."""
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+
+
+class UnsafePolicy(str, enum.Enum):
+    """Where a video the classifier called unsafe may be posted: the operator's default (UNSAFE_VIDEOS), which a
+    server's admins may tighten (``GuildSettings.unsafe_policy``), never loosen."""
+
+    AGE_RESTRICTED = "age_restricted"  # only in an age-restricted channel, as a spoiler
+    REFUSE = "refuse"  # nowhere
+
+
+WITHHELD_MESSAGE = "The safety check flagged this video, so it was not posted and has been deleted."
+WITHHELD_MESSAGE_AGE_RESTRICTED = ("The safety check flagged this video: it may only be posted in an "
+                                   "age-restricted channel, so it was not posted here and has been deleted.")
+
+
+class BlocklistError(ValueError):
+    """A term that cannot be listed (no letters or digits, too long) or a full list; ``str()`` is the message."""
+
+
+# ------------------------------------------------------------------------------------------------ matching
+
+def words(text: str) -> tuple[str, ...]:
+    """The words of ``text`` as the blocklist compares them: compatibility-folded (NFKD), marks and format
+    characters dropped, case-folded, recomposed (NFKC), split into runs of letters, digits and spacing marks."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(ch for ch in decomposed if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+    folded = unicodedata.normalize("NFKC", kept.casefold())
+    found: list[str] = []
+    current: list[str] = []
+    for ch in folded:
+        category = unicodedata.category(ch)
+        if category[0] in "LN" or category == "Mc":
+            current.append(ch)
+        elif current:
+            found.append("".join(current))
+            current = []
+    if current:
+        found.append("".join(current))
+    return tuple(found)
+
+
+def blocked_term(texts: Iterable[str], terms: Iterable[str]) -> str | None:
+    """The first of ``terms`` that occurs as whole words in any of ``texts`` (see the module's docstring), or
+    None. Pure: the same answer for the same arguments, nothing read or written. A term without any letter or
+    digit never matches."""
+    text_words = [words(text) for text in texts]
+    for term in terms:
+        needle = words(term)
+        if not needle:
+            continue
+        size = len(needle)
+        for haystack in text_words:
+            if any(haystack[i:i + size] == needle for i in range(len(haystack) - size + 1)):
+                return term
+    return None
+
+
+def normalize_term(raw: str) -> str:
+    """A term as it is listed: its words joined by single spaces. Raises :class:`BlocklistError`."""
+    term = " ".join(words(raw))
+    if not term:
+        raise BlocklistError("A blocked term needs at least one letter or digit.")
+    if len(term) > MAX_TERM_CHARS:
+        raise BlocklistError(f"A blocked term may have at most {MAX_TERM_CHARS} characters.")
+    return term
+
+
+def parse_blocklist(value: str) -> tuple[str, ...]:
+    """The PROMPT_BLOCKLIST setting (comma-separated words or phrases; empty items skipped), normalised, in
+    order, without repeats. Raises :class:`BlocklistError` naming the bad item."""
+    terms: dict[str, None] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            terms[normalize_term(item)] = None
+        except BlocklistError as exc:
+            raise BlocklistError(f"{item.strip()!r}: {exc}") from None
+    return tuple(terms)
+
+
+def prompt_texts(prompt: str, negative_prompt: str | None) -> tuple[str, ...]:
+    """The texts of a request the blocklists apply to: the prompt and a negative prompt the user wrote (the
+    built-in default negative prompt is the bot's own text, never refused)."""
+    if not negative_prompt or negative_prompt == DEFAULT_NEGATIVE_PROMPT:
+        return (prompt,)
+    return (prompt, negative_prompt)
+
+
+# ------------------------------------------------------------------------------------------------ the lists
+
+def _list_id(guild_id: int | None) -> int:
+    return BOT_WIDE_LIST if guild_id is None else guild_id
+
+
+async def list_terms(session: AsyncSession, guild_id: int | None) -> list[str]:
+    """The stored terms of one server's list, or of the operator's run-time bot-wide list (``guild_id=None``),
+    in alphabetical order."""
+    rows = await session.scalars(
+        select(BlockedTerm.term).where(BlockedTerm.guild_id == _list_id(guild_id)).order_by(BlockedTerm.term)
+    )
+    return list(rows)
+
+
+async def add_term(session: AsyncSession, guild_id: int | None, raw: str, *, by: int,
+                   now: datetime | None = None) -> tuple[str, bool]:
+    """List ``raw`` (normalised) on a server's list or the bot-wide one (``guild_id=None``), audited; returns the
+    term and whether it was new. Raises :class:`BlocklistError` for a bad term or a full list."""
+    term = normalize_term(raw)
+    list_id = _list_id(guild_id)
+    if await session.get(BlockedTerm, (list_id, term)) is not None:
+        return term, False
+    count = await session.scalar(select(func.count()).select_from(BlockedTerm).where(BlockedTerm.guild_id == list_id))
+    if (count or 0) >= MAX_TERMS_PER_LIST:
+        raise BlocklistError(f"This blocklist is full ({MAX_TERMS_PER_LIST} terms); remove some first.")
+    now = now or utcnow()
+    session.add(BlockedTerm(guild_id=list_id, term=term, added_by=by, created_at=now))
+    await record_action(session, actor_id=by, action=AUDIT_BLOCKLIST_ADD, guild_id=guild_id, detail={"term": term},
+                        now=now)
+    return term, True
+
+
+async def remove_term(session: AsyncSession, guild_id: int | None, raw: str, *, by: int) -> bool:
+    """Take a term off a server's list or the bot-wide one, audited; False when it was not listed."""
+    try:
+        term = normalize_term(raw)
+    except BlocklistError:
+        return False
+    result = await session.execute(
+        delete(BlockedTerm).where(BlockedTerm.guild_id == _list_id(guild_id), BlockedTerm.term == term)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await record_action(session, actor_id=by, action=AUDIT_BLOCKLIST_REMOVE, guild_id=guild_id, detail={"term": term})
+    return True
+
+
+async def check_prompt(session: AsyncSession, *, guild_id: int | None, texts: Iterable[str],
+                       setting_terms: Iterable[str] = ()) -> None:
+    """Raise :class:`~jobs.errors.PromptBlocked` when ``texts`` hold a term of the bot-wide list (the setting's
+    ``setting_terms`` and the stored run-time list) or of the server ``guild_id``'s list. Reads only."""
+    texts = tuple(texts)
+    bot_wide = [*setting_terms, *await list_terms(session, None)]
+    if (term := blocked_term(texts, bot_wide)) is not None:
+        raise PromptBlocked(LIST_BOT, term)
+    if guild_id is not None and (term := blocked_term(texts, await list_terms(session, guild_id))) is not None:
+        raise PromptBlocked(LIST_SERVER, term)
+
+
+async def record_blocked(session: AsyncSession, refused: PromptBlocked, *, user_id: int, guild_id: int | None,
+                         source: str) -> None:
+    """Audit one blocked prompt (who, where, which list and term, from which path; never the prompt itself)."""
+    await record_action(session, actor_id=user_id, action=AUDIT_PROMPT_BLOCKED, target_user_id=user_id,
+                        guild_id=guild_id, detail={"list": refused.scope, "term": refused.term, "source": source})
+
+
+async def blocked_count(session: AsyncSession, *, since: datetime, until: datetime,
+                        guild_id: int | None = None) -> int:
+    """Prompts refused by a blocklist in ``[since, until)``, in one server or (``None``) everywhere."""
+    query = select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == AUDIT_PROMPT_BLOCKED, AuditLog.created_at >= since, AuditLog.created_at < until
+    )
+    if guild_id is not None:
+        query = query.where(AuditLog.guild_id == guild_id)
+    return int(await session.scalar(query) or 0)
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+async def record_verdict(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, stage: str,
+                         verdict: Verdict, seconds: float) -> bool:
+    """The worker's verdict on its running attempt's input or output (fenced like every worker write); the
+    classifier's seconds add up in ``safety_seconds``, apart from the GPU time of generation."""
+    column = {STAGE_INPUT: "input_verdict", STAGE_OUTPUT: "output_verdict"}[stage]
+    row = (await session.execute(
+        update(JOBS).where(*fenced(job_id, attempt, worker_id))
+        .values({column: Verdict(verdict).value,
+                 "safety_seconds": func.coalesce(JOBS.c.safety_seconds, 0.0) + max(0.0, float(seconds))})
+        .returning(JOBS.c.id)
+    )).first()
+    return row is not None
+
+
+# ------------------------------------------------------------------------------------------------ policy
+
+def stricter(first: UnsafePolicy, second: UnsafePolicy | str | None) -> UnsafePolicy:
+    """The stricter of two policies (``None``: no second opinion)."""
+    if second is None:
+        return first
+    return UnsafePolicy.REFUSE if UnsafePolicy.REFUSE in (first, UnsafePolicy(second)) else first
+
+
+async def server_safety(session: AsyncSession, guild_id: int | None, default: UnsafePolicy) -> tuple[UnsafePolicy, bool]:
+    """A server's effective policy for unsafe videos (the operator's default, tightened by the server) and whether
+    it makes every result a spoiler."""
+    if guild_id is None:
+        return default, False
+    row = (await session.execute(
+        select(GuildSettings.unsafe_policy, GuildSettings.spoiler_all).where(GuildSettings.guild_id == guild_id)
+    )).first()
+    if row is None:
+        return default, False
+    return stricter(default, row.unsafe_policy), bool(row.spoiler_all)
+
+
+def may_post_unsafe(policy: UnsafePolicy, *, age_restricted_channel: bool) -> bool:
+    """Whether an unsafe video may be posted (then always as a spoiler): only under the age-restricted policy and
+    only in an age-restricted channel."""
+    return policy is UnsafePolicy.AGE_RESTRICTED and age_restricted_channel
+
+
+def withheld_message(policy: UnsafePolicy) -> str:
+    """What the requester is told (privately) about their unsafe video that was not posted."""
+    return WITHHELD_MESSAGE_AGE_RESTRICTED if policy is UnsafePolicy.AGE_RESTRICTED else WITHHELD_MESSAGE
+
+
+async def withhold_video(session: AsyncSession, job_id: int, message: str, *, now: datetime | None = None,
+                         blobs: BlobStore = DATABASE_BLOBS) -> bool:
+    """An unsafe video that may not be posted: its stored bytes go at once, the job keeps its verdict, and
+    ``error`` carries ``message`` where ``/queue`` and the page show it. False when it was withheld already."""
+    now = now or utcnow()
+    result = await session.execute(
+        update(Job).where(Job.id == job_id, Job.withheld_at.is_(None)).values(withheld_at=now, error=message)
+        .execution_options(synchronize_session=False)
+    )
+    await blobs.delete_video(session, job_id)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
