@@ -15,7 +15,7 @@ from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
 from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
-from jobs.safety import BlocklistError, parse_blocklist
+from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
 __all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
 
@@ -89,6 +89,7 @@ class BotSettings:
     unavailable_after: int = DEFAULT_UNAVAILABLE_AFTER_FAILURES  # I2V_UNAVAILABLE_AFTER_FAILURES
     unavailable_retry: float = DEFAULT_UNAVAILABLE_RETRY_SECONDS  # I2V_UNAVAILABLE_RETRY_SECONDS
     prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
+    unsafe_videos: UnsafePolicy = UnsafePolicy.AGE_RESTRICTED  # UNSAFE_VIDEOS: the operator's default policy
 
     @property
     def admin_user_ids(self) -> frozenset[int]:
@@ -163,4 +164,5 @@ class BotSettings:
             unavailable_after=v["I2V_UNAVAILABLE_AFTER_FAILURES"],
             unavailable_retry=float(v["I2V_UNAVAILABLE_RETRY_SECONDS"]),
             prompt_blocklist=prompt_blocklist,
+            unsafe_videos=UnsafePolicy(v["UNSAFE_VIDEOS"]),
         )

@@ -171,6 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     # --- Content safety (jobs.safety)
     _s("PROMPT_BLOCKLIST", TEXT, "", "comma-separated words or phrases refused in prompts everywhere (whole words, "
        "any case)", BOT, max_length=20000),
+    _s("UNSAFE_VIDEOS", CHOICE, "age_restricted", "where a video the safety check flagged may be posted: "
+       "age_restricted (only there, as a spoiler) or refuse (nowhere); servers may tighten it", BOT,
+       choices=("age_restricted", "refuse")),
     _s("SAFETY_MODEL", TEXT, "Falconsai/nsfw_image_detection", "image classifier run on each input image and on "
        "frames of each video; none = no check", WORKER),
     _s("SAFETY_THRESHOLD", FLOAT, 0.5, "an image is unsafe when the unsafe label's score reaches this", WORKER,

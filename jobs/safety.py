@@ -29,7 +29,8 @@ from generator.params import DEFAULT_NEGATIVE_PROMPT
 from jobs.audit import record_action
 from jobs.errors import PromptBlocked
 from jobs.fencing import JOBS, fenced
-from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, utcnow
+from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, utcnow
 
 LIST_BOT = "bot"
 LIST_SERVER = "server"
@@ -51,6 +52,19 @@ class Verdict(str, enum.Enum):
 
     SAFE = "safe"
     UNSAFE = "unsafe"
+
+
+class UnsafePolicy(str, enum.Enum):
+    """Where a video the classifier called unsafe may be posted: the operator's default (UNSAFE_VIDEOS), which a
+    server's admins may tighten (``GuildSettings.unsafe_policy``), never loosen."""
+
+    AGE_RESTRICTED = "age_restricted"  # only in an age-restricted channel, as a spoiler
+    REFUSE = "refuse"  # nowhere
+
+
+WITHHELD_MESSAGE = "The safety check flagged this video, so it was not posted and has been deleted."
+WITHHELD_MESSAGE_AGE_RESTRICTED = ("The safety check flagged this video: it may only be posted in an "
+                                   "age-restricted channel, so it was not posted here and has been deleted.")
 
 
 class BlocklistError(ValueError):
@@ -219,3 +233,49 @@ async def record_verdict(session: AsyncSession, job_id: int, attempt: int, *, wo
         .returning(JOBS.c.id)
     )).first()
     return row is not None
+
+
+# ------------------------------------------------------------------------------------------------ policy
+
+def stricter(first: UnsafePolicy, second: UnsafePolicy | str | None) -> UnsafePolicy:
+    """The stricter of two policies (``None``: no second opinion)."""
+    if second is None:
+        return first
+    return UnsafePolicy.REFUSE if UnsafePolicy.REFUSE in (first, UnsafePolicy(second)) else first
+
+
+async def server_safety(session: AsyncSession, guild_id: int | None, default: UnsafePolicy) -> tuple[UnsafePolicy, bool]:
+    """A server's effective policy for unsafe videos (the operator's default, tightened by the server) and whether
+    it makes every result a spoiler."""
+    if guild_id is None:
+        return default, False
+    row = (await session.execute(
+        select(GuildSettings.unsafe_policy, GuildSettings.spoiler_all).where(GuildSettings.guild_id == guild_id)
+    )).first()
+    if row is None:
+        return default, False
+    return stricter(default, row.unsafe_policy), bool(row.spoiler_all)
+
+
+def may_post_unsafe(policy: UnsafePolicy, *, age_restricted_channel: bool) -> bool:
+    """Whether an unsafe video may be posted (then always as a spoiler): only under the age-restricted policy and
+    only in an age-restricted channel."""
+    return policy is UnsafePolicy.AGE_RESTRICTED and age_restricted_channel
+
+
+def withheld_message(policy: UnsafePolicy) -> str:
+    """What the requester is told (privately) about their unsafe video that was not posted."""
+    return WITHHELD_MESSAGE_AGE_RESTRICTED if policy is UnsafePolicy.AGE_RESTRICTED else WITHHELD_MESSAGE
+
+
+async def withhold_video(session: AsyncSession, job_id: int, message: str, *, now: datetime | None = None,
+                         blobs: BlobStore = DATABASE_BLOBS) -> bool:
+    """An unsafe video that may not be posted: its stored bytes go at once, the job keeps its verdict, and
+    ``error`` carries ``message`` where ``/queue`` and the page show it. False when it was withheld already."""
+    now = now or utcnow()
+    result = await session.execute(
+        update(Job).where(Job.id == job_id, Job.withheld_at.is_(None)).values(withheld_at=now, error=message)
+        .execution_options(synchronize_session=False)
+    )
+    await blobs.delete_video(session, job_id)
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from jobs.blobs import DATABASE_BLOBS
 from jobs.gallery import output_filename, undelivered_web_jobs
 from jobs.models import JobStatus
 from jobs.queue import mark_delivered
+from jobs.safety import UnsafePolicy, Verdict, withheld_message, withhold_video
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,17 @@ async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int
     done: list[int] = []
     for job in jobs:
         path: Path | None = None
-        if job.status == JobStatus.SUCCEEDED and config.save_output_copy and job.finished_at is not None:
+        withheld = job.status == JobStatus.SUCCEEDED and job.output_verdict == Verdict.UNSAFE.value
+        if not withheld and job.status == JobStatus.SUCCEEDED and config.save_output_copy and job.finished_at is not None:
             async with readers() as session:
                 data = await DATABASE_BLOBS.read_video(session, job.id)
             if data is not None:
                 path = config.output_dir / output_filename(job.id, job.finished_at)
                 await asyncio.to_thread(write_copy, path, data)
         async with sessions.begin() as session:
+            if withheld:  # the page has no age-restricted channel: an unsafe video is never shown
+                await withhold_video(session, job.id, withheld_message(UnsafePolicy.REFUSE))
+                log.info("web job %s: the safety check flagged the video; withheld and deleted", job.id)
             if await mark_delivered(session, job.id, result_message_id=None,
                                     output_path=str(path) if path else None):
                 done.append(job.id)

@@ -25,7 +25,7 @@ def iso(value: datetime | None) -> str | None:
 
 def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None) -> dict[str, Any]:
     """Everything the page shows about one of the user's jobs."""
-    done = job.status == JobStatus.SUCCEEDED
+    done = job.status == JobStatus.SUCCEEDED and job.withheld_at is None  # withheld: flagged unsafe, deleted
     name = output_filename(job.id, job.finished_at) if job.status == JobStatus.SUCCEEDED and job.finished_at else None
     return {
         "id": job.id,

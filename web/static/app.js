@@ -120,7 +120,7 @@ function render(job) {
     if (job.cancel_requested) text += " - stopping";
     progress.max = job.total || 1; progress.value = job.phase === "denoising" ? job.step : 0;
   } else if (job.status === "succeeded") {
-    text = "Done."; progress.max = 1; progress.value = 1;
+    text = job.video_url ? "Done." : (job.error || "Done."); progress.max = 1; progress.value = 1;
   } else {
     text = job.error || job.status; progress.max = 1; progress.value = 0;
   }
@@ -129,7 +129,7 @@ function render(job) {
   $("job-status").dataset.phase = job.phase;
   $("job-status").dataset.step = job.step;
   $("cancel").hidden = !job.pending;
-  if (job.status === "succeeded") showResult(job);
+  if (job.status === "succeeded" && job.video_url) showResult(job);  // none: withheld by the safety check
 }
 
 function showResult(job) {
