@@ -18,14 +18,16 @@ import discord
 
 from bot.errors import JobNotFound, UserFacingError
 from bot.permissions import log_refusal
+from bot.render import admin_cancel_text
 from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
-from jobs.moderation import ban_and_settle  # noqa: F401 - re-exported: the operator cog and its tests import it here
+from jobs.audit import record_action
+from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
+from jobs.moderation import cancel_audited
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from bot.app import I2VBot
-    from jobs.models import GuildSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,6 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
     buttons for a server admin) only a job of the interaction's own server: another server's job is answered
     as if it did not exist, and the attempt is logged.
     """
-    from jobs.models import Job
-    from jobs.moderation import cancel_audited
-
     async with bot.sessions.begin() as session:
         job = await session.get(Job, job_id)
         if job is not None and not bot_wide and job.guild_id != interaction.guild_id:
@@ -59,11 +58,7 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
         outcome = await cancel_audited(session, job, by=interaction.user.id, bot_wide=bot_wide)
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
-    if outcome.value == "cancelled":
-        return f"Cancelled job #{job_id} of <@{job.user_id}> before it started; their GPU time was refunded."
-    if outcome.value == "requested":
-        return f"Stopping job #{job_id} of <@{job.user_id}>; it is charged only for the GPU time already used."
-    return f"Job #{job_id} had already finished; nothing to cancel."
+    return admin_cancel_text(job_id, job.user_id, outcome.value)
 
 
 _KEEP: Any = object()  # "leave this cap as it is" in set_guild_limits
@@ -86,9 +81,6 @@ async def set_guild_limits(
         A cap outside what the bot can do at all (a resolution it does not know, frames or steps below the
         smallest request, which would refuse everything).
     """
-    from jobs.audit import record_action
-    from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, utcnow
-
     if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in RESOLUTIONS:
         raise UserFacingError(f"max_resolution must be one of {', '.join(RESOLUTIONS)} or {NO_CAP}.")
     for name, value, (low, high) in (("max_frames", max_frames, FRAMES_RANGE), ("max_steps", max_steps, STEPS_RANGE)):

@@ -1,7 +1,8 @@
-"""The admin listings' buttons and the pages they show: queue and audit-log paging, Cancel #N, Clear confirmation.
+"""What a click on an admin listing's button does: queue and audit-log paging, Cancel #N, the Clear confirmation.
 
-Every button is a ``DynamicItem`` whose ``custom_id`` carries everything it needs (``i2va:<what>:...``), so it keeps
-working after a restart and a forged ``custom_id`` gains nothing: the scope check runs on every click.
+Every button is a ``DynamicItem`` matching a custom-id template of ``bot.components`` (``i2va:<what>:...``, which
+also lays them out), so it keeps working after a restart and a forged ``custom_id`` gains nothing: the scope check
+runs on every click.
 
 - ``i2va:queue:`` / ``i2va:log:`` page one server's listing (``/admin``): the server is the guild the click comes
   from, and the clicker must be its admin (or the operator).
@@ -21,19 +22,16 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.admin_actions import cancel_as_admin, wake_monitor
-from bot.admin_render import render_log, render_queue
+from bot.admin_commands import log_reply, queue_reply
+from bot.components import ADMIN_CANCEL_TEMPLATE, CLEAR_CONFIRM_TEMPLATE, PAGE_STEP, page_template
 from bot.permissions import is_operator, require_operator, require_server_admin
 from bot.tree import explain_error
+from jobs.queue import clear_queue
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
 
 log = logging.getLogger(__name__)
-
-QUEUE_PAGE_SIZE = 10  # jobs per queue page (two rows of five Cancel buttons)
-CANCEL_BUTTONS_PER_ROW = 5  # Discord allows five buttons in one action row
-LOG_PAGE_SIZE = 15  # audit rows per log page
-CUSTOM_ID_PREFIX = "i2va"
 
 Check = Callable[[discord.Interaction], Awaitable[bool]]
 
@@ -48,75 +46,18 @@ async def _run_guarded(interaction: discord.Interaction, check: Check, body: Cal
         await explain_error(interaction, error)
 
 
-async def queue_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    """A queue page (clamped to the last one) with its buttons: ``guild_id``'s jobs, or every job for ``None``."""
-    from jobs.holds import pause_state
-    from jobs.stats import queue_page
-
-    async with bot.readers() as session:
-        listing = await queue_page(session, offset=page * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE, guild_id=guild_id)
-        if listing.page >= listing.pages:  # the queue shrank under this page
-            last = listing.pages - 1
-            listing = await queue_page(session, offset=last * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE, guild_id=guild_id)
-        server_paused = guild_id is not None and (await pause_state(session, guild_id)).guild_paused
-    now = discord.utils.utcnow()
-    view = discord.ui.View(timeout=None)
-    for index, entry in enumerate(listing.entries):
-        view.add_item(AdminCancelButton(entry.job_id, row=index // CANCEL_BUTTONS_PER_ROW))
-    nav_row = (len(listing.entries) + CANCEL_BUTTONS_PER_ROW - 1) // CANCEL_BUTTONS_PER_ROW
-    button = QueuePageButton if guild_id is not None else OperatorQueuePageButton
-    view.add_item(button(listing.page, "prev", row=nav_row, disabled=listing.page == 0))
-    view.add_item(button(listing.page, "refresh", row=nav_row))
-    view.add_item(button(listing.page, "next", row=nav_row, disabled=listing.page + 1 >= listing.pages))
-    embed = render_queue(listing, now, bot_wide=guild_id is None, server_paused=server_paused)
-    return embed, view
-
-
-async def log_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    """An audit-log page (clamped to the last one): ``guild_id``'s own actions, or everything for ``None``."""
-    from jobs.stats import audit_page
-
-    def fetch(session: Any, offset: int) -> Any:
-        return audit_page(session, offset=offset, limit=LOG_PAGE_SIZE, guild_id=guild_id, with_bot_wide=False)
-
-    async with bot.readers() as session:
-        listing = await fetch(session, page * LOG_PAGE_SIZE)
-        if listing.page >= listing.pages:
-            listing = await fetch(session, (listing.pages - 1) * LOG_PAGE_SIZE)
-    button = LogPageButton if guild_id is not None else OperatorLogPageButton
-    view = discord.ui.View(timeout=None)
-    view.add_item(button(listing.page, "prev", disabled=listing.page == 0))
-    view.add_item(button(listing.page, "next", disabled=listing.page + 1 >= listing.pages))
-    return render_log(listing, bot_wide=guild_id is None), view
-
-
-_PAGE_STEP = {"prev": -1, "refresh": 0, "next": 1}
-
-
-class _PageButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_PREFIX + r":(?P<listing>[a-z]+):(?P<page>[0-9]{1,6})"
-):
+class _PageButton(discord.ui.DynamicItem[discord.ui.Button], template=page_template("queue")):
     """Base for the paging buttons of a listing; the page it was on is in the ``custom_id``. Subclasses set
-    LISTING (the ``custom_id`` segment), LABELS (kind -> label, kinds from ``_PAGE_STEP``), BOT_WIDE and ``reply``."""
+    LISTING (the ``custom_id`` segment, a ``bot.components.PAGE_LISTINGS`` key), BOT_WIDE and ``reply``."""
 
-    LISTING = ""
-    LABELS: dict[str, str] = {}
+    LISTING = "queue"
     BOT_WIDE = False  # True: an /operator listing (every server), operator only
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        kinds = "|".join(cls.LABELS)
-        super().__init_subclass__(template=rf"{CUSTOM_ID_PREFIX}:{cls.LISTING}:(?P<page>[0-9]{{1,6}}):(?P<kind>{kinds})")
+        super().__init_subclass__(template=page_template(cls.LISTING))
 
-    def __init__(self, page: int, kind: str, *, row: int | None = None, disabled: bool = False) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=self.LABELS[kind],
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"{CUSTOM_ID_PREFIX}:{self.LISTING}:{page}:{kind}",
-                row=row,
-                disabled=disabled,
-            )
-        )
+    def __init__(self, item: discord.ui.Button, page: int, kind: str) -> None:
+        super().__init__(item)
         self.page = page
         self.kind = kind
 
@@ -129,7 +70,8 @@ class _PageButton(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> _PageButton:
-        return cls(int(match["page"]), match["kind"])
+        assert isinstance(item, discord.ui.Button)
+        return cls(item, int(match["page"]), match["kind"])
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         bot: I2VBot = interaction.client  # type: ignore[assignment]
@@ -137,7 +79,7 @@ class _PageButton(
 
         async def body() -> None:
             await interaction.response.defer()
-            embed, view = await self.reply(bot, guild_id, max(0, self.page + _PAGE_STEP[self.kind]))
+            embed, view = await self.reply(bot, guild_id, max(0, self.page + PAGE_STEP[self.kind]))
             await interaction.edit_original_response(embed=embed, view=view)
 
         await _run_guarded(interaction, require_operator if self.BOT_WIDE else require_server_admin, body)
@@ -147,7 +89,6 @@ class QueuePageButton(_PageButton):
     """Previous / Refresh / Next on an ``/admin queue`` listing (this server's jobs)."""
 
     LISTING = "queue"
-    LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
     reply = staticmethod(queue_reply)
 
 
@@ -162,7 +103,6 @@ class LogPageButton(_PageButton):
     """Previous / Next on an ``/admin log`` listing."""
 
     LISTING = "log"
-    LABELS = {"prev": "◀ Newer", "next": "Older ▶"}
     reply = staticmethod(log_reply)
 
 
@@ -173,28 +113,20 @@ class OperatorLogPageButton(LogPageButton):
     BOT_WIDE = True
 
 
-class AdminCancelButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_PREFIX + r":cancel:(?P<job>[0-9]{1,20})"
-):
+class AdminCancelButton(discord.ui.DynamicItem[discord.ui.Button], template=ADMIN_CANCEL_TEMPLATE):
     """"Cancel #N" next to a job in a queue listing: the operator cancels any job, a server admin only their
     server's (the job's server must be the one the click comes from)."""
 
-    def __init__(self, job_id: int, *, row: int | None = None) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=f"Cancel #{job_id}",
-                style=discord.ButtonStyle.danger,
-                custom_id=f"{CUSTOM_ID_PREFIX}:cancel:{job_id}",
-                row=row,
-            )
-        )
+    def __init__(self, item: discord.ui.Button, job_id: int) -> None:
+        super().__init__(item)
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> AdminCancelButton:
-        return cls(int(match["job"]))
+        assert isinstance(item, discord.ui.Button)
+        return cls(item, int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         bot: I2VBot = interaction.client  # type: ignore[assignment]
@@ -208,34 +140,25 @@ class AdminCancelButton(
         await _run_guarded(interaction, require_server_admin, body)
 
 
-class ClearConfirmButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_PREFIX + r":clear:(?P<expires>[0-9]{1,12})"
-):
+class ClearConfirmButton(discord.ui.DynamicItem[discord.ui.Button], template=CLEAR_CONFIRM_TEMPLATE):
     """The confirmation of ``/admin clear`` (the clicking server's queued jobs); valid until the unix time in its
     ``custom_id``."""
 
-    def __init__(self, expires_at: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Yes, cancel them all",
-                style=discord.ButtonStyle.danger,
-                custom_id=f"{CUSTOM_ID_PREFIX}:clear:{expires_at}",
-            )
-        )
+    def __init__(self, item: discord.ui.Button, expires_at: int) -> None:
+        super().__init__(item)
         self.expires_at = expires_at
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ClearConfirmButton:
-        return cls(int(match["expires"]))
+        assert isinstance(item, discord.ui.Button)
+        return cls(item, int(match["expires"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         bot: I2VBot = interaction.client  # type: ignore[assignment]
 
         async def body() -> None:
-            from jobs.queue import clear_queue
-
             if interaction.guild_id is None:
                 return
             if time.time() > self.expires_at:

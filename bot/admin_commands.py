@@ -9,17 +9,26 @@ permission checks and the help texts; what a command does and answers is here, o
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from bot.admin_actions import cancel_as_admin, wake_monitor
-from bot.admin_buttons import log_reply, queue_reply
-from bot.admin_render import render_stats
+from bot.components import log_listing_view, queue_listing_view
 from bot.errors import UserFacingError
+from bot.render import render_log, render_queue, render_stats
+from jobs.control import ban_from_guild, pause_guild, resume_guild, unban_from_guild
+from jobs.holds import pause_state
+from jobs.moderation import ban_and_settle
+from jobs.queue import pause_queue, resume_queue
+from jobs.quota import unban_user
+from jobs.stats import admin_stats, audit_page, queue_page
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from bot.app import I2VBot
 
 log = logging.getLogger(__name__)
@@ -32,9 +41,40 @@ Page = app_commands.Range[int, 1, MAX_PAGE]
 JobNumber = app_commands.Range[int, 1, MAX_JOB_ID]
 Reason = app_commands.Range[str, 1, MAX_REASON_CHARS]
 
+QUEUE_PAGE_SIZE = 10  # jobs per queue page (two rows of five Cancel buttons)
+LOG_PAGE_SIZE = 15  # audit rows per log page
+
 QUEUE_PAGE_HELP = "Which page to show (10 jobs a page)."
 LOG_PAGE_HELP = "Which page to show (15 actions a page)."
 SERVER_ONLY = " on this server"
+
+
+async def queue_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
+    """A queue page (clamped to the last one) with its buttons: ``guild_id``'s jobs, or every job for ``None``."""
+    async with bot.readers() as session:
+        listing = await queue_page(session, offset=page * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE, guild_id=guild_id)
+        if listing.page >= listing.pages:  # the queue shrank under this page
+            last = listing.pages - 1
+            listing = await queue_page(session, offset=last * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE, guild_id=guild_id)
+        server_paused = guild_id is not None and (await pause_state(session, guild_id)).guild_paused
+    view = queue_listing_view([entry.job_id for entry in listing.entries], listing.page, listing.pages,
+                              bot_wide=guild_id is None)
+    embed = render_queue(listing, discord.utils.utcnow(), bot_wide=guild_id is None, server_paused=server_paused)
+    return embed, view
+
+
+async def log_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:
+    """An audit-log page (clamped to the last one): ``guild_id``'s own actions, or everything for ``None``."""
+
+    def fetch(session: AsyncSession, offset: int) -> Awaitable[AuditPage]:
+        return audit_page(session, offset=offset, limit=LOG_PAGE_SIZE, guild_id=guild_id, with_bot_wide=False)
+
+    async with bot.readers() as session:
+        listing = await fetch(session, page * LOG_PAGE_SIZE)
+        if listing.page >= listing.pages:
+            listing = await fetch(session, (listing.pages - 1) * LOG_PAGE_SIZE)
+    view = log_listing_view(listing.page, listing.pages, bot_wide=guild_id is None)
+    return render_log(listing, bot_wide=guild_id is None), view
 
 
 async def defer(interaction: discord.Interaction) -> None:
@@ -65,9 +105,6 @@ async def cancel(bot: I2VBot, interaction: discord.Interaction, guild_id: int | 
 
 async def pause(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, reason: str | None) -> None:
     """Hold the scope's queued jobs (requests are still accepted and wait); running ones finish."""
-    from jobs.control import pause_guild
-    from jobs.queue import pause_queue
-
     await defer(interaction)
     async with bot.sessions.begin() as session:
         if guild_id is None:
@@ -89,9 +126,6 @@ async def pause(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
 
 async def resume(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None) -> None:
     """Let the scope's queued jobs start again."""
-    from jobs.control import resume_guild
-    from jobs.queue import resume_queue
-
     await defer(interaction)
     async with bot.sessions.begin() as session:
         if guild_id is None:
@@ -112,9 +146,6 @@ async def ban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | Non
               reason: str | None) -> None:
     """Ban ``user`` in the scope: their queued jobs there are cancelled and refunded. Bot-wide, a running job
     finishes and is delivered but is not retried (``jobs.moderation.ban_and_settle``)."""
-    from jobs.control import ban_from_guild
-    from jobs.moderation import ban_and_settle
-
     await defer(interaction)
     if user.id == interaction.user.id:
         raise UserFacingError("You cannot ban yourself.")
@@ -145,9 +176,6 @@ async def ban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | Non
 
 async def unban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, user: discord.User) -> None:
     """Lift ``user``'s ban in the scope."""
-    from jobs.control import unban_from_guild
-    from jobs.quota import unban_user
-
     await defer(interaction)
     async with bot.sessions.begin() as session:
         if guild_id is None:
@@ -162,9 +190,6 @@ async def unban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
 
 async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None) -> None:
     """The scope's jobs today and this week; bot-wide also the workers; a server's also its pause state."""
-    from jobs.holds import pause_state
-    from jobs.stats import admin_stats
-
     await defer(interaction)
     async with bot.readers() as session:
         stats = await admin_stats(session, guild_id=guild_id)

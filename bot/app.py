@@ -19,15 +19,22 @@ import discord
 from discord.ext import commands
 
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
+from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
+from bot.monitor import JobMonitor
+from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
+from bot.views import DYNAMIC_ITEMS
+from jobs.db import make_engine, make_sessionmaker, migrate
+from jobs.quota import QuotaPolicy
+from jobs.workers import pid_alive, rescue_dead_on_host
+from web.config import WebConfig
+from web.server import WebServer
+from web.standalone import embedded_supervisor, supervisor_problem
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-    from bot.monitor import JobMonitor
-    from jobs.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +92,6 @@ class I2VBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         """Migrate, load cogs, register buttons, sync commands, start the worker and the job monitor."""
-        from bot.monitor import JobMonitor
-        from bot.views import DYNAMIC_ITEMS
-        from jobs.db import make_engine, make_sessionmaker, migrate
-
         settings = self.settings
         self.lag.start()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -111,8 +114,6 @@ class I2VBot(commands.Bot):
             self.loaded_extensions.append(name)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
 
-        from bot.command_sync import sync_if_changed
-
         assert self.application_id is not None  # set by login() before setup_hook
         await sync_if_changed(self.tree, self.application_id, settings.data_dir)
 
@@ -127,26 +128,18 @@ class I2VBot(commands.Bot):
     async def _rescue_own_host(self) -> None:
         """Requeue at once the running jobs of this host's workers whose process is gone (e.g. the embedded worker
         of a previous run of the bot that was killed), instead of waiting for their heartbeats to go stale."""
-        from jobs.workers import pid_alive, rescue_dead_on_host
-
         async with self.sessions.begin() as session:
             rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
         if rescued:
             log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
 
     async def _start_supervisor(self) -> None:
-        from web.standalone import embedded_supervisor
-
         self.supervisor = embedded_supervisor(self.settings)
         await self.supervisor.start()
 
     async def _start_web_page(self) -> None:
         """The web page, /healthz and /metrics on WEB_HOST:WEB_PORT, over this bot's store and worker. A port that
         cannot be bound is logged and the bot runs without the page."""
-        from web.config import WebConfig
-        from web.server import WebServer
-        from web.standalone import supervisor_problem
-
         self.web_server = WebServer(WebConfig.from_settings(self.settings), sessions=self.sessions,
                                     readers=self.readers, worker_problem=lambda: supervisor_problem(self.supervisor),
                                     gateway_latency=lambda: self.latency if self.is_ready() else None)
@@ -188,13 +181,9 @@ class I2VBot(commands.Bot):
 
     def is_operator(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
         """Whether ``actor`` is the bot's operator (OPERATOR_USER_IDS / OPERATOR_ROLE_IDS; see bot.permissions)."""
-        from bot.permissions import is_operator
-
         return is_operator(actor, self.settings)
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""
-        from bot.permissions import member_role_ids
-        from jobs.quota import QuotaPolicy
-
-        return QuotaPolicy.of_requester(self.settings, role_ids=member_role_ids(actor), is_admin=self.is_operator(actor))
+        return QuotaPolicy.of_requester(self.settings, role_ids=member_role_ids(actor),
+                                        is_admin=self.is_operator(actor))

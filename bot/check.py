@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.endpoints import apply_discord_endpoints
 from config.reader import EXIT_BAD_SETTINGS, read_all
+from generator.model_files import check_model_source
+from jobs.db import alembic_config, make_engine
 
 DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
 STATE_AT_HEAD = "at head"
@@ -72,8 +75,6 @@ async def database_state(url: str) -> tuple[str, str]:
     Opens nothing that does not exist: a missing SQLite file is "not created".
     """
     from alembic.script import ScriptDirectory
-
-    from jobs.db import alembic_config, make_engine
 
     path = sqlite_file(url)
     if path is not None and not path.exists():
@@ -134,7 +135,6 @@ def check_folder(name: str, folder: Path, report: CheckReport) -> None:
 
 
 def check_endpoints(values: Mapping[str, Any], report: CheckReport) -> None:
-    from bot.endpoints import apply_discord_endpoints
 
     try:
         apply_discord_endpoints(values["DISCORD_API_BASE"] or None, values["DISCORD_GATEWAY_URL"] or None)
@@ -144,8 +144,6 @@ def check_endpoints(values: Mapping[str, Any], report: CheckReport) -> None:
 
 async def run_check(env: Mapping[str, str]) -> CheckReport:
     """Check everything; nothing is started, created or migrated."""
-    from generator.model_files import check_model_source
-
     report = CheckReport()
     values, errors = read_all(env)
     report.problems += errors.values()

@@ -9,6 +9,10 @@ page (:mod:`bot.maintenance`).
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT at any moment), 2 for a missing or bad setting (one line on
 stderr) or a failed check, 1 when Discord refuses the token or a maintenance command fails.
+
+Each command imports what it runs inside its own function, deliberately: the web-only path, ``check``, ``backup``
+and ``prune`` never load discord.py, the bot and its cogs (seconds on a small machine), and ``run`` loads them only
+after the settings were read and the endpoints applied.
 """
 
 from __future__ import annotations

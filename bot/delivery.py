@@ -21,6 +21,10 @@ result thus costs at most ``UPLOAD_RETRIES_MAX + 1`` upload calls: a persistent 
 and no retry of ours, a persistent 503 or timeout three. Each own retry counts in ``i2v_upload_retries_total``
 (``web.metrics``), labelled with its reason.
 
+Deleting (:func:`delete_stored_video`, :func:`delete_user_data`: the Delete button under a video,
+``/delete-my-data``, and retention through ``bot.monitor``) removes the stored bytes and the disk copies; the job
+rows stay (statistics, quota ledger, audit log).
+
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
 ``SAVE_OUTPUT_COPY=false``, the delivering process also writes it to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4``
 (the finish time, UTC) and records that path on the job; Delete, delete-my-data and retention remove that copy too.
@@ -41,12 +45,19 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from bot.result_text import render_notice, render_result
+from bot.components import job_custom_id, notice_view, result_view
+from bot.render import render_notice, render_result, render_upload_failed
+from jobs.blobs import DATABASE_BLOBS
+from jobs.models import JobStatus
+from jobs.queue import delivered_among, find_job, mark_delivered
+from jobs.retention import delete_job_video
+from jobs.retention import delete_user_data as delete_in_store
 from web.metrics import UPLOAD_RETRIES
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
     from jobs.models import Job
+    from jobs.retention import UserDataDeleted
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +137,7 @@ def _read_journal(path: Path) -> datetime | None:
 
 async def find_posted(bot: I2VBot, job: Job, since: datetime) -> int | None:
     """The id of a message this bot already posted for ``job`` since ``since`` (by its Info button), or None."""
-    from bot.views import CUSTOM_ID_PREFIX
-
-    wanted = f"{CUSTOM_ID_PREFIX}:info:{job.id}"
+    wanted = job_custom_id("info", job.id)
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
     after = discord.Object(discord.utils.time_snowflake(since - HISTORY_SCAN_MARGIN))
     async for message in channel.history(limit=HISTORY_SCAN_LIMIT, after=after, oldest_first=True):
@@ -175,8 +184,6 @@ class Delivery:
     async def prune_journal(self) -> int:
         """Remove journal entries of jobs already recorded as delivered (left by a crash right after recording);
         returns how many were removed."""
-        from jobs.queue import delivered_among
-
         folder = _journal_dir(self.bot)
         entries = {int(p.stem): p for p in folder.glob("*.json") if p.stem.isdigit()} if folder.exists() else {}
         if not entries:
@@ -198,10 +205,6 @@ class Delivery:
             self._in_flight.discard(job.id)
 
     async def _deliver(self, stale: Job) -> DeliveryResult:
-        from jobs.blobs import DATABASE_BLOBS
-        from jobs.models import JobStatus
-        from jobs.queue import find_job
-
         # the caller's row may predate a delivery that just finished: decide on a fresh read, under the guard
         async with self.bot.readers() as session:
             job = await find_job(session, stale.id)
@@ -277,8 +280,6 @@ class Delivery:
         return found if found is not None else False
 
     async def _post(self, job: Job, video: bytes | None) -> int:
-        from bot.views import InfoButton, result_view
-
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = None
         if job.reply_to_message_id:
@@ -294,17 +295,13 @@ class Delivery:
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:
-            view = discord.ui.View(timeout=None)
-            view.add_item(InfoButton(job.id))
             message = await channel.send(
-                render_notice(job), view=view, reference=reference, allowed_mentions=mentions,
+                render_notice(job), view=notice_view(job.id), reference=reference, allowed_mentions=mentions,
                 nonce=nonce_for(job.id),
             )
         return message.id
 
     async def _mark(self, job: Job, message_id: int | None, journal: Path, copy: Path | None = None) -> DeliveryResult:
-        from jobs.queue import mark_delivered
-
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=message_id,
                                           output_path=str(copy) if copy is not None else None)
@@ -323,13 +320,8 @@ class Delivery:
         message instead, and the job is recorded as delivered either way so the bot stops knocking on a closed
         door (repeated 403/404s count against Discord's invalid-request limit).
         """
-        from bot.views import InfoButton
-
-        text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
-        if kept:
-            text += " The file is kept on the bot's server; ask an admin for it."
-        view = discord.ui.View(timeout=None)
-        view.add_item(InfoButton(job.id))
+        text = render_upload_failed(job, reason, kept=kept)
+        view = notice_view(job.id)
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         notice_id: int | None = None
         try:
@@ -354,3 +346,27 @@ class Delivery:
             await user.send(text)
         except discord.HTTPException:
             log.warning("user %s cannot be reached by direct message either", job.user_id)
+
+
+# -- deleting what the bot keeps: the Delete button, /delete-my-data, retention ------------------------------
+
+
+async def delete_stored_video(bot: I2VBot, job_id: int) -> bool:
+    """Delete one job's stored MP4 and its disk copy; True when anything was there."""
+    async with bot.sessions.begin() as session:
+        stored = await delete_job_video(session, job_id)
+    copies = await remove_disk_copies(bot, [job_id])
+    log.info("deleted the video of job %s (stored: %s, disk copies: %d)", job_id, stored, copies)
+    return stored or copies > 0
+
+
+async def delete_user_data(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
+    """Delete every stored image and video of ``user_id``'s jobs and the disk copies (audited, actor ``by``)."""
+    async with bot.sessions.begin() as session:
+        deleted = await delete_in_store(session, user_id, by=by)
+    copies = await remove_disk_copies(bot, deleted.job_ids)
+    log.info("user %s's data deleted by %s: %d job(s), %d disk copies, still running %s", user_id, by,
+             len(deleted.job_ids), copies, deleted.still_running)
+    if bot.monitor is not None:
+        bot.monitor.wake()
+    return deleted

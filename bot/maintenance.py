@@ -12,7 +12,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bot.delivery import remove_copies
 from bot.settings import BotSettings
+from jobs.backup import BackupError, backup_sqlite
+from jobs.db import make_engine, make_sessionmaker
+from jobs.retention import prune_finished
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -22,8 +26,6 @@ SHOWN_IDS = 50  # job ids printed at most
 
 def backup(settings: BotSettings, dest: Path) -> int:
     """Run the backup; prints one line; returns the exit status."""
-    from jobs.backup import BackupError, backup_sqlite
-
     try:
         written, size = backup_sqlite(settings.database_url, dest)
     except BackupError as error:
@@ -35,10 +37,6 @@ def backup(settings: BotSettings, dest: Path) -> int:
 
 async def prune(settings: BotSettings, now: datetime | None = None) -> int:
     """One retention pass over the whole store; prints what it removed; returns the exit status."""
-    from bot.delivery import remove_copies
-    from jobs.db import make_engine, make_sessionmaker
-    from jobs.retention import prune_finished
-
     if settings.retention_days <= 0:
         print("RETENTION_DAYS=0: finished jobs keep their image and video forever; nothing pruned")
         return 0

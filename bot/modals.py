@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
 from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
 
@@ -56,8 +57,6 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
 
     async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        from bot.cogs.animate import handle_request
-
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         await handle_request(
             bot,
@@ -102,12 +101,8 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         self.seed.default = str(job.seed)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        from bot.actions import pause_notice, queue_variant, queued_text, tell_queued
-        from bot.views import load_job, require_owner
-
         bot: I2VBot = interaction.client  # type: ignore[assignment]
-        parent = await load_job(bot, self.job_id)
-        require_owner(bot, interaction, parent, "vary")
+        parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {
             "prompt": self.prompt.value,
             "frames": _int_field("frames", self.frames.value),
@@ -119,10 +114,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
             if changes[name] is None:
                 changes.pop(name)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await queue_variant(bot, interaction, parent, source="vary", changes=changes)
-        notice = await pause_notice(bot, job.guild_id)
-        await tell_queued(interaction, job, queued_text(job, f"Queued a variation of job #{parent.id} as job #{job.id}",
-                                                        notice))
+        await queue_variant(bot, interaction, parent, source="vary", changes=changes)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await explain_error(interaction, error)

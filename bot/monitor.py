@@ -15,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from datetime import datetime, timedelta, timezone
-
 from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
-from bot.status import EditOutcome, edit_status_message, post_missing_status, render_status, status_key
+from bot.render import render_status, status_key
+from bot.status import EditOutcome, edit_status_message, post_missing_status
+from jobs.models import JobSource, JobStatus
+from jobs.queue import (
+    pending_with_status_message,
+    queue_positions,
+    rescue_dead_workers,
+    rescue_expired,
+    undelivered_jobs,
+)
+from jobs.retention import prune_finished
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -72,8 +81,6 @@ class JobMonitor:
     async def deliver_finished(self, timeout: float) -> None:
         """Deliver what finished and wait for those deliveries (on shutdown: the job the worker finished in its
         grace period), for at most ``timeout`` seconds; what is left is delivered on the next start."""
-        from jobs.models import JobSource
-        from jobs.queue import undelivered_jobs
 
         async def deliver() -> None:
             async with self.bot.readers() as session:
@@ -118,9 +125,6 @@ class JobMonitor:
     async def tick(self) -> None:
         """One pass: rescue dead workers' jobs and expired leases, prune old bytes, refresh status messages, start
         deliveries."""
-        from jobs.models import JobSource, JobStatus
-        from jobs.queue import pending_with_status_message, queue_positions, rescue_dead_workers, rescue_expired
-        from jobs.queue import undelivered_jobs
 
         if time.monotonic() - self._rescued_at >= RESCUE_INTERVAL_SECONDS:
             self._rescued_at = time.monotonic()
@@ -151,7 +155,6 @@ class JobMonitor:
 
     async def prune(self) -> list[int]:
         """Remove the stored bytes (and disk copies) of jobs that finished more than RETENTION_DAYS ago."""
-        from jobs.retention import prune_finished
 
         days = self.bot.settings.retention_days
         if days <= 0:

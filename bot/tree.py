@@ -13,6 +13,9 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserFacingError
+from generator.images import ImageError
+from generator.params import ParamError
+from jobs.errors import RequestRefused
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -32,10 +35,6 @@ def user_message(error: BaseException) -> str | None:
         return user_message(error.original)
     if isinstance(error, UserFacingError):
         return error.message
-    from generator.images import ImageError
-    from generator.params import ParamError
-    from jobs.errors import RequestRefused
-
     if isinstance(error, (RequestRefused, ParamError, ImageError)):
         return str(error)
     if isinstance(error, app_commands.TransformerError):

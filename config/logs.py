@@ -2,7 +2,8 @@
 rotation (``LOG_FILE_MAX_BYTES``, ``LOG_FILE_BACKUPS``), secrets masked in every record, quiet libraries.
 
 At INFO and above the libraries' start-up chatter is held back: Alembic's migration context lines, discord.py's
-connection notes, and Python's deprecation warnings. ``LOG_LEVEL=DEBUG`` shows all.
+connection notes, and Python's deprecation warnings. ``LOG_LEVEL=DEBUG`` shows all. The model libraries' lines
+that tell an admin nothing (:data:`LIBRARY_NOISE`) are logged once per process, at DEBUG (:class:`LibraryNoise`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ MASK = "<redacted>"
 MIN_SECRET_CHARS = 8  # shorter values (test stand-ins like "t") would mask ordinary words
 # Loggers that say nothing an operator needs at INFO: held at WARNING unless LOG_LEVEL=DEBUG.
 CHATTY_LOGGERS = ("alembic", "discord", "aiosqlite", "asyncio")
+# Lines of the model libraries that name a library detail, not a problem of this set-up: once per process, at DEBUG.
+LIBRARY_NOISE = (
+    "requires torchvision (not installed); falling back to",  # transformers: the CLIP image processor's PIL backend
+    "Couldn't connect to the Hub",  # diffusers, at every load while the hub is unreachable (the cache is used)
+    "has been deprecated and will not receive bug fixes",  # diffusers: the I2VGenXL pipeline's notice
+    "that should be kept in float32",  # diffusers: the worker casts the pipeline's dtype on purpose
+)
 
 
 class SecretMask(logging.Filter):
@@ -70,6 +78,29 @@ class JsonLines(logging.Formatter):
         if record.exc_text:
             entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
+
+
+class LibraryNoise(logging.Filter):
+    """A handler filter: a record matching :data:`LIBRARY_NOISE` becomes DEBUG, its first time only (every handler
+    sees the same verdict, kept on the record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verdict = getattr(record, "i2v_noise", None)
+        if verdict is None:
+            message = record.getMessage()
+            pattern = next((p for p in LIBRARY_NOISE if p in message), None)
+            if pattern is None:
+                verdict = True
+            else:
+                verdict = pattern not in self.seen and logging.getLogger().isEnabledFor(logging.DEBUG)
+                self.seen.add(pattern)
+                record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            record.i2v_noise = verdict
+        return bool(verdict)
 
 
 def _url_password(url: str) -> str:
@@ -121,9 +152,11 @@ def setup_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
+    noise = LibraryNoise()
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(mask)
+        handler.addFilter(noise)
         root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)

@@ -21,6 +21,18 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded from the given source."""
 
 
+def route_library_logs() -> None:
+    """diffusers and transformers print through handlers of their own; send their records to this process's logging
+    instead, which formats and masks them and holds back the lines that tell an admin nothing
+    (``config.logs.LIBRARY_NOISE``: once, at DEBUG)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+
+
 def load_pretrained(model: str, dtype: torch.dtype) -> Any:
     """diffusers' ``I2VGenXLPipeline`` from a local folder or a hub id (the fp16 weight files first where they
     exist); raises :class:`ModelLoadError` naming the source."""

@@ -230,6 +230,9 @@ class WorkerProcess(JobExecution):
 
         def load() -> tuple[VideoGenerator, SafetyChecker | None]:
             self.faults.before_load()
+            from generator.model_source import route_library_logs
+
+            route_library_logs()
             from generator.pipeline import VideoGenerator
             from generator.safety import SafetyChecker
 

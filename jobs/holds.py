@@ -29,6 +29,15 @@ class PauseState:
         """Whether a job queued now would wait for a resume."""
         return self.bot_paused or self.guild_paused
 
+    def notice(self) -> str | None:
+        """What a requester is told when a pause holds their new job (None when nothing does)."""
+        if self.bot_paused:
+            reason = f" ({self.bot_reason})" if self.bot_reason else ""
+            return f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume."
+        if self.guild_paused:
+            return "⏸️ The queue is paused on this server by its admins: this job waits and starts after resume."
+        return None
+
 
 def claimable() -> tuple[Any, ...]:
     """WHERE conditions (on :class:`Job`) that leave out jobs held by a pause: the bot-wide switch, or the switch

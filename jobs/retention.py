@@ -6,7 +6,8 @@ it removed, so the caller (the bot, which wrote them) can delete its disk copies
 
 - ``prune_finished``: bytes of jobs that finished before a cut-off (the ``RETENTION_DAYS`` setting);
 - ``delete_job_video``: one job's MP4 (the Delete button under a video);
-- ``delete_user_data``: everything kept of one user (their delete-my-data command, or an operator's).
+- ``delete_user_data``: everything kept of one user (their delete-my-data command, or an operator's), with the
+  reports they made and received and the safety check's verdicts on their jobs (``jobs.safety``).
 
 A job's input is released once (``input_released_at``); the image's bytes go with the last job that held it
 (``jobs.blobs``), so deleting one person's data never takes an image another person's job still needs.
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobs.audit import record_action
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, Job, JobVideo, utcnow
+from jobs.safety import forget_safety_data, prune_safety_data
 from jobs.transitions import CancelOutcome, cancel_job
 
 PRUNE_BATCH = 500
@@ -86,6 +88,7 @@ async def prune_finished(
                              Job.delivered_at.is_not(None), _keeps_bytes())
         .order_by(Job.finished_at, Job.id).limit(limit)
     ))
+    await prune_safety_data(session, before=finished_before)  # resolved reports and verdicts age out alike
     return await _forget_bytes(session, ids, now, blobs)
 
 
@@ -115,8 +118,9 @@ async def delete_user_data(
         .order_by(Job.id)
     ))
     done = await _forget_bytes(session, ids, now, blobs)
+    reports = await forget_safety_data(session, user_id)  # reports made and received, the classifier's verdicts
     await record_action(session, actor_id=by, action="delete_user_data", target_user_id=user_id,
-                        detail={"jobs": len(done), "still_running": still_running}, now=now)
+                        detail={"jobs": len(done), "still_running": still_running, "reports": reports}, now=now)
     return UserDataDeleted(job_ids=done, still_running=still_running)
 
 

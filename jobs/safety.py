@@ -30,7 +30,7 @@ from jobs.audit import record_action
 from jobs.errors import PromptBlocked
 from jobs.fencing import JOBS, fenced
 from jobs.blobs import DATABASE_BLOBS, BlobStore
-from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, utcnow
+from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, JobStatus, Report, utcnow
 
 LIST_BOT = "bot"
 LIST_SERVER = "server"
@@ -65,6 +65,19 @@ class UnsafePolicy(str, enum.Enum):
 WITHHELD_MESSAGE = "The safety check flagged this video, so it was not posted and has been deleted."
 WITHHELD_MESSAGE_AGE_RESTRICTED = ("The safety check flagged this video: it may only be posted in an "
                                    "age-restricted channel, so it was not posted here and has been deleted.")
+
+
+REPORT_DELETED = "deleted"  # Report.resolution: the video was deleted
+REPORT_BANNED = "banned"  # its maker was banned (and the video deleted)
+REPORT_DISMISSED = "dismissed"
+REPORT_RESOLUTIONS = (REPORT_DELETED, REPORT_BANNED, REPORT_DISMISSED)
+AUDIT_REPORT = "report_video"
+AUDIT_REPORT_RESOLVED = "report_resolved"
+DEFAULT_REPORTS_SHOWN = 10
+
+
+class ReportRefused(ValueError):
+    """A report that cannot be made (no such result, one's own video, reported already); ``str()`` says why."""
 
 
 class BlocklistError(ValueError):
@@ -279,3 +292,89 @@ async def withhold_video(session: AsyncSession, job_id: int, message: str, *, no
     )
     await blobs.delete_video(session, job_id)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+async def add_report(session: AsyncSession, job_id: int, *, reporter_id: int, now: datetime | None = None) -> Report:
+    """A member's report of a delivered result (once per member and job), audited without the member's name in
+    any public place. Raises :class:`ReportRefused` with the reason to show the member."""
+    job = await session.get(Job, job_id)
+    if job is None or job.status != JobStatus.SUCCEEDED:
+        raise ReportRefused("There is no such video to report.")
+    if job.user_id == reporter_id:
+        raise ReportRefused("This is your own video: use Delete to remove it.")
+    existing = await session.scalar(select(Report.id).where(Report.job_id == job_id, Report.reporter_id == reporter_id))
+    if existing is not None:
+        raise ReportRefused("You have already reported this video; the admins will look at it.")
+    now = now or utcnow()
+    report = Report(job_id=job_id, guild_id=job.guild_id, reporter_id=reporter_id, reported_user_id=job.user_id,
+                    created_at=now)
+    session.add(report)
+    await session.flush()
+    await record_action(session, actor_id=reporter_id, action=AUDIT_REPORT, target_user_id=job.user_id,
+                        guild_id=job.guild_id, job_id=job_id, now=now)
+    return report
+
+
+async def open_reports(session: AsyncSession, guild_id: int | None, *,
+                       limit: int = DEFAULT_REPORTS_SHOWN) -> list[tuple[Job, int, datetime]]:
+    """Reported results not yet resolved, in one server or (``None``, the operator's view) everywhere: each job
+    with how many members reported it and when first, most reported first."""
+    query = (
+        select(Job, func.count(Report.id).label("reports"), func.min(Report.created_at).label("first"))
+        .join(Report, Report.job_id == Job.id)
+        .where(Report.resolved_at.is_(None))
+        .group_by(Job.id)
+        .order_by(func.count(Report.id).desc(), func.min(Report.created_at), Job.id)
+        .limit(limit)
+    )
+    if guild_id is not None:
+        query = query.where(Report.guild_id == guild_id)
+    return [(row[0], int(row[1]), row[2]) for row in (await session.execute(query)).all()]
+
+
+async def resolve_reports(session: AsyncSession, job_id: int, *, by: int, resolution: str,
+                          guild_id: int | None = None, now: datetime | None = None) -> int:
+    """Close the open reports of one job (``deleted``, ``banned`` or ``dismissed``), audited with the scope of
+    who acted (``guild_id``: a server admin; None: the operator). Returns how many were open."""
+    if resolution not in REPORT_RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {REPORT_RESOLUTIONS}, got {resolution!r}")
+    now = now or utcnow()
+    result = await session.execute(
+        update(Report).where(Report.job_id == job_id, Report.resolved_at.is_(None))
+        .values(resolved_at=now, resolved_by=by, resolution=resolution)
+        .execution_options(synchronize_session=False)
+    )
+    job = await session.get(Job, job_id)
+    await record_action(session, actor_id=by, action=AUDIT_REPORT_RESOLVED,
+                        target_user_id=job.user_id if job else None, guild_id=guild_id, job_id=job_id,
+                        detail={"resolution": resolution, "reports": int(result.rowcount)},  # type: ignore[attr-defined]
+                        now=now)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def forget_safety_data(session: AsyncSession, user_id: int) -> int:
+    """A user's delete-my-data: the reports they made and received go, and the classifier's verdicts on their
+    jobs are cleared. Returns the reports deleted."""
+    result = await session.execute(
+        delete(Report).where((Report.reporter_id == user_id) | (Report.reported_user_id == user_id))
+    )
+    await session.execute(
+        update(Job).where(Job.user_id == user_id)
+        .values(input_verdict=None, output_verdict=None, safety_seconds=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune_safety_data(session: AsyncSession, *, before: datetime) -> int:
+    """Retention: resolved reports older than ``before`` go (open ones stay until an admin acts), and the verdicts
+    of jobs that finished before it are cleared. Returns the reports deleted."""
+    result = await session.execute(delete(Report).where(Report.resolved_at.is_not(None), Report.created_at < before))
+    await session.execute(
+        update(Job).where(Job.finished_at < before, (Job.input_verdict.is_not(None)) | (Job.output_verdict.is_not(None)))
+        .values(input_verdict=None, output_verdict=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -67,6 +67,14 @@ class CancelOutcome(str, enum.Enum):
     REQUESTED = "requested"  # is running: flagged; the worker stops at its next step
     TOO_LATE = "too_late"  # already finished (or cancelled)
 
+    def sentence(self, job_id: int) -> str:
+        """What the requester is told, in Discord and on the web page."""
+        if self is CancelOutcome.CANCELLED:
+            return f"Cancelled job #{job_id} before it started; its quota was refunded."
+        if self is CancelOutcome.REQUESTED:
+            return f"Stopping job #{job_id}; you are charged only for the GPU time it already used."
+        return f"Job #{job_id} has already finished; there is nothing to cancel."
+
 
 async def claim_next_job(
     session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None

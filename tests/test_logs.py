@@ -58,6 +58,28 @@ def test_json_lines_carry_time_level_logger_message_and_exc(tmp_path: Path, rest
     assert second["exc"].startswith("Traceback") and "ValueError: broken\nacross lines" in second["exc"]
 
 
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_model_library_noise_is_one_debug_line(tmp_path: Path, restored_logging: None, level: str) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from generator.model_source import route_library_logs
+
+    path = tmp_path / "worker.log"
+    setup_logging({"LOG_FILE": str(path), "LOG_LEVEL": level}, process="worker")
+    route_library_logs()  # diffusers and transformers print through handlers of their own until then
+    hub = diffusers_logging.get_logger("diffusers.pipelines.pipeline_utils")
+    for attempt in range(3):  # a worker that retries its load while the hub is unreachable
+        hub.warning("Couldn't connect to the Hub: (MaxRetryError('...')).\nWill try to load from local cache.")
+    hub.warning("a real problem %d", 7)
+    logging.shutdown()
+    lines = path.read_text().splitlines()
+    noise = [line for line in lines if "Couldn't connect to the Hub" in line]
+    assert noise == ([] if level == "INFO" else [noise[0]]), lines
+    if noise:
+        assert " DEBUG worker[" in noise[0] and "diffusers.pipelines.pipeline_utils" in noise[0]
+    assert [line for line in lines if line.endswith("a real problem 7")][0].split()[2] == "WARNING"
+
+
 def test_log_file_rotates_at_its_size_and_keeps_its_backups(tmp_path: Path, restored_logging: None) -> None:
     path = tmp_path / "bot.log"
     setup_logging({"LOG_FILE": str(path), "LOG_FILE_MAX_BYTES": "500", "LOG_FILE_BACKUPS": "2",

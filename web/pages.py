@@ -23,7 +23,7 @@ from jobs.errors import PromptBlocked, RequestRefused
 from jobs.gallery import user_videos
 from jobs.models import Job, JobSource, JobStatus
 from jobs.operators import LOCAL_OPERATOR_ID
-from jobs.queue import CancelOutcome, cancel_job, find_job, queue_position
+from jobs.queue import cancel_job, find_job, queue_position
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.requests import (
     Origin, StoredInput, availability_notice, check_upload, enqueue_request, stored_input_of, too_large, variant_of,
@@ -301,11 +301,7 @@ class Pages:
         async with self.server.sessions.begin() as session:
             outcome = await cancel_job(session, job.id)
         log.info("web cancel of job %s by its owner: %s", job.id, outcome.value)
-        message = {
-            CancelOutcome.CANCELLED: f"Cancelled job #{job.id} before it started; its quota was refunded.",
-            CancelOutcome.REQUESTED: f"Stopping job #{job.id}; you are charged only for the GPU time it already used.",
-        }.get(outcome, f"Job #{job.id} has already finished; there is nothing to cancel.")
-        return web.json_response({"outcome": outcome.value, "message": message})
+        return web.json_response({"outcome": outcome.value, "message": outcome.sentence(job.id)})
 
     async def delete(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)

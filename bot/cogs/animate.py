@@ -1,17 +1,15 @@
-"""``/animate``: turn an attached image into a short video; also the request path the Animate modal uses."""
+"""``/animate``: turn an attached image into a short video (the request flow is ``bot.requests``)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import interaction_origin, pause_notice, queue_job, queued_text, tell_queued
-from bot.submission import download_image
-from generator.images import ImageError
+from bot.requests import handle_request
 from generator.params import (
     FPS_RANGE,
     FRAMES_RANGE,
@@ -19,9 +17,7 @@ from generator.params import (
     MAX_PROMPT_CHARS,
     SEED_RANGE,
     STEPS_RANGE,
-    resolve_params,
 )
-from jobs.requests import check_upload
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -30,38 +26,6 @@ log = logging.getLogger(__name__)
 
 PresetName = Literal["quick", "standard", "high"]
 ResolutionName = Literal["256p", "512p", "768p", "1024p"]
-
-
-def check_declared_type(content_type: str | None) -> None:
-    """Refuse an attachment Discord says is not an image before downloading it."""
-    if content_type and not content_type.lower().startswith("image/"):
-        raise ImageError("not_image", f"(it is {content_type.split(';')[0]})")
-
-
-async def handle_request(
-    bot: I2VBot,
-    interaction: discord.Interaction,
-    *,
-    source: str,
-    image_url: str,
-    image_size: int | None,
-    prompt: str,
-    options: dict[str, Any],
-    content_type: str | None = None,
-    reply_to_message_id: int | None = None,
-) -> None:
-    """Acknowledge at once, then check the parameters, fetch and check the image, reserve quota and queue."""
-    if not interaction.response.is_done():
-        await interaction.response.defer(ephemeral=True, thinking=True)
-    params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
-    check_declared_type(content_type)
-    data = await download_image(bot, image_url, declared_size=image_size)
-    stored = await check_upload(data)
-    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
-    job = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(interaction))
-    # committed: from here on the user is told it is queued, whatever else fails
-    notice = await pause_notice(bot, job.guild_id)
-    await tell_queued(interaction, job, queued_text(job, f"Queued as job #{job.id} (seed {params.seed})", notice))
 
 
 class Animate(commands.Cog):

@@ -16,36 +16,10 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.image_origin import check_image_url
 from bot.modals import AnimateModal
+from bot.requests import NO_IMAGE_MESSAGE, find_image
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-NO_IMAGE_MESSAGE = "That message has no image to animate (attach one, or use a message with an image embed)."
-NO_PROXY_MESSAGE = (
-    "That message's embedded image is not served through Discord's media proxy, and I only fetch images from "
-    "Discord. Attach the picture itself and try again."
-)
-
-
-def find_image(message: discord.Message) -> tuple[str, int | None] | None:
-    """The first image in ``message``: an attachment (url, size) or an embed's image/thumbnail (its Discord
-    media-proxy copy, ``proxy_url``, None).
-
-    An embed's own ``url`` is whatever the embed's author wrote and is never used; an embed image without a proxy
-    copy is refused (:data:`NO_PROXY_MESSAGE`). Where the URL points is checked again before any fetch.
-    """
-    for attachment in message.attachments:
-        content_type = (attachment.content_type or "").lower()
-        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-            return attachment.url, attachment.size
-    for embed in message.embeds:
-        for media in (embed.image, embed.thumbnail):
-            if media.proxy_url:
-                return media.proxy_url, None
-            if media.url:
-                raise UserFacingError(NO_PROXY_MESSAGE)
-    return None
 
 
 class ContextMenu(commands.Cog):

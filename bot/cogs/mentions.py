@@ -12,13 +12,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from bot.actions import queue_job
-from bot.cogs.context_menu import NO_IMAGE_MESSAGE, find_image
 from bot.errors import UserFacingError
-from bot.submission import download_image
+from bot.requests import handle_mention
 from bot.tree import GENERIC_FAILURE, user_message
-from generator.params import resolve_params
-from jobs.requests import Origin, check_upload
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -37,7 +33,6 @@ FLAGS: dict[str, tuple[str, type]] = {
     "resolution": ("resolution", str),
     "neg": ("negative_prompt", str),
 }
-DEFAULT_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # Discord's default per-file limit, when the guild is unknown
 
 
 class FlagError(UserFacingError):
@@ -96,36 +91,9 @@ class Mentions(commands.Cog):
             except discord.HTTPException:
                 log.warning("could not reply to message %s: %s", message.id, text)
 
-    async def _source_image(self, message: discord.Message) -> tuple[str, int | None]:
-        image = find_image(message)
-        if image is None and message.reference and message.reference.message_id:
-            referenced = message.reference.resolved
-            if not isinstance(referenced, discord.Message):
-                referenced = await message.channel.fetch_message(message.reference.message_id)
-            image = find_image(referenced)
-        if image is None:
-            raise UserFacingError(NO_IMAGE_MESSAGE)
-        return image
-
     async def _handle(self, message: discord.Message) -> None:
         prompt, options = parse_request(strip_mentions(message.content, self.bot.user.id))
-        if not prompt:
-            raise UserFacingError("Tell me what should move: @mention me with a prompt and an image.")
-        params = resolve_params(prompt, **options)
-        url, size = await self._source_image(message)
-        data = await download_image(self.bot, url, declared_size=size)
-        stored = await check_upload(data)
-        guild = message.guild
-        origin = Origin(
-            user_id=message.author.id,
-            guild_id=guild.id if guild else None,
-            channel_id=message.channel.id,
-            source="mention",
-            upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
-            reply_to_message_id=message.id,
-        )
-        author = message.author
-        await queue_job(self.bot, stored=stored, params=params, origin=origin, policy=self.bot.quota_policy(author))
+        await handle_mention(self.bot, message, prompt, options)
 
 
 async def setup(bot: I2VBot) -> None:

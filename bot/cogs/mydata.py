@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.delivery import delete_user_data
 from bot.errors import NotYours
 from bot.permissions import is_operator
 
@@ -41,8 +42,6 @@ class MyData(commands.Cog):
         user:
             Operator only: whose data to delete (default: yours).
         """
-        from bot.forget import delete_user_data
-
         target = user or interaction.user
         if target.id != interaction.user.id and not is_operator(interaction, self.bot.settings):  # a bot-wide power
             log.warning("user %s may not delete the data of user %s", interaction.user.id, target.id)

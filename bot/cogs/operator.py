@@ -27,6 +27,8 @@ from bot import admin_commands as scoped
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
 from bot.errors import UserFacingError
 from bot.permissions import operator_only
+from jobs.models import UserLimit
+from jobs.quota import effective_limits, quota_status, set_role_tier, set_user_limit
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -102,8 +104,6 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
         reset:
             Remove their personal overrides (tiers and defaults apply again).
         """
-        from jobs.models import UserLimit
-        from jobs.quota import effective_limits, quota_status, set_user_limit
 
         await self._defer(interaction)
         if reset and (daily_seconds is not None or max_pending is not None):
@@ -155,7 +155,6 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
         max_pending:
             How many videos each member may have waiting or running.
         """
-        from jobs.quota import set_role_tier
 
         await self._defer(interaction)
         if not isinstance(role, discord.Role):  # resolved data missing: look the role up in the cached guild

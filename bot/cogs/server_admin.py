@@ -27,11 +27,14 @@ from discord.ext import commands
 
 from bot import admin_commands as scoped
 from bot.admin_actions import NO_CAP, set_guild_limits
-from bot.admin_buttons import ADMIN_ITEMS, ClearConfirmButton
+from bot.admin_buttons import ADMIN_ITEMS
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
-from bot.admin_render import render_limits
+from bot.components import clear_confirm_view
 from bot.permissions import server_admin_only
+from bot.render import render_limits
 from generator.params import FRAMES_RANGE, STEPS_RANGE
+from jobs.models import GuildSettings
+from jobs.stats import queue_page
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -83,7 +86,6 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @server_admin_only()
     async def clear(self, interaction: discord.Interaction) -> None:
         """Cancel every queued video on this server (refunded), after a confirmation; running ones go on."""
-        from jobs.stats import queue_page
 
         guild_id = await self._defer(interaction)
         async with self.bot.readers() as session:
@@ -92,8 +94,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
             await interaction.followup.send("Nothing is queued on this server; nothing to clear.", ephemeral=True)
             return
         expires_at = int(time.time()) + CLEAR_CONFIRM_SECONDS
-        view = discord.ui.View(timeout=None)
-        view.add_item(ClearConfirmButton(expires_at))
+        view = clear_confirm_view(expires_at)
         await interaction.followup.send(
             f"Cancel all {listing.queued} queued job(s) on this server? Their GPU time is refunded and running jobs "
             f"go on. This button works until <t:{expires_at}:T>.",
@@ -136,7 +137,6 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         max_steps:
             The most denoising steps allowed here (0 removes the cap).
         """
-        from jobs.models import GuildSettings
 
         guild_id = await self._defer(interaction)
         if max_resolution is None and max_frames is None and max_steps is None:

@@ -14,6 +14,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.permissions import member_role_ids
+from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, create_link
+
 if TYPE_CHECKING:
     from bot.app import I2VBot
 
@@ -37,8 +40,6 @@ class WebSignIn(commands.Cog):
     @app_commands.command(name="web")
     async def web(self, interaction: discord.Interaction) -> None:
         """Get a personal sign-in link to the web page (works once, for a few minutes)."""
-        from bot.permissions import member_role_ids
-        from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, create_link
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.sessions.begin() as session:

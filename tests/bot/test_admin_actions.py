@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.admin_actions import ban_and_settle, set_guild_limits
+from bot.admin_actions import set_guild_limits
 from bot.errors import UserFacingError
 from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
+from jobs.moderation import ban_and_settle
 from jobs.queue import NewJob, claim_next_job, enqueue_job, rescue_expired
 from jobs.quota import QuotaPolicy
 from tests.jobs.storehelpers import IMAGE, SHA

@@ -9,7 +9,7 @@ import pytest
 
 from bot.cogs.mentions import FlagError, parse_request, strip_mentions
 from bot.command_sync import payload_hash
-from bot.status import progress_bar, render_status, status_key
+from bot.render import progress_bar, render_status, status_key
 
 
 def test_parse_request_flags_and_prompt() -> None:

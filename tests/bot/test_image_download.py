@@ -1,4 +1,4 @@
-"""``bot.submission.download_image`` against two local HTTP servers: the allowed origin (standing in for Discord's
+"""``bot.requests.download_image`` against two local HTTP servers: the allowed origin (standing in for Discord's
 attachment host, as ``DISCORD_API_BASE`` makes it) and another host that must never be reached."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.errors import UserFacingError
 from bot.image_origin import NOT_DISCORD_MESSAGE, REDIRECT_MESSAGE
-from bot.submission import DOWNLOAD_FAILED_MESSAGE, download_image
+from bot.requests import DOWNLOAD_FAILED_MESSAGE, download_image
 from generator.images import ImageError
 from tests.fakediscord.probe import ProbeHost
 

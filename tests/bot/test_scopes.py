@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.cogs.context_menu import NO_PROXY_MESSAGE
+from bot.requests import NO_PROXY_MESSAGE
 from bot.image_origin import NOT_DISCORD_MESSAGE
 from bot.permissions import OPERATOR_REFUSAL
 from jobs.models import PRIORITY_ADMIN, PRIORITY_NORMAL, AuditLog, GuildSettings, Job, JobStatus, QueueState

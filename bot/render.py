@@ -1,0 +1,397 @@
+"""Every text the bot shows in Discord: status messages, results and notices, the Info details, what a request
+is told, /queue and /quota answers, and the admin listings (queue, stats, audit log, a server's caps).
+
+Pure functions of what the store returned (no I/O). Everything they render goes out with no pings allowed unless
+the caller says so (the client's default), so a user id shown as ``<@id>`` only names the member. Sentences the
+web page shows too (the cancel outcome, a pause or an unavailable worker) live in ``jobs`` (``web`` cannot import
+``bot``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from jobs.durations import format_duration
+from jobs.models import AUDIT_SCOPE_BOT
+from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
+
+if TYPE_CHECKING:
+    from jobs.models import AuditLog, GuildSettings, Job
+    from jobs.quota import QuotaStatus
+    from jobs.stats import AdminStats, AuditPage, QueuePage
+
+MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
+PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
+BAR_FULL = "█"
+BAR_EMPTY = "░"
+PHASE_LABELS = {
+    "queued": "Waiting in the queue",
+    "loading": "Loading the model",
+    "preparing": "Preparing the image",
+    "denoising": "Denoising",
+    "decoding": "Decoding frames",
+    "encoding": "Encoding the MP4",
+    "done": "Finishing",
+}
+PROMPT_PREVIEW_CHARS = 40  # characters of a prompt shown in the admin queue listing
+MY_QUEUE_PREVIEW_CHARS = 60  # characters of a prompt shown in /queue
+DETAIL_PREVIEW_CHARS = 120  # characters of an audit row's detail shown in the log
+EMBED_COLOUR = discord.Colour.dark_teal()
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def preview(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- a job's status message ---------------------------------------------------------------------------------------
+
+
+def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
+    """``█████░░░░░ 50%`` for ``done`` of ``total`` (clamped)."""
+    if total <= 0:
+        return BAR_EMPTY * cells + "   0%"
+    fraction = min(1.0, max(0.0, done / total))
+    filled = math.floor(fraction * cells)
+    return f"{BAR_FULL * filled}{BAR_EMPTY * (cells - filled)} {round(fraction * 100):3d}%"
+
+
+def describe_params(job: Job) -> str:
+    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    preset = job.preset or "custom"
+    return (
+        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
+        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+    )
+
+
+def neutralise_mentions(text: str) -> str:
+    """``text`` with user, role and @everyone/@here mentions broken by a zero-width space (shown, never pinging)."""
+    return MENTION_PATTERN.sub("<@\u200b\\1\\2>", discord.utils.escape_mentions(text))
+
+
+def quote_prompt(prompt: str) -> str:
+    """The prompt as a Discord quote, with mentions neutralised."""
+    text = neutralise_mentions(prompt.strip()) or "(no prompt)"
+    return "\n".join("> " + line for line in text.splitlines())
+
+
+def is_final(job: Job) -> bool:
+    """True once the job can no longer change (its status message loses the Cancel button)."""
+    return _value(job.status) in FINAL_STATUSES
+
+
+def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
+                  now: datetime | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+    now = now or datetime.now(timezone.utc)
+    status = _value(job.status)
+    head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
+    if status == "queued":
+        if position is None:
+            line = "⏳ Queued."
+        else:
+            line = f"⏳ Queued: position **{position}**"
+            if eta_seconds is not None:
+                start = int(now.timestamp() + eta_seconds)
+                line += f", video expected <t:{start}:R>"
+            line += "."
+        if (job.attempt or 0) > 0:
+            line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
+        return f"{head}\n{line}"
+    if status == "running":
+        phase = str(getattr(job.phase, "value", job.phase) or "loading")
+        label = PHASE_LABELS.get(phase, phase.capitalize())
+        if getattr(job, "cancel_requested", False):
+            return f"{head}\n🛑 Cancelling…"
+        if phase == "denoising" and job.progress_total:
+            step = job.progress_step or 0
+            return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
+        return f"{head}\n⚙️ {label}…"
+    if status == "succeeded":
+        return f"{head}\n✅ Done."
+    if status == "failed":
+        return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
+    if status == "cancelled":
+        return f"{head}\n🛑 Cancelled."
+    return f"{head}\n{status}"
+
+
+def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+    """What a status message shows, without the clock: the message is edited only when this changes (an ETA
+    that drifts by a second each poll is not a change)."""
+    return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
+            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+
+
+# -- what a request is told ---------------------------------------------------------------------------------------
+
+
+def queued_text(head: str, notice: str | None) -> str:
+    """The ephemeral "queued" answer: ``head`` plus where progress shows, or the notice of what holds the job."""
+    if notice:
+        return f"{head} {notice}"
+    return f"{head}; progress is in the channel, and the video will be posted there."
+
+
+def queued_head(job: Job) -> str:
+    """The first words of the answer to /animate, the Animate form and a mention."""
+    return f"Queued as job #{job.id} (seed {job.seed})"
+
+
+def reroll_head(parent: Job, job: Job) -> str:
+    """The first words of the answer to a Re-roll."""
+    return f"Re-rolling job #{parent.id} as job #{job.id} (seed {job.seed})"
+
+
+def vary_head(parent: Job, job: Job) -> str:
+    """The first words of the answer to a Vary form."""
+    return f"Queued a variation of job #{parent.id} as job #{job.id}"
+
+
+# -- results, notices and details ---------------------------------------------------------------------------------
+
+
+def _elapsed(job: Job) -> str:
+    parts = []
+    if job.finished_at and job.created_at:
+        parts.append(f"took {(job.finished_at - job.created_at).total_seconds():.1f} s")
+    if job.gpu_seconds is not None:
+        parts.append(f"GPU {job.gpu_seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def render_result(job: Job) -> str:
+    """The text posted with a finished video: who, the prompt and every parameter used, and the time taken."""
+    took = _elapsed(job)
+    return (
+        f"🎬 <@{job.user_id}>, your video is ready (job #{job.id}{', ' + took if took else ''}).\n"
+        f"{quote_prompt(job.prompt)}\n{describe_params(job)}"
+    )
+
+
+def render_notice(job: Job) -> str:
+    """The text posted for a job that failed or was cancelled."""
+    status = _value(job.status)
+    if status == "failed":
+        return (
+            f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
+            "Nothing was charged for it."
+        )
+    charged = f" You were charged {job.gpu_seconds:.1f} GPU-seconds." if job.gpu_seconds else ""
+    return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
+
+
+def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
+    """The notice for a video that was made but could not be posted."""
+    text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
+    if kept:
+        text += " The file is kept on the bot's server; ask an admin for it."
+    return text
+
+
+def render_info(job: Job) -> str:
+    """Every detail of a job, for the Info button."""
+    lines = [
+        f"**Job #{job.id}** ({_value(job.status)}) by <@{job.user_id}>, via {_value(job.source)}",
+        f"Prompt: {neutralise_mentions(job.prompt)}",
+        f"Negative prompt: {neutralise_mentions(job.negative_prompt or '(none)')}",
+        describe_params(job),
+    ]
+    if job.parent_job_id:
+        lines.append(f"Made from job #{job.parent_job_id}")
+    took = _elapsed(job)
+    if took:
+        lines.append(took.capitalize())
+    if job.output_bytes:
+        lines.append(f"File: {job.output_bytes / 1024:.0f} kB (upload limit {job.upload_limit_bytes / 1024:.0f} kB)")
+    if job.error:
+        lines.append(f"Error: {job.error}")
+    return "\n".join(lines)
+
+
+# -- /queue and /quota --------------------------------------------------------------------------------------------
+
+
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
+    """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
+    ``jobs.positions`` place of every pending job, position 0 = running)."""
+    running_total = sum(1 for place in places.values() if place.position == 0)
+    queued_total = len(places) - running_total
+    lines = []
+    for job in mine:
+        snippet = neutralise_mentions(preview(job.prompt, MY_QUEUE_PREVIEW_CHARS))
+        if _value(job.status) == "running":
+            progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
+            lines.append(f"• #{job.id} running ({_value(job.phase)}{progress}): {snippet}")
+            continue
+        place = places.get(job.id)
+        if place is not None:
+            eta = ""
+            if place.eta_seconds is not None:
+                eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
+            lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
+    header = f"Queue: {queued_total} waiting, {running_total} running."
+    body = "\n".join(lines) if lines else "You have no queued or running videos."
+    return f"{header}\n{body}"
+
+
+def render_quota(status: QuotaStatus) -> str:
+    """The /quota answer."""
+    lines = [
+        f"Budget: **{status.remaining:.0f}** of {status.budget:.0f} GPU-seconds left today "
+        f"(used {status.used:.0f}, reserved for pending jobs {status.reserved:.0f}).",
+        f"Pending jobs: {status.pending} of {status.max_pending}.",
+    ]
+    if status.refill_at is not None:
+        lines.append(f"Next refill: <t:{int(status.refill_at.timestamp())}:R>.")
+    return "\n".join(lines)
+
+
+# -- the admin listings -------------------------------------------------------------------------------------------
+
+
+def _bytes_text(size: int | None) -> str:
+    if size is None:
+        return "unknown memory"
+    return f"{size / 2**30:.1f} GiB"
+
+
+def _discord_time(when: datetime, style: str = "R") -> str:
+    return f"<t:{int(when.timestamp())}:{style}>"
+
+
+def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
+    """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
+    if outcome == "cancelled":
+        return f"Cancelled job #{job_id} of <@{user_id}> before it started; their GPU time was refunded."
+    if outcome == "requested":
+        return f"Stopping job #{job_id} of <@{user_id}>; it is charged only for the GPU time already used."
+    return f"Job #{job_id} had already finished; nothing to cancel."
+def render_queue(
+    page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
+) -> discord.Embed:
+    """The queue embed (``/admin queue``: one server's jobs; ``/operator queue``: every server's): one line per job
+    with requester, parameters, state, position, age, progress."""
+    title = f"Queue: {page.running} running, {page.queued} queued"
+    if page.paused:
+        title += " (paused bot-wide)"
+    elif server_paused:
+        title += " (paused on this server)"
+    where = "" if bot_wide else " on this server"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    lines: list[str] = []
+    for entry in page.entries:
+        if entry.status.value == "running":
+            state = f"running, {entry.phase}"
+            if entry.progress_total:
+                percent = 100 * entry.progress_step // entry.progress_total
+                state += f" {entry.progress_step}/{entry.progress_total} ({percent} %)"
+            if entry.cancel_requested:
+                state += ", cancel requested"
+        else:
+            state = f"queued, position {entry.position}"
+        lines.append(
+            f"**#{entry.job_id}** <@{entry.user_id}> · {state} · {format_duration(entry.age_seconds(now))} old\n"
+            f"  {entry.summary} · \"{preview(entry.prompt, PROMPT_PREVIEW_CHARS)}\""
+        )
+    embed.description = "\n".join(lines) if lines else f"Nothing is queued or running{where}."
+    embed.set_footer(text=f"Page {page.page + 1} of {page.pages}")
+    return embed
+
+
+def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True,
+                 dead_after_s: float = WORKER_DEAD_AFTER_S) -> discord.Embed:
+    """The stats embed: ``/operator stats`` (every server, with the workers) or ``/admin stats`` (one server's
+    jobs; the workers and the bot-wide switch are the operator's business). Both say first when video generation is
+    unavailable, and why (the embedded ``supervisor``'s reason, else the worker registry's)."""
+    title = "Video bot statistics" if bot_wide else "Video bot statistics for this server"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    problem = getattr(supervisor, "failure_reason", None) or unavailable_reason(
+        stats.workers, now=stats.now, dead_after_s=dead_after_s)
+    if problem:
+        embed.description = (f"⚠️ Video generation is unavailable right now: {problem}\n"
+                             "Requests are still queued; they run once a worker starts (fix the setting, restart).")
+    for label, period in (("Today (UTC)", stats.today), ("Last 7 days", stats.week)):
+        states = ", ".join(f"{status.value} {count}" for status, count in period.by_state.items())
+        lines = [f"{period.created} jobs: {states}", f"GPU time used: {format_duration(period.gpu_seconds)}"]
+        for timing in period.timings:
+            lines.append(
+                f"{timing.preset}: wait mean {format_duration(timing.wait.mean_seconds)}, "
+                f"p95 {format_duration(timing.wait.p95_seconds)}; generation mean "
+                f"{format_duration(timing.generation.mean_seconds)}, p95 {format_duration(timing.generation.p95_seconds)}"
+                f" ({timing.generation.count} done)"
+            )
+        if period.failures:
+            lines.append(
+                "Failures: " + "; ".join(f"{count}× {preview(error, 60)}" for error, count in period.failures[:5])
+            )
+        else:
+            lines.append("Failures: none")
+        embed.add_field(name=label, value="\n".join(lines)[:1024], inline=False)
+    if not bot_wide:
+        return embed
+
+    worker_lines: list[str] = []
+    if supervisor is not None:
+        state = supervisor.state
+        worker_lines.append(f"Embedded worker: {state.describe()}")
+    for worker in stats.workers:
+        gpu = worker.gpu_name or "no GPU reported"
+        busy = f" on job #{worker.current_job_id}" if worker.current_job_id is not None else ""
+        stale = " (no heartbeat for a while)" if worker.stale else ""
+        worker_lines.append(
+            f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
+            f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
+            + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
+        )
+    if not worker_lines:
+        worker_lines.append("No worker has reported in.")
+    embed.add_field(name="Workers", value="\n".join(worker_lines)[:1024], inline=False)
+    embed.set_footer(text="Queue paused" if stats.paused else "Queue running")
+    return embed
+
+
+def _audit_line(row: AuditLog) -> str:
+    target = f" → <@{row.target_user_id}>" if row.target_user_id is not None else ""
+    job = f" job #{row.job_id}" if row.job_id is not None else ""
+    actor = f"<@{row.actor_id}>" if row.actor_id is not None else "system"
+    detail = ""
+    if row.detail:
+        shown = ", ".join(f"{key}={value}" for key, value in row.detail.items() if value is not None)
+        detail = f" ({preview(shown, DETAIL_PREVIEW_CHARS)})" if shown else ""
+    scope = "bot-wide" if row.scope == AUDIT_SCOPE_BOT else "server"
+    where = f" in server {row.guild_id}" if row.guild_id is not None else ""
+    return f"{_discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
+
+
+def render_log(page: AuditPage, *, bot_wide: bool = True) -> discord.Embed:
+    """The audit log embed, newest first: everything (``/operator log``) or one server's (``/admin log``)."""
+    title = "Audit log (newest first)" if bot_wide else "This server's audit log (newest first)"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    embed.description = "\n".join(_audit_line(row) for row in page.rows) or "No admin actions recorded yet."
+    embed.set_footer(text=f"Page {page.page + 1} of {page.pages} · {page.total} actions")
+    return embed
+
+
+def render_limits(row: GuildSettings | None) -> str:
+    """The server's caps as one sentence."""
+    if row is None:
+        return "No caps on this server: any resolution, frames and steps the bot accepts."
+    parts = [
+        f"resolution up to {row.max_resolution}" if row.max_resolution else "any resolution",
+        f"up to {row.max_frames} frames" if row.max_frames else "any number of frames",
+        f"up to {row.max_steps} steps" if row.max_steps else "any number of steps",
+    ]
+    return "This server allows " + ", ".join(parts) + "."
