@@ -22,7 +22,7 @@ from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
-    from generator.params import Preset
+    from generator.model_spaces import Preset
     from jobs.models import AuditLog, GuildSettings, Job
     from jobs.quota import QuotaStatus
     from jobs.stats import AdminStats, AuditPage, QueuePage
@@ -150,23 +150,28 @@ def preset_choice_name(name: str, *, default: str) -> str:
     return f"{name} ({', '.join(traits)})" if traits else name
 
 
-def render_presets(presets: Mapping[str, Preset], default: str) -> str:
-    """One line per preset with its values, the default marked (the /help field)."""
+def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:
+    """One line per preset with its values, the default marked (the /help field); ``models`` is each served
+    model's name and presets, named only when there are several."""
     lines = []
-    for name, preset in presets.items():
-        mark = " (default)" if name == default else ""
-        seconds = preset.frames / preset.fps
-        lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                     f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
+    for model, presets in models:
+        if len(models) > 1:
+            lines.append(f"__{model}__")
+        for name, preset in presets.items():
+            mark = " (default)" if name == default else ""
+            seconds = preset.frames / preset.fps
+            lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
+                         f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
     lines.append("Any option you give /animate overrides its preset's value.")
     return "\n".join(lines)
 
 
 def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str, str, Sequence[str]]],
-                presets: Mapping[str, Preset], default_preset: str, quota: QuotaStatus, *,
+                presets: Sequence[tuple[str, Mapping[str, Preset]]], default_preset: str, quota: QuotaStatus, *,
                 page_url: str | None, mentions: bool) -> discord.Embed:
     """The /help answer: what the bot does, the commands this user may run (``commands``: name and description;
-    ``groups``: name, description and the subcommands they may run), the presets' values, their quota, and the
+    ``groups``: name, description and the subcommands they may run), each model's presets (``presets``: model name
+    and presets), their quota, and the
     page's address when it has a public one."""
     ways = "`/animate` with an image and a prompt, or **Apps → Animate** on a message with an image"
     if mentions:
