@@ -185,7 +185,7 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
                            reason="Shown to them when a request is refused.")
     @operator_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
-        """Stop someone making videos on every server: their queued videos are cancelled, a running one finishes."""
+        """Ban someone on every server: their queued videos are cancelled and refunded, a running one finishes."""
         await scoped.ban(self.bot, interaction, BOT_WIDE, user, reason)
 
     @app_commands.command(name="unban")

@@ -106,7 +106,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @app_commands.describe(reason="Kept in this server's audit log.")
     @server_admin_only()
     async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
-        """Hold this server's videos: requests are still queued and start after /admin resume; running ones finish."""
+        """Hold this server's videos: requests still queue and start after /admin resume; running ones finish."""
         await scoped.pause(self.bot, interaction, self._here(interaction), reason)
 
     @app_commands.command(name="resume")
