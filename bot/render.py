@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from jobs.durations import format_duration
+from jobs.errors import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
     from generator.model_spaces import Preset
+    from jobs.listings import AuditPage, QueuePage
     from jobs.models import AuditLog, GuildSettings, Job
     from jobs.quota import QuotaStatus
-    from jobs.stats import AdminStats, AuditPage, QueuePage
+    from jobs.stats import AdminStats
 
 MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
@@ -293,7 +294,7 @@ def render_info(job: Job) -> str:
 
 def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running)."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []

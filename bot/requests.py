@@ -29,8 +29,8 @@ from bot.render import queued_head, queued_text, render_status, reroll_head, var
 from bot.status import post_status_message
 from generator.images import ImageError
 from generator.params import resolve_params
-from jobs.holds import pause_state
-from jobs.queue import cancel_job, find_job, queue_position
+from jobs.control import pause_state
+from jobs.queue import find_job, queue_position
 from jobs.requests import (
     Origin,
     StoredInput,
@@ -42,6 +42,7 @@ from jobs.requests import (
     too_large,
     variant_of,
 )
+from jobs.transitions import cancel_job
 
 if TYPE_CHECKING:
     from bot.app import I2VBot

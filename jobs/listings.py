@@ -1,7 +1,7 @@
 """Read-only listings behind ``/admin queue`` and ``/admin log``, a page at a time.
 
 Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
-here writes. ``jobs.stats`` re-exports these names, so the admin views import from one place.
+here writes.
 """
 
 from __future__ import annotations

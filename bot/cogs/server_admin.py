@@ -34,8 +34,8 @@ from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
 from bot.render import render_limits
 from generator.params import FRAMES_RANGE, STEPS_RANGE
+from jobs.listings import queue_page
 from jobs.models import GuildSettings
-from jobs.stats import queue_page
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
