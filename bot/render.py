@@ -194,6 +194,15 @@ def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str,
     return embed
 
 
+CHOICE_NAME_CHARS = 100  # Discord's limit on an autocomplete choice's name
+
+
+def job_choice_name(job_id: int, status: str, prompt: str) -> str:
+    """A job as an autocomplete choice: ``#12 queued: the waves roll in…`` (at most 100 characters)."""
+    head = f"#{job_id} {status}: "
+    return head + preview(prompt, CHOICE_NAME_CHARS - len(head))
+
+
 # -- what a request is told ---------------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from discord.ext import commands
 from bot import admin_commands as scoped
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
 from bot.errors import UserFacingError
+from bot.job_choices import job_id_choices
 from bot.permissions import operator_only
 from jobs.models import UserLimit
 from jobs.quota import effective_limits, quota_status, set_role_tier, set_user_limit
@@ -65,6 +66,12 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
         """Cancel anyone's video on any server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, BOT_WIDE, job)
+
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """Every server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current)
 
     @app_commands.command(name="pause")
     @app_commands.describe(reason="Told to people whose requests wait while paused.")

@@ -30,6 +30,7 @@ from bot.admin_actions import NO_CAP, set_guild_limits
 from bot.admin_buttons import ADMIN_ITEMS
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
 from bot.components import clear_confirm_view
+from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
 from bot.render import render_limits
 from generator.params import FRAMES_RANGE, STEPS_RANGE
@@ -81,6 +82,12 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
         """Cancel a video of this server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, self._here(interaction), job)
+
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """This server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current, guild_id=self._here(interaction))
 
     @app_commands.command(name="clear")
     @server_admin_only()

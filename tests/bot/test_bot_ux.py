@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from generator.params import DEFAULT_PRESET, PRESETS
-from tests.bot.harness import Answer, BotProcess, running_bot, slash
+from tests.bot.harness import Answer, BotProcess, callback_of, queued_job, running_bot, slash
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
@@ -115,3 +115,53 @@ async def test_no_command_description_is_cut(world: World) -> None:
     assert len(found) > 40, found
     cut = [(path, text) for path, text in found if text.endswith("…") or len(text) > 100]
     assert not cut, cut
+
+
+async def choices(world: World, command: str, member: FakeMember, typed: str = "") -> list[dict[str, Any]]:
+    """The choices the bot offers while ``member`` types ``typed`` into ``/command``'s ``job`` option."""
+    interaction = await world.fake.inject_autocomplete(command, {"job": typed}, "job", member=member)
+    callback = await callback_of(world.fake, interaction)
+    assert callback.status == 200 and callback.json["type"] == 8, callback
+    offered = callback.json["data"]["choices"]
+    assert len(offered) <= 25 and all(1 <= len(choice["name"]) <= 100 for choice in offered), offered
+    return offered
+
+
+def offered_ids(offered: list[dict[str, Any]]) -> list[int]:
+    return [choice["value"] for choice in offered]
+
+
+async def test_job_autocomplete_offers_each_caller_only_the_jobs_they_may_cancel(world: World) -> None:
+    reply = await slash(world.fake, "operator pause", {"reason": "autocomplete test"}, world.opal)
+    assert reply.content.startswith("Paused"), reply.content
+    long_prompt = "the sea rolls in under a low grey sky " * 8  # 300 characters
+    try:
+        alice_1 = await queued_job(world.fake, world.alice, prompt="a red kite climbs over the dunes")
+        alice_2 = await queued_job(world.fake, world.alice, prompt=long_prompt)
+        bob_1 = await queued_job(world.fake, world.bob, prompt="a cat turns its head")
+        otto_1 = await queued_job(world.fake, world.otto, prompt="rain on a window")
+
+        mine = await choices(world, "cancel", world.alice)
+        assert offered_ids(mine) == [alice_2, alice_1]  # newest first, only hers
+        assert mine[1]["name"] == f"#{alice_1} queued: a red kite climbs over the dunes"
+        assert mine[0]["name"].startswith(f"#{alice_2} queued: the sea rolls in") and mine[0]["name"].endswith("…")
+        assert len(mine[0]["name"]) == 100
+        assert offered_ids(await choices(world, "cancel", world.alice, "KITE")) == [alice_1]
+        assert offered_ids(await choices(world, "cancel", world.alice, f"#{alice_1}")) == [alice_1]
+        assert offered_ids(await choices(world, "cancel", world.alice, "a cat")) == []  # bob's prompt
+        assert offered_ids(await choices(world, "cancel", world.bob)) == [bob_1]
+
+        # a server admin: that server's jobs; a member or another server's admin: nothing of it
+        assert offered_ids(await choices(world, "admin cancel", world.anna)) == [bob_1, alice_2, alice_1]
+        assert offered_ids(await choices(world, "admin cancel", world.otto)) == [otto_1]
+        assert await choices(world, "admin cancel", world.alice) == []
+        # the operator: every server's
+        assert offered_ids(await choices(world, "operator cancel", world.opal)) == [otto_1, bob_1, alice_2, alice_1]
+        assert await choices(world, "operator cancel", world.anna) == []
+        assert await choices(world, "operator cancel", world.alice) == []
+    finally:
+        for job_id in offered_ids(await choices(world, "operator cancel", world.opal)):
+            await slash(world.fake, "operator cancel", {"job": job_id}, world.opal)
+        reply = await slash(world.fake, "operator resume", {}, world.opal)
+        assert reply.content.startswith("Resumed"), reply.content
+    assert await choices(world, "cancel", world.alice) == []  # cancelled jobs are no longer offered
