@@ -28,7 +28,7 @@ from bot.admin_commands import log_reply, queue_reply, reports_reply
 from bot.components import ADMIN_CANCEL_TEMPLATE, CLEAR_CONFIRM_TEMPLATE, PAGE_STEP, REPORT_TEMPLATE, page_template
 from bot.permissions import is_operator, require_operator, require_server_admin
 from bot.tree import explain_error
-from jobs.queue import clear_queue
+from jobs.control import clear_queue
 
 if TYPE_CHECKING:
     from bot.app import I2VBot

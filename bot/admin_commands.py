@@ -20,10 +20,17 @@ from bot.admin_actions import cancel_as_admin, wake_monitor
 from bot.components import MAX_ROWS, log_listing_view, queue_listing_view, reports_view
 from bot.errors import UserFacingError
 from bot.render import render_blocklist, render_log, render_queue, render_reports, render_safety, render_stats
-from jobs.control import ban_from_guild, pause_guild, resume_guild, unban_from_guild
-from jobs.holds import pause_state
+from jobs.control import (
+    ban_from_guild,
+    pause_guild,
+    pause_queue,
+    pause_state,
+    resume_guild,
+    resume_queue,
+    unban_from_guild,
+)
+from jobs.listings import audit_page, queue_page
 from jobs.moderation import ban_and_settle
-from jobs.queue import pause_queue, resume_queue
 from jobs.quota import unban_user
 from jobs.safety import (
     BlocklistError,
@@ -36,12 +43,13 @@ from jobs.safety import (
     server_safety,
     set_server_safety,
 )
-from jobs.stats import admin_stats, audit_page, queue_page
+from jobs.stats import admin_stats
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from bot.app import I2VBot
+    from jobs.listings import AuditPage
 
 log = logging.getLogger(__name__)
 

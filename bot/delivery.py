@@ -55,10 +55,11 @@ from bot.components import job_custom_id, notice_view, result_view
 from bot.render import render_notice, render_result, render_upload_failed, render_withheld
 from jobs.blobs import DATABASE_BLOBS
 from jobs.models import JobStatus
-from jobs.queue import delivered_among, find_job, mark_delivered
+from jobs.queue import delivered_among, find_job
 from jobs.retention import delete_job_video
 from jobs.retention import delete_user_data as delete_in_store
 from jobs.safety import UnsafePolicy, Verdict, may_post_unsafe, server_safety, withheld_message, withhold_video
+from jobs.transitions import mark_delivered
 from web.metrics import UPLOAD_RETRIES
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from bot.render import queued_head, queued_text, render_status, reroll_head, var
 from bot.status import post_status_message
 from generator.images import ImageError
 from generator.params import resolve_params
+from jobs.control import pause_state
 from jobs.errors import PromptBlocked
-from jobs.holds import pause_state
-from jobs.queue import cancel_job, find_job, queue_position
+from jobs.queue import find_job, queue_position
 from jobs.requests import (
     Origin,
     StoredInput,
@@ -44,6 +44,7 @@ from jobs.requests import (
     variant_of,
 )
 from jobs.safety import check_prompt, prompt_texts, record_blocked
+from jobs.transitions import cancel_job
 
 if TYPE_CHECKING:
     from bot.app import I2VBot

@@ -29,7 +29,6 @@ from jobs.errors import (
     QueueFull,
     TooManyPending,
 )
-from jobs.fencing import checked_now
 from jobs.models import (
     PENDING_STATUSES,
     PRIORITY_ADMIN,
@@ -57,7 +56,7 @@ from jobs.quota import (
     refill_time,
 )
 from jobs.safety import check_prompt, prompt_texts
-
+from jobs.transitions import checked_now
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
 MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store
@@ -216,7 +215,7 @@ async def enqueue_job(
 
     ``image`` is the validated image whose SHA-256 is ``new.input_sha256`` (one stored copy per distinct image);
     ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
-    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.holds``). Raises a
+    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.transitions.claimable``). Raises a
     ``jobs.errors.RequestRefused`` subclass (nothing written) when a guild cap is exceeded, the user is banned
     (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
     """
@@ -227,7 +226,7 @@ async def enqueue_job(
     now = checked_now(now)
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
-    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.holds); a server ban refuses
+    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.transitions.claimable); a server ban refuses
     _check_guild(new, facts)
     await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.prompt, new.negative_prompt),
                        setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request

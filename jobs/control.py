@@ -2,7 +2,7 @@
 queued jobs, and the users a server shut out. Every change is audited in the caller's transaction.
 
 - **Pause holds.** Neither the bot-wide switch (``queue_state``, the operator's) nor a server's switch
-  (``guild_settings.paused``, that server's admins') refuses a request: ``jobs.holds.claimable`` keeps the worker
+  (``guild_settings.paused``, that server's admins') refuses a request: ``jobs.transitions.claimable`` keeps the worker
   from claiming a held job until its switch is off. Running jobs finish.
 - **Server bans.** A server's admins can stop a user from making videos *in that server* (:func:`ban_from_guild`);
   :func:`refuse_if_banned_here` is checked by admission; a bot-wide ban is :func:`jobs.quota.ban_user`.
@@ -10,6 +10,7 @@ queued jobs, and the users a server shut out. Every change is audited in the cal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -17,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
 from jobs.errors import Banned
-from jobs.fencing import JOBS, checked_now
 from jobs.models import (
     AUDIT_SCOPE_SERVER,
     QUEUE_STATE_ROW_ID,
@@ -31,7 +31,7 @@ from jobs.models import (
     utcnow,
 )
 from jobs.quota import add_ledger
-from jobs.transitions import CancelOutcome, cancel_job
+from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 
@@ -197,3 +197,39 @@ async def unban_from_guild(
         scope=AUDIT_SCOPE_SERVER,
     )
     return True
+
+
+
+@dataclass(frozen=True)
+class PauseState:
+    """What holds a new job of one server back: the bot-wide switch (with its reason) and the server's."""
+
+    bot_paused: bool
+    bot_reason: str | None
+    guild_paused: bool
+
+    @property
+    def held(self) -> bool:
+        """Whether a job queued now would wait for a resume."""
+        return self.bot_paused or self.guild_paused
+
+    def notice(self) -> str | None:
+        """What a requester is told when a pause holds their new job (None when nothing does)."""
+        if self.bot_paused:
+            reason = f" ({self.bot_reason})" if self.bot_reason else ""
+            return f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume."
+        if self.guild_paused:
+            return "⏸️ The queue is paused on this server by its admins: this job waits and starts after resume."
+        return None
+
+
+async def pause_state(session: AsyncSession, guild_id: int | None) -> PauseState:
+    """The switches that would hold a job of ``guild_id`` queued now."""
+    row = (
+        await session.execute(select(QueueState.paused, QueueState.reason).where(QueueState.id == QUEUE_STATE_ROW_ID))
+    ).first()
+    guild_paused = False
+    if guild_id is not None:
+        guild_paused = bool(await session.scalar(select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)))
+    return PauseState(bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None,
+                      guild_paused=guild_paused)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from jobs.audit import record_action
 from jobs.models import GuildSettings, utcnow
-from sqlalchemy.ext.asyncio import AsyncSession
 
 UNSET: Any = object()
 """Marker for "leave this setting as it is" in ``update_guild_settings``."""

@@ -1,7 +1,7 @@
 """Read-only listings behind ``/admin queue`` and ``/admin log``, a page at a time.
 
 Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
-here writes. ``jobs.stats`` re-exports these names, so the admin views import from one place.
+here writes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
@@ -21,6 +21,7 @@ DEFAULT_QUEUE_PAGE_SIZE = 10  # jobs per /admin queue page
 MAX_QUEUE_PAGE_SIZE = 25  # jobs, one embed's worth
 DEFAULT_AUDIT_PAGE_SIZE = 15  # audit rows per /admin log page
 MAX_AUDIT_PAGE_SIZE = 50  # audit rows
+MAX_JOB_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 NO_PRESET = "custom"  # label for jobs whose parameters were all given explicitly
 
 
@@ -62,6 +63,37 @@ class QueueEntry:
         """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
         preset = self.preset or NO_PRESET
         return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobChoice:
+    """A queued or running job as a job-id autocomplete offers it."""
+
+    job_id: int
+    user_id: int
+    status: JobStatus
+    prompt: str
+
+
+async def cancellable_jobs(session: AsyncSession, *, search: str = "", user_id: int | None = None,
+                           guild_id: int | None = None, limit: int = MAX_JOB_CHOICES) -> list[JobChoice]:
+    """Queued and running jobs, newest first, for the job-id autocomplete of the cancel commands: ``user_id``'s
+    only, ``guild_id``'s only, or (both None) every server's. ``search`` is what the user typed so far: a job
+    number's first digits (``#`` optional) or a piece of the prompt (case-insensitive)."""
+    stmt = (select(Job.id, Job.user_id, Job.status, Job.prompt)
+            .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            .order_by(Job.id.desc()).limit(max(1, min(limit, MAX_JOB_CHOICES))))
+    if user_id is not None:
+        stmt = stmt.where(Job.user_id == user_id)
+    if guild_id is not None:
+        stmt = stmt.where(Job.guild_id == guild_id)
+    text = search.strip()
+    if text:
+        digits = text.removeprefix("#").strip()
+        by_prompt = func.lower(Job.prompt).contains(text.lower(), autoescape=True)
+        stmt = stmt.where(or_(cast(Job.id, String).startswith(digits), by_prompt) if digits.isdigit() else by_prompt)
+    rows = (await session.execute(stmt)).all()
+    return [JobChoice(job_id=row.id, user_id=row.user_id, status=row.status, prompt=row.prompt) for row in rows]
 
 
 class _Paged:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
 from jobs.models import AUDIT_SCOPE_BOT, AUDIT_SCOPE_SERVER, Job, JobStatus, UserLimit
-from jobs.queue import CancelOutcome, cancel_job
 from jobs.quota import ban_user
+from jobs.transitions import CancelOutcome, cancel_job
 
 
 async def cancel_audited(session: AsyncSession, job: Job, *, by: int, bot_wide: bool) -> CancelOutcome:

@@ -145,7 +145,7 @@ async def enqueue_request(
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then roll back, nothing was written.
     """
-    from jobs.queue import NewJob, enqueue_job
+    from jobs.admission import NewJob, enqueue_job
 
     if size is None:
         size = target_size(params.resolution, stored.width, stored.height)

@@ -9,7 +9,7 @@ Three ways a worker is known to be gone, fastest first:
 - ``rescue_expired``: the lease (renewed by progress) ran out, or the hard deadline passed: the backstop for a
   hung GPU call in a worker that still heartbeats.
 
-Every write is fenced like a worker's (``jobs.fencing.fenced``), so a rescuer racing a finishing worker changes
+Every write is fenced like a worker's (``jobs.transitions.fenced``), so a rescuer racing a finishing worker changes
 nothing.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
 from jobs.quota import add_ledger
-from jobs.fencing import JOBS, checked_now, close_running, fenced, requeue_values
+from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
 
 HARD_EXPIRY_FACTOR = 3.0
 """A running attempt is rescued once it has run this many times its estimated cost ..."""

@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT
 from jobs.audit import record_action
-from jobs.errors import PromptBlocked
-from jobs.fencing import JOBS, fenced
 from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.errors import PromptBlocked
 from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, JobStatus, Report, utcnow
+from jobs.transitions import JOBS, fenced
 
 LIST_BOT = "bot"
 LIST_SERVER = "server"

@@ -28,43 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.control import is_paused
 from jobs.listings import (
-    DEFAULT_AUDIT_PAGE_SIZE,
-    DEFAULT_QUEUE_PAGE_SIZE,
-    MAX_AUDIT_PAGE_SIZE,
-    MAX_QUEUE_PAGE_SIZE,
     NO_PRESET,
-    AuditPage,
-    QueueEntry,
-    QueuePage,
-    audit_page,
-    queue_page,
 )
 from jobs.models import Job, JobStatus, Worker, WorkerState
-
-__all__ = (  # the listings (jobs.listings) are re-exported: the admin views import from here
-    "DEFAULT_AUDIT_PAGE_SIZE",
-    "DEFAULT_QUEUE_PAGE_SIZE",
-    "MAX_AUDIT_PAGE_SIZE",
-    "MAX_QUEUE_PAGE_SIZE",
-    "NO_PRESET",
-    "UNKNOWN_FAILURE",
-    "WORKER_STALE_AFTER_SECONDS",
-    "AdminStats",
-    "AuditPage",
-    "Durations",
-    "PeriodStats",
-    "PresetTimings",
-    "QueueEntry",
-    "QueuePage",
-    "WorkerInfo",
-    "admin_stats",
-    "audit_page",
-    "durations",
-    "nearest_rank",
-    "period_stats",
-    "queue_page",
-    "worker_infos",
-)
 
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)

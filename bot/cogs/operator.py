@@ -28,6 +28,7 @@ from discord.ext import commands
 from bot import admin_commands as scoped
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
 from bot.errors import UserFacingError
+from bot.job_choices import job_id_choices
 from bot.permissions import operator_only
 from jobs.models import UserLimit
 from jobs.quota import effective_limits, quota_status, set_role_tier, set_user_limit
@@ -69,6 +70,12 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
         """Cancel anyone's video on any server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, BOT_WIDE, job)
+
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """Every server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current)
 
     @app_commands.command(name="pause")
     @app_commands.describe(reason="Told to people whose requests wait while paused.")
@@ -189,7 +196,7 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
                            reason="Shown to them when a request is refused.")
     @operator_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
-        """Stop someone making videos on every server: their queued videos are cancelled, a running one finishes."""
+        """Ban someone on every server: their queued videos are cancelled and refunded, a running one finishes."""
         await scoped.ban(self.bot, interaction, BOT_WIDE, user, reason)
 
     @app_commands.command(name="unban")

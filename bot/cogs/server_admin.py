@@ -34,11 +34,12 @@ from bot.admin_actions import NO_CAP, set_guild_limits
 from bot.admin_buttons import ADMIN_ITEMS
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
 from bot.components import clear_confirm_view
+from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
 from bot.render import render_limits
 from generator.params import FRAMES_RANGE, STEPS_RANGE
+from jobs.listings import queue_page
 from jobs.models import GuildSettings
-from jobs.stats import queue_page
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -89,6 +90,12 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         """Cancel a video of this server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, self._here(interaction), job)
 
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """This server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current, guild_id=self._here(interaction))
+
     @app_commands.command(name="clear")
     @server_admin_only()
     async def clear(self, interaction: discord.Interaction) -> None:
@@ -113,7 +120,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @app_commands.describe(reason="Kept in this server's audit log.")
     @server_admin_only()
     async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
-        """Hold this server's videos: requests are still queued and start after /admin resume; running ones finish."""
+        """Hold this server's videos: requests still queue and start after /admin resume; running ones finish."""
         await scoped.pause(self.bot, interaction, self._here(interaction), reason)
 
     @app_commands.command(name="resume")
