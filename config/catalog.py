@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.units import MIB
+
 BOT = "bot"
 WORKER = "worker"
 SUPERVISOR = "supervisor"
@@ -31,7 +33,6 @@ NETWORKS = "networks"  # comma-separated IP addresses or networks (CIDR)
 ORIGIN = "origin"  # an http(s) origin: scheme://host[:port], no path
 KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN)
 
-MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
