@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from jobs.models import JobStatus
-from jobs.queue import claim_next_job, finish_job
+from jobs.transitions import claim_next_job, finish_job
 from jobs.workers import register_worker
 from tests.web.inproc import OPERATOR_ID, Page, page
 from tests.web.webharness import SAMPLE_IMAGE
