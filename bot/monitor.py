@@ -22,13 +22,8 @@ from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
 from bot.render import render_status, status_key
 from bot.status import EditOutcome, edit_status_message, post_missing_status
 from jobs.models import JobSource, JobStatus
-from jobs.queue import (
-    pending_with_status_message,
-    queue_positions,
-    rescue_dead_workers,
-    rescue_expired,
-    undelivered_jobs,
-)
+from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
+from jobs.rescue import rescue_dead_workers, rescue_expired
 from jobs.retention import prune_finished
 
 if TYPE_CHECKING:
