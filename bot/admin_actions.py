@@ -3,7 +3,7 @@
 Each change is audited in the same transaction as the change itself, with its scope (``bot`` for the operator's
 bot-wide actions, ``server`` for an action on one server), so the log cannot miss or invent an action.
 
-Bans (``jobs.moderation.ban_and_settle``, the operator's, shared with the web console): the user's new requests
+Bans (``jobs.control.ban_and_settle``, the operator's, shared with the web console): the user's new requests
 are refused with the reason (``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a
 running job is left to finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails
 it (refunded) instead of putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
@@ -21,8 +21,8 @@ from bot.permissions import log_refusal
 from bot.render import admin_cancel_text
 from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
 from jobs.audit import record_action
+from jobs.control import cancel_audited
 from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
-from jobs.moderation import cancel_audited
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

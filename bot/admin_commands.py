@@ -20,6 +20,7 @@ from bot.components import log_listing_view, queue_listing_view
 from bot.errors import UserFacingError
 from bot.render import render_log, render_queue, render_stats
 from jobs.control import (
+    ban_and_settle,
     ban_from_guild,
     pause_guild,
     pause_queue,
@@ -29,7 +30,6 @@ from jobs.control import (
     unban_from_guild,
 )
 from jobs.listings import audit_page, queue_page
-from jobs.moderation import ban_and_settle
 from jobs.quota import unban_user
 from jobs.stats import admin_stats
 
@@ -153,7 +153,7 @@ async def resume(bot: I2VBot, interaction: discord.Interaction, guild_id: int | 
 async def ban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, user: discord.User,
               reason: str | None) -> None:
     """Ban ``user`` in the scope: their queued jobs there are cancelled and refunded. Bot-wide, a running job
-    finishes and is delivered but is not retried (``jobs.moderation.ban_and_settle``)."""
+    finishes and is delivered but is not retried (``jobs.control.ban_and_settle``)."""
     await defer(interaction)
     if user.id == interaction.user.id:
         raise UserFacingError("You cannot ban yourself.")

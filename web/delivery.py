@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.blobs import DATABASE_BLOBS
-from jobs.gallery import output_filename, undelivered_web_jobs
+from jobs.listings import output_filename, undelivered_web_jobs
 from jobs.models import JobStatus
 from jobs.safety import UnsafePolicy, Verdict, withheld_message, withhold_video
 from jobs.transitions import mark_delivered

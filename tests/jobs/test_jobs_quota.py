@@ -9,11 +9,10 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import IMAGE, SHA, new_job
 
-from jobs.admission import enqueue_job
+from jobs.admission import DEFAULT_COST_MODEL, CostModel, calibrate, enqueue_job, estimate_cost
 from jobs.audit import list_actions
-from jobs.cost import DEFAULT_COST_MODEL, CostModel, calibrate, estimate_cost
+from jobs.control import get_guild_settings, update_guild_settings
 from jobs.errors import Banned, OverBudget, OverGuildCap, QueueFull, RequestRefused, TooManyPending
-from jobs.guilds import get_guild_settings, update_guild_settings
 from jobs.models import PRIORITY_NORMAL, Job, JobSource, JobStatus, utcnow
 from jobs.quota import (
     QuotaPolicy,
