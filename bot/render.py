@@ -124,6 +124,8 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
+        if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
+            return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
@@ -259,6 +261,11 @@ def render_notice(job: Job) -> str:
         )
     charged = f" You were charged {job.gpu_seconds:.1f} GPU-seconds." if job.gpu_seconds else ""
     return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
+
+
+def render_withheld(job: Job, reason: str) -> str:
+    """What the requester is told privately about their video that the safety check kept out of the channel."""
+    return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
 
 
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
@@ -463,3 +470,60 @@ def render_limits(row: GuildSettings | None) -> str:
         f"up to {row.max_steps} steps" if row.max_steps else "any number of steps",
     ]
     return "This server allows " + ", ".join(parts) + "."
+
+
+# -- content safety -----------------------------------------------------------------------------------------------
+
+BLOCKLIST_SHOWN_CHARS = 1800  # characters of listed terms shown in one answer (Discord's content limit is 2000)
+UNSAFE_POLICY_TEXT = {
+    "age_restricted": "flagged videos are posted only in age-restricted channels, as spoilers; elsewhere they are "
+                      "deleted and their requester is told privately",
+    "refuse": "flagged videos are never posted: they are deleted and their requester is told privately",
+}
+
+
+def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...] = ()) -> str:
+    """A blocklist's stored terms (cut to fit one message), plus how many come from the PROMPT_BLOCKLIST setting."""
+    lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
+    if setting_terms:
+        lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
+    shown, used = [], 0
+    for term in terms:
+        item = f"`{term.replace('`', 'ˋ')}`"
+        if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:
+            shown.append(f"… and {len(terms) - len(shown)} more")
+            break
+        shown.append(item)
+        used += len(item) + 2
+    if shown:
+        lines.append(", ".join(shown))
+    return "\n".join(lines)
+
+
+def render_safety(policy: Any, spoiler_all: bool, *, operator_default: Any) -> str:
+    """A server's effective content-safety settings."""
+    value = _value(policy)
+    lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
+    if _value(operator_default) == "refuse":
+        lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
+    lines.append("Every result is posted as a spoiler." if spoiler_all
+                 else "Results are spoilers only when their requester asks (`spoiler: True`).")
+    return "\n".join(lines)
+
+
+def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:
+    """Reported videos waiting for an admin, most reported first: who made each, how many reports, a link."""
+    title = "Reported videos (every server)" if bot_wide else "Reported videos on this server"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    lines = []
+    for job, count, first in rows:
+        link = (f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+                if job.guild_id and job.result_message_id else "")
+        flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
+        lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
+                     f"{_discord_time(first)}{flagged}{link}\n"
+                     f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
+    embed.description = "\n".join(lines) or "No reported videos are waiting."
+    if rows:
+        embed.set_footer(text="Delete removes the message, the stored video and its file; Ban also stops its maker.")
+    return embed

@@ -173,6 +173,8 @@ class NewJob:
     reply_to_message_id: int | None = None
     status_message_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False
+    """The requester asked for the result as a spoiler (``/animate spoiler:true``)."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     cost_estimate: float | None = None
     """GPU-seconds; None = estimate from the parameters with the calibrated cost model."""

@@ -62,6 +62,7 @@ class Origin:
     interaction_expires_at: datetime | None = None
     application_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False  # post the result as a spoiler (the SPOILER_ file name)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ async def enqueue_request(
         application_id=origin.application_id,
         upload_limit_bytes=origin.upload_limit_bytes,
         parent_job_id=origin.parent_job_id,
+        spoiler=origin.spoiler,
     )
     job = await enqueue_job(session, new, policy, image=stored.data)
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())

@@ -99,6 +99,13 @@ async def delete_job_video(
     return await blobs.delete_video(session, job_id)
 
 
+async def forget_job_bytes(session: AsyncSession, job_id: int, *, now: datetime | None = None,
+                           blobs: BlobStore = DATABASE_BLOBS) -> bool:
+    """Delete one job's stored MP4 and release its input image (a reported video an admin deleted: nothing of it
+    stays). False when it held neither."""
+    return bool(await _forget_bytes(session, [job_id], now or utcnow(), blobs))
+
+
 async def delete_user_data(
     session: AsyncSession, user_id: int, *, by: int, now: datetime | None = None, blobs: BlobStore = DATABASE_BLOBS
 ) -> UserDataDeleted:

@@ -57,7 +57,7 @@ async def test_commands_synced_with_exact_options(world: tuple[FakeDiscord, BotP
     assert animate is not None
     names = [o["name"] for o in animate["options"]]
     assert names == ["image", "prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                     "negative_prompt"]
+                     "negative_prompt", "spoiler"]
     by_name = {o["name"]: o for o in animate["options"]}
     assert [c["value"] for c in by_name["preset"]["choices"]] == ["quick", "standard", "high"]
     assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "512p", "768p", "1024p"]
@@ -90,7 +90,7 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     for expected in ("a cat turns its head slowly", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
                      "seed 1234", "took", f"<@{member.user_id}>"):
         assert expected in content, (expected, content)
-    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info")]
+    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report")]
     (upload,) = result.files
     assert upload.data[4:8] == b"ftyp"
     from generator.video import probe_mp4
