@@ -70,7 +70,6 @@ BlocklistTerm = app_commands.Range[str, 1, 100]
 
 QUEUE_PAGE_HELP = "Which page to show (10 jobs a page)."
 LOG_PAGE_HELP = "Which page to show (15 actions a page)."
-SERVER_ONLY = " on this server"
 
 
 async def queue_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[discord.Embed, discord.ui.View]:

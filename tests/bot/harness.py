@@ -219,7 +219,7 @@ class BotProcess:
 
     async def kept_bytes(self, user_id: int) -> tuple[int, int]:
         """(input images, videos) the store keeps for ``user_id``'s jobs."""
-        from jobs.retention import kept_bytes_of_user
+        from tests.store_reads import kept_bytes_of_user
 
         return await self.read(lambda session: kept_bytes_of_user(session, user_id))
 
