@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from jobs.models import JobStatus
 from tests.bot.harness import (
+    channel_messages_of_job,
     running_bot,
     SMALL,
     TOKEN,
@@ -101,13 +102,15 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     assert min(info.width, info.height) == 256
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=10)
     assert job.status == JobStatus.SUCCEEDED and job.result_message_id == int(result.response["id"])
-    # the status message reaches its final state, without the Cancel button
-    await fake.wait_for(
-        lambda r: r.method == "PATCH" and r.path == f"/channels/{fake.channel_id}/messages/{status.response['id']}"
-        and "Done" in (r.json or {}).get("content", "") and not custom_ids(r.json)
+    # the result takes the status message's place: one channel message for the job
+    deleted = await fake.wait_for(
+        lambda r: r.method == "DELETE" and r.path == f"/channels/{fake.channel_id}/messages/{status.response['id']}"
     )
+    assert deleted.status == 204 and deleted.time > result.time
     await asyncio.sleep(1.0)
     assert len(result_posts(fake, job_id)) == 1
+    ours = channel_messages_of_job(fake, job_id)
+    assert [int(m["id"]) for m in ours] == [int(result.response["id"])], ours
     # status edits: only on change, never closer together than STATUS_EDIT_INTERVAL_SECONDS (0.5 s here)
     edits = [r for r in fake.requests
              if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
