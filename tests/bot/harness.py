@@ -313,6 +313,14 @@ def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     ]
 
 
+def channel_messages_of_job(fake: FakeDiscord, job_id: int, channel_id: int | None = None) -> list[dict[str, Any]]:
+    """The messages the bot's token keeps in the channel for ``job_id`` (its status message, its result or notice),
+    oldest first; the interaction's ephemeral answers are not channel messages and are left out."""
+    named = re.compile(rf"#{job_id}\b")
+    return [m for m in fake.channel_messages(channel_id)
+            if int(m["author"]["id"]) == fake.bot_user_id and not m.get("webhook_id") and named.search(m["content"])]
+
+
 async def wait_result(fake: FakeDiscord, job_id: int, timeout: float = RESULT_TIMEOUT_S) -> RecordedRequest:
     """The channel message delivering ``job_id``."""
     return await fake.wait_for(
