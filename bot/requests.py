@@ -28,7 +28,8 @@ from bot.permissions import check_job_access
 from bot.render import queued_head, queued_text, render_status, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
-from generator.params import resolve_params
+from generator.params import Resolved, resolve_request
+from jobs.guilds import allowed_models
 from jobs.holds import pause_state
 from jobs.queue import cancel_job, find_job, queue_position
 from jobs.requests import (
@@ -186,6 +187,17 @@ async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
     return "\n".join(notices) or None
 
 
+async def resolve_options(bot: I2VBot, guild_id: int | None, prompt: str, options: dict[str, Any]) -> Resolved:
+    """The parameters of a request and the notes the user is told. Without a model option the model is the first
+    enabled one (``I2V_MODELS``) that the server allows; a named model is checked against those at admission."""
+    values = {k: v for k, v in options.items() if v is not None}
+    if "model" not in values:
+        async with bot.readers() as session:
+            allowed = await allowed_models(session, guild_id, bot.settings.models)
+        values["model"] = (allowed or list(bot.settings.models))[0]
+    return resolve_request(prompt, **values)
+
+
 async def queue_job(
     bot: I2VBot,
     *,
@@ -194,9 +206,11 @@ async def queue_job(
     origin: Origin,
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> tuple[Job, str | None]:
     """Enqueue through the shared request flow (image stored, quota reserved, in one transaction), post the job's
     status message with its position, ETA, Cancel button and what holds it; return the job and that notice.
+    ``notes`` (how the parameters were adjusted, e.g. a rounded frame count) lead the notice.
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
@@ -206,7 +220,7 @@ async def queue_job(
     """
     async with bot.sessions.begin() as session:
         job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
-    notice = await hold_notice(bot, job.guild_id)
+    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id)))) or None
     await announce_queued(bot, job, notice)
     return job, notice
 
@@ -263,13 +277,13 @@ async def handle_request(
     image, reserve quota and queue."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
-    params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
+    resolved = await resolve_options(bot, interaction.guild_id, prompt, options)
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction))
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), notes=resolved.notes)
     # committed: from here on the user is told it is queued, whatever else fails
     await tell_queued(interaction, job, queued_text(queued_head(job), notice))
 
@@ -292,7 +306,7 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
     Its status message, a reply to ``message``, tells the requester."""
     if not prompt:
         raise UserFacingError(NO_PROMPT_MESSAGE)
-    params = resolve_params(prompt, **options)
+    resolved = await resolve_options(bot, message.guild.id if message.guild else None, prompt, options)
     url, size = await _source_image(message)
     data = await download_image(bot, url, declared_size=size)
     stored = await check_upload(data)
@@ -305,7 +319,8 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
         reply_to_message_id=message.id,
     )
-    job, _ = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(message.author))
+    job, _ = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                             policy=bot.quota_policy(message.author), notes=resolved.notes)
     return job
 
 
@@ -332,7 +347,7 @@ async def queue_variant(
     """Re-roll (``changes={"seed": None}``) or Vary: queue a new job from ``parent``'s input and parameters with
     ``changes`` applied (``seed: None`` = new seed) and answer. The status message replies to the message the
     button was on."""
-    params, size = variant_of(parent, changes)
+    resolved, size = variant_of(parent, changes)
     stored = stored_input_of(parent)
     origin = interaction_origin(
         interaction,
@@ -340,8 +355,8 @@ async def queue_variant(
         reply_to_message_id=interaction.message.id if interaction.message else parent.result_message_id,
         parent_job_id=parent.id,
     )
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction), size=size)
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), size=size, notes=resolved.notes)
     head = reroll_head(parent, job) if source == "reroll" else vary_head(parent, job)
     await tell_queued(interaction, job, queued_text(head, notice))
 

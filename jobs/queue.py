@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.admission import DEFAULT_MAX_ATTEMPTS, MAX_PROMPT_STORE_CHARS, NewJob, enqueue_job
+from jobs.admission import DEFAULT_MAX_ATTEMPTS, NewJob, enqueue_job
 from jobs.control import CLEARED_ERROR, clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
 from jobs.fencing import JOBS
@@ -52,7 +52,7 @@ from jobs.transitions import (
 
 __all__ = [
     "CLEARED_ERROR", "DEFAULT_MAX_ATTEMPTS", "HARD_EXPIRY_FACTOR", "HARD_EXPIRY_MIN_S", "JOBS",
-    "MAX_PROMPT_STORE_CHARS", "PROGRESS_ASYNC_COMMIT_PG", "RESCUE_ERROR", "WORKER_STALE_S", "CancelOutcome", "NewJob",
+    "PROGRESS_ASYNC_COMMIT_PG", "RESCUE_ERROR", "WORKER_STALE_S", "CancelOutcome", "NewJob",
     "ProgressAck", "QueuePosition", "attempt_state", "cancel_job", "claim_next_job", "clear_queue", "delivered_among",
     "enqueue_job", "fail_job", "find_job", "finish_cancelled", "finish_job", "get_job", "hard_deadline", "is_paused",
     "mark_delivered", "pause_queue", "pending_count", "pending_with_status_message", "progress_parameters",

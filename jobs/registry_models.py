@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jobs.columns import Base, UtcDateTime, str_enum, utcnow
@@ -36,7 +36,15 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     state: Mapped[WorkerState] = mapped_column(str_enum(WorkerState, "worker_state"))
-    model: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))  # where the loaded model came from (hub id or folder)
+    loadable_models: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    """The model keys this worker may load (``I2V_MODELS`` narrowed by ``WORKER_MODELS``), in its order."""
+    loaded_model: Mapped[str | None] = mapped_column(String(32))
+    """The model key it holds on its GPU now; None while it holds none (starting, or between an unload and a load)."""
+    switches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Model switches (unload one, load another) since the row was made."""
+    switch_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Seconds spent in those switches, in all."""
     gpu_name: Mapped[str | None] = mapped_column(String(255))
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
