@@ -11,8 +11,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.params import GenerationParams
+from jobs.admission import NewJob
 from jobs.models import Job, JobSource, JobStatus, utcnow
-from jobs.queue import NewJob
 from jobs.quota import QuotaPolicy
 
 IMAGE = b"input image"

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from jobs.db import alembic_config, make_engine, make_sessionmaker, migrate, run_alembic
 from jobs.models import GuildSettings, Job, Worker
-from jobs.queue import claim_next_job
+from jobs.transitions import claim_next_job
 
 PREVIOUS_HEAD = "0008"
 MODEL_REVISION = "0009"

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.models import Job
-from jobs.queue import claim_next_job, enqueue_job, finish_job
+from jobs.admission import enqueue_job
+from jobs.transitions import claim_next_job, finish_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
