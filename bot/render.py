@@ -127,6 +127,8 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
         if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"{head}\n❌ Not made; its requester was told why. Nothing was charged."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
     if status == "cancelled":
@@ -254,6 +256,8 @@ def render_result(job: Job) -> str:
 def render_notice(job: Job) -> str:
     """The text posted for a job that failed or was cancelled."""
     status = _value(job.status)
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
         return (
             f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
@@ -266,6 +270,11 @@ def render_notice(job: Job) -> str:
 def render_withheld(job: Job, reason: str) -> str:
     """What the requester is told privately about their video that the safety check kept out of the channel."""
     return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
+
+
+def render_input_refused(job: Job) -> str:
+    """What the requester is told privately when the safety check refused their input image."""
+    return f"⚠️ Your image for job #{job.id} was refused: {job.error or 'the safety check flagged it.'}"
 
 
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
@@ -299,9 +308,11 @@ def render_info(job: Job) -> str:
 # -- /queue and /quota --------------------------------------------------------------------------------------------
 
 
-def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
+                    withheld: Sequence[Job] = ()) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running), then their recent videos the
+    safety check kept out of the channel (``withheld``), with the reason."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []
@@ -319,7 +330,8 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> s
             lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
-    return f"{header}\n{body}"
+    notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]
+    return "\n".join([header, body, *notes])
 
 
 def render_quota(status: QuotaStatus) -> str:
