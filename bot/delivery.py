@@ -1,4 +1,6 @@
-"""Posting results: the MP4 (or a failure/cancel notice) as a channel message, exactly once per job.
+"""Posting results: the MP4 (or a failure/cancel notice) as a channel message, exactly once per job, in place of
+the job's status message (deleted once the result is posted, so each job leaves one message in the channel; the
+result is a new message, so it pings the requester and lands where the conversation is now).
 
 Everything goes through the bot token and the channel endpoint, never the interaction webhook, so it works
 after the 15-minute interaction token has died.
@@ -393,6 +395,7 @@ class Delivery:
         return message.id
 
     async def _mark(self, job: Job, message_id: int | None, journal: Path, copy: Path | None = None) -> DeliveryResult:
+        await self._remove_status_message(job, message_id)
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=message_id,
                                           output_path=str(copy) if copy is not None else None)
@@ -402,6 +405,25 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
+        """Delete the job's status message: its result (or notice) takes its place, one message per job.
+
+        Before the delivery is recorded, so a bot that dies in between deletes it on the next start, when the
+        journal leads it back here (a message already gone is fine). Any other failure is logged and the delivery
+        goes on: a status message left behind is untidy, a result recorded twice would not be."""
+        if not job.status_message_id or job.status_message_id == result_id:
+            return
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            await channel.get_partial_message(job.status_message_id).delete()
+        except discord.NotFound:
+            return
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            log.warning("could not delete the status message %s of job %s: %r", job.status_message_id, job.id,
+                        error)
+            return
+        log.info("job %s: status message %s replaced by the delivery", job.id, job.status_message_id)
 
     async def _give_up(self, job: Job, journal: Path, reason: str, *, copy: Path | None = None,
                        kept: bool = True) -> DeliveryResult:

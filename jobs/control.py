@@ -250,9 +250,6 @@ UNSET: Any = object()
 """Marker for "leave this setting as it is" in ``update_guild_settings``."""
 
 
-async def get_guild_settings(session: AsyncSession, guild_id: int) -> GuildSettings | None:
-    """The guild's settings row, or None when an admin never changed anything (no caps, not paused)."""
-    return await session.get(GuildSettings, guild_id, populate_existing=True)
 
 
 def _check_cap(name: str, value: Any) -> None:

@@ -60,11 +60,6 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
-    """True if the URL or engine is SQLite."""
-    if isinstance(url_or_engine, AsyncEngine):
-        return url_or_engine.dialect.name == "sqlite"
-    return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
 
 
 def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> str:

@@ -23,14 +23,6 @@ from jobs.models import CLAIM_ORDER, PENDING_STATUSES, TERMINAL_STATUSES, Job, J
 from jobs.transitions import JOBS, checked_now
 
 
-async def get_job(session: AsyncSession, job_id: int) -> Job:
-    """The job with this id (fresh from the database); raises JobNotFound."""
-    job = await session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise JobNotFound(job_id)
-    return job
-
-
 async def find_job(session: AsyncSession, job_id: int) -> Job | None:
     """The job with this id, fresh from the database, or None."""
     return await session.get(Job, job_id, populate_existing=True)

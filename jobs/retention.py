@@ -132,13 +132,4 @@ async def delete_user_data(
     return UserDataDeleted(job_ids=done, still_running=still_running, reports=reports)
 
 
-async def kept_bytes_of_user(session: AsyncSession, user_id: int) -> tuple[int, int]:
-    """(input images, videos) the store still keeps for ``user_id``'s jobs: what a deletion should bring to 0."""
-    inputs = len(list(await session.scalars(
-        select(Job.id).where(Job.user_id == user_id, Job.input_released_at.is_(None))
-    )))
-    videos = len(list(await session.scalars(
-        select(JobVideo.job_id).join(Job, Job.id == JobVideo.job_id).where(Job.user_id == user_id)
-    )))
-    return inputs, videos
 

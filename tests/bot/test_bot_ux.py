@@ -9,6 +9,7 @@ One bot for the module: ``alice`` and ``bob`` are members of the fake's guild, `
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,17 @@ import pytest
 import pytest_asyncio
 
 from generator.params import DEFAULT_PRESET, PRESETS
-from tests.bot.harness import Answer, BotProcess, callback_of, queued_job, running_bot, slash
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    callback_of,
+    channel_messages_of_job,
+    custom_ids,
+    queued_job,
+    running_bot,
+    slash,
+    wait_result,
+)
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
@@ -165,3 +176,27 @@ async def test_job_autocomplete_offers_each_caller_only_the_jobs_they_may_cancel
         reply = await slash(world.fake, "operator resume", {}, world.opal)
         assert reply.content.startswith("Resumed"), reply.content
     assert await choices(world, "cancel", world.alice) == []  # cancelled jobs are no longer offered
+
+
+async def test_a_job_leaves_one_channel_message(world: World) -> None:
+    """The result or notice takes the status message's place: a cancelled job leaves its notice, a made one its
+    video."""
+    fake = world.fake
+    await slash(fake, "operator pause", {}, world.opal)
+    try:
+        held = await queued_job(fake, world.bob, prompt="a held kite")
+        await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
+                            and f"i2v:cancel:{held}" in custom_ids(r.json))
+        reply = await slash(fake, "cancel", {"job": held}, world.bob)
+        assert "cancelled" in reply.content.lower(), reply.content
+        await world.bot.wait_job(held, lambda j: j.delivered_at is not None, timeout=30)
+    finally:
+        await slash(fake, "operator resume", {}, world.opal)
+    made = await queued_job(fake, world.bob, prompt="a kite climbs")
+    result = await wait_result(fake, made)
+    await world.bot.wait_job(made, lambda j: j.delivered_at is not None, timeout=30)
+    await asyncio.sleep(1.0)  # a stray status edit or post would land by now
+    (notice,) = channel_messages_of_job(fake, held)
+    assert "was cancelled" in notice["content"] and not notice["attachments"], notice
+    (video,) = channel_messages_of_job(fake, made)
+    assert video["id"] == result.response["id"] and video["attachments"], video

@@ -88,8 +88,8 @@ async def test_retention_pass_prunes_old_bytes_and_their_disk_copies_only(sqlite
     from bot.delivery import output_filename
     from jobs.blobs import DATABASE_BLOBS
     from jobs.models import utcnow
-    from jobs.retention import kept_bytes_of_user
     from jobs.transitions import claim_next_job, finish_job, mark_delivered
+    from tests.store_reads import kept_bytes_of_user
 
     engine = make_engine(sqlite_url)
     outputs = tmp_path / "outputs"

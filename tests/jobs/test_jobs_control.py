@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
-from jobs.audit import list_actions, record_action
+from jobs.audit import record_action
 from jobs.control import (
     BannedHere,
     ban_from_guild,
@@ -21,6 +21,7 @@ from jobs.control import (
 )
 from jobs.models import AuditLog, Job, JobStatus
 from jobs.transitions import claim_next_job
+from tests.store_reads import list_actions
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

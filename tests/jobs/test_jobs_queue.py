@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
-from jobs.audit import list_actions, record_action
+from jobs.audit import record_action
 from jobs.control import clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
 from jobs.heartbeat import report_progress
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
-from jobs.queue import QueuePosition, get_job, queue_position, set_status_message, undelivered_jobs, user_jobs
-from jobs.quota import QuotaPolicy, ledger_consistent, quota_status
+from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
+from jobs.quota import QuotaPolicy, quota_status
 from jobs.rescue import rescue_expired
 from jobs.transitions import (
     CancelOutcome,
@@ -28,7 +28,8 @@ from jobs.transitions import (
     mark_delivered,
     release_job,
 )
-from jobs.workers import list_workers, upsert_worker
+from jobs.workers import upsert_worker
+from tests.store_reads import get_job, ledger_consistent, list_actions, list_workers
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

@@ -10,15 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import IMAGE, SHA, new_job
 
 from jobs.admission import DEFAULT_COST_MODEL, CostModel, calibrate, enqueue_job, estimate_cost
-from jobs.audit import list_actions
-from jobs.control import get_guild_settings, update_guild_settings
+from jobs.control import update_guild_settings
 from jobs.errors import Banned, OverBudget, OverGuildCap, QueueFull, RequestRefused, TooManyPending
 from jobs.models import PRIORITY_NORMAL, Job, JobSource, JobStatus, utcnow
 from jobs.quota import (
     QuotaPolicy,
     ban_user,
     effective_limits,
-    list_role_tiers,
     quota_status,
     remove_role_tier,
     set_role_tier,
@@ -26,6 +24,7 @@ from jobs.quota import (
     unban_user,
 )
 from jobs.transitions import claim_next_job, finish_job
+from tests.store_reads import get_guild_settings, list_actions, list_role_tiers
 
 Sessions = async_sessionmaker[AsyncSession]
 POLICY = QuotaPolicy(daily_gpu_seconds=100.0, max_pending=5)
