@@ -18,6 +18,7 @@ from discord import app_commands
 
 from bot.admin_actions import cancel_as_admin, wake_monitor
 from bot.components import MAX_ROWS, log_listing_view, queue_listing_view, reports_view
+from bot.discord_limits import INT53_MAX
 from bot.errors import UserFacingError
 from bot.render import render_blocklist, render_log, render_queue, render_reports, render_safety, render_stats
 from jobs.control import (
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 300  # ban and pause reasons
-MAX_JOB_ID = 2**53  # Discord integer options stop at 2^53
+MAX_JOB_ID = INT53_MAX  # Discord's integer options hold -(2^53 - 1) to 2^53 - 1
 MAX_PAGE = 10_000  # the highest listing page a command accepts
 
 Page = app_commands.Range[int, 1, MAX_PAGE]

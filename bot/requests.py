@@ -24,7 +24,7 @@ import discord
 
 from bot.errors import JobNotFound, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
-from bot.permissions import check_job_access
+from bot.permissions import check_job_access, no_such_job
 from bot.render import queued_head, queued_text, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
@@ -356,7 +356,7 @@ async def load_job(bot: I2VBot, job_id: int) -> Job:
     async with bot.readers() as session:
         job = await find_job(session, job_id)
     if job is None:
-        raise JobNotFound(f"Job #{job_id} does not exist any more.")
+        raise JobNotFound(no_such_job(job_id))
     return job
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
@@ -49,12 +50,16 @@ from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID
 from web.auth import WebUser, error
+from web.events import stream_job
+from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
+from web.ranges import send_blob
 from web.render import iso, job_json, plain
 
 log = logging.getLogger(__name__)
 
 WEB_CHANNEL_ID = 1  # web jobs have no Discord channel; NewJob needs a positive id and no snowflake is 1
 WEB_UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024  # the page has no upload limit of its own: the store's video cap
+NOT_A_FORM = "Refused: send the form as multipart/form-data, as the page does."
 FIELD_CAP_BYTES = 4096  # a text field of the form
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, beyond the image itself
 READ_CHUNK_BYTES = 64 * 1024
@@ -98,19 +103,26 @@ async def read_form(request: web.Request, cap: int) -> tuple[dict[str, str], byt
     declared = request.content_length
     if declared is not None and declared > cap + FORM_OVERHEAD_BYTES:
         raise too_large(declared, cap)
+    if request.content_type != "multipart/form-data" or "boundary" not in request.headers.get("Content-Type", ""):
+        raise BadRequest(NOT_A_FORM)
     fields: dict[str, str] = {}
     image: bytes | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "image":
-            data = await _read_part(part, cap)
-            image = data or None
-        elif part.name in PARAM_FIELDS:
-            fields[part.name] = (await _read_part(part, FIELD_CAP_BYTES)).decode("utf-8", "replace")
-        else:
-            await part.release()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "image":
+                data = await _read_part(part, cap)
+                image = data or None
+            elif part.name in PARAM_FIELDS:
+                fields[part.name] = (await _read_part(part, FIELD_CAP_BYTES)).decode("utf-8", "replace")
+            else:
+                await part.release()
+    except (ValueError, aiohttp.ClientPayloadError) as exc:
+        if isinstance(exc, (ImageError, ParamError)):
+            raise
+        raise BadRequest(NOT_A_FORM) from None
     return fields, image
 
 
@@ -149,10 +161,7 @@ class Pages:
         return job if job is not None and job.user_id == user.user_id else None
 
     async def job_or_404(self, request: web.Request) -> Job:
-        try:
-            job_id = int(request.match_info["job_id"])
-        except ValueError:
-            raise web.HTTPNotFound() from None
+        job_id = whole_number(request.match_info["job_id"], "the job id")  # 400 beyond the database's integers
         job = await self.own_job(_user(request), job_id)
         if job is None:
             raise web.HTTPNotFound(text='{"error": "There is no such job of yours."}', content_type="application/json")
@@ -197,32 +206,48 @@ class Pages:
         return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        from web.events import stream_job
-
+        user = _user(request)
         job = await self.job_or_404(request)
-        return await stream_job(request, self.server.readers, job.id)
+        with self.server.limits.streams.hold(user.user_id) as held:
+            if not held:
+                log.info("user %s already holds %d event streams; refused another", user.user_id,
+                         self.server.limits.streams.per_user)
+                return error(429, TOO_MANY_STREAMS)
+            return await stream_job(request, self.server.readers, job.id)
 
-    async def video(self, request: web.Request) -> web.Response:
+    async def video(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        async with self.server.readers() as session:
+        readers = self.server.readers
+        async with readers() as session:
             shown = job.status == JobStatus.SUCCEEDED and job.output_verdict != Verdict.UNSAFE.value  # never unsafe
-            data = await DATABASE_BLOBS.read_video(session, job.id) if shown else None
-        if data is None:
+            size = await DATABASE_BLOBS.video_size(session, job.id) if shown else None
+        if size is None:
             return error(404, "This video is no longer kept.")
-        headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
+
+        async def read(start: int, length: int) -> bytes | None:
+            async with readers() as session:
+                return await DATABASE_BLOBS.read_video_range(session, job.id, start, length)
+
+        headers = {"Cache-Control": "private, max-age=3600"}
         if request.query.get("download"):
             name = job_json(job)["output_name"]
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return web.Response(body=data, content_type="video/mp4", headers=headers)
+        return await send_blob(request, size=size, read=read, content_type="video/mp4", headers=headers)
 
-    async def input_image(self, request: web.Request) -> web.Response:
+    async def input_image(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        async with self.server.readers() as session:
-            data = await DATABASE_BLOBS.read_input(session, job.input_sha256) if job.input_released_at is None else None
-        if data is None:
+        readers, sha256 = self.server.readers, job.input_sha256
+        async with readers() as session:
+            size = await DATABASE_BLOBS.input_size(session, sha256) if job.input_released_at is None else None
+        if size is None:
             return error(404, "This image is no longer kept.")
-        return web.Response(body=data, content_type="application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+        async def read(start: int, length: int) -> bytes | None:
+            async with readers() as session:
+                return await DATABASE_BLOBS.read_input_range(session, sha256, start, length)
+
+        return await send_blob(request, size=size, read=read, content_type="application/octet-stream",
+                               headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     async def gallery(self, request: web.Request) -> web.Response:
         user = _user(request)
@@ -240,6 +265,8 @@ class Pages:
 
     async def check(self, request: web.Request) -> web.Response:
         """POST /api/images/check: the image checks' verdict on a picked image, before Generate."""
+        if not self.server.limits.checks.allow(_user(request).user_id):
+            return error(429, TOO_MANY)
         try:
             _, image = await read_form(request, self.config.upload_cap_bytes)
             if image is None:
@@ -253,6 +280,8 @@ class Pages:
     async def create(self, request: web.Request) -> web.Response:
         """POST /api/jobs: a new job from an uploaded image, or from one of the user's jobs (``parent``, Vary)."""
         user = _user(request)
+        if not self.server.limits.creates.allow(user.user_id):
+            return error(429, TOO_MANY)
         try:
             fields, image = await read_form(request, self.config.upload_cap_bytes)
             params = params_from(fields)
@@ -264,7 +293,7 @@ class Pages:
             if image is not None:
                 stored: StoredInput = await check_upload(image)
                 parent = None
-            elif parent_id.isdigit() and (parent := await self.own_job(user, int(parent_id))) is not None:
+            elif parent_id and (parent := await self.own_job(user, whole_number(parent_id, "parent"))) is not None:
                 stored = stored_input_of(parent)
                 size = variant_of(parent, {"resolution": params.resolution})[1]
             else:
@@ -285,6 +314,8 @@ class Pages:
         changes = AGAIN_MODES.get(request.query.get("mode", ""))
         if changes is None:
             return error(400, "mode must be reroll or same")
+        if not self.server.limits.creates.allow(user.user_id):
+            return error(429, TOO_MANY)
         try:
             params, size = variant_of(parent, changes)
             async with self.server.sessions.begin() as session:
