@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from generator.model_spaces import display_name
 from jobs.errors import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
@@ -72,11 +73,11 @@ def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
 
 
 def describe_params(job: Job) -> str:
-    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    """One line of the parameters used: model, preset, size, frames, fps, steps, guidance, seed."""
     preset = job.preset or "custom"
     return (
-        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
-        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+        f"{display_name(job.model)} · preset {preset} · {job.resolution} ({job.width}×{job.height}) · "
+        f"{job.frames} frames @ {job.fps} fps · {job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
     )
 
 
