@@ -98,8 +98,9 @@ def is_final(job: Job) -> bool:
 
 
 def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-                  now: datetime | None = None) -> str:
-    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+                  now: datetime | None = None, notice: str | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
+    holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(timezone.utc)
     status = _value(job.status)
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
@@ -114,7 +115,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += "."
         if (job.attempt or 0) > 0:
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
-        return f"{head}\n{line}"
+        return f"{head}\n{line}" + (f"\n{notice}" if notice else "")
     if status == "running":
         phase = str(getattr(job.phase, "value", job.phase) or "loading")
         label = PHASE_LABELS.get(phase, phase.capitalize())
@@ -137,11 +138,15 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     return f"{head}\n{status}"
 
 
-def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
     return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
-            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error, notice)
+
+
+AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
+"""Shown on a queued job's status message once the worker it was told was unavailable is back."""
 
 
 # -- presets and /help ---------------------------------------------------------------------------------------------
