@@ -25,7 +25,7 @@ import discord
 from bot.errors import JobNotFound, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from bot.permissions import check_job_access, no_such_job
-from bot.render import queued_head, queued_text, render_status, reroll_head, vary_head
+from bot.render import queued_head, queued_text, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
 from generator.params import Resolved, resolve_request
@@ -269,9 +269,7 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
     try:
         async with bot.readers() as session:
             place = await queue_position(session, job.id)
-        text = render_status(job, position=place.position, eta_seconds=place.eta_seconds)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds,
-                                  text=f"{text}\n{notice}" if notice else None)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds, notice=notice)
     except Exception:
         log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
                     job.id, exc_info=True)
