@@ -40,13 +40,19 @@ import logging
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 import discord
 
 from bot.components import job_custom_id, notice_view, result_view
-from bot.render import render_notice, render_result, render_upload_failed
+from bot.render import (
+    render_channel_closed_reason,
+    render_not_posted,
+    render_notice,
+    render_result,
+    render_upload_failed,
+)
 from jobs.blobs import DATABASE_BLOBS
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job, mark_delivered
@@ -67,6 +73,9 @@ DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one c
 DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
+FOLLOWUP_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used
+APPLICATION_WEBHOOK_TYPE: Literal[3] = 3  # Discord's webhook type of an interaction's follow-ups
 
 
 def nonce_for(job_id: int) -> str:
@@ -241,6 +250,8 @@ class Delivery:
                 message_id = await asyncio.wait_for(self._post(job, video), self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
+                if status in CHANNEL_CLOSED_STATUSES:
+                    return await self._channel_closed(job, journal, error, copy)
                 if isinstance(status, int) and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
                     return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
@@ -311,6 +322,44 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _channel_closed(self, job: Job, journal: Path, error: BaseException,
+                              copy: Path | None) -> DeliveryResult:
+        """The channel refused the result with 403 (the bot may no longer post or attach there) or 404 (the channel
+        is gone): knocking again only spends Discord's invalid-request allowance, so stop here. Tell the requester
+        once, by the interaction's follow-up while its token lives, else by direct message; record why on the job.
+        The video stays in the store (the page shows and serves it)."""
+        reason = render_channel_closed_reason(getattr(error, "status", 0), getattr(error, "code", 0))
+        log.error("job %s: channel %s refused the result (%s); not retrying, video kept in the store%s", job.id,
+                  job.channel_id, error, f" and at {copy}" if copy is not None else "")
+        text = render_not_posted(job, reason)
+        if not await self._tell_by_followup(job, text):
+            await self._tell_directly(job, text)
+        async with self.bot.sessions.begin() as session:
+            marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
+                                          output_path=str(copy) if copy is not None else None)
+        journal.unlink(missing_ok=True)
+        return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
+
+    async def _tell_by_followup(self, job: Job, text: str) -> bool:
+        """Send ``text`` as an ephemeral follow-up of the interaction that asked for ``job``, if its token still
+        lives (Discord keeps it 15 minutes); True when sent."""
+        expires = job.interaction_expires_at
+        if not (job.interaction_token and job.application_id and expires is not None):
+            return False
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        if expires - FOLLOWUP_MARGIN <= datetime.now(timezone.utc):
+            return False
+        webhook = discord.Webhook.from_state(
+            data={"id": job.application_id, "type": APPLICATION_WEBHOOK_TYPE, "token": job.interaction_token},
+            state=self.bot._connection)
+        try:
+            await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as error:
+            log.warning("job %s: the interaction follow-up failed too (%s)", job.id, error)
+            return False
+        return True
 
     async def _give_up(self, job: Job, journal: Path, reason: str, *, copy: Path | None = None,
                        kept: bool = True) -> DeliveryResult:

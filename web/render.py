@@ -38,6 +38,7 @@ def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None
         "pending": job.status in PENDING_STATUSES,
         "cancel_requested": job.cancel_requested,
         "error": plain(job.error) if job.error else None,
+        "delivery_error": plain(job.delivery_error) if job.delivery_error else None,  # not posted in Discord
         "params": {
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
