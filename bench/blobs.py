@@ -21,11 +21,12 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker, migrate
 from jobs.models import JobSource
-from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job
 from jobs.quota import QuotaPolicy
+from jobs.transitions import claim_next_job, finish_job
 
 MIB = 1024 * 1024
 DEFAULT_SIZE_MIB = 2.0  # a standard 512p/16-frame job's MP4 is about 1-2 MiB; Discord's default cap is 10 MiB

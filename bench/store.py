@@ -19,8 +19,8 @@ postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLit
 from __future__ import annotations
 
 import argparse
-import hashlib
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import tempfile
@@ -35,11 +35,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import driver_floor
+from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
+from jobs.heartbeat import ProgressWriter
 from jobs.models import JobSource
-from jobs.progress import ProgressWriter
-from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job
 from jobs.quota import QuotaPolicy
+from jobs.transitions import claim_next_job, finish_job
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PROGRESS_WRITES = 50

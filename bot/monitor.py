@@ -22,13 +22,8 @@ from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
 from bot.render import render_status, status_key
 from bot.status import EditOutcome, edit_status_message, post_missing_status
 from jobs.models import JobSource, JobStatus
-from jobs.queue import (
-    pending_with_status_message,
-    queue_positions,
-    rescue_dead_workers,
-    rescue_expired,
-    undelivered_jobs,
-)
+from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
+from jobs.rescue import rescue_dead_workers, rescue_expired
 from jobs.retention import prune_finished
 
 if TYPE_CHECKING:
@@ -37,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINAL_EDIT_RETRIES = 3  # tries to put a status message into its final state
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
 RESCUE_INTERVAL_SECONDS = 2.0  # how often dead workers' jobs and expired leases are requeued (a write transaction)
 SECONDS_PER_DAY = 86400.0
@@ -202,25 +196,12 @@ class JobMonitor:
                 self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
                 return
             self._retry_after.pop(job.id, None)
-            if result is DeliveryResult.DELIVERED and job.status_message_id and job.id not in self._gone:
-                await self._final_status(job)
-            self._forget(job.id)
+            self._forget(job.id)  # its status message went with the delivery (bot.delivery)
         except Exception:
             log.exception("delivering job %s failed; will retry", job.id)
             self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
         finally:
             self._deliveries.pop(job.id, None)
-
-    async def _final_status(self, job: Job) -> None:
-        """Put the status message in its final state (no Cancel button), still no sooner than the edit interval
-        after the previous edit."""
-        wait = self.bot.settings.status_edit_interval - (time.monotonic() - self._edited_at.get(job.id, 0.0))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        text = render_status(job)
-        for _ in range(FINAL_EDIT_RETRIES):
-            if await edit_status_message(self.bot, job, text) is not EditOutcome.FAILED:
-                break
 
     def _forget(self, job_id: int) -> None:
         """Drop what the monitor remembers about a delivered job."""

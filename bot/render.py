@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from jobs.durations import format_duration
+from jobs.errors import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
-    from generator.params import Preset
+    from generator.model_spaces import Preset
+    from jobs.listings import AuditPage, QueuePage
     from jobs.models import AuditLog, GuildSettings, Job
     from jobs.quota import QuotaStatus
-    from jobs.stats import AdminStats, AuditPage, QueuePage
+    from jobs.stats import AdminStats
 
 MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
@@ -123,6 +124,8 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
+        if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
+            return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
@@ -150,23 +153,28 @@ def preset_choice_name(name: str, *, default: str) -> str:
     return f"{name} ({', '.join(traits)})" if traits else name
 
 
-def render_presets(presets: Mapping[str, Preset], default: str) -> str:
-    """One line per preset with its values, the default marked (the /help field)."""
+def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:
+    """One line per preset with its values, the default marked (the /help field); ``models`` is each served
+    model's name and presets, named only when there are several."""
     lines = []
-    for name, preset in presets.items():
-        mark = " (default)" if name == default else ""
-        seconds = preset.frames / preset.fps
-        lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                     f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
+    for model, presets in models:
+        if len(models) > 1:
+            lines.append(f"__{model}__")
+        for name, preset in presets.items():
+            mark = " (default)" if name == default else ""
+            seconds = preset.frames / preset.fps
+            lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
+                         f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
     lines.append("Any option you give /animate overrides its preset's value.")
     return "\n".join(lines)
 
 
 def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str, str, Sequence[str]]],
-                presets: Mapping[str, Preset], default_preset: str, quota: QuotaStatus, *,
+                presets: Sequence[tuple[str, Mapping[str, Preset]]], default_preset: str, quota: QuotaStatus, *,
                 page_url: str | None, mentions: bool) -> discord.Embed:
     """The /help answer: what the bot does, the commands this user may run (``commands``: name and description;
-    ``groups``: name, description and the subcommands they may run), the presets' values, their quota, and the
+    ``groups``: name, description and the subcommands they may run), each model's presets (``presets``: model name
+    and presets), their quota, and the
     page's address when it has a public one."""
     ways = "`/animate` with an image and a prompt, or **Apps → Animate** on a message with an image"
     if mentions:
@@ -186,6 +194,15 @@ def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str,
     if page_url:
         embed.add_field(name="Web page", value=f"{page_url} (sign in with `/web`)", inline=False)
     return embed
+
+
+CHOICE_NAME_CHARS = 100  # Discord's limit on an autocomplete choice's name
+
+
+def job_choice_name(job_id: int, status: str, prompt: str) -> str:
+    """A job as an autocomplete choice: ``#12 queued: the waves roll in…`` (at most 100 characters)."""
+    head = f"#{job_id} {status}: "
+    return head + preview(prompt, CHOICE_NAME_CHARS - len(head))
 
 
 # -- what a request is told ---------------------------------------------------------------------------------------
@@ -254,6 +271,11 @@ def render_notice(job: Job) -> str:
     return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
 
 
+def render_withheld(job: Job, reason: str) -> str:
+    """What the requester is told privately about their video that the safety check kept out of the channel."""
+    return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
+
+
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
     """The notice for a video that was made but could not be posted."""
     text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
@@ -300,7 +322,7 @@ def render_info(job: Job) -> str:
 
 def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running)."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []
@@ -469,3 +491,60 @@ def render_limits(row: GuildSettings | None) -> str:
         f"up to {row.max_steps} steps" if row.max_steps else "any number of steps",
     ]
     return "This server allows " + ", ".join(parts) + "."
+
+
+# -- content safety -----------------------------------------------------------------------------------------------
+
+BLOCKLIST_SHOWN_CHARS = 1800  # characters of listed terms shown in one answer (Discord's content limit is 2000)
+UNSAFE_POLICY_TEXT = {
+    "age_restricted": "flagged videos are posted only in age-restricted channels, as spoilers; elsewhere they are "
+                      "deleted and their requester is told privately",
+    "refuse": "flagged videos are never posted: they are deleted and their requester is told privately",
+}
+
+
+def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...] = ()) -> str:
+    """A blocklist's stored terms (cut to fit one message), plus how many come from the PROMPT_BLOCKLIST setting."""
+    lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
+    if setting_terms:
+        lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
+    shown, used = [], 0
+    for term in terms:
+        item = f"`{term.replace('`', 'ˋ')}`"
+        if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:
+            shown.append(f"… and {len(terms) - len(shown)} more")
+            break
+        shown.append(item)
+        used += len(item) + 2
+    if shown:
+        lines.append(", ".join(shown))
+    return "\n".join(lines)
+
+
+def render_safety(policy: Any, spoiler_all: bool, *, operator_default: Any) -> str:
+    """A server's effective content-safety settings."""
+    value = _value(policy)
+    lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
+    if _value(operator_default) == "refuse":
+        lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
+    lines.append("Every result is posted as a spoiler." if spoiler_all
+                 else "Results are spoilers only when their requester asks (`spoiler: True`).")
+    return "\n".join(lines)
+
+
+def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:
+    """Reported videos waiting for an admin, most reported first: who made each, how many reports, a link."""
+    title = "Reported videos (every server)" if bot_wide else "Reported videos on this server"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    lines = []
+    for job, count, first in rows:
+        link = (f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+                if job.guild_id and job.result_message_id else "")
+        flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
+        lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
+                     f"{_discord_time(first)}{flagged}{link}\n"
+                     f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
+    embed.description = "\n".join(lines) or "No reported videos are waiting."
+    if rows:
+        embed.set_footer(text="Delete removes the message, the stored video and its file; Ban also stops its maker.")
+    return embed

@@ -30,8 +30,9 @@ from bot.render import queued_head, queued_text, render_status, reroll_head, var
 from bot.status import post_status_message
 from generator.images import ImageError
 from generator.params import resolve_params
-from jobs.holds import pause_state
-from jobs.queue import cancel_job, find_job, queue_position
+from jobs.control import pause_state
+from jobs.errors import PromptBlocked
+from jobs.queue import find_job, queue_position
 from jobs.requests import (
     Origin,
     StoredInput,
@@ -43,6 +44,8 @@ from jobs.requests import (
     too_large,
     variant_of,
 )
+from jobs.safety import check_prompt, prompt_texts, record_blocked
+from jobs.transitions import cancel_job
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -161,6 +164,35 @@ def check_mention_channel(message: discord.Message) -> None:
     check_can_post(message.channel, message.channel.permissions_for(guild.me))
 
 
+# -- the blocklists ----------------------------------------------------------------------------------------------
+
+
+async def check_blocklists(bot: I2VBot, params: GenerationParams, *, user_id: int, guild_id: int | None,
+                           source: str) -> None:
+    """Refuse a prompt or negative prompt holding a term of the bot's or this server's blocklist, before anything
+    is downloaded (``jobs.safety.check_prompt``; admission checks again when queueing). Raises ``PromptBlocked``,
+    audited."""
+    try:
+        async with bot.readers() as session:
+            await check_prompt(session, guild_id=guild_id, texts=prompt_texts(params.prompt, params.negative_prompt),
+                               setting_terms=bot.settings.prompt_blocklist)
+    except PromptBlocked as refused:
+        await audit_blocked(bot, refused, user_id=user_id, guild_id=guild_id, source=source)
+        raise
+
+
+async def audit_blocked(bot: I2VBot, refused: PromptBlocked, *, user_id: int, guild_id: int | None,
+                        source: str) -> None:
+    """Record a blocked prompt for the audit log and ``/admin stats`` (its own transaction; never the prompt). A
+    failure to record is logged: the refusal stands."""
+    log.info("prompt of user %s in guild %s blocked by the %s list (%s)", user_id, guild_id, refused.scope, source)
+    try:
+        async with bot.sessions.begin() as session:
+            await record_blocked(session, refused, user_id=user_id, guild_id=guild_id, source=source)
+    except Exception:
+        log.warning("could not audit the blocked prompt of user %s", user_id, exc_info=True)
+
+
 # -- queueing -----------------------------------------------------------------------------------------------------
 
 
@@ -170,6 +202,7 @@ def interaction_origin(
     source: str,
     reply_to_message_id: int | None = None,
     parent_job_id: int | None = None,
+    spoiler: bool = False,
 ) -> Origin:
     """The :class:`Origin` of a request made through an interaction (stores its token and upload limit)."""
     if interaction.channel_id is None:
@@ -185,6 +218,7 @@ def interaction_origin(
         interaction_expires_at=interaction.expires_at,
         application_id=interaction.application_id,
         parent_job_id=parent_job_id,
+        spoiler=spoiler,
     )
 
 
@@ -223,8 +257,13 @@ async def queue_job(
     the caller's "nothing was queued" error path: a status message that cannot be posted now is posted later by
     the monitor.
     """
-    async with bot.sessions.begin() as session:
-        job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
+    try:
+        async with bot.sessions.begin() as session:
+            job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy,
+                                        size=size)
+    except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
+        await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
+        raise
     notice = await hold_notice(bot, job.guild_id)
     await announce_queued(bot, job, notice)
     return job, notice
@@ -283,11 +322,14 @@ async def handle_request(
     check_interaction_channel(interaction)
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
+    options = dict(options)
+    spoiler = bool(options.pop("spoiler", False))
     params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
+    await check_blocklists(bot, params, user_id=interaction.user.id, guild_id=interaction.guild_id, source=source)
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
-    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
+    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id, spoiler=spoiler)
     job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
                                   policy=bot.quota_policy(interaction))
     # committed: from here on the user is told it is queued, whatever else fails
@@ -314,10 +356,12 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
     if not prompt:
         raise UserFacingError(NO_PROMPT_MESSAGE)
     params = resolve_params(prompt, **options)
+    guild = message.guild
+    await check_blocklists(bot, params, user_id=message.author.id, guild_id=guild.id if guild else None,
+                           source="mention")
     url, size = await _source_image(message)
     data = await download_image(bot, url, declared_size=size)
     stored = await check_upload(data)
-    guild = message.guild
     origin = Origin(
         user_id=message.author.id,
         guild_id=guild.id if guild else None,
@@ -361,6 +405,7 @@ async def queue_variant(
         source=source,
         reply_to_message_id=interaction.message.id if interaction.message else parent.result_message_id,
         parent_job_id=parent.id,
+        spoiler=parent.spoiler,  # a variant of a spoilered result stays one
     )
     job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
                                   policy=bot.quota_policy(interaction), size=size)

@@ -44,7 +44,6 @@ DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
 DEFAULT_WEB_HOST = default_text("WEB_HOST")
 DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
 DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS")
-WORKER_MODES = setting("WORKER").choices
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
 

@@ -108,6 +108,10 @@ async def edit_status_message(bot: I2VBot, job: Job, text: str) -> EditOutcome:
             except discord.HTTPException:
                 log.warning("could not post a new status message for job %s", job.id, exc_info=True)
                 return EditOutcome.FAILED
+            try:  # one status message per job: the new one replaces it
+                await message.delete()
+            except discord.HTTPException as gone:
+                log.info("could not delete the old status message of job %s (%s)", job.id, gone.status)
             return EditOutcome.DONE
         log.warning("editing the status message of job %s failed: %s", job.id, error)
         return EditOutcome.FAILED

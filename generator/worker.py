@@ -71,7 +71,6 @@ from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
-from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -81,6 +80,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
     DEFAULT_MODEL,
     DEFAULT_UPLOAD_LIMIT_BYTES,
@@ -107,7 +107,7 @@ if TYPE_CHECKING:
 
     from generator.pipeline import VideoGenerator
     from generator.safety import SafetyChecker
-    from jobs.progress import ProgressWriter
+    from jobs.heartbeat import ProgressWriter
 
 log = logging.getLogger("generator.worker")
 PROG = "i2v-worker"  # how its one-line errors begin
@@ -160,7 +160,7 @@ class WorkerProcess(JobExecution):
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
         from jobs.db import make_engine, make_sessionmaker, migrate
-        from jobs.progress import ProgressWriter
+        from jobs.heartbeat import ProgressWriter
 
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -336,7 +336,7 @@ class WorkerProcess(JobExecution):
                 self.request_stop()
 
     async def _rescue(self) -> None:
-        from jobs.queue import rescue_dead_workers, rescue_expired
+        from jobs.rescue import rescue_dead_workers, rescue_expired
 
         try:
             async with self._session() as session, session.begin():
@@ -360,7 +360,7 @@ class WorkerProcess(JobExecution):
             return await pending_count(session) > 0
 
     async def _claim(self) -> ClaimedJob | None:
-        from jobs.queue import claim_next_job
+        from jobs.transitions import claim_next_job
 
         async with self._session() as session, session.begin():
             job = await claim_next_job(session, self.settings.worker_id, lease_seconds=self.settings.lease_s)

@@ -6,6 +6,10 @@ its input image (``jobs.blobs``) and reserves the estimated cost.
 
 A job's round is the larger of "one more than the user's newest pending job" and the round of the job most
 recently started, so a user with many queued jobs takes turns with everyone else (``jobs.models.CLAIM_ORDER``).
+
+A job's GPU-seconds cost (:class:`CostModel`) is linear in pixels x frames x steps plus a fixed overhead:
+``estimate_cost`` is reserved with each job, from the model ``calibrate`` fits to recently measured jobs when the
+request carries no estimate; ``jobs.quota`` holds the budgets the reservations and charges count against.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Row, Select, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import refuse_if_banned_here
-from jobs.cost import CostModel, calibrate, estimate_cost
 from jobs.errors import (
     Banned,
     InputGone,
@@ -29,7 +33,6 @@ from jobs.errors import (
     QueueFull,
     TooManyPending,
 )
-from jobs.fencing import checked_now
 from jobs.models import (
     PENDING_STATUSES,
     PRIORITY_ADMIN,
@@ -57,6 +60,86 @@ from jobs.quota import (
     refill_time,
 )
 from jobs.safety import check_prompt, prompt_texts
+from jobs.transitions import checked_now
+
+DEFAULT_OVERHEAD_SECONDS = 20.0
+"""Fixed GPU-seconds per job (text/image encoding, VAE decode start-up) before calibration."""
+
+
+DEFAULT_SECONDS_PER_UNIT = 8.0e-8
+"""GPU-seconds per (pixel x frame x step) before calibration: seed timings on an RTX 4090, fitted."""
+
+
+CALIBRATION_SAMPLE_JOBS = 50
+"""How many of the most recent measured jobs ``calibrate`` fits."""
+
+
+MIN_CALIBRATION_JOBS = 5
+"""Below this many measured jobs (or without spread in size), only the scale is calibrated."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """cost = overhead_seconds + seconds_per_unit * width * height * frames * steps."""
+
+    overhead_seconds: float = DEFAULT_OVERHEAD_SECONDS
+    seconds_per_unit: float = DEFAULT_SECONDS_PER_UNIT
+    samples: int = 0
+
+
+DEFAULT_COST_MODEL = CostModel()
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def cost_units(width: int, height: int, frames: int, steps: int) -> int:
+    """The size of a job in pixel x frame x step units."""
+    return (
+        _positive_int("width", width)
+        * _positive_int("height", height)
+        * _positive_int("frames", frames)
+        * _positive_int("steps", steps)
+    )
+
+
+def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: CostModel = DEFAULT_COST_MODEL) -> float:
+    """Estimated GPU-seconds of one job with these parameters."""
+    return model.overhead_seconds + model.seconds_per_unit * cost_units(width, height, frames, steps)
+
+
+async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
+    """Fit the cost model to the most recent succeeded jobs' measured GPU-seconds.
+
+    A least-squares line (``numpy.polyfit``) through (units, seconds) when there are at least
+    ``MIN_CALIBRATION_JOBS`` jobs of different sizes and the fit is sane (positive slope, non-negative overhead);
+    otherwise the default model scaled by the median of measured/estimated; the default model when nothing was
+    measured yet.
+    """
+    rows = (
+        await session.execute(
+            select(Job.width, Job.height, Job.frames, Job.steps, Job.gpu_seconds)
+            .where(Job.status == JobStatus.SUCCEEDED, Job.gpu_seconds > 0)
+            .order_by(Job.finished_at.desc())
+            .limit(sample)
+        )
+    ).all()
+    if not rows:
+        return DEFAULT_COST_MODEL
+    units = np.array([cost_units(r.width, r.height, r.frames, r.steps) for r in rows], dtype=np.float64)
+    seconds = np.array([r.gpu_seconds for r in rows], dtype=np.float64)
+    n = len(rows)
+    if n >= MIN_CALIBRATION_JOBS and np.ptp(units) > 0:
+        slope, intercept = (float(c) for c in np.polyfit(units, seconds, 1))
+        if slope > 0 and intercept >= 0:
+            return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
+    scale = float(np.median(seconds / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * units)))
+    return CostModel(
+        overhead_seconds=DEFAULT_OVERHEAD_SECONDS * scale, seconds_per_unit=DEFAULT_SECONDS_PER_UNIT * scale, samples=n
+    )
 
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
@@ -90,6 +173,8 @@ class NewJob:
     reply_to_message_id: int | None = None
     status_message_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False
+    """The requester asked for the result as a spoiler (``/animate spoiler:true``)."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     cost_estimate: float | None = None
     """GPU-seconds; None = estimate from the parameters with the calibrated cost model."""
@@ -214,7 +299,7 @@ async def enqueue_job(
 
     ``image`` is the validated image whose SHA-256 is ``new.input_sha256`` (one stored copy per distinct image);
     ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
-    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.holds``). Raises a
+    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.transitions.claimable``). Raises a
     ``jobs.errors.RequestRefused`` subclass (nothing written) when a guild cap is exceeded, the user is banned
     (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
     """
@@ -225,7 +310,7 @@ async def enqueue_job(
     now = checked_now(now)
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
-    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.holds); a server ban refuses
+    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.transitions.claimable); a server ban refuses
     _check_guild(new, facts)
     await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.prompt, new.negative_prompt),
                        setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request

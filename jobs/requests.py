@@ -62,6 +62,7 @@ class Origin:
     interaction_expires_at: datetime | None = None
     application_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False  # post the result as a spoiler (the SPOILER_ file name)
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ async def enqueue_request(
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then roll back, nothing was written.
     """
-    from jobs.queue import NewJob, enqueue_job
+    from jobs.admission import NewJob, enqueue_job
 
     if size is None:
         size = target_size(params.resolution, stored.width, stored.height)
@@ -172,6 +173,7 @@ async def enqueue_request(
         application_id=origin.application_id,
         upload_limit_bytes=origin.upload_limit_bytes,
         parent_job_id=origin.parent_job_id,
+        spoiler=origin.spoiler,
     )
     job = await enqueue_job(session, new, policy, image=stored.data)
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())

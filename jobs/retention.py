@@ -99,6 +99,13 @@ async def delete_job_video(
     return await blobs.delete_video(session, job_id)
 
 
+async def forget_job_bytes(session: AsyncSession, job_id: int, *, now: datetime | None = None,
+                           blobs: BlobStore = DATABASE_BLOBS) -> bool:
+    """Delete one job's stored MP4 and release its input image (a reported video an admin deleted: nothing of it
+    stays). False when it held neither."""
+    return bool(await _forget_bytes(session, [job_id], now or utcnow(), blobs))
+
+
 async def delete_user_data(
     session: AsyncSession, user_id: int, *, by: int, now: datetime | None = None, blobs: BlobStore = DATABASE_BLOBS
 ) -> UserDataDeleted:
@@ -124,13 +131,4 @@ async def delete_user_data(
     return UserDataDeleted(job_ids=done, still_running=still_running)
 
 
-async def kept_bytes_of_user(session: AsyncSession, user_id: int) -> tuple[int, int]:
-    """(input images, videos) the store still keeps for ``user_id``'s jobs: what a deletion should bring to 0."""
-    inputs = len(list(await session.scalars(
-        select(Job.id).where(Job.user_id == user_id, Job.input_released_at.is_(None))
-    )))
-    videos = len(list(await session.scalars(
-        select(JobVideo.job_id).join(Job, Job.id == JobVideo.job_id).where(Job.user_id == user_id)
-    )))
-    return inputs, videos
 

@@ -21,7 +21,7 @@ Transitions (``status``; where each lives)::
                 the same status, the stored input and MP4 gone
 
 ``attempt`` only ever increases; every write by a worker is fenced by job id, attempt, worker id and
-``status='running'`` (``jobs.fencing.fenced``), so a worker presumed dead can never write into a later attempt.
+``status='running'`` (``fenced``), so a worker presumed dead can never write into a later attempt.
 On SQLite every transaction begins IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP
 LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 """
@@ -29,18 +29,89 @@ LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.errors import JobNotFound
-from jobs.fencing import JOBS, check_lease, checked_now, close_running, fenced, requeue_values
-from jobs.holds import claimable
-from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, Job, JobPhase, JobStatus, LedgerKind
+from jobs.models import (
+    CLAIM_ORDER,
+    QUEUE_STATE_ROW_ID,
+    TERMINAL_STATUSES,
+    GuildSettings,
+    Job,
+    JobPhase,
+    JobStatus,
+    LedgerKind,
+    QueueState,
+    utcnow,
+)
 from jobs.quota import add_ledger
+
+
+def claimable() -> tuple[Any, ...]:
+    """WHERE conditions (on :class:`Job`) that leave out jobs held by a pause: the bot-wide switch, or the switch
+    of the job's server. For the claim statement, next to ``status = 'queued'``."""
+    bot_paused = select(QueueState.id).where(QueueState.id == QUEUE_STATE_ROW_ID, QueueState.paused.is_(True))
+    guild_paused = select(GuildSettings.guild_id).where(
+        GuildSettings.guild_id == Job.guild_id, GuildSettings.paused.is_(True)
+    )
+    return (~bot_paused.exists(), ~guild_paused.exists())
+
+
+
+JOBS = Job.__table__
+"""Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
+
+
+def checked_now(now: datetime | None) -> datetime:
+    """``now``, or the current UTC time when None; a naive datetime raises ValueError."""
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
+    return now
+
+
+def check_lease(lease_seconds: float) -> timedelta:
+    """The lease as a timedelta; a lease that is not a positive number raises ValueError."""
+    if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+    return timedelta(seconds=float(lease_seconds))
+
+
+def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
+    decreases, so a stale writer can never match a later claim."""
+    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
+            JOBS.c.status == JobStatus.RUNNING)
+
+
+async def close_running(
+    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
+) -> tuple[int, float] | None:
+    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
+    stmt = (
+        update(JOBS)
+        .where(*fenced(job_id, attempt, worker_id))
+        .values(**values)
+        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (int(row.user_id), float(row.cost_estimate))
+
+
+def requeue_values(detail: str | None = None) -> dict[str, Any]:
+    """The column values that put a running job back in the queue (with ``detail`` as its note, if given)."""
+    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
+                              "progress_step": 0, "phase": JobPhase.QUEUED}
+    if detail is not None:
+        values["error_detail"] = detail
+    return values
+
 
 __all__ = (  # the primitives are re-exported: callers that took them from here keep working
     "JOBS",

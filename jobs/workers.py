@@ -188,10 +188,6 @@ async def find_worker(session: AsyncSession, worker_id: str) -> Worker | None:
     return await session.get(Worker, worker_id, populate_existing=True)
 
 
-async def list_workers(session: AsyncSession) -> list[Worker]:
-    """All registered workers, most recent heartbeat first."""
-    stmt = select(Worker).order_by(Worker.last_heartbeat_at.desc(), Worker.id).execution_options(populate_existing=True)
-    return list((await session.scalars(stmt)).all())
 
 
 def unavailable_reason(workers: Iterable[WorkerInfo], *, now: datetime, dead_after_s: float) -> str | None:

@@ -25,8 +25,15 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from jobs.operators import FirstOperator, app_operators, first_operator
-from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+from jobs.web_sessions import (
+    FirstOperator,
+    app_operators,
+    create_link,
+    end_session,
+    find_session,
+    first_operator,
+    redeem_link,
+)
 from web.config import WebConfig
 
 log = logging.getLogger(__name__)

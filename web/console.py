@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from jobs.control import ban_and_settle, cancel_audited, pause_queue, resume_queue
+from jobs.listings import audit_page, queue_page
 from jobs.models import Job, UserLimit, utcnow
-from jobs.moderation import ban_and_settle, cancel_audited
-from jobs.queue import pause_queue, resume_queue
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
-from jobs.stats import admin_stats, audit_page, queue_page
+from jobs.stats import admin_stats
 from jobs.web_sessions import latest_roles
 from jobs.workers import unavailable_reason
 from web.auth import WebUser, error, member_of

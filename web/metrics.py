@@ -1,6 +1,6 @@
 """``GET /metrics`` in the Prometheus text format (``prometheus-client``); every name starts with ``i2v_``.
 
-The job and worker figures are read from the store at each scrape (``jobs.metrics_snapshot``: a few aggregate
+The job and worker figures are read from the store at each scrape (``jobs.stats.read_metrics_snapshot``: a few aggregate
 queries, the histograms counted in SQL, so they hold for every process sharing the database): jobs by state (the
 queue depth is ``state="queued"``), jobs finished by outcome, GPU-seconds used, wait and generation time histograms
 by preset, workers by state and their restarts. The app adds what only it knows through hooks: Discord's gateway
@@ -19,8 +19,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from jobs.metrics_snapshot import Histogram, MetricsSnapshot, read_metrics_snapshot
 from jobs.models import JobStatus
+from jobs.stats import Histogram, MetricsSnapshot, read_metrics_snapshot
 
 LAG_SAMPLE_INTERVAL_SECONDS = 0.5  # how often the event-loop lag is sampled
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

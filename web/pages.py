@@ -15,21 +15,39 @@ from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, GUIDANCE_RANGE, MAX_PROMPT_CHARS, PRESETS,
-    RESOLUTIONS, SEED_RANGE, STEPS_RANGE, ParamError, resolve_params,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_PRESET,
+    FPS_RANGE,
+    FRAMES_RANGE,
+    GUIDANCE_RANGE,
+    MAX_PROMPT_CHARS,
+    PRESETS,
+    RESOLUTIONS,
+    SEED_RANGE,
+    STEPS_RANGE,
+    ParamError,
+    resolve_params,
 )
 from jobs.blobs import DATABASE_BLOBS
 from jobs.errors import PromptBlocked, RequestRefused
-from jobs.gallery import user_videos
+from jobs.listings import user_videos
 from jobs.models import Job, JobSource, JobStatus
-from jobs.operators import LOCAL_OPERATOR_ID
-from jobs.queue import cancel_job, find_job, queue_position
+from jobs.queue import find_job, queue_position
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.requests import (
-    Origin, StoredInput, availability_notice, check_upload, enqueue_request, stored_input_of, too_large, variant_of,
+    Origin,
+    StoredInput,
+    availability_notice,
+    check_upload,
+    enqueue_request,
+    stored_input_of,
+    too_large,
+    variant_of,
 )
 from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
+from jobs.transitions import cancel_job
+from jobs.web_sessions import LOCAL_OPERATOR_ID
 from web.auth import WebUser, error
 from web.render import iso, job_json, plain
 

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from jobs.gallery import output_filename
+from jobs.listings import output_filename
 from jobs.models import PENDING_STATUSES, Job, JobStatus
 
 DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")

@@ -54,6 +54,7 @@ class Animate(commands.Cog):
         guidance: app_commands.Range[float, GUIDANCE_RANGE[0], GUIDANCE_RANGE[1]] | None = None,
         seed: app_commands.Range[int, SEED_RANGE[0], SEED_RANGE[1]] | None = None,
         negative_prompt: app_commands.Range[str, 0, MAX_PROMPT_CHARS] | None = None,
+        spoiler: bool = False,
     ) -> None:
         """Turn an image into a short video.
 
@@ -79,6 +80,8 @@ class Animate(commands.Cog):
             Fix the randomness to repeat a result; random if empty.
         negative_prompt:
             What to avoid; VGen's standard list if empty.
+        spoiler:
+            Post the video as a spoiler (hidden until clicked).
         """
         await handle_request(
             self.bot,
@@ -97,6 +100,7 @@ class Animate(commands.Cog):
                 "guidance": guidance,
                 "seed": seed,
                 "negative_prompt": negative_prompt,
+                "spoiler": spoiler,
             },
         )
 

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import JobNotFound
+from bot.job_choices import job_id_choices
 from bot.render import render_my_queue
 from bot.requests import cancel_job_for, load_own_job
 from jobs.queue import queue_positions, user_jobs
@@ -54,6 +55,12 @@ class Queue(commands.Cog):
                 raise JobNotFound("You have no queued or running video to cancel.")
         target = await load_own_job(self.bot, interaction, job, "cancel", server_admins=True)
         await interaction.followup.send(await cancel_job_for(self.bot, target), ephemeral=True)
+
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """The caller's own queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current, own=True)
 
 
 async def setup(bot: I2VBot) -> None:

@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin_actions import set_guild_limits
 from bot.errors import UserFacingError
+from jobs.admission import NewJob, enqueue_job
+from jobs.control import ban_and_settle
 from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
-from jobs.moderation import ban_and_settle
-from jobs.queue import NewJob, claim_next_job, enqueue_job, rescue_expired
 from jobs.quota import QuotaPolicy
+from jobs.rescue import rescue_expired
+from jobs.transitions import claim_next_job
 from tests.jobs.storehelpers import IMAGE, SHA
 
 GUILD = 31337

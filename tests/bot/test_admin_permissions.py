@@ -14,9 +14,9 @@ import discord
 import pytest
 import pytest_asyncio
 
-from jobs.durations import format_duration
 from bot.errors import NotYours
 from bot.permissions import check_job_access, is_operator, is_server_admin, may_act_on_job
+from jobs.errors import format_duration
 from tests.fakediscord import payloads
 
 GUILD_ID = 4242

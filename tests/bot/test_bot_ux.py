@@ -9,6 +9,7 @@ One bot for the module: ``alice`` and ``bob`` are members of the fake's guild, `
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,17 @@ import pytest
 import pytest_asyncio
 
 from generator.params import DEFAULT_PRESET, PRESETS
-from tests.bot.harness import Answer, BotProcess, running_bot, slash
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    callback_of,
+    channel_messages_of_job,
+    custom_ids,
+    queued_job,
+    running_bot,
+    slash,
+    wait_result,
+)
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
@@ -115,3 +126,77 @@ async def test_no_command_description_is_cut(world: World) -> None:
     assert len(found) > 40, found
     cut = [(path, text) for path, text in found if text.endswith("…") or len(text) > 100]
     assert not cut, cut
+
+
+async def choices(world: World, command: str, member: FakeMember, typed: str = "") -> list[dict[str, Any]]:
+    """The choices the bot offers while ``member`` types ``typed`` into ``/command``'s ``job`` option."""
+    interaction = await world.fake.inject_autocomplete(command, {"job": typed}, "job", member=member)
+    callback = await callback_of(world.fake, interaction)
+    assert callback.status == 200 and callback.json["type"] == 8, callback
+    offered = callback.json["data"]["choices"]
+    assert len(offered) <= 25 and all(1 <= len(choice["name"]) <= 100 for choice in offered), offered
+    return offered
+
+
+def offered_ids(offered: list[dict[str, Any]]) -> list[int]:
+    return [choice["value"] for choice in offered]
+
+
+async def test_job_autocomplete_offers_each_caller_only_the_jobs_they_may_cancel(world: World) -> None:
+    reply = await slash(world.fake, "operator pause", {"reason": "autocomplete test"}, world.opal)
+    assert reply.content.startswith("Paused"), reply.content
+    long_prompt = "the sea rolls in under a low grey sky " * 8  # 300 characters
+    try:
+        alice_1 = await queued_job(world.fake, world.alice, prompt="a red kite climbs over the dunes")
+        alice_2 = await queued_job(world.fake, world.alice, prompt=long_prompt)
+        bob_1 = await queued_job(world.fake, world.bob, prompt="a cat turns its head")
+        otto_1 = await queued_job(world.fake, world.otto, prompt="rain on a window")
+
+        mine = await choices(world, "cancel", world.alice)
+        assert offered_ids(mine) == [alice_2, alice_1]  # newest first, only hers
+        assert mine[1]["name"] == f"#{alice_1} queued: a red kite climbs over the dunes"
+        assert mine[0]["name"].startswith(f"#{alice_2} queued: the sea rolls in") and mine[0]["name"].endswith("…")
+        assert len(mine[0]["name"]) == 100
+        assert offered_ids(await choices(world, "cancel", world.alice, "KITE")) == [alice_1]
+        assert offered_ids(await choices(world, "cancel", world.alice, f"#{alice_1}")) == [alice_1]
+        assert offered_ids(await choices(world, "cancel", world.alice, "a cat")) == []  # bob's prompt
+        assert offered_ids(await choices(world, "cancel", world.bob)) == [bob_1]
+
+        # a server admin: that server's jobs; a member or another server's admin: nothing of it
+        assert offered_ids(await choices(world, "admin cancel", world.anna)) == [bob_1, alice_2, alice_1]
+        assert offered_ids(await choices(world, "admin cancel", world.otto)) == [otto_1]
+        assert await choices(world, "admin cancel", world.alice) == []
+        # the operator: every server's
+        assert offered_ids(await choices(world, "operator cancel", world.opal)) == [otto_1, bob_1, alice_2, alice_1]
+        assert await choices(world, "operator cancel", world.anna) == []
+        assert await choices(world, "operator cancel", world.alice) == []
+    finally:
+        for job_id in offered_ids(await choices(world, "operator cancel", world.opal)):
+            await slash(world.fake, "operator cancel", {"job": job_id}, world.opal)
+        reply = await slash(world.fake, "operator resume", {}, world.opal)
+        assert reply.content.startswith("Resumed"), reply.content
+    assert await choices(world, "cancel", world.alice) == []  # cancelled jobs are no longer offered
+
+
+async def test_a_job_leaves_one_channel_message(world: World) -> None:
+    """The result or notice takes the status message's place: a cancelled job leaves its notice, a made one its
+    video."""
+    fake = world.fake
+    await slash(fake, "operator pause", {}, world.opal)
+    try:
+        held = await queued_job(fake, world.bob, prompt="a held kite")
+        await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
+                            and f"i2v:cancel:{held}" in custom_ids(r.json))
+        reply = await slash(fake, "cancel", {"job": held}, world.bob)
+        assert "cancelled" in reply.content.lower(), reply.content
+        await world.bot.wait_job(held, lambda j: j.delivered_at is not None, timeout=30)
+    finally:
+        await slash(fake, "operator resume", {}, world.opal)
+    made = await queued_job(fake, world.bob, prompt="a kite climbs")
+    result = await wait_result(fake, made)
+    await world.bot.wait_job(made, lambda j: j.delivered_at is not None, timeout=30)
+    await asyncio.sleep(1.0)  # a stray status edit or post would land by now
+    (notice,) = channel_messages_of_job(fake, held)
+    assert "was cancelled" in notice["content"] and not notice["attachments"], notice
+    (video,) = channel_messages_of_job(fake, made)
+    assert video["id"] == result.response["id"] and video["attachments"], video

@@ -12,9 +12,10 @@ from typing import Any
 
 from bot.monitor import JobMonitor
 from bot.status import post_status_message
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
-from jobs.queue import enqueue_job, queue_position
-from tests.jobs.storehelpers import IMAGE, GENEROUS, new_job
+from jobs.queue import queue_position
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 STATUS_MESSAGE_ID = 900
 
@@ -87,8 +88,8 @@ async def test_retention_pass_prunes_old_bytes_and_their_disk_copies_only(sqlite
     from bot.delivery import output_filename
     from jobs.blobs import DATABASE_BLOBS
     from jobs.models import utcnow
-    from jobs.queue import claim_next_job, finish_job, mark_delivered
-    from jobs.retention import kept_bytes_of_user
+    from jobs.transitions import claim_next_job, finish_job, mark_delivered
+    from tests.store_reads import kept_bytes_of_user
 
     engine = make_engine(sqlite_url)
     outputs = tmp_path / "outputs"

@@ -138,8 +138,9 @@ def role_payload(role_id: int, name: str, permissions: int, *, position: int = 0
 
 
 def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position: int = 0,
-                         channel_type: int = CHANNEL_TEXT) -> dict[str, Any]:
-    """A guild text channel (type 0), or a forum channel (type 15: its posts are threads)."""
+                         nsfw: bool = False, channel_type: int = CHANNEL_TEXT) -> dict[str, Any]:
+    """A guild text channel (type 0), or a forum channel (type 15: its posts are threads); ``nsfw``:
+    age-restricted."""
     return {
         "id": str(channel_id),
         "type": channel_type,
@@ -147,7 +148,7 @@ def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position:
         "name": name,
         "position": position,
         "permission_overwrites": [],
-        "nsfw": False,
+        "nsfw": nsfw,
         "topic": None,
         "last_message_id": None,
         "rate_limit_per_user": 0,

@@ -126,11 +126,12 @@ class FakeWorld:
         self.add_member(guild.id, self.bot_name, roles=[guild.bot_role_id], bot=True, user_id=self.bot_user_id)
         return guild
 
-    def add_channel(self, guild_id: int, name: str, *, forum: bool = False) -> dict[str, Any]:
-        """A text channel in ``guild_id`` (a forum channel with ``forum=True``: post in it with
-        :meth:`add_thread`)."""
+    def add_channel(self, guild_id: int, name: str, *, nsfw: bool = False, forum: bool = False) -> dict[str, Any]:
+        """A text channel in ``guild_id``; ``nsfw``: an age-restricted channel; ``forum=True``: a forum channel
+        (post in it with :meth:`add_thread`)."""
         guild = self._guild(guild_id)
         channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels),
+                                                nsfw=nsfw,
                                                 channel_type=payloads.CHANNEL_FORUM if forum else payloads.CHANNEL_TEXT)
         guild.channels[int(channel["id"])] = channel
         self.channels[int(channel["id"])] = channel

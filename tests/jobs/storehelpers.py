@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs.admission import NewJob
 from jobs.models import Job, JobSource, JobStatus, utcnow
-from jobs.queue import NewJob
 from jobs.quota import QuotaPolicy
 
 IMAGE = b"input image"

@@ -12,13 +12,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, SHA, new_job
 
-from jobs.audit import list_actions
+from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS, MAX_INPUT_BLOB_BYTES, BlobTooLarge
 from jobs.errors import InputGone, TooManyPending
 from jobs.models import InputImage, Job, JobStatus, JobVideo, utcnow
-from jobs.queue import claim_next_job, enqueue_job, fail_job, finish_job, mark_delivered
 from jobs.quota import QuotaPolicy
-from jobs.retention import delete_job_video, delete_user_data, kept_bytes_of_user, prune_finished
+from jobs.retention import delete_job_video, delete_user_data, prune_finished
+from jobs.transitions import claim_next_job, fail_job, finish_job, mark_delivered
+from tests.store_reads import kept_bytes_of_user, list_actions
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

@@ -24,10 +24,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT, target_size
+from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker
 from jobs.models import Job, JobSource, LedgerKind, QuotaLedger, Worker
-from jobs.queue import NewJob, enqueue_job
 from jobs.quota import QuotaPolicy
 
 T = TypeVar("T")
