@@ -2,7 +2,7 @@
 Discord at every start, plus whoever ``OPERATOR_USER_IDS`` / ``OPERATOR_ROLE_IDS`` add.
 
 So a bot set up with nothing but ``DISCORD_TOKEN`` has an operator: the person who made the application. The owner
-read is recorded in the store (``jobs.operators``) for the web page and ``python -m bot web-link``; when Discord
+read is recorded in the store (``jobs.web_sessions``) for the web page and ``python -m bot web-link``; when Discord
 cannot be asked at start, the owner recorded last time stands in. :class:`Operators` is what
 ``bot.permissions`` checks (it has the ``operator_user_ids`` / ``operator_role_ids`` the checks read).
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from jobs.operators import app_operators, record_app_operators
+from jobs.web_sessions import app_operators, record_app_operators
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

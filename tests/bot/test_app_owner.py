@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.channel_access import POST_PERMISSIONS
 from bot.permissions import OPERATOR_REFUSAL
 from jobs.models import QueueState
-from jobs.operators import app_operators
+from jobs.web_sessions import app_operators
 from tests.bot.harness import TOKEN, BotProcess, running_bot, slash
 from tests.fakediscord.server import FakeDiscord
 
