@@ -30,7 +30,9 @@ rows stay (statistics, quota ledger, audit log).
 Content safety (``jobs.safety``): a video the worker's image classifier called unsafe is posted only where the
 server's policy (the operator's UNSAFE_VIDEOS, tightened by ``/admin safety``) allows it, that is in an
 age-restricted channel, and there always as a spoiler; anywhere else it is not posted, its stored bytes and any
-disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). A result is also a
+disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). An input image the
+classifier flagged fails its job before generation (nothing charged); the channel's notice says only that the
+video was not made, the reason goes to the requester privately. A result is also a
 spoiler (the ``SPOILER_`` file name) when its requester asked for one or the server makes every result one.
 
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
@@ -56,12 +58,15 @@ import discord
 from bot.components import job_custom_id, notice_view, result_view
 from bot.render import (
     render_channel_closed_reason,
+    render_input_refused,
     render_not_posted,
     render_notice,
     render_result,
+    render_status,
     render_upload_failed,
     render_withheld,
 )
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
@@ -86,7 +91,6 @@ HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier 
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
 CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
 TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
-INTERACTION_WEBHOOK_TYPE = 3  # Discord's webhook type of an interaction's follow-ups (ephemeral allowed)
 
 
 def nonce_for(job_id: int) -> str:
@@ -293,7 +297,10 @@ class Delivery:
                             UPLOAD_RETRIES_MAX, wait, error)
                 await asyncio.sleep(wait)
                 continue
-            return await self._mark(job, message_id, journal, copy)
+            outcome = await self._mark(job, message_id, journal, copy)
+            if outcome is DeliveryResult.DELIVERED and job.input_verdict == Verdict.UNSAFE.value:
+                await self.tell_privately(job, render_input_refused(job))  # the channel's notice gives no reason
+            return outcome
         if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
             await asyncio.sleep(self.backoff[-1])
             found = await self._check_channel(job, may_have_landed)
@@ -340,7 +347,12 @@ class Delivery:
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        return await self._mark(job, None, journal)
+        marked = await self._mark(job, None, journal)
+        async with self.bot.readers() as session:
+            fresh = await find_job(session, job.id)
+        if fresh is not None:  # the public status message ends neutral: the reason went to the requester alone
+            await edit_status_message(self.bot, fresh, render_status(fresh))
+        return marked
 
     async def tell_privately(self, job: Job, text: str) -> str:
         """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
@@ -349,9 +361,8 @@ class Delivery:
         expires = job.interaction_expires_at
         if job.interaction_token and job.application_id and expires is not None \
                 and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
-            webhook = discord.Webhook.from_state(
-                {"id": job.application_id, "type": INTERACTION_WEBHOOK_TYPE, "token": job.interaction_token},
-                state=self.bot._connection,
+            webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
+                {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
             )
             try:
                 await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())

@@ -39,6 +39,7 @@ __all__ = (
     "ScopeSettings",
     "check_job_access",
     "command_scope",
+    "no_such_job",
     "is_operator",
     "is_server_admin",
     "may_act_on_job",
@@ -239,12 +240,15 @@ def check_job_access(
     """Raise :class:`~bot.errors.NotYours` (logged) unless :func:`may_act_on_job`.
 
     ``server_admins``: cancel and delete are also open to an admin of the job's server; re-roll, vary and info
-    are not (they spend the requester's quota or show their request).
+    are not (they spend the requester's quota or show their request). The refusal reads as for a job that does
+    not exist, so walking job numbers names nobody.
     """
     if may_act_on_job(interaction, settings, job, server_admins=server_admins):
         return
     log_refusal(interaction, f"{action} job {job.id}", "requester" + (" or server admin" if server_admins else ""))
-    who = f"<@{job.user_id}> (who asked for job #{job.id})"
-    if server_admins:
-        raise NotYours(f"Only {who}, an admin of its server or the bot's operator can {action} it.")
-    raise NotYours(f"Only {who} or the bot's operator can {action} it.")
+    raise NotYours(no_such_job(job.id))
+
+
+def no_such_job(job_id: int) -> str:
+    """The answer about a job the user may not act on, or that does not exist: the same sentence for both."""
+    return f"There is no such job of yours (#{job_id})."

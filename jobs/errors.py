@@ -119,6 +119,19 @@ class OverGuildCap(RequestRefused):
         super().__init__(f"This server allows {field} up to {cap}; you asked for {value}.")
 
 
+class ModelNotAllowed(RequestRefused):
+    """The chosen model is not enabled on this bot, or this server's admins do not allow it."""
+
+    code = "model_not_allowed"
+
+    def __init__(self, model: str, allowed: list[str], *, by_server: bool) -> None:
+        self.model = model
+        self.allowed = allowed
+        where = "This server's admins do not allow" if by_server else "This bot does not offer"
+        choices = ", ".join(allowed) if allowed else "none"
+        super().__init__(f"{where} the model {model}; the models you can use here: {choices}.")
+
+
 class JobNotFound(LookupError):
     """No job with this id."""
 

@@ -49,7 +49,7 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         sessions = make_sessionmaker(engine)
         channel = _Channel()
         bot = SimpleNamespace(
-            sessions=sessions, readers=sessions, monitor=None,
+            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
             settings=SimpleNamespace(status_edit_interval=0.5, poll_interval=1.0, worker_dead_after=15.0,
                                      retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
