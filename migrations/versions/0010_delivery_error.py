@@ -1,8 +1,8 @@
 """Why a finished job's result never reached Discord (the channel was deleted, or the bot may no longer post there):
 recorded on the job when delivery stops, so an admin and the page can tell; the video stays in the store.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07 12:00:00
 
 One plain ADD COLUMN: no table is rebuilt.
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0009'
-down_revision: Union[str, Sequence[str], None] = '0008'
+revision: str = '0010'
+down_revision: Union[str, Sequence[str], None] = '0009'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
