@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,7 +28,6 @@ from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.quota import QuotaPolicy
-from jobs.workers import pid_alive, rescue_dead_on_host
 from web.config import WebConfig
 from web.server import WebServer
 from web.standalone import embedded_supervisor, supervisor_problem
@@ -112,7 +110,6 @@ class I2VBot(commands.Bot):
         self.operators = await read_operators(self, self.sessions, settings)
         await sync_if_changed(self.tree, self.application_id, settings.data_dir)
 
-        await self._rescue_own_host()
         if settings.worker == "embedded":
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
@@ -131,14 +128,6 @@ class I2VBot(commands.Bot):
                 continue
             await self.load_extension(name)
             self.loaded_extensions.append(name)
-
-    async def _rescue_own_host(self) -> None:
-        """Requeue at once the running jobs of this host's workers whose process is gone (e.g. the embedded worker
-        of a previous run of the bot that was killed), instead of waiting for their heartbeats to go stale."""
-        async with self.sessions.begin() as session:
-            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
-        if rescued:
-            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
 
     async def _start_supervisor(self) -> None:
         self.supervisor = embedded_supervisor(self.settings)

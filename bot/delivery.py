@@ -68,6 +68,7 @@ from bot.render import (
 )
 from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
 from jobs.retention import delete_job_video
@@ -96,34 +97,6 @@ TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its e
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
-
-
-def output_filename(job_id: int, when: datetime | None = None) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
-    when = when or datetime.now(timezone.utc)
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
-
-
-def disk_copies(output_dir: Path, job_id: int) -> list[Path]:
-    """The disk copies of one job's video in ``output_dir``."""
-    return sorted(output_dir.glob(f"video_*_{job_id}.mp4"))
-
-
-def _write_copy(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos; returns how many files went."""
-    removed = 0
-    for job_id in job_ids:
-        for path in disk_copies(output_dir, job_id):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
@@ -255,8 +228,7 @@ class Delivery:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
             if self.bot.settings.save_output_copy:
-                copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
-                await asyncio.to_thread(_write_copy, copy, video)
+                copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
         may_have_landed: datetime | None = None  # the journalled start of an upload that timed out

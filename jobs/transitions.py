@@ -12,7 +12,7 @@ Transitions (``status``; where each lives)::
     running --fail_job--> failed                               reservation refunded
     running --finish_cancelled--> cancelled                    charged for the GPU time used
     running --release_job--> queued                            shutdown: no charge, releases + 1
-    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.rescue)-->
+    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.maintenance)-->
                 queued, or failed after max_attempts, or cancelled if a cancel was requested
     queued --cancel_job / clear_queue (jobs.control)--> cancelled    refunded
     running --cancel_job--> running with cancel_requested      the worker stops at its next step

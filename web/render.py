@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from generator.model_spaces import display_name
-from jobs.listings import output_filename
+from jobs.copies import output_filename
 from jobs.models import PENDING_STATUSES, Job, JobStatus
 
 DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
