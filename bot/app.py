@@ -21,6 +21,7 @@ from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
 from bot.monitor import JobMonitor
+from bot.operators import Operators, read_operators
 from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
@@ -60,6 +61,7 @@ class I2VBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
+        self.operators = Operators.from_settings(settings)  # the application's owner joins in setup_hook
         self.engine: AsyncEngine | None = None
         self.read_engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -105,6 +107,7 @@ class I2VBot(commands.Bot):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
 
         assert self.application_id is not None  # set by login() before setup_hook
+        self.operators = await read_operators(self, self.sessions, settings)
         await sync_if_changed(self.tree, self.application_id, settings.data_dir)
 
         if settings.worker == "embedded":
@@ -173,8 +176,9 @@ class I2VBot(commands.Bot):
     # -- helpers the cogs share -------------------------------------------------------------------------------
 
     def is_operator(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
-        """Whether ``actor`` is the bot's operator (OPERATOR_USER_IDS / OPERATOR_ROLE_IDS; see bot.permissions)."""
-        return is_operator(actor, self.settings)
+        """Whether ``actor`` is the bot's operator (the application's owner, OPERATOR_USER_IDS /
+        OPERATOR_ROLE_IDS; see bot.operators and bot.permissions)."""
+        return is_operator(actor, self.operators)
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""

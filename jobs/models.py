@@ -248,6 +248,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # start of the current/last attempt
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivery_error: Mapped[str | None] = mapped_column(Text)  # why the result could not be posted (video kept)
     # Discord delivery
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -423,12 +423,14 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
 
 async def mark_delivered(
     session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
-    now: datetime | None = None,
+    delivery_error: str | None = None, now: datetime | None = None,
 ) -> bool:
     """Record that the bot posted the result (or told the user of the failure), and where the delivering process
-    wrote its disk copy, if it did. True exactly once per job."""
+    wrote its disk copy, if it did. ``delivery_error``: delivery stopped without posting the result, and why (the
+    channel is gone or closed to the bot); the video stays in the store. True exactly once per job."""
     now = checked_now(now)
-    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id}
+    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id,
+                              "delivery_error": delivery_error}
     if output_path is not None:
         values["output_path"] = output_path
     row = (
