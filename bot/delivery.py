@@ -30,7 +30,9 @@ rows stay (statistics, quota ledger, audit log).
 Content safety (``jobs.safety``): a video the worker's image classifier called unsafe is posted only where the
 server's policy (the operator's UNSAFE_VIDEOS, tightened by ``/admin safety``) allows it, that is in an
 age-restricted channel, and there always as a spoiler; anywhere else it is not posted, its stored bytes and any
-disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). A result is also a
+disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). An input image the
+classifier flagged fails its job before generation (nothing charged); the channel's notice says only that the
+video was not made, the reason goes to the requester privately. A result is also a
 spoiler (the ``SPOILER_`` file name) when its requester asked for one or the server makes every result one.
 
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
@@ -54,8 +56,19 @@ import aiohttp
 import discord
 
 from bot.components import job_custom_id, notice_view, result_view
-from bot.render import render_notice, render_result, render_upload_failed, render_withheld
+from bot.render import (
+    render_channel_closed_reason,
+    render_input_refused,
+    render_not_posted,
+    render_notice,
+    render_result,
+    render_status,
+    render_upload_failed,
+    render_withheld,
+)
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
 from jobs.retention import delete_job_video
@@ -77,41 +90,13 @@ DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one c
 DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
 TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
-INTERACTION_WEBHOOK_TYPE = 3  # Discord's webhook type of an interaction's follow-ups (ephemeral allowed)
 
 
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
-
-
-def output_filename(job_id: int, when: datetime | None = None) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
-    when = when or datetime.now(timezone.utc)
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
-
-
-def disk_copies(output_dir: Path, job_id: int) -> list[Path]:
-    """The disk copies of one job's video in ``output_dir``."""
-    return sorted(output_dir.glob(f"video_*_{job_id}.mp4"))
-
-
-def _write_copy(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos; returns how many files went."""
-    removed = 0
-    for job_id in job_ids:
-        for path in disk_copies(output_dir, job_id):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
@@ -243,8 +228,7 @@ class Delivery:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
             if self.bot.settings.save_output_copy:
-                copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
-                await asyncio.to_thread(_write_copy, copy, video)
+                copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
         may_have_landed: datetime | None = None  # the journalled start of an upload that timed out
@@ -265,6 +249,8 @@ class Delivery:
                                                     self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
+                if status in CHANNEL_CLOSED_STATUSES:
+                    return await self._channel_closed(job, journal, error, copy)
                 if isinstance(status, int) and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
                     return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
@@ -283,7 +269,10 @@ class Delivery:
                             UPLOAD_RETRIES_MAX, wait, error)
                 await asyncio.sleep(wait)
                 continue
-            return await self._mark(job, message_id, journal, copy)
+            outcome = await self._mark(job, message_id, journal, copy)
+            if outcome is DeliveryResult.DELIVERED and job.input_verdict == Verdict.UNSAFE.value:
+                await self.tell_privately(job, render_input_refused(job))  # the channel's notice gives no reason
+            return outcome
         if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
             await asyncio.sleep(self.backoff[-1])
             found = await self._check_channel(job, may_have_landed)
@@ -330,7 +319,12 @@ class Delivery:
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        return await self._mark(job, None, journal)
+        marked = await self._mark(job, None, journal)
+        async with self.bot.readers() as session:
+            fresh = await find_job(session, job.id)
+        if fresh is not None:  # the public status message ends neutral: the reason went to the requester alone
+            await edit_status_message(self.bot, fresh, render_status(fresh))
+        return marked
 
     async def tell_privately(self, job: Job, text: str) -> str:
         """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
@@ -339,9 +333,8 @@ class Delivery:
         expires = job.interaction_expires_at
         if job.interaction_token and job.application_id and expires is not None \
                 and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
-            webhook = discord.Webhook.from_state(
-                {"id": job.application_id, "type": INTERACTION_WEBHOOK_TYPE, "token": job.interaction_token},
-                state=self.bot._connection,
+            webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
+                {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
             )
             try:
                 await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
@@ -389,6 +382,24 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _channel_closed(self, job: Job, journal: Path, error: BaseException,
+                              copy: Path | None) -> DeliveryResult:
+        """The channel refused the result with 403 (the bot may no longer post or attach there) or 404 (the channel
+        is gone): knocking again only spends Discord's invalid-request allowance, so stop here. Tell the requester
+        once, by the interaction's follow-up while its token lives, else by direct message; record why on the job.
+        The video stays in the store (the page shows and serves it)."""
+        reason = render_channel_closed_reason(getattr(error, "status", 0), getattr(error, "code", 0))
+        log.error("job %s: channel %s refused the result (%s); not retrying, video kept in the store%s", job.id,
+                  job.channel_id, error, f" and at {copy}" if copy is not None else "")
+        text = render_not_posted(job, reason)
+        how = await self.tell_privately(job, text)
+        log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
+        async with self.bot.sessions.begin() as session:
+            marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
+                                          output_path=str(copy) if copy is not None else None)
+        journal.unlink(missing_ok=True)
+        return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
         """Delete the job's status message: its result (or notice) takes its place, one message per job.

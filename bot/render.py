@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from generator.model_spaces import display_name
 from jobs.errors import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
@@ -72,11 +73,11 @@ def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
 
 
 def describe_params(job: Job) -> str:
-    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    """One line of the parameters used: model, preset, size, frames, fps, steps, guidance, seed."""
     preset = job.preset or "custom"
     return (
-        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
-        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+        f"{display_name(job.model)} · preset {preset} · {job.resolution} ({job.width}×{job.height}) · "
+        f"{job.frames} frames @ {job.fps} fps · {job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
     )
 
 
@@ -97,8 +98,9 @@ def is_final(job: Job) -> bool:
 
 
 def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-                  now: datetime | None = None) -> str:
-    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+                  now: datetime | None = None, notice: str | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
+    holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(timezone.utc)
     status = _value(job.status)
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
@@ -113,7 +115,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += "."
         if (job.attempt or 0) > 0:
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
-        return f"{head}\n{line}"
+        return f"{head}\n{line}" + (f"\n{notice}" if notice else "")
     if status == "running":
         phase = str(getattr(job.phase, "value", job.phase) or "loading")
         label = PHASE_LABELS.get(phase, phase.capitalize())
@@ -127,6 +129,8 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
         if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"{head}\n❌ Not made; its requester was told why. Nothing was charged."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
     if status == "cancelled":
@@ -134,11 +138,15 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     return f"{head}\n{status}"
 
 
-def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
     return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
-            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error, notice)
+
+
+AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
+"""Shown on a queued job's status message once the worker it was told was unavailable is back."""
 
 
 # -- presets and /help ---------------------------------------------------------------------------------------------
@@ -230,6 +238,14 @@ def vary_head(parent: Job, job: Job) -> str:
     return f"Queued a variation of job #{parent.id} as job #{job.id}"
 
 
+def missing_permissions_text(missing: list[str]) -> str:
+    """The refusal of a request in a channel where the bot may not post its status and result."""
+    names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    noun = "permission" if len(missing) == 1 else "permissions"
+    return (f"I can't post videos in this channel: I'm missing the {names} {noun} here. Ask a server admin to "
+            "grant them to my role, or use another channel; nothing was queued.")
+
+
 # -- results, notices and details ---------------------------------------------------------------------------------
 
 
@@ -254,6 +270,8 @@ def render_result(job: Job) -> str:
 def render_notice(job: Job) -> str:
     """The text posted for a job that failed or was cancelled."""
     status = _value(job.status)
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
         return (
             f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
@@ -268,12 +286,30 @@ def render_withheld(job: Job, reason: str) -> str:
     return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
 
 
+def render_input_refused(job: Job) -> str:
+    """What the requester is told privately when the safety check refused their input image."""
+    return f"⚠️ Your image for job #{job.id} was refused: {job.error or 'the safety check flagged it.'}"
+
+
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
     """The notice for a video that was made but could not be posted."""
     text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
     if kept:
         text += " The file is kept on the bot's server; ask an admin for it."
     return text
+
+
+def render_channel_closed_reason(status: int, code: int) -> str:
+    """Why a result could not be posted in its channel (Discord answered ``status``/``code``); kept on the job."""
+    if status == 404:
+        return "the channel was deleted, or I can no longer see it"
+    return f"I may no longer post videos in that channel (Discord answered {status}, code {code})"
+
+
+def render_not_posted(job: Job, reason: str) -> str:
+    """The requester's one notice that their finished video could not be posted in its channel."""
+    return (f"The video of job #{job.id} is made, but I could not post it: {reason}. It is kept for you: "
+            "`/web` signs you in to the bot's page, where you can download it.")
 
 
 def render_info(job: Job) -> str:
@@ -299,9 +335,11 @@ def render_info(job: Job) -> str:
 # -- /queue and /quota --------------------------------------------------------------------------------------------
 
 
-def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
+                    withheld: Sequence[Job] = ()) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running), then their recent videos the
+    safety check kept out of the channel (``withheld``), with the reason."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []
@@ -319,7 +357,8 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> s
             lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
-    return f"{header}\n{body}"
+    notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]
+    return "\n".join([header, body, *notes])
 
 
 def render_quota(status: QuotaStatus) -> str:

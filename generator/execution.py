@@ -263,14 +263,14 @@ class JobExecution:
     def _prepare(self, job: ClaimedJob, data: bytes) -> tuple[Image, GenerationParams, int, int]:
         """Decode and fit the input image and rebuild the parameters (runs on a thread)."""
         from generator.images import fit_image, load_image
-        from generator.params import GenerationParams, target_size
+        from generator.params import target_size
 
-        params = GenerationParams.from_dict(job.params)
+        params = job.params
         image = load_image(data)
         if job.width and job.height:
             width, height = job.width, job.height
         else:
-            width, height = target_size(params.resolution, image.width, image.height)
+            width, height = target_size(params.resolution, image.width, image.height, params.model)
         return fit_image(image, width, height), params, width, height
 
     async def _generate(self, run: JobRun, image: Image, params: GenerationParams, width: int,

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-SECONDS_PER_MINUTE = 60
-
-
-MINUTES_PER_HOUR = 60
-
-
-HOURS_PER_DAY = 24
-
+from config.units import HOURS_PER_DAY, MINUTES_PER_HOUR, SECONDS_PER_MINUTE
 
 DAYS_FROM_HOURS = 48  # from this many hours on, durations are shown in days and hours
 
@@ -117,6 +110,19 @@ class OverGuildCap(RequestRefused):
         self.value = value
         self.cap = cap
         super().__init__(f"This server allows {field} up to {cap}; you asked for {value}.")
+
+
+class ModelNotAllowed(RequestRefused):
+    """The chosen model is not enabled on this bot, or this server's admins do not allow it."""
+
+    code = "model_not_allowed"
+
+    def __init__(self, model: str, allowed: list[str], *, by_server: bool) -> None:
+        self.model = model
+        self.allowed = allowed
+        where = "This server's admins do not allow" if by_server else "This bot does not offer"
+        choices = ", ".join(allowed) if allowed else "none"
+        super().__init__(f"{where} the model {model}; the models you can use here: {choices}.")
 
 
 class JobNotFound(LookupError):

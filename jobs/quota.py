@@ -49,6 +49,9 @@ class QuotaSettings(Protocol):
     @property
     def prompt_blocklist(self) -> tuple[str, ...]: ...
 
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class QuotaPolicy:
@@ -62,6 +65,8 @@ class QuotaPolicy:
     """Cap on all queued jobs (everyone's); None = no cap."""
     prompt_blocklist: tuple[str, ...] = ()
     """The PROMPT_BLOCKLIST setting's terms (normalised, ``jobs.safety.parse_blocklist``), checked at admission."""
+    models: tuple[str, ...] = ()
+    """The enabled model keys (``I2V_MODELS``), checked at admission with the server's own list; empty = any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.daily_gpu_seconds, (int, float)) or self.daily_gpu_seconds < 0:
@@ -85,6 +90,7 @@ class QuotaPolicy:
             is_admin=is_admin,  # queue priority: the operator's only, never a server admin's
             max_queue_length=settings.queue_max_length,
             prompt_blocklist=tuple(settings.prompt_blocklist),
+            models=tuple(settings.models),
         )
 
 

@@ -15,21 +15,12 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
+from generator.model_spaces import SPACES, union_bounds
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT,
-    DEFAULT_PRESET,
-    FPS_RANGE,
-    FRAMES_RANGE,
-    GUIDANCE_RANGE,
-    MAX_PROMPT_CHARS,
-    PRESETS,
-    RESOLUTIONS,
-    SEED_RANGE,
-    STEPS_RANGE,
-    ParamError,
-    resolve_params,
+    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import remove_copies
 from jobs.errors import PromptBlocked, RequestRefused
 from jobs.listings import user_videos
 from jobs.models import Job, JobSource, JobStatus
@@ -65,7 +56,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, bey
 READ_CHUNK_BYTES = 64 * 1024
 GALLERY_PAGE_SIZE = 6  # videos per gallery page
 PARAM_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                "parent")
+                "model", "parent")
 AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
@@ -126,13 +117,14 @@ async def read_form(request: web.Request, cap: int) -> tuple[dict[str, str], byt
     return fields, image
 
 
-def params_from(fields: dict[str, str]) -> Any:
-    """Resolve the form's values like Discord's options: the preset fills in, explicit values override it."""
+def params_from(fields: dict[str, str], default_model: str) -> Resolved:
+    """Resolve the form's values like Discord's options: the model's preset fills in, explicit values override it."""
     def given(name: str) -> str | None:
         value = fields.get(name, "").strip()
         return value or None
-    return resolve_params(
+    return resolve_request(
         fields.get("prompt", ""),
+        model=given("model") or default_model,
         preset=given("preset"),
         resolution=given("resolution"),
         frames=given("frames"),  # type: ignore[arg-type]  # strings are parsed and checked by generator.params
@@ -142,6 +134,19 @@ def params_from(fields: dict[str, str]) -> Any:
         seed=given("seed"),  # type: ignore[arg-type]
         negative_prompt=fields.get("negative_prompt"),
     )
+
+
+def model_json(key: str) -> dict[str, Any]:
+    """One model's space as the page's form uses it."""
+    each = SPACES[key]
+    return {
+        "key": key, "name": each.display_name, "resolutions": list(each.resolutions),
+        "frames": [each.frames.minimum, each.frames.maximum], "frames_step": each.frames.step,
+        "frames_offset": each.frames.offset, "fps": each.fps_range, "steps": each.steps_range,
+        "guidance": each.guidance_range, "negative_prompt_applies": each.negative_prompt_applies,
+        "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
+                           "guidance": p.guidance} for name, p in each.presets.items()},
+    }
 
 
 class Pages:
@@ -179,13 +184,17 @@ class Pages:
         })
 
     async def options(self, request: web.Request) -> web.Response:
-        """Ranges, presets and defaults, from generator.params (the page draws its form from these)."""
+        """The enabled models with their ranges and presets (generator.model_spaces), the default model first, and
+        the union of their ranges (the page draws its form from these)."""
+        models = self.config.models
+        bounds = union_bounds(models)
         return web.json_response({
-            "resolutions": list(RESOLUTIONS), "frames": FRAMES_RANGE, "fps": FPS_RANGE, "steps": STEPS_RANGE,
-            "guidance": GUIDANCE_RANGE, "seed": SEED_RANGE, "max_prompt_chars": MAX_PROMPT_CHARS,
-            "default_preset": DEFAULT_PRESET, "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
-            "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
-                               "guidance": p.guidance} for name, p in PRESETS.items()},
+            "models": [model_json(key) for key in models], "default_model": models[0],
+            "resolutions": list(bounds.resolutions), "frames": bounds.frames, "fps": bounds.fps,
+            "steps": bounds.steps, "guidance": bounds.guidance, "seed": SEED_RANGE,
+            "max_prompt_chars": MAX_PROMPT_CHARS, "default_preset": DEFAULT_PRESET,
+            "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
+            "presets": model_json(models[0])["presets"],
             "max_upload_bytes": self.config.upload_cap_bytes,
         })
 
@@ -284,7 +293,8 @@ class Pages:
             return error(429, TOO_MANY)
         try:
             fields, image = await read_form(request, self.config.upload_cap_bytes)
-            params = params_from(fields)
+            resolved = params_from(fields, self.config.models[0])
+            params = resolved.params
             async with self.server.readers() as session:  # before the image is decoded or stored
                 await check_prompt(session, guild_id=None, texts=prompt_texts(params.prompt, params.negative_prompt),
                                    setting_terms=self.config.prompt_blocklist)
@@ -295,7 +305,7 @@ class Pages:
                 parent = None
             elif parent_id and (parent := await self.own_job(user, whole_number(parent_id, "parent"))) is not None:
                 stored = stored_input_of(parent)
-                size = variant_of(parent, {"resolution": params.resolution})[1]
+                size = variant_of(parent, {"resolution": params.resolution, "model": params.model})[1]
             else:
                 raise ImageError("empty", "(choose a picture first)")
             async with self.server.sessions.begin() as session:
@@ -305,7 +315,7 @@ class Pages:
         except (ImageError, ParamError, RequestRefused) as exc:
             log.info("web request of user %s refused: %s", user.user_id, exc)
             return await self._refused(user, exc)
-        return await self._queued(job)
+        return await self._queued(job, resolved.notes)
 
     async def again(self, request: web.Request) -> web.Response:
         """POST /api/jobs/{id}/again?mode=reroll|same: Re-roll (a new seed) or Same again (the same seed)."""
@@ -317,9 +327,9 @@ class Pages:
         if not self.server.limits.creates.allow(user.user_id):
             return error(429, TOO_MANY)
         try:
-            params, size = variant_of(parent, changes)
+            resolved, size = variant_of(parent, changes)
             async with self.server.sessions.begin() as session:
-                job = await enqueue_request(session, stored=stored_input_of(parent), params=params,
+                job = await enqueue_request(session, stored=stored_input_of(parent), params=resolved.params,
                                             origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
                                             size=size)
         except (ParamError, RequestRefused) as exc:
@@ -335,15 +345,16 @@ class Pages:
                 await record_blocked(session, exc, user_id=user.user_id, guild_id=None, source=JobSource.WEB.value)
         return refusal(exc)
 
-    async def _queued(self, job: Job) -> web.Response:
-        """201 with the job; ``notice`` says when video generation is unavailable (the job stays queued)."""
+    async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
+        """201 with the job; ``notice`` says how the parameters were adjusted (a rounded frame count) and when video
+        generation is unavailable (the job stays queued)."""
         async with self.server.readers() as session:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
             notice = await availability_notice(session, own_problem=self.server.worker_problem(),
                                                dead_after_s=self.config.worker_dead_after)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
-        return web.json_response({**body, "notice": notice}, status=201)
+        return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
@@ -356,6 +367,6 @@ class Pages:
         job = await self.job_or_404(request)
         async with self.server.sessions.begin() as session:
             await delete_job_video(session, job.id)
-        await asyncio.to_thread(self.server.remove_disk_copy, job)
+        await asyncio.to_thread(remove_copies, self.server.config.output_dir, [job.id])
         log.info("web delete of job %s's video by its owner", job.id)
         return web.json_response({"deleted": job.id})
