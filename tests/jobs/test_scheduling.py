@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.models import Job
 from jobs.admission import enqueue_job
+from jobs.models import Job
 from jobs.transitions import claim_next_job, finish_job
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
