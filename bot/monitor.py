@@ -7,7 +7,10 @@ down). It is also a rescuer: every ``RESCUE_INTERVAL_SECONDS`` it requeues the r
 their heartbeats for ``WORKER_DEAD_AFTER`` seconds (``rescue_dead_workers``) and of expired leases
 (``rescue_expired``), so a dead worker's job runs again within seconds. Every ``RETENTION_INTERVAL_SECONDS`` (a setting) it
 prunes the stored images and videos of jobs that finished more than ``RETENTION_DAYS`` ago, and their disk copies.
-Status messages' positions come from one query for the whole queue (``queue_positions``).
+Status messages' positions come from one query for the whole queue (``queue_positions``); what holds a queued job
+(video generation unavailable, with the reason, or a pause) is read once a pass, and a queued job whose status said
+generation was unavailable says so again when a worker is back. A delivered job's status message is deleted by the
+delivery (``bot.delivery``): its result or notice takes its place.
 """
 
 from __future__ import annotations
