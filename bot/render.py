@@ -260,8 +260,11 @@ def render_result(job: Job) -> str:
 
 
 def render_notice(job: Job) -> str:
-    """The text posted for a job that failed or was cancelled."""
+    """The text posted for a job that failed or was cancelled, or whose video the safety check kept out of the
+    channel (no reason given in public: its requester is told privately)."""
     status = _value(job.status)
+    if status == "succeeded" and getattr(job, "withheld_at", None) is not None:  # the reason goes privately
+        return f"🔒 <@{job.user_id}>, the video of job #{job.id} was made but not posted here; you were told why."
     if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
         return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
