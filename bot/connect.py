@@ -24,6 +24,7 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import I2VBot
+from bot.channel_access import invite_url
 
 log = logging.getLogger("bot.connect")
 
@@ -171,13 +172,15 @@ def describe_worker(bot: I2VBot) -> str:
 
 
 def announce_online(bot: I2VBot) -> None:
-    """Log one INFO line each time the gateway session is ready."""
+    """Log one INFO line each time the gateway session is ready: who the bot is, its worker, who its operators are
+    and the URL that invites it with exactly the permissions it needs."""
 
     async def on_ready() -> None:
         user = bot.user
         servers = len(bot.guilds)
-        log.info("online as %s (id %s) in %d server%s; worker: %s", user, user.id, servers,
-                 "" if servers == 1 else "s", describe_worker(bot))
+        log.info("online as %s (id %s) in %d server%s; worker: %s; operators: %s; invite: %s", user, user.id,
+                 servers, "" if servers == 1 else "s", describe_worker(bot), bot.operators.describe(),
+                 invite_url(bot.application_id or user.id))
 
     bot.add_listener(on_ready, "on_ready")
 

@@ -57,13 +57,16 @@ import discord
 
 from bot.components import job_custom_id, notice_view, result_view
 from bot.render import (
+    render_channel_closed_reason,
     render_input_refused,
+    render_not_posted,
     render_notice,
     render_result,
     render_upload_failed,
     render_withheld,
 )
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
 from jobs.retention import delete_job_video
@@ -85,40 +88,13 @@ DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one c
 DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
 TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
 
 
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
-
-
-def output_filename(job_id: int, when: datetime | None = None) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
-    when = when or datetime.now(timezone.utc)
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
-
-
-def disk_copies(output_dir: Path, job_id: int) -> list[Path]:
-    """The disk copies of one job's video in ``output_dir``."""
-    return sorted(output_dir.glob(f"video_*_{job_id}.mp4"))
-
-
-def _write_copy(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos; returns how many files went."""
-    removed = 0
-    for job_id in job_ids:
-        for path in disk_copies(output_dir, job_id):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
@@ -250,8 +226,7 @@ class Delivery:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
             if self.bot.settings.save_output_copy and video is not None:
-                copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
-                await asyncio.to_thread(_write_copy, copy, video)
+                copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
         may_have_landed: datetime | None = None  # the journalled start of an upload that timed out
@@ -272,6 +247,8 @@ class Delivery:
                                                     self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
+                if status in CHANNEL_CLOSED_STATUSES:
+                    return await self._channel_closed(job, journal, error, copy)
                 if isinstance(status, int) and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
                     return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
@@ -401,6 +378,24 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _channel_closed(self, job: Job, journal: Path, error: BaseException,
+                              copy: Path | None) -> DeliveryResult:
+        """The channel refused the result with 403 (the bot may no longer post or attach there) or 404 (the channel
+        is gone): knocking again only spends Discord's invalid-request allowance, so stop here. Tell the requester
+        once, by the interaction's follow-up while its token lives, else by direct message; record why on the job.
+        The video stays in the store (the page shows and serves it)."""
+        reason = render_channel_closed_reason(getattr(error, "status", 0), getattr(error, "code", 0))
+        log.error("job %s: channel %s refused the result (%s); not retrying, video kept in the store%s", job.id,
+                  job.channel_id, error, f" and at {copy}" if copy is not None else "")
+        text = render_not_posted(job, reason)
+        how = await self.tell_privately(job, text)
+        log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
+        async with self.bot.sessions.begin() as session:
+            marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
+                                          output_path=str(copy) if copy is not None else None)
+        journal.unlink(missing_ok=True)
+        return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
         """Delete the job's status message: its result (or notice) takes its place, one message per job.

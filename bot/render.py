@@ -238,6 +238,14 @@ def vary_head(parent: Job, job: Job) -> str:
     return f"Queued a variation of job #{parent.id} as job #{job.id}"
 
 
+def missing_permissions_text(missing: list[str]) -> str:
+    """The refusal of a request in a channel where the bot may not post its status and result."""
+    names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    noun = "permission" if len(missing) == 1 else "permissions"
+    return (f"I can't post videos in this channel: I'm missing the {names} {noun} here. Ask a server admin to "
+            "grant them to my role, or use another channel; nothing was queued.")
+
+
 # -- results, notices and details ---------------------------------------------------------------------------------
 
 
@@ -292,6 +300,19 @@ def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
     if kept:
         text += " The file is kept on the bot's server; ask an admin for it."
     return text
+
+
+def render_channel_closed_reason(status: int, code: int) -> str:
+    """Why a result could not be posted in its channel (Discord answered ``status``/``code``); kept on the job."""
+    if status == 404:
+        return "the channel was deleted, or I can no longer see it"
+    return f"I may no longer post videos in that channel (Discord answered {status}, code {code})"
+
+
+def render_not_posted(job: Job, reason: str) -> str:
+    """The requester's one notice that their finished video could not be posted in its channel."""
+    return (f"The video of job #{job.id} is made, but I could not post it: {reason}. It is kept for you: "
+            "`/web` signs you in to the bot's page, where you can download it.")
 
 
 def render_info(job: Job) -> str:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-SECONDS_PER_MINUTE = 60
-
-
-MINUTES_PER_HOUR = 60
-
-
-HOURS_PER_DAY = 24
-
+from config.units import HOURS_PER_DAY, MINUTES_PER_HOUR, SECONDS_PER_MINUTE
 
 DAYS_FROM_HOURS = 48  # from this many hours on, durations are shown in days and hours
 

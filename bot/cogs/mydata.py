@@ -44,7 +44,7 @@ class MyData(commands.Cog):
             Operator only: whose data to delete (default: yours).
         """
         target = user or interaction.user
-        if target.id != interaction.user.id and not is_operator(interaction, self.bot.settings):  # a bot-wide power
+        if target.id != interaction.user.id and not is_operator(interaction, self.bot.operators):  # a bot-wide power
             log.warning("user %s may not delete the data of user %s", interaction.user.id, target.id)
             raise NotYours(OPERATOR_ONLY)
         await interaction.response.defer(ephemeral=True, thinking=True)

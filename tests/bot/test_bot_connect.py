@@ -149,7 +149,10 @@ async def test_online_line_quiet_start_and_sigterm_while_running(tmp_path: Path)
         assert await run.finish(signal.SIGTERM) == 0
     (online,) = [m for m in run.messages() if m.startswith("online as ")]
     assert online == (f"online as {fake.bot_name} (id {fake.bot_user_id}) in 1 server; "
-                      "worker: external workers (python -m generator.worker)")
+                      "worker: external workers (python -m generator.worker); "
+                      f"operators: maker ({fake.app_owner.user_id}, the application's owner); "
+                      f"invite: https://discord.com/oauth2/authorize?client_id={fake.application_id}"
+                      "&scope=bot+applications.commands&permissions=274878008320")
     output = "\n".join(run.lines)
     for noise in ("alembic", "PyNaCl", "davey", "DeprecationWarning", "FutureWarning", "voice"):
         assert noise not in output, output
