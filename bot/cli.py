@@ -110,6 +110,8 @@ def check(env: Any) -> int:
         print(f"ok: {line}")
     for line in report.problems:
         print(f"{PROG}: {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     print(f"{len(report.problems)} problem(s)" if report.problems else "the configuration is usable")
     return report.exit_status
 

@@ -23,7 +23,7 @@ result thus costs at most ``UPLOAD_RETRIES_MAX + 1`` upload calls: a persistent 
 and no retry of ours, a persistent 503 or timeout three. Each own retry counts in ``i2v_upload_retries_total``
 (``web.metrics``), labelled with its reason.
 
-Deleting (:func:`delete_stored_video`, :func:`delete_user_data`: the Delete button under a video,
+Deleting (:func:`delete_stored_video`, :func:`delete_user_data_and_copies`: the Delete button under a video,
 ``/delete-my-data``, and retention through ``bot.monitor``) removes the stored bytes and the disk copies; the job
 rows stay (statistics, quota ledger, audit log).
 
@@ -71,8 +71,7 @@ from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
-from jobs.retention import delete_job_video
-from jobs.retention import delete_user_data as delete_in_store
+from jobs.retention import delete_job_video, delete_user_data
 from jobs.safety import UnsafePolicy, Verdict, may_post_unsafe, server_safety, withheld_message, withhold_video
 from jobs.transitions import mark_delivered
 from web.metrics import UPLOAD_RETRIES
@@ -468,10 +467,10 @@ async def delete_stored_video(bot: I2VBot, job_id: int) -> bool:
     return stored or copies > 0
 
 
-async def delete_user_data(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
+async def delete_user_data_and_copies(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
     """Delete every stored image and video of ``user_id``'s jobs and the disk copies (audited, actor ``by``)."""
     async with bot.sessions.begin() as session:
-        deleted = await delete_in_store(session, user_id, by=by)
+        deleted = await delete_user_data(session, user_id, by=by)
     copies = await remove_disk_copies(bot, deleted.job_ids)
     log.info("user %s's data deleted by %s: %d job(s), %d disk copies, still running %s", user_id, by,
              len(deleted.job_ids), copies, deleted.still_running)

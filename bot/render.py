@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from generator.model_spaces import display_name
-from jobs.errors import format_duration
+from jobs.errors import discord_time, format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
@@ -382,10 +382,6 @@ def _bytes_text(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
-def _discord_time(when: datetime, style: str = "R") -> str:
-    return f"<t:{int(when.timestamp())}:{style}>"
-
-
 def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
     """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
     if outcome == "cancelled":
@@ -487,7 +483,7 @@ def _audit_line(row: AuditLog) -> str:
         detail = f" ({preview(shown, DETAIL_PREVIEW_CHARS)})" if shown else ""
     scope = "bot-wide" if row.scope == AUDIT_SCOPE_BOT else "server"
     where = f" in server {row.guild_id}" if row.guild_id is not None else ""
-    return f"{_discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
+    return f"{discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
 
 
 def render_log(page: AuditPage, *, bot_wide: bool = True) -> discord.Embed:
@@ -560,7 +556,7 @@ def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> 
                 if job.guild_id and job.result_message_id else "")
         flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
         lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
-                     f"{_discord_time(first)}{flagged}{link}\n"
+                     f"{discord_time(first)}{flagged}{link}\n"
                      f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
     embed.description = "\n".join(lines) or "No reported videos are waiting."
     if rows:

@@ -23,7 +23,7 @@ import aiohttp
 import discord
 
 from bot.channel_access import check_can_post
-from bot.errors import JobNotFound, UserFacingError
+from bot.errors import NoSuchJob, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from bot.permissions import check_job_access, no_such_job
 from bot.render import queued_head, queued_text, reroll_head, vary_head
@@ -388,11 +388,11 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
 
 
 async def load_job(bot: I2VBot, job_id: int) -> Job:
-    """Read job ``job_id`` or raise :class:`JobNotFound`."""
+    """Read job ``job_id`` or raise :class:`NoSuchJob`."""
     async with bot.readers() as session:
         job = await find_job(session, job_id)
     if job is None:
-        raise JobNotFound(no_such_job(job_id))
+        raise NoSuchJob(no_such_job(job_id))
     return job
 
 
