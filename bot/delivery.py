@@ -356,8 +356,7 @@ class Delivery:
                 message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
-        status = str(getattr(job.status, "value", job.status))
-        if status == "succeeded" and video is not None:
+        if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
                 render_result(job), file=file, view=result_view(job.id), reference=reference,
