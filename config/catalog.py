@@ -107,6 +107,10 @@ SETTINGS: tuple[Setting, ...] = (
     # --- Model and worker
     _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "Hugging Face repo id or local folder; tiny = tiny random model",
        *_ALL),
+    _s("I2V_MODEL_WAN", TEXT, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "Wan 2.2 TI2V-5B (model key wan22-5b): "
+       "Hugging Face repo id or local folder in the diffusers layout; I2V_MODEL=tiny makes it tiny too", BOT, WORKER),
+    _s("I2V_MODEL_LTX", TEXT, "Lightricks/LTX-Video-0.9.7-distilled", "LTX-Video (model key ltxv): Hugging Face "
+       "repo id or local folder in the diffusers layout; I2V_MODEL=tiny makes it tiny too", BOT, WORKER),
     _s("I2V_DEVICE", TEXT, "", "torch device; empty = the GPU (the real model refuses to load without one; "
        "tiny runs on the CPU); cpu = the CPU on purpose (hours per video)", *_GPU),
     _s("WORKER", CHOICE, "embedded", "embedded: the bot supervises one worker; external: run workers yourself", BOT,
