@@ -21,11 +21,13 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from generator.params import GenerationParams
+from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker, migrate
 from jobs.models import JobSource
-from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job
 from jobs.quota import QuotaPolicy
+from jobs.transitions import claim_next_job, finish_job
 
 MIB = 1024 * 1024
 DEFAULT_SIZE_MIB = 2.0  # a standard 512p/16-frame job's MP4 is about 1-2 MiB; Discord's default cap is 10 MiB
@@ -53,8 +55,9 @@ class BlobRates:
 def _request(seed: int) -> NewJob:
     import hashlib
 
-    return NewJob(user_id=1, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
-                  resolution="512p", frames=16, fps=8, steps=10, guidance=9.0, seed=seed, width=512, height=512,
+    return NewJob(user_id=1, channel_id=1, guild_id=1, source=JobSource.SLASH,
+        params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
+            steps=10, guidance=9.0, seed=seed), width=512, height=512,
                   input_sha256=hashlib.sha256(IMAGE).hexdigest(), upload_limit_bytes=100 * MIB, cost_estimate=1.0)
 
 

@@ -19,8 +19,8 @@ postgresql+asyncpg://postgres@127.0.0.1:5432/test) and dropped afterwards. SQLit
 from __future__ import annotations
 
 import argparse
-import hashlib
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import tempfile
@@ -35,11 +35,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import driver_floor
+from generator.params import GenerationParams
+from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
+from jobs.heartbeat import ProgressWriter
 from jobs.models import JobSource
-from jobs.progress import ProgressWriter
-from jobs.queue import NewJob, claim_next_job, enqueue_job, finish_job
 from jobs.quota import QuotaPolicy
+from jobs.transitions import claim_next_job, finish_job
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PROGRESS_WRITES = 50
@@ -83,8 +85,9 @@ class Result:
 
 def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
     return NewJob(
-        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
-        resolution="512p", frames=16, fps=8, steps=steps, guidance=9.0, seed=seed, width=512, height=512,
+        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH,
+        params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
+            steps=steps, guidance=9.0, seed=seed), width=512, height=512,
         input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
     )
 

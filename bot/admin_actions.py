@@ -3,7 +3,7 @@
 Each change is audited in the same transaction as the change itself, with its scope (``bot`` for the operator's
 bot-wide actions, ``server`` for an action on one server), so the log cannot miss or invent an action.
 
-Bans (``jobs.moderation.ban_and_settle``, the operator's, shared with the web console): the user's new requests
+Bans (``jobs.control.ban_and_settle``, the operator's, shared with the web console): the user's new requests
 are refused with the reason (``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a
 running job is left to finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails
 it (refunded) instead of putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.delivery import remove_disk_copies
 from bot.errors import JobNotFound, UserFacingError
 from bot.permissions import log_refusal
 from bot.render import admin_cancel_text
 from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
 from jobs.audit import record_action
+from jobs.control import ban_and_settle, ban_from_guild, cancel_audited
 from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
-from jobs.moderation import cancel_audited
+from jobs.retention import forget_job_bytes
+from jobs.safety import REPORT_BANNED, REPORT_DELETED, REPORT_DISMISSED, resolve_reports
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +62,54 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
     return admin_cancel_text(job_id, job.user_id, outcome.value)
+
+
+REPORT_RESOLUTION_OF = {"delete": REPORT_DELETED, "ban": REPORT_BANNED, "dismiss": REPORT_DISMISSED}
+
+
+async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,
+                        bot_wide: bool) -> str:
+    """An admin's answer to a reported video: ``delete`` it (the channel message, the stored bytes, the disk
+    copy), ``ban`` its maker (and delete it; from this server, or bot-wide from an ``/operator`` listing) or
+    ``dismiss`` the reports; the reports are resolved and the action audited. A server admin acts only on a video
+    of the server the click comes from (another's is answered as if it did not exist). Returns the sentence."""
+    async with bot.readers() as session:
+        job = await session.get(Job, job_id)
+    if job is not None and not bot_wide and job.guild_id != interaction.guild_id:
+        log_refusal(interaction, f"{action} reported job {job_id} of guild {job.guild_id}", "the job's server")
+        job = None
+    if job is None:
+        raise JobNotFound(f"There is no reported video #{job_id}{'' if bot_wide else ' on this server'}.")
+    by = interaction.user.id
+    if action in ("delete", "ban") and job.result_message_id is not None:
+        channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            await channel.get_partial_message(job.result_message_id).delete()
+        except (discord.NotFound, discord.Forbidden) as error:  # gone already, or no right: the bytes go anyway
+            log.info("reported job %s: its message %s could not be deleted: %s", job_id, job.result_message_id, error)
+    banned = False
+    async with bot.sessions.begin() as session:
+        if action in ("delete", "ban"):
+            await forget_job_bytes(session, job_id)
+        if action == "ban":
+            reason = f"reported video #{job_id}"
+            if bot_wide:
+                banned = (await ban_and_settle(session, job.user_id, reason=reason, by=by)).newly_banned
+            else:
+                banned, _ = await ban_from_guild(session, job.guild_id or 0, job.user_id, reason=reason, by=by)
+        count = await resolve_reports(session, job_id, by=by, resolution=REPORT_RESOLUTION_OF[action],
+                                      guild_id=None if bot_wide else job.guild_id)
+    if action in ("delete", "ban"):
+        await remove_disk_copies(bot, [job_id])
+    wake_monitor(bot)
+    log.info("admin %s: %s on reported job %s (bot_wide=%s, %d report(s))", by, action, job_id, bot_wide, count)
+    if action == "dismiss":
+        return f"Dismissed {count} report(s) of video #{job_id}; it stays."
+    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {count} report(s)."
+    if action == "ban":
+        where = "from the bot" if bot_wide else "from making videos in this server"
+        text += f" <@{job.user_id}> is {'now' if banned else 'already'} banned {where}."
+    return text
 
 
 _KEEP: Any = object()  # "leave this cap as it is" in set_guild_limits

@@ -9,6 +9,8 @@ runs on every click.
 - ``i2va:oqueue:`` / ``i2va:olog:`` page the bot-wide listings (``/operator``): operator only.
 - ``i2va:cancel:<job>``: the operator cancels any job; a server admin only a job of the server the click comes from.
 - ``i2va:clear:<expires>``: the ``/admin clear`` confirmation, for that server's admins.
+- ``i2va:rep:<s|o>:<action>:<job>``: Delete, Ban maker or Dismiss on a reported video (``/admin reports``: that
+  server's admins, its own videos only; ``/operator reports``: the operator, a ban there is bot-wide).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.admin_actions import cancel_as_admin, wake_monitor
-from bot.admin_commands import log_reply, queue_reply
-from bot.components import ADMIN_CANCEL_TEMPLATE, CLEAR_CONFIRM_TEMPLATE, PAGE_STEP, page_template
+from bot.admin_actions import act_on_report, cancel_as_admin, wake_monitor
+from bot.admin_commands import log_reply, queue_reply, reports_reply
+from bot.components import ADMIN_CANCEL_TEMPLATE, CLEAR_CONFIRM_TEMPLATE, PAGE_STEP, REPORT_TEMPLATE, page_template
 from bot.permissions import is_operator, require_operator, require_server_admin
 from bot.tree import explain_error
-from jobs.queue import clear_queue
+from jobs.control import clear_queue
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -179,6 +181,38 @@ class ClearConfirmButton(discord.ui.DynamicItem[discord.ui.Button], template=CLE
         await _run_guarded(interaction, require_server_admin, body)
 
 
+class ReportActionButton(discord.ui.DynamicItem[discord.ui.Button], template=REPORT_TEMPLATE):
+    """Delete, Ban maker or Dismiss next to a reported video; the listing is then refreshed in place."""
+
+    def __init__(self, item: discord.ui.Button, scope: str, action: str, job_id: int) -> None:
+        super().__init__(item)
+        self.bot_wide = scope == "o"
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ReportActionButton:
+        assert isinstance(item, discord.ui.Button)
+        return cls(item, match["scope"], match["action"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        bot: I2VBot = interaction.client  # type: ignore[assignment]
+
+        async def body() -> None:
+            await interaction.response.defer()  # the listing itself is edited after the action
+            message = await act_on_report(bot, interaction, self.job_id, self.action, bot_wide=self.bot_wide)
+            await interaction.followup.send(message, ephemeral=True)
+            embed, view = await reports_reply(bot, None if self.bot_wide else interaction.guild_id)
+            try:
+                await interaction.edit_original_response(embed=embed, view=view)
+            except discord.HTTPException as error:  # the listing is a convenience; the action is done
+                log.info("could not refresh the reports listing: %s", error)
+
+        await _run_guarded(interaction, require_operator if self.bot_wide else require_server_admin, body)
+
+
 ADMIN_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     QueuePageButton,
     OperatorQueuePageButton,
@@ -186,4 +220,5 @@ ADMIN_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     ClearConfirmButton,
     LogPageButton,
     OperatorLogPageButton,
+    ReportActionButton,
 )

@@ -103,15 +103,7 @@ class I2VBot(commands.Bot):
         self._readers = make_sessionmaker(self.read_engine)
         self.web = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS))
 
-        for name in EXTENSIONS:
-            await self.load_extension(name)
-            self.loaded_extensions.append(name)
-        for name in OPTIONAL_EXTENSIONS:
-            if importlib.util.find_spec(name) is None:
-                log.info("optional extension %s is not installed; skipping", name)
-                continue
-            await self.load_extension(name)
-            self.loaded_extensions.append(name)
+        await self.load_extensions()
         self.add_dynamic_items(*DYNAMIC_ITEMS)
 
         assert self.application_id is not None  # set by login() before setup_hook
@@ -124,6 +116,18 @@ class I2VBot(commands.Bot):
         self.monitor.start()
         await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
+
+    async def load_extensions(self) -> None:
+        """Load the cogs, which declare the application commands (nothing is sent to Discord here)."""
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+            self.loaded_extensions.append(name)
+        for name in OPTIONAL_EXTENSIONS:
+            if importlib.util.find_spec(name) is None:
+                log.info("optional extension %s is not installed; skipping", name)
+                continue
+            await self.load_extension(name)
+            self.loaded_extensions.append(name)
 
     async def _rescue_own_host(self) -> None:
         """Requeue at once the running jobs of this host's workers whose process is gone (e.g. the embedded worker

@@ -2,9 +2,11 @@
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
 Alembic migration state: at head, behind, ahead or not created), the model source's config files
-(:mod:`generator.model_files`, never the weights), and that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
-can be created and can be written. Each problem is one line on stderr; what is fine is one line each on stdout. Exit status 0 when
-nothing is wrong, 2 otherwise. Nothing is created or migrated.
+(:mod:`generator.model_files`, never the weights), that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
+can be created and can be written, and that the application commands keep Discord's limits
+(:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord). Each problem is one
+line on stderr; what is fine is one line each on stdout. Exit status 0 when nothing is wrong, 2 otherwise. Nothing
+is created or migrated.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.app import I2VBot
+from bot.command_sync import command_tree_problems
 from bot.endpoints import apply_discord_endpoints
+from bot.settings import BotSettings
 from config.reader import EXIT_BAD_SETTINGS, read_all
 from generator.model_files import check_model_source
 from jobs.db import alembic_config, make_engine
@@ -142,6 +147,17 @@ def check_endpoints(values: Mapping[str, Any], report: CheckReport) -> None:
         report.problems.append(str(error))
 
 
+async def check_commands(env: Mapping[str, str], report: CheckReport) -> None:
+    """Build the command tree as the bot does at start and hold it against Discord's limits; nothing is sent."""
+    bot = I2VBot(BotSettings.from_env(env, dotenv=False, require_token=False))
+    await bot.load_extensions()
+    problems = command_tree_problems(bot.tree)
+    if problems:
+        report.problems += [f"application commands: Discord would refuse {line}" for line in problems]
+    else:
+        report.fine.append(f"application commands: {len(bot.tree.get_commands())} keep Discord's limits")
+
+
 async def run_check(env: Mapping[str, str]) -> CheckReport:
     """Check everything; nothing is started, created or migrated."""
     report = CheckReport()
@@ -165,4 +181,6 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
             check_folder(name, Path(os.fspath(values[name])), report)
     if values["LOG_FILE"] is not None and "LOG_FILE" not in bad:
         check_folder("LOG_FILE", Path(os.fspath(values["LOG_FILE"])).parent, report)
+    if not bad:
+        await check_commands(env, report)
     return report

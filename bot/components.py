@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 JOB_PREFIX = "i2v"  # a job's own buttons: i2v:<action>:<job id>
 ADMIN_PREFIX = "i2va"  # the admin listings' buttons
 CANCEL_BUTTONS_PER_ROW = 5  # Discord allows five buttons in one action row
+MAX_ROWS = 5  # and five action rows in one message
 
 # a job's buttons: action -> (label, emoji, style)
 JOB_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
@@ -30,8 +31,9 @@ JOB_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "vary": ("Vary", "🎛️", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
     "info": ("Info", "ℹ️", discord.ButtonStyle.secondary),
+    "report": ("Report", "🚩", discord.ButtonStyle.secondary),
 }
-RESULT_ACTIONS = ("reroll", "vary", "delete", "info")  # under a delivered video
+RESULT_ACTIONS = ("reroll", "vary", "delete", "info", "report")  # under a delivered video: one row of five
 
 # the admin listings: listing segment -> {kind: label}; "o..." are the operator's bot-wide listings
 QUEUE_PAGE_LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
@@ -60,6 +62,18 @@ def page_template(listing: str) -> str:
     """The custom-id pattern of one listing's paging buttons (groups ``page``, ``kind``)."""
     kinds = "|".join(PAGE_LISTINGS[listing])
     return rf"{ADMIN_PREFIX}:{listing}:(?P<page>[0-9]{{1,6}}):(?P<kind>{kinds})"
+
+
+# a reported video in /admin reports (scope "s": this server's admins) or /operator reports ("o": bot-wide)
+REPORT_ACTION_LABELS = {"delete": "Delete video #{job}", "ban": "Ban maker of #{job}", "dismiss": "Dismiss #{job}"}
+REPORT_ACTION_STYLES = {"delete": discord.ButtonStyle.danger, "ban": discord.ButtonStyle.danger,
+                        "dismiss": discord.ButtonStyle.secondary}
+REPORT_TEMPLATE = ADMIN_PREFIX + r":rep:(?P<scope>[so]):(?P<action>delete|ban|dismiss):(?P<job>[0-9]{1,20})"
+
+
+def report_custom_id(scope: str, action: str, job_id: int) -> str:
+    """``i2va:rep:<s|o>:<action>:<job>`` (at most 41 characters)."""
+    return f"{ADMIN_PREFIX}:rep:{scope}:{action}:{job_id}"
 
 
 ADMIN_CANCEL_TEMPLATE = ADMIN_PREFIX + r":cancel:(?P<job>[0-9]{1,20})"
@@ -121,6 +135,19 @@ def log_listing_view(page: int, pages: int, *, bot_wide: bool) -> discord.ui.Vie
         discord.ui.Button(label=label, style=discord.ButtonStyle.secondary,
                           custom_id=page_custom_id(listing, page, kind), disabled=disabled[kind])
         for kind, label in LOG_PAGE_LABELS.items()
+    ))
+
+
+def reports_view(job_ids: list[int], *, bot_wide: bool) -> discord.ui.View | None:
+    """A reports listing's buttons: one row per reported video (Delete, Ban maker, Dismiss); at most five rows."""
+    if not job_ids:
+        return None
+    scope = "o" if bot_wide else "s"
+    return _layout(*(
+        discord.ui.Button(label=label.format(job=job_id), style=REPORT_ACTION_STYLES[action], row=row,
+                          custom_id=report_custom_id(scope, action, job_id))
+        for row, job_id in enumerate(job_ids[:MAX_ROWS])
+        for action, label in REPORT_ACTION_LABELS.items()
     ))
 
 

@@ -30,7 +30,6 @@ log = logging.getLogger("bot.connect")
 EXIT_OK = 0
 EXIT_LOGIN_FAILED = 1
 RETRY_INITIAL_S = 1.0  # first wait before another login attempt; doubles each time
-GATEWAY_AUTH_FAILED = 4004  # gateway close code: the token is not valid
 CLOSE_CODE_REASONS = {4004: "the token was rejected", 4013: "invalid intents", 4014: "a privileged intent is not enabled"}
 
 

@@ -1,4 +1,6 @@
-"""Posting results: the MP4 (or a failure/cancel notice) as a channel message, exactly once per job.
+"""Posting results: the MP4 (or a failure/cancel notice) as a channel message, exactly once per job, in place of
+the job's status message (deleted once the result is posted, so each job leaves one message in the channel; the
+result is a new message, so it pings the requester and lands where the conversation is now).
 
 Everything goes through the bot token and the channel endpoint, never the interaction webhook, so it works
 after the 15-minute interaction token has died.
@@ -25,6 +27,14 @@ Deleting (:func:`delete_stored_video`, :func:`delete_user_data`: the Delete butt
 ``/delete-my-data``, and retention through ``bot.monitor``) removes the stored bytes and the disk copies; the job
 rows stay (statistics, quota ledger, audit log).
 
+Content safety (``jobs.safety``): a video the worker's image classifier called unsafe is posted only where the
+server's policy (the operator's UNSAFE_VIDEOS, tightened by ``/admin safety``) allows it, that is in an
+age-restricted channel, and there always as a spoiler; anywhere else it is not posted, its stored bytes and any
+disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). An input image the
+classifier flagged fails its job before generation (nothing charged); the channel's notice says only that the
+video was not made, the reason goes to the requester privately. A result is also a
+spoiler (the ``SPOILER_`` file name) when its requester asked for one or the server makes every result one.
+
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
 ``SAVE_OUTPUT_COPY=false``, the delivering process also writes it to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4``
 (the finish time, UTC) and records that path on the job; Delete, delete-my-data and retention remove that copy too.
@@ -46,12 +56,22 @@ import aiohttp
 import discord
 
 from bot.components import job_custom_id, notice_view, result_view
-from bot.render import render_notice, render_result, render_upload_failed
+from bot.render import (
+    render_input_refused,
+    render_notice,
+    render_result,
+    render_status,
+    render_upload_failed,
+    render_withheld,
+)
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.models import JobStatus
-from jobs.queue import delivered_among, find_job, mark_delivered
+from jobs.queue import delivered_among, find_job
 from jobs.retention import delete_job_video
 from jobs.retention import delete_user_data as delete_in_store
+from jobs.safety import UnsafePolicy, Verdict, may_post_unsafe, server_safety, withheld_message, withhold_video
+from jobs.transitions import mark_delivered
 from web.metrics import UPLOAD_RETRIES
 
 if TYPE_CHECKING:
@@ -67,6 +87,7 @@ DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one c
 DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
 
 
 def nonce_for(job_id: int) -> str:
@@ -209,13 +230,24 @@ class Delivery:
         async with self.bot.readers() as session:
             job = await find_job(session, stale.id)
             video = None
+            policy, spoiler_all = self.bot.settings.unsafe_videos, False
             if job is not None and job.delivered_at is None and job.status == JobStatus.SUCCEEDED:
                 video = await DATABASE_BLOBS.read_video(session, job.id)
+                policy, spoiler_all = await server_safety(session, job.guild_id, self.bot.settings.unsafe_videos)
         if job is None or job.delivered_at is not None:
             return DeliveryResult.ALREADY
         journal = _journal_path(self.bot, job.id)
         copy: Path | None = None
+        spoiler = False
         if job.status == JobStatus.SUCCEEDED:
+            unsafe = job.output_verdict == Verdict.UNSAFE.value
+            if unsafe:
+                age_restricted = await self._age_restricted(job)
+                if age_restricted is None:  # cannot tell now; never post or delete on a guess
+                    return DeliveryResult.RETRY_LATER
+                if not may_post_unsafe(policy, age_restricted_channel=age_restricted):
+                    return await self._withhold(job, journal, policy)
+            spoiler = unsafe or job.spoiler or spoiler_all
             if video is None:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
@@ -238,7 +270,8 @@ class Delivery:
             started = datetime.now(timezone.utc)
             await asyncio.to_thread(_write_journal, journal, started)  # fsync: off the loop
             try:
-                message_id = await asyncio.wait_for(self._post(job, video), self.bot.settings.upload_timeout)
+                message_id = await asyncio.wait_for(self._post(job, video, spoiler=spoiler),
+                                                    self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
                 if isinstance(status, int) and 400 <= status < 500 and status != 429:
@@ -259,7 +292,10 @@ class Delivery:
                             UPLOAD_RETRIES_MAX, wait, error)
                 await asyncio.sleep(wait)
                 continue
-            return await self._mark(job, message_id, journal, copy)
+            outcome = await self._mark(job, message_id, journal, copy)
+            if outcome is DeliveryResult.DELIVERED and job.input_verdict == Verdict.UNSAFE.value:
+                await self.tell_privately(job, render_input_refused(job))  # the channel's notice gives no reason
+            return outcome
         if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
             await asyncio.sleep(self.backoff[-1])
             found = await self._check_channel(job, may_have_landed)
@@ -279,7 +315,64 @@ class Delivery:
             return None
         return found if found is not None else False
 
-    async def _post(self, job: Job, video: bytes | None) -> int:
+    async def _age_restricted(self, job: Job) -> bool | None:
+        """Whether the job's channel is age-restricted (a thread: its parent); None when it cannot be read now. A
+        channel that is gone or hidden counts as not age-restricted."""
+        channel = self.bot.get_channel(job.channel_id)
+        if channel is None:
+            try:
+                channel = await self.bot.fetch_channel(job.channel_id)
+            except (discord.NotFound, discord.Forbidden):
+                return False
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
+                log.warning("could not read channel %s of job %s: %r", job.channel_id, job.id, error)
+                return None
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return bool(is_nsfw()) if callable(is_nsfw) else False
+
+    async def _withhold(self, job: Job, journal: Path, policy: UnsafePolicy) -> DeliveryResult:
+        """An unsafe video that may not be posted here: its bytes and disk copies go now, the job keeps the
+        verdict and the reason, the requester is told privately, and the job counts as delivered."""
+        reason = withheld_message(policy)
+        async with self.bot.sessions.begin() as session:
+            newly = await withhold_video(session, job.id, reason)
+        await remove_disk_copies(self.bot, [job.id])
+        log.info("job %s: the safety check flagged the video; not posted in channel %s (policy %s), deleted",
+                 job.id, job.channel_id, policy.value)
+        if newly:
+            how = await self.tell_privately(job, render_withheld(job, reason))
+            log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
+        marked = await self._mark(job, None, journal)
+        async with self.bot.readers() as session:
+            fresh = await find_job(session, job.id)
+        if fresh is not None:  # the public status message ends neutral: the reason went to the requester alone
+            await edit_status_message(self.bot, fresh, render_status(fresh))
+        return marked
+
+    async def tell_privately(self, job: Job, text: str) -> str:
+        """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
+        token lives, else a direct message; returns how (``ephemeral``, ``dm``, or ``job`` when neither worked and
+        only the job's own record, shown by ``/queue`` and the page, says it)."""
+        expires = job.interaction_expires_at
+        if job.interaction_token and job.application_id and expires is not None \
+                and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
+            webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
+                {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
+            )
+            try:
+                await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                return "ephemeral"
+            except discord.HTTPException as error:
+                log.info("job %s: the ephemeral follow-up failed (%s); trying a direct message", job.id, error)
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+            return "dm"
+        except discord.HTTPException as error:
+            log.info("job %s: user %s cannot be sent a direct message (%s)", job.id, job.user_id, error)
+        return "job"
+
+    async def _post(self, job: Job, video: bytes | None, *, spoiler: bool = False) -> int:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = None
         if job.reply_to_message_id:
@@ -289,7 +382,7 @@ class Delivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         status = str(getattr(job.status, "value", job.status))
         if status == "succeeded" and video is not None:
-            file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at))
+            file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
                 render_result(job), file=file, view=result_view(job.id), reference=reference,
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
@@ -302,6 +395,7 @@ class Delivery:
         return message.id
 
     async def _mark(self, job: Job, message_id: int | None, journal: Path, copy: Path | None = None) -> DeliveryResult:
+        await self._remove_status_message(job, message_id)
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=message_id,
                                           output_path=str(copy) if copy is not None else None)
@@ -311,6 +405,25 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
+        """Delete the job's status message: its result (or notice) takes its place, one message per job.
+
+        Before the delivery is recorded, so a bot that dies in between deletes it on the next start, when the
+        journal leads it back here (a message already gone is fine). Any other failure is logged and the delivery
+        goes on: a status message left behind is untidy, a result recorded twice would not be."""
+        if not job.status_message_id or job.status_message_id == result_id:
+            return
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            await channel.get_partial_message(job.status_message_id).delete()
+        except discord.NotFound:
+            return
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            log.warning("could not delete the status message %s of job %s: %r", job.status_message_id, job.id,
+                        error)
+            return
+        log.info("job %s: status message %s replaced by the delivery", job.id, job.status_message_id)
 
     async def _give_up(self, job: Job, journal: Path, reason: str, *, copy: Path | None = None,
                        kept: bool = True) -> DeliveryResult:

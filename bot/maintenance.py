@@ -1,6 +1,6 @@
 """``python -m bot backup DEST``, ``prune`` and ``web-link``: one-shot maintenance, safe while the bot runs.
 
-``backup``: an online copy of the SQLite job store (:mod:`jobs.backup`); for PostgreSQL it says to use pg_dump and
+``backup``: an online copy of the SQLite job store (:func:`jobs.db.backup_sqlite`); for PostgreSQL it says to use pg_dump and
 exits with :data:`EXIT_FAILED`. ``prune``: one retention pass (:func:`jobs.retention.prune_finished`, as the bot runs
 every RETENTION_INTERVAL_SECONDS) and the disk copies of the pruned jobs' videos, then it prints what went.
 ``web-link``: a fresh operator sign-in link for the web page (:func:`web.auth.operator_link`).
@@ -14,8 +14,7 @@ from pathlib import Path
 
 from bot.delivery import remove_copies
 from bot.settings import BotSettings
-from jobs.backup import BackupError, backup_sqlite
-from jobs.db import make_engine, make_sessionmaker
+from jobs.db import BackupError, backup_sqlite, make_engine, make_sessionmaker
 from jobs.retention import prune_finished
 
 EXIT_FAILED = 1

@@ -13,7 +13,7 @@ import discord
 
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
-from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
+from generator.params import DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -44,7 +44,8 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         placeholder=MODAL_PROMPT_PLACEHOLDER,
     )
     preset: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label=f"Preset ({', '.join(PRESETS)}); empty = standard",
+        label=f"Preset ({', '.join(PRESETS)})",  # Discord allows 45 characters in a label
+        placeholder=f"empty = {DEFAULT_PRESET}",
         required=False,
         max_length=16,
     )

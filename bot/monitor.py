@@ -19,25 +19,23 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
-from bot.render import render_status, status_key
+from bot.render import AVAILABLE_AGAIN, render_status, status_key
 from bot.status import EditOutcome, edit_status_message, post_missing_status
+from jobs.control import pause_state
 from jobs.models import JobSource, JobStatus
-from jobs.queue import (
-    pending_with_status_message,
-    queue_positions,
-    rescue_dead_workers,
-    rescue_expired,
-    undelivered_jobs,
-)
+from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
+from jobs.requests import availability_notice
+from jobs.rescue import rescue_dead_workers, rescue_expired
 from jobs.retention import prune_finished
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from bot.app import I2VBot
     from jobs.models import Job
 
 log = logging.getLogger(__name__)
 
-FINAL_EDIT_RETRIES = 3  # tries to put a status message into its final state
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
 RESCUE_INTERVAL_SECONDS = 2.0  # how often dead workers' jobs and expired leases are requeued (a write transaction)
 SECONDS_PER_DAY = 86400.0
@@ -59,14 +57,16 @@ class JobMonitor:
         self._pruned_at: float | None = None  # monotonic time of the last retention pass
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
         self._unposted: set[int] = set()  # queued jobs whose first status-message post failed (post_later)
+        self._told_unavailable: set[int] = set()  # queued jobs whose status said video generation is unavailable
 
     def start(self) -> None:
         """Start the background task."""
         self._task = asyncio.create_task(self._run(), name="job-monitor")
 
-    def note_posted(self, job: Job, position: int | None) -> None:
-        """Record that a status message was just posted showing ``job`` at ``position`` (no immediate re-edit)."""
-        self._shown[job.id] = status_key(job, position)
+    def note_posted(self, job: Job, position: int | None, notice: str | None = None) -> None:
+        """Record that a status message was just posted showing ``job`` at ``position`` with ``notice`` (no
+        immediate re-edit)."""
+        self._shown[job.id] = status_key(job, position, notice)
         self._edited_at[job.id] = time.monotonic()
 
     def post_later(self, job_id: int) -> None:
@@ -145,13 +145,37 @@ class JobMonitor:
             places = await queue_positions(session) if pending else {}
             positions = {job.id: places[job.id] for job in pending
                          if job.status == JobStatus.QUEUED and job.id in places}
+            waiting = {job.guild_id for job in pending if job.status == JobStatus.QUEUED}
+            unavailable, paused = await self._holds(session, waiting) if waiting else (None, {})
             # The web page delivers its own jobs (web.delivery marks them); Discord never posts them.
             finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
         for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
             self._start_delivery(job)
         for job in pending:
             place = positions.get(job.id)
-            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None)
+            notice = self._notice(job, unavailable, paused) if job.status == JobStatus.QUEUED else None
+            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None,
+                                   notice)
+
+    async def _holds(self, session: AsyncSession,
+                     guild_ids: set[int | None]) -> tuple[str | None, dict[int | None, str | None]]:
+        """What holds queued jobs now: the "unavailable" sentence (None while a worker is alive) and each
+        server's pause sentence, the same sentences a request is told when it is queued (``bot.requests``)."""
+        unavailable = await availability_notice(session, own_problem=getattr(self.bot.supervisor, "failure_reason",
+                                                                              None),
+                                                dead_after_s=self.bot.settings.worker_dead_after)
+        paused = {guild_id: (await pause_state(session, guild_id)).notice() for guild_id in guild_ids}
+        return unavailable, paused
+
+    def _notice(self, job: Job, unavailable: str | None, paused: dict[int | None, str | None]) -> str | None:
+        """The lines a queued job's status shows under its position: the worker is unavailable (and why), or back
+        after its status said so; and a pause that holds it."""
+        worker: str | None = unavailable
+        if unavailable:
+            self._told_unavailable.add(job.id)
+        else:
+            worker = AVAILABLE_AGAIN if job.id in self._told_unavailable else None
+        return "\n".join(line for line in (worker, paused.get(job.guild_id)) if line) or None
 
     async def prune(self) -> list[int]:
         """Remove the stored bytes (and disk copies) of jobs that finished more than RETENTION_DAYS ago."""
@@ -173,16 +197,17 @@ class JobMonitor:
                      pruned[:20])
         return pruned
 
-    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None) -> None:
+    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None,
+                          notice: str | None = None) -> None:
         """Edit the status message if what it shows changed and the last edit is old enough."""
-        key = status_key(job, position)
+        key = status_key(job, position, notice)
         if job.id in self._gone or self._shown.get(job.id, ()) == key:
             return
         now = time.monotonic()
         if now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
             return
         self._edited_at[job.id] = now
-        text = render_status(job, position=position, eta_seconds=eta_seconds)
+        text = render_status(job, position=position, eta_seconds=eta_seconds, notice=notice)
         outcome = await edit_status_message(self.bot, job, text)
         if outcome is EditOutcome.DONE:
             self._shown[job.id] = key
@@ -202,28 +227,16 @@ class JobMonitor:
                 self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
                 return
             self._retry_after.pop(job.id, None)
-            if result is DeliveryResult.DELIVERED and job.status_message_id and job.id not in self._gone:
-                await self._final_status(job)
-            self._forget(job.id)
+            self._forget(job.id)  # its status message went with the delivery (bot.delivery)
         except Exception:
             log.exception("delivering job %s failed; will retry", job.id)
             self._retry_after[job.id] = time.monotonic() + DELIVERY_RETRY_SECONDS
         finally:
             self._deliveries.pop(job.id, None)
 
-    async def _final_status(self, job: Job) -> None:
-        """Put the status message in its final state (no Cancel button), still no sooner than the edit interval
-        after the previous edit."""
-        wait = self.bot.settings.status_edit_interval - (time.monotonic() - self._edited_at.get(job.id, 0.0))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        text = render_status(job)
-        for _ in range(FINAL_EDIT_RETRIES):
-            if await edit_status_message(self.bot, job, text) is not EditOutcome.FAILED:
-                break
-
     def _forget(self, job_id: int) -> None:
         """Drop what the monitor remembers about a delivered job."""
         self._shown.pop(job_id, None)
         self._edited_at.pop(job_id, None)
         self._gone.discard(job_id)
+        self._told_unavailable.discard(job_id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import discord
 from discord import app_commands
@@ -37,9 +37,12 @@ __all__ = (
     "NotAllowed",
     "ScopeSettings",
     "check_job_access",
+    "command_scope",
+    "no_such_job",
     "is_operator",
     "is_server_admin",
     "may_act_on_job",
+    "may_use",
     "operator_only",
     "require_operator",
     "require_server_admin",
@@ -154,15 +157,38 @@ def _allowed(interaction: discord.Interaction, scope: str) -> bool:
     return scope == SCOPE_SERVER and is_server_admin(interaction)
 
 
-def _check(scope: str, message: str) -> Callable[[T], T]:
-    async def predicate(interaction: discord.Interaction) -> bool:
-        if _allowed(interaction, scope):
+class ScopeCheck:
+    """An app-command check that lets only ``scope`` through; :func:`command_scope` reads it back, so /help lists
+    exactly the commands these checks would let the user run."""
+
+    def __init__(self, scope: str, message: str) -> None:
+        self.scope = scope
+        self.message = message
+
+    async def __call__(self, interaction: discord.Interaction) -> bool:
+        if _allowed(interaction, self.scope):
             return True
         action = _action_name(interaction)
-        log_refusal(interaction, action, scope)
-        raise NotAllowed(message, interaction.user.id, action)
+        log_refusal(interaction, action, self.scope)
+        raise NotAllowed(self.message, interaction.user.id, action)
 
-    return app_commands.check(predicate)
+
+def _check(scope: str, message: str) -> Callable[[T], T]:
+    return app_commands.check(ScopeCheck(scope, message))
+
+
+def command_scope(command: app_commands.Command[Any, ..., Any]) -> str | None:
+    """The scope ``command``'s checks require (``operator`` or ``server``), or None when anyone may run it."""
+    scopes = {check.scope for check in command.checks if isinstance(check, ScopeCheck)}
+    if SCOPE_OPERATOR in scopes:
+        return SCOPE_OPERATOR
+    return SCOPE_SERVER if scopes else None
+
+
+def may_use(interaction: discord.Interaction, command: app_commands.Command[Any, ..., Any]) -> bool:
+    """Whether the interaction's user passes ``command``'s scope check (nothing is logged: this only asks)."""
+    scope = command_scope(command)
+    return scope is None or _allowed(interaction, scope)
 
 
 def operator_only() -> Callable[[T], T]:
@@ -212,12 +238,15 @@ def check_job_access(
     """Raise :class:`~bot.errors.NotYours` (logged) unless :func:`may_act_on_job`.
 
     ``server_admins``: cancel and delete are also open to an admin of the job's server; re-roll, vary and info
-    are not (they spend the requester's quota or show their request).
+    are not (they spend the requester's quota or show their request). The refusal reads as for a job that does
+    not exist, so walking job numbers names nobody.
     """
     if may_act_on_job(interaction, settings, job, server_admins=server_admins):
         return
     log_refusal(interaction, f"{action} job {job.id}", "requester" + (" or server admin" if server_admins else ""))
-    who = f"<@{job.user_id}> (who asked for job #{job.id})"
-    if server_admins:
-        raise NotYours(f"Only {who}, an admin of its server or the bot's operator can {action} it.")
-    raise NotYours(f"Only {who} or the bot's operator can {action} it.")
+    raise NotYours(no_such_job(job.id))
+
+
+def no_such_job(job_id: int) -> str:
+    """The answer about a job the user may not act on, or that does not exist: the same sentence for both."""
+    return f"There is no such job of yours (#{job_id})."

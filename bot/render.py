@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from jobs.durations import format_duration
+from generator.model_spaces import display_name
+from jobs.errors import format_duration
 from jobs.models import AUDIT_SCOPE_BOT
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
+    from generator.model_spaces import Preset
+    from jobs.listings import AuditPage, QueuePage
     from jobs.models import AuditLog, GuildSettings, Job
     from jobs.quota import QuotaStatus
-    from jobs.stats import AdminStats, AuditPage, QueuePage
+    from jobs.stats import AdminStats
 
 MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
@@ -42,6 +46,7 @@ PROMPT_PREVIEW_CHARS = 40  # characters of a prompt shown in the admin queue lis
 MY_QUEUE_PREVIEW_CHARS = 60  # characters of a prompt shown in /queue
 DETAIL_PREVIEW_CHARS = 120  # characters of an audit row's detail shown in the log
 EMBED_COLOUR = discord.Colour.dark_teal()
+EMBED_FIELD_CHARS = 1024  # Discord's limit on an embed field's value
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -68,11 +73,11 @@ def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
 
 
 def describe_params(job: Job) -> str:
-    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    """One line of the parameters used: model, preset, size, frames, fps, steps, guidance, seed."""
     preset = job.preset or "custom"
     return (
-        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
-        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+        f"{display_name(job.model)} · preset {preset} · {job.resolution} ({job.width}×{job.height}) · "
+        f"{job.frames} frames @ {job.fps} fps · {job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
     )
 
 
@@ -93,8 +98,9 @@ def is_final(job: Job) -> bool:
 
 
 def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-                  now: datetime | None = None) -> str:
-    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+                  now: datetime | None = None, notice: str | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
+    holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(timezone.utc)
     status = _value(job.status)
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
@@ -109,7 +115,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += "."
         if (job.attempt or 0) > 0:
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
-        return f"{head}\n{line}"
+        return f"{head}\n{line}" + (f"\n{notice}" if notice else "")
     if status == "running":
         phase = str(getattr(job.phase, "value", job.phase) or "loading")
         label = PHASE_LABELS.get(phase, phase.capitalize())
@@ -120,7 +126,11 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
+        if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
+            return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"{head}\n❌ Not made; its requester was told why. Nothing was charged."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
     if status == "cancelled":
@@ -128,11 +138,79 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     return f"{head}\n{status}"
 
 
-def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
     return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
-            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error, notice)
+
+
+AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
+"""Shown on a queued job's status message once the worker it was told was unavailable is back."""
+
+
+# -- presets and /help ---------------------------------------------------------------------------------------------
+
+PRESET_TRAITS = {"quick": "fastest", "high": "finest, slowest"}  # what a preset's choice name says beside it
+
+
+def preset_choice_name(name: str, *, default: str) -> str:
+    """A preset's choice in /animate: its name and what it is for, e.g. ``standard (default)``. Its values are
+    in /help (:func:`render_presets`), which reads them from the model's presets."""
+    traits = [trait for trait in (PRESET_TRAITS.get(name), "default" if name == default else None) if trait]
+    return f"{name} ({', '.join(traits)})" if traits else name
+
+
+def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:
+    """One line per preset with its values, the default marked (the /help field); ``models`` is each served
+    model's name and presets, named only when there are several."""
+    lines = []
+    for model, presets in models:
+        if len(models) > 1:
+            lines.append(f"__{model}__")
+        for name, preset in presets.items():
+            mark = " (default)" if name == default else ""
+            seconds = preset.frames / preset.fps
+            lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
+                         f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
+    lines.append("Any option you give /animate overrides its preset's value.")
+    return "\n".join(lines)
+
+
+def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str, str, Sequence[str]]],
+                presets: Sequence[tuple[str, Mapping[str, Preset]]], default_preset: str, quota: QuotaStatus, *,
+                page_url: str | None, mentions: bool) -> discord.Embed:
+    """The /help answer: what the bot does, the commands this user may run (``commands``: name and description;
+    ``groups``: name, description and the subcommands they may run), each model's presets (``presets``: model name
+    and presets), their quota, and the
+    page's address when it has a public one."""
+    ways = "`/animate` with an image and a prompt, or **Apps → Animate** on a message with an image"
+    if mentions:
+        ways += ", or mention me with a prompt in a message (or a reply) with an image"
+    lines = [
+        "I turn a still image into a short video clip (MP4): you say what should move, and a GPU animates it. "
+        f"Ask with {ways}. Progress shows in the channel, and the video replaces it there when it is ready.",
+        "",
+        "**Your commands**",
+    ]
+    lines += [f"`/{name}`: {description}" for name, description in commands]
+    lines += [f"`/{name}` ({description}): " + ", ".join(f"`{sub}`" for sub in subs) for name, description, subs
+              in groups]
+    embed = discord.Embed(title="Image to video: help", description="\n".join(lines), colour=EMBED_COLOUR)
+    embed.add_field(name="Presets", value=render_presets(presets, default_preset)[:EMBED_FIELD_CHARS], inline=False)
+    embed.add_field(name="Your quota", value=render_quota(quota)[:EMBED_FIELD_CHARS], inline=False)
+    if page_url:
+        embed.add_field(name="Web page", value=f"{page_url} (sign in with `/web`)", inline=False)
+    return embed
+
+
+CHOICE_NAME_CHARS = 100  # Discord's limit on an autocomplete choice's name
+
+
+def job_choice_name(job_id: int, status: str, prompt: str) -> str:
+    """A job as an autocomplete choice: ``#12 queued: the waves roll in…`` (at most 100 characters)."""
+    head = f"#{job_id} {status}: "
+    return head + preview(prompt, CHOICE_NAME_CHARS - len(head))
 
 
 # -- what a request is told ---------------------------------------------------------------------------------------
@@ -184,6 +262,8 @@ def render_result(job: Job) -> str:
 def render_notice(job: Job) -> str:
     """The text posted for a job that failed or was cancelled."""
     status = _value(job.status)
+    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+        return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
         return (
             f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
@@ -191,6 +271,16 @@ def render_notice(job: Job) -> str:
         )
     charged = f" You were charged {job.gpu_seconds:.1f} GPU-seconds." if job.gpu_seconds else ""
     return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
+
+
+def render_withheld(job: Job, reason: str) -> str:
+    """What the requester is told privately about their video that the safety check kept out of the channel."""
+    return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
+
+
+def render_input_refused(job: Job) -> str:
+    """What the requester is told privately when the safety check refused their input image."""
+    return f"⚠️ Your image for job #{job.id} was refused: {job.error or 'the safety check flagged it.'}"
 
 
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
@@ -224,9 +314,11 @@ def render_info(job: Job) -> str:
 # -- /queue and /quota --------------------------------------------------------------------------------------------
 
 
-def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
+                    withheld: Sequence[Job] = ()) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running), then their recent videos the
+    safety check kept out of the channel (``withheld``), with the reason."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []
@@ -244,7 +336,8 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> s
             lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
-    return f"{header}\n{body}"
+    notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]
+    return "\n".join([header, body, *notes])
 
 
 def render_quota(status: QuotaStatus) -> str:
@@ -395,3 +488,60 @@ def render_limits(row: GuildSettings | None) -> str:
         f"up to {row.max_steps} steps" if row.max_steps else "any number of steps",
     ]
     return "This server allows " + ", ".join(parts) + "."
+
+
+# -- content safety -----------------------------------------------------------------------------------------------
+
+BLOCKLIST_SHOWN_CHARS = 1800  # characters of listed terms shown in one answer (Discord's content limit is 2000)
+UNSAFE_POLICY_TEXT = {
+    "age_restricted": "flagged videos are posted only in age-restricted channels, as spoilers; elsewhere they are "
+                      "deleted and their requester is told privately",
+    "refuse": "flagged videos are never posted: they are deleted and their requester is told privately",
+}
+
+
+def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...] = ()) -> str:
+    """A blocklist's stored terms (cut to fit one message), plus how many come from the PROMPT_BLOCKLIST setting."""
+    lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
+    if setting_terms:
+        lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
+    shown, used = [], 0
+    for term in terms:
+        item = f"`{term.replace('`', 'ˋ')}`"
+        if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:
+            shown.append(f"… and {len(terms) - len(shown)} more")
+            break
+        shown.append(item)
+        used += len(item) + 2
+    if shown:
+        lines.append(", ".join(shown))
+    return "\n".join(lines)
+
+
+def render_safety(policy: Any, spoiler_all: bool, *, operator_default: Any) -> str:
+    """A server's effective content-safety settings."""
+    value = _value(policy)
+    lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
+    if _value(operator_default) == "refuse":
+        lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
+    lines.append("Every result is posted as a spoiler." if spoiler_all
+                 else "Results are spoilers only when their requester asks (`spoiler: True`).")
+    return "\n".join(lines)
+
+
+def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:
+    """Reported videos waiting for an admin, most reported first: who made each, how many reports, a link."""
+    title = "Reported videos (every server)" if bot_wide else "Reported videos on this server"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    lines = []
+    for job, count, first in rows:
+        link = (f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+                if job.guild_id and job.result_message_id else "")
+        flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
+        lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
+                     f"{_discord_time(first)}{flagged}{link}\n"
+                     f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
+    embed.description = "\n".join(lines) or "No reported videos are waiting."
+    if rows:
+        embed.set_footer(text="Delete removes the message, the stored video and its file; Ban also stops its maker.")
+    return embed

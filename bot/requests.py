@@ -24,13 +24,14 @@ import discord
 
 from bot.errors import JobNotFound, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
-from bot.permissions import check_job_access
-from bot.render import queued_head, queued_text, render_status, reroll_head, vary_head
+from bot.permissions import check_job_access, no_such_job
+from bot.render import queued_head, queued_text, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
-from generator.params import resolve_params
-from jobs.holds import pause_state
-from jobs.queue import cancel_job, find_job, queue_position
+from generator.params import Resolved, resolve_request
+from jobs.control import allowed_models, pause_state
+from jobs.errors import PromptBlocked
+from jobs.queue import find_job, queue_position
 from jobs.requests import (
     Origin,
     StoredInput,
@@ -42,6 +43,8 @@ from jobs.requests import (
     too_large,
     variant_of,
 )
+from jobs.safety import check_prompt, prompt_texts, record_blocked
+from jobs.transitions import cancel_job
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -142,6 +145,35 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
 
+# -- the blocklists ----------------------------------------------------------------------------------------------
+
+
+async def check_blocklists(bot: I2VBot, params: GenerationParams, *, user_id: int, guild_id: int | None,
+                           source: str) -> None:
+    """Refuse a prompt or negative prompt holding a term of the bot's or this server's blocklist, before anything
+    is downloaded (``jobs.safety.check_prompt``; admission checks again when queueing). Raises ``PromptBlocked``,
+    audited."""
+    try:
+        async with bot.readers() as session:
+            await check_prompt(session, guild_id=guild_id, texts=prompt_texts(params.prompt, params.negative_prompt),
+                               setting_terms=bot.settings.prompt_blocklist)
+    except PromptBlocked as refused:
+        await audit_blocked(bot, refused, user_id=user_id, guild_id=guild_id, source=source)
+        raise
+
+
+async def audit_blocked(bot: I2VBot, refused: PromptBlocked, *, user_id: int, guild_id: int | None,
+                        source: str) -> None:
+    """Record a blocked prompt for the audit log and ``/admin stats`` (its own transaction; never the prompt). A
+    failure to record is logged: the refusal stands."""
+    log.info("prompt of user %s in guild %s blocked by the %s list (%s)", user_id, guild_id, refused.scope, source)
+    try:
+        async with bot.sessions.begin() as session:
+            await record_blocked(session, refused, user_id=user_id, guild_id=guild_id, source=source)
+    except Exception:
+        log.warning("could not audit the blocked prompt of user %s", user_id, exc_info=True)
+
+
 # -- queueing -----------------------------------------------------------------------------------------------------
 
 
@@ -151,6 +183,7 @@ def interaction_origin(
     source: str,
     reply_to_message_id: int | None = None,
     parent_job_id: int | None = None,
+    spoiler: bool = False,
 ) -> Origin:
     """The :class:`Origin` of a request made through an interaction (stores its token and upload limit)."""
     if interaction.channel_id is None:
@@ -166,6 +199,7 @@ def interaction_origin(
         interaction_expires_at=interaction.expires_at,
         application_id=interaction.application_id,
         parent_job_id=parent_job_id,
+        spoiler=spoiler,
     )
 
 
@@ -186,6 +220,17 @@ async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
     return "\n".join(notices) or None
 
 
+async def resolve_options(bot: I2VBot, guild_id: int | None, prompt: str, options: dict[str, Any]) -> Resolved:
+    """The parameters of a request and the notes the user is told. Without a model option the model is the first
+    enabled one (``I2V_MODELS``) that the server allows; a named model is checked against those at admission."""
+    values = {k: v for k, v in options.items() if v is not None}
+    if "model" not in values:
+        async with bot.readers() as session:
+            allowed = await allowed_models(session, guild_id, bot.settings.models)
+        values["model"] = (allowed or list(bot.settings.models))[0]
+    return resolve_request(prompt, **values)
+
+
 async def queue_job(
     bot: I2VBot,
     *,
@@ -194,9 +239,11 @@ async def queue_job(
     origin: Origin,
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> tuple[Job, str | None]:
     """Enqueue through the shared request flow (image stored, quota reserved, in one transaction), post the job's
     status message with its position, ETA, Cancel button and what holds it; return the job and that notice.
+    ``notes`` (how the parameters were adjusted, e.g. a rounded frame count) lead the notice.
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
@@ -204,9 +251,14 @@ async def queue_job(
     the caller's "nothing was queued" error path: a status message that cannot be posted now is posted later by
     the monitor.
     """
-    async with bot.sessions.begin() as session:
-        job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
-    notice = await hold_notice(bot, job.guild_id)
+    try:
+        async with bot.sessions.begin() as session:
+            job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy,
+                                        size=size)
+    except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
+        await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
+        raise
+    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id)))) or None
     await announce_queued(bot, job, notice)
     return job, notice
 
@@ -217,9 +269,7 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
     try:
         async with bot.readers() as session:
             place = await queue_position(session, job.id)
-        text = render_status(job, position=place.position, eta_seconds=place.eta_seconds)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds,
-                                  text=f"{text}\n{notice}" if notice else None)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds, notice=notice)
     except Exception:
         log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
                     job.id, exc_info=True)
@@ -263,13 +313,17 @@ async def handle_request(
     image, reserve quota and queue."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
-    params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
+    options = dict(options)
+    spoiler = bool(options.pop("spoiler", False))
+    resolved = await resolve_options(bot, interaction.guild_id, prompt, options)
+    await check_blocklists(bot, resolved.params, user_id=interaction.user.id, guild_id=interaction.guild_id,
+                           source=source)
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
-    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id)
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction))
+    origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id, spoiler=spoiler)
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), notes=resolved.notes)
     # committed: from here on the user is told it is queued, whatever else fails
     await tell_queued(interaction, job, queued_text(queued_head(job), notice))
 
@@ -292,11 +346,13 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
     Its status message, a reply to ``message``, tells the requester."""
     if not prompt:
         raise UserFacingError(NO_PROMPT_MESSAGE)
-    params = resolve_params(prompt, **options)
+    guild = message.guild
+    resolved = await resolve_options(bot, guild.id if guild else None, prompt, options)
+    await check_blocklists(bot, resolved.params, user_id=message.author.id, guild_id=guild.id if guild else None,
+                           source="mention")
     url, size = await _source_image(message)
     data = await download_image(bot, url, declared_size=size)
     stored = await check_upload(data)
-    guild = message.guild
     origin = Origin(
         user_id=message.author.id,
         guild_id=guild.id if guild else None,
@@ -305,7 +361,8 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
         reply_to_message_id=message.id,
     )
-    job, _ = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(message.author))
+    job, _ = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                             policy=bot.quota_policy(message.author), notes=resolved.notes)
     return job
 
 
@@ -314,7 +371,7 @@ async def load_job(bot: I2VBot, job_id: int) -> Job:
     async with bot.readers() as session:
         job = await find_job(session, job_id)
     if job is None:
-        raise JobNotFound(f"Job #{job_id} does not exist any more.")
+        raise JobNotFound(no_such_job(job_id))
     return job
 
 
@@ -332,16 +389,17 @@ async def queue_variant(
     """Re-roll (``changes={"seed": None}``) or Vary: queue a new job from ``parent``'s input and parameters with
     ``changes`` applied (``seed: None`` = new seed) and answer. The status message replies to the message the
     button was on."""
-    params, size = variant_of(parent, changes)
+    resolved, size = variant_of(parent, changes)
     stored = stored_input_of(parent)
     origin = interaction_origin(
         interaction,
         source=source,
         reply_to_message_id=interaction.message.id if interaction.message else parent.result_message_id,
         parent_job_id=parent.id,
+        spoiler=parent.spoiler,  # a variant of a spoilered result stays one
     )
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction), size=size)
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), size=size, notes=resolved.notes)
     head = reroll_head(parent, job) if source == "reroll" else vary_head(parent, job)
     await tell_queued(interaction, job, queued_text(head, notice))
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
 from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
+from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
+from generator.model_spaces import enabled_models
 from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
 __all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
@@ -44,7 +46,6 @@ DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
 DEFAULT_WEB_HOST = default_text("WEB_HOST")
 DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
 DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS")
-WORKER_MODES = setting("WORKER").choices
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
 
@@ -60,6 +61,7 @@ class BotSettings:
     retry_max: float = DEFAULT_RETRY_MAX_SECONDS  # longest wait between two attempts to reach Discord, seconds
     database_url: str = field(repr=False)  # may carry a password
     model: str = DEFAULT_MODEL
+    models: tuple[str, ...] = (DEFAULT_MODEL_KEY,)  # I2V_MODELS as resolved: the models users may choose, default first
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     operator_user_ids: frozenset[int] = frozenset()  # OPERATOR_USER_IDS (or the older ADMIN_USER_IDS)
@@ -127,8 +129,13 @@ class BotSettings:
             prompt_blocklist = parse_blocklist(v["PROMPT_BLOCKLIST"])
         except BlocklistError as exc:
             raise SettingsError(f"PROMPT_BLOCKLIST has a bad item {exc}", "PROMPT_BLOCKLIST") from None
+        try:
+            models = enabled_models(v["I2V_MODELS"], v["I2V_MODEL"])
+        except ValueError as exc:
+            raise SettingsError(f"I2V_MODELS: {exc}", "I2V_MODELS") from None
         return cls(
             token=token,
+            models=models,
             api_base=v["DISCORD_API_BASE"] or None,
             gateway_url=v["DISCORD_GATEWAY_URL"] or None,
             connect_timeout=v["DISCORD_CONNECT_TIMEOUT_SECONDS"],

@@ -1,10 +1,12 @@
-"""What a click on a job's button does: Cancel, Re-roll, Vary, Delete, Info.
+"""What a click on a job's button does: Cancel, Re-roll, Vary, Delete, Info, Report.
 
 Each button is a ``DynamicItem`` matching a custom-id template of ``bot.components`` (``i2v:<action>:<job>``),
 registered once at start, so a click after a restart is parsed from its ``custom_id`` and the job is read from the
 database. Every button acts only for the job's requester or the bot's operator, and Cancel and Delete also for an
 admin of the job's own server (:func:`bot.permissions.check_job_access`, checked on every click). Every refusal is
-a short ephemeral message through ``bot.tree.explain_error``.
+a short ephemeral message through ``bot.tree.explain_error``. Report is the exception: any member of the job's
+server may report a result (once per member and job, not their own), for that server's admins and the operator
+(``/admin reports``).
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import discord
+from sqlalchemy.exc import IntegrityError
 
 from bot.components import job_template
 from bot.delivery import delete_stored_video
 from bot.errors import UserFacingError
 from bot.modals import VaryModal
 from bot.render import render_info
-from bot.requests import cancel_job_for, load_own_job, queue_variant
+from bot.requests import cancel_job_for, load_job, load_own_job, queue_variant
 from bot.tree import explain_error
+from jobs.safety import ReportRefused, add_report
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
 
 log = logging.getLogger(__name__)
+
+REPORTED_MESSAGE = "Thank you: this server's admins will look at this video. Nobody is told who reported it."
+NO_SUCH_REPORT_TARGET = "There is no such video to report."
+ALREADY_REPORTED = "You have already reported this video; the admins will look at it."
 
 
 class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=job_template("[a-z]+")):
@@ -123,4 +131,26 @@ class InfoButton(_JobButton):
         await interaction.response.send_message(render_info(job), ephemeral=True)
 
 
-DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (CancelButton, RerollButton, VaryButton, DeleteButton, InfoButton)
+class ReportButton(_JobButton):
+    """Any member of the job's server reports the video to that server's admins and the operator."""
+
+    ACTION = "report"
+
+    async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
+        job = await load_job(bot, self.job_id)
+        if job.guild_id is None or job.guild_id != interaction.guild_id:  # only from the video's own server
+            raise UserFacingError(NO_SUCH_REPORT_TARGET)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            async with bot.sessions.begin() as session:
+                await add_report(session, job.id, reporter_id=interaction.user.id)
+        except ReportRefused as refused:
+            raise UserFacingError(str(refused)) from None
+        except IntegrityError:  # a second click raced the first
+            raise UserFacingError(ALREADY_REPORTED) from None
+        log.info("user %s reported the video of job %s (guild %s)", interaction.user.id, job.id, job.guild_id)
+        await interaction.followup.send(REPORTED_MESSAGE, ephemeral=True)
+
+
+DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (CancelButton, RerollButton, VaryButton, DeleteButton, InfoButton,
+                                               ReportButton)

@@ -29,7 +29,10 @@ PORT = "port"
 DATABASE_URL = "database_url"
 NETWORKS = "networks"  # comma-separated IP addresses or networks (CIDR)
 ORIGIN = "origin"  # an http(s) origin: scheme://host[:port], no path
-KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN)
+CHOICES = "choices"  # comma-separated words from ``choices``, in order, each once
+KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN, CHOICES)
+
+MODEL_KEYS = ("i2vgenxl", "wan22-5b", "ltxv")  # the models' keys (generator.model_spaces.MODEL_KEYS)
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -105,12 +108,19 @@ SETTINGS: tuple[Setting, ...] = (
     _s("OUTPUT_DIR", PATH, "outputs", "disk copies of delivered videos; the worker's scratch folder; the CLI's "
        "default output folder", *_ALL),
     # --- Model and worker
-    _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "Hugging Face repo id or local folder; tiny = tiny random model",
-       *_ALL),
-    _s("I2V_MODEL_WAN", TEXT, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "Wan 2.2 TI2V-5B (model key wan22-5b): "
-       "Hugging Face repo id or local folder in the diffusers layout; I2V_MODEL=tiny makes it tiny too", BOT, WORKER),
-    _s("I2V_MODEL_LTX", TEXT, "Lightricks/LTX-Video-0.9.7-distilled", "LTX-Video (model key ltxv): Hugging Face "
-       "repo id or local folder in the diffusers layout; I2V_MODEL=tiny makes it tiny too", BOT, WORKER),
+    _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "I2VGen-XL's Hugging Face repo id or local folder; tiny = every "
+       "model is a tiny random one built in code (tests)", *_ALL),
+    _s("I2V_MODEL_WAN", TEXT, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "Wan 2.2 TI2V-5B's Hugging Face repo id or local "
+       "folder (model key wan22-5b)", *_ALL),
+    _s("I2V_MODEL_LTX", TEXT, "Lightricks/LTX-Video-0.9.7-distilled", "LTX-Video's Hugging Face repo id or local "
+       "folder (model key ltxv)", *_ALL),
+    _s("I2V_MODELS", CHOICES, (), "the models users may choose, comma-separated keys in order, the first the "
+       "default; unset = i2vgenxl alone (every model with I2V_MODEL=tiny)", BOT, WORKER, SUPERVISOR,
+       choices=MODEL_KEYS),
+    _s("WORKER_MODELS", CHOICES, (), "the models this worker may load (a subset of I2V_MODELS); unset = all of "
+       "I2V_MODELS", WORKER, SUPERVISOR, choices=MODEL_KEYS),
+    _s("MODEL_AFFINITY_MAX_SKIPS", INT, 3, "a worker prefers jobs for the model it holds, but no queued job is "
+       "passed over more than this many times for that; 0 = strict queue order", WORKER, unit="jobs", minimum=0),
     _s("I2V_DEVICE", TEXT, "", "torch device; empty = the GPU (the real model refuses to load without one; "
        "tiny runs on the CPU); cpu = the CPU on purpose (hours per video)", *_GPU),
     _s("WORKER", CHOICE, "embedded", "embedded: the bot supervises one worker; external: run workers yourself", BOT,

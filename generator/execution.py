@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from generator.params import GenerationParams
     from generator.models.base import VideoBackend
     from generator.safety import SafetyChecker
-    from jobs.progress import ProgressWriter
+    from jobs.heartbeat import ProgressWriter
 
 log = logging.getLogger("generator.worker")
 
@@ -94,7 +94,7 @@ class JobExecution:
     async def _poll_cancel(self, run: JobRun) -> None:
         """A cheap read of the job's cancel flag and ownership between progress writes."""
         from jobs.db import begin_read_only
-        from jobs.queue import attempt_state
+        from jobs.heartbeat import attempt_state
 
         async with self._session() as session:
             await begin_read_only(session)
@@ -108,7 +108,7 @@ class JobExecution:
     async def _record_note(self, run: JobRun, note: str) -> None:
         """Record a degradation (the low-memory retry) in the job's ``error_detail`` (internal worker notes),
         fenced like every worker write: this job, this attempt, this worker, still running."""
-        from jobs.queue import record_note
+        from jobs.heartbeat import record_note
 
         async with self._session() as session, session.begin():
             await record_note(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id, note=note)
@@ -263,14 +263,14 @@ class JobExecution:
     def _prepare(self, job: ClaimedJob, data: bytes) -> tuple[Image, GenerationParams, int, int]:
         """Decode and fit the input image and rebuild the parameters (runs on a thread)."""
         from generator.images import fit_image, load_image
-        from generator.params import GenerationParams, target_size
+        from generator.params import target_size
 
-        params = GenerationParams.from_dict(job.params)
+        params = job.params
         image = load_image(data)
         if job.width and job.height:
             width, height = job.width, job.height
         else:
-            width, height = target_size(params.resolution, image.width, image.height)
+            width, height = target_size(params.resolution, image.width, image.height, params.model)
         return fit_image(image, width, height), params, width, height
 
     async def _generate(self, run: JobRun, image: Image, params: GenerationParams, width: int,
@@ -310,7 +310,7 @@ class JobExecution:
 
     async def _encode_and_finish(self, run: JobRun, frames: list[Image], fps: int, tags: dict[str, str]) -> None:
         from generator.video import encode_to_budget
-        from jobs.queue import finish_job
+        from jobs.transitions import finish_job
 
         job = run.job
         scratch = self.settings.output_dir / f".encode-{job.id}-{job.attempt}-{os.getpid()}.mp4"
@@ -336,7 +336,7 @@ class JobExecution:
 
     async def _settle_stopped(self, run: JobRun) -> None:
         """The generation stopped early: cancelled (charged), given back (shutdown) or lost (nothing to do)."""
-        from jobs.queue import finish_cancelled, release_job
+        from jobs.transitions import finish_cancelled, release_job
 
         job = run.job
         reason = run.stop_reason
@@ -358,7 +358,7 @@ class JobExecution:
                 log.warning("job %d attempt %d lost its lease; leaving it to its new owner", job.id, job.attempt)
 
     async def _fail(self, run: JobRun, message: str, exc: BaseException) -> None:
-        from jobs.queue import fail_job
+        from jobs.transitions import fail_job
 
         detail = _detail(exc)
         if run.note:

@@ -6,6 +6,10 @@ its input image (``jobs.blobs``) and reserves the estimated cost.
 
 A job's round is the larger of "one more than the user's newest pending job" and the round of the job most
 recently started, so a user with many queued jobs takes turns with everyone else (``jobs.models.CLAIM_ORDER``).
+
+A job's GPU-seconds cost (:class:`CostModel`) is linear in pixels x frames x steps plus a fixed overhead:
+``estimate_cost`` is reserved with each job, from the model ``calibrate`` fits to recently measured jobs when the
+request carries no estimate; ``jobs.quota`` holds the budgets the reservations and charges count against.
 """
 
 from __future__ import annotations
@@ -14,22 +18,24 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Row, Select, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.model_spaces import MODEL_KEYS, display_name
+from generator.params import GenerationParams
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import refuse_if_banned_here
-from jobs.cost import CostModel, calibrate, estimate_cost
 from jobs.errors import (
     Banned,
     InputGone,
+    ModelNotAllowed,
     OverBudget,
     OverGuildCap,
     QueueFull,
     TooManyPending,
 )
-from jobs.fencing import checked_now
 from jobs.models import (
     PENDING_STATUSES,
     PRIORITY_ADMIN,
@@ -57,52 +63,126 @@ from jobs.quota import (
     refill_time,
 )
 from jobs.safety import check_prompt, prompt_texts
+from jobs.transitions import checked_now
+
+DEFAULT_OVERHEAD_SECONDS = 20.0
+"""Fixed GPU-seconds per job (text/image encoding, VAE decode start-up) before calibration."""
+
+
+DEFAULT_SECONDS_PER_UNIT = 8.0e-8
+"""GPU-seconds per (pixel x frame x step) before calibration: seed timings on an RTX 4090, fitted."""
+
+
+CALIBRATION_SAMPLE_JOBS = 50
+"""How many of the most recent measured jobs ``calibrate`` fits."""
+
+
+MIN_CALIBRATION_JOBS = 5
+"""Below this many measured jobs (or without spread in size), only the scale is calibrated."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """cost = overhead_seconds + seconds_per_unit * width * height * frames * steps."""
+
+    overhead_seconds: float = DEFAULT_OVERHEAD_SECONDS
+    seconds_per_unit: float = DEFAULT_SECONDS_PER_UNIT
+    samples: int = 0
+
+
+DEFAULT_COST_MODEL = CostModel()
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def cost_units(width: int, height: int, frames: int, steps: int) -> int:
+    """The size of a job in pixel x frame x step units."""
+    return (
+        _positive_int("width", width)
+        * _positive_int("height", height)
+        * _positive_int("frames", frames)
+        * _positive_int("steps", steps)
+    )
+
+
+def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: CostModel = DEFAULT_COST_MODEL) -> float:
+    """Estimated GPU-seconds of one job with these parameters."""
+    return model.overhead_seconds + model.seconds_per_unit * cost_units(width, height, frames, steps)
+
+
+async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
+    """Fit the cost model to the most recent succeeded jobs' measured GPU-seconds.
+
+    A least-squares line (``numpy.polyfit``) through (units, seconds) when there are at least
+    ``MIN_CALIBRATION_JOBS`` jobs of different sizes and the fit is sane (positive slope, non-negative overhead);
+    otherwise the default model scaled by the median of measured/estimated; the default model when nothing was
+    measured yet.
+    """
+    rows = (
+        await session.execute(
+            select(Job.width, Job.height, Job.frames, Job.steps, Job.gpu_seconds)
+            .where(Job.status == JobStatus.SUCCEEDED, Job.gpu_seconds > 0)
+            .order_by(Job.finished_at.desc())
+            .limit(sample)
+        )
+    ).all()
+    if not rows:
+        return DEFAULT_COST_MODEL
+    units = np.array([cost_units(r.width, r.height, r.frames, r.steps) for r in rows], dtype=np.float64)
+    seconds = np.array([r.gpu_seconds for r in rows], dtype=np.float64)
+    n = len(rows)
+    if n >= MIN_CALIBRATION_JOBS and np.ptp(units) > 0:
+        slope, intercept = (float(c) for c in np.polyfit(units, seconds, 1))
+        if slope > 0 and intercept >= 0:
+            return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
+    scale = float(np.median(seconds / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * units)))
+    return CostModel(
+        overhead_seconds=DEFAULT_OVERHEAD_SECONDS * scale, seconds_per_unit=DEFAULT_SECONDS_PER_UNIT * scale, samples=n
+    )
 
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
-MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """Everything the bot knows about a request when it enqueues it."""
+    """Everything the bot knows about a request when it enqueues it: who and where, the generation parameters as
+    one value (``params``, the model included), and the output size."""
 
     user_id: int
     channel_id: int
     guild_id: int | None
     source: JobSource
-    prompt: str
-    negative_prompt: str
-    resolution: str
-    frames: int
-    fps: int
-    steps: int
-    guidance: float
-    seed: int
+    params: GenerationParams
     width: int
     height: int
     input_sha256: str
     upload_limit_bytes: int
-    preset: str | None = None
     interaction_token: str | None = None
     interaction_expires_at: datetime | None = None
     application_id: int | None = None
     reply_to_message_id: int | None = None
     status_message_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False
+    """The requester asked for the result as a spoiler (``/animate spoiler:true``)."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     cost_estimate: float | None = None
-    """GPU-seconds; None = estimate from the parameters with the calibrated cost model."""
+    """GPU-seconds; None = estimate from the parameters with the model's calibrated cost model."""
 
     def __post_init__(self) -> None:
-        for name in ("user_id", "channel_id", "frames", "fps", "steps", "width", "height", "upload_limit_bytes"):
+        if not isinstance(self.params, GenerationParams):
+            raise TypeError(f"NewJob.params must be GenerationParams, got {type(self.params).__name__}")
+        for name in ("user_id", "channel_id", "width", "height", "upload_limit_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"NewJob.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.source, JobSource):
             object.__setattr__(self, "source", JobSource(self.source))
-        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_STORE_CHARS:
-            raise ValueError(f"NewJob.prompt must be a string of at most {MAX_PROMPT_STORE_CHARS} chars")
         if not isinstance(self.input_sha256, str) or len(self.input_sha256) != 64:
             raise ValueError(f"NewJob.input_sha256 must be 64 hex chars, got {self.input_sha256!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -112,6 +192,11 @@ class NewJob:
         if self.interaction_expires_at is not None and self.interaction_expires_at.tzinfo is None:
             raise ValueError("NewJob.interaction_expires_at must be timezone-aware")
 
+    def columns(self) -> dict[str, Any]:
+        """The job row's values this request decides: its own fields and the parameters' (one column each)."""
+        values = {f.name: getattr(self, f.name) for f in fields(NewJob) if f.name not in ("params", "cost_estimate")}
+        return values | self.params.to_dict()
+
 
 def _resolution_px(resolution: str) -> int:
     text = resolution.strip().lower().removesuffix("p")
@@ -120,14 +205,26 @@ def _resolution_px(resolution: str) -> int:
     return int(text)
 
 
+def _check_model(new: NewJob, policy: QuotaPolicy, facts: Row[Any]) -> None:
+    """Refuse a model the bot does not enable (``policy.models``) or the server's admins do not allow."""
+    model = new.params.model
+    enabled = list(policy.models) or list(MODEL_KEYS)
+    server = facts.guild_models
+    allowed = [key for key in enabled if server is None or key in server]
+    if model not in allowed:
+        names = [display_name(key) for key in allowed]
+        raise ModelNotAllowed(display_name(model), names, by_server=model in enabled)
+
+
 def _check_guild(new: NewJob, facts: Row[Any]) -> None:
     """Refuse a request the guild's settings (read with the admission facts) do not allow."""
-    if facts.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(facts.max_resolution):
-        raise OverGuildCap("resolution", new.resolution, facts.max_resolution)
-    if facts.max_frames is not None and new.frames > facts.max_frames:
-        raise OverGuildCap("frames", new.frames, facts.max_frames)
-    if facts.max_steps is not None and new.steps > facts.max_steps:
-        raise OverGuildCap("steps", new.steps, facts.max_steps)
+    params = new.params
+    if facts.max_resolution is not None and _resolution_px(params.resolution) > _resolution_px(facts.max_resolution):
+        raise OverGuildCap("resolution", params.resolution, facts.max_resolution)
+    if facts.max_frames is not None and params.frames > facts.max_frames:
+        raise OverGuildCap("frames", params.frames, facts.max_frames)
+    if facts.max_steps is not None and params.steps > facts.max_steps:
+        raise OverGuildCap("steps", params.steps, facts.max_steps)
 
 
 async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
@@ -162,6 +259,7 @@ def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[
         GuildSettings.max_resolution,
         GuildSettings.max_frames,
         GuildSettings.max_steps,
+        GuildSettings.models.label("guild_models"),
         UserLimit.daily_gpu_seconds,
         UserLimit.max_pending,
         UserLimit.banned,
@@ -214,7 +312,7 @@ async def enqueue_job(
 
     ``image`` is the validated image whose SHA-256 is ``new.input_sha256`` (one stored copy per distinct image);
     ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
-    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.holds``). Raises a
+    no longer kept. A pause does not refuse: the job is queued and waits (``jobs.transitions.claimable``). Raises a
     ``jobs.errors.RequestRefused`` subclass (nothing written) when a guild cap is exceeded, the user is banned
     (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
     """
@@ -225,9 +323,10 @@ async def enqueue_job(
     now = checked_now(now)
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
-    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.holds); a server ban refuses
+    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.transitions.claimable); a server ban refuses
+    _check_model(new, policy, facts)
     _check_guild(new, facts)
-    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.prompt, new.negative_prompt),
+    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.params.prompt, new.params.negative_prompt),
                        setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request
     tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
     limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
@@ -242,7 +341,7 @@ async def enqueue_job(
         cost = float(new.cost_estimate)
     else:
         model = cost_model if cost_model is not None else await calibrate(session)
-        cost = estimate_cost(new.width, new.height, new.frames, new.steps, model=model)
+        cost = estimate_cost(new.width, new.height, new.params.frames, new.params.steps, model=model)
     used = float(facts.used)
     if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:
         charges = await charges_in_window(session, new.user_id, now)  # only a refusal needs them one by one
@@ -254,16 +353,15 @@ async def enqueue_job(
     if not await blobs.add_input(session, new.input_sha256, image):
         raise InputGone(new.parent_job_id)
     own_round = 0 if facts.user_last_round is None else facts.user_last_round + 1
-    values = {f.name: getattr(new, f.name) for f in fields(NewJob) if f.name != "cost_estimate"}
     job = Job(
-        **values,
+        **new.columns(),
         status=JobStatus.QUEUED,
         priority=PRIORITY_ADMIN if policy.is_admin else PRIORITY_NORMAL,
         round=max(own_round, facts.current_round or 0),
         attempt=0,
         cancel_requested=False,
         progress_step=0,
-        progress_total=new.steps,
+        progress_total=new.params.steps,
         phase=JobPhase.QUEUED,
         cost_estimate=cost,
         created_at=now,

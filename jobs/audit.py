@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import AUDIT_SCOPE_BOT, AUDIT_SCOPE_SERVER, AuditLog, utcnow
 
 MAX_ACTION_CHARS = 64
-DEFAULT_LIST_LIMIT = 50
-MAX_LIST_LIMIT = 500
 
 
 async def record_action(
@@ -55,22 +52,3 @@ async def record_action(
     return row
 
 
-async def list_actions(
-    session: AsyncSession,
-    *,
-    limit: int = DEFAULT_LIST_LIMIT,
-    target_user_id: int | None = None,
-    guild_id: int | None = None,
-    action: str | None = None,
-) -> list[AuditLog]:
-    """The newest audit rows first, optionally filtered by target user, guild or action."""
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
-    stmt = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(limit)
-    if target_user_id is not None:
-        stmt = stmt.where(AuditLog.target_user_id == target_user_id)
-    if guild_id is not None:
-        stmt = stmt.where(AuditLog.guild_id == guild_id)
-    if action is not None:
-        stmt = stmt.where(AuditLog.action == action)
-    return list((await session.scalars(stmt)).all())

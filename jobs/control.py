@@ -1,24 +1,35 @@
-"""The queue's switches and the server scope's powers: pause and resume (bot-wide and per server), clearing
-queued jobs, and the users a server shut out. Every change is audited in the caller's transaction.
+"""What admins change, and the switches that hold the queue: pause and resume (bot-wide and per server), clearing
+queued jobs, the users a server shut out, a server's settings, and the operator's cancels and bans. Every change is
+audited in the caller's transaction (``jobs.audit``); the Discord commands and the web console share these functions.
 
 - **Pause holds.** Neither the bot-wide switch (``queue_state``, the operator's) nor a server's switch
-  (``guild_settings.paused``, that server's admins') refuses a request: ``jobs.holds.claimable`` keeps the worker
+  (``guild_settings.paused``, that server's admins') refuses a request: ``jobs.transitions.claimable`` keeps the worker
   from claiming a held job until its switch is off. Running jobs finish.
 - **Server bans.** A server's admins can stop a user from making videos *in that server* (:func:`ban_from_guild`);
   :func:`refuse_if_banned_here` is checked by admission; a bot-wide ban is :func:`jobs.quota.ban_user`.
+- **Server settings** (:func:`update_guild_settings`): caps on resolution, frames and steps, the pause switch,
+  mention replies.
+- **Bot-wide bans** (:func:`ban_and_settle`): the user's new requests are refused with the reason
+  (``jobs.admission.enqueue_job``); their queued jobs are cancelled and refunded at once; a running job is left to
+  finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails it (refunded) instead of
+  putting it back in the queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.model_spaces import MODEL_KEYS
 from jobs.audit import record_action
 from jobs.errors import Banned
-from jobs.fencing import JOBS, checked_now
 from jobs.models import (
+    AUDIT_SCOPE_BOT,
     AUDIT_SCOPE_SERVER,
     QUEUE_STATE_ROW_ID,
     GuildBan,
@@ -28,10 +39,11 @@ from jobs.models import (
     JobStatus,
     LedgerKind,
     QueueState,
+    UserLimit,
     utcnow,
 )
-from jobs.quota import add_ledger
-from jobs.transitions import CancelOutcome, cancel_job
+from jobs.quota import add_ledger, ban_user
+from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 
@@ -197,3 +209,182 @@ async def unban_from_guild(
         scope=AUDIT_SCOPE_SERVER,
     )
     return True
+
+
+
+@dataclass(frozen=True)
+class PauseState:
+    """What holds a new job of one server back: the bot-wide switch (with its reason) and the server's."""
+
+    bot_paused: bool
+    bot_reason: str | None
+    guild_paused: bool
+
+    @property
+    def held(self) -> bool:
+        """Whether a job queued now would wait for a resume."""
+        return self.bot_paused or self.guild_paused
+
+    def notice(self) -> str | None:
+        """What a requester is told when a pause holds their new job (None when nothing does)."""
+        if self.bot_paused:
+            reason = f" ({self.bot_reason})" if self.bot_reason else ""
+            return f"⏸️ The queue is paused by the bot's operator{reason}: this job waits and starts after resume."
+        if self.guild_paused:
+            return "⏸️ The queue is paused on this server by its admins: this job waits and starts after resume."
+        return None
+
+
+async def pause_state(session: AsyncSession, guild_id: int | None) -> PauseState:
+    """The switches that would hold a job of ``guild_id`` queued now."""
+    row = (
+        await session.execute(select(QueueState.paused, QueueState.reason).where(QueueState.id == QUEUE_STATE_ROW_ID))
+    ).first()
+    guild_paused = False
+    if guild_id is not None:
+        guild_paused = bool(await session.scalar(select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)))
+    return PauseState(bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None,
+                      guild_paused=guild_paused)
+
+
+
+UNSET: Any = object()
+"""Marker for "leave this setting as it is" in ``update_guild_settings``."""
+
+
+
+
+def _check_cap(name: str, value: Any) -> None:
+    if value is None or value is UNSET:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be None or a positive integer, got {value!r}")
+
+
+async def allowed_models(session: AsyncSession, guild_id: int | None, enabled: Sequence[str]) -> list[str]:
+    """The enabled models (in their order, the default first) that the server ``guild_id`` allows; all of them
+    in a DM or a server whose admins set no list."""
+    if guild_id is None:
+        return list(enabled)
+    server = await session.scalar(select(GuildSettings.models).where(GuildSettings.guild_id == guild_id))
+    return [key for key in enabled if server is None or key in server]
+
+
+def _check_models(models: Any) -> Any:
+    if models is None or models is UNSET:
+        return models
+    keys = list(dict.fromkeys(models))
+    if not keys or any(key not in MODEL_KEYS for key in keys):
+        raise ValueError(f"models must be None or a non-empty list of {', '.join(MODEL_KEYS)}, got {models!r}")
+    return keys
+
+
+async def update_guild_settings(
+    session: AsyncSession,
+    guild_id: int,
+    *,
+    by: int | None,
+    max_resolution: str | None = UNSET,
+    max_frames: int | None = UNSET,
+    max_steps: int | None = UNSET,
+    paused: bool = UNSET,
+    mention_replies: bool = UNSET,
+    models: Sequence[str] | None = UNSET,
+    now: datetime | None = None,
+) -> GuildSettings:
+    """Change the given settings (None clears a cap, or the model list: every enabled model); audited as
+    ``update_guild_settings``."""
+    models = _check_models(models)
+    _check_cap("max_frames", max_frames)
+    _check_cap("max_steps", max_steps)
+    if max_resolution not in (None, UNSET):
+        text = str(max_resolution).strip().lower()
+        if not text.endswith("p") or not text[:-1].isdigit():
+            raise ValueError(f"max_resolution must look like '512p', got {max_resolution!r}")
+        max_resolution = text
+    now = now or utcnow()
+    row = await session.get(GuildSettings, guild_id, with_for_update=True)
+    if row is None:
+        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
+        session.add(row)
+    changes: dict[str, Any] = {}
+    for name, value in (
+        ("max_resolution", max_resolution),
+        ("max_frames", max_frames),
+        ("max_steps", max_steps),
+        ("paused", paused),
+        ("mention_replies", mention_replies),
+        ("models", models),
+    ):
+        if value is not UNSET:
+            setattr(row, name, value)
+            changes[name] = value
+    row.updated_by, row.updated_at = by, now
+    await record_action(session, actor_id=by, action="update_guild_settings", guild_id=guild_id, detail=changes, now=now)
+    return row
+
+
+
+async def cancel_audited(session: AsyncSession, job: Job, *, by: int, bot_wide: bool) -> CancelOutcome:
+    """Cancel ``job`` for an admin, audited as ``cancel_job`` with its scope (``bot`` for the operator)."""
+    outcome = await cancel_job(session, job.id)
+    await record_action(
+        session,
+        actor_id=by,
+        action="cancel_job",
+        target_user_id=job.user_id,
+        guild_id=job.guild_id,
+        job_id=job.id,
+        detail={"outcome": outcome.value},
+        scope=AUDIT_SCOPE_BOT if bot_wide else AUDIT_SCOPE_SERVER,
+    )
+    return outcome
+
+
+@dataclass(frozen=True)
+class BanOutcome:
+    """What a ban did to the user's jobs."""
+
+    newly_banned: bool
+    cancelled_job_ids: list[int]
+    running_job_ids: list[int]
+
+
+async def ban_and_settle(session: AsyncSession, user_id: int, *, reason: str | None, by: int) -> BanOutcome:
+    """Ban ``user_id`` from the bot (every server: the operator's power) and settle their jobs, in the caller's
+    transaction.
+
+    - New requests are refused with ``reason`` (``enqueue_job`` raises ``Banned``).
+    - Queued jobs are cancelled and refunded now (``cancel_job``).
+    - A running job is left to finish and is delivered, but is not retried: its ``max_attempts`` is lowered to
+      the current attempt, so if its worker dies the lease rescue fails it (refunded) instead of requeueing it.
+
+    Audited as ``ban_user`` (by ``jobs.quota.ban_user``) and, when jobs were touched, ``ban_settle_jobs``.
+    """
+    previous = await session.get(UserLimit, user_id)
+    newly_banned = not (previous is not None and previous.banned)
+    await ban_user(session, user_id, reason=reason, by=by)
+    queued = list(
+        await session.scalars(
+            select(Job.id).where(Job.user_id == user_id, Job.status == JobStatus.QUEUED).order_by(Job.id)
+        )
+    )
+    cancelled = [job_id for job_id in queued if await cancel_job(session, job_id) == CancelOutcome.CANCELLED]
+    running = list(
+        await session.scalars(
+            update(Job)
+            .where(Job.user_id == user_id, Job.status == JobStatus.RUNNING)
+            .values(max_attempts=Job.attempt)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if cancelled or running:
+        await record_action(
+            session,
+            actor_id=by,
+            action="ban_settle_jobs",
+            target_user_id=user_id,
+            detail={"cancelled": cancelled, "running_not_retried": sorted(running)},
+        )
+    return BanOutcome(newly_banned=newly_banned, cancelled_job_ids=cancelled, running_job_ids=sorted(running))

@@ -2,12 +2,13 @@
 
 The heartbeat runs about every denoising step of every worker, so its UPDATE is built once per back end
 (``progress_statement``) and its parameters are checked apart (``progress_parameters``); a worker sends it through
-``jobs.progress.ProgressWriter``, each write a transaction of its own, while ``report_progress`` runs it in the
+:class:`ProgressWriter`, each write a transaction of its own, while ``report_progress`` runs it in the
 caller's transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, Update, bindparam, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from jobs.fencing import JOBS, check_lease, checked_now, fenced
 from jobs.models import JobPhase, JobStatus, UtcDateTime
+from jobs.transitions import JOBS, check_lease, checked_now, fenced
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ async def report_progress(
     """Progress (fenced by job, attempt and worker): renews the lease and returns whether to cancel.
 
     One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
-    ``jobs.progress.ProgressWriter``, each write a transaction of its own."""
+    :class:`ProgressWriter`, each write a transaction of its own."""
     params = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
                                  lease_seconds=lease_seconds, now=now)
     stmt = progress_statement(session.get_bind().dialect.name)
@@ -117,3 +118,72 @@ async def attempt_state(session: AsyncSession, job_id: int, attempt: int, *, wor
         select(JOBS.c.cancel_requested).where(*fenced(job_id, attempt, worker_id))
     )).first()
     return ProgressAck.from_row(row)
+
+
+
+class ProgressWriter:
+    """Fenced progress + lease renewal for one worker, each write committed on its own.
+
+    Use as an async context manager (or call ``close``). Writes from several tasks take turns.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError(f"ProgressWriter needs an AsyncEngine, got {type(engine).__name__}")
+        self._autocommit = engine.dialect.name == "postgresql"
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT") if self._autocommit else engine
+        self._statement = progress_statement(engine.dialect.name)
+        self._conn: AsyncConnection | None = None
+        self._turn = asyncio.Lock()
+
+    async def write(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        worker_id: str,
+        step: int,
+        total: int,
+        phase: str,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> ProgressAck:
+        """``report_progress`` as a transaction of its own (committed when this returns)."""
+        values = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
+                                     lease_seconds=lease_seconds, now=now)
+        async with self._turn:
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            conn = self._conn
+            try:
+                if self._autocommit:
+                    row = (await conn.execute(self._statement, values)).first()
+                else:
+                    async with conn.begin():
+                        row = (await conn.execute(self._statement, values)).first()
+            except BaseException:
+                # Whatever went wrong (a dropped connection, a cancelled task mid-write), start clean next time.
+                self._conn = None
+                await _discard(conn)
+                raise
+        return ProgressAck.from_row(row)
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def __aenter__(self) -> ProgressWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close ``conn`` without returning its driver connection to the pool."""
+    try:
+        await conn.invalidate()
+    finally:
+        await conn.close()

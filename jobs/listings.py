@@ -1,26 +1,32 @@
-"""Read-only listings behind ``/admin queue`` and ``/admin log``, a page at a time.
+"""Read-only listings, a page at a time: the queue and the audit log behind ``/admin queue`` and ``/admin log``, and
+one user's finished videos behind the web page's gallery.
+
+The page is its own delivery: a web job is "delivered" (``delivered_at``) once it finished, since the page shows
+and downloads the video from the store (``jobs.blobs``); the Discord side never posts web jobs
+(:func:`undelivered_web_jobs`).
 
 Each function takes an :class:`~sqlalchemy.ext.asyncio.AsyncSession`; the caller owns the transaction. Nothing
-here writes. ``jobs.stats`` re-exports these names, so the admin views import from one place.
+here writes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
 from jobs.control import is_paused
-from jobs.models import CLAIM_ORDER, AuditLog, Job, JobStatus
+from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, AuditLog, Job, JobSource, JobStatus, JobVideo
 
 DEFAULT_QUEUE_PAGE_SIZE = 10  # jobs per /admin queue page
 MAX_QUEUE_PAGE_SIZE = 25  # jobs, one embed's worth
 DEFAULT_AUDIT_PAGE_SIZE = 15  # audit rows per /admin log page
 MAX_AUDIT_PAGE_SIZE = 50  # audit rows
+MAX_JOB_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 NO_PRESET = "custom"  # label for jobs whose parameters were all given explicitly
 
 
@@ -62,6 +68,37 @@ class QueueEntry:
         """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
         preset = self.preset or NO_PRESET
         return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobChoice:
+    """A queued or running job as a job-id autocomplete offers it."""
+
+    job_id: int
+    user_id: int
+    status: JobStatus
+    prompt: str
+
+
+async def cancellable_jobs(session: AsyncSession, *, search: str = "", user_id: int | None = None,
+                           guild_id: int | None = None, limit: int = MAX_JOB_CHOICES) -> list[JobChoice]:
+    """Queued and running jobs, newest first, for the job-id autocomplete of the cancel commands: ``user_id``'s
+    only, ``guild_id``'s only, or (both None) every server's. ``search`` is what the user typed so far: a job
+    number's first digits (``#`` optional) or a piece of the prompt (case-insensitive)."""
+    stmt = (select(Job.id, Job.user_id, Job.status, Job.prompt)
+            .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            .order_by(Job.id.desc()).limit(max(1, min(limit, MAX_JOB_CHOICES))))
+    if user_id is not None:
+        stmt = stmt.where(Job.user_id == user_id)
+    if guild_id is not None:
+        stmt = stmt.where(Job.guild_id == guild_id)
+    text = search.strip()
+    if text:
+        digits = text.removeprefix("#").strip()
+        by_prompt = func.lower(Job.prompt).contains(text.lower(), autoescape=True)
+        stmt = stmt.where(or_(cast(Job.id, String).startswith(digits), by_prompt) if digits.isdigit() else by_prompt)
+    rows = (await session.execute(stmt)).all()
+    return [JobChoice(job_id=row.id, user_id=row.user_id, status=row.status, prompt=row.prompt) for row in rows]
 
 
 class _Paged:
@@ -232,3 +269,47 @@ async def audit_page(
         .limit(limit)
     )
     return AuditPage(rows=list(rows), offset=offset, limit=limit, total=int(total or 0))
+
+
+
+MAX_GALLERY_PAGE_SIZE = 48  # videos per page
+
+
+@dataclass(frozen=True)
+class GalleryPage:
+    """One page of a user's kept videos, newest first."""
+
+    jobs: list[Job]
+    offset: int
+    limit: int
+    total: int
+
+
+def output_filename(job_id: int, when: datetime) -> str:
+    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC): the seed's output name plus the job id (the bot's disk copies
+    use the same form)."""
+    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
+
+
+async def user_videos(session: AsyncSession, user_id: int, *, offset: int = 0, limit: int = 12) -> GalleryPage:
+    """``user_id``'s succeeded jobs whose video is still kept, newest first (whatever flow made them)."""
+    if offset < 0 or not 1 <= limit <= MAX_GALLERY_PAGE_SIZE:
+        raise ValueError(f"user_videos: offset >= 0 and limit in 1..{MAX_GALLERY_PAGE_SIZE}, got {offset}, {limit}")
+    kept = (Job.user_id == user_id, Job.status == JobStatus.SUCCEEDED)
+    total = await session.scalar(select(func.count(Job.id)).join(JobVideo, JobVideo.job_id == Job.id).where(*kept))
+    jobs = await session.scalars(
+        select(Job).join(JobVideo, JobVideo.job_id == Job.id).where(*kept)
+        .order_by(Job.id.desc()).offset(offset).limit(limit)
+    )
+    return GalleryPage(jobs=list(jobs), offset=offset, limit=limit, total=int(total or 0))
+
+
+async def undelivered_web_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
+    """Finished web jobs not yet marked delivered, oldest first."""
+    stmt = (
+        select(Job)
+        .where(Job.source == JobSource.WEB, Job.status.in_(TERMINAL_STATUSES), Job.delivered_at.is_(None))
+        .order_by(Job.finished_at, Job.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())

@@ -1,7 +1,7 @@
-"""SQLAlchemy 2 models of the job store.
+"""SQLAlchemy 2 models of the job store: the declarative base, the column types, and every table.
 
-Every timestamp is a timezone-aware UTC ``datetime`` in Python (see :class:`jobs.columns.UtcDateTime`). The worker
-registry's table lives in :mod:`jobs.registry_models`; both are importable from here.
+Every timestamp is a timezone-aware UTC ``datetime`` in Python (:class:`UtcDateTime`); enums are portable VARCHARs
+with a CHECK constraint (:func:`str_enum`); constraint names follow :data:`NAMING_CONVENTION`.
 Discord snowflakes (user, guild, channel, message, role and application ids) are 64-bit integers.
 Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``create_all``.
 """
@@ -9,17 +9,99 @@ Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``c
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
-from sqlalchemy import UniqueConstraint, false
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
-from jobs.columns import NAMING_CONVENTION, Base, BigIntId, UtcDateTime, str_enum, utcnow
-from jobs.registry_models import Worker, WorkerState
+from generator.model_spaces import DEFAULT_MODEL
+from generator.params import GenerationParams
 
-__all__ = ["NAMING_CONVENTION", "Base", "UtcDateTime", "Worker", "WorkerState", "utcnow"]  # re-exported from here
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names are deterministic, so Alembic batch migrations on SQLite can address them."""
+
+# SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid primary key.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text in SQLAlchemy's fixed-width format,
+    so ``<`` and ``>`` comparisons in SQL order correctly. Binding a naive datetime is refused: it is
+    the classic source of silently shifted times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"UtcDateTime needs a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"UtcDateTime refuses a naive datetime {value!r}: pass an aware UTC time")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata carries the constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def str_enum(enum_cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
+    """A portable VARCHAR enum (with a CHECK constraint) storing the members' values."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 QUEUE_STATE_ROW_ID = 1
 """The single row of :class:`QueueState` (created by the first migration)."""
@@ -122,7 +204,8 @@ class Job(Base):
     channel_id: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[JobSource] = mapped_column(str_enum(JobSource, "job_source"))
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
-    # generation parameters (generator.params.GenerationParams as columns)
+    # generation parameters (generator.params.GenerationParams, one column per field; ``params`` reads them back)
+    model: Mapped[str] = mapped_column(String(32), default=DEFAULT_MODEL, server_default=DEFAULT_MODEL)
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
     preset: Mapped[str | None] = mapped_column(String(32))
@@ -141,6 +224,8 @@ class Job(Base):
     status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
     round: Mapped[int] = mapped_column(Integer, default=0)
+    affinity_skips: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How often a worker holding another model took a later job ahead of this one (bounded, see the claim)."""
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # given back uncharged
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -177,6 +262,11 @@ class Job(Base):
     output_verdict: Mapped[str | None] = mapped_column(String(16))
     safety_seconds: Mapped[float | None] = mapped_column(Float)  # the classifier's time, apart from generation
     withheld_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # an unsafe video not posted; bytes gone
+
+    @property
+    def params(self) -> GenerationParams:
+        """The generation parameters as one value (the model included)."""
+        return GenerationParams.of(self)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status.value} user={self.user_id} attempt={self.attempt}>"
@@ -288,6 +378,7 @@ class GuildSettings(Base):
     mention_replies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     unsafe_policy: Mapped[str | None] = mapped_column(String(16))  # jobs.safety.UnsafePolicy; None = the operator's
     spoiler_all: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # every result
+    models: Mapped[list[str] | None] = mapped_column(JSON)  # model keys this server may use; None = every enabled
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -413,3 +504,50 @@ class AppOperator(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     source: Mapped[str] = mapped_column(String(16))  # "owner" or "team"
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WorkerState(str, enum.Enum):
+    """What a worker reports about itself in the registry."""
+
+    STARTING = "starting"
+    LOADING = "loading"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+class Worker(Base):
+    """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
+    heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``). A worker that
+    cannot start records why (``failure_reason``); video generation counts as unavailable while no worker is alive
+    and one says why (``jobs.stats.unavailable_reason``)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    state: Mapped[WorkerState] = mapped_column(str_enum(WorkerState, "worker_state"))
+    model: Mapped[str | None] = mapped_column(String(255))  # where the loaded model came from (hub id or folder)
+    loadable_models: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    """The model keys this worker may load (``I2V_MODELS`` narrowed by ``WORKER_MODELS``), in its order."""
+    loaded_model: Mapped[str | None] = mapped_column(String(32))
+    """The model key it holds on its GPU now; None while it holds none (starting, or between an unload and a load)."""
+    switches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Model switches (unload one, load another) since the row was made."""
+    switch_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Seconds spent in those switches, in all."""
+    gpu_name: Mapped[str | None] = mapped_column(String(255))
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    """One line: why this worker's last start failed (the exception's message); cleared once it is idle."""
+    unavailable_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """Set by its supervisor after repeated start failures (it then retries slowly); cleared once it is idle."""

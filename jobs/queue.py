@@ -1,73 +1,26 @@
-"""Reading the queue, and the one import point for the store's job functions.
+"""Reading the queue: single jobs, the bot's delivery and status-message reads, and where every pending job stands.
 
-The transitions live in ``jobs.transitions`` (the state machine), ``jobs.heartbeat`` (a running attempt's own
-writes), ``jobs.admission`` (enqueue), ``jobs.rescue`` (dead workers, expired leases), ``jobs.control`` (pause,
-resume, clear) and ``jobs.retention`` (pruning and deletion of stored bytes); positions and ETAs in
-``jobs.positions``. This module holds the plain reads the bot and
-workers need and re-exports the rest, so callers import from one place. Every function takes a session; the caller
-owns the transaction.
+``queue_positions`` answers for the whole queue in two statements (one window query over the queued jobs in
+``jobs.models.CLAIM_ORDER``, one read of the running ones), however long the queue: the bot's monitor and ``/queue``
+use it instead of a query per job. Nothing here changes a job's state: the transitions live in ``jobs.transitions``
+(the state machine), ``jobs.heartbeat`` (a running attempt's own writes), ``jobs.admission`` (enqueue),
+``jobs.rescue`` (dead workers, expired leases), ``jobs.control`` (pause, resume, clear) and ``jobs.retention``
+(stored bytes). Every function takes a session; the caller owns the transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.admission import DEFAULT_MAX_ATTEMPTS, MAX_PROMPT_STORE_CHARS, NewJob, enqueue_job
-from jobs.control import CLEARED_ERROR, clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
-from jobs.fencing import JOBS
-from jobs.heartbeat import (
-    PROGRESS_ASYNC_COMMIT_PG,
-    ProgressAck,
-    attempt_state,
-    progress_parameters,
-    progress_statement,
-    record_note,
-    report_progress,
-)
-from jobs.models import PENDING_STATUSES, TERMINAL_STATUSES, Job
-from jobs.positions import WORKER_STALE_S, QueuePosition, queue_position, queue_positions
-from jobs.rescue import (
-    HARD_EXPIRY_FACTOR,
-    HARD_EXPIRY_MIN_S,
-    RESCUE_ERROR,
-    hard_deadline,
-    rescue_dead_workers,
-    rescue_expired,
-    rescue_workers,
-)
-from jobs.transitions import (
-    CancelOutcome,
-    cancel_job,
-    claim_next_job,
-    fail_job,
-    finish_cancelled,
-    finish_job,
-    mark_delivered,
-    release_job,
-)
-
-__all__ = [
-    "CLEARED_ERROR", "DEFAULT_MAX_ATTEMPTS", "HARD_EXPIRY_FACTOR", "HARD_EXPIRY_MIN_S", "JOBS",
-    "MAX_PROMPT_STORE_CHARS", "PROGRESS_ASYNC_COMMIT_PG", "RESCUE_ERROR", "WORKER_STALE_S", "CancelOutcome", "NewJob",
-    "ProgressAck", "QueuePosition", "attempt_state", "cancel_job", "claim_next_job", "clear_queue", "delivered_among",
-    "enqueue_job", "fail_job", "find_job", "finish_cancelled", "finish_job", "get_job", "hard_deadline", "is_paused",
-    "mark_delivered", "pause_queue", "pending_count", "pending_with_status_message", "progress_parameters",
-    "progress_statement", "queue_position", "queue_positions", "record_note", "release_job", "report_progress",
-    "rescue_dead_workers", "rescue_expired", "rescue_workers", "resume_queue", "set_status_message",
-    "undelivered_jobs", "user_jobs",
-]
-
-
-async def get_job(session: AsyncSession, job_id: int) -> Job:
-    """The job with this id (fresh from the database); raises JobNotFound."""
-    job = await session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise JobNotFound(job_id)
-    return job
+from jobs.models import CLAIM_ORDER, PENDING_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Worker, WorkerState
+from jobs.transitions import JOBS, checked_now
 
 
 async def find_job(session: AsyncSession, job_id: int) -> Job | None:
@@ -127,3 +80,78 @@ async def set_status_message(session: AsyncSession, job_id: int, *, status_messa
         )
     ).first()
     return row is not None
+
+
+
+WORKER_STALE_S = 120.0
+"""A worker whose heartbeat is older than this does not count towards ETA parallelism."""
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """position: 1 = next to run, 0 = running, None = finished. eta_seconds: until the video is ready."""
+
+    position: int | None
+    eta_seconds: float | None
+
+
+def _active_workers_count(now: datetime) -> Any:
+    """A scalar subquery: workers that heartbeat recently and can run jobs (ETA parallelism)."""
+    return (
+        select(func.count(Worker.id)).where(
+            Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
+            Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
+        ).scalar_subquery()
+    )
+
+
+def _remaining_of_running(cost: float, step: int, total: int, started_at: datetime | None, now: datetime) -> float:
+    if total > 0 and step > 0:
+        return max(0.0, cost * (1.0 - step / total))
+    if started_at is not None:
+        return max(0.0, cost - (now - started_at).total_seconds())
+    return cost
+
+
+async def queue_positions(session: AsyncSession, *, now: datetime | None = None) -> dict[int, QueuePosition]:
+    """Every pending job's place: queued ones by 1-based position in claim order with an ETA (the work ahead
+    spread over the live workers, plus their own cost), running ones at position 0 with the time they have left.
+
+    Two statements whatever the queue's length: one window query numbers every queued job and sums the cost
+    ahead of it (``CLAIM_ORDER``, the same order ``claim_next_job`` uses), one reads the running jobs.
+    """
+    now = checked_now(now)
+    window = {"order_by": CLAIM_ORDER}
+    queued = (await session.execute(
+        select(
+            Job.id,
+            Job.cost_estimate,
+            func.row_number().over(**window).label("position"),
+            func.sum(Job.cost_estimate).over(**window, rows=(None, 0)).label("through"),
+            _active_workers_count(now).label("workers"),
+        ).where(Job.status == JobStatus.QUEUED)
+    )).all()
+    running = (await session.execute(
+        select(Job.id, Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at)
+        .where(Job.status == JobStatus.RUNNING)
+    )).all()
+    left = {r.id: _remaining_of_running(r.cost_estimate, r.progress_step, r.progress_total, r.started_at, now)
+            for r in running}
+    places = {job_id: QueuePosition(0, remaining) for job_id, remaining in left.items()}
+    running_left = sum(left.values())
+    for row in queued:
+        parallel = max(1, int(row.workers or 0), len(running))
+        ahead_cost = float(row.through) - float(row.cost_estimate)
+        places[row.id] = QueuePosition(int(row.position), (ahead_cost + running_left) / parallel + row.cost_estimate)
+    return places
+
+
+async def queue_position(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> QueuePosition:
+    """Where one job stands: 1-based position among queued jobs (0 when running, None when finished) and an
+    estimate of the seconds until its video is ready (see ``queue_positions``). Raises JobNotFound."""
+    places = await queue_positions(session, now=now)
+    if job_id in places:
+        return places[job_id]
+    if await session.scalar(select(Job.id).where(Job.id == job_id)) is None:
+        raise JobNotFound(job_id)
+    return QueuePosition(None, None)

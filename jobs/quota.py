@@ -1,7 +1,7 @@
 """GPU-seconds quotas: effective limits, status, the ledger, and the admin's limit/tier/ban tools.
 
-A job's cost is estimated at enqueue (``jobs.cost.estimate_cost``, linear in pixels x frames x steps plus a
-fixed overhead, calibrated from recently measured jobs by ``jobs.cost.calibrate``) and reserved with the job; on success
+A job's cost is estimated at enqueue (``jobs.admission.estimate_cost``, linear in pixels x frames x steps plus a
+fixed overhead, calibrated from recently measured jobs by ``jobs.admission.calibrate``) and reserved with the job; on success
 the reservation is released and the measured GPU-seconds charged; failures are refunded; a running job
 that is cancelled is charged the time it used. The budget is a rolling 24-hour window over charges.
 """
@@ -15,7 +15,6 @@ from typing import Protocol
 
 from sqlalchemy import ColumnElement, Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from jobs.audit import record_action
 from jobs.models import (
@@ -50,6 +49,9 @@ class QuotaSettings(Protocol):
     @property
     def prompt_blocklist(self) -> tuple[str, ...]: ...
 
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class QuotaPolicy:
@@ -63,6 +65,8 @@ class QuotaPolicy:
     """Cap on all queued jobs (everyone's); None = no cap."""
     prompt_blocklist: tuple[str, ...] = ()
     """The PROMPT_BLOCKLIST setting's terms (normalised, ``jobs.safety.parse_blocklist``), checked at admission."""
+    models: tuple[str, ...] = ()
+    """The enabled model keys (``I2V_MODELS``), checked at admission with the server's own list; empty = any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.daily_gpu_seconds, (int, float)) or self.daily_gpu_seconds < 0:
@@ -86,6 +90,7 @@ class QuotaPolicy:
             is_admin=is_admin,  # queue priority: the operator's only, never a server admin's
             max_queue_length=settings.queue_max_length,
             prompt_blocklist=tuple(settings.prompt_blocklist),
+            models=tuple(settings.models),
         )
 
 
@@ -356,27 +361,5 @@ async def remove_role_tier(session: AsyncSession, role_id: int, *, by: int | Non
     return True
 
 
-async def list_role_tiers(session: AsyncSession, *, guild_id: int | None = None) -> list[RoleTier]:
-    """Role tiers, biggest budget first (all, or one guild's)."""
-    stmt = select(RoleTier).order_by(RoleTier.daily_gpu_seconds.desc(), RoleTier.role_id)
-    if guild_id is not None:
-        stmt = stmt.where(RoleTier.guild_id == guild_id)
-    return list((await session.scalars(stmt)).all())
 
 
-async def ledger_consistent(session: AsyncSession, user_id: int) -> bool:
-    """Audit check: the user's open reservations (reserve rows without a release or refund) are exactly
-    the user's pending jobs, and no job has more than one row of a kind (enforced by the unique key)."""
-    closing = aliased(QuotaLedger)
-    open_jobs = select(QuotaLedger.job_id).where(
-        QuotaLedger.user_id == user_id,
-        QuotaLedger.kind == LedgerKind.RESERVE,
-        ~select(closing.id)
-        .where(closing.job_id == QuotaLedger.job_id, closing.kind.in_([LedgerKind.RELEASE, LedgerKind.REFUND]))
-        .exists(),
-    )
-    open_ids = set((await session.scalars(open_jobs)).all())
-    pending_ids = set(
-        (await session.scalars(select(Job.id).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)))).all()
-    )
-    return open_ids == pending_ids

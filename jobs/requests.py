@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, resolve_params, target_size
+from generator.params import GenerationParams, Resolved, resolve_request, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
 from jobs.workers import generation_unavailable
@@ -62,6 +62,7 @@ class Origin:
     interaction_expires_at: datetime | None = None
     application_id: int | None = None
     parent_job_id: int | None = None
+    spoiler: bool = False  # post the result as a spoiler (the SPOILER_ file name)
 
 
 @dataclass(frozen=True)
@@ -108,26 +109,29 @@ def stored_input_of(job: Job) -> StoredInput:
     return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
 
 
-def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[GenerationParams, tuple[int, int]]:
-    """The parameters and output size of a new job from ``parent`` with ``changes`` applied (``seed: None`` = a
-    new random seed; ``prompt`` may change too). A changed resolution keeps the parent's aspect ratio."""
-    values: dict[str, Any] = {
-        "preset": parent.preset,
-        "resolution": parent.resolution,
-        "frames": parent.frames,
-        "fps": parent.fps,
-        "steps": parent.steps,
-        "guidance": parent.guidance,
-        "seed": parent.seed,
-        "negative_prompt": parent.negative_prompt,
-    }
+def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[Resolved, tuple[int, int]]:
+    """The parameters (with the notes the user is told) and output size of a new job from ``parent`` with
+    ``changes`` applied: ``seed: None`` is a new random seed; ``prompt`` and ``model`` may change too. A changed
+    model starts from its own preset (the parent's, or standard) for every value not given, since the parent's
+    values are usually outside the other model's space. A changed resolution or model keeps the parent's aspect
+    ratio."""
+    base = parent.params
     rest = dict(changes)
-    prompt = rest.pop("prompt", parent.prompt)
-    values.update(rest)
-    params = resolve_params(prompt, **values)
-    if params.resolution == parent.resolution:
-        return params, (parent.width, parent.height)
-    return params, target_size(params.resolution, parent.width, parent.height)
+    model = rest.pop("model", None) or base.model
+    prompt = rest.pop("prompt", base.prompt)
+    if model == base.model:
+        values: dict[str, Any] = base.to_dict()
+        del values["prompt"], values["model"]
+        resolved = resolve_request(prompt, model=model, **(values | rest))
+    else:
+        keep = {"seed": base.seed, "preset": base.preset}
+        if base.space.negative_prompt_applies and base.negative_prompt.strip():
+            keep["negative_prompt"] = base.negative_prompt
+        resolved = resolve_request(prompt, model=model, **(keep | rest))
+    params = resolved.params
+    if params.model == base.model and params.resolution == base.resolution:
+        return resolved, (parent.width, parent.height)
+    return resolved, target_size(params.resolution, parent.width, parent.height, params.model)
 
 
 async def enqueue_request(
@@ -144,25 +148,17 @@ async def enqueue_request(
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass; then roll back, nothing was written.
     """
-    from jobs.queue import NewJob, enqueue_job
+    from jobs.admission import NewJob, enqueue_job
 
     if size is None:
-        size = target_size(params.resolution, stored.width, stored.height)
+        size = target_size(params.resolution, stored.width, stored.height, params.model)
     width, height = size
     new = NewJob(
         user_id=origin.user_id,
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
         source=origin.source,
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
-        preset=params.preset,
-        resolution=params.resolution,
-        frames=params.frames,
-        fps=params.fps,
-        steps=params.steps,
-        guidance=params.guidance,
-        seed=params.seed,
+        params=params,
         width=width,
         height=height,
         input_sha256=stored.sha256,
@@ -172,6 +168,7 @@ async def enqueue_request(
         application_id=origin.application_id,
         upload_limit_bytes=origin.upload_limit_bytes,
         parent_job_id=origin.parent_job_id,
+        spoiler=origin.spoiler,
     )
     job = await enqueue_job(session, new, policy, image=stored.data)
     log.info("job %s queued for user %s (%s, %s)", job.id, origin.user_id, origin.source, params.describe())

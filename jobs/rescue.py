@@ -9,7 +9,7 @@ Three ways a worker is known to be gone, fastest first:
 - ``rescue_expired``: the lease (renewed by progress) ran out, or the hard deadline passed: the backstop for a
   hung GPU call in a worker that still heartbeats.
 
-Every write is fenced like a worker's (``jobs.fencing.fenced``), so a rescuer racing a finishing worker changes
+Every write is fenced like a worker's (``jobs.transitions.fenced``), so a rescuer racing a finishing worker changes
 nothing.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
 from jobs.quota import add_ledger
-from jobs.fencing import JOBS, checked_now, close_running, fenced, requeue_values
+from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
 
 HARD_EXPIRY_FACTOR = 3.0
 """A running attempt is rescued once it has run this many times its estimated cost ..."""
@@ -37,11 +37,9 @@ RESCUE_ERROR = (
 )
 
 
-def hard_deadline(job: Job) -> datetime | None:
-    """When the current attempt is rescued even if its lease is still being renewed."""
-    if job.started_at is None:
-        return None
-    return job.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * job.cost_estimate))
+def hard_deadline(started_at: datetime, cost_estimate: float) -> datetime:
+    """When an attempt started at ``started_at`` is rescued even if its lease is still being renewed."""
+    return started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * cost_estimate))
 
 
 async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: str) -> bool:
@@ -100,8 +98,7 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     rescued: list[int] = []
     for c in candidates:
         lease_gone = c.lease_expires_at is not None and c.lease_expires_at < now
-        deadline = c.started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * c.cost_estimate))
-        if not lease_gone and deadline >= now:
+        if not lease_gone and hard_deadline(c.started_at, c.cost_estimate) >= now:
             continue
         if await _rescue_one(session, c, now, "lease expired"):
             rescued.append(c.id)

@@ -38,6 +38,7 @@ class UserDataDeleted:
 
     job_ids: list[int]
     still_running: list[int]
+    reports: int = 0  # reports the user made or received, deleted (jobs.safety.forget_safety_data)
 
 
 async def _release_inputs(session: AsyncSession, job_ids: list[int], now: datetime, blobs: BlobStore) -> set[int]:
@@ -99,6 +100,13 @@ async def delete_job_video(
     return await blobs.delete_video(session, job_id)
 
 
+async def forget_job_bytes(session: AsyncSession, job_id: int, *, now: datetime | None = None,
+                           blobs: BlobStore = DATABASE_BLOBS) -> bool:
+    """Delete one job's stored MP4 and release its input image (a reported video an admin deleted: nothing of it
+    stays). False when it held neither."""
+    return bool(await _forget_bytes(session, [job_id], now or utcnow(), blobs))
+
+
 async def delete_user_data(
     session: AsyncSession, user_id: int, *, by: int, now: datetime | None = None, blobs: BlobStore = DATABASE_BLOBS
 ) -> UserDataDeleted:
@@ -121,16 +129,7 @@ async def delete_user_data(
     reports = await forget_safety_data(session, user_id)  # reports made and received, the classifier's verdicts
     await record_action(session, actor_id=by, action="delete_user_data", target_user_id=user_id,
                         detail={"jobs": len(done), "still_running": still_running, "reports": reports}, now=now)
-    return UserDataDeleted(job_ids=done, still_running=still_running)
+    return UserDataDeleted(job_ids=done, still_running=still_running, reports=reports)
 
 
-async def kept_bytes_of_user(session: AsyncSession, user_id: int) -> tuple[int, int]:
-    """(input images, videos) the store still keeps for ``user_id``'s jobs: what a deletion should bring to 0."""
-    inputs = len(list(await session.scalars(
-        select(Job.id).where(Job.user_id == user_id, Job.input_released_at.is_(None))
-    )))
-    videos = len(list(await session.scalars(
-        select(JobVideo.job_id).join(Job, Job.id == JobVideo.job_id).where(Job.user_id == user_id)
-    )))
-    return inputs, videos
 

@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT
 from jobs.audit import record_action
-from jobs.errors import PromptBlocked
-from jobs.fencing import JOBS, fenced
 from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.errors import PromptBlocked
 from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, JobStatus, Report, utcnow
+from jobs.transitions import JOBS, fenced
 
 LIST_BOT = "bot"
 LIST_SERVER = "server"
@@ -39,6 +39,7 @@ MAX_TERMS_PER_LIST = 500  # terms in one stored list (a server's, or the operato
 AUDIT_PROMPT_BLOCKED = "prompt_blocked"
 AUDIT_BLOCKLIST_ADD = "blocklist_add"
 AUDIT_BLOCKLIST_REMOVE = "blocklist_remove"
+AUDIT_SERVER_SAFETY = "set_server_safety"
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})  # accents and other marks, zero-width and format characters
 
 
@@ -268,6 +269,26 @@ async def server_safety(session: AsyncSession, guild_id: int | None, default: Un
     if row is None:
         return default, False
     return stricter(default, row.unsafe_policy), bool(row.spoiler_all)
+
+
+async def set_server_safety(session: AsyncSession, guild_id: int, *, by: int,
+                            policy: UnsafePolicy | None = None, spoiler_all: bool | None = None) -> GuildSettings:
+    """Set a server's own unsafe-video policy (it can only tighten the operator's default when applied, see
+    :func:`server_safety`) and/or whether every result there is a spoiler; ``None`` keeps a value. Audited."""
+    row = await session.get(GuildSettings, guild_id, with_for_update=True)
+    if row is None:
+        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False, spoiler_all=False)
+        session.add(row)
+    before = {"unsafe_policy": row.unsafe_policy, "spoiler_all": bool(row.spoiler_all)}
+    if policy is not None:
+        row.unsafe_policy = UnsafePolicy(policy).value
+    if spoiler_all is not None:
+        row.spoiler_all = spoiler_all
+    row.updated_by, row.updated_at = by, utcnow()
+    after = {"unsafe_policy": row.unsafe_policy, "spoiler_all": bool(row.spoiler_all)}
+    await record_action(session, actor_id=by, action=AUDIT_SERVER_SAFETY, guild_id=guild_id,
+                        detail={"before": before, "after": after})
+    return row
 
 
 def may_post_unsafe(policy: UnsafePolicy, *, age_restricted_channel: bool) -> bool:

@@ -13,6 +13,11 @@ Definitions used throughout:
   whatever their outcome (failed and cancelled jobs used the GPU too, even when nobody was charged).
 - **today**: since 00:00 UTC; **7 days**: the last 7 x 24 hours.
 - **p95**: the nearest-rank 95th percentile (the smallest value with at least 95 % of the values at or below it).
+
+The figures behind ``/metrics`` (:func:`read_metrics_snapshot`) are aggregated in SQL instead, so no scrape reads
+the jobs row by row and every process that shares the store shows the same figures, unchanged across a restart: a
+histogram's bucket counts are ``SUM(CASE WHEN seconds <= bound THEN 1 ELSE 0 END)`` per bound, grouped by preset.
+SQLite's date functions keep milliseconds, so its durations there are rounded to the millisecond.
 """
 
 from __future__ import annotations
@@ -21,50 +26,17 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Float, Select, case, cast, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.control import is_paused
 from jobs.listings import (
-    DEFAULT_AUDIT_PAGE_SIZE,
-    DEFAULT_QUEUE_PAGE_SIZE,
-    MAX_AUDIT_PAGE_SIZE,
-    MAX_QUEUE_PAGE_SIZE,
     NO_PRESET,
-    AuditPage,
-    QueueEntry,
-    QueuePage,
-    audit_page,
-    queue_page,
 )
-from jobs.models import Job, JobStatus, Worker, WorkerState
-
-__all__ = (  # the listings (jobs.listings) are re-exported: the admin views import from here
-    "DEFAULT_AUDIT_PAGE_SIZE",
-    "DEFAULT_QUEUE_PAGE_SIZE",
-    "MAX_AUDIT_PAGE_SIZE",
-    "MAX_QUEUE_PAGE_SIZE",
-    "NO_PRESET",
-    "UNKNOWN_FAILURE",
-    "WORKER_STALE_AFTER_SECONDS",
-    "AdminStats",
-    "AuditPage",
-    "Durations",
-    "PeriodStats",
-    "PresetTimings",
-    "QueueEntry",
-    "QueuePage",
-    "WorkerInfo",
-    "admin_stats",
-    "audit_page",
-    "durations",
-    "nearest_rank",
-    "period_stats",
-    "queue_page",
-    "worker_infos",
-)
+from jobs.models import TERMINAL_STATUSES, Job, JobStatus, Worker, WorkerState
 
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)
@@ -298,3 +270,116 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 
 
 # -------------------------------------------------------------------------------------------------- audit log
+
+
+
+DURATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Upper bounds (seconds) of the wait and generation-time histogram buckets; ``+Inf`` is the count."""
+
+
+SECONDS_PER_DAY = 86400.0
+
+
+SQLITE_DURATION_DECIMALS = 3  # julianday differences rounded to the millisecond SQLite keeps
+
+
+@dataclass(frozen=True, kw_only=True)
+class Histogram:
+    """Observations of one preset: ``cumulative[i]`` counts those at most ``bounds[i]`` seconds."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsSnapshot:
+    """What one ``/metrics`` scrape shows from the store."""
+
+    by_state: dict[JobStatus, int]  # every state present
+    gpu_seconds: float  # measured for every job that has a measurement, whatever its outcome
+    waits: dict[str, Histogram]  # by preset (NO_PRESET for explicit parameters); presets without jobs absent
+    generations: dict[str, Histogram]  # by preset, succeeded jobs only
+    workers: dict[WorkerState, int]  # every state present
+    restarts: int  # summed over the worker registry
+
+
+def seconds_between(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
+    """``later - earlier`` in seconds as an SQL expression of this back end, floored at 0."""
+    if dialect == "sqlite":
+        raw: ColumnElement[float] = func.round(
+            (func.julianday(later) - func.julianday(earlier)) * SECONDS_PER_DAY, SQLITE_DURATION_DECIMALS
+        )
+    else:
+        raw = cast(extract("epoch", later - earlier), Float)
+    return case((raw < 0, literal(0.0)), else_=raw)
+
+
+def _bucket_columns(seconds: ColumnElement[float], bounds: tuple[float, ...]) -> list[ColumnElement[int]]:
+    """The count of observations, their sum, and one cumulative count per bound (NULL observations are left out)."""
+    counts = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in bounds]
+    return [func.count(seconds), func.coalesce(func.sum(seconds), 0.0), *counts]
+
+
+def _histograms(rows: Any, offset: int, bounds: tuple[float, ...]) -> dict[str, Histogram]:
+    width = 2 + len(bounds)
+    result: dict[str, Histogram] = {}
+    for row in rows:
+        count, total, *cumulative = row[offset:offset + width]
+        if int(count or 0) == 0:
+            continue
+        result[str(row[0])] = Histogram(bounds=bounds, cumulative=tuple(int(c or 0) for c in cumulative),
+                                        count=int(count), sum_seconds=float(total or 0.0))
+    return result
+
+
+async def read_metrics_snapshot(
+    session: AsyncSession, *, bounds: tuple[float, ...] = DURATION_BUCKETS_SECONDS
+) -> MetricsSnapshot:
+    """The store's figures for one scrape, in five aggregate queries (read-only; the caller owns the transaction).
+
+    Raises
+    ------
+    ValueError
+        ``bounds`` is empty or not strictly increasing.
+    """
+    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"read_metrics_snapshot: bounds must be non-empty and strictly increasing, got {bounds!r}")
+    dialect = session.get_bind().dialect.name
+
+    counts = dict((await session.execute(select(Job.status, func.count(Job.id)).group_by(Job.status))).all())
+    by_state = {status: int(counts.get(status, 0)) for status in JobStatus}
+    gpu_seconds = float(await session.scalar(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0))) or 0.0)
+
+    preset = func.coalesce(Job.preset, NO_PRESET).label("preset")
+    wait = seconds_between(dialect, Job.started_at, Job.created_at)
+    generation = case(
+        (
+            (Job.status == JobStatus.SUCCEEDED) & Job.finished_at.is_not(None),
+            seconds_between(dialect, Job.finished_at, Job.started_at),
+        ),
+        else_=None,
+    )
+    timed = (
+        select(preset, wait.label("wait"), generation.label("generation"))
+        .where(Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None))
+        .subquery("timed")
+    )
+    rows = (await session.execute(
+        select(timed.c.preset, *_bucket_columns(timed.c.wait, bounds), *_bucket_columns(timed.c.generation, bounds))
+        .group_by(timed.c.preset)
+        .order_by(timed.c.preset)
+    )).all()
+
+    worker_counts = dict((await session.execute(
+        select(Worker.state, func.count(Worker.id)).group_by(Worker.state))).all())
+    restarts = int(await session.scalar(select(func.coalesce(func.sum(Worker.restarts), 0))) or 0)
+    return MetricsSnapshot(
+        by_state=by_state,
+        gpu_seconds=gpu_seconds,
+        waits=_histograms(rows, 1, bounds),
+        generations=_histograms(rows, 1 + 2 + len(bounds), bounds),
+        workers={state: int(worker_counts.get(state, 0)) for state in WorkerState},
+        restarts=restarts,
+    )

@@ -21,7 +21,7 @@ Transitions (``status``; where each lives)::
                 the same status, the stored input and MP4 gone
 
 ``attempt`` only ever increases; every write by a worker is fenced by job id, attempt, worker id and
-``status='running'`` (``jobs.fencing.fenced``), so a worker presumed dead can never write into a later attempt.
+``status='running'`` (``fenced``), so a worker presumed dead can never write into a later attempt.
 On SQLite every transaction begins IMMEDIATE (see ``jobs.db``); on PostgreSQL the claim uses ``FOR UPDATE SKIP
 LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 """
@@ -29,18 +29,90 @@ LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.errors import JobNotFound
-from jobs.fencing import JOBS, check_lease, checked_now, close_running, fenced, requeue_values
-from jobs.holds import claimable
-from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, Job, JobPhase, JobStatus, LedgerKind
+from jobs.models import (
+    CLAIM_ORDER,
+    QUEUE_STATE_ROW_ID,
+    TERMINAL_STATUSES,
+    GuildSettings,
+    Job,
+    JobPhase,
+    JobStatus,
+    LedgerKind,
+    QueueState,
+    utcnow,
+)
 from jobs.quota import add_ledger
+
+
+def claimable() -> tuple[Any, ...]:
+    """WHERE conditions (on :class:`Job`) that leave out jobs held by a pause: the bot-wide switch, or the switch
+    of the job's server. For the claim statement, next to ``status = 'queued'``."""
+    bot_paused = select(QueueState.id).where(QueueState.id == QUEUE_STATE_ROW_ID, QueueState.paused.is_(True))
+    guild_paused = select(GuildSettings.guild_id).where(
+        GuildSettings.guild_id == Job.guild_id, GuildSettings.paused.is_(True)
+    )
+    return (~bot_paused.exists(), ~guild_paused.exists())
+
+
+
+JOBS = Job.__table__
+"""Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
+
+
+def checked_now(now: datetime | None) -> datetime:
+    """``now``, or the current UTC time when None; a naive datetime raises ValueError."""
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
+    return now
+
+
+def check_lease(lease_seconds: float) -> timedelta:
+    """The lease as a timedelta; a lease that is not a positive number raises ValueError."""
+    if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+    return timedelta(seconds=float(lease_seconds))
+
+
+def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
+    decreases, so a stale writer can never match a later claim."""
+    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
+            JOBS.c.status == JobStatus.RUNNING)
+
+
+async def close_running(
+    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
+) -> tuple[int, float] | None:
+    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
+    stmt = (
+        update(JOBS)
+        .where(*fenced(job_id, attempt, worker_id))
+        .values(**values)
+        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (int(row.user_id), float(row.cost_estimate))
+
+
+def requeue_values(detail: str | None = None) -> dict[str, Any]:
+    """The column values that put a running job back in the queue (with ``detail`` as its note, if given)."""
+    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
+                              "progress_step": 0, "phase": JobPhase.QUEUED}
+    if detail is not None:
+        values["error_detail"] = detail
+    return values
+
 
 __all__ = (  # the primitives are re-exported: callers that took them from here keep working
     "JOBS",
@@ -76,29 +148,62 @@ class CancelOutcome(str, enum.Enum):
         return f"Job #{job_id} has already finished; there is nothing to cancel."
 
 
-async def claim_next_job(
-    session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None
-) -> Job | None:
-    """Atomically move the next queued job to running for ``worker_id`` (one UPDATE ... RETURNING).
+AFFINITY_SCAN_JOBS = 200
+"""How far down the queue (in claim order) a worker looks for a job of the model it holds."""
 
-    Returns None when no queued job is free to run (nothing queued, or every queued job held by a pause).
-    ``attempt`` is incremented; the worker must pass it back with every later write.
+
+async def claim_next_job(
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+    models: Sequence[str] | None = None,
+    loaded_model: str | None = None,
+    max_skips: int = 0,
+) -> Job | None:
+    """Atomically move the next queued job to running for ``worker_id``.
+
+    Returns None when no queued job is free to run (nothing queued, every queued job held by a pause, or none for
+    a model in ``models``, the models this worker may load; None = any). ``attempt`` is incremented; the worker
+    must pass it back with every later write.
+
+    Affinity. A worker holding ``loaded_model`` takes the first queued job for that model (in claim order) instead
+    of the job at the head when that saves a model switch, but only while every job it would pass over has been
+    passed over fewer than ``max_skips`` times: each one passed over counts one more in ``affinity_skips``. So no
+    job waits behind more than ``max_skips`` others because of affinity (0 = strict claim order), also with several
+    workers: the count is raised in one statement that requires it below the bound, and the claim falls back to
+    the head when any row changed meanwhile.
     """
     if not worker_id or not isinstance(worker_id, str):
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
+        raise ValueError(f"max_skips must be an integer >= 0, got {max_skips!r}")
     lease = check_lease(lease_seconds)
     now = checked_now(now)
+    eligible: list[Any] = [Job.status == JobStatus.QUEUED, *claimable()]  # bot-wide and server pauses hold
+    if models is not None:
+        eligible.append(Job.model.in_(list(models)))
+    if loaded_model is not None and max_skips > 0:
+        claimed = await _claim_for_loaded_model(session, worker_id, eligible, loaded_model, max_skips, lease, now)
+        if claimed is not None:
+            return claimed
     next_id = (
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, *claimable())  # bot-wide and server pauses hold
+        .where(*eligible)
         .order_by(*CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job)
         .scalar_subquery()
     )
+    return await _start(session, Job.id == next_id, worker_id, lease, now)
+
+
+async def _start(session: AsyncSession, which: Any, worker_id: str, lease: timedelta, now: datetime) -> Job | None:
+    """Move the queued job ``which`` selects to running for ``worker_id`` (one UPDATE ... RETURNING)."""
     stmt = (
         update(Job)
-        .where(Job.id == next_id, Job.status == JobStatus.QUEUED)
+        .where(which, Job.status == JobStatus.QUEUED)
         .values(
             status=JobStatus.RUNNING,
             attempt=Job.attempt + 1,
@@ -112,6 +217,43 @@ async def claim_next_job(
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _claim_for_loaded_model(
+    session: AsyncSession, worker_id: str, eligible: list[Any], loaded_model: str, max_skips: int,
+    lease: timedelta, now: datetime,
+) -> Job | None:
+    """The first eligible job for ``loaded_model`` when the jobs ahead of it may still be passed over (see
+    ``claim_next_job``); None when the head is that model's already, none is near, or the bound stops it."""
+    rows = (await session.execute(
+        select(Job.id, Job.model, Job.affinity_skips).where(*eligible).order_by(*CLAIM_ORDER)
+        .limit(AFFINITY_SCAN_JOBS)
+    )).all()
+    ahead: list[int] = []
+    for row in rows:
+        if row.model == loaded_model:
+            break
+        if row.affinity_skips >= max_skips:
+            return None  # this job may not be passed over again: the head goes first
+        ahead.append(row.id)
+    else:
+        return None  # no job for the loaded model near the head
+    if not ahead:
+        return None  # the head is for the loaded model: the plain claim takes it
+    target = row.id
+    async with session.begin_nested() as savepoint:
+        passed = (await session.execute(
+            update(Job)
+            .where(Job.id.in_(ahead), Job.status == JobStatus.QUEUED, Job.affinity_skips < max_skips)
+            .values(affinity_skips=Job.affinity_skips + 1)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )).scalars().all()
+        job = await _start(session, Job.id == target, worker_id, lease, now) if len(passed) == len(ahead) else None
+        if job is None:  # another worker took or passed over one of them meanwhile: claim in order instead
+            await savepoint.rollback()
+            return None
+    return job
 
 
 def _check_seconds(gpu_seconds: float) -> float:

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from config.catalog import SETTINGS
-from jobs.db import is_sqlite, normalize_url
+from jobs.db import normalize_url
+from tests.store_reads import is_sqlite
 from tests.test_env_example import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"

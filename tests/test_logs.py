@@ -64,6 +64,8 @@ def test_model_library_noise_is_one_debug_line(tmp_path: Path, restored_logging:
 
     from generator.model_source import route_library_logs
 
+    verbosity = diffusers_logging.get_verbosity()  # the generator CLI, run in-process by other tests, sets ERROR
+    diffusers_logging.set_verbosity_warning()
     path = tmp_path / "worker.log"
     setup_logging({"LOG_FILE": str(path), "LOG_LEVEL": level}, process="worker")
     route_library_logs()  # diffusers and transformers print through handlers of their own until then
@@ -72,6 +74,7 @@ def test_model_library_noise_is_one_debug_line(tmp_path: Path, restored_logging:
         hub.warning("Couldn't connect to the Hub: (MaxRetryError('...')).\nWill try to load from local cache.")
     hub.warning("a real problem %d", 7)
     logging.shutdown()
+    diffusers_logging.set_verbosity(verbosity)
     lines = path.read_text().splitlines()
     noise = [line for line in lines if "Couldn't connect to the Hub" in line]
     assert noise == ([] if level == "INFO" else [noise[0]]), lines

@@ -25,9 +25,17 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from jobs.operators import FirstOperator, app_operators, first_operator
-from jobs.web_sessions import create_link, end_session, find_session, redeem_link
+from jobs.web_sessions import (
+    FirstOperator,
+    app_operators,
+    create_link,
+    end_session,
+    find_session,
+    first_operator,
+    redeem_link,
+)
 from web.config import WebConfig
+from web.limits import BODY_TOO_LARGE, SIGN_IN_BODY_CAP_BYTES, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +44,10 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # monitoring: no session, no user data
 PUBLIC_PATHS = frozenset({"/", "/signin", "/console"})  # the pages themselves show only the sign-in prompt
-SIGN_IN_BODY_CAP_BYTES = 1024  # POST /signin carries one token
 SIGN_IN_FIRST = ("Sign in first: use the bot's /web command in Discord to get a personal sign-in link "
                  "(the operator: the link the app printed at start, or python -m bot web-link).")
 LINK_USED = "This sign-in link was already used or has expired. Use /web in Discord for a new one."
 CSRF_REFUSED = "Refused: this request did not come from the i2v page (missing or wrong CSRF token)."
-BODY_TOO_LARGE = "Refused: the request body is larger than this address accepts."
 
 
 @dataclass(frozen=True)
@@ -108,20 +114,6 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def read_capped(request: web.Request, cap: int) -> bytes | None:
-    """The request's body, or None when it is (or declares itself) longer than ``cap`` bytes: never reads more
-    than ``cap`` + one chunk."""
-    declared = request.content_length
-    if declared is not None and declared > cap:
-        return None
-    body = bytearray()
-    while chunk := await request.content.read(cap + 1 - len(body)):
-        body += chunk
-        if len(body) > cap:
-            return None
-    return bytes(body)
-
-
 class Auth:
     """The middleware and the sign-in routes."""
 
@@ -142,6 +134,11 @@ class Auth:
             owners = await app_operators(session)
         return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
                          row.csrf_token, owners=owners, operator_link=row.operator, guild_id=row.guild_id)
+
+    async def is_operator(self, request: web.Request) -> bool:
+        """Whether the request carries a live operator session (``/healthz`` shows its details only then)."""
+        user = await self.user_of(request)
+        return user is not None and user.is_operator
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:

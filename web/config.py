@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.model_spaces import DEFAULT_MODEL
 from jobs.requests import input_byte_cap
 from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS
 
@@ -55,6 +56,7 @@ class WebConfig:
     link_ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS
     operator_link_ttl_seconds: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS
     prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
+    models: tuple[str, ...] = (DEFAULT_MODEL,)  # I2V_MODELS as resolved: the page's model choices, default first
 
     @property
     def secure_cookies(self) -> bool:
@@ -86,4 +88,5 @@ class WebConfig:
             worker_dead_after=settings.worker_dead_after,
             operator_link_ttl_seconds=settings.web_operator_link_ttl,
             prompt_blocklist=tuple(settings.prompt_blocklist),
+            models=tuple(settings.models),
         )

@@ -13,14 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
+from jobs.control import ban_and_settle, cancel_audited, pause_queue, resume_queue
+from jobs.listings import audit_page, queue_page
 from jobs.models import Job, UserLimit, utcnow
-from jobs.moderation import ban_and_settle, cancel_audited
-from jobs.queue import pause_queue, resume_queue
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
-from jobs.stats import admin_stats, audit_page, queue_page
+from jobs.stats import admin_stats
 from jobs.web_sessions import latest_roles
 from jobs.workers import unavailable_reason
 from web.auth import WebUser, error, member_of
+from web.limits import BadRequest, read_json, whole_number
 from web.pages import policy_for
 from web.render import iso
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 QUEUE_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 25
 MAX_REASON_CHARS = 200
+MAX_DAILY_GPU_SECONDS = 30 * 86400.0  # a budget override beyond a month of GPU time per day is a typo
+MAX_PENDING_CAP = 10_000  # jobs; an override beyond this is a typo
 
 
 def _operator(request: web.Request) -> WebUser:
@@ -40,14 +43,25 @@ def _operator(request: web.Request) -> WebUser:
 
 
 def _int(value: Any, name: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be a whole number"}}',
-                                 content_type="application/json") from None
-    if number <= 0:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be positive"}}', content_type="application/json")
-    return number
+    return whole_number(value, name)
+
+
+def _limit_values(body: dict[str, Any]) -> tuple[float | None, int | None]:
+    """The console's limits form: a finite budget of at most ``MAX_DAILY_GPU_SECONDS`` and a pending cap of at most
+    ``MAX_PENDING_CAP`` (null or "" clears one); ``BadRequest`` otherwise."""
+    daily_raw, pending_raw = body.get("daily_gpu_seconds"), body.get("max_pending")
+    daily: float | None = None
+    if daily_raw not in (None, ""):
+        try:
+            daily = float(daily_raw)
+        except (TypeError, ValueError, OverflowError):
+            raise BadRequest("daily_gpu_seconds must be a number of seconds") from None
+        if not 0 <= daily <= MAX_DAILY_GPU_SECONDS:  # also refuses NaN and infinity
+            raise BadRequest(f"daily_gpu_seconds must be between 0 and {MAX_DAILY_GPU_SECONDS:g}")
+    pending = None if pending_raw in (None, "") else whole_number(pending_raw, "max_pending")
+    if pending is not None and pending > MAX_PENDING_CAP:
+        raise BadRequest(f"max_pending must be at most {MAX_PENDING_CAP}")
+    return daily, pending
 
 
 class Console:
@@ -91,7 +105,7 @@ class Console:
 
     async def pause(self, request: web.Request) -> web.Response:
         user = _operator(request)
-        body = await request.json() if request.can_read_body else {}
+        body = await read_json(request)
         reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
         async with self.server.sessions.begin() as session:
             changed = await pause_queue(session, by=user.user_id, reason=reason)
@@ -141,22 +155,16 @@ class Console:
         """POST /api/console/users/{user_id}/limits {daily_gpu_seconds, max_pending} (null clears one)."""
         operator = _operator(request)
         user_id = _int(request.match_info["user_id"], "user id")
-        body = await request.json()
-        try:
-            daily = None if body.get("daily_gpu_seconds") in (None, "") else float(body["daily_gpu_seconds"])
-            pending = None if body.get("max_pending") in (None, "") else int(body["max_pending"])
-            async with self.server.sessions.begin() as session:
-                await set_user_limit(session, user_id, daily_gpu_seconds=daily, max_pending=pending,
-                                     by=operator.user_id)
-        except (TypeError, ValueError) as exc:
-            return error(400, str(exc))
+        daily, pending = _limit_values(await read_json(request))
+        async with self.server.sessions.begin() as session:
+            await set_user_limit(session, user_id, daily_gpu_seconds=daily, max_pending=pending, by=operator.user_id)
         log.info("operator %s set user %s's limits from the console", operator.user_id, user_id)
         return web.json_response(await self._user_json(operator, user_id))
 
     async def ban(self, request: web.Request) -> web.Response:
         operator = _operator(request)
         user_id = _int(request.match_info["user_id"], "user id")
-        body = await request.json() if request.can_read_body else {}
+        body = await read_json(request)
         reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
         async with self.server.sessions.begin() as session:
             outcome = await ban_and_settle(session, user_id, reason=reason, by=operator.user_id)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.blobs import DATABASE_BLOBS
-from jobs.gallery import output_filename, undelivered_web_jobs
+from jobs.listings import output_filename, undelivered_web_jobs
 from jobs.models import JobStatus
-from jobs.queue import mark_delivered
 from jobs.safety import UnsafePolicy, Verdict, withheld_message, withhold_video
+from jobs.transitions import mark_delivered
 
 log = logging.getLogger(__name__)
 

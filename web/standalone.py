@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.models import utcnow
-from jobs.queue import rescue_dead_workers, rescue_expired
+from jobs.rescue import rescue_dead_workers, rescue_expired
 from jobs.retention import prune_finished
 from jobs.workers import pid_alive, rescue_dead_on_host
 from web.config import WebConfig

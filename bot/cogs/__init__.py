@@ -14,5 +14,6 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.mentions",
     "bot.cogs.mydata",
     "bot.cogs.web_signin",
+    "bot.cogs.help",
 )
 OPTIONAL_EXTENSIONS: tuple[str, ...] = ("bot.cogs.server_admin", "bot.cogs.operator")

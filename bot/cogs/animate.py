@@ -9,12 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.render import preset_choice_name
 from bot.requests import handle_request
 from generator.params import (
+    DEFAULT_PRESET,
     FPS_RANGE,
     FRAMES_RANGE,
     GUIDANCE_RANGE,
     MAX_PROMPT_CHARS,
+    PRESETS,
     SEED_RANGE,
     STEPS_RANGE,
 )
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PresetName = Literal["quick", "standard", "high"]
+PRESET_CHOICES = [app_commands.Choice(name=preset_choice_name(name, default=DEFAULT_PRESET), value=name)
+                  for name in PRESETS]
 ResolutionName = Literal["256p", "512p", "768p", "1024p"]
 
 
@@ -36,12 +40,13 @@ class Animate(commands.Cog):
 
     @app_commands.command(name="animate")
     @app_commands.guild_only()
+    @app_commands.choices(preset=PRESET_CHOICES)
     async def animate(
         self,
         interaction: discord.Interaction,
         image: discord.Attachment,
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
-        preset: PresetName | None = None,
+        preset: str | None = None,
         resolution: ResolutionName | None = None,
         frames: app_commands.Range[int, FRAMES_RANGE[0], FRAMES_RANGE[1]] | None = None,
         fps: app_commands.Range[int, FPS_RANGE[0], FPS_RANGE[1]] | None = None,
@@ -49,6 +54,7 @@ class Animate(commands.Cog):
         guidance: app_commands.Range[float, GUIDANCE_RANGE[0], GUIDANCE_RANGE[1]] | None = None,
         seed: app_commands.Range[int, SEED_RANGE[0], SEED_RANGE[1]] | None = None,
         negative_prompt: app_commands.Range[str, 0, MAX_PROMPT_CHARS] | None = None,
+        spoiler: bool = False,
     ) -> None:
         """Turn an image into a short video.
 
@@ -59,7 +65,7 @@ class Animate(commands.Cog):
         prompt:
             What should move and how, e.g. "the waves roll in slowly, camera pans right".
         preset:
-            quick, standard (default) or high; the options below override it.
+            Speed or quality (/help shows each preset's values); the options below override it.
         resolution:
             Short side of the video; the long side follows the image's shape.
         frames:
@@ -74,6 +80,8 @@ class Animate(commands.Cog):
             Fix the randomness to repeat a result; random if empty.
         negative_prompt:
             What to avoid; VGen's standard list if empty.
+        spoiler:
+            Post the video as a spoiler (hidden until clicked).
         """
         await handle_request(
             self.bot,
@@ -92,6 +100,7 @@ class Animate(commands.Cog):
                 "guidance": guidance,
                 "seed": seed,
                 "negative_prompt": negative_prompt,
+                "spoiler": spoiler,
             },
         )
 

@@ -1,7 +1,8 @@
 """``/delete-my-data``: delete every image and video the bot keeps of you; an operator may name any user.
 
 What goes: the stored input images and finished videos of the user's jobs (in the job store and the bot's disk
-copies). Queued jobs are cancelled (refunded) and lose their image too; a running job is asked to stop, and its
+copies), the reports they made and the reports about their videos, and the image safety check's verdicts on their
+jobs. Queued jobs are cancelled (refunded) and lose their image too; a running job is asked to stop, and its
 bytes go with the next deletion or retention pass. Job rows stay for statistics and the audit log (the deletion is
 audited). Posted Discord messages are the user's to delete in Discord.
 """
@@ -50,6 +51,8 @@ class MyData(commands.Cog):
         deleted = await delete_user_data(self.bot, target.id, by=interaction.user.id)
         whose = "your" if target.id == interaction.user.id else f"<@{target.id}>'s"
         text = f"Deleted the stored images and videos of {len(deleted.job_ids)} of {whose} jobs."
+        if deleted.reports:
+            text += f" Deleted {deleted.reports} report(s) made by or about {'you' if whose == 'your' else 'them'}."
         if deleted.still_running:
             running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
             text += (f" Running now and asked to stop: {running}; run this again once it has ended to delete its "

@@ -10,6 +10,8 @@ admins (Manage Server) are refused here whatever their permissions: ``/admin`` (
 - ``ban`` / ``unban``: bot-wide (queued jobs cancelled and refunded, a running one finishes and is not retried).
 - ``quota``, ``tier``: a user's own budget and pending cap; a role's tier.
 - ``stats``, ``log``: the whole GPU, the workers, every audited action.
+- ``blocklist add|remove|list``: the bot-wide run-time blocklist (beside the PROMPT_BLOCKLIST setting).
+- ``reports``: reported videos on every server, with Delete, Ban maker (bot-wide) and Dismiss.
 
 Every change is audited with scope ``bot`` in the same transaction as the change. The commands ``/admin`` also
 has run the same bodies with the whole bot as their scope (bot.admin_commands).
@@ -24,8 +26,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import admin_commands as scoped
-from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
+from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
 from bot.errors import UserFacingError
+from bot.job_choices import job_id_choices
 from bot.permissions import operator_only
 from jobs.models import UserLimit
 from jobs.quota import effective_limits, quota_status, set_role_tier, set_user_limit
@@ -42,6 +45,8 @@ BOT_WIDE = None  # the scope of every /operator command: no one server (see bot.
 @app_commands.default_permissions(administrator=True)
 class Operator(commands.GroupCog, group_name="operator", group_description="Run the whole bot (operator only)"):
     """The ``/operator`` command group: bot-wide. Each command checks the invoker at run time."""
+
+    blocklist = app_commands.Group(name="blocklist", description="Words and phrases refused in prompts everywhere")
 
     def __init__(self, bot: I2VBot) -> None:
         self.bot = bot
@@ -65,6 +70,12 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     async def cancel(self, interaction: discord.Interaction, job: JobNumber) -> None:
         """Cancel anyone's video on any server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, BOT_WIDE, job)
+
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """Every server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current)
 
     @app_commands.command(name="pause")
     @app_commands.describe(reason="Told to people whose requests wait while paused.")
@@ -185,7 +196,7 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
                            reason="Shown to them when a request is refused.")
     @operator_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
-        """Stop someone making videos on every server: their queued videos are cancelled, a running one finishes."""
+        """Ban someone on every server: their queued videos are cancelled and refunded, a running one finishes."""
         await scoped.ban(self.bot, interaction, BOT_WIDE, user, reason)
 
     @app_commands.command(name="unban")
@@ -209,6 +220,34 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     async def audit_log(self, interaction: discord.Interaction, page: Page = 1) -> None:
         """Show the audit log of every action on every server (who, what, which scope, when), newest first."""
         await scoped.show_log(self.bot, interaction, BOT_WIDE, page)
+
+    # -- content safety -------------------------------------------------------------------------------------
+
+    @blocklist.command(name="add")
+    @app_commands.describe(term="A word or phrase (whole words, any case).")
+    @operator_only()
+    async def blocklist_add(self, interaction: discord.Interaction, term: BlocklistTerm) -> None:
+        """Refuse prompts holding a word or phrase on every server."""
+        await scoped.blocklist_add(self.bot, interaction, BOT_WIDE, term)
+
+    @blocklist.command(name="remove")
+    @app_commands.describe(term="The word or phrase to allow again.")
+    @operator_only()
+    async def blocklist_remove(self, interaction: discord.Interaction, term: BlocklistTerm) -> None:
+        """Take a word or phrase off the bot-wide run-time blocklist."""
+        await scoped.blocklist_remove(self.bot, interaction, BOT_WIDE, term)
+
+    @blocklist.command(name="list")
+    @operator_only()
+    async def blocklist_list(self, interaction: discord.Interaction) -> None:
+        """Show the bot-wide blocklist."""
+        await scoped.blocklist_show(self.bot, interaction, BOT_WIDE)
+
+    @app_commands.command(name="reports")
+    @operator_only()
+    async def reports(self, interaction: discord.Interaction) -> None:
+        """Reported videos on every server, with Delete, Ban maker (bot-wide) and Dismiss."""
+        await scoped.show_reports(self.bot, interaction, BOT_WIDE)
 
 
 async def setup(bot: I2VBot) -> None:

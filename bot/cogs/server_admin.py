@@ -10,6 +10,10 @@ only hides the group from other members in Discord's UI. Bot-wide powers are ``/
 - ``queue``, ``cancel``, ``clear``: this server's jobs.
 - ``ban`` / ``unban``: who may make videos in this server.
 - ``stats``, ``log``: this server's jobs and audited actions.
+- ``blocklist add|remove|list``: words and phrases refused in prompts here (beside the bot-wide list).
+- ``safety``: where flagged videos may be posted here (tighter than the operator's default only), and whether
+  every result is a spoiler.
+- ``reports``: videos members reported, with Delete, Ban maker and Dismiss.
 
 Every change is audited with scope ``server`` in the same transaction as the change (see bot.admin_actions).
 The commands ``/operator`` also has run the same bodies with this server as their scope (bot.admin_commands).
@@ -28,13 +32,14 @@ from discord.ext import commands
 from bot import admin_commands as scoped
 from bot.admin_actions import NO_CAP, set_guild_limits
 from bot.admin_buttons import ADMIN_ITEMS
-from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, JobNumber, Page, Reason
+from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
 from bot.components import clear_confirm_view
+from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
 from bot.render import render_limits
 from generator.params import FRAMES_RANGE, STEPS_RANGE
+from jobs.listings import queue_page
 from jobs.models import GuildSettings
-from jobs.stats import queue_page
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -44,12 +49,15 @@ log = logging.getLogger(__name__)
 CLEAR_CONFIRM_SECONDS = 120  # how long the /admin clear confirmation button stays valid, seconds
 
 ResolutionCap = Literal["256p", "512p", "768p", "1024p", "none"]
+UnsafeVideos = Literal["age_restricted", "refuse"]
 
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run this server's videos, caps and bans"):
     """The ``/admin`` command group: this server only. Each command checks the invoker at run time."""
+
+    blocklist = app_commands.Group(name="blocklist", description="Words and phrases refused in prompts on this server")
 
     def __init__(self, bot: I2VBot) -> None:
         self.bot = bot
@@ -82,6 +90,12 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         """Cancel a video of this server: a queued one is refunded, a running one stops at its next step."""
         await scoped.cancel(self.bot, interaction, self._here(interaction), job)
 
+    @cancel.autocomplete("job")
+    async def cancel_job_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[int]]:
+        """This server's queued and running jobs."""
+        return await job_id_choices(self.bot, interaction, current, guild_id=self._here(interaction))
+
     @app_commands.command(name="clear")
     @server_admin_only()
     async def clear(self, interaction: discord.Interaction) -> None:
@@ -106,7 +120,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     @app_commands.describe(reason="Kept in this server's audit log.")
     @server_admin_only()
     async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
-        """Hold this server's videos: requests are still queued and start after /admin resume; running ones finish."""
+        """Hold this server's videos: requests still queue and start after /admin resume; running ones finish."""
         await scoped.pause(self.bot, interaction, self._here(interaction), reason)
 
     @app_commands.command(name="resume")
@@ -188,6 +202,49 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     async def audit_log(self, interaction: discord.Interaction, page: Page = 1) -> None:
         """Show this server's audit log (who did what here, when), newest first."""
         await scoped.show_log(self.bot, interaction, self._here(interaction), page)
+
+    # -- content safety -------------------------------------------------------------------------------------
+
+    @blocklist.command(name="add")
+    @app_commands.describe(term="A word or phrase (whole words, any case).")
+    @server_admin_only()
+    async def blocklist_add(self, interaction: discord.Interaction, term: BlocklistTerm) -> None:
+        """Refuse prompts holding a word or phrase on this server."""
+        await scoped.blocklist_add(self.bot, interaction, self._here(interaction), term)
+
+    @blocklist.command(name="remove")
+    @app_commands.describe(term="The word or phrase to allow again.")
+    @server_admin_only()
+    async def blocklist_remove(self, interaction: discord.Interaction, term: BlocklistTerm) -> None:
+        """Take a word or phrase off this server's blocklist."""
+        await scoped.blocklist_remove(self.bot, interaction, self._here(interaction), term)
+
+    @blocklist.command(name="list")
+    @server_admin_only()
+    async def blocklist_list(self, interaction: discord.Interaction) -> None:
+        """Show this server's blocklist."""
+        await scoped.blocklist_show(self.bot, interaction, self._here(interaction))
+
+    @app_commands.command(name="safety")
+    @server_admin_only()
+    async def safety(self, interaction: discord.Interaction, unsafe_videos: UnsafeVideos | None = None,
+                     spoilers: bool | None = None) -> None:
+        """Show or set where flagged videos may be posted here, and whether every result is a spoiler.
+
+        Parameters
+        ----------
+        unsafe_videos:
+            age_restricted: only in age-restricted channels, as spoilers; refuse: never.
+        spoilers:
+            True: post every result on this server as a spoiler.
+        """
+        await scoped.safety_settings(self.bot, interaction, self._here(interaction), unsafe_videos, spoilers)
+
+    @app_commands.command(name="reports")
+    @server_admin_only()
+    async def reports(self, interaction: discord.Interaction) -> None:
+        """Videos members reported on this server, with Delete, Ban maker and Dismiss."""
+        await scoped.show_reports(self.bot, interaction, self._here(interaction))
 
 
 async def setup(bot: I2VBot) -> None:

@@ -8,7 +8,8 @@ key            backend                             pipeline class       source s
 ``ltxv``       :mod:`generator.models.ltx`         LTXConditionPipeline ``I2V_MODEL_LTX``
 =============  ==================================  ===================  =====================
 
-This package's ``__init__`` imports no torch (the bot may read :data:`BACKENDS` and :data:`SOURCE_SETTINGS`);
+Each model's parameter space (sizes, frame rule, ranges, presets, display name, source setting) is in
+:mod:`generator.model_spaces`. This package's ``__init__`` imports no torch (the bot may read :data:`BACKENDS`);
 :func:`backend_class` imports the backend's module, and with it torch and diffusers.
 """
 
@@ -17,20 +18,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from generator.model_spaces import I2VGENXL, LTXV, MODEL_KEYS, WAN22_5B
+
 if TYPE_CHECKING:
     from generator.models.base import VideoBackend
 
-I2VGENXL = "i2vgenxl"
-WAN22_5B = "wan22-5b"
-LTXV = "ltxv"
-# key -> (module, class), in the order the models were added
+__all__ = ["BACKENDS", "I2VGENXL", "LTXV", "WAN22_5B", "backend_class"]
+
+# key -> (module, class), in generator.model_spaces' order
 BACKENDS: dict[str, tuple[str, str]] = {
     I2VGENXL: ("generator.models.i2vgenxl", "I2VGenXLBackend"),
     WAN22_5B: ("generator.models.wan", "WanBackend"),
     LTXV: ("generator.models.ltx", "LTXBackend"),
 }
-# key -> the setting naming its weights (a hub id, a folder, or tiny)
-SOURCE_SETTINGS: dict[str, str] = {I2VGENXL: "I2V_MODEL", WAN22_5B: "I2V_MODEL_WAN", LTXV: "I2V_MODEL_LTX"}
 
 
 def backend_class(key: str) -> type[VideoBackend]:
@@ -40,3 +40,7 @@ def backend_class(key: str) -> type[VideoBackend]:
     module, name = BACKENDS[key]
     cls: type[VideoBackend] = getattr(importlib.import_module(module), name)
     return cls
+
+
+if tuple(BACKENDS) != MODEL_KEYS:  # pragma: no cover - a model space without a backend, or the reverse
+    raise ImportError(f"backends {tuple(BACKENDS)} do not match the model spaces {MODEL_KEYS}")

@@ -368,6 +368,8 @@ class VideoBackend:
             raise TypeError(f"params must be GenerationParams, got {type(params).__name__}")
         if not isinstance(image, Image.Image):
             raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
+        if params.model != self.key:
+            raise ValueError(f"these parameters are for the model {params.model}, but this backend runs {self.key}")
         step = self.size_multiple()
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value < MIN_SIZE_PX or value % step:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from generator.model_source import load_pretrained
+from generator.model_spaces import I2VGENXL, SPACES
 from generator.models.base import Run, StepReporter, VideoBackend
 from generator.performance import WarmupShape, preset_warmup_shapes
 
@@ -23,7 +24,6 @@ CUDA_DECODE_CHUNK_FRAMES: int = 8  # frames per VAE decode call on a GPU (speed 
 CPU_DECODE_CHUNK_FRAMES: int = 16  # frames per VAE decode call on the CPU
 LOW_MEMORY_DECODE_CHUNK_FRAMES: int = 1  # frames per VAE decode call in low-memory mode
 HIGH_FPS_CONDITION_FROM: int = 12  # export fps from which the model is conditioned on 16 fps motion (else 8)
-SETTING = "I2V_MODEL"
 
 
 class _ProgressBar:
@@ -46,8 +46,8 @@ class _ProgressBar:
 class I2VGenXLBackend(VideoBackend):
     """A loaded I2VGen-XL pipeline kept warm between jobs."""
 
-    key: ClassVar[str] = "i2vgenxl"
-    label: ClassVar[str] = "I2VGen-XL"
+    key: ClassVar[str] = I2VGENXL
+    label: ClassVar[str] = SPACES[I2VGENXL].display_name
     frame_step: ClassVar[int] = 1
     size_step: ClassVar[int] = 8  # the VAE's factor; the UNet is at home with multiples of 64
     cuda_dtype: ClassVar[torch.dtype] = torch.float16
@@ -71,7 +71,7 @@ class I2VGenXLBackend(VideoBackend):
     def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
         from diffusers import I2VGenXLPipeline
 
-        return load_pretrained(I2VGenXLPipeline, source, dtype, label=cls.label, setting=SETTING)
+        return load_pretrained(I2VGenXLPipeline, source, dtype, label=cls.label, setting=SPACES[cls.key].source_setting)
 
     @classmethod
     def default_warmup_shapes(cls) -> tuple[WarmupShape, ...]:

@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from generator.model_source import load_pretrained
+from generator.model_spaces import LTXV, SPACES
 from generator.models.base import Run, StepReporter, VideoBackend
 from generator.performance import WarmupShape
 
-SETTING = "I2V_MODEL_LTX"
 # The distilled model's timesteps for its first pass (diffusers' LTX-Video docs, 0.9.7 distilled).
 DISTILLED_TIMESTEPS: tuple[float, ...] = (1000, 993, 987, 981, 975, 909, 725, 0.03)
 DISTILLED_GUIDANCE: float = 1.0
@@ -31,9 +31,9 @@ IMAGE_COND_NOISE_SCALE: float = 0.025  # noise added to the conditioning image's
 class LTXBackend(VideoBackend):
     """A loaded LTX-Video pipeline kept warm between jobs."""
 
-    key: ClassVar[str] = "ltxv"
-    label: ClassVar[str] = "LTX-Video"
-    frame_step: ClassVar[int] = 8
+    key: ClassVar[str] = LTXV
+    label: ClassVar[str] = SPACES[LTXV].display_name
+    frame_step: ClassVar[int] = SPACES[LTXV].frames.step
     size_step: ClassVar[int] = 32
     cuda_dtype: ClassVar[torch.dtype] = torch.bfloat16
     default_source: ClassVar[str] = "Lightricks/LTX-Video-0.9.7-distilled"
@@ -50,7 +50,8 @@ class LTXBackend(VideoBackend):
     def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
         from diffusers import LTXConditionPipeline
 
-        return load_pretrained(LTXConditionPipeline, source, dtype, label=cls.label, setting=SETTING)
+        return load_pretrained(LTXConditionPipeline, source, dtype, label=cls.label,
+                               setting=SPACES[cls.key].source_setting)
 
     def _pipeline_size_factor(self) -> int:
         return int(self.pipeline.vae_spatial_compression_ratio)

@@ -15,18 +15,17 @@ import torch
 from PIL import Image
 
 from generator.model_source import load_pretrained
+from generator.model_spaces import SPACES, WAN22_5B
 from generator.models.base import Run, StepReporter, VideoBackend
 from generator.performance import WarmupShape
-
-SETTING = "I2V_MODEL_WAN"
 
 
 class WanBackend(VideoBackend):
     """A loaded Wan 2.2 TI2V-5B pipeline kept warm between jobs."""
 
-    key: ClassVar[str] = "wan22-5b"
-    label: ClassVar[str] = "Wan 2.2 (5B)"
-    frame_step: ClassVar[int] = 4
+    key: ClassVar[str] = WAN22_5B
+    label: ClassVar[str] = SPACES[WAN22_5B].display_name
+    frame_step: ClassVar[int] = SPACES[WAN22_5B].frames.step
     size_step: ClassVar[int] = 32
     cuda_dtype: ClassVar[torch.dtype] = torch.bfloat16
     default_source: ClassVar[str] = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
@@ -46,7 +45,8 @@ class WanBackend(VideoBackend):
         # The TI2V-5B repository is written for WanPipeline; the image-to-video class takes the same components
         # and needs the 5B's timestep expansion said explicitly.
         return load_pretrained(WanImageToVideoPipeline, source, {"vae": torch.float32, "default": dtype},
-                               label=cls.label, setting=SETTING, expand_timesteps=True, boundary_ratio=None)
+                               label=cls.label, setting=SPACES[cls.key].source_setting, expand_timesteps=True,
+                               boundary_ratio=None)
 
     def _after_prepare(self) -> None:
         vae = self.pipeline.vae

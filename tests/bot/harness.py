@@ -219,7 +219,7 @@ class BotProcess:
 
     async def kept_bytes(self, user_id: int) -> tuple[int, int]:
         """(input images, videos) the store keeps for ``user_id``'s jobs."""
-        from jobs.retention import kept_bytes_of_user
+        from tests.store_reads import kept_bytes_of_user
 
         return await self.read(lambda session: kept_bytes_of_user(session, user_id))
 
@@ -311,6 +311,14 @@ def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
         if r.method == "POST" and r.path.startswith("/channels/") and r.path.endswith("/messages")
         and r.status == 200 and f"i2v:info:{job_id}" in custom_ids(r.json)
     ]
+
+
+def channel_messages_of_job(fake: FakeDiscord, job_id: int, channel_id: int | None = None) -> list[dict[str, Any]]:
+    """The messages the bot's token keeps in the channel for ``job_id`` (its status message, its result or notice),
+    oldest first; the interaction's ephemeral answers are not channel messages and are left out."""
+    named = re.compile(rf"#{job_id}\b")
+    return [m for m in fake.channel_messages(channel_id)
+            if int(m["author"]["id"]) == fake.bot_user_id and not m.get("webhook_id") and named.search(m["content"])]
 
 
 async def wait_result(fake: FakeDiscord, job_id: int, timeout: float = RESULT_TIMEOUT_S) -> RecordedRequest:

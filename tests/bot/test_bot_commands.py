@@ -17,9 +17,10 @@ import pytest
 from sqlalchemy import select, update
 
 from config.catalog import read_by
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Job, JobVideo, utcnow
-from jobs.queue import claim_next_job, enqueue_job, finish_job, mark_delivered
+from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from tests.jobs.storehelpers import GENEROUS, IMAGE, SHA, new_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

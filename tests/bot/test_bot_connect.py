@@ -153,7 +153,9 @@ async def test_online_line_quiet_start_and_sigterm_while_running(tmp_path: Path)
     output = "\n".join(run.lines)
     for noise in ("alembic", "PyNaCl", "davey", "DeprecationWarning", "FutureWarning", "voice"):
         assert noise not in output, output
-    assert all(LOG_LINE.match(line) for line in run.lines), output  # nothing but log lines: no stray warnings
+    # nothing but log lines (no stray warnings), and the operator's sign-in link printed on stdout as well
+    stray = [line for line in run.lines if not LOG_LINE.match(line)]
+    assert len(stray) == 1 and stray[0].startswith("Operator sign-in: http://127.0.0.1:"), output
 
 
 @pytest.mark.parametrize("delay_s", [0.5, 1.5, 3.0])

@@ -18,6 +18,7 @@ from bot.delivery import UPLOAD_RETRIES_MAX
 
 from jobs.models import JobStatus, Worker
 from tests.bot.harness import (
+    channel_messages_of_job,
     running_bot,
     SMALL,
     BotProcess,
@@ -177,6 +178,8 @@ async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord
     assert len(in_channel) == 1
     assert (await bot.job(job_id)).result_message_id == int(in_channel[0]["id"])
     assert len([r for r in fake.requests[before:] if r.method == "POST" and r.files]) == 1
+    # the restarted bot also removed the status message the result replaces: one message for the job
+    assert [m["id"] for m in channel_messages_of_job(fake, job_id)] == [in_channel[0]["id"]]
 
 
 async def test_token_expired_result_still_arrives_once_through_channel(world: tuple[FakeDiscord, BotProcess]) -> None:

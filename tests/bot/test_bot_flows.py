@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from jobs.models import JobStatus
 from tests.bot.harness import (
+    channel_messages_of_job,
     running_bot,
     SMALL,
     TOKEN,
@@ -56,7 +57,7 @@ async def test_commands_synced_with_exact_options(world: tuple[FakeDiscord, BotP
     assert animate is not None
     names = [o["name"] for o in animate["options"]]
     assert names == ["image", "prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                     "negative_prompt"]
+                     "negative_prompt", "spoiler"]
     by_name = {o["name"]: o for o in animate["options"]}
     assert [c["value"] for c in by_name["preset"]["choices"]] == ["quick", "standard", "high"]
     assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "512p", "768p", "1024p"]
@@ -89,7 +90,7 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     for expected in ("a cat turns its head slowly", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
                      "seed 1234", "took", f"<@{member.user_id}>"):
         assert expected in content, (expected, content)
-    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info")]
+    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report")]
     (upload,) = result.files
     assert upload.data[4:8] == b"ftyp"
     from generator.video import probe_mp4
@@ -101,13 +102,15 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     assert min(info.width, info.height) == 256
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=10)
     assert job.status == JobStatus.SUCCEEDED and job.result_message_id == int(result.response["id"])
-    # the status message reaches its final state, without the Cancel button
-    await fake.wait_for(
-        lambda r: r.method == "PATCH" and r.path == f"/channels/{fake.channel_id}/messages/{status.response['id']}"
-        and "Done" in (r.json or {}).get("content", "") and not custom_ids(r.json)
+    # the result takes the status message's place: one channel message for the job
+    deleted = await fake.wait_for(
+        lambda r: r.method == "DELETE" and r.path == f"/channels/{fake.channel_id}/messages/{status.response['id']}"
     )
+    assert deleted.status == 204 and deleted.time > result.time
     await asyncio.sleep(1.0)
     assert len(result_posts(fake, job_id)) == 1
+    ours = channel_messages_of_job(fake, job_id)
+    assert [int(m["id"]) for m in ours] == [int(result.response["id"])], ours
     # status edits: only on change, never closer together than STATUS_EDIT_INTERVAL_SECONDS (0.5 s here)
     edits = [r for r in fake.requests
              if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
@@ -377,12 +380,12 @@ async def test_delete_by_owner_and_refused_for_someone_else(world: tuple[FakeDis
     message_id = int(result.response["id"])
     refused = await fake.inject_component(f"i2v:delete:{job_id}", message_id, member=other)
     ack = await callback_of(fake, refused)
-    assert ack.json["data"]["flags"] == 64 and f"Only <@{owner.user_id}>" in ack.json["data"]["content"]
+    assert ack.json["data"]["flags"] == 64 and ack.json["data"]["content"] == f"There is no such job of yours (#{job_id}).", ack.json
     assert message_id in fake.messages
     # Info is for the requester (and the operator), ephemeral
     info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=other)
     info_ack = await callback_of(fake, info)
-    assert info_ack.json["data"]["flags"] == 64 and f"Only <@{owner.user_id}>" in info_ack.json["data"]["content"]
+    assert info_ack.json["data"]["flags"] == 64 and info_ack.json["data"]["content"] == f"There is no such job of yours (#{job_id}).", info_ack.json
     info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=owner)
     info_ack = await callback_of(fake, info)
     assert info_ack.json["data"]["flags"] == 64 and "Negative prompt" in info_ack.json["data"]["content"]
@@ -419,7 +422,7 @@ async def test_queue_then_cancel_queued_and_running(world: tuple[FakeDiscord, Bo
         lambda r: r.method == "POST" and f"i2v:cancel:{running_id}" in custom_ids(r.json)
     )
     stranger = await fake.inject_component(f"i2v:cancel:{running_id}", int(status.response["id"]), member=second)
-    assert "Only" in (await callback_of(fake, stranger)).json["data"]["content"]
+    assert (await callback_of(fake, stranger)).json["data"]["content"] == f"There is no such job of yours (#{running_id})."
     click = await fake.inject_component(f"i2v:cancel:{running_id}", int(status.response["id"]), member=first)
     assert f"Stopping job #{running_id}" in await followup_text(fake, click)
     job = await bot.wait_job(running_id, lambda j: j.status == JobStatus.CANCELLED)

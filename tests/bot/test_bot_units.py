@@ -51,8 +51,8 @@ def test_progress_bar() -> None:
 
 
 def _job(**changes: object) -> SimpleNamespace:
-    base = dict(id=7, user_id=99, prompt="waves <@1>", preset=None, resolution="256p", width=320, height=256,
-                frames=8, fps=8, steps=10, guidance=9.0, seed=3, status="queued", attempt=0, phase="queued",
+    base = dict(id=7, user_id=99, prompt="waves <@1>", model="i2vgenxl", preset=None, resolution="256p", width=320,
+                height=256, frames=8, fps=8, steps=10, guidance=9.0, seed=3, status="queued", attempt=0, phase="queued",
                 progress_step=0, progress_total=10, cancel_requested=False, error=None)
     base.update(changes)
     return SimpleNamespace(**base)

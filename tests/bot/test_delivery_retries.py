@@ -18,9 +18,11 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import DISCORD_PY_TRIES, UPLOAD_RETRIES_MAX, Delivery, DeliveryResult
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Job
-from jobs.queue import claim_next_job, enqueue_job, finish_job, find_job
+from jobs.queue import find_job
+from jobs.transitions import claim_next_job, finish_job
 from tests.fakediscord.client import running_client
 from tests.fakediscord.server import FakeDiscord
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job

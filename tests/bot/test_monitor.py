@@ -12,9 +12,10 @@ from typing import Any
 
 from bot.monitor import JobMonitor
 from bot.status import post_status_message
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
-from jobs.queue import enqueue_job, queue_position
-from tests.jobs.storehelpers import IMAGE, GENEROUS, new_job
+from jobs.queue import queue_position
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 STATUS_MESSAGE_ID = 900
 
@@ -48,7 +49,7 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         sessions = make_sessionmaker(engine)
         channel = _Channel()
         bot = SimpleNamespace(
-            sessions=sessions, readers=sessions, monitor=None,
+            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
             settings=SimpleNamespace(status_edit_interval=0.5, poll_interval=1.0, worker_dead_after=15.0,
                                      retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
@@ -87,8 +88,8 @@ async def test_retention_pass_prunes_old_bytes_and_their_disk_copies_only(sqlite
     from bot.delivery import output_filename
     from jobs.blobs import DATABASE_BLOBS
     from jobs.models import utcnow
-    from jobs.queue import claim_next_job, finish_job, mark_delivered
-    from jobs.retention import kept_bytes_of_user
+    from jobs.transitions import claim_next_job, finish_job, mark_delivered
+    from tests.store_reads import kept_bytes_of_user
 
     engine = make_engine(sqlite_url)
     outputs = tmp_path / "outputs"

@@ -24,6 +24,8 @@ class Fault:
     status: int = 500
     code: int = 0
     message: str = "fake fault"
+    errors: dict[str, Any] | None = None
+    """For ``status``: the ``errors`` object of the body (a 400 / 50035 names the fields it refuses there)."""
     retry_after: float = 0.0
     """Seconds, for ``rate_limit`` (body ``retry_after`` and ``Retry-After``) and ``exhaust`` (reset-after)."""
     is_global: bool = False
@@ -52,6 +54,13 @@ class Fault:
         if self.method is not None and self.method != method:
             return False
         return self.path is None or re.search(self.path, path) is not None
+
+    def error_body(self) -> dict[str, Any]:
+        """The JSON body of a ``status`` fault."""
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
 
     def rate_limit_body(self) -> dict[str, Any]:
         """The JSON body Discord sends with a 429."""

@@ -18,6 +18,14 @@ APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 """Interaction types."""
 
 
+def _leaf_schema(command: dict[str, Any] | None, path: list[str]) -> dict[str, dict[str, Any]]:
+    """Option name -> synced option of the leaf (sub)command at ``path``; {} when the command is not synced."""
+    options: list[dict[str, Any]] = (command or {}).get("options") or []
+    for part in path:
+        options = next((o.get("options") or [] for o in options if o.get("name") == part), [])
+    return {o["name"]: o for o in options if o.get("type") not in (1, 2)}
+
+
 class FakeInjector(FakeGateway):
     """Event injection on top of the gateway."""
 
@@ -88,6 +96,42 @@ class FakeInjector(FakeGateway):
         }
         if resolved:
             data["resolved"] = resolved
+        if synced and synced.get("guild_id"):
+            data["guild_id"] = synced["guild_id"]
+        interaction.payload["data"] = data
+        return await self._inject(interaction, timeout)
+
+    async def inject_autocomplete(
+        self, command: str, options: Mapping[str, Any], focused: str, *, member: FakeMember | None = None,
+        channel_id: int | None = None, guild_id: int | None = None, app_permissions: int = payloads.PERMS_ALL,
+        locale: str = "en-US", timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> FakeInteraction:
+        """Dispatch an autocomplete interaction (type 4) while the user types into option ``focused`` of ``command``.
+
+        As Discord sends it: the command's options filled so far, the focused one marked ``"focused": true`` with
+        the raw text typed so far as its value (a string whatever the option's type, "" before the first key).
+        The bot answers with callback type 8 and its choices (read them from the recorded callback).
+        """
+        if focused not in options:
+            raise ValueError(f"the focused option {focused!r} must be among the options")
+        name, *path = command.split()
+        interaction = self._interaction_base(AUTOCOMPLETE, member=member, channel_id=channel_id, guild_id=guild_id,
+                                             app_permissions=app_permissions, attachment_size_limit=None,
+                                             locale=locale)
+        synced = self.find_command(name, command_type=1, guild_id=interaction.guild_id)
+        typed = {key: value for key, value in options.items() if key != focused}
+        built, _ = build_options(synced, path, typed, guild=self.guilds.get(interaction.guild_id or 0))
+        leaf = built
+        for _part in path:
+            leaf = leaf[0]["options"]
+        schema = _leaf_schema(synced, path)
+        option_type = schema.get(focused, {}).get("type", 3)
+        if schema and not schema.get(focused, {}).get("autocomplete"):
+            raise ValueError(f"option {focused!r} of /{command} does not have autocomplete in the synced schema")
+        leaf.append({"name": focused, "type": option_type, "value": str(options[focused]), "focused": True})
+        data: dict[str, Any] = {
+            "id": synced["id"] if synced else str(payloads.snowflake()), "name": name, "type": 1, "options": built,
+        }
         if synced and synced.get("guild_id"):
             data["guild_id"] = synced["guild_id"]
         interaction.payload["data"] = data

@@ -127,8 +127,9 @@ def role_payload(role_id: int, name: str, permissions: int, *, position: int = 0
     }
 
 
-def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position: int = 0) -> dict[str, Any]:
-    """A guild text channel (type 0)."""
+def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position: int = 0,
+                         nsfw: bool = False) -> dict[str, Any]:
+    """A guild text channel (type 0); ``nsfw``: age-restricted."""
     return {
         "id": str(channel_id),
         "type": 0,
@@ -136,7 +137,7 @@ def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position:
         "name": name,
         "position": position,
         "permission_overwrites": [],
-        "nsfw": False,
+        "nsfw": nsfw,
         "topic": None,
         "last_message_id": None,
         "rate_limit_per_user": 0,

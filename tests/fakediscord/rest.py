@@ -12,8 +12,22 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.discord_limits import INVALID_FORM_BODY, INVALID_FORM_BODY_MESSAGE, Problem, discord_errors
+
 from . import payloads
 from .inject import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, FakeInjector
+from .limits import (
+    CB_AUTOCOMPLETE,
+    CB_DEFER,
+    CB_DEFER_UPDATE,
+    CB_MESSAGE,
+    CB_MODAL,
+    CB_UPDATE,
+    callback_problems,
+    command_problems,
+    message_problems,
+    sync_problems,
+)
 from .records import RecordedFile, RecordedRequest
 from .state import FakeInteraction
 
@@ -21,8 +35,6 @@ INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
 JSON_CONTENT_TYPE = "application/json"
 """discord.py only parses bodies whose Content-Type is exactly this (no charset)."""
-CB_MESSAGE, CB_DEFER, CB_DEFER_UPDATE, CB_UPDATE, CB_AUTOCOMPLETE, CB_MODAL = 4, 5, 6, 7, 8, 9
-"""Interaction callback types."""
 _ALLOWED_CALLBACKS = {
     APPLICATION_COMMAND: {CB_MESSAGE, CB_DEFER, CB_MODAL},
     MESSAGE_COMPONENT: {CB_MESSAGE, CB_DEFER, CB_DEFER_UPDATE, CB_UPDATE, CB_MODAL},
@@ -32,12 +44,27 @@ _ALLOWED_CALLBACKS = {
 
 
 class HTTPError(Exception):
-    """Raised by route handlers; answered with Discord's JSON error body ``{"message", "code"}``."""
+    """Raised by route handlers; answered with Discord's JSON error body ``{"message", "code"}`` (and ``errors``
+    for an invalid form body)."""
 
-    def __init__(self, status: int, code: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code} {message}")
+    def __init__(self, status: int, code: int, message: str, headers: Mapping[str, str] | None = None,
+                 errors: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code} {message}" + (f" {errors}" if errors else ""))
         self.status, self.code, self.message = status, code, message
         self.headers = dict(headers or {})
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+
+def refuse_invalid(found: list[Problem]) -> None:
+    """Raise Discord's 400 / 50035 "Invalid Form Body" naming every broken field, if any."""
+    if found:
+        raise HTTPError(400, INVALID_FORM_BODY, INVALID_FORM_BODY_MESSAGE, errors=discord_errors(found))
 
 
 @dataclasses.dataclass
@@ -140,8 +167,6 @@ class FakeRest(FakeInjector):
         if not (content or data.get("embeds") or body.files or data.get("components") or data.get("sticker_ids")
                 or data.get("poll")):
             raise HTTPError(400, 50006, "Cannot send an empty message")
-        if len(content) > 2000:
-            raise HTTPError(400, 50035, f"Invalid Form Body: content is {len(content)} characters (max 2000)")
         referenced = None
         if reference is not None:
             referenced = self.messages.get(int(reference["message_id"]))
@@ -287,8 +312,7 @@ class FakeRest(FakeInjector):
     async def _put_commands(self, record: RecordedRequest, body: Body, application_id: str,
                             guild_id: str | None = None) -> tuple[int, Any]:
         pool = self._command_pool(application_id, guild_id)
-        if not isinstance(body.json, list):
-            raise HTTPError(400, 50035, "Invalid Form Body: expected a list of commands")
+        refuse_invalid(sync_problems(body.json))
         new = [self._stored_command(c, guild_id, pool) for c in body.json]
         pool[:] = new
         return 200, new
@@ -296,6 +320,7 @@ class FakeRest(FakeInjector):
     async def _post_command(self, record: RecordedRequest, body: Body, application_id: str,
                             guild_id: str | None = None) -> tuple[int, Any]:
         pool = self._command_pool(application_id, guild_id)
+        refuse_invalid(command_problems(body.json))
         stored = self._stored_command(body.json or {}, guild_id, pool)
         pool[:] = [c for c in pool if c["id"] != stored["id"]] + [stored]
         return 200, stored
@@ -318,6 +343,7 @@ class FakeRest(FakeInjector):
     async def _callback(self, record: RecordedRequest, body: Body, interaction_id: str,
                         token: str) -> tuple[int, Any]:
         interaction = self._interaction(interaction_id, token)
+        refuse_invalid(callback_problems(body.json))
         if self.callback_deadline is not None and time.monotonic() - interaction.created_at > self.callback_deadline:
             raise HTTPError(404, 10062, "Unknown interaction")
         if interaction.acknowledged:
@@ -398,6 +424,7 @@ class FakeRest(FakeInjector):
     async def _webhook_execute(self, record: RecordedRequest, body: Body, application_id: str,
                                token: str) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
+        refuse_invalid(message_problems(body.json, route="webhook"))
         original = self.messages.get(interaction.original_message_id or 0)
         if original is not None and original["flags"] & payloads.MESSAGE_FLAG_LOADING and \
                 interaction.response_type == CB_DEFER:
@@ -422,6 +449,7 @@ class FakeRest(FakeInjector):
                             message_id: str) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
         message = self._webhook_message(interaction, message_id)
+        refuse_invalid(message_problems(body.json, route="edit"))
         self._apply_edit(message, body, interaction.attachment_size_limit)
         await self._echo("MESSAGE_UPDATE", message)
         return 200, message
@@ -445,6 +473,7 @@ class FakeRest(FakeInjector):
 
     async def _create_message(self, record: RecordedRequest, body: Body, channel_id: str) -> tuple[int, Any]:
         channel = self._channel(channel_id)
+        refuse_invalid(message_problems(body.json, route="create"))
         reference = (body.json or {}).get("message_reference")
         if reference is not None:
             reference = {"type": 0, "channel_id": channel_id, **reference}
@@ -463,6 +492,7 @@ class FakeRest(FakeInjector):
         message = self._channel_message(channel_id, message_id)
         if int(message["author"]["id"]) != self.bot_user_id:
             raise HTTPError(403, 50005, "Cannot edit a message authored by another user")
+        refuse_invalid(message_problems(body.json, route="edit"))
         self._apply_edit(message, body, self._channel_upload_limit(channel))
         await self._echo("MESSAGE_UPDATE", message)
         return 200, message

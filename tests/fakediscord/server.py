@@ -106,10 +106,11 @@ class FakeDiscord(FakeRest):
         return fault
 
     def fail(self, *, status: int = 500, code: int = 0, message: str = "fake failure", method: str | None = None,
-             path: str | None = None, times: int | None = 1) -> Fault:
-        """Answer matching requests with ``status`` and Discord's JSON error body (5xx: discord.py retries)."""
+             path: str | None = None, times: int | None = 1, errors: dict[str, Any] | None = None) -> Fault:
+        """Answer matching requests with ``status`` and Discord's JSON error body (5xx: discord.py retries);
+        ``errors`` goes into the body as Discord's field errors of a 400 / 50035."""
         return self.add_fault(Fault("status", method=method, path=path, times=times, status=status, code=code,
-                                    message=message))
+                                    message=message, errors=errors))
 
     def rate_limit(self, *, retry_after: float = 0.2, is_global: bool = False, method: str | None = None,
                    path: str | None = None, times: int | None = 1) -> Fault:
@@ -198,7 +199,7 @@ class FakeDiscord(FakeRest):
                 if fault.is_global:
                     headers["X-RateLimit-Global"] = "true"
                 return json_response(429, fault.rate_limit_body(), headers)
-            return json_response(fault.status, {"message": fault.message, "code": fault.code})
+            return json_response(fault.status, fault.error_body())
         return None
 
     def _exhaust_headers(self, record: RecordedRequest) -> dict[str, str]:
@@ -217,7 +218,7 @@ class FakeDiscord(FakeRest):
             body = await self._read_body(request)
         except HTTPError as error:
             record = self._record(request, path, None)
-            return self._finish(record, json_response(error.status, {"message": error.message, "code": error.code}))
+            return self._finish(record, json_response(error.status, error.body()))
         record = self._record(request, path, body)
         faulted = await self._apply_faults(record)
         if faulted is not None:
@@ -232,8 +233,7 @@ class FakeDiscord(FakeRest):
             try:
                 status, result = await handler(record, body, *match.groups())
             except HTTPError as error:
-                return self._finish(record, json_response(error.status, {"message": error.message,
-                                                                          "code": error.code}, error.headers))
+                return self._finish(record, json_response(error.status, error.body(), error.headers))
             headers = self._exhaust_headers(record)
             if status == 204:
                 return self._finish(record, web.Response(status=204, headers=headers))

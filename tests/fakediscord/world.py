@@ -85,10 +85,11 @@ class FakeWorld:
         self.add_channel(guild.id, channel_name)
         return guild
 
-    def add_channel(self, guild_id: int, name: str) -> dict[str, Any]:
-        """A text channel in ``guild_id``."""
+    def add_channel(self, guild_id: int, name: str, *, nsfw: bool = False) -> dict[str, Any]:
+        """A text channel in ``guild_id``; ``nsfw``: an age-restricted channel."""
         guild = self._guild(guild_id)
-        channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels))
+        channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels),
+                                                nsfw=nsfw)
         guild.channels[int(channel["id"])] = channel
         self.channels[int(channel["id"])] = channel
         return channel

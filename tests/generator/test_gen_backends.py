@@ -20,19 +20,22 @@ from generator.faults import FaultPlan
 from generator.models import BACKENDS, I2VGENXL, LTXV, WAN22_5B, backend_class
 from generator.models.base import GenerationCancelled, GenerationOutOfMemory, VideoBackend
 from generator.models.tiny import UNK_TOKEN, build_tiny_word_tokenizer
+from generator.model_spaces import SPACES
 from generator.params import GenerationParams
 from generator.video import encode_mp4, probe_mp4
 
 SIZE = 64  # px; a multiple of every model's size step
 FRAMES = {I2VGENXL: 10, WAN22_5B: 13, LTXV: 17}  # counts each model accepts (any; 4k+1; 8k+1)
-BAD_FRAMES = {WAN22_5B: 12, LTXV: 16}
-STEPS = 10  # the fewest the parameters allow; a step is one transformer call on these models
+GUIDANCE = {I2VGENXL: 3.0, WAN22_5B: 3.0, LTXV: 1.0}  # LTX-Video's distilled model takes 1.0 only
+STEPS = 10  # within every model's range; a step is one UNet or transformer call
+FPS = 24  # within every model's range
 
 
-def _params(key: str, *, seed: int = 7, steps: int = STEPS, frames: int | None = None) -> GenerationParams:
+def _params(key: str, *, seed: int = 7, steps: int = STEPS) -> GenerationParams:
+    resolution = next(iter(SPACES[key].resolutions))
     return GenerationParams(prompt="the boat sails to the right", negative_prompt="blurry, static",
-                            resolution="512p", frames=FRAMES[key] if frames is None else frames, fps=8,
-                            steps=steps, guidance=3.0, seed=seed)
+                            resolution=resolution, frames=FRAMES[key], fps=FPS, steps=steps,
+                            guidance=GUIDANCE[key], seed=seed, model=key)
 
 
 def _arrays(frames: list[Image.Image]) -> np.ndarray:
@@ -82,7 +85,7 @@ def test_mp4_decodes_to_the_frames_asked_for(backend: VideoBackend, sample_image
     out = tmp_path / f"{backend.key}.mp4"
     encode_mp4(frames, out, params.fps)
     info = probe_mp4(out)
-    assert (info.frames, info.fps, info.width, info.height) == (params.frames, 8.0, SIZE, SIZE)
+    assert (info.frames, info.fps, info.width, info.height) == (params.frames, float(FPS), SIZE, SIZE)
 
 
 def test_same_seed_same_video_other_seed_other_video(backend: VideoBackend, sample_image: Image.Image) -> None:
@@ -96,9 +99,9 @@ def test_same_seed_same_video_other_seed_other_video(backend: VideoBackend, samp
 
 def test_progress_once_per_step_then_decoding(backend: VideoBackend, sample_image: Image.Image) -> None:
     events: list[object] = []
-    backend.generate(sample_image, _params(backend.key, steps=12), width=SIZE, height=SIZE,
+    backend.generate(sample_image, _params(backend.key), width=SIZE, height=SIZE,
                      on_step=lambda step, total: events.append((step, total)), on_phase=events.append)
-    assert events == ["denoising", *[(k, 12) for k in range(1, 13)], "decoding"]
+    assert events == ["denoising", *[(k, STEPS) for k in range(1, STEPS + 1)], "decoding"]
 
 
 def test_cancel_at_step_k_stops_before_decoding(backend: VideoBackend, sample_image: Image.Image,
@@ -159,15 +162,21 @@ def test_injected_out_of_memory_then_the_low_memory_retry_succeeds(
 
 
 @pytest.mark.parametrize("key", [WAN22_5B, LTXV])
-def test_frame_counts_and_sizes_the_model_cannot_make_are_refused_by_name(
+def test_what_the_model_cannot_make_is_refused_by_name(
     key: str, tiny_backends: dict[str, VideoBackend], sample_image: Image.Image
 ) -> None:
     backend = tiny_backends[key]
-    rule = f"{backend.frame_multiple()}k+1"
-    with pytest.raises(ValueError, match=re.escape(f"frames must be {rule} for {backend.label}")):
-        backend.generate(sample_image, _params(key, frames=BAD_FRAMES[key]), width=SIZE, height=SIZE)
     with pytest.raises(ValueError, match="width must be a multiple of 32 .* for " + re.escape(backend.label)):
         backend.generate(sample_image, _params(key), width=48, height=SIZE)
+    other = tiny_backends[I2VGENXL]
+    with pytest.raises(ValueError, match=f"parameters are for the model {key}, but this backend runs i2vgenxl"):
+        other.generate(sample_image, _params(key), width=SIZE, height=SIZE)
+    # a frame count off the model's rule never reaches it (GenerationParams refuses it); the backend checks too
+    odd = _params(key)
+    object.__setattr__(odd, "frames", FRAMES[key] + 1)
+    rule = f"{backend.frame_multiple()}k+1"
+    with pytest.raises(ValueError, match=re.escape(f"frames must be {rule} for {backend.label}")):
+        backend.generate(sample_image, odd, width=SIZE, height=SIZE)
 
 
 def test_the_tiny_tokenizer_is_word_level_and_built_in_code() -> None:

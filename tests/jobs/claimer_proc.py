@@ -9,7 +9,7 @@ import asyncio
 import sys
 
 from jobs.db import make_engine, make_sessionmaker
-from jobs.queue import claim_next_job
+from jobs.transitions import claim_next_job
 
 LEASE_S = 300.0
 

@@ -62,9 +62,11 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     """The PostgreSQL heartbeat transaction (and only it) skips the commit's WAL flush wait; the next
     transaction on the same connection is durable again, and the write itself is fenced as before."""
     from sqlalchemy import text
-    from storehelpers import IMAGE, GENEROUS, new_job
+    from storehelpers import GENEROUS, IMAGE, new_job
 
-    from jobs.queue import claim_next_job, enqueue_job, report_progress
+    from jobs.admission import enqueue_job
+    from jobs.heartbeat import report_progress
+    from jobs.transitions import claim_next_job
 
     engine = make_engine(pg_url, pool_size=1, max_overflow=0)
     sessions = make_sessionmaker(engine)
@@ -117,7 +119,12 @@ async def test_driver_floor_worker_processes(db_url: str, monkeypatch) -> None: 
 
 async def test_race_controls_run(pg_url: str) -> None:
     """bench/races.py's negative controls run (a few jobs and users, so no race is expected): they cannot rot."""
-    from bench.races import REQUEST_COST_S, REQUESTS_PER_USER, admission_without_account_lock, claims_without_skip_locked
+    from bench.races import (
+        REQUEST_COST_S,
+        REQUESTS_PER_USER,
+        admission_without_account_lock,
+        claims_without_skip_locked,
+    )
 
     claims = await claims_without_skip_locked(pg_url, 12)
     assert claims.jobs == 12 and claims.claims >= 12

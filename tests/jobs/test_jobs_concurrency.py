@@ -16,11 +16,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from storehelpers import IMAGE, bulk_queue, new_job
 
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
 from jobs.errors import OverBudget
 from jobs.models import Job, JobStatus
-from jobs.queue import claim_next_job, enqueue_job
-from jobs.quota import QuotaPolicy, ledger_consistent, quota_status
+from jobs.quota import QuotaPolicy, quota_status
+from jobs.transitions import claim_next_job
+from tests.store_reads import ledger_consistent
 
 JOBS = 2_000
 CLAIMERS = 4

@@ -7,11 +7,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.audit import list_actions, record_action
-from jobs.control import BannedHere, ban_from_guild, pause_guild, resume_guild, unban_from_guild
-from jobs.holds import pause_state
+from jobs.admission import enqueue_job
+from jobs.audit import record_action
+from jobs.control import (
+    BannedHere,
+    ban_from_guild,
+    pause_guild,
+    pause_queue,
+    pause_state,
+    resume_guild,
+    resume_queue,
+    unban_from_guild,
+)
 from jobs.models import AuditLog, Job, JobStatus
-from jobs.queue import claim_next_job, enqueue_job, pause_queue, resume_queue
+from jobs.transitions import claim_next_job
+from tests.store_reads import list_actions
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
@@ -106,7 +116,7 @@ async def test_audit_scope_defaults_from_guild_and_is_checked(db_sessionmaker: S
 
 
 async def test_a_servers_audit_page_leaves_out_bot_wide_and_other_servers_rows(db_sessionmaker: Sessions) -> None:
-    from jobs.stats import audit_page
+    from jobs.listings import audit_page
 
     async with db_sessionmaker() as s, s.begin():
         await record_action(s, actor_id=1, action="ban_user")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import make_engine, make_sessionmaker, migrate, run_alembic
 from jobs.models import InputImage, Job, JobPhase, JobStatus, QuotaLedger
-from jobs.queue import claim_next_job
+from jobs.transitions import claim_next_job
 
 PREVIOUS_HEAD = "0001"
 

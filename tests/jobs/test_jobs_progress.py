@@ -9,14 +9,15 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from storehelpers import IMAGE, GENEROUS, new_job, sqlite_write_lock_free
+from storehelpers import GENEROUS, IMAGE, new_job, sqlite_write_lock_free
 
+from jobs.admission import enqueue_job
+from jobs.heartbeat import ProgressWriter, report_progress
 from jobs.models import Job, utcnow
-from jobs.progress import ProgressWriter
-from jobs.queue import cancel_job, claim_next_job, enqueue_job, report_progress, rescue_expired
+from jobs.rescue import rescue_expired
+from jobs.transitions import cancel_job, claim_next_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

@@ -7,36 +7,29 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import IMAGE, GENEROUS, new_job
+from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.audit import list_actions, record_action
+from jobs.admission import enqueue_job
+from jobs.audit import record_action
+from jobs.control import clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
+from jobs.heartbeat import report_progress
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
-from jobs.queue import (
+from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
+from jobs.quota import QuotaPolicy, quota_status
+from jobs.rescue import rescue_expired
+from jobs.transitions import (
     CancelOutcome,
     cancel_job,
     claim_next_job,
-    clear_queue,
-    enqueue_job,
     fail_job,
     finish_cancelled,
     finish_job,
-    get_job,
-    is_paused,
     mark_delivered,
-    pause_queue,
-    QueuePosition,
-    queue_position,
     release_job,
-    report_progress,
-    rescue_expired,
-    resume_queue,
-    set_status_message,
-    undelivered_jobs,
-    user_jobs,
 )
-from jobs.quota import QuotaPolicy, ledger_consistent, quota_status
-from jobs.workers import list_workers, upsert_worker
+from jobs.workers import upsert_worker
+from tests.store_reads import get_job, ledger_consistent, list_actions, list_workers
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

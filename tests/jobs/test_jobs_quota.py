@@ -9,23 +9,22 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storehelpers import IMAGE, SHA, new_job
 
-from jobs.audit import list_actions
+from jobs.admission import DEFAULT_COST_MODEL, CostModel, calibrate, enqueue_job, estimate_cost
+from jobs.control import update_guild_settings
 from jobs.errors import Banned, OverBudget, OverGuildCap, QueueFull, RequestRefused, TooManyPending
-from jobs.guilds import get_guild_settings, update_guild_settings
-from jobs.models import Job, JobSource, JobStatus, PRIORITY_NORMAL, utcnow
-from jobs.queue import claim_next_job, enqueue_job, finish_job
-from jobs.cost import DEFAULT_COST_MODEL, CostModel, calibrate, estimate_cost
+from jobs.models import PRIORITY_NORMAL, Job, JobSource, JobStatus, utcnow
 from jobs.quota import (
     QuotaPolicy,
     ban_user,
     effective_limits,
-    list_role_tiers,
     quota_status,
     remove_role_tier,
     set_role_tier,
     set_user_limit,
     unban_user,
 )
+from jobs.transitions import claim_next_job, finish_job
+from tests.store_reads import get_guild_settings, list_actions, list_role_tiers
 
 Sessions = async_sessionmaker[AsyncSession]
 POLICY = QuotaPolicy(daily_gpu_seconds=100.0, max_pending=5)

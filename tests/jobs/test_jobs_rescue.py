@@ -8,17 +8,13 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storehelpers import GENEROUS, IMAGE, new_job
 
+from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
+from jobs.heartbeat import report_progress
 from jobs.models import Job, JobPhase, JobStatus, JobVideo, LedgerKind, QuotaLedger, Worker, WorkerState, utcnow
-from jobs.queue import (
-    claim_next_job,
-    enqueue_job,
-    finish_job,
-    queue_position,
-    queue_positions,
-    report_progress,
-    rescue_dead_workers,
-)
+from jobs.queue import queue_position, queue_positions
+from jobs.rescue import rescue_dead_workers
+from jobs.transitions import claim_next_job, finish_job
 from jobs.workers import heartbeat, register_worker, rescue_dead_on_host, upsert_worker
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.listings import NO_PRESET
-from jobs.metrics_snapshot import DURATION_BUCKETS_SECONDS, read_metrics_snapshot
 from jobs.models import Job, JobSource, JobStatus, Worker, WorkerState
+from jobs.stats import DURATION_BUCKETS_SECONDS, read_metrics_snapshot
 from web.metrics import UPLOAD_RETRY_REASONS, LoopLag, metrics_handler
 
 Sessions = async_sessionmaker[AsyncSession]

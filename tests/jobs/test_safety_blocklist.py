@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT
+from jobs.admission import enqueue_job
 from jobs.errors import PromptBlocked
 from jobs.models import AuditLog, Job, QuotaLedger, utcnow
-from jobs.queue import enqueue_job
 from jobs.quota import QuotaPolicy
 from jobs.safety import (
     LIST_BOT,

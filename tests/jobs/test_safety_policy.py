@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.models import GuildSettings, Job, JobSource, Report, utcnow
-from jobs.queue import claim_next_job, enqueue_job, finish_job, mark_delivered
 from jobs.retention import delete_user_data, prune_finished
 from jobs.safety import (
     REPORT_DELETED,
@@ -32,6 +32,7 @@ from jobs.safety import (
     stricter,
     withheld_message,
 )
+from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from tests.jobs.storehelpers import GENEROUS, GUILD, IMAGE, new_job
 from web.delivery import deliver_web_jobs
 

@@ -11,17 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.listings import NO_PRESET, queue_page
 from jobs.models import PRIORITY_ADMIN, Job, JobSource, JobStatus, QueueState, Worker, WorkerState
-from jobs.stats import (
-    NO_PRESET,
-    UNKNOWN_FAILURE,
-    admin_stats,
-    durations,
-    nearest_rank,
-    period_stats,
-    queue_page,
-    worker_infos,
-)
+from jobs.stats import UNKNOWN_FAILURE, admin_stats, durations, nearest_rank, period_stats, worker_infos
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 GUILD_A = 111
@@ -263,7 +255,7 @@ async def test_worker_infos_marks_stale_and_hides_stopped(db_sessionmaker: async
 
 async def test_audit_page_newest_first_with_guild_scope(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     from jobs.audit import record_action
-    from jobs.stats import audit_page
+    from jobs.listings import audit_page
 
     async with db_sessionmaker.begin() as session:
         # Same timestamp for the first three: the id keeps their order.

@@ -10,8 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.models import WebSession, WebSignInLink, utcnow
-from jobs.operators import LOCAL_OPERATOR_ID, FirstOperator, app_operators, first_operator, record_app_operators
-from jobs.web_sessions import create_link, end_session, find_session, latest_roles, redeem_link
+from jobs.web_sessions import (
+    LOCAL_OPERATOR_ID,
+    FirstOperator,
+    app_operators,
+    create_link,
+    end_session,
+    find_session,
+    first_operator,
+    latest_roles,
+    record_app_operators,
+    redeem_link,
+)
 
 
 async def test_a_link_works_once(db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:

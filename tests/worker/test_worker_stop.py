@@ -11,8 +11,8 @@ from workerharness import (
     Db,
     WorkerPool,
     enqueue_jobs,
-    make_input,
     files_in,
+    make_input,
     pid_alive,
     wait_until,
     worker_env,
@@ -21,7 +21,7 @@ from workerharness import (
 from generator.supervisor import WorkerSupervisor
 from generator.worker_child import GIVE_BACK_ALLOWANCE_S
 from jobs.models import JobStatus, LedgerKind
-from jobs.queue import CancelOutcome, cancel_job
+from jobs.transitions import CancelOutcome, cancel_job
 
 STEP_S = 0.4  # seconds per denoising step (test hook)
 STARTUP_TIMEOUT_S = 60.0
