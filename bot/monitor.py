@@ -3,10 +3,10 @@
 Every ``POLL_INTERVAL_SECONDS`` (or at once when woken) it reads the pending jobs that have a status message and
 edits each message only when its text changed and at most once per ``STATUS_EDIT_INTERVAL_SECONDS``; then it
 delivers every job ``jobs.queue.undelivered_jobs`` returns (on start-up this is what succeeded while the bot was
-down). It is also a rescuer: every ``RESCUE_INTERVAL_SECONDS`` it requeues the running jobs of workers that missed
-their heartbeats for ``WORKER_DEAD_AFTER`` seconds (``rescue_dead_workers``) and of expired leases
-(``rescue_expired``), so a dead worker's job runs again within seconds. Every ``RETENTION_INTERVAL_SECONDS`` (a setting) it
-prunes the stored images and videos of jobs that finished more than ``RETENTION_DAYS`` ago, and their disk copies.
+down). It also runs the store's maintenance (``jobs.maintenance.Maintenance``): every few seconds it requeues the
+running jobs of dead workers and of expired leases, so a dead worker's job runs again within seconds, and every
+RETENTION_INTERVAL_SECONDS it prunes the stored images and videos of jobs that finished more than RETENTION_DAYS
+ago, and their disk copies.
 Status messages' positions come from one query for the whole queue (``queue_positions``).
 """
 
@@ -15,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
+from bot.delivery import Delivery, DeliveryResult
 from bot.render import AVAILABLE_AGAIN, render_status, status_key
 from bot.status import EditOutcome, edit_status_message, post_missing_status
 from jobs.control import pause_state
+from jobs.maintenance import Maintenance
 from jobs.models import JobSource, JobStatus
 from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
 from jobs.requests import availability_notice
-from jobs.rescue import rescue_dead_workers, rescue_expired
-from jobs.retention import prune_finished
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
-RESCUE_INTERVAL_SECONDS = 2.0  # how often dead workers' jobs and expired leases are requeued (a write transaction)
-SECONDS_PER_DAY = 86400.0
 
 
 class JobMonitor:
@@ -53,8 +49,10 @@ class JobMonitor:
         self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
-        self._rescued_at = 0.0  # monotonic time of the last rescue pass
-        self._pruned_at: float | None = None  # monotonic time of the last retention pass
+        settings = bot.settings
+        self.maintenance = Maintenance(bot.sessions, dead_after_s=settings.worker_dead_after,
+                                       retention_days=settings.retention_days,
+                                       retention_interval_s=settings.retention_interval, output_dir=settings.output_dir)
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
         self._unposted: set[int] = set()  # queued jobs whose first status-message post failed (post_later)
         self._told_unavailable: set[int] = set()  # queued jobs whose status said video generation is unavailable
@@ -123,21 +121,8 @@ class JobMonitor:
             self._wake.clear()
 
     async def tick(self) -> None:
-        """One pass: rescue dead workers' jobs and expired leases, prune old bytes, refresh status messages, start
-        deliveries."""
-
-        if time.monotonic() - self._rescued_at >= RESCUE_INTERVAL_SECONDS:
-            self._rescued_at = time.monotonic()
-            async with self.bot.sessions.begin() as session:
-                dead = await rescue_dead_workers(session, dead_after_s=self.bot.settings.worker_dead_after)
-                expired = await rescue_expired(session)
-            if dead:
-                log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
-            if expired:
-                log.warning("requeued jobs whose lease expired: %s", expired)
-        if self._pruned_at is None or time.monotonic() - self._pruned_at >= self.bot.settings.retention_interval:
-            self._pruned_at = time.monotonic()
-            await self.prune()
+        """One pass: the store's maintenance when it is due, then refresh status messages and start deliveries."""
+        await self.maintenance.run_due()
         if self._unposted:
             await post_missing_status(self.bot, self._unposted)
         async with self.bot.readers() as session:
@@ -176,26 +161,6 @@ class JobMonitor:
         else:
             worker = AVAILABLE_AGAIN if job.id in self._told_unavailable else None
         return "\n".join(line for line in (worker, paused.get(job.guild_id)) if line) or None
-
-    async def prune(self) -> list[int]:
-        """Remove the stored bytes (and disk copies) of jobs that finished more than RETENTION_DAYS ago."""
-
-        days = self.bot.settings.retention_days
-        if days <= 0:
-            return []
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=days * SECONDS_PER_DAY)
-        pruned: list[int] = []
-        while True:
-            async with self.bot.sessions.begin() as session:
-                batch = await prune_finished(session, finished_before=cutoff)
-            await remove_disk_copies(self.bot, batch)
-            pruned += batch
-            if not batch:
-                break
-        if pruned:
-            log.info("retention: removed the stored images and videos of %d finished job(s): %s", len(pruned),
-                     pruned[:20])
-        return pruned
 
     async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None,
                           notice: str | None = None) -> None:

@@ -65,6 +65,12 @@ async def post_missing_status(bot: I2VBot, job_ids: set[int]) -> None:
             continue
         try:
             await post_status_message(bot, job, position=None, eta_seconds=None)
+        except (discord.Forbidden, discord.NotFound) as error:
+            # the channel is closed to the bot or gone: asking again only burns Discord's invalid-request allowance;
+            # the job runs on, and delivery tells the requester
+            log.warning("job %s: its channel refuses the status message (%s); not trying again", job_id, error.status)
+            job_ids.discard(job_id)
+            continue
         except Exception:
             log.warning("posting the status message of job %s failed again; will retry", job_id, exc_info=True)
             continue

@@ -349,7 +349,7 @@ class WorkerProcess(JobExecution):
                 self.request_stop()
 
     async def _rescue(self) -> None:
-        from jobs.rescue import rescue_dead_workers, rescue_expired
+        from jobs.maintenance import rescue_dead_workers, rescue_expired
 
         try:
             async with self._session() as session, session.begin():

@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import delete_user_data
+from bot.delivery import delete_user_data_and_copies
 from bot.errors import NotYours
 from bot.permissions import is_operator
 
@@ -44,11 +44,11 @@ class MyData(commands.Cog):
             Operator only: whose data to delete (default: yours).
         """
         target = user or interaction.user
-        if target.id != interaction.user.id and not is_operator(interaction, self.bot.settings):  # a bot-wide power
+        if target.id != interaction.user.id and not is_operator(interaction, self.bot.operators):  # a bot-wide power
             log.warning("user %s may not delete the data of user %s", interaction.user.id, target.id)
             raise NotYours(OPERATOR_ONLY)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        deleted = await delete_user_data(self.bot, target.id, by=interaction.user.id)
+        deleted = await delete_user_data_and_copies(self.bot, target.id, by=interaction.user.id)
         whose = "your" if target.id == interaction.user.id else f"<@{target.id}>'s"
         text = f"Deleted the stored images and videos of {len(deleted.job_ids)} of {whose} jobs."
         if deleted.reports:

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import JobNotFound
+from bot.errors import NoSuchJob
 from bot.job_choices import job_id_choices
 from bot.render import render_my_queue
 from bot.requests import cancel_job_for, load_own_job
@@ -55,7 +55,7 @@ class Queue(commands.Cog):
                 latest = await user_jobs(session, interaction.user.id, limit=1)
             job = latest[0].id if latest else None
             if job is None:
-                raise JobNotFound("You have no queued or running video to cancel.")
+                raise NoSuchJob("You have no queued or running video to cancel.")
         target = await load_own_job(self.bot, interaction, job, "cancel", server_admins=True)
         await interaction.followup.send(await cancel_job_for(self.bot, target), ephemeral=True)
 
