@@ -264,8 +264,11 @@ def render_result(job: Job) -> str:
 
 
 def render_notice(job: Job) -> str:
-    """The text posted for a job that failed or was cancelled."""
+    """The text posted for a job that failed or was cancelled, or whose video the safety check kept out of the
+    channel (no reason given in public: its requester is told privately)."""
     status = job.status.value
+    if status == "succeeded" and job.withheld_at is not None:  # the reason goes privately
+        return f"🔒 <@{job.user_id}>, the video of job #{job.id} was made but not posted here; you were told why."
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
         return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
