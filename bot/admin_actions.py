@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.delivery import remove_disk_copies
-from bot.errors import JobNotFound, UserFacingError
+from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
 from bot.render import admin_cancel_text
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
@@ -57,7 +57,7 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
             job = None
         if job is None:
             where = "" if bot_wide else " on this server"
-            raise JobNotFound(f"There is no job #{job_id}{where}.")
+            raise NoSuchJob(f"There is no job #{job_id}{where}.")
         outcome = await cancel_audited(session, job, by=interaction.user.id, bot_wide=bot_wide)
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
@@ -79,7 +79,7 @@ async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: i
         log_refusal(interaction, f"{action} reported job {job_id} of guild {job.guild_id}", "the job's server")
         job = None
     if job is None:
-        raise JobNotFound(f"There is no reported video #{job_id}{'' if bot_wide else ' on this server'}.")
+        raise NoSuchJob(f"There is no reported video #{job_id}{'' if bot_wide else ' on this server'}.")
     by = interaction.user.id
     if action in ("delete", "ban") and job.result_message_id is not None:
         channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

@@ -1,6 +1,7 @@
 """Who may do what: the two scopes of power, checked at run time on every interaction.
 
-- The bot's **operator**: a user listed in ``OPERATOR_USER_IDS`` (or the older ``ADMIN_USER_IDS``), or a member
+- The bot's **operator**: the Discord application's owner (or its team's admins and developers, read at start:
+  :mod:`bot.operators`), a user listed in ``OPERATOR_USER_IDS`` (or the older ``ADMIN_USER_IDS``), or a member
   holding a role listed in ``OPERATOR_ROLE_IDS`` (or ``ADMIN_ROLE_IDS``). Bot-wide powers: ``/operator ...``
   (pause and resume every server, bans, quotas, tiers, the whole queue and audit log) and queue priority.
 - A **server admin**: a member with *Manage Server* (or *Administrator*) in the guild the interaction comes
@@ -122,11 +123,12 @@ def is_server_admin(interaction: discord.Interaction, guild_id: int | None = Non
 
 
 def _settings_of(interaction: discord.Interaction) -> ScopeSettings:
-    """The bot's settings, from ``interaction.client.settings``."""
-    settings = getattr(interaction.client, "settings", None)
-    if settings is None:
-        raise RuntimeError("permission check: the client has no .settings (expected bot.app.I2VBot)")
-    return settings
+    """Who the operator is: ``interaction.client.operators`` (the application's owner and the settings; see
+    :mod:`bot.operators`), else a client's ``.settings`` alone."""
+    scope = getattr(interaction.client, "operators", None) or getattr(interaction.client, "settings", None)
+    if scope is None:
+        raise RuntimeError("permission check: the client has no .operators (expected bot.app.I2VBot)")
+    return scope
 
 
 def _action_name(interaction: discord.Interaction) -> str:

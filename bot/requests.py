@@ -22,10 +22,11 @@ from urllib.parse import urljoin
 import aiohttp
 import discord
 
-from bot.errors import JobNotFound, UserFacingError
+from bot.channel_access import check_can_post
+from bot.errors import NoSuchJob, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
 from bot.permissions import check_job_access, no_such_job
-from bot.render import queued_head, queued_text, render_status, reroll_head, vary_head
+from bot.render import queued_head, queued_text, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
 from generator.params import Resolved, resolve_request
@@ -143,6 +144,24 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
     except (aiohttp.ClientError, asyncio.TimeoutError) as error:
         log.warning("image download failed: %r", error)
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
+
+
+# -- the channel --------------------------------------------------------------------------------------------------
+
+
+def check_interaction_channel(interaction: discord.Interaction) -> None:
+    """Refuse (ephemerally, through the error funnel) a request made where the bot may not post its status and
+    result: Discord resolved the bot's permissions in that channel (``app_permissions``) for this interaction."""
+    check_can_post(interaction.channel, interaction.app_permissions)
+
+
+def check_mention_channel(message: discord.Message) -> None:
+    """Refuse a mention request made where the bot may not post its status and result (its permissions computed
+    from the cached channel, roles and overwrites)."""
+    guild = message.guild
+    if guild is None or guild.me is None:
+        return  # a DM: the bot can always answer there
+    check_can_post(message.channel, message.channel.permissions_for(guild.me))
 
 
 # -- the blocklists ----------------------------------------------------------------------------------------------
@@ -269,9 +288,7 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
     try:
         async with bot.readers() as session:
             place = await queue_position(session, job.id)
-        text = render_status(job, position=place.position, eta_seconds=place.eta_seconds)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds,
-                                  text=f"{text}\n{notice}" if notice else None)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds, notice=notice)
     except Exception:
         log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
                     job.id, exc_info=True)
@@ -313,6 +330,7 @@ async def handle_request(
 ) -> None:
     """``/animate`` and the Animate form: acknowledge at once, then check the parameters, fetch and check the
     image, reserve quota and queue."""
+    check_interaction_channel(interaction)
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
     options = dict(options)
@@ -346,6 +364,7 @@ async def _source_image(message: discord.Message) -> tuple[str, int | None]:
 async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, options: dict[str, Any]) -> Job:
     """A mention request (its text already parsed into ``prompt`` and ``options``): check, download, queue.
     Its status message, a reply to ``message``, tells the requester."""
+    check_mention_channel(message)
     if not prompt:
         raise UserFacingError(NO_PROMPT_MESSAGE)
     guild = message.guild
@@ -369,11 +388,11 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
 
 
 async def load_job(bot: I2VBot, job_id: int) -> Job:
-    """Read job ``job_id`` or raise :class:`JobNotFound`."""
+    """Read job ``job_id`` or raise :class:`NoSuchJob`."""
     async with bot.readers() as session:
         job = await find_job(session, job_id)
     if job is None:
-        raise JobNotFound(no_such_job(job_id))
+        raise NoSuchJob(no_such_job(job_id))
     return job
 
 
@@ -381,7 +400,7 @@ async def load_own_job(bot: I2VBot, interaction: discord.Interaction, job_id: in
                        server_admins: bool = False) -> Job:
     """Job ``job_id``, if the interaction's user may ``action`` it (see :func:`bot.permissions.check_job_access`)."""
     job = await load_job(bot, job_id)
-    check_job_access(interaction, bot.settings, job, action, server_admins=server_admins)
+    check_job_access(interaction, bot.operators, job, action, server_admins=server_admins)
     return job
 
 
@@ -391,6 +410,7 @@ async def queue_variant(
     """Re-roll (``changes={"seed": None}``) or Vary: queue a new job from ``parent``'s input and parameters with
     ``changes`` applied (``seed: None`` = new seed) and answer. The status message replies to the message the
     button was on."""
+    check_interaction_channel(interaction)
     resolved, size = variant_of(parent, changes)
     stored = stored_input_of(parent)
     origin = interaction_origin(

@@ -23,7 +23,7 @@ from bot.delivery import delete_stored_video
 from bot.errors import UserFacingError
 from bot.modals import VaryModal
 from bot.render import render_info
-from bot.requests import cancel_job_for, load_job, load_own_job, queue_variant
+from bot.requests import cancel_job_for, check_interaction_channel, load_job, load_own_job, queue_variant
 from bot.tree import explain_error
 from jobs.safety import ReportRefused, add_report
 
@@ -97,6 +97,7 @@ class VaryButton(_JobButton):
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
         job = await load_own_job(bot, interaction, self.job_id, "vary")
+        check_interaction_channel(interaction)  # before the form, not after it was filled in
         await interaction.response.send_modal(VaryModal(job))
 
 

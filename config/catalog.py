@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.units import MIB
+
 BOT = "bot"
 WORKER = "worker"
 SUPERVISOR = "supervisor"
@@ -34,7 +36,6 @@ KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS
 
 MODEL_KEYS = ("i2vgenxl", "wan22-5b", "ltxv")  # the models' keys (generator.model_spaces.MODEL_KEYS)
 
-MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 

@@ -8,10 +8,10 @@ print it and exit with :data:`EXIT_BAD_SETTINGS`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
-import ipaddress
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -129,7 +129,7 @@ def _networks(setting: Setting, raw: str) -> tuple[ipaddress.IPv4Network | ipadd
     return tuple(networks)
 
 
-def _choices(setting: Setting, raw: str) -> tuple[str, ...]:
+def _parse_choices(setting: Setting, raw: str) -> tuple[str, ...]:
     words: list[str] = []
     for part in raw.replace(";", ",").split(","):
         word = part.strip().lower()
@@ -179,7 +179,7 @@ def parse(setting: Setting, raw: str | None) -> object:
     if kind == IDS:
         return _ids(setting, text)
     if kind == CHOICES:
-        return _choices(setting, text)
+        return _parse_choices(setting, text)
     if kind == NETWORKS:
         return _networks(setting, text)
     if kind == ORIGIN:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -287,12 +287,6 @@ class GalleryPage:
     offset: int
     limit: int
     total: int
-
-
-def output_filename(job_id: int, when: datetime) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC): the seed's output name plus the job id (the bot's disk copies
-    use the same form)."""
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
 
 
 async def user_videos(session: AsyncSession, user_id: int, *, offset: int = 0, limit: int = 12) -> GalleryPage:

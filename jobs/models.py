@@ -248,6 +248,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # start of the current/last attempt
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivery_error: Mapped[str | None] = mapped_column(Text)  # why the result could not be posted (video kept)
     # Discord delivery
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -521,7 +522,7 @@ class WorkerState(str, enum.Enum):
 class Worker(Base):
     """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
     heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
-    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``). A worker that
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.maintenance``). A worker that
     cannot start records why (``failure_reason``); video generation counts as unavailable while no worker is alive
     and one says why (``jobs.stats.unavailable_reason``)."""
 

@@ -32,6 +32,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Float, Select, case, cast, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.units import SECONDS_PER_DAY
 from jobs.control import is_paused
 from jobs.listings import (
     NO_PRESET,
@@ -277,7 +278,6 @@ DURATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 """Upper bounds (seconds) of the wait and generation-time histogram buckets; ``+Inf`` is the count."""
 
 
-SECONDS_PER_DAY = 86400.0
 
 
 SQLITE_DURATION_DECIMALS = 3  # julianday differences rounded to the millisecond SQLite keeps

@@ -12,7 +12,7 @@ Transitions (``status``; where each lives)::
     running --fail_job--> failed                               reservation refunded
     running --finish_cancelled--> cancelled                    charged for the GPU time used
     running --release_job--> queued                            shutdown: no charge, releases + 1
-    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.rescue)-->
+    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.maintenance)-->
                 queued, or failed after max_attempts, or cancelled if a cancel was requested
     queued --cancel_job / clear_queue (jobs.control)--> cancelled    refunded
     running --cancel_job--> running with cancel_requested      the worker stops at its next step
@@ -114,22 +114,6 @@ def requeue_values(detail: str | None = None) -> dict[str, Any]:
     return values
 
 
-__all__ = (  # the primitives are re-exported: callers that took them from here keep working
-    "JOBS",
-    "CancelOutcome",
-    "cancel_job",
-    "check_lease",
-    "checked_now",
-    "claim_next_job",
-    "close_running",
-    "fail_job",
-    "fenced",
-    "finish_cancelled",
-    "finish_job",
-    "mark_delivered",
-    "release_job",
-    "requeue_values",
-)
 
 
 class CancelOutcome(str, enum.Enum):
@@ -423,12 +407,14 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
 
 async def mark_delivered(
     session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
-    now: datetime | None = None,
+    delivery_error: str | None = None, now: datetime | None = None,
 ) -> bool:
     """Record that the bot posted the result (or told the user of the failure), and where the delivering process
-    wrote its disk copy, if it did. True exactly once per job."""
+    wrote its disk copy, if it did. ``delivery_error``: delivery stopped without posting the result, and why (the
+    channel is gone or closed to the bot); the video stays in the store. True exactly once per job."""
     now = checked_now(now)
-    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id}
+    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id,
+                              "delivery_error": delivery_error}
     if output_path is not None:
         values["output_path"] = output_path
     row = (

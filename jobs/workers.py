@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.startfailure import one_line
 from jobs.models import Worker, WorkerState, utcnow
-from jobs.rescue import rescue_workers
+from jobs.maintenance import rescue_workers
 from jobs.stats import WorkerInfo, worker_infos
 
 WORKER_DEAD_AFTER_S = 15.0

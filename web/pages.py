@@ -20,6 +20,7 @@ from generator.params import (
     DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import remove_copies
 from jobs.errors import PromptBlocked, RequestRefused
 from jobs.listings import user_videos
 from jobs.models import Job, JobSource, JobStatus
@@ -366,6 +367,6 @@ class Pages:
         job = await self.job_or_404(request)
         async with self.server.sessions.begin() as session:
             await delete_job_video(session, job.id)
-        await asyncio.to_thread(self.server.remove_disk_copy, job)
+        await asyncio.to_thread(remove_copies, self.server.config.output_dir, [job.id])
         log.info("web delete of job %s's video by its owner", job.id)
         return web.json_response({"deleted": job.id})

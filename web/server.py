@@ -61,13 +61,6 @@ class WebServer:
         """The page's address (WEB_PUBLIC_URL, else http://host:port of the bound port)."""
         return self.config.base_url(self.port)
 
-    def remove_disk_copy(self, job: Any) -> None:
-        """Remove the OUTPUT_DIR copy of a deleted video, if the page wrote one."""
-        if job.output_path:
-            path = Path(job.output_path)
-            if path.parent.resolve() == self.config.output_dir.resolve():
-                path.unlink(missing_ok=True)
-
     def make_app(self) -> web.Application:
         """The aiohttp application with every route."""
         app = web.Application(middlewares=[access_log(self.config.trusted_proxies), self.bounds, self.auth.middleware],

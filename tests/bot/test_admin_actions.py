@@ -17,7 +17,7 @@ from jobs.control import ban_and_settle
 from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
 from jobs.quota import QuotaPolicy
-from jobs.rescue import rescue_expired
+from jobs.maintenance import rescue_expired
 from jobs.transitions import claim_next_job
 from tests.jobs.storehelpers import IMAGE, SHA
 

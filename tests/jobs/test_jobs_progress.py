@@ -16,7 +16,7 @@ from storehelpers import GENEROUS, IMAGE, new_job, sqlite_write_lock_free
 from jobs.admission import enqueue_job
 from jobs.heartbeat import ProgressWriter, report_progress
 from jobs.models import Job, utcnow
-from jobs.rescue import rescue_expired
+from jobs.maintenance import rescue_expired
 from jobs.transitions import cancel_job, claim_next_job
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -17,7 +17,7 @@ from jobs.heartbeat import report_progress
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
 from jobs.quota import QuotaPolicy, quota_status
-from jobs.rescue import rescue_expired
+from jobs.maintenance import rescue_expired
 from jobs.transitions import (
     CancelOutcome,
     cancel_job,

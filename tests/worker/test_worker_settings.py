@@ -80,7 +80,7 @@ def test_cuda_error_classification() -> None:
 def test_output_filename_follows_the_seed_naming() -> None:
     from datetime import datetime, timezone
 
-    from bot.delivery import output_filename
+    from jobs.copies import output_filename
 
     when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
     assert output_filename(42, when) == "video_20261124_090507_42.mp4"
