@@ -229,3 +229,35 @@ async def test_one_access_log_line_per_request_with_the_client_behind_a_trusted_
         lines = [r.getMessage() for r in caplog.records if r.name == "web.access"]
         assert [line.split(" client=")[1] for line in lines] == ["203.0.113.9", "2001:db8::1", "192.0.2.44"], lines
         assert all(" 401 " in line and "user=-" in line for line in lines), lines
+
+
+async def test_a_page_job_belongs_to_the_server_of_the_sign_in_link(sqlite_url: str, tmp_path: Path) -> None:
+    from jobs.control import ban_from_guild, pause_guild, update_guild_settings
+    from jobs.models import Job
+
+    server_a, server_b = 501, 502
+    async with page(sqlite_url, tmp_path) as p:
+        in_a, in_dm = await p.sign_in(20, guild_id=server_a), await p.sign_in(20)
+        async with p.server.sessions.begin() as session:
+            await pause_guild(session, server_a, by=OPERATOR_ID, reason="maintenance")
+            await update_guild_settings(session, server_a, by=OPERATOR_ID, max_resolution="512p")
+        # paused in A: accepted and held (queued), carrying A
+        status, held = await in_a.create_job()
+        assert status == 201 and held["status"] == "queued", held
+        async with p.server.sessions.begin() as session:
+            job = await session.get(Job, held["id"])
+            assert job is not None and job.guild_id == server_a
+            assert await claim_next_job(session, "w1", lease_seconds=60) is None  # A's pause holds it
+        # A's resolution cap refuses 1024p there; a link from a DM carries no server, so A's rules do not apply
+        status, refused = await in_a.create_job(resolution="1024p")
+        assert status == 400 and "512p" in refused["error"], refused
+        status, from_dm = await in_dm.create_job(resolution="1024p")
+        assert status == 201, from_dm
+        # A's ban refuses the page's requests from A's link, not from elsewhere
+        async with p.server.sessions.begin() as session:
+            await ban_from_guild(session, server_a, 21, reason="spam in A", by=OPERATOR_ID)
+        banned_in_a, in_b = await p.sign_in(21, guild_id=server_a), await p.sign_in(21, guild_id=server_b)
+        status, refused = await banned_in_a.create_job()
+        assert status == 400 and "spam in A" in refused["error"], refused
+        status, ok = await in_b.create_job()
+        assert status == 201, ok
