@@ -62,11 +62,9 @@ from bot.render import (
     render_not_posted,
     render_notice,
     render_result,
-    render_status,
     render_upload_failed,
     render_withheld,
 )
-from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
@@ -221,12 +219,12 @@ class Delivery:
                 if age_restricted is None:  # cannot tell now; never post or delete on a guess
                     return DeliveryResult.RETRY_LATER
                 if not may_post_unsafe(policy, age_restricted_channel=age_restricted):
-                    return await self._withhold(job, journal, policy)
+                    job, video = await self._withhold(job, policy), None  # a notice without a reason goes instead
             spoiler = unsafe or job.spoiler or spoiler_all
-            if video is None:
+            if video is None and job.withheld_at is None:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
-            if self.bot.settings.save_output_copy:
+            if self.bot.settings.save_output_copy and video is not None:
                 copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
@@ -306,9 +304,10 @@ class Delivery:
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw()) if callable(is_nsfw) else False
 
-    async def _withhold(self, job: Job, journal: Path, policy: UnsafePolicy) -> DeliveryResult:
+    async def _withhold(self, job: Job, policy: UnsafePolicy) -> Job:
         """An unsafe video that may not be posted here: its bytes and disk copies go now, the job keeps the
-        verdict and the reason, the requester is told privately, and the job counts as delivered."""
+        verdict and the reason, and the requester is told privately (once). Returns the job as it now is; the
+        channel then gets a notice that gives no reason."""
         reason = withheld_message(policy)
         async with self.bot.sessions.begin() as session:
             newly = await withhold_video(session, job.id, reason)
@@ -318,12 +317,9 @@ class Delivery:
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        marked = await self._mark(job, None, journal)
         async with self.bot.readers() as session:
             fresh = await find_job(session, job.id)
-        if fresh is not None:  # the public status message ends neutral: the reason went to the requester alone
-            await edit_status_message(self.bot, fresh, render_status(fresh))
-        return marked
+        return fresh or job
 
     async def tell_privately(self, job: Job, text: str) -> str:
         """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
@@ -356,8 +352,7 @@ class Delivery:
                 message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
-        status = str(getattr(job.status, "value", job.status))
-        if status == "succeeded" and video is not None:
+        if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
                 render_result(job), file=file, view=result_view(job.id), reference=reference,

@@ -7,7 +7,10 @@ down). It also runs the store's maintenance (``jobs.maintenance.Maintenance``): 
 running jobs of dead workers and of expired leases, so a dead worker's job runs again within seconds, and every
 RETENTION_INTERVAL_SECONDS it prunes the stored images and videos of jobs that finished more than RETENTION_DAYS
 ago, and their disk copies.
-Status messages' positions come from one query for the whole queue (``queue_positions``).
+Status messages' positions come from one query for the whole queue (``queue_positions``); what holds a queued job
+(video generation unavailable, with the reason, or a pause) is read once a pass, and a queued job whose status said
+generation was unavailable says so again when a worker is back. A delivered job's status message is deleted by the
+delivery (``bot.delivery``): its result or notice takes its place.
 """
 
 from __future__ import annotations

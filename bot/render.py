@@ -19,7 +19,8 @@ import discord
 
 from generator.model_spaces import display_name
 from jobs.errors import discord_time, format_duration
-from jobs.models import AUDIT_SCOPE_BOT
+from jobs.models import AUDIT_SCOPE_BOT, TERMINAL_STATUSES, JobStatus
+from jobs.safety import UnsafePolicy, Verdict
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
@@ -47,11 +48,6 @@ MY_QUEUE_PREVIEW_CHARS = 60  # characters of a prompt shown in /queue
 DETAIL_PREVIEW_CHARS = 120  # characters of an audit row's detail shown in the log
 EMBED_COLOUR = discord.Colour.dark_teal()
 EMBED_FIELD_CHARS = 1024  # Discord's limit on an embed field's value
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-
-
-def _value(value: Any) -> str:
-    return str(getattr(value, "value", value))
 
 
 def preview(text: str, limit: int) -> str:
@@ -94,7 +90,7 @@ def quote_prompt(prompt: str) -> str:
 
 def is_final(job: Job) -> bool:
     """True once the job can no longer change (its status message loses the Cancel button)."""
-    return _value(job.status) in FINAL_STATUSES
+    return job.status in TERMINAL_STATUSES
 
 
 def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
@@ -102,7 +98,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(timezone.utc)
-    status = _value(job.status)
+    status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":
         if position is None:
@@ -117,19 +113,19 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
         return f"{head}\n{line}" + (f"\n{notice}" if notice else "")
     if status == "running":
-        phase = str(getattr(job.phase, "value", job.phase) or "loading")
+        phase = job.phase.value
         label = PHASE_LABELS.get(phase, phase.capitalize())
-        if getattr(job, "cancel_requested", False):
+        if job.cancel_requested:
             return f"{head}\n🛑 Cancelling…"
         if phase == "denoising" and job.progress_total:
             step = job.progress_step or 0
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
-        if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
+        if job.withheld_at is not None:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
-    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+    if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
         return f"{head}\n❌ Not made; its requester was told why. Nothing was charged."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
@@ -141,8 +137,8 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
 def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
-    return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
-            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error, notice)
+    return (job.status, position, job.phase, job.progress_step, job.progress_total, job.cancel_requested,
+            job.attempt, job.error, notice)
 
 
 AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
@@ -268,9 +264,12 @@ def render_result(job: Job) -> str:
 
 
 def render_notice(job: Job) -> str:
-    """The text posted for a job that failed or was cancelled."""
-    status = _value(job.status)
-    if status == "failed" and getattr(job, "input_verdict", None) == "unsafe":  # the reason goes privately
+    """The text posted for a job that failed or was cancelled, or whose video the safety check kept out of the
+    channel (no reason given in public: its requester is told privately)."""
+    status = job.status.value
+    if status == "succeeded" and job.withheld_at is not None:  # the reason goes privately
+        return f"🔒 <@{job.user_id}>, the video of job #{job.id} was made but not posted here; you were told why."
+    if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
         return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
         return (
@@ -315,7 +314,7 @@ def render_not_posted(job: Job, reason: str) -> str:
 def render_info(job: Job) -> str:
     """Every detail of a job, for the Info button."""
     lines = [
-        f"**Job #{job.id}** ({_value(job.status)}) by <@{job.user_id}>, via {_value(job.source)}",
+        f"**Job #{job.id}** ({job.status.value}) by <@{job.user_id}>, via {job.source.value}",
         f"Prompt: {neutralise_mentions(job.prompt)}",
         f"Negative prompt: {neutralise_mentions(job.negative_prompt or '(none)')}",
         describe_params(job),
@@ -345,9 +344,9 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
     lines = []
     for job in mine:
         snippet = neutralise_mentions(preview(job.prompt, MY_QUEUE_PREVIEW_CHARS))
-        if _value(job.status) == "running":
+        if job.status == JobStatus.RUNNING:
             progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
-            lines.append(f"• #{job.id} running ({_value(job.phase)}{progress}): {snippet}")
+            lines.append(f"• #{job.id} running ({job.phase.value}{progress}): {snippet}")
             continue
         place = places.get(job.id)
         if place is not None:
@@ -535,11 +534,11 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     return "\n".join(lines)
 
 
-def render_safety(policy: Any, spoiler_all: bool, *, operator_default: Any) -> str:
+def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: UnsafePolicy) -> str:
     """A server's effective content-safety settings."""
-    value = _value(policy)
+    value = policy.value
     lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
-    if _value(operator_default) == "refuse":
+    if operator_default == UnsafePolicy.REFUSE:
         lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
     lines.append("Every result is posted as a spoiler." if spoiler_all
                  else "Results are spoilers only when their requester asks (`spoiler: True`).")

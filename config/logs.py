@@ -31,6 +31,7 @@ LIBRARY_NOISE = (
     "Couldn't connect to the Hub",  # diffusers, at every load while the hub is unreachable (the cache is used)
     "has been deprecated and will not receive bug fixes",  # diffusers: the I2VGenXL pipeline's notice
     "that should be kept in float32",  # diffusers: the worker casts the pipeline's dtype on purpose
+    "were passed without `sigmas`",  # diffusers: LTXConditionPipeline passes its own schedule as timesteps
 )
 
 

@@ -114,22 +114,6 @@ def requeue_values(detail: str | None = None) -> dict[str, Any]:
     return values
 
 
-__all__ = (  # the primitives are re-exported: callers that took them from here keep working
-    "JOBS",
-    "CancelOutcome",
-    "cancel_job",
-    "check_lease",
-    "checked_now",
-    "claim_next_job",
-    "close_running",
-    "fail_job",
-    "fenced",
-    "finish_cancelled",
-    "finish_job",
-    "mark_delivered",
-    "release_job",
-    "requeue_values",
-)
 
 
 class CancelOutcome(str, enum.Enum):
