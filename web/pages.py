@@ -357,7 +357,7 @@ class Pages:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
             notice = await availability_notice(session, own_problem=self.server.worker_problem(),
-                                               dead_after_s=self.config.worker_dead_after)
+                                               dead_after_s=self.config.worker_dead_after, model=job.model)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
