@@ -355,7 +355,7 @@ class Delivery:
         if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id), reference=reference,
+                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models), reference=reference,
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:

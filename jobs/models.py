@@ -494,6 +494,7 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    roles_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # role_ids read from Discord then
 
 
 class AppOperator(Base):
