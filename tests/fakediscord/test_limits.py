@@ -145,7 +145,7 @@ async def test_a_modal_with_the_old_48_character_label_is_refused(fake_discord: 
 
 
 async def test_a_component_with_a_101_character_custom_id_is_refused(fake_discord: FakeDiscord) -> None:
-    row = {"type": 1, "components": [{"type": 2, "style": 1, "label": "Go", "custom_id": "x" * 101}]}
+    row: dict[str, Any] = {"type": 1, "components": [{"type": 2, "style": 1, "label": "Go", "custom_id": "x" * 101}]}
     async with running_client(Client(), fake_discord) as client:
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=fake_discord.channel_id)
         await refused(client, route, {"content": "hi", "components": [row]})
@@ -229,7 +229,7 @@ async def test_a_modal_with_a_labelled_select_is_shown_and_its_submit_read(fake_
             component=discord.ui.Select(options=[discord.SelectOption(label=n, value=n) for n in ("quick", "high")],
                                         required=False))
 
-        async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        async def on_submit(self, interaction: discord.Interaction) -> None:
             assert isinstance(self.prompt.component, discord.ui.TextInput)
             assert isinstance(self.preset.component, discord.ui.Select)
             chosen.append((self.prompt.component.value, self.preset.component.values))
