@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from generator.params import GenerationParams
 from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker, migrate
@@ -54,8 +55,9 @@ class BlobRates:
 def _request(seed: int) -> NewJob:
     import hashlib
 
-    return NewJob(user_id=1, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="bench", negative_prompt="",
-                  resolution="512p", frames=16, fps=8, steps=10, guidance=9.0, seed=seed, width=512, height=512,
+    return NewJob(user_id=1, channel_id=1, guild_id=1, source=JobSource.SLASH,
+        params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
+            steps=10, guidance=9.0, seed=seed), width=512, height=512,
                   input_sha256=hashlib.sha256(IMAGE).hexdigest(), upload_limit_bytes=100 * MIB, cost_estimate=1.0)
 
 

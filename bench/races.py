@@ -33,10 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import jobs.admission
 from bench.store import DEFAULT_PG_URL, IMAGE, SHA
+from generator.params import GenerationParams
+from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.errors import OverBudget
 from jobs.models import Job, JobSource, JobStatus
-from jobs.admission import NewJob, enqueue_job
 from jobs.quota import QuotaPolicy
 
 CLAIMERS = 4
@@ -68,8 +69,9 @@ class AdmissionControl:
 
 def _request(user_id: int, seed: int, cost: float) -> NewJob:
     return NewJob(
-        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH, prompt="race", negative_prompt="",
-        resolution="256p", frames=8, fps=8, steps=10, guidance=9.0, seed=seed, width=256, height=256,
+        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH,
+        params=GenerationParams(prompt="race", negative_prompt="", resolution="256p", frames=8, fps=8,
+            steps=10, guidance=9.0, seed=seed), width=256, height=256,
         input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=cost,
     )
 

@@ -135,7 +135,7 @@ class AdminCancelButton(discord.ui.DynamicItem[discord.ui.Button], template=ADMI
 
         async def body() -> None:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            bot_wide = is_operator(interaction, bot.settings)
+            bot_wide = is_operator(interaction, bot.operators)
             message = await cancel_as_admin(bot, interaction, self.job_id, bot_wide=bot_wide)
             await interaction.followup.send(message, ephemeral=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -22,13 +21,14 @@ from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
 from bot.monitor import JobMonitor
+from bot.operators import Operators, read_operators
 from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
+from bot.web_roles import RoleRecheck
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.quota import QuotaPolicy
-from jobs.workers import pid_alive, rescue_dead_on_host
 from web.config import WebConfig
 from web.server import WebServer
 from web.standalone import embedded_supervisor, supervisor_problem
@@ -62,6 +62,7 @@ class I2VBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
+        self.operators = Operators.from_settings(settings)  # the application's owner joins in setup_hook
         self.engine: AsyncEngine | None = None
         self.read_engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -69,6 +70,7 @@ class I2VBot(commands.Bot):
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
         self.web_server: Any | None = None  # web.server.WebServer, started last in setup_hook
+        self.role_recheck: RoleRecheck | None = None  # re-reads signed-in members' roles (bot.web_roles)
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
@@ -107,13 +109,15 @@ class I2VBot(commands.Bot):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
 
         assert self.application_id is not None  # set by login() before setup_hook
+        self.operators = await read_operators(self, self.sessions, settings)
         await sync_if_changed(self.tree, self.application_id, settings.data_dir)
 
-        await self._rescue_own_host()
         if settings.worker == "embedded":
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
+        self.role_recheck = RoleRecheck(self)
+        self.role_recheck.start()
         await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
 
@@ -128,14 +132,6 @@ class I2VBot(commands.Bot):
                 continue
             await self.load_extension(name)
             self.loaded_extensions.append(name)
-
-    async def _rescue_own_host(self) -> None:
-        """Requeue at once the running jobs of this host's workers whose process is gone (e.g. the embedded worker
-        of a previous run of the bot that was killed), instead of waiting for their heartbeats to go stale."""
-        async with self.sessions.begin() as session:
-            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
-        if rescued:
-            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
 
     async def _start_supervisor(self) -> None:
         self.supervisor = embedded_supervisor(self.settings)
@@ -161,6 +157,8 @@ class I2VBot(commands.Bot):
         self._closing = True
         if self.web_server is not None:
             await self.web_server.stop()
+        if self.role_recheck is not None:
+            await self.role_recheck.stop()
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop(self.settings.grace_seconds)
@@ -184,8 +182,9 @@ class I2VBot(commands.Bot):
     # -- helpers the cogs share -------------------------------------------------------------------------------
 
     def is_operator(self, actor: discord.Interaction | discord.Member | discord.User) -> bool:
-        """Whether ``actor`` is the bot's operator (OPERATOR_USER_IDS / OPERATOR_ROLE_IDS; see bot.permissions)."""
-        return is_operator(actor, self.settings)
+        """Whether ``actor`` is the bot's operator (the application's owner, OPERATOR_USER_IDS /
+        OPERATOR_ROLE_IDS; see bot.operators and bot.permissions)."""
+        return is_operator(actor, self.operators)
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""

@@ -4,8 +4,9 @@ Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the d
 Alembic migration state: at head, behind, ahead or not created), the model source's config files
 (:mod:`generator.model_files`, never the weights), that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
 can be created and can be written, and that the application commands keep Discord's limits
-(:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord). Each problem is one
-line on stderr; what is fine is one line each on stdout. Exit status 0 when nothing is wrong, 2 otherwise. Nothing
+(:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord); it warns when the
+page listens beyond this machine without WEB_PUBLIC_URL. Each problem and each warning is one line on stderr; what
+is fine is one line each on stdout. Exit status 0 when nothing is wrong, 2 otherwise. Nothing
 is created or migrated.
 """
 
@@ -26,6 +27,7 @@ from bot.settings import BotSettings
 from config.reader import EXIT_BAD_SETTINGS, read_all
 from generator.model_files import check_model_source
 from jobs.db import alembic_config, make_engine
+from web.config import is_loopback
 
 DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
 STATE_AT_HEAD = "at head"
@@ -40,6 +42,7 @@ class CheckReport:
 
     problems: list[str] = field(default_factory=list)
     fine: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # works, but likely not as meant; the exit status stays 0
 
     @property
     def exit_status(self) -> int:
@@ -158,6 +161,19 @@ async def check_commands(env: Mapping[str, str], report: CheckReport) -> None:
         report.fine.append(f"application commands: {len(bot.tree.get_commands())} keep Discord's limits")
 
 
+def check_web_address(values: Mapping[str, Any], report: CheckReport) -> None:
+    """A page listening beyond this machine without WEB_PUBLIC_URL prints links to an address people may not
+    reach, and behind a reverse proxy every sign-in and POST from the public origin is refused."""
+    host = str(values["WEB_HOST"])
+    if values["WEB_PUBLIC_URL"]:
+        report.fine.append(f"WEB_PUBLIC_URL={values['WEB_PUBLIC_URL']}: links and the Origin check use it")
+    elif not is_loopback(host):
+        report.warnings.append(
+            f"WEB_HOST={host} accepts connections from other machines but WEB_PUBLIC_URL is not set: sign-in links "
+            "name http://WEB_HOST:WEB_PORT, and behind a reverse proxy sign-in is refused; set WEB_PUBLIC_URL to "
+            "the address people open (e.g. https://i2v.example.org)")
+
+
 async def run_check(env: Mapping[str, str]) -> CheckReport:
     """Check everything; nothing is started, created or migrated."""
     report = CheckReport()
@@ -169,6 +185,8 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
     if not values["DISCORD_TOKEN"]:
         report.fine.append("DISCORD_TOKEN is not set: only the web page and the embedded worker run")
     check_endpoints(values, report)
+    if not bad & {"WEB_HOST", "WEB_PUBLIC_URL"}:
+        check_web_address(values, report)
     if "DATABASE_URL" not in bad:
         await check_database(str(values["DATABASE_URL"]), report)
     if "I2V_MODEL" not in bad:

@@ -29,8 +29,9 @@ from config.helptext import settings_help
 from config.reader import SettingsError, environment, report_bad_setting
 
 PROG = "i2v-bot"  # how its one-line errors begin
-EXIT_FAILED = 1
-EXIT_LOGIN_FAILED = 1
+EXIT_FAILED = 1  # a command failed (and a crash exits 1 too)
+# Exit statuses of `python -m bot run` a supervisor must not restart on: 2 a bad setting
+# (config.reader.report_bad_setting), 3 Discord refused the login (bot.connect.EXIT_LOGIN_REFUSED).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +72,7 @@ def main_web_only(settings: object) -> int:
         asyncio.run(run_web_only(settings))
     except OSError as error:
         print(f"{PROG}: the web page cannot listen on WEB_HOST:WEB_PORT: {error}", file=sys.stderr)
-        return EXIT_LOGIN_FAILED
+        return EXIT_FAILED
     return 0
 
 
@@ -109,6 +110,8 @@ def check(env: Any) -> int:
         print(f"ok: {line}")
     for line in report.problems:
         print(f"{PROG}: {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     print(f"{len(report.problems)} problem(s)" if report.problems else "the configuration is usable")
     return report.exit_status
 

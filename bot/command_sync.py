@@ -56,7 +56,7 @@ async def sync_if_changed(tree: app_commands.CommandTree[Any], application_id: i
         synced = await tree.sync()
     except discord.HTTPException as error:
         named = problems_from_errors(getattr(error, "_errors", None) or {})
-        detail = [describe(problem, payload) for problem in named] or [str(error)]
+        detail = [describe_problem(problem, payload) for problem in named] or [str(error)]
         log.error("Discord refused the application commands (HTTP %s, code %s); the bot runs on with the commands "
                   "it synced before and tries again at its next start:\n  %s", error.status, error.code,
                   "\n  ".join(detail))
@@ -70,7 +70,7 @@ async def sync_if_changed(tree: app_commands.CommandTree[Any], application_id: i
     return True
 
 
-def describe(problem: Problem, payload: list[dict[str, Any]]) -> str:
+def describe_problem(problem: Problem, payload: list[dict[str, Any]]) -> str:
     """One line for a problem of a command list: the command's name, the field below it, the message."""
     head, *rest = problem.path or ("",)
     if head.isdigit() and int(head) < len(payload):
@@ -81,4 +81,4 @@ def describe(problem: Problem, payload: list[dict[str, Any]]) -> str:
 def command_tree_problems(tree: app_commands.CommandTree[Any]) -> list[str]:
     """What Discord would refuse in a sync of ``tree``, one line each, naming the command and the field."""
     payload = command_payload(tree)
-    return [describe(problem, payload) for problem in command_list_problems(payload)]
+    return [describe_problem(problem, payload) for problem in command_list_problems(payload)]

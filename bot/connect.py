@@ -4,7 +4,9 @@
 while connected) and returns the exit status. Login (``/users/@me`` and the application) is timed by
 DISCORD_CONNECT_TIMEOUT_SECONDS and retried with a doubling back-off up to DISCORD_RETRY_MAX_SECONDS when Discord is
 unreachable (DNS failure, connection refused), silent, or answers with a server error. A rejected token, or a
-privileged intent the bot is not allowed, ends the process with status 1. Start-up (``setup_hook``: migrations,
+privileged intent the bot is not allowed, ends the process with :data:`EXIT_LOGIN_REFUSED` (3): restarting cannot
+help, so the systemd unit does not restart on it. A start-up that failed (the database cannot be reached) ends it
+with :data:`EXIT_START_FAILED` (1), which a supervisor may restart. Start-up (``setup_hook``: migrations,
 the worker) runs after login and is not timed. A gateway that cannot be reached is retried the same way
 (:func:`hold_gateway`); once connected, discord.py reconnects by itself, and its reconnect notes are cut to one line
 (:class:`OneLineReconnects`).
@@ -24,18 +26,24 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import I2VBot
+from bot.channel_access import invite_url
 
 log = logging.getLogger("bot.connect")
 
 EXIT_OK = 0
-EXIT_LOGIN_FAILED = 1
+EXIT_START_FAILED = 1  # start-up after login failed (e.g. the database cannot be reached): a restart may help
+EXIT_LOGIN_REFUSED = 3  # Discord refused the login (a rejected token, a privileged intent not allowed): fix, then start
 RETRY_INITIAL_S = 1.0  # first wait before another login attempt; doubles each time
 CLOSE_CODE_REASONS = {4004: "the token was rejected", 4013: "invalid intents", 4014: "a privileged intent is not enabled"}
 
 
 class FatalLogin(Exception):
     """Discord will not let this bot in, or the start-up after login failed; retrying at once cannot help.
-    ``str()`` is the one line to log."""
+    ``str()`` is the one line to log; ``exit_status`` the process's exit status."""
+
+    def __init__(self, message: str, *, exit_status: int = EXIT_START_FAILED) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class OneLineReconnects(logging.Filter):
@@ -102,7 +110,8 @@ async def login(bot: I2VBot) -> None:
             await asyncio.wait_for(bot.login(settings.token), settings.connect_timeout)
             break
         except discord.LoginFailure:
-            raise FatalLogin("Discord rejected DISCORD_TOKEN (login failed): check the token in .env") from None
+            raise FatalLogin("Discord rejected DISCORD_TOKEN (login failed): check the token in .env",
+                             exit_status=EXIT_LOGIN_REFUSED) from None
         except (TimeoutError, asyncio.TimeoutError):
             problem = f"Discord at {_api_host()} did not answer within {settings.connect_timeout:g} s"
         except discord.DiscordServerError as error:
@@ -110,7 +119,8 @@ async def login(bot: I2VBot) -> None:
         except (OSError, aiohttp.ClientError) as error:
             problem = f"cannot reach Discord at {_api_host()}: {describe_error(error)}"
         except discord.HTTPException as error:
-            raise FatalLogin(f"Discord refused the login: {describe_error(error)}") from None
+            raise FatalLogin(f"Discord refused the login: {describe_error(error)}",
+                             exit_status=EXIT_LOGIN_REFUSED) from None
         finally:
             del bot.setup_hook
         delay = next_delay(delay, settings.retry_max)
@@ -151,10 +161,12 @@ async def connect(bot: I2VBot, reconnects: OneLineReconnects) -> None:
         await hold_gateway(bot, reconnects)
     except discord.PrivilegedIntentsRequired:
         raise FatalLogin("Discord refused the Message Content intent: enable it for the bot in the Developer "
-                         "Portal, or set MESSAGE_CONTENT_INTENT=false") from None
+                         "Portal, or set MESSAGE_CONTENT_INTENT=false", exit_status=EXIT_LOGIN_REFUSED) from None
     except discord.ConnectionClosed as error:
         reason = CLOSE_CODE_REASONS.get(error.code or 0, f"close code {error.code}")
-        raise FatalLogin(f"the Discord gateway closed the connection: {reason}") from None
+        refused = (error.code or 0) in CLOSE_CODE_REASONS  # the token or the intents: a restart cannot help
+        raise FatalLogin(f"the Discord gateway closed the connection: {reason}",
+                         exit_status=EXIT_LOGIN_REFUSED if refused else EXIT_START_FAILED) from None
 
 
 def describe_worker(bot: I2VBot) -> str:
@@ -171,13 +183,15 @@ def describe_worker(bot: I2VBot) -> str:
 
 
 def announce_online(bot: I2VBot) -> None:
-    """Log one INFO line each time the gateway session is ready."""
+    """Log one INFO line each time the gateway session is ready: who the bot is, its worker, who its operators are
+    and the URL that invites it with exactly the permissions it needs."""
 
     async def on_ready() -> None:
         user = bot.user
         servers = len(bot.guilds)
-        log.info("online as %s (id %s) in %d server%s; worker: %s", user, user.id, servers,
-                 "" if servers == 1 else "s", describe_worker(bot))
+        log.info("online as %s (id %s) in %d server%s; worker: %s; operators: %s; invite: %s", user, user.id,
+                 servers, "" if servers == 1 else "s", describe_worker(bot), bot.operators.describe(),
+                 invite_url(bot.application_id or user.id))
 
     bot.add_listener(on_ready, "on_ready")
 
@@ -207,6 +221,6 @@ async def run_until_stopped(bot: I2VBot) -> int:
             pass
         except FatalLogin as error:
             log.error("%s", error)
-            status = EXIT_LOGIN_FAILED
+            status = error.exit_status
         await bot.close()
     return status

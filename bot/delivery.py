@@ -23,14 +23,16 @@ result thus costs at most ``UPLOAD_RETRIES_MAX + 1`` upload calls: a persistent 
 and no retry of ours, a persistent 503 or timeout three. Each own retry counts in ``i2v_upload_retries_total``
 (``web.metrics``), labelled with its reason.
 
-Deleting (:func:`delete_stored_video`, :func:`delete_user_data`: the Delete button under a video,
+Deleting (:func:`delete_stored_video`, :func:`delete_user_data_and_copies`: the Delete button under a video,
 ``/delete-my-data``, and retention through ``bot.monitor``) removes the stored bytes and the disk copies; the job
 rows stay (statistics, quota ledger, audit log).
 
 Content safety (``jobs.safety``): a video the worker's image classifier called unsafe is posted only where the
 server's policy (the operator's UNSAFE_VIDEOS, tightened by ``/admin safety``) allows it, that is in an
 age-restricted channel, and there always as a spoiler; anywhere else it is not posted, its stored bytes and any
-disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). A result is also a
+disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). An input image the
+classifier flagged fails its job before generation (nothing charged); the channel's notice says only that the
+video was not made, the reason goes to the requester privately. A result is also a
 spoiler (the ``SPOILER_`` file name) when its requester asked for one or the server makes every result one.
 
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
@@ -54,12 +56,20 @@ import aiohttp
 import discord
 
 from bot.components import job_custom_id, notice_view, result_view
-from bot.render import render_notice, render_result, render_upload_failed, render_withheld
+from bot.render import (
+    render_channel_closed_reason,
+    render_input_refused,
+    render_not_posted,
+    render_notice,
+    render_result,
+    render_upload_failed,
+    render_withheld,
+)
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
-from jobs.retention import delete_job_video
-from jobs.retention import delete_user_data as delete_in_store
+from jobs.retention import delete_job_video, delete_user_data
 from jobs.safety import UnsafePolicy, Verdict, may_post_unsafe, server_safety, withheld_message, withhold_video
 from jobs.transitions import mark_delivered
 from web.metrics import UPLOAD_RETRIES
@@ -77,41 +87,13 @@ DISCORD_PY_TRIES = 5  # requests discord.py's HTTPClient.request makes for one c
 DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the statuses it retries (others raise at once)
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
+CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
 TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
-INTERACTION_WEBHOOK_TYPE = 3  # Discord's webhook type of an interaction's follow-ups (ephemeral allowed)
 
 
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
-
-
-def output_filename(job_id: int, when: datetime | None = None) -> str:
-    """``video_YYYYMMDD_HHMMSS_<job>.mp4`` (UTC), the seed's naming plus the job id."""
-    when = when or datetime.now(timezone.utc)
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
-
-
-def disk_copies(output_dir: Path, job_id: int) -> list[Path]:
-    """The disk copies of one job's video in ``output_dir``."""
-    return sorted(output_dir.glob(f"video_*_{job_id}.mp4"))
-
-
-def _write_copy(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def remove_copies(output_dir: Path, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos; returns how many files went."""
-    removed = 0
-    for job_id in job_ids:
-        for path in disk_copies(output_dir, job_id):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
@@ -237,14 +219,13 @@ class Delivery:
                 if age_restricted is None:  # cannot tell now; never post or delete on a guess
                     return DeliveryResult.RETRY_LATER
                 if not may_post_unsafe(policy, age_restricted_channel=age_restricted):
-                    return await self._withhold(job, journal, policy)
+                    job, video = await self._withhold(job, policy), None  # a notice without a reason goes instead
             spoiler = unsafe or job.spoiler or spoiler_all
-            if video is None:
+            if video is None and job.withheld_at is None:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
-            if self.bot.settings.save_output_copy:
-                copy = self.bot.settings.output_dir / output_filename(job.id, job.finished_at)
-                await asyncio.to_thread(_write_copy, copy, video)
+            if self.bot.settings.save_output_copy and video is not None:
+                copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
         may_have_landed: datetime | None = None  # the journalled start of an upload that timed out
@@ -265,6 +246,8 @@ class Delivery:
                                                     self.bot.settings.upload_timeout)
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
+                if status in CHANNEL_CLOSED_STATUSES:
+                    return await self._channel_closed(job, journal, error, copy)
                 if isinstance(status, int) and 400 <= status < 500 and status != 429:
                     log.error("delivery of job %s refused (%s): %s", job.id, status, error)
                     return await self._give_up(job, journal, f"Discord refused the upload ({status}).", copy=copy)
@@ -283,7 +266,10 @@ class Delivery:
                             UPLOAD_RETRIES_MAX, wait, error)
                 await asyncio.sleep(wait)
                 continue
-            return await self._mark(job, message_id, journal, copy)
+            outcome = await self._mark(job, message_id, journal, copy)
+            if outcome is DeliveryResult.DELIVERED and job.input_verdict == Verdict.UNSAFE.value:
+                await self.tell_privately(job, render_input_refused(job))  # the channel's notice gives no reason
+            return outcome
         if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
             await asyncio.sleep(self.backoff[-1])
             found = await self._check_channel(job, may_have_landed)
@@ -318,9 +304,10 @@ class Delivery:
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw()) if callable(is_nsfw) else False
 
-    async def _withhold(self, job: Job, journal: Path, policy: UnsafePolicy) -> DeliveryResult:
+    async def _withhold(self, job: Job, policy: UnsafePolicy) -> Job:
         """An unsafe video that may not be posted here: its bytes and disk copies go now, the job keeps the
-        verdict and the reason, the requester is told privately, and the job counts as delivered."""
+        verdict and the reason, and the requester is told privately (once). Returns the job as it now is; the
+        channel then gets a notice that gives no reason."""
         reason = withheld_message(policy)
         async with self.bot.sessions.begin() as session:
             newly = await withhold_video(session, job.id, reason)
@@ -330,7 +317,9 @@ class Delivery:
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        return await self._mark(job, None, journal)
+        async with self.bot.readers() as session:
+            fresh = await find_job(session, job.id)
+        return fresh or job
 
     async def tell_privately(self, job: Job, text: str) -> str:
         """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
@@ -339,9 +328,8 @@ class Delivery:
         expires = job.interaction_expires_at
         if job.interaction_token and job.application_id and expires is not None \
                 and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
-            webhook = discord.Webhook.from_state(
-                {"id": job.application_id, "type": INTERACTION_WEBHOOK_TYPE, "token": job.interaction_token},
-                state=self.bot._connection,
+            webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
+                {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
             )
             try:
                 await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
@@ -364,11 +352,10 @@ class Delivery:
                 message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
-        status = str(getattr(job.status, "value", job.status))
-        if status == "succeeded" and video is not None:
+        if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id), reference=reference,
+                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models), reference=reference,
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:
@@ -389,6 +376,24 @@ class Delivery:
             return DeliveryResult.ALREADY
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
+
+    async def _channel_closed(self, job: Job, journal: Path, error: BaseException,
+                              copy: Path | None) -> DeliveryResult:
+        """The channel refused the result with 403 (the bot may no longer post or attach there) or 404 (the channel
+        is gone): knocking again only spends Discord's invalid-request allowance, so stop here. Tell the requester
+        once, by the interaction's follow-up while its token lives, else by direct message; record why on the job.
+        The video stays in the store (the page shows and serves it)."""
+        reason = render_channel_closed_reason(getattr(error, "status", 0), getattr(error, "code", 0))
+        log.error("job %s: channel %s refused the result (%s); not retrying, video kept in the store%s", job.id,
+                  job.channel_id, error, f" and at {copy}" if copy is not None else "")
+        text = render_not_posted(job, reason)
+        how = await self.tell_privately(job, text)
+        log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
+        async with self.bot.sessions.begin() as session:
+            marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
+                                          output_path=str(copy) if copy is not None else None)
+        journal.unlink(missing_ok=True)
+        return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
         """Delete the job's status message: its result (or notice) takes its place, one message per job.
@@ -457,10 +462,10 @@ async def delete_stored_video(bot: I2VBot, job_id: int) -> bool:
     return stored or copies > 0
 
 
-async def delete_user_data(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
+async def delete_user_data_and_copies(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
     """Delete every stored image and video of ``user_id``'s jobs and the disk copies (audited, actor ``by``)."""
     async with bot.sessions.begin() as session:
-        deleted = await delete_in_store(session, user_id, by=by)
+        deleted = await delete_user_data(session, user_id, by=by)
     copies = await remove_disk_copies(bot, deleted.job_ids)
     log.info("user %s's data deleted by %s: %d job(s), %d disk copies, still running %s", user_id, by,
              len(deleted.job_ids), copies, deleted.still_running)

@@ -20,5 +20,5 @@ class NotYours(UserFacingError):
     """Someone pressed a button or named a job that belongs to another user."""
 
 
-class JobNotFound(UserFacingError):
+class NoSuchJob(UserFacingError):
     """The job named does not exist (or was never this user's)."""

@@ -36,7 +36,7 @@ class ImageOriginError(UserFacingError):
 
 
 @dataclass(frozen=True)
-class Origin:
+class UrlOrigin:
     """A URL's scheme, lower-case host and port (the default port filled in)."""
 
     scheme: str
@@ -44,7 +44,7 @@ class Origin:
     port: int
 
     @classmethod
-    def of(cls, url: str) -> Origin | None:
+    def of(cls, url: str) -> UrlOrigin | None:
         """The origin of ``url``, or None when it has no usable scheme or host (or a malformed port)."""
         try:
             parts = urlsplit(url)
@@ -58,11 +58,11 @@ class Origin:
         return cls(scheme, host, port if port is not None else DEFAULT_PORTS[scheme])
 
 
-def stand_in_origin(api_base: str | None) -> Origin | None:
+def stand_in_origin(api_base: str | None) -> UrlOrigin | None:
     """The one allowed origin when ``DISCORD_API_BASE`` names a server other than Discord's, else None."""
     if not api_base:
         return None
-    origin = Origin.of(api_base)
+    origin = UrlOrigin.of(api_base)
     if origin is None or origin.host in DISCORD_API_HOSTS:
         return None
     return origin
@@ -70,7 +70,7 @@ def stand_in_origin(api_base: str | None) -> Origin | None:
 
 def is_allowed(url: str, api_base: str | None) -> bool:
     """Whether the bot may fetch ``url`` (see the module docstring)."""
-    origin = Origin.of(url)
+    origin = UrlOrigin.of(url)
     if origin is None:
         return False
     stand_in = stand_in_origin(api_base)
@@ -89,5 +89,5 @@ def check_image_url(url: str, api_base: str | None) -> None:
 
 def same_origin(a: str, b: str) -> bool:
     """Whether two absolute URLs share scheme, host and port."""
-    first, second = Origin.of(a), Origin.of(b)
+    first, second = UrlOrigin.of(a), UrlOrigin.of(b)
     return first is not None and first == second

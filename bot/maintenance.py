@@ -1,25 +1,24 @@
 """``python -m bot backup DEST``, ``prune`` and ``web-link``: one-shot maintenance, safe while the bot runs.
 
 ``backup``: an online copy of the SQLite job store (:func:`jobs.db.backup_sqlite`); for PostgreSQL it says to use pg_dump and
-exits with :data:`EXIT_FAILED`. ``prune``: one retention pass (:func:`jobs.retention.prune_finished`, as the bot runs
-every RETENTION_INTERVAL_SECONDS) and the disk copies of the pruned jobs' videos, then it prints what went.
+exits with :data:`EXIT_FAILED`. ``prune``: one maintenance pass (:func:`jobs.maintenance.maintain`, as the bot runs
+every few seconds with retention every RETENTION_INTERVAL_SECONDS): dead workers' jobs requeued, and the stored bytes
+and disk copies of jobs past RETENTION_DAYS removed; then it prints what went.
 ``web-link``: a fresh operator sign-in link for the web page (:func:`web.auth.operator_link`).
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
-from bot.delivery import remove_copies
 from bot.settings import BotSettings
 from jobs.db import BackupError, backup_sqlite, make_engine, make_sessionmaker
-from jobs.retention import prune_finished
+from jobs.maintenance import maintain
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-SECONDS_PER_DAY = 86400.0
 SHOWN_IDS = 50  # job ids printed at most
 
 
@@ -35,24 +34,19 @@ def backup(settings: BotSettings, dest: Path) -> int:
 
 
 async def prune(settings: BotSettings, now: datetime | None = None) -> int:
-    """One retention pass over the whole store; prints what it removed; returns the exit status."""
+    """One maintenance pass over the whole store (see the module's docstring); prints what retention removed; returns
+    the exit status."""
     if settings.retention_days <= 0:
         print("RETENTION_DAYS=0: finished jobs keep their image and video forever; nothing pruned")
         return 0
-    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=settings.retention_days * SECONDS_PER_DAY)
     engine = make_engine(settings.database_url)
-    pruned: list[int] = []
     try:
-        sessions = make_sessionmaker(engine)
-        while True:
-            async with sessions.begin() as session:
-                batch = await prune_finished(session, finished_before=cutoff)
-            pruned += batch
-            if not batch:
-                break
+        done = await maintain(make_sessionmaker(engine), dead_after_s=settings.worker_dead_after,
+                              retention_days=settings.retention_days, output_dir=settings.output_dir, now=now)
     finally:
         await engine.dispose()
-    removed = remove_copies(settings.output_dir, pruned)
+    pruned, removed, cutoff = done.pruned, done.copies_removed, done.cutoff
+    assert cutoff is not None  # retention_days > 0
     if not pruned:
         print(f"nothing to prune: no delivered job finished before {cutoff:%Y-%m-%d %H:%M} UTC still keeps its bytes")
         return 0

@@ -3,11 +3,14 @@
 Every ``POLL_INTERVAL_SECONDS`` (or at once when woken) it reads the pending jobs that have a status message and
 edits each message only when its text changed and at most once per ``STATUS_EDIT_INTERVAL_SECONDS``; then it
 delivers every job ``jobs.queue.undelivered_jobs`` returns (on start-up this is what succeeded while the bot was
-down). It is also a rescuer: every ``RESCUE_INTERVAL_SECONDS`` it requeues the running jobs of workers that missed
-their heartbeats for ``WORKER_DEAD_AFTER`` seconds (``rescue_dead_workers``) and of expired leases
-(``rescue_expired``), so a dead worker's job runs again within seconds. Every ``RETENTION_INTERVAL_SECONDS`` (a setting) it
-prunes the stored images and videos of jobs that finished more than ``RETENTION_DAYS`` ago, and their disk copies.
-Status messages' positions come from one query for the whole queue (``queue_positions``).
+down). It also runs the store's maintenance (``jobs.maintenance.Maintenance``): every few seconds it requeues the
+running jobs of dead workers and of expired leases, so a dead worker's job runs again within seconds, and every
+RETENTION_INTERVAL_SECONDS it prunes the stored images and videos of jobs that finished more than RETENTION_DAYS
+ago, and their disk copies.
+Status messages' positions come from one query for the whole queue (``queue_positions``); what holds a queued job
+(video generation unavailable, with the reason, or a pause) is read once a pass, and a queued job whose status said
+generation was unavailable says so again when a worker is back. A delivered job's status message is deleted by the
+delivery (``bot.delivery``): its result or notice takes its place.
 """
 
 from __future__ import annotations
@@ -15,26 +18,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bot.delivery import Delivery, DeliveryResult, remove_disk_copies
-from bot.render import render_status, status_key
+from bot.delivery import Delivery, DeliveryResult
+from bot.render import AVAILABLE_AGAIN, render_status, status_key
 from bot.status import EditOutcome, edit_status_message, post_missing_status
+from jobs.control import pause_state
+from jobs.maintenance import Maintenance
 from jobs.models import JobSource, JobStatus
 from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
-from jobs.rescue import rescue_dead_workers, rescue_expired
-from jobs.retention import prune_finished
+from jobs.requests import UNAVAILABLE_NOTICE, availability_notice
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from bot.app import I2VBot
     from jobs.models import Job
 
 log = logging.getLogger(__name__)
 
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
-RESCUE_INTERVAL_SECONDS = 2.0  # how often dead workers' jobs and expired leases are requeued (a write transaction)
-SECONDS_PER_DAY = 86400.0
+UNAVAILABLE_HEAD = UNAVAILABLE_NOTICE.partition("{reason}")[0]  # how an "unavailable" notice begins
 
 
 class JobMonitor:
@@ -49,18 +53,24 @@ class JobMonitor:
         self._edited_at: dict[int, float] = {}  # job id -> monotonic time of the last edit
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
-        self._rescued_at = 0.0  # monotonic time of the last rescue pass
-        self._pruned_at: float | None = None  # monotonic time of the last retention pass
+        settings = bot.settings
+        self.maintenance = Maintenance(bot.sessions, dead_after_s=settings.worker_dead_after,
+                                       retention_days=settings.retention_days,
+                                       retention_interval_s=settings.retention_interval, output_dir=settings.output_dir)
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
         self._unposted: set[int] = set()  # queued jobs whose first status-message post failed (post_later)
+        self._told_unavailable: set[int] = set()  # queued jobs whose status said video generation is unavailable
 
     def start(self) -> None:
         """Start the background task."""
         self._task = asyncio.create_task(self._run(), name="job-monitor")
 
-    def note_posted(self, job: Job, position: int | None) -> None:
-        """Record that a status message was just posted showing ``job`` at ``position`` (no immediate re-edit)."""
-        self._shown[job.id] = status_key(job, position)
+    def note_posted(self, job: Job, position: int | None, notice: str | None = None) -> None:
+        """Record that a status message was just posted showing ``job`` at ``position`` with ``notice`` (no
+        immediate re-edit)."""
+        self._shown[job.id] = status_key(job, position, notice)
+        if notice and UNAVAILABLE_HEAD in notice:  # it will say when generation is back, however soon
+            self._told_unavailable.add(job.id)
         self._edited_at[job.id] = time.monotonic()
 
     def post_later(self, job_id: int) -> None:
@@ -117,21 +127,8 @@ class JobMonitor:
             self._wake.clear()
 
     async def tick(self) -> None:
-        """One pass: rescue dead workers' jobs and expired leases, prune old bytes, refresh status messages, start
-        deliveries."""
-
-        if time.monotonic() - self._rescued_at >= RESCUE_INTERVAL_SECONDS:
-            self._rescued_at = time.monotonic()
-            async with self.bot.sessions.begin() as session:
-                dead = await rescue_dead_workers(session, dead_after_s=self.bot.settings.worker_dead_after)
-                expired = await rescue_expired(session)
-            if dead:
-                log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
-            if expired:
-                log.warning("requeued jobs whose lease expired: %s", expired)
-        if self._pruned_at is None or time.monotonic() - self._pruned_at >= self.bot.settings.retention_interval:
-            self._pruned_at = time.monotonic()
-            await self.prune()
+        """One pass: the store's maintenance when it is due, then refresh status messages and start deliveries."""
+        await self.maintenance.run_due()
         if self._unposted:
             await post_missing_status(self.bot, self._unposted)
         async with self.bot.readers() as session:
@@ -139,44 +136,49 @@ class JobMonitor:
             places = await queue_positions(session) if pending else {}
             positions = {job.id: places[job.id] for job in pending
                          if job.status == JobStatus.QUEUED and job.id in places}
+            waiting = {job.guild_id for job in pending if job.status == JobStatus.QUEUED}
+            unavailable, paused = await self._holds(session, waiting) if waiting else (None, {})
             # The web page delivers its own jobs (web.delivery marks them); Discord never posts them.
             finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
         for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
             self._start_delivery(job)
         for job in pending:
             place = positions.get(job.id)
-            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None)
+            notice = self._notice(job, unavailable, paused) if job.status == JobStatus.QUEUED else None
+            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None,
+                                   notice)
 
-    async def prune(self) -> list[int]:
-        """Remove the stored bytes (and disk copies) of jobs that finished more than RETENTION_DAYS ago."""
+    async def _holds(self, session: AsyncSession,
+                     guild_ids: set[int | None]) -> tuple[str | None, dict[int | None, str | None]]:
+        """What holds queued jobs now: the "unavailable" sentence (None while a worker is alive) and each
+        server's pause sentence, the same sentences a request is told when it is queued (``bot.requests``)."""
+        unavailable = await availability_notice(session, own_problem=getattr(self.bot.supervisor, "failure_reason",
+                                                                              None),
+                                                dead_after_s=self.bot.settings.worker_dead_after)
+        paused = {guild_id: (await pause_state(session, guild_id)).notice() for guild_id in guild_ids}
+        return unavailable, paused
 
-        days = self.bot.settings.retention_days
-        if days <= 0:
-            return []
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=days * SECONDS_PER_DAY)
-        pruned: list[int] = []
-        while True:
-            async with self.bot.sessions.begin() as session:
-                batch = await prune_finished(session, finished_before=cutoff)
-            await remove_disk_copies(self.bot, batch)
-            pruned += batch
-            if not batch:
-                break
-        if pruned:
-            log.info("retention: removed the stored images and videos of %d finished job(s): %s", len(pruned),
-                     pruned[:20])
-        return pruned
+    def _notice(self, job: Job, unavailable: str | None, paused: dict[int | None, str | None]) -> str | None:
+        """The lines a queued job's status shows under its position: the worker is unavailable (and why), or back
+        after its status said so; and a pause that holds it."""
+        worker: str | None = unavailable
+        if unavailable:
+            self._told_unavailable.add(job.id)
+        else:
+            worker = AVAILABLE_AGAIN if job.id in self._told_unavailable else None
+        return "\n".join(line for line in (worker, paused.get(job.guild_id)) if line) or None
 
-    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None) -> None:
+    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None,
+                          notice: str | None = None) -> None:
         """Edit the status message if what it shows changed and the last edit is old enough."""
-        key = status_key(job, position)
+        key = status_key(job, position, notice)
         if job.id in self._gone or self._shown.get(job.id, ()) == key:
             return
         now = time.monotonic()
         if now - self._edited_at.get(job.id, 0.0) < self.bot.settings.status_edit_interval:
             return
         self._edited_at[job.id] = now
-        text = render_status(job, position=position, eta_seconds=eta_seconds)
+        text = render_status(job, position=position, eta_seconds=eta_seconds, notice=notice)
         outcome = await edit_status_message(self.bot, job, text)
         if outcome is EditOutcome.DONE:
             self._shown[job.id] = key
@@ -208,3 +210,4 @@ class JobMonitor:
         self._shown.pop(job_id, None)
         self._edited_at.pop(job_id, None)
         self._gone.discard(job_id)
+        self._told_unavailable.discard(job_id)

@@ -1,6 +1,7 @@
 """Who may do what: the two scopes of power, checked at run time on every interaction.
 
-- The bot's **operator**: a user listed in ``OPERATOR_USER_IDS`` (or the older ``ADMIN_USER_IDS``), or a member
+- The bot's **operator**: the Discord application's owner (or its team's admins and developers, read at start:
+  :mod:`bot.operators`), a user listed in ``OPERATOR_USER_IDS`` (or the older ``ADMIN_USER_IDS``), or a member
   holding a role listed in ``OPERATOR_ROLE_IDS`` (or ``ADMIN_ROLE_IDS``). Bot-wide powers: ``/operator ...``
   (pause and resume every server, bans, quotas, tiers, the whole queue and audit log) and queue priority.
 - A **server admin**: a member with *Manage Server* (or *Administrator*) in the guild the interaction comes
@@ -38,6 +39,7 @@ __all__ = (
     "ScopeSettings",
     "check_job_access",
     "command_scope",
+    "no_such_job",
     "is_operator",
     "is_server_admin",
     "may_act_on_job",
@@ -121,11 +123,12 @@ def is_server_admin(interaction: discord.Interaction, guild_id: int | None = Non
 
 
 def _settings_of(interaction: discord.Interaction) -> ScopeSettings:
-    """The bot's settings, from ``interaction.client.settings``."""
-    settings = getattr(interaction.client, "settings", None)
-    if settings is None:
-        raise RuntimeError("permission check: the client has no .settings (expected bot.app.I2VBot)")
-    return settings
+    """Who the operator is: ``interaction.client.operators`` (the application's owner and the settings; see
+    :mod:`bot.operators`), else a client's ``.settings`` alone."""
+    scope = getattr(interaction.client, "operators", None) or getattr(interaction.client, "settings", None)
+    if scope is None:
+        raise RuntimeError("permission check: the client has no .operators (expected bot.app.I2VBot)")
+    return scope
 
 
 def _action_name(interaction: discord.Interaction) -> str:
@@ -237,12 +240,15 @@ def check_job_access(
     """Raise :class:`~bot.errors.NotYours` (logged) unless :func:`may_act_on_job`.
 
     ``server_admins``: cancel and delete are also open to an admin of the job's server; re-roll, vary and info
-    are not (they spend the requester's quota or show their request).
+    are not (they spend the requester's quota or show their request). The refusal reads as for a job that does
+    not exist, so walking job numbers names nobody.
     """
     if may_act_on_job(interaction, settings, job, server_admins=server_admins):
         return
     log_refusal(interaction, f"{action} job {job.id}", "requester" + (" or server admin" if server_admins else ""))
-    who = f"<@{job.user_id}> (who asked for job #{job.id})"
-    if server_admins:
-        raise NotYours(f"Only {who}, an admin of its server or the bot's operator can {action} it.")
-    raise NotYours(f"Only {who} or the bot's operator can {action} it.")
+    raise NotYours(no_such_job(job.id))
+
+
+def no_such_job(job_id: int) -> str:
+    """The answer about a job the user may not act on, or that does not exist: the same sentence for both."""
+    return f"There is no such job of yours (#{job_id})."

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from jobs.errors import format_duration
-from jobs.models import AUDIT_SCOPE_BOT
+from generator.model_spaces import display_name
+from jobs.errors import discord_time, format_duration
+from jobs.models import AUDIT_SCOPE_BOT, TERMINAL_STATUSES, JobStatus
+from jobs.safety import UnsafePolicy, Verdict
 from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 
 if TYPE_CHECKING:
@@ -46,11 +48,6 @@ MY_QUEUE_PREVIEW_CHARS = 60  # characters of a prompt shown in /queue
 DETAIL_PREVIEW_CHARS = 120  # characters of an audit row's detail shown in the log
 EMBED_COLOUR = discord.Colour.dark_teal()
 EMBED_FIELD_CHARS = 1024  # Discord's limit on an embed field's value
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-
-
-def _value(value: Any) -> str:
-    return str(getattr(value, "value", value))
 
 
 def preview(text: str, limit: int) -> str:
@@ -72,11 +69,11 @@ def progress_bar(done: int, total: int, cells: int = PROGRESS_BAR_CELLS) -> str:
 
 
 def describe_params(job: Job) -> str:
-    """One line of the parameters used: preset, size, frames, fps, steps, guidance, seed."""
+    """One line of the parameters used: model, preset, size, frames, fps, steps, guidance, seed."""
     preset = job.preset or "custom"
     return (
-        f"preset {preset} · {job.resolution} ({job.width}×{job.height}) · {job.frames} frames @ {job.fps} fps · "
-        f"{job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
+        f"{display_name(job.model)} · preset {preset} · {job.resolution} ({job.width}×{job.height}) · "
+        f"{job.frames} frames @ {job.fps} fps · {job.steps} steps · guidance {job.guidance:g} · seed {job.seed}"
     )
 
 
@@ -93,14 +90,15 @@ def quote_prompt(prompt: str) -> str:
 
 def is_final(job: Job) -> bool:
     """True once the job can no longer change (its status message loses the Cancel button)."""
-    return _value(job.status) in FINAL_STATUSES
+    return job.status in TERMINAL_STATUSES
 
 
 def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-                  now: datetime | None = None) -> str:
-    """The status message text for a queued or running job (pure: depends only on its arguments)."""
+                  now: datetime | None = None, notice: str | None = None) -> str:
+    """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
+    holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(timezone.utc)
-    status = _value(job.status)
+    status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":
         if position is None:
@@ -113,20 +111,22 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             line += "."
         if (job.attempt or 0) > 0:
             line += f" (retry {job.attempt + 1}: the previous attempt was interrupted)"
-        return f"{head}\n{line}"
+        return f"{head}\n{line}" + (f"\n{notice}" if notice else "")
     if status == "running":
-        phase = str(getattr(job.phase, "value", job.phase) or "loading")
+        phase = job.phase.value
         label = PHASE_LABELS.get(phase, phase.capitalize())
-        if getattr(job, "cancel_requested", False):
+        if job.cancel_requested:
             return f"{head}\n🛑 Cancelling…"
         if phase == "denoising" and job.progress_total:
             step = job.progress_step or 0
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
-        if getattr(job, "withheld_at", None) is not None:  # the reason goes to the requester privately
+        if job.withheld_at is not None:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
+    if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
+        return f"{head}\n❌ Not made; its requester was told why. Nothing was charged."
     if status == "failed":
         return f"{head}\n❌ Failed: {job.error or 'unknown error'}"
     if status == "cancelled":
@@ -134,11 +134,15 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
     return f"{head}\n{status}"
 
 
-def status_key(job: Job, position: int | None) -> tuple[object, ...]:
+def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
-    return (_value(job.status), position, job.phase, job.progress_step, job.progress_total,
-            bool(getattr(job, "cancel_requested", False)), job.attempt, job.error)
+    return (job.status, position, job.phase, job.progress_step, job.progress_total, job.cancel_requested,
+            job.attempt, job.error, notice)
+
+
+AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
+"""Shown on a queued job's status message once the worker it was told was unavailable is back."""
 
 
 # -- presets and /help ---------------------------------------------------------------------------------------------
@@ -230,6 +234,14 @@ def vary_head(parent: Job, job: Job) -> str:
     return f"Queued a variation of job #{parent.id} as job #{job.id}"
 
 
+def missing_permissions_text(missing: list[str]) -> str:
+    """The refusal of a request in a channel where the bot may not post its status and result."""
+    names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    noun = "permission" if len(missing) == 1 else "permissions"
+    return (f"I can't post videos in this channel: I'm missing the {names} {noun} here. Ask a server admin to "
+            "grant them to my role, or use another channel; nothing was queued.")
+
+
 # -- results, notices and details ---------------------------------------------------------------------------------
 
 
@@ -252,8 +264,13 @@ def render_result(job: Job) -> str:
 
 
 def render_notice(job: Job) -> str:
-    """The text posted for a job that failed or was cancelled."""
-    status = _value(job.status)
+    """The text posted for a job that failed or was cancelled, or whose video the safety check kept out of the
+    channel (no reason given in public: its requester is told privately)."""
+    status = job.status.value
+    if status == "succeeded" and job.withheld_at is not None:  # the reason goes privately
+        return f"🔒 <@{job.user_id}>, the video of job #{job.id} was made but not posted here; you were told why."
+    if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
+        return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
         return (
             f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
@@ -268,6 +285,11 @@ def render_withheld(job: Job, reason: str) -> str:
     return f"⚠️ Your video of job #{job.id} was not posted. {reason}"
 
 
+def render_input_refused(job: Job) -> str:
+    """What the requester is told privately when the safety check refused their input image."""
+    return f"⚠️ Your image for job #{job.id} was refused: {job.error or 'the safety check flagged it.'}"
+
+
 def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
     """The notice for a video that was made but could not be posted."""
     text = f"⚠️ <@{job.user_id}>, the video of job #{job.id} was made but could not be posted: {reason}"
@@ -276,10 +298,23 @@ def render_upload_failed(job: Job, reason: str, *, kept: bool) -> str:
     return text
 
 
+def render_channel_closed_reason(status: int, code: int) -> str:
+    """Why a result could not be posted in its channel (Discord answered ``status``/``code``); kept on the job."""
+    if status == 404:
+        return "the channel was deleted, or I can no longer see it"
+    return f"I may no longer post videos in that channel (Discord answered {status}, code {code})"
+
+
+def render_not_posted(job: Job, reason: str) -> str:
+    """The requester's one notice that their finished video could not be posted in its channel."""
+    return (f"The video of job #{job.id} is made, but I could not post it: {reason}. It is kept for you: "
+            "`/web` signs you in to the bot's page, where you can download it.")
+
+
 def render_info(job: Job) -> str:
     """Every detail of a job, for the Info button."""
     lines = [
-        f"**Job #{job.id}** ({_value(job.status)}) by <@{job.user_id}>, via {_value(job.source)}",
+        f"**Job #{job.id}** ({job.status.value}) by <@{job.user_id}>, via {job.source.value}",
         f"Prompt: {neutralise_mentions(job.prompt)}",
         f"Negative prompt: {neutralise_mentions(job.negative_prompt or '(none)')}",
         describe_params(job),
@@ -299,27 +334,30 @@ def render_info(job: Job) -> str:
 # -- /queue and /quota --------------------------------------------------------------------------------------------
 
 
-def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime) -> str:
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
+                    withheld: Sequence[Job] = ()) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
-    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running)."""
+    ``jobs.queue.queue_positions`` place of every pending job, position 0 = running), then their recent videos the
+    safety check kept out of the channel (``withheld``), with the reason."""
     running_total = sum(1 for place in places.values() if place.position == 0)
     queued_total = len(places) - running_total
     lines = []
     for job in mine:
         snippet = neutralise_mentions(preview(job.prompt, MY_QUEUE_PREVIEW_CHARS))
-        if _value(job.status) == "running":
+        if job.status == JobStatus.RUNNING:
             progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
-            lines.append(f"• #{job.id} running ({_value(job.phase)}{progress}): {snippet}")
+            lines.append(f"• #{job.id} running ({job.phase.value}{progress}, {display_name(job.model)}): {snippet}")
             continue
         place = places.get(job.id)
         if place is not None:
             eta = ""
             if place.eta_seconds is not None:
                 eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
-            lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
+            lines.append(f"• #{job.id} queued, position {place.position}{eta} ({display_name(job.model)}): {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
-    return f"{header}\n{body}"
+    notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]
+    return "\n".join([header, body, *notes])
 
 
 def render_quota(status: QuotaStatus) -> str:
@@ -341,10 +379,6 @@ def _bytes_text(size: int | None) -> str:
     if size is None:
         return "unknown memory"
     return f"{size / 2**30:.1f} GiB"
-
-
-def _discord_time(when: datetime, style: str = "R") -> str:
-    return f"<t:{int(when.timestamp())}:{style}>"
 
 
 def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
@@ -448,7 +482,7 @@ def _audit_line(row: AuditLog) -> str:
         detail = f" ({preview(shown, DETAIL_PREVIEW_CHARS)})" if shown else ""
     scope = "bot-wide" if row.scope == AUDIT_SCOPE_BOT else "server"
     where = f" in server {row.guild_id}" if row.guild_id is not None else ""
-    return f"{_discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
+    return f"{discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
 
 
 def render_log(page: AuditPage, *, bot_wide: bool = True) -> discord.Embed:
@@ -500,11 +534,11 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     return "\n".join(lines)
 
 
-def render_safety(policy: Any, spoiler_all: bool, *, operator_default: Any) -> str:
+def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: UnsafePolicy) -> str:
     """A server's effective content-safety settings."""
-    value = _value(policy)
+    value = policy.value
     lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
-    if _value(operator_default) == "refuse":
+    if operator_default == UnsafePolicy.REFUSE:
         lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
     lines.append("Every result is posted as a spoiler." if spoiler_all
                  else "Results are spoilers only when their requester asks (`spoiler: True`).")
@@ -521,7 +555,7 @@ def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> 
                 if job.guild_id and job.result_message_id else "")
         flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
         lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
-                     f"{_discord_time(first)}{flagged}{link}\n"
+                     f"{discord_time(first)}{flagged}{link}\n"
                      f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
     embed.description = "\n".join(lines) or "No reported videos are waiting."
     if rows:

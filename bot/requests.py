@@ -22,14 +22,15 @@ from urllib.parse import urljoin
 import aiohttp
 import discord
 
-from bot.errors import JobNotFound, UserFacingError
+from bot.channel_access import check_can_post
+from bot.errors import NoSuchJob, UserFacingError
 from bot.image_origin import REDIRECT_MESSAGE, ImageOriginError, check_image_url, same_origin
-from bot.permissions import check_job_access
-from bot.render import queued_head, queued_text, render_status, reroll_head, vary_head
+from bot.permissions import check_job_access, no_such_job
+from bot.render import queued_head, queued_text, reroll_head, vary_head
 from bot.status import post_status_message
 from generator.images import ImageError
-from generator.params import resolve_params
-from jobs.control import pause_state
+from generator.params import Resolved, resolve_request
+from jobs.control import allowed_models, pause_state
 from jobs.errors import PromptBlocked
 from jobs.queue import find_job, queue_position
 from jobs.requests import (
@@ -145,6 +146,24 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
 
+# -- the channel --------------------------------------------------------------------------------------------------
+
+
+def check_interaction_channel(interaction: discord.Interaction) -> None:
+    """Refuse (ephemerally, through the error funnel) a request made where the bot may not post its status and
+    result: Discord resolved the bot's permissions in that channel (``app_permissions``) for this interaction."""
+    check_can_post(interaction.channel, interaction.app_permissions)
+
+
+def check_mention_channel(message: discord.Message) -> None:
+    """Refuse a mention request made where the bot may not post its status and result (its permissions computed
+    from the cached channel, roles and overwrites)."""
+    guild = message.guild
+    if guild is None or guild.me is None:
+        return  # a DM: the bot can always answer there
+    check_can_post(message.channel, message.channel.permissions_for(guild.me))
+
+
 # -- the blocklists ----------------------------------------------------------------------------------------------
 
 
@@ -203,7 +222,7 @@ def interaction_origin(
     )
 
 
-async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
+async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = None) -> str | None:
     """The sentences telling a requester what their job waits for: a worker (video generation is unavailable) or
     a resume (a pause holds it); None when nothing holds it (or it cannot be read: the job is queued either
     way). Read once per request."""
@@ -212,12 +231,23 @@ async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
             state = await pause_state(session, guild_id)
             unavailable = await availability_notice(session, own_problem=getattr(bot.supervisor, "failure_reason",
                                                                                   None),
-                                                    dead_after_s=bot.settings.worker_dead_after)
+                                                    dead_after_s=bot.settings.worker_dead_after, model=model)
     except Exception:
         log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
         return None
     notices = [text for text in (unavailable, state.notice()) if text]
     return "\n".join(notices) or None
+
+
+async def resolve_options(bot: I2VBot, guild_id: int | None, prompt: str, options: dict[str, Any]) -> Resolved:
+    """The parameters of a request and the notes the user is told. Without a model option the model is the first
+    enabled one (``I2V_MODELS``) that the server allows; a named model is checked against those at admission."""
+    values = {k: v for k, v in options.items() if v is not None}
+    if "model" not in values:
+        async with bot.readers() as session:
+            allowed = await allowed_models(session, guild_id, bot.settings.models)
+        values["model"] = (allowed or list(bot.settings.models))[0]
+    return resolve_request(prompt, **values)
 
 
 async def queue_job(
@@ -228,9 +258,11 @@ async def queue_job(
     origin: Origin,
     policy: QuotaPolicy,
     size: tuple[int, int] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> tuple[Job, str | None]:
     """Enqueue through the shared request flow (image stored, quota reserved, in one transaction), post the job's
     status message with its position, ETA, Cancel button and what holds it; return the job and that notice.
+    ``notes`` (how the parameters were adjusted, e.g. a rounded frame count) lead the notice.
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
@@ -245,7 +277,7 @@ async def queue_job(
     except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
         await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
         raise
-    notice = await hold_notice(bot, job.guild_id)
+    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id, job.model)))) or None
     await announce_queued(bot, job, notice)
     return job, notice
 
@@ -256,9 +288,7 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
     try:
         async with bot.readers() as session:
             place = await queue_position(session, job.id)
-        text = render_status(job, position=place.position, eta_seconds=place.eta_seconds)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds,
-                                  text=f"{text}\n{notice}" if notice else None)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds, notice=notice)
     except Exception:
         log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
                     job.id, exc_info=True)
@@ -300,18 +330,20 @@ async def handle_request(
 ) -> None:
     """``/animate`` and the Animate form: acknowledge at once, then check the parameters, fetch and check the
     image, reserve quota and queue."""
+    check_interaction_channel(interaction)
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
     options = dict(options)
     spoiler = bool(options.pop("spoiler", False))
-    params = resolve_params(prompt, **{k: v for k, v in options.items() if v is not None})
-    await check_blocklists(bot, params, user_id=interaction.user.id, guild_id=interaction.guild_id, source=source)
+    resolved = await resolve_options(bot, interaction.guild_id, prompt, options)
+    await check_blocklists(bot, resolved.params, user_id=interaction.user.id, guild_id=interaction.guild_id,
+                           source=source)
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id, spoiler=spoiler)
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction))
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), notes=resolved.notes)
     # committed: from here on the user is told it is queued, whatever else fails
     await tell_queued(interaction, job, queued_text(queued_head(job), notice))
 
@@ -332,11 +364,12 @@ async def _source_image(message: discord.Message) -> tuple[str, int | None]:
 async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, options: dict[str, Any]) -> Job:
     """A mention request (its text already parsed into ``prompt`` and ``options``): check, download, queue.
     Its status message, a reply to ``message``, tells the requester."""
+    check_mention_channel(message)
     if not prompt:
         raise UserFacingError(NO_PROMPT_MESSAGE)
-    params = resolve_params(prompt, **options)
     guild = message.guild
-    await check_blocklists(bot, params, user_id=message.author.id, guild_id=guild.id if guild else None,
+    resolved = await resolve_options(bot, guild.id if guild else None, prompt, options)
+    await check_blocklists(bot, resolved.params, user_id=message.author.id, guild_id=guild.id if guild else None,
                            source="mention")
     url, size = await _source_image(message)
     data = await download_image(bot, url, declared_size=size)
@@ -349,16 +382,17 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
         reply_to_message_id=message.id,
     )
-    job, _ = await queue_job(bot, stored=stored, params=params, origin=origin, policy=bot.quota_policy(message.author))
+    job, _ = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                             policy=bot.quota_policy(message.author), notes=resolved.notes)
     return job
 
 
 async def load_job(bot: I2VBot, job_id: int) -> Job:
-    """Read job ``job_id`` or raise :class:`JobNotFound`."""
+    """Read job ``job_id`` or raise :class:`NoSuchJob`."""
     async with bot.readers() as session:
         job = await find_job(session, job_id)
     if job is None:
-        raise JobNotFound(f"Job #{job_id} does not exist any more.")
+        raise NoSuchJob(no_such_job(job_id))
     return job
 
 
@@ -366,7 +400,7 @@ async def load_own_job(bot: I2VBot, interaction: discord.Interaction, job_id: in
                        server_admins: bool = False) -> Job:
     """Job ``job_id``, if the interaction's user may ``action`` it (see :func:`bot.permissions.check_job_access`)."""
     job = await load_job(bot, job_id)
-    check_job_access(interaction, bot.settings, job, action, server_admins=server_admins)
+    check_job_access(interaction, bot.operators, job, action, server_admins=server_admins)
     return job
 
 
@@ -376,7 +410,8 @@ async def queue_variant(
     """Re-roll (``changes={"seed": None}``) or Vary: queue a new job from ``parent``'s input and parameters with
     ``changes`` applied (``seed: None`` = new seed) and answer. The status message replies to the message the
     button was on."""
-    params, size = variant_of(parent, changes)
+    check_interaction_channel(interaction)
+    resolved, size = variant_of(parent, changes)
     stored = stored_input_of(parent)
     origin = interaction_origin(
         interaction,
@@ -385,8 +420,8 @@ async def queue_variant(
         parent_job_id=parent.id,
         spoiler=parent.spoiler,  # a variant of a spoilered result stays one
     )
-    job, notice = await queue_job(bot, stored=stored, params=params, origin=origin,
-                                  policy=bot.quota_policy(interaction), size=size)
+    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
+                                  policy=bot.quota_policy(interaction), size=size, notes=resolved.notes)
     head = reroll_head(parent, job) if source == "reroll" else vary_head(parent, job)
     await tell_queued(interaction, job, queued_text(head, notice))
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
 from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
+from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
+from generator.model_spaces import enabled_models
 from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
 __all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
@@ -44,6 +46,7 @@ DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
 DEFAULT_WEB_HOST = default_text("WEB_HOST")
 DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
 DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS")
+DEFAULT_ROLE_RECHECK_SECONDS = default_float("WEB_ROLE_RECHECK_SECONDS")
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
 
@@ -59,6 +62,7 @@ class BotSettings:
     retry_max: float = DEFAULT_RETRY_MAX_SECONDS  # longest wait between two attempts to reach Discord, seconds
     database_url: str = field(repr=False)  # may carry a password
     model: str = DEFAULT_MODEL
+    models: tuple[str, ...] = (DEFAULT_MODEL_KEY,)  # I2V_MODELS as resolved: the models users may choose, default first
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     operator_user_ids: frozenset[int] = frozenset()  # OPERATOR_USER_IDS (or the older ADMIN_USER_IDS)
@@ -84,6 +88,7 @@ class BotSettings:
     web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
     web_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()  # WEB_TRUSTED_PROXIES: whose forwarded headers are believed
     web_operator_link_ttl: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS  # the printed operator link works this long
+    web_role_recheck: float = DEFAULT_ROLE_RECHECK_SECONDS  # a signed-in member's roles are re-read this often
     grace_seconds: float = DEFAULT_GRACE_SECONDS  # I2V_GRACE_SECONDS, for the embedded worker and the bot's close
     restart_backoff: float = DEFAULT_RESTART_BACKOFF_SECONDS  # I2V_RESTART_BACKOFF_SECONDS
     restart_backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX_SECONDS  # I2V_RESTART_BACKOFF_MAX_SECONDS
@@ -126,8 +131,13 @@ class BotSettings:
             prompt_blocklist = parse_blocklist(v["PROMPT_BLOCKLIST"])
         except BlocklistError as exc:
             raise SettingsError(f"PROMPT_BLOCKLIST has a bad item {exc}", "PROMPT_BLOCKLIST") from None
+        try:
+            models = enabled_models(v["I2V_MODELS"], v["I2V_MODEL"])
+        except ValueError as exc:
+            raise SettingsError(f"I2V_MODELS: {exc}", "I2V_MODELS") from None
         return cls(
             token=token,
+            models=models,
             api_base=v["DISCORD_API_BASE"] or None,
             gateway_url=v["DISCORD_GATEWAY_URL"] or None,
             connect_timeout=v["DISCORD_CONNECT_TIMEOUT_SECONDS"],
@@ -160,6 +170,7 @@ class BotSettings:
             web_public_url=v["WEB_PUBLIC_URL"] or None,
             web_trusted_proxies=v["WEB_TRUSTED_PROXIES"],
             web_operator_link_ttl=float(v["WEB_OPERATOR_LINK_TTL_SECONDS"]),
+            web_role_recheck=float(v["WEB_ROLE_RECHECK_SECONDS"]),
             grace_seconds=float(v["I2V_GRACE_SECONDS"]),
             restart_backoff=float(v["I2V_RESTART_BACKOFF_SECONDS"]),
             restart_backoff_max=float(v["I2V_RESTART_BACKOFF_MAX_SECONDS"]),

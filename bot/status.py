@@ -28,9 +28,9 @@ OLD_MESSAGE_EDIT_LIMIT_CODE = 30046  # Discord: too many edits to a message olde
 
 
 async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None,
-                              text: str | None = None) -> int:
+                              text: str | None = None, notice: str | None = None) -> int:
     """Send a status message in the job's channel (a reply to the request message if there is one), tell the
-    monitor what it shows, record its id on the job and return it."""
+    monitor what it shows, record its id on the job and return it. ``notice``: what holds the job, if anything."""
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
     reference = None
     if job.reply_to_message_id:
@@ -38,7 +38,7 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
             message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
         )
     message = await channel.send(
-        text or render_status(job, position=position, eta_seconds=eta_seconds),
+        text or render_status(job, position=position, eta_seconds=eta_seconds, notice=notice),
         view=status_view(job),
         reference=reference,
         mention_author=False,
@@ -47,7 +47,7 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
     if bot.monitor is not None:
         # before the id is stored: from then on the monitor edits the message, and it must know what it shows
         # (a pass between the commit and this call re-sent the same text, closer than the edit interval)
-        bot.monitor.note_posted(job, position)
+        bot.monitor.note_posted(job, position, notice)
     async with bot.sessions.begin() as session:
         await set_status_message(session, job.id, status_message_id=message.id)
     job.status_message_id = message.id
@@ -65,6 +65,12 @@ async def post_missing_status(bot: I2VBot, job_ids: set[int]) -> None:
             continue
         try:
             await post_status_message(bot, job, position=None, eta_seconds=None)
+        except (discord.Forbidden, discord.NotFound) as error:
+            # the channel is closed to the bot or gone: asking again only burns Discord's invalid-request allowance;
+            # the job runs on, and delivery tells the requester
+            log.warning("job %s: its channel refuses the status message (%s); not trying again", job_id, error.status)
+            job_ids.discard(job_id)
+            continue
         except Exception:
             log.warning("posting the status message of job %s failed again; will retry", job_id, exc_info=True)
             continue

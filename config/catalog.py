@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.units import MIB
+
 BOT = "bot"
 WORKER = "worker"
 SUPERVISOR = "supervisor"
@@ -29,9 +31,11 @@ PORT = "port"
 DATABASE_URL = "database_url"
 NETWORKS = "networks"  # comma-separated IP addresses or networks (CIDR)
 ORIGIN = "origin"  # an http(s) origin: scheme://host[:port], no path
-KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN)
+CHOICES = "choices"  # comma-separated words from ``choices``, in order, each once
+KINDS = (TEXT, PATH, INT, FLOAT, BOOL, CHOICE, IDS, PORT, DATABASE_URL, NETWORKS, ORIGIN, CHOICES)
 
-MIB = 1024 * 1024
+MODEL_KEYS = ("i2vgenxl", "wan22-5b", "ltxv")  # the models' keys (generator.model_spaces.MODEL_KEYS)
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -105,8 +109,19 @@ SETTINGS: tuple[Setting, ...] = (
     _s("OUTPUT_DIR", PATH, "outputs", "disk copies of delivered videos; the worker's scratch folder; the CLI's "
        "default output folder", *_ALL),
     # --- Model and worker
-    _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "Hugging Face repo id or local folder; tiny = tiny random model",
-       *_ALL),
+    _s("I2V_MODEL", TEXT, "ali-vilab/i2vgen-xl", "I2VGen-XL's Hugging Face repo id or local folder; tiny = every "
+       "model is a tiny random one built in code (tests)", *_ALL),
+    _s("I2V_MODEL_WAN", TEXT, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "Wan 2.2 TI2V-5B's Hugging Face repo id or local "
+       "folder (model key wan22-5b)", *_ALL),
+    _s("I2V_MODEL_LTX", TEXT, "Lightricks/LTX-Video-0.9.7-distilled", "LTX-Video's Hugging Face repo id or local "
+       "folder (model key ltxv)", *_ALL),
+    _s("I2V_MODELS", CHOICES, (), "the models users may choose, comma-separated keys in order, the first the "
+       "default; unset = i2vgenxl alone (every model with I2V_MODEL=tiny)", BOT, WORKER, SUPERVISOR,
+       choices=MODEL_KEYS),
+    _s("WORKER_MODELS", CHOICES, (), "the models this worker may load (a subset of I2V_MODELS); unset = all of "
+       "I2V_MODELS", WORKER, SUPERVISOR, choices=MODEL_KEYS),
+    _s("MODEL_AFFINITY_MAX_SKIPS", INT, 3, "a worker prefers jobs for the model it holds, but no queued job is "
+       "passed over more than this many times for that; 0 = strict queue order", WORKER, unit="jobs", minimum=0),
     _s("I2V_DEVICE", TEXT, "", "torch device; empty = the GPU (the real model refuses to load without one; "
        "tiny runs on the CPU); cpu = the CPU on purpose (hours per video)", *_GPU),
     _s("WORKER", CHOICE, "embedded", "embedded: the bot supervises one worker; external: run workers yourself", BOT,
@@ -205,6 +220,8 @@ SETTINGS: tuple[Setting, ...] = (
        "headers name the client (access log only)", BOT),
     _s("WEB_OPERATOR_LINK_TTL_SECONDS", FLOAT, 3600.0, "how long the operator's sign-in link printed at start works "
        "(once)", BOT, unit="s", above=0),
+    _s("WEB_ROLE_RECHECK_SECONDS", FLOAT, 1800.0, "how often the bot re-reads a signed-in member's roles from Discord; "
+       "roles not re-read within twice this lapse on the page", BOT, unit="s", above=0, maximum=1800),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -8,10 +8,10 @@ print it and exit with :data:`EXIT_BAD_SETTINGS`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
-import ipaddress
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from config.catalog import (
     BOOL,
     BY_NAME,
     CHOICE,
+    CHOICES,
     DATABASE_URL,
     FLOAT,
     IDS,
@@ -128,6 +129,20 @@ def _networks(setting: Setting, raw: str) -> tuple[ipaddress.IPv4Network | ipadd
     return tuple(networks)
 
 
+def _parse_choices(setting: Setting, raw: str) -> tuple[str, ...]:
+    words: list[str] = []
+    for part in raw.replace(";", ",").split(","):
+        word = part.strip().lower()
+        if not word:
+            continue
+        if word not in setting.choices:
+            raise _bad(setting, raw, f"has {part.strip()!r}, which is not one of {', '.join(setting.choices)}")
+        if word in words:
+            raise _bad(setting, raw, f"names {word} twice")
+        words.append(word)
+    return tuple(words)
+
+
 def _origin(setting: Setting, raw: str) -> str:
     try:
         url = urlsplit(raw.rstrip("/"))
@@ -163,6 +178,8 @@ def parse(setting: Setting, raw: str | None) -> object:
         return word
     if kind == IDS:
         return _ids(setting, text)
+    if kind == CHOICES:
+        return _parse_choices(setting, text)
     if kind == NETWORKS:
         return _networks(setting, text)
     if kind == ORIGIN:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from generator.faults import FaultPlan
     from generator.params import GenerationParams
-    from generator.pipeline import VideoGenerator
+    from generator.models.base import VideoBackend
     from generator.safety import SafetyChecker
     from jobs.heartbeat import ProgressWriter
 
@@ -61,7 +61,7 @@ class JobExecution:
 
     settings: WorkerSettings
     faults: FaultPlan
-    generator: VideoGenerator | None
+    generator: VideoBackend | None
     safety: SafetyChecker | None
     _progress: ProgressWriter | None
     _stop_deadline: float
@@ -180,7 +180,7 @@ class JobExecution:
         """Prepare, generate, encode and settle one job."""
         from generator.images import ImageError
         from generator.params import ParamError
-        from generator.pipeline import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
+        from generator.models.base import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
         from generator.safety import STAGE_INPUT, STAGE_OUTPUT, UnsafeInput, sample_frames
         from generator.video import VideoTooLarge, parameter_tags
 
@@ -263,20 +263,20 @@ class JobExecution:
     def _prepare(self, job: ClaimedJob, data: bytes) -> tuple[Image, GenerationParams, int, int]:
         """Decode and fit the input image and rebuild the parameters (runs on a thread)."""
         from generator.images import fit_image, load_image
-        from generator.params import GenerationParams, target_size
+        from generator.params import target_size
 
-        params = GenerationParams.from_dict(job.params)
+        params = job.params
         image = load_image(data)
         if job.width and job.height:
             width, height = job.width, job.height
         else:
-            width, height = target_size(params.resolution, image.width, image.height)
+            width, height = target_size(params.resolution, image.width, image.height, params.model)
         return fit_image(image, width, height), params, width, height
 
     async def _generate(self, run: JobRun, image: Image, params: GenerationParams, width: int,
                         height: int) -> list[Image]:
         """Run the pipeline; on out-of-memory retry once in low-memory mode (recorded on the job)."""
-        from generator.pipeline import GenerationOutOfMemory
+        from generator.models.base import GenerationOutOfMemory
 
         assert self.generator is not None
         generator = self.generator

@@ -21,6 +21,16 @@ MIN_INPUT_SIDE_PX: int = 32  # pixels; smaller images carry too little to animat
 MAX_INPUT_ASPECT: float = 4.0  # long side / short side; beyond this centre-cropping to 2:1 loses most of it
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 FLATTEN_BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)  # transparent pixels become white
+MAX_DECODE_BYTES: int = MAX_INPUT_PIXELS * 12  # bytes decoding may take at the peak: an 8-bit RGB at the pixel limit
+DECODE_BYTES_PER_PIXEL: dict[str, int] = {
+    # the peak of load_image per pixel, by the mode Pillow decodes to: the decoded image (Pillow keeps RGB in 4
+    # bytes), the EXIF-rotated copy, and the conversion to 8-bit RGB (alpha: RGBA, its background and the
+    # composite; 16-bit and float grey: float64 arrays while scaling)
+    "1": 6, "L": 6, "P": 6, "RGB": 12, "CMYK": 12, "YCbCr": 12, "LAB": 12, "HSV": 12,
+    "LA": 24, "La": 24, "PA": 24, "RGBA": 24, "RGBa": 24,
+    "I;16": 34, "I;16B": 34, "I;16L": 34, "I;16N": 34, "I": 38, "F": 38,
+}
+UNKNOWN_MODE_BYTES_PER_PIXEL: int = 38  # a mode not listed: assume the costliest
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MESSAGES = {
@@ -82,11 +92,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # RGB, CMYK, YCbCr, LAB, HSV
 
 
+def decode_bytes(mode: str, width: int, height: int) -> int:
+    """The memory ``load_image`` takes at its peak for an image of this mode and size, in bytes."""
+    return width * height * DECODE_BYTES_PER_PIXEL.get(mode, UNKNOWN_MODE_BYTES_PER_PIXEL)
+
+
 def load_image(data: bytes) -> Image.Image:
     """Decode upload bytes into an RGB image, or raise ImageError with a specific code.
 
     Checks, in order: size in bytes, that Pillow identifies an allowed format, declared dimensions (zero, pixel
-    bomb, too small, aspect ratio) before decoding, then decodes the first frame (truncation), applies the EXIF
+    bomb, too small, aspect ratio) and the memory decoding would take (:func:`decode_bytes`) before decoding, then decodes the first frame (truncation), applies the EXIF
     orientation and converts to RGB.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -119,6 +134,10 @@ def load_image(data: bytes) -> Image.Image:
             raise ImageError(
                 "aspect", f"({width}x{height}; the long side may be at most {MAX_INPUT_ASPECT:g}x the short side)"
             )
+        need = decode_bytes(image.mode, width, height)
+        if need > MAX_DECODE_BYTES:  # a few KiB of 16-bit grey PNG can ask for a gigabyte
+            raise ImageError("bomb", f"({width}x{height} {image.mode}: decoding it takes about {need // 2**20:,} MiB; "
+                                     f"the limit is {MAX_DECODE_BYTES // 2**20:,} MiB)")
         try:
             image.seek(0)  # first frame of an animation
             image.load()

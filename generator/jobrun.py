@@ -12,10 +12,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.faults import FaultPlan
 from generator.worker_settings import MAX_DETAIL_CHARS, PHASE_DECODING, PHASE_DENOISING, PHASE_PREPARING
+
+if TYPE_CHECKING:
+    from generator.params import GenerationParams
 
 log = logging.getLogger("generator.worker")
 
@@ -80,14 +83,14 @@ class ClaimedJob:
     id: int
     attempt: int
     input_sha256: str
-    params: dict[str, Any]
+    params: GenerationParams
     width: int | None
     height: int | None
     upload_limit_bytes: int
 
     @property
     def steps(self) -> int:
-        return int(self.params["steps"])
+        return self.params.steps
 
 
 class InputMissing(Exception):

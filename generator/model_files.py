@@ -42,7 +42,7 @@ def components(index: dict[str, object]) -> list[str]:
                   if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None)
 
 
-def check_folder(model: str, folder: Path) -> list[str]:
+def check_model_folder(model: str, folder: Path) -> list[str]:
     """One line per problem with a local model folder's config files."""
     prefix = f"{SETTING}={model!r}:"
     index, error = _read_json(folder / MODEL_INDEX)
@@ -104,7 +104,7 @@ def check_model_source(model: str, *, hub_timeout_s: float = HUB_TIMEOUT_S) -> l
         return []
     folder = Path(model).expanduser()
     if folder.is_dir():
-        return check_folder(model, folder)
+        return check_model_folder(model, folder)
     if looks_like_path(model) or folder.exists():
         return [f"{SETTING}={model!r}: there is no such folder"]
     return check_hub(model, timeout_s=hub_timeout_s)

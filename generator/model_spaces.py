@@ -203,6 +203,32 @@ SPACES: dict[str, ModelSpace] = {
 MODEL_KEYS: tuple[str, ...] = tuple(SPACES)
 
 
+TINY_SOURCE = "tiny"  # I2V_MODEL=tiny: every model is a tiny random one built in code
+
+
+def enabled_models(configured: Iterable[str], i2v_model: str) -> tuple[str, ...]:
+    """The models users may choose, in order, the first the default: ``I2V_MODELS`` as set; unset, I2VGen-XL
+    alone (as before there was a choice), or every model with ``I2V_MODEL=tiny`` (the tests' tiny models)."""
+    chosen = tuple(configured)
+    unknown = [key for key in chosen if key not in SPACES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; known: {', '.join(MODEL_KEYS)}")
+    if chosen:
+        return chosen
+    return MODEL_KEYS if i2v_model.strip().lower() == TINY_SOURCE else (DEFAULT_MODEL,)
+
+
+def worker_models(enabled: Iterable[str], narrowed: Iterable[str]) -> tuple[str, ...]:
+    """What one worker may load: ``WORKER_MODELS`` (each must be enabled), or every enabled model when unset."""
+    enabled = tuple(enabled)
+    narrowed = tuple(narrowed)
+    outside = [key for key in narrowed if key not in enabled]
+    if outside:
+        raise ValueError(f"WORKER_MODELS names {outside[0]}, which I2V_MODELS does not enable "
+                         f"({', '.join(enabled)})")
+    return narrowed or enabled
+
+
 def space(key: str) -> ModelSpace:
     """The space of the model ``key``; KeyError naming the known keys."""
     try:

@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from jobs.db import begin_read_only, make_sessionmaker
-from jobs.rescue import rescue_workers
+from jobs.maintenance import rescue_workers
 from jobs.workers import (
     find_worker,
     forget_stale_failures,

@@ -8,7 +8,7 @@ One process per GPU (design.md section 4). It talks to the job store itself (the
 2. loads the pipeline once (``I2V_MODEL``; ``tiny`` is the offline test model) and keeps it warm;
 3. loops: every ``I2V_RESCUE_INTERVAL_S`` requeue the jobs of dead workers (``rescue_dead_workers``, after
    ``WORKER_DEAD_AFTER`` seconds without a heartbeat) and of expired leases -> claim the next job -> read its input
-   image from the store -> ``load_image`` + ``fit_image`` -> ``VideoGenerator.generate`` -> ``encode_to_budget`` to
+   image from the store -> ``load_image`` + ``fit_image`` -> ``VideoBackend.generate`` -> ``encode_to_budget`` to
    the job's upload limit (in a scratch file under ``OUTPUT_DIR``, removed at once) -> ``finish_job`` with the MP4's
    bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk outlives the job.
 
@@ -40,7 +40,7 @@ waits for a thread the interpreter would otherwise join at exit. A generation th
 ``I2V_STALL_SECONDS`` is taken as a hung GPU call: the worker exits with ``EXIT_STALLED`` (the lease brings the job
 back), since such a call cannot be interrupted from Python.
 
-GPU-seconds are the wall time spent inside ``VideoGenerator.generate`` for the job (both runs when it was retried in
+GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
 Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
@@ -71,6 +71,7 @@ from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
+from generator.model_spaces import I2VGENXL
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -105,11 +106,12 @@ from generator.worker_settings import (  # re-exported too: callers import the s
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-    from generator.pipeline import VideoGenerator
+    from generator.models.base import VideoBackend
     from generator.safety import SafetyChecker
     from jobs.heartbeat import ProgressWriter
 
 log = logging.getLogger("generator.worker")
+RUNNABLE_MODELS: tuple[str, ...] = (I2VGENXL,)  # the model backends this worker runs (generator.models)
 PROG = "i2v-worker"  # how its one-line errors begin
 
 __all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
@@ -126,7 +128,7 @@ class WorkerProcess(JobExecution):
         self.faults = faults or FaultPlan()
         self.drain = drain
         self.once = once
-        self.generator: VideoGenerator | None = None
+        self.generator: VideoBackend | None = None
         self.safety: SafetyChecker | None = None  # the image classifier, loaded beside the model (None: off)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -136,6 +138,10 @@ class WorkerProcess(JobExecution):
         self._state = WORKER_STATE_LOADING
         self._job_id: int | None = None
         self._failure: str | None = None  # why this process could not start, written to its registry row
+        # The models it may load (I2V_MODELS narrowed by WORKER_MODELS) among those this worker runs; the claim
+        # takes only their jobs. The one it holds is preferred by the claim (MODEL_AFFINITY_MAX_SKIPS).
+        self.loadable: tuple[str, ...] = tuple(key for key in settings.models if key in RUNNABLE_MODELS)
+        self.loaded_model: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -177,6 +183,9 @@ class WorkerProcess(JobExecution):
             return report_start_failure(log, f"OUTPUT_DIR {s.output_dir} cannot be created: {exc}", EXIT_CONFIG)
         if not os.access(s.output_dir, os.W_OK | os.X_OK):
             return report_start_failure(log, f"OUTPUT_DIR {s.output_dir} is not writable by the worker", EXIT_CONFIG)
+        if not self.loadable:
+            return report_start_failure(log, f"this worker may load {', '.join(s.models)} (I2V_MODELS, WORKER_MODELS) "
+                                        f"but runs only {', '.join(RUNNABLE_MODELS)}", EXIT_CONFIG)
         try:
             await migrate(s.database_url)
         except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
@@ -228,16 +237,16 @@ class WorkerProcess(JobExecution):
         """Load the pipeline on a daemon thread while the heartbeat goes on; False if told to stop meanwhile."""
         assert self._stopping is not None
 
-        def load() -> tuple[VideoGenerator, SafetyChecker | None]:
+        def load() -> tuple[VideoBackend, SafetyChecker | None]:
             self.faults.before_load()
             from generator.model_source import route_library_logs
 
             route_library_logs()
-            from generator.pipeline import VideoGenerator
+            from generator.models import I2VGENXL, backend_class
             from generator.safety import SafetyChecker
 
             s = self.settings
-            generator = VideoGenerator.load(s.model, device=s.device)
+            generator = backend_class(I2VGENXL).load(s.model, device=s.device)
             return generator, SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
                                                  unsafe_label=s.safety_unsafe_label, device=s.device,
                                                  faults=self.faults)
@@ -251,6 +260,7 @@ class WorkerProcess(JobExecution):
             log.info("stopped while loading the model")
             return False
         self.generator, self.safety = loading.result()
+        self.loaded_model = I2VGENXL
         log.info("model %s loaded on %s in %.1f s", self.settings.model, self.generator.device_name,
                  time.monotonic() - started)
         return not self.stopping
@@ -301,7 +311,8 @@ class WorkerProcess(JobExecution):
 
         async with self._session() as session, session.begin():
             requeued = await register_worker(session, self.settings.worker_id, host=socket.gethostname(),
-                                             pid=os.getpid(), model=self.settings.model)
+                                             pid=os.getpid(), model=self.settings.model,
+                                             loadable_models=self.loadable)
         if requeued:
             log.warning("requeued jobs a previous process of worker %s left running: %s", self.settings.worker_id,
                         requeued)
@@ -324,6 +335,8 @@ class WorkerProcess(JobExecution):
                 model=self.settings.model,
                 job_done=job_done,
                 failure_reason=self._failure,
+                loadable_models=self.loadable,
+                loaded_model=self.loaded_model,
             )
 
     async def _heartbeat_loop(self) -> None:
@@ -336,7 +349,7 @@ class WorkerProcess(JobExecution):
                 self.request_stop()
 
     async def _rescue(self) -> None:
-        from jobs.rescue import rescue_dead_workers, rescue_expired
+        from jobs.maintenance import rescue_dead_workers, rescue_expired
 
         try:
             async with self._session() as session, session.begin():
@@ -360,27 +373,27 @@ class WorkerProcess(JobExecution):
             return await pending_count(session) > 0
 
     async def _claim(self) -> ClaimedJob | None:
-        from jobs.transitions import claim_next_job
+        from generator.params import ParamError
+        from jobs.transitions import claim_next_job, fail_job
 
         async with self._session() as session, session.begin():
-            job = await claim_next_job(session, self.settings.worker_id, lease_seconds=self.settings.lease_s)
+            job = await claim_next_job(session, self.settings.worker_id, lease_seconds=self.settings.lease_s,
+                                       models=self.loadable, loaded_model=self.loaded_model,
+                                       max_skips=self.settings.affinity_max_skips)
             if job is None:
+                return None
+            try:
+                params = job.params
+            except ParamError as exc:  # a row no model space accepts (edited by hand): it fails, uncharged
+                log.warning("job %d has invalid stored parameters: %s", job.id, exc)
+                await fail_job(session, job.id, job.attempt, worker_id=self.settings.worker_id,
+                               error=f"The stored parameters are invalid: {exc}", detail=repr(exc), gpu_seconds=0.0)
                 return None
             claimed = ClaimedJob(
                 id=job.id,
                 attempt=job.attempt,
                 input_sha256=job.input_sha256,
-                params={
-                    "prompt": job.prompt,
-                    "negative_prompt": job.negative_prompt,
-                    "resolution": job.resolution,
-                    "frames": job.frames,
-                    "fps": job.fps,
-                    "steps": job.steps,
-                    "guidance": job.guidance,
-                    "seed": job.seed,
-                    "preset": job.preset,
-                },
+                params=params,
                 width=job.width,
                 height=job.height,
                 upload_limit_bytes=job.upload_limit_bytes or DEFAULT_UPLOAD_LIMIT_BYTES,

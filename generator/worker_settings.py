@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.catalog import WORKER, default_float, default_text, read_by
+from config.catalog import WORKER, default_float, default_int, default_text, read_by
 from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read  # noqa: F401 - SettingsError re-exported
+from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
+from generator.model_spaces import enabled_models, worker_models
 
 # The settings' defaults are declared in config.catalog; these names are what the code imports.
 DEFAULT_MODEL = default_text("I2V_MODEL")
@@ -72,6 +74,8 @@ class WorkerSettings:
     ``WORKER_ID`` (default ``<host>-<pid>``), and the timings in seconds ``I2V_POLL_INTERVAL_S``,
     ``I2V_LEASE_SECONDS``, ``I2V_GRACE_SECONDS``, ``I2V_HEARTBEAT_INTERVAL_S``, ``I2V_PROGRESS_INTERVAL_S``,
     ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS``, ``WORKER_DEAD_AFTER`` (defaults: the module constants).
+    ``I2V_MODELS`` and ``WORKER_MODELS`` give ``models``, the model keys it may load (``generator.model_spaces``);
+    ``MODEL_AFFINITY_MAX_SKIPS`` bounds its preference for the model it holds.
     ``OUTPUT_DIR`` is only a scratch folder for encoding: the MP4 goes into the store. Set by the supervisor:
     ``I2V_PARENT_PID`` (the worker stops itself when that process is gone).
     """
@@ -93,13 +97,21 @@ class WorkerSettings:
     safety_model: str = default_text("SAFETY_MODEL")  # the image classifier (generator.safety); none = off
     safety_threshold: float = default_float("SAFETY_THRESHOLD")
     safety_unsafe_label: str = default_text("SAFETY_UNSAFE_LABEL")
+    models: tuple[str, ...] = (DEFAULT_MODEL_KEY,)  # what it may load: I2V_MODELS narrowed by WORKER_MODELS
+    affinity_max_skips: int = default_int("MODEL_AFFINITY_MAX_SKIPS")  # the claim's bound (jobs.transitions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         """Read the settings from ``env`` (default: ``.env`` and ``os.environ``); raises :class:`SettingsError`
         naming the first bad variable."""
         v: dict[str, Any] = read(environment(env), WORKER_SETTINGS)
+        try:
+            models = worker_models(enabled_models(v["I2V_MODELS"], v["I2V_MODEL"]), v["WORKER_MODELS"])
+        except ValueError as exc:
+            raise SettingsError(str(exc), "WORKER_MODELS") from None
         return cls(
+            models=models,
+            affinity_max_skips=v["MODEL_AFFINITY_MAX_SKIPS"],
             database_url=v["DATABASE_URL"],
             model=v["I2V_MODEL"],
             device=v["I2V_DEVICE"] or None,

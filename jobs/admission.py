@@ -23,11 +23,14 @@ from sqlalchemy import Row, Select, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.model_spaces import MODEL_KEYS, display_name
+from generator.params import GenerationParams
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import refuse_if_banned_here
 from jobs.errors import (
     Banned,
     InputGone,
+    ModelNotAllowed,
     OverBudget,
     OverGuildCap,
     QueueFull,
@@ -143,30 +146,22 @@ async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_J
 
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
-MAX_PROMPT_STORE_CHARS = 4000  # characters of a prompt kept in the store
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """Everything the bot knows about a request when it enqueues it."""
+    """Everything the bot knows about a request when it enqueues it: who and where, the generation parameters as
+    one value (``params``, the model included), and the output size."""
 
     user_id: int
     channel_id: int
     guild_id: int | None
     source: JobSource
-    prompt: str
-    negative_prompt: str
-    resolution: str
-    frames: int
-    fps: int
-    steps: int
-    guidance: float
-    seed: int
+    params: GenerationParams
     width: int
     height: int
     input_sha256: str
     upload_limit_bytes: int
-    preset: str | None = None
     interaction_token: str | None = None
     interaction_expires_at: datetime | None = None
     application_id: int | None = None
@@ -177,17 +172,17 @@ class NewJob:
     """The requester asked for the result as a spoiler (``/animate spoiler:true``)."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     cost_estimate: float | None = None
-    """GPU-seconds; None = estimate from the parameters with the calibrated cost model."""
+    """GPU-seconds; None = estimate from the parameters with the model's calibrated cost model."""
 
     def __post_init__(self) -> None:
-        for name in ("user_id", "channel_id", "frames", "fps", "steps", "width", "height", "upload_limit_bytes"):
+        if not isinstance(self.params, GenerationParams):
+            raise TypeError(f"NewJob.params must be GenerationParams, got {type(self.params).__name__}")
+        for name in ("user_id", "channel_id", "width", "height", "upload_limit_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"NewJob.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.source, JobSource):
             object.__setattr__(self, "source", JobSource(self.source))
-        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_STORE_CHARS:
-            raise ValueError(f"NewJob.prompt must be a string of at most {MAX_PROMPT_STORE_CHARS} chars")
         if not isinstance(self.input_sha256, str) or len(self.input_sha256) != 64:
             raise ValueError(f"NewJob.input_sha256 must be 64 hex chars, got {self.input_sha256!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -197,6 +192,11 @@ class NewJob:
         if self.interaction_expires_at is not None and self.interaction_expires_at.tzinfo is None:
             raise ValueError("NewJob.interaction_expires_at must be timezone-aware")
 
+    def columns(self) -> dict[str, Any]:
+        """The job row's values this request decides: its own fields and the parameters' (one column each)."""
+        values = {f.name: getattr(self, f.name) for f in fields(NewJob) if f.name not in ("params", "cost_estimate")}
+        return values | self.params.to_dict()
+
 
 def _resolution_px(resolution: str) -> int:
     text = resolution.strip().lower().removesuffix("p")
@@ -205,14 +205,26 @@ def _resolution_px(resolution: str) -> int:
     return int(text)
 
 
+def _check_model(new: NewJob, policy: QuotaPolicy, facts: Row[Any]) -> None:
+    """Refuse a model the bot does not enable (``policy.models``) or the server's admins do not allow."""
+    model = new.params.model
+    enabled = list(policy.models) or list(MODEL_KEYS)
+    server = facts.guild_models
+    allowed = [key for key in enabled if server is None or key in server]
+    if model not in allowed:
+        names = [display_name(key) for key in allowed]
+        raise ModelNotAllowed(display_name(model), names, by_server=model in enabled)
+
+
 def _check_guild(new: NewJob, facts: Row[Any]) -> None:
     """Refuse a request the guild's settings (read with the admission facts) do not allow."""
-    if facts.max_resolution is not None and _resolution_px(new.resolution) > _resolution_px(facts.max_resolution):
-        raise OverGuildCap("resolution", new.resolution, facts.max_resolution)
-    if facts.max_frames is not None and new.frames > facts.max_frames:
-        raise OverGuildCap("frames", new.frames, facts.max_frames)
-    if facts.max_steps is not None and new.steps > facts.max_steps:
-        raise OverGuildCap("steps", new.steps, facts.max_steps)
+    params = new.params
+    if facts.max_resolution is not None and _resolution_px(params.resolution) > _resolution_px(facts.max_resolution):
+        raise OverGuildCap("resolution", params.resolution, facts.max_resolution)
+    if facts.max_frames is not None and params.frames > facts.max_frames:
+        raise OverGuildCap("frames", params.frames, facts.max_frames)
+    if facts.max_steps is not None and params.steps > facts.max_steps:
+        raise OverGuildCap("steps", params.steps, facts.max_steps)
 
 
 async def _lock_account(session: AsyncSession, user_id: int, now: datetime) -> None:
@@ -247,6 +259,7 @@ def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[
         GuildSettings.max_resolution,
         GuildSettings.max_frames,
         GuildSettings.max_steps,
+        GuildSettings.models.label("guild_models"),
         UserLimit.daily_gpu_seconds,
         UserLimit.max_pending,
         UserLimit.banned,
@@ -311,8 +324,9 @@ async def enqueue_job(
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
     await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.transitions.claimable); a server ban refuses
+    _check_model(new, policy, facts)
     _check_guild(new, facts)
-    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.prompt, new.negative_prompt),
+    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.params.prompt, new.params.negative_prompt),
                        setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request
     tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
     limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
@@ -327,7 +341,7 @@ async def enqueue_job(
         cost = float(new.cost_estimate)
     else:
         model = cost_model if cost_model is not None else await calibrate(session)
-        cost = estimate_cost(new.width, new.height, new.frames, new.steps, model=model)
+        cost = estimate_cost(new.width, new.height, new.params.frames, new.params.steps, model=model)
     used = float(facts.used)
     if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:
         charges = await charges_in_window(session, new.user_id, now)  # only a refusal needs them one by one
@@ -339,16 +353,15 @@ async def enqueue_job(
     if not await blobs.add_input(session, new.input_sha256, image):
         raise InputGone(new.parent_job_id)
     own_round = 0 if facts.user_last_round is None else facts.user_last_round + 1
-    values = {f.name: getattr(new, f.name) for f in fields(NewJob) if f.name != "cost_estimate"}
     job = Job(
-        **values,
+        **new.columns(),
         status=JobStatus.QUEUED,
         priority=PRIORITY_ADMIN if policy.is_admin else PRIORITY_NORMAL,
         round=max(own_round, facts.current_round or 0),
         attempt=0,
         cancel_requested=False,
         progress_step=0,
-        progress_total=new.steps,
+        progress_total=new.params.steps,
         phase=JobPhase.QUEUED,
         cost_estimate=cost,
         created_at=now,

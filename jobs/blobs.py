@@ -19,9 +19,9 @@ row with the last reference, so two concurrent requests with the same image can 
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import LargeBinary, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +58,18 @@ class BlobStore(Protocol):
 
     async def delete_video(self, session: AsyncSession, job_id: int) -> bool:
         """Delete the MP4 of ``job_id``; False when there was none."""
+
+    async def video_size(self, session: AsyncSession, job_id: int) -> int | None:
+        """The MP4's length in bytes, or None when there is none (reads no bytes)."""
+
+    async def read_video_range(self, session: AsyncSession, job_id: int, start: int, length: int) -> bytes | None:
+        """``length`` bytes of the MP4 from offset ``start`` (fewer at its end), or None when there is none."""
+
+    async def input_size(self, session: AsyncSession, sha256: str) -> int | None:
+        """The image's length in bytes, or None when no job keeps it any more (reads no bytes)."""
+
+    async def read_input_range(self, session: AsyncSession, sha256: str, start: int, length: int) -> bytes | None:
+        """``length`` bytes of the image from offset ``start`` (fewer at its end), or None when it is gone."""
 
 
 def sha256_of(data: bytes) -> str:
@@ -122,6 +134,30 @@ class DatabaseBlobs:
             .execution_options(synchronize_session=False)
         )).first()
         return row is not None
+
+    async def video_size(self, session: AsyncSession, job_id: int) -> int | None:
+        return await session.scalar(select(JobVideo.size_bytes).where(JobVideo.job_id == job_id))
+
+    async def read_video_range(self, session: AsyncSession, job_id: int, start: int, length: int) -> bytes | None:
+        _check_range(start, length)
+        return await session.scalar(select(_slice(JobVideo.data, start, length)).where(JobVideo.job_id == job_id))
+
+    async def input_size(self, session: AsyncSession, sha256: str) -> int | None:
+        return await session.scalar(select(InputImage.size_bytes).where(InputImage.sha256 == sha256))
+
+    async def read_input_range(self, session: AsyncSession, sha256: str, start: int, length: int) -> bytes | None:
+        _check_range(start, length)
+        return await session.scalar(select(_slice(InputImage.data, start, length)).where(InputImage.sha256 == sha256))
+
+
+def _check_range(start: int, length: int) -> None:
+    if start < 0 or length <= 0:
+        raise ValueError(f"a byte range needs start >= 0 and length > 0, got start={start}, length={length}")
+
+
+def _slice(column: Any, start: int, length: int) -> Any:
+    """``substr`` of a BLOB/bytea column (SQL counts from 1): the database sends only those bytes."""
+    return func.substr(column, start + 1, length, type_=LargeBinary).label("data")
 
 
 DATABASE_BLOBS: BlobStore = DatabaseBlobs()

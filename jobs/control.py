@@ -17,6 +17,7 @@ audited in the caller's transaction (``jobs.audit``); the Discord commands and t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.model_spaces import MODEL_KEYS
 from jobs.audit import record_action
 from jobs.errors import Banned
 from jobs.models import (
@@ -42,6 +44,7 @@ from jobs.models import (
 )
 from jobs.quota import add_ledger, ban_user
 from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
+from jobs.web_sessions import end_user_sessions
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 
@@ -160,6 +163,15 @@ async def refuse_if_banned_here(session: AsyncSession, user_id: int, guild_id: i
         raise BannedHere(ban.reason)
 
 
+async def refuse_banned(session: AsyncSession, user_id: int, guild_id: int | None) -> None:
+    """Raise :class:`~jobs.errors.Banned` if ``user_id`` is banned from the bot, :class:`BannedHere` if from
+    ``guild_id`` (a sign-in link from that server, ``/web`` there)."""
+    limit = await session.get(UserLimit, user_id)
+    if limit is not None and limit.banned:
+        raise Banned(limit.ban_reason)
+    await refuse_if_banned_here(session, user_id, guild_id)
+
+
 async def ban_from_guild(
     session: AsyncSession, guild_id: int, user_id: int, *, reason: str | None, by: int, now: datetime | None = None
 ) -> tuple[bool, list[int]]:
@@ -180,13 +192,14 @@ async def ban_from_guild(
         )
     )
     cancelled = [job_id for job_id in queued if await cancel_job(session, job_id, now=now) == CancelOutcome.CANCELLED]
+    ended = await end_user_sessions(session, user_id, guild_id=guild_id, now=now)  # the pages of this server's links
     await record_action(
         session,
         actor_id=by,
         action="ban_from_server",
         target_user_id=user_id,
         guild_id=guild_id,
-        detail={"reason": reason, "cancelled": cancelled},
+        detail={"reason": reason, "cancelled": cancelled, **({"web_sessions_ended": ended} if ended else {})},
         now=now,
         scope=AUDIT_SCOPE_SERVER,
     )
@@ -259,6 +272,24 @@ def _check_cap(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be None or a positive integer, got {value!r}")
 
 
+async def allowed_models(session: AsyncSession, guild_id: int | None, enabled: Sequence[str]) -> list[str]:
+    """The enabled models (in their order, the default first) that the server ``guild_id`` allows; all of them
+    in a DM or a server whose admins set no list."""
+    if guild_id is None:
+        return list(enabled)
+    server = await session.scalar(select(GuildSettings.models).where(GuildSettings.guild_id == guild_id))
+    return [key for key in enabled if server is None or key in server]
+
+
+def _check_models(models: Any) -> Any:
+    if models is None or models is UNSET:
+        return models
+    keys = list(dict.fromkeys(models))
+    if not keys or any(key not in MODEL_KEYS for key in keys):
+        raise ValueError(f"models must be None or a non-empty list of {', '.join(MODEL_KEYS)}, got {models!r}")
+    return keys
+
+
 async def update_guild_settings(
     session: AsyncSession,
     guild_id: int,
@@ -269,9 +300,12 @@ async def update_guild_settings(
     max_steps: int | None = UNSET,
     paused: bool = UNSET,
     mention_replies: bool = UNSET,
+    models: Sequence[str] | None = UNSET,
     now: datetime | None = None,
 ) -> GuildSettings:
-    """Change the given settings (None clears a cap); audited as ``update_guild_settings``."""
+    """Change the given settings (None clears a cap, or the model list: every enabled model); audited as
+    ``update_guild_settings``."""
+    models = _check_models(models)
     _check_cap("max_frames", max_frames)
     _check_cap("max_steps", max_steps)
     if max_resolution not in (None, UNSET):
@@ -291,6 +325,7 @@ async def update_guild_settings(
         ("max_steps", max_steps),
         ("paused", paused),
         ("mention_replies", mention_replies),
+        ("models", models),
     ):
         if value is not UNSET:
             setattr(row, name, value)

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-SECONDS_PER_MINUTE = 60
-
-
-MINUTES_PER_HOUR = 60
-
-
-HOURS_PER_DAY = 24
-
+from config.units import HOURS_PER_DAY, MINUTES_PER_HOUR, SECONDS_PER_MINUTE
 
 DAYS_FROM_HOURS = 48  # from this many hours on, durations are shown in days and hours
 
@@ -34,9 +27,10 @@ def format_duration(seconds: float | None) -> str:
 
 
 
-def _discord_time(when: datetime) -> str:
-    """A Discord timestamp tag that every client renders in its own time zone, e.g. '<t:1700000000:R>'."""
-    return f"<t:{int(when.timestamp())}:R>"
+def discord_time(when: datetime, style: str = "R") -> str:
+    """A Discord timestamp tag that every client renders in its own time zone, e.g. '<t:1700000000:R>' ("in 2
+    hours"; style 'f' shows the date and time)."""
+    return f"<t:{int(when.timestamp())}:{style}>"
 
 
 class RequestRefused(Exception):
@@ -77,7 +71,7 @@ class OverBudget(RequestRefused):
             f"you have {format_duration(remaining)} left in your 24-hour budget."
         )
         if refill_at is not None:
-            text += f" Enough will be free again {_discord_time(refill_at)}."
+            text += f" Enough will be free again {discord_time(refill_at)}."
         else:
             text += " Wait for your queued videos to finish, or choose fewer frames, steps or a lower resolution."
         super().__init__(text)
@@ -117,6 +111,19 @@ class OverGuildCap(RequestRefused):
         self.value = value
         self.cap = cap
         super().__init__(f"This server allows {field} up to {cap}; you asked for {value}.")
+
+
+class ModelNotAllowed(RequestRefused):
+    """The chosen model is not enabled on this bot, or this server's admins do not allow it."""
+
+    code = "model_not_allowed"
+
+    def __init__(self, model: str, allowed: list[str], *, by_server: bool) -> None:
+        self.model = model
+        self.allowed = allowed
+        where = "This server's admins do not allow" if by_server else "This bot does not offer"
+        choices = ", ".join(allowed) if allowed else "none"
+        super().__init__(f"{where} the model {model}; the models you can use here: {choices}.")
 
 
 class JobNotFound(LookupError):

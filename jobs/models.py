@@ -9,7 +9,7 @@ Tests and the app create tables through Alembic (``jobs.db.migrate``), never ``c
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from generator.model_spaces import DEFAULT_MODEL
+from generator.params import GenerationParams
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -64,7 +67,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             raise TypeError(f"UtcDateTime needs a datetime, got {type(value).__name__}: {value!r}")
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"UtcDateTime refuses a naive datetime {value!r}: pass an aware UTC time")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -73,13 +76,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -201,7 +204,8 @@ class Job(Base):
     channel_id: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[JobSource] = mapped_column(str_enum(JobSource, "job_source"))
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
-    # generation parameters (generator.params.GenerationParams as columns)
+    # generation parameters (generator.params.GenerationParams, one column per field; ``params`` reads them back)
+    model: Mapped[str] = mapped_column(String(32), default=DEFAULT_MODEL, server_default=DEFAULT_MODEL)
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
     preset: Mapped[str | None] = mapped_column(String(32))
@@ -220,6 +224,8 @@ class Job(Base):
     status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
     round: Mapped[int] = mapped_column(Integer, default=0)
+    affinity_skips: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How often a worker holding another model took a later job ahead of this one (bounded, see the claim)."""
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # given back uncharged
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -242,6 +248,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # start of the current/last attempt
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivery_error: Mapped[str | None] = mapped_column(Text)  # why the result could not be posted (video kept)
     # Discord delivery
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -256,6 +263,11 @@ class Job(Base):
     output_verdict: Mapped[str | None] = mapped_column(String(16))
     safety_seconds: Mapped[float | None] = mapped_column(Float)  # the classifier's time, apart from generation
     withheld_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # an unsafe video not posted; bytes gone
+
+    @property
+    def params(self) -> GenerationParams:
+        """The generation parameters as one value (the model included)."""
+        return GenerationParams.of(self)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status.value} user={self.user_id} attempt={self.attempt}>"
@@ -367,6 +379,7 @@ class GuildSettings(Base):
     mention_replies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     unsafe_policy: Mapped[str | None] = mapped_column(String(16))  # jobs.safety.UnsafePolicy; None = the operator's
     spoiler_all: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # every result
+    models: Mapped[list[str] | None] = mapped_column(JSON)  # model keys this server may use; None = every enabled
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -481,6 +494,7 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    roles_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # role_ids read from Discord then
 
 
 class AppOperator(Base):
@@ -509,7 +523,7 @@ class WorkerState(str, enum.Enum):
 class Worker(Base):
     """Registry row of each worker process (``jobs.workers``): host, pid, state, model, GPU, current job and the
     heartbeat its own thread stamps every few seconds. Rescuers requeue the running jobs of a worker whose heartbeat
-    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.rescue``). A worker that
+    is older than ``WORKER_DEAD_AFTER`` or whose row says it stopped or crashed (``jobs.maintenance``). A worker that
     cannot start records why (``failure_reason``); video generation counts as unavailable while no worker is alive
     and one says why (``jobs.stats.unavailable_reason``)."""
 
@@ -519,7 +533,15 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     state: Mapped[WorkerState] = mapped_column(str_enum(WorkerState, "worker_state"))
-    model: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))  # where the loaded model came from (hub id or folder)
+    loadable_models: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    """The model keys this worker may load (``I2V_MODELS`` narrowed by ``WORKER_MODELS``), in its order."""
+    loaded_model: Mapped[str | None] = mapped_column(String(32))
+    """The model key it holds on its GPU now; None while it holds none (starting, or between an unload and a load)."""
+    switches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Model switches (unload one, load another) since the row was made."""
+    switch_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Seconds spent in those switches, in all."""
     gpu_name: Mapped[str | None] = mapped_column(String(255))
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))

@@ -27,6 +27,7 @@ from jobs.models import (
     UserLimit,
     utcnow,
 )
+from jobs.web_sessions import end_user_sessions
 
 BUDGET_WINDOW = timedelta(hours=24)
 """Charges older than this no longer count against a budget."""
@@ -49,6 +50,9 @@ class QuotaSettings(Protocol):
     @property
     def prompt_blocklist(self) -> tuple[str, ...]: ...
 
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class QuotaPolicy:
@@ -62,6 +66,8 @@ class QuotaPolicy:
     """Cap on all queued jobs (everyone's); None = no cap."""
     prompt_blocklist: tuple[str, ...] = ()
     """The PROMPT_BLOCKLIST setting's terms (normalised, ``jobs.safety.parse_blocklist``), checked at admission."""
+    models: tuple[str, ...] = ()
+    """The enabled model keys (``I2V_MODELS``), checked at admission with the server's own list; empty = any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.daily_gpu_seconds, (int, float)) or self.daily_gpu_seconds < 0:
@@ -85,6 +91,7 @@ class QuotaPolicy:
             is_admin=is_admin,  # queue priority: the operator's only, never a server admin's
             max_queue_length=settings.queue_max_length,
             prompt_blocklist=tuple(settings.prompt_blocklist),
+            models=tuple(settings.models),
         )
 
 
@@ -285,12 +292,15 @@ async def set_user_limit(
 async def ban_user(
     session: AsyncSession, user_id: int, *, reason: str | None, by: int | None, now: datetime | None = None
 ) -> UserLimit:
-    """Ban a user from enqueueing (queued jobs stay; admins may cancel them); audited as ``ban_user``."""
+    """Ban a user from enqueueing (queued jobs stay; admins may cancel them) and end their web sessions; audited
+    as ``ban_user``."""
     now = now or utcnow()
     row = await _user_limit_row(session, user_id, now)
     row.banned, row.ban_reason = True, (reason or None)
     row.updated_by, row.updated_at = by, now
-    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id, detail={"reason": reason}, now=now)
+    ended = await end_user_sessions(session, user_id, now=now)  # their open pages get 401 on the next request
+    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id,
+                        detail={"reason": reason, **({"web_sessions_ended": ended} if ended else {})}, now=now)
     return row
 
 

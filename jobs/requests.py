@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
-from generator.params import GenerationParams, resolve_params, target_size
+from generator.model_spaces import MODEL_KEYS, SPACES, display_name
+from generator.params import GenerationParams, Resolved, resolve_request, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
-from jobs.workers import generation_unavailable
+from jobs.workers import generation_unavailable, loadable_by_live_workers
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,13 +40,25 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason}. This job stays queued and starts "
                       "when a worker is back.")
+MODEL_UNAVAILABLE_NOTICE = ("⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
+                            "stays queued and starts when a worker that can run it is back.")
 
 
-async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float) -> str | None:
-    """The "unavailable right now" sentence for a requester, or None while a worker is alive. ``own_problem`` is
-    why this process's embedded worker cannot start (its supervisor's reason); it wins over the registry."""
+async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float,
+                              model: str | None = None) -> str | None:
+    """The "unavailable right now" sentence for a requester, or None while a worker is alive (that may load
+    ``model``, when given). ``own_problem`` is why this process's embedded worker cannot start (its supervisor's
+    reason); it wins over the registry."""
     reason = own_problem or await generation_unavailable(session, dead_after_s=dead_after_s)
-    return UNAVAILABLE_NOTICE.format(reason=reason.rstrip(".")) if reason else None
+    if reason:
+        return UNAVAILABLE_NOTICE.format(reason=reason.rstrip("."))
+    if model is None:
+        return None
+    loadable = await loadable_by_live_workers(session, dead_after_s=dead_after_s)
+    if loadable is None or model in loadable:
+        return None
+    names = ", ".join(display_name(key) for key in MODEL_KEYS if key in loadable)
+    return MODEL_UNAVAILABLE_NOTICE.format(model=display_name(model), loadable=names)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,26 +123,29 @@ def stored_input_of(job: Job) -> StoredInput:
     return StoredInput(data=None, sha256=job.input_sha256, width=0, height=0)
 
 
-def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[GenerationParams, tuple[int, int]]:
-    """The parameters and output size of a new job from ``parent`` with ``changes`` applied (``seed: None`` = a
-    new random seed; ``prompt`` may change too). A changed resolution keeps the parent's aspect ratio."""
-    values: dict[str, Any] = {
-        "preset": parent.preset,
-        "resolution": parent.resolution,
-        "frames": parent.frames,
-        "fps": parent.fps,
-        "steps": parent.steps,
-        "guidance": parent.guidance,
-        "seed": parent.seed,
-        "negative_prompt": parent.negative_prompt,
-    }
+def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[Resolved, tuple[int, int]]:
+    """The parameters (with the notes the user is told) and output size of a new job from ``parent`` with
+    ``changes`` applied: ``seed: None`` is a new random seed; ``prompt`` and ``model`` may change too. A changed
+    model starts from its own preset (the parent's, or standard) for every value not given, since the parent's
+    values are usually outside the other model's space. A changed resolution or model keeps the parent's aspect
+    ratio."""
+    base = parent.params
     rest = dict(changes)
-    prompt = rest.pop("prompt", parent.prompt)
-    values.update(rest)
-    params = resolve_params(prompt, **values)
-    if params.resolution == parent.resolution:
-        return params, (parent.width, parent.height)
-    return params, target_size(params.resolution, parent.width, parent.height)
+    model = rest.pop("model", None) or base.model
+    prompt = rest.pop("prompt", base.prompt)
+    if model == base.model:
+        values: dict[str, Any] = base.to_dict()
+        del values["prompt"], values["model"]
+        resolved = resolve_request(prompt, model=model, **(values | rest))
+    else:
+        keep = {"seed": base.seed, "preset": base.preset}
+        if SPACES[model].negative_prompt_applies and base.negative_prompt.strip():
+            keep["negative_prompt"] = base.negative_prompt  # the user's own words carry over where they apply
+        resolved = resolve_request(prompt, model=model, **(keep | rest))
+    params = resolved.params
+    if params.model == base.model and params.resolution == base.resolution:
+        return resolved, (parent.width, parent.height)
+    return resolved, target_size(params.resolution, parent.width, parent.height, params.model)
 
 
 async def enqueue_request(
@@ -148,22 +165,14 @@ async def enqueue_request(
     from jobs.admission import NewJob, enqueue_job
 
     if size is None:
-        size = target_size(params.resolution, stored.width, stored.height)
+        size = target_size(params.resolution, stored.width, stored.height, params.model)
     width, height = size
     new = NewJob(
         user_id=origin.user_id,
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
         source=origin.source,
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
-        preset=params.preset,
-        resolution=params.resolution,
-        frames=params.frames,
-        fps=params.fps,
-        steps=params.steps,
-        guidance=params.guidance,
-        seed=params.seed,
+        params=params,
         width=width,
         height=height,
         input_sha256=stored.sha256,

@@ -38,6 +38,7 @@ class UserDataDeleted:
 
     job_ids: list[int]
     still_running: list[int]
+    reports: int = 0  # reports the user made or received, deleted (jobs.safety.forget_safety_data)
 
 
 async def _release_inputs(session: AsyncSession, job_ids: list[int], now: datetime, blobs: BlobStore) -> set[int]:
@@ -128,7 +129,7 @@ async def delete_user_data(
     reports = await forget_safety_data(session, user_id)  # reports made and received, the classifier's verdicts
     await record_action(session, actor_id=by, action="delete_user_data", target_user_id=user_id,
                         detail={"jobs": len(done), "still_running": still_running, "reports": reports}, now=now)
-    return UserDataDeleted(job_ids=done, still_running=still_running)
+    return UserDataDeleted(job_ids=done, still_running=still_running, reports=reports)
 
 
 

@@ -271,8 +271,8 @@ async def server_safety(session: AsyncSession, guild_id: int | None, default: Un
     return stricter(default, row.unsafe_policy), bool(row.spoiler_all)
 
 
-async def set_server_safety(session: AsyncSession, guild_id: int, *, by: int, policy: UnsafePolicy | None = None,
-                            spoiler_all: bool | None = None) -> GuildSettings:
+async def set_server_safety(session: AsyncSession, guild_id: int, *, by: int,
+                            policy: UnsafePolicy | None = None, spoiler_all: bool | None = None) -> GuildSettings:
     """Set a server's own unsafe-video policy (it can only tighten the operator's default when applied, see
     :func:`server_safety`) and/or whether every result there is a spoiler; ``None`` keeps a value. Audited."""
     row = await session.get(GuildSettings, guild_id, with_for_update=True)

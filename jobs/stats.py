@@ -25,13 +25,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Float, Select, case, cast, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.units import SECONDS_PER_DAY
 from jobs.control import is_paused
 from jobs.listings import (
     NO_PRESET,
@@ -138,7 +140,7 @@ def durations(values: Iterable[float]) -> Durations:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _in_guild(query: Select, guild_id: int | None) -> Select:  # type: ignore[type-arg]
@@ -258,7 +260,7 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 
     The period ends just after ``now`` so that a job finished at ``now`` counts.
     """
-    now = _aware(now, "now") if now is not None else datetime.now(timezone.utc)
+    now = _aware(now, "now") if now is not None else datetime.now(UTC)
     until = now + timedelta(microseconds=1)
     return AdminStats(
         now=now,
@@ -277,7 +279,6 @@ DURATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 """Upper bounds (seconds) of the wait and generation-time histogram buckets; ``+Inf`` is the count."""
 
 
-SECONDS_PER_DAY = 86400.0
 
 
 SQLITE_DURATION_DECIMALS = 3  # julianday differences rounded to the millisecond SQLite keeps
@@ -344,7 +345,7 @@ async def read_metrics_snapshot(
     ValueError
         ``bounds`` is empty or not strictly increasing.
     """
-    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:])):
+    if not bounds or any(b <= a for a, b in pairwise(bounds)):
         raise ValueError(f"read_metrics_snapshot: bounds must be non-empty and strictly increasing, got {bounds!r}")
     dialect = session.get_bind().dialect.name
 

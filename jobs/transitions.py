@@ -12,7 +12,7 @@ Transitions (``status``; where each lives)::
     running --fail_job--> failed                               reservation refunded
     running --finish_cancelled--> cancelled                    charged for the GPU time used
     running --release_job--> queued                            shutdown: no charge, releases + 1
-    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.rescue)-->
+    running --rescue_dead_workers / rescue_workers / rescue_expired (jobs.maintenance)-->
                 queued, or failed after max_attempts, or cancelled if a cancel was requested
     queued --cancel_job / clear_queue (jobs.control)--> cancelled    refunded
     running --cancel_job--> running with cancel_requested      the worker stops at its next step
@@ -29,6 +29,7 @@ LOCKED``. Claims follow ``jobs.models.CLAIM_ORDER``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -113,22 +114,6 @@ def requeue_values(detail: str | None = None) -> dict[str, Any]:
     return values
 
 
-__all__ = (  # the primitives are re-exported: callers that took them from here keep working
-    "JOBS",
-    "CancelOutcome",
-    "cancel_job",
-    "check_lease",
-    "checked_now",
-    "claim_next_job",
-    "close_running",
-    "fail_job",
-    "fenced",
-    "finish_cancelled",
-    "finish_job",
-    "mark_delivered",
-    "release_job",
-    "requeue_values",
-)
 
 
 class CancelOutcome(str, enum.Enum):
@@ -147,29 +132,62 @@ class CancelOutcome(str, enum.Enum):
         return f"Job #{job_id} has already finished; there is nothing to cancel."
 
 
-async def claim_next_job(
-    session: AsyncSession, worker_id: str, *, lease_seconds: float, now: datetime | None = None
-) -> Job | None:
-    """Atomically move the next queued job to running for ``worker_id`` (one UPDATE ... RETURNING).
+AFFINITY_SCAN_JOBS = 200
+"""How far down the queue (in claim order) a worker looks for a job of the model it holds."""
 
-    Returns None when no queued job is free to run (nothing queued, or every queued job held by a pause).
-    ``attempt`` is incremented; the worker must pass it back with every later write.
+
+async def claim_next_job(
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+    models: Sequence[str] | None = None,
+    loaded_model: str | None = None,
+    max_skips: int = 0,
+) -> Job | None:
+    """Atomically move the next queued job to running for ``worker_id``.
+
+    Returns None when no queued job is free to run (nothing queued, every queued job held by a pause, or none for
+    a model in ``models``, the models this worker may load; None = any). ``attempt`` is incremented; the worker
+    must pass it back with every later write.
+
+    Affinity. A worker holding ``loaded_model`` takes the first queued job for that model (in claim order) instead
+    of the job at the head when that saves a model switch, but only while every job it would pass over has been
+    passed over fewer than ``max_skips`` times: each one passed over counts one more in ``affinity_skips``. So no
+    job waits behind more than ``max_skips`` others because of affinity (0 = strict claim order), also with several
+    workers: the count is raised in one statement that requires it below the bound, and the claim falls back to
+    the head when any row changed meanwhile.
     """
     if not worker_id or not isinstance(worker_id, str):
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
+        raise ValueError(f"max_skips must be an integer >= 0, got {max_skips!r}")
     lease = check_lease(lease_seconds)
     now = checked_now(now)
+    eligible: list[Any] = [Job.status == JobStatus.QUEUED, *claimable()]  # bot-wide and server pauses hold
+    if models is not None:
+        eligible.append(Job.model.in_(list(models)))
+    if loaded_model is not None and max_skips > 0:
+        claimed = await _claim_for_loaded_model(session, worker_id, eligible, loaded_model, max_skips, lease, now)
+        if claimed is not None:
+            return claimed
     next_id = (
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, *claimable())  # bot-wide and server pauses hold
+        .where(*eligible)
         .order_by(*CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job)
         .scalar_subquery()
     )
+    return await _start(session, Job.id == next_id, worker_id, lease, now)
+
+
+async def _start(session: AsyncSession, which: Any, worker_id: str, lease: timedelta, now: datetime) -> Job | None:
+    """Move the queued job ``which`` selects to running for ``worker_id`` (one UPDATE ... RETURNING)."""
     stmt = (
         update(Job)
-        .where(Job.id == next_id, Job.status == JobStatus.QUEUED)
+        .where(which, Job.status == JobStatus.QUEUED)
         .values(
             status=JobStatus.RUNNING,
             attempt=Job.attempt + 1,
@@ -183,6 +201,43 @@ async def claim_next_job(
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _claim_for_loaded_model(
+    session: AsyncSession, worker_id: str, eligible: list[Any], loaded_model: str, max_skips: int,
+    lease: timedelta, now: datetime,
+) -> Job | None:
+    """The first eligible job for ``loaded_model`` when the jobs ahead of it may still be passed over (see
+    ``claim_next_job``); None when the head is that model's already, none is near, or the bound stops it."""
+    rows = (await session.execute(
+        select(Job.id, Job.model, Job.affinity_skips).where(*eligible).order_by(*CLAIM_ORDER)
+        .limit(AFFINITY_SCAN_JOBS)
+    )).all()
+    ahead: list[int] = []
+    for row in rows:
+        if row.model == loaded_model:
+            break
+        if row.affinity_skips >= max_skips:
+            return None  # this job may not be passed over again: the head goes first
+        ahead.append(row.id)
+    else:
+        return None  # no job for the loaded model near the head
+    if not ahead:
+        return None  # the head is for the loaded model: the plain claim takes it
+    target = row.id
+    async with session.begin_nested() as savepoint:
+        passed = (await session.execute(
+            update(Job)
+            .where(Job.id.in_(ahead), Job.status == JobStatus.QUEUED, Job.affinity_skips < max_skips)
+            .values(affinity_skips=Job.affinity_skips + 1)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )).scalars().all()
+        job = await _start(session, Job.id == target, worker_id, lease, now) if len(passed) == len(ahead) else None
+        if job is None:  # another worker took or passed over one of them meanwhile: claim in order instead
+            await savepoint.rollback()
+            return None
+    return job
 
 
 def _check_seconds(gpu_seconds: float) -> float:
@@ -352,12 +407,14 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
 
 async def mark_delivered(
     session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
-    now: datetime | None = None,
+    delivery_error: str | None = None, now: datetime | None = None,
 ) -> bool:
     """Record that the bot posted the result (or told the user of the failure), and where the delivering process
-    wrote its disk copy, if it did. True exactly once per job."""
+    wrote its disk copy, if it did. ``delivery_error``: delivery stopped without posting the result, and why (the
+    channel is gone or closed to the bot); the video stays in the store. True exactly once per job."""
     now = checked_now(now)
-    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id}
+    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id,
+                              "delivery_error": delivery_error}
     if output_path is not None:
         values["output_path"] = output_path
     row = (

@@ -4,16 +4,16 @@ stamps its heartbeat every few seconds; rescuers read it to tell a dead worker's
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.startfailure import one_line
+from jobs.maintenance import rescue_workers
 from jobs.models import Worker, WorkerState, utcnow
-from jobs.rescue import rescue_workers
 from jobs.stats import WorkerInfo, worker_infos
 
 WORKER_DEAD_AFTER_S = 15.0
@@ -38,12 +38,15 @@ async def upsert_worker(
     now: datetime | None = None,
     job_done: bool = False,
     failure_reason: str | None = None,
+    loadable_models: Sequence[str] | None = None,
+    loaded_model: str | None = None,
 ) -> Worker:
     """Create or update a worker's row and stamp its heartbeat.
 
     A new ``pid`` for a known worker id counts as a restart (``restarts`` + 1, ``started_at`` reset).
     ``job_done=True`` adds one to ``jobs_done``. ``failure_reason`` records why the process could not start;
-    reaching idle or busy clears it (and ``unavailable_since``).
+    reaching idle or busy clears it (and ``unavailable_since``). ``loadable_models`` (when given) are the model keys
+    it may load; ``loaded_model`` the one it holds (None: none).
     """
     if not worker_id or not isinstance(worker_id, str):
         raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
@@ -62,6 +65,9 @@ async def upsert_worker(
     row.gpu_name, row.gpu_memory_bytes, row.current_job_id = gpu_name, gpu_memory_bytes, current_job_id
     if model is not None:
         row.model = model
+    if loadable_models is not None:
+        row.loadable_models = list(loadable_models)
+    row.loaded_model = loaded_model
     row.last_heartbeat_at = now
     if job_done:
         row.jobs_done += 1
@@ -128,7 +134,8 @@ async def mark_stopped(session: AsyncSession, worker_id: str) -> bool:
 
 
 async def register_worker(
-    session: AsyncSession, worker_id: str, *, host: str, pid: int, model: str, now: datetime | None = None
+    session: AsyncSession, worker_id: str, *, host: str, pid: int, model: str, now: datetime | None = None,
+    loadable_models: Sequence[str] = (),
 ) -> list[int]:
     """A worker process starts: any job still running under its id belonged to a previous process with that id
     (which is gone, or this one could not have the id), so it is requeued at once; then the row is written
@@ -138,8 +145,36 @@ async def register_worker(
     if previous is not None:
         rescued = await rescue_workers(session, [worker_id], why=f"worker process {previous} replaced", now=now)
     await upsert_worker(session, worker_id, host=host, pid=pid, state=WorkerState.LOADING, gpu_name=None,
-                        gpu_memory_bytes=None, current_job_id=None, model=model, now=now)
+                        gpu_memory_bytes=None, current_job_id=None, model=model, now=now,
+                        loadable_models=loadable_models)
     return rescued
+
+
+async def record_switch(session: AsyncSession, worker_id: str, *, seconds: float) -> None:
+    """One model switch of this worker (unload one model, load another) that took ``seconds``: counted in its row
+    (the /metrics totals)."""
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+    await session.execute(
+        update(Worker).where(Worker.id == worker_id)
+        .values(switches=Worker.switches + 1, switch_seconds=Worker.switch_seconds + seconds)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def loadable_by_live_workers(session: AsyncSession, *, dead_after_s: float,
+                                   now: datetime | None = None) -> set[str] | None:
+    """The model keys some live worker may load; None while no live worker has said (none alive, or only workers
+    from before model choice): then nothing can be told per model."""
+    now = now or utcnow()
+    rows = (await session.execute(
+        select(Worker.loadable_models).where(Worker.state.in_(LIVE_STATES),
+                                             Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
+    )).scalars().all()
+    lists = [list(models or []) for models in rows]
+    if not any(lists):
+        return None
+    return {key for models in lists for key in models}
 
 
 async def heartbeat(

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.connect import EXIT_LOGIN_REFUSED
 from config.catalog import SETTINGS
+from config.reader import EXIT_BAD_SETTINGS
+from generator.worker_settings import EXIT_CONFIG
 from jobs.db import normalize_url
 from tests.store_reads import is_sqlite
 from tests.test_env_example import REPO_ROOT
@@ -292,3 +295,23 @@ def test_systemd_unit_runs_an_existing_module_with_real_settings(path: Path) -> 
         assert "%i" in env["CUDA_VISIBLE_DEVICES"] and path.name.endswith("@.service"), "one instance per GPU"
         assert Path(values["EnvironmentFile"]).name != ".env", \
             "the worker reads its own settings file, never the bot's .env with the token"
+
+
+def test_the_units_restart_a_crash_but_not_a_bad_setting_or_a_refused_login() -> None:
+    bot_unit = dict(_unit(REPO_ROOT / "deploy" / "systemd" / "i2v-bot.service")["Service"])
+    assert bot_unit["Restart"] == "on-failure"  # a crash (exit 1, a signal) restarts
+    prevented = {int(status) for status in bot_unit["RestartPreventExitStatus"].split()}
+    assert prevented == {EXIT_BAD_SETTINGS, EXIT_LOGIN_REFUSED} == {2, 3}
+    worker_unit = dict(_unit(REPO_ROOT / "deploy" / "systemd" / "i2v-worker@.service")["Service"])
+    assert worker_unit["Restart"] == "on-failure"
+    # the worker's 3 is a sticky CUDA error: a fresh process is the cure, so only a bad setting is not restarted
+    assert {int(s) for s in worker_unit["RestartPreventExitStatus"].split()} == {EXIT_CONFIG} == {2}
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_bounds_the_bots_restarts(path: Path) -> None:
+    """Docker cannot skip a restart by exit status: the bot's restarts are bounded (a crash still restarts), so a
+    rejected token or a bad setting does not loop forever."""
+    policy = _compose(path)["services"]["bot"]["restart"]
+    match = re.fullmatch(r"on-failure:(\d+)", policy)
+    assert match and 1 <= int(match.group(1)) <= 10, policy

@@ -18,6 +18,7 @@ everyone on the internet).
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +26,21 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from jobs.control import refuse_banned
+from jobs.errors import Banned
 from jobs.web_sessions import (
     FirstOperator,
     app_operators,
     create_link,
+    current_roles,
     end_session,
+    end_user_sessions,
     find_session,
     first_operator,
     redeem_link,
 )
 from web.config import WebConfig
+from web.limits import BODY_TOO_LARGE, SIGN_IN_BODY_CAP_BYTES, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +49,10 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # monitoring: no session, no user data
 PUBLIC_PATHS = frozenset({"/", "/signin", "/console"})  # the pages themselves show only the sign-in prompt
-SIGN_IN_BODY_CAP_BYTES = 1024  # POST /signin carries one token
 SIGN_IN_FIRST = ("Sign in first: use the bot's /web command in Discord to get a personal sign-in link "
                  "(the operator: the link the app printed at start, or python -m bot web-link).")
 LINK_USED = "This sign-in link was already used or has expired. Use /web in Discord for a new one."
 CSRF_REFUSED = "Refused: this request did not come from the i2v page (missing or wrong CSRF token)."
-BODY_TOO_LARGE = "Refused: the request body is larger than this address accepts."
 
 
 @dataclass(frozen=True)
@@ -115,20 +119,6 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def read_capped(request: web.Request, cap: int) -> bytes | None:
-    """The request's body, or None when it is (or declares itself) longer than ``cap`` bytes: never reads more
-    than ``cap`` + one chunk."""
-    declared = request.content_length
-    if declared is not None and declared > cap:
-        return None
-    body = bytearray()
-    while chunk := await request.content.read(cap + 1 - len(body)):
-        body += chunk
-        if len(body) > cap:
-            return None
-    return bytes(body)
-
-
 class Auth:
     """The middleware and the sign-in routes."""
 
@@ -147,8 +137,15 @@ class Auth:
             if row is None:
                 return None
             owners = await app_operators(session)
-        return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
-                         row.csrf_token, owners=owners, operator_link=row.operator, guild_id=row.guild_id)
+        # roles the bot could not re-read from Discord within the re-check period lapse (tiers, operator by role)
+        roles = current_roles(row, valid_seconds=self.config.roles_valid_seconds)
+        return member_of(self.config, row.user_id, roles, row.csrf_token, owners=owners, operator_link=row.operator,
+                         guild_id=row.guild_id)
+
+    async def is_operator(self, request: web.Request) -> bool:
+        """Whether the request carries a live operator session (``/healthz`` shows its details only then)."""
+        user = await self.user_of(request)
+        return user is not None and user.is_operator
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -171,8 +168,8 @@ class Auth:
         """GET /signin?token=...: a page with a button, so a link preview that fetches the URL spends nothing."""
         token = request.query.get("token", "")
         safe = "".join(ch for ch in token if ch.isalnum() or ch in "-_")[:100]
-        html = SIGN_IN_HTML.replace("{token}", safe)
-        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+        page = SIGN_IN_HTML.replace("{token}", safe)
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def sign_in(self, request: web.Request) -> web.Response:
         """POST /signin (the form): redeem the link once; set the session cookie and go to the page."""
@@ -185,8 +182,15 @@ class Auth:
             return error(413, BODY_TOO_LARGE)
         form = parse_qs(body.decode("ascii", "replace"), max_num_fields=4)
         token = (form.get("token") or [""])[0][:200]
-        async with self.sessions.begin() as session:
-            signed = await redeem_link(session, token, session_ttl_seconds=self.config.session_ttl_seconds)
+        try:
+            async with self.sessions.begin() as session:
+                signed = await redeem_link(session, token, session_ttl_seconds=self.config.session_ttl_seconds)
+                if signed is not None and not signed.operator:  # banned since the link was made: rolled back
+                    await refuse_banned(session, signed.user_id, signed.guild_id)
+        except Banned as exc:
+            log.info("a sign-in link of a banned user was refused")
+            return web.Response(text=MESSAGE_HTML.replace("{message}", html.escape(str(exc))), status=403,
+                                content_type="text/html")
         if signed is None:
             log.info("a sign-in link was refused (unknown, used or expired)")
             return web.Response(text=MESSAGE_HTML.replace("{message}", LINK_USED), status=403,
@@ -198,12 +202,19 @@ class Auth:
         raise response
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        """POST /api/signout: end the session now."""
+        """POST /api/signout: end the session now; ``?everywhere=1`` ends every session of the user (other
+        browsers, a lost phone)."""
         token = request.cookies.get(SESSION_COOKIE)
+        user = request["user"]
+        ended = 0
         if token:
             async with self.sessions.begin() as session:
-                await end_session(session, token)
-        response = web.json_response({"signed_out": True})
+                if request.query.get("everywhere") and user is not None:
+                    ended = await end_user_sessions(session, user.user_id)
+                    log.info("user %s signed out everywhere (%d sessions)", user.user_id, ended)
+                else:
+                    ended = int(await end_session(session, token))
+        response = web.json_response({"signed_out": True, "sessions_ended": ended})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 

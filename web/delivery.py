@@ -1,17 +1,17 @@
 """The page's own delivery: finished web jobs are marked delivered (the page shows them from the store), and a
-succeeded one's MP4 is also written to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4`` unless SAVE_OUTPUT_COPY is
-false, the seed's output folder."""
+succeeded one's MP4 is also written to its disk copy in OUTPUT_DIR (``jobs.copies``) unless SAVE_OUTPUT_COPY is
+false."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from jobs.blobs import DATABASE_BLOBS
-from jobs.listings import output_filename, undelivered_web_jobs
+from jobs.copies import write_copy
+from jobs.listings import undelivered_web_jobs
 from jobs.models import JobStatus
 from jobs.safety import UnsafePolicy, Verdict, withheld_message, withhold_video
 from jobs.transitions import mark_delivered
@@ -19,14 +19,6 @@ from jobs.transitions import mark_delivered
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL_SECONDS = 1.0  # how often finished web jobs are looked for
-
-
-def write_copy(path: Path, data: bytes) -> None:
-    """Write atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int]:
@@ -41,8 +33,7 @@ async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int
             async with readers() as session:
                 data = await DATABASE_BLOBS.read_video(session, job.id)
             if data is not None:
-                path = config.output_dir / output_filename(job.id, job.finished_at)
-                await asyncio.to_thread(write_copy, path, data)
+                path = await asyncio.to_thread(write_copy, config.output_dir, job.id, job.finished_at, data)
         async with sessions.begin() as session:
             if withheld:  # the page has no age-restricted channel: an unsafe video is never shown
                 await withhold_video(session, job.id, withheld_message(UnsafePolicy.REFUSE))

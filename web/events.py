@@ -2,7 +2,9 @@
 
 The server reads the job once every ``EVENT_INTERVAL_SECONDS`` and sends an event only when what the page shows
 changed (status, phase, step, position); a comment line keeps idle connections open. The stream ends after the
-job's final state, and the page closes its EventSource then, so the browser does not reconnect.
+job's final state, and the page closes its EventSource then, so the browser does not reconnect; it also ends after
+``STREAM_MAX_SECONDS`` (the browser opens a new one after ``RECONNECT_MS``). Each user holds at most a few streams
+at once (``web.limits.StreamSlots``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from web.render import job_json
 
 EVENT_INTERVAL_SECONDS = 1.0  # the store is read once a second per open stream
 KEEPALIVE_SECONDS = 15.0  # a comment line at least this often
+STREAM_MAX_SECONDS = 600.0  # a stream ends after this even while its job waits; the browser opens a new one
+RECONNECT_MS = 5000  # the browser's EventSource waits this long before it opens the next stream
 
 
 def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
@@ -36,15 +40,19 @@ async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
         return job_json(job, position=place.position if place else None, eta_seconds=place.eta_seconds if place else None)
 
 
-async def stream_job(request: web.Request, readers: Any, job_id: int) -> web.StreamResponse:
-    """Send the job's state as events until it is final (or the page goes away)."""
+async def stream_job(request: web.Request, readers: Any, job_id: int, *,
+                     max_seconds: float | None = None) -> web.StreamResponse:
+    """Send the job's state as events until it is final, the page goes away, or ``max_seconds`` (default
+    ``STREAM_MAX_SECONDS``) have passed."""
+    max_seconds = STREAM_MAX_SECONDS if max_seconds is None else max_seconds
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
     })
     await response.prepare(request)
+    await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
     last: tuple[Any, ...] | None = None
-    quiet_since = time.monotonic()
-    while True:
+    quiet_since = started = time.monotonic()
+    while time.monotonic() - started < max_seconds:
         state = await job_state(readers, job_id)
         if state is None:
             await response.write(b"event: gone\ndata: {}\n\n")

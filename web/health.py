@@ -11,7 +11,7 @@ Either way the body's ``reason`` reads "video generation is unavailable: <reason
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,9 +19,11 @@ from aiohttp import web
 from jobs.models import WorkerState, utcnow
 from jobs.stats import worker_infos
 from jobs.workers import unavailable_reason
+from web.cache import Cached
 
 log = logging.getLogger(__name__)
 
+HEALTH_CACHE_SECONDS = 1.0  # an open endpoint: a flood of probes reads the store at most once a second
 LIVE_WORKER_STATES = frozenset({WorkerState.STARTING, WorkerState.LOADING, WorkerState.IDLE, WorkerState.BUSY})
 
 WorkerProblem = Callable[[], "str | None"]
@@ -33,8 +35,20 @@ def no_problem() -> str | None:
     return None
 
 
-async def health_report(readers: Any, *, dead_after: float, worker_problem: WorkerProblem) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of the health check."""
+async def health_report(readers: Any, *, dead_after: float, worker_problem: WorkerProblem,
+                        detailed: bool = True) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of the health check; without ``detailed`` (anyone but the operator) the body
+    names no worker, host or failure: only the verdict, its kind of cause and how many workers are alive."""
+    status, body = await _health_report(readers, dead_after=dead_after, worker_problem=worker_problem)
+    if detailed:
+        return status, body
+    public: dict[str, Any] = {"status": body["status"], "workers": len(body.get("workers", []))}
+    if status != 200:
+        public["reason"] = body["reason"].split(":", 1)[0]
+    return status, public
+
+
+async def _health_report(readers: Any, *, dead_after: float, worker_problem: WorkerProblem) -> tuple[int, dict[str, Any]]:
     now = utcnow()
     try:
         async with readers() as session:
@@ -54,11 +68,26 @@ async def health_report(readers: Any, *, dead_after: float, worker_problem: Work
     return 200, {"status": "ok", "database": "ok", "workers": shown}
 
 
-def health_handler(readers: Any, *, dead_after: float, worker_problem: WorkerProblem) -> Any:
-    """The aiohttp handler for ``/healthz``."""
+class Health:
+    """``/healthz``: anyone gets the verdict (computed at most once per ``HEALTH_CACHE_SECONDS``), the operator
+    ``is_operator(request)`` the details."""
 
-    async def healthz(request: web.Request) -> web.Response:
-        status, body = await health_report(readers, dead_after=dead_after, worker_problem=worker_problem)
+    def __init__(self, readers: Any, *, dead_after: float, worker_problem: WorkerProblem,
+                 is_operator: Callable[[web.Request], Awaitable[bool]]) -> None:
+        self.readers = readers
+        self.dead_after = dead_after
+        self.worker_problem = worker_problem
+        self.is_operator = is_operator
+        self._public: Cached[tuple[int, dict[str, Any]]] = Cached(HEALTH_CACHE_SECONDS, self._report)
+
+    async def _report(self) -> tuple[int, dict[str, Any]]:
+        return await health_report(self.readers, dead_after=self.dead_after, worker_problem=self.worker_problem,
+                                   detailed=False)
+
+    async def handler(self, request: web.Request) -> web.Response:
+        if await self.is_operator(request):
+            status, body = await health_report(self.readers, dead_after=self.dead_after,
+                                               worker_problem=self.worker_problem)
+        else:
+            status, body = await self._public.get()
         return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
-
-    return healthz

@@ -1,6 +1,7 @@
 """``GET /metrics`` in the Prometheus text format (``prometheus-client``); every name starts with ``i2v_``.
 
-The job and worker figures are read from the store at each scrape (``jobs.stats.read_metrics_snapshot``: a few aggregate
+The job and worker figures are read from the store at most every ``METRICS_CACHE_SECONDS``
+(``jobs.stats.read_metrics_snapshot``: a few aggregate
 queries, the histograms counted in SQL, so they hold for every process sharing the database): jobs by state (the
 queue depth is ``state="queued"``), jobs finished by outcome, GPU-seconds used, wait and generation time histograms
 by preset, workers by state and their restarts. The app adds what only it knows through hooks: Discord's gateway
@@ -21,7 +22,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from jobs.models import JobStatus
 from jobs.stats import Histogram, MetricsSnapshot, read_metrics_snapshot
+from web.cache import Cached
 
+METRICS_CACHE_SECONDS = 5.0  # the store's aggregates are read at most this often, however often scraped
 LAG_SAMPLE_INTERVAL_SECONDS = 0.5  # how often the event-loop lag is sampled
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 UPLOAD_RETRY_REASONS = ("timeout", "connection", "server_error")
@@ -112,11 +115,17 @@ class LoopLag:
 
 
 def metrics_handler(readers: Any, *, gateway_latency: Latency, loop_lag: LoopLag) -> Any:
-    """The aiohttp handler for ``/metrics``."""
+    """The aiohttp handler for ``/metrics``: the store's figures are read at most once per
+    ``METRICS_CACHE_SECONDS`` (an open endpoint), this process's own at every scrape."""
+
+    async def read() -> MetricsSnapshot:
+        async with readers() as session:
+            return await read_metrics_snapshot(session)
+
+    snapshots = Cached(METRICS_CACHE_SECONDS, read)
 
     async def metrics(request: web.Request) -> web.Response:
-        async with readers() as session:
-            snapshot = await read_metrics_snapshot(session)
+        snapshot = await snapshots.get()
         extra = {
             "i2v_discord_gateway_latency_seconds": gateway_latency(),
             "i2v_event_loop_lag_seconds": loop_lag.last,

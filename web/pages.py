@@ -2,7 +2,9 @@
 
 Every request acts as ``request["user"]`` (``web.auth``) and reaches only that user's jobs: another user's job is
 answered as if it did not exist. Requests go through the same flow as Discord's (``jobs.requests``): the same
-image checks, parameter checks, pause holds, bans, caps and quota, the same messages.
+image checks, parameter checks, pause holds, bans, caps and quota, the same messages. A job made on the page
+belongs to the server the user's sign-in link was made in (``/web`` there; none from a DM or the operator's link):
+that server's bans, pause and caps apply to it exactly as to ``/animate`` there.
 """
 
 from __future__ import annotations
@@ -11,24 +13,16 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
+from generator.model_spaces import SPACES, union_bounds
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT,
-    DEFAULT_PRESET,
-    FPS_RANGE,
-    FRAMES_RANGE,
-    GUIDANCE_RANGE,
-    MAX_PROMPT_CHARS,
-    PRESETS,
-    RESOLUTIONS,
-    SEED_RANGE,
-    STEPS_RANGE,
-    ParamError,
-    resolve_params,
+    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import remove_copies
 from jobs.errors import PromptBlocked, RequestRefused
 from jobs.listings import user_videos
 from jobs.models import Job, JobSource, JobStatus
@@ -49,18 +43,22 @@ from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID
 from web.auth import WebUser, error
+from web.events import stream_job
+from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
+from web.ranges import send_blob
 from web.render import iso, job_json, plain
 
 log = logging.getLogger(__name__)
 
 WEB_CHANNEL_ID = 1  # web jobs have no Discord channel; NewJob needs a positive id and no snowflake is 1
 WEB_UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024  # the page has no upload limit of its own: the store's video cap
+NOT_A_FORM = "Refused: send the form as multipart/form-data, as the page does."
 FIELD_CAP_BYTES = 4096  # a text field of the form
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, beyond the image itself
 READ_CHUNK_BYTES = 64 * 1024
 GALLERY_PAGE_SIZE = 6  # videos per gallery page
 PARAM_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                "parent")
+                "model", "parent")
 AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
@@ -98,29 +96,37 @@ async def read_form(request: web.Request, cap: int) -> tuple[dict[str, str], byt
     declared = request.content_length
     if declared is not None and declared > cap + FORM_OVERHEAD_BYTES:
         raise too_large(declared, cap)
+    if request.content_type != "multipart/form-data" or "boundary" not in request.headers.get("Content-Type", ""):
+        raise BadRequest(NOT_A_FORM)
     fields: dict[str, str] = {}
     image: bytes | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "image":
-            data = await _read_part(part, cap)
-            image = data or None
-        elif part.name in PARAM_FIELDS:
-            fields[part.name] = (await _read_part(part, FIELD_CAP_BYTES)).decode("utf-8", "replace")
-        else:
-            await part.release()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "image":
+                data = await _read_part(part, cap)
+                image = data or None
+            elif part.name in PARAM_FIELDS:
+                fields[part.name] = (await _read_part(part, FIELD_CAP_BYTES)).decode("utf-8", "replace")
+            else:
+                await part.release()
+    except (ValueError, aiohttp.ClientPayloadError) as exc:
+        if isinstance(exc, (ImageError, ParamError)):
+            raise
+        raise BadRequest(NOT_A_FORM) from None
     return fields, image
 
 
-def params_from(fields: dict[str, str]) -> Any:
-    """Resolve the form's values like Discord's options: the preset fills in, explicit values override it."""
+def params_from(fields: dict[str, str], default_model: str) -> Resolved:
+    """Resolve the form's values like Discord's options: the model's preset fills in, explicit values override it."""
     def given(name: str) -> str | None:
         value = fields.get(name, "").strip()
         return value or None
-    return resolve_params(
+    return resolve_request(
         fields.get("prompt", ""),
+        model=given("model") or default_model,
         preset=given("preset"),
         resolution=given("resolution"),
         frames=given("frames"),  # type: ignore[arg-type]  # strings are parsed and checked by generator.params
@@ -132,6 +138,19 @@ def params_from(fields: dict[str, str]) -> Any:
     )
 
 
+def model_json(key: str) -> dict[str, Any]:
+    """One model's space as the page's form uses it."""
+    each = SPACES[key]
+    return {
+        "key": key, "name": each.display_name, "resolutions": list(each.resolutions),
+        "frames": [each.frames.minimum, each.frames.maximum], "frames_step": each.frames.step,
+        "frames_offset": each.frames.offset, "fps": each.fps_range, "steps": each.steps_range,
+        "guidance": each.guidance_range, "negative_prompt_applies": each.negative_prompt_applies,
+        "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
+                           "guidance": p.guidance} for name, p in each.presets.items()},
+    }
+
+
 class Pages:
     """The handlers; ``server`` is the ``web.server.WebServer`` (config, sessions, readers)."""
 
@@ -140,8 +159,9 @@ class Pages:
         self.config = server.config
 
     def origin(self, user: WebUser, parent: int | None = None) -> Origin:
-        return Origin(user_id=user.user_id, guild_id=None, channel_id=WEB_CHANNEL_ID, source=JobSource.WEB.value,
-                      upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
+        # the server the sign-in link was made in: its bans, pauses and caps apply as to /animate there
+        return Origin(user_id=user.user_id, guild_id=user.guild_id, channel_id=WEB_CHANNEL_ID,
+                      source=JobSource.WEB.value, upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
 
     async def own_job(self, user: WebUser, job_id: int) -> Job | None:
         async with self.server.readers() as session:
@@ -149,10 +169,7 @@ class Pages:
         return job if job is not None and job.user_id == user.user_id else None
 
     async def job_or_404(self, request: web.Request) -> Job:
-        try:
-            job_id = int(request.match_info["job_id"])
-        except ValueError:
-            raise web.HTTPNotFound() from None
+        job_id = whole_number(request.match_info["job_id"], "the job id")  # 400 beyond the database's integers
         job = await self.own_job(_user(request), job_id)
         if job is None:
             raise web.HTTPNotFound(text='{"error": "There is no such job of yours."}', content_type="application/json")
@@ -170,13 +187,17 @@ class Pages:
         })
 
     async def options(self, request: web.Request) -> web.Response:
-        """Ranges, presets and defaults, from generator.params (the page draws its form from these)."""
+        """The enabled models with their ranges and presets (generator.model_spaces), the default model first, and
+        the union of their ranges (the page draws its form from these)."""
+        models = self.config.models
+        bounds = union_bounds(models)
         return web.json_response({
-            "resolutions": list(RESOLUTIONS), "frames": FRAMES_RANGE, "fps": FPS_RANGE, "steps": STEPS_RANGE,
-            "guidance": GUIDANCE_RANGE, "seed": SEED_RANGE, "max_prompt_chars": MAX_PROMPT_CHARS,
-            "default_preset": DEFAULT_PRESET, "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
-            "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
-                               "guidance": p.guidance} for name, p in PRESETS.items()},
+            "models": [model_json(key) for key in models], "default_model": models[0],
+            "resolutions": list(bounds.resolutions), "frames": bounds.frames, "fps": bounds.fps,
+            "steps": bounds.steps, "guidance": bounds.guidance, "seed": SEED_RANGE,
+            "max_prompt_chars": MAX_PROMPT_CHARS, "default_preset": DEFAULT_PRESET,
+            "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
+            "presets": model_json(models[0])["presets"],
             "max_upload_bytes": self.config.upload_cap_bytes,
         })
 
@@ -197,32 +218,48 @@ class Pages:
         return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        from web.events import stream_job
-
+        user = _user(request)
         job = await self.job_or_404(request)
-        return await stream_job(request, self.server.readers, job.id)
+        with self.server.limits.streams.hold(user.user_id) as held:
+            if not held:
+                log.info("user %s already holds %d event streams; refused another", user.user_id,
+                         self.server.limits.streams.per_user)
+                return error(429, TOO_MANY_STREAMS)
+            return await stream_job(request, self.server.readers, job.id)
 
-    async def video(self, request: web.Request) -> web.Response:
+    async def video(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        async with self.server.readers() as session:
+        readers = self.server.readers
+        async with readers() as session:
             shown = job.status == JobStatus.SUCCEEDED and job.output_verdict != Verdict.UNSAFE.value  # never unsafe
-            data = await DATABASE_BLOBS.read_video(session, job.id) if shown else None
-        if data is None:
+            size = await DATABASE_BLOBS.video_size(session, job.id) if shown else None
+        if size is None:
             return error(404, "This video is no longer kept.")
-        headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
+
+        async def read(start: int, length: int) -> bytes | None:
+            async with readers() as session:
+                return await DATABASE_BLOBS.read_video_range(session, job.id, start, length)
+
+        headers = {"Cache-Control": "private, max-age=3600"}
         if request.query.get("download"):
             name = job_json(job)["output_name"]
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return web.Response(body=data, content_type="video/mp4", headers=headers)
+        return await send_blob(request, size=size, read=read, content_type="video/mp4", headers=headers)
 
-    async def input_image(self, request: web.Request) -> web.Response:
+    async def input_image(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        async with self.server.readers() as session:
-            data = await DATABASE_BLOBS.read_input(session, job.input_sha256) if job.input_released_at is None else None
-        if data is None:
+        readers, sha256 = self.server.readers, job.input_sha256
+        async with readers() as session:
+            size = await DATABASE_BLOBS.input_size(session, sha256) if job.input_released_at is None else None
+        if size is None:
             return error(404, "This image is no longer kept.")
-        return web.Response(body=data, content_type="application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+        async def read(start: int, length: int) -> bytes | None:
+            async with readers() as session:
+                return await DATABASE_BLOBS.read_input_range(session, sha256, start, length)
+
+        return await send_blob(request, size=size, read=read, content_type="application/octet-stream",
+                               headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     async def gallery(self, request: web.Request) -> web.Response:
         user = _user(request)
@@ -240,6 +277,8 @@ class Pages:
 
     async def check(self, request: web.Request) -> web.Response:
         """POST /api/images/check: the image checks' verdict on a picked image, before Generate."""
+        if not self.server.limits.checks.allow(_user(request).user_id):
+            return error(429, TOO_MANY)
         try:
             _, image = await read_form(request, self.config.upload_cap_bytes)
             if image is None:
@@ -253,20 +292,24 @@ class Pages:
     async def create(self, request: web.Request) -> web.Response:
         """POST /api/jobs: a new job from an uploaded image, or from one of the user's jobs (``parent``, Vary)."""
         user = _user(request)
+        if not self.server.limits.creates.allow(user.user_id):
+            return error(429, TOO_MANY)
         try:
             fields, image = await read_form(request, self.config.upload_cap_bytes)
-            params = params_from(fields)
+            resolved = params_from(fields, self.config.models[0])
+            params = resolved.params
             async with self.server.readers() as session:  # before the image is decoded or stored
-                await check_prompt(session, guild_id=None, texts=prompt_texts(params.prompt, params.negative_prompt),
+                await check_prompt(session, guild_id=user.guild_id,
+                                   texts=prompt_texts(params.prompt, params.negative_prompt),
                                    setting_terms=self.config.prompt_blocklist)
             parent_id = fields.get("parent", "").strip()
             size = None
             if image is not None:
                 stored: StoredInput = await check_upload(image)
                 parent = None
-            elif parent_id.isdigit() and (parent := await self.own_job(user, int(parent_id))) is not None:
+            elif parent_id and (parent := await self.own_job(user, whole_number(parent_id, "parent"))) is not None:
                 stored = stored_input_of(parent)
-                size = variant_of(parent, {"resolution": params.resolution})[1]
+                size = variant_of(parent, {"resolution": params.resolution, "model": params.model})[1]
             else:
                 raise ImageError("empty", "(choose a picture first)")
             async with self.server.sessions.begin() as session:
@@ -276,7 +319,7 @@ class Pages:
         except (ImageError, ParamError, RequestRefused) as exc:
             log.info("web request of user %s refused: %s", user.user_id, exc)
             return await self._refused(user, exc)
-        return await self._queued(job)
+        return await self._queued(job, resolved.notes)
 
     async def again(self, request: web.Request) -> web.Response:
         """POST /api/jobs/{id}/again?mode=reroll|same: Re-roll (a new seed) or Same again (the same seed)."""
@@ -285,10 +328,12 @@ class Pages:
         changes = AGAIN_MODES.get(request.query.get("mode", ""))
         if changes is None:
             return error(400, "mode must be reroll or same")
+        if not self.server.limits.creates.allow(user.user_id):
+            return error(429, TOO_MANY)
         try:
-            params, size = variant_of(parent, changes)
+            resolved, size = variant_of(parent, changes)
             async with self.server.sessions.begin() as session:
-                job = await enqueue_request(session, stored=stored_input_of(parent), params=params,
+                job = await enqueue_request(session, stored=stored_input_of(parent), params=resolved.params,
                                             origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
                                             size=size)
         except (ParamError, RequestRefused) as exc:
@@ -301,18 +346,20 @@ class Pages:
         rolled back)."""
         if isinstance(exc, PromptBlocked):
             async with self.server.sessions.begin() as session:
-                await record_blocked(session, exc, user_id=user.user_id, guild_id=None, source=JobSource.WEB.value)
+                await record_blocked(session, exc, user_id=user.user_id, guild_id=user.guild_id,
+                                     source=JobSource.WEB.value)
         return refusal(exc)
 
-    async def _queued(self, job: Job) -> web.Response:
-        """201 with the job; ``notice`` says when video generation is unavailable (the job stays queued)."""
+    async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
+        """201 with the job; ``notice`` says how the parameters were adjusted (a rounded frame count) and when video
+        generation is unavailable (the job stays queued)."""
         async with self.server.readers() as session:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
             notice = await availability_notice(session, own_problem=self.server.worker_problem(),
-                                               dead_after_s=self.config.worker_dead_after)
+                                               dead_after_s=self.config.worker_dead_after, model=job.model)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
-        return web.json_response({**body, "notice": notice}, status=201)
+        return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
@@ -325,6 +372,6 @@ class Pages:
         job = await self.job_or_404(request)
         async with self.server.sessions.begin() as session:
             await delete_job_video(session, job.id)
-        await asyncio.to_thread(self.server.remove_disk_copy, job)
+        await asyncio.to_thread(remove_copies, self.server.config.output_dir, [job.id])
         log.info("web delete of job %s's video by its owner", job.id)
         return web.json_response({"deleted": job.id})

@@ -6,7 +6,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from jobs.listings import output_filename
+from generator.model_spaces import display_name
+from jobs.copies import output_filename
 from jobs.models import PENDING_STATUSES, Job, JobStatus
 
 DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
@@ -38,19 +39,9 @@ def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None
         "pending": job.status in PENDING_STATUSES,
         "cancel_requested": job.cancel_requested,
         "error": plain(job.error) if job.error else None,
-        "params": {
-            "prompt": job.prompt,
-            "negative_prompt": job.negative_prompt,
-            "preset": job.preset,
-            "resolution": job.resolution,
-            "width": job.width,
-            "height": job.height,
-            "frames": job.frames,
-            "fps": job.fps,
-            "steps": job.steps,
-            "guidance": job.guidance,
-            "seed": job.seed,
-        },
+        "delivery_error": plain(job.delivery_error) if job.delivery_error else None,  # not posted in Discord
+        "params": job.params.to_dict() | {"width": job.width, "height": job.height},
+        "model_name": display_name(job.model),
         "source": job.source.value,
         "gpu_seconds": job.gpu_seconds,
         "created_at": iso(job.created_at),

@@ -16,11 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from web.auth import Auth, operator_link
+from jobs.requests import too_large
+from web.access import access_log
+from web.auth import Auth, error, operator_link
 from web.config import WebConfig
 from web.console import Console
 from web.delivery import delivery_loop
-from web.health import WorkerProblem, health_handler, no_problem
+from web.health import Health, WorkerProblem, no_problem
+from web.limits import BODY_TOO_LARGE, UPLOAD_PATHS, BadRequest, PageLimits, body_cap
 from web.metrics import Latency, LoopLag, metrics_handler
 from web.pages import FORM_OVERHEAD_BYTES, Pages
 
@@ -47,6 +50,7 @@ class WebServer:
         self.worker_problem = worker_problem
         self.gateway_latency = gateway_latency
         self.auth = Auth(config, sessions, readers)
+        self.limits = PageLimits()
         self.loop_lag = LoopLag()
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -57,21 +61,15 @@ class WebServer:
         """The page's address (WEB_PUBLIC_URL, else http://host:port of the bound port)."""
         return self.config.base_url(self.port)
 
-    def remove_disk_copy(self, job: Any) -> None:
-        """Remove the OUTPUT_DIR copy of a deleted video, if the page wrote one."""
-        if job.output_path:
-            path = Path(job.output_path)
-            if path.parent.resolve() == self.config.output_dir.resolve():
-                path.unlink(missing_ok=True)
-
     def make_app(self) -> web.Application:
         """The aiohttp application with every route."""
-        app = web.Application(middlewares=[self.auth.middleware],
+        app = web.Application(middlewares=[access_log(self.config.trusted_proxies), self.bounds, self.auth.middleware],
                               client_max_size=self.config.upload_cap_bytes + FORM_OVERHEAD_BYTES)
         pages, console = Pages(self), Console(self)
+        health = Health(self.readers, dead_after=self.config.worker_dead_after,
+                        worker_problem=lambda: self.worker_problem(), is_operator=self.auth.is_operator)
         r = app.router
-        r.add_get("/healthz", health_handler(self.readers, dead_after=self.config.worker_dead_after,
-                                             worker_problem=lambda: self.worker_problem()))
+        r.add_get("/healthz", health.handler)
         r.add_get("/metrics", metrics_handler(self.readers, gateway_latency=lambda: self.gateway_latency(),
                                               loop_lag=self.loop_lag))
         r.add_get("/", _file("index.html"))
@@ -96,12 +94,29 @@ class WebServer:
         r.add_post("/api/console/pause", console.pause)
         r.add_post("/api/console/resume", console.resume)
         r.add_post("/api/console/jobs/{job_id}/cancel", console.cancel)
+        r.add_post("/api/console/sessions/{session_id}/end", console.end_session)
         r.add_get("/api/console/users/{user_id}", console.user)
         r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
         r.add_post("/api/console/users/{user_id}/ban", console.ban)
         r.add_post("/api/console/users/{user_id}/unban", console.unban)
         r.add_static("/static/", STATIC_DIR, show_index=False)
         return app
+
+    @web.middleware
+    async def bounds(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A body longer than its route accepts is refused before it is read (413); a malformed request that
+        the page never sends is a 400 with its reason, never a 500."""
+        cap = body_cap(request.method, request.path, self.config.upload_cap_bytes, FORM_OVERHEAD_BYTES)
+        if request.content_length is not None and request.content_length > cap:
+            if request.path in UPLOAD_PATHS:  # the image is what is too large: say so as Discord does
+                return error(413, str(too_large(request.content_length - FORM_OVERHEAD_BYTES,
+                                                self.config.upload_cap_bytes)))
+            return error(413, BODY_TOO_LARGE)
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            log.info("refused %s %s: %s", request.method, request.path[:200], exc)
+            return error(400, str(exc))
 
     async def start(self) -> None:
         """Bind and serve; raises OSError when the address cannot be bound."""

@@ -1,31 +1,23 @@
 """The app without Discord: the web page and one embedded worker (``python -m bot`` when DISCORD_TOKEN is not set).
 
 Does what ``bot.app.I2VBot.setup_hook`` does for the store and the worker, minus Discord: migrate, open the
-engines, requeue the jobs of this host's dead worker processes, start the worker supervisor (``WORKER=embedded``),
-serve the page, and keep rescuing dead workers' jobs and pruning old bytes (the bot's job monitor does that when
-Discord runs). ``settings`` is a ``bot.settings.BotSettings``.
+engines, start the worker supervisor (``WORKER=embedded``; it requeues the jobs of this host's dead worker
+processes as it starts), serve the page, and run the store's maintenance (``jobs.maintenance.Maintenance``, as the
+bot's job monitor does when Discord runs). ``settings`` is a ``bot.settings.BotSettings``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from datetime import timedelta
 from typing import Any
 
 from jobs.db import make_engine, make_sessionmaker, migrate
-from jobs.models import utcnow
-from jobs.rescue import rescue_dead_workers, rescue_expired
-from jobs.retention import prune_finished
-from jobs.workers import pid_alive, rescue_dead_on_host
+from jobs.maintenance import RESCUE_INTERVAL_S, Maintenance
 from web.config import WebConfig
 from web.server import WebServer
 
 log = logging.getLogger(__name__)
-
-RESCUE_INTERVAL_SECONDS = 2.0  # as the bot's job monitor
-SECONDS_PER_DAY = 86400.0
 
 
 def embedded_supervisor(settings: Any) -> Any:
@@ -46,29 +38,16 @@ def supervisor_problem(supervisor: Any) -> str | None:
 
 
 async def _maintain(settings: Any, sessions: Any) -> None:
-    pruned_at: float | None = None
-    loop = asyncio.get_running_loop()
+    maintenance = Maintenance(sessions, dead_after_s=settings.worker_dead_after, retention_days=settings.retention_days,
+                              retention_interval_s=settings.retention_interval, output_dir=settings.output_dir)
     while True:
         try:
-            async with sessions.begin() as session:
-                dead = await rescue_dead_workers(session, dead_after_s=settings.worker_dead_after)
-                expired = await rescue_expired(session)
-            if dead or expired:
-                log.warning("requeued jobs of dead workers %s and of expired leases %s", dead, expired)
-            if settings.retention_days > 0 and (pruned_at is None or
-                                                loop.time() - pruned_at >= settings.retention_interval):
-                pruned_at = loop.time()
-                cutoff = utcnow() - timedelta(seconds=settings.retention_days * SECONDS_PER_DAY)
-                async with sessions.begin() as session:
-                    ids = await prune_finished(session, finished_before=cutoff)
-                for job_id in ids:
-                    for path in settings.output_dir.glob(f"video_*_{job_id}.mp4"):
-                        path.unlink(missing_ok=True)
+            await maintenance.run_due()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("maintenance pass failed; continuing")
-        await asyncio.sleep(RESCUE_INTERVAL_SECONDS)
+        await asyncio.sleep(RESCUE_INTERVAL_S)
 
 
 async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
@@ -84,10 +63,6 @@ async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
     server: WebServer | None = None
     maintenance: asyncio.Task[None] | None = None
     try:
-        async with sessions.begin() as session:
-            rescued = await rescue_dead_on_host(session, socket.gethostname(), alive=pid_alive)
-        if rescued:
-            log.warning("requeued jobs of this host's dead worker processes: %s", rescued)
         server = WebServer(WebConfig.from_settings(settings), sessions=sessions, readers=readers,
                            worker_problem=lambda: supervisor_problem(supervisor))
         await server.start()

@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.image_origin import check_image_url
 from bot.modals import AnimateModal
-from bot.requests import NO_IMAGE_MESSAGE, find_image
+from bot.requests import NO_IMAGE_MESSAGE, check_interaction_channel, find_image
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -37,7 +37,9 @@ class ContextMenu(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     async def animate_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Open the prompt modal for the image in ``message``."""
+        """Open the prompt modal for the image in ``message`` (unless the bot may not post here: refused before
+        the user fills the form)."""
+        check_interaction_channel(interaction)
         image = find_image(message)
         if image is None:
             raise UserFacingError(NO_IMAGE_MESSAGE)

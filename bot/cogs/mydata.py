@@ -1,7 +1,8 @@
 """``/delete-my-data``: delete every image and video the bot keeps of you; an operator may name any user.
 
 What goes: the stored input images and finished videos of the user's jobs (in the job store and the bot's disk
-copies). Queued jobs are cancelled (refunded) and lose their image too; a running job is asked to stop, and its
+copies), the reports they made and the reports about their videos, and the image safety check's verdicts on their
+jobs. Queued jobs are cancelled (refunded) and lose their image too; a running job is asked to stop, and its
 bytes go with the next deletion or retention pass. Job rows stay for statistics and the audit log (the deletion is
 audited). Posted Discord messages are the user's to delete in Discord.
 """
@@ -15,7 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import delete_user_data
+from bot.delivery import delete_user_data_and_copies
 from bot.errors import NotYours
 from bot.permissions import is_operator
 
@@ -43,13 +44,15 @@ class MyData(commands.Cog):
             Operator only: whose data to delete (default: yours).
         """
         target = user or interaction.user
-        if target.id != interaction.user.id and not is_operator(interaction, self.bot.settings):  # a bot-wide power
+        if target.id != interaction.user.id and not is_operator(interaction, self.bot.operators):  # a bot-wide power
             log.warning("user %s may not delete the data of user %s", interaction.user.id, target.id)
             raise NotYours(OPERATOR_ONLY)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        deleted = await delete_user_data(self.bot, target.id, by=interaction.user.id)
+        deleted = await delete_user_data_and_copies(self.bot, target.id, by=interaction.user.id)
         whose = "your" if target.id == interaction.user.id else f"<@{target.id}>'s"
         text = f"Deleted the stored images and videos of {len(deleted.job_ids)} of {whose} jobs."
+        if deleted.reports:
+            text += f" Deleted {deleted.reports} report(s) made by or about {'you' if whose == 'your' else 'them'}."
         if deleted.still_running:
             running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
             text += (f" Running now and asked to stop: {running}; run this again once it has ended to delete its "

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import JobNotFound
+from bot.errors import NoSuchJob
 from bot.job_choices import job_id_choices
 from bot.render import render_my_queue
 from bot.requests import cancel_job_for, load_own_job
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.app import I2VBot
 
 QUEUE_LIST_LIMIT = 10  # jobs listed by /queue
+WITHHELD_SHOWN = timedelta(days=1)  # how long /queue mentions a video the safety check kept out of its channel
 
 
 class Queue(commands.Cog):
@@ -35,7 +36,9 @@ class Queue(commands.Cog):
         async with self.bot.readers() as session:
             places = await queue_positions(session, now=now)
             mine = sorted(await user_jobs(session, interaction.user.id, limit=QUEUE_LIST_LIMIT), key=lambda j: j.id)
-        await interaction.followup.send(render_my_queue(mine, places, now), ephemeral=True)
+            recent = await user_jobs(session, interaction.user.id, pending_only=False, limit=QUEUE_LIST_LIMIT)
+        withheld = [job for job in recent if job.withheld_at is not None and now - job.withheld_at < WITHHELD_SHOWN]
+        await interaction.followup.send(render_my_queue(mine, places, now, withheld=withheld), ephemeral=True)
 
     @app_commands.command(name="cancel")
     async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None) -> None:
@@ -52,7 +55,7 @@ class Queue(commands.Cog):
                 latest = await user_jobs(session, interaction.user.id, limit=1)
             job = latest[0].id if latest else None
             if job is None:
-                raise JobNotFound("You have no queued or running video to cancel.")
+                raise NoSuchJob("You have no queued or running video to cancel.")
         target = await load_own_job(self.bot, interaction, job, "cancel", server_admins=True)
         await interaction.followup.send(await cancel_job_for(self.bot, target), ephemeral=True)
 

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin_actions import set_guild_limits
 from bot.errors import UserFacingError
+from generator.params import GenerationParams
 from jobs.admission import NewJob, enqueue_job
 from jobs.control import ban_and_settle
 from jobs.errors import Banned, OverGuildCap
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
 from jobs.quota import QuotaPolicy
-from jobs.rescue import rescue_expired
+from jobs.maintenance import rescue_expired
 from jobs.transitions import claim_next_job
 from tests.jobs.storehelpers import IMAGE, SHA
 
@@ -29,9 +30,10 @@ LEASE_S = 30.0
 
 
 def new_job(user_id: int, *, resolution: str = "256p", frames: int = 8, steps: int = 10) -> NewJob:
+    params = GenerationParams(prompt="p", negative_prompt="", resolution=resolution, frames=frames, fps=8,
+                              steps=steps, guidance=9.0, seed=1)
     return NewJob(
-        user_id=user_id, channel_id=2, guild_id=GUILD, source=JobSource.SLASH, prompt="p", negative_prompt="",
-        resolution=resolution, frames=frames, fps=8, steps=steps, guidance=9.0, seed=1, width=256, height=256,
+        user_id=user_id, channel_id=2, guild_id=GUILD, source=JobSource.SLASH, params=params, width=256, height=256,
         input_sha256=SHA, upload_limit_bytes=10 * 2**20, cost_estimate=20.0,
     )
 

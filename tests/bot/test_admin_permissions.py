@@ -152,7 +152,7 @@ async def test_job_access(client: discord.Client, user_id: int, permissions: int
     assert may_act_on_job(interaction, SETTINGS, job, server_admins=True) is cancel
     assert may_act_on_job(interaction, SETTINGS, job, server_admins=False) is reroll
     if not reroll:
-        with pytest.raises(NotYours, match=r"Only <@10> \(who asked for job #5\) or the bot's operator can vary it"):
+        with pytest.raises(NotYours, match=r"^There is no such job of yours \(#5\)\.$"):
             check_job_access(interaction, SETTINGS, job, "vary")
 
 

@@ -143,9 +143,9 @@ def test_check_reports_a_missing_model_folder_and_bad_model_config(tmp_path: Pat
 
 
 def test_check_passes_on_a_saved_tiny_model_folder(tmp_path: Path, sqlite_url: str) -> None:
-    from generator.tiny import build_tiny_pipeline
+    from generator.models.tiny import build_tiny_i2vgenxl
 
-    build_tiny_pipeline().save_pretrained(tmp_path / "tiny-model")
+    build_tiny_i2vgenxl().save_pretrained(tmp_path / "tiny-model")
     result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(tmp_path / "tiny-model")})
     assert result.returncode == 0, result.stderr
 
@@ -276,3 +276,20 @@ def test_check_accepts_a_database_one_migration_behind(tmp_path: Path, sqlite_ur
     assert result.returncode == 0, result.stderr
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("ok: DATABASE_URL=")]
     assert line.startswith(f"ok: DATABASE_URL={sqlite_url}: behind (revision ") and "migrated to " in line
+
+
+def test_check_warns_when_the_page_listens_beyond_this_machine_without_its_public_address(
+    tmp_path: Path, sqlite_url: str,
+) -> None:
+    result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url), WEB_HOST="0.0.0.0")
+    assert result.returncode == 0, result.stderr  # a warning, not a problem
+    (line,) = _problems(result)
+    assert line.startswith("warning: WEB_HOST=0.0.0.0 accepts connections from other machines but WEB_PUBLIC_URL "
+                           "is not set"), line
+    result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url), WEB_HOST="0.0.0.0",
+                  WEB_PUBLIC_URL="https://i2v.example.org")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "ok: WEB_PUBLIC_URL=https://i2v.example.org: links and the Origin check use it" in result.stdout
+    for host in ("127.0.0.1", "::1", "localhost"):
+        result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url), WEB_HOST=host)
+        assert result.returncode == 0 and result.stderr == "", (host, result.stderr)

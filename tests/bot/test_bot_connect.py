@@ -1,5 +1,6 @@
 """``python -m bot`` against a closed port, an unknown host, a socket that never answers, a fake Discord that
-rejects the token and one that lets it in: one line per failure, retried with back-off, exit 1 only for the token,
+rejects the token and one that lets it in: one line per failure, retried with back-off, an exit status of its own
+(3, EXIT_LOGIN_REFUSED) only for the token,
 SIGTERM/SIGINT at any moment a clean exit 0, and no traceback anywhere."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.connect import EXIT_LOGIN_REFUSED
 from tests.fakediscord.server import FakeDiscord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -134,10 +136,10 @@ async def test_an_unreachable_gateway_after_login_is_one_line_per_attempt(tmp_pa
     assert not run.messages("discord.client")  # discord.py's own traceback-carrying note is not shown
 
 
-async def test_a_rejected_token_is_one_line_and_exit_1(tmp_path: Path) -> None:
+async def test_a_rejected_token_is_one_line_and_an_exit_status_of_its_own(tmp_path: Path) -> None:
     async with FakeDiscord(bot_token="the-right-token") as fake:
         run = await start_bot(tmp_path, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url)
-        assert await run.finish() == 1
+        assert await run.finish() == EXIT_LOGIN_REFUSED == 3  # the unit files do not restart on it
     assert run.messages() == ["Discord rejected DISCORD_TOKEN (login failed): check the token in .env"]
     assert len([r for r in fake.requests if r.path == "/users/@me"]) == 1  # not retried
 
@@ -149,7 +151,10 @@ async def test_online_line_quiet_start_and_sigterm_while_running(tmp_path: Path)
         assert await run.finish(signal.SIGTERM) == 0
     (online,) = [m for m in run.messages() if m.startswith("online as ")]
     assert online == (f"online as {fake.bot_name} (id {fake.bot_user_id}) in 1 server; "
-                      "worker: external workers (python -m generator.worker)")
+                      "worker: external workers (python -m generator.worker); "
+                      f"operators: maker ({fake.app_owner.user_id}, the application's owner); "
+                      f"invite: https://discord.com/oauth2/authorize?client_id={fake.application_id}"
+                      "&scope=bot+applications.commands&permissions=274878008320")
     output = "\n".join(run.lines)
     for noise in ("alembic", "PyNaCl", "davey", "DeprecationWarning", "FutureWarning", "voice"):
         assert noise not in output, output

@@ -282,14 +282,20 @@ async def test_channel_refusing_messages_falls_back_to_a_direct_message(world: t
     member = fake.add_member(fake.guild.id, "no-permission")
     job_id = await _submit(fake, member)
     await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
+    # the interaction's follow-up is the first way to tell; with its token dead, a direct message is the next
+    for interaction in fake.interactions.values():
+        if interaction.user_id == member.user_id:
+            fake.expire_token(interaction)
     refusal = fake.fail(status=403, code=50013, message="Missing Permissions", method="POST",
-                        path=rf"^/channels/{fake.channel_id}/messages$", times=2)
+                        path=rf"^/channels/{fake.channel_id}/messages$", times=None)
     dm = await fake.wait_for(lambda r: r.method == "POST" and r.path == "/users/@me/channels", timeout=60)
     assert dm.json["recipient_id"] in (member.user_id, str(member.user_id))
     told = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{dm.response['id']}/messages")
-    assert f"job #{job_id} was made but could not be posted" in told.json["content"]
+    assert f"job #{job_id} is made, but I could not post it" in told.json["content"]
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
-    assert refusal.hits == 2 and job.result_message_id is None and os.path.exists(job.output_path or "")
+    fake.faults.remove(refusal)
+    assert refusal.hits == 1 and job.result_message_id is None and os.path.exists(job.output_path or "")
+    assert job.delivery_error and "403" in job.delivery_error
 
 
 async def test_mentions_are_ignored_without_the_message_content_intent(world: tuple[FakeDiscord, BotProcess]) -> None:

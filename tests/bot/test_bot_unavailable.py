@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,17 @@ from tests.bot.harness import (
     SMALL,
     TOKEN,
     BotProcess,
+    channel_messages_of_job,
+    custom_ids,
     followup_text,
     job_id_from,
     png_bytes,
     result_posts,
     start_worker_process,
+    stop_process,
     wait_result,
 )
+from tests.fakediscord.records import RecordedRequest
 from tests.fakediscord.server import FakeDiscord
 from tests.web.webharness import free_port, printed_link, sign_in_http
 
@@ -182,3 +187,56 @@ async def test_an_external_worker_that_cannot_start_makes_the_bot_say_so(tmp_pat
         await fake.stop()
     worker_log = (tmp_path / "gpu-box" / "worker.log").read_text(errors="replace")
     assert worker_log.count(reason) == 1 and "Traceback" not in worker_log, worker_log[-3000:]
+
+
+async def test_a_waiting_jobs_status_says_when_the_worker_is_unavailable_and_when_it_is_back(tmp_path: Path) -> None:
+    """WORKER=external: a job waits (the operator paused the queue); a worker that cannot load its model makes the
+    job's status message say that video generation is unavailable, with the reason; a worker that starts makes
+    it say that generation is available again; resumed, the job is made and its result replaces the status."""
+    missing = tmp_path / "gpu-box-model"
+    reason = f"I2V_MODEL '{missing}' looks like a folder but there is no such folder"
+    fake = FakeDiscord(bot_token=TOKEN)
+    await fake.start()
+    operator = fake.add_member(fake.guild.id, "operator", permissions=0)
+    bot = BotProcess(fake, tmp_path / "bot", cwd=tmp_path / "bot",
+                     extra_env={"WORKER": "external", "OPERATOR_USER_IDS": str(operator.user_id)})
+    good: asyncio.subprocess.Process | None = None
+    try:
+        (tmp_path / "bot").mkdir()
+        await bot.start()
+        paused = await fake.inject_slash("operator pause", {}, member=operator)
+        assert (await followup_text(fake, paused)).startswith("Paused"), "the queue did not pause"
+        text = await _animate(fake, "waiting-user")
+        job_id = job_id_from(text)
+        assert "unavailable" not in text.lower(), text  # no worker has failed yet: nothing is known to be wrong
+        posted = await fake.wait_for(lambda r: r.method == "POST" and r.status == 200
+                                     and f"i2v:cancel:{job_id}" in custom_ids(r.json), 30)
+        status_path = f"/channels/{fake.channel_id}/messages/{posted.response['id']}"
+
+        def edited(check: Callable[[str], bool]) -> Callable[[RecordedRequest], bool]:
+            return lambda r: (r.method == "PATCH" and r.path == status_path and r.status == 200
+                              and check((r.json or {}).get("content", "")))
+
+        broken = await start_worker_process(bot, tmp_path / "gpu-box", "gpu-box", I2V_MODEL=str(missing))
+        assert await asyncio.wait_for(broken.wait(), 120) == 5
+        down = await fake.wait_for(edited(lambda content: reason in content), 30)
+        content = down.json["content"]
+        assert "Video generation is unavailable right now" in content and "stays queued" in content, content
+        assert "Queued: position **1**" in content and "paused" in content, content  # still waiting, still paused
+
+        good = await start_worker_process(bot, tmp_path / "gpu-box-2", "gpu-box-2", I2V_MODEL="tiny")
+        back = await fake.wait_for(edited(lambda content: "available again" in content), 120)
+        content = back.json["content"]
+        assert reason not in content and "unavailable" not in content and "paused" in content, content
+        assert (await bot.job(job_id)).status == JobStatus.QUEUED
+
+        resumed = await fake.inject_slash("operator resume", {}, member=operator)
+        assert (await followup_text(fake, resumed)).startswith("Resumed")
+        result = await wait_result(fake, job_id, timeout=120)
+        await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=30)
+        assert [m["id"] for m in channel_messages_of_job(fake, job_id)] == [result.response["id"]]
+        assert await bot.stop() == 0, bot.tail()
+    finally:
+        await stop_process(good)
+        await bot.stop()
+        await fake.stop()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 
 from bot.cogs.mentions import FlagError, parse_request, strip_mentions
 from bot.command_sync import payload_hash
 from bot.render import progress_bar, render_status, status_key
+from jobs.models import Job, JobPhase, JobStatus
 
 
 def test_parse_request_flags_and_prompt() -> None:
@@ -50,12 +50,14 @@ def test_progress_bar() -> None:
     assert progress_bar(3, 0, cells=4) == "░░░░   0%"
 
 
-def _job(**changes: object) -> SimpleNamespace:
-    base = dict(id=7, user_id=99, prompt="waves <@1>", preset=None, resolution="256p", width=320, height=256,
-                frames=8, fps=8, steps=10, guidance=9.0, seed=3, status="queued", attempt=0, phase="queued",
-                progress_step=0, progress_total=10, cancel_requested=False, error=None)
+def _job(**changes: object) -> Job:
+    """A job as the store returns it (not added to any session)."""
+    base: dict[str, object] = dict(
+        id=7, user_id=99, prompt="waves <@1>", model="i2vgenxl", preset=None, resolution="256p", width=320,
+        height=256, frames=8, fps=8, steps=10, guidance=9.0, seed=3, status=JobStatus.QUEUED, attempt=0,
+        phase=JobPhase.QUEUED, progress_step=0, progress_total=10, cancel_requested=False, error=None)
     base.update(changes)
-    return SimpleNamespace(**base)
+    return Job(**base)
 
 
 def test_render_status_queued_and_running() -> None:
@@ -63,16 +65,16 @@ def test_render_status_queued_and_running() -> None:
     queued = render_status(_job(), position=3, eta_seconds=60, now=now)
     assert "position **3**" in queued and f"<t:{int(now.timestamp()) + 60}:R>" in queued
     assert "<@1>" not in queued  # mentions in prompts are neutralised
-    running = render_status(_job(status="running", phase="denoising", progress_step=4), now=now)
+    running = render_status(_job(status=JobStatus.RUNNING, phase=JobPhase.DENOISING, progress_step=4), now=now)
     assert "step 4/10" in running and "40%" in running
-    assert "Cancelling" in render_status(_job(status="running", cancel_requested=True), now=now)
+    assert "Cancelling" in render_status(_job(status=JobStatus.RUNNING, cancel_requested=True), now=now)
 
 
 def test_status_key_ignores_the_clock_but_not_progress() -> None:
     assert status_key(_job(), 2) == status_key(_job(), 2)
     assert status_key(_job(), 2) != status_key(_job(), 1)
-    assert status_key(_job(status="running", progress_step=1), 0) != status_key(
-        _job(status="running", progress_step=2), 0)
+    assert status_key(_job(status=JobStatus.RUNNING, progress_step=1), 0) != status_key(
+        _job(status=JobStatus.RUNNING, progress_step=2), 0)
 
 
 def test_payload_hash_is_order_independent_and_sensitive() -> None:

@@ -117,7 +117,7 @@ async def test_blocked_prompts_are_refused_on_every_path_before_any_download(wor
     fake, bot = world.fake, world.bot
     member = fake.add_member(fake.guild.id, "blocked-user")
     # /animate, bot-wide list from the setting, any case, in the prompt or the negative prompt
-    for prompt, extra in ((f"a FORBIDDENWORD dances", {}), ("the sea moves", {"negative_prompt": "forbiddenword"}),
+    for prompt, extra in (("a FORBIDDENWORD dances", {}), ("the sea moves", {"negative_prompt": "forbiddenword"}),
                           ("a Big, cat walks", {})):
         text, attachment_id = await animate(world, member, prompt, **extra)
         assert text == BOT_REFUSAL, (prompt, text)
@@ -265,8 +265,9 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
     assert f"i2va:rep:s:delete:{job_id}" in listing.custom_ids
     assert f"<@{reporter.user_id}>" not in listing.text  # who reported stays private
     # a member who is no admin cannot press it
-    listing_message = int((await fake.wait_for(
-        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:delete:{job_id}" in custom_ids(r.json))).response["id"])
+    listing_post = await fake.wait_for(
+        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:delete:{job_id}" in custom_ids(r.json))
+    listing_message = int(listing_post.response["id"])
     stranger = await answer_of(fake, await fake.inject_component(f"i2va:rep:s:delete:{job_id}", listing_message,
                                                                   member=reporter))
     assert stranger.ephemeral and message_id in fake.messages
@@ -286,3 +287,8 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
                                                            AuditLog.job_id == job_id))
     assert len(resolved) == 1 and resolved[0].actor_id == world.manager.user_id
     assert f"#{job_id}" not in (await slash(world, "admin reports", {}, world.manager)).text
+
+    # /delete-my-data takes the reports a member made with the rest
+    wiped = await slash(world, "delete-my-data", {}, reporter)
+    assert "Deleted 1 report(s) made by or about you" in wiped.content, wiped.content
+    assert not await bot.select_all(select(Report).where(Report.reporter_id == reporter.user_id))

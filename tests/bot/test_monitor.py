@@ -49,7 +49,7 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         sessions = make_sessionmaker(engine)
         channel = _Channel()
         bot = SimpleNamespace(
-            sessions=sessions, readers=sessions, monitor=None,
+            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
             settings=SimpleNamespace(status_edit_interval=0.5, poll_interval=1.0, worker_dead_after=15.0,
                                      retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
@@ -76,49 +76,5 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         assert passes == [1]
         assert len(channel.sent) == 1 and "position **1**" in channel.sent[0]
         assert channel.edits == []  # the pass saw the message as already showing this state
-    finally:
-        await engine.dispose()
-
-
-async def test_retention_pass_prunes_old_bytes_and_their_disk_copies_only(sqlite_url: str, tmp_path: Path) -> None:
-    """The monitor's retention pass: jobs finished before RETENTION_DAYS lose their stored image and video and
-    the bot's disk copy; a recent job keeps all three; the rows stay."""
-    from datetime import timedelta
-
-    from bot.delivery import output_filename
-    from jobs.blobs import DATABASE_BLOBS
-    from jobs.models import utcnow
-    from jobs.transitions import claim_next_job, finish_job, mark_delivered
-    from tests.store_reads import kept_bytes_of_user
-
-    engine = make_engine(sqlite_url)
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
-    try:
-        sessions = make_sessionmaker(engine)
-        now = utcnow()
-        ids = []
-        for user, age_days in ((1, 40.0), (2, 1.0)):
-            finished = now - timedelta(days=age_days)
-            async with sessions.begin() as session:
-                job = await enqueue_job(session, new_job(user), GENEROUS, image=IMAGE, now=finished)
-                claimed = await claim_next_job(session, "w1", lease_seconds=60, now=finished)
-                assert claimed is not None and claimed.id == job.id
-                assert await finish_job(session, job.id, 1, worker_id="w1", video=b"mp4", gpu_seconds=1.0,
-                                        now=finished)
-                copy = outputs / output_filename(job.id, finished)
-                copy.write_bytes(b"mp4")
-                assert await mark_delivered(session, job.id, result_message_id=9, output_path=str(copy), now=finished)
-            ids.append(job.id)
-        bot = SimpleNamespace(sessions=sessions, readers=sessions, monitor=None, settings=SimpleNamespace(
-            retention_days=30.0, output_dir=outputs))
-        monitor = JobMonitor(bot)  # type: ignore[arg-type]
-        assert await monitor.prune() == [ids[0]]
-        assert await monitor.prune() == []
-        async with sessions() as session:
-            assert await kept_bytes_of_user(session, 1) == (0, 0)
-            assert await kept_bytes_of_user(session, 2) == (1, 1)
-            assert await DATABASE_BLOBS.read_input(session, new_job(2).input_sha256) == IMAGE
-        assert sorted(p.name for p in outputs.iterdir()) == [output_filename(ids[1], now - timedelta(days=1))]
     finally:
         await engine.dispose()

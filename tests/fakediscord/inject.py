@@ -57,8 +57,10 @@ class FakeInjector(FakeGateway):
 
     def _interaction_base(
         self, interaction_type: int, *, member: FakeMember | None, channel_id: int | None, guild_id: int | None,
-        app_permissions: int, attachment_size_limit: int | None, locale: str,
+        app_permissions: int | None, attachment_size_limit: int | None, locale: str,
     ) -> FakeInteraction:
+        """``app_permissions``: what the interaction reports as the bot's permissions in the channel; None
+        computes them as Discord does (the bot's roles and the channel's overwrites; a thread's parent's)."""
         member = member or self.member
         guild = self._guild(guild_id or member.guild_id)
         channel_id = channel_id or next(iter(guild.channels))
@@ -79,7 +81,7 @@ class FakeInjector(FakeGateway):
             "channel_id": str(channel_id),
             "channel": channel,
             "member": member.payload(permissions=guild.permissions_of(member)),
-            "app_permissions": str(app_permissions),
+            "app_permissions": str(self.bot_permissions(channel_id) if app_permissions is None else app_permissions),
             "locale": locale,
             "guild_locale": "en-US",
             "entitlements": [],
@@ -93,6 +95,29 @@ class FakeInjector(FakeGateway):
             attachment_size_limit=limit,
         )
 
+    async def set_overwrite(self, channel_id: int, target: FakeMember | int, *, allow: int = 0, deny: int = 0,
+                            timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        """:meth:`overwrite` on a connected bot: change the channel's overwrite and dispatch CHANNEL_UPDATE, as
+        Discord does when an admin edits a channel's permissions."""
+        self.overwrite(channel_id, target, allow=allow, deny=deny)
+        await self.dispatch("CHANNEL_UPDATE", self.channels[channel_id], timeout=timeout)
+
+    async def delete_channel(self, channel_id: int, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        """Delete a guild channel (and its threads): later calls on it get 404 Unknown Channel; dispatches
+        CHANNEL_DELETE."""
+        channel = self.channels.pop(channel_id)
+        guild = self._guild(int(channel["guild_id"]))
+        guild.channels.pop(channel_id, None)
+        guild.threads.pop(channel_id, None)
+        for thread_id in [t for t, data in guild.threads.items() if int(data["parent_id"]) == channel_id]:
+            self.channels.pop(thread_id, None)
+            guild.threads.pop(thread_id)
+        await self.dispatch("CHANNEL_DELETE", channel, timeout=timeout)
+
+    async def announce_thread(self, thread: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        """Dispatch THREAD_CREATE for a thread made with :meth:`add_thread` after the bot connected."""
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True}, timeout=timeout)
+
     async def _inject(self, interaction: FakeInteraction, timeout: float) -> FakeInteraction:
         await self.wait_until_connected(timeout)
         interaction.created_at = time.monotonic()
@@ -102,7 +127,7 @@ class FakeInjector(FakeGateway):
 
     async def inject_slash(
         self, command: str, options: Mapping[str, Any] | None = None, *, member: FakeMember | None = None,
-        channel_id: int | None = None, guild_id: int | None = None, app_permissions: int = payloads.PERMS_ALL,
+        channel_id: int | None = None, guild_id: int | None = None, app_permissions: int | None = None,
         attachment_size_limit: int | None = None, locale: str = "en-US", timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a slash command: ``command`` is ``"name"``, ``"name sub"`` or ``"name group sub"``.
@@ -165,7 +190,7 @@ class FakeInjector(FakeGateway):
 
     async def inject_message_command(
         self, name: str, message: dict[str, Any], *, member: FakeMember | None = None, channel_id: int | None = None,
-        app_permissions: int = payloads.PERMS_ALL, attachment_size_limit: int | None = None,
+        app_permissions: int | None = None, attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a message context-menu command (Apps -> ``name``) on ``message`` (from :meth:`add_message`)."""
@@ -186,7 +211,7 @@ class FakeInjector(FakeGateway):
     async def inject_component(
         self, custom_id: str, message: dict[str, Any] | int, *, component_type: int = 2,
         values: Sequence[str] | None = None, member: FakeMember | None = None,
-        app_permissions: int = payloads.PERMS_ALL, attachment_size_limit: int | None = None,
+        app_permissions: int | None = None, attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a component click (button: type 2; selects take ``values``) on a message the bot sent.
@@ -208,7 +233,7 @@ class FakeInjector(FakeGateway):
     async def inject_modal_submit(
         self, custom_id: str, values: Mapping[str, str | Sequence[str]], *, member: FakeMember | None = None,
         message: dict[str, Any] | int | None = None, channel_id: int | None = None,
-        app_permissions: int = payloads.PERMS_ALL, attachment_size_limit: int | None = None,
+        app_permissions: int | None = None, attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a modal submit: ``custom_id`` of the modal, ``values`` component custom_id -> a text input's

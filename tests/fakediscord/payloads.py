@@ -21,9 +21,14 @@ PERM_ADMINISTRATOR = 1 << 3
 PERM_MANAGE_GUILD = 1 << 5
 PERM_VIEW_CHANNEL = 1 << 10
 PERM_SEND_MESSAGES = 1 << 11
+PERM_SEND_TTS_MESSAGES = 1 << 12
 PERM_EMBED_LINKS = 1 << 14
 PERM_ATTACH_FILES = 1 << 15
 PERM_READ_MESSAGE_HISTORY = 1 << 16
+PERM_MENTION_EVERYONE = 1 << 17
+PERM_SEND_MESSAGES_IN_THREADS = 1 << 38
+PERMS_NEED_SEND = PERM_SEND_TTS_MESSAGES | PERM_MENTION_EVERYONE | PERM_EMBED_LINKS | PERM_ATTACH_FILES
+"""What Discord implicitly denies where one may not send messages (in a thread: Send Messages in Threads)."""
 PERM_USE_APPLICATION_COMMANDS = 1 << 31
 PERMS_MEMBER = (
     PERM_VIEW_CHANNEL
@@ -36,6 +41,11 @@ PERMS_MEMBER = (
 """What an ordinary member gets in the fake's default guild."""
 PERMS_ALL = (1 << 51) - 1
 """Every permission bit Discord defines today (what an administrator's computed permissions look like)."""
+PERMS_BOT_ROLE = PERMS_ALL & ~PERM_ADMINISTRATOR
+"""The bot's own role in each fake guild: every permission but Administrator, so channel overwrites apply to it."""
+CHANNEL_TEXT, CHANNEL_DM, CHANNEL_PUBLIC_THREAD, CHANNEL_PRIVATE_THREAD, CHANNEL_FORUM = 0, 1, 11, 12, 15
+THREAD_TYPES = frozenset({10, CHANNEL_PUBLIC_THREAD, CHANNEL_PRIVATE_THREAD})
+OVERWRITE_ROLE, OVERWRITE_MEMBER = 0, 1
 
 DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES = 10 * 1024 * 1024
 """Upload limit of an unboosted guild since January 2025 (``attachment_size_limit`` in interactions)."""
@@ -128,11 +138,12 @@ def role_payload(role_id: int, name: str, permissions: int, *, position: int = 0
 
 
 def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position: int = 0,
-                         nsfw: bool = False) -> dict[str, Any]:
-    """A guild text channel (type 0); ``nsfw``: age-restricted."""
+                         nsfw: bool = False, channel_type: int = CHANNEL_TEXT) -> dict[str, Any]:
+    """A guild text channel (type 0), or a forum channel (type 15: its posts are threads); ``nsfw``:
+    age-restricted."""
     return {
         "id": str(channel_id),
-        "type": 0,
+        "type": channel_type,
         "guild_id": str(guild_id),
         "name": name,
         "position": position,
@@ -143,6 +154,28 @@ def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position:
         "rate_limit_per_user": 0,
         "parent_id": None,
         "flags": 0,
+    }
+
+
+def thread_payload(thread_id: int, guild_id: int, parent_id: int, name: str, *, owner_id: int,
+                   private: bool = False) -> dict[str, Any]:
+    """A thread (type 11 public, 12 private); a thread in a forum channel is a forum post. Threads have no
+    overwrites of their own: permissions come from the parent channel."""
+    return {
+        "id": str(thread_id),
+        "type": CHANNEL_PRIVATE_THREAD if private else CHANNEL_PUBLIC_THREAD,
+        "guild_id": str(guild_id),
+        "parent_id": str(parent_id),
+        "owner_id": str(owner_id),
+        "name": name,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "message_count": 0,
+        "member_count": 1,
+        "total_message_sent": 0,
+        "flags": 0,
+        "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": iso_now(),
+                            "locked": False, "create_timestamp": iso_now()},
     }
 
 

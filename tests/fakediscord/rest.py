@@ -205,6 +205,26 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10003, "Unknown Channel")
         return channel
 
+    def _require(self, channel: dict[str, Any], *, send: bool = False, attach: bool = False,
+                 history: bool = False, reply: bool = False) -> None:
+        """Refuse a bot-token call in a guild channel where the bot lacks what Discord checks for it: View Channel
+        (403, 50001 Missing Access), sending (Send Messages; in a thread Send Messages in Threads), attaching
+        files (403, 50013 Missing Permissions), reading history (403, 50001 for one message), replying without
+        Read Message History (400, 160002). DMs are not checked."""
+        if "guild_id" not in channel:
+            return
+        have = self.bot_permissions(int(channel["id"]))
+        if not have & payloads.PERM_VIEW_CHANNEL:
+            raise HTTPError(403, 50001, "Missing Access")
+        thread = int(channel["type"]) in payloads.THREAD_TYPES
+        send_bit = payloads.PERM_SEND_MESSAGES_IN_THREADS if thread else payloads.PERM_SEND_MESSAGES
+        if (send and not have & send_bit) or (attach and not have & payloads.PERM_ATTACH_FILES):
+            raise HTTPError(403, 50013, "Missing Permissions")
+        if history and not have & payloads.PERM_READ_MESSAGE_HISTORY:
+            raise HTTPError(403, 50001, "Missing Access")
+        if reply and not have & payloads.PERM_READ_MESSAGE_HISTORY:
+            raise HTTPError(400, 160002, "Cannot reply without permission to read message history")
+
     def _channel_message(self, channel_id: str, message_id: str) -> dict[str, Any]:
         self._channel(channel_id)
         message = self.messages.get(int(message_id))
@@ -263,13 +283,7 @@ class FakeRest(FakeInjector):
             "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}}
 
     async def _get_application(self, record: RecordedRequest, body: Body) -> tuple[int, Any]:
-        owner = self.admin.user
-        return 200, {
-            "id": str(self.application_id), "name": self.bot_name, "icon": None, "description": "",
-            "bot_public": False, "bot_require_code_grant": False, "owner": owner, "team": None,
-            "verify_key": "0" * 64, "flags": 0, "summary": "", "bot": self.bot_user,
-            "approximate_guild_count": len(self.guilds), "redirect_uris": [], "tags": [],
-        }
+        return 200, self.application_payload()
 
     def _command_pool(self, application_id: str, guild_id: str | None) -> list[dict[str, Any]]:
         if int(application_id) != self.application_id:
@@ -463,10 +477,15 @@ class FakeRest(FakeInjector):
         return 204, None
 
     async def _get_channel(self, record: RecordedRequest, body: Body, channel_id: str) -> tuple[int, Any]:
-        return 200, self._channel(channel_id)
+        channel = self._channel(channel_id)
+        self._require(channel)
+        return 200, channel
 
     async def _list_messages(self, record: RecordedRequest, body: Body, channel_id: str) -> tuple[int, Any]:
-        self._channel(channel_id)
+        channel = self._channel(channel_id)
+        self._require(channel)
+        if "guild_id" in channel and not self.bot_permissions(int(channel_id)) & payloads.PERM_READ_MESSAGE_HISTORY:
+            return 200, []  # Discord: without Read Message History no messages are returned
         limit = int(record.query.get("limit", 50))
         newest_first = list(reversed(self.channel_messages(int(channel_id))))
         return 200, [self._visible(m) for m in newest_first[:limit]]
@@ -475,6 +494,7 @@ class FakeRest(FakeInjector):
         channel = self._channel(channel_id)
         refuse_invalid(message_problems(body.json, route="create"))
         reference = (body.json or {}).get("message_reference")
+        self._require(channel, send=True, attach=bool(body.files), reply=reference is not None)
         if reference is not None:
             reference = {"type": 0, "channel_id": channel_id, **reference}
         message = self._new_message(body, channel_id=int(channel_id), author=self.bot_user,
@@ -484,11 +504,13 @@ class FakeRest(FakeInjector):
 
     async def _get_message(self, record: RecordedRequest, body: Body, channel_id: str,
                            message_id: str) -> tuple[int, Any]:
+        self._require(self._channel(channel_id), history=True)
         return 200, self._visible(self._channel_message(channel_id, message_id))
 
     async def _edit_message(self, record: RecordedRequest, body: Body, channel_id: str,
                             message_id: str) -> tuple[int, Any]:
         channel = self._channel(channel_id)
+        self._require(channel, attach=bool(body.files))
         message = self._channel_message(channel_id, message_id)
         if int(message["author"]["id"]) != self.bot_user_id:
             raise HTTPError(403, 50005, "Cannot edit a message authored by another user")
@@ -499,6 +521,7 @@ class FakeRest(FakeInjector):
 
     async def _delete_message(self, record: RecordedRequest, body: Body, channel_id: str,
                               message_id: str) -> tuple[int, Any]:
+        self._require(self._channel(channel_id))
         message = self._channel_message(channel_id, message_id)
         del self.messages[int(message_id)]
         await self._echo("MESSAGE_DELETE", message)
@@ -528,7 +551,7 @@ class FakeRest(FakeInjector):
         return 204, None
 
     async def _typing(self, record: RecordedRequest, body: Body, channel_id: str) -> tuple[int, Any]:
-        self._channel(channel_id)
+        self._require(self._channel(channel_id), send=True)
         return 204, None
 
     async def _get_guild(self, record: RecordedRequest, body: Body, guild_id: str) -> tuple[int, Any]:

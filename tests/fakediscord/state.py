@@ -53,7 +53,11 @@ class FakeGuild:
     name: str
     owner_id: int
     premium_tier: int = 0
+    bot_role_id: int = 0
+    """The bot's managed role (set by ``FakeWorld.add_guild``)."""
     channels: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    threads: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Active threads (forum posts included), apart from ``channels`` as in GUILD_CREATE."""
     roles: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     members: dict[int, FakeMember] = dataclasses.field(default_factory=dict)
 
@@ -61,12 +65,52 @@ class FakeGuild:
         """The guild-level permissions an interaction reports for ``member`` (its override, else computed)."""
         if member.permissions is not None:
             return member.permissions
+        return self.base_permissions(member)
+
+    def base_permissions(self, member: FakeMember) -> int:
+        """The member's guild-wide permissions from roles alone (owner or Administrator: everything), ignoring
+        the ``permissions`` override that interactions report for an invoking member."""
         if member.user_id == self.owner_id:
             return payloads.PERMS_ALL
         value = int(self.roles[self.id]["permissions"])
         for role_id in member.roles:
             value |= int(self.roles[role_id]["permissions"])
         return payloads.PERMS_ALL if value & payloads.PERM_ADMINISTRATOR else value
+
+    def channel_permissions(self, member: FakeMember, channel: dict[str, Any]) -> int:
+        """The member's permissions in ``channel`` as Discord computes them: base permissions; Administrator
+        ignores overwrites; else the @everyone overwrite, then the member's role overwrites together (denies,
+        then allows), then the member's own overwrite. A thread takes its parent's overwrites. Implicitly: no
+        View Channel, nothing; where the member may not send (in a thread: Send Messages in Threads), no
+        attachments, embeds, TTS or @everyone either."""
+        base = self.base_permissions(member)
+        if base & payloads.PERM_ADMINISTRATOR:
+            return payloads.PERMS_ALL
+        thread = int(channel.get("type", 0)) in payloads.THREAD_TYPES
+        source = self.channels.get(int(channel["parent_id"])) if thread else channel
+        overwrites = {(int(o["id"]), int(o["type"])): o for o in (source or {}).get("permission_overwrites", [])}
+        value = base
+
+        def apply(overwrite: dict[str, Any] | None) -> None:
+            nonlocal value
+            if overwrite is not None:
+                value = (value & ~int(overwrite["deny"])) | int(overwrite["allow"])
+
+        apply(overwrites.get((self.id, payloads.OVERWRITE_ROLE)))
+        allow = deny = 0
+        for role_id in member.roles:
+            overwrite = overwrites.get((role_id, payloads.OVERWRITE_ROLE))
+            if overwrite is not None:
+                allow |= int(overwrite["allow"])
+                deny |= int(overwrite["deny"])
+        value = (value & ~deny) | allow
+        apply(overwrites.get((member.user_id, payloads.OVERWRITE_MEMBER)))
+        if not value & payloads.PERM_VIEW_CHANNEL:
+            return 0
+        send = payloads.PERM_SEND_MESSAGES_IN_THREADS if thread else payloads.PERM_SEND_MESSAGES
+        if not value & send:
+            value &= ~payloads.PERMS_NEED_SEND
+        return value
 
     @property
     def upload_limit(self) -> int:
@@ -112,7 +156,7 @@ class FakeGuild:
             "voice_states": [],
             "members": [m.payload() for m in self.members.values()],
             "channels": list(self.channels.values()),
-            "threads": [],
+            "threads": list(self.threads.values()),
             "presences": [],
             "stage_instances": [],
             "guild_scheduled_events": [],

@@ -64,11 +64,48 @@ class FakeWorld:
         guild = self.add_guild("Fake Guild")
         self.guild = guild
         self.channel_id = next(iter(guild.channels))
-        self.bot_member = self.add_member(guild.id, self.bot_name, permissions=payloads.PERMS_ALL, bot=True,
-                                          user_id=self.bot_user_id)
+        self.bot_member = guild.members[self.bot_user_id]
         self.admin_role_id = self.add_role(guild.id, "Admin", permissions=payloads.PERM_ADMINISTRATOR)
         self.member = self.add_member(guild.id, "alice")
         self.admin = self.add_member(guild.id, "root", roles=[self.admin_role_id], owner=True)
+        self.app_owner = self.add_member(guild.id, "maker")
+        """Who made the bot's application (``GET /oauth2/applications/@me`` names them), an ordinary member."""
+        self.app_team: dict[int, tuple[FakeMember, str, int]] | None = None
+        """When set (:meth:`set_team`), a team owns the application: user id -> (member, role, membership state)."""
+
+    def set_team(self, members: Sequence[tuple[FakeMember, str]], *, invited: Sequence[FakeMember] = ()) -> int:
+        """Make the application team-owned: ``members`` are (member, role) with role "admin", "developer" or
+        "read_only", accepted; ``invited`` have not accepted yet (role "developer"). Returns the team id. The first
+        member is the team's owner. ``set_team([])`` is refused (a team has its owner)."""
+        if not members:
+            raise ValueError("set_team(members=[]): a team has at least its owner")
+        for _, role in members:
+            if role not in ("admin", "developer", "read_only"):
+                raise ValueError(f"set_team: role {role!r} is not admin, developer or read_only")
+        team = {m.user_id: (m, role, 2) for m, role in members}
+        team.update({m.user_id: (m, "developer", 1) for m in invited})
+        self.app_team = team
+        self.app_team_id = payloads.snowflake()
+        return self.app_team_id
+
+    def application_payload(self) -> dict[str, Any]:
+        """The application object (``GET /oauth2/applications/@me``): owned by :attr:`app_owner`, or by a team
+        (:meth:`set_team`), whose ``owner`` is then a stand-in user for the team, as on Discord."""
+        owner: dict[str, Any] = self.app_owner.user
+        team = None
+        if self.app_team is not None:
+            team_id = self.app_team_id
+            first = next(iter(self.app_team.values()))[0]
+            owner = {**payloads.user_payload(team_id, f"team{team_id}"), "flags": 1024, "public_flags": 1024}
+            team = {"id": str(team_id), "name": "The makers", "icon": None, "owner_user_id": str(first.user_id),
+                    "members": [{"membership_state": state, "team_id": str(team_id), "user": m.user, "role": role,
+                                 "permissions": ["*"]} for m, role, state in self.app_team.values()]}
+        return {
+            "id": str(self.application_id), "name": self.bot_name, "icon": None, "description": "",
+            "bot_public": False, "bot_require_code_grant": False, "owner": owner, "team": team,
+            "verify_key": "0" * 64, "flags": 0, "summary": "", "bot": self.bot_user,
+            "approximate_guild_count": len(self.guilds), "redirect_uris": [], "tags": [],
+        }
 
     @property
     def bot_user(self) -> dict[str, Any]:
@@ -76,23 +113,67 @@ class FakeWorld:
         return payloads.user_payload(self.bot_user_id, self.bot_name, bot=True)
 
     def add_guild(self, name: str, *, premium_tier: int = 0, channel_name: str = "general") -> FakeGuild:
-        """A guild with an @everyone role and one text channel."""
+        """A guild with an @everyone role, one text channel and the bot as a member: its managed role
+        (``guild.bot_role_id``) has every permission but Administrator, so channel overwrites apply to it."""
         if premium_tier not in payloads.PREMIUM_TIER_UPLOAD_LIMIT_BYTES:
             raise ValueError(f"add_guild(premium_tier={premium_tier!r}): must be 0..3")
         guild = FakeGuild(id=payloads.snowflake(), name=name, owner_id=0, premium_tier=premium_tier)
         guild.roles[guild.id] = payloads.role_payload(guild.id, "@everyone", payloads.PERMS_MEMBER)
         self.guilds[guild.id] = guild
         self.add_channel(guild.id, channel_name)
+        guild.bot_role_id = self.add_role(guild.id, self.bot_name, permissions=payloads.PERMS_BOT_ROLE)
+        guild.roles[guild.bot_role_id].update(managed=True, tags={"bot_id": str(self.bot_user_id)})
+        self.add_member(guild.id, self.bot_name, roles=[guild.bot_role_id], bot=True, user_id=self.bot_user_id)
         return guild
 
-    def add_channel(self, guild_id: int, name: str, *, nsfw: bool = False) -> dict[str, Any]:
-        """A text channel in ``guild_id``; ``nsfw``: an age-restricted channel."""
+    def add_channel(self, guild_id: int, name: str, *, nsfw: bool = False, forum: bool = False) -> dict[str, Any]:
+        """A text channel in ``guild_id``; ``nsfw``: an age-restricted channel; ``forum=True``: a forum channel
+        (post in it with :meth:`add_thread`)."""
         guild = self._guild(guild_id)
         channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels),
-                                                nsfw=nsfw)
+                                                nsfw=nsfw,
+                                                channel_type=payloads.CHANNEL_FORUM if forum else payloads.CHANNEL_TEXT)
         guild.channels[int(channel["id"])] = channel
         self.channels[int(channel["id"])] = channel
         return channel
+
+    def add_thread(self, parent_id: int, name: str, *, private: bool = False,
+                   owner: FakeMember | None = None) -> dict[str, Any]:
+        """A thread in channel ``parent_id`` (in a forum channel: a forum post). Add it before the bot connects
+        (GUILD_CREATE lists it), or announce it with ``inject.announce_thread``."""
+        parent = self.channels.get(parent_id)
+        if parent is None or "guild_id" not in parent or int(parent["type"]) in payloads.THREAD_TYPES:
+            raise ValueError(f"add_thread(parent_id={parent_id}): not a guild text or forum channel of the fake")
+        guild = self._guild(int(parent["guild_id"]))
+        thread = payloads.thread_payload(payloads.snowflake(), guild.id, parent_id, name,
+                                         owner_id=(owner or self.member).user_id, private=private)
+        guild.threads[int(thread["id"])] = thread
+        self.channels[int(thread["id"])] = thread
+        return thread
+
+    def overwrite(self, channel_id: int, target: FakeMember | int, *, allow: int = 0, deny: int = 0) -> None:
+        """Set the permission overwrite of ``target`` (a member, or a role id: the guild id is @everyone) on a
+        channel, replacing any it had; ``allow=deny=0`` removes it. Threads have none (they take their parent's).
+        Once the bot is connected, use ``inject.set_overwrite``, which also tells the bot (CHANNEL_UPDATE)."""
+        channel = self.channels.get(channel_id)
+        if channel is None or "permission_overwrites" not in channel:
+            raise ValueError(f"overwrite(channel_id={channel_id}): not a guild channel with overwrites")
+        if isinstance(target, FakeMember):
+            target_id, kind = target.user_id, payloads.OVERWRITE_MEMBER
+        else:
+            target_id, kind = int(target), payloads.OVERWRITE_ROLE
+            if target_id not in self._guild(int(channel["guild_id"])).roles:
+                raise ValueError(f"overwrite(target={target}): no such role in the channel's guild")
+        kept = [o for o in channel["permission_overwrites"] if int(o["id"]) != target_id]
+        if allow or deny:
+            kept.append({"id": str(target_id), "type": kind, "allow": str(allow), "deny": str(deny)})
+        channel["permission_overwrites"] = kept
+
+    def bot_permissions(self, channel_id: int) -> int:
+        """The bot's permissions in a guild channel or thread, as Discord computes them (``app_permissions``)."""
+        channel = self.channels[channel_id]
+        guild = self._guild(int(channel["guild_id"]))
+        return guild.channel_permissions(guild.members[self.bot_user_id], channel)
 
     def add_role(self, guild_id: int, name: str, *, permissions: int = 0) -> int:
         """A role in ``guild_id``; returns its id."""

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.images import MAX_INPUT_BYTES, MAX_INPUT_PIXELS, ImageError, fit_image, load_image
+from generator.images import (
+    MAX_DECODE_BYTES, MAX_INPUT_BYTES, MAX_INPUT_PIXELS, ImageError, decode_bytes, fit_image, load_image,
+)
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -23,9 +25,9 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _png_header_only(width: int, height: int) -> bytes:
+def _png_header_only(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2) -> bytes:
     """A PNG that declares a size but carries (almost) no pixel data: enough to test checks made before decoding."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
 
 
@@ -64,6 +66,24 @@ def test_decompression_bomb_refused_before_decoding() -> None:
     assert 8000 * 6000 > MAX_INPUT_PIXELS
     assert _code(_png_header_only(8000, 6000)) == "bomb"  # over our limit, under Pillow's own
     assert _code(_png_header_only(60000, 60000)) == "bomb"  # over Pillow's hard limit too
+
+
+def test_a_16_bit_grey_bomb_is_refused_by_its_decode_memory_before_decoding() -> None:
+    # 30 MP is under the pixel limit; as 8-bit RGB it passes the checks and fails as truncated when decoded, as
+    # 16-bit grey (a few KiB of PNG that would take about a gigabyte to convert) it is refused before decoding.
+    width, height = 6000, 5000
+    assert width * height < MAX_INPUT_PIXELS
+    assert _code(_png_header_only(width, height)) == "truncated"
+    with pytest.raises(ImageError) as info:
+        load_image(_png_header_only(width, height, bit_depth=16, colour_type=0))
+    assert info.value.code == "bomb" and "I;16" in str(info.value) and "MiB" in str(info.value), str(info.value)
+    assert decode_bytes("I;16", width, height) > MAX_DECODE_BYTES >= decode_bytes("RGB", width, height)
+    # the whole file, really compressed: a tiny upload, refused just the same
+    bomb = _encode(Image.new("I;16", (width, height)), "PNG")
+    assert len(bomb) < 200_000 and _code(bomb) == "bomb"
+    # a 16-bit grey picture of an ordinary size still decodes (scaled to 8 bits)
+    small = load_image(_encode(Image.fromarray(np.full((300, 400), 65535, dtype=np.uint16)), "PNG"))
+    assert small.size == (400, 300) and np.asarray(small).min() == 255
 
 
 def test_too_many_bytes() -> None:

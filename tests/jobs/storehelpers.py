@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generator.params import GenerationParams
 from jobs.admission import NewJob
 from jobs.models import Job, JobSource, JobStatus, utcnow
 from jobs.quota import QuotaPolicy
@@ -22,28 +24,33 @@ UPLOAD_LIMIT = 10 * 1024 * 1024
 GENEROUS = QuotaPolicy(daily_gpu_seconds=1e9, max_pending=10_000)
 
 
+PARAM_NAMES = frozenset(f.name for f in fields(GenerationParams))
+
+
+def test_params(**overrides: Any) -> GenerationParams:
+    """Valid I2VGen-XL parameters (512p, 16 frames, 50 steps) unless overridden."""
+    values: dict[str, Any] = dict(prompt="a cat surfing", negative_prompt="", resolution="512p", frames=16, fps=8,
+                                  steps=50, guidance=9.0, seed=42)
+    return GenerationParams(**(values | overrides))
+
+
 def new_job(user_id: int, **overrides: Any) -> NewJob:
-    """A valid request (512x512, 16 frames, 50 steps) with a fixed cost unless overridden."""
+    """A valid request (512x512, 16 frames, 50 steps) with a fixed cost unless overridden; an override named like
+    a generation parameter (``steps``, ``model``, ...) changes the job's parameters."""
+    params = test_params(**{k: v for k, v in overrides.items() if k in PARAM_NAMES})
     values: dict[str, Any] = dict(
         user_id=user_id,
         channel_id=CHANNEL,
         guild_id=GUILD,
         source=JobSource.SLASH,
-        prompt="a cat surfing",
-        negative_prompt="",
-        resolution="512p",
-        frames=16,
-        fps=8,
-        steps=50,
-        guidance=9.0,
-        seed=42,
+        params=params,
         width=512,
         height=512,
         input_sha256=SHA,
         upload_limit_bytes=UPLOAD_LIMIT,
         cost_estimate=10.0,
     )
-    values.update(overrides)
+    values.update({k: v for k, v in overrides.items() if k not in PARAM_NAMES})
     return NewJob(**values)
 
 

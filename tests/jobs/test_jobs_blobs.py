@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, SHA, new_job
 
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS, MAX_INPUT_BLOB_BYTES, BlobTooLarge
@@ -19,6 +18,7 @@ from jobs.models import InputImage, Job, JobStatus, JobVideo, utcnow
 from jobs.quota import QuotaPolicy
 from jobs.retention import delete_job_video, delete_user_data, prune_finished
 from jobs.transitions import claim_next_job, fail_job, finish_job, mark_delivered
+from tests.jobs.storehelpers import GENEROUS, IMAGE, SHA, new_job
 from tests.store_reads import kept_bytes_of_user, list_actions
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -167,3 +167,20 @@ async def test_delete_video_and_delete_user_data_leave_no_bytes(db_sessionmaker:
     assert await _inputs(db_sessionmaker) == {SHA: (1, IMAGE)}  # only user 8's queued job still holds one
     async with db_sessionmaker() as s:
         assert (await s.get(Job, other_user)).input_released_at is None  # type: ignore[union-attr]
+
+
+async def test_byte_ranges_of_a_video_and_an_image_read_only_those_bytes(db_sessionmaker: Sessions) -> None:
+    await _enqueue(db_sessionmaker, 1)
+    job_id = await _run_to_success(db_sessionmaker)
+    async with db_sessionmaker() as s:
+        assert await DATABASE_BLOBS.video_size(s, job_id) == len(VIDEO)
+        assert await DATABASE_BLOBS.read_video_range(s, job_id, 0, 12) == VIDEO[:12]
+        assert await DATABASE_BLOBS.read_video_range(s, job_id, 100, 1000) == VIDEO[100:1100]
+        assert await DATABASE_BLOBS.read_video_range(s, job_id, len(VIDEO) - 5, 100) == VIDEO[-5:]  # clipped at the end
+        assert await DATABASE_BLOBS.input_size(s, SHA) == len(IMAGE)
+        assert await DATABASE_BLOBS.read_input_range(s, SHA, 1, 3) == IMAGE[1:4]
+        assert await DATABASE_BLOBS.video_size(s, job_id + 1) is None
+        assert await DATABASE_BLOBS.read_video_range(s, job_id + 1, 0, 10) is None
+        assert await DATABASE_BLOBS.read_input_range(s, OTHER_SHA, 0, 10) is None
+        with pytest.raises(ValueError, match="start >= 0 and length > 0"):
+            await DATABASE_BLOBS.read_video_range(s, job_id, -1, 10)

@@ -1,6 +1,6 @@
-"""The web page in a real headless Chromium, against the real ``python -m bot`` without a Discord token (the page
-and its embedded worker on the tiny model). The browser signs in with the operator's link the app printed at start
-(no operator id is configured: the local operator account); the plain HTTP helpers with one from
+"""The web page in a real headless Chromium, against the app started as ``scripts/run-bot`` without a Discord token
+(the page and its embedded worker on the tiny model). The browser signs in with the operator's link the app printed
+at start (no operator id is configured: the local operator account); the plain HTTP helpers with one from
 ``python -m bot web-link``.
 
 One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload the sample image, choose quick,
@@ -24,8 +24,18 @@ from sqlalchemy import func, select
 
 from generator.video import probe_mp4
 from jobs.models import Job, QueueState
+from tests.bot.harness import REPO_ROOT
 from tests.web.webharness import (
-    SAMPLE_IMAGE, SCREENSHOTS, WebApp, by_id, free_port, http, metric, save_screenshot, sign_in_browser, started_app,
+    SAMPLE_IMAGE,
+    SCREENSHOTS,
+    WebApp,
+    by_id,
+    free_port,
+    http,
+    metric,
+    save_screenshot,
+    sign_in_browser,
+    started_app,
     wait_for,
 )
 
@@ -38,7 +48,9 @@ FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; f
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"}) as app:
+    # started as an admin starts it the first time: scripts/run-bot, no DISCORD_TOKEN
+    with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"},
+                     launcher=(str(REPO_ROOT / "scripts" / "run-bot"),)) as app:
         yield app
 
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,7 +61,8 @@ def make_browser() -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = find_binary(CHROMIUM_CANDIDATES, "chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,1300",
-                "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio"):
+                "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio",
+                "--ignore-certificate-errors"):  # the reverse proxy's test certificate is self-signed
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(find_binary(CHROMEDRIVER_CANDIDATES, "chromedriver")), options=options)
     driver.set_page_load_timeout(60)
@@ -87,10 +89,21 @@ def http(method: str, url: str, *, data: bytes | None = None, headers: dict[str,
     """One plain HTTP request (no cookies, no browser): status, headers, body."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=TEST_TLS) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def _test_tls() -> ssl.SSLContext:
+    """TLS to the tests' own reverse proxy, whose certificate is self-signed for localhost."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+TEST_TLS = _test_tls()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -110,7 +123,7 @@ def sign_in_http(link: str) -> tuple[str, str]:
     """Redeem a sign-in link over plain HTTP as the page's form does: (cookie header, CSRF token), reading the
     cookie off the 303 (not followed)."""
     base, token = link.split("/signin?token=", 1)
-    opener = urllib.request.build_opener(NoRedirect)
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=TEST_TLS))
     request = urllib.request.Request(base + "/signin", data=f"token={token}".encode(), method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     try:
@@ -142,6 +155,7 @@ class WebApp:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    launcher: tuple[str, ...] = (sys.executable, "-m", "bot")  # or scripts/run-bot, as an admin starts it
     cookie: str = ""  # the operator's session (started_app signs in with ``python -m bot web-link``)
     csrf: str = ""
 
@@ -165,6 +179,7 @@ class WebApp:
             "WEB_PORT": str(self.port), "I2V_POLL_INTERVAL_S": "0.1", "I2V_PROGRESS_INTERVAL_S": "0.2",
             "QUOTA_DAILY_GPU_SECONDS": "100000", "QUOTA_MAX_PENDING": "5", "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath(),
+            "DISCORD_TOKEN": "",  # over a .env that scripts/run-bot would read from the checkout
         })
         env.update(self.extra_env)
         return env
@@ -174,7 +189,7 @@ class WebApp:
         False)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot"], env=self.env(), cwd=str(self.root),
+            self.proc = subprocess.Popen(list(self.launcher), env=self.env(), cwd=str(self.root),
                                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + APP_START_TIMEOUT_S
         while True:
@@ -257,9 +272,11 @@ class WebApp:
 
 
 @contextmanager
-def started_app(root: Path, extra_env: dict[str, str], *, wait_healthy: bool = True) -> Iterator[WebApp]:
+def started_app(root: Path, extra_env: dict[str, str], *, wait_healthy: bool = True,
+                launcher: tuple[str, ...] | None = None) -> Iterator[WebApp]:
     """A running app (see ``WebApp.start``) that must exit cleanly (status 0) when the block ends."""
-    app = WebApp(root, extra_env=extra_env)
+    app = WebApp(root, extra_env=extra_env) if launcher is None else WebApp(root, extra_env=extra_env,
+                                                                            launcher=launcher)
     app.start(wait_healthy=wait_healthy)
     try:
         app.sign_in()

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from workerharness import REPO_ROOT
 
 from generator.faults import FaultConfigError, FaultPlan
 from generator.startfailure import describe, read_exit_reason, report_start_failure
@@ -23,6 +22,7 @@ from generator.worker import (
 )
 from generator.worker_child import child_env
 from jobs.db import DEFAULT_DATABASE_URL
+from tests.worker.workerharness import REPO_ROOT
 
 
 def test_settings_defaults_and_overrides() -> None:
@@ -80,7 +80,7 @@ def test_cuda_error_classification() -> None:
 def test_output_filename_follows_the_seed_naming() -> None:
     from datetime import datetime, timezone
 
-    from bot.delivery import output_filename
+    from jobs.copies import output_filename
 
     when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
     assert output_filename(42, when) == "video_20261124_090507_42.mp4"

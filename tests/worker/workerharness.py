@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from generator.params import DEFAULT_NEGATIVE_PROMPT, target_size
+from generator.params import DEFAULT_NEGATIVE_PROMPT, GenerationParams, target_size
 from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker
@@ -87,11 +87,11 @@ async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, u
     try:
         sessions = make_sessionmaker(engine)
         for index in range(count):
+            params = GenerationParams(prompt=PROMPT, negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=RESOLUTION,
+                                      frames=frames, fps=fps, steps=steps, guidance=GUIDANCE, seed=1000 + index)
             new = NewJob(
-                user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt=PROMPT,
-                negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=RESOLUTION, frames=frames, fps=fps,
-                steps=steps, guidance=GUIDANCE, seed=1000 + index, width=width, height=height,
-                input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
+                user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, params=params, width=width,
+                height=height, input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
             )
             async with sessions() as session, session.begin():
                 ids.append((await enqueue_job(session, new, policy, image=image)).id)

@@ -1,11 +1,16 @@
-"""Rescuers: running jobs whose worker is gone go back to the queue (or fail after their last attempt).
+"""Maintenance: running jobs whose worker is gone go back to the queue, and old stored bytes go.
+
+:func:`maintain` is the one maintenance pass every mode runs: the bot's job monitor and the page-only app every
+``RESCUE_INTERVAL_S`` through :class:`Maintenance` (retention at most every RETENTION_INTERVAL_SECONDS), and
+``python -m bot prune`` once. It rescues, then prunes the stored image and video of delivered jobs that finished
+more than RETENTION_DAYS ago (``jobs.retention.prune_finished``) with their disk copies (``jobs.copies``).
 
 Three ways a worker is known to be gone, fastest first:
 
-- ``rescue_workers``: known at once, when this host sees the worker's process is gone (a starting bot or
-  supervisor, ``jobs.workers.rescue_dead_on_host``) or a new process took over the worker id;
+- ``rescue_workers``: known at once, when this host sees the worker's process is gone (a starting supervisor,
+  ``jobs.workers.rescue_dead_on_host``) or a new process took over the worker id;
 - ``rescue_dead_workers``: its registry row missed heartbeats for ``WORKER_DEAD_AFTER`` seconds (default 15), or
-  says it stopped or crashed; the bot and every worker run it every few seconds;
+  says it stopped or crashed; the bot, the page-only app and every worker run it every few seconds;
 - ``rescue_expired``: the lease (renewed by progress) ran out, or the hard deadline passed: the backstop for a
   hung GPU call in a worker that still heartbeats.
 
@@ -15,17 +20,28 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.copies import remove_copies
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
 from jobs.quota import add_ledger
+from jobs.retention import prune_finished
 from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
 
+log = logging.getLogger(__name__)
+
+RESCUE_INTERVAL_S = 2.0
+"""How often the bot and the page-only app run a maintenance pass (a short write transaction)."""
 HARD_EXPIRY_FACTOR = 3.0
 """A running attempt is rescued once it has run this many times its estimated cost ..."""
 HARD_EXPIRY_MIN_S = 600.0
@@ -149,3 +165,90 @@ async def rescue_workers(
         )
     ).all()
     return [c.id for c in candidates if await _rescue_one(session, c, now, why)]
+
+
+@dataclass(frozen=True)
+class Maintained:
+    """What one maintenance pass did."""
+
+    dead: list[int]  # jobs rescued because their worker stopped heartbeating
+    expired: list[int]  # jobs rescued because their lease or hard deadline passed
+    pruned: list[int]  # jobs whose stored image and video went (retention)
+    copies_removed: int  # disk copies of the pruned jobs' videos
+    cutoff: datetime | None  # retention's cut-off: jobs that finished before it were pruned (None: no retention)
+
+
+async def maintain(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    dead_after_s: float,
+    retention_days: float,
+    output_dir: Path,
+    prune: bool = True,
+    now: datetime | None = None,
+) -> Maintained:
+    """One maintenance pass, each step a transaction of its own: rescue the running jobs of dead workers and of
+    expired leases; then, with ``prune`` and ``retention_days`` > 0, remove the stored bytes of delivered jobs that
+    finished more than ``retention_days`` ago (in batches until none is left) and their disk copies in
+    ``output_dir``. Logs what it did."""
+    now = checked_now(now)
+    async with sessions.begin() as session:
+        dead = await rescue_dead_workers(session, dead_after_s=dead_after_s, now=now)
+        expired = await rescue_expired(session, now=now)
+    if dead:
+        log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
+    if expired:
+        log.warning("requeued jobs whose lease expired: %s", expired)
+    if not prune or retention_days <= 0:
+        return Maintained(dead=dead, expired=expired, pruned=[], copies_removed=0, cutoff=None)
+    cutoff = now - timedelta(days=retention_days)
+    pruned: list[int] = []
+    removed = 0
+    while True:
+        async with sessions.begin() as session:
+            batch = await prune_finished(session, finished_before=cutoff, now=now)
+        if not batch:
+            break
+        removed += await asyncio.to_thread(remove_copies, output_dir, batch)
+        pruned += batch
+    if pruned:
+        log.info("retention: removed the stored images and videos of %d finished job(s) and %d disk copies: %s",
+                 len(pruned), removed, pruned[:20])
+    return Maintained(dead=dead, expired=expired, pruned=pruned, copies_removed=removed, cutoff=cutoff)
+
+
+class Maintenance:
+    """The maintenance schedule of one app process: :meth:`run_due` runs :func:`maintain` once
+    ``RESCUE_INTERVAL_S`` passed since the last pass, with retention once ``retention_interval_s`` passed (and
+    at the first pass)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        dead_after_s: float,
+        retention_days: float,
+        retention_interval_s: float,
+        output_dir: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.dead_after_s = dead_after_s
+        self.retention_days = retention_days
+        self.retention_interval_s = retention_interval_s
+        self.output_dir = output_dir
+        self._clock = clock
+        self._rescued_at: float | None = None
+        self._pruned_at: float | None = None
+
+    async def run_due(self) -> Maintained | None:
+        """Run a pass if one is due; None when none was."""
+        started = self._clock()
+        if self._rescued_at is not None and started - self._rescued_at < RESCUE_INTERVAL_S:
+            return None
+        prune = self._pruned_at is None or started - self._pruned_at >= self.retention_interval_s
+        self._rescued_at = started
+        if prune:
+            self._pruned_at = started
+        return await maintain(self.sessions, dead_after_s=self.dead_after_s, retention_days=self.retention_days,
+                              output_dir=self.output_dir, prune=prune)

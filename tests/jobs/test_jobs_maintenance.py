@@ -1,21 +1,25 @@
-"""Dead workers noticed in seconds, and fencing that cannot repeat, on SQLite and PostgreSQL."""
+"""The maintenance pass: dead workers noticed in seconds, fencing that cannot repeat, and retention that removes
+old bytes and their disk copies only; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
+from jobs.copies import output_filename, write_copy
 from jobs.heartbeat import report_progress
+from jobs.maintenance import RESCUE_INTERVAL_S, Maintenance, maintain, rescue_dead_workers
 from jobs.models import Job, JobPhase, JobStatus, JobVideo, LedgerKind, QuotaLedger, Worker, WorkerState, utcnow
 from jobs.queue import queue_position, queue_positions
-from jobs.rescue import rescue_dead_workers
-from jobs.transitions import claim_next_job, finish_job
+from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from jobs.workers import heartbeat, register_worker, rescue_dead_on_host, upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
+from tests.store_reads import kept_bytes_of_user
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 600.0  # long: these tests are about heartbeats, not leases
@@ -144,3 +148,71 @@ async def test_queue_positions_come_from_two_statements_whatever_the_length(
     async with db_sessionmaker() as s:
         for job_id in ids:
             assert await queue_position(s, job_id, now=t0) == places[job_id]
+
+
+async def _delivered_job(sessions: Sessions, user_id: int, age_days: float, outputs: Path) -> int:
+    """A job of ``user_id`` that finished ``age_days`` ago and was delivered with a disk copy in ``outputs``."""
+    finished = utcnow() - timedelta(days=age_days)
+    async with sessions.begin() as s:
+        job = await enqueue_job(s, new_job(user_id), GENEROUS, image=IMAGE, now=finished)
+        claimed = await claim_next_job(s, "w1", lease_seconds=LEASE, now=finished)
+        assert claimed is not None and claimed.id == job.id
+        assert await finish_job(s, job.id, 1, worker_id="w1", video=b"mp4", gpu_seconds=1.0, now=finished)
+        copy = write_copy(outputs, job.id, finished, b"mp4")
+        assert await mark_delivered(s, job.id, result_message_id=9, output_path=str(copy), now=finished)
+    return job.id
+
+
+async def test_maintenance_prunes_old_bytes_and_their_disk_copies_only(db_sessionmaker: Sessions, tmp_path: Path) -> None:
+    """Jobs that finished before RETENTION_DAYS lose their stored image and video and their disk copy; a recent
+    job keeps all three; the rows stay. A second pass finds nothing; RETENTION_DAYS=0 keeps everything."""
+    outputs = tmp_path / "outputs"
+    old = await _delivered_job(db_sessionmaker, 1, 40.0, outputs)
+    recent = await _delivered_job(db_sessionmaker, 2, 1.0, outputs)
+    kept_forever = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=0, output_dir=outputs)
+    assert kept_forever.pruned == [] and kept_forever.cutoff is None and len(list(outputs.iterdir())) == 2
+
+    done = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=outputs)
+    assert (done.pruned, done.copies_removed, done.dead, done.expired) == ([old], 1, [], [])
+    again = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=outputs)
+    assert again.pruned == [] and again.copies_removed == 0
+    async with db_sessionmaker() as s:
+        assert await kept_bytes_of_user(s, 1) == (0, 0)
+        assert await kept_bytes_of_user(s, 2) == (1, 1)
+        assert await DATABASE_BLOBS.read_input(s, new_job(2).input_sha256) == IMAGE
+        assert await s.scalar(select(func.count(Job.id))) == 2
+        finished_recent = (await s.get(Job, recent)).finished_at  # type: ignore[union-attr]
+    assert [p.name for p in outputs.iterdir()] == [output_filename(recent, finished_recent)]
+
+
+async def test_maintenance_pass_rescues_dead_workers_jobs(db_sessionmaker: Sessions, tmp_path: Path) -> None:
+    """A worker that stopped heartbeating: the pass requeues its job and says so."""
+    long_ago = utcnow() - timedelta(seconds=10 * DEAD_AFTER)
+    job_id = await _enqueue(db_sessionmaker)
+    await _register(db_sessionmaker, "w-dead", 41, now=long_ago)
+    await _claim(db_sessionmaker, "w-dead", now=long_ago)
+    done = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=tmp_path,
+                          prune=False)
+    assert done.dead == [job_id] and done.cutoff is None
+    async with db_sessionmaker() as s:
+        assert (await s.get(Job, job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_maintenance_schedule_rescues_every_interval_and_prunes_every_retention_interval(
+    db_sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    """``Maintenance.run_due``: the first call runs a full pass; another within RESCUE_INTERVAL_S runs nothing;
+    later calls rescue, and prune again only once the retention interval passed."""
+    clock = [1000.0]
+    schedule = Maintenance(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, retention_interval_s=60.0,
+                           output_dir=tmp_path, clock=lambda: clock[0])
+    first = await schedule.run_due()
+    assert first is not None and first.cutoff is not None
+    assert await schedule.run_due() is None
+    clock[0] += RESCUE_INTERVAL_S
+    rescue_only = await schedule.run_due()
+    assert rescue_only is not None and rescue_only.cutoff is None
+    old = await _delivered_job(db_sessionmaker, 1, 40.0, tmp_path)
+    clock[0] += 60.0
+    pruning = await schedule.run_due()
+    assert pruning is not None and pruning.pruned == [old] and pruning.copies_removed == 1

@@ -1,0 +1,8 @@
+"""Units the code converts between, each defined once."""
+
+SECONDS_PER_MINUTE = 60
+SECONDS_PER_HOUR = 3600
+SECONDS_PER_DAY = 86400
+MINUTES_PER_HOUR = 60
+HOURS_PER_DAY = 24
+MIB = 1024 * 1024  # bytes
