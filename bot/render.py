@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -97,7 +97,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
                   now: datetime | None = None, notice: str | None = None) -> str:
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":

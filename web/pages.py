@@ -19,7 +19,13 @@ from aiohttp import BodyPartReader, web
 from generator.images import ImageError
 from generator.model_spaces import SPACES, union_bounds
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_PRESET,
+    MAX_PROMPT_CHARS,
+    SEED_RANGE,
+    ParamError,
+    Resolved,
+    resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import remove_copies
