@@ -66,6 +66,10 @@ class WebUser:
     guild_id: int | None = None  # the server the sign-in link was made in (None: a DM, or the operator's link)
 
 
+USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
+"""The request's signed-in user (``Auth.middleware`` sets it), or None."""
+
+
 def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_token: str = "", *,
               owners: frozenset[int] = frozenset(), operator_link: bool = False,
               guild_id: int | None = None) -> WebUser:
@@ -152,7 +156,7 @@ class Auth:
         if request.path in OPEN_PATHS:
             return await handler(request)
         user = await self.user_of(request)
-        request["user"] = user
+        request[USER] = user
         if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(self.config, request,
                                                                                              user):
             log.warning("refused %s %s: %s", request.method, request.path,
@@ -205,7 +209,7 @@ class Auth:
         """POST /api/signout: end the session now; ``?everywhere=1`` ends every session of the user (other
         browsers, a lost phone)."""
         token = request.cookies.get(SESSION_COOKIE)
-        user = request["user"]
+        user = request[USER]
         ended = 0
         if token:
             async with self.sessions.begin() as session:

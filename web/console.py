@@ -21,7 +21,7 @@ from jobs.quota import effective_limits, quota_status, set_user_limit, unban_use
 from jobs.stats import admin_stats
 from jobs.web_sessions import end_session_by_id, latest_roles, live_sessions, session_id
 from jobs.workers import unavailable_reason
-from web.auth import WebUser, error, member_of
+from web.auth import USER, WebUser, error, member_of
 from web.limits import BadRequest, read_json, whole_number
 from web.pages import policy_for
 from web.render import iso
@@ -37,7 +37,7 @@ MAX_PENDING_CAP = 10_000  # jobs; an override beyond this is a typo
 
 
 def _operator(request: web.Request) -> WebUser:
-    user = request["user"]
+    user = request[USER]
     if user is None or not user.is_operator:
         raise web.HTTPForbidden(text='{"error": "Only the bot\'s operator may use the console."}',
                                 content_type="application/json")

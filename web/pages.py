@@ -1,6 +1,6 @@
 """The page's own API: make a video, follow it, cancel it, re-roll it, the quota, the gallery.
 
-Every request acts as ``request["user"]`` (``web.auth``) and reaches only that user's jobs: another user's job is
+Every request acts as ``request[USER]`` (``web.auth``) and reaches only that user's jobs: another user's job is
 answered as if it did not exist. Requests go through the same flow as Discord's (``jobs.requests``): the same
 image checks, parameter checks, pause holds, bans, caps and quota, the same messages. A job made on the page
 belongs to the server the user's sign-in link was made in (``/web`` there; none from a DM or the operator's link):
@@ -48,7 +48,7 @@ from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID
-from web.auth import WebUser, error
+from web.auth import USER, WebUser, error
 from web.events import stream_job
 from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
 from web.ranges import send_blob
@@ -69,7 +69,7 @@ AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
 def _user(request: web.Request) -> WebUser:
-    user = request["user"]
+    user = request[USER]
     assert user is not None  # the middleware refuses anonymous API calls
     return user
 
