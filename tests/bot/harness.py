@@ -255,7 +255,7 @@ class BotProcess:
 @asynccontextmanager
 async def running_bot(fake: FakeDiscord, bot: BotProcess) -> AsyncIterator[BotProcess]:
     """Start ``bot`` (the fake is already started); on exit stop the bot, kill any worker it left behind, stop the
-    fake, and fail if the bot did not exit cleanly."""
+    fake, and fail if the bot did not exit cleanly or sent a body Discord refuses (the fake's 400 / 50035)."""
     pids: list[int] = []
     code: int | None = None
     try:
@@ -270,6 +270,8 @@ async def running_bot(fake: FakeDiscord, bot: BotProcess) -> AsyncIterator[BotPr
         bot.reap_workers(pids)
         await fake.stop()
     assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
+    refused = [f"{r.method} {r.path}: {r.response}" for r in fake.refused_bodies()]
+    assert not refused, "the bot sent bodies Discord refuses:\n" + "\n".join(refused)
 
 
 # -- reading the fake's records ---------------------------------------------------------------------------------

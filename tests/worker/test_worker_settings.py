@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from workerharness import REPO_ROOT
 
 from generator.faults import FaultConfigError, FaultPlan
 from generator.startfailure import describe, read_exit_reason, report_start_failure
@@ -23,6 +22,7 @@ from generator.worker import (
 )
 from generator.worker_child import child_env
 from jobs.db import DEFAULT_DATABASE_URL
+from tests.worker.workerharness import REPO_ROOT
 
 
 def test_settings_defaults_and_overrides() -> None:
