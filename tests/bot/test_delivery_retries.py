@@ -41,7 +41,8 @@ class DeliveringClient(discord.Client):
     def __init__(self, root: Path, sessions: async_sessionmaker[AsyncSession], upload_timeout: float) -> None:
         super().__init__(intents=discord.Intents.none(), guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
         self.settings = SimpleNamespace(data_dir=root / "data", output_dir=root / "outputs", save_output_copy=False,
-                                        upload_timeout=upload_timeout, unsafe_videos=UnsafePolicy.AGE_RESTRICTED)
+                                        upload_timeout=upload_timeout, unsafe_videos=UnsafePolicy.AGE_RESTRICTED,
+                                        models=())
         self.sessions = sessions
         self.readers = sessions
 
