@@ -17,6 +17,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.admin_actions import delete_posted_video
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
@@ -142,7 +143,9 @@ class I2VBot(commands.Bot):
         cannot be bound is logged and the bot runs without the page."""
         self.web_server = WebServer(WebConfig.from_settings(self.settings), sessions=self.sessions,
                                     readers=self.readers, worker_problem=lambda: supervisor_problem(self.supervisor),
-                                    gateway_latency=lambda: self.latency if self.is_ready() else None)
+                                    gateway_latency=lambda: self.latency if self.is_ready() else None,
+                                    delete_message=lambda channel_id, guild_id, message_id: delete_posted_video(
+                                        self, channel_id, guild_id, message_id))
         try:
             await self.web_server.start()
         except OSError as error:
