@@ -521,7 +521,8 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
     if setting_terms:
         lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
-    shown, used = [], 0
+    shown: list[str] = []
+    used = 0
     for term in terms:
         item = f"`{term.replace('`', 'ˋ')}`"
         if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:

@@ -131,7 +131,7 @@ def metrics_handler(readers: Any, *, gateway_latency: Latency, loop_lag: LoopLag
             "i2v_event_loop_lag_seconds": loop_lag.last,
         }
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_SnapshotCollector(snapshot, extra))  # type: ignore[arg-type]
+        registry.register(_SnapshotCollector(snapshot, extra))
         registry.register(UPLOAD_RETRIES)
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
