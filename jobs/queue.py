@@ -54,9 +54,12 @@ async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[J
     return list((await session.scalars(stmt)).all())
 
 
-async def pending_count(session: AsyncSession) -> int:
-    """How many jobs are queued or running (anywhere)."""
-    return int(await session.scalar(select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))) or 0)
+async def pending_count(session: AsyncSession, *, models: Sequence[str] | None = None) -> int:
+    """How many jobs are queued or running (anywhere), only for ``models`` when given."""
+    stmt = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
+    if models is not None:
+        stmt = stmt.where(Job.model.in_(list(models)))
+    return int(await session.scalar(stmt) or 0)
 
 
 async def user_jobs(
