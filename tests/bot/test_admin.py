@@ -486,7 +486,7 @@ async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
     assert await world.bot.jobs(Job.user_id == alice.user_id) == []
 
     _, reply = await admin(world, "limits", {"max_frames": 3})
-    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 32; you gave 3.", reply.content
+    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 257; you gave 3.", reply.content
     _, reply = await admin(world, "limits", {"max_resolution": "none", "max_frames": 0, "max_steps": 0})
     assert reply.content == (
         "Updated. This server allows any resolution, any number of frames, any number of steps."), reply.content
