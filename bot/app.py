@@ -17,6 +17,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.admin_actions import delete_posted_video
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
@@ -26,6 +27,7 @@ from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
+from bot.web_roles import RoleRecheck
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.quota import QuotaPolicy
 from web.config import WebConfig
@@ -69,6 +71,7 @@ class I2VBot(commands.Bot):
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
         self.web_server: Any | None = None  # web.server.WebServer, started last in setup_hook
+        self.role_recheck: RoleRecheck | None = None  # re-reads signed-in members' roles (bot.web_roles)
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
@@ -114,6 +117,8 @@ class I2VBot(commands.Bot):
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
+        self.role_recheck = RoleRecheck(self)
+        self.role_recheck.start()
         await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
 
@@ -138,7 +143,9 @@ class I2VBot(commands.Bot):
         cannot be bound is logged and the bot runs without the page."""
         self.web_server = WebServer(WebConfig.from_settings(self.settings), sessions=self.sessions,
                                     readers=self.readers, worker_problem=lambda: supervisor_problem(self.supervisor),
-                                    gateway_latency=lambda: self.latency if self.is_ready() else None)
+                                    gateway_latency=lambda: self.latency if self.is_ready() else None,
+                                    delete_message=lambda channel_id, guild_id, message_id: delete_posted_video(
+                                        self, channel_id, guild_id, message_id))
         try:
             await self.web_server.start()
         except OSError as error:
@@ -153,6 +160,8 @@ class I2VBot(commands.Bot):
         self._closing = True
         if self.web_server is not None:
             await self.web_server.stop()
+        if self.role_recheck is not None:
+            await self.role_recheck.stop()
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop(self.settings.grace_seconds)

@@ -2,14 +2,16 @@
 ``/healthz`` and ``/metrics`` on WEB_HOST:WEB_PORT (default 127.0.0.1:7860).
 
 ``WebServer(config, sessions=..., readers=...)`` then ``await start()`` and ``await stop()``. The app passes
-hooks for what only it knows: ``worker_problem`` (why its worker cannot start; the supervisor's reason) and
-``gateway_latency`` (Discord's, when a Discord client runs).
+hooks for what only it knows: ``worker_problem`` (why its worker cannot start; the supervisor's reason),
+``gateway_latency`` (Discord's, when a Discord client runs) and ``delete_message`` (removes a posted Discord
+message, for the console's Delete on a reported video; without Discord it does nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,18 +39,27 @@ def _no_latency() -> float | None:
     return None
 
 
+DeleteMessage = Callable[[int, "int | None", int], Awaitable[None]]
+"""``delete_message(channel_id, guild_id, message_id)``: remove a message the bot posted in Discord."""
+
+
+async def _no_discord(channel_id: int, guild_id: int | None, message_id: int) -> None:
+    log.info("no Discord client in this process: message %s in channel %s stays", message_id, channel_id)
+
+
 class WebServer:
     """The page and the operations endpoints, over the job store's sessions."""
 
     def __init__(
         self, config: WebConfig, *, sessions: Any, readers: Any, worker_problem: WorkerProblem = no_problem,
-        gateway_latency: Latency = _no_latency,
+        gateway_latency: Latency = _no_latency, delete_message: DeleteMessage = _no_discord,
     ) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
         self.worker_problem = worker_problem
         self.gateway_latency = gateway_latency
+        self.delete_message = delete_message
         self.auth = Auth(config, sessions, readers)
         self.limits = PageLimits()
         self.loop_lag = LoopLag()
@@ -94,10 +105,12 @@ class WebServer:
         r.add_post("/api/console/pause", console.pause)
         r.add_post("/api/console/resume", console.resume)
         r.add_post("/api/console/jobs/{job_id}/cancel", console.cancel)
+        r.add_post("/api/console/sessions/{session_id}/end", console.end_session)
         r.add_get("/api/console/users/{user_id}", console.user)
         r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
         r.add_post("/api/console/users/{user_id}/ban", console.ban)
         r.add_post("/api/console/users/{user_id}/unban", console.unban)
+        r.add_post("/api/console/reports/{job_id}/{action}", console.report_action)
         r.add_static("/static/", STATIC_DIR, show_index=False)
         return app
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.models import Job, WorkerState
-from jobs.requests import availability_notice
-from jobs.queue import queue_positions
-from jobs.workers import loadable_by_live_workers, record_switch, upsert_worker
 from jobs.admission import DEFAULT_COST_MODELS, calibrate, enqueue_job, estimate_cost
+from jobs.models import Job, WorkerState
+from jobs.queue import queue_positions
+from jobs.requests import availability_notice
 from jobs.transitions import claim_next_job, finish_job
+from jobs.workers import loadable_by_live_workers, record_switch, upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
