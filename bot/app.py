@@ -17,6 +17,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.admin_actions import delete_posted_video
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
@@ -153,6 +154,10 @@ class I2VBot(commands.Bot):
     def gateway_latency(self) -> float | None:
         """Discord's gateway latency while connected (``web.context.AppFacts``)."""
         return self.latency if self.is_ready() else None
+
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        """Remove a message the bot posted (the console's Delete on a reported video; ``web.context.AppFacts``)."""
+        await delete_posted_video(self, channel_id, guild_id, message_id)
 
     async def close(self) -> None:
         """Stop the worker (its running job gets I2V_GRACE_SECONDS to finish), deliver what it finished, stop the

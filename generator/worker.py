@@ -71,7 +71,6 @@ from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
-from generator.model_spaces import I2VGENXL
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -81,6 +80,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.model_spaces import I2VGENXL
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
     DEFAULT_MODEL,
@@ -228,7 +228,7 @@ class WorkerProcess(JobExecution):
             await asyncio.to_thread(beats.stop)
             try:
                 await self._set_state(final_state, None)
-            except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
+            except Exception:
                 log.exception("could not mark the worker stopped")
             await self._progress.close()
             await self._engine.dispose()
@@ -275,7 +275,7 @@ class WorkerProcess(JobExecution):
                 last_rescue = time.monotonic()
             try:
                 job = await self._claim()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker; retry after a poll
+            except Exception:
                 log.exception("claiming the next job failed")
                 job = None
             if job is None:
@@ -355,7 +355,7 @@ class WorkerProcess(JobExecution):
             async with self._session() as session, session.begin():
                 dead = await rescue_dead_workers(session, dead_after_s=self.settings.dead_after_s)
                 expired = await rescue_expired(session)
-        except Exception:  # noqa: BLE001 - the rescuer is housekeeping; the claim loop goes on
+        except Exception:
             log.exception("rescue failed")
             return
         if dead:

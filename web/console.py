@@ -1,23 +1,27 @@
 """The operator console's API (operator only): the queue with cancel, pause and resume, per-user quotas and bans,
-workers and their state, stats and the audit log.
+workers and their state, stats, the audit log, and reported videos (delete, ban the maker, dismiss).
 
 Each action is the same ``jobs`` operation as the Discord ``/operator`` command, audited the same way with the
 operator's user id as the actor: ``pause_queue``/``resume_queue``, ``cancel_audited`` (bot scope),
-``set_user_limit``, ``ban_and_settle``, ``unban_user``.
+``set_user_limit``, ``ban_and_settle``, ``unban_user``, ``settle_report`` (bot-wide scope; Delete also removes the
+Discord message through the app's ``delete_message`` (``web.context.AppFacts``) and the disk copy).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from aiohttp import web
 
 from jobs.audit import record_action
-from jobs.control import ban_and_settle, cancel_audited, pause_queue, resume_queue
+from jobs.control import REPORT_ACTIONS, ban_and_settle, cancel_audited, pause_queue, resume_queue, settle_report
+from jobs.copies import remove_copies
 from jobs.listings import audit_page, queue_page
 from jobs.models import Job, UserLimit, utcnow
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
+from jobs.safety import open_reports
 from jobs.stats import admin_stats
 from jobs.web_sessions import end_session_by_id, latest_roles, live_sessions, session_id
 from jobs.workers import unavailable_reason
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 QUEUE_PAGE_SIZE = 25
 SESSIONS_SHOWN = 100  # the newest live sessions the console lists
 AUDIT_PAGE_SIZE = 25
+REPORTS_SHOWN = 25  # reported videos listed in the console
 MAX_REASON_CHARS = 200
 MAX_DAILY_GPU_SECONDS = 30 * 86400.0  # a budget override beyond a month of GPU time per day is a typo
 MAX_PENDING_CAP = 10_000  # jobs; an override beyond this is a typo
@@ -81,6 +86,7 @@ class Console:
             queue = await queue_page(session, limit=QUEUE_PAGE_SIZE)
             stats = await admin_stats(session, now=now)
             audit = await audit_page(session, limit=AUDIT_PAGE_SIZE)
+            reports = await open_reports(session, None, limit=REPORTS_SHOWN)
             signed_in = await live_sessions(session, limit=SESSIONS_SHOWN)
         problem = self.ctx.facts.worker_problem() or unavailable_reason(
             stats.workers, now=now, dead_after_s=self.ctx.config.worker_dead_after)
@@ -110,7 +116,35 @@ class Console:
             "audit": [{"id": row.id, "at": iso(row.created_at), "actor_id": str(row.actor_id or ""),
                        "action": row.action, "target_user_id": str(row.target_user_id or ""), "job_id": row.job_id,
                        "scope": row.scope, "detail": row.detail} for row in audit.rows],
+            "reports": [{"job_id": job.id, "user_id": str(job.user_id), "guild_id": str(job.guild_id or ""),
+                         "reports": count, "first_at": iso(first), "prompt": job.prompt,
+                         "flagged": job.output_verdict == "unsafe"} for job, count, first in reports],
         })
+
+    async def report_action(self, request: web.Request) -> web.Response:
+        """POST /api/console/reports/{job_id}/{delete|ban|dismiss}: the operator's answer to a reported video, as
+        ``/operator reports`` gives it (a ban is bot-wide)."""
+        operator = _operator(request)
+        job_id = _int(request.match_info["job_id"], "job id")
+        action = request.match_info["action"]
+        if action not in REPORT_ACTIONS:
+            return error(400, f"action must be one of {', '.join(REPORT_ACTIONS)}")
+        async with self.ctx.readers() as session:
+            job = await session.get(Job, job_id)
+        if job is None:
+            return error(404, f"There is no job #{job_id}.")
+        if action != "dismiss" and job.result_message_id is not None:
+            await self.ctx.facts.delete_message(job.channel_id, job.guild_id, job.result_message_id)
+        async with self.ctx.sessions.begin() as session:
+            settled = await settle_report(session, job_id, action, by=operator.user_id, guild_id=None)
+        if settled is None:
+            return error(404, f"There is no job #{job_id}.")
+        if action != "dismiss":
+            await asyncio.to_thread(remove_copies, self.ctx.config.output_dir, [job_id])
+        log.info("operator %s: %s on reported job %s from the console (%d report(s))", operator.user_id, action,
+                 job_id, settled.reports)
+        return web.json_response({"job_id": job_id, "action": action, "reports": settled.reports,
+                                  "banned": settled.banned})
 
     async def pause(self, request: web.Request) -> web.Response:
         user = _operator(request)

@@ -5,6 +5,7 @@ hands it to the sign-in routes, the page's API and the console; no handler reach
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from web.config import WebConfig
 from web.limits import PageLimits
+
+log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
 """The store's session maker: ``sessions.begin()`` for writes, the read-only engine's for reads."""
@@ -26,6 +29,9 @@ class AppFacts(Protocol):
     def gateway_latency(self) -> float | None:
         """Discord's gateway latency in seconds, or None without a connected Discord client."""
 
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        """Remove a message the bot posted in Discord (does nothing without a Discord client)."""
+
 
 class NoAppFacts:
     """An app that knows nothing beyond the store (tests, tools): no worker of its own, no Discord."""
@@ -35,6 +41,9 @@ class NoAppFacts:
 
     def gateway_latency(self) -> float | None:
         return None
+
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        log.info("no Discord client in this process: message %s in channel %s stays", message_id, channel_id)
 
 
 @dataclass(frozen=True)

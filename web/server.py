@@ -3,8 +3,8 @@
 
 Both ways the app runs (with Discord: ``bot.app.I2VBot``; without: ``web.standalone``) start the page through
 :func:`start_web_page`, which binds it and prints the operator's sign-in link. The app tells what only it knows
-through :class:`~web.context.AppFacts` (why its worker cannot start; Discord's gateway latency); the handlers get a
-:class:`~web.context.PageContext`.
+through :class:`~web.context.AppFacts` (why its worker cannot start; Discord's gateway latency; deleting a message
+the bot posted); the handlers get a :class:`~web.context.PageContext`.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class WebServer:
         r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
         r.add_post("/api/console/users/{user_id}/ban", console.ban)
         r.add_post("/api/console/users/{user_id}/unban", console.unban)
+        r.add_post("/api/console/reports/{job_id}/{action}", console.report_action)
         r.add_static("/static/", STATIC_DIR, show_index=False)
         return app
 

@@ -49,6 +49,9 @@ class PageOnlyFacts:
     def gateway_latency(self) -> float | None:
         return None
 
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        log.info("no Discord client in this process: message %s in channel %s stays", message_id, channel_id)
+
 
 async def _maintain(settings: Any, sessions: Any) -> None:
     maintenance = Maintenance(sessions, dead_after_s=settings.worker_dead_after, retention_days=settings.retention_days,

@@ -40,10 +40,18 @@ from jobs.models import (
     UserLimit,
     Worker,
 )
-from tests.bot.harness import Answer, BotProcess, answer_of, custom_ids, followup_text, job_id_from, queued_job
-from tests.bot.harness import running_bot
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    answer_of,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    queued_job,
+    running_bot,
+    wait_result,
+)
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import wait_result
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction, FakeMember
@@ -279,7 +287,7 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
 async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
     _, reply = await admin(world, "stats", {}, member=world.owner)
     assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics for this server", reply
-    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days"]  # no workers here
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Content safety"]  # no workers
     # Both have permissions 0: only the settings make them admins.
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content
@@ -564,7 +572,7 @@ async def test_stats_show_jobs_times_failures_and_worker(world: World) -> None:
     assert reply.ephemeral
     embed = reply.embeds[0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert list(fields) == ["Today (UTC)", "Last 7 days", "Workers"]
+    assert list(fields) == ["Today (UTC)", "Last 7 days", "Workers", "Content safety"]
     jobs = await world.bot.jobs()
     by_state = {s: sum(j.status == s for j in jobs) for s in JobStatus}
     expected = f"{len(jobs)} jobs: " + ", ".join(f"{s.value} {n}" for s, n in by_state.items())

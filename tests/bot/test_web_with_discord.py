@@ -18,8 +18,19 @@ from sqlalchemy import select
 
 from generator.video import container_tags
 from jobs.models import JobSource, JobStatus, QuotaLedger
-from tests.bot.harness import TOKEN, BotProcess, callback_of, followup_text, running_bot, slash
-from tests.bot.harness import SMALL, job_id_from, png_bytes, result_posts, wait_result
+from tests.bot.harness import (
+    SMALL,
+    TOKEN,
+    BotProcess,
+    callback_of,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    result_posts,
+    running_bot,
+    slash,
+    wait_result,
+)
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
 from tests.web.webharness import free_port, metric
