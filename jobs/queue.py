@@ -121,13 +121,12 @@ async def queue_positions(session: AsyncSession, *, now: datetime | None = None)
     ahead of it (``CLAIM_ORDER``, the same order ``claim_next_job`` uses), one reads the running jobs.
     """
     now = checked_now(now)
-    window = {"order_by": CLAIM_ORDER}
     queued = (await session.execute(
         select(
             Job.id,
             Job.cost_estimate,
-            func.row_number().over(**window).label("position"),
-            func.sum(Job.cost_estimate).over(**window, rows=(None, 0)).label("through"),
+            func.row_number().over(order_by=CLAIM_ORDER).label("position"),
+            func.sum(Job.cost_estimate).over(order_by=CLAIM_ORDER, rows=(None, 0)).label("through"),
             _active_workers_count(now).label("workers"),
         ).where(Job.status == JobStatus.QUEUED)
     )).all()
