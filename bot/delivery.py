@@ -396,7 +396,10 @@ class Delivery:
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
                                           output_path=str(copy) if copy is not None else None)
+            fresh = await find_job(session, job.id)
         journal.unlink(missing_ok=True)
+        if fresh is not None:  # one try: an own message can often still be edited where nothing can be posted
+            await edit_status_message(self.bot, fresh, render_status(fresh))
         return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:
