@@ -3,7 +3,7 @@ the UNet's FLOPs and the fraction of the GPU's bf16 matrix peak reached while de
 
 On a GPU it builds the full-size I2VGen-XL architecture from its configuration with random weights (real shapes,
 2.49 B parameters, nothing downloaded). Without a GPU it runs the tiny model, so CI can smoke-test the script. It
-goes through the same VideoGenerator.generate path as the worker, then encodes the MP4.
+goes through the same I2VGenXLBackend.generate path as the worker, then encodes the MP4.
 
 Paths (``--path``, or ``--all-paths`` for all three side by side, one after the other in one process):
   reference  diffusers' documented recipe: fp16, model CPU offload, the pipeline's default decode_chunk_size (1)
@@ -39,8 +39,10 @@ import torch
 
 from generator.cli import quiet_libraries
 from generator.images import load_image
+from generator.models.base import GenerationFailed
+from generator.models.i2vgenxl import I2VGenXLBackend
 from generator.params import PRESETS, GenerationParams, resolve_params, target_size
-from generator.pipeline import GenerationFailed, PerformanceOptions, VideoGenerator
+from generator.performance import PerformanceOptions
 from generator.video import encode_mp4
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "generator" / "assets" / "sample.png"
@@ -85,14 +87,19 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def build_full_size_pipeline(device: torch.device) -> Any:
-    """The released architecture with random weights (fp32), built directly on ``device``; ``VideoGenerator.from_pipeline``
+    """The released architecture with random weights (fp32), built directly on ``device``; ``I2VGenXLBackend.from_pipeline``
     casts and places it."""
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
-    from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
-    from transformers import CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
-    from generator.tiny import build_tiny_tokenizer
+    from generator.models.tiny import build_tiny_tokenizer
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -133,12 +140,12 @@ def path_options(path: str, device: torch.device) -> PerformanceOptions:
     raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
 
 
-def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> VideoGenerator:
+def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> I2VGenXLBackend:
     """The full-size random model (``model == "full"``) or a loaded one, prepared with ``options``."""
     if model == "full":
         pipe = build_full_size_pipeline(device)
-        return VideoGenerator.from_pipeline(pipe, model="full-size random", device=device, options=options)
-    return VideoGenerator.load(model, device=str(device), options=options)
+        return I2VGenXLBackend.from_pipeline(pipe, model="full-size random", device=device, options=options)
+    return I2VGenXLBackend.load(model, device=str(device), options=options)
 
 
 def _shape_of(value: Any) -> Any:
@@ -279,7 +286,7 @@ def run_benchmark(
         torch.cuda.synchronize(torch_device)
     t_end = time.perf_counter()
     peak_gib = round(torch.cuda.max_memory_allocated(torch_device) / GIB, 2) if cuda else None
-    step_times = [b - a for a, b in zip([phases["denoising"], *marks[:-1]], marks)]
+    step_times = [b - a for a, b in zip([phases["denoising"], *marks[:-1]], marks, strict=True)]
     encode_s = None
     if video is not None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ from bot.delivery import remove_disk_copies
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
 from bot.render import admin_cancel_text
-from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
+from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
-from jobs.control import ban_and_settle, ban_from_guild, cancel_audited
+from jobs.control import allowed_models, ban_and_settle, ban_from_guild, cancel_audited, update_guild_settings
 from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
 from jobs.retention import forget_job_bytes
 from jobs.safety import REPORT_BANNED, REPORT_DELETED, REPORT_DISMISSED, resolve_reports
@@ -132,9 +132,10 @@ async def set_guild_limits(
         A cap outside what the bot can do at all (a resolution it does not know, frames or steps below the
         smallest request, which would refuse everything).
     """
-    if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in RESOLUTIONS:
-        raise UserFacingError(f"max_resolution must be one of {', '.join(RESOLUTIONS)} or {NO_CAP}.")
-    for name, value, (low, high) in (("max_frames", max_frames, FRAMES_RANGE), ("max_steps", max_steps, STEPS_RANGE)):
+    every = union_bounds(MODEL_KEYS)  # a cap may be any value some model takes
+    if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in every.resolutions:
+        raise UserFacingError(f"max_resolution must be one of {', '.join(every.resolutions)} or {NO_CAP}.")
+    for name, value, (low, high) in (("max_frames", max_frames, every.frames), ("max_steps", max_steps, every.steps)):
         if value is not _KEEP and value is not None and not low <= value <= high:
             raise UserFacingError(f"{name} must be 0 (no cap) or between {low} and {high}; you gave {value}.")
 
@@ -156,3 +157,24 @@ async def set_guild_limits(
         scope=AUDIT_SCOPE_SERVER,
     )
     return row
+
+
+async def set_guild_model(session: AsyncSession, guild_id: int, enabled: tuple[str, ...], *, model: str | None,
+                          allowed: bool, by: int) -> list[str]:
+    """Allow or forbid one of the enabled models on a server (``model`` None with ``allowed``: every enabled
+    model again); at least one stays allowed. Audited as ``update_guild_settings``. Returns the models allowed."""
+    current = await allowed_models(session, guild_id, enabled)
+    if model is None:
+        if not allowed:
+            raise UserFacingError("Name the model to forbid; at least one model stays allowed.")
+        await update_guild_settings(session, guild_id, by=by, models=None)
+        return list(enabled)
+    if model not in enabled:
+        raise UserFacingError(f"This bot does not offer {display_name(model)}; it offers "
+                              f"{', '.join(display_name(key) for key in enabled)}.")
+    chosen = [key for key in enabled if key in current and key != model] + ([model] if allowed else [])
+    chosen = [key for key in enabled if key in chosen]
+    if not chosen:
+        raise UserFacingError(f"{display_name(model)} is the only model allowed here; allow another one first.")
+    await update_guild_settings(session, guild_id, by=by, models=None if chosen == list(enabled) else chosen)
+    return chosen

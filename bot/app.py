@@ -26,6 +26,7 @@ from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
+from bot.web_roles import RoleRecheck
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.quota import QuotaPolicy
 from web.config import WebConfig
@@ -69,6 +70,7 @@ class I2VBot(commands.Bot):
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
         self.web_server: Any | None = None  # web.server.WebServer, started last in setup_hook
+        self.role_recheck: RoleRecheck | None = None  # re-reads signed-in members' roles (bot.web_roles)
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
@@ -114,6 +116,8 @@ class I2VBot(commands.Bot):
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
+        self.role_recheck = RoleRecheck(self)
+        self.role_recheck.start()
         await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
 
@@ -153,6 +157,8 @@ class I2VBot(commands.Bot):
         self._closing = True
         if self.web_server is not None:
             await self.web_server.stop()
+        if self.role_recheck is not None:
+            await self.role_recheck.stop()
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop(self.settings.grace_seconds)

@@ -48,7 +48,7 @@ import io
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,11 +62,9 @@ from bot.render import (
     render_not_posted,
     render_notice,
     render_result,
-    render_status,
     render_upload_failed,
     render_withheld,
 )
-from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
@@ -221,12 +219,12 @@ class Delivery:
                 if age_restricted is None:  # cannot tell now; never post or delete on a guess
                     return DeliveryResult.RETRY_LATER
                 if not may_post_unsafe(policy, age_restricted_channel=age_restricted):
-                    return await self._withhold(job, journal, policy)
+                    job, video = await self._withhold(job, policy), None  # a notice without a reason goes instead
             spoiler = unsafe or job.spoiler or spoiler_all
-            if video is None:
+            if video is None and job.withheld_at is None:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
                 return await self._give_up(job, journal, "its video is no longer kept.", kept=False)
-            if self.bot.settings.save_output_copy:
+            if self.bot.settings.save_output_copy and video is not None:
                 copy = await asyncio.to_thread(write_copy, self.bot.settings.output_dir, job.id, job.finished_at, video)
         attempts = UPLOAD_RETRIES_MAX + 1
         failure = ""
@@ -241,7 +239,7 @@ class Delivery:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
                     return await self._mark(job, found, journal, copy)
                 may_have_landed = None
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             await asyncio.to_thread(_write_journal, journal, started)  # fsync: off the loop
             try:
                 message_id = await asyncio.wait_for(self._post(job, video, spoiler=spoiler),
@@ -286,7 +284,7 @@ class Delivery:
         """Message id if found, False if surely not posted, None if the channel could not be read."""
         try:
             found = await find_posted(self.bot, job, since)
-        except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as error:
             log.warning("could not read channel %s to check job %s: %r", job.channel_id, job.id, error)
             return None
         return found if found is not None else False
@@ -306,9 +304,10 @@ class Delivery:
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw()) if callable(is_nsfw) else False
 
-    async def _withhold(self, job: Job, journal: Path, policy: UnsafePolicy) -> DeliveryResult:
+    async def _withhold(self, job: Job, policy: UnsafePolicy) -> Job:
         """An unsafe video that may not be posted here: its bytes and disk copies go now, the job keeps the
-        verdict and the reason, the requester is told privately, and the job counts as delivered."""
+        verdict and the reason, and the requester is told privately (once). Returns the job as it now is; the
+        channel then gets a notice that gives no reason."""
         reason = withheld_message(policy)
         async with self.bot.sessions.begin() as session:
             newly = await withhold_video(session, job.id, reason)
@@ -318,12 +317,9 @@ class Delivery:
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        marked = await self._mark(job, None, journal)
         async with self.bot.readers() as session:
             fresh = await find_job(session, job.id)
-        if fresh is not None:  # the public status message ends neutral: the reason went to the requester alone
-            await edit_status_message(self.bot, fresh, render_status(fresh))
-        return marked
+        return fresh or job
 
     async def tell_privately(self, job: Job, text: str) -> str:
         """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
@@ -331,7 +327,7 @@ class Delivery:
         only the job's own record, shown by ``/queue`` and the page, says it)."""
         expires = job.interaction_expires_at
         if job.interaction_token and job.application_id and expires is not None \
-                and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
+                and expires - TOKEN_MARGIN > datetime.now(UTC):
             webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
                 {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
             )
@@ -359,7 +355,7 @@ class Delivery:
         if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id), reference=reference,
+                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models), reference=reference,
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -97,7 +97,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
                   now: datetime | None = None, notice: str | None = None) -> str:
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":
@@ -264,8 +264,11 @@ def render_result(job: Job) -> str:
 
 
 def render_notice(job: Job) -> str:
-    """The text posted for a job that failed or was cancelled."""
+    """The text posted for a job that failed or was cancelled, or whose video the safety check kept out of the
+    channel (no reason given in public: its requester is told privately)."""
     status = job.status.value
+    if status == "succeeded" and job.withheld_at is not None:  # the reason goes privately
+        return f"🔒 <@{job.user_id}>, the video of job #{job.id} was made but not posted here; you were told why."
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
         return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
@@ -343,14 +346,14 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
         snippet = neutralise_mentions(preview(job.prompt, MY_QUEUE_PREVIEW_CHARS))
         if job.status == JobStatus.RUNNING:
             progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
-            lines.append(f"• #{job.id} running ({job.phase.value}{progress}): {snippet}")
+            lines.append(f"• #{job.id} running ({job.phase.value}{progress}, {display_name(job.model)}): {snippet}")
             continue
         place = places.get(job.id)
         if place is not None:
             eta = ""
             if place.eta_seconds is not None:
                 eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
-            lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
+            lines.append(f"• #{job.id} queued, position {place.position}{eta} ({display_name(job.model)}): {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
     notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]

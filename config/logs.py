@@ -14,7 +14,7 @@ import logging.handlers
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from config.reader import SettingsError, read
@@ -31,6 +31,7 @@ LIBRARY_NOISE = (
     "Couldn't connect to the Hub",  # diffusers, at every load while the hub is unreachable (the cache is used)
     "has been deprecated and will not receive bug fixes",  # diffusers: the I2VGenXL pipeline's notice
     "that should be kept in float32",  # diffusers: the worker casts the pipeline's dtype on purpose
+    "were passed without `sigmas`",  # diffusers: LTXConditionPipeline passes its own schedule as timesteps
 )
 
 
@@ -66,7 +67,7 @@ class JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

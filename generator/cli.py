@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from PIL import Image
 
@@ -181,13 +182,15 @@ def _run(
 
     from tqdm import tqdm
 
-    from generator.pipeline import GenerationFailed, GenerationOutOfMemory, ModelLoadError, VideoGenerator
+    from generator.model_source import ModelLoadError
+    from generator.models.base import GenerationFailed, GenerationOutOfMemory
+    from generator.models.i2vgenxl import I2VGenXLBackend
     from generator.video import VideoEncodeError, encode_mp4, parameter_tags
 
     quiet_libraries()
     started = time.monotonic()
     try:
-        generator = VideoGenerator.load(model, device=device, options=options)
+        generator = I2VGenXLBackend.load(model, device=device, options=options)
     except (ModelLoadError, ValueError) as exc:
         return _fail(EXIT_FAILED, str(exc))
     print(f"Device:     {generator.device_name} (model ready in {time.monotonic() - started:.1f} s)", flush=True)

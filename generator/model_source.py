@@ -33,26 +33,26 @@ def route_library_logs() -> None:
         library.enable_propagation()
 
 
-def load_pretrained(model: str, dtype: torch.dtype) -> Any:
-    """diffusers' ``I2VGenXLPipeline`` from a local folder or a hub id (the fp16 weight files first where they
-    exist); raises :class:`ModelLoadError` naming the source."""
-    from diffusers import I2VGenXLPipeline
-
+def load_pretrained(pipeline_class: Any, model: str, dtype: torch.dtype | dict[str, torch.dtype], *, label: str,
+                    setting: str, **kwargs: Any) -> Any:
+    """``pipeline_class.from_pretrained`` from a local folder or a hub id (the fp16 weight files first where they
+    exist), in ``dtype`` (or per component: ``{"vae": torch.float32, "default": ...}``), with ``kwargs`` passed
+    on; raises :class:`ModelLoadError` naming the source, the model (``label``) and the setting it came from."""
     folder = Path(model).expanduser()
     if folder.is_dir():
         source = str(folder)
         has_fp16 = any(".fp16." in p.name for p in folder.rglob("*") if p.is_file())
         variants = [FP16_VARIANT, None] if has_fp16 else [None]
     elif looks_like_path(model):
-        raise ModelLoadError(f"I2V_MODEL {model!r} looks like a folder but there is no such folder")
+        raise ModelLoadError(f"{setting} {model!r} looks like a folder but there is no such folder")
     else:
         source = model
         variants = [FP16_VARIANT, None]
     last: Exception | None = None
     for variant in variants:
         try:
-            return I2VGenXLPipeline.from_pretrained(source, dtype=dtype, variant=variant)
+            return pipeline_class.from_pretrained(source, dtype=dtype, variant=variant, **kwargs)
         except (OSError, ValueError) as exc:
             last = exc
             log.info("loading %s with variant %s failed: %s", source, variant, exc)
-    raise ModelLoadError(f"could not load I2VGen-XL from {model!r}: {last}") from last
+    raise ModelLoadError(f"could not load {label} from {model!r} ({setting}): {last}") from last

@@ -155,10 +155,11 @@ class PerformanceOptions:
             cpu_offload=v[ENV_CPU_OFFLOAD],
         )
 
-    def torch_dtype(self, device: torch.device) -> torch.dtype:
-        """The dtype the models run in on ``device``."""
+    def torch_dtype(self, device: torch.device, *, cuda_default: torch.dtype = torch.float16) -> torch.dtype:
+        """The dtype the models run in on ``device``: ``dtype`` when set, else ``cuda_default`` on CUDA (the
+        model's own recommendation) and fp32 elsewhere."""
         if self.dtype is None:
-            return torch.float16 if device.type == "cuda" else torch.float32
+            return cuda_default if device.type == "cuda" else torch.float32
         return DTYPES[self.dtype]
 
     def check_device(self, device: torch.device) -> None:
@@ -220,28 +221,42 @@ def conv2d_channels_last(module: torch.nn.Module) -> int:
     return count
 
 
-def prepare_pipeline(pipe: Any, options: PerformanceOptions, device: torch.device) -> None:
-    """Apply ``options`` to a built pipeline, in this order: dtype and device (or the CPU, for model CPU offload,
-    which the caller enables last), channels_last, fused QKV, VAE tiling, the UNet's attention backend and
-    torch.compile. Compile warm-up runs and offload are the caller's (they need the wrapped generator)."""
+def denoiser_of(pipe: Any) -> torch.nn.Module:
+    """The module that runs once per denoising step: the UNet (I2VGen-XL) or the transformer (Wan, LTX)."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
+
+
+def prepare_pipeline(pipe: Any, options: PerformanceOptions, device: torch.device,
+                     dtype: torch.dtype | None = None) -> None:
+    """Apply ``options`` to a built pipeline, in this order: dtype (``dtype``, else the options' own; a pipeline whose
+    denoiser has it already keeps each component's dtype) and device
+    (or the CPU, for model CPU offload, which the caller enables last), channels_last, fused QKV, VAE tiling, the
+    denoiser's attention backend and torch.compile. Compile warm-up runs and offload are the caller's (they need the
+    wrapped backend)."""
     options.check_device(device)
-    dtype = options.torch_dtype(device)
-    if options.cpu_offload:
-        pipe.to(torch.device("cpu"), dtype)  # diffusers' offload moves each model to the GPU when it runs
+    dtype = options.torch_dtype(device) if dtype is None else dtype
+    denoiser = denoiser_of(pipe)
+    target = torch.device("cpu") if options.cpu_offload else device  # offload moves each model when it runs
+    if denoiser.dtype == dtype:
+        pipe.to(target)  # loaded in its dtype already: keep the modules a model holds in fp32 as they are
     else:
-        pipe.to(device, dtype)
+        pipe.to(target, dtype)
     if options.channels_last:
-        changed = conv2d_channels_last(pipe.unet) + conv2d_channels_last(pipe.vae)
+        changed = conv2d_channels_last(denoiser) + conv2d_channels_last(pipe.vae)
         log.info("channels_last: %d Conv2d weights reordered", changed)
     if options.fuse_qkv:
-        pipe.unet.fuse_qkv_projections()
+        fuse = getattr(denoiser, "fuse_qkv_projections", None)
+        if fuse is None:
+            raise PerformanceOptionError(f"{ENV_FUSE_QKV}=1: this model's {type(denoiser).__name__} cannot fuse "
+                                         "its attention projections; unset it")
+        fuse()
     if options.vae_tiling:
         pipe.vae.enable_tiling()
-    unet = pipe.unet
-    forward = unet.forward
+    forward = denoiser.forward
     if options.compile_unet:
         forward = torch.compile(forward, mode=None if options.compile_mode == "default" else options.compile_mode)
     if options.sdpa_backend != "auto":
         forward = with_sdpa_backend(forward, options.sdpa_backend)  # entered outside the compiled code
-    if forward is not unet.forward:
-        unet.forward = forward
+    if forward is not denoiser.forward:
+        denoiser.forward = forward

@@ -8,7 +8,7 @@ One process per GPU (design.md section 4). It talks to the job store itself (the
 2. loads the pipeline once (``I2V_MODEL``; ``tiny`` is the offline test model) and keeps it warm;
 3. loops: every ``I2V_RESCUE_INTERVAL_S`` requeue the jobs of dead workers (``rescue_dead_workers``, after
    ``WORKER_DEAD_AFTER`` seconds without a heartbeat) and of expired leases -> claim the next job -> read its input
-   image from the store -> ``load_image`` + ``fit_image`` -> ``VideoGenerator.generate`` -> ``encode_to_budget`` to
+   image from the store -> ``load_image`` + ``fit_image`` -> ``VideoBackend.generate`` -> ``encode_to_budget`` to
    the job's upload limit (in a scratch file under ``OUTPUT_DIR``, removed at once) -> ``finish_job`` with the MP4's
    bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk outlives the job.
 
@@ -40,7 +40,7 @@ waits for a thread the interpreter would otherwise join at exit. A generation th
 ``I2V_STALL_SECONDS`` is taken as a hung GPU call: the worker exits with ``EXIT_STALLED`` (the lease brings the job
 back), since such a call cannot be interrupted from Python.
 
-GPU-seconds are the wall time spent inside ``VideoGenerator.generate`` for the job (both runs when it was retried in
+GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
 Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
@@ -71,7 +71,6 @@ from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
-from generator.model_spaces import I2VGENXL
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -81,6 +80,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.model_spaces import I2VGENXL
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
     DEFAULT_MODEL,
@@ -106,12 +106,12 @@ from generator.worker_settings import (  # re-exported too: callers import the s
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-    from generator.pipeline import VideoGenerator
+    from generator.models.base import VideoBackend
     from generator.safety import SafetyChecker
     from jobs.heartbeat import ProgressWriter
 
 log = logging.getLogger("generator.worker")
-RUNNABLE_MODELS: tuple[str, ...] = (I2VGENXL,)  # the model backends this worker runs (generator.pipeline)
+RUNNABLE_MODELS: tuple[str, ...] = (I2VGENXL,)  # the model backends this worker runs (generator.models)
 PROG = "i2v-worker"  # how its one-line errors begin
 
 __all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
@@ -128,7 +128,7 @@ class WorkerProcess(JobExecution):
         self.faults = faults or FaultPlan()
         self.drain = drain
         self.once = once
-        self.generator: VideoGenerator | None = None
+        self.generator: VideoBackend | None = None
         self.safety: SafetyChecker | None = None  # the image classifier, loaded beside the model (None: off)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -228,7 +228,7 @@ class WorkerProcess(JobExecution):
             await asyncio.to_thread(beats.stop)
             try:
                 await self._set_state(final_state, None)
-            except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
+            except Exception:
                 log.exception("could not mark the worker stopped")
             await self._progress.close()
             await self._engine.dispose()
@@ -237,16 +237,16 @@ class WorkerProcess(JobExecution):
         """Load the pipeline on a daemon thread while the heartbeat goes on; False if told to stop meanwhile."""
         assert self._stopping is not None
 
-        def load() -> tuple[VideoGenerator, SafetyChecker | None]:
+        def load() -> tuple[VideoBackend, SafetyChecker | None]:
             self.faults.before_load()
             from generator.model_source import route_library_logs
 
             route_library_logs()
-            from generator.pipeline import VideoGenerator
+            from generator.models import I2VGENXL, backend_class
             from generator.safety import SafetyChecker
 
             s = self.settings
-            generator = VideoGenerator.load(s.model, device=s.device)
+            generator = backend_class(I2VGENXL).load(s.model, device=s.device)
             return generator, SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
                                                  unsafe_label=s.safety_unsafe_label, device=s.device,
                                                  faults=self.faults)
@@ -275,7 +275,7 @@ class WorkerProcess(JobExecution):
                 last_rescue = time.monotonic()
             try:
                 job = await self._claim()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker; retry after a poll
+            except Exception:
                 log.exception("claiming the next job failed")
                 job = None
             if job is None:
@@ -355,7 +355,7 @@ class WorkerProcess(JobExecution):
             async with self._session() as session, session.begin():
                 dead = await rescue_dead_workers(session, dead_after_s=self.settings.dead_after_s)
                 expired = await rescue_expired(session)
-        except Exception:  # noqa: BLE001 - the rescuer is housekeeping; the claim loop goes on
+        except Exception:
             log.exception("rescue failed")
             return
         if dead:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.catalog import WORKER, default_float, default_int, default_text, read_by
-from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read  # noqa: F401 - SettingsError re-exported
+from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read
 from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
 from generator.model_spaces import enabled_models, worker_models
 

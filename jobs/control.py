@@ -44,6 +44,7 @@ from jobs.models import (
 )
 from jobs.quota import add_ledger, ban_user
 from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
+from jobs.web_sessions import end_user_sessions
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 
@@ -162,6 +163,15 @@ async def refuse_if_banned_here(session: AsyncSession, user_id: int, guild_id: i
         raise BannedHere(ban.reason)
 
 
+async def refuse_banned(session: AsyncSession, user_id: int, guild_id: int | None) -> None:
+    """Raise :class:`~jobs.errors.Banned` if ``user_id`` is banned from the bot, :class:`BannedHere` if from
+    ``guild_id`` (a sign-in link from that server, ``/web`` there)."""
+    limit = await session.get(UserLimit, user_id)
+    if limit is not None and limit.banned:
+        raise Banned(limit.ban_reason)
+    await refuse_if_banned_here(session, user_id, guild_id)
+
+
 async def ban_from_guild(
     session: AsyncSession, guild_id: int, user_id: int, *, reason: str | None, by: int, now: datetime | None = None
 ) -> tuple[bool, list[int]]:
@@ -182,13 +192,14 @@ async def ban_from_guild(
         )
     )
     cancelled = [job_id for job_id in queued if await cancel_job(session, job_id, now=now) == CancelOutcome.CANCELLED]
+    ended = await end_user_sessions(session, user_id, guild_id=guild_id, now=now)  # the pages of this server's links
     await record_action(
         session,
         actor_id=by,
         action="ban_from_server",
         target_user_id=user_id,
         guild_id=guild_id,
-        detail={"reason": reason, "cancelled": cancelled},
+        detail={"reason": reason, "cancelled": cancelled, **({"web_sessions_ended": ended} if ended else {})},
         now=now,
         scope=AUDIT_SCOPE_SERVER,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
+from generator.model_spaces import display_name
 from jobs.control import is_paused
 from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, AuditLog, Job, JobSource, JobStatus, JobVideo
 
@@ -43,6 +44,7 @@ class QueueEntry:
     status: JobStatus
     position: int | None  # 1 = claimed next; None while running
     prompt: str
+    model: str
     preset: str | None
     resolution: str
     frames: int
@@ -65,9 +67,10 @@ class QueueEntry:
 
     @property
     def summary(self) -> str:
-        """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
+        """A one-line summary of the parameters, e.g. ``I2VGen-XL quick 512p 8f 30 steps 8 fps seed 5``."""
         preset = self.preset or NO_PRESET
-        return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
+        return (f"{display_name(self.model)} {preset} {self.resolution} {self.frames}f {self.steps} steps "
+                f"{self.fps} fps seed {self.seed}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +206,7 @@ def _entry(job: Job, position: int | None) -> QueueEntry:
         status=job.status,
         position=int(position) if position is not None and job.status == JobStatus.QUEUED else None,
         prompt=job.prompt,
+        model=job.model,
         preset=job.preset,
         resolution=job.resolution,
         frames=job.frames,

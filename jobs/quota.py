@@ -27,6 +27,7 @@ from jobs.models import (
     UserLimit,
     utcnow,
 )
+from jobs.web_sessions import end_user_sessions
 
 BUDGET_WINDOW = timedelta(hours=24)
 """Charges older than this no longer count against a budget."""
@@ -291,12 +292,15 @@ async def set_user_limit(
 async def ban_user(
     session: AsyncSession, user_id: int, *, reason: str | None, by: int | None, now: datetime | None = None
 ) -> UserLimit:
-    """Ban a user from enqueueing (queued jobs stay; admins may cancel them); audited as ``ban_user``."""
+    """Ban a user from enqueueing (queued jobs stay; admins may cancel them) and end their web sessions; audited
+    as ``ban_user``."""
     now = now or utcnow()
     row = await _user_limit_row(session, user_id, now)
     row.banned, row.ban_reason = True, (reason or None)
     row.updated_by, row.updated_at = by, now
-    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id, detail={"reason": reason}, now=now)
+    ended = await end_user_sessions(session, user_id, now=now)  # their open pages get 401 on the next request
+    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id,
+                        detail={"reason": reason, **({"web_sessions_ended": ended} if ended else {})}, now=now)
     return row
 
 

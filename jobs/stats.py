@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -139,7 +140,7 @@ def durations(values: Iterable[float]) -> Durations:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _in_guild(query: Select, guild_id: int | None) -> Select:  # type: ignore[type-arg]
@@ -259,7 +260,7 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 
     The period ends just after ``now`` so that a job finished at ``now`` counts.
     """
-    now = _aware(now, "now") if now is not None else datetime.now(timezone.utc)
+    now = _aware(now, "now") if now is not None else datetime.now(UTC)
     until = now + timedelta(microseconds=1)
     return AdminStats(
         now=now,
@@ -344,7 +345,7 @@ async def read_metrics_snapshot(
     ValueError
         ``bounds`` is empty or not strictly increasing.
     """
-    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:])):
+    if not bounds or any(b <= a for a, b in pairwise(bounds)):
         raise ValueError(f"read_metrics_snapshot: bounds must be non-empty and strictly increasing, got {bounds!r}")
     dialect = session.get_bind().dialect.name
 

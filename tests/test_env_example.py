@@ -9,7 +9,7 @@ from dotenv import dotenv_values
 
 from bot.settings import BotSettings
 from config.catalog import SETTINGS
-from generator.pipeline import PerformanceOptions
+from generator.performance import PerformanceOptions
 from generator.worker import WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

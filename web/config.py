@@ -15,6 +15,7 @@ from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, DEFAULT_SESSION_TTL_SECO
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 DEFAULT_OPERATOR_LINK_TTL_SECONDS = 3600.0
+DEFAULT_ROLE_RECHECK_SECONDS = 1800.0
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,8 +56,14 @@ class WebConfig:
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
     link_ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS
     operator_link_ttl_seconds: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS
+    role_recheck_seconds: float = DEFAULT_ROLE_RECHECK_SECONDS  # the bot re-reads members' roles this often
     prompt_blocklist: tuple[str, ...] = ()  # PROMPT_BLOCKLIST, normalised (jobs.safety.parse_blocklist)
     models: tuple[str, ...] = (DEFAULT_MODEL,)  # I2V_MODELS as resolved: the page's model choices, default first
+
+    @property
+    def roles_valid_seconds(self) -> float:
+        """Roles read from Discord longer ago than this lapse (two re-check periods: one missed read is fine)."""
+        return 2.0 * self.role_recheck_seconds
 
     @property
     def secure_cookies(self) -> bool:
@@ -87,6 +94,7 @@ class WebConfig:
             save_output_copy=settings.save_output_copy,
             worker_dead_after=settings.worker_dead_after,
             operator_link_ttl_seconds=settings.web_operator_link_ttl,
+            role_recheck_seconds=settings.web_role_recheck,
             prompt_blocklist=tuple(settings.prompt_blocklist),
             models=tuple(settings.models),
         )

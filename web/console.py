@@ -13,14 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
+from jobs.audit import record_action
 from jobs.control import ban_and_settle, cancel_audited, pause_queue, resume_queue
 from jobs.listings import audit_page, queue_page
 from jobs.models import Job, UserLimit, utcnow
 from jobs.quota import effective_limits, quota_status, set_user_limit, unban_user
 from jobs.stats import admin_stats
-from jobs.web_sessions import latest_roles
+from jobs.web_sessions import end_session_by_id, latest_roles, live_sessions, session_id
 from jobs.workers import unavailable_reason
-from web.auth import WebUser, error, member_of
+from web.auth import USER, WebUser, error, member_of
 from web.limits import BadRequest, read_json, whole_number
 from web.pages import policy_for
 from web.render import iso
@@ -28,6 +29,7 @@ from web.render import iso
 log = logging.getLogger(__name__)
 
 QUEUE_PAGE_SIZE = 25
+SESSIONS_SHOWN = 100  # the newest live sessions the console lists
 AUDIT_PAGE_SIZE = 25
 MAX_REASON_CHARS = 200
 MAX_DAILY_GPU_SECONDS = 30 * 86400.0  # a budget override beyond a month of GPU time per day is a typo
@@ -35,7 +37,7 @@ MAX_PENDING_CAP = 10_000  # jobs; an override beyond this is a typo
 
 
 def _operator(request: web.Request) -> WebUser:
-    user = request["user"]
+    user = request[USER]
     if user is None or not user.is_operator:
         raise web.HTTPForbidden(text='{"error": "Only the bot\'s operator may use the console."}',
                                 content_type="application/json")
@@ -78,6 +80,7 @@ class Console:
             queue = await queue_page(session, limit=QUEUE_PAGE_SIZE)
             stats = await admin_stats(session, now=now)
             audit = await audit_page(session, limit=AUDIT_PAGE_SIZE)
+            signed_in = await live_sessions(session, limit=SESSIONS_SHOWN)
         problem = self.server.worker_problem() or unavailable_reason(
             stats.workers, now=now, dead_after_s=self.server.config.worker_dead_after)
         return web.json_response({
@@ -98,6 +101,11 @@ class Console:
                                           "mean_s": t.generation.mean_seconds, "p95_s": t.generation.p95_seconds}
                                          for t in period.timings]}
                       for name, period in (("today", stats.today), ("week", stats.week))},
+            "sessions": [{"id": session_id(s), "user_id": str(s.user_id),
+                          "guild_id": str(s.guild_id) if s.guild_id else None, "operator": s.operator,
+                          "role_ids": [str(role) for role in s.role_ids or ()], "created_at": iso(s.created_at),
+                          "expires_at": iso(s.expires_at), "roles_checked_at": iso(s.roles_checked_at)}
+                         for s in signed_in],
             "audit": [{"id": row.id, "at": iso(row.created_at), "actor_id": str(row.actor_id or ""),
                        "action": row.action, "target_user_id": str(row.target_user_id or ""), "job_id": row.job_id,
                        "scope": row.scope, "detail": row.detail} for row in audit.rows],
@@ -129,6 +137,20 @@ class Console:
             outcome = await cancel_audited(session, job, by=user.user_id, bot_wide=True)
         log.info("operator %s cancelled job %s from the console: %s", user.user_id, job_id, outcome.value)
         return web.json_response({"id": job_id, "outcome": outcome.value})
+
+    async def end_session(self, request: web.Request) -> web.Response:
+        """POST /api/console/sessions/{session_id}/end: that browser is signed out at once."""
+        operator = _operator(request)
+        sid = request.match_info["session_id"]
+        async with self.server.sessions.begin() as session:
+            user_id = await end_session_by_id(session, sid)
+            if user_id is not None:
+                await record_action(session, actor_id=operator.user_id, action="end_web_session",
+                                    target_user_id=user_id, detail={"session": sid})
+        if user_id is None:
+            return error(404, "There is no such signed-in session.")
+        log.info("operator %s ended web session %s of user %s", operator.user_id, sid, user_id)
+        return web.json_response({"ended": sid, "user_id": str(user_id)})
 
     async def user(self, request: web.Request) -> web.Response:
         """GET /api/console/users/{user_id}: a user's quota, limits and ban."""

@@ -53,7 +53,7 @@ async def _health_report(readers: Any, *, dead_after: float, worker_problem: Wor
     try:
         async with readers() as session:
             workers = await worker_infos(session, now=now, stale_after_seconds=dead_after)
-    except Exception as error:  # any driver error means the database does not answer
+    except Exception as error:  # noqa: BLE001 - any driver error means the database does not answer
         log.warning("health check: the database did not answer: %s", error)
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
     live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]

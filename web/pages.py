@@ -1,8 +1,10 @@
 """The page's own API: make a video, follow it, cancel it, re-roll it, the quota, the gallery.
 
-Every request acts as ``request["user"]`` (``web.auth``) and reaches only that user's jobs: another user's job is
+Every request acts as ``request[USER]`` (``web.auth``) and reaches only that user's jobs: another user's job is
 answered as if it did not exist. Requests go through the same flow as Discord's (``jobs.requests``): the same
-image checks, parameter checks, pause holds, bans, caps and quota, the same messages.
+image checks, parameter checks, pause holds, bans, caps and quota, the same messages. A job made on the page
+belongs to the server the user's sign-in link was made in (``/web`` there; none from a DM or the operator's link):
+that server's bans, pause and caps apply to it exactly as to ``/animate`` there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from aiohttp import BodyPartReader, web
 from generator.images import ImageError
 from generator.model_spaces import SPACES, union_bounds
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_PRESET,
+    MAX_PROMPT_CHARS,
+    SEED_RANGE,
+    ParamError,
+    Resolved,
+    resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import remove_copies
@@ -40,7 +48,7 @@ from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID
-from web.auth import WebUser, error
+from web.auth import USER, WebUser, error
 from web.events import stream_job
 from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
 from web.ranges import send_blob
@@ -61,7 +69,7 @@ AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
 def _user(request: web.Request) -> WebUser:
-    user = request["user"]
+    user = request[USER]
     assert user is not None  # the middleware refuses anonymous API calls
     return user
 
@@ -157,8 +165,9 @@ class Pages:
         self.config = server.config
 
     def origin(self, user: WebUser, parent: int | None = None) -> Origin:
-        return Origin(user_id=user.user_id, guild_id=None, channel_id=WEB_CHANNEL_ID, source=JobSource.WEB.value,
-                      upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
+        # the server the sign-in link was made in: its bans, pauses and caps apply as to /animate there
+        return Origin(user_id=user.user_id, guild_id=user.guild_id, channel_id=WEB_CHANNEL_ID,
+                      source=JobSource.WEB.value, upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
 
     async def own_job(self, user: WebUser, job_id: int) -> Job | None:
         async with self.server.readers() as session:
@@ -296,7 +305,8 @@ class Pages:
             resolved = params_from(fields, self.config.models[0])
             params = resolved.params
             async with self.server.readers() as session:  # before the image is decoded or stored
-                await check_prompt(session, guild_id=None, texts=prompt_texts(params.prompt, params.negative_prompt),
+                await check_prompt(session, guild_id=user.guild_id,
+                                   texts=prompt_texts(params.prompt, params.negative_prompt),
                                    setting_terms=self.config.prompt_blocklist)
             parent_id = fields.get("parent", "").strip()
             size = None
@@ -342,7 +352,8 @@ class Pages:
         rolled back)."""
         if isinstance(exc, PromptBlocked):
             async with self.server.sessions.begin() as session:
-                await record_blocked(session, exc, user_id=user.user_id, guild_id=None, source=JobSource.WEB.value)
+                await record_blocked(session, exc, user_id=user.user_id, guild_id=user.guild_id,
+                                     source=JobSource.WEB.value)
         return refusal(exc)
 
     async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
@@ -352,7 +363,7 @@ class Pages:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
             notice = await availability_notice(session, own_problem=self.server.worker_problem(),
-                                               dead_after_s=self.config.worker_dead_after)
+                                               dead_after_s=self.config.worker_dead_after, model=job.model)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 

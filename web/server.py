@@ -94,6 +94,7 @@ class WebServer:
         r.add_post("/api/console/pause", console.pause)
         r.add_post("/api/console/resume", console.resume)
         r.add_post("/api/console/jobs/{job_id}/cancel", console.cancel)
+        r.add_post("/api/console/sessions/{session_id}/end", console.end_session)
         r.add_get("/api/console/users/{user_id}", console.user)
         r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
         r.add_post("/api/console/users/{user_id}/ban", console.ban)

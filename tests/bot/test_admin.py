@@ -40,10 +40,18 @@ from jobs.models import (
     UserLimit,
     Worker,
 )
-from tests.bot.harness import Answer, BotProcess, answer_of, custom_ids, followup_text, job_id_from, queued_job
-from tests.bot.harness import running_bot
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    answer_of,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    queued_job,
+    running_bot,
+    wait_result,
+)
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import wait_result
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction, FakeMember

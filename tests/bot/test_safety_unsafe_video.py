@@ -76,16 +76,21 @@ def private_notes(fake: FakeDiscord, interaction: Any) -> list[RecordedRequest]:
 
 
 async def assert_withheld(world: World, job_id: int) -> None:
-    """The job keeps its verdict and reason; no byte of its video is left (store, disk) and nothing was posted."""
+    """The job keeps its verdict and reason; no byte of its video is left (store, disk); the channel got only a
+    notice without the video or the reason, which replaced the status message."""
     bot = world.bot
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None)
     assert job.output_verdict == "unsafe" and job.withheld_at is not None, job
     assert "flagged" in (job.error or "")
-    assert job.result_message_id is None and job.output_path is None
+    assert job.output_path is None
     assert await bot.read(lambda s: s.get(JobVideo, job_id)) is None
     assert not list((bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
-    assert not result_posts(world.fake, job_id)
+    (notice,) = result_posts(world.fake, job_id)
+    assert not notice.files and int(notice.response["id"]) == job.result_message_id
+    assert "not posted here" in notice.json["content"] and "flagged" not in notice.json["content"]
+    assert f"i2v:report:{job_id}" not in custom_ids(notice.json)
     assert not [r for r in world.fake.requests if r.files and f"_{job_id}.mp4" in r.files[0].filename]
+    assert job.status_message_id is None or job.status_message_id not in world.fake.messages
 
 
 async def test_flagged_video_is_withheld_in_an_ordinary_channel_and_the_user_told_ephemerally(world: World) -> None:
@@ -96,9 +101,6 @@ async def test_flagged_video_is_withheld_in_an_ordinary_channel_and_the_user_tol
     assert int(note.json["flags"]) & payloads.MESSAGE_FLAG_EPHEMERAL
     assert f"job #{job_id}" in note.json["content"] and "age-restricted" in note.json["content"]
     await assert_withheld(world, job_id)
-    # the status message in the channel ends neutral: no reason in public
-    await fake.wait_for(lambda r: r.method == "PATCH" and f"**Job #{job_id}**" in ((r.json or {}).get("content") or "")
-                        and "not posted here" in r.json["content"], timeout=10)
     # /queue tells it too
     queue = await answer_of(fake, await fake.inject_slash("queue", {}, member=member))
     assert f"#{job_id} was not posted" in queue.content, queue.content

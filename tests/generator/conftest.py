@@ -15,14 +15,14 @@ TORCH_THREADS = 1  # the CI machine's 2 cores are shared: one thread avoids Open
 
 @pytest.fixture(scope="session")
 def tiny_generator():  # type: ignore[no-untyped-def]
-    """The tiny, offline VideoGenerator, loaded once (imports torch and diffusers), run on one CPU thread."""
+    """The tiny, offline I2VGen-XL backend, loaded once (imports torch and diffusers), run on one CPU thread."""
     import torch
 
-    from generator.pipeline import VideoGenerator
+    from generator.models.i2vgenxl import I2VGenXLBackend
 
     previous = torch.get_num_threads()
     torch.set_num_threads(TORCH_THREADS)
-    yield VideoGenerator.load("tiny", device="cpu")
+    yield I2VGenXLBackend.load("tiny", device="cpu")
     torch.set_num_threads(previous)
 
 

@@ -93,9 +93,9 @@ def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     assert len(flops) == 1 and flops.pop() > 0
     # the FLOPs counted from the recorded call equal those of the pipeline's documented UNet shapes
     bench = _load_bench_module()
-    from generator.tiny import build_tiny_pipeline
+    from generator.models.tiny import build_tiny_i2vgenxl
 
-    config = build_tiny_pipeline().unet.config
+    config = build_tiny_i2vgenxl().unet.config
     args, kwargs = bench.pipeline_unet_shapes(config, *SMALL_SIZE_PX, 8, bench.torch.float32, vae_factor=16)
     assert bench.count_unet_flops(config, args, kwargs) == results["ours"]["unet_flop_per_step"]
     assert "speedup_vs_reference" in proc.stdout and "latents_rel_error_vs_reference" in proc.stdout

@@ -126,12 +126,12 @@ def test_default_output_name_follows_the_seed_and_never_overwrites(tmp_path: Pat
 def test_unwritable_output_is_refused_before_the_model_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generator.pipeline import VideoGenerator
+    from generator.models.i2vgenxl import I2VGenXLBackend
 
     def no_load(cls, model, device=None, options=None):  # type: ignore[no-untyped-def]
         raise AssertionError("the model must not load for an output that cannot be written")
 
-    monkeypatch.setattr(VideoGenerator, "load", classmethod(no_load))
+    monkeypatch.setattr(I2VGenXLBackend, "load", classmethod(no_load))
     blocker = tmp_path / "clips"
     blocker.write_text("a file where a folder would go")
     assert main([str(SAMPLE_IMAGE), "waves", "-o", str(blocker / "day1" / "mine.mp4")]) == 2
@@ -147,14 +147,14 @@ def test_nan_frames_exit_1_with_one_line_and_no_video(
     """The real tiny pipeline with a poisoned VAE decoder makes NaN frames: one error line, status 1, no file."""
     import torch
 
-    from generator.pipeline import VideoGenerator
-    from generator.tiny import build_tiny_pipeline
+    from generator.models.i2vgenxl import I2VGenXLBackend
+    from generator.models.tiny import build_tiny_i2vgenxl
 
-    pipe = build_tiny_pipeline()
+    pipe = build_tiny_i2vgenxl()
     with torch.no_grad():
         pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
-    broken = VideoGenerator(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
-    monkeypatch.setattr(VideoGenerator, "load", classmethod(lambda cls, model, device=None, options=None: broken))
+    broken = I2VGenXLBackend(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
+    monkeypatch.setattr(I2VGenXLBackend, "load", classmethod(lambda cls, model, device=None, options=None: broken))
     out = tmp_path / "nan.mp4"
     assert main([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "8", "--steps", "10",
                  "--seed", "1", "-o", str(out)]) == 1

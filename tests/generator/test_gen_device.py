@@ -14,7 +14,7 @@ import torch
 
 from generator.device import GIB, CudaState, NoUsableGPU, cuda_problem, device_report, probe_cuda, resolve_device
 from generator.model_source import ModelLoadError
-from generator.pipeline import VideoGenerator
+from generator.models.i2vgenxl import I2VGenXLBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL = "ali-vilab/i2vgen-xl"
@@ -58,7 +58,7 @@ def test_loading_the_real_model_on_this_cpu_machine_fails_before_any_download(tm
     if probe_cuda().usable:
         pytest.skip("this machine has a usable GPU: the refusal is shown above with built machine states")
     with pytest.raises(NoUsableGPU, match="no CUDA device is usable"):
-        VideoGenerator.load(REAL)
+        I2VGenXLBackend.load(REAL)
 
 
 def test_the_report_names_the_build_the_device_and_a_memory_warning() -> None:

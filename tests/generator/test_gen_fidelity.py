@@ -20,12 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
+from generator.models.i2vgenxl import I2VGenXLBackend
 from generator.params import GenerationParams, resolve_params
-from generator.pipeline import (
-    PerformanceOptionError,
-    PerformanceOptions,
-    VideoGenerator,
-)
+from generator.performance import PerformanceOptionError, PerformanceOptions
 
 TORCH_THREADS = 1  # the shared 2-core machine: one thread, as in conftest.py
 WIDTH, HEIGHT = 128, 64  # px; small, multiples of 64
@@ -60,19 +57,19 @@ def params() -> GenerationParams:
 
 
 @pytest.fixture(scope="module")
-def reference() -> VideoGenerator:
-    return VideoGenerator.load("tiny", device="cpu", options=PerformanceOptions())
+def reference() -> I2VGenXLBackend:
+    return I2VGenXLBackend.load("tiny", device="cpu", options=PerformanceOptions())
 
 
 @pytest.fixture(scope="module")
-def reference_latents(reference: VideoGenerator, sample_image: Image.Image, params: GenerationParams) -> np.ndarray:
+def reference_latents(reference: I2VGenXLBackend, sample_image: Image.Image, params: GenerationParams) -> np.ndarray:
     latents = reference.generate_array(sample_image, params, width=WIDTH, height=HEIGHT, output="latents")
     assert latents.shape == (1, 4, 8, HEIGHT // 16, WIDTH // 16) and np.abs(latents).mean() > 0.1
     return latents
 
 
 def _latents(options: PerformanceOptions, image: Image.Image, params: GenerationParams) -> tuple[Any, np.ndarray]:
-    generator = VideoGenerator.load("tiny", device="cpu", options=options)
+    generator = I2VGenXLBackend.load("tiny", device="cpu", options=options)
     return generator, generator.generate_array(image, params, width=WIDTH, height=HEIGHT, output="latents")
 
 
@@ -114,7 +111,7 @@ def test_fused_qkv_latents_exact(
 def test_math_sdpa_backend_is_used_in_the_unet_and_latents_exact(
     sample_image: Image.Image, params: GenerationParams, reference_latents: np.ndarray
 ) -> None:
-    generator = VideoGenerator.load("tiny", device="cpu", options=PerformanceOptions(sdpa_backend="math"))
+    generator = I2VGenXLBackend.load("tiny", device="cpu", options=PerformanceOptions(sdpa_backend="math"))
     seen: list[tuple[bool, bool]] = []
     attention = next(m for name, m in generator.pipeline.unet.named_modules() if name.endswith("attn1"))
     hook = attention.register_forward_hook(
@@ -132,10 +129,10 @@ def test_math_sdpa_backend_is_used_in_the_unet_and_latents_exact(
 
 
 def test_decode_chunk_size_changes_no_frame(
-    reference: VideoGenerator, sample_image: Image.Image, params: GenerationParams
+    reference: I2VGenXLBackend, sample_image: Image.Image, params: GenerationParams
 ) -> None:
     ref = reference.generate_array(sample_image, params, width=WIDTH, height=HEIGHT, output="frames")
-    chunked = VideoGenerator.load("tiny", device="cpu", options=PerformanceOptions(decode_chunk_size=3))
+    chunked = I2VGenXLBackend.load("tiny", device="cpu", options=PerformanceOptions(decode_chunk_size=3))
     assert (reference.decode_chunk_size(), chunked.decode_chunk_size()) == (16, 3)
     frames = chunked.generate_array(sample_image, params, width=WIDTH, height=HEIGHT, output="frames")
     assert frames.shape == (8, HEIGHT, WIDTH, 3)
@@ -145,10 +142,10 @@ def test_decode_chunk_size_changes_no_frame(
 
 
 def test_vae_tiling_changes_frames_only_slightly(
-    reference: VideoGenerator, sample_image: Image.Image, params: GenerationParams
+    reference: I2VGenXLBackend, sample_image: Image.Image, params: GenerationParams
 ) -> None:
     ref = reference.generate_array(sample_image, params, width=TILED_WIDTH, height=HEIGHT, output="frames")
-    tiled = VideoGenerator.load("tiny", device="cpu", options=PerformanceOptions(vae_tiling=True))
+    tiled = I2VGenXLBackend.load("tiny", device="cpu", options=PerformanceOptions(vae_tiling=True))
     assert tiled.pipeline.vae.use_tiling and not reference.pipeline.vae.use_tiling
     frames = tiled.generate_array(sample_image, params, width=TILED_WIDTH, height=HEIGHT, output="frames")
     error = _rel_error(frames, ref)
@@ -167,7 +164,7 @@ def test_compiled_unet_latents_exact(
 ) -> None:
     started = time.perf_counter()
     options = PerformanceOptions(compile_unet=True, warmup_shapes=((WIDTH, HEIGHT, params.frames),))
-    generator = VideoGenerator.load("tiny", device="cpu", options=options)
+    generator = I2VGenXLBackend.load("tiny", device="cpu", options=options)
     assert generator.warmup_s > 0
     latents = generator.generate_array(sample_image, params, width=WIDTH, height=HEIGHT, output="latents")
     error = _rel_error(latents, reference_latents)
@@ -185,7 +182,7 @@ def test_compiled_unet_latents_exact(
 )
 def test_cuda_only_settings_are_refused_on_the_cpu(options: PerformanceOptions, setting: str) -> None:
     with pytest.raises(PerformanceOptionError, match=setting):
-        VideoGenerator.load("tiny", device="cpu", options=options)
+        I2VGenXLBackend.load("tiny", device="cpu", options=options)
 
 
 def test_options_from_env_defaults_and_values() -> None:
@@ -224,6 +221,6 @@ def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None
 def test_load_reads_the_environment_when_no_options_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("I2V_DECODE_CHUNK_SIZE", "5")
     monkeypatch.setenv("I2V_CHANNELS_LAST", "1")
-    generator = VideoGenerator.load("tiny", device="cpu")
+    generator = I2VGenXLBackend.load("tiny", device="cpu")
     assert generator.options == PerformanceOptions(decode_chunk_size=5, channels_last=True)
     assert generator.decode_chunk_size() == 5 and generator.decode_chunk_size(low_memory=True) == 1

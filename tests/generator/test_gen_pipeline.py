@@ -1,4 +1,4 @@
-"""generator.pipeline on the real diffusers I2VGenXLPipeline with the tiny model (CPU)."""
+"""generator.models.i2vgenxl on the real diffusers I2VGenXLPipeline with the tiny model (CPU)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from generator.model_source import ModelLoadError
+from generator.models.base import GenerationCancelled, GenerationOutOfMemory
+from generator.models.i2vgenxl import I2VGenXLBackend
 from generator.params import STEPS_RANGE, resolve_params, target_size
-from generator.pipeline import (
-    GenerationCancelled,
-    GenerationOutOfMemory,
-    ModelLoadError,
-    VideoGenerator,
-)
 from generator.video import encode_mp4, probe_mp4
 
 WIDTH, HEIGHT = 192, 128  # small but still multiples of 64
@@ -32,7 +29,7 @@ def _arrays(frames: list[Image.Image]) -> np.ndarray:
 
 
 def test_generation_writes_an_mp4_with_exact_frames_fps_and_size(
-    tiny_generator: VideoGenerator, sample_image: Image.Image, tmp_path: Path
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image, tmp_path: Path
 ) -> None:
     params = _params(frames=9, fps=6)
     frames = tiny_generator.generate(sample_image, params, width=WIDTH, height=HEIGHT)
@@ -49,7 +46,7 @@ def test_generation_writes_an_mp4_with_exact_frames_fps_and_size(
 
 
 def test_same_seed_same_frames_other_seed_different(
-    tiny_generator: VideoGenerator, sample_image: Image.Image
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
 ) -> None:
     first = _arrays(tiny_generator.generate(sample_image, _params(seed=7), width=WIDTH, height=HEIGHT))
     again = _arrays(tiny_generator.generate(sample_image, _params(seed=7), width=WIDTH, height=HEIGHT))
@@ -59,7 +56,7 @@ def test_same_seed_same_frames_other_seed_different(
 
 
 def test_reproducible_whatever_the_global_rng_state(
-    tiny_generator: VideoGenerator, sample_image: Image.Image
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
 ) -> None:
     torch.manual_seed(999)
     first = _arrays(tiny_generator.generate(sample_image, _params(seed=5), width=WIDTH, height=HEIGHT))
@@ -69,7 +66,7 @@ def test_reproducible_whatever_the_global_rng_state(
 
 
 def test_progress_reports_each_step_in_order_then_decoding(
-    tiny_generator: VideoGenerator, sample_image: Image.Image
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
 ) -> None:
     events: list[object] = []
     tiny_generator.generate(
@@ -84,7 +81,7 @@ def test_progress_reports_each_step_in_order_then_decoding(
 
 
 def test_cancel_at_step_k_then_the_same_pipeline_runs_a_new_job(
-    tiny_generator: VideoGenerator, sample_image: Image.Image
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
 ) -> None:
     reference = _arrays(tiny_generator.generate(sample_image, _params(seed=11), width=WIDTH, height=HEIGHT))
     seen: list[int] = []
@@ -107,7 +104,7 @@ def test_cancel_at_step_k_then_the_same_pipeline_runs_a_new_job(
     assert np.array_equal(_arrays(after), reference)  # the cancelled run left nothing behind
 
 
-def test_cancel_before_the_first_step(tiny_generator: VideoGenerator, sample_image: Image.Image) -> None:
+def test_cancel_before_the_first_step(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     steps: list[int] = []
     with pytest.raises(GenerationCancelled) as info:
         tiny_generator.generate(sample_image, _params(), width=WIDTH, height=HEIGHT,
@@ -116,7 +113,7 @@ def test_cancel_before_the_first_step(tiny_generator: VideoGenerator, sample_ima
 
 
 def test_cuda_out_of_memory_becomes_advice_and_the_pipeline_stays_usable(
-    tiny_generator: VideoGenerator, sample_image: Image.Image
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
 ) -> None:
     def explode(step: int, total: int) -> None:
         if step == 3:
@@ -132,7 +129,7 @@ def test_cuda_out_of_memory_becomes_advice_and_the_pipeline_stays_usable(
     assert len(frames) == 8
 
 
-def test_one_job_at_a_time(tiny_generator: VideoGenerator, sample_image: Image.Image) -> None:
+def test_one_job_at_a_time(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     def reenter(step: int, total: int) -> None:
         tiny_generator.generate(sample_image, _params(), width=WIDTH, height=HEIGHT)
 
@@ -141,7 +138,7 @@ def test_one_job_at_a_time(tiny_generator: VideoGenerator, sample_image: Image.I
     assert len(tiny_generator.generate(sample_image, _params(), width=WIDTH, height=HEIGHT)) == 8
 
 
-def test_low_memory_mode_runs_and_switches_back(tiny_generator: VideoGenerator, sample_image: Image.Image) -> None:
+def test_low_memory_mode_runs_and_switches_back(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     normal = _arrays(tiny_generator.generate(sample_image, _params(seed=3), width=WIDTH, height=HEIGHT))
     low = _arrays(tiny_generator.generate(sample_image, _params(seed=3), width=WIDTH, height=HEIGHT, low_memory=True))
     assert tiny_generator.pipeline.vae.use_tiling is True
@@ -151,20 +148,20 @@ def test_low_memory_mode_runs_and_switches_back(tiny_generator: VideoGenerator, 
     assert tiny_generator.pipeline.vae.use_tiling is False
 
 
-def test_input_is_fitted_to_any_requested_size(tiny_generator: VideoGenerator) -> None:
+def test_input_is_fitted_to_any_requested_size(tiny_generator: I2VGenXLBackend) -> None:
     tall = Image.new("RGB", (300, 700), (200, 30, 30))
     frames = tiny_generator.generate(tall, _params(), width=64, height=128)
     assert {f.size for f in frames} == {(64, 128)}
 
 
-def test_bad_sizes_are_refused_by_name(tiny_generator: VideoGenerator, sample_image: Image.Image) -> None:
+def test_bad_sizes_are_refused_by_name(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     with pytest.raises(ValueError, match="width"):
         tiny_generator.generate(sample_image, _params(), width=100, height=128)
     with pytest.raises(ValueError, match="height"):
         tiny_generator.generate(sample_image, _params(), width=128, height=0)
 
 
-def test_tiny_model_is_built_offline_with_a_77_token_tokenizer(tiny_generator: VideoGenerator) -> None:
+def test_tiny_model_is_built_offline_with_a_77_token_tokenizer(tiny_generator: I2VGenXLBackend) -> None:
     tokenizer = tiny_generator.pipeline.tokenizer
     assert tokenizer.model_max_length == 77
     ids = tokenizer("a cat", padding="max_length", max_length=77, truncation=True).input_ids
@@ -174,10 +171,10 @@ def test_tiny_model_is_built_offline_with_a_77_token_tokenizer(tiny_generator: V
 
 
 def test_local_folder_loads_the_same_model(
-    tiny_generator: VideoGenerator, sample_image: Image.Image, tmp_path: Path
+    tiny_generator: I2VGenXLBackend, sample_image: Image.Image, tmp_path: Path
 ) -> None:
     tiny_generator.pipeline.save_pretrained(tmp_path / "model")
-    from_folder = VideoGenerator.load(str(tmp_path / "model"), device="cpu")
+    from_folder = I2VGenXLBackend.load(str(tmp_path / "model"), device="cpu")
     a = _arrays(tiny_generator.generate(sample_image, _params(seed=21), width=WIDTH, height=HEIGHT))
     b = _arrays(from_folder.generate(sample_image, _params(seed=21), width=WIDTH, height=HEIGHT))
     assert np.array_equal(a, b)
@@ -185,12 +182,12 @@ def test_local_folder_loads_the_same_model(
 
 def test_missing_folder_is_a_clear_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no such folder"):
-        VideoGenerator.load(str(tmp_path / "absent") + "/", device="cpu")
+        I2VGenXLBackend.load(str(tmp_path / "absent") + "/", device="cpu")
     with pytest.raises(ValueError, match="model"):
-        VideoGenerator.load("  ", device="cpu")
+        I2VGenXLBackend.load("  ", device="cpu")
 
 
-def test_real_preset_at_real_size(tiny_generator: VideoGenerator, sample_image: Image.Image) -> None:
+def test_real_preset_at_real_size(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     """The standard preset's 16 frames at the sample's real output size for 512p, 832x512. The step count only
     repeats the same UNet call (the step loop is checked above), so this runs the fewest steps allowed."""
     assert resolve_params("waves roll in", preset="standard").steps == 50
@@ -202,12 +199,12 @@ def test_real_preset_at_real_size(tiny_generator: VideoGenerator, sample_image: 
 
 
 def test_nan_output_is_a_clear_failure(sample_image: Image.Image) -> None:
-    from generator.pipeline import GenerationFailed
-    from generator.tiny import build_tiny_pipeline
+    from generator.models.base import GenerationFailed
+    from generator.models.tiny import build_tiny_i2vgenxl
 
-    pipe = build_tiny_pipeline()
+    pipe = build_tiny_i2vgenxl()
     with torch.no_grad():
         pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
-    broken = VideoGenerator(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
+    broken = I2VGenXLBackend(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
     with pytest.raises(GenerationFailed, match="NaN"):
         broken.generate(sample_image, _params(), width=64, height=64)

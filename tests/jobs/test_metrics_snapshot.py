@@ -7,7 +7,7 @@ bucket, and then scraped through the real /metrics handler.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -21,7 +21,7 @@ from jobs.stats import DURATION_BUCKETS_SECONDS, read_metrics_snapshot
 from web.metrics import UPLOAD_RETRY_REASONS, LoopLag, metrics_handler
 
 Sessions = async_sessionmaker[AsyncSession]
-T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
 # (preset, status, wait seconds or None if never started, generation seconds or None, gpu seconds)
 JOBS: list[tuple[str | None, JobStatus, float | None, float | None, float | None]] = [

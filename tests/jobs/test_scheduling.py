@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.models import Job
 from jobs.admission import enqueue_job
+from jobs.models import Job, WorkerState
+from jobs.requests import availability_notice
 from jobs.transitions import claim_next_job, finish_job
+from jobs.workers import loadable_by_live_workers, upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
@@ -99,3 +101,20 @@ async def test_a_model_no_worker_may_load_is_not_claimed(db_sessionmaker: Sessio
         assert waiting is not None and waiting.status.value == "queued" and waiting.attempt == 0
     job = await _claim(db_sessionmaker, models=("ltxv",))
     assert job is not None and job.id == ltx
+
+
+async def test_the_requester_is_told_when_no_live_worker_may_load_the_model(db_sessionmaker: Sessions) -> None:
+    async with db_sessionmaker() as s, s.begin():
+        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
+                            current_job_id=None, loadable_models=["i2vgenxl", "wan22-5b"], loaded_model="i2vgenxl")
+    async with db_sessionmaker() as s:
+        told = await availability_notice(s, own_problem=None, dead_after_s=30.0, model="ltxv")
+        assert told == ("⚠️ No worker can run LTX-Video (fast) right now (the workers running load I2VGen-XL, "
+                        "Wan 2.2 (5B)). This job stays queued and starts when a worker that can run it is back.")
+        assert await availability_notice(s, own_problem=None, dead_after_s=30.0, model="wan22-5b") is None
+        assert await availability_notice(s, own_problem=None, dead_after_s=30.0) is None
+    async with db_sessionmaker() as s, s.begin():  # a stopped worker loads nothing
+        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.STOPPED, gpu_name=None,
+                            gpu_memory_bytes=None, current_job_id=None)
+    async with db_sessionmaker() as s:
+        assert await loadable_by_live_workers(s, dead_after_s=30.0) is None

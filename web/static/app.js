@@ -224,6 +224,7 @@ async function start() {
   show("app", true);
   $("user").textContent = `Signed in as ${state.me.name}`;
   show("signout", true);
+  show("signout-everywhere", true);
   show("console-link", state.me.operator);
   state.options = await api("/api/options");
   fillOptions(state.options);
@@ -249,6 +250,9 @@ async function start() {
   $("gallery-prev").addEventListener("click", () => { state.galleryPage -= 1; loadGallery(); });
   $("gallery-next").addEventListener("click", () => { state.galleryPage += 1; loadGallery(); });
   $("signout").addEventListener("click", async () => { await api("/api/signout", { method: "POST" }); location.reload(); });
+  $("signout-everywhere").addEventListener("click", async () => {
+    await api("/api/signout?everywhere=1", { method: "POST" }); location.reload();
+  });
   refreshQuota();
   loadGallery();
 }

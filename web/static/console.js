@@ -51,6 +51,22 @@ async function refresh() {
     cell(tr, new Date(w.last_heartbeat_at).toLocaleTimeString());
     workers.append(tr);
   }
+  const sessions = $("sessions"); sessions.innerHTML = "";
+  for (const s of c.sessions) {
+    const tr = document.createElement("tr");
+    tr.dataset.session = s.id; tr.dataset.user = s.user_id;
+    cell(tr, s.id); cell(tr, s.operator ? `${s.user_id} (operator's link)` : s.user_id); cell(tr, s.guild_id || "");
+    cell(tr, s.role_ids.length ? `${s.role_ids.length} (read ${new Date(s.roles_checked_at).toLocaleTimeString()})` : "");
+    cell(tr, new Date(s.created_at).toLocaleString()); cell(tr, new Date(s.expires_at).toLocaleString());
+    const b = document.createElement("button"); b.textContent = "End"; b.type = "button"; b.className = "end-session";
+    b.onclick = async () => {
+      try { await api(`/api/console/sessions/${s.id}/end`, { method: "POST", body: "{}" }); say(`Session ${s.id} ended.`); }
+      catch (e) { say(e.message); }
+      refresh();
+    };
+    cell(tr, "").append(b);
+    sessions.append(tr);
+  }
   const stats = $("stats"); stats.innerHTML = "";
   for (const [name, s] of Object.entries(c.stats)) {
     const p = document.createElement("p");
