@@ -62,9 +62,11 @@ from bot.render import (
     render_not_posted,
     render_notice,
     render_result,
+    render_status,
     render_upload_failed,
     render_withheld,
 )
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
