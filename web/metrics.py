@@ -83,6 +83,10 @@ class _SnapshotCollector:
             workers.add_metric([state.value], count)
         yield workers
         yield CounterMetricFamily("i2v_worker_restarts", "Worker restarts recorded in the registry.", value=s.restarts)
+        yield CounterMetricFamily("i2v_model_switches", "Model switches of the workers (one model unloaded, another "
+                                  "loaded), summed over the registry.", value=s.model_switches)
+        yield CounterMetricFamily("i2v_model_switch_seconds", "Seconds the workers spent switching models.",
+                                  value=s.model_switch_seconds)
         for name, value in sorted(self.extra.items()):
             if value is not None and math.isfinite(value):
                 yield GaugeMetricFamily(name, EXTRA_DOCS.get(name, name), value=value)
