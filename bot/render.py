@@ -545,6 +545,18 @@ def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: 
     return "\n".join(lines)
 
 
+def report_settled_text(settled: Any, action: str, *, bot_wide: bool) -> str:
+    """What an admin is told after acting on a reported video (``settled``: ``jobs.control.ReportSettled``)."""
+    job_id = settled.job.id
+    if action == "dismiss":
+        return f"Dismissed {settled.reports} report(s) of video #{job_id}; it stays."
+    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {settled.reports} report(s)."
+    if action == "ban":
+        where = "from the bot" if bot_wide else "from making videos in this server"
+        text += f" <@{settled.job.user_id}> is {'now' if settled.banned else 'already'} banned {where}."
+    return text
+
+
 def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:
     """Reported videos waiting for an admin, most reported first: who made each, how many reports, a link."""
     title = "Reported videos (every server)" if bot_wide else "Reported videos on this server"

@@ -6,15 +6,17 @@ classifier run through transformers' real pipeline) against the fake Discord.
   job row; a clean prompt goes through; whole words, any case; counted in ``/admin stats``, audited.
 - Spoilers: ``/animate spoiler:true`` and ``/admin safety spoilers:true`` upload ``SPOILER_...``.
 - Reports: a member reports a video, the server's admin sees it in ``/admin reports`` and deletes it: the channel
-  message, the stored bytes and the disk copy go.
+  message, the stored bytes and the disk copy go; the operator does the same from the web console.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
@@ -37,6 +39,7 @@ from tests.bot.harness import (
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
+from tests.web.webharness import free_port
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -51,6 +54,7 @@ class World:
     bot: BotProcess
     manager: FakeMember  # Manage Server: this server's admin
     operator: FakeMember
+    url: str  # the web page
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -61,10 +65,13 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     managers = fake.add_role(gid, "managers", permissions=payloads.PERM_MANAGE_GUILD)
     manager = fake.add_member(gid, "manager", roles=[managers])
     operator = fake.add_member(gid, "operator", permissions=0)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     bot = BotProcess(fake, tmp_path_factory.mktemp("safety-bot"), extra_env={
-        "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat", "OPERATOR_USER_IDS": str(operator.user_id)})
+        "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat", "OPERATOR_USER_IDS": str(operator.user_id),
+        "WEB_PORT": str(port), "WEB_PUBLIC_URL": url})
     async with running_bot(fake, bot):
-        yield World(fake, bot, manager, operator)
+        yield World(fake, bot, manager, operator, url)
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -292,3 +299,41 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
     wiped = await slash(world, "delete-my-data", {}, reporter)
     assert "Deleted 1 report(s) made by or about you" in wiped.content, wiped.content
     assert not await bot.select_all(select(Report).where(Report.reporter_id == reporter.user_id))
+
+
+async def test_operator_deletes_a_reported_video_from_the_web_console(world: World) -> None:
+    fake, bot = world.fake, world.bot
+    maker = fake.add_member(fake.guild.id, "console-maker")
+    reporter = fake.add_member(fake.guild.id, "console-reporter")
+    job_id, result = await delivered(world, maker, "a balloon rises")
+    message_id = int(result.response["id"])
+    await bot.wait_job(job_id, lambda j: j.output_path is not None)
+    reported = await answer_of(fake, await fake.inject_component(f"i2v:report:{job_id}", message_id, member=reporter))
+    assert "admins will look" in reported.content
+
+    link = await followup_text(fake, await fake.inject_slash("web", {}, member=world.operator))
+    (token,) = re.findall(r"/signin\?token=([\w-]+)", link)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(world.url + "/signin", data={"token": token}) as response:
+            assert response.status == 200
+        async with http.get(world.url + "/api/me") as response:
+            me = await response.json()
+        headers = {"X-CSRF-Token": me["csrf_token"]}
+        async with http.get(world.url + "/api/console") as response:
+            overview = await response.json()
+        (entry,) = [r for r in overview["reports"] if r["job_id"] == job_id]
+        assert (entry["user_id"], entry["reports"]) == (str(maker.user_id), 1)
+        async with http.post(world.url + f"/api/console/reports/{job_id}/delete", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["reports"] == 1
+        async with http.post(world.url + f"/api/console/reports/{job_id}/erase", headers=headers) as response:
+            assert response.status == 400
+    await fake.wait_for(lambda r: r.method == "DELETE" and r.path.endswith(f"/messages/{message_id}"))
+    assert message_id not in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, job_id)) is None
+    assert not list((bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
+    (report,) = await bot.select_all(select(Report).where(Report.job_id == job_id))
+    assert (report.resolution, report.resolved_by) == ("deleted", world.operator.user_id)
+    (audit,) = await bot.select_all(select(AuditLog).where(AuditLog.action == "report_resolved",
+                                                           AuditLog.job_id == job_id))
+    assert audit.scope == "bot" and audit.actor_id == world.operator.user_id

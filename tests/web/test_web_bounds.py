@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from jobs.models import JobStatus
-from jobs.web_sessions import create_link
 from jobs.transitions import claim_next_job, finish_job
+from jobs.web_sessions import create_link
 from jobs.workers import register_worker
 from tests.web.inproc import OPERATOR_ID, Page, page
 from tests.web.webharness import SAMPLE_IMAGE
