@@ -18,6 +18,7 @@ from aiohttp import web
 
 from jobs.models import PENDING_STATUSES
 from jobs.queue import find_job, queue_positions
+from web.context import Sessions
 from web.render import job_json
 
 EVENT_INTERVAL_SECONDS = 1.0  # the store is read once a second per open stream
@@ -30,7 +31,7 @@ def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
     return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"])
 
 
-async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
+async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
     """The job as the page shows it, with its place in the queue; None when it does not exist."""
     async with readers() as session:
         job = await find_job(session, job_id)
@@ -40,7 +41,7 @@ async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
         return job_json(job, position=place.position if place else None, eta_seconds=place.eta_seconds if place else None)
 
 
-async def stream_job(request: web.Request, readers: Any, job_id: int, *,
+async def stream_job(request: web.Request, readers: Sessions, job_id: int, *,
                      max_seconds: float | None = None) -> web.StreamResponse:
     """Send the job's state as events until it is final, the page goes away, or ``max_seconds`` (default
     ``STREAM_MAX_SECONDS``) have passed."""
