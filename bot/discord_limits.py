@@ -68,6 +68,8 @@ Check = Callable[[Any, Path, list[Problem]], None]
 
 @dataclass(frozen=True)
 class Text:
+    """A string of ``min`` to ``max`` characters; ``check`` sees it once its length is right."""
+
     min: int = 0
     max: int | None = None
     check: Check | None = None
@@ -84,6 +86,8 @@ class Text:
 
 @dataclass(frozen=True)
 class Integer:
+    """An integer (not a boolean) from ``min`` to ``max``, or one of ``choices``."""
+
     min: int | None = None
     max: int | None = None
     choices: tuple[int, ...] = ()
@@ -103,6 +107,8 @@ class Integer:
 
 @dataclass(frozen=True)
 class Number:
+    """An integer or a float from ``min`` to ``max``."""
+
     min: float | None = None
     max: float | None = None
 
@@ -125,6 +131,8 @@ SNOWFLAKE = Integer(0, SNOWFLAKE_MAX)
 
 @dataclass(frozen=True)
 class Items:
+    """A list of ``min`` to ``max`` items, each under the rule ``of``."""
+
     of: Check
     max: int | None = None
     min: int = 0
