@@ -47,8 +47,8 @@ from jobs.requests import (
 from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
-from jobs.web_sessions import LOCAL_OPERATOR_ID
-from web.auth import USER, WebUser, error
+from jobs.web_sessions import LOCAL_OPERATOR_ID, find_session
+from web.auth import SESSION_COOKIE, USER, WebUser, error
 from web.context import PageContext
 from web.events import stream_job
 from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
@@ -232,7 +232,13 @@ class Pages:
                 log.info("user %s already holds %d event streams; refused another", user.user_id,
                          self.ctx.limits.streams.per_user)
                 return error(429, TOO_MANY_STREAMS)
-            return await stream_job(request, self.ctx.readers, job.id)
+            token = request.cookies.get(SESSION_COOKIE, "")
+
+            async def signed_in() -> bool:
+                async with self.ctx.readers() as session:
+                    return await find_session(session, token) is not None
+
+            return await stream_job(request, self.ctx.readers, job.id, signed_in=signed_in)
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)

@@ -104,6 +104,7 @@ function follow(job) {
     if (!update.pending) { state.events.close(); state.events = null; refreshQuota(); loadGallery(); }
   };
   state.events.addEventListener("gone", () => { state.events.close(); state.events = null; });
+  state.events.addEventListener("signed-out", () => { state.events.close(); state.events = null; location.reload(); });
 }
 
 function render(job) {
