@@ -270,6 +270,5 @@ async def test_the_bot_prints_the_operator_link_as_the_page_only_app_does(
     link = printed_link(bot.log_path)
     assert link.startswith(url + "/signin?token="), link
     cookie, _ = sign_in_http(link)
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url + "/api/console", headers={"Cookie": cookie}) as response:
-            assert response.status == 200, await response.text()
+    async with aiohttp.ClientSession() as http, http.get(url + "/api/console", headers={"Cookie": cookie}) as response:
+        assert response.status == 200, await response.text()
