@@ -274,13 +274,14 @@ def _value_option(kind: int, **extra: Check) -> Obj:
 
 
 _INT53 = Integer(-INT53_MAX, INT53_MAX)
+_DOUBLE53 = Number(-(2.0**53), 2.0**53)  # the documentation's range of a number option's values and bounds
 _VALUE_OPTIONS: dict[int, Check] = {
     OPT_STRING: _value_option(OPT_STRING, autocomplete=boolean, choices=_choices(Text(0, CHOICE_STRING_VALUE_MAX)),
                               min_length=Integer(0, 6000), max_length=Integer(1, 6000)),
     OPT_INTEGER: _value_option(OPT_INTEGER, autocomplete=boolean, choices=_choices(_INT53),
                                min_value=_INT53, max_value=_INT53),
-    OPT_NUMBER: _value_option(OPT_NUMBER, autocomplete=boolean, choices=_choices(Number()),
-                              min_value=Number(), max_value=Number()),
+    OPT_NUMBER: _value_option(OPT_NUMBER, autocomplete=boolean, choices=_choices(_DOUBLE53),
+                              min_value=_DOUBLE53, max_value=_DOUBLE53),
     5: _value_option(5),  # boolean
     6: _value_option(6),  # user
     7: _value_option(7, channel_types=Items(Integer(0, 16))),
