@@ -278,7 +278,7 @@ async def test_the_operator_can_do_it_all_and_the_log_shows_each_scope(world: Wo
     assert any(f"[bot-wide] <@{opal.user_id}> **ban_user** → <@{olga.user_id}>" in line for line in lines)
     assert f"[server in server {world.guild_b}] <@{otto.user_id}> **pause_server**" in reply.embeds[0]["description"]
     reply = await slash(world, "operator stats", {}, opal)
-    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Workers"]
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Workers", "Content safety"]
     await slash(world, "admin resume", {}, otto)
 
 
