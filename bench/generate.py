@@ -39,9 +39,9 @@ import torch
 
 from generator.cli import quiet_libraries
 from generator.images import load_image
-from generator.params import PRESETS, GenerationParams, resolve_params, target_size
 from generator.models.base import GenerationFailed
 from generator.models.i2vgenxl import I2VGenXLBackend
+from generator.params import PRESETS, GenerationParams, resolve_params, target_size
 from generator.performance import PerformanceOptions
 from generator.video import encode_mp4
 
@@ -91,8 +91,13 @@ def build_full_size_pipeline(device: torch.device) -> Any:
     casts and places it."""
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
-    from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
-    from transformers import CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     from generator.models.tiny import build_tiny_tokenizer
 
@@ -281,7 +286,7 @@ def run_benchmark(
         torch.cuda.synchronize(torch_device)
     t_end = time.perf_counter()
     peak_gib = round(torch.cuda.max_memory_allocated(torch_device) / GIB, 2) if cuda else None
-    step_times = [b - a for a, b in zip([phases["denoising"], *marks[:-1]], marks)]
+    step_times = [b - a for a, b in zip([phases["denoising"], *marks[:-1]], marks, strict=True)]
     encode_s = None
     if video is not None:
         with tempfile.TemporaryDirectory() as tmp:

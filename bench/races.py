@@ -34,10 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import jobs.admission
 from bench.store import DEFAULT_PG_URL, IMAGE, SHA
 from generator.params import GenerationParams
+from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.errors import OverBudget
 from jobs.models import Job, JobSource, JobStatus
-from jobs.admission import NewJob, enqueue_job
 from jobs.quota import QuotaPolicy
 
 CLAIMERS = 4

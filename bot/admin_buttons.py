@@ -44,7 +44,7 @@ async def _run_guarded(interaction: discord.Interaction, check: Check, body: Cal
         return
     try:
         await body()
-    except Exception as error:  # the funnel tells the user, and logs anything unexpected
+    except Exception as error:  # noqa: BLE001 - the funnel tells the user, and logs anything unexpected
         await explain_error(interaction, error)
 
 

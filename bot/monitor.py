@@ -122,7 +122,7 @@ class JobMonitor:
                 log.exception("job monitor pass failed; continuing")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.bot.settings.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

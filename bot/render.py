@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -97,7 +97,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
                   now: datetime | None = None, notice: str | None = None) -> str:
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":
@@ -122,7 +122,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
-        if job.withheld_at is not None:  # the reason goes to the requester privately
+        if job.withheld_at is not None or job.delivery_error:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
@@ -543,6 +543,18 @@ def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: 
     lines.append("Every result is posted as a spoiler." if spoiler_all
                  else "Results are spoilers only when their requester asks (`spoiler: True`).")
     return "\n".join(lines)
+
+
+def report_settled_text(settled: Any, action: str, *, bot_wide: bool) -> str:
+    """What an admin is told after acting on a reported video (``settled``: ``jobs.control.ReportSettled``)."""
+    job_id = settled.job.id
+    if action == "dismiss":
+        return f"Dismissed {settled.reports} report(s) of video #{job_id}; it stays."
+    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {settled.reports} report(s)."
+    if action == "ban":
+        where = "from the bot" if bot_wide else "from making videos in this server"
+        text += f" <@{settled.job.user_id}> is {'now' if settled.banned else 'already'} banned {where}."
+    return text
 
 
 def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:

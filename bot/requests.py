@@ -14,7 +14,6 @@ status message and in the answer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -141,7 +140,7 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
                 return bytes(buffer)
         log.warning("image download redirected more than %d times; given up", MAX_REDIRECTS)
         raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (TimeoutError, aiohttp.ClientError) as error:
         log.warning("image download failed: %r", error)
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 

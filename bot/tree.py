@@ -18,7 +18,7 @@ from generator.params import ParamError
 from jobs.errors import RequestRefused
 
 if TYPE_CHECKING:
-    from bot.app import I2VBot
+    pass
 
 log = logging.getLogger(__name__)
 

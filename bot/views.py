@@ -61,7 +61,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=job_templat
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         try:
             await self.run(bot, interaction)
-        except Exception as error:  # the funnel decides between a user message and a logged failure
+        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
             await explain_error(interaction, error)
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
@@ -124,7 +124,7 @@ class VaryModelSelect(discord.ui.DynamicItem[discord.ui.Select], template=job_te
             if model not in bot.settings.models:
                 raise UserFacingError(f"{model!r} is not one of the models this bot offers.")
             await interaction.response.send_modal(VaryModal(job, model=model))
-        except Exception as error:  # the funnel decides between a user message and a logged failure
+        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
             await explain_error(interaction, error)
 
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
@@ -171,7 +171,7 @@ async def queue_page(
         .where(Job.status == JobStatus.QUEUED)
         .subquery("ranked")
     )
-    scope = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
+    scope: list[ColumnElement[bool]] = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
     if guild_id is not None:
         scope.append(Job.guild_id == guild_id)
 
@@ -261,7 +261,9 @@ async def audit_page(
         raise ValueError(f"audit_page: offset must be >= 0, got {offset}")
     if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
         raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
-    scope = [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    scope: list[ColumnElement[bool]] = (
+        [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    )
     if guild_id is not None and not with_bot_wide:
         scope = [AuditLog.guild_id == guild_id]
     total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))

@@ -151,7 +151,7 @@ def combine_limits(
     )
 
 
-def best_tier(policy: QuotaPolicy) -> Select[tuple[float | None, int | None]] | None:
+def best_tier(policy: QuotaPolicy) -> Select[float | None, int | None] | None:
     """The max budget and max pending cap over the policy's roles that have a tier (None: no roles)."""
     if not policy.role_ids:
         return None
@@ -164,7 +164,10 @@ async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPol
     """Resolve the user's budget and pending cap (``combine_limits``)."""
     override = await session.get(UserLimit, user_id, populate_existing=True)
     tier_query = best_tier(policy)
-    tier = None if tier_query is None else tuple((await session.execute(tier_query)).one())
+    tier = None
+    if tier_query is not None:
+        budget, max_pending = (await session.execute(tier_query)).one()
+        tier = (budget, max_pending)
     return combine_limits(policy, tier=tier, override=override)
 
 
@@ -241,7 +244,7 @@ async def add_ledger(
     if amount < 0:
         raise ValueError(f"ledger amount must be >= 0, got {amount!r} ({kind.value} for job {job_id})")
     await session.execute(
-        insert(QuotaLedger.__table__).values(
+        insert(QuotaLedger).values(
             user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now
         )
     )

@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
 from generator.model_spaces import MODEL_KEYS, SPACES, display_name
 from generator.params import GenerationParams, Resolved, resolve_request, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
+from jobs.models import JobSource
 from jobs.workers import generation_unavailable, loadable_by_live_workers
 
 if TYPE_CHECKING:
@@ -170,7 +172,7 @@ async def enqueue_request(
         user_id=origin.user_id,
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
-        source=origin.source,
+        source=JobSource(origin.source),
         params=params,
         width=width,
         height=height,

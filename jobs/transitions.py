@@ -31,9 +31,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
@@ -64,7 +64,7 @@ def claimable() -> tuple[Any, ...]:
 
 
 
-JOBS = Job.__table__
+JOBS = cast(Table, Job.__table__)  # a declarative model's __table__ is typed as the wider FromClause
 """Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
 
 

@@ -40,10 +40,18 @@ from jobs.models import (
     UserLimit,
     Worker,
 )
-from tests.bot.harness import Answer, BotProcess, answer_of, custom_ids, followup_text, job_id_from, queued_job
-from tests.bot.harness import running_bot
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    answer_of,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    queued_job,
+    running_bot,
+    wait_result,
+)
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import wait_result
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction, FakeMember
@@ -56,7 +64,8 @@ CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own
 BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
 ANSWER_TIMEOUT_S = 20.0
 ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "models", "ban", "unban", "stats", "log",
-                     "safety", "reports", "blocklist add", "blocklist remove", "blocklist list"]
+                     "safety",
+                     "reports", "blocklist add", "blocklist remove", "blocklist list"]
 OPERATOR_SUBCOMMANDS = ["queue", "cancel", "pause", "resume", "quota", "tier", "ban", "unban", "stats", "log",
                         "reports", "blocklist add", "blocklist remove", "blocklist list"]
 
@@ -207,7 +216,6 @@ async def test_admin_group_synced_with_permission_hint(world: World) -> None:
     assert sorted(o["name"] for o in group["options"]) == sorted(top_level(OPERATOR_SUBCOMMANDS))
     limits = next(o for o in command["options"] if o["name"] == "limits")
     resolution = next(o for o in limits["options"] if o["name"] == "max_resolution")
-    # the union of the models' resolutions (I2VGen-XL, Wan 2.2, LTX-Video), and no cap
     assert [c["value"] for c in resolution["choices"]] == ["256p", "480p", "512p", "720p", "768p", "1024p", "none"]
 
 
@@ -220,11 +228,11 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
         "pause": {"reason": "mine now"},
         "resume": {},
         "limits": {"max_frames": 8},
+        "models": {"model": "ltxv", "allowed": False},
         "ban": {"user": alice, "reason": "x"},
         "unban": {"user": alice},
         "stats": {},
         "log": {},
-        "models": {},
         "safety": {"spoilers": True},
         "reports": {},
         "blocklist add": {"term": "sea"},

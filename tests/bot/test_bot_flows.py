@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import pytest
 import pytest_asyncio
 
 from jobs.models import JobStatus
 from tests.bot.harness import (
-    channel_messages_of_job,
-    running_bot,
     SMALL,
     TOKEN,
     BotProcess,
     callback_of,
+    channel_messages_of_job,
     custom_ids,
     followup_text,
     job_id_from,
     png_bytes,
     result_posts,
+    running_bot,
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord
@@ -119,10 +120,10 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     edits = [r for r in fake.requests
              if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
     texts = [status.json["content"]] + [e.json["content"] for e in edits]
-    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits)]  # last line, HTTP status
-    assert all(a != b for a, b in zip(texts, texts[1:])), shown
+    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits, strict=True)]  # last line, HTTP status
+    assert all(a != b for a, b in pairwise(texts)), shown
     assert any("Denoising: step" in t and "%" in t for t in texts), texts
-    gaps = [b.time - a.time for a, b in zip([status] + edits, edits)]
+    gaps = [b.time - a.time for a, b in pairwise([status] + edits)]
     assert min(gaps) >= 0.45, gaps
 
 

@@ -22,11 +22,20 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.requests import NO_PROXY_MESSAGE
 from bot.image_origin import NOT_DISCORD_MESSAGE
 from bot.permissions import OPERATOR_REFUSAL
-from jobs.models import PRIORITY_ADMIN, PRIORITY_NORMAL, AuditLog, GuildSettings, Job, JobStatus, QueueState
-from jobs.models import RoleTier, UserLimit
+from bot.requests import NO_PROXY_MESSAGE
+from jobs.models import (
+    PRIORITY_ADMIN,
+    PRIORITY_NORMAL,
+    AuditLog,
+    GuildSettings,
+    Job,
+    JobStatus,
+    QueueState,
+    RoleTier,
+    UserLimit,
+)
 from tests.bot.harness import (
     SMALL,
     Answer,
@@ -37,12 +46,12 @@ from tests.bot.harness import (
     followup_text,
     job_id_from,
     png_bytes,
+    queued_job,
     result_posts,
     running_bot,
     wait_result,
 )
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import queued_job
 from tests.bot.harness import slash as harness_slash
 from tests.fakediscord import payloads
 from tests.fakediscord.probe import ProbeHost

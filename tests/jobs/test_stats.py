@@ -5,7 +5,7 @@ Rows are written with known timestamps so every expected number below is worked 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -15,7 +15,7 @@ from jobs.listings import NO_PRESET, queue_page
 from jobs.models import PRIORITY_ADMIN, Job, JobSource, JobStatus, QueueState, Worker, WorkerState
 from jobs.stats import UNKNOWN_FAILURE, admin_stats, durations, nearest_rank, period_stats, worker_infos
 
-NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 GUILD_A = 111
 GUILD_B = 222
 

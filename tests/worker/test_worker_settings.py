@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,11 @@ def test_cuda_error_classification() -> None:
 
 
 def test_output_filename_follows_the_seed_naming() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jobs.copies import output_filename
 
-    when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=UTC)
     assert output_filename(42, when) == "video_20261124_090507_42.mp4"
 
 

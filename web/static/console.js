@@ -67,6 +67,23 @@ async function refresh() {
     cell(tr, "").append(b);
     sessions.append(tr);
   }
+  const reports = $("reports"); reports.innerHTML = "";
+  for (const r of c.reports) {
+    const tr = document.createElement("tr");
+    cell(tr, `#${r.job_id}`); cell(tr, r.user_id); cell(tr, r.guild_id);
+    cell(tr, `${r.reports}${r.flagged ? " (flagged by the safety check)" : ""}`); cell(tr, r.prompt);
+    const actions = cell(tr, "");
+    for (const [action, label] of [["delete", "Delete video"], ["ban", "Ban maker"], ["dismiss", "Dismiss"]]) {
+      const b = document.createElement("button"); b.textContent = label; b.type = "button";
+      b.onclick = async () => {
+        try { const x = await api(`/api/console/reports/${r.job_id}/${action}`, { method: "POST" }); say(`Video #${r.job_id}: ${action}, ${x.reports} report(s) closed`); }
+        catch (e) { say(e.message); }
+        refresh();
+      };
+      actions.append(b);
+    }
+    reports.append(tr);
+  }
   const stats = $("stats"); stats.innerHTML = "";
   for (const [name, s] of Object.entries(c.stats)) {
     const p = document.createElement("p");
