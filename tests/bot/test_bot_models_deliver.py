@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from generator.video import probe_mp4
-from jobs.models import JobStatus, Worker
+from jobs.models import JobStatus
 from tests.bot.harness import (
     TOKEN,
     BotProcess,
