@@ -80,6 +80,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
@@ -515,10 +516,13 @@ def check(env: Mapping[str, str]) -> int:
     except ValueError as exc:
         return report_bad_setting(PROG, exc)
     report = device_report(settings.model, settings.device)
-    model_problems = check_model_source(settings.model)
-    report.problems += model_problems
-    if not model_problems:
-        report.fine.append(f"I2V_MODEL={settings.model}: its config files are usable")
+    for key in settings.models:  # each model this worker may load, from its own setting
+        setting = SPACES[key].source_setting
+        source = settings.source_of(key)
+        model_problems = check_model_source(source, setting=setting)
+        report.problems += model_problems
+        if not model_problems:
+            report.fine.append(f"{setting}={source}: its config files are usable ({SPACES[key].display_name})")
     existing = settings.output_dir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
