@@ -62,9 +62,11 @@ from bot.render import (
     render_not_posted,
     render_notice,
     render_result,
+    render_status,
     render_upload_failed,
     render_withheld,
 )
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
@@ -394,7 +396,10 @@ class Delivery:
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
                                           output_path=str(copy) if copy is not None else None)
+            fresh = await find_job(session, job.id)
         journal.unlink(missing_ok=True)
+        if fresh is not None:  # one try: an own message can often still be edited where nothing can be posted
+            await edit_status_message(self.bot, fresh, render_status(fresh))
         return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:

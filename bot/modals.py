@@ -45,8 +45,8 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         placeholder=MODAL_PROMPT_PLACEHOLDER,
     )
     preset: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label=f"Preset ({', '.join(PRESETS)})",  # Discord allows 45 characters in a label
-        placeholder=f"empty = {DEFAULT_PRESET}",
+        label="Preset",  # the names go in the placeholder: Discord allows 45 characters in a label, 100 there
+        placeholder=f"{', '.join(PRESETS)}; empty = {DEFAULT_PRESET}",
         required=False,
         max_length=16,
     )

@@ -122,7 +122,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
-        if job.withheld_at is not None:  # the reason goes to the requester privately
+        if job.withheld_at is not None or job.delivery_error:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately

@@ -307,6 +307,8 @@ class MetricsSnapshot:
     generations: dict[str, Histogram]  # by preset, succeeded jobs only
     workers: dict[WorkerState, int]  # every state present
     restarts: int  # summed over the worker registry
+    model_switches: int = 0  # model switches (unload one, load another), summed over the worker registry
+    model_switch_seconds: float = 0.0  # the seconds they took, summed
 
 
 def seconds_between(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
@@ -378,7 +380,10 @@ async def read_metrics_snapshot(
 
     worker_counts = dict((await session.execute(
         select(Worker.state, func.count(Worker.id)).group_by(Worker.state))).all())
-    restarts = int(await session.scalar(select(func.coalesce(func.sum(Worker.restarts), 0))) or 0)
+    totals = (await session.execute(select(
+        func.coalesce(func.sum(Worker.restarts), 0), func.coalesce(func.sum(Worker.switches), 0),
+        func.coalesce(func.sum(Worker.switch_seconds), 0.0)))).one()
+    restarts = int(totals[0])
     return MetricsSnapshot(
         by_state=by_state,
         gpu_seconds=gpu_seconds,
@@ -386,4 +391,6 @@ async def read_metrics_snapshot(
         generations=_histograms(rows, 1 + 2 + len(bounds), bounds),
         workers={state: int(worker_counts.get(state, 0)) for state in WorkerState},
         restarts=restarts,
+        model_switches=int(totals[1]),
+        model_switch_seconds=float(totals[2]),
     )

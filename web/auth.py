@@ -21,10 +21,10 @@ import hmac
 import html
 import logging
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from jobs.control import refuse_banned
 from jobs.errors import Banned
@@ -40,6 +40,7 @@ from jobs.web_sessions import (
     redeem_link,
 )
 from web.config import WebConfig
+from web.context import Sessions
 from web.limits import BODY_TOO_LARGE, SIGN_IN_BODY_CAP_BYTES, read_capped
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_to
     return WebUser(user_id, operator, csrf_token, role_ids=role_ids, guild_id=guild_id)
 
 
-async def operator_link(sessions: Any, config: WebConfig, port: int | None = None, *,
+async def operator_link(sessions: Sessions, config: WebConfig, port: int | None = None, *,
                         user_id: int | None = None) -> tuple[str, FirstOperator]:
     """A fresh single-use sign-in link (WEB_OPERATOR_LINK_TTL_SECONDS) with the operator's rights, acting as the
     first operator (configured ids, else the recorded owner, else the local operator account), or as ``user_id``
@@ -126,7 +127,7 @@ def error(status: int, message: str) -> web.Response:
 class Auth:
     """The middleware and the sign-in routes."""
 
-    def __init__(self, config: WebConfig, sessions: Any, readers: Any) -> None:
+    def __init__(self, config: WebConfig, sessions: Sessions, readers: Sessions) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
@@ -152,7 +153,7 @@ class Auth:
         return user is not None and user.is_operator
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
         user = await self.user_of(request)

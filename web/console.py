@@ -4,7 +4,7 @@ workers and their state, stats, the audit log, and reported videos (delete, ban 
 Each action is the same ``jobs`` operation as the Discord ``/operator`` command, audited the same way with the
 operator's user id as the actor: ``pause_queue``/``resume_queue``, ``cancel_audited`` (bot scope),
 ``set_user_limit``, ``ban_and_settle``, ``unban_user``, ``settle_report`` (bot-wide scope; Delete also removes the
-Discord message through the app's ``delete_message`` hook and the disk copy).
+Discord message through the app's ``delete_message`` (``web.context.AppFacts``) and the disk copy).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from jobs.stats import admin_stats
 from jobs.web_sessions import end_session_by_id, latest_roles, live_sessions, session_id
 from jobs.workers import unavailable_reason
 from web.auth import USER, WebUser, error, member_of
+from web.context import PageContext
 from web.limits import BadRequest, read_json, whole_number
 from web.pages import policy_for
 from web.render import iso
@@ -72,23 +73,23 @@ def _limit_values(body: dict[str, Any]) -> tuple[float | None, int | None]:
 
 
 class Console:
-    """The console handlers; ``server`` is the ``web.server.WebServer``."""
+    """The console handlers, over the server's :class:`~web.context.PageContext`."""
 
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    def __init__(self, ctx: PageContext) -> None:
+        self.ctx = ctx
 
     async def overview(self, request: web.Request) -> web.Response:
         """GET /api/console: queue, pause switch, workers, stats and the latest audit entries."""
         _operator(request)
         now = utcnow()
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             queue = await queue_page(session, limit=QUEUE_PAGE_SIZE)
             stats = await admin_stats(session, now=now)
             audit = await audit_page(session, limit=AUDIT_PAGE_SIZE)
             reports = await open_reports(session, None, limit=REPORTS_SHOWN)
             signed_in = await live_sessions(session, limit=SESSIONS_SHOWN)
-        problem = self.server.worker_problem() or unavailable_reason(
-            stats.workers, now=now, dead_after_s=self.server.config.worker_dead_after)
+        problem = self.ctx.facts.worker_problem() or unavailable_reason(
+            stats.workers, now=now, dead_after_s=self.ctx.config.worker_dead_after)
         return web.json_response({
             "paused": queue.paused,
             "queue": [{"id": e.job_id, "user_id": str(e.user_id), "status": e.status.value, "position": e.position,
@@ -128,18 +129,18 @@ class Console:
         action = request.match_info["action"]
         if action not in REPORT_ACTIONS:
             return error(400, f"action must be one of {', '.join(REPORT_ACTIONS)}")
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             job = await session.get(Job, job_id)
         if job is None:
             return error(404, f"There is no job #{job_id}.")
         if action != "dismiss" and job.result_message_id is not None:
-            await self.server.delete_message(job.channel_id, job.guild_id, job.result_message_id)
-        async with self.server.sessions.begin() as session:
+            await self.ctx.facts.delete_message(job.channel_id, job.guild_id, job.result_message_id)
+        async with self.ctx.sessions.begin() as session:
             settled = await settle_report(session, job_id, action, by=operator.user_id, guild_id=None)
         if settled is None:
             return error(404, f"There is no job #{job_id}.")
         if action != "dismiss":
-            await asyncio.to_thread(remove_copies, self.server.config.output_dir, [job_id])
+            await asyncio.to_thread(remove_copies, self.ctx.config.output_dir, [job_id])
         log.info("operator %s: %s on reported job %s from the console (%d report(s))", operator.user_id, action,
                  job_id, settled.reports)
         return web.json_response({"job_id": job_id, "action": action, "reports": settled.reports,
@@ -149,14 +150,14 @@ class Console:
         user = _operator(request)
         body = await read_json(request)
         reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             changed = await pause_queue(session, by=user.user_id, reason=reason)
         log.info("operator %s paused the queue from the console (changed=%s)", user.user_id, changed)
         return web.json_response({"paused": True, "changed": changed})
 
     async def resume(self, request: web.Request) -> web.Response:
         user = _operator(request)
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             changed = await resume_queue(session, by=user.user_id)
         log.info("operator %s resumed the queue from the console (changed=%s)", user.user_id, changed)
         return web.json_response({"paused": False, "changed": changed})
@@ -164,7 +165,7 @@ class Console:
     async def cancel(self, request: web.Request) -> web.Response:
         user = _operator(request)
         job_id = _int(request.match_info["job_id"], "job id")
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             job = await session.get(Job, job_id)
             if job is None:
                 return error(404, f"There is no job #{job_id}.")
@@ -176,7 +177,7 @@ class Console:
         """POST /api/console/sessions/{session_id}/end: that browser is signed out at once."""
         operator = _operator(request)
         sid = request.match_info["session_id"]
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             user_id = await end_session_by_id(session, sid)
             if user_id is not None:
                 await record_action(session, actor_id=operator.user_id, action="end_web_session",
@@ -193,10 +194,10 @@ class Console:
         return web.json_response(await self._user_json(operator, user_id))
 
     async def _user_json(self, operator: WebUser, user_id: int) -> dict[str, Any]:
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             # the roles of the user's newest web sign-in select their tiers here, as on their own page
-            target = member_of(self.server.config, user_id, await latest_roles(session, user_id))
-            policy = policy_for(self.server.config, target)
+            target = member_of(self.ctx.config, user_id, await latest_roles(session, user_id))
+            policy = policy_for(self.ctx.config, target)
             status = await quota_status(session, user_id, policy)
             limits = await effective_limits(session, user_id, policy)
             override = await session.get(UserLimit, user_id)
@@ -212,7 +213,7 @@ class Console:
         operator = _operator(request)
         user_id = _int(request.match_info["user_id"], "user id")
         daily, pending = _limit_values(await read_json(request))
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             await set_user_limit(session, user_id, daily_gpu_seconds=daily, max_pending=pending, by=operator.user_id)
         log.info("operator %s set user %s's limits from the console", operator.user_id, user_id)
         return web.json_response(await self._user_json(operator, user_id))
@@ -222,7 +223,7 @@ class Console:
         user_id = _int(request.match_info["user_id"], "user id")
         body = await read_json(request)
         reason = str(body.get("reason") or "")[:MAX_REASON_CHARS] or None
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             outcome = await ban_and_settle(session, user_id, reason=reason, by=operator.user_id)
         log.info("operator %s banned user %s from the console", operator.user_id, user_id)
         data = await self._user_json(operator, user_id)
@@ -232,7 +233,7 @@ class Console:
     async def unban(self, request: web.Request) -> web.Response:
         operator = _operator(request)
         user_id = _int(request.match_info["user_id"], "user id")
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             await unban_user(session, user_id, by=operator.user_id)
         log.info("operator %s unbanned user %s from the console", operator.user_id, user_id)
         return web.json_response(await self._user_json(operator, user_id))

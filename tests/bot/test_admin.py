@@ -63,7 +63,8 @@ WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness: an idle work
 CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own DB write on a loaded 2-core box
 BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
 ANSWER_TIMEOUT_S = 20.0
-ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "ban", "unban", "stats", "log", "safety",
+ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "models", "ban", "unban", "stats", "log",
+                     "safety",
                      "reports", "blocklist add", "blocklist remove", "blocklist list"]
 OPERATOR_SUBCOMMANDS = ["queue", "cancel", "pause", "resume", "quota", "tier", "ban", "unban", "stats", "log",
                         "reports", "blocklist add", "blocklist remove", "blocklist list"]
@@ -215,7 +216,7 @@ async def test_admin_group_synced_with_permission_hint(world: World) -> None:
     assert sorted(o["name"] for o in group["options"]) == sorted(top_level(OPERATOR_SUBCOMMANDS))
     limits = next(o for o in command["options"] if o["name"] == "limits")
     resolution = next(o for o in limits["options"] if o["name"] == "max_resolution")
-    assert [c["value"] for c in resolution["choices"]] == ["256p", "512p", "768p", "1024p", "none"]
+    assert [c["value"] for c in resolution["choices"]] == ["256p", "480p", "512p", "720p", "768p", "1024p", "none"]
 
 
 async def test_every_admin_command_refused_without_manage_server(world: World) -> None:
@@ -227,6 +228,7 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
         "pause": {"reason": "mine now"},
         "resume": {},
         "limits": {"max_frames": 8},
+        "models": {"model": "ltxv", "allowed": False},
         "ban": {"user": alice, "reason": "x"},
         "unban": {"user": alice},
         "stats": {},
@@ -492,7 +494,7 @@ async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
     assert await world.bot.jobs(Job.user_id == alice.user_id) == []
 
     _, reply = await admin(world, "limits", {"max_frames": 3})
-    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 32; you gave 3.", reply.content
+    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 257; you gave 3.", reply.content
     _, reply = await admin(world, "limits", {"max_resolution": "none", "max_frames": 0, "max_steps": 0})
     assert reply.content == (
         "Updated. This server allows any resolution, any number of frames, any number of steps."), reply.content

@@ -5,6 +5,7 @@ the bot runs on with the commands it synced before."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import discord
 import pytest
@@ -12,10 +13,27 @@ import pytest
 from bot.app import I2VBot
 from bot.check import run_check
 from bot.command_sync import STATE_FILE_NAME
+from bot.discord_limits import problems
+from bot.modals import AnimateModal, VaryModal
+from generator.model_spaces import SPACES
+from generator.params import MAX_PROMPT_CHARS
 from tests.bot.harness import TOKEN, BotProcess, slash
+from tests.fakediscord.limits import MODAL
 from tests.fakediscord.server import FakeDiscord
 
 LONG_DESCRIPTION = "Says hello. " * 9  # 108 characters; Discord allows 100
+
+
+def test_the_bots_modals_keep_discords_limits() -> None:
+    """Every form the bot shows, for every model, at its longest (the prompt prefilled to the full length)."""
+    forms: list[discord.ui.Modal] = [AnimateModal(image_url="https://cdn.discordapp.com/a.png", image_size=1,
+                                                  message_id=1, prefill="p" * MAX_PROMPT_CHARS)]
+    for made_by in SPACES:
+        job = SimpleNamespace(id=2**53 - 1, model=made_by, prompt="p" * MAX_PROMPT_CHARS, preset=None, frames=16,
+                              fps=8, steps=50, seed=2**32 - 1)
+        forms += [VaryModal(job, model=model) for model in SPACES]  # type: ignore[arg-type]
+    for form in forms:
+        assert problems(MODAL, form.to_dict()) == [], form.to_dict()
 
 
 async def test_check_refuses_an_over_long_description_before_any_request(

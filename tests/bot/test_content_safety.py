@@ -337,3 +337,44 @@ async def test_operator_deletes_a_reported_video_from_the_web_console(world: Wor
     (audit,) = await bot.select_all(select(AuditLog).where(AuditLog.action == "report_resolved",
                                                            AuditLog.job_id == job_id))
     assert audit.scope == "bot" and audit.actor_id == world.operator.user_id
+
+
+async def test_server_admin_bans_the_maker_of_a_reported_video_or_dismisses_a_report(world: World) -> None:
+    fake, bot = world.fake, world.bot
+    maker = fake.add_member(fake.guild.id, "banned-maker")
+    kept = fake.add_member(fake.guild.id, "kept-maker")
+    reporter = fake.add_member(fake.guild.id, "second-reporter")
+    banned_job, banned_post = await delivered(world, maker, "a door creaks")
+    kept_job, kept_post = await delivered(world, kept, "a leaf falls")
+    for job_id, post in ((banned_job, banned_post), (kept_job, kept_post)):
+        click = await fake.inject_component(f"i2v:report:{job_id}", int(post.response["id"]), member=reporter)
+        assert "admins will look" in (await answer_of(fake, click)).content
+    listing = await slash(world, "admin reports", {}, world.manager)
+    assert {f"i2va:rep:s:ban:{banned_job}", f"i2va:rep:s:dismiss:{kept_job}"} <= set(listing.custom_ids)
+    listing_post = await fake.wait_for(
+        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:ban:{banned_job}" in custom_ids(r.json))
+    listing_message = int(listing_post.response["id"])
+
+    ban = await fake.inject_component(f"i2va:rep:s:ban:{banned_job}", listing_message, member=world.manager)
+    text = await followup_text(fake, ban)
+    assert f"<@{maker.user_id}> is now banned from making videos in this server" in text, text
+    assert int(banned_post.response["id"]) not in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, banned_job)) is None
+    refused, _ = await animate(world, maker, "a door opens")
+    assert refused == (f"You are not allowed to make videos with this bot in this server: reported video "
+                       f"#{banned_job}."), refused
+    # the listing was refreshed in place: the banned maker's video is gone from it, the other one stays
+    refreshed = await fake.wait_for(lambda r: r.method == "PATCH" and r.status == 200
+                                    and f"i2va:rep:s:dismiss:{kept_job}" in custom_ids(r.json))
+    assert f"i2va:rep:s:ban:{banned_job}" not in custom_ids(refreshed.json)
+
+    dismiss = await fake.inject_component(f"i2va:rep:s:dismiss:{kept_job}", listing_message, member=world.manager)
+    assert f"Dismissed 1 report(s) of video #{kept_job}; it stays." in await followup_text(fake, dismiss)
+    assert int(kept_post.response["id"]) in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, kept_job)) is not None
+    resolutions = {r.job_id: r.resolution for r in await bot.select_all(
+        select(Report).where(Report.job_id.in_([banned_job, kept_job])))}
+    assert resolutions == {banned_job: "banned", kept_job: "dismissed"}
+    bans = await bot.select_all(select(AuditLog).where(AuditLog.action == "ban_from_server",
+                                                       AuditLog.target_user_id == maker.user_id))
+    assert len(bans) == 1 and bans[0].actor_id == world.manager.user_id and bans[0].scope == "server"

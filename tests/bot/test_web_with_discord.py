@@ -257,3 +257,18 @@ async def test_a_removed_role_and_a_ban_end_the_rights_on_the_page(world: tuple[
     interaction = await fake.inject_slash("web", {}, member=member)
     text = await followup_text(fake, interaction)
     assert "not allowed to make videos with this bot: testing bans" in text and "token=" not in text, text
+
+
+async def test_the_bot_prints_the_operator_link_as_the_page_only_app_does(
+    world: tuple[FakeDiscord, BotProcess, str],
+) -> None:
+    """Both modes start the page through web.server.start_web_page: the same line, naming WEB_PUBLIC_URL; the link
+    signs in as the operator."""
+    from tests.web.webharness import printed_link, sign_in_http
+
+    _, bot, url = world
+    link = printed_link(bot.log_path)
+    assert link.startswith(url + "/signin?token="), link
+    cookie, _ = sign_in_http(link)
+    async with aiohttp.ClientSession() as http, http.get(url + "/api/console", headers={"Cookie": cookie}) as response:
+        assert response.status == 200, await response.text()

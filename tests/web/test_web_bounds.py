@@ -119,6 +119,14 @@ async def test_each_user_holds_a_few_event_streams_and_each_ends_in_time(
         response = await user.get(path)
         body = await asyncio.wait_for(response.read(), timeout=10)
         assert b'"status": "queued"' in body
+        # and an open stream ends soon after its session does (signed out elsewhere, a ban)
+        monkeypatch.setattr(events, "STREAM_MAX_SECONDS", 600.0)
+        monkeypatch.setattr(events, "SESSION_CHECK_SECONDS", 0.3)
+        response = await user.get(path)
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"retry: ")
+        assert (await user.post("/api/signout")).status == 200
+        body = await asyncio.wait_for(response.read(), timeout=10)
+        assert body.endswith(b"event: signed-out\ndata: {}\n\n"), body[-200:]
 
 
 async def test_image_checks_and_new_jobs_are_limited_per_user(sqlite_url: str, tmp_path: Path) -> None:
