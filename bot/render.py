@@ -463,6 +463,9 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
         worker_lines.append(
             f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
             f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
+            + (f" · holds {display_name(worker.loaded_model)}" if worker.loaded_model else "")
+            + (f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} "
+               "switches)" if len(worker.loadable_models) > 1 else "")
             + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
         )
     if not worker_lines:

@@ -101,6 +101,9 @@ class WorkerInfo:
     stale: bool
     failure_reason: str | None = None  # why its last start failed (one line); None once it is idle
     unavailable_since: datetime | None = None  # its supervisor gave up retrying fast at this time
+    loadable_models: tuple[str, ...] = ()  # the model keys it may load
+    loaded_model: str | None = None  # the one it holds now
+    switches: int = 0  # model switches so far
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +250,9 @@ async def worker_infos(
             stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
             failure_reason=worker.failure_reason,
             unavailable_since=worker.unavailable_since,
+            loadable_models=tuple(worker.loadable_models or ()),
+            loaded_model=worker.loaded_model,
+            switches=worker.switches or 0,
         )
         for worker in rows
     ]
