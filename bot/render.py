@@ -381,13 +381,6 @@ def _bytes_text(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
-def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
-    """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
-    if outcome == "cancelled":
-        return f"Cancelled job #{job_id} of <@{user_id}> before it started; their GPU time was refunded."
-    if outcome == "requested":
-        return f"Stopping job #{job_id} of <@{user_id}>; it is charged only for the GPU time already used."
-    return f"Job #{job_id} had already finished; nothing to cancel."
 def render_queue(
     page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
 ) -> discord.Embed:

@@ -43,7 +43,7 @@ back), since such a call cannot be interrupted from Python.
 GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
-Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
+Not done: batching several queued jobs of identical shape into one pipeline call. It is off by
 design until a GPU benchmark shows a gain; batching multiplies activation memory, and every job's progress, cancel
 and fencing would have to stay separate. The claim loop takes one job at a time.
 
