@@ -26,7 +26,7 @@ from bot.settings import BotSettings
 from config.reader import EXIT_BAD_SETTINGS, read_all
 from generator.model_files import check_model_source
 from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models
-from jobs.db import alembic_config, make_engine
+from jobs.db import alembic_config, make_engine, redacted_url
 from web.config import is_loopback
 
 DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
@@ -71,12 +71,6 @@ async def check_models(values: Mapping[str, Any], bad: set[str], report: CheckRe
             report.fine.append(f"{each.display_name}: {setting}={source}: its config files are usable")
         if not tiny:
             report.fine.append(f"{each.display_name} needs GPU memory: {each.gpu_memory}")
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -130,7 +124,7 @@ async def database_state(url: str) -> tuple[str, str]:
 
 
 async def check_database(url: str, report: CheckReport) -> None:
-    shown = _redact(url)
+    shown = redacted_url(url)
     try:
         state, detail = await asyncio.wait_for(database_state(url), DATABASE_TIMEOUT_S)
     except TimeoutError:

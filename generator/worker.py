@@ -155,7 +155,7 @@ class WorkerProcess(JobExecution):
 
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
-        from jobs.db import make_engine, make_sessionmaker, migrate
+        from jobs.db import make_engine, make_sessionmaker, migrate, redacted_url
         from jobs.heartbeat import ProgressWriter
 
         loop = asyncio.get_running_loop()
@@ -165,7 +165,7 @@ class WorkerProcess(JobExecution):
         if self.faults.active:
             log.warning("TEST FAULT HOOKS ACTIVE: %s", self.faults)
         s = self.settings
-        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, _redact(s.database_url),
+        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, redacted_url(s.database_url),
                  s.output_dir)
         try:
             s.output_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,7 @@ class WorkerProcess(JobExecution):
         try:
             await migrate(s.database_url)
         except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
-            return report_start_failure(log, f"the database {_redact(s.database_url)} cannot be opened: "
+            return report_start_failure(log, f"the database {redacted_url(s.database_url)} cannot be opened: "
                                         f"{describe(exc)}", EXIT_DATABASE, error=exc)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
@@ -469,16 +469,6 @@ class WorkerProcess(JobExecution):
             )
         log.info("claimed job %d (attempt %d)", claimed.id, claimed.attempt)
         return claimed
-
-
-def _redact(url: str) -> str:
-    """The database URL without its password, for logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "<unparseable DATABASE_URL>"
 
 
 def build_parser() -> argparse.ArgumentParser:
