@@ -39,7 +39,7 @@ import torch
 
 from generator.cli import quiet_libraries
 from generator.images import load_image
-from generator.models.base import GenerationFailed
+from generator.models.base import GenerationFailed, VideoBackend
 from generator.models.i2vgenxl import I2VGenXLBackend
 from generator.params import PRESETS, GenerationParams, resolve_params, target_size
 from generator.performance import PerformanceOptions
@@ -140,7 +140,7 @@ def path_options(path: str, device: torch.device) -> PerformanceOptions:
     raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
 
 
-def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> I2VGenXLBackend:
+def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> VideoBackend:
     """The full-size random model (``model == "full"``) or a loaded one, prepared with ``options``."""
     if model == "full":
         pipe = build_full_size_pipeline(device)

@@ -19,7 +19,7 @@ import discord
 from bot.delivery import remove_disk_copies
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
-from bot.render import admin_cancel_text, report_settled_text
+from bot.render import report_settled_text
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
 from jobs.control import (
@@ -64,7 +64,7 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
         outcome = await cancel_audited(session, job, by=interaction.user.id, bot_wide=bot_wide)
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
-    return admin_cancel_text(job_id, job.user_id, outcome.value)
+    return outcome.sentence(job_id, owner=job.user_id)
 
 
 async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,

@@ -13,7 +13,6 @@ is created or migrated.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -214,9 +213,9 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
         await check_models(values, bad, report)
     for name in ("OUTPUT_DIR", "DATA_DIR"):
         if name not in bad:
-            check_folder(name, Path(os.fspath(values[name])), report)
+            check_folder(name, Path(str(values[name])), report)
     if values["LOG_FILE"] is not None and "LOG_FILE" not in bad:
-        check_folder("LOG_FILE", Path(os.fspath(values["LOG_FILE"])).parent, report)
+        check_folder("LOG_FILE", Path(str(values["LOG_FILE"])).parent, report)
     if not bad:
         await check_commands(env, report)
     return report

@@ -58,7 +58,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.message_id = message_id
         self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         await handle_request(
             bot,
@@ -116,7 +116,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         self.steps.default = str(steps)
         self.seed.default = str(job.seed)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {

@@ -381,13 +381,6 @@ def _bytes_text(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
-def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
-    """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
-    if outcome == "cancelled":
-        return f"Cancelled job #{job_id} of <@{user_id}> before it started; their GPU time was refunded."
-    if outcome == "requested":
-        return f"Stopping job #{job_id} of <@{user_id}>; it is charged only for the GPU time already used."
-    return f"Job #{job_id} had already finished; nothing to cancel."
 def render_queue(
     page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
 ) -> discord.Embed:
@@ -463,6 +456,9 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
         worker_lines.append(
             f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
             f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
+            + (f" · holds {display_name(worker.loaded_model)}" if worker.loaded_model else "")
+            + (f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} "
+               "switches)" if len(worker.loadable_models) > 1 else "")
             + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
         )
     if not worker_lines:
@@ -521,7 +517,8 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
     if setting_terms:
         lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
-    shown, used = [], 0
+    shown: list[str] = []
+    used = 0
     for term in terms:
         item = f"`{term.replace('`', 'ˋ')}`"
         if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:

@@ -43,7 +43,7 @@ back), since such a call cannot be interrupted from Python.
 GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
-Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
+Not done: batching several queued jobs of identical shape into one pipeline call. It is off by
 design until a GPU benchmark shows a gain; batching multiplies activation memory, and every job's progress, cancel
 and fencing would have to stay separate. The claim loop takes one job at a time.
 
@@ -81,6 +81,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     run_in_daemon_thread,
 )
 from generator.model_download import reporting_downloads
+from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
@@ -539,10 +540,13 @@ def check(env: Mapping[str, str]) -> int:
     except ValueError as exc:
         return report_bad_setting(PROG, exc)
     report = device_report(settings.model, settings.device)
-    model_problems = check_model_source(settings.model)
-    report.problems += model_problems
-    if not model_problems:
-        report.fine.append(f"I2V_MODEL={settings.model}: its config files are usable")
+    for key in settings.models:  # each model this worker may load, from its own setting
+        setting = SPACES[key].source_setting
+        source = settings.source_of(key)
+        model_problems = check_model_source(source, setting=setting)
+        report.problems += model_problems
+        if not model_problems:
+            report.fine.append(f"{setting}={source}: its config files are usable ({SPACES[key].display_name})")
     existing = settings.output_dir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

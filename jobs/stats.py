@@ -120,6 +120,9 @@ class WorkerInfo:
     failure_reason: str | None = None  # why its last start failed (one line); None once it is idle
     unavailable_since: datetime | None = None  # its supervisor gave up retrying fast at this time
     download: ModelDownload | None = None  # the model download it has under way
+    loadable_models: tuple[str, ...] = ()  # the model keys it may load
+    loaded_model: str | None = None  # the one it holds now
+    switches: int = 0  # model switches so far
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +271,9 @@ async def worker_infos(
             unavailable_since=worker.unavailable_since,
             download=(ModelDownload(worker.download_model, worker.download_done_bytes or 0,
                                     worker.download_total_bytes or 0) if worker.download_model else None),
+            loadable_models=tuple(worker.loadable_models or ()),
+            loaded_model=worker.loaded_model,
+            switches=worker.switches or 0,
         )
         for worker in rows
     ]

@@ -99,7 +99,9 @@ class Console:
             "workers": [{"id": w.worker_id, "host": w.host, "pid": w.pid, "state": w.state.value,
                          "stale": w.stale, "job": w.current_job_id, "jobs_done": w.jobs_done, "restarts": w.restarts,
                          "gpu": w.gpu_name, "last_heartbeat_at": iso(w.last_heartbeat_at),
-                         "failure_reason": w.failure_reason} for w in stats.workers],
+                         "failure_reason": w.failure_reason, "loaded_model": w.loaded_model,
+                         "loadable_models": list(w.loadable_models), "switches": w.switches}
+                        for w in stats.workers],
             "worker_problem": problem,
             "stats": {name: {"created": period.created, "gpu_seconds": round(period.gpu_seconds, 1),
                              "by_state": {k.value: v for k, v in period.by_state.items()},

@@ -121,7 +121,7 @@ async def test_queue_page_orders_running_then_claim_order(db_sessionmaker: async
     assert [e.job_id for e in page.entries] == [r1, q4, q1, q3, q2, q5]
     assert [e.position for e in page.entries] == [None, 1, 2, 3, 4, 5]
     assert (page.running, page.queued, page.total, page.pages, page.paused) == (1, 5, 6, 1, False)
-    assert page.entries[1].summary == "quick 512p 8f 30 steps 8 fps seed 5"
+    assert page.entries[1].summary == "I2VGen-XL quick 512p 8f 30 steps 8 fps seed 5"
     assert page.entries[0].age_seconds(NOW) == pytest.approx(35 * 60)
 
     async with db_sessionmaker() as session:

@@ -48,6 +48,8 @@ async function refresh() {
     const tr = document.createElement("tr");
     cell(tr, `${w.id} (${w.host}, pid ${w.pid})`); cell(tr, w.stale ? `${w.state} (stale)` : w.state);
     cell(tr, w.job ? `#${w.job}` : ""); cell(tr, w.jobs_done); cell(tr, w.restarts); cell(tr, w.gpu || "");
+    const others = w.loadable_models.length > 1 ? ` (may load ${w.loadable_models.join(", ")}; ${w.switches} switches)` : "";
+    cell(tr, (w.loaded_model || "none") + others);
     cell(tr, new Date(w.last_heartbeat_at).toLocaleTimeString());
     workers.append(tr);
   }
