@@ -119,7 +119,7 @@ class _NullStream:
         return None
 
 
-class ProgressBar(tqdm):  # type: ignore[misc]
+class ProgressBar(tqdm):
     """A tqdm bar for ``snapshot_download(tqdm_class=...)`` that prints nothing and feeds :attr:`progress`; bind it
     to a download with :meth:`for_download`."""
 

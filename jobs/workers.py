@@ -186,6 +186,8 @@ async def model_downloads(session: AsyncSession, *, dead_after_s: float = WORKER
     )).all()
     found: dict[str, ModelDownload] = {}
     for model, done, total in rows:
+        if model is None:
+            continue
         download = ModelDownload(model, done or 0, total or 0)
         if model not in found or download.fraction > found[model].fraction:
             found[model] = download
