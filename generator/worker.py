@@ -74,35 +74,26 @@ from generator.heartbeat import HeartbeatThread
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
-    InputMissing,
-    JobRun,
     _exit_now,
-    is_fatal_cuda_error,
     run_in_daemon_thread,
 )
 from generator.model_download import reporting_downloads
 from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
-from generator.worker_settings import (  # re-exported too: callers import the settings from here
-    DEFAULT_MODEL,
+from generator.worker_settings import (
     DEFAULT_UPLOAD_LIMIT_BYTES,
     EXIT_CONFIG,
     EXIT_CUDA_ERROR,
     EXIT_DATABASE,
     EXIT_MODEL_LOAD,
     EXIT_OK,
-    EXIT_STALLED,
-    GRACE_S,
     LEASE_RENEW_FRACTION,
-    LEASE_S,
-    STALL_S,
     WORKER_STATE_CRASHED,
     WORKER_STATE_IDLE,
     WORKER_STATE_LOADING,
     WORKER_STATE_STOPPED,
     WORKER_STATE_STOPPING,
-    SettingsError,
     WorkerSettings,
 )
 
@@ -117,9 +108,6 @@ log = logging.getLogger("generator.worker")
 RUNNABLE_MODELS: tuple[str, ...] = tuple(BACKENDS)  # the model backends this worker runs (generator.models)
 PROG = "i2v-worker"  # how its one-line errors begin
 
-__all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
-           "ClaimedJob", "FatalCudaError", "InputMissing", "JobRun", "SettingsError", "WorkerProcess",
-           "WorkerSettings", "is_fatal_cuda_error", "main", "run_in_daemon_thread"]
 
 
 class WorkerProcess(JobExecution):

@@ -17,10 +17,9 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
-from generator.model_spaces import SPACES, union_bounds
+from generator.model_spaces import DEFAULT_PRESET, SPACES, union_bounds
 from generator.params import (
     DEFAULT_NEGATIVE_PROMPT,
-    DEFAULT_PRESET,
     MAX_PROMPT_CHARS,
     SEED_RANGE,
     ParamError,
