@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,7 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
         await engine.dispose()
 
 
-def _loop(floor: bool) -> Callable[[str, int, int, int], Awaitable[None]]:
+def _loop(floor: bool) -> Callable[[str, int, int, int], Coroutine[Any, Any, None]]:
     """One worker's loop: the store's, or the bare driver's (``floor``)."""
     return driver_floor.worker_loop if floor else _worker_loop
 

@@ -19,13 +19,16 @@ import discord
 from bot.delivery import remove_disk_copies
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
-from bot.render import admin_cancel_text
-from generator.params import FRAMES_RANGE, RESOLUTIONS, STEPS_RANGE
+from bot.render import report_settled_text
+from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
-from jobs.control import ban_and_settle, ban_from_guild, cancel_audited
+from jobs.control import (
+    allowed_models,
+    cancel_audited,
+    settle_report,
+    update_guild_settings,
+)
 from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
-from jobs.retention import forget_job_bytes
-from jobs.safety import REPORT_BANNED, REPORT_DELETED, REPORT_DISMISSED, resolve_reports
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,18 +64,15 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
         outcome = await cancel_audited(session, job, by=interaction.user.id, bot_wide=bot_wide)
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
-    return admin_cancel_text(job_id, job.user_id, outcome.value)
-
-
-REPORT_RESOLUTION_OF = {"delete": REPORT_DELETED, "ban": REPORT_BANNED, "dismiss": REPORT_DISMISSED}
+    return outcome.sentence(job_id, owner=job.user_id)
 
 
 async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,
                         bot_wide: bool) -> str:
-    """An admin's answer to a reported video: ``delete`` it (the channel message, the stored bytes, the disk
-    copy), ``ban`` its maker (and delete it; from this server, or bot-wide from an ``/operator`` listing) or
-    ``dismiss`` the reports; the reports are resolved and the action audited. A server admin acts only on a video
-    of the server the click comes from (another's is answered as if it did not exist). Returns the sentence."""
+    """An admin's answer to a reported video (``jobs.control.settle_report``): ``delete`` it (the channel message,
+    the stored bytes, the disk copy), ``ban`` its maker (and delete it; from this server, or bot-wide from an
+    ``/operator`` listing) or ``dismiss`` the reports, audited. A server admin acts only on a video of the server the
+    click comes from (another's is answered as if it did not exist). Returns the sentence to show."""
     async with bot.readers() as session:
         job = await session.get(Job, job_id)
     if job is not None and not bot_wide and job.guild_id != interaction.guild_id:
@@ -81,35 +81,30 @@ async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: i
     if job is None:
         raise NoSuchJob(f"There is no reported video #{job_id}{'' if bot_wide else ' on this server'}.")
     by = interaction.user.id
-    if action in ("delete", "ban") and job.result_message_id is not None:
-        channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        try:
-            await channel.get_partial_message(job.result_message_id).delete()
-        except (discord.NotFound, discord.Forbidden) as error:  # gone already, or no right: the bytes go anyway
-            log.info("reported job %s: its message %s could not be deleted: %s", job_id, job.result_message_id, error)
-    banned = False
+    if action != "dismiss":
+        await delete_posted_video(bot, job.channel_id, job.guild_id, job.result_message_id)
     async with bot.sessions.begin() as session:
-        if action in ("delete", "ban"):
-            await forget_job_bytes(session, job_id)
-        if action == "ban":
-            reason = f"reported video #{job_id}"
-            if bot_wide:
-                banned = (await ban_and_settle(session, job.user_id, reason=reason, by=by)).newly_banned
-            else:
-                banned, _ = await ban_from_guild(session, job.guild_id or 0, job.user_id, reason=reason, by=by)
-        count = await resolve_reports(session, job_id, by=by, resolution=REPORT_RESOLUTION_OF[action],
-                                      guild_id=None if bot_wide else job.guild_id)
-    if action in ("delete", "ban"):
+        settled = await settle_report(session, job_id, action, by=by, guild_id=None if bot_wide else job.guild_id)
+    if settled is None:
+        raise NoSuchJob(f"There is no reported video #{job_id}.")
+    if action != "dismiss":
         await remove_disk_copies(bot, [job_id])
     wake_monitor(bot)
-    log.info("admin %s: %s on reported job %s (bot_wide=%s, %d report(s))", by, action, job_id, bot_wide, count)
-    if action == "dismiss":
-        return f"Dismissed {count} report(s) of video #{job_id}; it stays."
-    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {count} report(s)."
-    if action == "ban":
-        where = "from the bot" if bot_wide else "from making videos in this server"
-        text += f" <@{job.user_id}> is {'now' if banned else 'already'} banned {where}."
-    return text
+    log.info("admin %s: %s on reported job %s (bot_wide=%s, %d report(s))", by, action, job_id, bot_wide,
+             settled.reports)
+    return report_settled_text(settled, action, bot_wide=bot_wide)
+
+
+async def delete_posted_video(bot: I2VBot, channel_id: int, guild_id: int | None, message_id: int | None) -> None:
+    """Delete a posted result message; one that is gone already, or that the bot may not delete, is logged (the
+    stored bytes go anyway)."""
+    if message_id is None:
+        return
+    channel = bot.get_partial_messageable(channel_id, guild_id=guild_id)
+    try:
+        await channel.get_partial_message(message_id).delete()
+    except (discord.NotFound, discord.Forbidden) as error:
+        log.info("message %s in channel %s could not be deleted: %s", message_id, channel_id, error)
 
 
 _KEEP: Any = object()  # "leave this cap as it is" in set_guild_limits
@@ -132,9 +127,10 @@ async def set_guild_limits(
         A cap outside what the bot can do at all (a resolution it does not know, frames or steps below the
         smallest request, which would refuse everything).
     """
-    if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in RESOLUTIONS:
-        raise UserFacingError(f"max_resolution must be one of {', '.join(RESOLUTIONS)} or {NO_CAP}.")
-    for name, value, (low, high) in (("max_frames", max_frames, FRAMES_RANGE), ("max_steps", max_steps, STEPS_RANGE)):
+    every = union_bounds(MODEL_KEYS)  # a cap may be any value some model takes
+    if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in every.resolutions:
+        raise UserFacingError(f"max_resolution must be one of {', '.join(every.resolutions)} or {NO_CAP}.")
+    for name, value, (low, high) in (("max_frames", max_frames, every.frames), ("max_steps", max_steps, every.steps)):
         if value is not _KEEP and value is not None and not low <= value <= high:
             raise UserFacingError(f"{name} must be 0 (no cap) or between {low} and {high}; you gave {value}.")
 
@@ -156,3 +152,24 @@ async def set_guild_limits(
         scope=AUDIT_SCOPE_SERVER,
     )
     return row
+
+
+async def set_guild_model(session: AsyncSession, guild_id: int, enabled: tuple[str, ...], *, model: str | None,
+                          allowed: bool, by: int) -> list[str]:
+    """Allow or forbid one of the enabled models on a server (``model`` None with ``allowed``: every enabled
+    model again); at least one stays allowed. Audited as ``update_guild_settings``. Returns the models allowed."""
+    current = await allowed_models(session, guild_id, enabled)
+    if model is None:
+        if not allowed:
+            raise UserFacingError("Name the model to forbid; at least one model stays allowed.")
+        await update_guild_settings(session, guild_id, by=by, models=None)
+        return list(enabled)
+    if model not in enabled:
+        raise UserFacingError(f"This bot does not offer {display_name(model)}; it offers "
+                              f"{', '.join(display_name(key) for key in enabled)}.")
+    chosen = [key for key in enabled if key in current and key != model] + ([model] if allowed else [])
+    chosen = [key for key in enabled if key in chosen]
+    if not chosen:
+        raise UserFacingError(f"{display_name(model)} is the only model allowed here; allow another one first.")
+    await update_guild_settings(session, guild_id, by=by, models=None if chosen == list(enabled) else chosen)
+    return chosen

@@ -17,6 +17,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.admin_actions import delete_posted_video
 from bot.cogs import EXTENSIONS, OPTIONAL_EXTENSIONS
 from bot.command_sync import sync_if_changed
 from bot.lag import LoopLagMonitor
@@ -26,10 +27,10 @@ from bot.permissions import is_operator, member_role_ids
 from bot.settings import BotSettings
 from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
+from bot.web_roles import RoleRecheck
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.quota import QuotaPolicy
-from web.config import WebConfig
-from web.server import WebServer
+from web.server import WebServer, start_web_page
 from web.standalone import embedded_supervisor, supervisor_problem
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class I2VBot(commands.Bot):
         self._readers: async_sessionmaker[AsyncSession] | None = None
         self.supervisor: Any | None = None
         self.monitor: JobMonitor | None = None
-        self.web_server: Any | None = None  # web.server.WebServer, started last in setup_hook
+        self.web_server: WebServer | None = None  # started last in setup_hook
+        self.role_recheck: RoleRecheck | None = None  # re-reads signed-in members' roles (bot.web_roles)
         self.web: aiohttp.ClientSession | None = None
         self.loaded_extensions: list[str] = []
         self.lag = LoopLagMonitor(settings.loop_lag_report)
@@ -114,6 +116,8 @@ class I2VBot(commands.Bot):
             await self._start_supervisor()
         self.monitor = JobMonitor(self)
         self.monitor.start()
+        self.role_recheck = RoleRecheck(self)
+        self.role_recheck.start()
         await self._start_web_page()
         log.info("setup done: extensions %s, worker %s", ", ".join(self.loaded_extensions), settings.worker)
 
@@ -136,14 +140,24 @@ class I2VBot(commands.Bot):
     async def _start_web_page(self) -> None:
         """The web page, /healthz and /metrics on WEB_HOST:WEB_PORT, over this bot's store and worker. A port that
         cannot be bound is logged and the bot runs without the page."""
-        self.web_server = WebServer(WebConfig.from_settings(self.settings), sessions=self.sessions,
-                                    readers=self.readers, worker_problem=lambda: supervisor_problem(self.supervisor),
-                                    gateway_latency=lambda: self.latency if self.is_ready() else None)
         try:
-            await self.web_server.start()
+            self.web_server = await start_web_page(self.settings, sessions=self.sessions, readers=self.readers,
+                                                   facts=self)
         except OSError as error:
             log.error("the web page cannot listen on %s:%s: %s", self.settings.web_host, self.settings.web_port, error)
             self.web_server = None
+
+    def worker_problem(self) -> str | None:
+        """Why the embedded worker cannot run (the supervisor's reason), or None (``web.context.AppFacts``)."""
+        return supervisor_problem(self.supervisor)
+
+    def gateway_latency(self) -> float | None:
+        """Discord's gateway latency while connected (``web.context.AppFacts``)."""
+        return self.latency if self.is_ready() else None
+
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        """Remove a message the bot posted (the console's Delete on a reported video; ``web.context.AppFacts``)."""
+        await delete_posted_video(self, channel_id, guild_id, message_id)
 
     async def close(self) -> None:
         """Stop the worker (its running job gets I2V_GRACE_SECONDS to finish), deliver what it finished, stop the
@@ -153,6 +167,8 @@ class I2VBot(commands.Bot):
         self._closing = True
         if self.web_server is not None:
             await self.web_server.stop()
+        if self.role_recheck is not None:
+            await self.role_recheck.stop()
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop(self.settings.grace_seconds)

@@ -1,8 +1,8 @@
 """``python -m bot check``: validate the whole configuration without starting anything long-lived.
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
-Alembic migration state: at head, behind, ahead or not created), the model source's config files
-(:mod:`generator.model_files`, never the weights), that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
+Alembic migration state: at head, behind, ahead or not created), every enabled model's config files from its own
+setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
 can be created and can be written, and that the application commands keep Discord's limits
 (:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord); it warns when the
 page listens beyond this machine without WEB_PUBLIC_URL. Each problem and each warning is one line on stderr; what
@@ -13,7 +13,6 @@ is created or migrated.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bot.endpoints import apply_discord_endpoints
 from bot.settings import BotSettings
 from config.reader import EXIT_BAD_SETTINGS, read_all
 from generator.model_files import check_model_source
+from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models
 from jobs.db import alembic_config, make_engine
 from web.config import is_loopback
 
@@ -51,6 +51,26 @@ class CheckReport:
 
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+async def check_models(values: Mapping[str, Any], bad: set[str], report: CheckReport) -> None:
+    """Every enabled model's (``I2V_MODELS``) config files, from its own setting, and the GPU memory it needs."""
+    enabled = enabled_models(values["I2V_MODELS"], str(values["I2V_MODEL"]))
+    tiny = str(values["I2V_MODEL"]).strip().lower() == TINY_SOURCE
+    report.fine.append("I2V_MODELS: " + ", ".join(f"{key} ({SPACES[key].display_name})" for key in enabled)
+                       + f"; the default is {SPACES[enabled[0]].display_name}")
+    for key in enabled:
+        each = SPACES[key]
+        setting = each.source_setting
+        if setting in bad:
+            continue
+        source = TINY_SOURCE if tiny else str(values[setting])
+        problems = await asyncio.to_thread(check_model_source, source, setting=setting)
+        report.problems += problems
+        if not problems:
+            report.fine.append(f"{each.display_name}: {setting}={source}: its config files are usable")
+        if not tiny:
+            report.fine.append(f"{each.display_name} needs GPU memory: {each.gpu_memory}")
 
 
 def _redact(url: str) -> str:
@@ -113,7 +133,7 @@ async def check_database(url: str, report: CheckReport) -> None:
     shown = _redact(url)
     try:
         state, detail = await asyncio.wait_for(database_state(url), DATABASE_TIMEOUT_S)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         report.problems.append(f"DATABASE_URL={shown}: no answer within {DATABASE_TIMEOUT_S:g} s")
         return
     except Exception as error:  # noqa: BLE001 - every driver error comes down to one line
@@ -189,16 +209,13 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
         check_web_address(values, report)
     if "DATABASE_URL" not in bad:
         await check_database(str(values["DATABASE_URL"]), report)
-    if "I2V_MODEL" not in bad:
-        model_problems = await asyncio.to_thread(check_model_source, str(values["I2V_MODEL"]))
-        report.problems += model_problems
-        if not model_problems:
-            report.fine.append(f"I2V_MODEL={values['I2V_MODEL']}: its config files are usable")
+    if not bad & {"I2V_MODEL", "I2V_MODELS"}:
+        await check_models(values, bad, report)
     for name in ("OUTPUT_DIR", "DATA_DIR"):
         if name not in bad:
-            check_folder(name, Path(os.fspath(values[name])), report)
+            check_folder(name, Path(str(values[name])), report)
     if values["LOG_FILE"] is not None and "LOG_FILE" not in bad:
-        check_folder("LOG_FILE", Path(os.fspath(values["LOG_FILE"])).parent, report)
+        check_folder("LOG_FILE", Path(str(values["LOG_FILE"])).parent, report)
     if not bad:
         await check_commands(env, report)
     return report

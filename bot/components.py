@@ -10,11 +10,13 @@ click through those registered items instead of keeping a callback-less copy of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.render import is_final
+from generator.model_spaces import SPACES
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -34,6 +36,8 @@ JOB_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "report": ("Report", "🚩", discord.ButtonStyle.secondary),
 }
 RESULT_ACTIONS = ("reroll", "vary", "delete", "info", "report")  # under a delivered video: one row of five
+VARY_MODEL_ACTION = "varymodel"  # the select under a delivered video: Vary with another model (i2v:varymodel:<job>)
+VARY_MODEL_PLACEHOLDER = "Vary with another model…"
 
 # the admin listings: listing segment -> {kind: label}; "o..." are the operator's bot-wide listings
 QUEUE_PAGE_LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
@@ -80,11 +84,11 @@ ADMIN_CANCEL_TEMPLATE = ADMIN_PREFIX + r":cancel:(?P<job>[0-9]{1,20})"
 CLEAR_CONFIRM_TEMPLATE = ADMIN_PREFIX + r":clear:(?P<expires>[0-9]{1,12})"
 
 
-def _layout(*buttons: discord.ui.Button) -> discord.ui.View:
-    """A view of ``buttons`` that only describes the layout (stopped: clicks go to ``bot.views``' items)."""
+def _layout(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
+    """A view of ``items`` that only describes the layout (stopped: clicks go to ``bot.views``' items)."""
     view = discord.ui.View(timeout=None)
-    for button in buttons:
-        view.add_item(button)
+    for item in items:
+        view.add_item(item)
     view.stop()
     return view
 
@@ -101,9 +105,17 @@ def status_view(job: Job) -> discord.ui.View | None:
     return _layout(_job_button("cancel", job.id))
 
 
-def result_view(job_id: int) -> discord.ui.View:
-    """The buttons under a delivered video: Re-roll, Vary, Delete, Info."""
-    return _layout(*(_job_button(action, job_id) for action in RESULT_ACTIONS))
+def result_view(job_id: int, models: Sequence[str] = ()) -> discord.ui.View:
+    """The buttons under a delivered video: Re-roll, Vary, Delete, Info, Report; with several enabled ``models``,
+    a second row with a select that opens the Vary form for the model chosen (the form holds five fields, Discord's
+    most, so the model cannot be one of them)."""
+    items: list[discord.ui.Item[discord.ui.View]] = [_job_button(action, job_id) for action in RESULT_ACTIONS]
+    if len(models) > 1:
+        items.append(discord.ui.Select(
+            custom_id=job_custom_id(VARY_MODEL_ACTION, job_id), placeholder=VARY_MODEL_PLACEHOLDER, row=1,
+            options=[discord.SelectOption(label=SPACES[key].display_name, value=key) for key in models],
+        ))
+    return _layout(*items)
 
 
 def notice_view(job_id: int) -> discord.ui.View:
@@ -113,7 +125,7 @@ def notice_view(job_id: int) -> discord.ui.View:
 
 def queue_listing_view(job_ids: list[int], page: int, pages: int, *, bot_wide: bool) -> discord.ui.View:
     """A queue listing's buttons: Cancel #N per job (five a row), then Previous / Refresh / Next."""
-    buttons = [
+    buttons: list[discord.ui.Button[discord.ui.View]] = [
         discord.ui.Button(label=f"Cancel #{job_id}", style=discord.ButtonStyle.danger,
                           custom_id=f"{ADMIN_PREFIX}:cancel:{job_id}", row=index // CANCEL_BUTTONS_PER_ROW)
         for index, job_id in enumerate(job_ids)

@@ -112,7 +112,7 @@ async def login(bot: I2VBot) -> None:
         except discord.LoginFailure:
             raise FatalLogin("Discord rejected DISCORD_TOKEN (login failed): check the token in .env",
                              exit_status=EXIT_LOGIN_REFUSED) from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             problem = f"Discord at {_api_host()} did not answer within {settings.connect_timeout:g} s"
         except discord.DiscordServerError as error:
             problem = f"Discord at {_api_host()} answered {error.status} ({describe_error(error)})"

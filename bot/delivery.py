@@ -48,7 +48,7 @@ import io
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,9 +62,11 @@ from bot.render import (
     render_not_posted,
     render_notice,
     render_result,
+    render_status,
     render_upload_failed,
     render_withheld,
 )
+from bot.status import edit_status_message
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, remove_copies, write_copy
 from jobs.models import JobStatus
@@ -239,7 +241,7 @@ class Delivery:
                     log.info("job %s was already posted as message %s; recording it", job.id, found)
                     return await self._mark(job, found, journal, copy)
                 may_have_landed = None
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             await asyncio.to_thread(_write_journal, journal, started)  # fsync: off the loop
             try:
                 message_id = await asyncio.wait_for(self._post(job, video, spoiler=spoiler),
@@ -284,7 +286,7 @@ class Delivery:
         """Message id if found, False if surely not posted, None if the channel could not be read."""
         try:
             found = await find_posted(self.bot, job, since)
-        except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as error:
             log.warning("could not read channel %s to check job %s: %r", job.channel_id, job.id, error)
             return None
         return found if found is not None else False
@@ -327,7 +329,7 @@ class Delivery:
         only the job's own record, shown by ``/queue`` and the page, says it)."""
         expires = job.interaction_expires_at
         if job.interaction_token and job.application_id and expires is not None \
-                and expires - TOKEN_MARGIN > datetime.now(timezone.utc):
+                and expires - TOKEN_MARGIN > datetime.now(UTC):
             webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
                 {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
             )
@@ -354,14 +356,16 @@ class Delivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
+            # send() takes None for "no reply" (it checks `is not None`); its overloads leave None out.
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id), reference=reference,
+                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models),
+                reference=reference,  # type: ignore[arg-type]  # None: see above
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:
             message = await channel.send(
-                render_notice(job), view=notice_view(job.id), reference=reference, allowed_mentions=mentions,
-                nonce=nonce_for(job.id),
+                render_notice(job), view=notice_view(job.id), allowed_mentions=mentions, nonce=nonce_for(job.id),
+                reference=reference,  # type: ignore[arg-type]  # None: as above
             )
         return message.id
 
@@ -392,7 +396,10 @@ class Delivery:
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
                                           output_path=str(copy) if copy is not None else None)
+            fresh = await find_job(session, job.id)
         journal.unlink(missing_ok=True)
+        if fresh is not None:  # one try: an own message can often still be edited where nothing can be posted
+            await edit_status_message(self.bot, fresh, render_status(fresh))
         return DeliveryResult.DELIVERED if marked else DeliveryResult.ALREADY
 
     async def _remove_status_message(self, job: Job, result_id: int | None) -> None:

@@ -68,6 +68,8 @@ Check = Callable[[Any, Path, list[Problem]], None]
 
 @dataclass(frozen=True)
 class Text:
+    """A string of ``min`` to ``max`` characters; ``check`` sees it once its length is right."""
+
     min: int = 0
     max: int | None = None
     check: Check | None = None
@@ -84,6 +86,8 @@ class Text:
 
 @dataclass(frozen=True)
 class Integer:
+    """An integer (not a boolean) from ``min`` to ``max``, or one of ``choices``."""
+
     min: int | None = None
     max: int | None = None
     choices: tuple[int, ...] = ()
@@ -103,6 +107,8 @@ class Integer:
 
 @dataclass(frozen=True)
 class Number:
+    """An integer or a float from ``min`` to ``max``."""
+
     min: float | None = None
     max: float | None = None
 
@@ -125,6 +131,8 @@ SNOWFLAKE = Integer(0, SNOWFLAKE_MAX)
 
 @dataclass(frozen=True)
 class Items:
+    """A list of ``min`` to ``max`` items, each under the rule ``of``."""
+
     of: Check
     max: int | None = None
     min: int = 0
@@ -266,13 +274,14 @@ def _value_option(kind: int, **extra: Check) -> Obj:
 
 
 _INT53 = Integer(-INT53_MAX, INT53_MAX)
+_DOUBLE53 = Number(-(2.0**53), 2.0**53)  # the documentation's range of a number option's values and bounds
 _VALUE_OPTIONS: dict[int, Check] = {
     OPT_STRING: _value_option(OPT_STRING, autocomplete=boolean, choices=_choices(Text(0, CHOICE_STRING_VALUE_MAX)),
                               min_length=Integer(0, 6000), max_length=Integer(1, 6000)),
     OPT_INTEGER: _value_option(OPT_INTEGER, autocomplete=boolean, choices=_choices(_INT53),
                                min_value=_INT53, max_value=_INT53),
-    OPT_NUMBER: _value_option(OPT_NUMBER, autocomplete=boolean, choices=_choices(Number()),
-                              min_value=Number(), max_value=Number()),
+    OPT_NUMBER: _value_option(OPT_NUMBER, autocomplete=boolean, choices=_choices(_DOUBLE53),
+                              min_value=_DOUBLE53, max_value=_DOUBLE53),
     5: _value_option(5),  # boolean
     6: _value_option(6),  # user
     7: _value_option(7, channel_types=Items(Integer(0, 16))),

@@ -13,6 +13,7 @@ import discord
 
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
+from generator.model_spaces import SPACES
 from generator.params import DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         placeholder=MODAL_PROMPT_PLACEHOLDER,
     )
     preset: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label=f"Preset ({', '.join(PRESETS)})",  # Discord allows 45 characters in a label
-        placeholder=f"empty = {DEFAULT_PRESET}",
+        label="Preset",  # the names go in the placeholder: Discord allows 45 characters in a label, 100 there
+        placeholder=f"{', '.join(PRESETS)}; empty = {DEFAULT_PRESET}",
         required=False,
         max_length=16,
     )
@@ -57,7 +58,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.message_id = message_id
         self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         await handle_request(
             bot,
@@ -92,16 +93,30 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         label="Seed (empty = new random seed)", required=False, max_length=10
     )
 
-    def __init__(self, job: Job) -> None:
-        super().__init__(timeout=None)
+    def __init__(self, job: Job, *, model: str | None = None) -> None:
+        """The form for a variation of ``job`` made by ``model`` (None: the job's own): its fields show that model's
+        ranges, and the job's values, or that model's preset values when the model changes."""
+        model = model or job.model
+        each = SPACES[model]
+        title = "Vary this video" if model == job.model else f"Vary with {each.display_name}"
+        super().__init__(timeout=None, title=title[:45])
         self.job_id = job.id
+        self.model = model
         self.prompt.default = job.prompt
-        self.frames.default = str(job.frames)
-        self.fps.default = str(job.fps)
-        self.steps.default = str(job.steps)
+        if model == job.model:
+            frames, fps, steps = job.frames, job.fps, job.steps
+        else:
+            preset = each.presets[job.preset or DEFAULT_PRESET]
+            frames, fps, steps = preset.frames, preset.fps, preset.steps
+        self.frames.label = f"Frames ({each.frames.minimum}-{each.frames.maximum})"
+        self.fps.label = f"FPS ({each.fps_range[0]}-{each.fps_range[1]})"
+        self.steps.label = f"Steps ({each.steps_range[0]}-{each.steps_range[1]})"
+        self.frames.default = str(frames)
+        self.fps.default = str(fps)
+        self.steps.default = str(steps)
         self.seed.default = str(job.seed)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {
@@ -110,6 +125,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
             "fps": _int_field("fps", self.fps.value),
             "steps": _int_field("steps", self.steps.value),
             "seed": _int_field("seed", self.seed.value),
+            "model": self.model,
         }
         for name in ("frames", "fps", "steps"):
             if changes[name] is None:

@@ -7,7 +7,10 @@ down). It also runs the store's maintenance (``jobs.maintenance.Maintenance``): 
 running jobs of dead workers and of expired leases, so a dead worker's job runs again within seconds, and every
 RETENTION_INTERVAL_SECONDS it prunes the stored images and videos of jobs that finished more than RETENTION_DAYS
 ago, and their disk copies.
-Status messages' positions come from one query for the whole queue (``queue_positions``).
+Status messages' positions come from one query for the whole queue (``queue_positions``); what holds a queued job
+(video generation unavailable, with the reason, or a pause) is read once a pass, and a queued job whose status said
+generation was unavailable says so again when a worker is back. A delivered job's status message is deleted by the
+delivery (``bot.delivery``): its result or notice takes its place.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from jobs.control import pause_state
 from jobs.maintenance import Maintenance
 from jobs.models import JobSource, JobStatus
 from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
-from jobs.requests import availability_notice
+from jobs.requests import UNAVAILABLE_NOTICE, availability_notice
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELIVERY_RETRY_SECONDS = 30.0  # wait before trying again a delivery that could not complete
+UNAVAILABLE_HEAD = UNAVAILABLE_NOTICE.partition("{reason}")[0]  # how an "unavailable" notice begins
 
 
 class JobMonitor:
@@ -65,6 +69,8 @@ class JobMonitor:
         """Record that a status message was just posted showing ``job`` at ``position`` with ``notice`` (no
         immediate re-edit)."""
         self._shown[job.id] = status_key(job, position, notice)
+        if notice and UNAVAILABLE_HEAD in notice:  # it will say when generation is back, however soon
+            self._told_unavailable.add(job.id)
         self._edited_at[job.id] = time.monotonic()
 
     def post_later(self, job_id: int) -> None:
@@ -116,7 +122,7 @@ class JobMonitor:
                 log.exception("job monitor pass failed; continuing")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.bot.settings.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -97,7 +97,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
                   now: datetime | None = None, notice: str | None = None) -> str:
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = job.status.value
     head = f"**Job #{job.id}** for <@{job.user_id}>\n{quote_prompt(job.prompt)}\n{describe_params(job)}"
     if status == "queued":
@@ -122,7 +122,7 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
             return f"{head}\n⚙️ {label}: step {step}/{job.progress_total}\n`{progress_bar(step, job.progress_total)}`"
         return f"{head}\n⚙️ {label}…"
     if status == "succeeded":
-        if job.withheld_at is not None:  # the reason goes to the requester privately
+        if job.withheld_at is not None or job.delivery_error:  # the reason goes to the requester privately
             return f"{head}\n✅ Done, but the video was not posted here; its requester was told why."
         return f"{head}\n✅ Done."
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
@@ -346,14 +346,14 @@ def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
         snippet = neutralise_mentions(preview(job.prompt, MY_QUEUE_PREVIEW_CHARS))
         if job.status == JobStatus.RUNNING:
             progress = f", step {job.progress_step}/{job.progress_total}" if job.progress_total else ""
-            lines.append(f"• #{job.id} running ({job.phase.value}{progress}): {snippet}")
+            lines.append(f"• #{job.id} running ({job.phase.value}{progress}, {display_name(job.model)}): {snippet}")
             continue
         place = places.get(job.id)
         if place is not None:
             eta = ""
             if place.eta_seconds is not None:
                 eta = f", ready <t:{int(now.timestamp() + place.eta_seconds)}:R>"
-            lines.append(f"• #{job.id} queued, position {place.position}{eta}: {snippet}")
+            lines.append(f"• #{job.id} queued, position {place.position}{eta} ({display_name(job.model)}): {snippet}")
     header = f"Queue: {queued_total} waiting, {running_total} running."
     body = "\n".join(lines) if lines else "You have no queued or running videos."
     notes = [f"• #{job.id} was not posted: {job.error}" for job in withheld]
@@ -381,13 +381,6 @@ def _bytes_text(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
-def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
-    """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
-    if outcome == "cancelled":
-        return f"Cancelled job #{job_id} of <@{user_id}> before it started; their GPU time was refunded."
-    if outcome == "requested":
-        return f"Stopping job #{job_id} of <@{user_id}>; it is charged only for the GPU time already used."
-    return f"Job #{job_id} had already finished; nothing to cancel."
 def render_queue(
     page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
 ) -> discord.Embed:
@@ -463,6 +456,9 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
         worker_lines.append(
             f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
             f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
+            + (f" · holds {display_name(worker.loaded_model)}" if worker.loaded_model else "")
+            + (f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} "
+               "switches)" if len(worker.loadable_models) > 1 else "")
             + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
         )
     if not worker_lines:
@@ -521,7 +517,8 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
     if setting_terms:
         lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
-    shown, used = [], 0
+    shown: list[str] = []
+    used = 0
     for term in terms:
         item = f"`{term.replace('`', 'ˋ')}`"
         if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:
@@ -543,6 +540,18 @@ def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: 
     lines.append("Every result is posted as a spoiler." if spoiler_all
                  else "Results are spoilers only when their requester asks (`spoiler: True`).")
     return "\n".join(lines)
+
+
+def report_settled_text(settled: Any, action: str, *, bot_wide: bool) -> str:
+    """What an admin is told after acting on a reported video (``settled``: ``jobs.control.ReportSettled``)."""
+    job_id = settled.job.id
+    if action == "dismiss":
+        return f"Dismissed {settled.reports} report(s) of video #{job_id}; it stays."
+    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {settled.reports} report(s)."
+    if action == "ban":
+        where = "from the bot" if bot_wide else "from making videos in this server"
+        text += f" <@{settled.job.user_id}> is {'now' if settled.banned else 'already'} banned {where}."
+    return text
 
 
 def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:

@@ -14,7 +14,6 @@ status message and in the answer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -141,7 +140,7 @@ async def download_image(bot: I2VBot, url: str, *, declared_size: int | None = N
                 return bytes(buffer)
         log.warning("image download redirected more than %d times; given up", MAX_REDIRECTS)
         raise UserFacingError(DOWNLOAD_FAILED_MESSAGE)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (TimeoutError, aiohttp.ClientError) as error:
         log.warning("image download failed: %r", error)
         raise UserFacingError("I could not download that image (the connection failed); try again.") from error
 
@@ -222,7 +221,7 @@ def interaction_origin(
     )
 
 
-async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
+async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = None) -> str | None:
     """The sentences telling a requester what their job waits for: a worker (video generation is unavailable) or
     a resume (a pause holds it); None when nothing holds it (or it cannot be read: the job is queued either
     way). Read once per request."""
@@ -231,7 +230,7 @@ async def hold_notice(bot: I2VBot, guild_id: int | None) -> str | None:
             state = await pause_state(session, guild_id)
             unavailable = await availability_notice(session, own_problem=getattr(bot.supervisor, "failure_reason",
                                                                                   None),
-                                                    dead_after_s=bot.settings.worker_dead_after)
+                                                    dead_after_s=bot.settings.worker_dead_after, model=model)
     except Exception:
         log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
         return None
@@ -277,7 +276,7 @@ async def queue_job(
     except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
         await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
         raise
-    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id)))) or None
+    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id, job.model)))) or None
     await announce_queued(bot, job, notice)
     return job, notice
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
@@ -46,6 +46,7 @@ DEFAULT_RETRY_MAX_SECONDS = default_float("DISCORD_RETRY_MAX_SECONDS")
 DEFAULT_WEB_HOST = default_text("WEB_HOST")
 DEFAULT_WEB_PORT = default_int("WEB_PORT")  # the seed's port
 DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS")
+DEFAULT_ROLE_RECHECK_SECONDS = default_float("WEB_ROLE_RECHECK_SECONDS")
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
 
@@ -87,6 +88,7 @@ class BotSettings:
     web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
     web_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()  # WEB_TRUSTED_PROXIES: whose forwarded headers are believed
     web_operator_link_ttl: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS  # the printed operator link works this long
+    web_role_recheck: float = DEFAULT_ROLE_RECHECK_SECONDS  # a signed-in member's roles are re-read this often
     grace_seconds: float = DEFAULT_GRACE_SECONDS  # I2V_GRACE_SECONDS, for the embedded worker and the bot's close
     restart_backoff: float = DEFAULT_RESTART_BACKOFF_SECONDS  # I2V_RESTART_BACKOFF_SECONDS
     restart_backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX_SECONDS  # I2V_RESTART_BACKOFF_MAX_SECONDS
@@ -168,6 +170,7 @@ class BotSettings:
             web_public_url=v["WEB_PUBLIC_URL"] or None,
             web_trusted_proxies=v["WEB_TRUSTED_PROXIES"],
             web_operator_link_ttl=float(v["WEB_OPERATOR_LINK_TTL_SECONDS"]),
+            web_role_recheck=float(v["WEB_ROLE_RECHECK_SECONDS"]),
             grace_seconds=float(v["I2V_GRACE_SECONDS"]),
             restart_backoff=float(v["I2V_RESTART_BACKOFF_SECONDS"]),
             restart_backoff_max=float(v["I2V_RESTART_BACKOFF_MAX_SECONDS"]),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from sqlalchemy.exc import IntegrityError
 
-from bot.components import job_template
+from bot.components import VARY_MODEL_ACTION, job_template
 from bot.delivery import delete_stored_video
 from bot.errors import UserFacingError
 from bot.modals import VaryModal
@@ -57,11 +57,11 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=job_templat
         assert isinstance(item, discord.ui.Button)
         return cls(item, int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         try:
             await self.run(bot, interaction)
-        except Exception as error:  # the funnel decides between a user message and a logged failure
+        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
             await explain_error(interaction, error)
 
     async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
@@ -99,6 +99,33 @@ class VaryButton(_JobButton):
         job = await load_own_job(bot, interaction, self.job_id, "vary")
         check_interaction_channel(interaction)  # before the form, not after it was filled in
         await interaction.response.send_modal(VaryModal(job))
+
+
+class VaryModelSelect(discord.ui.DynamicItem[discord.ui.Select], template=job_template(VARY_MODEL_ACTION)):
+    """The select under a delivered video: open the Vary form for the model chosen (its own ranges and presets)."""
+
+    def __init__(self, item: discord.ui.Select, job_id: int) -> None:
+        super().__init__(item)
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> VaryModelSelect:
+        assert isinstance(item, discord.ui.Select)
+        return cls(item, int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        try:
+            job = await load_own_job(bot, interaction, self.job_id, "vary")
+            values = self.item.values
+            model = values[0] if values else ""
+            if model not in bot.settings.models:
+                raise UserFacingError(f"{model!r} is not one of the models this bot offers.")
+            await interaction.response.send_modal(VaryModal(job, model=model))
+        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
+            await explain_error(interaction, error)
 
 
 class DeleteButton(_JobButton):
@@ -153,5 +180,5 @@ class ReportButton(_JobButton):
         await interaction.followup.send(REPORTED_MESSAGE, ephemeral=True)
 
 
-DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (CancelButton, RerollButton, VaryButton, DeleteButton, InfoButton,
-                                               ReportButton)
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    CancelButton, RerollButton, VaryButton, VaryModelSelect, DeleteButton, InfoButton, ReportButton)

@@ -220,6 +220,8 @@ SETTINGS: tuple[Setting, ...] = (
        "headers name the client (access log only)", BOT),
     _s("WEB_OPERATOR_LINK_TTL_SECONDS", FLOAT, 3600.0, "how long the operator's sign-in link printed at start works "
        "(once)", BOT, unit="s", above=0),
+    _s("WEB_ROLE_RECHECK_SECONDS", FLOAT, 1800.0, "how often the bot re-reads a signed-in member's roles from Discord; "
+       "roles not re-read within twice this lapse on the page", BOT, unit="s", above=0, maximum=1800),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

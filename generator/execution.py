@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from generator.faults import FaultPlan
-    from generator.params import GenerationParams
     from generator.models.base import VideoBackend
+    from generator.params import GenerationParams
     from generator.safety import SafetyChecker
     from jobs.heartbeat import ProgressWriter
 
@@ -152,7 +152,7 @@ class JobExecution:
                 elif now - last_poll >= CANCEL_POLL_INTERVAL_S:
                     await self._poll_cancel(run)
                     last_poll = now
-            except Exception:  # noqa: BLE001 - a failed write is retried next round; fencing keeps it safe
+            except Exception:
                 log.exception("progress write for job %d failed", run.job.id)
             self._check_deadline(run, now)
             if run.generating_since is not None and now - run.last_change > s.stall_s:
@@ -179,8 +179,8 @@ class JobExecution:
     async def _execute(self, run: JobRun) -> None:
         """Prepare, generate, encode and settle one job."""
         from generator.images import ImageError
-        from generator.params import ParamError
         from generator.models.base import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
+        from generator.params import ParamError
         from generator.safety import STAGE_INPUT, STAGE_OUTPUT, UnsafeInput, sample_frames
         from generator.video import VideoTooLarge, parameter_tags
 
@@ -221,7 +221,7 @@ class JobExecution:
             await self._fail(run, str(exc), exc)  # before generation: nothing charged
         except FatalCudaError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one bad job must not take the worker down
+        except Exception as exc:
             if is_fatal_cuda_error(exc):
                 await self._expire_lease(run)
                 raise FatalCudaError(str(exc)) from exc
@@ -301,7 +301,7 @@ class JobExecution:
                 gc.collect()
                 try:
                     await self._record_note(run, run.note)
-                except Exception:  # noqa: BLE001 - the note is informative; the retry matters more
+                except Exception:
                     log.exception("could not record the low-memory note for job %d", run.job.id)
             finally:
                 run.gpu_seconds += time.monotonic() - started
@@ -343,7 +343,7 @@ class JobExecution:
         if reason == STOP_CANCEL:
             try:
                 await self._report(run)  # record the step it stopped at
-            except Exception:  # noqa: BLE001 - informative only; settling matters
+            except Exception:
                 log.exception("final progress write for job %d failed", job.id)
         async with self._session() as session, session.begin():
             if reason == STOP_CANCEL:
@@ -373,6 +373,6 @@ class JobExecution:
         """Before exiting on a sticky CUDA error: shorten our lease to now so the next rescue requeues the job."""
         try:
             await self._report(run, lease_s=LEASE_EXPIRE_NOW_S)
-        except Exception:  # noqa: BLE001 - the lease will expire on its own
+        except Exception:
             log.exception("could not shorten the lease of job %d", run.job.id)
 

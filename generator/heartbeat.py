@@ -65,7 +65,7 @@ class HeartbeatThread:
                     if not mine:
                         log.warning("worker row %s belongs to another process now; heartbeat not written",
                                     self.worker_id)
-                except Exception:  # noqa: BLE001 - a missed heartbeat is not fatal; the next one may succeed
+                except Exception:
                     log.exception("heartbeat write failed")
                 self._stop.wait(self.interval_s)  # this loop has nothing else to do meanwhile
         finally:

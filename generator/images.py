@@ -101,8 +101,8 @@ def load_image(data: bytes) -> Image.Image:
     """Decode upload bytes into an RGB image, or raise ImageError with a specific code.
 
     Checks, in order: size in bytes, that Pillow identifies an allowed format, declared dimensions (zero, pixel
-    bomb, too small, aspect ratio) and the memory decoding would take (:func:`decode_bytes`) before decoding, then decodes the first frame (truncation), applies the EXIF
-    orientation and converts to RGB.
+    bomb, too small, aspect ratio) and the memory decoding would take (:func:`decode_bytes`) before decoding, then
+    decodes the first frame (truncation), applies the EXIF orientation and converts to RGB.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"load_image needs bytes, got {type(data).__name__}")

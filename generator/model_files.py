@@ -42,9 +42,9 @@ def components(index: dict[str, object]) -> list[str]:
                   if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None)
 
 
-def check_model_folder(model: str, folder: Path) -> list[str]:
+def check_model_folder(model: str, folder: Path, *, setting: str = SETTING) -> list[str]:
     """One line per problem with a local model folder's config files."""
-    prefix = f"{SETTING}={model!r}:"
+    prefix = f"{setting}={model!r}:"
     index, error = _read_json(folder / MODEL_INDEX)
     if index is None:
         missing = not (folder / MODEL_INDEX).exists()
@@ -65,11 +65,11 @@ def check_model_folder(model: str, folder: Path) -> list[str]:
     return problems
 
 
-def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S) -> list[str]:
+def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S, setting: str = SETTING) -> list[str]:
     """Problems with a hub id: its index in the cache (then its components' configs too), else the hub reachable."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-    prefix = f"{SETTING}={model!r}:"
+    prefix = f"{setting}={model!r}:"
     try:
         cached = try_to_load_from_cache(model, MODEL_INDEX)
     except ValueError as error:  # not a valid repo id
@@ -97,14 +97,15 @@ def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S) -> list[str]:
     return []
 
 
-def check_model_source(model: str, *, hub_timeout_s: float = HUB_TIMEOUT_S) -> list[str]:
-    """One line per problem with ``model`` (an I2V_MODEL value); empty when the config files are usable."""
+def check_model_source(model: str, *, hub_timeout_s: float = HUB_TIMEOUT_S, setting: str = SETTING) -> list[str]:
+    """One line per problem with ``model`` (the value of ``setting``: I2V_MODEL, I2V_MODEL_WAN or I2V_MODEL_LTX);
+    empty when the config files are usable."""
     model = model.strip()
     if model == TINY_MODEL:
         return []
     folder = Path(model).expanduser()
     if folder.is_dir():
-        return check_model_folder(model, folder)
+        return check_model_folder(model, folder, setting=setting)
     if looks_like_path(model) or folder.exists():
-        return [f"{SETTING}={model!r}: there is no such folder"]
-    return check_hub(model, timeout_s=hub_timeout_s)
+        return [f"{setting}={model!r}: there is no such folder"]
+    return check_hub(model, timeout_s=hub_timeout_s, setting=setting)

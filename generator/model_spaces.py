@@ -106,6 +106,7 @@ class ModelSpace:
     negative_prompt_applies: bool  # False where guidance is off, so a negative prompt changes nothing
     presets: Mapping[str, Preset]
     source_setting: str  # the setting naming its weights (hub id or folder)
+    gpu_memory: str = ""  # the GPU memory it needs, as its authors report it (``python -m bot check`` says it)
 
     def __post_init__(self) -> None:
         if tuple(self.presets) != PRESET_NAMES:
@@ -164,6 +165,7 @@ SPACES: dict[str, ModelSpace] = {
             Preset("high", "768p", 24, 12, 80, 10.0),
         ),
         source_setting="I2V_MODEL",
+        gpu_memory="about 14 GiB at 512p and 18 GiB at 768p in fp16 (8 GiB at 256p, 22 GiB at 1024p)",
     ),
     WAN22_5B: ModelSpace(
         key=WAN22_5B,
@@ -181,6 +183,8 @@ SPACES: dict[str, ModelSpace] = {
             Preset("high", "720p", 121, 24, 50, 5.0),  # the authors' settings: 1280x704, 5 s at 24 fps
         ),
         source_setting="I2V_MODEL_WAN",
+        gpu_memory="24 GiB with model offloading (its authors: an RTX 4090 makes a 5 s 720p clip in under 9 "
+                   "minutes); 80 GiB without",
     ),
     LTXV: ModelSpace(
         key=LTXV,
@@ -198,6 +202,8 @@ SPACES: dict[str, ModelSpace] = {
             Preset("high", "720p", 161, 30, 10, 1.0),
         ),
         source_setting="I2V_MODEL_LTX",
+        gpu_memory="about 10 GiB for the 2B checkpoints (diffusers' example); the 13B checkpoints' weights alone "
+                   "are about 24 GiB in bf16",
     ),
 }
 MODEL_KEYS: tuple[str, ...] = tuple(SPACES)

@@ -40,14 +40,26 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
 from generator.supervisor_state import (  # re-exported: callers import the state names from here
-    BACKOFF_INITIAL_S, BACKOFF_MAX_S, BACKOFF_RESET_AFTER_S, PHASE_BUSY, PHASE_CRASHED, PHASE_IDLE, PHASE_LOADING,
-    PHASE_STARTING, PHASE_STOPPED, PHASE_STOPPING, PHASE_UNAVAILABLE, READY_PHASES, RestartPolicy, SupervisorState,
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    BACKOFF_RESET_AFTER_S,
+    PHASE_BUSY,
+    PHASE_CRASHED,
+    PHASE_IDLE,
+    PHASE_LOADING,
+    PHASE_STARTING,
+    PHASE_STOPPED,
+    PHASE_STOPPING,
+    PHASE_UNAVAILABLE,
+    READY_PHASES,
+    RestartPolicy,
+    SupervisorState,
     next_backoff,
 )
 from generator.supervisor_store import read_row, record_failure, record_stopped, release_leases, rescue_own_host
@@ -199,7 +211,7 @@ class WorkerSupervisor:
         if self._runner is not None:
             try:
                 await self._runner
-            except Exception:  # noqa: BLE001 - already logged by the runner; stopping must complete
+            except Exception:
                 log.exception("supervisor loop ended with an error")
         if self._monitor is not None:
             self._monitor.cancel()
@@ -348,7 +360,7 @@ class WorkerSupervisor:
             if state in READY_PHASES:  # started: the failure record is over (the row cleared it too)
                 changes.update(failure_reason=None, start_failures=0)
             self._set_state(**changes)
-        age = (datetime.now(timezone.utc) - row.last_heartbeat_at).total_seconds()
+        age = (datetime.now(UTC) - row.last_heartbeat_at).total_seconds()
         if self.hang_timeout_s and age > self.hang_timeout_s and not self._stopping:
             log.error("worker pid %d has not sent a heartbeat for %.0f s; killing it", proc.pid, age)
             try:

@@ -36,7 +36,7 @@ async def release_leases(engine: AsyncEngine, worker_id: str) -> list[int]:
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             rescued = await rescue_workers(session, [worker_id], why="worker process exited")
-    except Exception:  # noqa: BLE001 - see above
+    except Exception:
         log.exception("could not requeue the dead worker's jobs")
         return []
     if rescued:

@@ -113,10 +113,7 @@ def _as_rgb_arrays(frames: Sequence[Frame]) -> list[np.ndarray]:
         raise ValueError("frames is empty: need at least one frame to encode")
     arrays: list[np.ndarray] = []
     for index, frame in enumerate(frames):
-        if isinstance(frame, Image.Image):
-            array = np.asarray(frame.convert("RGB"))
-        else:
-            array = np.asarray(frame)
+        array = np.asarray(frame.convert("RGB")) if isinstance(frame, Image.Image) else np.asarray(frame)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f"frame {index} must be RGB uint8 (H, W, 3), got {array.shape} {array.dtype}")
         if arrays and array.shape != arrays[0].shape:

@@ -43,7 +43,7 @@ back), since such a call cannot be interrupted from Python.
 GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
-Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
+Not done: batching several queued jobs of identical shape into one pipeline call. It is off by
 design until a GPU benchmark shows a gain; batching multiplies activation memory, and every job's progress, cancel
 and fencing would have to stay separate. The claim loop takes one job at a time.
 
@@ -62,7 +62,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.catalog import WORKER
 from config.helptext import settings_help
@@ -71,7 +71,6 @@ from config.reader import environment, report_bad_setting
 from generator.execution import JobExecution
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
-from generator.model_spaces import I2VGENXL
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
@@ -81,6 +80,8 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.model_spaces import SPACES
+from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (  # re-exported too: callers import the settings from here
     DEFAULT_MODEL,
@@ -92,6 +93,7 @@ from generator.worker_settings import (  # re-exported too: callers import the s
     EXIT_OK,
     EXIT_STALLED,
     GRACE_S,
+    LEASE_RENEW_FRACTION,
     LEASE_S,
     STALL_S,
     WORKER_STATE_CRASHED,
@@ -111,7 +113,7 @@ if TYPE_CHECKING:
     from jobs.heartbeat import ProgressWriter
 
 log = logging.getLogger("generator.worker")
-RUNNABLE_MODELS: tuple[str, ...] = (I2VGENXL,)  # the model backends this worker runs (generator.models)
+RUNNABLE_MODELS: tuple[str, ...] = tuple(BACKENDS)  # the model backends this worker runs (generator.models)
 PROG = "i2v-worker"  # how its one-line errors begin
 
 __all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
@@ -228,42 +230,115 @@ class WorkerProcess(JobExecution):
             await asyncio.to_thread(beats.stop)
             try:
                 await self._set_state(final_state, None)
-            except Exception:  # noqa: BLE001 - best effort on the way out; the heartbeat age tells the rest
+            except Exception:
                 log.exception("could not mark the worker stopped")
             await self._progress.close()
             await self._engine.dispose()
 
     async def _load_model(self) -> bool:
-        """Load the pipeline on a daemon thread while the heartbeat goes on; False if told to stop meanwhile."""
+        """Load the safety classifier and the first model this worker may load on a daemon thread while the
+        heartbeat goes on; False if told to stop meanwhile."""
         assert self._stopping is not None
 
-        def load() -> tuple[VideoBackend, SafetyChecker | None]:
+        def load() -> SafetyChecker | None:
             self.faults.before_load()
             from generator.model_source import route_library_logs
 
             route_library_logs()
-            from generator.models import I2VGENXL, backend_class
             from generator.safety import SafetyChecker
 
             s = self.settings
-            generator = backend_class(I2VGENXL).load(s.model, device=s.device)
-            return generator, SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
-                                                 unsafe_label=s.safety_unsafe_label, device=s.device,
-                                                 faults=self.faults)
+            return SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
+                                      unsafe_label=s.safety_unsafe_label, device=s.device, faults=self.faults)
 
-        started = time.monotonic()
-        loading = run_in_daemon_thread(load, name="model-load")
-        stop_wait = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        if not loading.done():
+        loading = run_in_daemon_thread(load, name="safety-load")
+        if not await self._until_stopped(loading):
             log.info("stopped while loading the model")
             return False
-        self.generator, self.safety = loading.result()
-        self.loaded_model = I2VGENXL
-        log.info("model %s loaded on %s in %.1f s", self.settings.model, self.generator.device_name,
+        self.safety = loading.result()
+        return await self._load_backend(self.loadable[0]) and not self.stopping
+
+    async def _until_stopped(self, task: asyncio.Future[Any]) -> bool:
+        """Wait for ``task`` or a stop request, whichever comes first; True when ``task`` is done."""
+        assert self._stopping is not None
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        return task.done()
+
+    async def _load_backend(self, key: str) -> bool:
+        """Load model ``key`` (this worker holds none now); False if told to stop meanwhile. Raises what the
+        backend's load raises."""
+        from generator.models import backend_class
+
+        source = self.settings.source_of(key)
+        started = time.monotonic()
+        loading = run_in_daemon_thread(lambda: backend_class(key).load(source, device=self.settings.device),
+                                       name=f"model-load-{key}")
+        if not await self._until_stopped(loading):
+            return False
+        self.generator = loading.result()
+        self.loaded_model = key
+        log.info("model %s (%s) loaded on %s in %.1f s", key, source, self.generator.device_name,
                  time.monotonic() - started)
-        return not self.stopping
+        return True
+
+    async def _unload_backend(self) -> None:
+        """Give the model back completely: the pipeline, its hooks and the GPU's cached memory (its idle level)."""
+        backend, self.generator, self.loaded_model = self.generator, None, None
+        if backend is not None:
+            await run_in_daemon_thread(backend.unload, name="model-unload")
+            del backend
+
+    async def _switch_for(self, job: ClaimedJob) -> bool:
+        """Hold the model ``job`` needs: unload the one held, then load it, renewing the job's lease meanwhile
+        (phase "loading"). Counted in the registry (switches, seconds). On a load failure the job goes back to
+        the queue uncharged and this worker stops offering that model; False then (or when told to stop)."""
+        from jobs.workers import record_switch
+
+        key = job.params.model
+        previous = self.loaded_model
+        started = time.monotonic()
+        log.info("job %d needs %s: switching from %s", job.id, key, previous)
+        renew = asyncio.create_task(self._renew_while_loading(job), name=f"switch-lease-{job.id}")
+        try:
+            await self._set_state(WORKER_STATE_LOADING, job.id)
+            await self._unload_backend()
+            try:
+                loaded = await self._load_backend(key)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot load must not end the worker
+                log.error("model %s could not be loaded; this worker stops offering it: %s", key, describe(exc))
+                self.loadable = tuple(k for k in self.loadable if k != key)
+                loaded = False
+        finally:
+            renew.cancel()
+        seconds = time.monotonic() - started
+        async with self._session() as session, session.begin():
+            await record_switch(session, self.settings.worker_id, seconds=seconds)
+        if loaded:
+            log.info("switched from %s to %s in %.1f s", previous, key, seconds)
+            return True
+        await self._give_back(job)
+        if self.loadable and not self.stopping:  # hold a model again, so the next claim has one
+            await self._load_backend(self.loadable[0])
+        return False
+
+    async def _renew_while_loading(self, job: ClaimedJob) -> None:
+        """Keep the claimed job's lease while its model loads (a real model takes minutes)."""
+        assert self._progress is not None
+        while True:
+            await self._progress.write(job.id, job.attempt, worker_id=self.settings.worker_id, step=0,
+                                       total=job.steps, phase=WORKER_STATE_LOADING,
+                                       lease_seconds=self.settings.lease_s)
+            await asyncio.sleep(self.settings.lease_s * LEASE_RENEW_FRACTION)
+
+    async def _give_back(self, job: ClaimedJob) -> None:
+        """Put a claimed job back in the queue, uncharged."""
+        from jobs.transitions import release_job
+
+        async with self._session() as session, session.begin():
+            await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
+        await self._set_state(WORKER_STATE_IDLE, None)
 
     async def _serve(self) -> None:
         """The claim loop."""
@@ -275,7 +350,7 @@ class WorkerProcess(JobExecution):
                 last_rescue = time.monotonic()
             try:
                 job = await self._claim()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker; retry after a poll
+            except Exception:
                 log.exception("claiming the next job failed")
                 job = None
             if job is None:
@@ -286,6 +361,11 @@ class WorkerProcess(JobExecution):
                     await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_interval_s)
                 except TimeoutError:
                     pass
+                continue
+            if job.params.model != self.loaded_model and not await self._switch_for(job):
+                if not self.loadable:
+                    log.error("this worker can load none of its models any more; stopping")
+                    return
                 continue
             await self._run_job(job)
             if self.once:
@@ -332,7 +412,7 @@ class WorkerProcess(JobExecution):
                 gpu_name=generator.device_name if generator is not None else None,
                 gpu_memory_bytes=generator.gpu_memory_bytes if generator is not None else None,
                 current_job_id=self._job_id,
-                model=self.settings.model,
+                model=self.settings.source_of(self.loaded_model) if self.loaded_model else None,
                 job_done=job_done,
                 failure_reason=self._failure,
                 loadable_models=self.loadable,
@@ -355,7 +435,7 @@ class WorkerProcess(JobExecution):
             async with self._session() as session, session.begin():
                 dead = await rescue_dead_workers(session, dead_after_s=self.settings.dead_after_s)
                 expired = await rescue_expired(session)
-        except Exception:  # noqa: BLE001 - the rescuer is housekeeping; the claim loop goes on
+        except Exception:
             log.exception("rescue failed")
             return
         if dead:
@@ -364,13 +444,14 @@ class WorkerProcess(JobExecution):
             log.info("requeued jobs with expired leases: %s", expired)
 
     async def _work_left(self) -> bool:
-        """True while any job is queued or running (anywhere): a draining worker waits for leases to settle."""
+        """True while any job for a model it may load is queued or running (anywhere): a draining worker waits
+        for leases to settle; jobs for other models wait for another worker."""
         from jobs.db import begin_read_only
         from jobs.queue import pending_count
 
         async with self._session() as session:
             await begin_read_only(session)
-            return await pending_count(session) > 0
+            return await pending_count(session, models=self.loadable) > 0
 
     async def _claim(self) -> ClaimedJob | None:
         from generator.params import ParamError
@@ -435,10 +516,13 @@ def check(env: Mapping[str, str]) -> int:
     except ValueError as exc:
         return report_bad_setting(PROG, exc)
     report = device_report(settings.model, settings.device)
-    model_problems = check_model_source(settings.model)
-    report.problems += model_problems
-    if not model_problems:
-        report.fine.append(f"I2V_MODEL={settings.model}: its config files are usable")
+    for key in settings.models:  # each model this worker may load, from its own setting
+        setting = SPACES[key].source_setting
+        source = settings.source_of(key)
+        model_problems = check_model_source(source, setting=setting)
+        report.problems += model_problems
+        if not model_problems:
+            report.fine.append(f"{setting}={source}: its config files are usable ({SPACES[key].display_name})")
     existing = settings.output_dir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from config.catalog import WORKER, default_float, default_int, default_text, read_by
-from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read  # noqa: F401 - SettingsError re-exported
+from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read
 from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
-from generator.model_spaces import enabled_models, worker_models
+from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models, worker_models
 
 # The settings' defaults are declared in config.catalog; these names are what the code imports.
 DEFAULT_MODEL = default_text("I2V_MODEL")
@@ -74,7 +74,8 @@ class WorkerSettings:
     ``WORKER_ID`` (default ``<host>-<pid>``), and the timings in seconds ``I2V_POLL_INTERVAL_S``,
     ``I2V_LEASE_SECONDS``, ``I2V_GRACE_SECONDS``, ``I2V_HEARTBEAT_INTERVAL_S``, ``I2V_PROGRESS_INTERVAL_S``,
     ``I2V_RESCUE_INTERVAL_S``, ``I2V_STALL_SECONDS``, ``WORKER_DEAD_AFTER`` (defaults: the module constants).
-    ``I2V_MODELS`` and ``WORKER_MODELS`` give ``models``, the model keys it may load (``generator.model_spaces``);
+    ``I2V_MODELS`` and ``WORKER_MODELS`` give ``models``, the model keys it may load (``generator.model_spaces``),
+    and ``I2V_MODEL``, ``I2V_MODEL_WAN``, ``I2V_MODEL_LTX`` their ``sources`` (all tiny with ``I2V_MODEL=tiny``);
     ``MODEL_AFFINITY_MAX_SKIPS`` bounds its preference for the model it holds.
     ``OUTPUT_DIR`` is only a scratch folder for encoding: the MP4 goes into the store. Set by the supervisor:
     ``I2V_PARENT_PID`` (the worker stops itself when that process is gone).
@@ -98,6 +99,7 @@ class WorkerSettings:
     safety_threshold: float = default_float("SAFETY_THRESHOLD")
     safety_unsafe_label: str = default_text("SAFETY_UNSAFE_LABEL")
     models: tuple[str, ...] = (DEFAULT_MODEL_KEY,)  # what it may load: I2V_MODELS narrowed by WORKER_MODELS
+    sources: Mapping[str, str] = field(default_factory=dict)  # model key -> its hub id or folder (or tiny)
     affinity_max_skips: int = default_int("MODEL_AFFINITY_MAX_SKIPS")  # the claim's bound (jobs.transitions)
 
     @classmethod
@@ -109,8 +111,11 @@ class WorkerSettings:
             models = worker_models(enabled_models(v["I2V_MODELS"], v["I2V_MODEL"]), v["WORKER_MODELS"])
         except ValueError as exc:
             raise SettingsError(str(exc), "WORKER_MODELS") from None
+        tiny = v["I2V_MODEL"].strip().lower() == TINY_SOURCE
+        sources = {key: TINY_SOURCE if tiny else str(v[SPACES[key].source_setting]) for key in models}
         return cls(
             models=models,
+            sources=sources,
             affinity_max_skips=v["MODEL_AFFINITY_MAX_SKIPS"],
             database_url=v["DATABASE_URL"],
             model=v["I2V_MODEL"],
@@ -130,3 +135,10 @@ class WorkerSettings:
             safety_threshold=float(v["SAFETY_THRESHOLD"]),
             safety_unsafe_label=v["SAFETY_UNSAFE_LABEL"],
         )
+
+    def source_of(self, key: str) -> str:
+        """Where model ``key`` is loaded from: its setting's value, ``I2V_MODEL`` for I2VGen-XL when built
+        directly, tiny for every model with ``I2V_MODEL=tiny``."""
+        if key in self.sources:
+            return self.sources[key]
+        return TINY_SOURCE if self.model.strip().lower() == TINY_SOURCE else self.model

@@ -23,7 +23,7 @@ from sqlalchemy import Row, Select, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from generator.model_spaces import MODEL_KEYS, display_name
+from generator.model_spaces import DEFAULT_MODEL, I2VGENXL, LTXV, MODEL_KEYS, WAN22_5B, display_name
 from generator.params import GenerationParams
 from jobs.blobs import DATABASE_BLOBS, BlobStore
 from jobs.control import refuse_if_banned_here
@@ -66,15 +66,15 @@ from jobs.safety import check_prompt, prompt_texts
 from jobs.transitions import checked_now
 
 DEFAULT_OVERHEAD_SECONDS = 20.0
-"""Fixed GPU-seconds per job (text/image encoding, VAE decode start-up) before calibration."""
+"""Fixed GPU-seconds per I2VGen-XL job (text/image encoding, VAE decode start-up) before calibration."""
 
 
 DEFAULT_SECONDS_PER_UNIT = 8.0e-8
-"""GPU-seconds per (pixel x frame x step) before calibration: seed timings on an RTX 4090, fitted."""
+"""GPU-seconds per I2VGen-XL (pixel x frame x step) before calibration: seed timings on an RTX 4090, fitted."""
 
 
 CALIBRATION_SAMPLE_JOBS = 50
-"""How many of the most recent measured jobs ``calibrate`` fits."""
+"""How many of the most recent measured jobs of a model ``calibrate`` fits."""
 
 
 MIN_CALIBRATION_JOBS = 5
@@ -91,6 +91,16 @@ class CostModel:
 
 
 DEFAULT_COST_MODEL = CostModel()
+DEFAULT_COST_MODELS: dict[str, CostModel] = {
+    I2VGENXL: DEFAULT_COST_MODEL,
+    # Wan 2.2 TI2V-5B: its authors' 720p clip (1280x704, 121 frames, 50 steps: 5.5e9 units) in under 9 minutes on
+    # one RTX 4090 with offloading.
+    WAN22_5B: CostModel(overhead_seconds=30.0, seconds_per_unit=1.0e-7),
+    # LTX-Video distilled: its authors' HD clip (1216x704, 121 frames, 8 steps: 8.3e8 units) in about 10 s on an
+    # H100; a 24 GB card is taken as three times slower.
+    LTXV: CostModel(overhead_seconds=10.0, seconds_per_unit=3.6e-8),
+}
+"""Each model's cost before any of its jobs was measured (``calibrate`` fits measured ones per model)."""
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -114,24 +124,27 @@ def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: Co
     return model.overhead_seconds + model.seconds_per_unit * cost_units(width, height, frames, steps)
 
 
-async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
-    """Fit the cost model to the most recent succeeded jobs' measured GPU-seconds.
+async def calibrate(session: AsyncSession, *, model: str = DEFAULT_MODEL,
+                    sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
+    """Fit ``model``'s cost model to its most recent succeeded jobs' measured GPU-seconds (each model has its own:
+    their speeds differ by an order of magnitude).
 
     A least-squares line (``numpy.polyfit``) through (units, seconds) when there are at least
     ``MIN_CALIBRATION_JOBS`` jobs of different sizes and the fit is sane (positive slope, non-negative overhead);
-    otherwise the default model scaled by the median of measured/estimated; the default model when nothing was
-    measured yet.
+    otherwise the model's default scaled by the median of measured/estimated; its default (``DEFAULT_COST_MODELS``)
+    when nothing was measured yet.
     """
+    default = DEFAULT_COST_MODELS.get(model, DEFAULT_COST_MODEL)
     rows = (
         await session.execute(
             select(Job.width, Job.height, Job.frames, Job.steps, Job.gpu_seconds)
-            .where(Job.status == JobStatus.SUCCEEDED, Job.gpu_seconds > 0)
+            .where(Job.status == JobStatus.SUCCEEDED, Job.gpu_seconds > 0, Job.model == model)
             .order_by(Job.finished_at.desc())
             .limit(sample)
         )
     ).all()
     if not rows:
-        return DEFAULT_COST_MODEL
+        return default
     units = np.array([cost_units(r.width, r.height, r.frames, r.steps) for r in rows], dtype=np.float64)
     seconds = np.array([r.gpu_seconds for r in rows], dtype=np.float64)
     n = len(rows)
@@ -139,10 +152,9 @@ async def calibrate(session: AsyncSession, *, sample: int = CALIBRATION_SAMPLE_J
         slope, intercept = (float(c) for c in np.polyfit(units, seconds, 1))
         if slope > 0 and intercept >= 0:
             return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
-    scale = float(np.median(seconds / (DEFAULT_OVERHEAD_SECONDS + DEFAULT_SECONDS_PER_UNIT * units)))
-    return CostModel(
-        overhead_seconds=DEFAULT_OVERHEAD_SECONDS * scale, seconds_per_unit=DEFAULT_SECONDS_PER_UNIT * scale, samples=n
-    )
+    scale = float(np.median(seconds / (default.overhead_seconds + default.seconds_per_unit * units)))
+    return CostModel(overhead_seconds=default.overhead_seconds * scale,
+                     seconds_per_unit=default.seconds_per_unit * scale, samples=n)
 
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
@@ -340,7 +352,7 @@ async def enqueue_job(
     if new.cost_estimate is not None:
         cost = float(new.cost_estimate)
     else:
-        model = cost_model if cost_model is not None else await calibrate(session)
+        model = cost_model if cost_model is not None else await calibrate(session, model=new.params.model)
         cost = estimate_cost(new.width, new.height, new.params.frames, new.params.steps, model=model)
     used = float(facts.used)
     if used + reserved + cost > limits.budget + BUDGET_EPSILON_S:

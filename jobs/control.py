@@ -9,6 +9,7 @@ audited in the caller's transaction (``jobs.audit``); the Discord commands and t
   :func:`refuse_if_banned_here` is checked by admission; a bot-wide ban is :func:`jobs.quota.ban_user`.
 - **Server settings** (:func:`update_guild_settings`): caps on resolution, frames and steps, the pause switch,
   mention replies.
+- **Reported videos** (:func:`settle_report`): delete, ban the maker, or dismiss, resolving the reports.
 - **Bot-wide bans** (:func:`ban_and_settle`): the user's new requests are refused with the reason
   (``jobs.admission.enqueue_job``); their queued jobs are cancelled and refunded at once; a running job is left to
   finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails it (refunded) instead of
@@ -43,7 +44,10 @@ from jobs.models import (
     utcnow,
 )
 from jobs.quota import add_ledger, ban_user
+from jobs.retention import forget_job_bytes
+from jobs.safety import REPORT_BANNED, REPORT_DELETED, REPORT_DISMISSED, resolve_reports
 from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
+from jobs.web_sessions import end_user_sessions
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
 
@@ -162,6 +166,15 @@ async def refuse_if_banned_here(session: AsyncSession, user_id: int, guild_id: i
         raise BannedHere(ban.reason)
 
 
+async def refuse_banned(session: AsyncSession, user_id: int, guild_id: int | None) -> None:
+    """Raise :class:`~jobs.errors.Banned` if ``user_id`` is banned from the bot, :class:`BannedHere` if from
+    ``guild_id`` (a sign-in link from that server, ``/web`` there)."""
+    limit = await session.get(UserLimit, user_id)
+    if limit is not None and limit.banned:
+        raise Banned(limit.ban_reason)
+    await refuse_if_banned_here(session, user_id, guild_id)
+
+
 async def ban_from_guild(
     session: AsyncSession, guild_id: int, user_id: int, *, reason: str | None, by: int, now: datetime | None = None
 ) -> tuple[bool, list[int]]:
@@ -182,13 +195,14 @@ async def ban_from_guild(
         )
     )
     cancelled = [job_id for job_id in queued if await cancel_job(session, job_id, now=now) == CancelOutcome.CANCELLED]
+    ended = await end_user_sessions(session, user_id, guild_id=guild_id, now=now)  # the pages of this server's links
     await record_action(
         session,
         actor_id=by,
         action="ban_from_server",
         target_user_id=user_id,
         guild_id=guild_id,
-        detail={"reason": reason, "cancelled": cancelled},
+        detail={"reason": reason, "cancelled": cancelled, **({"web_sessions_ended": ended} if ended else {})},
         now=now,
         scope=AUDIT_SCOPE_SERVER,
     )
@@ -388,3 +402,42 @@ async def ban_and_settle(session: AsyncSession, user_id: int, *, reason: str | N
             detail={"cancelled": cancelled, "running_not_retried": sorted(running)},
         )
     return BanOutcome(newly_banned=newly_banned, cancelled_job_ids=cancelled, running_job_ids=sorted(running))
+
+
+REPORT_ACTIONS = ("delete", "ban", "dismiss")  # what an admin may do with a reported video
+
+
+@dataclass(frozen=True)
+class ReportSettled:
+    """What :func:`settle_report` did: the job (as it was), how many open reports it closed, and whether its maker
+    was newly banned."""
+
+    job: Job
+    reports: int
+    banned: bool
+
+
+async def settle_report(session: AsyncSession, job_id: int, action: str, *, by: int,
+                        guild_id: int | None) -> ReportSettled | None:
+    """An admin's answer to a reported video, in the caller's transaction: ``delete`` (its stored video and input
+    image), ``ban`` (that too, and its maker banned: from server ``guild_id``, or bot-wide for ``guild_id=None``,
+    the operator) or ``dismiss``; its open reports are resolved and the action audited with its scope. None when
+    there is no such job in the scope (another server's job for a server admin). The channel message and the disk
+    copy are the caller's to remove."""
+    if action not in REPORT_ACTIONS:
+        raise ValueError(f"action must be one of {REPORT_ACTIONS}, got {action!r}")
+    job = await session.get(Job, job_id)
+    if job is None or (guild_id is not None and job.guild_id != guild_id):
+        return None
+    banned = False
+    if action in ("delete", "ban"):
+        await forget_job_bytes(session, job_id)
+    if action == "ban":
+        reason = f"reported video #{job_id}"
+        if guild_id is None:
+            banned = (await ban_and_settle(session, job.user_id, reason=reason, by=by)).newly_banned
+        else:
+            banned, _ = await ban_from_guild(session, guild_id, job.user_id, reason=reason, by=by)
+    resolution = {"delete": REPORT_DELETED, "ban": REPORT_BANNED, "dismiss": REPORT_DISMISSED}[action]
+    count = await resolve_reports(session, job_id, by=by, resolution=resolution, guild_id=guild_id)
+    return ReportSettled(job=job, reports=count, banned=banned)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
 def output_filename(job_id: int, when: datetime | None) -> str:
     """``video_YYYYMMDD_HHMMSS_<job>.mp4`` of a job that finished at ``when`` (now when None), in UTC: the seed's
     name plus the job id. The name of the disk copy, and of the file a download or a Discord attachment carries."""
-    when = when or datetime.now(timezone.utc)
-    return f"video_{when.astimezone(timezone.utc):%Y%m%d_%H%M%S}_{job_id}.mp4"
+    when = when or datetime.now(UTC)
+    return f"video_{when.astimezone(UTC):%Y%m%d_%H%M%S}_{job_id}.mp4"
 
 
 def write_copy(output_dir: Path, job_id: int, finished_at: datetime | None, data: bytes) -> Path:

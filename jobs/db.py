@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ def sqlite_path(url: str) -> Path:
 def backup_destination(dest: Path, now: datetime | None = None) -> Path:
     """``dest`` itself, or a dated file name inside it when it is a folder. Never an existing file."""
     if dest.is_dir():
-        dest = dest / (now or datetime.now(timezone.utc)).strftime(BACKUP_NAME_FORMAT)
+        dest = dest / (now or datetime.now(UTC)).strftime(BACKUP_NAME_FORMAT)
     if dest.exists():
         raise BackupError(f"{dest} already exists; choose another name (a backup never overwrites)")
     if not dest.parent.is_dir():

@@ -15,10 +15,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import Over
 
+from generator.model_spaces import display_name
 from jobs.control import is_paused
 from jobs.models import CLAIM_ORDER, TERMINAL_STATUSES, AuditLog, Job, JobSource, JobStatus, JobVideo
 
@@ -43,6 +44,7 @@ class QueueEntry:
     status: JobStatus
     position: int | None  # 1 = claimed next; None while running
     prompt: str
+    model: str
     preset: str | None
     resolution: str
     frames: int
@@ -65,9 +67,10 @@ class QueueEntry:
 
     @property
     def summary(self) -> str:
-        """A one-line summary of the parameters, e.g. ``quick 512p 8f 30 steps 8 fps seed 5``."""
+        """A one-line summary of the parameters, e.g. ``I2VGen-XL quick 512p 8f 30 steps 8 fps seed 5``."""
         preset = self.preset or NO_PRESET
-        return f"{preset} {self.resolution} {self.frames}f {self.steps} steps {self.fps} fps seed {self.seed}"
+        return (f"{display_name(self.model)} {preset} {self.resolution} {self.frames}f {self.steps} steps "
+                f"{self.fps} fps seed {self.seed}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +171,7 @@ async def queue_page(
         .where(Job.status == JobStatus.QUEUED)
         .subquery("ranked")
     )
-    scope = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
+    scope: list[ColumnElement[bool]] = [Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))]
     if guild_id is not None:
         scope.append(Job.guild_id == guild_id)
 
@@ -203,6 +206,7 @@ def _entry(job: Job, position: int | None) -> QueueEntry:
         status=job.status,
         position=int(position) if position is not None and job.status == JobStatus.QUEUED else None,
         prompt=job.prompt,
+        model=job.model,
         preset=job.preset,
         resolution=job.resolution,
         frames=job.frames,
@@ -257,7 +261,9 @@ async def audit_page(
         raise ValueError(f"audit_page: offset must be >= 0, got {offset}")
     if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
         raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
-    scope = [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    scope: list[ColumnElement[bool]] = (
+        [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
+    )
     if guild_id is not None and not with_bot_wide:
         scope = [AuditLog.guild_id == guild_id]
     total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))

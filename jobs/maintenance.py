@@ -58,7 +58,7 @@ def hard_deadline(started_at: datetime, cost_estimate: float) -> datetime:
     return started_at + timedelta(seconds=max(HARD_EXPIRY_MIN_S, HARD_EXPIRY_FACTOR * cost_estimate))
 
 
-async def _rescue_one(session: AsyncSession, c: Row[Any], now: datetime, why: str) -> bool:
+async def _rescue_one(session: AsyncSession, c: Row[*tuple[Any, ...]], now: datetime, why: str) -> bool:
     """Requeue, fail (last allowed attempt) or cancel (cancel requested) one running attempt; fenced."""
     if c.cancel_requested or c.attempt - c.releases >= c.max_attempts:
         cancelled = bool(c.cancel_requested)

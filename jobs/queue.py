@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,9 +53,12 @@ async def undelivered_jobs(session: AsyncSession, *, limit: int = 100) -> list[J
     return list((await session.scalars(stmt)).all())
 
 
-async def pending_count(session: AsyncSession) -> int:
-    """How many jobs are queued or running (anywhere)."""
-    return int(await session.scalar(select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))) or 0)
+async def pending_count(session: AsyncSession, *, models: Sequence[str] | None = None) -> int:
+    """How many jobs are queued or running (anywhere), only for ``models`` when given."""
+    stmt = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
+    if models is not None:
+        stmt = stmt.where(Job.model.in_(list(models)))
+    return int(await session.scalar(stmt) or 0)
 
 
 async def user_jobs(
@@ -83,6 +85,8 @@ async def set_status_message(session: AsyncSession, job_id: int, *, status_messa
 
 
 
+DEFAULT_SWITCH_SECONDS = 60.0
+"""Seconds one model switch (unload, then load another from local disk) adds to an ETA before any was measured."""
 WORKER_STALE_S = 120.0
 """A worker whose heartbeat is older than this does not count towards ETA parallelism."""
 
@@ -95,16 +99,6 @@ class QueuePosition:
     eta_seconds: float | None
 
 
-def _active_workers_count(now: datetime) -> Any:
-    """A scalar subquery: workers that heartbeat recently and can run jobs (ETA parallelism)."""
-    return (
-        select(func.count(Worker.id)).where(
-            Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
-            Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
-        ).scalar_subquery()
-    )
-
-
 def _remaining_of_running(cost: float, step: int, total: int, started_at: datetime | None, now: datetime) -> float:
     if total > 0 and step > 0:
         return max(0.0, cost * (1.0 - step / total))
@@ -114,35 +108,47 @@ def _remaining_of_running(cost: float, step: int, total: int, started_at: dateti
 
 
 async def queue_positions(session: AsyncSession, *, now: datetime | None = None) -> dict[int, QueuePosition]:
-    """Every pending job's place: queued ones by 1-based position in claim order with an ETA (the work ahead
-    spread over the live workers, plus their own cost), running ones at position 0 with the time they have left.
+    """Every pending job's place: queued ones by 1-based position in claim order with an ETA, running ones at
+    position 0 with the time they have left.
 
-    Two statements whatever the queue's length: one window query numbers every queued job and sums the cost
-    ahead of it (``CLAIM_ORDER``, the same order ``claim_next_job`` uses), one reads the running jobs.
+    A queued job's ETA is the work ahead of it (the running jobs' remaining time, the queued jobs' costs and a
+    model switch wherever the model changes from one job to the next, starting from the model a live worker
+    holds) spread over the live workers, plus its own cost. A switch counts the workers' measured mean switch time
+    (``DEFAULT_SWITCH_SECONDS`` before any was measured). A job for a model no live worker may load has no ETA and
+    delays nobody (no claim takes it). Three statements whatever the queue's length: the queued jobs in
+    ``CLAIM_ORDER`` (the order ``claim_next_job`` uses), the running ones, the live workers.
     """
     now = checked_now(now)
-    window = {"order_by": CLAIM_ORDER}
     queued = (await session.execute(
-        select(
-            Job.id,
-            Job.cost_estimate,
-            func.row_number().over(**window).label("position"),
-            func.sum(Job.cost_estimate).over(**window, rows=(None, 0)).label("through"),
-            _active_workers_count(now).label("workers"),
-        ).where(Job.status == JobStatus.QUEUED)
+        select(Job.id, Job.cost_estimate, Job.model).where(Job.status == JobStatus.QUEUED).order_by(*CLAIM_ORDER)
     )).all()
     running = (await session.execute(
         select(Job.id, Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at)
         .where(Job.status == JobStatus.RUNNING)
     )).all()
+    workers = (await session.execute(
+        select(Worker.loaded_model, Worker.loadable_models, Worker.switches, Worker.switch_seconds).where(
+            Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
+            Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]))
+    )).all()
     left = {r.id: _remaining_of_running(r.cost_estimate, r.progress_step, r.progress_total, r.started_at, now)
             for r in running}
     places = {job_id: QueuePosition(0, remaining) for job_id, remaining in left.items()}
-    running_left = sum(left.values())
-    for row in queued:
-        parallel = max(1, int(row.workers or 0), len(running))
-        ahead_cost = float(row.through) - float(row.cost_estimate)
-        places[row.id] = QueuePosition(int(row.position), (ahead_cost + running_left) / parallel + row.cost_estimate)
+    parallel = max(1, len(workers), len(running))
+    switches = sum(w.switches or 0 for w in workers)
+    switch_s = sum(w.switch_seconds or 0.0 for w in workers) / switches if switches else DEFAULT_SWITCH_SECONDS
+    loadable = {key for w in workers for key in (w.loadable_models or [])} or None  # None: not known per model
+    held = next((w.loaded_model for w in workers if w.loaded_model), None)
+    ahead = sum(left.values())
+    for position, row in enumerate(queued, start=1):
+        if loadable is not None and row.model not in loadable:
+            places[row.id] = QueuePosition(position, None)
+            continue
+        if held is not None and row.model != held:
+            ahead += switch_s
+        held = row.model
+        places[row.id] = QueuePosition(position, ahead / parallel + row.cost_estimate)
+        ahead += row.cost_estimate
     return places
 
 

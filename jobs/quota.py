@@ -27,6 +27,7 @@ from jobs.models import (
     UserLimit,
     utcnow,
 )
+from jobs.web_sessions import end_user_sessions
 
 BUDGET_WINDOW = timedelta(hours=24)
 """Charges older than this no longer count against a budget."""
@@ -150,7 +151,7 @@ def combine_limits(
     )
 
 
-def best_tier(policy: QuotaPolicy) -> Select[tuple[float | None, int | None]] | None:
+def best_tier(policy: QuotaPolicy) -> Select[float | None, int | None] | None:
     """The max budget and max pending cap over the policy's roles that have a tier (None: no roles)."""
     if not policy.role_ids:
         return None
@@ -163,7 +164,10 @@ async def effective_limits(session: AsyncSession, user_id: int, policy: QuotaPol
     """Resolve the user's budget and pending cap (``combine_limits``)."""
     override = await session.get(UserLimit, user_id, populate_existing=True)
     tier_query = best_tier(policy)
-    tier = None if tier_query is None else tuple((await session.execute(tier_query)).one())
+    tier = None
+    if tier_query is not None:
+        budget, max_pending = (await session.execute(tier_query)).one()
+        tier = (budget, max_pending)
     return combine_limits(policy, tier=tier, override=override)
 
 
@@ -240,7 +244,7 @@ async def add_ledger(
     if amount < 0:
         raise ValueError(f"ledger amount must be >= 0, got {amount!r} ({kind.value} for job {job_id})")
     await session.execute(
-        insert(QuotaLedger.__table__).values(
+        insert(QuotaLedger).values(
             user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now
         )
     )
@@ -291,12 +295,15 @@ async def set_user_limit(
 async def ban_user(
     session: AsyncSession, user_id: int, *, reason: str | None, by: int | None, now: datetime | None = None
 ) -> UserLimit:
-    """Ban a user from enqueueing (queued jobs stay; admins may cancel them); audited as ``ban_user``."""
+    """Ban a user from enqueueing (queued jobs stay; admins may cancel them) and end their web sessions; audited
+    as ``ban_user``."""
     now = now or utcnow()
     row = await _user_limit_row(session, user_id, now)
     row.banned, row.ban_reason = True, (reason or None)
     row.updated_by, row.updated_at = by, now
-    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id, detail={"reason": reason}, now=now)
+    ended = await end_user_sessions(session, user_id, now=now)  # their open pages get 401 on the next request
+    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id,
+                        detail={"reason": reason, **({"web_sessions_ended": ended} if ended else {})}, now=now)
     return row
 
 

@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from generator.images import MAX_INPUT_BYTES, ImageError, load_image
+from generator.model_spaces import MODEL_KEYS, SPACES, display_name
 from generator.params import GenerationParams, Resolved, resolve_request, target_size
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
-from jobs.workers import generation_unavailable
+from jobs.models import JobSource
+from jobs.workers import generation_unavailable, loadable_by_live_workers
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,13 +41,25 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason}. This job stays queued and starts "
                       "when a worker is back.")
+MODEL_UNAVAILABLE_NOTICE = ("⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
+                            "stays queued and starts when a worker that can run it is back.")
 
 
-async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float) -> str | None:
-    """The "unavailable right now" sentence for a requester, or None while a worker is alive. ``own_problem`` is
-    why this process's embedded worker cannot start (its supervisor's reason); it wins over the registry."""
+async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float,
+                              model: str | None = None) -> str | None:
+    """The "unavailable right now" sentence for a requester, or None while a worker is alive (that may load
+    ``model``, when given). ``own_problem`` is why this process's embedded worker cannot start (its supervisor's
+    reason); it wins over the registry."""
     reason = own_problem or await generation_unavailable(session, dead_after_s=dead_after_s)
-    return UNAVAILABLE_NOTICE.format(reason=reason.rstrip(".")) if reason else None
+    if reason:
+        return UNAVAILABLE_NOTICE.format(reason=reason.rstrip("."))
+    if model is None:
+        return None
+    loadable = await loadable_by_live_workers(session, dead_after_s=dead_after_s)
+    if loadable is None or model in loadable:
+        return None
+    names = ", ".join(display_name(key) for key in MODEL_KEYS if key in loadable)
+    return MODEL_UNAVAILABLE_NOTICE.format(model=display_name(model), loadable=names)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,8 +140,8 @@ def variant_of(parent: Job, changes: Mapping[str, Any]) -> tuple[Resolved, tuple
         resolved = resolve_request(prompt, model=model, **(values | rest))
     else:
         keep = {"seed": base.seed, "preset": base.preset}
-        if base.space.negative_prompt_applies and base.negative_prompt.strip():
-            keep["negative_prompt"] = base.negative_prompt
+        if SPACES[model].negative_prompt_applies and base.negative_prompt.strip():
+            keep["negative_prompt"] = base.negative_prompt  # the user's own words carry over where they apply
         resolved = resolve_request(prompt, model=model, **(keep | rest))
     params = resolved.params
     if params.model == base.model and params.resolution == base.resolution:
@@ -157,7 +172,7 @@ async def enqueue_request(
         user_id=origin.user_id,
         guild_id=origin.guild_id,
         channel_id=origin.channel_id,
-        source=origin.source,
+        source=JobSource(origin.source),
         params=params,
         width=width,
         height=height,

@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Final, TypeVarTuple
 
 import numpy as np
 from sqlalchemy import ColumnElement, Float, Select, case, cast, extract, func, literal, select
@@ -42,7 +43,8 @@ from jobs.models import TERMINAL_STATUSES, Job, JobStatus, Worker, WorkerState
 WORKER_STALE_AFTER_SECONDS = 120.0  # a worker without a heartbeat for this long is shown as stale
 WEEK = timedelta(days=7)
 P95 = 0.95
-NEAREST_RANK = "inverted_cdf"  # numpy's name for the nearest-rank percentile
+_Ts = TypeVarTuple("_Ts")
+NEAREST_RANK: Final = "inverted_cdf"  # numpy's name for the nearest-rank percentile
 UNKNOWN_FAILURE = "unknown"  # label for failed jobs without an error message
 
 
@@ -99,6 +101,9 @@ class WorkerInfo:
     stale: bool
     failure_reason: str | None = None  # why its last start failed (one line); None once it is idle
     unavailable_since: datetime | None = None  # its supervisor gave up retrying fast at this time
+    loadable_models: tuple[str, ...] = ()  # the model keys it may load
+    loaded_model: str | None = None  # the one it holds now
+    switches: int = 0  # model switches so far
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,10 +144,10 @@ def durations(values: Iterable[float]) -> Durations:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
-def _in_guild(query: Select, guild_id: int | None) -> Select:  # type: ignore[type-arg]
+def _in_guild(query: Select[*_Ts], guild_id: int | None) -> Select[*_Ts]:
     return query if guild_id is None else query.where(Job.guild_id == guild_id)
 
 
@@ -180,6 +185,7 @@ async def period_stats(
     for preset, created_at, started_at in await session.execute(
         _in_guild(select(Job.preset, Job.created_at, Job.started_at).where(started), guild_id)
     ):
+        assert started_at is not None  # the query keeps jobs that started
         waits.setdefault(preset or NO_PRESET, []).append(max(0.0, (started_at - created_at).total_seconds()))
 
     generations: dict[str, list[float]] = {}
@@ -191,6 +197,7 @@ async def period_stats(
             guild_id,
         )
     ):
+        assert started_at is not None and finished_at is not None  # the query keeps jobs that finished
         generations.setdefault(preset or NO_PRESET, []).append(max(0.0, (finished_at - started_at).total_seconds()))
 
     timings = [
@@ -243,6 +250,9 @@ async def worker_infos(
             stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
             failure_reason=worker.failure_reason,
             unavailable_since=worker.unavailable_since,
+            loadable_models=tuple(worker.loadable_models or ()),
+            loaded_model=worker.loaded_model,
+            switches=worker.switches or 0,
         )
         for worker in rows
     ]
@@ -259,7 +269,7 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 
     The period ends just after ``now`` so that a job finished at ``now`` counts.
     """
-    now = _aware(now, "now") if now is not None else datetime.now(timezone.utc)
+    now = _aware(now, "now") if now is not None else datetime.now(UTC)
     until = now + timedelta(microseconds=1)
     return AdminStats(
         now=now,
@@ -303,6 +313,8 @@ class MetricsSnapshot:
     generations: dict[str, Histogram]  # by preset, succeeded jobs only
     workers: dict[WorkerState, int]  # every state present
     restarts: int  # summed over the worker registry
+    model_switches: int = 0  # model switches (unload one, load another), summed over the worker registry
+    model_switch_seconds: float = 0.0  # the seconds they took, summed
 
 
 def seconds_between(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
@@ -344,7 +356,7 @@ async def read_metrics_snapshot(
     ValueError
         ``bounds`` is empty or not strictly increasing.
     """
-    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:])):
+    if not bounds or any(b <= a for a, b in pairwise(bounds)):
         raise ValueError(f"read_metrics_snapshot: bounds must be non-empty and strictly increasing, got {bounds!r}")
     dialect = session.get_bind().dialect.name
 
@@ -374,7 +386,10 @@ async def read_metrics_snapshot(
 
     worker_counts = dict((await session.execute(
         select(Worker.state, func.count(Worker.id)).group_by(Worker.state))).all())
-    restarts = int(await session.scalar(select(func.coalesce(func.sum(Worker.restarts), 0))) or 0)
+    totals = (await session.execute(select(
+        func.coalesce(func.sum(Worker.restarts), 0), func.coalesce(func.sum(Worker.switches), 0),
+        func.coalesce(func.sum(Worker.switch_seconds), 0.0)))).one()
+    restarts = int(totals[0])
     return MetricsSnapshot(
         by_state=by_state,
         gpu_seconds=gpu_seconds,
@@ -382,4 +397,6 @@ async def read_metrics_snapshot(
         generations=_histograms(rows, 1 + 2 + len(bounds), bounds),
         workers={state: int(worker_counts.get(state, 0)) for state in WorkerState},
         restarts=restarts,
+        model_switches=int(totals[1]),
+        model_switch_seconds=float(totals[2]),
     )

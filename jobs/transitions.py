@@ -31,9 +31,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.blobs import DATABASE_BLOBS, BlobStore
@@ -64,7 +64,7 @@ def claimable() -> tuple[Any, ...]:
 
 
 
-JOBS = Job.__table__
+JOBS = cast(Table, Job.__table__)  # a declarative model's __table__ is typed as the wider FromClause
 """Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
 
 
@@ -123,12 +123,14 @@ class CancelOutcome(str, enum.Enum):
     REQUESTED = "requested"  # is running: flagged; the worker stops at its next step
     TOO_LATE = "too_late"  # already finished (or cancelled)
 
-    def sentence(self, job_id: int) -> str:
-        """What the requester is told, in Discord and on the web page."""
+    def sentence(self, job_id: int, *, owner: int | None = None) -> str:
+        """What the requester is told, in Discord and on the web page; with ``owner``, what an admin who cancelled
+        that user's job is told."""
+        whose = f"job #{job_id}" if owner is None else f"job #{job_id} of <@{owner}>"
         if self is CancelOutcome.CANCELLED:
-            return f"Cancelled job #{job_id} before it started; its quota was refunded."
+            return f"Cancelled {whose} before it started; its GPU time was refunded."
         if self is CancelOutcome.REQUESTED:
-            return f"Stopping job #{job_id}; you are charged only for the GPU time it already used."
+            return f"Stopping {whose}; it is charged only for the GPU time it already used."
         return f"Job #{job_id} has already finished; there is nothing to cancel."
 
 

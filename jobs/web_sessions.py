@@ -6,7 +6,10 @@ both win. A session carries its own CSRF token, which every state-changing reque
 
 A link (and the session made from it) also carries the server ``/web`` was used in and the member's role ids
 there, as Discord sent them: the page builds the user's quota policy from them (role tiers), as Discord does.
-The roles are those of the moment the link was made; a new link picks up changed roles.
+The roles are those of the moment the link was made; while the bot is connected it re-reads them from Discord
+(:func:`sessions_to_recheck`, :func:`record_roles`), and roles not read within the re-check period lapse
+(:func:`current_roles`). A ban ends the banned user's sessions at once (:func:`end_user_sessions`: every session
+for a bot-wide ban, those of that server's links for a server's ban).
 
 The operator's link (printed by the app at start, or by ``python -m bot web-link``) carries ``operator``: its
 session has the operator's rights whoever it acts as (a machine with no operator configured has no Discord user
@@ -25,8 +28,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import AppOperator, WebSession, WebSignInLink, utcnow
@@ -108,7 +112,8 @@ async def redeem_link(
     await session.execute(delete(WebSession).where(WebSession.expires_at < now))
     session_token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_hex(TOKEN_BYTES)
     session.add(WebSession(token_sha256=token_hash(session_token), user_id=user_id, guild_id=guild_id,
-                           role_ids=roles, csrf_token=csrf, operator=operator, created_at=now, expires_at=now + ttl))
+                           role_ids=roles, csrf_token=csrf, operator=operator, created_at=now, expires_at=now + ttl,
+                           roles_checked_at=now))
     await session.flush()
     return SignedIn(session_token=session_token, csrf_token=csrf, user_id=user_id, expires_at=now + ttl,
                     guild_id=guild_id, role_ids=frozenset(roles), operator=operator)
@@ -197,3 +202,98 @@ async def first_operator(session: AsyncSession, configured: Iterable[int]) -> Fi
     if row is not None:
         return FirstOperator(int(row.user_id), row.source)
     return FirstOperator(LOCAL_OPERATOR_ID, "local")
+
+
+SESSION_ID_CHARS = 16  # hex characters of a session's token hash that name it in the console
+
+
+def session_id(row: WebSession) -> str:
+    """How the console names a session (a prefix of its token's hash: no use for signing in)."""
+    return row.token_sha256[:SESSION_ID_CHARS]
+
+
+def current_roles(row: WebSession, *, valid_seconds: float, now: datetime | None = None) -> frozenset[int]:
+    """The session's role ids while they were read from Discord within ``valid_seconds``; none after that (they
+    lapse when they cannot be re-read)."""
+    now = now or utcnow()
+    checked = row.roles_checked_at
+    if checked is None or now - checked > timedelta(seconds=valid_seconds):
+        return frozenset()
+    return frozenset(_role_list(row.role_ids or ()))
+
+
+def _live(now: datetime) -> tuple[Any, ...]:
+    return (WebSession.ended_at.is_(None), WebSession.expires_at > now)
+
+
+async def end_user_sessions(
+    session: AsyncSession, user_id: int, *, guild_id: int | None = None, now: datetime | None = None,
+) -> int:
+    """End ``user_id``'s live sessions (only those signed in with a link from ``guild_id`` when given): a ban,
+    or "sign out everywhere". Returns how many ended."""
+    now = now or utcnow()
+    conditions = [WebSession.user_id == user_id, *_live(now)]
+    if guild_id is not None:
+        conditions.append(WebSession.guild_id == guild_id)
+    ended = await session.execute(
+        update(WebSession).where(*conditions).values(ended_at=now).returning(WebSession.token_sha256)
+        .execution_options(synchronize_session=False)
+    )
+    return len(ended.all())
+
+
+async def end_session_by_id(session: AsyncSession, sid: str, *, now: datetime | None = None) -> int | None:
+    """End the live session the console names ``sid``; its user id, or None when there is none."""
+    now = now or utcnow()
+    if len(sid) != SESSION_ID_CHARS or any(ch not in "0123456789abcdef" for ch in sid):
+        return None
+    row = (
+        await session.execute(
+            update(WebSession).where(WebSession.token_sha256.startswith(sid, autoescape=True), *_live(now))
+            .values(ended_at=now).returning(WebSession.user_id).execution_options(synchronize_session=False)
+        )
+    ).first()
+    return None if row is None else int(row.user_id)
+
+
+async def live_sessions(session: AsyncSession, *, limit: int = 100, now: datetime | None = None) -> list[WebSession]:
+    """The newest live sessions first (the console's list)."""
+    now = now or utcnow()
+    return list(await session.scalars(
+        select(WebSession).where(*_live(now)).order_by(WebSession.created_at.desc()).limit(limit)
+    ))
+
+
+async def sessions_to_recheck(
+    session: AsyncSession, *, checked_before: datetime, limit: int = 100, now: datetime | None = None,
+) -> list[tuple[int, int]]:
+    """(user id, guild id) of live sessions from a server's link whose roles were last read before
+    ``checked_before`` (or never), the oldest first."""
+    now = now or utcnow()
+    oldest = func.min(func.coalesce(WebSession.roles_checked_at, WebSession.created_at))
+    rows = await session.execute(
+        select(WebSession.user_id, WebSession.guild_id)
+        .where(*_live(now), WebSession.guild_id.is_not(None),
+               or_(WebSession.roles_checked_at.is_(None), WebSession.roles_checked_at < checked_before))
+        .group_by(WebSession.user_id, WebSession.guild_id)
+        .order_by(oldest)
+        .limit(limit)
+    )
+    return [(int(user_id), int(guild_id)) for user_id, guild_id in rows if guild_id is not None]
+
+
+async def record_roles(
+    session: AsyncSession, user_id: int, guild_id: int, role_ids: Iterable[int], *, now: datetime | None = None,
+) -> int:
+    """The member's roles in ``guild_id`` as just read from Discord (none: no longer a member) on every live
+    session of theirs from that server's links. Returns how many sessions."""
+    now = now or utcnow()
+    roles = _role_list(role_ids)
+    updated = await session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.guild_id == guild_id, *_live(now))
+        .values(role_ids=roles, roles_checked_at=now)
+        .returning(WebSession.token_sha256)
+        .execution_options(synchronize_session=False)
+    )
+    return len(updated.all())

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.startfailure import one_line
-from jobs.models import Worker, WorkerState, utcnow
 from jobs.maintenance import rescue_workers
+from jobs.models import Worker, WorkerState, utcnow
 from jobs.stats import WorkerInfo, worker_infos
 
 WORKER_DEAD_AFTER_S = 15.0

@@ -1,4 +1,4 @@
-"""The deployment files (Dockerfile, deploy/compose.*.yaml, deploy/systemd/*.service) cannot be built or started
+"""The deployment files (Dockerfile, compose.yaml, deploy/compose.*.yaml, deploy/systemd/*.service) cannot be built or started
 here, so they are checked for what can go wrong without running them: each parses; every environment variable
 they set for our program is a declared setting (config.catalog) or a
 variable of the named library that reads it; every module they run exists and can be run with ``-m``; every
@@ -24,7 +24,8 @@ from tests.store_reads import is_sqlite
 from tests.test_env_example import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-COMPOSE_FILES = sorted((REPO_ROOT / "deploy").glob("compose.*.yaml"))
+GPU_HOST_COMPOSE = REPO_ROOT / "compose.yaml"  # the front door: docker compose up in the checkout
+COMPOSE_FILES = [GPU_HOST_COMPOSE, *sorted((REPO_ROOT / "deploy").glob("compose.*.yaml"))]
 UNIT_FILES = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))
 DOCKER_INSTRUCTIONS = {
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "ONBUILD",
@@ -203,10 +204,17 @@ def test_compose_file_runs_our_image_with_real_settings(path: Path) -> None:
 
 
 def test_gpu_host_compose_is_one_bot_with_its_worker_on_sqlite() -> None:
-    data = _compose(REPO_ROOT / "deploy" / "compose.gpu-host.yaml")
+    data = _compose(GPU_HOST_COMPOSE)
     assert set(data["services"]) == {"bot"}
     env = data["services"]["bot"]["environment"]
     assert env["WORKER"] == "embedded" and is_sqlite(env["DATABASE_URL"])
+    # the page's public address comes from the .env next to the file (compose reads it for ${...}), and defaults
+    # to the port published on this host
+    assert env["WEB_PUBLIC_URL"] == "${WEB_PUBLIC_URL:-http://127.0.0.1:7860}", env
+    assert "WEB_PUBLIC_URL=" in (REPO_ROOT / ".env.example").read_text()
+    assert not (REPO_ROOT / "deploy" / "compose.gpu-host.yaml").exists(), "moved to compose.yaml, not copied"
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "docker compose up -d --build" in readme and "compose.gpu-host" not in readme
 
 
 def test_scale_out_compose_is_bot_postgres_and_one_worker_per_gpu() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from config.logs import MASK, log_file_for, setup_logging
 from config.reader import SettingsError
-from tests.bot.harness import BotProcess, png_bytes, running_bot, wait_result, SMALL, job_id_from, followup_text
+from tests.bot.harness import SMALL, BotProcess, followup_text, job_id_from, png_bytes, running_bot, wait_result
 from tests.fakediscord.server import FakeDiscord
 
 CANARY_TOKEN = "i2v-canary-token.Zq7Xw3Lm9Pd2Rt8Kv5Nb"  # distinctive: a grep for it finds only a leak
@@ -70,7 +70,7 @@ def test_model_library_noise_is_one_debug_line(tmp_path: Path, restored_logging:
     setup_logging({"LOG_FILE": str(path), "LOG_LEVEL": level}, process="worker")
     route_library_logs()  # diffusers and transformers print through handlers of their own until then
     hub = diffusers_logging.get_logger("diffusers.pipelines.pipeline_utils")
-    for attempt in range(3):  # a worker that retries its load while the hub is unreachable
+    for _attempt in range(3):  # a worker that retries its load while the hub is unreachable
         hub.warning("Couldn't connect to the Hub: (MaxRetryError('...')).\nWill try to load from local cache.")
     hub.warning("a real problem %d", 7)
     logging.shutdown()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from web.auth import USER
 from web.config import IPNetwork
 
 log = logging.getLogger("web.access")
@@ -77,7 +78,7 @@ def access_log(proxies: Sequence[IPNetwork]) -> Middleware:
             status = exc.status
             raise
         finally:
-            user = request.get("user")
+            user = request.get(USER)
             log.info("%s %s %d %.1fms user=%s client=%s", request.method, request.path[:MAX_LOGGED_PATH_CHARS],
                      status, (time.monotonic() - start) * 1000.0, user.user_id if user is not None else "-",
                      client_address(request, proxies))

@@ -18,23 +18,29 @@ everyone on the internet).
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from jobs.control import refuse_banned
+from jobs.errors import Banned
 from jobs.web_sessions import (
     FirstOperator,
     app_operators,
     create_link,
+    current_roles,
     end_session,
+    end_user_sessions,
     find_session,
     first_operator,
     redeem_link,
 )
 from web.config import WebConfig
+from web.context import Sessions
 from web.limits import BODY_TOO_LARGE, SIGN_IN_BODY_CAP_BYTES, read_capped
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,10 @@ class WebUser:
     guild_id: int | None = None  # the server the sign-in link was made in (None: a DM, or the operator's link)
 
 
+USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
+"""The request's signed-in user (``Auth.middleware`` sets it), or None."""
+
+
 def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_token: str = "", *,
               owners: frozenset[int] = frozenset(), operator_link: bool = False,
               guild_id: int | None = None) -> WebUser:
@@ -71,7 +81,7 @@ def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_to
     return WebUser(user_id, operator, csrf_token, role_ids=role_ids, guild_id=guild_id)
 
 
-async def operator_link(sessions: Any, config: WebConfig, port: int | None = None, *,
+async def operator_link(sessions: Sessions, config: WebConfig, port: int | None = None, *,
                         user_id: int | None = None) -> tuple[str, FirstOperator]:
     """A fresh single-use sign-in link (WEB_OPERATOR_LINK_TTL_SECONDS) with the operator's rights, acting as the
     first operator (configured ids, else the recorded owner, else the local operator account), or as ``user_id``
@@ -117,7 +127,7 @@ def error(status: int, message: str) -> web.Response:
 class Auth:
     """The middleware and the sign-in routes."""
 
-    def __init__(self, config: WebConfig, sessions: Any, readers: Any) -> None:
+    def __init__(self, config: WebConfig, sessions: Sessions, readers: Sessions) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
@@ -132,8 +142,10 @@ class Auth:
             if row is None:
                 return None
             owners = await app_operators(session)
-        return member_of(self.config, row.user_id, frozenset(int(role) for role in row.role_ids or ()),
-                         row.csrf_token, owners=owners, operator_link=row.operator, guild_id=row.guild_id)
+        # roles the bot could not re-read from Discord within the re-check period lapse (tiers, operator by role)
+        roles = current_roles(row, valid_seconds=self.config.roles_valid_seconds)
+        return member_of(self.config, row.user_id, roles, row.csrf_token, owners=owners, operator_link=row.operator,
+                         guild_id=row.guild_id)
 
     async def is_operator(self, request: web.Request) -> bool:
         """Whether the request carries a live operator session (``/healthz`` shows its details only then)."""
@@ -141,11 +153,11 @@ class Auth:
         return user is not None and user.is_operator
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
         user = await self.user_of(request)
-        request["user"] = user
+        request[USER] = user
         if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(self.config, request,
                                                                                              user):
             log.warning("refused %s %s: %s", request.method, request.path,
@@ -161,8 +173,8 @@ class Auth:
         """GET /signin?token=...: a page with a button, so a link preview that fetches the URL spends nothing."""
         token = request.query.get("token", "")
         safe = "".join(ch for ch in token if ch.isalnum() or ch in "-_")[:100]
-        html = SIGN_IN_HTML.replace("{token}", safe)
-        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+        page = SIGN_IN_HTML.replace("{token}", safe)
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def sign_in(self, request: web.Request) -> web.Response:
         """POST /signin (the form): redeem the link once; set the session cookie and go to the page."""
@@ -175,8 +187,15 @@ class Auth:
             return error(413, BODY_TOO_LARGE)
         form = parse_qs(body.decode("ascii", "replace"), max_num_fields=4)
         token = (form.get("token") or [""])[0][:200]
-        async with self.sessions.begin() as session:
-            signed = await redeem_link(session, token, session_ttl_seconds=self.config.session_ttl_seconds)
+        try:
+            async with self.sessions.begin() as session:
+                signed = await redeem_link(session, token, session_ttl_seconds=self.config.session_ttl_seconds)
+                if signed is not None and not signed.operator:  # banned since the link was made: rolled back
+                    await refuse_banned(session, signed.user_id, signed.guild_id)
+        except Banned as exc:
+            log.info("a sign-in link of a banned user was refused")
+            return web.Response(text=MESSAGE_HTML.replace("{message}", html.escape(str(exc))), status=403,
+                                content_type="text/html")
         if signed is None:
             log.info("a sign-in link was refused (unknown, used or expired)")
             return web.Response(text=MESSAGE_HTML.replace("{message}", LINK_USED), status=403,
@@ -188,12 +207,19 @@ class Auth:
         raise response
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        """POST /api/signout: end the session now."""
+        """POST /api/signout: end the session now; ``?everywhere=1`` ends every session of the user (other
+        browsers, a lost phone)."""
         token = request.cookies.get(SESSION_COOKIE)
+        user = request[USER]
+        ended = 0
         if token:
             async with self.sessions.begin() as session:
-                await end_session(session, token)
-        response = web.json_response({"signed_out": True})
+                if request.query.get("everywhere") and user is not None:
+                    ended = await end_user_sessions(session, user.user_id)
+                    log.info("user %s signed out everywhere (%d sessions)", user.user_id, ended)
+                else:
+                    ended = int(await end_session(session, token))
+        response = web.json_response({"signed_out": True, "sessions_ended": ended})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 

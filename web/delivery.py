@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import write_copy
@@ -15,13 +14,15 @@ from jobs.listings import undelivered_web_jobs
 from jobs.models import JobStatus
 from jobs.safety import UnsafePolicy, Verdict, withheld_message, withhold_video
 from jobs.transitions import mark_delivered
+from web.config import WebConfig
+from web.context import Sessions
 
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL_SECONDS = 1.0  # how often finished web jobs are looked for
 
 
-async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int]:
+async def deliver_web_jobs(config: WebConfig, sessions: Sessions, readers: Sessions) -> list[int]:
     """One pass: mark every finished web job delivered, writing the disk copy first. Returns their ids."""
     async with readers() as session:
         jobs = await undelivered_web_jobs(session)
@@ -45,7 +46,7 @@ async def deliver_web_jobs(config: Any, sessions: Any, readers: Any) -> list[int
     return done
 
 
-async def delivery_loop(config: Any, sessions: Any, readers: Any) -> None:
+async def delivery_loop(config: WebConfig, sessions: Sessions, readers: Sessions) -> None:
     """Run passes until cancelled; a failed pass is logged and retried."""
     while True:
         try:

@@ -12,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from jobs.models import PENDING_STATUSES
 from jobs.queue import find_job, queue_positions
+from web.context import Sessions
 from web.render import job_json
 
 EVENT_INTERVAL_SECONDS = 1.0  # the store is read once a second per open stream
 KEEPALIVE_SECONDS = 15.0  # a comment line at least this often
 STREAM_MAX_SECONDS = 600.0  # a stream ends after this even while its job waits; the browser opens a new one
 RECONNECT_MS = 5000  # the browser's EventSource waits this long before it opens the next stream
+SESSION_CHECK_SECONDS = 5.0  # an open stream ends this soon after its session does (sign-out elsewhere, a ban)
+
+StillSignedIn = Callable[[], Awaitable[bool]]
 
 
 def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
     return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"])
 
 
-async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
+async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
     """The job as the page shows it, with its place in the queue; None when it does not exist."""
     async with readers() as session:
         job = await find_job(session, job_id)
@@ -40,10 +45,10 @@ async def job_state(readers: Any, job_id: int) -> dict[str, Any] | None:
         return job_json(job, position=place.position if place else None, eta_seconds=place.eta_seconds if place else None)
 
 
-async def stream_job(request: web.Request, readers: Any, job_id: int, *,
+async def stream_job(request: web.Request, readers: Sessions, job_id: int, *, signed_in: StillSignedIn,
                      max_seconds: float | None = None) -> web.StreamResponse:
-    """Send the job's state as events until it is final, the page goes away, or ``max_seconds`` (default
-    ``STREAM_MAX_SECONDS``) have passed."""
+    """Send the job's state as events until it is final, the page goes away, the session ends (``signed_in``
+    asked every ``SESSION_CHECK_SECONDS``), or ``max_seconds`` (default ``STREAM_MAX_SECONDS``) have passed."""
     max_seconds = STREAM_MAX_SECONDS if max_seconds is None else max_seconds
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
@@ -51,8 +56,13 @@ async def stream_job(request: web.Request, readers: Any, job_id: int, *,
     await response.prepare(request)
     await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
     last: tuple[Any, ...] | None = None
-    quiet_since = started = time.monotonic()
+    quiet_since = started = checked = time.monotonic()
     while time.monotonic() - started < max_seconds:
+        if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+            checked = time.monotonic()
+            if not await signed_in():
+                await response.write(b"event: signed-out\ndata: {}\n\n")
+                break
         state = await job_state(readers, job_id)
         if state is None:
             await response.write(b"event: gone\ndata: {}\n\n")

@@ -20,6 +20,7 @@ from jobs.models import WorkerState, utcnow
 from jobs.stats import worker_infos
 from jobs.workers import unavailable_reason
 from web.cache import Cached
+from web.context import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def no_problem() -> str | None:
     return None
 
 
-async def health_report(readers: Any, *, dead_after: float, worker_problem: WorkerProblem,
+async def health_report(readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem,
                         detailed: bool = True) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of the health check; without ``detailed`` (anyone but the operator) the body
     names no worker, host or failure: only the verdict, its kind of cause and how many workers are alive."""
@@ -48,12 +49,13 @@ async def health_report(readers: Any, *, dead_after: float, worker_problem: Work
     return status, public
 
 
-async def _health_report(readers: Any, *, dead_after: float, worker_problem: WorkerProblem) -> tuple[int, dict[str, Any]]:
+async def _health_report(readers: Sessions, *, dead_after: float,
+                         worker_problem: WorkerProblem) -> tuple[int, dict[str, Any]]:
     now = utcnow()
     try:
         async with readers() as session:
             workers = await worker_infos(session, now=now, stale_after_seconds=dead_after)
-    except Exception as error:  # any driver error means the database does not answer
+    except Exception as error:  # noqa: BLE001 - any driver error means the database does not answer
         log.warning("health check: the database did not answer: %s", error)
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
     live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]
@@ -72,7 +74,7 @@ class Health:
     """``/healthz``: anyone gets the verdict (computed at most once per ``HEALTH_CACHE_SECONDS``), the operator
     ``is_operator(request)`` the details."""
 
-    def __init__(self, readers: Any, *, dead_after: float, worker_problem: WorkerProblem,
+    def __init__(self, readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem,
                  is_operator: Callable[[web.Request], Awaitable[bool]]) -> None:
         self.readers = readers
         self.dead_after = dead_after

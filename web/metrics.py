@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from jobs.models import JobStatus
 from jobs.stats import Histogram, MetricsSnapshot, read_metrics_snapshot
 from web.cache import Cached
+from web.context import Sessions
 
 METRICS_CACHE_SECONDS = 5.0  # the store's aggregates are read at most this often, however often scraped
 LAG_SAMPLE_INTERVAL_SECONDS = 0.5  # how often the event-loop lag is sampled
@@ -81,6 +83,10 @@ class _SnapshotCollector:
             workers.add_metric([state.value], count)
         yield workers
         yield CounterMetricFamily("i2v_worker_restarts", "Worker restarts recorded in the registry.", value=s.restarts)
+        yield CounterMetricFamily("i2v_model_switches", "Model switches of the workers (one model unloaded, another "
+                                  "loaded), summed over the registry.", value=s.model_switches)
+        yield CounterMetricFamily("i2v_model_switch_seconds", "Seconds the workers spent switching models.",
+                                  value=s.model_switch_seconds)
         for name, value in sorted(self.extra.items()):
             if value is not None and math.isfinite(value):
                 yield GaugeMetricFamily(name, EXTRA_DOCS.get(name, name), value=value)
@@ -114,7 +120,7 @@ class LoopLag:
             self.last = max(0.0, time.monotonic() - start - LAG_SAMPLE_INTERVAL_SECONDS)
 
 
-def metrics_handler(readers: Any, *, gateway_latency: Latency, loop_lag: LoopLag) -> Any:
+def metrics_handler(readers: Sessions, *, gateway_latency: Latency, loop_lag: LoopLag) -> Handler:
     """The aiohttp handler for ``/metrics``: the store's figures are read at most once per
     ``METRICS_CACHE_SECONDS`` (an open endpoint), this process's own at every scrape."""
 
@@ -131,7 +137,7 @@ def metrics_handler(readers: Any, *, gateway_latency: Latency, loop_lag: LoopLag
             "i2v_event_loop_lag_seconds": loop_lag.last,
         }
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_SnapshotCollector(snapshot, extra))  # type: ignore[arg-type]
+        registry.register(_SnapshotCollector(snapshot, extra))
         registry.register(UPLOAD_RETRIES)
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

@@ -1,8 +1,10 @@
 """The page's own API: make a video, follow it, cancel it, re-roll it, the quota, the gallery.
 
-Every request acts as ``request["user"]`` (``web.auth``) and reaches only that user's jobs: another user's job is
+Every request acts as ``request[USER]`` (``web.auth``) and reaches only that user's jobs: another user's job is
 answered as if it did not exist. Requests go through the same flow as Discord's (``jobs.requests``): the same
-image checks, parameter checks, pause holds, bans, caps and quota, the same messages.
+image checks, parameter checks, pause holds, bans, caps and quota, the same messages. A job made on the page
+belongs to the server the user's sign-in link was made in (``/web`` there; none from a DM or the operator's link):
+that server's bans, pause and caps apply to it exactly as to ``/animate`` there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from aiohttp import BodyPartReader, web
 from generator.images import ImageError
 from generator.model_spaces import SPACES, union_bounds
 from generator.params import (
-    DEFAULT_NEGATIVE_PROMPT, DEFAULT_PRESET, MAX_PROMPT_CHARS, SEED_RANGE, ParamError, Resolved, resolve_request,
+    DEFAULT_NEGATIVE_PROMPT,
+    DEFAULT_PRESET,
+    MAX_PROMPT_CHARS,
+    SEED_RANGE,
+    ParamError,
+    Resolved,
+    resolve_request,
 )
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import remove_copies
@@ -39,8 +47,9 @@ from jobs.requests import (
 from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
-from jobs.web_sessions import LOCAL_OPERATOR_ID
-from web.auth import WebUser, error
+from jobs.web_sessions import LOCAL_OPERATOR_ID, find_session
+from web.auth import SESSION_COOKIE, USER, WebUser, error
+from web.context import PageContext
 from web.events import stream_job
 from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
 from web.ranges import send_blob
@@ -61,7 +70,7 @@ AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
 def _user(request: web.Request) -> WebUser:
-    user = request["user"]
+    user = request[USER]
     assert user is not None  # the middleware refuses anonymous API calls
     return user
 
@@ -150,18 +159,19 @@ def model_json(key: str) -> dict[str, Any]:
 
 
 class Pages:
-    """The handlers; ``server`` is the ``web.server.WebServer`` (config, sessions, readers)."""
+    """The handlers of the page's API, over the server's :class:`~web.context.PageContext`."""
 
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        self.config = server.config
+    def __init__(self, ctx: PageContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
 
     def origin(self, user: WebUser, parent: int | None = None) -> Origin:
-        return Origin(user_id=user.user_id, guild_id=None, channel_id=WEB_CHANNEL_ID, source=JobSource.WEB.value,
-                      upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
+        # the server the sign-in link was made in: its bans, pauses and caps apply as to /animate there
+        return Origin(user_id=user.user_id, guild_id=user.guild_id, channel_id=WEB_CHANNEL_ID,
+                      source=JobSource.WEB.value, upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
 
     async def own_job(self, user: WebUser, job_id: int) -> Job | None:
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             job = await find_job(session, job_id)
         return job if job is not None and job.user_id == user.user_id else None
 
@@ -200,7 +210,7 @@ class Pages:
 
     async def quota(self, request: web.Request) -> web.Response:
         user = _user(request)
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             status = await quota_status(session, user.user_id, policy_for(self.config, user))
         return web.json_response({
             "budget": status.budget, "used": status.used, "reserved": status.reserved, "remaining": status.remaining,
@@ -210,23 +220,29 @@ class Pages:
 
     async def job(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             place = await queue_position(session, job.id)
         return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         user = _user(request)
         job = await self.job_or_404(request)
-        with self.server.limits.streams.hold(user.user_id) as held:
+        with self.ctx.limits.streams.hold(user.user_id) as held:
             if not held:
                 log.info("user %s already holds %d event streams; refused another", user.user_id,
-                         self.server.limits.streams.per_user)
+                         self.ctx.limits.streams.per_user)
                 return error(429, TOO_MANY_STREAMS)
-            return await stream_job(request, self.server.readers, job.id)
+            token = request.cookies.get(SESSION_COOKIE, "")
+
+            async def signed_in() -> bool:
+                async with self.ctx.readers() as session:
+                    return await find_session(session, token) is not None
+
+            return await stream_job(request, self.ctx.readers, job.id, signed_in=signed_in)
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        readers = self.server.readers
+        readers = self.ctx.readers
         async with readers() as session:
             shown = job.status == JobStatus.SUCCEEDED and job.output_verdict != Verdict.UNSAFE.value  # never unsafe
             size = await DATABASE_BLOBS.video_size(session, job.id) if shown else None
@@ -245,7 +261,7 @@ class Pages:
 
     async def input_image(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
-        readers, sha256 = self.server.readers, job.input_sha256
+        readers, sha256 = self.ctx.readers, job.input_sha256
         async with readers() as session:
             size = await DATABASE_BLOBS.input_size(session, sha256) if job.input_released_at is None else None
         if size is None:
@@ -264,7 +280,7 @@ class Pages:
             page = max(0, int(request.query.get("page", "0")))
         except ValueError:
             page = 0
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             found = await user_videos(session, user.user_id, offset=page * GALLERY_PAGE_SIZE, limit=GALLERY_PAGE_SIZE)
         pages = max(1, -(-found.total // GALLERY_PAGE_SIZE))
         return web.json_response({"page": page, "pages": pages, "total": found.total,
@@ -274,7 +290,7 @@ class Pages:
 
     async def check(self, request: web.Request) -> web.Response:
         """POST /api/images/check: the image checks' verdict on a picked image, before Generate."""
-        if not self.server.limits.checks.allow(_user(request).user_id):
+        if not self.ctx.limits.checks.allow(_user(request).user_id):
             return error(429, TOO_MANY)
         try:
             _, image = await read_form(request, self.config.upload_cap_bytes)
@@ -289,14 +305,15 @@ class Pages:
     async def create(self, request: web.Request) -> web.Response:
         """POST /api/jobs: a new job from an uploaded image, or from one of the user's jobs (``parent``, Vary)."""
         user = _user(request)
-        if not self.server.limits.creates.allow(user.user_id):
+        if not self.ctx.limits.creates.allow(user.user_id):
             return error(429, TOO_MANY)
         try:
             fields, image = await read_form(request, self.config.upload_cap_bytes)
             resolved = params_from(fields, self.config.models[0])
             params = resolved.params
-            async with self.server.readers() as session:  # before the image is decoded or stored
-                await check_prompt(session, guild_id=None, texts=prompt_texts(params.prompt, params.negative_prompt),
+            async with self.ctx.readers() as session:  # before the image is decoded or stored
+                await check_prompt(session, guild_id=user.guild_id,
+                                   texts=prompt_texts(params.prompt, params.negative_prompt),
                                    setting_terms=self.config.prompt_blocklist)
             parent_id = fields.get("parent", "").strip()
             size = None
@@ -308,7 +325,7 @@ class Pages:
                 size = variant_of(parent, {"resolution": params.resolution, "model": params.model})[1]
             else:
                 raise ImageError("empty", "(choose a picture first)")
-            async with self.server.sessions.begin() as session:
+            async with self.ctx.sessions.begin() as session:
                 job = await enqueue_request(session, stored=stored, params=params,
                                             origin=self.origin(user, parent.id if parent else None),
                                             policy=policy_for(self.config, user), size=size)
@@ -324,11 +341,11 @@ class Pages:
         changes = AGAIN_MODES.get(request.query.get("mode", ""))
         if changes is None:
             return error(400, "mode must be reroll or same")
-        if not self.server.limits.creates.allow(user.user_id):
+        if not self.ctx.limits.creates.allow(user.user_id):
             return error(429, TOO_MANY)
         try:
             resolved, size = variant_of(parent, changes)
-            async with self.server.sessions.begin() as session:
+            async with self.ctx.sessions.begin() as session:
                 job = await enqueue_request(session, stored=stored_input_of(parent), params=resolved.params,
                                             origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
                                             size=size)
@@ -341,32 +358,33 @@ class Pages:
         """The refusal's answer; a blocked prompt is audited first (its own transaction: the request's was
         rolled back)."""
         if isinstance(exc, PromptBlocked):
-            async with self.server.sessions.begin() as session:
-                await record_blocked(session, exc, user_id=user.user_id, guild_id=None, source=JobSource.WEB.value)
+            async with self.ctx.sessions.begin() as session:
+                await record_blocked(session, exc, user_id=user.user_id, guild_id=user.guild_id,
+                                     source=JobSource.WEB.value)
         return refusal(exc)
 
     async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
         """201 with the job; ``notice`` says how the parameters were adjusted (a rounded frame count) and when video
         generation is unavailable (the job stays queued)."""
-        async with self.server.readers() as session:
+        async with self.ctx.readers() as session:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
-            notice = await availability_notice(session, own_problem=self.server.worker_problem(),
-                                               dead_after_s=self.config.worker_dead_after)
+            notice = await availability_notice(session, own_problem=self.ctx.facts.worker_problem(),
+                                               dead_after_s=self.config.worker_dead_after, model=job.model)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             outcome = await cancel_job(session, job.id)
         log.info("web cancel of job %s by its owner: %s", job.id, outcome.value)
         return web.json_response({"outcome": outcome.value, "message": outcome.sentence(job.id)})
 
     async def delete(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
-        async with self.server.sessions.begin() as session:
+        async with self.ctx.sessions.begin() as session:
             await delete_job_video(session, job.id)
-        await asyncio.to_thread(remove_copies, self.server.config.output_dir, [job.id])
+        await asyncio.to_thread(remove_copies, self.ctx.config.output_dir, [job.id])
         log.info("web delete of job %s's video by its owner", job.id)
         return web.json_response({"deleted": job.id})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from generator.model_spaces import display_name
@@ -16,12 +16,12 @@ DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
 def plain(message: str) -> str:
     """A user-facing message with Discord's time tags (``<t:1700000000:R>``) written as UTC times."""
     def when(match: re.Match[str]) -> str:
-        return "at " + datetime.fromtimestamp(int(match.group(1)), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return "at " + datetime.fromtimestamp(int(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M UTC")
     return DISCORD_TIME_TAG.sub(when, message)
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The web server: one aiohttp application in the app process, serving the page, its API, the operator console,
 ``/healthz`` and ``/metrics`` on WEB_HOST:WEB_PORT (default 127.0.0.1:7860).
 
-``WebServer(config, sessions=..., readers=...)`` then ``await start()`` and ``await stop()``. The app passes
-hooks for what only it knows: ``worker_problem`` (why its worker cannot start; the supervisor's reason) and
-``gateway_latency`` (Discord's, when a Discord client runs).
+Both ways the app runs (with Discord: ``bot.app.I2VBot``; without: ``web.standalone``) start the page through
+:func:`start_web_page`, which binds it and prints the operator's sign-in link. The app tells what only it knows
+through :class:`~web.context.AppFacts` (why its worker cannot start; Discord's gateway latency; deleting a message
+the bot posted); the handlers get a :class:`~web.context.PageContext`.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ import asyncio
 import logging
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from jobs.requests import too_large
 from web.access import access_log
 from web.auth import Auth, error, operator_link
-from web.config import WebConfig
+from web.config import WebConfig, WebSettings
 from web.console import Console
+from web.context import AppFacts, NoAppFacts, PageContext, Sessions
 from web.delivery import delivery_loop
-from web.health import Health, WorkerProblem, no_problem
+from web.health import Health
 from web.limits import BODY_TOO_LARGE, UPLOAD_PATHS, BadRequest, PageLimits, body_cap
-from web.metrics import Latency, LoopLag, metrics_handler
+from web.metrics import LoopLag, metrics_handler
 from web.pages import FORM_OVERHEAD_BYTES, Pages
 
 log = logging.getLogger(__name__)
@@ -33,24 +35,19 @@ STATIC_DIR = Path(str(files("web") / "static"))
 SHUTDOWN_TIMEOUT_SECONDS = 3.0  # open event streams are closed after this on stop
 
 
-def _no_latency() -> float | None:
-    return None
-
-
 class WebServer:
     """The page and the operations endpoints, over the job store's sessions."""
 
-    def __init__(
-        self, config: WebConfig, *, sessions: Any, readers: Any, worker_problem: WorkerProblem = no_problem,
-        gateway_latency: Latency = _no_latency,
-    ) -> None:
+    def __init__(self, config: WebConfig, *, sessions: Sessions, readers: Sessions,
+                 facts: AppFacts | None = None) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
-        self.worker_problem = worker_problem
-        self.gateway_latency = gateway_latency
-        self.auth = Auth(config, sessions, readers)
+        self.facts: AppFacts = facts if facts is not None else NoAppFacts()
         self.limits = PageLimits()
+        self.context = PageContext(config=config, sessions=sessions, readers=readers, facts=self.facts,
+                                   limits=self.limits)
+        self.auth = Auth(config, sessions, readers)
         self.loop_lag = LoopLag()
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -65,12 +62,12 @@ class WebServer:
         """The aiohttp application with every route."""
         app = web.Application(middlewares=[access_log(self.config.trusted_proxies), self.bounds, self.auth.middleware],
                               client_max_size=self.config.upload_cap_bytes + FORM_OVERHEAD_BYTES)
-        pages, console = Pages(self), Console(self)
+        pages, console = Pages(self.context), Console(self.context)
         health = Health(self.readers, dead_after=self.config.worker_dead_after,
-                        worker_problem=lambda: self.worker_problem(), is_operator=self.auth.is_operator)
+                        worker_problem=self.facts.worker_problem, is_operator=self.auth.is_operator)
         r = app.router
         r.add_get("/healthz", health.handler)
-        r.add_get("/metrics", metrics_handler(self.readers, gateway_latency=lambda: self.gateway_latency(),
+        r.add_get("/metrics", metrics_handler(self.readers, gateway_latency=self.facts.gateway_latency,
                                               loop_lag=self.loop_lag))
         r.add_get("/", _file("index.html"))
         r.add_get("/console", _file("console.html"))
@@ -94,15 +91,17 @@ class WebServer:
         r.add_post("/api/console/pause", console.pause)
         r.add_post("/api/console/resume", console.resume)
         r.add_post("/api/console/jobs/{job_id}/cancel", console.cancel)
+        r.add_post("/api/console/sessions/{session_id}/end", console.end_session)
         r.add_get("/api/console/users/{user_id}", console.user)
         r.add_post("/api/console/users/{user_id}/limits", console.set_limits)
         r.add_post("/api/console/users/{user_id}/ban", console.ban)
         r.add_post("/api/console/users/{user_id}/unban", console.unban)
+        r.add_post("/api/console/reports/{job_id}/{action}", console.report_action)
         r.add_static("/static/", STATIC_DIR, show_index=False)
         return app
 
     @web.middleware
-    async def bounds(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def bounds(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """A body longer than its route accepts is refused before it is read (413); a malformed request that
         the page never sends is a 400 with its reason, never a 500."""
         cap = body_cap(request.method, request.path, self.config.upload_cap_bytes, FORM_OVERHEAD_BYTES)
@@ -157,7 +156,16 @@ class WebServer:
             self._runner = None
 
 
-def _file(name: str) -> Any:
+async def start_web_page(settings: WebSettings, *, sessions: Sessions, readers: Sessions,
+                         facts: AppFacts) -> WebServer:
+    """The one way the app starts its page, with Discord or without: bind WEB_HOST:WEB_PORT, serve, and print the
+    operator's sign-in link. Raises OSError when the address cannot be bound."""
+    server = WebServer(WebConfig.from_settings(settings), sessions=sessions, readers=readers, facts=facts)
+    await server.start()
+    return server
+
+
+def _file(name: str) -> Handler:
     path = STATIC_DIR / name
 
     async def serve(request: web.Request) -> web.FileResponse:

@@ -14,8 +14,7 @@ from typing import Any
 
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.maintenance import RESCUE_INTERVAL_S, Maintenance
-from web.config import WebConfig
-from web.server import WebServer
+from web.server import WebServer, start_web_page
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,23 @@ def embedded_supervisor(settings: Any) -> Any:
 def supervisor_problem(supervisor: Any) -> str | None:
     """Why the embedded worker cannot run, from the supervisor (``failure_reason`` when it records one)."""
     return getattr(supervisor, "failure_reason", None) if supervisor is not None else None
+
+
+class PageOnlyFacts:
+    """What the app without Discord knows (``web.context.AppFacts``): its embedded worker's supervisor, once it
+    started; no gateway."""
+
+    def __init__(self) -> None:
+        self.supervisor: Any = None
+
+    def worker_problem(self) -> str | None:
+        return supervisor_problem(self.supervisor)
+
+    def gateway_latency(self) -> float | None:
+        return None
+
+    async def delete_message(self, channel_id: int, guild_id: int | None, message_id: int) -> None:
+        log.info("no Discord client in this process: message %s in channel %s stays", message_id, channel_id)
 
 
 async def _maintain(settings: Any, sessions: Any) -> None:
@@ -59,15 +75,14 @@ async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url)
     read_engine = make_engine(settings.database_url, read_only=True)
     sessions, readers = make_sessionmaker(engine), make_sessionmaker(read_engine)
+    facts = PageOnlyFacts()
     supervisor: Any = None
     server: WebServer | None = None
     maintenance: asyncio.Task[None] | None = None
     try:
-        server = WebServer(WebConfig.from_settings(settings), sessions=sessions, readers=readers,
-                           worker_problem=lambda: supervisor_problem(supervisor))
-        await server.start()
+        server = await start_web_page(settings, sessions=sessions, readers=readers, facts=facts)
         if settings.worker == "embedded":
-            supervisor = embedded_supervisor(settings)
+            supervisor = facts.supervisor = embedded_supervisor(settings)
             await supervisor.start()
         maintenance = asyncio.create_task(_maintain(settings, sessions), name="web-only-maintenance")
         log.info("running without Discord (no DISCORD_TOKEN): the web page and %s worker",

@@ -16,8 +16,7 @@ from discord.ext import commands
 
 from bot.permissions import may_use
 from bot.render import render_help
-from generator.model_spaces import display_name
-from generator.params import DEFAULT_MODEL, DEFAULT_PRESET, PRESETS
+from generator.model_spaces import DEFAULT_PRESET, SPACES
 from jobs.quota import quota_status
 
 if TYPE_CHECKING:
@@ -55,7 +54,8 @@ class Help(commands.Cog):
         async with self.bot.readers() as session:
             quota = await quota_status(session, interaction.user.id, self.bot.quota_policy(interaction))
         plain, groups = usable_commands(self.bot.tree, interaction)
-        embed = render_help(plain, groups, [(display_name(DEFAULT_MODEL), PRESETS)], DEFAULT_PRESET, quota,
+        models = [(SPACES[key].display_name, SPACES[key].presets) for key in self.bot.settings.models]
+        embed = render_help(plain, groups, models, DEFAULT_PRESET, quota,
                             page_url=self.bot.settings.web_public_url,
                             mentions=self.bot.get_cog("Mentions") is not None)
         await interaction.followup.send(embed=embed, ephemeral=True)

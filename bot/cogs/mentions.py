@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 FLAG_PATTERN = re.compile(r'(?<!\S)--([A-Za-z_-]+)(?:\s+("[^"]*"|\'[^\']*\'|(?!--)\S+))?')
 #: flag -> (resolve_params keyword, converter)
 FLAGS: dict[str, tuple[str, type]] = {
+    "model": ("model", str),
     "preset": ("preset", str),
     "frames": ("frames", int),
     "steps": ("steps", int),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -32,7 +32,7 @@ class Queue(commands.Cog):
     async def queue(self, interaction: discord.Interaction) -> None:
         """Show your queued and running videos, their place in the queue and when they should start."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with self.bot.readers() as session:
             places = await queue_positions(session, now=now)
             mine = sorted(await user_jobs(session, interaction.user.id, limit=QUEUE_LIST_LIMIT), key=lambda j: j.id)

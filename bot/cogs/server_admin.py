@@ -7,6 +7,7 @@ only hides the group from other members in Discord's UI. Bot-wide powers are ``/
 
 - ``pause`` / ``resume``: hold this server's queued jobs (requests are still accepted and wait); running jobs finish.
 - ``limits``: this server's caps on resolution, frames and steps.
+- ``models``: which of the bot's video models members may use here.
 - ``queue``, ``cancel``, ``clear``: this server's jobs.
 - ``ban`` / ``unban``: who may make videos in this server.
 - ``stats``, ``log``: this server's jobs and audited actions.
@@ -21,6 +22,7 @@ The commands ``/operator`` also has run the same bodies with this server as thei
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,14 +32,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import admin_commands as scoped
-from bot.admin_actions import NO_CAP, set_guild_limits
+from bot.admin_actions import NO_CAP, set_guild_limits, set_guild_model
 from bot.admin_buttons import ADMIN_ITEMS
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
 from bot.components import clear_confirm_view
 from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
 from bot.render import render_limits
-from generator.params import FRAMES_RANGE, STEPS_RANGE
+from generator.model_spaces import MODEL_KEYS, SPACES, display_name, union_bounds
+from jobs.control import allowed_models
 from jobs.listings import queue_page
 from jobs.models import GuildSettings
 
@@ -48,7 +51,8 @@ log = logging.getLogger(__name__)
 
 CLEAR_CONFIRM_SECONDS = 120  # how long the /admin clear confirmation button stays valid, seconds
 
-ResolutionCap = Literal["256p", "512p", "768p", "1024p", "none"]
+EVERY_MODEL = union_bounds(MODEL_KEYS)  # a cap may be any value some model takes
+ResolutionCap = Literal["256p", "480p", "512p", "720p", "768p", "1024p", "none"]
 UnsafeVideos = Literal["age_restricted", "refuse"]
 
 
@@ -62,6 +66,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     def __init__(self, bot: I2VBot) -> None:
         self.bot = bot
         super().__init__()
+        models = self.models._params  # the enabled models are offered by name
+        models["model"] = dataclasses.replace(models["model"], choices=[
+            app_commands.Choice(name=SPACES[key].display_name, value=key) for key in bot.settings.models])
 
     async def _defer(self, interaction: discord.Interaction) -> int:
         """Acknowledge (ephemeral) and return this server's id."""
@@ -137,8 +144,8 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         self,
         interaction: discord.Interaction,
         max_resolution: ResolutionCap | None = None,
-        max_frames: app_commands.Range[int, 0, FRAMES_RANGE[1]] | None = None,
-        max_steps: app_commands.Range[int, 0, STEPS_RANGE[1]] | None = None,
+        max_frames: app_commands.Range[int, 0, EVERY_MODEL.frames[1]] | None = None,
+        max_steps: app_commands.Range[int, 0, EVERY_MODEL.steps[1]] | None = None,
     ) -> None:
         """Show or set this server's caps (a 12 GB GPU cannot do 1024p); requests above a cap are refused.
 
@@ -170,6 +177,36 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
             text = render_limits(row)
         log.info("admin %s set limits of guild %s: %s", interaction.user.id, guild_id, changes)
         await interaction.followup.send(f"Updated. {text}", ephemeral=True)
+
+    @app_commands.command(name="models")
+    @server_admin_only()
+    async def models(self, interaction: discord.Interaction, model: str | None = None,
+                     allowed: bool | None = None) -> None:
+        """Show or choose which of the bot's video models members may use on this server.
+
+        Parameters
+        ----------
+        model:
+            The model to allow or forbid here.
+        allowed:
+            True allows it (without a model: every model again), False forbids it.
+        """
+        guild_id = await self._defer(interaction)
+        enabled = self.bot.settings.models
+        if allowed is None:
+            async with self.bot.readers() as session:
+                chosen = await allowed_models(session, guild_id, enabled)
+        else:
+            async with self.bot.sessions.begin() as session:
+                chosen = await set_guild_model(session, guild_id, enabled, model=model, allowed=allowed,
+                                               by=interaction.user.id)
+            log.info("admin %s set the models of guild %s: %s", interaction.user.id, guild_id, chosen)
+        names = ", ".join(display_name(key) for key in chosen)
+        forbidden = [display_name(key) for key in enabled if key not in chosen]
+        text = f"Models allowed on this server: {names} (the first is the default)."
+        if forbidden:
+            text += f" Not allowed here: {', '.join(forbidden)}."
+        await interaction.followup.send(text, ephemeral=True)
 
     # -- bans from this server ------------------------------------------------------------------------------
 

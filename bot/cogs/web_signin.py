@@ -1,9 +1,10 @@
 """``/web``: a personal, single-use sign-in link to the web page, shown only to the user who asked.
 
 The link acts as that Discord user on the page (their quota, pending cap, bans and history); it carries the
-member's role ids in this server, so the page applies the same role tiers (roles as of the link). It works once and
-expires after ``jobs.web_sessions.DEFAULT_LINK_TTL_SECONDS``; the page's address is WEB_PUBLIC_URL (default
-http://WEB_HOST:WEB_PORT).
+member's role ids in this server, so the page applies the same role tiers (re-read from Discord while the session
+lasts: ``bot.web_roles``). It works once and expires after ``jobs.web_sessions.DEFAULT_LINK_TTL_SECONDS``; the
+page's address is WEB_PUBLIC_URL (default http://WEB_HOST:WEB_PORT). A user banned from the bot or from this server
+gets no link.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import member_role_ids
+from jobs.control import refuse_banned
 from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, create_link
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class WebSignIn(commands.Cog):
 
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.sessions.begin() as session:
+            # a user banned from the bot, or from this server, gets no link (the tree's error answer says why)
+            await refuse_banned(session, interaction.user.id, interaction.guild_id)
             token = await create_link(session, interaction.user.id, guild_id=interaction.guild_id,
                                       role_ids=member_role_ids(interaction))
         minutes = int(DEFAULT_LINK_TTL_SECONDS // 60)

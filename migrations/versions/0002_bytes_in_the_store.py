@@ -18,19 +18,18 @@ Create Date: 2026-12-01 22:40:00
 """
 import hashlib
 import os
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0002'
-down_revision: Union[str, Sequence[str], None] = '0001'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0001'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 PHASES = ('queued', 'loading', 'preparing', 'denoising', 'decoding', 'encoding', 'done', 'failed', 'cancelled')
 PHASE_OF_STATUS = {'queued': 'queued', 'running': 'loading', 'succeeded': 'done', 'failed': 'failed',
@@ -55,7 +54,7 @@ job_videos = sa.table(
 
 
 def _now(dialect: str) -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(tzinfo=None) if dialect == 'sqlite' else now
 
 

@@ -8,17 +8,16 @@ Create Date: 2026-12-02 03:00:00
 Only the two web tables change (plain ADD COLUMN on every back end; the jobs table is not touched). Rows made
 before this revision get no roles: their sessions keep the defaults until the user signs in again.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0005'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 TABLES = ('web_sign_in_links', 'web_sessions')
 

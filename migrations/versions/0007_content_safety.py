@@ -8,17 +8,16 @@ Create Date: 2026-12-07 07:30:00
 New columns are plain ADD COLUMN (nullable, or NOT NULL with a server default) on both back ends: no table is
 rebuilt. Jobs made before this revision were never checked (their verdicts are NULL).
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0007'
-down_revision: Union[str, Sequence[str], None] = '0006'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0006'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -85,7 +85,7 @@ async def stop_process(proc: asyncio.subprocess.Process | None, timeout: float =
     proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
 
@@ -172,7 +172,7 @@ class BotProcess:
         self.proc.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.proc.wait(), BOT_STOP_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
 
@@ -255,7 +255,7 @@ class BotProcess:
 @asynccontextmanager
 async def running_bot(fake: FakeDiscord, bot: BotProcess) -> AsyncIterator[BotProcess]:
     """Start ``bot`` (the fake is already started); on exit stop the bot, kill any worker it left behind, stop the
-    fake, and fail if the bot did not exit cleanly."""
+    fake, and fail if the bot did not exit cleanly or sent a body Discord refuses (the fake's 400 / 50035)."""
     pids: list[int] = []
     code: int | None = None
     try:
@@ -264,12 +264,14 @@ async def running_bot(fake: FakeDiscord, bot: BotProcess) -> AsyncIterator[BotPr
     finally:
         try:
             pids = await bot.worker_pids()
-        except Exception:  # the database may not exist if start failed
+        except Exception:  # noqa: BLE001 - the database may not exist if start failed
             pass
         code = await bot.stop()
         bot.reap_workers(pids)
         await fake.stop()
     assert code == 0, f"bot exited with {code}:\n{bot.tail()}"
+    refused = [f"{r.method} {r.path}: {r.response}" for r in fake.refused_bodies()]
+    assert not refused, "the bot sent bodies Discord refuses:\n" + "\n".join(refused)
 
 
 # -- reading the fake's records ---------------------------------------------------------------------------------
@@ -353,8 +355,8 @@ class Answer:
         parts = [self.content]
         for embed in self.embeds:
             parts += [embed.get("title", ""), embed.get("description", "")]
-            for field in embed.get("fields", []):
-                parts += [field["name"], field["value"]]
+            for embed_field in embed.get("fields", []):
+                parts += [embed_field["name"], embed_field["value"]]
             parts.append((embed.get("footer") or {}).get("text", ""))
         return "\n".join(parts)
 

@@ -40,10 +40,18 @@ from jobs.models import (
     UserLimit,
     Worker,
 )
-from tests.bot.harness import Answer, BotProcess, answer_of, custom_ids, followup_text, job_id_from, queued_job
-from tests.bot.harness import running_bot
+from tests.bot.harness import (
+    Answer,
+    BotProcess,
+    answer_of,
+    custom_ids,
+    followup_text,
+    job_id_from,
+    queued_job,
+    running_bot,
+    wait_result,
+)
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import wait_result
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeInteraction, FakeMember
@@ -55,7 +63,8 @@ WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness: an idle work
 CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own DB write on a loaded 2-core box
 BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
 ANSWER_TIMEOUT_S = 20.0
-ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "ban", "unban", "stats", "log", "safety",
+ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "models", "ban", "unban", "stats", "log",
+                     "safety",
                      "reports", "blocklist add", "blocklist remove", "blocklist list"]
 OPERATOR_SUBCOMMANDS = ["queue", "cancel", "pause", "resume", "quota", "tier", "ban", "unban", "stats", "log",
                         "reports", "blocklist add", "blocklist remove", "blocklist list"]
@@ -207,7 +216,7 @@ async def test_admin_group_synced_with_permission_hint(world: World) -> None:
     assert sorted(o["name"] for o in group["options"]) == sorted(top_level(OPERATOR_SUBCOMMANDS))
     limits = next(o for o in command["options"] if o["name"] == "limits")
     resolution = next(o for o in limits["options"] if o["name"] == "max_resolution")
-    assert [c["value"] for c in resolution["choices"]] == ["256p", "512p", "768p", "1024p", "none"]
+    assert [c["value"] for c in resolution["choices"]] == ["256p", "480p", "512p", "720p", "768p", "1024p", "none"]
 
 
 async def test_every_admin_command_refused_without_manage_server(world: World) -> None:
@@ -219,6 +228,7 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
         "pause": {"reason": "mine now"},
         "resume": {},
         "limits": {"max_frames": 8},
+        "models": {"model": "ltxv", "allowed": False},
         "ban": {"user": alice, "reason": "x"},
         "unban": {"user": alice},
         "stats": {},
@@ -279,7 +289,7 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
 async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
     _, reply = await admin(world, "stats", {}, member=world.owner)
     assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics for this server", reply
-    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days"]  # no workers here
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Content safety"]  # no workers
     # Both have permissions 0: only the settings make them admins.
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content
@@ -484,7 +494,7 @@ async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
     assert await world.bot.jobs(Job.user_id == alice.user_id) == []
 
     _, reply = await admin(world, "limits", {"max_frames": 3})
-    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 32; you gave 3.", reply.content
+    assert reply.content == "max_frames must be 0 (no cap) or between 8 and 257; you gave 3.", reply.content
     _, reply = await admin(world, "limits", {"max_resolution": "none", "max_frames": 0, "max_steps": 0})
     assert reply.content == (
         "Updated. This server allows any resolution, any number of frames, any number of steps."), reply.content
@@ -564,7 +574,7 @@ async def test_stats_show_jobs_times_failures_and_worker(world: World) -> None:
     assert reply.ephemeral
     embed = reply.embeds[0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert list(fields) == ["Today (UTC)", "Last 7 days", "Workers"]
+    assert list(fields) == ["Today (UTC)", "Last 7 days", "Workers", "Content safety"]
     jobs = await world.bot.jobs()
     by_state = {s: sum(j.status == s for j in jobs) for s in JobStatus}
     expected = f"{len(jobs)} jobs: " + ", ".join(f"{s.value} {n}" for s, n in by_state.items())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,9 +15,9 @@ from generator.params import GenerationParams
 from jobs.admission import NewJob, enqueue_job
 from jobs.control import ban_and_settle
 from jobs.errors import Banned, OverGuildCap
+from jobs.maintenance import rescue_expired
 from jobs.models import AuditLog, GuildSettings, Job, JobSource, JobStatus, LedgerKind, QuotaLedger
 from jobs.quota import QuotaPolicy
-from jobs.maintenance import rescue_expired
 from jobs.transitions import claim_next_job
 from tests.jobs.storehelpers import IMAGE, SHA
 
@@ -41,7 +41,7 @@ def new_job(user_id: int, *, resolution: str = "256p", frames: int = 8, steps: i
 async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
     db_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     async with db_sessionmaker.begin() as session:
         running = (await enqueue_job(session, new_job(BANNED), POLICY, image=IMAGE, now=start)).id
         queued = [(await enqueue_job(session, new_job(BANNED), POLICY, image=IMAGE, now=start)).id for _ in range(2)]

@@ -81,8 +81,27 @@ def test_check_passes_on_a_good_configuration(tmp_path: Path, sqlite_url: str) -
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "at head (revision" in result.stdout and "I2V_MODEL=tiny: its config files are usable" in result.stdout
+    assert "I2V_MODELS: i2vgenxl (I2VGen-XL), wan22-5b (Wan 2.2 (5B)), ltxv (LTX-Video (fast)); the default is " \
+           "I2VGen-XL" in result.stdout  # tiny: every model
     assert f"OUTPUT_DIR={tmp_path / 'outputs'}: can be created" in result.stdout
     assert not (tmp_path / "outputs").exists(), "check must not create anything"
+
+
+def test_check_reads_every_enabled_model_from_its_own_setting(tmp_path: Path, sqlite_url: str) -> None:
+    wan = tmp_path / "wan"
+    (wan / "transformer").mkdir(parents=True)
+    (wan / "model_index.json").write_text('{"_class_name": "WanImageToVideoPipeline", '
+                                          '"transformer": ["diffusers", "WanTransformer3DModel"]}')
+    (wan / "transformer" / "config.json").write_text("{}")
+    env = {**_good(tmp_path, sqlite_url), "I2V_MODEL": "ali-vilab/i2vgen-xl", "I2V_MODELS": "wan22-5b,ltxv",
+           "I2V_MODEL_WAN": str(wan), "I2V_MODEL_LTX": str(tmp_path / "no-ltx-here")}
+    result = _run(["bot", "check"], tmp_path, **env)
+    assert result.returncode == 2
+    assert _problems(result) == [f"I2V_MODEL_LTX={str(tmp_path / 'no-ltx-here')!r}: there is no such folder"]
+    assert f"Wan 2.2 (5B): I2V_MODEL_WAN={wan}: its config files are usable" in result.stdout
+    assert "Wan 2.2 (5B) needs GPU memory: 24 GiB with model offloading" in result.stdout
+    assert "LTX-Video (fast) needs GPU memory: about 10 GiB" in result.stdout
+    assert "I2V_MODEL=" not in result.stdout  # I2VGen-XL is not enabled: its source is not checked
 
 
 def test_check_names_each_bad_setting_on_its_own_line(tmp_path: Path, sqlite_url: str) -> None:

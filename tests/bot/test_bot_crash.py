@@ -15,18 +15,17 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from bot.delivery import UPLOAD_RETRIES_MAX
-
 from jobs.models import JobStatus, Worker
 from tests.bot.harness import (
-    channel_messages_of_job,
-    running_bot,
     SMALL,
     BotProcess,
     callback_of,
+    channel_messages_of_job,
     followup_text,
     job_id_from,
     png_bytes,
     result_posts,
+    running_bot,
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord

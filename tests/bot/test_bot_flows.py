@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import pytest
 import pytest_asyncio
 
 from jobs.models import JobStatus
 from tests.bot.harness import (
-    channel_messages_of_job,
-    running_bot,
     SMALL,
     TOKEN,
     BotProcess,
     callback_of,
+    channel_messages_of_job,
     custom_ids,
     followup_text,
     job_id_from,
     png_bytes,
     result_posts,
+    running_bot,
     wait_result,
 )
 from tests.fakediscord.server import FakeDiscord
@@ -56,14 +57,17 @@ async def test_commands_synced_with_exact_options(world: tuple[FakeDiscord, BotP
     animate = fake.find_command("animate")
     assert animate is not None
     names = [o["name"] for o in animate["options"]]
-    assert names == ["image", "prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                     "negative_prompt", "spoiler"]
+    assert names == ["image", "prompt", "model", "preset", "resolution", "frames", "fps", "steps", "guidance",
+                     "seed", "negative_prompt", "spoiler"]
     by_name = {o["name"]: o for o in animate["options"]}
+    # I2V_MODEL=tiny enables every model: the choices name them, the ranges are their union
+    assert [(c["name"], c["value"]) for c in by_name["model"]["choices"]] == [
+        ("I2VGen-XL", "i2vgenxl"), ("Wan 2.2 (5B)", "wan22-5b"), ("LTX-Video (fast)", "ltxv")]
     assert [c["value"] for c in by_name["preset"]["choices"]] == ["quick", "standard", "high"]
-    assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "512p", "768p", "1024p"]
-    assert (by_name["frames"]["min_value"], by_name["frames"]["max_value"]) == (8, 32)
-    assert (by_name["steps"]["min_value"], by_name["steps"]["max_value"]) == (10, 100)
-    assert (by_name["fps"]["min_value"], by_name["fps"]["max_value"]) == (4, 24)
+    assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "480p", "512p", "720p", "768p", "1024p"]
+    assert (by_name["frames"]["min_value"], by_name["frames"]["max_value"]) == (8, 257)
+    assert (by_name["steps"]["min_value"], by_name["steps"]["max_value"]) == (4, 100)
+    assert (by_name["fps"]["min_value"], by_name["fps"]["max_value"]) == (4, 30)
     assert (by_name["guidance"]["min_value"], by_name["guidance"]["max_value"]) == (1.0, 20.0)
     assert fake.find_command("Animate", command_type=3) is not None
     for name in ("queue", "quota", "cancel"):
@@ -87,10 +91,11 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     result = await wait_result(fake, job_id)
     assert result.has_bot_auth
     content = result.json["content"]
-    for expected in ("a cat turns its head slowly", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
+    for expected in ("a cat turns its head slowly", "I2VGen-XL", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
                      "seed 1234", "took", f"<@{member.user_id}>"):
         assert expected in content, (expected, content)
-    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report")]
+    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report",
+                                                                     "varymodel")]
     (upload,) = result.files
     assert upload.data[4:8] == b"ftyp"
     from generator.video import probe_mp4
@@ -115,10 +120,10 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     edits = [r for r in fake.requests
              if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
     texts = [status.json["content"]] + [e.json["content"] for e in edits]
-    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits)]  # last line, HTTP status
-    assert all(a != b for a, b in zip(texts, texts[1:])), shown
+    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits, strict=True)]  # last line, HTTP status
+    assert all(a != b for a, b in pairwise(texts)), shown
     assert any("Denoising: step" in t and "%" in t for t in texts), texts
-    gaps = [b.time - a.time for a, b in zip([status] + edits, edits)]
+    gaps = [b.time - a.time for a, b in pairwise([status] + edits)]
     assert min(gaps) >= 0.45, gaps
 
 

@@ -69,14 +69,14 @@ async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
     interactions = await asyncio.gather(*(
         fake.inject_slash("animate", {"image": image, "prompt": f"user {i} waves", **SMALL},  # type: ignore[attr-defined]
                           member=member)
-        for i, (member, image) in enumerate(zip(members, images))
+        for i, (member, image) in enumerate(zip(members, images, strict=True))
     ))
     acks = await asyncio.gather(*(callback_of(fake, i, timeout=20) for i in interactions))  # type: ignore[arg-type]
-    ack_delays = [ack.time - interaction.created_at for ack, interaction in zip(acks, interactions)]
+    ack_delays = [ack.time - interaction.created_at for ack, interaction in zip(acks, interactions, strict=True)]
     texts = await asyncio.gather(*(followup_text(fake, i, timeout=60) for i in interactions))  # type: ignore[arg-type]
     answered_in = time.monotonic() - started
 
-    accepted = {m.user_id: job_id_from(t) for m, t in zip(members, texts) if t.startswith("Queued as job")}
+    accepted = {m.user_id: job_id_from(t) for m, t in zip(members, texts, strict=True) if t.startswith("Queued as job")}
     refused = [t for t in texts if not t.startswith("Queued as job")]
     print(f"\nload: {USERS} requests; acks max {max(ack_delays) * 1000:.0f} ms, "
           f"mean {sum(ack_delays) / len(ack_delays) * 1000:.0f} ms; all answered in {answered_in:.2f} s; "

@@ -1,7 +1,8 @@
 """A worker that cannot start is a clear state, not a loop: the real bot (through the Discord fake) with an embedded
 worker whose I2V_MODEL is a missing folder. Within 60 s ``/animate`` answers that video generation is unavailable
-(with the reason) and still queues the job (so do a mention's status message and the web page's answer), ``/healthz`` answers 503 with the reason, and the log holds the reason
-once per failed start, with no traceback. Fixed (``I2V_MODEL=tiny``) and restarted, the queued job is made and
+(with the reason) and still queues the job (so do a mention's status message and the web page's answer),
+``/healthz`` answers 503 (the reason only for the operator), and the log holds the reason once per failed start,
+with no traceback. Fixed (``I2V_MODEL=tiny``) and restarted, the queued job is made and
 delivered."""
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             while True:  # the first failed start is known within seconds of the model load
                 status, body = await _health(http, url)
-                if status == 503 and reason in body.get("reason", ""):
+                if status == 503 and body.get("reason") == "video generation is unavailable":
                     break
                 assert time.monotonic() - started < UNAVAILABLE_WITHIN_S, (status, body, bot.tail())
                 await asyncio.sleep(0.5)
-            assert body["reason"].startswith("video generation is unavailable: "), body
-            assert body["status"] == "unavailable"
+            # without an operator's session, /healthz says that it is unavailable, not why (no paths, no hosts)
+            assert body["reason"] == "video generation is unavailable" and reason not in str(body), body
 
             text = await _animate(fake, "early-user")
             assert time.monotonic() - started < UNAVAILABLE_WITHIN_S
@@ -124,7 +125,7 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
                 assert time.monotonic() < deadline, (await bot.workers(), bot.tail())
                 await asyncio.sleep(0.5)
             status, body = await _health(http, url)
-            assert status == 503 and reason in body["reason"], body
+            assert status == 503 and body["reason"] == "video generation is unavailable", body
         assert await bot.stop() == 0, bot.tail()
     finally:
         await bot.stop()
@@ -180,7 +181,7 @@ async def test_an_external_worker_that_cannot_start_makes_the_bot_say_so(tmp_pat
         assert (await bot.job(job_id_from(text))).status == JobStatus.QUEUED
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             status, body = await _health(http, f"http://127.0.0.1:{port}")
-        assert status == 503 and reason in body["reason"], body
+        assert status == 503 and body["reason"] == "video generation is unavailable", body
         assert await bot.stop() == 0, bot.tail()
     finally:
         await bot.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -61,7 +61,7 @@ def _job(**changes: object) -> Job:
 
 
 def test_render_status_queued_and_running() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     queued = render_status(_job(), position=3, eta_seconds=60, now=now)
     assert "position **3**" in queued and f"<t:{int(now.timestamp()) + 60}:R>" in queued
     assert "<@1>" not in queued  # mentions in prompts are neutralised

@@ -139,6 +139,8 @@ async def test_a_permission_removed_mid_job_costs_a_few_calls_and_one_notice(
     notices = webhook_posts(fake, interaction)[told_before:]
     assert len(notices) == 1, [n.json for n in notices]
     assert notices[0].json["flags"] & 64 and f"job #{job_id} is made" in notices[0].json["content"]
+    status = fake.messages[job.status_message_id]  # the bot may still edit its own message there
+    assert "Done, but the video was not posted here" in status["content"], status["content"]
     assert job.status == JobStatus.SUCCEEDED and job.result_message_id is None
     assert job.delivery_error and "no longer post" in job.delivery_error
     videos = (await bot.kept_bytes(member.user_id))[1]

@@ -6,15 +6,17 @@ classifier run through transformers' real pipeline) against the fake Discord.
   job row; a clean prompt goes through; whole words, any case; counted in ``/admin stats``, audited.
 - Spoilers: ``/animate spoiler:true`` and ``/admin safety spoilers:true`` upload ``SPOILER_...``.
 - Reports: a member reports a video, the server's admin sees it in ``/admin reports`` and deletes it: the channel
-  message, the stored bytes and the disk copy go.
+  message, the stored bytes and the disk copy go; the operator does the same from the web console.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
@@ -37,6 +39,7 @@ from tests.bot.harness import (
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
+from tests.web.webharness import free_port
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -51,6 +54,7 @@ class World:
     bot: BotProcess
     manager: FakeMember  # Manage Server: this server's admin
     operator: FakeMember
+    url: str  # the web page
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -61,10 +65,13 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     managers = fake.add_role(gid, "managers", permissions=payloads.PERM_MANAGE_GUILD)
     manager = fake.add_member(gid, "manager", roles=[managers])
     operator = fake.add_member(gid, "operator", permissions=0)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     bot = BotProcess(fake, tmp_path_factory.mktemp("safety-bot"), extra_env={
-        "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat", "OPERATOR_USER_IDS": str(operator.user_id)})
+        "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat", "OPERATOR_USER_IDS": str(operator.user_id),
+        "WEB_PORT": str(port), "WEB_PUBLIC_URL": url})
     async with running_bot(fake, bot):
-        yield World(fake, bot, manager, operator)
+        yield World(fake, bot, manager, operator, url)
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -292,3 +299,82 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
     wiped = await slash(world, "delete-my-data", {}, reporter)
     assert "Deleted 1 report(s) made by or about you" in wiped.content, wiped.content
     assert not await bot.select_all(select(Report).where(Report.reporter_id == reporter.user_id))
+
+
+async def test_operator_deletes_a_reported_video_from_the_web_console(world: World) -> None:
+    fake, bot = world.fake, world.bot
+    maker = fake.add_member(fake.guild.id, "console-maker")
+    reporter = fake.add_member(fake.guild.id, "console-reporter")
+    job_id, result = await delivered(world, maker, "a balloon rises")
+    message_id = int(result.response["id"])
+    await bot.wait_job(job_id, lambda j: j.output_path is not None)
+    reported = await answer_of(fake, await fake.inject_component(f"i2v:report:{job_id}", message_id, member=reporter))
+    assert "admins will look" in reported.content
+
+    link = await followup_text(fake, await fake.inject_slash("web", {}, member=world.operator))
+    (token,) = re.findall(r"/signin\?token=([\w-]+)", link)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(world.url + "/signin", data={"token": token}) as response:
+            assert response.status == 200
+        async with http.get(world.url + "/api/me") as response:
+            me = await response.json()
+        headers = {"X-CSRF-Token": me["csrf_token"]}
+        async with http.get(world.url + "/api/console") as response:
+            overview = await response.json()
+        (entry,) = [r for r in overview["reports"] if r["job_id"] == job_id]
+        assert (entry["user_id"], entry["reports"]) == (str(maker.user_id), 1)
+        async with http.post(world.url + f"/api/console/reports/{job_id}/delete", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["reports"] == 1
+        async with http.post(world.url + f"/api/console/reports/{job_id}/erase", headers=headers) as response:
+            assert response.status == 400
+    await fake.wait_for(lambda r: r.method == "DELETE" and r.path.endswith(f"/messages/{message_id}"))
+    assert message_id not in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, job_id)) is None
+    assert not list((bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
+    (report,) = await bot.select_all(select(Report).where(Report.job_id == job_id))
+    assert (report.resolution, report.resolved_by) == ("deleted", world.operator.user_id)
+    (audit,) = await bot.select_all(select(AuditLog).where(AuditLog.action == "report_resolved",
+                                                           AuditLog.job_id == job_id))
+    assert audit.scope == "bot" and audit.actor_id == world.operator.user_id
+
+
+async def test_server_admin_bans_the_maker_of_a_reported_video_or_dismisses_a_report(world: World) -> None:
+    fake, bot = world.fake, world.bot
+    maker = fake.add_member(fake.guild.id, "banned-maker")
+    kept = fake.add_member(fake.guild.id, "kept-maker")
+    reporter = fake.add_member(fake.guild.id, "second-reporter")
+    banned_job, banned_post = await delivered(world, maker, "a door creaks")
+    kept_job, kept_post = await delivered(world, kept, "a leaf falls")
+    for job_id, post in ((banned_job, banned_post), (kept_job, kept_post)):
+        click = await fake.inject_component(f"i2v:report:{job_id}", int(post.response["id"]), member=reporter)
+        assert "admins will look" in (await answer_of(fake, click)).content
+    listing = await slash(world, "admin reports", {}, world.manager)
+    assert {f"i2va:rep:s:ban:{banned_job}", f"i2va:rep:s:dismiss:{kept_job}"} <= set(listing.custom_ids)
+    listing_post = await fake.wait_for(
+        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:ban:{banned_job}" in custom_ids(r.json))
+    listing_message = int(listing_post.response["id"])
+
+    ban = await fake.inject_component(f"i2va:rep:s:ban:{banned_job}", listing_message, member=world.manager)
+    text = await followup_text(fake, ban)
+    assert f"<@{maker.user_id}> is now banned from making videos in this server" in text, text
+    assert int(banned_post.response["id"]) not in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, banned_job)) is None
+    refused, _ = await animate(world, maker, "a door opens")
+    assert refused == (f"You are not allowed to make videos with this bot in this server: reported video "
+                       f"#{banned_job}."), refused
+    # the listing was refreshed in place: the banned maker's video is gone from it, the other one stays
+    refreshed = await fake.wait_for(lambda r: r.method == "PATCH" and r.status == 200
+                                    and f"i2va:rep:s:dismiss:{kept_job}" in custom_ids(r.json))
+    assert f"i2va:rep:s:ban:{banned_job}" not in custom_ids(refreshed.json)
+
+    dismiss = await fake.inject_component(f"i2va:rep:s:dismiss:{kept_job}", listing_message, member=world.manager)
+    assert f"Dismissed 1 report(s) of video #{kept_job}; it stays." in await followup_text(fake, dismiss)
+    assert int(kept_post.response["id"]) in fake.messages
+    assert await bot.read(lambda s: s.get(JobVideo, kept_job)) is not None
+    resolutions = {r.job_id: r.resolution for r in await bot.select_all(
+        select(Report).where(Report.job_id.in_([banned_job, kept_job])))}
+    assert resolutions == {banned_job: "banned", kept_job: "dismissed"}
+    bans = await bot.select_all(select(AuditLog).where(AuditLog.action == "ban_from_server",
+                                                       AuditLog.target_user_id == maker.user_id))
+    assert len(bans) == 1 and bans[0].actor_id == world.manager.user_id and bans[0].scope == "server"

@@ -22,6 +22,7 @@ from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Job
 from jobs.queue import find_job
+from jobs.safety import UnsafePolicy
 from jobs.transitions import claim_next_job, finish_job
 from tests.fakediscord.client import running_client
 from tests.fakediscord.server import FakeDiscord
@@ -40,7 +41,8 @@ class DeliveringClient(discord.Client):
     def __init__(self, root: Path, sessions: async_sessionmaker[AsyncSession], upload_timeout: float) -> None:
         super().__init__(intents=discord.Intents.none(), guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
         self.settings = SimpleNamespace(data_dir=root / "data", output_dir=root / "outputs", save_output_copy=False,
-                                        upload_timeout=upload_timeout)
+                                        upload_timeout=upload_timeout, unsafe_videos=UnsafePolicy.AGE_RESTRICTED,
+                                        models=())
         self.sessions = sessions
         self.readers = sessions
 

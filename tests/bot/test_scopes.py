@@ -22,11 +22,20 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.requests import NO_PROXY_MESSAGE
 from bot.image_origin import NOT_DISCORD_MESSAGE
 from bot.permissions import OPERATOR_REFUSAL
-from jobs.models import PRIORITY_ADMIN, PRIORITY_NORMAL, AuditLog, GuildSettings, Job, JobStatus, QueueState
-from jobs.models import RoleTier, UserLimit
+from bot.requests import NO_PROXY_MESSAGE
+from jobs.models import (
+    PRIORITY_ADMIN,
+    PRIORITY_NORMAL,
+    AuditLog,
+    GuildSettings,
+    Job,
+    JobStatus,
+    QueueState,
+    RoleTier,
+    UserLimit,
+)
 from tests.bot.harness import (
     SMALL,
     Answer,
@@ -37,12 +46,12 @@ from tests.bot.harness import (
     followup_text,
     job_id_from,
     png_bytes,
+    queued_job,
     result_posts,
     running_bot,
     wait_result,
 )
 from tests.bot.harness import animate as harness_animate
-from tests.bot.harness import queued_job
 from tests.bot.harness import slash as harness_slash
 from tests.fakediscord import payloads
 from tests.fakediscord.probe import ProbeHost
@@ -278,7 +287,7 @@ async def test_the_operator_can_do_it_all_and_the_log_shows_each_scope(world: Wo
     assert any(f"[bot-wide] <@{opal.user_id}> **ban_user** → <@{olga.user_id}>" in line for line in lines)
     assert f"[server in server {world.guild_b}] <@{otto.user_id}> **pause_server**" in reply.embeds[0]["description"]
     reply = await slash(world, "operator stats", {}, opal)
-    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Workers"]
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Workers", "Content safety"]
     await slash(world, "admin resume", {}, otto)
 
 

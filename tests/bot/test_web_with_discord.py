@@ -18,8 +18,19 @@ from sqlalchemy import select
 
 from generator.video import container_tags
 from jobs.models import JobSource, JobStatus, QuotaLedger
-from tests.bot.harness import TOKEN, BotProcess, callback_of, followup_text, running_bot, slash
-from tests.bot.harness import SMALL, job_id_from, png_bytes, result_posts, wait_result
+from tests.bot.harness import (
+    SMALL,
+    TOKEN,
+    BotProcess,
+    callback_of,
+    followup_text,
+    job_id_from,
+    png_bytes,
+    result_posts,
+    running_bot,
+    slash,
+    wait_result,
+)
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import FakeMember
 from tests.web.webharness import free_port, metric
@@ -30,6 +41,7 @@ LINK = re.compile(r"(http://\S+/signin\?token=[\w-]+)")
 TIER_BUDGET_S = 250_000.0  # the patron tier's GPU-seconds per 24 h (the default is the harness's 100000)
 TIER_MAX_PENDING = 7  # the patron tier's pending cap (the default is the harness's 5)
 PATRON = "patron"  # the role with the tier
+ROLE_RECHECK_S = 2.0  # WEB_ROLE_RECHECK_SECONDS here: the bot re-reads signed-in members' roles this often
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -41,7 +53,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     url = f"http://127.0.0.1:{port}"
     bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={
         "WEB_HOST": "0.0.0.0", "WEB_PORT": str(port), "WEB_PUBLIC_URL": url,
-        "OPERATOR_USER_IDS": str(fake.admin.user_id), "I2V_FAULT_SLEEP_PER_STEP": "0.05"})
+        "OPERATOR_USER_IDS": str(fake.admin.user_id), "I2V_FAULT_SLEEP_PER_STEP": "0.05",
+        "WEB_ROLE_RECHECK_SECONDS": str(ROLE_RECHECK_S)})
     async with running_bot(fake, bot):
         yield fake, bot, url
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
@@ -212,3 +225,50 @@ async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDi
                     await page_json(http, "POST", f"{url}/api/jobs/{job_id}/cancel", headers=csrf)
         finally:
             await page_json(operator, "POST", url + "/api/console/resume", json={}, headers=op_csrf)
+
+
+async def test_a_removed_role_and_a_ban_end_the_rights_on_the_page(world: tuple[FakeDiscord, BotProcess, str]) -> None:
+    """The bot re-reads a signed-in member's roles through Discord's member endpoint: a role taken away in Discord
+    takes its tier away on the page within the re-check period. A bot-wide ban ends the member's session at once
+    (the open page gets 401), and /web gives a banned member no link."""
+    import asyncio
+    import time
+
+    fake, _, url = world
+    (patron,) = [role_id for role_id, role in fake.guild.roles.items() if role["name"] == PATRON]
+    member = fake.add_member(fake.guild.id, "lapsing-patron", roles=[patron])
+    await slash(fake, "operator tier", {"role": patron, "daily_seconds": TIER_BUDGET_S,
+                                        "max_pending": TIER_MAX_PENDING}, fake.admin)
+    async with signed_in(fake, url, member) as (http, _):
+        quota = await page_json(http, "GET", url + "/api/quota")
+        assert quota["budget"] == TIER_BUDGET_S, quota
+        member.roles.remove(patron)  # taken away in Discord; no gateway event reaches the bot (no member intent)
+        removed = time.monotonic()
+        while (quota := await page_json(http, "GET", url + "/api/quota"))["budget"] != 100000.0:
+            assert time.monotonic() - removed < 3 * ROLE_RECHECK_S + 5, f"the tier outlived its role: {quota}"
+            await asyncio.sleep(0.2)
+        assert any(r.method == "GET" and r.path.endswith(f"/guilds/{fake.guild.id}/members/{member.user_id}")
+                   for r in fake.requests), "read through Discord's member endpoint"
+
+        banned = await slash(fake, "operator ban", {"user": member, "reason": "testing bans"}, fake.admin)
+        assert banned.ephemeral, banned
+        async with http.get(url + "/api/quota") as response:
+            assert response.status == 401, "a ban ends the session at once"
+    interaction = await fake.inject_slash("web", {}, member=member)
+    text = await followup_text(fake, interaction)
+    assert "not allowed to make videos with this bot: testing bans" in text and "token=" not in text, text
+
+
+async def test_the_bot_prints_the_operator_link_as_the_page_only_app_does(
+    world: tuple[FakeDiscord, BotProcess, str],
+) -> None:
+    """Both modes start the page through web.server.start_web_page: the same line, naming WEB_PUBLIC_URL; the link
+    signs in as the operator."""
+    from tests.web.webharness import printed_link, sign_in_http
+
+    _, bot, url = world
+    link = printed_link(bot.log_path)
+    assert link.startswith(url + "/signin?token="), link
+    cookie, _ = sign_in_http(link)
+    async with aiohttp.ClientSession() as http, http.get(url + "/api/console", headers={"Cookie": cookie}) as response:
+        assert response.status == 200, await response.text()

@@ -26,6 +26,32 @@ def _leaf_schema(command: dict[str, Any] | None, path: list[str]) -> dict[str, d
     return {o["name"]: o for o in options if o.get("type") not in (1, 2)}
 
 
+def _submitted(modal: dict[str, Any] | None, values: Mapping[str, str | Sequence[str]]) -> list[dict[str, Any]]:
+    """The ``data.components`` of a modal submit, as Discord builds them: the shown modal's layout (action rows
+    and labels, with their ids) holding each text input's ``value`` and each select's ``values`` from ``values``
+    (by custom id; what is not given is empty). Without a shown modal: one action row per text input."""
+    if modal is None:
+        return [{"type": 1, "id": i + 1, "components": [{"type": 4, "id": 100 + i, "custom_id": k, "value": v}]}
+                for i, (k, v) in enumerate(values.items())]
+
+    def answer(component: dict[str, Any]) -> dict[str, Any]:
+        given = values.get(component["custom_id"])
+        answered = {"type": component["type"], "id": component.get("id"), "custom_id": component["custom_id"]}
+        if component["type"] == 4:
+            answered["value"] = given if isinstance(given, str) else ""
+        else:
+            answered["values"] = [given] if isinstance(given, str) else list(given or [])
+        return answered
+
+    submitted: list[dict[str, Any]] = []
+    for item in modal.get("components") or []:
+        if item["type"] == 1:
+            submitted.append({"type": 1, "id": item.get("id"), "components": [answer(c) for c in item["components"]]})
+        elif item["type"] == 18:
+            submitted.append({"type": 18, "id": item.get("id"), "component": answer(item["component"])})
+    return submitted
+
+
 class FakeInjector(FakeGateway):
     """Event injection on top of the gateway."""
 
@@ -205,20 +231,21 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_modal_submit(
-        self, custom_id: str, values: Mapping[str, str], *, member: FakeMember | None = None,
+        self, custom_id: str, values: Mapping[str, str | Sequence[str]], *, member: FakeMember | None = None,
         message: dict[str, Any] | int | None = None, channel_id: int | None = None,
         app_permissions: int | None = None, attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
-        """Dispatch a modal submit: ``custom_id`` of the modal, ``values`` text-input custom_id -> value."""
+        """Dispatch a modal submit: ``custom_id`` of the modal, ``values`` component custom_id -> a text input's
+        value or a select's values. The components follow the last modal the bot showed with that custom id."""
         stored = self._message_for(message) if message is not None else None
         interaction = self._interaction_base(
             MODAL_SUBMIT, member=member, channel_id=int(stored["channel_id"]) if stored else channel_id,
             guild_id=None, app_permissions=app_permissions, attachment_size_limit=attachment_size_limit,
             locale="en-US")
-        rows = [{"type": 1, "id": i + 1, "components": [{"type": 4, "id": 100 + i, "custom_id": k, "value": v}]}
-                for i, (k, v) in enumerate(values.items())]
-        interaction.payload["data"] = {"custom_id": custom_id, "components": rows}
+        shown = next((i.modal for i in reversed(self.interactions.values())
+                      if i.modal is not None and i.modal.get("custom_id") == custom_id), None)
+        interaction.payload["data"] = {"custom_id": custom_id, "components": _submitted(shown, values)}
         if stored is not None:
             interaction.payload["message"] = stored
             interaction.message_id = int(stored["id"])

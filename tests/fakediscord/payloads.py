@@ -68,7 +68,7 @@ def snowflake() -> int:
 
 def iso_now() -> str:
     """The current UTC time in Discord's ISO-8601 form."""
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def content_type_for(filename: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.discord_limits import INVALID_FORM_BODY
+
 from .faults import Fault
 from .records import RecordedFile, RecordedRequest
 from .rest import JSON_CONTENT_TYPE, Body, FakeRest, HTTPError, json_response
@@ -111,6 +113,12 @@ class FakeDiscord(FakeRest):
         ``errors`` goes into the body as Discord's field errors of a 400 / 50035."""
         return self.add_fault(Fault("status", method=method, path=path, times=times, status=status, code=code,
                                     message=message, errors=errors))
+
+    def refused_bodies(self) -> list[RecordedRequest]:
+        """The requests the fake answered 400 / 50035 by its limits (not by a fault rule): each is a body Discord
+        would refuse too."""
+        return [r for r in self.requests if r.status == 400 and r.fault is None
+                and isinstance(r.response, dict) and r.response.get("code") == INVALID_FORM_BODY]
 
     def rate_limit(self, *, retry_after: float = 0.2, is_global: bool = False, method: str | None = None,
                    path: str | None = None, times: int | None = 1) -> Fault:

@@ -32,7 +32,7 @@ def test_points_discord_py_at_plain_http_and_ws(restore_endpoints: None) -> None
     apply_discord_endpoints("http://127.0.0.1:8123/api/v10/", "ws://127.0.0.1:8123/gateway")
     assert discord.http.Route.BASE == "http://127.0.0.1:8123/api/v10"
     assert discord.http.Route("GET", "/users/@me").url == "http://127.0.0.1:8123/api/v10/users/@me"
-    assert discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY == yarl.URL("ws://127.0.0.1:8123/gateway")
+    assert yarl.URL("ws://127.0.0.1:8123/gateway") == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
 @pytest.mark.parametrize("api_base, gateway_url", [(None, None), ("", "")])
@@ -40,7 +40,7 @@ def test_defaults_are_discords_own(restore_endpoints: None, api_base: str | None
     apply_discord_endpoints("http://x:1/api/v10", "ws://x:1/gateway")
     apply_discord_endpoints(api_base, gateway_url)
     assert discord.http.Route.BASE == DISCORD_API_BASE == "https://discord.com/api/v10"
-    assert discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY == yarl.URL(DISCORD_GATEWAY_URL)
+    assert yarl.URL(DISCORD_GATEWAY_URL) == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     assert DISCORD_GATEWAY_URL == "wss://gateway.discord.gg/"
 
 
@@ -56,7 +56,7 @@ def test_bad_urls_are_refused_naming_the_setting(restore_endpoints: None, api_ba
     before = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     with pytest.raises(ValueError, match=named):
         apply_discord_endpoints(api_base, gateway_url)
-    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before
+    assert before == (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
 
 
 def test_cli_prints_its_urls_and_serves() -> None:

@@ -145,7 +145,7 @@ async def test_a_modal_with_the_old_48_character_label_is_refused(fake_discord: 
 
 
 async def test_a_component_with_a_101_character_custom_id_is_refused(fake_discord: FakeDiscord) -> None:
-    row = {"type": 1, "components": [{"type": 2, "style": 1, "label": "Go", "custom_id": "x" * 101}]}
+    row: dict[str, Any] = {"type": 1, "components": [{"type": 2, "style": 1, "label": "Go", "custom_id": "x" * 101}]}
     async with running_client(Client(), fake_discord) as client:
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=fake_discord.channel_id)
         await refused(client, route, {"content": "hi", "components": [row]})
@@ -216,3 +216,37 @@ def test_command_name_rule() -> None:
 def test_context_menu_commands_take_no_description_or_options() -> None:
     found = command_list_problems([{"type": 3, "name": "Animate", "description": "Animate it."}])
     assert [p.path for p in found] == [("0", "description")]
+
+
+async def test_a_modal_with_a_labelled_select_is_shown_and_its_submit_read(fake_discord: FakeDiscord) -> None:
+    client = Client()
+    chosen: list[tuple[str, list[str]]] = []
+
+    class Form(discord.ui.Modal, title="Animate this image"):
+        prompt: discord.ui.Label[Form] = discord.ui.Label(text="Prompt", component=discord.ui.TextInput())
+        preset: discord.ui.Label[Form] = discord.ui.Label(
+            text="Preset", description="How long and how fine; standard when none is chosen",
+            component=discord.ui.Select(options=[discord.SelectOption(label=n, value=n) for n in ("quick", "high")],
+                                        required=False))
+
+        async def on_submit(self, interaction: discord.Interaction) -> None:
+            assert isinstance(self.prompt.component, discord.ui.TextInput)
+            assert isinstance(self.preset.component, discord.ui.Select)
+            chosen.append((self.prompt.component.value, self.preset.component.values))
+            await interaction.response.send_message("ok", ephemeral=True)
+
+    @client.tree.command(name="form", description="Show the form.")
+    async def form(interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(Form())
+
+    async with running_client(client, fake_discord):
+        await client.tree.sync()
+        shown = await fake_discord.inject_slash("form", {})
+        modal = await fake_discord.wait_until(lambda: shown.modal, what="the modal")
+        assert [c["type"] for c in modal["components"]] == [18, 18]
+        select_id = modal["components"][1]["component"]["custom_id"]
+        prompt_id = modal["components"][0]["component"]["custom_id"]
+        await fake_discord.inject_modal_submit(modal["custom_id"], {prompt_id: "the sea", select_id: "quick"})
+        await fake_discord.wait_until(lambda: chosen or None, what="the submit")
+    assert chosen == [("the sea", ["quick"])]
+    assert fake_discord.refused_bodies() == []

@@ -306,7 +306,7 @@ async def test_member_permissions_follow_roles_and_overrides(fake_discord: FakeD
         for member in (manager, fake_discord.admin, muted):
             await fake_discord.inject_slash("animate", {"image": image, "prompt": member.username}, member=member)
             name = member.username
-            await fake_discord.wait_until(lambda: any(s[3] == name for s in bot.seen) or None, what=name)
+            await fake_discord.wait_until(lambda name=name: any(s[3] == name for s in bot.seen) or None, what=name)
         guild = bot.get_guild(guild_id)
         assert guild is not None
         admin_role = guild.get_role(fake_discord.admin_role_id)

@@ -280,7 +280,7 @@ class FakeWorld:
             event = self._changed
             try:
                 await asyncio.wait_for(event.wait(), min(remaining, POLL_SECONDS))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def wait_for(self, predicate: Callable[[RecordedRequest], bool], timeout: float = DEFAULT_TIMEOUT_SECONDS,

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from generator.faults import FaultPlan
+from generator.model_spaces import SPACES
 from generator.models import BACKENDS, I2VGENXL, LTXV, WAN22_5B, backend_class
 from generator.models.base import GenerationCancelled, GenerationOutOfMemory, VideoBackend
 from generator.models.tiny import UNK_TOKEN, build_tiny_word_tokenizer
-from generator.model_spaces import SPACES
 from generator.params import GenerationParams
 from generator.video import encode_mp4, probe_mp4
 

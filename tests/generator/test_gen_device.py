@@ -102,6 +102,10 @@ def test_worker_check_on_this_cpu_machine(tmp_path: Path) -> None:
     warned = _run(["generator.worker", "check"], tmp_path, I2V_MODEL="tiny", I2V_DEVICE="cpu")
     assert warned.returncode == 0 and warned.stderr == "", warned.stderr
     assert "ok: I2V_MODEL=tiny runs on the CPU (the tiny test model)" in warned.stdout
+    for line in ("I2V_MODEL=tiny: its config files are usable (I2VGen-XL)",  # tiny: every model, each checked
+                 "I2V_MODEL_WAN=tiny: its config files are usable (Wan 2.2 (5B))",
+                 "I2V_MODEL_LTX=tiny: its config files are usable (LTX-Video (fast))"):
+        assert f"ok: {line}" in warned.stdout, warned.stdout
     assert warned.stdout.splitlines()[-1] == "this worker can start"
     as_json = _run(["generator.device"], tmp_path, I2V_DEVICE="cpu")
     assert as_json.returncode == 0, as_json.stderr

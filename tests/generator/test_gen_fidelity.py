@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.params import GenerationParams, resolve_params
 from generator.models.i2vgenxl import I2VGenXLBackend
+from generator.params import GenerationParams, resolve_params
 from generator.performance import PerformanceOptionError, PerformanceOptions
 
 TORCH_THREADS = 1  # the shared 2-core machine: one thread, as in conftest.py

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.params import STEPS_RANGE, resolve_params, target_size
 from generator.model_source import ModelLoadError
 from generator.models.base import GenerationCancelled, GenerationOutOfMemory
 from generator.models.i2vgenxl import I2VGenXLBackend
+from generator.params import STEPS_RANGE, resolve_params, target_size
 from generator.video import encode_mp4, probe_mp4
 
 WIDTH, HEIGHT = 192, 128  # small but still multiples of 64

@@ -62,11 +62,11 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     """The PostgreSQL heartbeat transaction (and only it) skips the commit's WAL flush wait; the next
     transaction on the same connection is durable again, and the write itself is fenced as before."""
     from sqlalchemy import text
-    from storehelpers import GENEROUS, IMAGE, new_job
 
     from jobs.admission import enqueue_job
     from jobs.heartbeat import report_progress
     from jobs.transitions import claim_next_job
+    from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
     engine = make_engine(pg_url, pool_size=1, max_overflow=0)
     sessions = make_sessionmaker(engine)

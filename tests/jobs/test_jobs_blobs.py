@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, SHA, new_job
 
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS, MAX_INPUT_BLOB_BYTES, BlobTooLarge
@@ -19,6 +18,7 @@ from jobs.models import InputImage, Job, JobStatus, JobVideo, utcnow
 from jobs.quota import QuotaPolicy
 from jobs.retention import delete_job_video, delete_user_data, prune_finished
 from jobs.transitions import claim_next_job, fail_job, finish_job, mark_delivered
+from tests.jobs.storehelpers import GENEROUS, IMAGE, SHA, new_job
 from tests.store_reads import kept_bytes_of_user, list_actions
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from sqlalchemy import func, select
-from storehelpers import IMAGE, bulk_queue, new_job
 
 from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
@@ -22,6 +21,7 @@ from jobs.errors import OverBudget
 from jobs.models import Job, JobStatus
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.transitions import claim_next_job
+from tests.jobs.storehelpers import IMAGE, bulk_queue, new_job
 from tests.store_reads import ledger_consistent
 
 JOBS = 2_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
 from jobs.audit import record_action
@@ -21,6 +20,7 @@ from jobs.control import (
 )
 from jobs.models import AuditLog, Job, JobStatus
 from jobs.transitions import claim_next_job
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 from tests.store_reads import list_actions
 
 Sessions = async_sessionmaker[AsyncSession]

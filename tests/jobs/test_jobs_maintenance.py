@@ -8,7 +8,6 @@ from pathlib import Path
 
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
@@ -19,6 +18,7 @@ from jobs.models import Job, JobPhase, JobStatus, JobVideo, LedgerKind, QuotaLed
 from jobs.queue import queue_position, queue_positions
 from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from jobs.workers import heartbeat, register_worker, rescue_dead_on_host, upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 from tests.store_reads import kept_bytes_of_user
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -4,7 +4,7 @@ queued job keeps its input, an undelivered video is kept, a job whose file is go
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ PREVIOUS_HEAD = "0001"
 
 
 def _row(job_id: int, status: str, input_path: str, sha: str, **extra: object) -> dict[str, object]:
-    now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     row: dict[str, object] = dict(
         id=job_id, user_id=40 + job_id, guild_id=1, channel_id=2, source="slash", prompt="p", negative_prompt="",
         resolution="256p", frames=8, fps=8, steps=10, guidance=9.0, seed=job_id, width=320, height=256,
@@ -43,7 +43,7 @@ async def test_path_based_rows_move_into_the_store(empty_db_url: str, tmp_path: 
     (tmp_path / "outputs").mkdir()
     video = b"\x00\x00\x00\x18ftypmp42 an undelivered video"
     (tmp_path / "outputs" / "video_20261130_120000_2.mp4").write_bytes(video)
-    finished = datetime(2026, 11, 30, 12, 5, tzinfo=timezone.utc)
+    finished = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
     rows = [
         _row(1, "queued", f"data/inputs/{shas['a']}", shas["a"]),  # relative path
         _row(2, "succeeded", str(inputs / shas["a"]), shas["a"], attempt=1, phase="done", finished_at=finished,

@@ -11,13 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job, sqlite_write_lock_free
 
 from jobs.admission import enqueue_job
 from jobs.heartbeat import ProgressWriter, report_progress
-from jobs.models import Job, utcnow
 from jobs.maintenance import rescue_expired
+from jobs.models import Job, utcnow
 from jobs.transitions import cancel_job, claim_next_job
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job, sqlite_write_lock_free
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0

@@ -7,17 +7,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
 from jobs.admission import enqueue_job
 from jobs.audit import record_action
 from jobs.control import clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
 from jobs.heartbeat import report_progress
+from jobs.maintenance import rescue_expired
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
 from jobs.quota import QuotaPolicy, quota_status
-from jobs.maintenance import rescue_expired
 from jobs.transitions import (
     CancelOutcome,
     cancel_job,
@@ -29,6 +28,7 @@ from jobs.transitions import (
     release_job,
 )
 from jobs.workers import upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 from tests.store_reads import get_job, ledger_consistent, list_actions, list_workers
 
 Sessions = async_sessionmaker[AsyncSession]

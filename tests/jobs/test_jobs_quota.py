@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import IMAGE, SHA, new_job
 
 from jobs.admission import DEFAULT_COST_MODEL, CostModel, calibrate, enqueue_job, estimate_cost
 from jobs.control import update_guild_settings
@@ -24,6 +23,7 @@ from jobs.quota import (
     unban_user,
 )
 from jobs.transitions import claim_next_job, finish_job
+from tests.jobs.storehelpers import IMAGE, SHA, new_job
 from tests.store_reads import get_guild_settings, list_actions, list_role_tiers
 
 Sessions = async_sessionmaker[AsyncSession]

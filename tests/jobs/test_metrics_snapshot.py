@@ -7,7 +7,7 @@ bucket, and then scraped through the real /metrics handler.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -21,7 +21,7 @@ from jobs.stats import DURATION_BUCKETS_SECONDS, read_metrics_snapshot
 from web.metrics import UPLOAD_RETRY_REASONS, LoopLag, metrics_handler
 
 Sessions = async_sessionmaker[AsyncSession]
-T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
 # (preset, status, wait seconds or None if never started, generation seconds or None, gpu seconds)
 JOBS: list[tuple[str | None, JobStatus, float | None, float | None, float | None]] = [
@@ -74,9 +74,11 @@ async def filled(db_sessionmaker: Sessions) -> Sessions:
         session.add_all(_job(i, *row) for i, row in enumerate(JOBS))
         now = T0 + timedelta(hours=3)
         session.add_all([
-            Worker(id="w-idle", host="h", pid=1, state=WorkerState.IDLE, restarts=2, started_at=now,
+            Worker(id="w-idle", host="h", pid=1, state=WorkerState.IDLE, restarts=2, switches=3, switch_seconds=4.5,
+                   started_at=now,
                    last_heartbeat_at=now),
-            Worker(id="w-busy", host="h", pid=2, state=WorkerState.BUSY, restarts=1, started_at=now,
+            Worker(id="w-busy", host="h", pid=2, state=WorkerState.BUSY, restarts=1, switches=1, switch_seconds=2.0,
+                   started_at=now,
                    last_heartbeat_at=now),
             Worker(id="w-gone", host="h", pid=3, state=WorkerState.STOPPED, restarts=4, started_at=now,
                    last_heartbeat_at=now),
@@ -151,6 +153,8 @@ async def test_metrics_scrape_shows_the_histograms_by_preset(scrape: str) -> Non
     assert samples[("i2v_jobs_finished_total", (("outcome", "succeeded"),))] == 5
     assert samples[("i2v_jobs", (("state", "queued"),))] == 1
     assert samples[("i2v_worker_restarts_total", ())] == 7
+    assert samples[("i2v_model_switches_total", ())] == 4
+    assert samples[("i2v_model_switch_seconds_total", ())] == 6.5
     assert samples[("i2v_discord_gateway_latency_seconds", ())] == 0.125
     for reason in UPLOAD_RETRY_REASONS:
         assert ("i2v_upload_retries_total", (("reason", reason),)) in samples

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -35,7 +35,7 @@ def _job(job_id: int, status: str, now: datetime) -> dict[str, object]:
 
 
 async def test_existing_jobs_become_i2vgenxl_jobs(empty_db_url: str) -> None:
-    now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     await run_alembic(empty_db_url, "upgrade", PREVIOUS_HEAD)
     engine = make_engine(empty_db_url)
     sqlite = engine.dialect.name == "sqlite"

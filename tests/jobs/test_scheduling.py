@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from storehelpers import GENEROUS, IMAGE, new_job
 
-from jobs.models import Job
-from jobs.admission import enqueue_job
+from jobs.admission import DEFAULT_COST_MODELS, calibrate, enqueue_job, estimate_cost
+from jobs.models import Job, WorkerState
+from jobs.queue import queue_positions
+from jobs.requests import availability_notice
 from jobs.transitions import claim_next_job, finish_job
+from jobs.workers import loadable_by_live_workers, record_switch, upsert_worker
+from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = 60.0
@@ -99,3 +102,61 @@ async def test_a_model_no_worker_may_load_is_not_claimed(db_sessionmaker: Sessio
         assert waiting is not None and waiting.status.value == "queued" and waiting.attempt == 0
     job = await _claim(db_sessionmaker, models=("ltxv",))
     assert job is not None and job.id == ltx
+
+
+async def test_the_requester_is_told_when_no_live_worker_may_load_the_model(db_sessionmaker: Sessions) -> None:
+    async with db_sessionmaker() as s, s.begin():
+        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
+                            current_job_id=None, loadable_models=["i2vgenxl", "wan22-5b"], loaded_model="i2vgenxl")
+    async with db_sessionmaker() as s:
+        told = await availability_notice(s, own_problem=None, dead_after_s=30.0, model="ltxv")
+        assert told == ("⚠️ No worker can run LTX-Video (fast) right now (the workers running load I2VGen-XL, "
+                        "Wan 2.2 (5B)). This job stays queued and starts when a worker that can run it is back.")
+        assert await availability_notice(s, own_problem=None, dead_after_s=30.0, model="wan22-5b") is None
+        assert await availability_notice(s, own_problem=None, dead_after_s=30.0) is None
+    async with db_sessionmaker() as s, s.begin():  # a stopped worker loads nothing
+        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.STOPPED, gpu_name=None,
+                            gpu_memory_bytes=None, current_job_id=None)
+    async with db_sessionmaker() as s:
+        assert await loadable_by_live_workers(s, dead_after_s=30.0) is None
+
+
+async def test_the_eta_counts_a_switch_when_one_is_due(db_sessionmaker: Sessions) -> None:
+    async with db_sessionmaker() as s, s.begin():
+        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
+                            current_job_id=None, loadable_models=["i2vgenxl", "wan22-5b"], loaded_model="i2vgenxl")
+        for seconds in (15.0, 25.0):  # two measured switches: 20 s on average
+            await record_switch(s, "w1", seconds=seconds)
+    first = await _enqueue(db_sessionmaker, 1, I2V)  # each costs 10 s (storehelpers)
+    wan = await _enqueue(db_sessionmaker, 2, WAN)
+    wan_again = await _enqueue(db_sessionmaker, 3, WAN)
+    ltx = await _enqueue(db_sessionmaker, 4, dict(model="ltxv", resolution="512p", frames=9, fps=24, steps=4,
+                                                  guidance=1.0))
+    back = await _enqueue(db_sessionmaker, 5, I2V)
+    async with db_sessionmaker() as s:
+        places = await queue_positions(s)
+    assert {job_id: (p.position, p.eta_seconds) for job_id, p in places.items()} == {
+        first: (1, 10.0),  # the loaded model: no switch
+        wan: (2, 10.0 + 20.0 + 10.0),  # one switch ahead of it
+        wan_again: (3, 10.0 + 20.0 + 10.0 + 10.0),
+        ltx: (4, None),  # no live worker may load it: no ETA, and it delays nobody
+        back: (5, 10.0 + 20.0 + 20.0 + 20.0 + 10.0),  # a second switch, back to I2VGen-XL
+    }
+
+
+async def test_the_cost_is_estimated_and_calibrated_per_model(db_sessionmaker: Sessions) -> None:
+    for user in (1, 2, 3):
+        async with db_sessionmaker() as s, s.begin():
+            job = await enqueue_job(s, new_job(user, cost_estimate=None, **I2V), GENEROUS, image=IMAGE)
+        claimed = await _claim(db_sessionmaker)
+        assert claimed is not None and claimed.id == job.id
+        async with db_sessionmaker() as s, s.begin():
+            assert await finish_job(s, job.id, claimed.attempt, worker_id="w1", video=b"mp4", gpu_seconds=99.0)
+    async with db_sessionmaker() as s:
+        i2v = await calibrate(s, model="i2vgenxl")
+        wan = await calibrate(s, model="wan22-5b")
+    assert i2v.samples == 3 and wan == DEFAULT_COST_MODELS["wan22-5b"]  # I2VGen-XL's times say nothing of Wan's
+    async with db_sessionmaker() as s, s.begin():
+        wan_job = await enqueue_job(s, new_job(9, cost_estimate=None, width=608, height=480, **WAN), GENEROUS,
+                                    image=IMAGE)
+    assert wan_job.cost_estimate == estimate_cost(608, 480, 9, 10, model=DEFAULT_COST_MODELS["wan22-5b"])

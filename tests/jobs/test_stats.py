@@ -5,7 +5,7 @@ Rows are written with known timestamps so every expected number below is worked 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -15,7 +15,7 @@ from jobs.listings import NO_PRESET, queue_page
 from jobs.models import PRIORITY_ADMIN, Job, JobSource, JobStatus, QueueState, Worker, WorkerState
 from jobs.stats import UNKNOWN_FAILURE, admin_stats, durations, nearest_rank, period_stats, worker_infos
 
-NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 GUILD_A = 111
 GUILD_B = 222
 
@@ -121,7 +121,7 @@ async def test_queue_page_orders_running_then_claim_order(db_sessionmaker: async
     assert [e.job_id for e in page.entries] == [r1, q4, q1, q3, q2, q5]
     assert [e.position for e in page.entries] == [None, 1, 2, 3, 4, 5]
     assert (page.running, page.queued, page.total, page.pages, page.paused) == (1, 5, 6, 1, False)
-    assert page.entries[1].summary == "quick 512p 8f 30 steps 8 fps seed 5"
+    assert page.entries[1].summary == "I2VGen-XL quick 512p 8f 30 steps 8 fps seed 5"
     assert page.entries[0].age_seconds(NOW) == pytest.approx(35 * 60)
 
     async with db_sessionmaker() as session:

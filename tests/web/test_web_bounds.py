@@ -16,6 +16,7 @@ import pytest
 
 from jobs.models import JobStatus
 from jobs.transitions import claim_next_job, finish_job
+from jobs.web_sessions import create_link
 from jobs.workers import register_worker
 from tests.web.inproc import OPERATOR_ID, Page, page
 from tests.web.webharness import SAMPLE_IMAGE
@@ -118,6 +119,14 @@ async def test_each_user_holds_a_few_event_streams_and_each_ends_in_time(
         response = await user.get(path)
         body = await asyncio.wait_for(response.read(), timeout=10)
         assert b'"status": "queued"' in body
+        # and an open stream ends soon after its session does (signed out elsewhere, a ban)
+        monkeypatch.setattr(events, "STREAM_MAX_SECONDS", 600.0)
+        monkeypatch.setattr(events, "SESSION_CHECK_SECONDS", 0.3)
+        response = await user.get(path)
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"retry: ")
+        assert (await user.post("/api/signout")).status == 200
+        body = await asyncio.wait_for(response.read(), timeout=10)
+        assert body.endswith(b"event: signed-out\ndata: {}\n\n"), body[-200:]
 
 
 async def test_image_checks_and_new_jobs_are_limited_per_user(sqlite_url: str, tmp_path: Path) -> None:
@@ -229,3 +238,108 @@ async def test_one_access_log_line_per_request_with_the_client_behind_a_trusted_
         lines = [r.getMessage() for r in caplog.records if r.name == "web.access"]
         assert [line.split(" client=")[1] for line in lines] == ["203.0.113.9", "2001:db8::1", "192.0.2.44"], lines
         assert all(" 401 " in line and "user=-" in line for line in lines), lines
+
+
+async def test_a_page_job_belongs_to_the_server_of_the_sign_in_link(sqlite_url: str, tmp_path: Path) -> None:
+    from jobs.control import ban_from_guild, pause_guild, update_guild_settings
+    from jobs.models import Job
+
+    server_a, server_b = 501, 502
+    async with page(sqlite_url, tmp_path) as p:
+        in_a, in_dm = await p.sign_in(20, guild_id=server_a), await p.sign_in(20)
+        async with p.server.sessions.begin() as session:
+            await pause_guild(session, server_a, by=OPERATOR_ID, reason="maintenance")
+            await update_guild_settings(session, server_a, by=OPERATOR_ID, max_resolution="512p")
+        # paused in A: accepted and held (queued), carrying A
+        status, held = await in_a.create_job()
+        assert status == 201 and held["status"] == "queued", held
+        async with p.server.sessions.begin() as session:
+            job = await session.get(Job, held["id"])
+            assert job is not None and job.guild_id == server_a
+            assert await claim_next_job(session, "w1", lease_seconds=60) is None  # A's pause holds it
+        # A's resolution cap refuses 1024p there; a link from a DM carries no server, so A's rules do not apply
+        status, refused = await in_a.create_job(resolution="1024p")
+        assert status == 400 and "512p" in refused["error"], refused
+        status, from_dm = await in_dm.create_job(resolution="1024p")
+        assert status == 201, from_dm
+        # A's ban ends the sessions of A's links at once and refuses new ones; a session from B's link goes on
+        banned_in_a, in_b = await p.sign_in(21, guild_id=server_a), await p.sign_in(21, guild_id=server_b)
+        async with p.server.sessions.begin() as session:
+            await ban_from_guild(session, server_a, 21, reason="spam in A", by=OPERATOR_ID)
+        assert (await banned_in_a.get("/api/me")).status == 401
+        status, _ = await banned_in_a.create_job()
+        assert status == 401
+        status, ok = await in_b.create_job()
+        assert status == 201, ok
+        async with p.server.sessions.begin() as session:
+            token = await create_link(session, 21, guild_id=server_a)
+        response = await p.client.post("/signin", data={"token": token}, allow_redirects=False)
+        assert response.status == 403 and "in this server: spam in A" in await response.text()
+
+
+async def test_a_ban_ends_sessions_at_once_and_the_user_ends_their_own_everywhere(
+    sqlite_url: str, tmp_path: Path,
+) -> None:
+    from jobs.control import ban_and_settle
+
+    async with page(sqlite_url, tmp_path) as p:
+        phone, laptop, other = await p.sign_in(30), await p.sign_in(30, guild_id=501), await p.sign_in(31)
+        # sign out everywhere, from one browser: every session of that user ends, no one else's
+        response = await phone.post("/api/signout?everywhere=1")
+        assert response.status == 200 and (await response.json())["sessions_ended"] == 2
+        assert (await phone.get("/api/me")).status == 401 and (await laptop.get("/api/me")).status == 401
+        assert (await other.get("/api/me")).status == 200
+        # a bot-wide ban: the user's open page gets 401 on its next request, and a new link is refused
+        async with p.server.sessions.begin() as session:
+            await ban_and_settle(session, 31, reason="abuse", by=OPERATOR_ID)
+        response = await other.get("/api/quota")
+        assert response.status == 401 and "Sign in first" in await error_of(response)
+        async with p.server.sessions.begin() as session:
+            token = await create_link(session, 31)
+        response = await p.client.post("/signin", data={"token": token}, allow_redirects=False)
+        assert response.status == 403 and "not allowed to make videos with this bot: abuse" in await response.text()
+
+
+async def test_the_console_lists_sessions_and_ends_one(sqlite_url: str, tmp_path: Path) -> None:
+    async with page(sqlite_url, tmp_path) as p:
+        operator, member = await p.sign_in(OPERATOR_ID), await p.sign_in(32, guild_id=501, role_ids=[77])
+        listed = (await (await operator.get("/api/console")).json())["sessions"]
+        mine = [s for s in listed if s["user_id"] == "32"]
+        assert len(mine) == 1 and mine[0]["guild_id"] == "501" and mine[0]["role_ids"] == ["77"], listed
+        assert (await member.post(f"/api/console/sessions/{mine[0]['id']}/end")).status == 403  # not the operator
+        response = await operator.post(f"/api/console/sessions/{mine[0]['id']}/end")
+        assert response.status == 200 and (await response.json())["user_id"] == "32"
+        assert (await member.get("/api/me")).status == 401
+        assert (await operator.post(f"/api/console/sessions/{mine[0]['id']}/end")).status == 404  # ended already
+        assert (await operator.post("/api/console/sessions/not-a-session/end")).status == 404
+        audit = (await (await operator.get("/api/console")).json())["audit"]
+        assert any(a["action"] == "end_web_session" and a["target_user_id"] == "32" for a in audit), audit
+
+
+async def test_role_derived_rights_lapse_when_the_roles_are_not_re_read(sqlite_url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from jobs.models import utcnow
+    from jobs.web_sessions import record_roles
+
+    operator_role = 777
+    async with page(sqlite_url, tmp_path, operator_role_ids=frozenset({operator_role}),
+                    role_recheck_seconds=60.0) as p:
+        member = await p.sign_in(33, guild_id=501, role_ids=[operator_role])
+        assert (await member.get("/api/console")).status == 200  # operator by role, read with the link
+        # the bot re-read them just within two periods: still valid
+        async with p.server.sessions.begin() as session:
+            await record_roles(session, 33, 501, [operator_role], now=utcnow() - timedelta(seconds=100))
+        assert (await member.get("/api/console")).status == 200
+        # not re-read for longer than two periods (the bot disconnected, Discord erred): the rights lapse
+        async with p.server.sessions.begin() as session:
+            await record_roles(session, 33, 501, [operator_role], now=utcnow() - timedelta(seconds=121))
+        assert (await member.get("/api/console")).status == 403
+        assert (await member.get("/api/me")).status == 200  # still signed in as themself
+        # re-read now, without the role (removed in Discord): no console
+        async with p.server.sessions.begin() as session:
+            await record_roles(session, 33, 501, [])
+        assert (await member.get("/api/console")).status == 403
+        async with p.server.sessions.begin() as session:
+            await record_roles(session, 33, 501, [operator_role])
+        assert (await member.get("/api/console")).status == 200

@@ -3,8 +3,8 @@
 at start (no operator id is configured: the local operator account); the plain HTTP helpers with one from
 ``python -m bot web-link``.
 
-One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload the sample image, choose quick,
-Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
+One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload
+the sample image, choose quick, Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
 MP4 the <video> element loaded; /healthz and /metrics scraped around it; Vary it (a changed parameter, the same
 image), Re-roll and Same again. Also a refused image, a forged cross-site POST, the gallery's delete, screenshots
 for the README.
@@ -109,8 +109,10 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
 
     browser.switch_to.window(page_tab)
     open_page(browser, app)
-    # the form's ranges and defaults come from generator.params
-    assert by_id(browser, "frames").get_attribute("min") == "8" and by_id(browser, "frames").get_attribute("max") == "32"
+    # the form's ranges and defaults come from generator.params, through /api/options (every enabled model's)
+    low, high = app.get_json("/api/options")["frames"]
+    assert (by_id(browser, "frames").get_attribute("min"), by_id(browser, "frames").get_attribute("max")) == \
+        (str(low), str(high)) and low == 8
     assert by_id(browser, "steps").get_attribute("value") == "50"  # the standard preset by default
     by_id(browser, "image").send_keys(str(SAMPLE_IMAGE))
     wait_for(browser, lambda b: "Image accepted: 640×384" in by_id(b, "image-message").text, what="the image check")

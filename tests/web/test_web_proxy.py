@@ -115,7 +115,15 @@ def test_through_nginx_sign_in_generate_play_cancel_and_sign_out(proxied: tuple[
                            headers={**session, "X-CSRF-Token": csrf, "Origin": app.url})
     assert status == 403 and b"did not come from the i2v page" in body, (status, body)
 
+    # the console lists the signed-in sessions, this browser's among them, each with End
+    browser.get(public + "/console")
+    rows = wait_for(browser, lambda b: b.find_elements("css selector", "#sessions tr[data-session]"),
+                    what="the console's sessions")
+    assert len(rows) >= 1 and all(row.find_elements("css selector", "button.end-session") for row in rows)
+
     # sign out: the session ends, the page shows the prompt again
+    browser.get(public + "/")
+    wait_for(browser, lambda b: by_id(b, "signout").is_displayed(), what="the page")
     by_id(browser, "signout").click()
     wait_for(browser, lambda b: by_id(b, "signin-needed").is_displayed(), what="signed out")
     status, _, _ = http("GET", public + "/api/me", headers=session)

@@ -192,9 +192,10 @@ def test_the_console_acts_through_the_operator_commands_operations(remote: WebAp
     status, banned = post(remote, "/api/console/users/5020/ban", operator, op_csrf, {"reason": "testing bans"})
     assert status == 200 and banned["banned"] and banned["cancelled_job_ids"] == [job["id"]]
     status, refused = post_job(remote, user, user_csrf)
-    assert status == 400 and "testing bans" in refused["error"]
+    assert status == 401 and "Sign in first" in refused["error"]  # the ban ended the user's session
     status, unbanned = post(remote, "/api/console/users/5020/unban", operator, op_csrf)
     assert status == 200 and not unbanned["banned"]
+    user, user_csrf = sign_in(remote, 5020)
     status, again = post_job(remote, user, user_csrf)
     assert status == 201
     status, cancelled = post(remote, f"/api/console/jobs/{again['id']}/cancel", operator, op_csrf)

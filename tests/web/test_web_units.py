@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jobs.db import make_engine, make_sessionmaker
 from jobs.workers import register_worker
@@ -39,5 +39,5 @@ async def test_health_needs_a_live_worker_and_reports_the_supervisors_reason(sql
 
 
 def test_discord_time_tags_read_as_utc_times_on_the_page() -> None:
-    when = int(datetime(2026, 12, 2, 9, 30, tzinfo=timezone.utc).timestamp())
+    when = int(datetime(2026, 12, 2, 9, 30, tzinfo=UTC).timestamp())
     assert plain(f"Enough will be free again <t:{when}:R>.") == "Enough will be free again at 2026-12-02 09:30 UTC."

@@ -292,7 +292,7 @@ def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the
     while True:
         try:
             value = check(browser)
-        except Exception:  # an element not there yet
+        except Exception:  # noqa: BLE001 - an element not there yet
             value = None
         if value:
             return value

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workerharness import WorkerPool
+
+from tests.worker.workerharness import WorkerPool
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
-
 from jobs.models import JobStatus, LedgerKind
+from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
 
 
 async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tuple[object, list]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from workerharness import Db, WorkerPool, enqueue_jobs, files_in, make_input, wait_until, worker_env
-
 from jobs.models import JobStatus, LedgerKind, WorkerState
+from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, files_in, make_input, wait_until, worker_env
 
 JOBS = 20
 STARTUP_TIMEOUT_S = 90.0

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from workerharness import (
+
+from generator.video import probe_mp4
+from jobs.models import JobStatus, LedgerKind, WorkerState
+from tests.worker.workerharness import (
     FPS,
     FRAMES,
     INPUT_SIZE_PX,
@@ -24,13 +27,10 @@ from workerharness import (
     WorkerPool,
     WorkerProc,
     enqueue_jobs,
-    make_input,
     files_in,
+    make_input,
     worker_env,
 )
-
-from generator.video import probe_mp4
-from jobs.models import JobStatus, LedgerKind, WorkerState
 
 OOM_STEP = 3
 SLEEP_PER_STEP_S = 0.05  # added to each step, so that every step's progress write lands before the next step

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-from workerharness import REPO_ROOT
 
 from generator.faults import FaultConfigError, FaultPlan
 from generator.startfailure import describe, read_exit_reason, report_start_failure
@@ -23,6 +23,7 @@ from generator.worker import (
 )
 from generator.worker_child import child_env
 from jobs.db import DEFAULT_DATABASE_URL
+from tests.worker.workerharness import REPO_ROOT
 
 
 def test_settings_defaults_and_overrides() -> None:
@@ -78,11 +79,11 @@ def test_cuda_error_classification() -> None:
 
 
 def test_output_filename_follows_the_seed_naming() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jobs.copies import output_filename
 
-    when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 24, 9, 5, 7, tzinfo=UTC)
     assert output_filename(42, when) == "video_20261124_090507_42.mp4"
 
 

@@ -6,7 +6,11 @@ import signal
 import time
 from pathlib import Path
 
-from workerharness import (
+from generator.supervisor import WorkerSupervisor
+from generator.worker_child import GIVE_BACK_ALLOWANCE_S
+from jobs.models import JobStatus, LedgerKind
+from jobs.transitions import CancelOutcome, cancel_job
+from tests.worker.workerharness import (
     STEPS,
     Db,
     WorkerPool,
@@ -17,11 +21,6 @@ from workerharness import (
     wait_until,
     worker_env,
 )
-
-from generator.supervisor import WorkerSupervisor
-from generator.worker_child import GIVE_BACK_ALLOWANCE_S
-from jobs.models import JobStatus, LedgerKind
-from jobs.transitions import CancelOutcome, cancel_job
 
 STEP_S = 0.4  # seconds per denoising step (test hook)
 STARTUP_TIMEOUT_S = 60.0

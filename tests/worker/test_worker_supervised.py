@@ -16,20 +16,19 @@ import os
 import signal
 from pathlib import Path
 
-from workerharness import (
-    FAST_ENV,
-    Db,
-    enqueue_jobs,
-    make_input,
-    files_in,
-    pid_alive,
-    wait_until,
-)
-
 from generator.supervisor import WorkerSupervisor
 from generator.video import probe_mp4
 from generator.worker import EXIT_CUDA_ERROR, EXIT_STALLED
 from jobs.models import JobStatus, LedgerKind
+from tests.worker.workerharness import (
+    FAST_ENV,
+    Db,
+    enqueue_jobs,
+    files_in,
+    make_input,
+    pid_alive,
+    wait_until,
+)
 
 WORKER_ID = "supervised-worker"
 SLEEP_PER_STEP_S = 0.15

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
+from generator.model_spaces import SPACES
 from generator.params import DEFAULT_NEGATIVE_PROMPT, GenerationParams, target_size
 from jobs.admission import NewJob, enqueue_job
 from jobs.blobs import DATABASE_BLOBS
@@ -75,20 +76,27 @@ def make_input(directory: Path, *, seed: int = 0) -> tuple[Path, str]:
 
 
 async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, user_id: int = USER_ID,
-                       steps: int = STEPS, frames: int = FRAMES, fps: int = FPS) -> list[int]:
+                       steps: int = STEPS, frames: int = FRAMES, fps: int = FPS, model: str = "i2vgenxl",
+                       size: tuple[int, int] | None = None) -> list[int]:
     """Enqueue ``count`` jobs (one transaction each, quota reserved, the image stored with the job) and return
-    their ids in order."""
+    their ids in order. Another ``model`` takes its own quick preset's resolution and guidance; ``size`` overrides
+    the output size (tiny models run faster small)."""
     path, sha = input_image
     image = path.read_bytes()
-    width, height = target_size(RESOLUTION, *INPUT_SIZE_PX)
+    resolution, guidance = RESOLUTION, GUIDANCE
+    if model != "i2vgenxl":
+        quick = SPACES[model].presets["quick"]
+        resolution, guidance = quick.resolution, quick.guidance
+    width, height = size or target_size(resolution, *INPUT_SIZE_PX, model)
     policy = QuotaPolicy(daily_gpu_seconds=1_000_000.0, max_pending=1000)
     engine = make_engine(url)
     ids: list[int] = []
     try:
         sessions = make_sessionmaker(engine)
         for index in range(count):
-            params = GenerationParams(prompt=PROMPT, negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=RESOLUTION,
-                                      frames=frames, fps=fps, steps=steps, guidance=GUIDANCE, seed=1000 + index)
+            params = GenerationParams(prompt=PROMPT, negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=resolution,
+                                      frames=frames, fps=fps, steps=steps, guidance=guidance, seed=1000 + index,
+                                      model=model)
             new = NewJob(
                 user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, params=params, width=width,
                 height=height, input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,

@@ -23,34 +23,58 @@ function seconds(s) {
   s = Math.max(0, Math.round(s));
   return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
 }
+function modelName(key) {
+  const known = (state.options && state.options.models || []).find((m) => m.key === key);
+  return known ? known.name : key;
+}
 function describe(p) {
-  return `${p.preset || "custom"} · ${p.resolution} (${p.width}×${p.height}) · ${p.frames} frames · ${p.fps} fps · ` +
+  return `${modelName(p.model)} · ${p.preset || "custom"} · ${p.resolution} (${p.width}×${p.height}) · ${p.frames} frames · ${p.fps} fps · ` +
     `${p.steps} steps · guidance ${p.guidance} · seed ${p.seed}`;
 }
 
 // -- form ------------------------------------------------------------------------------------------------------
 
 function fillOptions(o) {
-  const res = $("resolution");
-  res.innerHTML = "";
-  for (const name of o.resolutions) res.add(new Option(name, name));
-  for (const [id, range] of [["frames", o.frames], ["fps", o.fps], ["steps", o.steps], ["guidance", o.guidance]]) {
-    $(id).min = range[0]; $(id).max = range[1];
-  }
+  const model = $("model");
+  model.innerHTML = "";
+  for (const m of o.models) model.add(new Option(m.name, m.key));
+  show("model-field", o.models.length > 1);  // one model: nothing to choose
   $("seed").min = o.seed[0]; $("seed").max = o.seed[1];
-  $("negative_prompt").value = o.default_negative_prompt;
   $("prompt").maxLength = o.max_prompt_chars; $("negative_prompt").maxLength = o.max_prompt_chars;
+  chooseModel(o.default_model);
   choosePreset(o.default_preset);
 }
 
+function space() { return state.options.models.find((m) => m.key === $("model").value); }
+
+// The form takes the chosen model's ranges, resolutions and presets; the server checks them again.
+function chooseModel(key) {
+  $("model").value = key;
+  const m = space();
+  const res = $("resolution");
+  res.innerHTML = "";
+  for (const name of m.resolutions) res.add(new Option(name, name));
+  for (const [id, range] of [["frames", m.frames], ["fps", m.fps], ["steps", m.steps], ["guidance", m.guidance]]) {
+    $(id).min = range[0]; $(id).max = range[1];
+  }
+  $("frames").step = m.frames_step;
+  $("guidance").disabled = m.guidance[0] === m.guidance[1];
+  $("negative_prompt").disabled = !m.negative_prompt_applies;
+  $("negative_prompt").value = m.negative_prompt_applies ? state.options.default_negative_prompt : "";
+  $("model-limits").textContent = `${m.name}: ${m.resolutions.join(", ")}, ${m.frames[0]}-${m.frames[1]} frames` +
+    (m.frames_step > 1 ? ` (${m.frames_step}k+${m.frames_offset})` : "") + `, ${m.steps[0]}-${m.steps[1]} steps` +
+    (m.negative_prompt_applies ? "" : "; no guidance, so no negative prompt") + ".";
+}
+
 function choosePreset(name) {
-  const p = state.options.presets[name];
+  const p = space().presets[name];
   state.preset = name;
   for (const id of ADVANCED) $(id).value = p[id];
   document.querySelectorAll(".preset").forEach((b) => b.classList.toggle("active", b.dataset.preset === name));
 }
 
 function setParams(p) {
+  if (state.options.models.some((m) => m.key === p.model)) chooseModel(p.model);
   $("prompt").value = p.prompt; $("negative_prompt").value = p.negative_prompt;
   for (const id of ADVANCED) $(id).value = p[id];
   $("seed").value = p.seed;
@@ -81,7 +105,7 @@ async function generate(event) {
   const form = new FormData();
   if (state.file) form.append("image", state.file);
   else if (state.parent) form.append("parent", state.parent);
-  for (const id of ["prompt", "negative_prompt", ...ADVANCED, "seed"]) form.append(id, $(id).value);
+  for (const id of ["model", "prompt", "negative_prompt", ...ADVANCED, "seed"]) form.append(id, $(id).value);
   if (state.preset) form.append("preset", state.preset);
   $("generate").disabled = true;
   try { follow(await api("/api/jobs", { method: "POST", body: form })); }
@@ -104,6 +128,7 @@ function follow(job) {
     if (!update.pending) { state.events.close(); state.events = null; refreshQuota(); loadGallery(); }
   };
   state.events.addEventListener("gone", () => { state.events.close(); state.events = null; });
+  state.events.addEventListener("signed-out", () => { state.events.close(); state.events = null; location.reload(); });
 }
 
 function render(job) {
@@ -224,6 +249,7 @@ async function start() {
   show("app", true);
   $("user").textContent = `Signed in as ${state.me.name}`;
   show("signout", true);
+  show("signout-everywhere", true);
   show("console-link", state.me.operator);
   state.options = await api("/api/options");
   fillOptions(state.options);
@@ -237,6 +263,8 @@ async function start() {
     if (e.dataTransfer.files[0]) pickFile(e.dataTransfer.files[0]);
   });
   document.querySelectorAll(".preset").forEach((b) => b.addEventListener("click", () => choosePreset(b.dataset.preset)));
+  // Another model starts from its own values of the preset chosen (each model has its own ranges).
+  $("model").addEventListener("change", () => { chooseModel($("model").value); choosePreset(state.preset || state.options.default_preset); });
   // As in Discord, a preset is the base and the advanced values given override it (the preset stays recorded).
   $("random-seed").addEventListener("click", () => {
     const values = new Uint32Array(1); crypto.getRandomValues(values); $("seed").value = values[0];
@@ -249,6 +277,9 @@ async function start() {
   $("gallery-prev").addEventListener("click", () => { state.galleryPage -= 1; loadGallery(); });
   $("gallery-next").addEventListener("click", () => { state.galleryPage += 1; loadGallery(); });
   $("signout").addEventListener("click", async () => { await api("/api/signout", { method: "POST" }); location.reload(); });
+  $("signout-everywhere").addEventListener("click", async () => {
+    await api("/api/signout?everywhere=1", { method: "POST" }); location.reload();
+  });
   refreshQuota();
   loadGallery();
 }

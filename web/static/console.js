@@ -48,8 +48,43 @@ async function refresh() {
     const tr = document.createElement("tr");
     cell(tr, `${w.id} (${w.host}, pid ${w.pid})`); cell(tr, w.stale ? `${w.state} (stale)` : w.state);
     cell(tr, w.job ? `#${w.job}` : ""); cell(tr, w.jobs_done); cell(tr, w.restarts); cell(tr, w.gpu || "");
+    const others = w.loadable_models.length > 1 ? ` (may load ${w.loadable_models.join(", ")}; ${w.switches} switches)` : "";
+    cell(tr, (w.loaded_model || "none") + others);
     cell(tr, new Date(w.last_heartbeat_at).toLocaleTimeString());
     workers.append(tr);
+  }
+  const sessions = $("sessions"); sessions.innerHTML = "";
+  for (const s of c.sessions) {
+    const tr = document.createElement("tr");
+    tr.dataset.session = s.id; tr.dataset.user = s.user_id;
+    cell(tr, s.id); cell(tr, s.operator ? `${s.user_id} (operator's link)` : s.user_id); cell(tr, s.guild_id || "");
+    cell(tr, s.role_ids.length ? `${s.role_ids.length} (read ${new Date(s.roles_checked_at).toLocaleTimeString()})` : "");
+    cell(tr, new Date(s.created_at).toLocaleString()); cell(tr, new Date(s.expires_at).toLocaleString());
+    const b = document.createElement("button"); b.textContent = "End"; b.type = "button"; b.className = "end-session";
+    b.onclick = async () => {
+      try { await api(`/api/console/sessions/${s.id}/end`, { method: "POST", body: "{}" }); say(`Session ${s.id} ended.`); }
+      catch (e) { say(e.message); }
+      refresh();
+    };
+    cell(tr, "").append(b);
+    sessions.append(tr);
+  }
+  const reports = $("reports"); reports.innerHTML = "";
+  for (const r of c.reports) {
+    const tr = document.createElement("tr");
+    cell(tr, `#${r.job_id}`); cell(tr, r.user_id); cell(tr, r.guild_id);
+    cell(tr, `${r.reports}${r.flagged ? " (flagged by the safety check)" : ""}`); cell(tr, r.prompt);
+    const actions = cell(tr, "");
+    for (const [action, label] of [["delete", "Delete video"], ["ban", "Ban maker"], ["dismiss", "Dismiss"]]) {
+      const b = document.createElement("button"); b.textContent = label; b.type = "button";
+      b.onclick = async () => {
+        try { const x = await api(`/api/console/reports/${r.job_id}/${action}`, { method: "POST" }); say(`Video #${r.job_id}: ${action}, ${x.reports} report(s) closed`); }
+        catch (e) { say(e.message); }
+        refresh();
+      };
+      actions.append(b);
+    }
+    reports.append(tr);
   }
   const stats = $("stats"); stats.innerHTML = "";
   for (const [name, s] of Object.entries(c.stats)) {
