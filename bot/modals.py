@@ -13,8 +13,8 @@ import discord
 
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
-from generator.model_spaces import SPACES
-from generator.params import DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
+from generator.model_spaces import DEFAULT_PRESET, SPACES
+from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
 
 if TYPE_CHECKING:
     from bot.app import I2VBot

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def embedded_supervisor(settings: Any) -> Any:
     """The ``generator.supervisor.WorkerSupervisor`` of the app's embedded worker, from a ``BotSettings``: its
     grace period (I2V_GRACE_SECONDS) and restart timings."""
-    from generator.supervisor import RestartPolicy, WorkerSupervisor
+    from generator.supervisor import WorkerSupervisor
+    from generator.supervisor_state import RestartPolicy
 
     policy = RestartPolicy(backoff_initial_s=settings.restart_backoff, backoff_max_s=settings.restart_backoff_max,
                            unavailable_after=settings.unavailable_after,
