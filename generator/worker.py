@@ -77,6 +77,7 @@ from generator.jobrun import (  # re-exported: the worker's public names stay im
     _exit_now,
     run_in_daemon_thread,
 )
+from generator.model_download import reporting_downloads
 from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
@@ -132,6 +133,7 @@ class WorkerProcess(JobExecution):
         # takes only their jobs. The one it holds is preferred by the claim (MODEL_AFFINITY_MAX_SKIPS).
         self.loadable: tuple[str, ...] = tuple(key for key in settings.models if key in RUNNABLE_MODELS)
         self.loaded_model: str | None = None
+        self._download_writes = asyncio.Lock()  # download progress rows in the order they were told
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -261,15 +263,37 @@ class WorkerProcess(JobExecution):
 
         source = self.settings.source_of(key)
         started = time.monotonic()
-        loading = run_in_daemon_thread(lambda: backend_class(key).load(source, device=self.settings.device),
-                                       name=f"model-load-{key}")
-        if not await self._until_stopped(loading):
-            return False
+        loop = asyncio.get_running_loop()
+
+        def told(done: int, total: int) -> None:  # on the loading thread: the write runs on the event loop
+            asyncio.run_coroutine_threadsafe(self._record_download(key, done, total), loop)
+
+        def load() -> VideoBackend:
+            with reporting_downloads(told):
+                return backend_class(key).load(source, device=self.settings.device)
+
+        loading = run_in_daemon_thread(load, name=f"model-load-{key}")
+        try:
+            if not await self._until_stopped(loading):
+                return False
+        finally:
+            await self._record_download(None, 0, 0)
         self.generator = loading.result()
         self.loaded_model = key
         log.info("model %s (%s) loaded on %s in %.1f s", key, source, self.generator.device_name,
                  time.monotonic() - started)
         return True
+
+    async def _record_download(self, key: str | None, done: int, total: int) -> None:
+        """Write the download under way of model ``key`` (None: none any more) to this worker's registry row."""
+        from jobs.workers import record_download
+
+        try:
+            async with self._download_writes, self._session() as session, session.begin():
+                await record_download(session, self.settings.worker_id, model=key, done_bytes=done,
+                                      total_bytes=total)
+        except Exception:  # progress is told on a best-effort basis; the load goes on
+            log.exception("could not record the download of %s", key)
 
     async def _unload_backend(self) -> None:
         """Give the model back completely: the pipeline, its hooks and the GPU's cached memory (its idle level)."""

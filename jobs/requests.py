@@ -28,6 +28,7 @@ from generator.params import GenerationParams, Resolved, resolve_request, target
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
 from jobs.models import JobSource
+from jobs.stats import ModelDownload
 from jobs.workers import generation_unavailable, loadable_by_live_workers
 
 if TYPE_CHECKING:
@@ -43,6 +44,14 @@ UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason
                       "when a worker is back.")
 MODEL_UNAVAILABLE_NOTICE = ("⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
                             "stays queued and starts when a worker that can run it is back.")
+
+DOWNLOAD_NOTICE = ("⬇️ The {model} model is downloading for its first use: {progress}. This job starts once it has "
+                   "loaded.")
+
+
+def download_notice(download: ModelDownload) -> str:
+    """What a queued job of a model that a worker is downloading says instead of an estimate."""
+    return DOWNLOAD_NOTICE.format(model=display_name(download.model), progress=download.text())
 
 
 async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float,
