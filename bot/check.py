@@ -2,8 +2,8 @@
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
 Alembic migration state: at head, behind, ahead or not created), every enabled model's config files from its own
-setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
-can be created and can be written, and that the application commands keep Discord's limits
+setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and
+LOG_FILE's folder exist or can be created and can be written, and that the application commands keep Discord's limits
 (:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord); it warns when the
 page listens beyond this machine without WEB_PUBLIC_URL. Each problem and each warning is one line on stderr; what
 is fine is one line each on stdout. Exit status 0 when nothing is wrong, 2 otherwise. Nothing

@@ -18,9 +18,10 @@ and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
 denoising path). A watcher coroutine on the event loop writes it to the job at most once per
-``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease during long
-phases without steps (VAE decode, encoding), and polls the job's cancel flag every ``CANCEL_POLL_INTERVAL_S``. When
-the job was cancelled, or the write says the job is no longer ours, the generation stops at its next step.
+``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease
+during long phases without steps (VAE decode, encoding), and polls the job's cancel flag every
+``CANCEL_POLL_INTERVAL_S``. When the job was cancelled, or the write says the job is no longer ours, the generation
+stops at its next step.
 
 Faults. ``GenerationOutOfMemory``: retried once with ``low_memory=True`` (the job's ``error_detail`` records it);
 a second one fails the job with the generator's advice (lower resolution or frames) and the quota refunded; the
@@ -30,7 +31,8 @@ other exception in a job fails that job with a clear message and the detail, and
 
 Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can within ``I2V_GRACE_SECONDS``
 (estimated from its step times), else it is stopped at the next step and given back with ``release_job``
-(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second signal ends the grace period at once.
+(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second
+signal ends the grace period at once.
 
 Start failures (a bad setting, OUTPUT_DIR, the database, the model): one line, not a traceback, through
 :mod:`generator.startfailure` (to the supervisor's reason file, or the log), and an exit code the supervisor counts.
