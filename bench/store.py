@@ -1,9 +1,9 @@
 """Job-store throughput: enqueue + claim + 50 progress writes + finish, as jobs per second.
 
 Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
-reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement). ``--workers`` runs that
-many worker loops at once, each on its own engine, in this one process (one event loop, one core);
-``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
+reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement).
+``--workers`` runs that many worker loops at once, each on its own engine, in this one process (one event loop, one
+core); ``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
 process per GPU), and reports the wall time from the common start to the last finish. SQLite: still one
 writer at a time.
 
