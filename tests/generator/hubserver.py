@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,9 +18,10 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class Hub:
-    def __init__(self, repo_id: str, files: dict[str, bytes]) -> None:
+    def __init__(self, repo_id: str, files: dict[str, bytes], *, delays_s: dict[str, float] | None = None) -> None:
         self.repo_id = repo_id
         self.files = files
+        self.delays_s = delays_s or {}  # seconds before the body of a file's GET (a slow download)
         self.fetched: list[str] = []
         self.url = ""
 
@@ -55,6 +57,7 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 data = hub.files[match.group(1)]
                 if self.command == "GET":
                     hub.fetched.append(match.group(1))
+                    time.sleep(hub.delays_s.get(match.group(1), 0.0))
                 self._send(200, data, {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
                                        "Content-Type": "application/octet-stream"})
             else:
