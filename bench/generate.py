@@ -1,23 +1,26 @@
-"""Benchmark one generation: seconds per denoising step, decode seconds, seconds per video, peak GPU memory,
-the UNet's FLOPs and the fraction of the GPU's bf16 matrix peak reached while denoising.
+"""Benchmark generation on every model backend: seconds per denoising step, decode seconds, seconds per video,
+peak GPU memory, the denoiser's FLOPs and the fraction of the GPU's bf16 matrix peak reached while denoising.
 
-On a GPU it builds the full-size I2VGen-XL architecture from its configuration with random weights (real shapes,
-2.49 B parameters, nothing downloaded). Without a GPU it runs the tiny model, so CI can smoke-test the script. It
-goes through the same I2VGenXLBackend.generate path as the worker, then encodes the MP4.
+    python -m bench.generate                     # every backend, its quick preset (CPU: tiny models)
+    python -m bench.generate --models wan22-5b,ltxv --preset standard --json bench/results/models.json
 
-Paths (``--path``, or ``--all-paths`` for all three side by side, one after the other in one process):
-  reference  diffusers' documented recipe: fp16, model CPU offload, the pipeline's default decode_chunk_size (1)
-  plain      fp16, everything on the GPU, decode_chunk_size 1
-  ours       the worker's path: PerformanceOptions.from_env() (the I2V_* settings; unset = the worker's default)
-On the CPU, offload and fp16 do not apply: reference and plain both run fp32 with decode_chunk_size 1.
-With ``--all-paths`` each path also returns its final latents for the same seed, and their relative error against
-the reference path's is reported (fidelity at full size).
+On a GPU each model is its released architecture with random weights (real shapes, nothing downloaded; the
+configurations are in generator/models/fullsize.py); on the CPU it is the tiny model, so CI can smoke-test the
+script. Each goes through the same backend ``generate`` path as the worker, then encodes the MP4. ``--model`` names
+real weights instead (a hub id or folder; one model at a time). The presets are each model's own
+(generator/model_spaces.py); ``--resolution``, ``--frames`` and ``--steps`` override them and must be in the
+model's space.
 
-    python bench/generate.py                    # standard preset (quick on the CPU), path "ours"
-    python bench/generate.py --all-paths --preset standard --json bench/results/standard.json
-    I2V_DTYPE=bf16 I2V_COMPILE=1 python bench/generate.py --all-paths --resolution 1024p --frames 32
-    python bench/generate.py --count-only       # build the full-size model on the meta device, count parameters
-    python bench/generate.py --flops-only       # UNet FLOPs per step of the full-size model, per preset (meta)
+I2VGen-XL alone also has these (``--models i2vgenxl``):
+  --path / --all-paths  reference (diffusers' documented recipe: fp16, model CPU offload, decode_chunk_size 1),
+                        plain (fp16, everything on the GPU, decode_chunk_size 1), ours (the worker's path:
+                        PerformanceOptions.from_env(), the I2V_* settings); with --all-paths the final latents of
+                        each path are compared with the reference path's (fidelity at full size). On the CPU,
+                        offload and fp16 do not apply: reference and plain both run fp32 with decode_chunk_size 1.
+  --flops-only          the UNet's FLOPs per step of the full-size model, per preset (meta device, no GPU)
+
+    I2V_DTYPE=bf16 I2V_COMPILE=1 python -m bench.generate --models i2vgenxl --all-paths --resolution 1024p --frames 32
+    python -m bench.generate --count-only        # every full-size model on the meta device: parameter counts
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ import torch
 
 from generator.cli import quiet_libraries
 from generator.images import load_image
-from generator.models.base import GenerationFailed
-from generator.models.i2vgenxl import I2VGenXLBackend
-from generator.params import PRESETS, GenerationParams, resolve_params, target_size
+from generator.model_spaces import I2VGENXL, MODEL_KEYS, PRESET_NAMES, WAN22_5B
+from generator.models import backend_class
+from generator.models.base import GenerationFailed, VideoBackend
+from generator.models.fullsize import I2VGENXL_UNET, build_full_size, parameter_counts
+from generator.params import GenerationParams, resolve_params, target_size
 from generator.performance import PerformanceOptions
 from generator.video import encode_mp4
 
@@ -60,76 +65,9 @@ FLOPS_CASES: tuple[tuple[str, str | None, int | None], ...] = (
     ("quick", None, None), ("standard", None, None), ("high", None, None), ("standard", "1024p", 32),
 )  # (preset, resolution override, frames override) of --flops-only; the last is the issue's 1024p / 32 frames
 
-# Full-size ali-vilab/i2vgen-xl configuration (shared/research/i2vgenxl.md section 3; parameter counts checked).
-FULL_UNET: dict[str, Any] = {"sample_size": 32}  # every other I2VGenXLUNet default is the released model's
-FULL_VAE: dict[str, Any] = {
-    "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 768,
-    "scaling_factor": 0.18215,
-}
-FULL_TEXT: dict[str, Any] = {
-    "vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-    "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
-    "projection_dim": 1024, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
-}
-FULL_VISION: dict[str, Any] = {
-    "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "num_attention_heads": 16,
-    "image_size": 224, "patch_size": 14, "num_channels": 3, "projection_dim": 1024, "hidden_act": "gelu",
-    "layer_norm_eps": 1e-5,
-}
-FULL_SCHEDULER: dict[str, Any] = {
-    "beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True, "set_alpha_to_one": True,
-    "clip_sample": False, "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "v_prediction",
-}
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-
-
-def build_full_size_pipeline(device: torch.device) -> Any:
-    """The released architecture with random weights (fp32), built directly on ``device``; ``I2VGenXLBackend.from_pipeline``
-    casts and places it."""
-    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
-    from diffusers.models.unets import I2VGenXLUNet
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
-
-    from generator.models.tiny import build_tiny_tokenizer
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        unet = I2VGenXLUNet(**FULL_UNET)
-        vae = AutoencoderKL(**FULL_VAE)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**FULL_TEXT))
-        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**FULL_VISION))
-    feature_extractor = CLIPImageProcessorPil(
-        crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}, image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    pipe = I2VGenXLPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), image_encoder=image_encoder,
-        feature_extractor=feature_extractor, unet=unet, scheduler=DDIMScheduler(**FULL_SCHEDULER),
-    )
-    return pipe
-
-
-def parameter_counts(pipe: Any) -> dict[str, int]:
-    """Parameters per model component and in total."""
-    counts = {
-        name: sum(p.numel() for p in getattr(pipe, name).parameters())
-        for name in ("unet", "image_encoder", "text_encoder", "vae")
-    }
-    counts["total"] = sum(counts.values())
-    return counts
-
-
 def path_options(path: str, device: torch.device) -> PerformanceOptions:
-    """The PerformanceOptions of one benchmark path (see the module docstring)."""
+    """The PerformanceOptions of one benchmark path (see the module docstring); only "ours" applies to every
+    model."""
     if path == "ours":
         return PerformanceOptions.from_env()
     cuda = device.type == "cuda"
@@ -140,12 +78,14 @@ def path_options(path: str, device: torch.device) -> PerformanceOptions:
     raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
 
 
-def load_generator(model: str, device: torch.device, options: PerformanceOptions) -> I2VGenXLBackend:
-    """The full-size random model (``model == "full"``) or a loaded one, prepared with ``options``."""
+def load_generator(key: str, model: str, device: torch.device, options: PerformanceOptions) -> VideoBackend:
+    """Model ``key``'s backend: the full-size random model (``model == "full"``) or loaded weights (a hub id, a
+    folder, or "tiny"), prepared with ``options``."""
+    cls = backend_class(key)
     if model == "full":
-        pipe = build_full_size_pipeline(device)
-        return I2VGenXLBackend.from_pipeline(pipe, model="full-size random", device=device, options=options)
-    return I2VGenXLBackend.load(model, device=str(device), options=options)
+        pipe = build_full_size(key, device, options.torch_dtype(device, cuda_default=cls.cuda_dtype))
+        return cls.from_pipeline(pipe, model="full-size random", device=device, options=options)
+    return cls.load(model, device=str(device), options=options)
 
 
 def _shape_of(value: Any) -> Any:
@@ -160,27 +100,38 @@ def _meta_of(value: Any) -> Any:
     return value
 
 
-def count_unet_flops(unet_config: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    """FLOPs of one UNet call (one denoising step, both guidance branches) with these argument shapes.
+def count_denoiser_flops(denoiser_class: Any, config: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """FLOPs of one denoiser call (one denoising step, every guidance branch of that call) with these argument
+    shapes.
 
-    A fresh UNet of the same configuration is built on the meta device and run under
+    A fresh UNet or transformer of the same configuration is built on the meta device and run under
     ``torch.utils.flop_counter.FlopCounterMode``: nothing is computed or allocated, so the count costs no GPU.
     ``args``/``kwargs`` hold ``("tensor", shape, dtype)`` triples for tensors (see :func:`record_unet_call`).
     """
-    from diffusers.models.unets import I2VGenXLUNet
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        unet = I2VGenXLUNet.from_config(unet_config)
+        model = denoiser_class.from_config(config)
     dtype = next((a[2] for a in args if isinstance(a, tuple) and a and a[0] == "tensor"), torch.float32)
-    unet.to(dtype)
+    if not any(isinstance(a, tuple) and a and a[0] == "tensor" for a in args):
+        dtype = next((v[2] for v in kwargs.values() if isinstance(v, tuple) and v and v[0] == "tensor"
+                      and v[2].is_floating_point), torch.float32)
+    model.to(dtype)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        unet(*[_meta_of(a) for a in args], **{k: _meta_of(v) for k, v in kwargs.items()})
+        model(*[_meta_of(a) for a in args], **{k: _meta_of(v) for k, v in kwargs.items()})
     return int(counter.get_total_flops())
 
 
+def count_unet_flops(unet_config: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """:func:`count_denoiser_flops` for I2VGen-XL's UNet."""
+    from diffusers.models.unets import I2VGenXLUNet
+
+    return count_denoiser_flops(I2VGenXLUNet, unet_config, args, kwargs)
+
+
 def record_unet_call(unet: torch.nn.Module) -> tuple[Any, dict[str, Any]]:
-    """Record the argument shapes of the UNet's first call from now on: returns (hook handle, record)."""
+    """Record the argument shapes of the denoiser's (UNet's or transformer's) first call from now on: returns
+    (hook handle, record)."""
     record: dict[str, Any] = {}
 
     def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -215,9 +166,10 @@ def _rel_error(out: np.ndarray, ref: np.ndarray) -> float | None:
     return float(np.linalg.norm(out.astype(np.float64) - ref) / denominator) if denominator else None
 
 
-def _params(preset: str, resolution: str | None, frames: int | None, steps: int | None) -> GenerationParams:
-    return resolve_params(BENCH_PROMPT, preset=preset, seed=BENCH_SEED, resolution=resolution, frames=frames,
-                          steps=steps)
+def _params(key: str, preset: str, resolution: str | None, frames: int | None,
+            steps: int | None) -> GenerationParams:
+    return resolve_params(BENCH_PROMPT, model=key, preset=preset, seed=BENCH_SEED, resolution=resolution,
+                          frames=frames, steps=steps)
 
 
 def run_benchmark(
@@ -225,6 +177,7 @@ def run_benchmark(
     device: str | None,
     model: str | None,
     *,
+    key: str = I2VGENXL,
     path: str = "ours",
     resolution: str | None = None,
     frames: int | None = None,
@@ -232,7 +185,7 @@ def run_benchmark(
     peak_tflops: float = MEASURED_BF16_PEAK_TFLOPS,
     keep_latents: bool = False,
 ) -> dict[str, Any]:
-    """Load (or build) the model for ``path``, warm up on a GPU, time one generation and its MP4 encode.
+    """Load (or build) model ``key`` for ``path``, warm up on a GPU, time one generation and its MP4 encode.
 
     With ``keep_latents`` the result also holds ``"latents"`` (a float32 array, not JSON): the final latents of a
     second run with the same seed, for fidelity checks between paths.
@@ -241,19 +194,21 @@ def run_benchmark(
     model = model or ("full" if torch_device.type == "cuda" else "tiny")
     options = path_options(path, torch_device)
     cuda = torch_device.type == "cuda"
+    params = _params(key, preset, resolution, frames, steps)  # an override outside the space fails before loading
     if cuda:
         torch.cuda.reset_peak_memory_stats(torch_device)
     started = time.perf_counter()
-    generator = load_generator(model, torch_device, options)
+    generator = load_generator(key, model, torch_device, options)
     if cuda:
         torch.cuda.synchronize(torch_device)
     load_s = time.perf_counter() - started
     image = load_image(SAMPLE_IMAGE.read_bytes())
-    params = _params(preset, resolution, frames, steps)
-    width, height = target_size(params.resolution, image.width, image.height)
+    width, height = target_size(params.resolution, image.width, image.height, key)
 
     if cuda:
-        warm = _params(preset, params.resolution, params.frames if options.compile_unet else WARMUP_FRAMES, WARMUP_STEPS)
+        warm_frames = params.frames if options.compile_unet else min(WARMUP_FRAMES, params.frames)
+        warm = _params(key, preset, params.resolution, params.space.frames.nearest(warm_frames),
+                       max(params.space.steps_range[0], min(WARMUP_STEPS, params.space.steps_range[1])))
         try:
             generator.generate(image, warm, width=width, height=height)
         except GenerationFailed:
@@ -273,7 +228,8 @@ def run_benchmark(
         phases[phase] = time.perf_counter()
 
     note = ""
-    hook, unet_call = record_unet_call(generator.pipeline.unet)
+    denoiser = generator.denoiser
+    hook, unet_call = record_unet_call(denoiser)
     t0 = time.perf_counter()
     try:
         video = generator.generate(image, params, width=width, height=height, on_step=on_step, on_phase=on_phase)
@@ -296,9 +252,12 @@ def run_benchmark(
     else:
         mp4_bytes = None
     s_per_step = statistics.mean(step_times[1:] or step_times)
-    flops_per_step = count_unet_flops(generator.pipeline.unet.config, unet_call["args"], unet_call["kwargs"])
+    flops_per_step = count_denoiser_flops(type(denoiser), denoiser.config, unet_call["args"], unet_call["kwargs"])
+    calls_per_step = 2 if key == WAN22_5B and params.guidance > 1.0 else 1  # Wan runs its two branches apart
+    flops_per_step *= calls_per_step
     achieved_tflops = flops_per_step / s_per_step / 1e12
     result: dict[str, Any] = {
+        "model_key": key,
         "path": path,
         "options": options.summary(),
         "device": generator.device_name,
@@ -325,7 +284,9 @@ def run_benchmark(
         "mp4_bytes": mp4_bytes,
         "peak_gpu_gib": peak_gib,
         "gpu_total_gib": round(generator.gpu_memory_bytes / GIB, 1) if generator.gpu_memory_bytes else None,
-        "unet_flop_per_step": flops_per_step,
+        "fps": params.fps,
+        "guidance": params.guidance,
+        "unet_flop_per_step": flops_per_step,  # the denoiser's (UNet or transformer), every guidance branch
         "unet_tflop_per_step": round(flops_per_step / 1e12, 6),
         "unet_pflop_per_video": round(flops_per_step * params.steps / 1e15, 6),
         "denoise_tflops": round(achieved_tflops, 4),
@@ -348,7 +309,8 @@ def run_benchmark(
 
 def run_all_paths(preset: str, device: str | None, model: str | None, **kwargs: Any) -> dict[str, Any]:
     """The three paths one after the other (each loaded alone), with speedups and latent errors against reference."""
-    results = {path: run_benchmark(preset, device, model, path=path, keep_latents=True, **kwargs) for path in PATHS}
+    results = {path: run_benchmark(preset, device, model, key=I2VGENXL, path=path, keep_latents=True, **kwargs)
+               for path in PATHS}
     reference = results["reference"]
     ref_latents = reference.pop("latents")
     for result in results.values():
@@ -365,11 +327,11 @@ def flops_table(peak_tflops: float) -> list[dict[str, Any]]:
     from diffusers.models.unets import I2VGenXLUNet
 
     with torch.device("meta"):
-        config = I2VGenXLUNet(**FULL_UNET).config
+        config = I2VGenXLUNet(**I2VGENXL_UNET).config
     image = load_image(SAMPLE_IMAGE.read_bytes())
     rows = []
     for preset, resolution, frames in FLOPS_CASES:
-        params = _params(preset, resolution, frames, None)
+        params = _params(I2VGENXL, preset, resolution, frames, None)
         for label, (width, height) in (("sample image", target_size(params.resolution, image.width, image.height)),
                                         ("square", target_size(params.resolution, 1, 1))):
             args, kwargs = pipeline_unet_shapes(config, width, height, params.frames, torch.bfloat16)
@@ -384,9 +346,10 @@ def flops_table(peak_tflops: float) -> list[dict[str, Any]]:
     return rows
 
 
-SUMMARY_KEYS = ("device", "dtype", "width", "height", "frames", "steps", "load_s", "s_per_step", "decode_s",
-                "s_per_video", "first_video_s", "peak_gpu_gib", "unet_tflop_per_step", "denoise_tflops",
-                "fraction_of_peak", "speedup_vs_reference", "latents_rel_error_vs_reference")
+SUMMARY_KEYS = ("model_key", "device", "dtype", "width", "height", "frames", "fps", "steps", "guidance", "load_s",
+                "first_step_s", "s_per_step", "decode_s", "s_per_video", "first_video_s", "peak_gpu_gib",
+                "unet_tflop_per_step", "denoise_tflops", "fraction_of_peak", "speedup_vs_reference",
+                "latents_rel_error_vs_reference")
 
 
 def _cell(value: Any) -> str:
@@ -394,43 +357,75 @@ def _cell(value: Any) -> str:
 
 
 def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
-    """One row per measure, one column per path."""
-    print(f"{'':>32}" + "".join(f"{path:>18}" for path in results))
+    """One row per measure, one column per path or model."""
+    print(f"{'':>32}" + "".join(f"{name:>18}" for name in results))
     for key in SUMMARY_KEYS:
-        print(f"{key:>32}" + "".join(f"{_cell(r.get(key)):>18}" for r in results.values()))
+        if any(key in r for r in results.values()):
+            print(f"{key:>32}" + "".join(f"{_cell(r.get(key)):>18}" for r in results.values()))
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """``"all"`` or comma-separated model keys, in the order given."""
+    if text.strip().lower() == "all":
+        return MODEL_KEYS
+    keys = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [key for key in keys if key not in MODEL_KEYS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0] if unknown else text!r}; the models are "
+                                         f"{', '.join(MODEL_KEYS)} (or all)")
+    return keys
+
+
+def count_all(keys: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """Parameter counts of each model's full-size architecture, built on the meta device."""
+    return {key: parameter_counts(build_full_size(key, "meta")) for key in keys}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run, print a summary (and JSON when asked)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="default: standard on a GPU, quick on the CPU")
-    parser.add_argument("--resolution", help="override the preset's resolution (e.g. 1024p)")
+    parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=parse_models, default=MODEL_KEYS,
+                        help=f"comma-separated model keys, or all (the default): {', '.join(MODEL_KEYS)}")
+    parser.add_argument("--preset", choices=PRESET_NAMES, help="each model's own; default: standard on a GPU, "
+                        "quick on the CPU")
+    parser.add_argument("--resolution", help="override the preset's resolution (one of the model's)")
     parser.add_argument("--frames", type=int, help="override the preset's frame count")
     parser.add_argument("--steps", type=int, help="override the preset's denoising steps")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--model", help="'full' (random full-size, default on a GPU), 'tiny' (default on the "
-                        "CPU), or a hub id / folder of real weights")
-    parser.add_argument("--path", choices=PATHS, default="ours", help="which path to run (default: ours)")
-    parser.add_argument("--all-paths", action="store_true", help="run reference, plain and ours side by side")
+                        "CPU), or a hub id / folder of real weights (with one model in --models)")
+    parser.add_argument("--path", choices=PATHS, default="ours", help="which path to run (default: ours; "
+                        "reference and plain are I2VGen-XL's)")
+    parser.add_argument("--all-paths", action="store_true", help="I2VGen-XL: run reference, plain and ours side "
+                        "by side")
     parser.add_argument("--peak-tflops", type=float, default=MEASURED_BF16_PEAK_TFLOPS,
                         help=f"bf16 matrix peak for the fraction of peak (default {MEASURED_BF16_PEAK_TFLOPS}, "
                         "measured on this workplace's H100)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--count-only", action="store_true",
-                        help="build the full-size model on the meta device and print parameter counts")
+                        help="build each full-size model on the meta device and print parameter counts")
     parser.add_argument("--flops-only", action="store_true",
-                        help="count the full-size UNet's FLOPs per preset on the meta device (no GPU needed)")
+                        help="I2VGen-XL: count the full-size UNet's FLOPs per preset on the meta device")
     args = parser.parse_args(argv)
+    keys: tuple[str, ...] = args.models
     if args.peak_tflops <= 0 or not math.isfinite(args.peak_tflops):
         parser.error(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
+    i2vgenxl_only = args.all_paths or args.flops_only or args.path != "ours"
+    if i2vgenxl_only and argv_names_models(argv) and keys != (I2VGENXL,):
+        parser.error("--all-paths, --flops-only and --path reference/plain are I2VGen-XL's: use --models i2vgenxl")
+    if i2vgenxl_only:
+        keys = (I2VGENXL,)
+    if args.model not in (None, "full", "tiny") and len(keys) != 1:
+        parser.error("--model with weights needs exactly one model in --models")
     quiet_libraries()
-    if args.count_only:
-        counts = parameter_counts(build_full_size_pipeline(torch.device("meta")))
-        for name, count in counts.items():
-            print(f"{name:>14}: {count:>14,} parameters  {count * 2 / GIB:6.2f} GiB in fp16")
-        return 0
     result: Any
-    if args.flops_only:
+    if args.count_only:
+        result = count_all(keys)
+        for key, counts in result.items():
+            for name, count in counts.items():
+                print(f"{key:>10} {name:>14}: {count:>15,} parameters  {count * 2 / GIB:6.2f} GiB in 16 bits")
+    elif args.flops_only:
         result = flops_table(args.peak_tflops)
         for row in result:
             print("  ".join(f"{k}={v}" for k, v in row.items()))
@@ -439,17 +434,30 @@ def main(argv: list[str] | None = None) -> int:
         preset = args.preset or ("standard" if on_gpu else "quick")
         overrides = {"resolution": args.resolution, "frames": args.frames, "steps": args.steps,
                      "peak_tflops": args.peak_tflops}
-        if args.all_paths:
-            result = run_all_paths(preset, args.device, args.model, **overrides)
-            print_side_by_side(result)
-        else:
-            result = run_benchmark(preset, args.device, args.model, path=args.path, **overrides)
-            for key, value in result.items():
-                print(f"{key:>18}: {value}")
+        try:
+            if args.all_paths:
+                result = run_all_paths(preset, args.device, args.model, **overrides)
+                print_side_by_side(result)
+            elif len(keys) == 1:
+                result = run_benchmark(preset, args.device, args.model, key=keys[0], path=args.path, **overrides)
+                for name, value in result.items():
+                    print(f"{name:>18}: {value}")
+            else:
+                result = {key: run_benchmark(preset, args.device, args.model, key=key, **overrides) for key in keys}
+                print_side_by_side(result)
+        except ValueError as exc:  # a ParamError: an override outside a model's space
+            print(f"bench.generate: {exc}", file=sys.stderr)
+            return 2
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def argv_names_models(argv: list[str] | None) -> bool:
+    """Whether the command line named --models itself (the I2VGen-XL-only options then refuse other models)."""
+    words = sys.argv[1:] if argv is None else argv
+    return any(word == "--models" or word.startswith("--models=") for word in words)
 
 
 if __name__ == "__main__":

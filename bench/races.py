@@ -39,6 +39,7 @@ from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.errors import OverBudget
 from jobs.models import Job, JobSource, JobStatus
 from jobs.quota import QuotaPolicy
+from jobs.transitions import JOBS
 
 CLAIMERS = 4
 DEFAULT_JOBS = 500
@@ -109,7 +110,7 @@ async def claims_without_skip_locked(url: str, jobs: int) -> ClaimControl:
     async def unsafe_claimer(name: str) -> None:
         engine = make_engine(url)  # its own engine, so its own connection
         sessions = make_sessionmaker(engine)
-        table = Job.__table__
+        table = JOBS
         try:
             while True:
                 next_id = (

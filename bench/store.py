@@ -1,9 +1,9 @@
 """Job-store throughput: enqueue + claim + 50 progress writes + finish, as jobs per second.
 
 Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
-reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement). ``--workers`` runs that
-many worker loops at once, each on its own engine, in this one process (one event loop, one core);
-``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
+reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement).
+``--workers`` runs that many worker loops at once, each on its own engine, in this one process (one event loop, one
+core); ``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
 process per GPU), and reports the wall time from the common start to the last finish. SQLite: still one
 writer at a time.
 
@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
         await engine.dispose()
 
 
-def _loop(floor: bool) -> Callable[[str, int, int, int], Awaitable[None]]:
+def _loop(floor: bool) -> Callable[[str, int, int, int], Coroutine[Any, Any, None]]:
     """One worker's loop: the store's, or the bare driver's (``floor``)."""
     return driver_floor.worker_loop if floor else _worker_loop
 

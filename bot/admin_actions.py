@@ -4,7 +4,7 @@ Each change is audited in the same transaction as the change itself, with its sc
 bot-wide actions, ``server`` for an action on one server), so the log cannot miss or invent an action.
 
 Bans (``jobs.control.ban_and_settle``, the operator's, shared with the web console): the user's new requests
-are refused with the reason (``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a
+are refused with the reason (``jobs.admission.enqueue_job``); their queued jobs are cancelled and refunded at once; a
 running job is left to finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails
 it (refunded) instead of putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
 """
@@ -19,7 +19,7 @@ import discord
 from bot.delivery import remove_disk_copies
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
-from bot.render import admin_cancel_text, report_settled_text
+from bot.render import report_settled_text
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
 from jobs.control import (
@@ -64,7 +64,7 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
         outcome = await cancel_audited(session, job, by=interaction.user.id, bot_wide=bot_wide)
     wake_monitor(bot)
     log.info("admin %s cancelled job %s (bot_wide=%s): %s", interaction.user.id, job_id, bot_wide, outcome.value)
-    return admin_cancel_text(job_id, job.user_id, outcome.value)
+    return outcome.sentence(job_id, owner=job.user_id)
 
 
 async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,

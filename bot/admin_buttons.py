@@ -75,7 +75,7 @@ class _PageButton(discord.ui.DynamicItem[discord.ui.Button], template=page_templ
         assert isinstance(item, discord.ui.Button)
         return cls(item, int(match["page"]), match["kind"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         guild_id = None if self.BOT_WIDE else interaction.guild_id
 
@@ -130,7 +130,7 @@ class AdminCancelButton(discord.ui.DynamicItem[discord.ui.Button], template=ADMI
         assert isinstance(item, discord.ui.Button)
         return cls(item, int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
 
         async def body() -> None:
@@ -157,7 +157,7 @@ class ClearConfirmButton(discord.ui.DynamicItem[discord.ui.Button], template=CLE
         assert isinstance(item, discord.ui.Button)
         return cls(item, int(match["expires"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
 
         async def body() -> None:
@@ -197,7 +197,7 @@ class ReportActionButton(discord.ui.DynamicItem[discord.ui.Button], template=REP
         assert isinstance(item, discord.ui.Button)
         return cls(item, match["scope"], match["action"], int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
 
         async def body() -> None:

@@ -356,14 +356,16 @@ class Delivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         if job.status == JobStatus.SUCCEEDED and video is not None:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
+            # send() takes None for "no reply" (it checks `is not None`); its overloads leave None out.
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models), reference=reference,
+                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models),
+                reference=reference,  # type: ignore[arg-type]  # None: see above
                 allowed_mentions=mentions, nonce=nonce_for(job.id),
             )
         else:
             message = await channel.send(
-                render_notice(job), view=notice_view(job.id), reference=reference, allowed_mentions=mentions,
-                nonce=nonce_for(job.id),
+                render_notice(job), view=notice_view(job.id), allowed_mentions=mentions, nonce=nonce_for(job.id),
+                reference=reference,  # type: ignore[arg-type]  # None: as above
             )
         return message.id
 

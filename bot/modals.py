@@ -13,8 +13,8 @@ import discord
 
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
-from generator.model_spaces import SPACES
-from generator.params import DEFAULT_PRESET, FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
+from generator.model_spaces import DEFAULT_PRESET, SPACES
+from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -58,7 +58,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.message_id = message_id
         self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         await handle_request(
             bot,
@@ -116,7 +116,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         self.steps.default = str(steps)
         self.seed.default = str(job.seed)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {

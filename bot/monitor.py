@@ -27,7 +27,8 @@ from jobs.control import pause_state
 from jobs.maintenance import Maintenance
 from jobs.models import JobSource, JobStatus
 from jobs.queue import pending_with_status_message, queue_positions, undelivered_jobs
-from jobs.requests import UNAVAILABLE_NOTICE, availability_notice
+from jobs.requests import UNAVAILABLE_NOTICE, availability_notice, download_notice
+from jobs.workers import model_downloads
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,6 +139,8 @@ class JobMonitor:
                          if job.status == JobStatus.QUEUED and job.id in places}
             waiting = {job.guild_id for job in pending if job.status == JobStatus.QUEUED}
             unavailable, paused = await self._holds(session, waiting) if waiting else (None, {})
+            downloads = (await model_downloads(session, dead_after_s=self.bot.settings.worker_dead_after)
+                         if waiting else {})
             # The web page delivers its own jobs (web.delivery marks them); Discord never posts them.
             finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
         for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
@@ -145,8 +148,12 @@ class JobMonitor:
         for job in pending:
             place = positions.get(job.id)
             notice = self._notice(job, unavailable, paused) if job.status == JobStatus.QUEUED else None
-            await self._maybe_edit(job, place.position if place else None, place.eta_seconds if place else None,
-                                   notice)
+            eta_seconds = place.eta_seconds if place else None
+            download = downloads.get(job.model) if job.status == JobStatus.QUEUED else None
+            if download is not None:  # the model's first download: its progress instead of an estimate
+                eta_seconds = None
+                notice = "\n".join(filter(None, (download_notice(download), notice)))
+            await self._maybe_edit(job, place.position if place else None, eta_seconds, notice)
 
     async def _holds(self, session: AsyncSession,
                      guild_ids: set[int | None]) -> tuple[str | None, dict[int | None, str | None]]:

@@ -135,7 +135,7 @@ def _action_name(interaction: discord.Interaction) -> str:
     command = interaction.command
     if command is not None:
         return "/" + command.qualified_name
-    data = interaction.data or {}
+    data: object = interaction.data or {}
     custom_id = data.get("custom_id") if isinstance(data, dict) else None
     return f"button {custom_id}" if custom_id else "interaction"
 

@@ -381,13 +381,6 @@ def _bytes_text(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
-def admin_cancel_text(job_id: int, user_id: int, outcome: str) -> str:
-    """What an admin is told after cancelling someone's job (``outcome``: a ``CancelOutcome`` value)."""
-    if outcome == "cancelled":
-        return f"Cancelled job #{job_id} of <@{user_id}> before it started; their GPU time was refunded."
-    if outcome == "requested":
-        return f"Stopping job #{job_id} of <@{user_id}>; it is charged only for the GPU time already used."
-    return f"Job #{job_id} had already finished; nothing to cancel."
 def render_queue(
     page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
 ) -> discord.Embed:
@@ -439,8 +432,8 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
             lines.append(
                 f"{timing.preset}: wait mean {format_duration(timing.wait.mean_seconds)}, "
                 f"p95 {format_duration(timing.wait.p95_seconds)}; generation mean "
-                f"{format_duration(timing.generation.mean_seconds)}, p95 {format_duration(timing.generation.p95_seconds)}"
-                f" ({timing.generation.count} done)"
+                f"{format_duration(timing.generation.mean_seconds)}, "
+                f"p95 {format_duration(timing.generation.p95_seconds)} ({timing.generation.count} done)"
             )
         if period.failures:
             lines.append(
@@ -524,7 +517,8 @@ def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...
     lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
     if setting_terms:
         lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
-    shown, used = [], 0
+    shown: list[str] = []
+    used = 0
     for term in terms:
         item = f"`{term.replace('`', 'ˋ')}`"
         if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:

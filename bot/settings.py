@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
-from config.reader import FALSE_WORDS, TRUE_WORDS, SettingsError, environment, read
+from config.reader import SettingsError, environment, read
 from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
 from generator.model_spaces import enabled_models
 from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
-__all__ = ["BotSettings", "SettingsError", "TRUE_WORDS", "FALSE_WORDS"]
 
 DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
 DEFAULT_DATA_DIR = default_text("DATA_DIR")

@@ -37,10 +37,11 @@ async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, et
         reference = discord.MessageReference(
             message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
         )
+    # send() takes None for "no view" and "no reply" (it checks `is not None`); its overloads leave None out.
     message = await channel.send(
         text or render_status(job, position=position, eta_seconds=eta_seconds, notice=notice),
-        view=status_view(job),
-        reference=reference,
+        view=status_view(job),  # type: ignore[arg-type]  # None: see above
+        reference=reference,  # type: ignore[arg-type]  # None: see above
         mention_author=False,
         allowed_mentions=discord.AllowedMentions.none(),
     )

@@ -18,7 +18,7 @@ from generator.params import ParamError
 from jobs.errors import RequestRefused
 
 if TYPE_CHECKING:
-    pass
+    from bot.app import I2VBot  # noqa: F401 - named as a string in I2VTree's base class, evaluated at import
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=job_templat
         assert isinstance(item, discord.ui.Button)
         return cls(item, int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         try:
             await self.run(bot, interaction)
@@ -115,7 +115,7 @@ class VaryModelSelect(discord.ui.DynamicItem[discord.ui.Select], template=job_te
         assert isinstance(item, discord.ui.Select)
         return cls(item, int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         bot: I2VBot = interaction.client  # type: ignore[assignment]
         try:
             job = await load_own_job(bot, interaction, self.job_id, "vary")

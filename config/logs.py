@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from config.reader import SettingsError, read
 
@@ -143,8 +144,8 @@ def setup_logging(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(logging.handlers.RotatingFileHandler(
-                path, maxBytes=int(values["LOG_FILE_MAX_BYTES"]),  # type: ignore[arg-type]
-                backupCount=int(values["LOG_FILE_BACKUPS"]), encoding="utf-8",  # type: ignore[arg-type]
+                path, maxBytes=cast(int, values["LOG_FILE_MAX_BYTES"]), backupCount=cast(int, values["LOG_FILE_BACKUPS"]),
+                encoding="utf-8",
             ))
         except OSError as error:
             raise SettingsError(f"LOG_FILE={values['LOG_FILE']} cannot be written: {error.strerror or error}",

@@ -22,7 +22,8 @@ import torch
 
 from generator.model_files import TINY_MODEL
 from generator.model_source import ModelLoadError
-from generator.params import DEFAULT_PRESET, PRESETS
+from generator.model_spaces import DEFAULT_PRESET
+from generator.params import PRESETS
 
 SETTING = "I2V_DEVICE"
 CPU = "cpu"

@@ -181,8 +181,9 @@ class JobExecution:
         from generator.images import ImageError
         from generator.models.base import GenerationCancelled, GenerationFailed, GenerationOutOfMemory
         from generator.params import ParamError
-        from generator.safety import STAGE_INPUT, STAGE_OUTPUT, UnsafeInput, sample_frames
+        from generator.safety import UnsafeInput, sample_frames
         from generator.video import VideoTooLarge, parameter_tags
+        from jobs.safety import STAGE_INPUT, STAGE_OUTPUT
 
         job = run.job
         try:
@@ -232,8 +233,8 @@ class JobExecution:
         """The image classifier's verdict on the input or the output, recorded on the job (its time apart from the
         GPU time of generation); an unsafe input raises ``UnsafeInput``. An unsafe video is finished as usual: the
         delivering side applies the server's policy (age-restricted channels only, as a spoiler, or nowhere)."""
-        from generator.safety import STAGE_INPUT, UnsafeInput
-        from jobs.safety import Verdict, record_verdict
+        from generator.safety import UnsafeInput
+        from jobs.safety import STAGE_INPUT, Verdict, record_verdict
 
         if self.safety is None:
             return

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from generator.model_download import fetch_pipeline
 from generator.model_files import looks_like_path
 
 FP16_VARIANT: str = "fp16"  # the hub repository's half-precision weight files
@@ -33,6 +34,17 @@ def route_library_logs() -> None:
         library.enable_propagation()
 
 
+def fetched_or_hub_id(repo_id: str, label: str) -> str:
+    """The local folder of hub repository ``repo_id``'s pipeline files, downloaded with its progress told
+    (:mod:`generator.model_download`); where that fails (no network with a cached copy, a repository laid out
+    otherwise) ``repo_id`` itself, which diffusers then loads (or refuses) its own way."""
+    try:
+        return fetch_pipeline(repo_id, label)
+    except Exception as exc:  # noqa: BLE001 - any hub or disk error: diffusers tries again and names its own
+        log.info("downloading %s (%s) ahead of loading failed; diffusers loads it itself: %s", label, repo_id, exc)
+        return repo_id
+
+
 def load_pretrained(pipeline_class: Any, model: str, dtype: torch.dtype | dict[str, torch.dtype], *, label: str,
                     setting: str, **kwargs: Any) -> Any:
     """``pipeline_class.from_pretrained`` from a local folder or a hub id (the fp16 weight files first where they
@@ -46,7 +58,7 @@ def load_pretrained(pipeline_class: Any, model: str, dtype: torch.dtype | dict[s
     elif looks_like_path(model):
         raise ModelLoadError(f"{setting} {model!r} looks like a folder but there is no such folder")
     else:
-        source = model
+        source = fetched_or_hub_id(model, label)
         variants = [FP16_VARIANT, None]
     last: Exception | None = None
     for variant in variants:

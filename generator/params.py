@@ -30,12 +30,6 @@ from generator.model_spaces import (
     space,
 )
 
-__all__ = [
-    "DEFAULT_MODEL", "DEFAULT_NEGATIVE_PROMPT", "DEFAULT_PRESET", "FPS_RANGE", "FRAMES_RANGE", "GUIDANCE_RANGE",
-    "MAX_PROMPT_CHARS", "PRESETS", "RESOLUTIONS", "SEED_RANGE", "SIZE_MULTIPLE_PX", "STEPS_RANGE", "GenerationParams",
-    "ParamError", "Preset", "Resolved", "normalize_model", "normalize_resolution", "random_seed", "resolve_params",
-    "resolve_request", "target_size",
-]
 
 # I2VGen-XL's space (the default model), under the names used before there was a choice; every model's own
 # space, and the union the front ends offer, are in generator.model_spaces.

@@ -46,13 +46,8 @@ from typing import IO, TYPE_CHECKING
 
 from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
 from generator.supervisor_state import (  # re-exported: callers import the state names from here
-    BACKOFF_INITIAL_S,
-    BACKOFF_MAX_S,
-    BACKOFF_RESET_AFTER_S,
     PHASE_BUSY,
     PHASE_CRASHED,
-    PHASE_IDLE,
-    PHASE_LOADING,
     PHASE_STARTING,
     PHASE_STOPPED,
     PHASE_STOPPING,
@@ -60,10 +55,9 @@ from generator.supervisor_state import (  # re-exported: callers import the stat
     READY_PHASES,
     RestartPolicy,
     SupervisorState,
-    next_backoff,
 )
 from generator.supervisor_store import read_row, record_failure, record_stopped, release_leases, rescue_own_host
-from generator.worker_child import CHILD_ENV_WITHHELD, WORKER_MODULE, child_env, spawn, terminate
+from generator.worker_child import child_env, spawn, terminate
 from generator.worker_settings import GRACE_S
 
 if TYPE_CHECKING:
@@ -71,10 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("generator.supervisor")
 
-__all__ = ["BACKOFF_INITIAL_S", "BACKOFF_MAX_S", "BACKOFF_RESET_AFTER_S", "CHILD_ENV_WITHHELD", "DEFAULT_STOP_GRACE_S",
-           "PHASE_BUSY", "PHASE_CRASHED", "PHASE_IDLE", "PHASE_LOADING", "PHASE_STARTING", "PHASE_STOPPED",
-           "PHASE_STOPPING", "PHASE_UNAVAILABLE", "WORKER_MODULE", "RestartPolicy", "SupervisorState",
-           "WorkerSupervisor", "main", "next_backoff"]
 
 DEFAULT_STOP_GRACE_S = GRACE_S  # seconds a running job may still take when stopping (I2V_GRACE_SECONDS)
 HANG_TIMEOUT_S = 180.0  # seconds without a heartbeat before a live child is killed; 0 disables the check

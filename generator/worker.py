@@ -18,9 +18,10 @@ and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
 denoising path). A watcher coroutine on the event loop writes it to the job at most once per
-``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease during long
-phases without steps (VAE decode, encoding), and polls the job's cancel flag every ``CANCEL_POLL_INTERVAL_S``. When
-the job was cancelled, or the write says the job is no longer ours, the generation stops at its next step.
+``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease
+during long phases without steps (VAE decode, encoding), and polls the job's cancel flag every
+``CANCEL_POLL_INTERVAL_S``. When the job was cancelled, or the write says the job is no longer ours, the generation
+stops at its next step.
 
 Faults. ``GenerationOutOfMemory``: retried once with ``low_memory=True`` (the job's ``error_detail`` records it);
 a second one fails the job with the generator's advice (lower resolution or frames) and the quota refunded; the
@@ -30,7 +31,8 @@ other exception in a job fails that job with a clear message and the detail, and
 
 Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can within ``I2V_GRACE_SECONDS``
 (estimated from its step times), else it is stopped at the next step and given back with ``release_job``
-(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second signal ends the grace period at once.
+(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second
+signal ends the grace period at once.
 
 Start failures (a bad setting, OUTPUT_DIR, the database, the model): one line, not a traceback, through
 :mod:`generator.startfailure` (to the supervisor's reason file, or the log), and an exit code the supervisor counts.
@@ -43,7 +45,7 @@ back), since such a call cannot be interrupted from Python.
 GPU-seconds are the wall time spent inside ``VideoBackend.generate`` for the job (both runs when it was retried in
 low-memory mode); encoding runs on the CPU and is not counted.
 
-Not done: batching several queued jobs of identical shape into one pipeline call (issue 4, item 4). It is off by
+Not done: batching several queued jobs of identical shape into one pipeline call. It is off by
 design until a GPU benchmark shows a gain; batching multiplies activation memory, and every job's progress, cancel
 and fencing would have to stay separate. The claim loop takes one job at a time.
 
@@ -74,34 +76,26 @@ from generator.heartbeat import HeartbeatThread
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
     ClaimedJob,
     FatalCudaError,
-    InputMissing,
-    JobRun,
     _exit_now,
-    is_fatal_cuda_error,
     run_in_daemon_thread,
 )
+from generator.model_download import reporting_downloads
 from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
-from generator.worker_settings import (  # re-exported too: callers import the settings from here
-    DEFAULT_MODEL,
+from generator.worker_settings import (
     DEFAULT_UPLOAD_LIMIT_BYTES,
     EXIT_CONFIG,
     EXIT_CUDA_ERROR,
     EXIT_DATABASE,
     EXIT_MODEL_LOAD,
     EXIT_OK,
-    EXIT_STALLED,
-    GRACE_S,
     LEASE_RENEW_FRACTION,
-    LEASE_S,
-    STALL_S,
     WORKER_STATE_CRASHED,
     WORKER_STATE_IDLE,
     WORKER_STATE_LOADING,
     WORKER_STATE_STOPPED,
     WORKER_STATE_STOPPING,
-    SettingsError,
     WorkerSettings,
 )
 
@@ -116,9 +110,6 @@ log = logging.getLogger("generator.worker")
 RUNNABLE_MODELS: tuple[str, ...] = tuple(BACKENDS)  # the model backends this worker runs (generator.models)
 PROG = "i2v-worker"  # how its one-line errors begin
 
-__all__ = ["DEFAULT_MODEL", "EXIT_CONFIG", "EXIT_CUDA_ERROR", "EXIT_STALLED", "GRACE_S", "LEASE_S", "STALL_S",
-           "ClaimedJob", "FatalCudaError", "InputMissing", "JobRun", "SettingsError", "WorkerProcess",
-           "WorkerSettings", "is_fatal_cuda_error", "main", "run_in_daemon_thread"]
 
 
 class WorkerProcess(JobExecution):
@@ -144,6 +135,7 @@ class WorkerProcess(JobExecution):
         # takes only their jobs. The one it holds is preferred by the claim (MODEL_AFFINITY_MAX_SKIPS).
         self.loadable: tuple[str, ...] = tuple(key for key in settings.models if key in RUNNABLE_MODELS)
         self.loaded_model: str | None = None
+        self._download_writes = asyncio.Lock()  # download progress rows in the order they were told
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -167,7 +159,7 @@ class WorkerProcess(JobExecution):
 
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
-        from jobs.db import make_engine, make_sessionmaker, migrate
+        from jobs.db import make_engine, make_sessionmaker, migrate, redacted_url
         from jobs.heartbeat import ProgressWriter
 
         loop = asyncio.get_running_loop()
@@ -177,7 +169,7 @@ class WorkerProcess(JobExecution):
         if self.faults.active:
             log.warning("TEST FAULT HOOKS ACTIVE: %s", self.faults)
         s = self.settings
-        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, _redact(s.database_url),
+        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, redacted_url(s.database_url),
                  s.output_dir)
         try:
             s.output_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +183,7 @@ class WorkerProcess(JobExecution):
         try:
             await migrate(s.database_url)
         except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
-            return report_start_failure(log, f"the database {_redact(s.database_url)} cannot be opened: "
+            return report_start_failure(log, f"the database {redacted_url(s.database_url)} cannot be opened: "
                                         f"{describe(exc)}", EXIT_DATABASE, error=exc)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
@@ -273,15 +265,37 @@ class WorkerProcess(JobExecution):
 
         source = self.settings.source_of(key)
         started = time.monotonic()
-        loading = run_in_daemon_thread(lambda: backend_class(key).load(source, device=self.settings.device),
-                                       name=f"model-load-{key}")
-        if not await self._until_stopped(loading):
-            return False
+        loop = asyncio.get_running_loop()
+
+        def told(done: int, total: int) -> None:  # on the loading thread: the write runs on the event loop
+            asyncio.run_coroutine_threadsafe(self._record_download(key, done, total), loop)
+
+        def load() -> VideoBackend:
+            with reporting_downloads(told):
+                return backend_class(key).load(source, device=self.settings.device)
+
+        loading = run_in_daemon_thread(load, name=f"model-load-{key}")
+        try:
+            if not await self._until_stopped(loading):
+                return False
+        finally:
+            await self._record_download(None, 0, 0)
         self.generator = loading.result()
         self.loaded_model = key
         log.info("model %s (%s) loaded on %s in %.1f s", key, source, self.generator.device_name,
                  time.monotonic() - started)
         return True
+
+    async def _record_download(self, key: str | None, done: int, total: int) -> None:
+        """Write the download under way of model ``key`` (None: none any more) to this worker's registry row."""
+        from jobs.workers import record_download
+
+        try:
+            async with self._download_writes, self._session() as session, session.begin():
+                await record_download(session, self.settings.worker_id, model=key, done_bytes=done,
+                                      total_bytes=total)
+        except Exception:  # progress is told on a best-effort basis; the load goes on
+            log.exception("could not record the download of %s", key)
 
     async def _unload_backend(self) -> None:
         """Give the model back completely: the pipeline, its hooks and the GPU's cached memory (its idle level)."""
@@ -481,16 +495,6 @@ class WorkerProcess(JobExecution):
             )
         log.info("claimed job %d (attempt %d)", claimed.id, claimed.attempt)
         return claimed
-
-
-def _redact(url: str) -> str:
-    """The database URL without its password, for logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "<unparseable DATABASE_URL>"
 
 
 def build_parser() -> argparse.ArgumentParser:

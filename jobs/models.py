@@ -553,3 +553,8 @@ class Worker(Base):
     """One line: why this worker's last start failed (the exception's message); cleared once it is idle."""
     unavailable_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
     """Set by its supervisor after repeated start failures (it then retries slowly); cleared once it is idle."""
+    download_model: Mapped[str | None] = mapped_column(String(32))
+    """The model key whose files it is downloading now (its first load of it); None while it downloads nothing."""
+    download_done_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    download_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    """Bytes of that download done and in all (the total grows while the hub announces further files)."""

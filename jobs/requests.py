@@ -2,11 +2,11 @@
 enqueue the job with its image stored and its quota reserved. Imports neither discord nor torch.
 
 ``check_image`` decodes the bytes for real (``generator.images.load_image``: format, truncation, bomb guard, size
-and aspect checks) and names them by SHA-256 (``check_upload`` runs it off the event loop); ``enqueue_request`` sizes the output from the image and the
-parameters (``generator.params``) and calls ``jobs.queue.enqueue_job`` in the caller's transaction, which applies
-the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every refusal is an exception
-whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``, ``RequestRefused``); the caller
-rolls its transaction back, so a refused request writes nothing.
+and aspect checks) and names them by SHA-256 (``check_upload`` runs it off the event loop); ``enqueue_request`` sizes
+the output from the image and the parameters (``generator.params``) and calls ``jobs.admission.enqueue_job`` in the caller's
+transaction, which applies the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every
+refusal is an exception whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``,
+``RequestRefused``); the caller rolls its transaction back, so a refused request writes nothing.
 
 While no worker can start, a request is still queued (it runs once a fixed worker is back, as after a pause) and
 ``availability_notice`` gives the sentence every front end adds to its "queued" answer.
@@ -28,6 +28,7 @@ from generator.params import GenerationParams, Resolved, resolve_request, target
 from jobs.blobs import MAX_INPUT_BLOB_BYTES
 from jobs.errors import InputGone
 from jobs.models import JobSource
+from jobs.stats import ModelDownload
 from jobs.workers import generation_unavailable, loadable_by_live_workers
 
 if TYPE_CHECKING:
@@ -43,6 +44,14 @@ UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason
                       "when a worker is back.")
 MODEL_UNAVAILABLE_NOTICE = ("⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
                             "stays queued and starts when a worker that can run it is back.")
+
+DOWNLOAD_NOTICE = ("⬇️ The {model} model is downloading for its first use: {progress}. This job starts once it has "
+                   "loaded.")
+
+
+def download_notice(download: ModelDownload) -> str:
+    """What a queued job of a model that a worker is downloading says instead of an estimate."""
+    return DOWNLOAD_NOTICE.format(model=display_name(download.model), progress=download.text())
 
 
 async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float,

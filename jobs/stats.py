@@ -33,7 +33,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Float, Select, case, cast, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.units import SECONDS_PER_DAY
+from config.units import BYTES_PER_GB, SECONDS_PER_DAY
 from jobs.control import is_paused
 from jobs.listings import (
     NO_PRESET,
@@ -83,6 +83,24 @@ class PeriodStats:
         return sum(self.by_state.values())
 
 
+@dataclass(frozen=True)
+class ModelDownload:
+    """A live worker's download of a model's files (its first load of that model)."""
+
+    model: str  # the model key
+    done_bytes: int
+    total_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes > 0 else 0.0
+
+    def text(self) -> str:
+        """``1.2 of 5.1 GB (24 %)``."""
+        return (f"{self.done_bytes / BYTES_PER_GB:.1f} of {self.total_bytes / BYTES_PER_GB:.1f} GB "
+                f"({self.fraction * 100:.0f} %)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerInfo:
     """One row of the worker registry, with whether its heartbeat is stale."""
@@ -101,6 +119,7 @@ class WorkerInfo:
     stale: bool
     failure_reason: str | None = None  # why its last start failed (one line); None once it is idle
     unavailable_since: datetime | None = None  # its supervisor gave up retrying fast at this time
+    download: ModelDownload | None = None  # the model download it has under way
     loadable_models: tuple[str, ...] = ()  # the model keys it may load
     loaded_model: str | None = None  # the one it holds now
     switches: int = 0  # model switches so far
@@ -250,6 +269,8 @@ async def worker_infos(
             stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
             failure_reason=worker.failure_reason,
             unavailable_since=worker.unavailable_since,
+            download=(ModelDownload(worker.download_model, worker.download_done_bytes or 0,
+                                    worker.download_total_bytes or 0) if worker.download_model else None),
             loadable_models=tuple(worker.loadable_models or ()),
             loaded_model=worker.loaded_model,
             switches=worker.switches or 0,

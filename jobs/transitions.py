@@ -123,12 +123,14 @@ class CancelOutcome(str, enum.Enum):
     REQUESTED = "requested"  # is running: flagged; the worker stops at its next step
     TOO_LATE = "too_late"  # already finished (or cancelled)
 
-    def sentence(self, job_id: int) -> str:
-        """What the requester is told, in Discord and on the web page."""
+    def sentence(self, job_id: int, *, owner: int | None = None) -> str:
+        """What the requester is told, in Discord and on the web page; with ``owner``, what an admin who cancelled
+        that user's job is told."""
+        whose = f"job #{job_id}" if owner is None else f"job #{job_id} of <@{owner}>"
         if self is CancelOutcome.CANCELLED:
-            return f"Cancelled job #{job_id} before it started; its quota was refunded."
+            return f"Cancelled {whose} before it started; its GPU time was refunded."
         if self is CancelOutcome.REQUESTED:
-            return f"Stopping job #{job_id}; you are charged only for the GPU time it already used."
+            return f"Stopping {whose}; it is charged only for the GPU time it already used."
         return f"Job #{job_id} has already finished; there is nothing to cancel."
 
 

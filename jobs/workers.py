@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from generator.startfailure import one_line
 from jobs.maintenance import rescue_workers
 from jobs.models import Worker, WorkerState, utcnow
-from jobs.stats import WorkerInfo, worker_infos
+from jobs.stats import ModelDownload, WorkerInfo, worker_infos
 
 WORKER_DEAD_AFTER_S = 15.0
 """Seconds without a heartbeat after which a worker counts as dead and its running job is requeued."""
@@ -160,6 +160,38 @@ async def record_switch(session: AsyncSession, worker_id: str, *, seconds: float
         .values(switches=Worker.switches + 1, switch_seconds=Worker.switch_seconds + seconds)
         .execution_options(synchronize_session=False)
     )
+
+
+async def record_download(session: AsyncSession, worker_id: str, *, model: str | None, done_bytes: int = 0,
+                          total_bytes: int = 0) -> None:
+    """This worker is downloading ``model``'s files: ``done_bytes`` of ``total_bytes`` so far; ``model`` None: the
+    download is over (finished or failed), and the row says nothing about one any more."""
+    if model is not None and (done_bytes < 0 or total_bytes < 0):
+        raise ValueError(f"download bytes must be >= 0, got {done_bytes!r} of {total_bytes!r}")
+    values = ({"download_model": None, "download_done_bytes": None, "download_total_bytes": None} if model is None
+              else {"download_model": model, "download_done_bytes": done_bytes, "download_total_bytes": total_bytes})
+    await session.execute(update(Worker).where(Worker.id == worker_id).values(**values)
+                          .execution_options(synchronize_session=False))
+
+
+async def model_downloads(session: AsyncSession, *, dead_after_s: float = WORKER_DEAD_AFTER_S,
+                          now: datetime | None = None) -> dict[str, ModelDownload]:
+    """The downloads live workers have under way, by model key (the furthest one where two workers fetch the same
+    model)."""
+    now = now or utcnow()
+    rows = (await session.execute(
+        select(Worker.download_model, Worker.download_done_bytes, Worker.download_total_bytes)
+        .where(Worker.download_model.is_not(None), Worker.state.in_(LIVE_STATES),
+               Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
+    )).all()
+    found: dict[str, ModelDownload] = {}
+    for model, done, total in rows:
+        if model is None:
+            continue
+        download = ModelDownload(model, done or 0, total or 0)
+        if model not in found or download.fraction > found[model].fraction:
+            found[model] = download
+    return found
 
 
 async def loadable_by_live_workers(session: AsyncSession, *, dead_after_s: float,

@@ -10,7 +10,7 @@ from dotenv import dotenv_values
 from bot.settings import BotSettings
 from config.catalog import SETTINGS
 from generator.performance import PerformanceOptions
-from generator.worker import WorkerSettings
+from generator.worker_settings import WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = REPO_ROOT / ".env.example"

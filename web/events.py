@@ -17,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from jobs.models import PENDING_STATUSES
+from jobs.models import PENDING_STATUSES, JobStatus
 from jobs.queue import find_job, queue_positions
+from jobs.workers import model_downloads
 from web.context import Sessions
 from web.render import job_json
 
@@ -32,7 +33,8 @@ StillSignedIn = Callable[[], Awaitable[bool]]
 
 
 def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
-    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"])
+    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"],
+            data["model_download"])
 
 
 async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
@@ -42,7 +44,9 @@ async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
         if job is None:
             return None
         place = (await queue_positions(session)).get(job_id) if job.status in PENDING_STATUSES else None
-        return job_json(job, position=place.position if place else None, eta_seconds=place.eta_seconds if place else None)
+        downloads = await model_downloads(session) if job.status == JobStatus.QUEUED else {}
+        return job_json(job, position=place.position if place else None,
+                        eta_seconds=place.eta_seconds if place else None, downloads=downloads)
 
 
 async def stream_job(request: web.Request, readers: Sessions, job_id: int, *, signed_in: StillSignedIn,

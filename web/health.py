@@ -16,8 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from generator.model_spaces import display_name
 from jobs.models import WorkerState, utcnow
-from jobs.stats import worker_infos
+from jobs.stats import ModelDownload, worker_infos
 from jobs.workers import unavailable_reason
 from web.cache import Cached
 from web.context import Sessions
@@ -44,6 +45,9 @@ async def health_report(readers: Sessions, *, dead_after: float, worker_problem:
     if detailed:
         return status, body
     public: dict[str, Any] = {"status": body["status"], "workers": len(body.get("workers", []))}
+    downloading = [w["downloading"] for w in body.get("workers", []) if "downloading" in w]
+    if downloading:  # names no worker or host: which model and how far, as a queued job's page says
+        public["downloading"] = downloading
     if status != 200:
         public["reason"] = body["reason"].split(":", 1)[0]
     return status, public
@@ -59,7 +63,8 @@ async def _health_report(readers: Sessions, *, dead_after: float,
         log.warning("health check: the database did not answer: %s", error)
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
     live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]
-    shown = [{"id": w.worker_id, "state": w.state.value, "job": w.current_job_id} for w in live]
+    shown = [{"id": w.worker_id, "state": w.state.value, "job": w.current_job_id}
+             | ({"downloading": download_line(w.download)} if w.download else {}) for w in live]
     problem = worker_problem() or unavailable_reason(workers, now=now, dead_after_s=dead_after)
     if problem:
         return 503, {"status": "unavailable", "reason": f"video generation is unavailable: {problem}",
@@ -68,6 +73,11 @@ async def _health_report(readers: Sessions, *, dead_after: float,
         return 503, {"status": "unavailable",
                      "reason": f"no worker is alive (none heartbeat in the last {dead_after:.0f} s)", "workers": []}
     return 200, {"status": "ok", "database": "ok", "workers": shown}
+
+
+def download_line(download: ModelDownload) -> str:
+    """``downloading model I2VGen-XL: 1.2 of 5.1 GB (24 %)``."""
+    return f"downloading model {display_name(download.model)}: {download.text()}"
 
 
 class Health:

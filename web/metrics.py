@@ -137,7 +137,7 @@ def metrics_handler(readers: Sessions, *, gateway_latency: Latency, loop_lag: Lo
             "i2v_event_loop_lag_seconds": loop_lag.last,
         }
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_SnapshotCollector(snapshot, extra))  # type: ignore[arg-type]
+        registry.register(_SnapshotCollector(snapshot, extra))
         registry.register(UPLOAD_RETRIES)
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

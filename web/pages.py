@@ -17,10 +17,9 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 
 from generator.images import ImageError
-from generator.model_spaces import SPACES, union_bounds
+from generator.model_spaces import DEFAULT_PRESET, SPACES, union_bounds
 from generator.params import (
     DEFAULT_NEGATIVE_PROMPT,
-    DEFAULT_PRESET,
     MAX_PROMPT_CHARS,
     SEED_RANGE,
     ParamError,
@@ -48,6 +47,7 @@ from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID, find_session
+from jobs.workers import model_downloads
 from web.auth import SESSION_COOKIE, USER, WebUser, error
 from web.context import PageContext
 from web.events import stream_job
@@ -222,7 +222,9 @@ class Pages:
         job = await self.job_or_404(request)
         async with self.ctx.readers() as session:
             place = await queue_position(session, job.id)
-        return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds))
+            downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
+        return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds,
+                                          downloads=downloads))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         user = _user(request)
@@ -371,7 +373,8 @@ class Pages:
             fresh = await find_job(session, job.id)
             notice = await availability_notice(session, own_problem=self.ctx.facts.worker_problem(),
                                                dead_after_s=self.config.worker_dead_after, model=job.model)
-        body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds)
+            downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
+        body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds, downloads=downloads)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:

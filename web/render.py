@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from generator.model_spaces import display_name
 from jobs.copies import output_filename
 from jobs.models import PENDING_STATUSES, Job, JobStatus
+from jobs.requests import download_notice
+from jobs.stats import ModelDownload
 
 DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
 
@@ -24,8 +27,13 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None) -> dict[str, Any]:
-    """Everything the page shows about one of the user's jobs."""
+def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
+             downloads: Mapping[str, ModelDownload] | None = None) -> dict[str, Any]:
+    """Everything the page shows about one of the user's jobs; a queued job whose model a worker is downloading
+    (``downloads``, by model key) says how far that is instead of an estimate."""
+    download = (downloads or {}).get(job.model) if job.status == JobStatus.QUEUED else None
+    if download is not None:
+        eta_seconds = None
     done = job.status == JobStatus.SUCCEEDED and job.withheld_at is None  # withheld: flagged unsafe, deleted
     name = output_filename(job.id, job.finished_at) if job.status == JobStatus.SUCCEEDED and job.finished_at else None
     return {
@@ -36,6 +44,7 @@ def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None
         "total": job.progress_total,
         "position": position,
         "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
+        "model_download": download_notice(download) if download is not None else None,
         "pending": job.status in PENDING_STATUSES,
         "cancel_requested": job.cancel_requested,
         "error": plain(job.error) if job.error else None,

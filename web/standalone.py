@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def embedded_supervisor(settings: Any) -> Any:
     """The ``generator.supervisor.WorkerSupervisor`` of the app's embedded worker, from a ``BotSettings``: its
     grace period (I2V_GRACE_SECONDS) and restart timings."""
-    from generator.supervisor import RestartPolicy, WorkerSupervisor
+    from generator.supervisor import WorkerSupervisor
+    from generator.supervisor_state import RestartPolicy
 
     policy = RestartPolicy(backoff_initial_s=settings.restart_backoff, backoff_max_s=settings.restart_backoff_max,
                            unavailable_after=settings.unavailable_after,
@@ -66,7 +67,7 @@ async def _maintain(settings: Any, sessions: Any) -> None:
         await asyncio.sleep(RESCUE_INTERVAL_S)
 
 
-async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
+async def serve_page_only(settings: Any, stop: asyncio.Event) -> None:
     """Serve the page (and run the embedded worker) until ``stop`` is set. Raises OSError when WEB_HOST:WEB_PORT
     cannot be bound."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)

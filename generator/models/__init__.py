@@ -23,7 +23,6 @@ from generator.model_spaces import I2VGENXL, LTXV, MODEL_KEYS, WAN22_5B
 if TYPE_CHECKING:
     from generator.models.base import VideoBackend
 
-__all__ = ["BACKENDS", "I2VGENXL", "LTXV", "WAN22_5B", "backend_class"]
 
 # key -> (module, class), in generator.model_spaces' order
 BACKENDS: dict[str, tuple[str, str]] = {

@@ -14,8 +14,10 @@ Wan 2.2 TI2V-5B (:func:`build_tiny_wan`): the 5B layout at toy widths: a 48-chan
 patch size 2 (spatial factor 16, temporal 4, so frames are 4k+1 and sizes multiples of 32), one transformer with
 ``expand_timesteps=True``, no image encoder, no second transformer, the flow-matching UniPC scheduler.
 
-LTX-Video (:func:`build_tiny_ltx`): a transformer of one block and a video VAE compressing 8x in time and space
-(frames 8k+1, as the real one), the flow-matching Euler scheduler.
+LTX-Video (:func:`build_tiny_ltx`): a transformer of one block and a video VAE compressing 8x in time and 32x in
+space (4x4 patches, then three halvings), as the real one: frames 8k+1, sides multiples of 32, and as many
+transformer tokens per frame as the real model has, so the real sizes run on a CPU. The flow-matching Euler
+scheduler.
 
 Both take a T5 encoder (:func:`build_tiny_t5`, 2 layers of width 32) and a word-level tokenizer whose vocabulary is
 written here (:func:`build_tiny_word_tokenizer`; unknown words map to ``<unk>``).
@@ -293,7 +295,7 @@ def build_tiny_ltx() -> LTXConditionPipeline:
             spatio_temporal_scaling=(True, True, True, False),
             decoder_spatio_temporal_scaling=(True, True, True, False),
             decoder_inject_noise=(False, False, False, False, False), upsample_residual=(False, False, False, False),
-            upsample_factor=(1, 1, 1, 1), timestep_conditioning=False, patch_size=1, patch_size_t=1,
+            upsample_factor=(1, 1, 1, 1), timestep_conditioning=False, patch_size=4, patch_size_t=1,
             encoder_causal=True, decoder_causal=False,
         )
         text_encoder = build_tiny_t5()

@@ -40,15 +40,15 @@ def _set_sources(old: tuple[str, ...], new: tuple[str, ...]) -> None:
         return
     sql = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").scalar()
     before, after = _sources_check(old), _sources_check(new)
-    if before not in sql:
+    if sql is None or before not in sql:
         raise RuntimeError(f"jobs table's source constraint is not {before!r}; cannot migrate")
-    version = bind.exec_driver_sql("PRAGMA schema_version").scalar()
+    version = int(bind.exec_driver_sql("PRAGMA schema_version").scalar_one())
     bind.exec_driver_sql("PRAGMA writable_schema = ON")
     try:
         bind.exec_driver_sql(
             "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'jobs'", (sql.replace(before, after),)
         )
-        bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+        bind.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
     finally:
         bind.exec_driver_sql("PRAGMA writable_schema = OFF")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import BotSettings, SettingsError
+from bot.settings import BotSettings
+from config.reader import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from generator.params import DEFAULT_PRESET, PRESETS
+from generator.model_spaces import DEFAULT_PRESET
+from generator.params import PRESETS
 from tests.bot.harness import (
     Answer,
     BotProcess,

@@ -12,9 +12,11 @@ from typing import Any
 
 from bot.monitor import JobMonitor
 from bot.status import post_status_message
+from generator.model_spaces import display_name
 from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker
 from jobs.queue import queue_position
+from jobs.workers import record_download, register_worker
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
 STATUS_MESSAGE_ID = 900
@@ -76,5 +78,46 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         assert passes == [1]
         assert len(channel.sent) == 1 and "position **1**" in channel.sent[0]
         assert channel.edits == []  # the pass saw the message as already showing this state
+    finally:
+        await engine.dispose()
+
+
+async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_estimate(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        channel = _Channel()
+        bot = SimpleNamespace(
+            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
+            settings=SimpleNamespace(status_edit_interval=0.0, poll_interval=1.0, worker_dead_after=15.0,
+                                     retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
+            get_partial_messageable=lambda channel_id, guild_id=None: channel,
+        )
+        monitor = JobMonitor(bot)  # type: ignore[arg-type]
+        bot.monitor = monitor
+        async with sessions.begin() as session:
+            job = await enqueue_job(session, new_job(5), GENEROUS, image=IMAGE)
+            await register_worker(session, "gpu-0", host="gpu-box", pid=4321, model="x", loadable_models=[job.model])
+            await record_download(session, "gpu-0", model=job.model, done_bytes=1_234_000_000,
+                                  total_bytes=5_100_000_000)
+        await post_status_message(bot, job, position=1, eta_seconds=90.0)  # type: ignore[arg-type]
+        assert "video expected" in channel.sent[0]
+
+        await monitor.tick()
+        shown = channel.edits[-1]
+        assert "⏳ Queued: position **1**." in shown and "video expected" not in shown
+        assert (f"⬇️ The {display_name(job.model)} model is downloading for its first use: 1.2 of 5.1 GB (24 %). "
+                "This job starts once it has loaded.") in shown
+
+        async with sessions.begin() as session:
+            await record_download(session, "gpu-0", model=job.model, done_bytes=2_600_000_000,
+                                  total_bytes=5_100_000_000)
+        await monitor.tick()
+        assert "2.6 of 5.1 GB (51 %)" in channel.edits[-1]
+
+        async with sessions.begin() as session:  # loaded: the download line goes
+            await record_download(session, "gpu-0", model=None)
+        await monitor.tick()
+        assert "downloading" not in channel.edits[-1] and "position **1**" in channel.edits[-1]
     finally:
         await engine.dispose()

@@ -3,8 +3,9 @@
 from .faults import Fault
 from .options import Option
 from .records import GatewayFrame, RecordedFile, RecordedRequest
-from .server import FakeDiscord, FakeTimeout
+from .server import FakeDiscord
 from .state import FakeAttachment, FakeGuild, FakeInteraction, FakeMember
+from .world import FakeTimeout
 
 __all__ = [
     "FakeAttachment",

@@ -13,7 +13,8 @@ import discord.http
 
 from bot.endpoints import apply_discord_endpoints
 
-from .server import DEFAULT_TIMEOUT_SECONDS, FakeDiscord
+from .server import FakeDiscord
+from .world import DEFAULT_TIMEOUT_SECONDS
 
 ClientT = TypeVar("ClientT", bound=discord.Client)
 

@@ -22,9 +22,6 @@ from .faults import Fault
 from .records import RecordedFile, RecordedRequest
 from .rest import JSON_CONTENT_TYPE, Body, FakeRest, HTTPError, json_response
 from .state import FakeInteraction
-from .world import DEFAULT_TIMEOUT_SECONDS, FakeTimeout
-
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "FakeDiscord", "FakeTimeout"]
 
 API_PREFIX = "/api/v10"
 DEFAULT_HOST = "127.0.0.1"

@@ -6,7 +6,8 @@ import pytest
 
 from tests.fakediscord.faults import Fault
 from tests.fakediscord.options import ATTACHMENT, CHANNEL, NUMBER, Option, build_options
-from tests.fakediscord.server import FakeDiscord, FakeTimeout
+from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.world import FakeTimeout
 
 SYNCED = {
     "name": "admin",

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from generator.faults import FaultPlan
-from generator.model_spaces import SPACES
-from generator.models import BACKENDS, I2VGENXL, LTXV, WAN22_5B, backend_class
+from generator.model_spaces import I2VGENXL, LTXV, SPACES, WAN22_5B
+from generator.models import BACKENDS, backend_class
 from generator.models.base import GenerationCancelled, GenerationOutOfMemory, VideoBackend
 from generator.models.tiny import UNK_TOKEN, build_tiny_word_tokenizer
 from generator.params import GenerationParams

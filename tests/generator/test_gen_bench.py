@@ -1,5 +1,5 @@
-"""bench/generate.py: the CPU smoke runs (tiny model, one path and all three), the full-size architecture's
-parameter counts and UNet FLOPs."""
+"""bench/generate.py: the CPU smoke runs (every backend's tiny model; I2VGen-XL's one path and all three), the
+full-size architectures' parameter counts and I2VGen-XL's UNet FLOPs."""
 
 from __future__ import annotations
 
@@ -26,13 +26,44 @@ def _bench(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Co
     env = {k: v for k, v in env.items() if not k.startswith("I2V_")}  # the "ours" path reads I2V_* settings
     env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, str(BENCH), *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "bench.generate", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_every_backend_runs_its_tiny_model_on_the_cpu(tmp_path: Path) -> None:
+    """``python -m bench.generate`` on the CPU: every backend at its quick preset's size (9 frames and 10 steps,
+    which every model accepts, to keep it short), timed."""
+    out = tmp_path / "models.json"
+    proc = _bench("--frames", "9", "--steps", "10", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert list(results) == ["i2vgenxl", "wan22-5b", "ltxv"]
+    sizes = {key: (r["width"], r["height"]) for key, r in results.items()}
+    assert sizes == {"i2vgenxl": (832, 512), "wan22-5b": (800, 480), "ltxv": (864, 512)}  # each model's quick size
+    for key, result in results.items():
+        assert (result["model_key"], result["device"], result["model"], result["preset"]) == (key, "cpu", "tiny",
+                                                                                               "quick")
+        assert (result["frames"], result["steps"]) == (9, 10)
+        assert 0 < result["s_per_step"] < result["denoise_s"] < result["s_per_video"]
+        assert 0 < result["decode_s"] < result["s_per_video"]
+        assert result["mp4_bytes"] > 0 and result["peak_gpu_gib"] is None and result["unet_flop_per_step"] > 0
+    assert results["ltxv"]["guidance"] == 1.0  # the distilled model's preset
+    for measure in ("s_per_step", "decode_s", "s_per_video", "peak_gpu_gib"):
+        assert measure in proc.stdout  # the side-by-side table
+
+
+def test_an_override_outside_a_models_space_is_refused(tmp_path: Path) -> None:
+    proc = _bench("--models", "ltxv", "--steps", "30")
+    assert proc.returncode == 2 and "steps 30 is not allowed" in proc.stderr and "LTX-Video" in proc.stderr
+    proc = _bench("--models", "wan22-5b,ltxv", "--all-paths")
+    assert proc.returncode == 2 and "use --models i2vgenxl" in proc.stderr
+    proc = _bench("--models", "svd")
+    assert proc.returncode == 2 and "unknown model 'svd'" in proc.stderr
 
 
 def test_cpu_smoke_run_reports_timings(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = _bench("--preset", "quick", "--resolution", SMALL_RESOLUTION, "--json", str(out))
+    proc = _bench("--models", "i2vgenxl", "--preset", "quick", "--resolution", SMALL_RESOLUTION, "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert (result["device"], result["model"], result["preset"]) == ("cpu", "tiny", "quick")
@@ -43,18 +74,20 @@ def test_cpu_smoke_run_reports_timings(tmp_path: Path) -> None:
     assert "s_per_step" in proc.stdout
 
 
-def test_full_size_architecture_has_the_released_parameter_counts() -> None:
-    proc = _bench("--count-only")
+def test_full_size_architectures_have_the_released_parameter_counts(tmp_path: Path) -> None:
+    out = tmp_path / "counts.json"
+    proc = _bench("--count-only", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
-    counts = {line.split(":")[0].strip(): int(line.split(":")[1].split("parameters")[0].replace(",", ""))
-              for line in proc.stdout.splitlines() if "parameters" in line}
-    assert counts == {
+    counts = json.loads(out.read_text())
+    assert counts["i2vgenxl"] == {
         "unet": 1_420_469_224,
         "image_encoder": 632_076_800,
         "text_encoder": 352_984_064,
         "vae": 83_653_863,
         "total": 2_489_183_951,
     }
+    assert counts["wan22-5b"]["transformer"] == 4_999_787_712 and counts["ltxv"]["transformer"] == 13_042_569_344
+    assert "13,042,569,344 parameters" in proc.stdout
 
 
 def _load_bench_module():  # type: ignore[no-untyped-def]
@@ -67,7 +100,8 @@ def _load_bench_module():  # type: ignore[no-untyped-def]
 
 def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     out = tmp_path / "all.json"
-    proc = _bench("--all-paths", "--preset", "quick", "--resolution", SMALL_RESOLUTION, "--steps", "10",
+    proc = _bench("--models", "i2vgenxl", "--all-paths", "--preset", "quick", "--resolution", SMALL_RESOLUTION,
+                  "--steps", "10",
                   "--peak-tflops", "100", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
@@ -103,14 +137,16 @@ def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
 
 def test_ours_path_reads_the_performance_settings(tmp_path: Path) -> None:
     out = tmp_path / "ours.json"
-    proc = _bench("--path", "ours", "--preset", "quick", "--resolution", SMALL_RESOLUTION, "--steps", "10",
+    proc = _bench("--models", "i2vgenxl", "--path", "ours", "--preset", "quick", "--resolution", SMALL_RESOLUTION,
+                  "--steps", "10",
                   "--json", str(out),
                   extra_env={"I2V_DECODE_CHUNK_SIZE": "2", "I2V_CHANNELS_LAST": "1", "I2V_DTYPE": "bf16"})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16"
     assert (result["options"]["decode_chunk_size"], result["options"]["channels_last"]) == (2, True)
-    bad = _bench("--path", "ours", "--preset", "quick", extra_env={"I2V_SDPA_BACKEND": "flash"})
+    bad = _bench("--models", "i2vgenxl", "--path", "ours", "--preset", "quick",
+                 extra_env={"I2V_SDPA_BACKEND": "flash"})
     assert bad.returncode != 0 and "I2V_SDPA_BACKEND=flash" in bad.stderr
 
 
@@ -131,5 +167,5 @@ def test_full_size_unet_flops_per_preset() -> None:
 
 
 def test_bad_peak_is_refused() -> None:
-    proc = _bench("--peak-tflops", "0", "--preset", "quick")
+    proc = _bench("--models", "i2vgenxl", "--peak-tflops", "0", "--preset", "quick")
     assert proc.returncode != 0 and "--peak-tflops" in proc.stderr

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from config.reader import SettingsError
 from generator.faults import FaultConfigError, FaultPlan
+from generator.jobrun import is_fatal_cuda_error
 from generator.startfailure import describe, read_exit_reason, report_start_failure
-from generator.supervisor import RestartPolicy, WorkerSupervisor, next_backoff
-from generator.worker import (
-    EXIT_CONFIG,
-    GRACE_S,
-    LEASE_S,
-    SettingsError,
-    WorkerSettings,
-    is_fatal_cuda_error,
-)
+from generator.supervisor import WorkerSupervisor
+from generator.supervisor_state import RestartPolicy, next_backoff
 from generator.worker_child import child_env
+from generator.worker_settings import EXIT_CONFIG, GRACE_S, LEASE_S, WorkerSettings
 from jobs.db import DEFAULT_DATABASE_URL
 from tests.worker.workerharness import REPO_ROOT
 

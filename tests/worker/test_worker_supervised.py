@@ -18,7 +18,7 @@ from pathlib import Path
 
 from generator.supervisor import WorkerSupervisor
 from generator.video import probe_mp4
-from generator.worker import EXIT_CUDA_ERROR, EXIT_STALLED
+from generator.worker_settings import EXIT_CUDA_ERROR, EXIT_STALLED
 from jobs.models import JobStatus, LedgerKind
 from tests.worker.workerharness import (
     FAST_ENV,

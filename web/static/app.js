@@ -138,7 +138,9 @@ function render(job) {
   const progress = $("job-progress");
   let text;
   if (job.status === "queued") {
-    text = job.position ? `Queued: position ${job.position}, ready in about ${seconds(job.eta_seconds)}.` : "Queued.";
+    if (job.model_download) text = job.position ? `Queued: position ${job.position}. ${job.model_download}` : `Queued. ${job.model_download}`;
+    else if (job.position && job.eta_seconds != null) text = `Queued: position ${job.position}, ready in about ${seconds(job.eta_seconds)}.`;
+    else text = job.position ? `Queued: position ${job.position}.` : "Queued.";
     progress.removeAttribute("value");
   } else if (job.status === "running") {
     text = job.phase === "denoising" ? `Step ${job.step}/${job.total} (denoising)` : `Running: ${job.phase}`;
