@@ -222,9 +222,9 @@ def interaction_origin(
 
 
 async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = None) -> str | None:
-    """The sentences telling a requester what their job waits for: a worker (video generation is unavailable) or
-    a resume (a pause holds it); None when nothing holds it (or it cannot be read: the job is queued either
-    way). Read once per request."""
+    """The sentences telling a requester what their job waits for: a worker (video generation is unavailable, or
+    no live worker may load ``model``) or a resume (a pause holds it); None when nothing holds it (or it cannot be
+    read: the job is queued either way). Read once per request."""
     try:
         async with bot.readers() as session:
             state = await pause_state(session, guild_id)

@@ -113,7 +113,7 @@ class SafetyChecker:
         from transformers import pipeline
 
         classifier = pipeline("image-classification", model=model, device=torch_device)
-        labels = set(classifier.model.config.id2label.values())
+        labels = set((classifier.model.config.id2label or {}).values())
         if unsafe_label not in labels:
             raise ValueError(f"SAFETY_UNSAFE_LABEL={unsafe_label!r} is not a label of {model} ({sorted(labels)})")
         return cls({STAGE_INPUT: classifier, STAGE_OUTPUT: classifier}, name=model, threshold=threshold,

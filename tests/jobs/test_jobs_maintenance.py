@@ -121,7 +121,7 @@ async def test_host_rescue_requeues_only_dead_pids_of_this_host(db_sessionmaker:
     assert worker is not None and worker.state == WorkerState.CRASHED
 
 
-async def test_queue_positions_come_from_two_statements_whatever_the_length(
+async def test_queue_positions_come_from_three_statements_whatever_the_length(
     db_engine: AsyncEngine, db_sessionmaker: Sessions,
 ) -> None:
     t0 = utcnow()
@@ -141,7 +141,7 @@ async def test_queue_positions_come_from_two_statements_whatever_the_length(
             places = await queue_positions(s, now=t0)
     finally:
         event.remove(db_engine.sync_engine, "before_cursor_execute", count)
-    assert len([x for x in statements if x.lstrip().upper().startswith("SELECT")]) == 2
+    assert len([x for x in statements if x.lstrip().upper().startswith("SELECT")]) == 3  # queued, running, workers
     assert places[running.id].position == 0
     queued = sorted((p.position, job_id) for job_id, p in places.items() if p.position)
     assert [pos for pos, _ in queued] == list(range(1, 12))
