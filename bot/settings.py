@@ -20,7 +20,6 @@ from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
 from generator.model_spaces import enabled_models
 from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
 
-
 DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
 DEFAULT_DATA_DIR = default_text("DATA_DIR")
 DEFAULT_MODEL = default_text("I2V_MODEL")
