@@ -1,9 +1,9 @@
 """Job-store throughput: enqueue + claim + 50 progress writes + finish, as jobs per second.
 
 Each job is 53 separate transactions, exactly as the bot and a worker issue them (enqueue with quota
-reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement). ``--workers`` runs that
-many worker loops at once, each on its own engine, in this one process (one event loop, one core);
-``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
+reservation; claim; 50 fenced progress/heartbeat writes through a ``ProgressWriter``; finish with settlement).
+``--workers`` runs that many worker loops at once, each on its own engine, in this one process (one event loop, one
+core); ``--processes`` runs that many worker loops in separate processes, as the product scales out (one worker
 process per GPU), and reports the wall time from the common start to the last finish. SQLite: still one
 writer at a time.
 
@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import driver_floor
-from generator.params import GenerationParams
+from generator.params import STEPS_RANGE, GenerationParams
 from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
 from jobs.progress import ProgressWriter
@@ -84,10 +84,12 @@ class Result:
 
 
 def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
+    """A job whose steps are ``steps`` where I2VGen-XL takes that many (the progress writes need not match)."""
+    steps = min(max(steps, STEPS_RANGE[0]), STEPS_RANGE[1])
     return NewJob(
         user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH,
         params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
-            steps=steps, guidance=9.0, seed=seed), width=512, height=512,
+                                steps=steps, guidance=9.0, seed=seed), width=512, height=512,
         input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
     )
 

@@ -4,7 +4,7 @@ Each change is audited in the same transaction as the change itself, with its sc
 bot-wide actions, ``server`` for an action on one server), so the log cannot miss or invent an action.
 
 Bans (``jobs.control.ban_and_settle``, the operator's, shared with the web console): the user's new requests
-are refused with the reason (``jobs.queue.enqueue_job``); their queued jobs are cancelled and refunded at once; a
+are refused with the reason (``jobs.admission.enqueue_job``); their queued jobs are cancelled and refunded at once; a
 running job is left to finish and is delivered, but it is not retried: if its worker dies, the lease rescue fails
 it (refunded) instead of putting it back in the queue. A server's own ban is ``jobs.control.ban_from_guild``.
 """

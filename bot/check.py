@@ -2,8 +2,8 @@
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
 Alembic migration state: at head, behind, ahead or not created), every enabled model's config files from its own
-setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and LOG_FILE's folder exist or
-can be created and can be written, and that the application commands keep Discord's limits
+setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and
+LOG_FILE's folder exist or can be created and can be written, and that the application commands keep Discord's limits
 (:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord); it warns when the
 page listens beyond this machine without WEB_PUBLIC_URL. Each problem and each warning is one line on stderr; what
 is fine is one line each on stdout. Exit status 0 when nothing is wrong, 2 otherwise. Nothing
@@ -26,7 +26,7 @@ from bot.settings import BotSettings
 from config.reader import EXIT_BAD_SETTINGS, read_all
 from generator.model_files import check_model_source
 from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models
-from jobs.db import alembic_config, make_engine
+from jobs.db import alembic_config, make_engine, redacted_url
 from web.config import is_loopback
 
 DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
@@ -71,12 +71,6 @@ async def check_models(values: Mapping[str, Any], bad: set[str], report: CheckRe
             report.fine.append(f"{each.display_name}: {setting}={source}: its config files are usable")
         if not tiny:
             report.fine.append(f"{each.display_name} needs GPU memory: {each.gpu_memory}")
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -130,7 +124,7 @@ async def database_state(url: str) -> tuple[str, str]:
 
 
 async def check_database(url: str, report: CheckReport) -> None:
-    shown = _redact(url)
+    shown = redacted_url(url)
     try:
         state, detail = await asyncio.wait_for(database_state(url), DATABASE_TIMEOUT_S)
     except TimeoutError:

@@ -58,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run_web_only(settings: object) -> None:
     """Serve the web page and run the embedded worker until SIGTERM or SIGINT (no Discord client)."""
-    from web.standalone import run_web_only as serve
+    from web.standalone import serve_page_only
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    await serve_page_only(settings, stop)
 
 
 def main_web_only(settings: object) -> int:

@@ -125,7 +125,7 @@ def notice_view(job_id: int) -> discord.ui.View:
 
 def queue_listing_view(job_ids: list[int], page: int, pages: int, *, bot_wide: bool) -> discord.ui.View:
     """A queue listing's buttons: Cancel #N per job (five a row), then Previous / Refresh / Next."""
-    buttons: list[discord.ui.Button[discord.ui.View]] = [
+    buttons: list[discord.ui.Item[discord.ui.View]] = [
         discord.ui.Button(label=f"Cancel #{job_id}", style=discord.ButtonStyle.danger,
                           custom_id=f"{ADMIN_PREFIX}:cancel:{job_id}", row=index // CANCEL_BUTTONS_PER_ROW)
         for index, job_id in enumerate(job_ids)

@@ -1,9 +1,9 @@
 """``python -m bot backup DEST``, ``prune`` and ``web-link``: one-shot maintenance, safe while the bot runs.
 
-``backup``: an online copy of the SQLite job store (:func:`jobs.db.backup_sqlite`); for PostgreSQL it says to use pg_dump and
-exits with :data:`EXIT_FAILED`. ``prune``: one maintenance pass (:func:`jobs.maintenance.maintain`, as the bot runs
-every few seconds with retention every RETENTION_INTERVAL_SECONDS): dead workers' jobs requeued, and the stored bytes
-and disk copies of jobs past RETENTION_DAYS removed; then it prints what went.
+``backup``: an online copy of the SQLite job store (:func:`jobs.db.backup_sqlite`); for PostgreSQL it says to use
+pg_dump and exits with :data:`EXIT_FAILED`. ``prune``: one maintenance pass (:func:`jobs.maintenance.maintain`, as the
+bot runs every few seconds with retention every RETENTION_INTERVAL_SECONDS): dead workers' jobs requeued, and the stored
+bytes and disk copies of jobs past RETENTION_DAYS removed; then it prints what went.
 ``web-link``: a fresh operator sign-in link for the web page (:func:`web.auth.operator_link`).
 """
 

@@ -432,8 +432,8 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
             lines.append(
                 f"{timing.preset}: wait mean {format_duration(timing.wait.mean_seconds)}, "
                 f"p95 {format_duration(timing.wait.p95_seconds)}; generation mean "
-                f"{format_duration(timing.generation.mean_seconds)}, p95 {format_duration(timing.generation.p95_seconds)}"
-                f" ({timing.generation.count} done)"
+                f"{format_duration(timing.generation.mean_seconds)}, "
+                f"p95 {format_duration(timing.generation.p95_seconds)} ({timing.generation.count} done)"
             )
         if period.failures:
             lines.append(

@@ -3,7 +3,7 @@ Re-roll and Vary. Check, download, enqueue, tell the user; and cancel.
 
 The steps shared with the web page live in ``jobs.requests``: decode and check the image off the event loop
 (``check_upload``: real decode, bomb guard), then enqueue with the input image stored and the quota reserved in
-one transaction (``enqueue_request``, over ``jobs.queue.enqueue_job``, which applies the server's caps, pauses,
+one transaction (``enqueue_request``, over ``jobs.admission.enqueue_job``, which applies the server's caps, pauses,
 bans and quotas). Any refusal rolls that transaction back, so a refused request leaves nothing behind and costs
 nothing. The Discord side adds the image download from Discord's attachment hosts (byte cap, same-origin
 redirects only), the status message in the channel and the ephemeral answer.
@@ -222,9 +222,9 @@ def interaction_origin(
 
 
 async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = None) -> str | None:
-    """The sentences telling a requester what their job waits for: a worker (video generation is unavailable) or
-    a resume (a pause holds it); None when nothing holds it (or it cannot be read: the job is queued either
-    way). Read once per request."""
+    """The sentences telling a requester what their job waits for: a worker (video generation is unavailable, or
+    no live worker may load ``model``) or a resume (a pause holds it); None when nothing holds it (or it cannot be
+    read: the job is queued either way). Read once per request."""
     try:
         async with bot.readers() as session:
             state = await pause_state(session, guild_id)

@@ -1,6 +1,7 @@
 """Read settings from ``.env`` and the environment, the same way in every process.
 
-``environment()`` merges the working directory's ``.env`` (read once) under ``os.environ`` (set variables win); ``read()`` parses the named settings by their declaration in :mod:`config.catalog` and raises
+``environment()`` merges the working directory's ``.env`` (read once) under ``os.environ`` (set variables win);
+``read()`` parses the named settings by their declaration in :mod:`config.catalog` and raises
 :class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the ``check`` command).
 An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is wrong>``; commands
 print it and exit with :data:`EXIT_BAD_SETTINGS`.

@@ -29,8 +29,9 @@ Variables (all optional; unset or empty means "off"):
 - ``I2V_FAULT_JOB_IDS`` (comma-separated job ids): limit the OOM, CUDA and hang faults to these jobs; unset = every
   job.
 
-``I2V_FAULT_OOM_AT_STEP``, ``I2V_FAULT_CUDA_AT_STEP``, ``I2V_FAULT_HANG_AT_STEP`` and ``I2V_FAULT_FREEZE_AT_STEP`` take either one step for every
-job (``3``) or steps per job (``7:2,9:4``: job 7 at step 2, job 9 at step 4; other jobs get none).
+``I2V_FAULT_OOM_AT_STEP``, ``I2V_FAULT_CUDA_AT_STEP``, ``I2V_FAULT_HANG_AT_STEP`` and ``I2V_FAULT_FREEZE_AT_STEP`` take
+either one step for every job (``3``) or steps per job (``7:2,9:4``: job 7 at step 2, job 9 at step 4; other jobs get
+none).
 
 This module imports no torch at import time; :meth:`FaultPlan.on_step` imports it only when it has to raise.
 """

@@ -18,9 +18,10 @@ and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
 denoising path). A watcher coroutine on the event loop writes it to the job at most once per
-``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease during long
-phases without steps (VAE decode, encoding), and polls the job's cancel flag every ``CANCEL_POLL_INTERVAL_S``. When
-the job was cancelled, or the write says the job is no longer ours, the generation stops at its next step.
+``I2V_PROGRESS_INTERVAL_S`` (each write renews the lease and is fenced by job, attempt and worker), renews the lease
+during long phases without steps (VAE decode, encoding), and polls the job's cancel flag every
+``CANCEL_POLL_INTERVAL_S``. When the job was cancelled, or the write says the job is no longer ours, the generation
+stops at its next step.
 
 Faults. ``GenerationOutOfMemory``: retried once with ``low_memory=True`` (the job's ``error_detail`` records it);
 a second one fails the job with the generator's advice (lower resolution or frames) and the quota refunded; the
@@ -30,7 +31,8 @@ other exception in a job fails that job with a clear message and the detail, and
 
 Shutdown. SIGTERM or SIGINT: stop claiming; the current job may finish if it can within ``I2V_GRACE_SECONDS``
 (estimated from its step times), else it is stopped at the next step and given back with ``release_job``
-(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second signal ends the grace period at once.
+(queued again, uncharged; the give-back is counted in ``releases``, not against ``max_attempts``); then exit 0. A second
+signal ends the grace period at once.
 
 Start failures (a bad setting, OUTPUT_DIR, the database, the model): one line, not a traceback, through
 :mod:`generator.startfailure` (to the supervisor's reason file, or the log), and an exit code the supervisor counts.
@@ -165,7 +167,7 @@ class WorkerProcess:
 
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
-        from jobs.db import make_engine, make_sessionmaker, migrate
+        from jobs.db import make_engine, make_sessionmaker, migrate, redacted_url
         from jobs.progress import ProgressWriter
 
         loop = asyncio.get_running_loop()
@@ -175,7 +177,7 @@ class WorkerProcess:
         if self.faults.active:
             log.warning("TEST FAULT HOOKS ACTIVE: %s", self.faults)
         s = self.settings
-        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, _redact(s.database_url),
+        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, redacted_url(s.database_url),
                  s.output_dir)
         try:
             s.output_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +191,7 @@ class WorkerProcess:
         try:
             await migrate(s.database_url)
         except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
-            return report_start_failure(log, f"the database {_redact(s.database_url)} cannot be opened: "
+            return report_start_failure(log, f"the database {redacted_url(s.database_url)} cannot be opened: "
                                         f"{describe(exc)}", EXIT_DATABASE, error=exc)
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
@@ -505,16 +507,6 @@ class WorkerProcess:
             )
         log.info("claimed job %d (attempt %d)", claimed.id, claimed.attempt)
         return claimed
-
-
-def _redact(url: str) -> str:
-    """The database URL without its password, for logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "<unparseable DATABASE_URL>"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,2 @@
-"""The shared job store: SQLAlchemy models, engines, and plain queue and quota functions. Imports neither discord nor torch."""
+"""The shared job store: SQLAlchemy models, engines, and plain queue and quota functions. Imports neither discord nor
+torch."""

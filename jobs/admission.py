@@ -326,7 +326,9 @@ async def enqueue_job(
     ``None`` reuses the image already stored under that hash (re-roll, vary) and raises ``InputGone`` when it is
     no longer kept. A pause does not refuse: the job is queued and waits (``jobs.transitions.claimable``). Raises a
     ``jobs.errors.RequestRefused`` subclass (nothing written) when a guild cap is exceeded, the user is banned
-    (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image over the cap.
+    (bot-wide or from this server), the prompt holds a blocked term (``PromptBlocked``), has too many pending jobs, the
+    queue is full, or the cost does not fit in the user's rolling 24 h budget; ``jobs.blobs.BlobTooLarge`` for an image
+    over the cap.
     """
     if not isinstance(new, NewJob):
         raise TypeError(f"enqueue_job needs a NewJob, got {type(new).__name__}")

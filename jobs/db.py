@@ -42,6 +42,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
+def redacted_url(url: str) -> str:
+    """The database URL without its password, for logs and reports."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a line shown to a person; any parse error means it is unreadable
+        return "<unparseable DATABASE_URL>"
+
+
 def normalize_url(url: str) -> str:
     """Map plain ``sqlite://`` / ``postgresql://`` URLs to their async drivers; refuse anything else."""
     if not isinstance(url, str) or not url.strip():

@@ -140,7 +140,7 @@ class QueuePage(_Paged):
 
 
 def _claim_order_position() -> Over[int]:
-    """``row_number()`` over the queued jobs in the order ``jobs.queue.claim_next_job`` claims them."""
+    """``row_number()`` over the queued jobs in the order ``jobs.transitions.claim_next_job`` claims them."""
     return func.row_number().over(order_by=CLAIM_ORDER)
 
 

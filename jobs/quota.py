@@ -1,8 +1,8 @@
 """GPU-seconds quotas: effective limits, status, the ledger, and the admin's limit/tier/ban tools.
 
 A job's cost is estimated at enqueue (``jobs.admission.estimate_cost``, linear in pixels x frames x steps plus a
-fixed overhead, calibrated from recently measured jobs by ``jobs.admission.calibrate``) and reserved with the job; on success
-the reservation is released and the measured GPU-seconds charged; failures are refunded; a running job
+fixed overhead, calibrated from recently measured jobs by ``jobs.admission.calibrate``) and reserved with the job; on
+success the reservation is released and the measured GPU-seconds charged; failures are refunded; a running job
 that is cancelled is charged the time it used. The budget is a rolling 24-hour window over charges.
 """
 

@@ -2,11 +2,11 @@
 enqueue the job with its image stored and its quota reserved. Imports neither discord nor torch.
 
 ``check_image`` decodes the bytes for real (``generator.images.load_image``: format, truncation, bomb guard, size
-and aspect checks) and names them by SHA-256 (``check_upload`` runs it off the event loop); ``enqueue_request`` sizes the output from the image and the
-parameters (``generator.params``) and calls ``jobs.queue.enqueue_job`` in the caller's transaction, which applies
-the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every refusal is an exception
-whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``, ``RequestRefused``); the caller
-rolls its transaction back, so a refused request writes nothing.
+and aspect checks) and names them by SHA-256 (``check_upload`` runs it off the event loop); ``enqueue_request`` sizes
+the output from the image and the parameters (``generator.params``) and calls ``jobs.admission.enqueue_job`` in the caller's
+transaction, which applies the pause switches, bans, the pending cap, the queue cap and the 24-hour budget. Every
+refusal is an exception whose ``str()`` is the message shown to the user (``ImageError``, ``ParamError``,
+``RequestRefused``); the caller rolls its transaction back, so a refused request writes nothing.
 
 While no worker can start, a request is still queued (it runs once a fixed worker is back, as after a pause) and
 ``availability_notice`` gives the sentence every front end adds to its "queued" answer.

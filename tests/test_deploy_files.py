@@ -1,5 +1,5 @@
-"""The deployment files (Dockerfile, compose.yaml, deploy/compose.*.yaml, deploy/systemd/*.service) cannot be built or started
-here, so they are checked for what can go wrong without running them: each parses; every environment variable
+"""The deployment files (Dockerfile, compose.yaml, deploy/compose.*.yaml, deploy/systemd/*.service) cannot be built or
+started here, so they are checked for what can go wrong without running them: each parses; every environment variable
 they set for our program is a declared setting (config.catalog) or a
 variable of the named library that reads it; every module they run exists and can be run with ``-m``; every
 path they copy exists; volumes, GPUs, users and back ends are what docs/deploy.md says."""

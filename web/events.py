@@ -33,7 +33,8 @@ StillSignedIn = Callable[[], Awaitable[bool]]
 
 
 def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
-    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"], data["download"])
+    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"],
+            data["model_download"])
 
 
 async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None
         "total": job.progress_total,
         "position": position,
         "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
-        "download": download_notice(download) if download is not None else None,
+        "model_download": download_notice(download) if download is not None else None,
         "pending": job.status in PENDING_STATUSES,
         "cancel_requested": job.cancel_requested,
         "error": plain(job.error) if job.error else None,

@@ -67,7 +67,7 @@ async def _maintain(settings: Any, sessions: Any) -> None:
         await asyncio.sleep(RESCUE_INTERVAL_S)
 
 
-async def run_web_only(settings: Any, stop: asyncio.Event) -> None:
+async def serve_page_only(settings: Any, stop: asyncio.Event) -> None:
     """Serve the page (and run the embedded worker) until ``stop`` is set. Raises OSError when WEB_HOST:WEB_PORT
     cannot be bound."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,12 @@ bar), the rate-limited callback, a log line each tenth, and which files of a dif
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +20,9 @@ from generator.model_download import (
     reporting_downloads,
     weight_files,
 )
+from tests.generator.hubserver import Hub, serving
 
+ROOT = Path(__file__).resolve().parents[2]
 GB = 1000**3
 CHUNK = 50_000_000  # bytes per update(), as one HTTP chunk batch
 
@@ -140,3 +147,51 @@ def test_the_files_fetched_are_what_the_pipeline_loads_fp16_where_there() -> Non
         "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
     ])
     assert weight_files(["a/model.bin", "a/config.json"]) == ["a/model.bin"]  # no safetensors: the .bin
+
+
+FETCH_SCRIPT = """
+import json, logging, sys
+from generator.model_download import fetch_pipeline, reporting_downloads
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+reports = []
+with reporting_downloads(lambda done, total: reports.append([done, total])):
+    folder = fetch_pipeline(sys.argv[1], "Tiny")
+print(json.dumps({"folder": folder, "reports": reports}))
+"""
+
+
+def test_snapshot_download_from_a_local_hub_feeds_the_bar(tmp_path: Path) -> None:
+    """The real ``snapshot_download`` against a local stand-in of the hub (``HF_ENDPOINT``): only the files the
+    pipeline loads are fetched, and the callback hears the bytes of exactly those, ending at the total; a second
+    start finds them in the cache and fetches and reports nothing."""
+    weight = 3_000_000
+    files = {
+        "model_index.json": json.dumps({"_class_name": "P", "unet": ["diffusers", "U"],
+                                        "text_encoder": ["transformers", "T"]}).encode(),
+        "unet/config.json": b"{\"in_channels\": 4}",
+        "unet/diffusion_pytorch_model.fp16.safetensors": bytes(weight),
+        "unet/diffusion_pytorch_model.safetensors": bytes(2 * weight),
+        "text_encoder/config.json": b"{}",
+        "text_encoder/model.safetensors": b"\x01" * weight,
+        "original_checkpoint.pth": bytes(4 * weight),
+    }
+    wanted = {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+              "text_encoder/config.json", "text_encoder/model.safetensors"}
+    with serving(Hub("org/tiny-i2v", files)) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+        env.pop("HF_HUB_CACHE", None)
+        done = subprocess.run([sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        again = subprocess.run([sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"], env=env, capture_output=True,
+                               text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"folder": json.loads(done.stdout)["folder"], "reports": []}  # cached
+    out = json.loads(done.stdout)
+    folder = Path(out["folder"])
+    assert {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} == wanted
+    assert set(hub.fetched) == wanted and len(hub.fetched) == len(wanted)  # each once, over both starts
+    total = sum(len(files[f]) for f in wanted - {"model_index.json"})
+    assert out["reports"] and out["reports"][-1] == [total, total]
+    assert "generator.download downloading Tiny: 0.0 of 0.0 GB (100 %)" in done.stderr

@@ -26,17 +26,17 @@ LEASE = 600.0  # long: these tests are about heartbeats, not leases
 DEAD_AFTER = 15.0
 
 
-async def _enqueue(sessions: Sessions, user_id: int = 1, **kw) -> int:  # type: ignore[no-untyped-def]
+async def _enqueue(sessions: Sessions, user_id: int = 1, **kw) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, **kw), GENEROUS, image=IMAGE)).id
 
 
-async def _register(sessions: Sessions, worker_id: str, pid: int, host: str = "gpu-a", now=None) -> list[int]:  # type: ignore[no-untyped-def]
+async def _register(sessions: Sessions, worker_id: str, pid: int, host: str = "gpu-a", now=None) -> list[int]:
     async with sessions() as s, s.begin():
         return await register_worker(s, worker_id, host=host, pid=pid, model="tiny", now=now)
 
 
-async def _claim(sessions: Sessions, worker_id: str, now=None) -> Job:  # type: ignore[no-untyped-def]
+async def _claim(sessions: Sessions, worker_id: str, now=None) -> Job:
     async with sessions() as s, s.begin():
         job = await claim_next_job(s, worker_id, lease_seconds=LEASE, now=now)
     assert job is not None
@@ -121,7 +121,7 @@ async def test_host_rescue_requeues_only_dead_pids_of_this_host(db_sessionmaker:
     assert worker is not None and worker.state == WorkerState.CRASHED
 
 
-async def test_queue_positions_come_from_two_statements_whatever_the_length(
+async def test_queue_positions_come_from_three_statements_whatever_the_length(
     db_engine: AsyncEngine, db_sessionmaker: Sessions,
 ) -> None:
     t0 = utcnow()
@@ -132,7 +132,7 @@ async def test_queue_positions_come_from_two_statements_whatever_the_length(
     running = await _claim(db_sessionmaker, "w1", now=t0)
     statements: list[str] = []
 
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+    def count(conn, cursor, statement, *args):
         statements.append(statement)
 
     event.listen(db_engine.sync_engine, "before_cursor_execute", count)
@@ -141,7 +141,7 @@ async def test_queue_positions_come_from_two_statements_whatever_the_length(
             places = await queue_positions(s, now=t0)
     finally:
         event.remove(db_engine.sync_engine, "before_cursor_execute", count)
-    assert len([x for x in statements if x.lstrip().upper().startswith("SELECT")]) == 2
+    assert len([x for x in statements if x.lstrip().upper().startswith("SELECT")]) == 3  # queued, running, workers
     assert places[running.id].position == 0
     queued = sorted((p.position, job_id) for job_id, p in places.items() if p.position)
     assert [pos for pos, _ in queued] == list(range(1, 12))

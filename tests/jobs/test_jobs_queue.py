@@ -37,12 +37,12 @@ W = "w1"
 """The worker id ``_claim`` claims with unless told otherwise."""
 
 
-async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = GENEROUS, **kw) -> int:  # type: ignore[no-untyped-def]
+async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = GENEROUS, **kw) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, **kw), policy, image=IMAGE)).id
 
 
-async def _claim(sessions: Sessions, worker: str = "w1", **kw) -> Job | None:  # type: ignore[no-untyped-def]
+async def _claim(sessions: Sessions, worker: str = "w1", **kw) -> Job | None:
     async with sessions() as s, s.begin():
         return await claim_next_job(s, worker, lease_seconds=kw.pop("lease", LEASE), **kw)
 

@@ -4,10 +4,10 @@ at start (no operator id is configured: the local operator account); the plain H
 ``python -m bot web-link``.
 
 One app for the module, and the run's one browser (tests/web/conftest.py). The flow: pause from the console, upload
-the sample image, choose quick, Generate, see the queue position, resume, see the denoising steps change, play the finished video and decode the
-MP4 the <video> element loaded; /healthz and /metrics scraped around it; Vary it (a changed parameter, the same
-image), Re-roll and Same again. Also a refused image, a forged cross-site POST, the gallery's delete, screenshots
-for the README.
+the sample image, choose quick, Generate, see the queue position, resume, see the denoising steps change, play the
+finished video and decode the MP4 the <video> element loaded; /healthz and /metrics scraped around it; Vary it (a
+changed parameter, the same image), Re-roll and Same again. Also a refused image, a forged cross-site POST, the
+gallery's delete, screenshots for the README.
 """
 
 from __future__ import annotations

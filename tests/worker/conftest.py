@@ -12,7 +12,8 @@ from tests.worker.workerharness import WorkerPool
 
 @pytest.fixture
 def worker_pool(tmp_path: Path) -> Iterator[WorkerPool]:
-    """Start workers with ``worker_pool.start(env, *args)``; any still running at the end is killed and fails the test."""
+    """Start workers with ``worker_pool.start(env, *args)``; any still running at the end is killed and fails the
+    test."""
     pool = WorkerPool(tmp_path / "logs")
     yield pool
     leftovers = pool.cleanup()

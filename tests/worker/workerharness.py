@@ -1,6 +1,6 @@
 """Helpers for the worker tests: enqueue real jobs, start real worker processes, read the database back.
 
-Everything here is real: the jobs go through ``jobs.queue.enqueue_job`` (quota reserved), the workers are
+Everything here is real: the jobs go through ``jobs.admission.enqueue_job`` (quota reserved), the workers are
 ``python -m generator.worker`` processes on the tiny model, and the checks read the same database file.
 """
 

@@ -138,7 +138,7 @@ function render(job) {
   const progress = $("job-progress");
   let text;
   if (job.status === "queued") {
-    if (job.download) text = job.position ? `Queued: position ${job.position}. ${job.download}` : `Queued. ${job.download}`;
+    if (job.model_download) text = job.position ? `Queued: position ${job.position}. ${job.model_download}` : `Queued. ${job.model_download}`;
     else if (job.position && job.eta_seconds != null) text = `Queued: position ${job.position}, ready in about ${seconds(job.eta_seconds)}.`;
     else text = job.position ? `Queued: position ${job.position}.` : "Queued.";
     progress.removeAttribute("value");
