@@ -37,6 +37,7 @@ from jobs.requests import (
     StoredInput,
     availability_notice,
     check_upload,
+    download_notice,
     enqueue_request,
     input_byte_cap,
     stored_input_of,
@@ -45,6 +46,7 @@ from jobs.requests import (
 )
 from jobs.safety import check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
+from jobs.workers import model_downloads
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -223,18 +225,20 @@ def interaction_origin(
 
 async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = None) -> str | None:
     """The sentences telling a requester what their job waits for: a worker (video generation is unavailable, or
-    no live worker may load ``model``) or a resume (a pause holds it); None when nothing holds it (or it cannot be
-    read: the job is queued either way). Read once per request."""
+    no live worker may load ``model``), the first download of ``model``, or a resume (a pause holds it); None when
+    nothing holds it (or it cannot be read: the job is queued either way). Read once per request."""
     try:
         async with bot.readers() as session:
             state = await pause_state(session, guild_id)
             unavailable = await availability_notice(session, own_problem=getattr(bot.supervisor, "failure_reason",
                                                                                   None),
                                                     dead_after_s=bot.settings.worker_dead_after, model=model)
+            download = (await model_downloads(session, dead_after_s=bot.settings.worker_dead_after)).get(model or "")
     except Exception:
         log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
         return None
-    notices = [text for text in (unavailable, state.notice()) if text]
+    downloading = download_notice(download) if download is not None else None
+    notices = [text for text in (unavailable, downloading, state.notice()) if text]
     return "\n".join(notices) or None
 
 
@@ -287,7 +291,9 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
     try:
         async with bot.readers() as session:
             place = await queue_position(session, job.id)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds, notice=notice)
+            downloading = job.model in await model_downloads(session, dead_after_s=bot.settings.worker_dead_after)
+        eta_seconds = None if downloading else place.eta_seconds  # the download's progress instead of an estimate
+        await post_status_message(bot, job, position=place.position, eta_seconds=eta_seconds, notice=notice)
     except Exception:
         log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
                     job.id, exc_info=True)

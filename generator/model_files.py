@@ -75,9 +75,9 @@ def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S, setting: str = SE
     except ValueError as error:  # not a valid repo id
         return [f"{prefix} is neither a folder nor a Hugging Face repo id ({error})"]
     if isinstance(cached, str):
-        index, error = _read_json(Path(cached))
+        index, problem = _read_json(Path(cached))
         if index is None:
-            return [f"{prefix} the cached {error}"]
+            return [f"{prefix} the cached {problem}"]
         problems = []
         for name in components(index):
             found = [p for c in COMPONENT_CONFIGS

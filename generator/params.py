@@ -30,7 +30,6 @@ from generator.model_spaces import (
     space,
 )
 
-
 # I2VGen-XL's space (the default model), under the names used before there was a choice; every model's own
 # space, and the union the front ends offer, are in generator.model_spaces.
 _DEFAULT_SPACE = SPACES[DEFAULT_MODEL]

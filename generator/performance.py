@@ -216,7 +216,8 @@ def conv2d_channels_last(module: torch.nn.Module) -> int:
     count = 0
     for sub in module.modules():
         if isinstance(sub, torch.nn.Conv2d):
-            sub.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time (it is forwarded to Tensor.to); torch's stub leaves it out.
+            sub.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             count += 1
     return count
 

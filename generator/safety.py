@@ -71,9 +71,10 @@ def _tiny_classifier(unsafe: bool, device: str) -> Any:
     try:  # transformers without torchvision: the PIL processor (the default one would warn and fall back to it)
         from transformers import ViTImageProcessorPil as Processor
     except ImportError:  # pragma: no cover - older transformers
-        from transformers import ViTImageProcessor as Processor
+        from transformers import ViTImageProcessor as Processor  # type: ignore[assignment]  # the same interface
 
-    config = ViTConfig(image_size=TINY_IMAGE_PX, patch_size=16, hidden_size=8, num_hidden_layers=1,
+    config = ViTConfig(  # type: ignore[call-arg]  # fields as keywords: @auto_docstring hides the dataclass __init__
+        image_size=TINY_IMAGE_PX, patch_size=16, hidden_size=8, num_hidden_layers=1,
                        num_attention_heads=2, intermediate_size=16, num_labels=len(TINY_LABELS),
                        id2label=dict(enumerate(TINY_LABELS)), label2id={n: i for i, n in enumerate(TINY_LABELS)})
     torch.manual_seed(0)
@@ -113,7 +114,7 @@ class SafetyChecker:
         from transformers import pipeline
 
         classifier = pipeline("image-classification", model=model, device=torch_device)
-        labels = set(classifier.model.config.id2label.values())
+        labels = set((classifier.model.config.id2label or {}).values())
         if unsafe_label not in labels:
             raise ValueError(f"SAFETY_UNSAFE_LABEL={unsafe_label!r} is not a label of {model} ({sorted(labels)})")
         return cls({STAGE_INPUT: classifier, STAGE_OUTPUT: classifier}, name=model, threshold=threshold,

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
 from generator.supervisor_state import (  # re-exported: callers import the state names from here
@@ -108,7 +108,7 @@ class WorkerSupervisor:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         if not math.isfinite(state_poll_interval_s) or state_poll_interval_s <= 0:
             raise ValueError(f"state_poll_interval_s must be > 0 seconds, got {state_poll_interval_s!r}")
-        overrides = {name: value for name, value in (("backoff_initial_s", backoff_initial_s),
+        overrides: dict[str, Any] = {name: value for name, value in (("backoff_initial_s", backoff_initial_s),
                                                       ("backoff_max_s", backoff_max_s),
                                                       ("backoff_reset_after_s", backoff_reset_after_s))
                      if value is not None}
@@ -400,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         database_url, model, output_dir, worker_id = _settings_from_env(env)
         setup_logging(env, process="supervisor")
-        grace_s = args.stop_grace if args.stop_grace is not None else float(read(env, ["I2V_GRACE_SECONDS"])[
-            "I2V_GRACE_SECONDS"])
+        grace_s = args.stop_grace if args.stop_grace is not None else float(str(read(env, ["I2V_GRACE_SECONDS"])[
+            "I2V_GRACE_SECONDS"]))
         policy = RestartPolicy.from_env(env)
     except ValueError as error:
         return report_bad_setting(SUPERVISOR_PROG, error)

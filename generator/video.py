@@ -224,7 +224,8 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
         finally:
             watchdog.cancel()
             try:
-                proc.stdin.close()
+                if proc.stdin is not None:  # always a pipe here (stdin=PIPE)
+                    proc.stdin.close()
             except OSError:
                 pass  # the pipe was already broken: nothing left to flush
             if proc.poll() is None:  # interrupted (KeyboardInterrupt, ...): never leave an encoder behind
@@ -305,7 +306,7 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
     attempts += 1
     if size <= max_bytes:
         return EncodeResult(target, size, width, height, int(size * 8 / duration_s), attempts)
-    smallest = (size, width, height, None)
+    smallest: tuple[int, int, int, int | None] = (size, width, height, None)
 
     bitrate = int((max_bytes - CONTAINER_OVERHEAD_BYTES) * 8 * BUDGET_SAFETY / duration_s)
     for index, scale in enumerate(BUDGET_SCALES):
@@ -332,10 +333,10 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
             bitrate = int(rate * max_bytes / size * BUDGET_SAFETY)
     target.unlink(missing_ok=True)
     best_size, best_w, best_h, best_rate = smallest
-    rate = f" at {best_rate} bit/s" if best_rate else ""
+    at_rate = f" at {best_rate} bit/s" if best_rate else ""
     raise VideoTooLarge(
         f"cannot fit {len(arrays)} frames at {fps} fps into {max_bytes:,} bytes: the smallest of {attempts} "
-        f"encodes was {best_size:,} bytes ({best_w}x{best_h}{rate})",
+        f"encodes was {best_size:,} bytes ({best_w}x{best_h}{at_rate})",
         max_bytes=max_bytes,
         smallest_bytes=best_size,
     )
@@ -420,7 +421,7 @@ def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
     # "h264 (High) (avc1 / 0x31637661)", "yuv420p(progressive)", "100x66 [SAR 1:1 DAR 50:33]", "20 kb/s", "5 fps"
     fields = _FIELD_SPLIT.split(stream.split(": Video: ", 1)[1])
     codec = fields[0].split(" ", 1)[0]
-    pix_fmt = re.match(r"\w*", fields[1]).group(0) if len(fields) > 1 else ""
+    pix_fmt = match.group(0) if len(fields) > 1 and (match := re.match(r"\w*", fields[1])) else ""
     size = re.match(r"(\d+)x(\d+)", fields[2]) if len(fields) > 2 else None
     fps = re.search(r"(\d+(?:\.\d+)?) fps", stream)
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)

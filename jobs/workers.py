@@ -139,7 +139,7 @@ async def register_worker(
 ) -> list[int]:
     """A worker process starts: any job still running under its id belonged to a previous process with that id
     (which is gone, or this one could not have the id), so it is requeued at once; then the row is written
-    (state ``loading``). Returns the ids requeued."""
+    (state ``loading``, no download under way). Returns the ids requeued."""
     previous = await session.scalar(select(Worker.pid).where(Worker.id == worker_id))
     rescued: list[int] = []
     if previous is not None:
@@ -147,6 +147,7 @@ async def register_worker(
     await upsert_worker(session, worker_id, host=host, pid=pid, state=WorkerState.LOADING, gpu_name=None,
                         gpu_memory_bytes=None, current_job_id=None, model=model, now=now,
                         loadable_models=loadable_models)
+    await record_download(session, worker_id, model=None)  # a previous process's download is not this one's
     return rescued
 
 

@@ -32,7 +32,7 @@ def test_every_declaration_is_complete_and_its_default_is_valid() -> None:
 
 
 @pytest.mark.parametrize("setting", BOOLEANS, ids=lambda s: s.name)
-def test_one_set_of_boolean_words_for_every_switch(setting) -> None:  # type: ignore[no-untyped-def]
+def test_one_set_of_boolean_words_for_every_switch(setting) -> None:
     for word in TRUE_WORDS:
         assert parse(setting, word.upper()) is True
     for word in FALSE_WORDS:

@@ -141,7 +141,7 @@ def build_tiny_i2vgenxl() -> I2VGenXLPipeline:
             norm_num_groups=2,
         )
         text_encoder = CLIPTextModel(
-            CLIPTextConfig(
+            CLIPTextConfig(  # type: ignore[call-arg]  # fields as keywords: @auto_docstring hides the config's dataclass __init__
                 bos_token_id=0,
                 eos_token_id=2,
                 hidden_size=4,
@@ -157,7 +157,7 @@ def build_tiny_i2vgenxl() -> I2VGenXLPipeline:
             )
         )
         image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
+            CLIPVisionConfig(  # type: ignore[call-arg]  # fields as keywords: @auto_docstring hides the config's dataclass __init__
                 hidden_size=4,
                 projection_dim=4,
                 num_hidden_layers=2,
@@ -176,7 +176,7 @@ def build_tiny_i2vgenxl() -> I2VGenXLPipeline:
     )
     feature_extractor = CLIPImageProcessorPil(crop_size=TINY_IMAGE_SIZE_PX, size=TINY_IMAGE_SIZE_PX)
     for module in (unet, vae, text_encoder, image_encoder):
-        module.eval()
+        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
     return I2VGenXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -233,7 +233,7 @@ def build_tiny_word_tokenizer() -> PreTrainedTokenizerFast:
 
 def build_tiny_t5() -> T5EncoderModel:
     """A 2-layer T5 encoder of width :data:`T5_WIDTH` (call inside a seeded RNG)."""
-    config = T5Config(
+    config = T5Config(  # type: ignore[call-arg]  # fields as keywords: @auto_docstring hides the config's dataclass __init__
         vocab_size=len(tiny_word_vocabulary()), d_model=T5_WIDTH, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
         relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
         feed_forward_proj="gated-gelu", is_encoder_decoder=False, pad_token_id=0, eos_token_id=1,
@@ -264,7 +264,7 @@ def build_tiny_wan() -> WanImageToVideoPipeline:
         )
         text_encoder = build_tiny_t5()
     for module in (vae, transformer):
-        module.eval()
+        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         flow_shift=WAN_FLOW_SHIFT)
     return WanImageToVideoPipeline(
@@ -300,7 +300,7 @@ def build_tiny_ltx() -> LTXConditionPipeline:
         )
         text_encoder = build_tiny_t5()
     for module in (vae, transformer):
-        module.eval()
+        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
     return LTXConditionPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
         tokenizer=build_tiny_word_tokenizer(), transformer=transformer,

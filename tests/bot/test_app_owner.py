@@ -31,7 +31,7 @@ async def _paused(bot: BotProcess) -> bool:
     return bool(await bot.read(lambda s: s.scalar(select(QueueState.paused))))
 
 
-async def _can_pause_and_resume(fake: FakeDiscord, bot: BotProcess, member) -> None:  # type: ignore[no-untyped-def]
+async def _can_pause_and_resume(fake: FakeDiscord, bot: BotProcess, member) -> None:
     paused = await slash(fake, "operator pause", {"reason": "driver update"}, member)
     assert "Paused on every server" in paused.content, paused
     assert await _paused(bot)
@@ -39,7 +39,7 @@ async def _can_pause_and_resume(fake: FakeDiscord, bot: BotProcess, member) -> N
     assert not await _paused(bot), resumed
 
 
-async def _refused(fake: FakeDiscord, bot: BotProcess, member) -> None:  # type: ignore[no-untyped-def]
+async def _refused(fake: FakeDiscord, bot: BotProcess, member) -> None:
     answer = await slash(fake, "operator pause", {}, member)
     assert answer.ephemeral and OPERATOR_REFUSAL in answer.content, answer
     assert not await _paused(bot)

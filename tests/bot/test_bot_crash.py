@@ -47,7 +47,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         yield fake, bot
 
 
-async def _submit(fake: FakeDiscord, member, **options) -> int:  # type: ignore[no-untyped-def]
+async def _submit(fake: FakeDiscord, member, **options) -> int:
     attachment = fake.add_attachment(png_bytes(seed=member.user_id % 50), "in.png")
     interaction = await fake.inject_slash(
         "animate", {"image": attachment, "prompt": "leaves drift", **SMALL, **options}, member=member

@@ -46,7 +46,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
 
 
-async def slash_animate(fake: FakeDiscord, member, image_bytes: bytes | None = None, **options):  # type: ignore[no-untyped-def]
+async def slash_animate(fake: FakeDiscord, member, image_bytes: bytes | None = None, **options):
     attachment = fake.add_attachment(image_bytes or png_bytes(), "cat.png")
     values = {"image": attachment, "prompt": "a cat turns its head slowly", **SMALL, **options}
     return await fake.inject_slash("animate", values, member=member)
@@ -150,7 +150,7 @@ def _bomb_png() -> bytes:
     return buffer.getvalue()
 
 
-async def _refusal(fake: FakeDiscord, member, data: bytes, filename: str = "in.png", **options) -> str:  # type: ignore[no-untyped-def]
+async def _refusal(fake: FakeDiscord, member, data: bytes, filename: str = "in.png", **options) -> str:
     attachment = fake.add_attachment(data, filename)
     values = {"image": attachment, "prompt": "the sea moves", **SMALL, **options}
     interaction = await fake.inject_slash("animate", values, member=member)
@@ -159,7 +159,7 @@ async def _refusal(fake: FakeDiscord, member, data: bytes, filename: str = "in.p
     return await followup_text(fake, interaction)
 
 
-async def _db(bot: BotProcess):  # type: ignore[no-untyped-def]
+async def _db(bot: BotProcess):
     from jobs.db import make_engine, make_sessionmaker
 
     engine = make_engine(bot.database_url)
@@ -246,7 +246,7 @@ async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
 # -- the other ways in --------------------------------------------------------------------------------------------
 
 
-def _modal_inputs(callback_json: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+def _modal_inputs(callback_json: dict) -> dict[str, dict]:
     """Text inputs of a modal callback, by label start, with their custom_id and prefilled value."""
     inputs = {}
     for row in callback_json["data"]["components"]:
@@ -332,7 +332,7 @@ async def test_mention_reply_with_flags(world: tuple[FakeDiscord, BotProcess]) -
 # -- buttons ------------------------------------------------------------------------------------------------------
 
 
-async def _delivered(fake: FakeDiscord, bot: BotProcess, member, **options):  # type: ignore[no-untyped-def]
+async def _delivered(fake: FakeDiscord, bot: BotProcess, member, **options):
     interaction = await slash_animate(fake, member, **options)
     job_id = job_id_from(await followup_text(fake, interaction))
     result = await wait_result(fake, job_id)

@@ -55,17 +55,17 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         yield fake, bot
 
 
-def _channel_calls(fake: FakeDiscord, channel_id: int, after: int) -> list:  # type: ignore[type-arg]
+def _channel_calls(fake: FakeDiscord, channel_id: int, after: int) -> list:
     return [r for r in fake.requests[after:] if r.path.startswith(f"/channels/{channel_id}/") and r.status]
 
 
-async def _animate_in(fake: FakeDiscord, member, channel_id: int):  # type: ignore[no-untyped-def]
+async def _animate_in(fake: FakeDiscord, member, channel_id: int):
     attachment = fake.add_attachment(png_bytes(seed=member.user_id % 89), "pic.png")
     return await fake.inject_slash("animate", {"image": attachment, "prompt": "leaves drift down", **SMALL},
                                    member=member, channel_id=channel_id)
 
 
-async def _no_jobs(bot: BotProcess, member) -> None:  # type: ignore[no-untyped-def]
+async def _no_jobs(bot: BotProcess, member) -> None:
     assert await bot.jobs(Job.user_id == member.user_id) == []
 
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bot.monitor import JobMonitor
+from bot.requests import announce_queued, hold_notice
 from bot.status import post_status_message
 from generator.model_spaces import display_name
 from jobs.admission import enqueue_job
@@ -100,14 +101,17 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
             await register_worker(session, "gpu-0", host="gpu-box", pid=4321, model="x", loadable_models=[job.model])
             await record_download(session, "gpu-0", model=job.model, done_bytes=1_234_000_000,
                                   total_bytes=5_100_000_000)
-        await post_status_message(bot, job, position=1, eta_seconds=90.0)  # type: ignore[arg-type]
-        assert "video expected" in channel.sent[0]
+        line = (f"⬇️ The {display_name(job.model)} model is downloading for its first use: 1.2 of 5.1 GB (24 %). "
+                "This job starts once it has loaded.")
+        # the request path: the requester is told, and the status message is posted without an estimate
+        notice = await hold_notice(bot, job.guild_id, job.model)  # type: ignore[arg-type]
+        assert notice == line
+        await announce_queued(bot, job, notice)  # type: ignore[arg-type]
+        assert channel.sent[0].endswith("⏳ Queued: position **1**.\n" + line)
 
-        await monitor.tick()
-        shown = channel.edits[-1]
-        assert "⏳ Queued: position **1**." in shown and "video expected" not in shown
-        assert (f"⬇️ The {display_name(job.model)} model is downloading for its first use: 1.2 of 5.1 GB (24 %). "
-                "This job starts once it has loaded.") in shown
+        await monitor.tick()  # the monitor shows the same
+        shown = channel.edits[-1] if channel.edits else channel.sent[0]
+        assert "⏳ Queued: position **1**." in shown and "video expected" not in shown and line in shown
 
         async with sessions.begin() as session:
             await record_download(session, "gpu-0", model=job.model, done_bytes=2_600_000_000,

@@ -60,7 +60,7 @@ async def animate(fake: FakeDiscord) -> tuple[object, int]:
     return interaction, job_id_from(text)
 
 
-async def test_unsafe_input_is_refused_uncharged_and_the_user_told_privately(make_world) -> None:  # type: ignore[no-untyped-def]
+async def test_unsafe_input_is_refused_uncharged_and_the_user_told_privately(make_world) -> None:
     fake, bot = await make_world(I2V_FAULT_UNSAFE_INPUT="1")
     interaction, job_id = await animate(fake)
     notice = await wait_result(fake, job_id)
@@ -82,7 +82,7 @@ async def test_unsafe_input_is_refused_uncharged_and_the_user_told_privately(mak
     assert public and not [r for r in public if "flagged" in r.json["content"]]
 
 
-async def test_safety_model_none_runs_no_check(make_world) -> None:  # type: ignore[no-untyped-def]
+async def test_safety_model_none_runs_no_check(make_world) -> None:
     fake, bot = await make_world(SAFETY_MODEL="none", I2V_FAULT_UNSAFE_INPUT="1", I2V_FAULT_UNSAFE_OUTPUT="1")
     _, job_id = await animate(fake)
     post = await wait_result(fake, job_id)

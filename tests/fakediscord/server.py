@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from bot.discord_limits import INVALID_FORM_BODY
 
@@ -150,6 +150,8 @@ class FakeDiscord(FakeRest):
             files: list[RecordedFile] = []
             reader = await request.multipart()
             async for part in reader:
+                if not isinstance(part, BodyPartReader):  # Discord sends no nested multipart
+                    continue
                 if part.name == "payload_json":
                     body_json = json.loads(await part.text())
                 elif part.filename is not None:

@@ -14,7 +14,7 @@ TORCH_THREADS = 1  # the CI machine's 2 cores are shared: one thread avoids Open
 
 
 @pytest.fixture(scope="session")
-def tiny_generator():  # type: ignore[no-untyped-def]
+def tiny_generator():
     """The tiny, offline I2VGen-XL backend, loaded once (imports torch and diffusers), run on one CPU thread."""
     import torch
 

@@ -90,7 +90,7 @@ def test_full_size_architectures_have_the_released_parameter_counts(tmp_path: Pa
     assert "13,042,569,344 parameters" in proc.stdout
 
 
-def _load_bench_module():  # type: ignore[no-untyped-def]
+def _load_bench_module():
     spec = importlib.util.spec_from_file_location("bench_generate", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -128,7 +128,7 @@ def test_unwritable_output_is_refused_before_the_model_loads(
 ) -> None:
     from generator.models.i2vgenxl import I2VGenXLBackend
 
-    def no_load(cls, model, device=None, options=None):  # type: ignore[no-untyped-def]
+    def no_load(cls, model, device=None, options=None):
         raise AssertionError("the model must not load for an output that cannot be written")
 
     monkeypatch.setattr(I2VGenXLBackend, "load", classmethod(no_load))

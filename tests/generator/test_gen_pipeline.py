@@ -18,10 +18,10 @@ from generator.video import encode_mp4, probe_mp4
 WIDTH, HEIGHT = 192, 128  # small but still multiples of 64
 
 
-def _params(seed: int = 1234, **overrides: object):  # type: ignore[no-untyped-def]
+def _params(seed: int = 1234, **overrides: object):
     values = {"frames": 8, "steps": 10, "fps": 6, "seed": seed}
     values.update(overrides)
-    return resolve_params("the boat sails to the right", **values)  # type: ignore[arg-type]
+    return resolve_params("the boat sails to the right", **values)
 
 
 def _arrays(frames: list[Image.Image]) -> np.ndarray:

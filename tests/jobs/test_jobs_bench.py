@@ -14,7 +14,7 @@ from jobs.models import Job, JobStatus, LedgerKind, QuotaLedger
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "store.py"
 
 
-def _load_bench():  # type: ignore[no-untyped-def]
+def _load_bench():
     spec = importlib.util.spec_from_file_location("bench_store", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -38,7 +38,7 @@ async def test_bench_lifecycle_completes_every_job(db_url: str) -> None:
     assert done == 6 and charges == 6
 
 
-async def test_bench_worker_processes_complete_every_job(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_bench_worker_processes_complete_every_job(db_url: str, monkeypatch) -> None:
     """--processes: separate worker processes (spawned, so the bench must be importable by name) share the jobs."""
     import asyncio
     import importlib
@@ -64,7 +64,7 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     from sqlalchemy import text
 
     from jobs.admission import enqueue_job
-    from jobs.heartbeat import report_progress
+    from jobs.progress import report_progress
     from jobs.transitions import claim_next_job
     from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 
@@ -103,7 +103,7 @@ async def test_driver_floor_runs_the_same_job_shape(db_url: str) -> None:
     assert await driver_floor.counts(db_url) == {("succeeded", 4): 5}
 
 
-async def test_driver_floor_worker_processes(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_driver_floor_worker_processes(db_url: str, monkeypatch) -> None:
     import asyncio
     import importlib
 

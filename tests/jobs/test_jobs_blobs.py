@@ -29,7 +29,7 @@ VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # bytes stand in f
 
 
 async def _enqueue(sessions: Sessions, user_id: int, image: bytes | None = IMAGE, sha: str = SHA,
-                   policy: QuotaPolicy = GENEROUS, **kw) -> int:  # type: ignore[no-untyped-def]
+                   policy: QuotaPolicy = GENEROUS, **kw) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, input_sha256=sha, **kw), policy, image=image)).id
 

@@ -126,7 +126,7 @@ async def _race_enqueues(url: str, costs: dict[int, list[float]], policy: QuotaP
     return results
 
 
-async def test_concurrent_uniform_enqueues_fill_each_budget_exactly(db_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_uniform_enqueues_fill_each_budget_exactly(db_url: str, capsys) -> None:
     policy = QuotaPolicy(daily_gpu_seconds=70.0, max_pending=REQUESTS_PER_USER)
     costs = {u: [10.0] * REQUESTS_PER_USER for u in range(1, USERS + 1)}
     results = await _race_enqueues(db_url, costs, policy)
@@ -149,7 +149,7 @@ async def test_concurrent_uniform_enqueues_fill_each_budget_exactly(db_url: str,
               f"admitted {db_count} (7 per user, {db_sum:.0f} s), refused {USERS * REQUESTS_PER_USER - db_count}")
 
 
-async def test_concurrent_random_enqueues_never_exceed_budgets(db_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_random_enqueues_never_exceed_budgets(db_url: str, capsys) -> None:
     budget = 100.0
     policy = QuotaPolicy(daily_gpu_seconds=budget, max_pending=REQUESTS_PER_USER)
     rng = random.Random(3)

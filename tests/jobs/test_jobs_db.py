@@ -259,7 +259,7 @@ def test_normalize_url_rejects_unknown_driver() -> None:
         normalize_url("")
 
 
-def test_migrate_from_plain_sync_code(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_from_plain_sync_code(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'sync.sqlite3'}"
     asyncio.run(migrate(url))
     con = sqlite3.connect(tmp_path / "sync.sqlite3")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, write_copy
-from jobs.heartbeat import report_progress
+from jobs.progress import report_progress
 from jobs.maintenance import RESCUE_INTERVAL_S, Maintenance, maintain, rescue_dead_workers
 from jobs.models import Job, JobPhase, JobStatus, JobVideo, LedgerKind, QuotaLedger, Worker, WorkerState, utcnow
 from jobs.queue import queue_position, queue_positions
@@ -26,17 +26,17 @@ LEASE = 600.0  # long: these tests are about heartbeats, not leases
 DEAD_AFTER = 15.0
 
 
-async def _enqueue(sessions: Sessions, user_id: int = 1, **kw) -> int:  # type: ignore[no-untyped-def]
+async def _enqueue(sessions: Sessions, user_id: int = 1, **kw) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, **kw), GENEROUS, image=IMAGE)).id
 
 
-async def _register(sessions: Sessions, worker_id: str, pid: int, host: str = "gpu-a", now=None) -> list[int]:  # type: ignore[no-untyped-def]
+async def _register(sessions: Sessions, worker_id: str, pid: int, host: str = "gpu-a", now=None) -> list[int]:
     async with sessions() as s, s.begin():
         return await register_worker(s, worker_id, host=host, pid=pid, model="tiny", now=now)
 
 
-async def _claim(sessions: Sessions, worker_id: str, now=None) -> Job:  # type: ignore[no-untyped-def]
+async def _claim(sessions: Sessions, worker_id: str, now=None) -> Job:
     async with sessions() as s, s.begin():
         job = await claim_next_job(s, worker_id, lease_seconds=LEASE, now=now)
     assert job is not None
@@ -132,7 +132,7 @@ async def test_queue_positions_come_from_three_statements_whatever_the_length(
     running = await _claim(db_sessionmaker, "w1", now=t0)
     statements: list[str] = []
 
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+    def count(conn, cursor, statement, *args):
         statements.append(statement)
 
     event.listen(db_engine.sync_engine, "before_cursor_execute", count)

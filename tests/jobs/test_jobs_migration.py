@@ -71,7 +71,7 @@ async def test_path_based_rows_move_into_the_store(empty_db_url: str, tmp_path: 
         await run_alembic(empty_db_url, "check")
         sessions = make_sessionmaker(engine)
         async with sessions() as s:
-            jobs = {i: await s.get(Job, i) for i in range(1, 6)}
+            jobs = {i: await s.get_one(Job, i) for i in range(1, 6)}
             refs = {r.sha256: r.refs for r in (await s.execute(select(InputImage.sha256, InputImage.refs))).all()}
             ledger = await s.scalar(select(func.count()).select_from(QuotaLedger))
             stored_a = await DATABASE_BLOBS.read_input(s, shas["a"])

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.admission import enqueue_job
-from jobs.heartbeat import ProgressWriter, report_progress
+from jobs.progress import ProgressWriter, report_progress
 from jobs.maintenance import rescue_expired
 from jobs.models import Job, utcnow
 from jobs.transitions import cancel_job, claim_next_job
@@ -80,6 +80,7 @@ async def test_a_dropped_connection_fails_one_write_and_the_next_one_reconnects(
         assert (await writer.write(job.id, job.attempt, worker_id="w1", step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
         assert writer._conn is not None
         raw = await writer._conn.get_raw_connection()
+        assert raw.driver_connection is not None
         await raw.driver_connection.close()  # the server (or the file) went away under the kept connection
         try:
             await writer.write(job.id, job.attempt, worker_id="w1", step=2, total=50, phase="denoising", lease_seconds=LEASE)

@@ -12,7 +12,7 @@ from jobs.admission import enqueue_job
 from jobs.audit import record_action
 from jobs.control import clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
-from jobs.heartbeat import report_progress
+from jobs.progress import report_progress
 from jobs.maintenance import rescue_expired
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
 from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
@@ -37,12 +37,12 @@ W = "w1"
 """The worker id ``_claim`` claims with unless told otherwise."""
 
 
-async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = GENEROUS, **kw) -> int:  # type: ignore[no-untyped-def]
+async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = GENEROUS, **kw) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, **kw), policy, image=IMAGE)).id
 
 
-async def _claim(sessions: Sessions, worker: str = "w1", **kw) -> Job | None:  # type: ignore[no-untyped-def]
+async def _claim(sessions: Sessions, worker: str = "w1", **kw) -> Job | None:
     async with sessions() as s, s.begin():
         return await claim_next_job(s, worker, lease_seconds=kw.pop("lease", LEASE), **kw)
 

@@ -30,13 +30,13 @@ Sessions = async_sessionmaker[AsyncSession]
 POLICY = QuotaPolicy(daily_gpu_seconds=100.0, max_pending=5)
 
 
-async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = POLICY, **kw) -> Job:  # type: ignore[no-untyped-def]
+async def _enqueue(sessions: Sessions, user_id: int, policy: QuotaPolicy = POLICY, **kw) -> Job:
     now = kw.pop("now", None)
     async with sessions() as s, s.begin():
         return await enqueue_job(s, new_job(user_id, **kw), policy, image=IMAGE, now=now)
 
 
-async def _run_to_success(sessions: Sessions, gpu_seconds: float, now=None) -> int:  # type: ignore[no-untyped-def]
+async def _run_to_success(sessions: Sessions, gpu_seconds: float, now=None) -> int:
     async with sessions() as s, s.begin():
         job = await claim_next_job(s, "w", lease_seconds=60, now=now)
         assert job is not None

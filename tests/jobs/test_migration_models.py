@@ -50,7 +50,8 @@ async def test_existing_jobs_become_i2vgenxl_jobs(empty_db_url: str) -> None:
                 params = {k: (stamp if isinstance(v, datetime) else v) for k, v in row.items()}
                 await conn.execute(text(f"INSERT INTO jobs ({names}) VALUES ({values})"), params)
             await conn.execute(text(
-                "INSERT INTO workers (id, host, pid, state, model, restarts, started_at, last_heartbeat_at, jobs_done) "
+                "INSERT INTO workers (id, host, pid, state, model, restarts, started_at, last_heartbeat_at, "
+                 "jobs_done) "
                 "VALUES ('w-old', 'h', 7, 'idle', 'ali-vilab/i2vgen-xl', 0, :t, :t, 3)"), {"t": stamp})
             await conn.execute(text("INSERT INTO guild_settings (guild_id, paused, mention_replies, updated_at) "
                                     "VALUES (1, :f, :f, :t)"), {"f": False, "t": stamp})

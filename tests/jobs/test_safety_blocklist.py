@@ -136,8 +136,8 @@ async def test_admission_refuses_a_blocked_prompt_and_writes_nothing(
     async with db_sessionmaker() as s:
         assert await s.scalar(select(func.count(Job.id))) == 2
         now = utcnow()
-        window = dict(since=now - timedelta(hours=1), until=now + timedelta(seconds=1))
-        assert await blocked_count(s, **window) == 2
-        assert await blocked_count(s, guild_id=GUILD, **window) == 1
+        since, until = now - timedelta(hours=1), now + timedelta(seconds=1)
+        assert await blocked_count(s, since=since, until=until) == 2
+        assert await blocked_count(s, guild_id=GUILD, since=since, until=until) == 1
         row = await s.scalar(select(AuditLog).where(AuditLog.action == "prompt_blocked", AuditLog.guild_id == GUILD))
         assert row is not None and row.detail == {"list": "bot", "term": "gore", "source": "slash"}

@@ -9,13 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.models import WorkerState, utcnow
 from jobs.requests import availability_notice
-from jobs.stats import worker_infos
+from jobs.stats import ModelDownload, worker_infos
 from jobs.workers import (
     find_worker,
     forget_stale_failures,
     generation_unavailable,
     mark_stopped,
+    model_downloads,
+    record_download,
     record_start_failure,
+    register_worker,
     unavailable_reason,
     upsert_worker,
 )
@@ -106,3 +109,24 @@ async def test_a_dead_processes_failure_record_is_forgotten_on_its_host(
         rows = {w: await find_worker(s, w) for w in ("old-run", "retrying", "elsewhere")}
     assert rows["old-run"].state == WorkerState.STOPPED and rows["old-run"].failure_reason is None  # type: ignore[union-attr]
     assert rows["retrying"].failure_reason == REASON and rows["elsewhere"].failure_reason == REASON  # type: ignore[union-attr]
+
+
+async def test_a_download_is_told_while_its_worker_lives_and_not_by_the_next_process(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db_sessionmaker.begin() as s:
+        await register_worker(s, "gpu-0", host="h", pid=50, model="m", loadable_models=["i2vgenxl"])
+        await record_download(s, "gpu-0", model="i2vgenxl", done_bytes=10, total_bytes=40)
+        await register_worker(s, "gpu-1", host="h", pid=51, model="m", loadable_models=["i2vgenxl"])
+        await record_download(s, "gpu-1", model="i2vgenxl", done_bytes=30, total_bytes=40)
+    async with db_sessionmaker() as s:
+        downloads = await model_downloads(s, dead_after_s=DEAD_AFTER_S)
+        assert downloads == {"i2vgenxl": ModelDownload("i2vgenxl", 30, 40)}  # the furthest of the two
+        assert downloads["i2vgenxl"].text() == "0.0 of 0.0 GB (75 %)"
+        later = utcnow() + timedelta(seconds=DEAD_AFTER_S + 1)  # both stopped heartbeating: nothing is told
+        assert await model_downloads(s, dead_after_s=DEAD_AFTER_S, now=later) == {}
+    async with db_sessionmaker.begin() as s:  # a new process of gpu-1, and gpu-0 finished its download
+        await register_worker(s, "gpu-1", host="h", pid=52, model="m", loadable_models=["i2vgenxl"])
+        await record_download(s, "gpu-0", model=None)
+    async with db_sessionmaker() as s:
+        assert await model_downloads(s, dead_after_s=DEAD_AFTER_S) == {}

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs.models import JobStatus, LedgerKind
+from jobs.models import Job, JobStatus, LedgerKind
 from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
 
 
-async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tuple[object, list]:
+async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tuple[Job, list[tuple[LedgerKind, float]]]:
     (job_id,) = await enqueue_jobs(url, 1, make_input(tmp_path / "inputs"))
     proc = pool.start(worker_env(url, tmp_path / "outputs", **env), "--drain", name="safety")
     assert await proc.wait() == 0, proc.log()[-3000:]
@@ -24,9 +24,9 @@ async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tupl
 async def test_an_unsafe_input_is_refused_before_generation_and_not_charged(
         sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool) -> None:
     job, ledger = await _drain(worker_pool, sqlite_url, tmp_path, I2V_FAULT_UNSAFE_INPUT="1")
-    assert job.status == JobStatus.FAILED and "safety check flagged this picture" in job.error, job.error
+    assert job.status == JobStatus.FAILED and "safety check flagged this picture" in (job.error or ""), job.error
     assert (job.input_verdict, job.output_verdict) == ("unsafe", None)
-    assert not job.gpu_seconds and job.safety_seconds > 0
+    assert not job.gpu_seconds and (job.safety_seconds or 0) > 0
     assert [kind for kind, _ in ledger] == [LedgerKind.RESERVE, LedgerKind.REFUND], ledger
     assert job.progress_step == 0  # no denoising step ran
 

@@ -38,7 +38,7 @@ async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
     db = Db(sqlite_url)
     try:
         # Cancel the first job mid-denoising.
-        async def reached_step_3():  # type: ignore[no-untyped-def]
+        async def reached_step_3():
             job = await db.job(cancelled)
             return job.progress_step if job.status == JobStatus.RUNNING and job.progress_step >= 3 else 0
 

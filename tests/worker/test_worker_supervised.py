@@ -68,7 +68,7 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
         async def phase_is(phase: str) -> bool:
             return supervisor.state.phase == phase and supervisor.state.pid is not None
 
-        async def job_matches(job_id: int, predicate) -> bool:  # type: ignore[no-untyped-def]
+        async def job_matches(job_id: int, predicate) -> bool:
             return predicate(await db.job(job_id))
 
         # 1. SIGKILL while the model loads: nothing was claimed, so nothing changes in the queue.
