@@ -1,6 +1,11 @@
 """Running one claimed job in the worker process: read its input from the store, generate, encode, and settle it
 (finish with its MP4, fail, cancel or give back), with progress, lease renewal, cancel polling, the shutdown
-deadline and the stall check alongside. A mixin of :class:`generator.worker.WorkerProcess`."""
+deadline and the stall check alongside.
+
+:class:`JobRunner` is owned by :class:`generator.worker.WorkerProcess`, which makes one once the store is open and
+hands it each claimed job (``await runner.run(job)``). What the runner reads of the worker (the loaded model, the
+safety checker, whether it is stopping and until when, its registry state) is the :class:`WorkerView` protocol.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import logging
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from generator.jobrun import (
     ClaimedJob,
@@ -45,40 +50,56 @@ from generator.worker_settings import (
 
 if TYPE_CHECKING:
     from PIL.Image import Image
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from generator.faults import FaultPlan
     from generator.models.base import VideoBackend
     from generator.params import GenerationParams
     from generator.safety import SafetyChecker
-    from jobs.heartbeat import ProgressWriter
+    from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
 
 
-class JobExecution:
-    """The per-job half of the worker; the host class provides the attributes declared here."""
-
-    settings: WorkerSettings
-    faults: FaultPlan
-    generator: VideoBackend | None
-    safety: SafetyChecker | None
-    _progress: ProgressWriter | None
-    _stop_deadline: float
+class WorkerView(Protocol):
+    """What a :class:`JobRunner` reads of the worker that owns it."""
 
     @property
-    def stopping(self) -> bool:  # provided by the host class
-        raise NotImplementedError
+    def generator(self) -> VideoBackend | None:
+        """The loaded model backend."""
 
-    def _session(self) -> AsyncSession:  # provided by the host class
-        raise NotImplementedError
+    @property
+    def safety(self) -> SafetyChecker | None:
+        """The image classifier (None: off)."""
 
-    async def _set_state(self, state: str, job_id: int | None, *, job_done: bool = False) -> None:
-        raise NotImplementedError
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+
+    @property
+    def stop_deadline(self) -> float:
+        """``time.monotonic()`` by which a running job must be given back after a stop request (inf: none)."""
+
+    async def set_state(self, state: str, job_id: int | None, *, job_done: bool = False) -> None:
+        """Record the worker's state (busy with ``job_id``, idle) in its registry row."""
+
+
+class JobRunner:
+    """Runs one claimed job at a time for the worker that owns it: ``await run(job)``."""
+
+    def __init__(self, worker: WorkerView, settings: WorkerSettings, faults: FaultPlan,
+                 sessions: async_sessionmaker[AsyncSession], progress: ProgressWriter) -> None:
+        self._worker = worker
+        self.settings = settings
+        self.faults = faults
+        self._sessions = sessions
+        self._progress = progress
+
+    def _session(self) -> AsyncSession:
+        return self._sessions()
 
     async def _report(self, run: JobRun, *, lease_s: float | None = None) -> None:
         """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
-        assert self._progress is not None
         step, total, phase = run.snapshot()
         ack = await self._progress.write(run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
                                          step=step, total=total, phase=phase,
@@ -94,7 +115,7 @@ class JobExecution:
     async def _poll_cancel(self, run: JobRun) -> None:
         """A cheap read of the job's cancel flag and ownership between progress writes."""
         from jobs.db import begin_read_only
-        from jobs.heartbeat import attempt_state
+        from jobs.progress import attempt_state
 
         async with self._session() as session:
             await begin_read_only(session)
@@ -108,16 +129,17 @@ class JobExecution:
     async def _record_note(self, run: JobRun, note: str) -> None:
         """Record a degradation (the low-memory retry) in the job's ``error_detail`` (internal worker notes),
         fenced like every worker write: this job, this attempt, this worker, still running."""
-        from jobs.heartbeat import record_note
+        from jobs.progress import record_note
 
         async with self._session() as session, session.begin():
             await record_note(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id, note=note)
 
     # -- one job ---------------------------------------------------------------------------------------------
 
-    async def _run_job(self, job: ClaimedJob) -> None:
+    async def run(self, job: ClaimedJob) -> None:
+        """Run ``job`` to its end (finished, failed, cancelled, given back or lost), the worker busy meanwhile."""
         run = JobRun(job=job, faults=self.faults, loop=asyncio.get_running_loop(), changed=asyncio.Event())
-        await self._set_state(WORKER_STATE_BUSY, job.id)
+        await self._worker.set_state(WORKER_STATE_BUSY, job.id)
         watcher = asyncio.create_task(self._watch(run), name=f"watch-job-{job.id}")
         try:
             await self._execute(run)
@@ -127,7 +149,7 @@ class JobExecution:
                 await watcher
             except asyncio.CancelledError:
                 pass
-        await self._set_state(WORKER_STATE_IDLE, None, job_done=True)
+        await self._worker.set_state(WORKER_STATE_IDLE, None, job_done=True)
 
     async def _watch(self, run: JobRun) -> None:
         """Progress writes (throttled), lease renewal, cancel polling, the shutdown deadline and the stall check."""
@@ -161,7 +183,7 @@ class JobExecution:
 
     def _check_deadline(self, run: JobRun, now: float) -> None:
         """After SIGTERM: stop the job if it cannot finish within the grace period."""
-        if not self.stopping or run.stop_reason is not None or run.generating_since is None:
+        if not self._worker.stopping or run.stop_reason is not None or run.generating_since is None:
             return
         step, total, _ = run.snapshot()
         if step >= total:
@@ -171,7 +193,7 @@ class JobExecution:
             expected_end = now + per_step * (total - step)
         else:
             expected_end = now
-        if now >= self._stop_deadline or (step > 0 and expected_end > self._stop_deadline):
+        if now >= self._worker.stop_deadline or (step > 0 and expected_end > self._worker.stop_deadline):
             log.info("job %d cannot finish within the grace period (step %d/%d); giving it back", run.job.id, step,
                      total)
             run.stop(STOP_SHUTDOWN)
@@ -192,7 +214,7 @@ class JobExecution:
             image, params, width, height = await run_in_daemon_thread(
                 functools.partial(self._prepare, job, data), name=f"prepare-{job.id}"
             )
-            if run.stop_reason is None and self.stopping and time.monotonic() >= self._stop_deadline:
+            if run.stop_reason is None and self._worker.stopping and time.monotonic() >= self._worker.stop_deadline:
                 run.stop(STOP_SHUTDOWN)
             if run.stop_reason is not None:
                 raise GenerationCancelled(0, job.steps)
@@ -203,8 +225,9 @@ class JobExecution:
             await self._check_safety(run, STAGE_OUTPUT, sample_frames(frames))
             run.set_phase(PHASE_ENCODING)
             await self._report(run)
-            assert self.generator is not None
-            tags = parameter_tags(params, model=self.generator.model, width=width, height=height, job_id=job.id)
+            assert self._worker.generator is not None
+            tags = parameter_tags(params, model=self._worker.generator.model, width=width, height=height,
+                                  job_id=job.id)
             await self._encode_and_finish(run, frames, params.fps, tags)
         except GenerationCancelled:
             await self._settle_stopped(run)
@@ -236,9 +259,9 @@ class JobExecution:
         from generator.safety import UnsafeInput
         from jobs.safety import STAGE_INPUT, Verdict, record_verdict
 
-        if self.safety is None:
+        if self._worker.safety is None:
             return
-        checker = self.safety
+        checker = self._worker.safety
         result = await run_in_daemon_thread(functools.partial(checker.check, stage, images),
                                             name=f"safety-{run.job.id}")
         log.info("job %d %s safety check: %s (score %.3f, %.2f s)", run.job.id, stage, result.verdict.value,
@@ -279,8 +302,8 @@ class JobExecution:
         """Run the pipeline; on out-of-memory retry once in low-memory mode (recorded on the job)."""
         from generator.models.base import GenerationOutOfMemory
 
-        assert self.generator is not None
-        generator = self.generator
+        assert self._worker.generator is not None
+        generator = self._worker.generator
         for low_memory in (False, True):
             with run.lock:
                 run.step = 0

@@ -13,7 +13,7 @@ One process per GPU (design.md section 4). It talks to the job store itself (the
    bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk outlives the job.
 
 Modules: :mod:`generator.worker_settings` (settings and constants), :mod:`generator.jobrun` (a claimed job and the
-state the threads share), :mod:`generator.execution` (running one job), this module (the process, its claim loop
+state the threads share), :mod:`generator.execution` (the job runner the worker owns), this module (the process, its claim loop
 and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
@@ -70,7 +70,7 @@ from config.catalog import WORKER
 from config.helptext import settings_help
 from config.logs import setup_logging
 from config.reader import environment, report_bad_setting
-from generator.execution import JobExecution
+from generator.execution import JobRunner
 from generator.faults import FaultPlan
 from generator.heartbeat import HeartbeatThread
 from generator.jobrun import (  # re-exported: the worker's public names stay importable from here
@@ -104,7 +104,7 @@ if TYPE_CHECKING:
 
     from generator.models.base import VideoBackend
     from generator.safety import SafetyChecker
-    from jobs.heartbeat import ProgressWriter
+    from jobs.progress import ProgressWriter
 
 log = logging.getLogger("generator.worker")
 RUNNABLE_MODELS: tuple[str, ...] = tuple(BACKENDS)  # the model backends this worker runs (generator.models)
@@ -112,8 +112,9 @@ PROG = "i2v-worker"  # how its one-line errors begin
 
 
 
-class WorkerProcess(JobExecution):
-    """One worker: the claim loop, the job runner and the shutdown logic. ``await run()`` returns the exit code."""
+class WorkerProcess:
+    """One worker: the model it holds, the claim loop, its registry row and the shutdown logic; each claimed job
+    goes to the :class:`JobRunner` it owns. ``await run()`` returns the exit code."""
 
     def __init__(self, settings: WorkerSettings, *, faults: FaultPlan | None = None, drain: bool = False,
                  once: bool = False) -> None:
@@ -126,6 +127,7 @@ class WorkerProcess(JobExecution):
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._progress: ProgressWriter | None = None
+        self._runner: JobRunner | None = None  # made once the store is open
         self._stopping: asyncio.Event | None = None
         self._stop_deadline = math.inf
         self._state = WORKER_STATE_LOADING
@@ -155,12 +157,18 @@ class WorkerProcess(JobExecution):
 
     @property
     def stopping(self) -> bool:
+        """True once a stop was requested (no more claims)."""
         return self._stopping is not None and self._stopping.is_set()
+
+    @property
+    def stop_deadline(self) -> float:
+        """``time.monotonic()`` by which the running job must be given back (inf until a stop request)."""
+        return self._stop_deadline
 
     async def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
         from jobs.db import make_engine, make_sessionmaker, migrate, redacted_url
-        from jobs.heartbeat import ProgressWriter
+        from jobs.progress import ProgressWriter
 
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -188,14 +196,15 @@ class WorkerProcess(JobExecution):
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
         self._progress = ProgressWriter(self._engine)
-        heartbeat: asyncio.Task[None] | None = None
+        self._runner = JobRunner(self, s, self.faults, self._sessions, self._progress)
+        parent_watch: asyncio.Task[None] | None = None
         beats = HeartbeatThread(s.database_url, s.worker_id, os.getpid(), s.heartbeat_interval_s,
                                 lambda: (self._state, self._job_id))
         final_state = WORKER_STATE_STOPPED
         try:
             await self._register()
             beats.start()
-            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-parent-watch")
+            parent_watch = asyncio.create_task(self._watch_parent(), name="worker-parent-watch")
             try:
                 loaded = await self._load_model()
             except Exception as exc:  # noqa: BLE001 - one line for the supervisor and the registry, no traceback
@@ -205,7 +214,7 @@ class WorkerProcess(JobExecution):
                 return report_start_failure(log, self._failure, EXIT_MODEL_LOAD, error=exc)
             if not loaded:
                 return EXIT_OK
-            await self._set_state(WORKER_STATE_IDLE, None)
+            await self.set_state(WORKER_STATE_IDLE, None)
             await self._serve()
             return EXIT_OK
         except FatalCudaError as exc:
@@ -213,15 +222,15 @@ class WorkerProcess(JobExecution):
             final_state = WORKER_STATE_CRASHED
             return EXIT_CUDA_ERROR
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
+            if parent_watch is not None:
+                parent_watch.cancel()
                 try:
-                    await heartbeat
+                    await parent_watch
                 except asyncio.CancelledError:
                     pass
             await asyncio.to_thread(beats.stop)
             try:
-                await self._set_state(final_state, None)
+                await self.set_state(final_state, None)
             except Exception:
                 log.exception("could not mark the worker stopped")
             await self._progress.close()
@@ -316,7 +325,7 @@ class WorkerProcess(JobExecution):
         log.info("job %d needs %s: switching from %s", job.id, key, previous)
         renew = asyncio.create_task(self._renew_while_loading(job), name=f"switch-lease-{job.id}")
         try:
-            await self._set_state(WORKER_STATE_LOADING, job.id)
+            await self.set_state(WORKER_STATE_LOADING, job.id)
             await self._unload_backend()
             try:
                 loaded = await self._load_backend(key)
@@ -352,7 +361,7 @@ class WorkerProcess(JobExecution):
 
         async with self._session() as session, session.begin():
             await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
-        await self._set_state(WORKER_STATE_IDLE, None)
+        await self.set_state(WORKER_STATE_IDLE, None)
 
     async def _serve(self) -> None:
         """The claim loop."""
@@ -381,7 +390,8 @@ class WorkerProcess(JobExecution):
                     log.error("this worker can load none of its models any more; stopping")
                     return
                 continue
-            await self._run_job(job)
+            assert self._runner is not None
+            await self._runner.run(job)
             if self.once:
                 log.info("--once: one job done; exiting")
                 return
@@ -392,12 +402,13 @@ class WorkerProcess(JobExecution):
         assert self._sessions is not None
         return self._sessions()
 
-    async def _set_state(self, state: str, job_id: int | None, *, job_done: bool = False) -> None:
+    async def set_state(self, state: str, job_id: int | None, *, job_done: bool = False) -> None:
+        """Record this worker's state (and the job it runs) in its registry row."""
         if state == WORKER_STATE_IDLE and self.stopping:
             state = WORKER_STATE_STOPPING
         self._state = state
         self._job_id = job_id
-        await self._write_heartbeat(job_done=job_done)
+        await self._write_registry(job_done=job_done)
 
     async def _register(self) -> None:
         """Write this process's registry row; jobs a previous process left running under this id run again now."""
@@ -411,7 +422,7 @@ class WorkerProcess(JobExecution):
             log.warning("requeued jobs a previous process of worker %s left running: %s", self.settings.worker_id,
                         requeued)
 
-    async def _write_heartbeat(self, *, job_done: bool = False) -> None:
+    async def _write_registry(self, *, job_done: bool = False) -> None:
         """Upsert this worker's registry row (state, GPU, current job) and stamp its heartbeat."""
         from jobs.workers import upsert_worker
 
@@ -433,8 +444,9 @@ class WorkerProcess(JobExecution):
                 loaded_model=self.loaded_model,
             )
 
-    async def _heartbeat_loop(self) -> None:
-        """Stop when the supervisor is gone (the heartbeat itself is stamped by the HeartbeatThread)."""
+    async def _watch_parent(self) -> None:
+        """Stop when the supervisor is gone (checked every heartbeat interval; the heartbeat itself is stamped by the
+        HeartbeatThread)."""
         parent = self.settings.parent_pid
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)

@@ -3,7 +3,7 @@
 ``queue_positions`` answers for the whole queue in two statements (one window query over the queued jobs in
 ``jobs.models.CLAIM_ORDER``, one read of the running ones), however long the queue: the bot's monitor and ``/queue``
 use it instead of a query per job. Nothing here changes a job's state: the transitions live in ``jobs.transitions``
-(the state machine), ``jobs.heartbeat`` (a running attempt's own writes), ``jobs.admission`` (enqueue),
+(the state machine), ``jobs.progress`` (a running attempt's own writes), ``jobs.admission`` (enqueue),
 ``jobs.maintenance`` (dead workers, expired leases), ``jobs.control`` (pause, resume, clear) and ``jobs.retention``
 (stored bytes). Every function takes a session; the caller owns the transaction.
 """

@@ -7,7 +7,7 @@ Transitions (``status``; where each lives)::
 
     (new) --enqueue_job (jobs.admission)--> queued            input image stored, quota reserved
     queued --claim_next_job--> running                         attempt + 1, worker_id, lease
-    running --report_progress (jobs.heartbeat)--> running      fenced; renews the lease; says cancel/lost
+    running --report_progress (jobs.progress)--> running      fenced; renews the lease; says cancel/lost
     running --finish_job--> succeeded                          the MP4 stored in the same transaction
     running --fail_job--> failed                               reservation refunded
     running --finish_cancelled--> cancelled                    charged for the GPU time used

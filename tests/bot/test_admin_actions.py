@@ -116,7 +116,7 @@ async def test_guild_limits_set_keep_clear_and_refuse(db_sessionmaker: async_ses
     for kwargs, message in (
         ({"max_resolution": "2048p"}, "max_resolution must be one of 256p, 480p, 512p, 720p, 768p, 1024p or none"),
         ({"max_frames": 7}, "max_frames must be 0 \\(no cap\\) or between 8 and 257; you gave 7"),
-        ({"max_steps": 101}, "max_steps must be 0 \\(no cap\\) or between 10 and 100; you gave 101"),
+        ({"max_steps": 101}, "max_steps must be 0 \\(no cap\\) or between 4 and 100; you gave 101"),
     ):
         with pytest.raises(UserFacingError, match=message):
             async with db_sessionmaker.begin() as session:

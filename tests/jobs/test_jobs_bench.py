@@ -64,7 +64,7 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
     from sqlalchemy import text
 
     from jobs.admission import enqueue_job
-    from jobs.heartbeat import report_progress
+    from jobs.progress import report_progress
     from jobs.transitions import claim_next_job
     from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.admission import enqueue_job
-from jobs.heartbeat import ProgressWriter, report_progress
+from jobs.progress import ProgressWriter, report_progress
 from jobs.maintenance import rescue_expired
 from jobs.models import Job, utcnow
 from jobs.transitions import cancel_job, claim_next_job

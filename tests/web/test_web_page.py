@@ -109,10 +109,12 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
 
     browser.switch_to.window(page_tab)
     open_page(browser, app)
-    # the form's ranges and defaults come from generator.params, through /api/options (every enabled model's)
-    low, high = app.get_json("/api/options")["frames"]
+    # the form's ranges and defaults come from generator.model_spaces through /api/options: the default model's
+    options = app.get_json("/api/options")
+    (default,) = [m for m in options["models"] if m["key"] == options["default_model"]]
+    low, high = default["frames"]
     assert (by_id(browser, "frames").get_attribute("min"), by_id(browser, "frames").get_attribute("max")) == \
-        (str(low), str(high)) and low == 8
+        (str(low), str(high)) == ("8", "32")
     assert by_id(browser, "steps").get_attribute("value") == "50"  # the standard preset by default
     by_id(browser, "image").send_keys(str(SAMPLE_IMAGE))
     wait_for(browser, lambda b: "Image accepted: 640×384" in by_id(b, "image-message").text, what="the image check")

@@ -1,6 +1,7 @@
-"""A running attempt's own writes: the fenced heartbeat (progress + lease renewal), notes, and the ownership read.
+"""A running attempt's own writes: the fenced progress write (progress + lease renewal), notes, and the ownership
+read. (A worker's heartbeat, its liveness stamp, is its registry row's: :mod:`jobs.workers`.)
 
-The heartbeat runs about every denoising step of every worker, so its UPDATE is built once per back end
+The progress write runs about every denoising step of every worker, so its UPDATE is built once per back end
 (``progress_statement``) and its parameters are checked apart (``progress_parameters``); a worker sends it through
 :class:`ProgressWriter`, each write a transaction of its own, while ``report_progress`` runs it in the
 caller's transaction.
@@ -40,13 +41,13 @@ class ProgressAck:
 
 PROGRESS_ASYNC_COMMIT_PG = "set_config('synchronous_commit', 'off', true)"
 """Evaluated by the PostgreSQL progress UPDATE: that one transaction commits without waiting for its WAL
-flush (~0.2 ms here). A server crash can lose the last fraction of a second of heartbeats, never a later
-durable commit (finish, enqueue) and never consistency; a lost heartbeat only makes the lease look older."""
+flush (~0.2 ms here). A server crash can lose the last fraction of a second of progress writes, never a later
+durable commit (finish, enqueue) and never consistency; a lost progress write only makes the lease look older."""
 
 
 @functools.cache
 def progress_statement(dialect_name: str) -> Update:
-    """The fenced heartbeat UPDATE, built once per back end (it runs ~every denoising step of every worker).
+    """The fenced progress UPDATE, built once per back end (it runs ~every denoising step of every worker).
     Its RETURNING row starts with ``cancel_requested`` and is absent when the attempt no longer owns the job."""
     returning: list[Any] = [JOBS.c.cancel_requested]
     if dialect_name == "postgresql":
