@@ -237,15 +237,14 @@ class WorkerProcess:
             await self._engine.dispose()
 
     async def _load_model(self) -> bool:
-        """Load the safety classifier and the first model this worker may load on a daemon thread while the
-        heartbeat goes on; False if told to stop meanwhile."""
+        """Load the first model this worker may load, then the safety classifier, on daemon threads while the
+        heartbeat goes on; False if told to stop meanwhile. The video model comes first: its source is the setting
+        an admin most often gets wrong, and its first download is the one worth watching."""
         assert self._stopping is not None
+        if not await self._load_backend(self.loadable[0]) or self.stopping:
+            return False
 
         def load() -> SafetyChecker | None:
-            self.faults.before_load()
-            from generator.model_source import route_library_logs
-
-            route_library_logs()
             from generator.safety import SafetyChecker
 
             s = self.settings
@@ -254,10 +253,10 @@ class WorkerProcess:
 
         loading = run_in_daemon_thread(load, name="safety-load")
         if not await self._until_stopped(loading):
-            log.info("stopped while loading the model")
+            log.info("stopped while loading the safety classifier")
             return False
         self.safety = loading.result()
-        return await self._load_backend(self.loadable[0]) and not self.stopping
+        return not self.stopping
 
     async def _until_stopped(self, task: asyncio.Future[Any]) -> bool:
         """Wait for ``task`` or a stop request, whichever comes first; True when ``task`` is done."""
@@ -280,6 +279,10 @@ class WorkerProcess:
             asyncio.run_coroutine_threadsafe(self._record_download(key, done, total), loop)
 
         def load() -> VideoBackend:
+            from generator.model_source import route_library_logs
+
+            self.faults.before_load()
+            route_library_logs()
             with reporting_downloads(told):
                 return backend_class(key).load(source, device=self.settings.device)
 
