@@ -41,7 +41,7 @@ def test_readme_example_quick_preset(tmp_path: Path) -> None:
     assert seed_match, proc.stdout
     seed = int(seed_match.group(1))
     assert SEED_RANGE[0] <= seed <= SEED_RANGE[1]
-    assert f"quick preset: 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed {seed}" in proc.stdout
+    assert f"quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed {seed}" in proc.stdout
     saved = re.search(r"^Saved:\s+(outputs/video_\d{8}_\d{6}\.mp4) ", proc.stdout, re.MULTILINE)
     assert saved, proc.stdout
     video = tmp_path / saved.group(1)
@@ -68,7 +68,7 @@ def test_explicit_options_seed_and_output(tmp_path: Path) -> None:
     for line in ("i2v_prompt      : waves", "i2v_negative_prompt: blurry", "i2v_seed        : 42",
                  "i2v_model       : tiny", "i2v_resolution  : 256p (448x256)", "i2v_frames      : 10",
                  "i2v_fps         : 5", "i2v_steps       : 10", "i2v_guidance    : 7.5",
-                 "comment         : i2v-bot: 256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42, 448x256, "
+                 "comment         : i2v-bot: I2VGen-XL, 256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42, 448x256, "
                  "model tiny; prompt: waves"):
         assert line in listing, listing
     assert "i2v_job" not in listing  # no job: the command line has none

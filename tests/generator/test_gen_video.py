@@ -223,7 +223,7 @@ def test_the_parameters_travel_in_the_mp4_and_ffmpeg_i_lists_them(tmp_path: Path
     assert video.container_tags(out) == {
         "major_brand": "isom", "minor_version": "512", "compatible_brands": "isomiso2avc1mp41",
         "encoder": video.container_tags(out)["encoder"], **tags}
-    assert tags["comment"] == ("i2v-bot job 7: quick preset: 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 42, "
+    assert tags["comment"] == ("i2v-bot job 7: quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 42, "
                                "832x512, model ali-vilab/i2vgen-xl; prompt: the sea moves")
     assert probe_mp4(out).faststart
 
