@@ -47,18 +47,30 @@ class BlobRates:
 
     def line(self) -> str:
         mib = self.size_bytes * self.count / MIB
-        return (f"{self.backend:10s} {self.size_bytes / MIB:5.1f} MiB x {self.count}: "
-                f"finish+store {self.count / self.insert_s:7.1f}/s ({mib / self.insert_s:7.1f} MiB/s), "
-                f"read {self.count / self.read_s:7.1f}/s ({mib / self.read_s:7.1f} MiB/s)")
+        return (
+            f"{self.backend:10s} {self.size_bytes / MIB:5.1f} MiB x {self.count}: "
+            f"finish+store {self.count / self.insert_s:7.1f}/s ({mib / self.insert_s:7.1f} MiB/s), "
+            f"read {self.count / self.read_s:7.1f}/s ({mib / self.read_s:7.1f} MiB/s)"
+        )
 
 
 def _request(seed: int) -> NewJob:
     import hashlib
 
-    return NewJob(user_id=1, channel_id=1, guild_id=1, source=JobSource.SLASH,
-        params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
-            steps=10, guidance=9.0, seed=seed), width=512, height=512,
-                  input_sha256=hashlib.sha256(IMAGE).hexdigest(), upload_limit_bytes=100 * MIB, cost_estimate=1.0)
+    return NewJob(
+        user_id=1,
+        channel_id=1,
+        guild_id=1,
+        source=JobSource.SLASH,
+        params=GenerationParams(
+            prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8, steps=10, guidance=9.0, seed=seed
+        ),
+        width=512,
+        height=512,
+        input_sha256=hashlib.sha256(IMAGE).hexdigest(),
+        upload_limit_bytes=100 * MIB,
+        cost_estimate=1.0,
+    )
 
 
 async def measure(url: str, backend: str, size: int, count: int) -> BlobRates:
@@ -78,8 +90,9 @@ async def measure(url: str, backend: str, size: int, count: int) -> BlobRates:
         started = time.perf_counter()
         for n, (job_id, attempt) in enumerate(ids):
             async with sessions() as s, s.begin():
-                assert await finish_job(s, job_id, attempt, worker_id=WORKER, video=videos[n % len(videos)],
-                                        gpu_seconds=1.0)
+                assert await finish_job(
+                    s, job_id, attempt, worker_id=WORKER, video=videos[n % len(videos)], gpu_seconds=1.0
+                )
         insert_s = time.perf_counter() - started
         started = time.perf_counter()
         for job_id, _ in ids:
@@ -130,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.blobs", description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=float, default=DEFAULT_SIZE_MIB, help="MP4 size (default %(default)s)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="videos per back end (default %(default)s)")
-    parser.add_argument("--pg", default=os.environ.get("PG_TEST_URL"),
-                        help="PostgreSQL server URL (default: $PG_TEST_URL); a fresh database is made and dropped")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("PG_TEST_URL"),
+        help="PostgreSQL server URL (default: $PG_TEST_URL); a fresh database is made and dropped",
+    )
     args = parser.parse_args(argv)
     if args.size_mib <= 0 or args.count <= 0:
         parser.error("--size-mib and --count must be positive")

@@ -62,8 +62,12 @@ MEASURED_BF16_PEAK_TFLOPS = 798.0
 PATHS = ("reference", "plain", "ours")
 TEXT_TOKENS = 77  # prompt embedding length (the tokenizer pads to model_max_length)
 FLOPS_CASES: tuple[tuple[str, str | None, int | None], ...] = (
-    ("quick", None, None), ("standard", None, None), ("high", None, None), ("standard", "1024p", 32),
+    ("quick", None, None),
+    ("standard", None, None),
+    ("high", None, None),
+    ("standard", "1024p", 32),
 )  # (preset, resolution override, frames override) of --flops-only; the last is the issue's 1024p / 32 frames
+
 
 def path_options(path: str, device: torch.device) -> PerformanceOptions:
     """The PerformanceOptions of one benchmark path (see the module docstring); only "ours" applies to every
@@ -114,8 +118,14 @@ def count_denoiser_flops(denoiser_class: Any, config: Any, args: tuple[Any, ...]
         model = denoiser_class.from_config(config)
     dtype = next((a[2] for a in args if isinstance(a, tuple) and a and a[0] == "tensor"), torch.float32)
     if not any(isinstance(a, tuple) and a and a[0] == "tensor" for a in args):
-        dtype = next((v[2] for v in kwargs.values() if isinstance(v, tuple) and v and v[0] == "tensor"
-                      and v[2].is_floating_point), torch.float32)
+        dtype = next(
+            (
+                v[2]
+                for v in kwargs.values()
+                if isinstance(v, tuple) and v and v[0] == "tensor" and v[2].is_floating_point
+            ),
+            torch.float32,
+        )
     model.to(dtype)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(*[_meta_of(a) for a in args], **{k: _meta_of(v) for k, v in kwargs.items()})
@@ -166,10 +176,10 @@ def _rel_error(out: np.ndarray, ref: np.ndarray) -> float | None:
     return float(np.linalg.norm(out.astype(np.float64) - ref) / denominator) if denominator else None
 
 
-def _params(key: str, preset: str, resolution: str | None, frames: int | None,
-            steps: int | None) -> GenerationParams:
-    return resolve_params(BENCH_PROMPT, model=key, preset=preset, seed=BENCH_SEED, resolution=resolution,
-                          frames=frames, steps=steps)
+def _params(key: str, preset: str, resolution: str | None, frames: int | None, steps: int | None) -> GenerationParams:
+    return resolve_params(
+        BENCH_PROMPT, model=key, preset=preset, seed=BENCH_SEED, resolution=resolution, frames=frames, steps=steps
+    )
 
 
 def run_benchmark(
@@ -207,8 +217,13 @@ def run_benchmark(
 
     if cuda:
         warm_frames = params.frames if options.compile_unet else min(WARMUP_FRAMES, params.frames)
-        warm = _params(key, preset, params.resolution, params.space.frames.nearest(warm_frames),
-                       max(params.space.steps_range[0], min(WARMUP_STEPS, params.space.steps_range[1])))
+        warm = _params(
+            key,
+            preset,
+            params.resolution,
+            params.space.frames.nearest(warm_frames),
+            max(params.space.steps_range[0], min(WARMUP_STEPS, params.space.steps_range[1])),
+        )
         try:
             generator.generate(image, warm, width=width, height=height)
         except GenerationFailed:
@@ -309,8 +324,10 @@ def run_benchmark(
 
 def run_all_paths(preset: str, device: str | None, model: str | None, **kwargs: Any) -> dict[str, Any]:
     """The three paths one after the other (each loaded alone), with speedups and latent errors against reference."""
-    results = {path: run_benchmark(preset, device, model, key=I2VGENXL, path=path, keep_latents=True, **kwargs)
-               for path in PATHS}
+    results = {
+        path: run_benchmark(preset, device, model, key=I2VGENXL, path=path, keep_latents=True, **kwargs)
+        for path in PATHS
+    }
     reference = results["reference"]
     ref_latents = reference.pop("latents")
     for result in results.values():
@@ -332,24 +349,51 @@ def flops_table(peak_tflops: float) -> list[dict[str, Any]]:
     rows = []
     for preset, resolution, frames in FLOPS_CASES:
         params = _params(I2VGENXL, preset, resolution, frames, None)
-        for label, (width, height) in (("sample image", target_size(params.resolution, image.width, image.height)),
-                                        ("square", target_size(params.resolution, 1, 1))):
+        for label, (width, height) in (
+            ("sample image", target_size(params.resolution, image.width, image.height)),
+            ("square", target_size(params.resolution, 1, 1)),
+        ):
             args, kwargs = pipeline_unet_shapes(config, width, height, params.frames, torch.bfloat16)
             flops = count_unet_flops(config, args, kwargs)
-            rows.append({
-                "case": f"{preset}" if resolution is None else f"{params.resolution} / {params.frames} frames",
-                "shape": label, "width": width, "height": height, "frames": params.frames, "steps": params.steps,
-                "unet_tflop_per_step": round(flops / 1e12, 2),
-                "unet_pflop_per_video": round(flops * params.steps / 1e15, 3),
-                "floor_s_at_peak": round(flops * params.steps / (peak_tflops * 1e12), 2),
-            })
+            rows.append(
+                {
+                    "case": f"{preset}" if resolution is None else f"{params.resolution} / {params.frames} frames",
+                    "shape": label,
+                    "width": width,
+                    "height": height,
+                    "frames": params.frames,
+                    "steps": params.steps,
+                    "unet_tflop_per_step": round(flops / 1e12, 2),
+                    "unet_pflop_per_video": round(flops * params.steps / 1e15, 3),
+                    "floor_s_at_peak": round(flops * params.steps / (peak_tflops * 1e12), 2),
+                }
+            )
     return rows
 
 
-SUMMARY_KEYS = ("model_key", "device", "dtype", "width", "height", "frames", "fps", "steps", "guidance", "load_s",
-                "first_step_s", "s_per_step", "decode_s", "s_per_video", "first_video_s", "peak_gpu_gib",
-                "unet_tflop_per_step", "denoise_tflops", "fraction_of_peak", "speedup_vs_reference",
-                "latents_rel_error_vs_reference")
+SUMMARY_KEYS = (
+    "model_key",
+    "device",
+    "dtype",
+    "width",
+    "height",
+    "frames",
+    "fps",
+    "steps",
+    "guidance",
+    "load_s",
+    "first_step_s",
+    "s_per_step",
+    "decode_s",
+    "s_per_video",
+    "first_video_s",
+    "peak_gpu_gib",
+    "unet_tflop_per_step",
+    "denoise_tflops",
+    "fraction_of_peak",
+    "speedup_vs_reference",
+    "latents_rel_error_vs_reference",
+)
 
 
 def _cell(value: Any) -> str:
@@ -371,8 +415,9 @@ def parse_models(text: str) -> tuple[str, ...]:
     keys = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [key for key in keys if key not in MODEL_KEYS]
     if unknown or not keys:
-        raise argparse.ArgumentTypeError(f"unknown model {unknown[0] if unknown else text!r}; the models are "
-                                         f"{', '.join(MODEL_KEYS)} (or all)")
+        raise argparse.ArgumentTypeError(
+            f"unknown model {unknown[0] if unknown else text!r}; the models are {', '.join(MODEL_KEYS)} (or all)"
+        )
     return keys
 
 
@@ -383,30 +428,54 @@ def count_all(keys: tuple[str, ...]) -> dict[str, dict[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run, print a summary (and JSON when asked)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=parse_models, default=MODEL_KEYS,
-                        help=f"comma-separated model keys, or all (the default): {', '.join(MODEL_KEYS)}")
-    parser.add_argument("--preset", choices=PRESET_NAMES, help="each model's own; default: standard on a GPU, "
-                        "quick on the CPU")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models",
+        type=parse_models,
+        default=MODEL_KEYS,
+        help=f"comma-separated model keys, or all (the default): {', '.join(MODEL_KEYS)}",
+    )
+    parser.add_argument(
+        "--preset", choices=PRESET_NAMES, help="each model's own; default: standard on a GPU, quick on the CPU"
+    )
     parser.add_argument("--resolution", help="override the preset's resolution (one of the model's)")
     parser.add_argument("--frames", type=int, help="override the preset's frame count")
     parser.add_argument("--steps", type=int, help="override the preset's denoising steps")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    parser.add_argument("--model", help="'full' (random full-size, default on a GPU), 'tiny' (default on the "
-                        "CPU), or a hub id / folder of real weights (with one model in --models)")
-    parser.add_argument("--path", choices=PATHS, default="ours", help="which path to run (default: ours; "
-                        "reference and plain are I2VGen-XL's)")
-    parser.add_argument("--all-paths", action="store_true", help="I2VGen-XL: run reference, plain and ours side "
-                        "by side")
-    parser.add_argument("--peak-tflops", type=float, default=MEASURED_BF16_PEAK_TFLOPS,
-                        help=f"bf16 matrix peak for the fraction of peak (default {MEASURED_BF16_PEAK_TFLOPS}, "
-                        "measured on this workplace's H100)")
+    parser.add_argument(
+        "--model",
+        help="'full' (random full-size, default on a GPU), 'tiny' (default on the "
+        "CPU), or a hub id / folder of real weights (with one model in --models)",
+    )
+    parser.add_argument(
+        "--path",
+        choices=PATHS,
+        default="ours",
+        help="which path to run (default: ours; reference and plain are I2VGen-XL's)",
+    )
+    parser.add_argument(
+        "--all-paths", action="store_true", help="I2VGen-XL: run reference, plain and ours side by side"
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=MEASURED_BF16_PEAK_TFLOPS,
+        help=f"bf16 matrix peak for the fraction of peak (default {MEASURED_BF16_PEAK_TFLOPS}, "
+        "measured on this workplace's H100)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
-    parser.add_argument("--count-only", action="store_true",
-                        help="build each full-size model on the meta device and print parameter counts")
-    parser.add_argument("--flops-only", action="store_true",
-                        help="I2VGen-XL: count the full-size UNet's FLOPs per preset on the meta device")
+    parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="build each full-size model on the meta device and print parameter counts",
+    )
+    parser.add_argument(
+        "--flops-only",
+        action="store_true",
+        help="I2VGen-XL: count the full-size UNet's FLOPs per preset on the meta device",
+    )
     args = parser.parse_args(argv)
     keys: tuple[str, ...] = args.models
     if args.peak_tflops <= 0 or not math.isfinite(args.peak_tflops):
@@ -432,8 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         on_gpu = (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available())
         preset = args.preset or ("standard" if on_gpu else "quick")
-        overrides = {"resolution": args.resolution, "frames": args.frames, "steps": args.steps,
-                     "peak_tflops": args.peak_tflops}
+        overrides = {
+            "resolution": args.resolution,
+            "frames": args.frames,
+            "steps": args.steps,
+            "peak_tflops": args.peak_tflops,
+        }
         try:
             if args.all_paths:
                 result = run_all_paths(preset, args.device, args.model, **overrides)

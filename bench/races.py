@@ -70,10 +70,18 @@ class AdmissionControl:
 
 def _request(user_id: int, seed: int, cost: float) -> NewJob:
     return NewJob(
-        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH,
-        params=GenerationParams(prompt="race", negative_prompt="", resolution="256p", frames=8, fps=8,
-            steps=10, guidance=9.0, seed=seed), width=256, height=256,
-        input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=cost,
+        user_id=user_id,
+        channel_id=1,
+        guild_id=1,
+        source=JobSource.SLASH,
+        params=GenerationParams(
+            prompt="race", negative_prompt="", resolution="256p", frames=8, fps=8, steps=10, guidance=9.0, seed=seed
+        ),
+        width=256,
+        height=256,
+        input_sha256=SHA,
+        upload_limit_bytes=10 << 20,
+        cost_estimate=cost,
     )
 
 
@@ -114,14 +122,21 @@ async def claims_without_skip_locked(url: str, jobs: int) -> ClaimControl:
         try:
             while True:
                 next_id = (
-                    select(Job.id).where(Job.status == JobStatus.QUEUED)
-                    .order_by(Job.priority.desc(), Job.round, Job.id).limit(1).scalar_subquery()
+                    select(Job.id)
+                    .where(Job.status == JobStatus.QUEUED)
+                    .order_by(Job.priority.desc(), Job.round, Job.id)
+                    .limit(1)
+                    .scalar_subquery()
                 )
                 async with sessions() as s, s.begin():
-                    row = (await s.execute(
-                        update(table).where(table.c.id == next_id)
-                        .values(status=JobStatus.RUNNING, worker_id=name).returning(table.c.id)
-                    )).first()
+                    row = (
+                        await s.execute(
+                            update(table)
+                            .where(table.c.id == next_id)
+                            .values(status=JobStatus.RUNNING, worker_id=name)
+                            .returning(table.c.id)
+                        )
+                    ).first()
                 if row is None:
                     return
                 claimed.append(row.id)
@@ -188,10 +203,14 @@ async def main(argv: list[str] | None = None) -> int:
         claims = await claims_without_skip_locked(url, args.jobs)
     async with scratch_database(server) as url:
         admission = await admission_without_account_lock(url, args.users)
-    print(f"claims without SKIP LOCKED: {claims.extra_claims} extra claims over {claims.jobs} jobs "
-          f"({CLAIMERS} connections)")
-    print(f"admission without the account lock: {admission.over_budget} of {admission.users} users over their "
-          f"{BUDGET_S:.0f} s budget, worst {admission.worst_admitted_s:.0f} s")
+    print(
+        f"claims without SKIP LOCKED: {claims.extra_claims} extra claims over {claims.jobs} jobs "
+        f"({CLAIMERS} connections)"
+    )
+    print(
+        f"admission without the account lock: {admission.over_budget} of {admission.users} users over their "
+        f"{BUDGET_S:.0f} s budget, worst {admission.worst_admitted_s:.0f} s"
+    )
     broke = claims.extra_claims > 0 and admission.over_budget > 0
     if not broke:
         print("a control did not break its rule: raise --jobs / --users", file=sys.stderr)

@@ -87,10 +87,25 @@ def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
     """A job whose steps are ``steps`` where I2VGen-XL takes that many (the progress writes need not match)."""
     steps = min(max(steps, STEPS_RANGE[0]), STEPS_RANGE[1])
     return NewJob(
-        user_id=user_id, channel_id=1, guild_id=1, source=JobSource.SLASH,
-        params=GenerationParams(prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8,
-                                steps=steps, guidance=9.0, seed=seed), width=512, height=512,
-        input_sha256=SHA, upload_limit_bytes=10 << 20, cost_estimate=1.0,
+        user_id=user_id,
+        channel_id=1,
+        guild_id=1,
+        source=JobSource.SLASH,
+        params=GenerationParams(
+            prompt="bench",
+            negative_prompt="",
+            resolution="512p",
+            frames=16,
+            fps=8,
+            steps=steps,
+            guidance=9.0,
+            seed=seed,
+        ),
+        width=512,
+        height=512,
+        input_sha256=SHA,
+        upload_limit_bytes=10 << 20,
+        cost_estimate=1.0,
     )
 
 
@@ -108,14 +123,20 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
                 raise RuntimeError("claim returned None right after an enqueue")
             for step in range(1, writes + 1):
                 ack = await progress.write(
-                    job.id, job.attempt, worker_id=f"bench-{worker}", step=step, total=writes, phase="denoising",
+                    job.id,
+                    job.attempt,
+                    worker_id=f"bench-{worker}",
+                    step=step,
+                    total=writes,
+                    phase="denoising",
                     lease_seconds=LEASE_S,
                 )
                 if not ack.ok:
                     raise RuntimeError(f"progress of job {job.id} was fenced out")
             async with sessions() as s, s.begin():
-                if not await finish_job(s, job.id, job.attempt, worker_id=f"bench-{worker}", video=VIDEO,
-                                        gpu_seconds=1.0):
+                if not await finish_job(
+                    s, job.id, job.attempt, worker_id=f"bench-{worker}", video=VIDEO, gpu_seconds=1.0
+                ):
                     raise RuntimeError(f"finish of job {job.id} was fenced out")
     finally:
         await progress.close()
@@ -140,8 +161,9 @@ async def run(
     loop = _loop(floor)
     start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(loop(url, i, n, writes) for i, n in enumerate(_split(jobs, workers))))
-    return Result(backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes,
-                  floor=floor)
+    return Result(
+        backend, workers, jobs, time.perf_counter() - start, time.process_time() - cpu_start, writes, floor=floor
+    )
 
 
 def _process_main(url: str, worker: int, jobs: int, writes: int, floor: bool, barrier: Any, results: Any) -> None:
@@ -182,9 +204,7 @@ def run_processes(
     return Result(backend, 1, jobs, seconds, sum(cpu for _, _, cpu in reports), writes, processes, floor)
 
 
-async def _measure(
-    url: str, backend: str, jobs: int, workers: int, writes: int, processes: int, floor: bool
-) -> Result:
+async def _measure(url: str, backend: str, jobs: int, workers: int, writes: int, processes: int, floor: bool) -> Result:
     if floor:
         await driver_floor.prepare(url)
     if processes == 1:
@@ -229,7 +249,8 @@ async def main(argv: list[str] | None = None) -> list[Result]:
         "--progress-writes", type=int, default=PROGRESS_WRITES, help="progress transactions per job (default 50)"
     )
     parser.add_argument(
-        "--floor", action="store_true",
+        "--floor",
+        action="store_true",
         help="also run each measurement with the bare driver (bench/driver_floor.py) and print store/floor",
     )
     args = parser.parse_args(argv)

@@ -115,8 +115,10 @@ def make_frames(content: str, width: int, height: int, count: int) -> list[np.nd
     image = Image.open(SAMPLE_IMAGE).convert("RGB")
     base = image.resize((round(width * (1 + PAN_FRACTION)), height), Image.Resampling.LANCZOS)
     shift = base.width - width
-    return [np.asarray(base.crop((offset, 0, offset + width, height)))
-            for offset in (round(shift * i / max(1, count - 1)) for i in range(count))]
+    return [
+        np.asarray(base.crop((offset, 0, offset + width, height)))
+        for offset in (round(shift * i / max(1, count - 1)) for i in range(count))
+    ]
 
 
 def run_case(case: str, frames: list[np.ndarray], fps: int, out: Path, tight_bytes: int) -> dict[str, Any]:
@@ -150,16 +152,26 @@ def bench_preset(name: str, content: str, repeats: int, encoders: dict[str, Any]
                     for case in CASES:
                         out = Path(tmp) / f"{case}.mp4"
                         runs[encoder][case].append(run_case(case, frames, preset.fps, out, tight_bytes))
-    result: dict[str, Any] = {"preset": name, "width": width, "height": height, "frames": preset.frames,
-                              "fps": preset.fps, "tight_limit_bytes": tight_bytes, "cases": {}}
+    result: dict[str, Any] = {
+        "preset": name,
+        "width": width,
+        "height": height,
+        "frames": preset.frames,
+        "fps": preset.fps,
+        "tight_limit_bytes": tight_bytes,
+        "cases": {},
+    }
     for case in CASES:
         row: dict[str, Any] = {}
         for encoder in encoders:
             samples = runs[encoder][case]
-            row[encoder] = {"median_s": round(statistics.median(r["s"] for r in samples), 3),
-                            "runs_s": [round(r["s"], 3) for r in samples],
-                            "bytes": samples[0]["bytes"], "attempts": samples[0]["attempts"],
-                            "size": samples[0]["size"]}
+            row[encoder] = {
+                "median_s": round(statistics.median(r["s"] for r in samples), 3),
+                "runs_s": [round(r["s"], 3) for r in samples],
+                "bytes": samples[0]["bytes"],
+                "attempts": samples[0]["attempts"],
+                "size": samples[0]["size"],
+            }
         if "before" in row:
             row["time_ratio"] = round(row["after"]["median_s"] / row["before"]["median_s"], 2)
             row["size_ratio"] = round(row["after"]["bytes"] / row["before"]["bytes"], 3)
@@ -178,13 +190,23 @@ def print_table(results: list[dict[str, Any]], with_before: bool) -> None:
     for result in results:
         for case, row in result["cases"].items():
             after = row["after"]
-            cells = [result["preset"], f"{result['width']}x{result['height']}x{result['frames']} @{result['fps']}",
-                     case, str(after["attempts"]), f"{after['median_s']:.3f}", f"{after['bytes']:,}"]
+            cells = [
+                result["preset"],
+                f"{result['width']}x{result['height']}x{result['frames']} @{result['fps']}",
+                case,
+                str(after["attempts"]),
+                f"{after['median_s']:.3f}",
+                f"{after['bytes']:,}",
+            ]
             if with_before:
                 before = row["before"]
                 attempts = "" if before["attempts"] == after["attempts"] else f" ({before['attempts']} attempts)"
-                cells += [f"{before['median_s']:.3f}", f"{before['bytes']:,}{attempts}", f"{row['time_ratio']:.2f}",
-                          f"{row['size_ratio']:.3f}"]
+                cells += [
+                    f"{before['median_s']:.3f}",
+                    f"{before['bytes']:,}{attempts}",
+                    f"{row['time_ratio']:.2f}",
+                    f"{row['size_ratio']:.3f}",
+                ]
             cells.append(f"{result['share_of_job']:.1%}" if case == "budget" else "")
             print("| " + " | ".join(cells) + " |")
 
@@ -200,16 +222,22 @@ def main(argv: list[str] | None = None) -> int:
     encoders: dict[str, Any] = {"after": None}
     try:
         import av
+
         encoders = {"before": pyav_encode_arrays, "after": None}
         av_version = av.__version__
     except ImportError:
         av_version = None
         print("PyAV is not installed (pip install av): timing the imageio-ffmpeg encoder alone", file=sys.stderr)
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
-        "cpus": os.cpu_count(), "load_avg_1m_start": round(os.getloadavg()[0], 2), "content": args.content,
-        "repeats": args.repeats, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
-        "imageio_ffmpeg": imageio_ffmpeg.__version__, "av": av_version,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),
+        "content": args.content,
+        "repeats": args.repeats,
+        "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
+        "imageio_ffmpeg": imageio_ffmpeg.__version__,
+        "av": av_version,
     }
     results = [bench_preset(name, args.content, args.repeats, encoders) for name in args.presets]
     meta["load_avg_1m_end"] = round(os.getloadavg()[0], 2)

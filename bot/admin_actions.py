@@ -67,8 +67,9 @@ async def cancel_as_admin(bot: I2VBot, interaction: discord.Interaction, job_id:
     return outcome.sentence(job_id, owner=job.user_id)
 
 
-async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,
-                        bot_wide: bool) -> str:
+async def act_on_report(
+    bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *, bot_wide: bool
+) -> str:
     """An admin's answer to a reported video (``jobs.control.settle_report``): ``delete`` it (the channel message,
     the stored bytes, the disk copy), ``ban`` its maker (and delete it; from this server, or bot-wide from an
     ``/operator`` listing) or ``dismiss`` the reports, audited. A server admin acts only on a video of the server the
@@ -90,8 +91,9 @@ async def act_on_report(bot: I2VBot, interaction: discord.Interaction, job_id: i
     if action != "dismiss":
         await remove_disk_copies(bot, [job_id])
     wake_monitor(bot)
-    log.info("admin %s: %s on reported job %s (bot_wide=%s, %d report(s))", by, action, job_id, bot_wide,
-             settled.reports)
+    log.info(
+        "admin %s: %s on reported job %s (bot_wide=%s, %d report(s))", by, action, job_id, bot_wide, settled.reports
+    )
     return report_settled_text(settled, action, bot_wide=bot_wide)
 
 
@@ -148,14 +150,19 @@ async def set_guild_limits(
     row.updated_by, row.updated_at = by, utcnow()
     after = {"max_resolution": row.max_resolution, "max_frames": row.max_frames, "max_steps": row.max_steps}
     await record_action(
-        session, actor_id=by, action="set_guild_limits", guild_id=guild_id, detail={"before": before, "after": after},
+        session,
+        actor_id=by,
+        action="set_guild_limits",
+        guild_id=guild_id,
+        detail={"before": before, "after": after},
         scope=AUDIT_SCOPE_SERVER,
     )
     return row
 
 
-async def set_guild_model(session: AsyncSession, guild_id: int, enabled: tuple[str, ...], *, model: str | None,
-                          allowed: bool, by: int) -> list[str]:
+async def set_guild_model(
+    session: AsyncSession, guild_id: int, enabled: tuple[str, ...], *, model: str | None, allowed: bool, by: int
+) -> list[str]:
     """Allow or forbid one of the enabled models on a server (``model`` None with ``allowed``: every enabled
     model again); at least one stays allowed. Audited as ``update_guild_settings``. Returns the models allowed."""
     current = await allowed_models(session, guild_id, enabled)
@@ -165,8 +172,10 @@ async def set_guild_model(session: AsyncSession, guild_id: int, enabled: tuple[s
         await update_guild_settings(session, guild_id, by=by, models=None)
         return list(enabled)
     if model not in enabled:
-        raise UserFacingError(f"This bot does not offer {display_name(model)}; it offers "
-                              f"{', '.join(display_name(key) for key in enabled)}.")
+        raise UserFacingError(
+            f"This bot does not offer {display_name(model)}; it offers "
+            f"{', '.join(display_name(key) for key in enabled)}."
+        )
     chosen = [key for key in enabled if key in current and key != model] + ([model] if allowed else [])
     chosen = [key for key in enabled if key in chosen]
     if not chosen:

@@ -116,7 +116,7 @@ class OperatorLogPageButton(LogPageButton):
 
 
 class AdminCancelButton(discord.ui.DynamicItem[discord.ui.Button], template=ADMIN_CANCEL_TEMPLATE):
-    """"Cancel #N" next to a job in a queue listing: the operator cancels any job, a server admin only their
+    """ "Cancel #N" next to a job in a queue listing: the operator cancels any job, a server admin only their
     server's (the job's server must be the one the click comes from)."""
 
     def __init__(self, item: discord.ui.Button, job_id: int) -> None:

@@ -81,8 +81,9 @@ async def queue_reply(bot: I2VBot, guild_id: int | None, page: int) -> tuple[dis
             last = listing.pages - 1
             listing = await queue_page(session, offset=last * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE, guild_id=guild_id)
         server_paused = guild_id is not None and (await pause_state(session, guild_id)).guild_paused
-    view = queue_listing_view([entry.job_id for entry in listing.entries], listing.page, listing.pages,
-                              bot_wide=guild_id is None)
+    view = queue_listing_view(
+        [entry.job_id for entry in listing.entries], listing.page, listing.pages, bot_wide=guild_id is None
+    )
     embed = render_queue(listing, discord.utils.utcnow(), bot_wide=guild_id is None, server_paused=server_paused)
     return embed, view
 
@@ -135,15 +136,18 @@ async def pause(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
             changed = await pause_queue(session, by=interaction.user.id, reason=reason)
         else:
             changed = await pause_guild(session, guild_id, by=interaction.user.id, reason=reason)
-    log.info("admin %s paused %s (changed=%s, reason=%r)", interaction.user.id, _scope_name(guild_id), changed,
-             reason)
+    log.info("admin %s paused %s (changed=%s, reason=%r)", interaction.user.id, _scope_name(guild_id), changed, reason)
     if guild_id is None:
-        text = ("Paused on every server: new requests are queued and wait, no video starts until /operator resume; "
-                "running ones finish.")
+        text = (
+            "Paused on every server: new requests are queued and wait, no video starts until /operator resume; "
+            "running ones finish."
+        )
         again = "The queue was already paused. "
     else:
-        text = ("Paused on this server: new requests are queued and wait, nothing starts here until /admin resume; "
-                "running videos finish. Other servers are not affected.")
+        text = (
+            "Paused on this server: new requests are queued and wait, nothing starts here until /admin resume; "
+            "running videos finish. Other servers are not affected."
+        )
         again = "This server was already paused. "
     await interaction.followup.send(text if changed else again + text, ephemeral=True)
 
@@ -161,13 +165,17 @@ async def resume(bot: I2VBot, interaction: discord.Interaction, guild_id: int | 
     if guild_id is None:
         text = "Resumed: queued videos start again." if changed else "The queue was not paused; nothing changed."
     else:
-        text = ("Resumed: this server's queued videos start again." if changed
-                else "This server was not paused; nothing changed.")
+        text = (
+            "Resumed: this server's queued videos start again."
+            if changed
+            else "This server was not paused; nothing changed."
+        )
     await interaction.followup.send(text, ephemeral=True)
 
 
-async def ban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, user: discord.User,
-              reason: str | None) -> None:
+async def ban(
+    bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, user: discord.User, reason: str | None
+) -> None:
     """Ban ``user`` in the scope: their queued jobs there are cancelled and refunded. Bot-wide, a running job
     finishes and is delivered but is not retried (``jobs.control.ban_and_settle``)."""
     await defer(interaction)
@@ -181,8 +189,15 @@ async def ban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | Non
         else:
             newly, cancelled = await ban_from_guild(session, guild_id, user.id, reason=reason, by=interaction.user.id)
     wake_monitor(bot)
-    log.info("admin %s banned user %s from %s (%r): cancelled %s, running %s", interaction.user.id, user.id,
-             _scope_name(guild_id), reason, cancelled, running)
+    log.info(
+        "admin %s banned user %s from %s (%r): cancelled %s, running %s",
+        interaction.user.id,
+        user.id,
+        _scope_name(guild_id),
+        reason,
+        cancelled,
+        running,
+    )
     where = "" if guild_id is None else " in this server"
     if newly:
         head = f"{user.mention} is banned" + (" from making videos in this server" if guild_id else "")
@@ -207,8 +222,7 @@ async def unban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
         else:
             changed = await unban_from_guild(session, guild_id, user.id, by=interaction.user.id)
     where = "" if guild_id is None else " in this server"
-    text = (f"{user.mention} may make videos{where} again." if changed
-            else f"{user.mention} was not banned{where}.")
+    text = f"{user.mention} may make videos{where} again." if changed else f"{user.mention} was not banned{where}."
     await interaction.followup.send(text, ephemeral=True)
 
 
@@ -218,10 +232,13 @@ async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: in
     async with bot.readers() as session:
         stats = await admin_stats(session, guild_id=guild_id)
         state = await pause_state(session, guild_id) if guild_id is not None else None
-        blocked = [await blocked_count(session, since=period_start, until=stats.now + timedelta(seconds=1),
-                                       guild_id=guild_id)
-                   for period_start in (stats.now.replace(hour=0, minute=0, second=0, microsecond=0),
-                                        stats.now - timedelta(days=7))]
+        blocked = [
+            await blocked_count(session, since=period_start, until=stats.now + timedelta(seconds=1), guild_id=guild_id)
+            for period_start in (
+                stats.now.replace(hour=0, minute=0, second=0, microsecond=0),
+                stats.now - timedelta(days=7),
+            )
+        ]
         reports = len(await open_reports(session, guild_id, limit=MAX_OPEN_REPORTS_COUNTED))
     dead_after = bot.settings.worker_dead_after
     if state is None:
@@ -230,9 +247,12 @@ async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: in
         embed = render_stats(stats, bot.supervisor, bot_wide=False, dead_after_s=dead_after)
         embed.set_footer(text="Paused on this server" if state.guild_paused else "Running on this server")
     open_text = f"{reports}+" if reports >= MAX_OPEN_REPORTS_COUNTED else str(reports)
-    embed.add_field(name="Content safety",
-                    value=f"Prompts blocked: {blocked[0]} today, {blocked[1]} in the last 7 days\n"
-                          f"Reported videos waiting for an admin: {open_text}", inline=False)
+    embed.add_field(
+        name="Content safety",
+        value=f"Prompts blocked: {blocked[0]} today, {blocked[1]} in the last 7 days\n"
+        f"Reported videos waiting for an admin: {open_text}",
+        inline=False,
+    )
     await interaction.followup.send(embed=embed, ephemeral=True)
 
 
@@ -249,8 +269,11 @@ async def blocklist_add(bot: I2VBot, interaction: discord.Interaction, guild_id:
         raise UserFacingError(str(error)) from None
     log.info("admin %s listed a term on the blocklist of %s", interaction.user.id, _scope_name(guild_id))
     whose = _list_name(guild_id)
-    text = (f"Prompts holding “{term}” are now refused {whose}." if new
-            else f"“{term}” was already on {_list_title(guild_id)}.")
+    text = (
+        f"Prompts holding “{term}” are now refused {whose}."
+        if new
+        else f"“{term}” was already on {_list_title(guild_id)}."
+    )
     await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -259,8 +282,11 @@ async def blocklist_remove(bot: I2VBot, interaction: discord.Interaction, guild_
     await defer(interaction)
     async with bot.sessions.begin() as session:
         removed = await remove_term(session, guild_id, raw, by=interaction.user.id)
-    text = (f"Removed it from {_list_title(guild_id)}." if removed
-            else f"That is not on {_list_title(guild_id)}; nothing changed.")
+    text = (
+        f"Removed it from {_list_title(guild_id)}."
+        if removed
+        else f"That is not on {_list_title(guild_id)}; nothing changed."
+    )
     await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -270,27 +296,39 @@ async def blocklist_show(bot: I2VBot, interaction: discord.Interaction, guild_id
     async with bot.readers() as session:
         terms = await list_terms(session, guild_id)
     setting_terms = bot.settings.prompt_blocklist if guild_id is None else ()
-    await interaction.followup.send(render_blocklist(_list_title(guild_id), terms, setting_terms), ephemeral=True,
-                                    allowed_mentions=discord.AllowedMentions.none())
+    await interaction.followup.send(
+        render_blocklist(_list_title(guild_id), terms, setting_terms),
+        ephemeral=True,
+        allowed_mentions=discord.AllowedMentions.none(),
+    )
 
 
-async def safety_settings(bot: I2VBot, interaction: discord.Interaction, guild_id: int,
-                          unsafe_videos: str | None, spoilers: bool | None) -> None:
+async def safety_settings(
+    bot: I2VBot, interaction: discord.Interaction, guild_id: int, unsafe_videos: str | None, spoilers: bool | None
+) -> None:
     """Show or set this server's policy for flagged videos and whether every result is a spoiler."""
     await defer(interaction)
     default = bot.settings.unsafe_videos
     if unsafe_videos is not None or spoilers is not None:
         async with bot.sessions.begin() as session:
-            await set_server_safety(session, guild_id, by=interaction.user.id,
-                                    policy=UnsafePolicy(unsafe_videos) if unsafe_videos else None,
-                                    spoiler_all=spoilers)
-        log.info("admin %s set the safety settings of guild %s: unsafe_videos=%s spoilers=%s",
-                 interaction.user.id, guild_id, unsafe_videos, spoilers)
+            await set_server_safety(
+                session,
+                guild_id,
+                by=interaction.user.id,
+                policy=UnsafePolicy(unsafe_videos) if unsafe_videos else None,
+                spoiler_all=spoilers,
+            )
+        log.info(
+            "admin %s set the safety settings of guild %s: unsafe_videos=%s spoilers=%s",
+            interaction.user.id,
+            guild_id,
+            unsafe_videos,
+            spoilers,
+        )
     async with bot.readers() as session:
         policy, spoiler_all = await server_safety(session, guild_id, default)
     head = "Updated. " if unsafe_videos is not None or spoilers is not None else ""
-    await interaction.followup.send(head + render_safety(policy, spoiler_all, operator_default=default),
-                                    ephemeral=True)
+    await interaction.followup.send(head + render_safety(policy, spoiler_all, operator_default=default), ephemeral=True)
 
 
 async def reports_reply(bot: I2VBot, guild_id: int | None) -> tuple[discord.Embed, discord.ui.View | None]:

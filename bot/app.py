@@ -141,8 +141,9 @@ class I2VBot(commands.Bot):
         """The web page, /healthz and /metrics on WEB_HOST:WEB_PORT, over this bot's store and worker. A port that
         cannot be bound is logged and the bot runs without the page."""
         try:
-            self.web_server = await start_web_page(self.settings, sessions=self.sessions, readers=self.readers,
-                                                   facts=self)
+            self.web_server = await start_web_page(
+                self.settings, sessions=self.sessions, readers=self.readers, facts=self
+            )
         except OSError as error:
             log.error("the web page cannot listen on %s:%s: %s", self.settings.web_host, self.settings.web_port, error)
             self.web_server = None
@@ -198,5 +199,6 @@ class I2VBot(commands.Bot):
 
     def quota_policy(self, actor: discord.Interaction | discord.Member | discord.User) -> QuotaPolicy:
         """The quota rules for ``actor`` (an interaction's user or a message author): roles select tiers."""
-        return QuotaPolicy.of_requester(self.settings, role_ids=member_role_ids(actor),
-                                        is_admin=self.is_operator(actor))
+        return QuotaPolicy.of_requester(
+            self.settings, role_ids=member_role_ids(actor), is_admin=self.is_operator(actor)
+        )

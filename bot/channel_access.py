@@ -30,8 +30,9 @@ POST_PERMISSIONS = discord.Permissions(
 applies (:func:`needed_in`). The invite URL asks for all of them."""
 
 INVITE_SCOPES = ("bot", "applications.commands")
-THREAD_TYPES = frozenset({discord.ChannelType.public_thread, discord.ChannelType.private_thread,
-                          discord.ChannelType.news_thread})
+THREAD_TYPES = frozenset(
+    {discord.ChannelType.public_thread, discord.ChannelType.private_thread, discord.ChannelType.news_thread}
+)
 PERMISSION_NAMES = {
     "view_channel": "View Channel",
     "send_messages": "Send Messages",

@@ -57,8 +57,11 @@ async def check_models(values: Mapping[str, Any], bad: set[str], report: CheckRe
     """Every enabled model's (``I2V_MODELS``) config files, from its own setting, and the GPU memory it needs."""
     enabled = enabled_models(values["I2V_MODELS"], str(values["I2V_MODEL"]))
     tiny = str(values["I2V_MODEL"]).strip().lower() == TINY_SOURCE
-    report.fine.append("I2V_MODELS: " + ", ".join(f"{key} ({SPACES[key].display_name})" for key in enabled)
-                       + f"; the default is {SPACES[enabled[0]].display_name}")
+    report.fine.append(
+        "I2V_MODELS: "
+        + ", ".join(f"{key} ({SPACES[key].display_name})" for key in enabled)
+        + f"; the default is {SPACES[enabled[0]].display_name}"
+    )
     for key in enabled:
         each = SPACES[key]
         setting = each.source_setting
@@ -118,8 +121,10 @@ async def database_state(url: str) -> tuple[str, str]:
         return STATE_AT_HEAD, f"revision {', '.join(sorted(current))}"
     unknown = current - known
     if unknown:
-        return STATE_AHEAD, (f"revision {', '.join(sorted(unknown))} is newer than this code (upgrade the code, or "
-                             "downgrade the database with the newer code's alembic first)")
+        return STATE_AHEAD, (
+            f"revision {', '.join(sorted(unknown))} is newer than this code (upgrade the code, or "
+            "downgrade the database with the newer code's alembic first)"
+        )
     return STATE_BEHIND, f"revision {', '.join(sorted(current))}; migrated to {', '.join(sorted(heads))} at start"
 
 
@@ -185,7 +190,8 @@ def check_web_address(values: Mapping[str, Any], report: CheckReport) -> None:
         report.warnings.append(
             f"WEB_HOST={host} accepts connections from other machines but WEB_PUBLIC_URL is not set: sign-in links "
             "name http://WEB_HOST:WEB_PORT, and behind a reverse proxy sign-in is refused; set WEB_PUBLIC_URL to "
-            "the address people open (e.g. https://i2v.example.org)")
+            "the address people open (e.g. https://i2v.example.org)"
+        )
 
 
 async def run_check(env: Mapping[str, str]) -> CheckReport:

@@ -37,18 +37,26 @@ EXIT_FAILED = 1  # a command failed (and a crash exits 1 too)
 def build_parser() -> argparse.ArgumentParser:
     """The command line; ``--help`` lists every setting the bot reads."""
     parser = argparse.ArgumentParser(
-        prog="python -m bot", description="The i2v Discord bot, its web page and (WORKER=embedded) one GPU worker.",
+        prog="python -m bot",
+        description="The i2v Discord bot, its web page and (WORKER=embedded) one GPU worker.",
         epilog=settings_help(BOT) + "\n\nThe embedded worker reads what python -m generator.worker --help lists.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", help="run the bot until SIGTERM or Ctrl-C (the default)")
-    commands.add_parser("check", help="check the settings, the database, the model's config files and the folders; "
-                                      "starts nothing; exit status 0 or 2")
+    commands.add_parser(
+        "check",
+        help="check the settings, the database, the model's config files and the folders; "
+        "starts nothing; exit status 0 or 2",
+    )
     backup = commands.add_parser("backup", help="copy the SQLite job store while the bot runs (PostgreSQL: pg_dump)")
     backup.add_argument("dest", type=Path, help="the backup file to write, or a folder for i2v-DATE-TIME.sqlite3")
     commands.add_parser("prune", help="one retention pass: drop the images and videos older than RETENTION_DAYS")
-    link = commands.add_parser("web-link", help="print a fresh single-use sign-in link to the web page from the "
-                                                "store alone: the operator's, or --user ID's")
+    link = commands.add_parser(
+        "web-link",
+        help="print a fresh single-use sign-in link to the web page from the "
+        "store alone: the operator's, or --user ID's",
+    )
     link.add_argument("--user", type=int, metavar="ID", help="a link acting as this Discord user, with their rights")
     return parser
 
@@ -140,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return asyncio.run(prune(settings))
         except Exception as error:  # noqa: BLE001 - a database that cannot be read: one line
-            print(f"{PROG}: prune failed: {str(error).strip().splitlines()[0] if str(error) else error!r}",
-                  file=sys.stderr)
+            print(
+                f"{PROG}: prune failed: {str(error).strip().splitlines()[0] if str(error) else error!r}",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
     if args.command == "web-link":
         from bot.maintenance import web_link
 
         return asyncio.run(web_link(settings, args.user))
     return run(settings)
-

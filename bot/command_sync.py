@@ -57,9 +57,13 @@ async def sync_if_changed(tree: app_commands.CommandTree[Any], application_id: i
     except discord.HTTPException as error:
         named = problems_from_errors(getattr(error, "_errors", None) or {})
         detail = [describe_problem(problem, payload) for problem in named] or [str(error)]
-        log.error("Discord refused the application commands (HTTP %s, code %s); the bot runs on with the commands "
-                  "it synced before and tries again at its next start:\n  %s", error.status, error.code,
-                  "\n  ".join(detail))
+        log.error(
+            "Discord refused the application commands (HTTP %s, code %s); the bot runs on with the commands "
+            "it synced before and tries again at its next start:\n  %s",
+            error.status,
+            error.code,
+            "\n  ".join(detail),
+        )
         return False
     state[str(application_id)] = digest
     data_dir.mkdir(parents=True, exist_ok=True)

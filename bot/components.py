@@ -42,8 +42,12 @@ VARY_MODEL_PLACEHOLDER = "Vary with another model…"
 # the admin listings: listing segment -> {kind: label}; "o..." are the operator's bot-wide listings
 QUEUE_PAGE_LABELS = {"prev": "◀ Previous", "refresh": "Refresh", "next": "Next ▶"}
 LOG_PAGE_LABELS = {"prev": "◀ Newer", "next": "Older ▶"}
-PAGE_LISTINGS = {"queue": QUEUE_PAGE_LABELS, "oqueue": QUEUE_PAGE_LABELS, "log": LOG_PAGE_LABELS,
-                 "olog": LOG_PAGE_LABELS}
+PAGE_LISTINGS = {
+    "queue": QUEUE_PAGE_LABELS,
+    "oqueue": QUEUE_PAGE_LABELS,
+    "log": LOG_PAGE_LABELS,
+    "olog": LOG_PAGE_LABELS,
+}
 PAGE_STEP = {"prev": -1, "refresh": 0, "next": 1}
 
 
@@ -70,8 +74,11 @@ def page_template(listing: str) -> str:
 
 # a reported video in /admin reports (scope "s": this server's admins) or /operator reports ("o": bot-wide)
 REPORT_ACTION_LABELS = {"delete": "Delete video #{job}", "ban": "Ban maker of #{job}", "dismiss": "Dismiss #{job}"}
-REPORT_ACTION_STYLES = {"delete": discord.ButtonStyle.danger, "ban": discord.ButtonStyle.danger,
-                        "dismiss": discord.ButtonStyle.secondary}
+REPORT_ACTION_STYLES = {
+    "delete": discord.ButtonStyle.danger,
+    "ban": discord.ButtonStyle.danger,
+    "dismiss": discord.ButtonStyle.secondary,
+}
 REPORT_TEMPLATE = ADMIN_PREFIX + r":rep:(?P<scope>[so]):(?P<action>delete|ban|dismiss):(?P<job>[0-9]{1,20})"
 
 
@@ -111,10 +118,14 @@ def result_view(job_id: int, models: Sequence[str] = ()) -> discord.ui.View:
     most, so the model cannot be one of them)."""
     items: list[discord.ui.Item[discord.ui.View]] = [_job_button(action, job_id) for action in RESULT_ACTIONS]
     if len(models) > 1:
-        items.append(discord.ui.Select(
-            custom_id=job_custom_id(VARY_MODEL_ACTION, job_id), placeholder=VARY_MODEL_PLACEHOLDER, row=1,
-            options=[discord.SelectOption(label=SPACES[key].display_name, value=key) for key in models],
-        ))
+        items.append(
+            discord.ui.Select(
+                custom_id=job_custom_id(VARY_MODEL_ACTION, job_id),
+                placeholder=VARY_MODEL_PLACEHOLDER,
+                row=1,
+                options=[discord.SelectOption(label=SPACES[key].display_name, value=key) for key in models],
+            )
+        )
     return _layout(*items)
 
 
@@ -126,16 +137,27 @@ def notice_view(job_id: int) -> discord.ui.View:
 def queue_listing_view(job_ids: list[int], page: int, pages: int, *, bot_wide: bool) -> discord.ui.View:
     """A queue listing's buttons: Cancel #N per job (five a row), then Previous / Refresh / Next."""
     buttons: list[discord.ui.Item[discord.ui.View]] = [
-        discord.ui.Button(label=f"Cancel #{job_id}", style=discord.ButtonStyle.danger,
-                          custom_id=f"{ADMIN_PREFIX}:cancel:{job_id}", row=index // CANCEL_BUTTONS_PER_ROW)
+        discord.ui.Button(
+            label=f"Cancel #{job_id}",
+            style=discord.ButtonStyle.danger,
+            custom_id=f"{ADMIN_PREFIX}:cancel:{job_id}",
+            row=index // CANCEL_BUTTONS_PER_ROW,
+        )
         for index, job_id in enumerate(job_ids)
     ]
     nav_row = (len(job_ids) + CANCEL_BUTTONS_PER_ROW - 1) // CANCEL_BUTTONS_PER_ROW
     listing = "oqueue" if bot_wide else "queue"
     disabled = {"prev": page == 0, "refresh": False, "next": page + 1 >= pages}
     for kind, label in QUEUE_PAGE_LABELS.items():
-        buttons.append(discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, row=nav_row,
-                                         custom_id=page_custom_id(listing, page, kind), disabled=disabled[kind]))
+        buttons.append(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                row=nav_row,
+                custom_id=page_custom_id(listing, page, kind),
+                disabled=disabled[kind],
+            )
+        )
     return _layout(*buttons)
 
 
@@ -143,11 +165,17 @@ def log_listing_view(page: int, pages: int, *, bot_wide: bool) -> discord.ui.Vie
     """An audit-log listing's buttons: Newer / Older."""
     listing = "olog" if bot_wide else "log"
     disabled = {"prev": page == 0, "next": page + 1 >= pages}
-    return _layout(*(
-        discord.ui.Button(label=label, style=discord.ButtonStyle.secondary,
-                          custom_id=page_custom_id(listing, page, kind), disabled=disabled[kind])
-        for kind, label in LOG_PAGE_LABELS.items()
-    ))
+    return _layout(
+        *(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=page_custom_id(listing, page, kind),
+                disabled=disabled[kind],
+            )
+            for kind, label in LOG_PAGE_LABELS.items()
+        )
+    )
 
 
 def reports_view(job_ids: list[int], *, bot_wide: bool) -> discord.ui.View | None:
@@ -155,15 +183,26 @@ def reports_view(job_ids: list[int], *, bot_wide: bool) -> discord.ui.View | Non
     if not job_ids:
         return None
     scope = "o" if bot_wide else "s"
-    return _layout(*(
-        discord.ui.Button(label=label.format(job=job_id), style=REPORT_ACTION_STYLES[action], row=row,
-                          custom_id=report_custom_id(scope, action, job_id))
-        for row, job_id in enumerate(job_ids[:MAX_ROWS])
-        for action, label in REPORT_ACTION_LABELS.items()
-    ))
+    return _layout(
+        *(
+            discord.ui.Button(
+                label=label.format(job=job_id),
+                style=REPORT_ACTION_STYLES[action],
+                row=row,
+                custom_id=report_custom_id(scope, action, job_id),
+            )
+            for row, job_id in enumerate(job_ids[:MAX_ROWS])
+            for action, label in REPORT_ACTION_LABELS.items()
+        )
+    )
 
 
 def clear_confirm_view(expires_at: int) -> discord.ui.View:
     """The ``/admin clear`` confirmation, valid until the unix time ``expires_at``."""
-    return _layout(discord.ui.Button(label="Yes, cancel them all", style=discord.ButtonStyle.danger,
-                                     custom_id=f"{ADMIN_PREFIX}:clear:{expires_at}"))
+    return _layout(
+        discord.ui.Button(
+            label="Yes, cancel them all",
+            style=discord.ButtonStyle.danger,
+            custom_id=f"{ADMIN_PREFIX}:clear:{expires_at}",
+        )
+    )

@@ -34,7 +34,11 @@ EXIT_OK = 0
 EXIT_START_FAILED = 1  # start-up after login failed (e.g. the database cannot be reached): a restart may help
 EXIT_LOGIN_REFUSED = 3  # Discord refused the login (a rejected token, a privileged intent not allowed): fix, then start
 RETRY_INITIAL_S = 1.0  # first wait before another login attempt; doubles each time
-CLOSE_CODE_REASONS = {4004: "the token was rejected", 4013: "invalid intents", 4014: "a privileged intent is not enabled"}
+CLOSE_CODE_REASONS = {
+    4004: "the token was rejected",
+    4013: "invalid intents",
+    4014: "a privileged intent is not enabled",
+}
 
 
 class FatalLogin(Exception):
@@ -110,8 +114,9 @@ async def login(bot: I2VBot) -> None:
             await asyncio.wait_for(bot.login(settings.token), settings.connect_timeout)
             break
         except discord.LoginFailure:
-            raise FatalLogin("Discord rejected DISCORD_TOKEN (login failed): check the token in .env",
-                             exit_status=EXIT_LOGIN_REFUSED) from None
+            raise FatalLogin(
+                "Discord rejected DISCORD_TOKEN (login failed): check the token in .env", exit_status=EXIT_LOGIN_REFUSED
+            ) from None
         except TimeoutError:
             problem = f"Discord at {_api_host()} did not answer within {settings.connect_timeout:g} s"
         except discord.DiscordServerError as error:
@@ -119,8 +124,9 @@ async def login(bot: I2VBot) -> None:
         except (OSError, aiohttp.ClientError) as error:
             problem = f"cannot reach Discord at {_api_host()}: {describe_error(error)}"
         except discord.HTTPException as error:
-            raise FatalLogin(f"Discord refused the login: {describe_error(error)}",
-                             exit_status=EXIT_LOGIN_REFUSED) from None
+            raise FatalLogin(
+                f"Discord refused the login: {describe_error(error)}", exit_status=EXIT_LOGIN_REFUSED
+            ) from None
         finally:
             del bot.setup_hook
         delay = next_delay(delay, settings.retry_max)
@@ -149,8 +155,12 @@ async def hold_gateway(bot: I2VBot, reconnects: OneLineReconnects) -> None:
                 raise
         delay = next_delay(delay, bot.settings.retry_max)
         gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        log.warning("cannot reach the Discord gateway at %s: %s; retrying in %g s", gateway,
-                    describe_error(reconnects.first_error), delay)
+        log.warning(
+            "cannot reach the Discord gateway at %s: %s; retrying in %g s",
+            gateway,
+            describe_error(reconnects.first_error),
+            delay,
+        )
         await asyncio.sleep(delay)
 
 
@@ -160,13 +170,18 @@ async def connect(bot: I2VBot, reconnects: OneLineReconnects) -> None:
     try:
         await hold_gateway(bot, reconnects)
     except discord.PrivilegedIntentsRequired:
-        raise FatalLogin("Discord refused the Message Content intent: enable it for the bot in the Developer "
-                         "Portal, or set MESSAGE_CONTENT_INTENT=false", exit_status=EXIT_LOGIN_REFUSED) from None
+        raise FatalLogin(
+            "Discord refused the Message Content intent: enable it for the bot in the Developer "
+            "Portal, or set MESSAGE_CONTENT_INTENT=false",
+            exit_status=EXIT_LOGIN_REFUSED,
+        ) from None
     except discord.ConnectionClosed as error:
         reason = CLOSE_CODE_REASONS.get(error.code or 0, f"close code {error.code}")
         refused = (error.code or 0) in CLOSE_CODE_REASONS  # the token or the intents: a restart cannot help
-        raise FatalLogin(f"the Discord gateway closed the connection: {reason}",
-                         exit_status=EXIT_LOGIN_REFUSED if refused else EXIT_START_FAILED) from None
+        raise FatalLogin(
+            f"the Discord gateway closed the connection: {reason}",
+            exit_status=EXIT_LOGIN_REFUSED if refused else EXIT_START_FAILED,
+        ) from None
 
 
 def describe_worker(bot: I2VBot) -> str:
@@ -189,9 +204,16 @@ def announce_online(bot: I2VBot) -> None:
     async def on_ready() -> None:
         user = bot.user
         servers = len(bot.guilds)
-        log.info("online as %s (id %s) in %d server%s; worker: %s; operators: %s; invite: %s", user, user.id,
-                 servers, "" if servers == 1 else "s", describe_worker(bot), bot.operators.describe(),
-                 invite_url(bot.application_id or user.id))
+        log.info(
+            "online as %s (id %s) in %d server%s; worker: %s; operators: %s; invite: %s",
+            user,
+            user.id,
+            servers,
+            "" if servers == 1 else "s",
+            describe_worker(bot),
+            bot.operators.describe(),
+            invite_url(bot.application_id or user.id),
+        )
 
     bot.add_listener(on_ready, "on_ready")
 

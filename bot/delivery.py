@@ -244,8 +244,9 @@ class Delivery:
             started = datetime.now(UTC)
             await asyncio.to_thread(_write_journal, journal, started)  # fsync: off the loop
             try:
-                message_id = await asyncio.wait_for(self._post(job, video, spoiler=spoiler),
-                                                    self.bot.settings.upload_timeout)
+                message_id = await asyncio.wait_for(
+                    self._post(job, video, spoiler=spoiler), self.bot.settings.upload_timeout
+                )
             except (discord.HTTPException, aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
                 status = getattr(error, "status", None)
                 if status in CHANNEL_CLOSED_STATUSES:
@@ -257,15 +258,24 @@ class Delivery:
                 if reason == "timeout":
                     may_have_landed = started
                 if reason is None or attempt == attempts:
-                    log.warning("delivery of job %s failed for good (try %d of %d): %r", job.id, attempt, attempts,
-                                error)
-                    failure = (f"Discord kept answering {status}." if reason is None
-                               else f"the upload failed {attempt} times.")
+                    log.warning(
+                        "delivery of job %s failed for good (try %d of %d): %r", job.id, attempt, attempts, error
+                    )
+                    failure = (
+                        f"Discord kept answering {status}." if reason is None else f"the upload failed {attempt} times."
+                    )
                     break
                 UPLOAD_RETRIES.labels(reason=reason).inc()
                 wait = self.backoff[min(attempt - 1, len(self.backoff) - 1)]
-                log.warning("delivery of job %s failed (%s), retry %d of %d in %.0f s: %r", job.id, reason, attempt,
-                            UPLOAD_RETRIES_MAX, wait, error)
+                log.warning(
+                    "delivery of job %s failed (%s), retry %d of %d in %.0f s: %r",
+                    job.id,
+                    reason,
+                    attempt,
+                    UPLOAD_RETRIES_MAX,
+                    wait,
+                    error,
+                )
                 await asyncio.sleep(wait)
                 continue
             outcome = await self._mark(job, message_id, journal, copy)
@@ -314,8 +324,12 @@ class Delivery:
         async with self.bot.sessions.begin() as session:
             newly = await withhold_video(session, job.id, reason)
         await remove_disk_copies(self.bot, [job.id])
-        log.info("job %s: the safety check flagged the video; not posted in channel %s (policy %s), deleted",
-                 job.id, job.channel_id, policy.value)
+        log.info(
+            "job %s: the safety check flagged the video; not posted in channel %s (policy %s), deleted",
+            job.id,
+            job.channel_id,
+            policy.value,
+        )
         if newly:
             how = await self.tell_privately(job, render_withheld(job, reason))
             log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
@@ -328,10 +342,15 @@ class Delivery:
         token lives, else a direct message; returns how (``ephemeral``, ``dm``, or ``job`` when neither worked and
         only the job's own record, shown by ``/queue`` and the page, says it)."""
         expires = job.interaction_expires_at
-        if job.interaction_token and job.application_id and expires is not None \
-                and expires - TOKEN_MARGIN > datetime.now(UTC):
+        if (
+            job.interaction_token
+            and job.application_id
+            and expires is not None
+            and expires - TOKEN_MARGIN > datetime.now(UTC)
+        ):
             webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
-                {"id": job.application_id, "type": 3, "token": job.interaction_token}, state=self.bot._connection,
+                {"id": job.application_id, "type": 3, "token": job.interaction_token},
+                state=self.bot._connection,
             )
             try:
                 await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
@@ -358,13 +377,19 @@ class Delivery:
             file = discord.File(io.BytesIO(video), filename=output_filename(job.id, job.finished_at), spoiler=spoiler)
             # send() takes None for "no reply" (it checks `is not None`); its overloads leave None out.
             message = await channel.send(
-                render_result(job), file=file, view=result_view(job.id, self.bot.settings.models),
+                render_result(job),
+                file=file,
+                view=result_view(job.id, self.bot.settings.models),
                 reference=reference,  # type: ignore[arg-type]  # None: see above
-                allowed_mentions=mentions, nonce=nonce_for(job.id),
+                allowed_mentions=mentions,
+                nonce=nonce_for(job.id),
             )
         else:
             message = await channel.send(
-                render_notice(job), view=notice_view(job.id), allowed_mentions=mentions, nonce=nonce_for(job.id),
+                render_notice(job),
+                view=notice_view(job.id),
+                allowed_mentions=mentions,
+                nonce=nonce_for(job.id),
                 reference=reference,  # type: ignore[arg-type]  # None: as above
             )
         return message.id
@@ -372,8 +397,9 @@ class Delivery:
     async def _mark(self, job: Job, message_id: int | None, journal: Path, copy: Path | None = None) -> DeliveryResult:
         await self._remove_status_message(job, message_id)
         async with self.bot.sessions.begin() as session:
-            marked = await mark_delivered(session, job.id, result_message_id=message_id,
-                                          output_path=str(copy) if copy is not None else None)
+            marked = await mark_delivered(
+                session, job.id, result_message_id=message_id, output_path=str(copy) if copy is not None else None
+            )
         journal.unlink(missing_ok=True)
         if not marked:
             log.warning("job %s was already marked delivered; message %s is extra", job.id, message_id)
@@ -381,21 +407,30 @@ class Delivery:
         log.info("job %s delivered as message %s", job.id, message_id)
         return DeliveryResult.DELIVERED
 
-    async def _channel_closed(self, job: Job, journal: Path, error: BaseException,
-                              copy: Path | None) -> DeliveryResult:
+    async def _channel_closed(self, job: Job, journal: Path, error: BaseException, copy: Path | None) -> DeliveryResult:
         """The channel refused the result with 403 (the bot may no longer post or attach there) or 404 (the channel
         is gone): knocking again only spends Discord's invalid-request allowance, so stop here. Tell the requester
         once, by the interaction's follow-up while its token lives, else by direct message; record why on the job.
         The video stays in the store (the page shows and serves it)."""
         reason = render_channel_closed_reason(getattr(error, "status", 0), getattr(error, "code", 0))
-        log.error("job %s: channel %s refused the result (%s); not retrying, video kept in the store%s", job.id,
-                  job.channel_id, error, f" and at {copy}" if copy is not None else "")
+        log.error(
+            "job %s: channel %s refused the result (%s); not retrying, video kept in the store%s",
+            job.id,
+            job.channel_id,
+            error,
+            f" and at {copy}" if copy is not None else "",
+        )
         text = render_not_posted(job, reason)
         how = await self.tell_privately(job, text)
         log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
         async with self.bot.sessions.begin() as session:
-            marked = await mark_delivered(session, job.id, result_message_id=None, delivery_error=reason,
-                                          output_path=str(copy) if copy is not None else None)
+            marked = await mark_delivered(
+                session,
+                job.id,
+                result_message_id=None,
+                delivery_error=reason,
+                output_path=str(copy) if copy is not None else None,
+            )
             fresh = await find_job(session, job.id)
         journal.unlink(missing_ok=True)
         if fresh is not None:  # one try: an own message can often still be edited where nothing can be posted
@@ -416,13 +451,13 @@ class Delivery:
         except discord.NotFound:
             return
         except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
-            log.warning("could not delete the status message %s of job %s: %r", job.status_message_id, job.id,
-                        error)
+            log.warning("could not delete the status message %s of job %s: %r", job.status_message_id, job.id, error)
             return
         log.info("job %s: status message %s replaced by the delivery", job.id, job.status_message_id)
 
-    async def _give_up(self, job: Job, journal: Path, reason: str, *, copy: Path | None = None,
-                       kept: bool = True) -> DeliveryResult:
+    async def _give_up(
+        self, job: Job, journal: Path, reason: str, *, copy: Path | None = None, kept: bool = True
+    ) -> DeliveryResult:
         """Tell the user the upload failed (the file is kept) and record that notice as the delivery.
 
         If the channel itself refuses the notice (403/404: deleted, or no permission), the user is told by direct
@@ -444,8 +479,12 @@ class Delivery:
         except discord.HTTPException:
             log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
             return DeliveryResult.RETRY_LATER
-        log.error("job %s: upload given up (%s); video kept in the store%s", job.id, reason,
-                  f" and at {copy}" if copy is not None else "")
+        log.error(
+            "job %s: upload given up (%s); video kept in the store%s",
+            job.id,
+            reason,
+            f" and at {copy}" if copy is not None else "",
+        )
         return await self._mark(job, notice_id, journal, copy)
 
     async def _tell_directly(self, job: Job, text: str) -> None:
@@ -474,8 +513,14 @@ async def delete_user_data_and_copies(bot: I2VBot, user_id: int, *, by: int) -> 
     async with bot.sessions.begin() as session:
         deleted = await delete_user_data(session, user_id, by=by)
     copies = await remove_disk_copies(bot, deleted.job_ids)
-    log.info("user %s's data deleted by %s: %d job(s), %d disk copies, still running %s", user_id, by,
-             len(deleted.job_ids), copies, deleted.still_running)
+    log.info(
+        "user %s's data deleted by %s: %d job(s), %d disk copies, still running %s",
+        user_id,
+        by,
+        len(deleted.job_ids),
+        copies,
+        deleted.still_running,
+    )
     if bot.monitor is not None:
         bot.monitor.wake()
     return deleted

@@ -231,6 +231,7 @@ def _slash_name(value: str, path: Path, out: list[Problem]) -> None:
 
 # -- application commands ----------------------------------------------------------------------------------------
 
+
 def localized(rule: Text) -> Check:
     def check(value: Any, path: Path, out: list[Problem]) -> None:
         if not isinstance(value, dict):
@@ -254,34 +255,63 @@ _OPTION_COMMON: dict[str, Check] = {
 
 
 def _choices(value_rule: Check) -> Items:
-    return Items(Obj({"name": Text(1, CHOICE_NAME_MAX), "name_localizations": localized(Text(1, CHOICE_NAME_MAX)),
-                      "value": value_rule}, required=("name", "value")), COMMAND_CHOICES_MAX)
+    return Items(
+        Obj(
+            {
+                "name": Text(1, CHOICE_NAME_MAX),
+                "name_localizations": localized(Text(1, CHOICE_NAME_MAX)),
+                "value": value_rule,
+            },
+            required=("name", "value"),
+        ),
+        COMMAND_CHOICES_MAX,
+    )
 
 
 def _bounds_in_order(option: dict[str, Any], path: Path, out: list[Problem]) -> None:
     for low, high in (("min_value", "max_value"), ("min_length", "max_length")):
         if option.get(low) is not None and option.get(high) is not None and option[low] > option[high]:
-            out.append(Problem((*path, low), "APPLICATION_COMMAND_OPTION_BOUNDS_INVALID",
-                               f"{low} must be less than or equal to {high}"))
+            out.append(
+                Problem(
+                    (*path, low),
+                    "APPLICATION_COMMAND_OPTION_BOUNDS_INVALID",
+                    f"{low} must be less than or equal to {high}",
+                )
+            )
     if option.get("autocomplete") and option.get("choices"):
-        out.append(Problem((*path, "autocomplete"), "APPLICATION_COMMAND_AUTOCOMPLETE_CHOICES",
-                           "Autocomplete cannot be set on an option with choices"))
+        out.append(
+            Problem(
+                (*path, "autocomplete"),
+                "APPLICATION_COMMAND_AUTOCOMPLETE_CHOICES",
+                "Autocomplete cannot be set on an option with choices",
+            )
+        )
 
 
 def _value_option(kind: int, **extra: Check) -> Obj:
-    return Obj({"type": Integer(choices=(kind,)), **_OPTION_COMMON, **extra},
-               required=("type", "name", "description"), checks=(_bounds_in_order,))
+    return Obj(
+        {"type": Integer(choices=(kind,)), **_OPTION_COMMON, **extra},
+        required=("type", "name", "description"),
+        checks=(_bounds_in_order,),
+    )
 
 
 _INT53 = Integer(-INT53_MAX, INT53_MAX)
 _DOUBLE53 = Number(-(2.0**53), 2.0**53)  # the documentation's range of a number option's values and bounds
 _VALUE_OPTIONS: dict[int, Check] = {
-    OPT_STRING: _value_option(OPT_STRING, autocomplete=boolean, choices=_choices(Text(0, CHOICE_STRING_VALUE_MAX)),
-                              min_length=Integer(0, 6000), max_length=Integer(1, 6000)),
-    OPT_INTEGER: _value_option(OPT_INTEGER, autocomplete=boolean, choices=_choices(_INT53),
-                               min_value=_INT53, max_value=_INT53),
-    OPT_NUMBER: _value_option(OPT_NUMBER, autocomplete=boolean, choices=_choices(_DOUBLE53),
-                              min_value=_DOUBLE53, max_value=_DOUBLE53),
+    OPT_STRING: _value_option(
+        OPT_STRING,
+        autocomplete=boolean,
+        choices=_choices(Text(0, CHOICE_STRING_VALUE_MAX)),
+        min_length=Integer(0, 6000),
+        max_length=Integer(1, 6000),
+    ),
+    OPT_INTEGER: _value_option(
+        OPT_INTEGER, autocomplete=boolean, choices=_choices(_INT53), min_value=_INT53, max_value=_INT53
+    ),
+    OPT_NUMBER: _value_option(
+        OPT_NUMBER, autocomplete=boolean, choices=_choices(_DOUBLE53), min_value=_DOUBLE53, max_value=_DOUBLE53
+    ),
     5: _value_option(5),  # boolean
     6: _value_option(6),  # user
     7: _value_option(7, channel_types=Items(Integer(0, 16))),
@@ -299,23 +329,37 @@ def _option_level(options: Any, path: Path, out: list[Problem]) -> None:
     optional_seen = False
     kinds = {o.get("type") for o in options if isinstance(o, dict)}
     if kinds & {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP} and kinds - {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP}:
-        out.append(Problem(path, "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
-                           "Sub-command and sub-command group option types are mutually exclusive to all other "
-                           "types"))
+        out.append(
+            Problem(
+                path,
+                "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
+                "Sub-command and sub-command group option types are mutually exclusive to all other types",
+            )
+        )
     for index, option in enumerate(options):
         if not isinstance(option, dict):
             continue
         name = option.get("name")
         if name in seen:
-            out.append(Problem((*path, str(index), "name"), "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME",
-                               "Option names must be unique"))
+            out.append(
+                Problem(
+                    (*path, str(index), "name"),
+                    "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME",
+                    "Option names must be unique",
+                )
+            )
         seen.add(str(name))
         if option.get("type") in (OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP):
             continue
         if option.get("required"):
             if optional_seen:
-                out.append(Problem((*path, str(index), "required"), "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                                   "Required options must be placed before non-required options"))
+                out.append(
+                    Problem(
+                        (*path, str(index), "required"),
+                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                        "Required options must be placed before non-required options",
+                    )
+                )
         else:
             optional_seen = True
 
@@ -331,13 +375,21 @@ class _Level:
         _option_level(value, path, out)
 
 
-_SUB_COMMAND = Obj({"type": Integer(choices=(OPT_SUB_COMMAND,)), **_OPTION_COMMON,
-                    "options": _Level(ByType(_VALUE_OPTIONS))}, required=("type", "name", "description"))
-_SUB_COMMAND_GROUP = Obj({"type": Integer(choices=(OPT_SUB_COMMAND_GROUP,)), **_OPTION_COMMON,
-                          "options": _Level(ByType({OPT_SUB_COMMAND: _SUB_COMMAND}))},
-                         required=("type", "name", "description"))
-_TOP_OPTIONS = _Level(ByType({**_VALUE_OPTIONS, OPT_SUB_COMMAND: _SUB_COMMAND,
-                              OPT_SUB_COMMAND_GROUP: _SUB_COMMAND_GROUP}))
+_SUB_COMMAND = Obj(
+    {"type": Integer(choices=(OPT_SUB_COMMAND,)), **_OPTION_COMMON, "options": _Level(ByType(_VALUE_OPTIONS))},
+    required=("type", "name", "description"),
+)
+_SUB_COMMAND_GROUP = Obj(
+    {
+        "type": Integer(choices=(OPT_SUB_COMMAND_GROUP,)),
+        **_OPTION_COMMON,
+        "options": _Level(ByType({OPT_SUB_COMMAND: _SUB_COMMAND})),
+    },
+    required=("type", "name", "description"),
+)
+_TOP_OPTIONS = _Level(
+    ByType({**_VALUE_OPTIONS, OPT_SUB_COMMAND: _SUB_COMMAND, OPT_SUB_COMMAND_GROUP: _SUB_COMMAND_GROUP})
+)
 
 
 def _command_size(command: dict[str, Any]) -> int:
@@ -370,11 +422,21 @@ def _command_rules(command: dict[str, Any], path: Path, out: list[Problem]) -> N
                 _slash_name(text, (*path, "name_localizations", str(locale)), out)
     elif kind in (USER, MESSAGE):
         if command.get("description"):
-            out.append(Problem((*path, "description"), "APPLICATION_COMMAND_DESCRIPTION_INVALID",
-                               "Context menu commands cannot have description"))
+            out.append(
+                Problem(
+                    (*path, "description"),
+                    "APPLICATION_COMMAND_DESCRIPTION_INVALID",
+                    "Context menu commands cannot have description",
+                )
+            )
         if command.get("options"):
-            out.append(Problem((*path, "options"), "APPLICATION_COMMAND_OPTIONS_INVALID",
-                               "Context menu commands cannot have options"))
+            out.append(
+                Problem(
+                    (*path, "options"),
+                    "APPLICATION_COMMAND_OPTIONS_INVALID",
+                    "Context menu commands cannot have options",
+                )
+            )
     if _command_size(command) > COMMAND_SIZE_MAX:
         out.append(Problem(path, "APPLICATION_COMMAND_TOO_LARGE", f"Command exceeds maximum size ({COMMAND_SIZE_MAX})"))
 
@@ -408,15 +470,29 @@ def _command_list_rules(commands: Any, path: Path, out: list[Problem]) -> None:
             continue
         key = (command.get("type") or CHAT_INPUT, command.get("name"))
         if key in seen:
-            out.append(Problem((*path, str(index), "name"), "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                               "Application command names must be unique"))
+            out.append(
+                Problem(
+                    (*path, str(index), "name"),
+                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                    "Application command names must be unique",
+                )
+            )
         seen.add(key)
         counts[key[0]] = counts.get(key[0], 0) + 1
-    for kind, limit in ((CHAT_INPUT, CHAT_INPUT_COMMANDS_MAX), (USER, CONTEXT_MENU_COMMANDS_MAX),
-                        (MESSAGE, CONTEXT_MENU_COMMANDS_MAX)):
+    for kind, limit in (
+        (CHAT_INPUT, CHAT_INPUT_COMMANDS_MAX),
+        (USER, CONTEXT_MENU_COMMANDS_MAX),
+        (MESSAGE, CONTEXT_MENU_COMMANDS_MAX),
+    ):
         if counts.get(kind, 0) > limit:
-            out.append(Problem(path, "APPLICATION_COMMANDS_TOO_MANY",
-                               f"Maximum number of application commands of type {kind} reached ({limit})"))
+            out.append(
+                Problem(
+                    path,
+                    "APPLICATION_COMMANDS_TOO_MANY",
+                    f"Maximum number of application commands of type {kind} reached ({limit})",
+                )
+            )
+
 
 COMMAND_LIST = Items(COMMAND, CHAT_INPUT_COMMANDS_MAX + 2 * CONTEXT_MENU_COMMANDS_MAX + 20)
 """PUT /applications/{id}/commands (bulk overwrite); the per-type counts are checked below."""
@@ -455,8 +531,9 @@ def problems_from_errors(errors: Mapping[str, Any], path: Path = ()) -> list[Pro
     found: list[Problem] = []
     for key, value in errors.items():
         if key == "_errors" and isinstance(value, list):
-            found += [Problem(path, str(e.get("code", "")), str(e.get("message", ""))) for e in value
-                      if isinstance(e, dict)]
+            found += [
+                Problem(path, str(e.get("code", "")), str(e.get("message", ""))) for e in value if isinstance(e, dict)
+            ]
         elif isinstance(value, dict):
             found += problems_from_errors(value, (*path, str(key)))
     return found

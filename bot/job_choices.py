@@ -27,15 +27,24 @@ if TYPE_CHECKING:
 __all__ = ("job_id_choices",)
 
 
-async def job_id_choices(bot: I2VBot, interaction: discord.Interaction, current: str | float, *,
-                         own: bool = False, guild_id: int | None = None) -> list[app_commands.Choice[int]]:
+async def job_id_choices(
+    bot: I2VBot,
+    interaction: discord.Interaction,
+    current: str | float,
+    *,
+    own: bool = False,
+    guild_id: int | None = None,
+) -> list[app_commands.Choice[int]]:
     """The choices for what the user typed so far (``current``, Discord's raw text): their own jobs (``own``),
     ``guild_id``'s, or every server's; none when the interaction's command would refuse them."""
     command = interaction.command
     if not isinstance(command, app_commands.Command) or not may_use(interaction, command):
         return []
     async with bot.readers() as session:
-        jobs = await cancellable_jobs(session, search=str(current or ""),
-                                      user_id=interaction.user.id if own else None, guild_id=guild_id)
-    return [app_commands.Choice(name=job_choice_name(job.job_id, job.status.value, job.prompt), value=job.job_id)
-            for job in jobs]
+        jobs = await cancellable_jobs(
+            session, search=str(current or ""), user_id=interaction.user.id if own else None, guild_id=guild_id
+        )
+    return [
+        app_commands.Choice(name=job_choice_name(job.job_id, job.status.value, job.prompt), value=job.job_id)
+        for job in jobs
+    ]

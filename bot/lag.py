@@ -78,4 +78,3 @@ class LoopLagMonitor:
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             self.report_path.write_text(json.dumps(summary))
-

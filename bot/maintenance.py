@@ -41,8 +41,13 @@ async def prune(settings: BotSettings, now: datetime | None = None) -> int:
         return 0
     engine = make_engine(settings.database_url)
     try:
-        done = await maintain(make_sessionmaker(engine), dead_after_s=settings.worker_dead_after,
-                              retention_days=settings.retention_days, output_dir=settings.output_dir, now=now)
+        done = await maintain(
+            make_sessionmaker(engine),
+            dead_after_s=settings.worker_dead_after,
+            retention_days=settings.retention_days,
+            output_dir=settings.output_dir,
+            now=now,
+        )
     finally:
         await engine.dispose()
     pruned, removed, cutoff = done.pruned, done.copies_removed, done.cutoff
@@ -51,8 +56,10 @@ async def prune(settings: BotSettings, now: datetime | None = None) -> int:
         print(f"nothing to prune: no delivered job finished before {cutoff:%Y-%m-%d %H:%M} UTC still keeps its bytes")
         return 0
     shown = ", ".join(str(i) for i in pruned[:SHOWN_IDS]) + (" ..." if len(pruned) > SHOWN_IDS else "")
-    print(f"pruned the stored image and video of {len(pruned)} job(s) finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
-          f"{shown}; removed {removed} disk cop{'y' if removed == 1 else 'ies'} from {settings.output_dir}")
+    print(
+        f"pruned the stored image and video of {len(pruned)} job(s) finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{shown}; removed {removed} disk cop{'y' if removed == 1 else 'ies'} from {settings.output_dir}"
+    )
     return 0
 
 
@@ -78,6 +85,7 @@ async def web_link(settings: BotSettings, user_id: int | None = None) -> int:
     else:
         print(f"Sign-in link for Discord user {who.user_id} ({who.source}): {link}")
     if not config.public_url and config.port == 0:
-        print("i2v-bot: WEB_PORT is 0 (any free port): put the port the app logged at start in this link",
-              file=sys.stderr)
+        print(
+            "i2v-bot: WEB_PORT is 0 (any free port): put the port the app logged at start in this link", file=sys.stderr
+        )
     return 0

@@ -84,8 +84,9 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
     frames: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
         label=f"Frames ({FRAMES_RANGE[0]}-{FRAMES_RANGE[1]})", max_length=3
     )
-    fps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(label=f"FPS ({FPS_RANGE[0]}-{FPS_RANGE[1]})",
-                                                                   max_length=3)
+    fps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
+        label=f"FPS ({FPS_RANGE[0]}-{FPS_RANGE[1]})", max_length=3
+    )
     steps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
         label=f"Steps ({STEPS_RANGE[0]}-{STEPS_RANGE[1]})", max_length=3
     )

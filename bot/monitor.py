@@ -55,9 +55,13 @@ class JobMonitor:
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._retry_after: dict[int, float] = {}  # job id -> monotonic time before which not to retry
         settings = bot.settings
-        self.maintenance = Maintenance(bot.sessions, dead_after_s=settings.worker_dead_after,
-                                       retention_days=settings.retention_days,
-                                       retention_interval_s=settings.retention_interval, output_dir=settings.output_dir)
+        self.maintenance = Maintenance(
+            bot.sessions,
+            dead_after_s=settings.worker_dead_after,
+            retention_days=settings.retention_days,
+            retention_interval_s=settings.retention_interval,
+            output_dir=settings.output_dir,
+        )
         self._gone: set[int] = set()  # jobs whose status message was deleted or cannot be edited
         self._unposted: set[int] = set()  # queued jobs whose first status-message post failed (post_later)
         self._told_unavailable: set[int] = set()  # queued jobs whose status said video generation is unavailable
@@ -135,12 +139,14 @@ class JobMonitor:
         async with self.bot.readers() as session:
             pending = await pending_with_status_message(session)
             places = await queue_positions(session) if pending else {}
-            positions = {job.id: places[job.id] for job in pending
-                         if job.status == JobStatus.QUEUED and job.id in places}
+            positions = {
+                job.id: places[job.id] for job in pending if job.status == JobStatus.QUEUED and job.id in places
+            }
             waiting = {job.guild_id for job in pending if job.status == JobStatus.QUEUED}
             unavailable, paused = await self._holds(session, waiting) if waiting else (None, {})
-            downloads = (await model_downloads(session, dead_after_s=self.bot.settings.worker_dead_after)
-                         if waiting else {})
+            downloads = (
+                await model_downloads(session, dead_after_s=self.bot.settings.worker_dead_after) if waiting else {}
+            )
             # The web page delivers its own jobs (web.delivery marks them); Discord never posts them.
             finished = [job for job in await undelivered_jobs(session) if job.source != JobSource.WEB]
         for job in finished:  # first: deliveries run as their own tasks and must not wait behind status edits
@@ -155,13 +161,16 @@ class JobMonitor:
                 notice = "\n".join(filter(None, (download_notice(download), notice)))
             await self._maybe_edit(job, place.position if place else None, eta_seconds, notice)
 
-    async def _holds(self, session: AsyncSession,
-                     guild_ids: set[int | None]) -> tuple[str | None, dict[int | None, str | None]]:
+    async def _holds(
+        self, session: AsyncSession, guild_ids: set[int | None]
+    ) -> tuple[str | None, dict[int | None, str | None]]:
         """What holds queued jobs now: the "unavailable" sentence (None while a worker is alive) and each
         server's pause sentence, the same sentences a request is told when it is queued (``bot.requests``)."""
-        unavailable = await availability_notice(session, own_problem=getattr(self.bot.supervisor, "failure_reason",
-                                                                              None),
-                                                dead_after_s=self.bot.settings.worker_dead_after)
+        unavailable = await availability_notice(
+            session,
+            own_problem=getattr(self.bot.supervisor, "failure_reason", None),
+            dead_after_s=self.bot.settings.worker_dead_after,
+        )
         paused = {guild_id: (await pause_state(session, guild_id)).notice() for guild_id in guild_ids}
         return unavailable, paused
 
@@ -175,8 +184,9 @@ class JobMonitor:
             worker = AVAILABLE_AGAIN if job.id in self._told_unavailable else None
         return "\n".join(line for line in (worker, paused.get(job.guild_id)) if line) or None
 
-    async def _maybe_edit(self, job: Job, position: int | None, eta_seconds: float | None,
-                          notice: str | None = None) -> None:
+    async def _maybe_edit(
+        self, job: Job, position: int | None, eta_seconds: float | None, notice: str | None = None
+    ) -> None:
         """Edit the status message if what it shows changed and the last edit is old enough."""
         key = status_key(job, position, notice)
         if job.id in self._gone or self._shown.get(job.id, ()) == key:

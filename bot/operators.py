@@ -41,8 +41,10 @@ class Operators:
     @classmethod
     def from_settings(cls, settings: BotSettings) -> Operators:
         """Only what the settings name (before the owner is read)."""
-        return cls(configured_user_ids=frozenset(settings.operator_user_ids),
-                   operator_role_ids=frozenset(settings.operator_role_ids))
+        return cls(
+            configured_user_ids=frozenset(settings.operator_user_ids),
+            operator_role_ids=frozenset(settings.operator_role_ids),
+        )
 
     @property
     def operator_user_ids(self) -> frozenset[int]:
@@ -51,8 +53,11 @@ class Operators:
 
     def describe(self) -> str:
         """The start-up line's account of who the operator is."""
-        source = {"owner": "the application's owner", "team": "the application's team",
-                  "recorded": "the application's owner as last recorded"}.get(self.owner_source or "", "")
+        source = {
+            "owner": "the application's owner",
+            "team": "the application's team",
+            "recorded": "the application's owner as last recorded",
+        }.get(self.owner_source or "", "")
         parts = [f"{self.owner_names.get(user_id, 'user')} ({user_id}, {source})" for user_id in sorted(self.owner_ids)]
         parts += [f"user {user_id} (OPERATOR_USER_IDS)" for user_id in sorted(self.configured_user_ids)]
         parts += [f"role {role_id} (OPERATOR_ROLE_IDS)" for role_id in sorted(self.operator_role_ids)]
@@ -63,15 +68,18 @@ def owners_of(app: discord.AppInfo) -> tuple[str, dict[int, str]]:
     """("owner" or "team", {user id: name}) of the application: its owner, or its team's accepted admins and
     developers (a team-owned application's ``owner`` is a stand-in user for the team, not a person)."""
     if app.team is not None:
-        members = {member.id: member.name for member in app.team.members
-                   if member.role in TEAM_OPERATOR_ROLES
-                   and member.membership_state == discord.TeamMembershipState.accepted}
+        members = {
+            member.id: member.name
+            for member in app.team.members
+            if member.role in TEAM_OPERATOR_ROLES and member.membership_state == discord.TeamMembershipState.accepted
+        }
         return "team", members
     return "owner", {app.owner.id: app.owner.name}
 
 
-async def read_operators(client: discord.Client, sessions: async_sessionmaker[AsyncSession],
-                         settings: BotSettings) -> Operators:
+async def read_operators(
+    client: discord.Client, sessions: async_sessionmaker[AsyncSession], settings: BotSettings
+) -> Operators:
     """Ask Discord for the application's owner (``GET /oauth2/applications/@me``), record it in the store, and
     return the operators; if Discord cannot answer, the owner recorded last time (logged)."""
     base = Operators.from_settings(settings)
@@ -80,13 +88,25 @@ async def read_operators(client: discord.Client, sessions: async_sessionmaker[As
     except (discord.HTTPException, OSError) as error:
         async with sessions() as session:
             recorded = await app_operators(session)
-        log.warning("could not read the application's owner from Discord (%s); operators: %s", error,
-                    "the owner recorded last time" if recorded else "only OPERATOR_USER_IDS / OPERATOR_ROLE_IDS")
-        return Operators(owner_ids=recorded, owner_source="recorded" if recorded else None,
-                         configured_user_ids=base.configured_user_ids, operator_role_ids=base.operator_role_ids)
+        log.warning(
+            "could not read the application's owner from Discord (%s); operators: %s",
+            error,
+            "the owner recorded last time" if recorded else "only OPERATOR_USER_IDS / OPERATOR_ROLE_IDS",
+        )
+        return Operators(
+            owner_ids=recorded,
+            owner_source="recorded" if recorded else None,
+            configured_user_ids=base.configured_user_ids,
+            operator_role_ids=base.operator_role_ids,
+        )
     source, names = owners_of(app)
     if names:
         async with sessions.begin() as session:
             await record_app_operators(session, names, source=source)
-    return Operators(owner_ids=frozenset(names), owner_source=source, owner_names=names,
-                     configured_user_ids=base.configured_user_ids, operator_role_ids=base.operator_role_ids)
+    return Operators(
+        owner_ids=frozenset(names),
+        owner_source=source,
+        owner_names=names,
+        configured_user_ids=base.configured_user_ids,
+        operator_role_ids=base.operator_role_ids,
+    )

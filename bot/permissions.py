@@ -225,9 +225,7 @@ async def require_server_admin(interaction: discord.Interaction) -> bool:
     return await _require(interaction, SCOPE_SERVER, SERVER_REFUSAL)
 
 
-def may_act_on_job(
-    interaction: discord.Interaction, settings: ScopeSettings, job: Job, *, server_admins: bool
-) -> bool:
+def may_act_on_job(interaction: discord.Interaction, settings: ScopeSettings, job: Job, *, server_admins: bool) -> bool:
     """The job's requester, the operator, or (when ``server_admins``) an admin of the job's own server."""
     if interaction.user.id == job.user_id or is_operator(interaction, settings):
         return True

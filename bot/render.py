@@ -93,8 +93,14 @@ def is_final(job: Job) -> bool:
     return job.status in TERMINAL_STATUSES
 
 
-def render_status(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-                  now: datetime | None = None, notice: str | None = None) -> str:
+def render_status(
+    job: Job,
+    *,
+    position: int | None = None,
+    eta_seconds: float | None = None,
+    now: datetime | None = None,
+    notice: str | None = None,
+) -> str:
     """The status message text for a queued or running job (pure: depends only on its arguments). ``notice``: what
     holds a queued job (an unavailable worker, a pause) or that the worker is back, on lines of its own."""
     now = now or datetime.now(UTC)
@@ -137,8 +143,17 @@ def render_status(job: Job, *, position: int | None = None, eta_seconds: float |
 def status_key(job: Job, position: int | None, notice: str | None = None) -> tuple[object, ...]:
     """What a status message shows, without the clock: the message is edited only when this changes (an ETA
     that drifts by a second each poll is not a change)."""
-    return (job.status, position, job.phase, job.progress_step, job.progress_total, job.cancel_requested,
-            job.attempt, job.error, notice)
+    return (
+        job.status,
+        position,
+        job.phase,
+        job.progress_step,
+        job.progress_total,
+        job.cancel_requested,
+        job.attempt,
+        job.error,
+        notice,
+    )
 
 
 AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in its turn."
@@ -167,15 +182,24 @@ def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: 
         for name, preset in presets.items():
             mark = " (default)" if name == default else ""
             seconds = preset.frames / preset.fps
-            lines.append(f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                         f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}")
+            lines.append(
+                f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
+                f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}"
+            )
     lines.append("Any option you give /animate overrides its preset's value.")
     return "\n".join(lines)
 
 
-def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str, str, Sequence[str]]],
-                presets: Sequence[tuple[str, Mapping[str, Preset]]], default_preset: str, quota: QuotaStatus, *,
-                page_url: str | None, mentions: bool) -> discord.Embed:
+def render_help(
+    commands: Sequence[tuple[str, str]],
+    groups: Sequence[tuple[str, str, Sequence[str]]],
+    presets: Sequence[tuple[str, Mapping[str, Preset]]],
+    default_preset: str,
+    quota: QuotaStatus,
+    *,
+    page_url: str | None,
+    mentions: bool,
+) -> discord.Embed:
     """The /help answer: what the bot does, the commands this user may run (``commands``: name and description;
     ``groups``: name, description and the subcommands they may run), each model's presets (``presets``: model name
     and presets), their quota, and the
@@ -190,8 +214,9 @@ def render_help(commands: Sequence[tuple[str, str]], groups: Sequence[tuple[str,
         "**Your commands**",
     ]
     lines += [f"`/{name}`: {description}" for name, description in commands]
-    lines += [f"`/{name}` ({description}): " + ", ".join(f"`{sub}`" for sub in subs) for name, description, subs
-              in groups]
+    lines += [
+        f"`/{name}` ({description}): " + ", ".join(f"`{sub}`" for sub in subs) for name, description, subs in groups
+    ]
     embed = discord.Embed(title="Image to video: help", description="\n".join(lines), colour=EMBED_COLOUR)
     embed.add_field(name="Presets", value=render_presets(presets, default_preset)[:EMBED_FIELD_CHARS], inline=False)
     embed.add_field(name="Your quota", value=render_quota(quota)[:EMBED_FIELD_CHARS], inline=False)
@@ -238,8 +263,10 @@ def missing_permissions_text(missing: list[str]) -> str:
     """The refusal of a request in a channel where the bot may not post its status and result."""
     names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
     noun = "permission" if len(missing) == 1 else "permissions"
-    return (f"I can't post videos in this channel: I'm missing the {names} {noun} here. Ask a server admin to "
-            "grant them to my role, or use another channel; nothing was queued.")
+    return (
+        f"I can't post videos in this channel: I'm missing the {names} {noun} here. Ask a server admin to "
+        "grant them to my role, or use another channel; nothing was queued."
+    )
 
 
 # -- results, notices and details ---------------------------------------------------------------------------------
@@ -272,10 +299,7 @@ def render_notice(job: Job) -> str:
     if status == "failed" and job.input_verdict == Verdict.UNSAFE.value:  # the reason goes privately
         return f"❌ <@{job.user_id}>, job #{job.id} was not made; you were told why. Nothing was charged for it."
     if status == "failed":
-        return (
-            f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\n"
-            "Nothing was charged for it."
-        )
+        return f"❌ <@{job.user_id}>, job #{job.id} failed: {job.error or 'unknown error'}\nNothing was charged for it."
     charged = f" You were charged {job.gpu_seconds:.1f} GPU-seconds." if job.gpu_seconds else ""
     return f"🛑 <@{job.user_id}>, job #{job.id} was cancelled.{charged}"
 
@@ -307,8 +331,10 @@ def render_channel_closed_reason(status: int, code: int) -> str:
 
 def render_not_posted(job: Job, reason: str) -> str:
     """The requester's one notice that their finished video could not be posted in its channel."""
-    return (f"The video of job #{job.id} is made, but I could not post it: {reason}. It is kept for you: "
-            "`/web` signs you in to the bot's page, where you can download it.")
+    return (
+        f"The video of job #{job.id} is made, but I could not post it: {reason}. It is kept for you: "
+        "`/web` signs you in to the bot's page, where you can download it."
+    )
 
 
 def render_info(job: Job) -> str:
@@ -334,8 +360,7 @@ def render_info(job: Job) -> str:
 # -- /queue and /quota --------------------------------------------------------------------------------------------
 
 
-def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *,
-                    withheld: Sequence[Job] = ()) -> str:
+def render_my_queue(mine: list[Job], places: dict[int, Any], now: datetime, *, withheld: Sequence[Job] = ()) -> str:
     """The /queue answer: the queue's length, then the caller's queued and running jobs (``places``: job id ->
     ``jobs.queue.queue_positions`` place of every pending job, position 0 = running), then their recent videos the
     safety check kept out of the channel (``withheld``), with the reason."""
@@ -406,25 +431,29 @@ def render_queue(
             state = f"queued, position {entry.position}"
         lines.append(
             f"**#{entry.job_id}** <@{entry.user_id}> · {state} · {format_duration(entry.age_seconds(now))} old\n"
-            f"  {entry.summary} · \"{preview(entry.prompt, PROMPT_PREVIEW_CHARS)}\""
+            f'  {entry.summary} · "{preview(entry.prompt, PROMPT_PREVIEW_CHARS)}"'
         )
     embed.description = "\n".join(lines) if lines else f"Nothing is queued or running{where}."
     embed.set_footer(text=f"Page {page.page + 1} of {page.pages}")
     return embed
 
 
-def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True,
-                 dead_after_s: float = WORKER_DEAD_AFTER_S) -> discord.Embed:
+def render_stats(
+    stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True, dead_after_s: float = WORKER_DEAD_AFTER_S
+) -> discord.Embed:
     """The stats embed: ``/operator stats`` (every server, with the workers) or ``/admin stats`` (one server's
     jobs; the workers and the bot-wide switch are the operator's business). Both say first when video generation is
     unavailable, and why (the embedded ``supervisor``'s reason, else the worker registry's)."""
     title = "Video bot statistics" if bot_wide else "Video bot statistics for this server"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
     problem = getattr(supervisor, "failure_reason", None) or unavailable_reason(
-        stats.workers, now=stats.now, dead_after_s=dead_after_s)
+        stats.workers, now=stats.now, dead_after_s=dead_after_s
+    )
     if problem:
-        embed.description = (f"⚠️ Video generation is unavailable right now: {problem}\n"
-                             "Requests are still queued; they run once a worker starts (fix the setting, restart).")
+        embed.description = (
+            f"⚠️ Video generation is unavailable right now: {problem}\n"
+            "Requests are still queued; they run once a worker starts (fix the setting, restart)."
+        )
     for label, period in (("Today (UTC)", stats.today), ("Last 7 days", stats.week)):
         states = ", ".join(f"{status.value} {count}" for status, count in period.by_state.items())
         lines = [f"{period.created} jobs: {states}", f"GPU time used: {format_duration(period.gpu_seconds)}"]
@@ -457,8 +486,11 @@ def render_stats(stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = 
             f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
             f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
             + (f" · holds {display_name(worker.loaded_model)}" if worker.loaded_model else "")
-            + (f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} "
-               "switches)" if len(worker.loadable_models) > 1 else "")
+            + (
+                f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} switches)"
+                if len(worker.loadable_models) > 1
+                else ""
+            )
             + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
         )
     if not worker_lines:
@@ -507,7 +539,7 @@ def render_limits(row: GuildSettings | None) -> str:
 BLOCKLIST_SHOWN_CHARS = 1800  # characters of listed terms shown in one answer (Discord's content limit is 2000)
 UNSAFE_POLICY_TEXT = {
     "age_restricted": "flagged videos are posted only in age-restricted channels, as spoilers; elsewhere they are "
-                      "deleted and their requester is told privately",
+    "deleted and their requester is told privately",
     "refuse": "flagged videos are never posted: they are deleted and their requester is told privately",
 }
 
@@ -537,8 +569,11 @@ def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: 
     lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
     if operator_default == UnsafePolicy.REFUSE:
         lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
-    lines.append("Every result is posted as a spoiler." if spoiler_all
-                 else "Results are spoilers only when their requester asks (`spoiler: True`).")
+    lines.append(
+        "Every result is posted as a spoiler."
+        if spoiler_all
+        else "Results are spoilers only when their requester asks (`spoiler: True`)."
+    )
     return "\n".join(lines)
 
 
@@ -560,12 +595,17 @@ def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> 
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
     lines = []
     for job, count, first in rows:
-        link = (f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
-                if job.guild_id and job.result_message_id else "")
+        link = (
+            f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+            if job.guild_id and job.result_message_id
+            else ""
+        )
         flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
-        lines.append(f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
-                     f"{discord_time(first)}{flagged}{link}\n"
-                     f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}")
+        lines.append(
+            f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
+            f"{discord_time(first)}{flagged}{link}\n"
+            f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}"
+        )
     embed.description = "\n".join(lines) or "No reported videos are waiting."
     if rows:
         embed.set_footer(text="Delete removes the message, the stored video and its file; Ban also stops its maker.")

@@ -168,22 +168,28 @@ def check_mention_channel(message: discord.Message) -> None:
 # -- the blocklists ----------------------------------------------------------------------------------------------
 
 
-async def check_blocklists(bot: I2VBot, params: GenerationParams, *, user_id: int, guild_id: int | None,
-                           source: str) -> None:
+async def check_blocklists(
+    bot: I2VBot, params: GenerationParams, *, user_id: int, guild_id: int | None, source: str
+) -> None:
     """Refuse a prompt or negative prompt holding a term of the bot's or this server's blocklist, before anything
     is downloaded (``jobs.safety.check_prompt``; admission checks again when queueing). Raises ``PromptBlocked``,
     audited."""
     try:
         async with bot.readers() as session:
-            await check_prompt(session, guild_id=guild_id, texts=prompt_texts(params.prompt, params.negative_prompt),
-                               setting_terms=bot.settings.prompt_blocklist)
+            await check_prompt(
+                session,
+                guild_id=guild_id,
+                texts=prompt_texts(params.prompt, params.negative_prompt),
+                setting_terms=bot.settings.prompt_blocklist,
+            )
     except PromptBlocked as refused:
         await audit_blocked(bot, refused, user_id=user_id, guild_id=guild_id, source=source)
         raise
 
 
-async def audit_blocked(bot: I2VBot, refused: PromptBlocked, *, user_id: int, guild_id: int | None,
-                        source: str) -> None:
+async def audit_blocked(
+    bot: I2VBot, refused: PromptBlocked, *, user_id: int, guild_id: int | None, source: str
+) -> None:
     """Record a blocked prompt for the audit log and ``/admin stats`` (its own transaction; never the prompt). A
     failure to record is logged: the refusal stands."""
     log.info("prompt of user %s in guild %s blocked by the %s list (%s)", user_id, guild_id, refused.scope, source)
@@ -230,9 +236,12 @@ async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = Non
     try:
         async with bot.readers() as session:
             state = await pause_state(session, guild_id)
-            unavailable = await availability_notice(session, own_problem=getattr(bot.supervisor, "failure_reason",
-                                                                                  None),
-                                                    dead_after_s=bot.settings.worker_dead_after, model=model)
+            unavailable = await availability_notice(
+                session,
+                own_problem=getattr(bot.supervisor, "failure_reason", None),
+                dead_after_s=bot.settings.worker_dead_after,
+                model=model,
+            )
             download = (await model_downloads(session, dead_after_s=bot.settings.worker_dead_after)).get(model or "")
     except Exception:
         log.warning("could not read the pause switches for guild %s", guild_id, exc_info=True)
@@ -275,8 +284,7 @@ async def queue_job(
     """
     try:
         async with bot.sessions.begin() as session:
-            job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy,
-                                        size=size)
+            job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
     except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
         await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
         raise
@@ -295,8 +303,11 @@ async def announce_queued(bot: I2VBot, job: Job, notice: str | None) -> None:
         eta_seconds = None if downloading else place.eta_seconds  # the download's progress instead of an estimate
         await post_status_message(bot, job, position=place.position, eta_seconds=eta_seconds, notice=notice)
     except Exception:
-        log.warning("could not post the status message of job %s; it stays queued, the monitor posts it later",
-                    job.id, exc_info=True)
+        log.warning(
+            "could not post the status message of job %s; it stays queued, the monitor posts it later",
+            job.id,
+            exc_info=True,
+        )
         if bot.monitor is not None:
             bot.monitor.post_later(job.id)
 
@@ -341,14 +352,21 @@ async def handle_request(
     options = dict(options)
     spoiler = bool(options.pop("spoiler", False))
     resolved = await resolve_options(bot, interaction.guild_id, prompt, options)
-    await check_blocklists(bot, resolved.params, user_id=interaction.user.id, guild_id=interaction.guild_id,
-                           source=source)
+    await check_blocklists(
+        bot, resolved.params, user_id=interaction.user.id, guild_id=interaction.guild_id, source=source
+    )
     check_declared_type(content_type)
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id, spoiler=spoiler)
-    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
-                                  policy=bot.quota_policy(interaction), notes=resolved.notes)
+    job, notice = await queue_job(
+        bot,
+        stored=stored,
+        params=resolved.params,
+        origin=origin,
+        policy=bot.quota_policy(interaction),
+        notes=resolved.notes,
+    )
     # committed: from here on the user is told it is queued, whatever else fails
     await tell_queued(interaction, job, queued_text(queued_head(job), notice))
 
@@ -374,8 +392,9 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         raise UserFacingError(NO_PROMPT_MESSAGE)
     guild = message.guild
     resolved = await resolve_options(bot, guild.id if guild else None, prompt, options)
-    await check_blocklists(bot, resolved.params, user_id=message.author.id, guild_id=guild.id if guild else None,
-                           source="mention")
+    await check_blocklists(
+        bot, resolved.params, user_id=message.author.id, guild_id=guild.id if guild else None, source="mention"
+    )
     url, size = await _source_image(message)
     data = await download_image(bot, url, declared_size=size)
     stored = await check_upload(data)
@@ -387,8 +406,14 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
         reply_to_message_id=message.id,
     )
-    job, _ = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
-                             policy=bot.quota_policy(message.author), notes=resolved.notes)
+    job, _ = await queue_job(
+        bot,
+        stored=stored,
+        params=resolved.params,
+        origin=origin,
+        policy=bot.quota_policy(message.author),
+        notes=resolved.notes,
+    )
     return job
 
 
@@ -401,8 +426,9 @@ async def load_job(bot: I2VBot, job_id: int) -> Job:
     return job
 
 
-async def load_own_job(bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *,
-                       server_admins: bool = False) -> Job:
+async def load_own_job(
+    bot: I2VBot, interaction: discord.Interaction, job_id: int, action: str, *, server_admins: bool = False
+) -> Job:
     """Job ``job_id``, if the interaction's user may ``action`` it (see :func:`bot.permissions.check_job_access`)."""
     job = await load_job(bot, job_id)
     check_job_access(interaction, bot.operators, job, action, server_admins=server_admins)
@@ -425,8 +451,15 @@ async def queue_variant(
         parent_job_id=parent.id,
         spoiler=parent.spoiler,  # a variant of a spoilered result stays one
     )
-    job, notice = await queue_job(bot, stored=stored, params=resolved.params, origin=origin,
-                                  policy=bot.quota_policy(interaction), size=size, notes=resolved.notes)
+    job, notice = await queue_job(
+        bot,
+        stored=stored,
+        params=resolved.params,
+        origin=origin,
+        policy=bot.quota_policy(interaction),
+        size=size,
+        notes=resolved.notes,
+    )
     head = reroll_head(parent, job) if source == "reroll" else vary_head(parent, job)
     await tell_queued(interaction, job, queued_text(head, notice))
 

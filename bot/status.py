@@ -27,8 +27,15 @@ log = logging.getLogger(__name__)
 OLD_MESSAGE_EDIT_LIMIT_CODE = 30046  # Discord: too many edits to a message older than an hour
 
 
-async def post_status_message(bot: I2VBot, job: Job, *, position: int | None, eta_seconds: float | None,
-                              text: str | None = None, notice: str | None = None) -> int:
+async def post_status_message(
+    bot: I2VBot,
+    job: Job,
+    *,
+    position: int | None,
+    eta_seconds: float | None,
+    text: str | None = None,
+    notice: str | None = None,
+) -> int:
     """Send a status message in the job's channel (a reply to the request message if there is one), tell the
     monitor what it shows, record its id on the job and return it. ``notice``: what holds the job, if anything."""
     channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

@@ -181,4 +181,11 @@ class ReportButton(_JobButton):
 
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
-    CancelButton, RerollButton, VaryButton, VaryModelSelect, DeleteButton, InfoButton, ReportButton)
+    CancelButton,
+    RerollButton,
+    VaryButton,
+    VaryModelSelect,
+    DeleteButton,
+    InfoButton,
+    ReportButton,
+)

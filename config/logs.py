@@ -143,13 +143,18 @@ def setup_logging(
         path = log_file_for(Path(values["LOG_FILE"]), file_role)  # type: ignore[arg-type]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handlers.append(logging.handlers.RotatingFileHandler(
-                path, maxBytes=cast(int, values["LOG_FILE_MAX_BYTES"]), backupCount=cast(int, values["LOG_FILE_BACKUPS"]),
-                encoding="utf-8",
-            ))
+            handlers.append(
+                logging.handlers.RotatingFileHandler(
+                    path,
+                    maxBytes=cast(int, values["LOG_FILE_MAX_BYTES"]),
+                    backupCount=cast(int, values["LOG_FILE_BACKUPS"]),
+                    encoding="utf-8",
+                )
+            )
         except OSError as error:
-            raise SettingsError(f"LOG_FILE={values['LOG_FILE']} cannot be written: {error.strerror or error}",
-                                "LOG_FILE") from None
+            raise SettingsError(
+                f"LOG_FILE={values['LOG_FILE']} cannot be written: {error.strerror or error}", "LOG_FILE"
+            ) from None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -205,9 +205,7 @@ def read(env: Mapping[str, str], names: Iterable[str]) -> dict[str, object]:
     return {name: parse(BY_NAME[name], env.get(name)) for name in names}
 
 
-def read_all(
-    env: Mapping[str, str], names: Iterable[str] | None = None
-) -> tuple[dict[str, object], dict[str, str]]:
+def read_all(env: Mapping[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, object], dict[str, str]]:
     """Every setting in ``names`` (default: all declared), and for each bad one its name and its one-line error, in
     declaration order (a bad one gets its default in the values)."""
     values: dict[str, object] = {}

@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance", help="guidance scale, 1.0-20.0")
     parser.add_argument("--seed", help="0-4294967295 (random when left out; always printed)")
     parser.add_argument("--negative-prompt", help="what to avoid (default: VGen's standard negative prompt)")
-    parser.add_argument("-o", "--output",
-                        help="output .mp4 file or folder (default OUTPUT_DIR/video_YYYYMMDD_HHMMSS.mp4)")
+    parser.add_argument(
+        "-o", "--output", help="output .mp4 file or folder (default OUTPUT_DIR/video_YYYYMMDD_HHMMSS.mp4)"
+    )
     parser.add_argument("--model", help=f"overrides ${MODEL_ENV}")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides $I2V_DEVICE; default: cuda when available)")
     parser.add_argument("--low-memory", action="store_true", help="VAE tiling and CPU offload for small GPUs")
@@ -216,15 +217,18 @@ def _run(
         return _fail(EXIT_INTERRUPTED, "interrupted; no video written")
     bar.close()
     try:
-        size = encode_mp4(frames, output, params.fps,
-                          metadata=parameter_tags(params, model=model, width=width, height=height))
+        size = encode_mp4(
+            frames, output, params.fps, metadata=parameter_tags(params, model=model, width=width, height=height)
+        )
     except OSError as exc:
         return _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
     except VideoEncodeError as exc:
         return _fail(EXIT_FAILED, str(exc))
     elapsed = time.monotonic() - started
-    print(f"Saved:      {output} ({params.frames} frames, {width}x{height}, {params.fps} fps, {size:,} bytes, "
-          f"{elapsed:.1f} s)")
+    print(
+        f"Saved:      {output} ({params.frames} frames, {width}x{height}, {params.fps} fps, {size:,} bytes, "
+        f"{elapsed:.1f} s)"
+    )
     return 0
 
 

@@ -94,21 +94,29 @@ def cuda_problem(state: CudaState) -> str | None:
     if state.usable:
         return None
     if not state.cuda_build:
-        return (f"this torch ({state.torch_version}) is a CPU-only build: install its CUDA build "
-                "(scripts/bootstrap installs torch 2.13.0, built for CUDA 13.0 on Linux x86-64; TORCH_SPEC picks "
-                "another build)")
+        return (
+            f"this torch ({state.torch_version}) is a CPU-only build: install its CUDA build "
+            "(scripts/bootstrap installs torch 2.13.0, built for CUDA 13.0 on Linux x86-64; TORCH_SPEC picks "
+            "another build)"
+        )
     if state.driver_cuda is None:
-        return (f"no NVIDIA driver was found (torch {state.torch_version} is built for CUDA {state.cuda_build}): "
-                f"install an NVIDIA driver that supports CUDA {state.cuda_build} or newer; nvidia-smi shows it")
+        return (
+            f"no NVIDIA driver was found (torch {state.torch_version} is built for CUDA {state.cuda_build}): "
+            f"install an NVIDIA driver that supports CUDA {state.cuda_build} or newer; nvidia-smi shows it"
+        )
     if _major_minor(state.driver_cuda) < _major_minor(state.cuda_build):
-        return (f"the NVIDIA driver supports CUDA up to {state.driver_cuda}, but torch {state.torch_version} is built "
-                f"for CUDA {state.cuda_build}: update the driver (nvidia-smi shows the CUDA version it supports), "
-                f"or install a torch build for CUDA {state.driver_cuda} or older with TORCH_SPEC")
+        return (
+            f"the NVIDIA driver supports CUDA up to {state.driver_cuda}, but torch {state.torch_version} is built "
+            f"for CUDA {state.cuda_build}: update the driver (nvidia-smi shows the CUDA version it supports), "
+            f"or install a torch build for CUDA {state.driver_cuda} or older with TORCH_SPEC"
+        )
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     hidden = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
     said = f"; torch says: {state.init_warning}" if state.init_warning else ""
-    return (f"torch {state.torch_version} (CUDA {state.cuda_build}, driver for CUDA {state.driver_cuda}) sees no "
-            f"CUDA device{hidden}{said}")
+    return (
+        f"torch {state.torch_version} (CUDA {state.cuda_build}, driver for CUDA {state.driver_cuda}) sees no "
+        f"CUDA device{hidden}{said}"
+    )
 
 
 def resolve_device(device: str | None, model: str, state: CudaState | None = None) -> torch.device:
@@ -153,10 +161,13 @@ def _memory_warning(name: str, memory_bytes: int) -> str | None:
     if not short:
         return None
     short.sort(key=lambda p: (p.name != DEFAULT_PRESET, MEMORY_NEED_GIB[p.resolution]))
-    needs = ", ".join(f"{p.name} ({p.resolution}, {p.frames} frames) about {MEMORY_NEED_GIB[p.resolution]:g} GiB"
-                      for p in short)
-    return (f"{name} has {memory_bytes / GIB:.1f} GiB, less than these presets need: {needs}; cap resolution and "
-            "frames per server with /admin limits, or set I2V_CPU_OFFLOAD=true")
+    needs = ", ".join(
+        f"{p.name} ({p.resolution}, {p.frames} frames) about {MEMORY_NEED_GIB[p.resolution]:g} GiB" for p in short
+    )
+    return (
+        f"{name} has {memory_bytes / GIB:.1f} GiB, less than these presets need: {needs}; cap resolution and "
+        "frames per server with /admin limits, or set I2V_CPU_OFFLOAD=true"
+    )
 
 
 def device_report(model: str, device: str | None, state: CudaState | None = None) -> DeviceReport:
@@ -179,8 +190,9 @@ def device_report(model: str, device: str | None, state: CudaState | None = None
     if chosen.type == "cuda":
         index = chosen.index or 0
         if index >= len(state.devices):
-            report.problems.append(f"{SETTING}={device!r}: there is no CUDA device {index} "
-                                   f"({len(state.devices)} visible)")
+            report.problems.append(
+                f"{SETTING}={device!r}: there is no CUDA device {index} ({len(state.devices)} visible)"
+            )
             return report
         name, memory = state.devices[index]
         warning = _memory_warning(f"GPU {index} ({name})", memory) if model.strip() != TINY_MODEL else None

@@ -87,8 +87,14 @@ class WorkerView(Protocol):
 class JobRunner:
     """Runs one claimed job at a time for the worker that owns it: ``await run(job)``."""
 
-    def __init__(self, worker: WorkerView, settings: WorkerSettings, faults: FaultPlan,
-                 sessions: async_sessionmaker[AsyncSession], progress: ProgressWriter) -> None:
+    def __init__(
+        self,
+        worker: WorkerView,
+        settings: WorkerSettings,
+        faults: FaultPlan,
+        sessions: async_sessionmaker[AsyncSession],
+        progress: ProgressWriter,
+    ) -> None:
         self._worker = worker
         self.settings = settings
         self.faults = faults
@@ -101,9 +107,15 @@ class JobRunner:
     async def _report(self, run: JobRun, *, lease_s: float | None = None) -> None:
         """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
         step, total, phase = run.snapshot()
-        ack = await self._progress.write(run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
-                                         step=step, total=total, phase=phase,
-                                         lease_seconds=self.settings.lease_s if lease_s is None else lease_s)
+        ack = await self._progress.write(
+            run.job.id,
+            run.job.attempt,
+            worker_id=self.settings.worker_id,
+            step=step,
+            total=total,
+            phase=phase,
+            lease_seconds=self.settings.lease_s if lease_s is None else lease_s,
+        )
         log.info("progress job=%d attempt=%d step=%d/%d phase=%s", run.job.id, run.job.attempt, step, total, phase)
         if not ack.ok:
             log.warning("job %d attempt %d is no longer ours; stopping it", run.job.id, run.job.attempt)
@@ -168,7 +180,9 @@ class JobRunner:
             now = time.monotonic()
             snap = run.snapshot()
             try:
-                if (snap != last_written and now - last_write >= s.progress_interval_s) or now - last_write >= renew_after:
+                if (
+                    snap != last_written and now - last_write >= s.progress_interval_s
+                ) or now - last_write >= renew_after:
                     await self._report(run)
                     last_write, last_written, last_poll = now, snap, now
                 elif now - last_poll >= CANCEL_POLL_INTERVAL_S:
@@ -194,8 +208,9 @@ class JobRunner:
         else:
             expected_end = now
         if now >= self._worker.stop_deadline or (step > 0 and expected_end > self._worker.stop_deadline):
-            log.info("job %d cannot finish within the grace period (step %d/%d); giving it back", run.job.id, step,
-                     total)
+            log.info(
+                "job %d cannot finish within the grace period (step %d/%d); giving it back", run.job.id, step, total
+            )
             run.stop(STOP_SHUTDOWN)
 
     async def _execute(self, run: JobRun) -> None:
@@ -226,8 +241,7 @@ class JobRunner:
             run.set_phase(PHASE_ENCODING)
             await self._report(run)
             assert self._worker.generator is not None
-            tags = parameter_tags(params, model=self._worker.generator.model, width=width, height=height,
-                                  job_id=job.id)
+            tags = parameter_tags(params, model=self._worker.generator.model, width=width, height=height, job_id=job.id)
             await self._encode_and_finish(run, frames, params.fps, tags)
         except GenerationCancelled:
             await self._settle_stopped(run)
@@ -262,13 +276,27 @@ class JobRunner:
         if self._worker.safety is None:
             return
         checker = self._worker.safety
-        result = await run_in_daemon_thread(functools.partial(checker.check, stage, images),
-                                            name=f"safety-{run.job.id}")
-        log.info("job %d %s safety check: %s (score %.3f, %.2f s)", run.job.id, stage, result.verdict.value,
-                 result.score, result.seconds)
+        result = await run_in_daemon_thread(
+            functools.partial(checker.check, stage, images), name=f"safety-{run.job.id}"
+        )
+        log.info(
+            "job %d %s safety check: %s (score %.3f, %.2f s)",
+            run.job.id,
+            stage,
+            result.verdict.value,
+            result.score,
+            result.seconds,
+        )
         async with self._session() as session, session.begin():
-            await record_verdict(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
-                                 stage=stage, verdict=result.verdict, seconds=result.seconds)
+            await record_verdict(
+                session,
+                run.job.id,
+                run.job.attempt,
+                worker_id=self.settings.worker_id,
+                stage=stage,
+                verdict=result.verdict,
+                seconds=result.seconds,
+            )
         if stage == STAGE_INPUT and result.verdict is Verdict.UNSAFE:
             raise UnsafeInput()
 
@@ -297,8 +325,9 @@ class JobRunner:
             width, height = target_size(params.resolution, image.width, image.height, params.model)
         return fit_image(image, width, height), params, width, height
 
-    async def _generate(self, run: JobRun, image: Image, params: GenerationParams, width: int,
-                        height: int) -> list[Image]:
+    async def _generate(
+        self, run: JobRun, image: Image, params: GenerationParams, width: int, height: int
+    ) -> list[Image]:
         """Run the pipeline; on out-of-memory retry once in low-memory mode (recorded on the job)."""
         from generator.models.base import GenerationOutOfMemory
 
@@ -308,9 +337,17 @@ class JobRunner:
             with run.lock:
                 run.step = 0
                 run.phase = PHASE_DENOISING
-            call = functools.partial(generator.generate, image, params, width=width, height=height,
-                                     on_step=run.on_step, should_cancel=run.should_cancel, low_memory=low_memory,
-                                     on_phase=run.set_phase)
+            call = functools.partial(
+                generator.generate,
+                image,
+                params,
+                width=width,
+                height=height,
+                on_step=run.on_step,
+                should_cancel=run.should_cancel,
+                low_memory=low_memory,
+                on_phase=run.set_phase,
+            )
             started = time.monotonic()
             run.generating_since = started
             run.last_change = started
@@ -349,14 +386,24 @@ class JobRunner:
 
         result, video = await run_in_daemon_thread(encode, name=f"encode-{job.id}")
         async with self._session() as session, session.begin():
-            ok = await finish_job(session, job.id, job.attempt, worker_id=self.settings.worker_id, video=video,
-                                  gpu_seconds=run.gpu_seconds)
+            ok = await finish_job(
+                session,
+                job.id,
+                job.attempt,
+                worker_id=self.settings.worker_id,
+                video=video,
+                gpu_seconds=run.gpu_seconds,
+            )
         if ok:
-            log.info("job %d done: stored %d bytes, %.2f GPU-s, %d encode attempt(s)", job.id,
-                     result.size_bytes, run.gpu_seconds, result.attempts)
+            log.info(
+                "job %d done: stored %d bytes, %.2f GPU-s, %d encode attempt(s)",
+                job.id,
+                result.size_bytes,
+                run.gpu_seconds,
+                result.attempts,
+            )
         else:
-            log.warning("job %d attempt %d was no longer ours at finish; its video was not stored", job.id,
-                        job.attempt)
+            log.warning("job %d attempt %d was no longer ours at finish; its video was not stored", job.id, job.attempt)
 
     async def _settle_stopped(self, run: JobRun) -> None:
         """The generation stopped early: cancelled (charged), given back (shutdown) or lost (nothing to do)."""
@@ -371,10 +418,16 @@ class JobRunner:
                 log.exception("final progress write for job %d failed", job.id)
         async with self._session() as session, session.begin():
             if reason == STOP_CANCEL:
-                ok = await finish_cancelled(session, job.id, job.attempt, worker_id=self.settings.worker_id,
-                                            gpu_seconds=run.gpu_seconds)
-                log.info("job %d cancelled at step %d (%.2f GPU-s charged, recorded=%s)", job.id, run.step,
-                         run.gpu_seconds, ok)
+                ok = await finish_cancelled(
+                    session, job.id, job.attempt, worker_id=self.settings.worker_id, gpu_seconds=run.gpu_seconds
+                )
+                log.info(
+                    "job %d cancelled at step %d (%.2f GPU-s charged, recorded=%s)",
+                    job.id,
+                    run.step,
+                    run.gpu_seconds,
+                    ok,
+                )
             elif reason == STOP_SHUTDOWN:
                 ok = await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
                 log.info("job %d given back to the queue uncharged (recorded=%s)", job.id, ok)
@@ -388,9 +441,15 @@ class JobRunner:
         if run.note:
             detail = run.note + "\n" + detail
         async with self._session() as session, session.begin():
-            ok = await fail_job(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id,
-                                error=message, detail=detail,
-                                gpu_seconds=run.gpu_seconds)
+            ok = await fail_job(
+                session,
+                run.job.id,
+                run.job.attempt,
+                worker_id=self.settings.worker_id,
+                error=message,
+                detail=detail,
+                gpu_seconds=run.gpu_seconds,
+            )
         log.warning("job %d failed (recorded=%s): %s", run.job.id, ok, message)
 
     async def _expire_lease(self, run: JobRun) -> None:
@@ -399,4 +458,3 @@ class JobRunner:
             await self._report(run, lease_s=LEASE_EXPIRE_NOW_S)
         except Exception:
             log.exception("could not shorten the lease of job %d", run.job.id)
-

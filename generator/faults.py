@@ -45,7 +45,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ENV_PREFIX = "I2V_FAULT_"
-SIMULATED_CUDA_ERROR_MESSAGE = "CUDA error: an illegal memory access was encountered (simulated by I2V_FAULT_CUDA_AT_STEP)"
+SIMULATED_CUDA_ERROR_MESSAGE = (
+    "CUDA error: an illegal memory access was encountered (simulated by I2V_FAULT_CUDA_AT_STEP)"
+)
 HANG_S = 3600.0  # seconds a simulated hung GPU call blocks (the worker's stall check ends the process first)
 SIMULATED_OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (simulated by I2V_FAULT_OOM_AT_STEP)"
 

@@ -23,8 +23,14 @@ class HeartbeatThread:
     """Stamps ``worker_id``'s row every ``interval_s`` seconds until ``stop()``; ``status()`` gives the
     (state, current job id) to write, read on the heartbeat thread (keep it a cheap, thread-safe read)."""
 
-    def __init__(self, database_url: str, worker_id: str, pid: int, interval_s: float,
-                 status: Callable[[], tuple[str, int | None]]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        worker_id: str,
+        pid: int,
+        interval_s: float,
+        status: Callable[[], tuple[str, int | None]],
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.database_url = database_url
@@ -59,12 +65,14 @@ class HeartbeatThread:
                 state, job_id = self.status()
                 try:
                     async with sessions() as session, session.begin():
-                        mine = await heartbeat(session, self.worker_id, pid=self.pid, state=state,
-                                               current_job_id=job_id)
+                        mine = await heartbeat(
+                            session, self.worker_id, pid=self.pid, state=state, current_job_id=job_id
+                        )
                     self.beats += 1
                     if not mine:
-                        log.warning("worker row %s belongs to another process now; heartbeat not written",
-                                    self.worker_id)
+                        log.warning(
+                            "worker row %s belongs to another process now; heartbeat not written", self.worker_id
+                        )
                 except Exception:
                     log.exception("heartbeat write failed")
                 self._stop.wait(self.interval_s)  # this loop has nothing else to do meanwhile

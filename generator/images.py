@@ -26,9 +26,25 @@ DECODE_BYTES_PER_PIXEL: dict[str, int] = {
     # the peak of load_image per pixel, by the mode Pillow decodes to: the decoded image (Pillow keeps RGB in 4
     # bytes), the EXIF-rotated copy, and the conversion to 8-bit RGB (alpha: RGBA, its background and the
     # composite; 16-bit and float grey: float64 arrays while scaling)
-    "1": 6, "L": 6, "P": 6, "RGB": 12, "CMYK": 12, "YCbCr": 12, "LAB": 12, "HSV": 12,
-    "LA": 24, "La": 24, "PA": 24, "RGBA": 24, "RGBa": 24,
-    "I;16": 34, "I;16B": 34, "I;16L": 34, "I;16N": 34, "I": 38, "F": 38,
+    "1": 6,
+    "L": 6,
+    "P": 6,
+    "RGB": 12,
+    "CMYK": 12,
+    "YCbCr": 12,
+    "LAB": 12,
+    "HSV": 12,
+    "LA": 24,
+    "La": 24,
+    "PA": 24,
+    "RGBA": 24,
+    "RGBa": 24,
+    "I;16": 34,
+    "I;16B": 34,
+    "I;16L": 34,
+    "I;16N": 34,
+    "I": 38,
+    "F": 38,
 }
 UNKNOWN_MODE_BYTES_PER_PIXEL: int = 38  # a mode not listed: assume the costliest
 
@@ -136,8 +152,11 @@ def load_image(data: bytes) -> Image.Image:
             )
         need = decode_bytes(image.mode, width, height)
         if need > MAX_DECODE_BYTES:  # a few KiB of 16-bit grey PNG can ask for a gigabyte
-            raise ImageError("bomb", f"({width}x{height} {image.mode}: decoding it takes about {need // 2**20:,} MiB; "
-                                     f"the limit is {MAX_DECODE_BYTES // 2**20:,} MiB)")
+            raise ImageError(
+                "bomb",
+                f"({width}x{height} {image.mode}: decoding it takes about {need // 2**20:,} MiB; "
+                f"the limit is {MAX_DECODE_BYTES // 2**20:,} MiB)",
+            )
         try:
             image.seek(0)  # first frame of an animation
             image.load()

@@ -30,8 +30,7 @@ log = logging.getLogger("generator.download")
 REPORT_INTERVAL_S: float = 2.0  # the callback hears at most this often ...
 REPORT_EVERY_FRACTION: float = 0.01  # ... unless the download moved on by this fraction since it last heard
 LOG_EVERY_FRACTION: float = 0.1  # a log line each time the download passes another tenth
-WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx",
-                                    ".gguf")
+WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".gguf")
 # diffusers' variant naming: unet/x.fp16.safetensors, and x.fp16-00001-of-00002.safetensors for shards
 FP16_MARKS: tuple[str, ...] = (".fp16.", ".fp16-")
 MODEL_INDEX = "model_index.json"
@@ -62,8 +61,14 @@ class DownloadProgress:
     done the most (huggingface_hub keeps two: bytes written, and network bytes, which dedup and compression can make
     fewer)."""
 
-    def __init__(self, label: str, callback: ProgressCallback | None = None, *,
-                 interval_s: float = REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        callback: ProgressCallback | None = None,
+        *,
+        interval_s: float = REPORT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.callback = callback
         self.interval_s = interval_s
@@ -91,8 +96,11 @@ class DownloadProgress:
             self.done_bytes, self.total_bytes = done, total
             fraction = done / total if total else 0.0
             now = self.clock()
-            due = (final or now - self._reported_at >= self.interval_s
-                   or fraction - self._reported_fraction >= REPORT_EVERY_FRACTION)
+            due = (
+                final
+                or now - self._reported_at >= self.interval_s
+                or fraction - self._reported_fraction >= REPORT_EVERY_FRACTION
+            )
             if due:
                 self._reported_at, self._reported_fraction = now, fraction
             tenths = int(fraction / LOG_EVERY_FRACTION + 1e-9)
@@ -100,8 +108,13 @@ class DownloadProgress:
             if log_now:
                 self._logged_tenths = tenths
         if log_now:
-            log.info("downloading %s: %.1f of %.1f GB (%.0f %%)", self.label, done / BYTES_PER_GB,
-                     total / BYTES_PER_GB, fraction * 100)
+            log.info(
+                "downloading %s: %.1f of %.1f GB (%.0f %%)",
+                self.label,
+                done / BYTES_PER_GB,
+                total / BYTES_PER_GB,
+                fraction * 100,
+            )
         if due and self.callback is not None and total > 0:
             try:
                 self.callback(done, total)
@@ -169,8 +182,11 @@ def pipeline_files(repo_files: list[str], model_index: dict[str, Any]) -> list[s
     """The files of a diffusers repository a pipeline loads: ``model_index.json`` and, in each folder it names as a
     component, every file but weights, plus :func:`weight_files` of that folder (index files of sharded weights
     are JSON, so they come along)."""
-    components = {name for name, value in model_index.items()
-                  if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None}
+    components = {
+        name
+        for name, value in model_index.items()
+        if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None
+    }
     chosen = [MODEL_INDEX]
     for folder in sorted(components):
         inside = [f for f in repo_files if f.startswith(folder + "/") and f.count("/") == 1]

@@ -38,8 +38,11 @@ def _read_json(path: Path) -> tuple[dict[str, object] | None, str | None]:
 
 def components(index: dict[str, object]) -> list[str]:
     """The components ``model_index.json`` names (entries ``name: [library, class]`` with a library)."""
-    return sorted(k for k, v in index.items()
-                  if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None)
+    return sorted(
+        k
+        for k, v in index.items()
+        if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None
+    )
 
 
 def check_model_folder(model: str, folder: Path, *, setting: str = SETTING) -> list[str]:
@@ -80,11 +83,12 @@ def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S, setting: str = SE
             return [f"{prefix} the cached {problem}"]
         problems = []
         for name in components(index):
-            found = [p for c in COMPONENT_CONFIGS
-                     if isinstance(p := try_to_load_from_cache(model, f"{name}/{c}"), str)]
+            found = [p for c in COMPONENT_CONFIGS if isinstance(p := try_to_load_from_cache(model, f"{name}/{c}"), str)]
             if not found:
-                problems.append(f"{prefix} {name}'s config is not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
-                                "it is downloaded at the first start")
+                problems.append(
+                    f"{prefix} {name}'s config is not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+                    "it is downloaded at the first start"
+                )
         return problems if constants.HF_HUB_OFFLINE else []
     if constants.HF_HUB_OFFLINE:
         return [f"{prefix} not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set"]
@@ -92,8 +96,9 @@ def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S, setting: str = SE
         get_hf_file_metadata(hf_hub_url(model, MODEL_INDEX), timeout=timeout_s)
     except Exception as error:  # noqa: BLE001 - network, HTTP and repo errors all come down to one line
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return [f"{prefix} not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub cannot be reached: "
-                f"{reason}"]
+        return [
+            f"{prefix} not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub cannot be reached: {reason}"
+        ]
     return []
 
 

@@ -45,8 +45,15 @@ def fetched_or_hub_id(repo_id: str, label: str) -> str:
         return repo_id
 
 
-def load_pretrained(pipeline_class: Any, model: str, dtype: torch.dtype | dict[str, torch.dtype], *, label: str,
-                    setting: str, **kwargs: Any) -> Any:
+def load_pretrained(
+    pipeline_class: Any,
+    model: str,
+    dtype: torch.dtype | dict[str, torch.dtype],
+    *,
+    label: str,
+    setting: str,
+    **kwargs: Any,
+) -> Any:
     """``pipeline_class.from_pretrained`` from a local folder or a hub id (the fp16 weight files first where they
     exist), in ``dtype`` (or per component: ``{"vae": torch.float32, "default": ...}``), with ``kwargs`` passed
     on; raises :class:`ModelLoadError` naming the source, the model (``label``) and the setting it came from."""

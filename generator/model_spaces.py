@@ -79,14 +79,14 @@ class FrameRule:
         return min(self.maximum, max(self.minimum, pick))
 
     def describe_steps(self) -> str:
-        """"any whole number", "4k+1 (5, 9, 13, ...)" and the like."""
+        """ "any whole number", "4k+1 (5, 9, 13, ...)" and the like."""
         if self.step == 1:
             return "any whole number"
         first = [self.minimum + i * self.step for i in range(3)]
         return f"{self.step}k+{self.offset} ({', '.join(map(str, first))}, ...)"
 
     def describe(self) -> str:
-        """"from 9 to 121, 4k+1 (9, 13, 17, ...)" or "from 8 to 32"."""
+        """ "from 9 to 121, 4k+1 (9, 13, 17, ...)" or "from 8 to 32"."""
         text = f"from {self.minimum} to {self.maximum}"
         return text if self.step == 1 else f"{text}, {self.describe_steps()}"
 
@@ -138,10 +138,15 @@ class ModelSpace:
         frames = f"{self.frames.minimum}-{self.frames.maximum} frames"
         if self.frames.step != 1:
             frames += f" ({self.frames.step}k+{self.frames.offset})"
-        guidance = (f"guidance {self.guidance_range[0]:g}" if self.guidance_range[0] == self.guidance_range[1]
-                    else f"guidance {self.guidance_range[0]:g}-{self.guidance_range[1]:g}")
-        return (f"{self.display_name} takes {resolutions}, {frames}, {self.fps_range[0]}-{self.fps_range[1]} fps, "
-                f"{self.steps_range[0]}-{self.steps_range[1]} steps, {guidance}")
+        guidance = (
+            f"guidance {self.guidance_range[0]:g}"
+            if self.guidance_range[0] == self.guidance_range[1]
+            else f"guidance {self.guidance_range[0]:g}-{self.guidance_range[1]:g}"
+        )
+        return (
+            f"{self.display_name} takes {resolutions}, {frames}, {self.fps_range[0]}-{self.fps_range[1]} fps, "
+            f"{self.steps_range[0]}-{self.steps_range[1]} steps, {guidance}"
+        )
 
 
 def _presets(*presets: Preset) -> dict[str, Preset]:
@@ -184,7 +189,7 @@ SPACES: dict[str, ModelSpace] = {
         ),
         source_setting="I2V_MODEL_WAN",
         gpu_memory="24 GiB with model offloading (its authors: an RTX 4090 makes a 5 s 720p clip in under 9 "
-                   "minutes); 80 GiB without",
+        "minutes); 80 GiB without",
     ),
     LTXV: ModelSpace(
         key=LTXV,
@@ -203,7 +208,7 @@ SPACES: dict[str, ModelSpace] = {
         ),
         source_setting="I2V_MODEL_LTX",
         gpu_memory="about 10 GiB for the 2B checkpoints (diffusers' example); the 13B checkpoints' weights alone "
-                   "are about 24 GiB in bf16",
+        "are about 24 GiB in bf16",
     ),
 }
 MODEL_KEYS: tuple[str, ...] = tuple(SPACES)
@@ -230,8 +235,7 @@ def worker_models(enabled: Iterable[str], narrowed: Iterable[str]) -> tuple[str,
     narrowed = tuple(narrowed)
     outside = [key for key in narrowed if key not in enabled]
     if outside:
-        raise ValueError(f"WORKER_MODELS names {outside[0]}, which I2V_MODELS does not enable "
-                         f"({', '.join(enabled)})")
+        raise ValueError(f"WORKER_MODELS names {outside[0]}, which I2V_MODELS does not enable ({', '.join(enabled)})")
     return narrowed or enabled
 
 

@@ -301,8 +301,9 @@ def resolve_request(
             raise ParamError("frames", frames, each.frames.describe(), model=key)
         frames = each.frames.nearest(asked)
         if frames != asked:
-            notes.append(f"{each.display_name} makes {each.frames.describe_steps()} frames: "
-                         f"{asked} frames became {frames}.")
+            notes.append(
+                f"{each.display_name} makes {each.frames.describe_steps()} frames: {asked} frames became {frames}."
+            )
     if negative_prompt is None:
         negative_prompt = DEFAULT_NEGATIVE_PROMPT if each.negative_prompt_applies else ""
     elif negative_prompt.strip() and not each.negative_prompt_applies:

@@ -38,8 +38,18 @@ ENV_FUSE_QKV = "I2V_FUSE_QKV"
 ENV_DECODE_CHUNK_SIZE = "I2V_DECODE_CHUNK_SIZE"
 ENV_VAE_TILING = "I2V_VAE_TILING"
 ENV_CPU_OFFLOAD = "I2V_CPU_OFFLOAD"
-PERFORMANCE_SETTINGS = (ENV_DTYPE, ENV_SDPA_BACKEND, ENV_COMPILE, ENV_COMPILE_MODE, ENV_COMPILE_WARMUP,
-                        ENV_CHANNELS_LAST, ENV_FUSE_QKV, ENV_DECODE_CHUNK_SIZE, ENV_VAE_TILING, ENV_CPU_OFFLOAD)
+PERFORMANCE_SETTINGS = (
+    ENV_DTYPE,
+    ENV_SDPA_BACKEND,
+    ENV_COMPILE,
+    ENV_COMPILE_MODE,
+    ENV_COMPILE_WARMUP,
+    ENV_CHANNELS_LAST,
+    ENV_FUSE_QKV,
+    ENV_DECODE_CHUNK_SIZE,
+    ENV_VAE_TILING,
+    ENV_CPU_OFFLOAD,
+)
 
 log = logging.getLogger("generator.pipeline")
 
@@ -175,18 +185,20 @@ class PerformanceOptions:
                     f"{ENV_CPU_OFFLOAD}=1 moves models between the CPU and a CUDA GPU but the device is {device.type}"
                 )
         if self.sdpa_backend == "flash" and self.torch_dtype(device) == torch.float32:
-            raise PerformanceOptionError(
-                f"{ENV_SDPA_BACKEND}=flash needs fp16 or bf16 but {ENV_DTYPE} is fp32"
-            )
+            raise PerformanceOptionError(f"{ENV_SDPA_BACKEND}=flash needs fp16 or bf16 but {ENV_DTYPE} is fp32")
 
     def summary(self) -> dict[str, Any]:
         """The settings as a JSON-safe dict (for logs and benchmark results)."""
         return {
-            "dtype": self.dtype, "sdpa_backend": self.sdpa_backend, "compile_unet": self.compile_unet,
+            "dtype": self.dtype,
+            "sdpa_backend": self.sdpa_backend,
+            "compile_unet": self.compile_unet,
             "compile_mode": self.compile_mode,
             "warmup_shapes": None if self.warmup_shapes is None else [list(s) for s in self.warmup_shapes],
-            "channels_last": self.channels_last, "fuse_qkv": self.fuse_qkv,
-            "decode_chunk_size": self.decode_chunk_size, "vae_tiling": self.vae_tiling,
+            "channels_last": self.channels_last,
+            "fuse_qkv": self.fuse_qkv,
+            "decode_chunk_size": self.decode_chunk_size,
+            "vae_tiling": self.vae_tiling,
             "cpu_offload": self.cpu_offload,
         }
 
@@ -228,8 +240,9 @@ def denoiser_of(pipe: Any) -> torch.nn.Module:
     return unet if unet is not None else pipe.transformer
 
 
-def prepare_pipeline(pipe: Any, options: PerformanceOptions, device: torch.device,
-                     dtype: torch.dtype | None = None) -> None:
+def prepare_pipeline(
+    pipe: Any, options: PerformanceOptions, device: torch.device, dtype: torch.dtype | None = None
+) -> None:
     """Apply ``options`` to a built pipeline, in this order: dtype (``dtype``, else the options' own; a pipeline whose
     denoiser has it already keeps each component's dtype) and device
     (or the CPU, for model CPU offload, which the caller enables last), channels_last, fused QKV, VAE tiling, the
@@ -249,8 +262,10 @@ def prepare_pipeline(pipe: Any, options: PerformanceOptions, device: torch.devic
     if options.fuse_qkv:
         fuse = getattr(denoiser, "fuse_qkv_projections", None)
         if fuse is None:
-            raise PerformanceOptionError(f"{ENV_FUSE_QKV}=1: this model's {type(denoiser).__name__} cannot fuse "
-                                         "its attention projections; unset it")
+            raise PerformanceOptionError(
+                f"{ENV_FUSE_QKV}=1: this model's {type(denoiser).__name__} cannot fuse "
+                "its attention projections; unset it"
+            )
         fuse()
     if options.vae_tiling:
         pipe.vae.enable_tiling()

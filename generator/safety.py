@@ -40,8 +40,7 @@ class UnsafeInput(Exception):
     """The input image failed the safety check: the job fails before generation (nothing charged)."""
 
     def __init__(self) -> None:
-        super().__init__("The image safety check flagged this picture, so no video was made and nothing was "
-                         "charged.")
+        super().__init__("The image safety check flagged this picture, so no video was made and nothing was charged.")
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,16 @@ def _tiny_classifier(unsafe: bool, device: str) -> Any:
         from transformers import ViTImageProcessor as Processor  # type: ignore[assignment]  # the same interface
 
     config = ViTConfig(  # type: ignore[call-arg]  # fields as keywords: @auto_docstring hides the dataclass __init__
-        image_size=TINY_IMAGE_PX, patch_size=16, hidden_size=8, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=16, num_labels=len(TINY_LABELS),
-                       id2label=dict(enumerate(TINY_LABELS)), label2id={n: i for i, n in enumerate(TINY_LABELS)})
+        image_size=TINY_IMAGE_PX,
+        patch_size=16,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        num_labels=len(TINY_LABELS),
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={n: i for i, n in enumerate(TINY_LABELS)},
+    )
     torch.manual_seed(0)
     model = ViTForImageClassification(config).eval()
     with torch.no_grad():
@@ -96,8 +102,16 @@ class SafetyChecker:
         self.unsafe_label = unsafe_label
 
     @classmethod
-    def load(cls, model: str, *, video_model: str, threshold: float, unsafe_label: str, device: str | None,
-             faults: FaultPlan | None = None) -> SafetyChecker | None:
+    def load(
+        cls,
+        model: str,
+        *,
+        video_model: str,
+        threshold: float,
+        unsafe_label: str,
+        device: str | None,
+        faults: FaultPlan | None = None,
+    ) -> SafetyChecker | None:
         """The classifier ``model`` (None when it is ``none``: no check runs). With the tiny video model it is the
         tiny classifier, its verdicts chosen by the fault hooks. Slow (a download the first time): call it on a
         thread, beside the video model's load."""
@@ -108,8 +122,10 @@ class SafetyChecker:
         if video_model == TINY or model == TINY:
             unsafe_input = bool(faults and faults.unsafe_input)
             unsafe_output = bool(faults and faults.unsafe_output)
-            pipelines = {STAGE_INPUT: _tiny_classifier(unsafe_input, torch_device),
-                         STAGE_OUTPUT: _tiny_classifier(unsafe_output, torch_device)}
+            pipelines = {
+                STAGE_INPUT: _tiny_classifier(unsafe_input, torch_device),
+                STAGE_OUTPUT: _tiny_classifier(unsafe_output, torch_device),
+            }
             return cls(pipelines, name=TINY, threshold=threshold, unsafe_label="nsfw")
         from transformers import pipeline
 
@@ -117,16 +133,19 @@ class SafetyChecker:
         labels = set((classifier.model.config.id2label or {}).values())
         if unsafe_label not in labels:
             raise ValueError(f"SAFETY_UNSAFE_LABEL={unsafe_label!r} is not a label of {model} ({sorted(labels)})")
-        return cls({STAGE_INPUT: classifier, STAGE_OUTPUT: classifier}, name=model, threshold=threshold,
-                   unsafe_label=unsafe_label)
+        return cls(
+            {STAGE_INPUT: classifier, STAGE_OUTPUT: classifier},
+            name=model,
+            threshold=threshold,
+            unsafe_label=unsafe_label,
+        )
 
     def check(self, stage: str, images: Sequence[Image]) -> SafetyResult:
         """Classify ``images`` (RGB) for ``stage``; unsafe when any image's unsafe score reaches the threshold.
         Blocking: call it on a thread."""
         started = time.monotonic()
         answers = self.pipelines[stage]([image.convert("RGB") for image in images], top_k=None)
-        score = max((a["score"] for answer in answers for a in answer if a["label"] == self.unsafe_label),
-                    default=0.0)
+        score = max((a["score"] for answer in answers for a in answer if a["label"] == self.unsafe_label), default=0.0)
         verdict = Verdict.UNSAFE if score >= self.threshold else Verdict.SAFE
         return SafetyResult(verdict=verdict, score=float(score), seconds=time.monotonic() - started)
 

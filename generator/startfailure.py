@@ -33,8 +33,14 @@ def describe(error: BaseException) -> str:
     return one_line(str(error)) if str(error).strip() else type(error).__name__
 
 
-def report_start_failure(log: logging.Logger, reason: str, code: int, *, error: BaseException | None = None,
-                         env: Mapping[str, str] | None = None) -> int:
+def report_start_failure(
+    log: logging.Logger,
+    reason: str,
+    code: int,
+    *,
+    error: BaseException | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Report why this worker cannot start and return ``code`` (the exit status to use)."""
     env = os.environ if env is None else env
     reason = one_line(reason)

@@ -108,10 +108,15 @@ class WorkerSupervisor:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         if not math.isfinite(state_poll_interval_s) or state_poll_interval_s <= 0:
             raise ValueError(f"state_poll_interval_s must be > 0 seconds, got {state_poll_interval_s!r}")
-        overrides: dict[str, Any] = {name: value for name, value in (("backoff_initial_s", backoff_initial_s),
-                                                      ("backoff_max_s", backoff_max_s),
-                                                      ("backoff_reset_after_s", backoff_reset_after_s))
-                     if value is not None}
+        overrides: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("backoff_initial_s", backoff_initial_s),
+                ("backoff_max_s", backoff_max_s),
+                ("backoff_reset_after_s", backoff_reset_after_s),
+            )
+            if value is not None
+        }
         self.policy = replace(policy or RestartPolicy(), **overrides)  # validates the numbers
         self.database_url = database_url
         self.model = model
@@ -220,8 +225,12 @@ class WorkerSupervisor:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
-        self._set_state(phase=PHASE_STOPPED, pid=None, job_id=None,
-                        last_exit_code=code if code is not None else self._state.last_exit_code)
+        self._set_state(
+            phase=PHASE_STOPPED,
+            pid=None,
+            job_id=None,
+            last_exit_code=code if code is not None else self._state.last_exit_code,
+        )
         return code
 
     # -- internals -----------------------------------------------------------------------------------------------
@@ -239,9 +248,16 @@ class WorkerSupervisor:
 
     async def _spawn(self, restarts: int) -> asyncio.subprocess.Process:
         self._reason_file.unlink(missing_ok=True)
-        env = child_env(database_url=self.database_url, model=self.model, output_dir=self.output_dir,
-                        worker_id=self.worker_id, restarts=restarts, grace_s=self.stop_grace_s,
-                        reason_file=self._reason_file, extra_env=self.extra_env)
+        env = child_env(
+            database_url=self.database_url,
+            model=self.model,
+            output_dir=self.output_dir,
+            worker_id=self.worker_id,
+            restarts=restarts,
+            grace_s=self.stop_grace_s,
+            reason_file=self._reason_file,
+            extra_env=self.extra_env,
+        )
         proc = await spawn(self.python, self.worker_args, env, self._log_file)
         log.info("started worker %s as pid %d (restart %d)", self.worker_id, proc.pid, restarts)
         return proc
@@ -290,11 +306,15 @@ class WorkerSupervisor:
             failures = self._state.start_failures + 1
             reason = reason or f"the worker exited with status {code} while starting"
             unavailable = self.policy.unavailable(failures)
-            self._set_state(phase=PHASE_UNAVAILABLE if unavailable else PHASE_CRASHED, failure_reason=reason,
-                            start_failures=failures)
+            self._set_state(
+                phase=PHASE_UNAVAILABLE if unavailable else PHASE_CRASHED,
+                failure_reason=reason,
+                start_failures=failures,
+            )
             if self._engine is not None:
-                await record_failure(self._engine, self.worker_id, pid=os.getpid(), reason=reason,
-                                     unavailable=unavailable)
+                await record_failure(
+                    self._engine, self.worker_id, pid=os.getpid(), reason=reason, unavailable=unavailable
+                )
                 await release_leases(self._engine, self.worker_id)
             return True
         phase = PHASE_UNAVAILABLE if self._state.phase == PHASE_UNAVAILABLE else PHASE_CRASHED
@@ -308,12 +328,22 @@ class WorkerSupervisor:
         """One log line per failed start, with its reason (the child logged none)."""
         state = self._state
         if state.phase == PHASE_UNAVAILABLE:
-            log.error("video generation is unavailable: the worker could not start (%d failed starts in a row, "
-                      "exit %s): %s; trying again in %.1f s", state.start_failures, code, state.failure_reason,
-                      wait_s)
+            log.error(
+                "video generation is unavailable: the worker could not start (%d failed starts in a row, "
+                "exit %s): %s; trying again in %.1f s",
+                state.start_failures,
+                code,
+                state.failure_reason,
+                wait_s,
+            )
         else:
-            log.error("the worker could not start (exit %s after %.1f s): %s; trying again in %.1f s", code, ran_s,
-                      state.failure_reason, wait_s)
+            log.error(
+                "the worker could not start (exit %s after %.1f s): %s; trying again in %.1f s",
+                code,
+                ran_s,
+                state.failure_reason,
+                wait_s,
+            )
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> int:
         code, killed = await terminate(proc, grace)
@@ -345,8 +375,7 @@ class WorkerSupervisor:
             return  # the new child has not registered yet
         state = row.state.value if hasattr(row.state, "value") else str(row.state)
         if self._state.phase not in (PHASE_STOPPING, PHASE_STOPPED):
-            changes: dict[str, object] = {"phase": state,
-                                          "job_id": row.current_job_id if state == PHASE_BUSY else None}
+            changes: dict[str, object] = {"phase": state, "job_id": row.current_job_id if state == PHASE_BUSY else None}
             if state in READY_PHASES:  # started: the failure record is over (the row cleared it too)
                 changes.update(failure_reason=None, start_failures=0)
             self._set_state(**changes)
@@ -389,24 +418,34 @@ def main(argv: list[str] | None = None) -> int:
     from config.reader import environment, read, report_bad_setting
 
     parser = argparse.ArgumentParser(
-        prog="python -m generator.supervisor", description="Run and supervise one GPU worker process.",
+        prog="python -m generator.supervisor",
+        description="Run and supervise one GPU worker process.",
         epilog=settings_help(SUPERVISOR) + "\n\n" + settings_help(WORKER, title="and the worker it runs reads"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stop-grace", type=float, default=None,
-                        help="seconds a running job may still take when stopping (default: I2V_GRACE_SECONDS, "
-                             f"{DEFAULT_STOP_GRACE_S:g})")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=None,
+        help="seconds a running job may still take when stopping (default: I2V_GRACE_SECONDS, "
+        f"{DEFAULT_STOP_GRACE_S:g})",
+    )
     args = parser.parse_args(argv)
     env = environment()
     try:
         database_url, model, output_dir, worker_id = _settings_from_env(env)
         setup_logging(env, process="supervisor")
-        grace_s = args.stop_grace if args.stop_grace is not None else float(str(read(env, ["I2V_GRACE_SECONDS"])[
-            "I2V_GRACE_SECONDS"]))
+        grace_s = (
+            args.stop_grace
+            if args.stop_grace is not None
+            else float(str(read(env, ["I2V_GRACE_SECONDS"])["I2V_GRACE_SECONDS"]))
+        )
         policy = RestartPolicy.from_env(env)
     except ValueError as error:
         return report_bad_setting(SUPERVISOR_PROG, error)
-    supervisor = WorkerSupervisor(database_url, model, output_dir, worker_id=worker_id, stop_grace_s=grace_s,
-                                  policy=policy)
+    supervisor = WorkerSupervisor(
+        database_url, model, output_dir, worker_id=worker_id, stop_grace_s=grace_s, policy=policy
+    )
     try:
         asyncio.run(_serve_forever(supervisor))
     except KeyboardInterrupt:  # a signal before the loop's handlers were installed

@@ -85,8 +85,11 @@ class RestartPolicy:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-        if isinstance(self.unavailable_after, bool) or not isinstance(self.unavailable_after, int) \
-                or self.unavailable_after < 1:
+        if (
+            isinstance(self.unavailable_after, bool)
+            or not isinstance(self.unavailable_after, int)
+            or self.unavailable_after < 1
+        ):
             raise ValueError(f"unavailable_after must be a whole number >= 1, got {self.unavailable_after!r}")
 
     @classmethod

@@ -69,8 +69,9 @@ async def record_failure(engine: AsyncEngine, worker_id: str, *, pid: int, reaso
     the reason)."""
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
-            await record_start_failure(session, worker_id, host=socket.gethostname(), pid=pid, reason=reason,
-                                       unavailable=unavailable)
+            await record_start_failure(
+                session, worker_id, host=socket.gethostname(), pid=pid, reason=reason, unavailable=unavailable
+            )
     except Exception as exc:  # noqa: BLE001 - see above
         log.warning("could not record the failed start in the worker registry: %s", exc)
 

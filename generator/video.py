@@ -117,8 +117,10 @@ def _as_rgb_arrays(frames: Sequence[Frame]) -> list[np.ndarray]:
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f"frame {index} must be RGB uint8 (H, W, 3), got {array.shape} {array.dtype}")
         if arrays and array.shape != arrays[0].shape:
-            raise ValueError(f"frame {index} is {array.shape[1]}x{array.shape[0]}, frame 0 is "
-                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}: all frames must be the same size")
+            raise ValueError(
+                f"frame {index} is {array.shape[1]}x{array.shape[0]}, frame 0 is "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}: all frames must be the same size"
+            )
         arrays.append(np.ascontiguousarray(array))
     return arrays
 
@@ -137,12 +139,15 @@ def _ffmpeg_tail(text: str) -> str:
     return "; ".join(lines[-ERROR_TAIL_LINES:]) or "no error output"
 
 
-def parameter_tags(params: GenerationParams, *, model: str, width: int, height: int,
-                   job_id: int | None = None) -> dict[str, str]:
+def parameter_tags(
+    params: GenerationParams, *, model: str, width: int, height: int, job_id: int | None = None
+) -> dict[str, str]:
     """The metadata an MP4 carries about how it was made: ``comment`` (one line) and ``i2v_*`` keys (the README's
     table). ``width``/``height`` are the generated size (a budget encode may shrink the file's picture)."""
-    summary = (f"i2v-bot{f' job {job_id}' if job_id is not None else ''}: {params.describe()}, "
-               f"{width}x{height}, model {model}; prompt: {params.prompt}")
+    summary = (
+        f"i2v-bot{f' job {job_id}' if job_id is not None else ''}: {params.describe()}, "
+        f"{width}x{height}, model {model}; prompt: {params.prompt}"
+    )
     tags = {
         "comment": summary,
         "i2v_prompt": params.prompt,
@@ -173,13 +178,36 @@ def _metadata_arguments(metadata: Mapping[str, str] | None) -> list[str]:
     return arguments
 
 
-def _encode_command(src_w: int, src_h: int, width: int, height: int, fps: int, crf: int, max_bitrate: int | None,
-                    out: Path, metadata: Mapping[str, str] | None = None) -> list[str]:
+def _encode_command(
+    src_w: int,
+    src_h: int,
+    width: int,
+    height: int,
+    fps: int,
+    crf: int,
+    max_bitrate: int | None,
+    out: Path,
+    metadata: Mapping[str, str] | None = None,
+) -> list[str]:
     """ffmpeg's arguments: raw RGB frames on stdin -> an H.264 yuv420p MP4 with ``moov`` first and ``metadata``."""
     command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{src_w}x{src_h}", "-framerate", str(fps),
-        "-i", "pipe:0", "-an",
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-video_size",
+        f"{src_w}x{src_h}",
+        "-framerate",
+        str(fps),
+        "-i",
+        "pipe:0",
+        "-an",
     ]
     if (width, height) != (src_w, src_h):
         command += ["-vf", f"scale={width}:{height}:flags=lanczos"]
@@ -198,8 +226,9 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
     with tempfile.TemporaryFile() as stderr:
         # own session: a Ctrl-C meant for the worker does not cut its encode short (it finishes or gives back)
         try:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            )
         except OSError as exc:  # a missing or non-executable IMAGEIO_FFMPEG_EXE
             raise VideoEncodeError(f"cannot start ffmpeg ({command[0]}): {exc.strerror or exc}") from exc
         killed = threading.Event()
@@ -240,7 +269,12 @@ def _run_encoder(command: list[str], arrays: list[np.ndarray], timeout_s: float,
 
 
 def _encode_arrays(
-    arrays: list[np.ndarray], path: Path, fps: int, crf: int, max_bitrate: int | None, scale: float,
+    arrays: list[np.ndarray],
+    path: Path,
+    fps: int,
+    crf: int,
+    max_bitrate: int | None,
+    scale: float,
     metadata: Mapping[str, str] | None = None,
 ) -> tuple[int, int, int]:
     """Encode to ``path`` (via a temporary file); return (bytes, width, height)."""
@@ -251,8 +285,12 @@ def _encode_arrays(
     timeout_s = ENCODE_TIMEOUT_BASE_S + ENCODE_TIMEOUT_S_PER_MEGAPIXEL * src_w * src_h * len(arrays) / 1e6
     try:
         tmp.touch()  # an unwritable folder fails here, as an OSError naming the path, before ffmpeg starts
-        _run_encoder(_encode_command(src_w, src_h, width, height, fps, crf, max_bitrate, tmp, metadata), arrays,
-                     timeout_s, path.name)
+        _run_encoder(
+            _encode_command(src_w, src_h, width, height, fps, crf, max_bitrate, tmp, metadata),
+            arrays,
+            timeout_s,
+            path.name,
+        )
         if tmp.stat().st_size == 0:
             raise VideoEncodeError(f"ffmpeg exited without writing {path.name}")
         os.replace(tmp, path)
@@ -288,8 +326,14 @@ def encode_mp4(
     return size
 
 
-def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps: int, max_bytes: int, *,
-                     metadata: Mapping[str, str] | None = None) -> EncodeResult:
+def encode_to_budget(
+    frames: Sequence[Frame],
+    path: str | os.PathLike[str],
+    fps: int,
+    max_bytes: int,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> EncodeResult:
     """Encode so the file is at most ``max_bytes``: first at the default quality, then at lower bitrates, then at
     fewer pixels; every attempt carries ``metadata``. Raises VideoTooLarge (saying what the smallest attempt gave)
     when nothing fits."""
@@ -313,8 +357,9 @@ def encode_to_budget(frames: Sequence[Frame], path: str | os.PathLike[str], fps:
         w, h = _even_size(src_w, src_h, scale)
         if min(w, h) < MIN_SIDE_PX and index > 0:
             break
-        last_scale = index == len(BUDGET_SCALES) - 1 or min(_even_size(src_w, src_h, BUDGET_SCALES[index + 1])) \
-            < MIN_SIDE_PX
+        last_scale = (
+            index == len(BUDGET_SCALES) - 1 or min(_even_size(src_w, src_h, BUDGET_SCALES[index + 1])) < MIN_SIDE_PX
+        )
         for _ in range(2):
             if attempts >= MAX_BUDGET_ATTEMPTS:
                 break
@@ -355,8 +400,24 @@ def _stream_line(header: list[str]) -> tuple[int, str]:
 def _run_ffmpeg_on(file: Path, loglevel: str, *output: str) -> tuple[int, str, str]:
     """Run ffmpeg on ``file`` (the binary imageio-ffmpeg provides), writing to the null muxer; return its exit
     status, stdout and stderr."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel,
-               "-progress", "pipe:1", "-i", str(file), "-map", "0:v:0?", *output, "-f", "null", "-"]
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        loglevel,
+        "-progress",
+        "pipe:1",
+        "-i",
+        str(file),
+        "-map",
+        "0:v:0?",
+        *output,
+        "-f",
+        "null",
+        "-",
+    ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -370,8 +431,18 @@ def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist")
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(file),
-               "-f", "ffmetadata", "-"]
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(file),
+        "-f",
+        "ffmetadata",
+        "-",
+    ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -426,7 +497,7 @@ def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
     fps = re.search(r"(\d+(?:\.\d+)?) fps", stream)
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
     encoder = ""
-    for line in header[index + 1:]:
+    for line in header[index + 1 :]:
         if line.lstrip().startswith(("Stream #", "Output #", "Stream mapping")):
             break
         key, _, value = line.partition(":")
@@ -442,7 +513,8 @@ def probe_mp4(path: str | os.PathLike[str]) -> VideoInfo:
         codec=codec,
         pix_fmt=pix_fmt,
         duration_s=(int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)))
-        if duration else 0.0,
+        if duration
+        else 0.0,
         faststart="moov" in offsets and "mdat" in offsets and offsets["moov"] < offsets["mdat"],
         size_bytes=file.stat().st_size,
         encoder=encoder,

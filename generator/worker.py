@@ -111,13 +111,13 @@ RUNNABLE_MODELS: tuple[str, ...] = tuple(BACKENDS)  # the model backends this wo
 PROG = "i2v-worker"  # how its one-line errors begin
 
 
-
 class WorkerProcess:
     """One worker: the model it holds, the claim loop, its registry row and the shutdown logic; each claimed job
     goes to the :class:`JobRunner` it owns. ``await run()`` returns the exit code."""
 
-    def __init__(self, settings: WorkerSettings, *, faults: FaultPlan | None = None, drain: bool = False,
-                 once: bool = False) -> None:
+    def __init__(
+        self, settings: WorkerSettings, *, faults: FaultPlan | None = None, drain: bool = False, once: bool = False
+    ) -> None:
         self.settings = settings
         self.faults = faults or FaultPlan()
         self.drain = drain
@@ -177,8 +177,13 @@ class WorkerProcess:
         if self.faults.active:
             log.warning("TEST FAULT HOOKS ACTIVE: %s", self.faults)
         s = self.settings
-        log.info("worker %s starting: model=%s db=%s output=%s", s.worker_id, s.model, redacted_url(s.database_url),
-                 s.output_dir)
+        log.info(
+            "worker %s starting: model=%s db=%s output=%s",
+            s.worker_id,
+            s.model,
+            redacted_url(s.database_url),
+            s.output_dir,
+        )
         try:
             s.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -186,20 +191,29 @@ class WorkerProcess:
         if not os.access(s.output_dir, os.W_OK | os.X_OK):
             return report_start_failure(log, f"OUTPUT_DIR {s.output_dir} is not writable by the worker", EXIT_CONFIG)
         if not self.loadable:
-            return report_start_failure(log, f"this worker may load {', '.join(s.models)} (I2V_MODELS, WORKER_MODELS) "
-                                        f"but runs only {', '.join(RUNNABLE_MODELS)}", EXIT_CONFIG)
+            return report_start_failure(
+                log,
+                f"this worker may load {', '.join(s.models)} (I2V_MODELS, WORKER_MODELS) "
+                f"but runs only {', '.join(RUNNABLE_MODELS)}",
+                EXIT_CONFIG,
+            )
         try:
             await migrate(s.database_url)
         except Exception as exc:  # noqa: BLE001 - any driver error: the store cannot be used
-            return report_start_failure(log, f"the database {redacted_url(s.database_url)} cannot be opened: "
-                                        f"{describe(exc)}", EXIT_DATABASE, error=exc)
+            return report_start_failure(
+                log,
+                f"the database {redacted_url(s.database_url)} cannot be opened: {describe(exc)}",
+                EXIT_DATABASE,
+                error=exc,
+            )
         self._engine = make_engine(s.database_url)
         self._sessions = make_sessionmaker(self._engine)
         self._progress = ProgressWriter(self._engine)
         self._runner = JobRunner(self, s, self.faults, self._sessions, self._progress)
         parent_watch: asyncio.Task[None] | None = None
-        beats = HeartbeatThread(s.database_url, s.worker_id, os.getpid(), s.heartbeat_interval_s,
-                                lambda: (self._state, self._job_id))
+        beats = HeartbeatThread(
+            s.database_url, s.worker_id, os.getpid(), s.heartbeat_interval_s, lambda: (self._state, self._job_id)
+        )
         final_state = WORKER_STATE_STOPPED
         try:
             await self._register()
@@ -248,8 +262,14 @@ class WorkerProcess:
             from generator.safety import SafetyChecker
 
             s = self.settings
-            return SafetyChecker.load(s.safety_model, video_model=s.model, threshold=s.safety_threshold,
-                                      unsafe_label=s.safety_unsafe_label, device=s.device, faults=self.faults)
+            return SafetyChecker.load(
+                s.safety_model,
+                video_model=s.model,
+                threshold=s.safety_threshold,
+                unsafe_label=s.safety_unsafe_label,
+                device=s.device,
+                faults=self.faults,
+            )
 
         loading = run_in_daemon_thread(load, name="safety-load")
         if not await self._until_stopped(loading):
@@ -294,8 +314,9 @@ class WorkerProcess:
             await self._record_download(None, 0, 0)
         self.generator = loading.result()
         self.loaded_model = key
-        log.info("model %s (%s) loaded on %s in %.1f s", key, source, self.generator.device_name,
-                 time.monotonic() - started)
+        log.info(
+            "model %s (%s) loaded on %s in %.1f s", key, source, self.generator.device_name, time.monotonic() - started
+        )
         return True
 
     async def _record_download(self, key: str | None, done: int, total: int) -> None:
@@ -304,8 +325,7 @@ class WorkerProcess:
 
         try:
             async with self._download_writes, self._session() as session, session.begin():
-                await record_download(session, self.settings.worker_id, model=key, done_bytes=done,
-                                      total_bytes=total)
+                await record_download(session, self.settings.worker_id, model=key, done_bytes=done, total_bytes=total)
         except Exception:  # progress is told on a best-effort basis; the load goes on
             log.exception("could not record the download of %s", key)
 
@@ -353,9 +373,15 @@ class WorkerProcess:
         """Keep the claimed job's lease while its model loads (a real model takes minutes)."""
         assert self._progress is not None
         while True:
-            await self._progress.write(job.id, job.attempt, worker_id=self.settings.worker_id, step=0,
-                                       total=job.steps, phase=WORKER_STATE_LOADING,
-                                       lease_seconds=self.settings.lease_s)
+            await self._progress.write(
+                job.id,
+                job.attempt,
+                worker_id=self.settings.worker_id,
+                step=0,
+                total=job.steps,
+                phase=WORKER_STATE_LOADING,
+                lease_seconds=self.settings.lease_s,
+            )
             await asyncio.sleep(self.settings.lease_s * LEASE_RENEW_FRACTION)
 
     async def _give_back(self, job: ClaimedJob) -> None:
@@ -418,12 +444,18 @@ class WorkerProcess:
         from jobs.workers import register_worker
 
         async with self._session() as session, session.begin():
-            requeued = await register_worker(session, self.settings.worker_id, host=socket.gethostname(),
-                                             pid=os.getpid(), model=self.settings.model,
-                                             loadable_models=self.loadable)
+            requeued = await register_worker(
+                session,
+                self.settings.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                model=self.settings.model,
+                loadable_models=self.loadable,
+            )
         if requeued:
-            log.warning("requeued jobs a previous process of worker %s left running: %s", self.settings.worker_id,
-                        requeued)
+            log.warning(
+                "requeued jobs a previous process of worker %s left running: %s", self.settings.worker_id, requeued
+            )
 
     async def _write_registry(self, *, job_done: bool = False) -> None:
         """Upsert this worker's registry row (state, GPU, current job) and stamp its heartbeat."""
@@ -487,17 +519,29 @@ class WorkerProcess:
         from jobs.transitions import claim_next_job, fail_job
 
         async with self._session() as session, session.begin():
-            job = await claim_next_job(session, self.settings.worker_id, lease_seconds=self.settings.lease_s,
-                                       models=self.loadable, loaded_model=self.loaded_model,
-                                       max_skips=self.settings.affinity_max_skips)
+            job = await claim_next_job(
+                session,
+                self.settings.worker_id,
+                lease_seconds=self.settings.lease_s,
+                models=self.loadable,
+                loaded_model=self.loaded_model,
+                max_skips=self.settings.affinity_max_skips,
+            )
             if job is None:
                 return None
             try:
                 params = job.params
             except ParamError as exc:  # a row no model space accepts (edited by hand): it fails, uncharged
                 log.warning("job %d has invalid stored parameters: %s", job.id, exc)
-                await fail_job(session, job.id, job.attempt, worker_id=self.settings.worker_id,
-                               error=f"The stored parameters are invalid: {exc}", detail=repr(exc), gpu_seconds=0.0)
+                await fail_job(
+                    session,
+                    job.id,
+                    job.attempt,
+                    worker_id=self.settings.worker_id,
+                    error=f"The stored parameters are invalid: {exc}",
+                    detail=repr(exc),
+                    gpu_seconds=0.0,
+                )
                 return None
             claimed = ClaimedJob(
                 id=job.id,
@@ -514,12 +558,20 @@ class WorkerProcess:
 
 def build_parser() -> argparse.ArgumentParser:
     """``python -m generator.worker``'s arguments; ``--help`` lists the settings it reads."""
-    parser = argparse.ArgumentParser(prog="python -m generator.worker", description=__doc__.split("\n")[0],
-                                     epilog=settings_help(WORKER),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", choices=("run", "check"), default="run",
-                        help="run (the default): serve jobs; check: report the settings, torch, the GPU and the "
-                             "model's config files, start nothing (exit status 0, or 2 with a problem)")
+    parser = argparse.ArgumentParser(
+        prog="python -m generator.worker",
+        description=__doc__.split("\n")[0],
+        epilog=settings_help(WORKER),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "check"),
+        default="run",
+        help="run (the default): serve jobs; check: report the settings, torch, the GPU and the "
+        "model's config files, start nothing (exit status 0, or 2 with a problem)",
+    )
     parser.add_argument("--drain", action="store_true", help="exit once no job is queued or running")
     parser.add_argument("--once", action="store_true", help="exit after one job")
     return parser

@@ -32,32 +32,47 @@ CHILD_ENV_WITHHELD = frozenset({"DISCORD_TOKEN"})  # the parent's variables the 
 GIVE_BACK_ALLOWANCE_S = 8.0  # seconds after the grace period for the step in progress, the give-back and the exit
 
 
-def child_env(*, database_url: str, model: str, output_dir: Path, worker_id: str, restarts: int, grace_s: float,
-              reason_file: Path, extra_env: Mapping[str, str]) -> dict[str, str]:
+def child_env(
+    *,
+    database_url: str,
+    model: str,
+    output_dir: Path,
+    worker_id: str,
+    restarts: int,
+    grace_s: float,
+    reason_file: Path,
+    extra_env: Mapping[str, str],
+) -> dict[str, str]:
     """The child's environment: ours without the bot's secrets, ``extra_env``, then what the supervisor fixes."""
     # The worker never talks to Discord: keep the bot's secrets out of its environment (and its crash dumps).
     env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_WITHHELD}
     env.update(extra_env)
-    env.update({
-        "DATABASE_URL": database_url,
-        "I2V_MODEL": model,
-        "OUTPUT_DIR": str(output_dir),
-        "WORKER_ID": worker_id,
-        "I2V_PARENT_PID": str(os.getpid()),
-        "I2V_WORKER_RESTARTS": str(restarts),
-        "I2V_GRACE_SECONDS": f"{grace_s:g}",
-        ENV_EXIT_REASON_FILE: str(reason_file),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "I2V_MODEL": model,
+            "OUTPUT_DIR": str(output_dir),
+            "WORKER_ID": worker_id,
+            "I2V_PARENT_PID": str(os.getpid()),
+            "I2V_WORKER_RESTARTS": str(restarts),
+            "I2V_GRACE_SECONDS": f"{grace_s:g}",
+            ENV_EXIT_REASON_FILE: str(reason_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
-async def spawn(python: str, args: Sequence[str], env: Mapping[str, str],
-                output: IO[bytes] | None) -> asyncio.subprocess.Process:
+async def spawn(
+    python: str, args: Sequence[str], env: Mapping[str, str], output: IO[bytes] | None
+) -> asyncio.subprocess.Process:
     """Start ``python -m generator.worker *args`` in its own session; ``output``: a file for its stdout and
     stderr (None: ours)."""
     return await asyncio.create_subprocess_exec(
-        python or sys.executable, "-m", WORKER_MODULE, *args,
+        python or sys.executable,
+        "-m",
+        WORKER_MODULE,
+        *args,
         env=dict(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=output,
@@ -66,8 +81,9 @@ async def spawn(python: str, args: Sequence[str], env: Mapping[str, str],
     )
 
 
-async def terminate(proc: asyncio.subprocess.Process, grace_s: float,
-                    allowance_s: float = GIVE_BACK_ALLOWANCE_S) -> tuple[int, bool]:
+async def terminate(
+    proc: asyncio.subprocess.Process, grace_s: float, allowance_s: float = GIVE_BACK_ALLOWANCE_S
+) -> tuple[int, bool]:
     """Stop the child within the grace period; returns (exit code, whether it had to be killed).
 
     SIGTERM: the worker stops claiming, and its job may go on for ``grace_s`` seconds (the worker knows the same

@@ -57,7 +57,9 @@ STOP_SHUTDOWN = "shutdown"  # the worker is stopping and the job would not finis
 
 MSG_IMAGE_UNREADABLE = "The image could not be used: {reason}"
 MSG_INPUT_MISSING = "The stored input image for this job is missing, so it cannot be generated. Please submit it again."
-MSG_TOO_LARGE = "The video could not be made small enough for this channel's upload limit. Try fewer frames or a lower resolution."
+MSG_TOO_LARGE = (
+    "The video could not be made small enough for this channel's upload limit. Try fewer frames or a lower resolution."
+)
 MSG_INTERNAL = "Something went wrong while making this video. The error was recorded for the admins; please try again."
 NOTE_LOW_MEMORY = (
     "Ran out of GPU memory at step {step}/{total}; retried once in low-memory mode (VAE tiling, CPU offload)."

@@ -124,8 +124,9 @@ def estimate_cost(width: int, height: int, frames: int, steps: int, *, model: Co
     return model.overhead_seconds + model.seconds_per_unit * cost_units(width, height, frames, steps)
 
 
-async def calibrate(session: AsyncSession, *, model: str = DEFAULT_MODEL,
-                    sample: int = CALIBRATION_SAMPLE_JOBS) -> CostModel:
+async def calibrate(
+    session: AsyncSession, *, model: str = DEFAULT_MODEL, sample: int = CALIBRATION_SAMPLE_JOBS
+) -> CostModel:
     """Fit ``model``'s cost model to its most recent succeeded jobs' measured GPU-seconds (each model has its own:
     their speeds differ by an order of magnitude).
 
@@ -153,8 +154,9 @@ async def calibrate(session: AsyncSession, *, model: str = DEFAULT_MODEL,
         if slope > 0 and intercept >= 0:
             return CostModel(overhead_seconds=intercept, seconds_per_unit=slope, samples=n)
     scale = float(np.median(seconds / (default.overhead_seconds + default.seconds_per_unit * units)))
-    return CostModel(overhead_seconds=default.overhead_seconds * scale,
-                     seconds_per_unit=default.seconds_per_unit * scale, samples=n)
+    return CostModel(
+        overhead_seconds=default.overhead_seconds * scale, seconds_per_unit=default.seconds_per_unit * scale, samples=n
+    )
 
 
 DEFAULT_MAX_ATTEMPTS = 3  # tries of one job before it fails for good
@@ -305,9 +307,9 @@ def _admission_query(new: NewJob, policy: QuotaPolicy, now: datetime) -> Select[
     if tier is None:
         return query
     tier_row = tier.subquery("tier")  # an aggregate: always exactly one row
-    return query.add_columns(tier_row.c.budget.label("tier_budget"), tier_row.c.max_pending.label("tier_pending")).join_from(
-        pending_jobs, tier_row, true()
-    )
+    return query.add_columns(
+        tier_row.c.budget.label("tier_budget"), tier_row.c.max_pending.label("tier_pending")
+    ).join_from(pending_jobs, tier_row, true())
 
 
 async def enqueue_job(
@@ -337,11 +339,17 @@ async def enqueue_job(
     now = checked_now(now)
     await _lock_account(session, new.user_id, now)
     facts = (await session.execute(_admission_query(new, policy, now))).one()
-    await refuse_if_banned_here(session, new.user_id, new.guild_id)  # a pause holds (jobs.transitions.claimable); a server ban refuses
+    await refuse_if_banned_here(
+        session, new.user_id, new.guild_id
+    )  # a pause holds (jobs.transitions.claimable); a server ban refuses
     _check_model(new, policy, facts)
     _check_guild(new, facts)
-    await check_prompt(session, guild_id=new.guild_id, texts=prompt_texts(new.params.prompt, new.params.negative_prompt),
-                       setting_terms=policy.prompt_blocklist)  # again: a list may have changed since the request
+    await check_prompt(
+        session,
+        guild_id=new.guild_id,
+        texts=prompt_texts(new.params.prompt, new.params.negative_prompt),
+        setting_terms=policy.prompt_blocklist,
+    )  # again: a list may have changed since the request
     tier = (facts.tier_budget, facts.tier_pending) if policy.role_ids else None
     limits = combine_limits(policy, tier=tier, override=facts if facts.banned is not None else None)
     if limits.banned:

@@ -50,5 +50,3 @@ async def record_action(
     session.add(row)
     await session.flush()
     return row
-
-

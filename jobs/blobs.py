@@ -90,20 +90,23 @@ class DatabaseBlobs:
     async def add_input(self, session: AsyncSession, sha256: str, data: bytes | None) -> bool:
         if data is None:
             kept = await session.scalar(
-                update(InputImage).where(InputImage.sha256 == sha256).values(refs=InputImage.refs + 1)
-                .returning(InputImage.sha256).execution_options(synchronize_session=False)
+                update(InputImage)
+                .where(InputImage.sha256 == sha256)
+                .values(refs=InputImage.refs + 1)
+                .returning(InputImage.sha256)
+                .execution_options(synchronize_session=False)
             )
             return kept is not None
         _check_size(data, MAX_INPUT_BLOB_BYTES, "the input image")
         if sha256_of(data) != sha256:
             raise ValueError(f"the image's bytes do not hash to {sha256!r}")
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(InputImage).values(sha256=sha256, data=bytes(data), size_bytes=len(data), refs=1,
-                                         created_at=utcnow())
+        stmt = insert(InputImage).values(
+            sha256=sha256, data=bytes(data), size_bytes=len(data), refs=1, created_at=utcnow()
+        )
         # ON CONFLICT DO UPDATE locks the existing row until the caller's transaction ends; if a concurrent
         # drop deleted it meanwhile, PostgreSQL inserts a fresh row instead (SQLite has one writer at a time).
-        await session.execute(stmt.on_conflict_do_update(index_elements=["sha256"],
-                                                         set_={"refs": InputImage.refs + 1}))
+        await session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"refs": InputImage.refs + 1}))
         return True
 
     async def read_input(self, session: AsyncSession, sha256: str) -> bytes | None:
@@ -111,12 +114,16 @@ class DatabaseBlobs:
 
     async def drop_input(self, session: AsyncSession, sha256: str) -> None:
         left = await session.scalar(
-            update(InputImage).where(InputImage.sha256 == sha256).values(refs=InputImage.refs - 1)
-            .returning(InputImage.refs).execution_options(synchronize_session=False)
+            update(InputImage)
+            .where(InputImage.sha256 == sha256)
+            .values(refs=InputImage.refs - 1)
+            .returning(InputImage.refs)
+            .execution_options(synchronize_session=False)
         )
         if left is not None and left <= 0:
             await session.execute(
-                delete(InputImage).where(InputImage.sha256 == sha256, InputImage.refs <= 0)
+                delete(InputImage)
+                .where(InputImage.sha256 == sha256, InputImage.refs <= 0)
                 .execution_options(synchronize_session=False)
             )
 
@@ -129,10 +136,14 @@ class DatabaseBlobs:
         return await session.scalar(select(JobVideo.data).where(JobVideo.job_id == job_id))
 
     async def delete_video(self, session: AsyncSession, job_id: int) -> bool:
-        row = (await session.execute(
-            delete(JobVideo).where(JobVideo.job_id == job_id).returning(JobVideo.job_id)
-            .execution_options(synchronize_session=False)
-        )).first()
+        row = (
+            await session.execute(
+                delete(JobVideo)
+                .where(JobVideo.job_id == job_id)
+                .returning(JobVideo.job_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
         return row is not None
 
     async def video_size(self, session: AsyncSession, job_id: int) -> int | None:

@@ -57,7 +57,9 @@ async def is_paused(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(QueueState.paused).where(QueueState.id == QUEUE_STATE_ROW_ID)))
 
 
-async def _set_paused(session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime) -> bool:
+async def _set_paused(
+    session: AsyncSession, paused: bool, *, by: int | None, reason: str | None, now: datetime
+) -> bool:
     state = await session.get(QueueState, QUEUE_STATE_ROW_ID, with_for_update=True, populate_existing=True)
     if state is None:
         raise RuntimeError("queue_state row 1 is missing: run the migrations (jobs.db.migrate)")
@@ -103,7 +105,9 @@ async def clear_queue(
         stmt = stmt.where(JOBS.c.guild_id == guild_id)
     rows = (await session.execute(stmt)).all()
     for r in rows:
-        await add_ledger(session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now)
+        await add_ledger(
+            session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now
+        )
     ids = sorted(r.id for r in rows)
     await record_action(
         session, actor_id=by, action="clear_queue", guild_id=guild_id, detail={"cancelled": len(ids)}, now=now
@@ -219,11 +223,15 @@ async def unban_from_guild(
     if result.first() is None:
         return False
     await record_action(
-        session, actor_id=by, action="unban_from_server", target_user_id=user_id, guild_id=guild_id, now=now,
+        session,
+        actor_id=by,
+        action="unban_from_server",
+        target_user_id=user_id,
+        guild_id=guild_id,
+        now=now,
         scope=AUDIT_SCOPE_SERVER,
     )
     return True
-
 
 
 @dataclass(frozen=True)
@@ -256,16 +264,16 @@ async def pause_state(session: AsyncSession, guild_id: int | None) -> PauseState
     ).first()
     guild_paused = False
     if guild_id is not None:
-        guild_paused = bool(await session.scalar(select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id)))
-    return PauseState(bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None,
-                      guild_paused=guild_paused)
-
+        guild_paused = bool(
+            await session.scalar(select(GuildSettings.paused).where(GuildSettings.guild_id == guild_id))
+        )
+    return PauseState(
+        bot_paused=bool(row and row.paused), bot_reason=row.reason if row else None, guild_paused=guild_paused
+    )
 
 
 UNSET: Any = object()
 """Marker for "leave this setting as it is" in ``update_guild_settings``."""
-
-
 
 
 def _check_cap(name: str, value: Any) -> None:
@@ -334,9 +342,10 @@ async def update_guild_settings(
             setattr(row, name, value)
             changes[name] = value
     row.updated_by, row.updated_at = by, now
-    await record_action(session, actor_id=by, action="update_guild_settings", guild_id=guild_id, detail=changes, now=now)
+    await record_action(
+        session, actor_id=by, action="update_guild_settings", guild_id=guild_id, detail=changes, now=now
+    )
     return row
-
 
 
 async def cancel_audited(session: AsyncSession, job: Job, *, by: int, bot_wide: bool) -> CancelOutcome:
@@ -417,8 +426,9 @@ class ReportSettled:
     banned: bool
 
 
-async def settle_report(session: AsyncSession, job_id: int, action: str, *, by: int,
-                        guild_id: int | None) -> ReportSettled | None:
+async def settle_report(
+    session: AsyncSession, job_id: int, action: str, *, by: int, guild_id: int | None
+) -> ReportSettled | None:
     """An admin's answer to a reported video, in the caller's transaction: ``delete`` (its stored video and input
     image), ``ban`` (that too, and its maker banned: from server ``guild_id``, or bot-wide for ``guild_id=None``,
     the operator) or ``dismiss``; its open reports are resolved and the action audited with its scope. None when

@@ -68,8 +68,6 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-
-
 def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> str:
     """``PRAGMA journal_mode = WAL``, retried while it reports "database is locked": SQLite does not run the
     busy handler for this switch, so connections opening a fresh file at once (bot and workers migrating
@@ -223,7 +221,6 @@ async def migrate(url: str) -> None:
     await run_alembic(url, "upgrade", "head")
 
 
-
 BACKUP_PAGES_PER_STEP = 1024  # pages copied per step; writers get the lock between steps
 
 
@@ -244,8 +241,10 @@ def sqlite_path(url: str) -> Path:
     """The database file of an SQLite URL; BackupError for PostgreSQL or an in-memory database."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
-        raise BackupError(f"DATABASE_URL is {parsed.get_backend_name()}: back it up with pg_dump "
-                          "(pg_dump --format=custom --file=i2v.dump DBNAME; see docs/deploy.md)")
+        raise BackupError(
+            f"DATABASE_URL is {parsed.get_backend_name()}: back it up with pg_dump "
+            "(pg_dump --format=custom --file=i2v.dump DBNAME; see docs/deploy.md)"
+        )
     if not parsed.database or parsed.database == ":memory:":
         raise BackupError("DATABASE_URL is an in-memory SQLite database: there is nothing to back up")
     return Path(parsed.database)

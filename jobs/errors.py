@@ -26,7 +26,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-
 def discord_time(when: datetime, style: str = "R") -> str:
     """A Discord timestamp tag that every client renders in its own time zone, e.g. '<t:1700000000:R>' ("in 2
     hours"; style 'f' shows the date and time)."""
@@ -142,8 +141,10 @@ class InputGone(RequestRefused):
     def __init__(self, job_id: int | None = None) -> None:
         self.job_id = job_id
         what = f"job #{job_id}" if job_id is not None else "that job"
-        super().__init__(f"The image of {what} is gone: stored images are deleted after a while or on request. "
-                         "Upload the image again to make a new video.")
+        super().__init__(
+            f"The image of {what} is gone: stored images are deleted after a while or on request. "
+            "Upload the image again to make a new video."
+        )
 
 
 class PromptBlocked(RequestRefused):

@@ -69,8 +69,10 @@ class QueueEntry:
     def summary(self) -> str:
         """A one-line summary of the parameters, e.g. ``I2VGen-XL quick 512p 8f 30 steps 8 fps seed 5``."""
         preset = self.preset or NO_PRESET
-        return (f"{display_name(self.model)} {preset} {self.resolution} {self.frames}f {self.steps} steps "
-                f"{self.fps} fps seed {self.seed}")
+        return (
+            f"{display_name(self.model)} {preset} {self.resolution} {self.frames}f {self.steps} steps "
+            f"{self.fps} fps seed {self.seed}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,14 +85,23 @@ class JobChoice:
     prompt: str
 
 
-async def cancellable_jobs(session: AsyncSession, *, search: str = "", user_id: int | None = None,
-                           guild_id: int | None = None, limit: int = MAX_JOB_CHOICES) -> list[JobChoice]:
+async def cancellable_jobs(
+    session: AsyncSession,
+    *,
+    search: str = "",
+    user_id: int | None = None,
+    guild_id: int | None = None,
+    limit: int = MAX_JOB_CHOICES,
+) -> list[JobChoice]:
     """Queued and running jobs, newest first, for the job-id autocomplete of the cancel commands: ``user_id``'s
     only, ``guild_id``'s only, or (both None) every server's. ``search`` is what the user typed so far: a job
     number's first digits (``#`` optional) or a piece of the prompt (case-insensitive)."""
-    stmt = (select(Job.id, Job.user_id, Job.status, Job.prompt)
-            .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
-            .order_by(Job.id.desc()).limit(max(1, min(limit, MAX_JOB_CHOICES))))
+    stmt = (
+        select(Job.id, Job.user_id, Job.status, Job.prompt)
+        .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .order_by(Job.id.desc())
+        .limit(max(1, min(limit, MAX_JOB_CHOICES)))
+    )
     if user_id is not None:
         stmt = stmt.where(Job.user_id == user_id)
     if guild_id is not None:
@@ -277,7 +288,6 @@ async def audit_page(
     return AuditPage(rows=list(rows), offset=offset, limit=limit, total=int(total or 0))
 
 
-
 MAX_GALLERY_PAGE_SIZE = 48  # videos per page
 
 
@@ -298,8 +308,12 @@ async def user_videos(session: AsyncSession, user_id: int, *, offset: int = 0, l
     kept = (Job.user_id == user_id, Job.status == JobStatus.SUCCEEDED)
     total = await session.scalar(select(func.count(Job.id)).join(JobVideo, JobVideo.job_id == Job.id).where(*kept))
     jobs = await session.scalars(
-        select(Job).join(JobVideo, JobVideo.job_id == Job.id).where(*kept)
-        .order_by(Job.id.desc()).offset(offset).limit(limit)
+        select(Job)
+        .join(JobVideo, JobVideo.job_id == Job.id)
+        .where(*kept)
+        .order_by(Job.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
     return GalleryPage(jobs=list(jobs), offset=offset, limit=limit, total=int(total or 0))
 

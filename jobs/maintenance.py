@@ -74,8 +74,9 @@ async def _rescue_one(session: AsyncSession, c: Row[*tuple[Any, ...]], now: date
         closed = await close_running(session, c.id, c.attempt, c.worker_id, values)
         if closed is None:
             return False
-        await add_ledger(session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate,
-                         now=now)
+        await add_ledger(
+            session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate, now=now
+        )
         return True
     row = (
         await session.execute(
@@ -88,8 +89,18 @@ async def _rescue_one(session: AsyncSession, c: Row[*tuple[Any, ...]], now: date
     return row is not None
 
 
-_RESCUE_COLUMNS = (Job.id, Job.attempt, Job.releases, Job.max_attempts, Job.cancel_requested, Job.worker_id,
-                   Job.lease_expires_at, Job.started_at, Job.cost_estimate, Job.user_id)
+_RESCUE_COLUMNS = (
+    Job.id,
+    Job.attempt,
+    Job.releases,
+    Job.max_attempts,
+    Job.cancel_requested,
+    Job.worker_id,
+    Job.lease_expires_at,
+    Job.started_at,
+    Job.cost_estimate,
+    Job.user_id,
+)
 
 
 async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[int]:
@@ -121,9 +132,7 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     return rescued
 
 
-async def rescue_dead_workers(
-    session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
-) -> list[int]:
+async def rescue_dead_workers(session: AsyncSession, *, dead_after_s: float, now: datetime | None = None) -> list[int]:
     """Requeue running jobs whose worker is dead: its registry row missed heartbeats for ``dead_after_s`` seconds
     or says it stopped or crashed. Any rescuer may run it (the bot and every worker do). A job whose worker has
     no row is left to the lease. Same outcomes and fencing as ``rescue_expired``; returns the ids rescued."""
@@ -154,8 +163,10 @@ async def rescue_workers(
     if not worker_ids:
         return []
     await session.execute(
-        update(Worker).where(Worker.id.in_(list(worker_ids)), Worker.state.not_in([WorkerState.STOPPED]))
-        .values(state=WorkerState.CRASHED, current_job_id=None).execution_options(synchronize_session=False)
+        update(Worker)
+        .where(Worker.id.in_(list(worker_ids)), Worker.state.not_in([WorkerState.STOPPED]))
+        .values(state=WorkerState.CRASHED, current_job_id=None)
+        .execution_options(synchronize_session=False)
     )
     candidates = (
         await session.execute(
@@ -212,8 +223,12 @@ async def maintain(
         removed += await asyncio.to_thread(remove_copies, output_dir, batch)
         pruned += batch
     if pruned:
-        log.info("retention: removed the stored images and videos of %d finished job(s) and %d disk copies: %s",
-                 len(pruned), removed, pruned[:20])
+        log.info(
+            "retention: removed the stored images and videos of %d finished job(s) and %d disk copies: %s",
+            len(pruned),
+            removed,
+            pruned[:20],
+        )
     return Maintained(dead=dead, expired=expired, pruned=pruned, copies_removed=removed, cutoff=cutoff)
 
 
@@ -250,5 +265,10 @@ class Maintenance:
         self._rescued_at = started
         if prune:
             self._pruned_at = started
-        return await maintain(self.sessions, dead_after_s=self.dead_after_s, retention_days=self.retention_days,
-                              output_dir=self.output_dir, prune=prune)
+        return await maintain(
+            self.sessions,
+            dead_after_s=self.dead_after_s,
+            retention_days=self.retention_days,
+            output_dir=self.output_dir,
+            prune=prune,
+        )

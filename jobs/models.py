@@ -103,6 +103,7 @@ def str_enum(enum_cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
         validate_strings=True,
     )
 
+
 QUEUE_STATE_ROW_ID = 1
 """The single row of :class:`QueueState` (created by the first migration)."""
 
@@ -113,6 +114,7 @@ PRIORITY_ADMIN = 10
 AUDIT_SCOPE_BOT = "bot"
 AUDIT_SCOPE_SERVER = "server"
 """The two scopes an audited action can have (:attr:`AuditLog.scope`)."""
+
 
 class JobStatus(str, enum.Enum):
     """Lifecycle states of a :class:`Job` (see the state machine in its docstring)."""

@@ -71,15 +71,29 @@ def progress_statement(dialect_name: str) -> Update:
 
 
 def progress_parameters(
-    job_id: int, attempt: int, *, worker_id: str, step: int, total: int, phase: JobPhase | str, lease_seconds: float,
+    job_id: int,
+    attempt: int,
+    *,
+    worker_id: str,
+    step: int,
+    total: int,
+    phase: JobPhase | str,
+    lease_seconds: float,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The checked parameters of ``progress_statement`` (a bad step, total, phase or lease raises ValueError)."""
     lease = check_lease(lease_seconds)
     if step < 0 or total < 0 or (total > 0 and step > total):
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
-    return {"p_id": job_id, "p_attempt": attempt, "p_worker": worker_id, "p_step": step, "p_total": total,
-            "p_phase": JobPhase(phase).value, "p_lease": checked_now(now) + lease}
+    return {
+        "p_id": job_id,
+        "p_attempt": attempt,
+        "p_worker": worker_id,
+        "p_step": step,
+        "p_total": total,
+        "p_phase": JobPhase(phase).value,
+        "p_lease": checked_now(now) + lease,
+    }
 
 
 async def report_progress(
@@ -98,8 +112,9 @@ async def report_progress(
 
     One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
     :class:`ProgressWriter`, each write a transaction of its own."""
-    params = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
-                                 lease_seconds=lease_seconds, now=now)
+    params = progress_parameters(
+        job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase, lease_seconds=lease_seconds, now=now
+    )
     stmt = progress_statement(session.get_bind().dialect.name)
     row = (await session.execute(stmt, params)).first()
     return ProgressAck.from_row(row)
@@ -107,19 +122,18 @@ async def report_progress(
 
 async def record_note(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, note: str) -> bool:
     """A worker's note on its running attempt (e.g. a low-memory retry) in ``error_detail``; fenced."""
-    row = (await session.execute(
-        update(JOBS).where(*fenced(job_id, attempt, worker_id)).values(error_detail=note).returning(JOBS.c.id)
-    )).first()
+    row = (
+        await session.execute(
+            update(JOBS).where(*fenced(job_id, attempt, worker_id)).values(error_detail=note).returning(JOBS.c.id)
+        )
+    ).first()
     return row is not None
 
 
 async def attempt_state(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str) -> ProgressAck:
     """A read of whether this worker's attempt still owns the job and whether its cancel was requested."""
-    row = (await session.execute(
-        select(JOBS.c.cancel_requested).where(*fenced(job_id, attempt, worker_id))
-    )).first()
+    row = (await session.execute(select(JOBS.c.cancel_requested).where(*fenced(job_id, attempt, worker_id)))).first()
     return ProgressAck.from_row(row)
-
 
 
 class ProgressWriter:
@@ -150,8 +164,16 @@ class ProgressWriter:
         now: datetime | None = None,
     ) -> ProgressAck:
         """``report_progress`` as a transaction of its own (committed when this returns)."""
-        values = progress_parameters(job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase,
-                                     lease_seconds=lease_seconds, now=now)
+        values = progress_parameters(
+            job_id,
+            attempt,
+            worker_id=worker_id,
+            step=step,
+            total=total,
+            phase=phase,
+            lease_seconds=lease_seconds,
+            now=now,
+        )
         async with self._turn:
             if self._conn is None:
                 self._conn = await self._engine.connect()

@@ -36,8 +36,12 @@ async def delivered_among(session: AsyncSession, job_ids: Sequence[int]) -> set[
 
 async def pending_with_status_message(session: AsyncSession) -> list[Job]:
     """Queued and running jobs that show a status message (the bot keeps those messages current)."""
-    stmt = (select(Job).where(Job.status.in_(PENDING_STATUSES), Job.status_message_id.is_not(None))
-            .order_by(Job.id).execution_options(populate_existing=True))
+    stmt = (
+        select(Job)
+        .where(Job.status.in_(PENDING_STATUSES), Job.status_message_id.is_not(None))
+        .order_by(Job.id)
+        .execution_options(populate_existing=True)
+    )
     return list((await session.scalars(stmt)).all())
 
 
@@ -61,9 +65,7 @@ async def pending_count(session: AsyncSession, *, models: Sequence[str] | None =
     return int(await session.scalar(stmt) or 0)
 
 
-async def user_jobs(
-    session: AsyncSession, user_id: int, *, pending_only: bool = True, limit: int = 25
-) -> list[Job]:
+async def user_jobs(session: AsyncSession, user_id: int, *, pending_only: bool = True, limit: int = 25) -> list[Job]:
     """A user's jobs, newest first (only queued and running ones by default)."""
     stmt = select(Job).where(Job.user_id == user_id).order_by(Job.id.desc()).limit(limit)
     if pending_only:
@@ -75,14 +77,10 @@ async def set_status_message(session: AsyncSession, job_id: int, *, status_messa
     """Remember the Discord message that shows this job's status (for edits after a restart)."""
     row = (
         await session.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id)
-            .values(status_message_id=status_message_id)
-            .returning(JOBS.c.id)
+            update(JOBS).where(JOBS.c.id == job_id).values(status_message_id=status_message_id).returning(JOBS.c.id)
         )
     ).first()
     return row is not None
-
 
 
 DEFAULT_SWITCH_SECONDS = 60.0
@@ -119,20 +117,30 @@ async def queue_positions(session: AsyncSession, *, now: datetime | None = None)
     ``CLAIM_ORDER`` (the order ``claim_next_job`` uses), the running ones, the live workers.
     """
     now = checked_now(now)
-    queued = (await session.execute(
-        select(Job.id, Job.cost_estimate, Job.model).where(Job.status == JobStatus.QUEUED).order_by(*CLAIM_ORDER)
-    )).all()
-    running = (await session.execute(
-        select(Job.id, Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at)
-        .where(Job.status == JobStatus.RUNNING)
-    )).all()
-    workers = (await session.execute(
-        select(Worker.loaded_model, Worker.loadable_models, Worker.switches, Worker.switch_seconds).where(
-            Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
-            Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]))
-    )).all()
-    left = {r.id: _remaining_of_running(r.cost_estimate, r.progress_step, r.progress_total, r.started_at, now)
-            for r in running}
+    queued = (
+        await session.execute(
+            select(Job.id, Job.cost_estimate, Job.model).where(Job.status == JobStatus.QUEUED).order_by(*CLAIM_ORDER)
+        )
+    ).all()
+    running = (
+        await session.execute(
+            select(Job.id, Job.cost_estimate, Job.progress_step, Job.progress_total, Job.started_at).where(
+                Job.status == JobStatus.RUNNING
+            )
+        )
+    ).all()
+    workers = (
+        await session.execute(
+            select(Worker.loaded_model, Worker.loadable_models, Worker.switches, Worker.switch_seconds).where(
+                Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
+                Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
+            )
+        )
+    ).all()
+    left = {
+        r.id: _remaining_of_running(r.cost_estimate, r.progress_step, r.progress_total, r.started_at, now)
+        for r in running
+    }
     places = {job_id: QueuePosition(0, remaining) for job_id, remaining in left.items()}
     parallel = max(1, len(workers), len(running))
     switches = sum(w.switches or 0 for w in workers)

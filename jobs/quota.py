@@ -81,7 +81,9 @@ class QuotaPolicy:
         object.__setattr__(self, "role_ids", frozenset(int(r) for r in self.role_ids))
 
     @classmethod
-    def of_requester(cls, settings: QuotaSettings, *, role_ids: Iterable[int] = (), is_admin: bool = False) -> QuotaPolicy:
+    def of_requester(
+        cls, settings: QuotaSettings, *, role_ids: Iterable[int] = (), is_admin: bool = False
+    ) -> QuotaPolicy:
         """The rules for one requester, from the app's settings and the Discord member's role ids (which select
         tiers): the one recipe for Discord's commands and the web page's signed-in users alike."""
         return cls(
@@ -183,7 +185,9 @@ def in_window(user_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
 async def charges_in_window(session: AsyncSession, user_id: int, now: datetime) -> list[tuple[datetime, float]]:
     """The user's charges that still count at ``now``, oldest first: (charged_at, GPU-seconds)."""
     rows = await session.execute(
-        select(QuotaLedger.created_at, QuotaLedger.amount).where(*in_window(user_id, now)).order_by(QuotaLedger.created_at)
+        select(QuotaLedger.created_at, QuotaLedger.amount)
+        .where(*in_window(user_id, now))
+        .order_by(QuotaLedger.created_at)
     )
     return [(r.created_at, float(r.amount)) for r in rows]
 
@@ -244,16 +248,16 @@ async def add_ledger(
     if amount < 0:
         raise ValueError(f"ledger amount must be >= 0, got {amount!r} ({kind.value} for job {job_id})")
     await session.execute(
-        insert(QuotaLedger).values(
-            user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now
-        )
+        insert(QuotaLedger).values(user_id=user_id, job_id=job_id, kind=kind, amount=float(amount), created_at=now)
     )
 
 
 def _check_limit_values(daily_gpu_seconds: float | None, max_pending: int | None) -> None:
     if daily_gpu_seconds is not None and (not isinstance(daily_gpu_seconds, (int, float)) or daily_gpu_seconds < 0):
         raise ValueError(f"daily_gpu_seconds must be None or >= 0, got {daily_gpu_seconds!r}")
-    if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1):
+    if max_pending is not None and (
+        isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1
+    ):
         raise ValueError(f"max_pending must be None or an integer >= 1, got {max_pending!r}")
 
 
@@ -302,8 +306,14 @@ async def ban_user(
     row.banned, row.ban_reason = True, (reason or None)
     row.updated_by, row.updated_at = by, now
     ended = await end_user_sessions(session, user_id, now=now)  # their open pages get 401 on the next request
-    await record_action(session, actor_id=by, action="ban_user", target_user_id=user_id,
-                        detail={"reason": reason, **({"web_sessions_ended": ended} if ended else {})}, now=now)
+    await record_action(
+        session,
+        actor_id=by,
+        action="ban_user",
+        target_user_id=user_id,
+        detail={"reason": reason, **({"web_sessions_ended": ended} if ended else {})},
+        now=now,
+    )
     return row
 
 
@@ -347,7 +357,12 @@ async def set_role_tier(
         actor_id=by,
         action="set_role_tier",
         guild_id=guild_id,
-        detail={"role_id": role_id, "name": name, "daily_gpu_seconds": float(daily_gpu_seconds), "max_pending": max_pending},
+        detail={
+            "role_id": role_id,
+            "name": name,
+            "daily_gpu_seconds": float(daily_gpu_seconds),
+            "max_pending": max_pending,
+        },
         now=now,
         scope=AUDIT_SCOPE_BOT,  # tiers are the operator's, whichever server the role lives in
     )
@@ -362,11 +377,12 @@ async def remove_role_tier(session: AsyncSession, role_id: int, *, by: int | Non
     if row is None:
         return False
     await record_action(
-        session, actor_id=by, action="remove_role_tier", guild_id=row.guild_id, detail={"role_id": role_id}, now=now,
+        session,
+        actor_id=by,
+        action="remove_role_tier",
+        guild_id=row.guild_id,
+        detail={"role_id": role_id},
+        now=now,
         scope=AUDIT_SCOPE_BOT,
     )
     return True
-
-
-
-

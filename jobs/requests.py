@@ -40,13 +40,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-UNAVAILABLE_NOTICE = ("⚠️ Video generation is unavailable right now: {reason}. This job stays queued and starts "
-                      "when a worker is back.")
-MODEL_UNAVAILABLE_NOTICE = ("⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
-                            "stays queued and starts when a worker that can run it is back.")
+UNAVAILABLE_NOTICE = (
+    "⚠️ Video generation is unavailable right now: {reason}. This job stays queued and starts when a worker is back."
+)
+MODEL_UNAVAILABLE_NOTICE = (
+    "⚠️ No worker can run {model} right now (the workers running load {loadable}). This job "
+    "stays queued and starts when a worker that can run it is back."
+)
 
-DOWNLOAD_NOTICE = ("⬇️ The {model} model is downloading for its first use: {progress}. This job starts once it has "
-                   "loaded.")
+DOWNLOAD_NOTICE = (
+    "⬇️ The {model} model is downloading for its first use: {progress}. This job starts once it has loaded."
+)
 
 
 def download_notice(download: ModelDownload) -> str:
@@ -54,8 +58,9 @@ def download_notice(download: ModelDownload) -> str:
     return DOWNLOAD_NOTICE.format(model=display_name(download.model), progress=download.text())
 
 
-async def availability_notice(session: AsyncSession, *, own_problem: str | None, dead_after_s: float,
-                              model: str | None = None) -> str | None:
+async def availability_notice(
+    session: AsyncSession, *, own_problem: str | None, dead_after_s: float, model: str | None = None
+) -> str | None:
     """The "unavailable right now" sentence for a requester, or None while a worker is alive (that may load
     ``model``, when given). ``own_problem`` is why this process's embedded worker cannot start (its supervisor's
     reason); it wins over the registry."""

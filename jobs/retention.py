@@ -45,11 +45,15 @@ async def _release_inputs(session: AsyncSession, job_ids: list[int], now: dateti
     """Drop the input reference of these finished jobs (each once); returns the ids that held one."""
     if not job_ids:
         return set()
-    rows = (await session.execute(
-        update(Job).where(Job.id.in_(job_ids), Job.input_released_at.is_(None), Job.status.in_(TERMINAL_STATUSES))
-        .values(input_released_at=now).returning(Job.id, Job.input_sha256)
-        .execution_options(synchronize_session=False)
-    )).all()
+    rows = (
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.input_released_at.is_(None), Job.status.in_(TERMINAL_STATUSES))
+            .values(input_released_at=now)
+            .returning(Job.id, Job.input_sha256)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
     for row in sorted(rows, key=lambda r: r.input_sha256):  # a fixed lock order across concurrent deleters
         await blobs.drop_input(session, row.input_sha256)
     return {row.id for row in rows}
@@ -75,8 +79,12 @@ def _keeps_bytes() -> ColumnElement[bool]:
 
 
 async def prune_finished(
-    session: AsyncSession, *, finished_before: datetime, now: datetime | None = None,
-    blobs: BlobStore = DATABASE_BLOBS, limit: int = PRUNE_BATCH,
+    session: AsyncSession,
+    *,
+    finished_before: datetime,
+    now: datetime | None = None,
+    blobs: BlobStore = DATABASE_BLOBS,
+    limit: int = PRUNE_BATCH,
 ) -> list[int]:
     """Remove the stored input and MP4 of jobs that finished (succeeded, failed or cancelled) before
     ``finished_before`` and were delivered, oldest first, at most ``limit``; queued and running jobs, and finished
@@ -84,24 +92,31 @@ async def prune_finished(
     if finished_before.tzinfo is None:
         raise ValueError("finished_before must be timezone-aware")
     now = now or utcnow()
-    ids = list(await session.scalars(
-        select(Job.id).where(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < finished_before,
-                             Job.delivered_at.is_not(None), _keeps_bytes())
-        .order_by(Job.finished_at, Job.id).limit(limit)
-    ))
+    ids = list(
+        await session.scalars(
+            select(Job.id)
+            .where(
+                Job.status.in_(TERMINAL_STATUSES),
+                Job.finished_at < finished_before,
+                Job.delivered_at.is_not(None),
+                _keeps_bytes(),
+            )
+            .order_by(Job.finished_at, Job.id)
+            .limit(limit)
+        )
+    )
     await prune_safety_data(session, before=finished_before)  # resolved reports and verdicts age out alike
     return await _forget_bytes(session, ids, now, blobs)
 
 
-async def delete_job_video(
-    session: AsyncSession, job_id: int, *, blobs: BlobStore = DATABASE_BLOBS
-) -> bool:
+async def delete_job_video(session: AsyncSession, job_id: int, *, blobs: BlobStore = DATABASE_BLOBS) -> bool:
     """Delete one job's stored MP4 (the input stays for re-rolls until retention). False when there was none."""
     return await blobs.delete_video(session, job_id)
 
 
-async def forget_job_bytes(session: AsyncSession, job_id: int, *, now: datetime | None = None,
-                           blobs: BlobStore = DATABASE_BLOBS) -> bool:
+async def forget_job_bytes(
+    session: AsyncSession, job_id: int, *, now: datetime | None = None, blobs: BlobStore = DATABASE_BLOBS
+) -> bool:
     """Delete one job's stored MP4 and release its input image (a reported video an admin deleted: nothing of it
     stays). False when it held neither."""
     return bool(await _forget_bytes(session, [job_id], now or utcnow(), blobs))
@@ -113,23 +128,31 @@ async def delete_user_data(
     """Everything kept of ``user_id``'s images and videos: queued jobs are cancelled (refunded) and lose their
     image with the rest, running ones are asked to stop; audited as ``delete_user_data`` (actor ``by``)."""
     now = now or utcnow()
-    pending = (await session.execute(
-        select(Job.id, Job.status).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)).order_by(Job.id)
-    )).all()
+    pending = (
+        await session.execute(
+            select(Job.id, Job.status).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)).order_by(Job.id)
+        )
+    ).all()
     still_running = []
     for row in pending:
         outcome = await cancel_job(session, row.id, now=now)
         if outcome is CancelOutcome.REQUESTED:
             still_running.append(row.id)
-    ids = list(await session.scalars(
-        select(Job.id).where(Job.user_id == user_id, Job.status.in_(TERMINAL_STATUSES), _keeps_bytes())
-        .order_by(Job.id)
-    ))
+    ids = list(
+        await session.scalars(
+            select(Job.id)
+            .where(Job.user_id == user_id, Job.status.in_(TERMINAL_STATUSES), _keeps_bytes())
+            .order_by(Job.id)
+        )
+    )
     done = await _forget_bytes(session, ids, now, blobs)
     reports = await forget_safety_data(session, user_id)  # reports made and received, the classifier's verdicts
-    await record_action(session, actor_id=by, action="delete_user_data", target_user_id=user_id,
-                        detail={"jobs": len(done), "still_running": still_running, "reports": reports}, now=now)
+    await record_action(
+        session,
+        actor_id=by,
+        action="delete_user_data",
+        target_user_id=user_id,
+        detail={"jobs": len(done), "still_running": still_running, "reports": reports},
+        now=now,
+    )
     return UserDataDeleted(job_ids=done, still_running=still_running, reports=reports)
-
-
-

@@ -64,8 +64,10 @@ class UnsafePolicy(str, enum.Enum):
 
 
 WITHHELD_MESSAGE = "The safety check flagged this video, so it was not posted and has been deleted."
-WITHHELD_MESSAGE_AGE_RESTRICTED = ("The safety check flagged this video: it may only be posted in an "
-                                   "age-restricted channel, so it was not posted here and has been deleted.")
+WITHHELD_MESSAGE_AGE_RESTRICTED = (
+    "The safety check flagged this video: it may only be posted in an "
+    "age-restricted channel, so it was not posted here and has been deleted."
+)
 
 
 REPORT_DELETED = "deleted"  # Report.resolution: the video was deleted
@@ -86,6 +88,7 @@ class BlocklistError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ matching
+
 
 def words(text: str) -> tuple[str, ...]:
     """The words of ``text`` as the blocklist compares them: compatibility-folded (NFKD), marks and format
@@ -118,7 +121,7 @@ def blocked_term(texts: Iterable[str], terms: Iterable[str]) -> str | None:
             continue
         size = len(needle)
         for haystack in text_words:
-            if any(haystack[i:i + size] == needle for i in range(len(haystack) - size + 1)):
+            if any(haystack[i : i + size] == needle for i in range(len(haystack) - size + 1)):
                 return term
     return None
 
@@ -157,6 +160,7 @@ def prompt_texts(prompt: str, negative_prompt: str | None) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------------------------ the lists
 
+
 def _list_id(guild_id: int | None) -> int:
     return BOT_WIDE_LIST if guild_id is None else guild_id
 
@@ -170,8 +174,9 @@ async def list_terms(session: AsyncSession, guild_id: int | None) -> list[str]:
     return list(rows)
 
 
-async def add_term(session: AsyncSession, guild_id: int | None, raw: str, *, by: int,
-                   now: datetime | None = None) -> tuple[str, bool]:
+async def add_term(
+    session: AsyncSession, guild_id: int | None, raw: str, *, by: int, now: datetime | None = None
+) -> tuple[str, bool]:
     """List ``raw`` (normalised) on a server's list or the bot-wide one (``guild_id=None``), audited; returns the
     term and whether it was new. Raises :class:`BlocklistError` for a bad term or a full list."""
     term = normalize_term(raw)
@@ -183,8 +188,9 @@ async def add_term(session: AsyncSession, guild_id: int | None, raw: str, *, by:
         raise BlocklistError(f"This blocklist is full ({MAX_TERMS_PER_LIST} terms); remove some first.")
     now = now or utcnow()
     session.add(BlockedTerm(guild_id=list_id, term=term, added_by=by, created_at=now))
-    await record_action(session, actor_id=by, action=AUDIT_BLOCKLIST_ADD, guild_id=guild_id, detail={"term": term},
-                        now=now)
+    await record_action(
+        session, actor_id=by, action=AUDIT_BLOCKLIST_ADD, guild_id=guild_id, detail={"term": term}, now=now
+    )
     return term, True
 
 
@@ -203,8 +209,9 @@ async def remove_term(session: AsyncSession, guild_id: int | None, raw: str, *, 
     return True
 
 
-async def check_prompt(session: AsyncSession, *, guild_id: int | None, texts: Iterable[str],
-                       setting_terms: Iterable[str] = ()) -> None:
+async def check_prompt(
+    session: AsyncSession, *, guild_id: int | None, texts: Iterable[str], setting_terms: Iterable[str] = ()
+) -> None:
     """Raise :class:`~jobs.errors.PromptBlocked` when ``texts`` hold a term of the bot-wide list (the setting's
     ``setting_terms`` and the stored run-time list) or of the server ``guild_id``'s list. Reads only."""
     texts = tuple(texts)
@@ -215,18 +222,26 @@ async def check_prompt(session: AsyncSession, *, guild_id: int | None, texts: It
         raise PromptBlocked(LIST_SERVER, term)
 
 
-async def record_blocked(session: AsyncSession, refused: PromptBlocked, *, user_id: int, guild_id: int | None,
-                         source: str) -> None:
+async def record_blocked(
+    session: AsyncSession, refused: PromptBlocked, *, user_id: int, guild_id: int | None, source: str
+) -> None:
     """Audit one blocked prompt (who, where, which list and term, from which path; never the prompt itself)."""
-    await record_action(session, actor_id=user_id, action=AUDIT_PROMPT_BLOCKED, target_user_id=user_id,
-                        guild_id=guild_id, detail={"list": refused.scope, "term": refused.term, "source": source})
+    await record_action(
+        session,
+        actor_id=user_id,
+        action=AUDIT_PROMPT_BLOCKED,
+        target_user_id=user_id,
+        guild_id=guild_id,
+        detail={"list": refused.scope, "term": refused.term, "source": source},
+    )
 
 
-async def blocked_count(session: AsyncSession, *, since: datetime, until: datetime,
-                        guild_id: int | None = None) -> int:
+async def blocked_count(session: AsyncSession, *, since: datetime, until: datetime, guild_id: int | None = None) -> int:
     """Prompts refused by a blocklist in ``[since, until)``, in one server or (``None``) everywhere."""
-    query = select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == AUDIT_PROMPT_BLOCKED, AuditLog.created_at >= since, AuditLog.created_at < until
+    query = (
+        select(func.count())
+        .select_from(AuditLog)
+        .where(AuditLog.action == AUDIT_PROMPT_BLOCKED, AuditLog.created_at >= since, AuditLog.created_at < until)
     )
     if guild_id is not None:
         query = query.where(AuditLog.guild_id == guild_id)
@@ -235,21 +250,31 @@ async def blocked_count(session: AsyncSession, *, since: datetime, until: dateti
 
 # ------------------------------------------------------------------------------------------------ verdicts
 
-async def record_verdict(session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, stage: str,
-                         verdict: Verdict, seconds: float) -> bool:
+
+async def record_verdict(
+    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, stage: str, verdict: Verdict, seconds: float
+) -> bool:
     """The worker's verdict on its running attempt's input or output (fenced like every worker write); the
     classifier's seconds add up in ``safety_seconds``, apart from the GPU time of generation."""
     column = {STAGE_INPUT: "input_verdict", STAGE_OUTPUT: "output_verdict"}[stage]
-    row = (await session.execute(
-        update(JOBS).where(*fenced(job_id, attempt, worker_id))
-        .values({column: Verdict(verdict).value,
-                 "safety_seconds": func.coalesce(JOBS.c.safety_seconds, 0.0) + max(0.0, float(seconds))})
-        .returning(JOBS.c.id)
-    )).first()
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(*fenced(job_id, attempt, worker_id))
+            .values(
+                {
+                    column: Verdict(verdict).value,
+                    "safety_seconds": func.coalesce(JOBS.c.safety_seconds, 0.0) + max(0.0, float(seconds)),
+                }
+            )
+            .returning(JOBS.c.id)
+        )
+    ).first()
     return row is not None
 
 
 # ------------------------------------------------------------------------------------------------ policy
+
 
 def stricter(first: UnsafePolicy, second: UnsafePolicy | str | None) -> UnsafePolicy:
     """The stricter of two policies (``None``: no second opinion)."""
@@ -258,21 +283,31 @@ def stricter(first: UnsafePolicy, second: UnsafePolicy | str | None) -> UnsafePo
     return UnsafePolicy.REFUSE if UnsafePolicy.REFUSE in (first, UnsafePolicy(second)) else first
 
 
-async def server_safety(session: AsyncSession, guild_id: int | None, default: UnsafePolicy) -> tuple[UnsafePolicy, bool]:
+async def server_safety(
+    session: AsyncSession, guild_id: int | None, default: UnsafePolicy
+) -> tuple[UnsafePolicy, bool]:
     """A server's effective policy for unsafe videos (the operator's default, tightened by the server) and whether
     it makes every result a spoiler."""
     if guild_id is None:
         return default, False
-    row = (await session.execute(
-        select(GuildSettings.unsafe_policy, GuildSettings.spoiler_all).where(GuildSettings.guild_id == guild_id)
-    )).first()
+    row = (
+        await session.execute(
+            select(GuildSettings.unsafe_policy, GuildSettings.spoiler_all).where(GuildSettings.guild_id == guild_id)
+        )
+    ).first()
     if row is None:
         return default, False
     return stricter(default, row.unsafe_policy), bool(row.spoiler_all)
 
 
-async def set_server_safety(session: AsyncSession, guild_id: int, *, by: int,
-                            policy: UnsafePolicy | None = None, spoiler_all: bool | None = None) -> GuildSettings:
+async def set_server_safety(
+    session: AsyncSession,
+    guild_id: int,
+    *,
+    by: int,
+    policy: UnsafePolicy | None = None,
+    spoiler_all: bool | None = None,
+) -> GuildSettings:
     """Set a server's own unsafe-video policy (it can only tighten the operator's default when applied, see
     :func:`server_safety`) and/or whether every result there is a spoiler; ``None`` keeps a value. Audited."""
     row = await session.get(GuildSettings, guild_id, with_for_update=True)
@@ -286,8 +321,9 @@ async def set_server_safety(session: AsyncSession, guild_id: int, *, by: int,
         row.spoiler_all = spoiler_all
     row.updated_by, row.updated_at = by, utcnow()
     after = {"unsafe_policy": row.unsafe_policy, "spoiler_all": bool(row.spoiler_all)}
-    await record_action(session, actor_id=by, action=AUDIT_SERVER_SAFETY, guild_id=guild_id,
-                        detail={"before": before, "after": after})
+    await record_action(
+        session, actor_id=by, action=AUDIT_SERVER_SAFETY, guild_id=guild_id, detail={"before": before, "after": after}
+    )
     return row
 
 
@@ -302,13 +338,16 @@ def withheld_message(policy: UnsafePolicy) -> str:
     return WITHHELD_MESSAGE_AGE_RESTRICTED if policy is UnsafePolicy.AGE_RESTRICTED else WITHHELD_MESSAGE
 
 
-async def withhold_video(session: AsyncSession, job_id: int, message: str, *, now: datetime | None = None,
-                         blobs: BlobStore = DATABASE_BLOBS) -> bool:
+async def withhold_video(
+    session: AsyncSession, job_id: int, message: str, *, now: datetime | None = None, blobs: BlobStore = DATABASE_BLOBS
+) -> bool:
     """An unsafe video that may not be posted: its stored bytes go at once, the job keeps its verdict, and
     ``error`` carries ``message`` where ``/queue`` and the page show it. False when it was withheld already."""
     now = now or utcnow()
     result = await session.execute(
-        update(Job).where(Job.id == job_id, Job.withheld_at.is_(None)).values(withheld_at=now, error=message)
+        update(Job)
+        .where(Job.id == job_id, Job.withheld_at.is_(None))
+        .values(withheld_at=now, error=message)
         .execution_options(synchronize_session=False)
     )
     await blobs.delete_video(session, job_id)
@@ -316,6 +355,7 @@ async def withhold_video(session: AsyncSession, job_id: int, message: str, *, no
 
 
 # ------------------------------------------------------------------------------------------------ reports
+
 
 async def add_report(session: AsyncSession, job_id: int, *, reporter_id: int, now: datetime | None = None) -> Report:
     """A member's report of a delivered result (once per member and job), audited without the member's name in
@@ -329,17 +369,26 @@ async def add_report(session: AsyncSession, job_id: int, *, reporter_id: int, no
     if existing is not None:
         raise ReportRefused("You have already reported this video; the admins will look at it.")
     now = now or utcnow()
-    report = Report(job_id=job_id, guild_id=job.guild_id, reporter_id=reporter_id, reported_user_id=job.user_id,
-                    created_at=now)
+    report = Report(
+        job_id=job_id, guild_id=job.guild_id, reporter_id=reporter_id, reported_user_id=job.user_id, created_at=now
+    )
     session.add(report)
     await session.flush()
-    await record_action(session, actor_id=reporter_id, action=AUDIT_REPORT, target_user_id=job.user_id,
-                        guild_id=job.guild_id, job_id=job_id, now=now)
+    await record_action(
+        session,
+        actor_id=reporter_id,
+        action=AUDIT_REPORT,
+        target_user_id=job.user_id,
+        guild_id=job.guild_id,
+        job_id=job_id,
+        now=now,
+    )
     return report
 
 
-async def open_reports(session: AsyncSession, guild_id: int | None, *,
-                       limit: int = DEFAULT_REPORTS_SHOWN) -> list[tuple[Job, int, datetime]]:
+async def open_reports(
+    session: AsyncSession, guild_id: int | None, *, limit: int = DEFAULT_REPORTS_SHOWN
+) -> list[tuple[Job, int, datetime]]:
     """Reported results not yet resolved, in one server or (``None``, the operator's view) everywhere: each job
     with how many members reported it and when first, most reported first."""
     query = (
@@ -355,23 +404,37 @@ async def open_reports(session: AsyncSession, guild_id: int | None, *,
     return [(row[0], int(row[1]), row[2]) for row in (await session.execute(query)).all()]
 
 
-async def resolve_reports(session: AsyncSession, job_id: int, *, by: int, resolution: str,
-                          guild_id: int | None = None, now: datetime | None = None) -> int:
+async def resolve_reports(
+    session: AsyncSession,
+    job_id: int,
+    *,
+    by: int,
+    resolution: str,
+    guild_id: int | None = None,
+    now: datetime | None = None,
+) -> int:
     """Close the open reports of one job (``deleted``, ``banned`` or ``dismissed``), audited with the scope of
     who acted (``guild_id``: a server admin; None: the operator). Returns how many were open."""
     if resolution not in REPORT_RESOLUTIONS:
         raise ValueError(f"resolution must be one of {REPORT_RESOLUTIONS}, got {resolution!r}")
     now = now or utcnow()
     result = await session.execute(
-        update(Report).where(Report.job_id == job_id, Report.resolved_at.is_(None))
+        update(Report)
+        .where(Report.job_id == job_id, Report.resolved_at.is_(None))
         .values(resolved_at=now, resolved_by=by, resolution=resolution)
         .execution_options(synchronize_session=False)
     )
     job = await session.get(Job, job_id)
-    await record_action(session, actor_id=by, action=AUDIT_REPORT_RESOLVED,
-                        target_user_id=job.user_id if job else None, guild_id=guild_id, job_id=job_id,
-                        detail={"resolution": resolution, "reports": int(result.rowcount)},  # type: ignore[attr-defined]
-                        now=now)
+    await record_action(
+        session,
+        actor_id=by,
+        action=AUDIT_REPORT_RESOLVED,
+        target_user_id=job.user_id if job else None,
+        guild_id=guild_id,
+        job_id=job_id,
+        detail={"resolution": resolution, "reports": int(result.rowcount)},  # type: ignore[attr-defined]
+        now=now,
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -382,7 +445,8 @@ async def forget_safety_data(session: AsyncSession, user_id: int) -> int:
         delete(Report).where((Report.reporter_id == user_id) | (Report.reported_user_id == user_id))
     )
     await session.execute(
-        update(Job).where(Job.user_id == user_id)
+        update(Job)
+        .where(Job.user_id == user_id)
         .values(input_verdict=None, output_verdict=None, safety_seconds=None)
         .execution_options(synchronize_session=False)
     )
@@ -394,7 +458,8 @@ async def prune_safety_data(session: AsyncSession, *, before: datetime) -> int:
     of jobs that finished before it are cleared. Returns the reports deleted."""
     result = await session.execute(delete(Report).where(Report.resolved_at.is_not(None), Report.created_at < before))
     await session.execute(
-        update(Job).where(Job.finished_at < before, (Job.input_verdict.is_not(None)) | (Job.output_verdict.is_not(None)))
+        update(Job)
+        .where(Job.finished_at < before, (Job.input_verdict.is_not(None)) | (Job.output_verdict.is_not(None)))
         .values(input_verdict=None, output_verdict=None)
         .execution_options(synchronize_session=False)
     )

@@ -97,8 +97,10 @@ class ModelDownload:
 
     def text(self) -> str:
         """``1.2 of 5.1 GB (24 %)``."""
-        return (f"{self.done_bytes / BYTES_PER_GB:.1f} of {self.total_bytes / BYTES_PER_GB:.1f} GB "
-                f"({self.fraction * 100:.0f} %)")
+        return (
+            f"{self.done_bytes / BYTES_PER_GB:.1f} of {self.total_bytes / BYTES_PER_GB:.1f} GB "
+            f"({self.fraction * 100:.0f} %)"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,8 +158,11 @@ def durations(values: Iterable[float]) -> Durations:
     array = np.fromiter(values, dtype=np.float64)
     if array.size == 0:
         return Durations(count=0, mean_seconds=None, p95_seconds=None)
-    return Durations(count=int(array.size), mean_seconds=float(array.mean()),
-                     p95_seconds=float(np.quantile(array, P95, method=NEAREST_RANK)))
+    return Durations(
+        count=int(array.size),
+        mean_seconds=float(array.mean()),
+        p95_seconds=float(np.quantile(array, P95, method=NEAREST_RANK)),
+    )
 
 
 def _aware(value: datetime, name: str) -> datetime:
@@ -269,8 +274,11 @@ async def worker_infos(
             stale=(now - worker.last_heartbeat_at).total_seconds() > stale_after_seconds,
             failure_reason=worker.failure_reason,
             unavailable_since=worker.unavailable_since,
-            download=(ModelDownload(worker.download_model, worker.download_done_bytes or 0,
-                                    worker.download_total_bytes or 0) if worker.download_model else None),
+            download=(
+                ModelDownload(worker.download_model, worker.download_done_bytes or 0, worker.download_total_bytes or 0)
+                if worker.download_model
+                else None
+            ),
             loadable_models=tuple(worker.loadable_models or ()),
             loaded_model=worker.loaded_model,
             switches=worker.switches or 0,
@@ -304,11 +312,8 @@ async def admin_stats(session: AsyncSession, *, now: datetime | None = None, gui
 # -------------------------------------------------------------------------------------------------- audit log
 
 
-
 DURATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 """Upper bounds (seconds) of the wait and generation-time histogram buckets; ``+Inf`` is the count."""
-
-
 
 
 SQLITE_DURATION_DECIMALS = 3  # julianday differences rounded to the millisecond SQLite keeps
@@ -359,11 +364,15 @@ def _histograms(rows: Any, offset: int, bounds: tuple[float, ...]) -> dict[str, 
     width = 2 + len(bounds)
     result: dict[str, Histogram] = {}
     for row in rows:
-        count, total, *cumulative = row[offset:offset + width]
+        count, total, *cumulative = row[offset : offset + width]
         if int(count or 0) == 0:
             continue
-        result[str(row[0])] = Histogram(bounds=bounds, cumulative=tuple(int(c or 0) for c in cumulative),
-                                        count=int(count), sum_seconds=float(total or 0.0))
+        result[str(row[0])] = Histogram(
+            bounds=bounds,
+            cumulative=tuple(int(c or 0) for c in cumulative),
+            count=int(count),
+            sum_seconds=float(total or 0.0),
+        )
     return result
 
 
@@ -399,17 +408,26 @@ async def read_metrics_snapshot(
         .where(Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None))
         .subquery("timed")
     )
-    rows = (await session.execute(
-        select(timed.c.preset, *_bucket_columns(timed.c.wait, bounds), *_bucket_columns(timed.c.generation, bounds))
-        .group_by(timed.c.preset)
-        .order_by(timed.c.preset)
-    )).all()
+    rows = (
+        await session.execute(
+            select(timed.c.preset, *_bucket_columns(timed.c.wait, bounds), *_bucket_columns(timed.c.generation, bounds))
+            .group_by(timed.c.preset)
+            .order_by(timed.c.preset)
+        )
+    ).all()
 
-    worker_counts = dict((await session.execute(
-        select(Worker.state, func.count(Worker.id)).group_by(Worker.state))).all())
-    totals = (await session.execute(select(
-        func.coalesce(func.sum(Worker.restarts), 0), func.coalesce(func.sum(Worker.switches), 0),
-        func.coalesce(func.sum(Worker.switch_seconds), 0.0)))).one()
+    worker_counts = dict(
+        (await session.execute(select(Worker.state, func.count(Worker.id)).group_by(Worker.state))).all()
+    )
+    totals = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(Worker.restarts), 0),
+                func.coalesce(func.sum(Worker.switches), 0),
+                func.coalesce(func.sum(Worker.switch_seconds), 0.0),
+            )
+        )
+    ).one()
     restarts = int(totals[0])
     return MetricsSnapshot(
         by_state=by_state,

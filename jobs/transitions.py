@@ -63,7 +63,6 @@ def claimable() -> tuple[Any, ...]:
     return (~bot_paused.exists(), ~guild_paused.exists())
 
 
-
 JOBS = cast(Table, Job.__table__)  # a declarative model's __table__ is typed as the wider FromClause
 """Hot-path writes use Core statements on the table (no ORM bookkeeping): the caller's session still runs them."""
 
@@ -87,8 +86,12 @@ def check_lease(lease_seconds: float) -> timedelta:
 def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
     """WHERE clause of every worker write: this job, this attempt, this worker, still running. ``attempt`` never
     decreases, so a stale writer can never match a later claim."""
-    return (JOBS.c.id == job_id, JOBS.c.attempt == attempt, JOBS.c.worker_id == worker_id,
-            JOBS.c.status == JobStatus.RUNNING)
+    return (
+        JOBS.c.id == job_id,
+        JOBS.c.attempt == attempt,
+        JOBS.c.worker_id == worker_id,
+        JOBS.c.status == JobStatus.RUNNING,
+    )
 
 
 async def close_running(
@@ -107,13 +110,16 @@ async def close_running(
 
 def requeue_values(detail: str | None = None) -> dict[str, Any]:
     """The column values that put a running job back in the queue (with ``detail`` as its note, if given)."""
-    values: dict[str, Any] = {"status": JobStatus.QUEUED, "worker_id": None, "lease_expires_at": None,
-                              "progress_step": 0, "phase": JobPhase.QUEUED}
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "progress_step": 0,
+        "phase": JobPhase.QUEUED,
+    }
     if detail is not None:
         values["error_detail"] = detail
     return values
-
-
 
 
 class CancelOutcome(str, enum.Enum):
@@ -206,15 +212,24 @@ async def _start(session: AsyncSession, which: Any, worker_id: str, lease: timed
 
 
 async def _claim_for_loaded_model(
-    session: AsyncSession, worker_id: str, eligible: list[Any], loaded_model: str, max_skips: int,
-    lease: timedelta, now: datetime,
+    session: AsyncSession,
+    worker_id: str,
+    eligible: list[Any],
+    loaded_model: str,
+    max_skips: int,
+    lease: timedelta,
+    now: datetime,
 ) -> Job | None:
     """The first eligible job for ``loaded_model`` when the jobs ahead of it may still be passed over (see
     ``claim_next_job``); None when the head is that model's already, none is near, or the bound stops it."""
-    rows = (await session.execute(
-        select(Job.id, Job.model, Job.affinity_skips).where(*eligible).order_by(*CLAIM_ORDER)
-        .limit(AFFINITY_SCAN_JOBS)
-    )).all()
+    rows = (
+        await session.execute(
+            select(Job.id, Job.model, Job.affinity_skips)
+            .where(*eligible)
+            .order_by(*CLAIM_ORDER)
+            .limit(AFFINITY_SCAN_JOBS)
+        )
+    ).all()
     ahead: list[int] = []
     for row in rows:
         if row.model == loaded_model:
@@ -228,13 +243,19 @@ async def _claim_for_loaded_model(
         return None  # the head is for the loaded model: the plain claim takes it
     target = row.id
     async with session.begin_nested() as savepoint:
-        passed = (await session.execute(
-            update(Job)
-            .where(Job.id.in_(ahead), Job.status == JobStatus.QUEUED, Job.affinity_skips < max_skips)
-            .values(affinity_skips=Job.affinity_skips + 1)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )).scalars().all()
+        passed = (
+            (
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(ahead), Job.status == JobStatus.QUEUED, Job.affinity_skips < max_skips)
+                    .values(affinity_skips=Job.affinity_skips + 1)
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            .scalars()
+            .all()
+        )
         job = await _start(session, Job.id == target, worker_id, lease, now) if len(passed) == len(ahead) else None
         if job is None:  # another worker took or passed over one of them meanwhile: claim in order instead
             await savepoint.rollback()
@@ -332,7 +353,12 @@ async def fail_job(
 
 
 async def finish_cancelled(
-    session: AsyncSession, job_id: int, attempt: int, *, worker_id: str, gpu_seconds: float,
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    *,
+    worker_id: str,
+    gpu_seconds: float,
     now: datetime | None = None,
 ) -> bool:
     """The worker stopped a running job on request: mark cancelled, charge the GPU time it used."""
@@ -408,15 +434,23 @@ async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None
 
 
 async def mark_delivered(
-    session: AsyncSession, job_id: int, *, result_message_id: int | None, output_path: str | None = None,
-    delivery_error: str | None = None, now: datetime | None = None,
+    session: AsyncSession,
+    job_id: int,
+    *,
+    result_message_id: int | None,
+    output_path: str | None = None,
+    delivery_error: str | None = None,
+    now: datetime | None = None,
 ) -> bool:
     """Record that the bot posted the result (or told the user of the failure), and where the delivering process
     wrote its disk copy, if it did. ``delivery_error``: delivery stopped without posting the result, and why (the
     channel is gone or closed to the bot); the video stays in the store. True exactly once per job."""
     now = checked_now(now)
-    values: dict[str, Any] = {"delivered_at": now, "result_message_id": result_message_id,
-                              "delivery_error": delivery_error}
+    values: dict[str, Any] = {
+        "delivered_at": now,
+        "result_message_id": result_message_id,
+        "delivery_error": delivery_error,
+    }
     if output_path is not None:
         values["output_path"] = output_path
     row = (

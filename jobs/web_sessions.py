@@ -72,8 +72,14 @@ def _role_list(role_ids: Iterable[int]) -> list[int]:
 
 
 async def create_link(
-    session: AsyncSession, user_id: int, *, guild_id: int | None = None, role_ids: Iterable[int] = (),
-    ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS, operator: bool = False, now: datetime | None = None,
+    session: AsyncSession,
+    user_id: int,
+    *,
+    guild_id: int | None = None,
+    role_ids: Iterable[int] = (),
+    ttl_seconds: float = DEFAULT_LINK_TTL_SECONDS,
+    operator: bool = False,
+    now: datetime | None = None,
 ) -> str:
     """A new single-use sign-in token for ``user_id`` (put it in the link), carrying the member's ``role_ids`` in
     ``guild_id`` (none: the defaults apply), and the operator's rights when ``operator``; expired links are swept
@@ -83,14 +89,26 @@ async def create_link(
     roles = _role_list(role_ids)
     await session.execute(delete(WebSignInLink).where(WebSignInLink.expires_at < now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(WebSignInLink(token_sha256=token_hash(token), user_id=user_id, guild_id=guild_id, role_ids=roles,
-                              operator=operator, created_at=now, expires_at=now + ttl))
+    session.add(
+        WebSignInLink(
+            token_sha256=token_hash(token),
+            user_id=user_id,
+            guild_id=guild_id,
+            role_ids=roles,
+            operator=operator,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+    )
     await session.flush()
     return token
 
 
 async def redeem_link(
-    session: AsyncSession, token: str, *, session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS,
+    session: AsyncSession,
+    token: str,
+    *,
+    session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS,
     now: datetime | None = None,
 ) -> SignedIn | None:
     """Use the link once: a new session for its user (with the link's server and roles), or None when the token
@@ -100,31 +118,57 @@ async def redeem_link(
     row = (
         await session.execute(
             update(WebSignInLink)
-            .where(WebSignInLink.token_sha256 == token_hash(token), WebSignInLink.used_at.is_(None),
-                   WebSignInLink.expires_at > now)
+            .where(
+                WebSignInLink.token_sha256 == token_hash(token),
+                WebSignInLink.used_at.is_(None),
+                WebSignInLink.expires_at > now,
+            )
             .values(used_at=now)
             .returning(WebSignInLink.user_id, WebSignInLink.guild_id, WebSignInLink.role_ids, WebSignInLink.operator)
         )
     ).first()
     if row is None:
         return None
-    user_id, guild_id, roles, operator = int(row.user_id), row.guild_id, _role_list(row.role_ids or ()), bool(row.operator)
+    user_id, guild_id, roles, operator = (
+        int(row.user_id),
+        row.guild_id,
+        _role_list(row.role_ids or ()),
+        bool(row.operator),
+    )
     await session.execute(delete(WebSession).where(WebSession.expires_at < now))
     session_token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_hex(TOKEN_BYTES)
-    session.add(WebSession(token_sha256=token_hash(session_token), user_id=user_id, guild_id=guild_id,
-                           role_ids=roles, csrf_token=csrf, operator=operator, created_at=now, expires_at=now + ttl,
-                           roles_checked_at=now))
+    session.add(
+        WebSession(
+            token_sha256=token_hash(session_token),
+            user_id=user_id,
+            guild_id=guild_id,
+            role_ids=roles,
+            csrf_token=csrf,
+            operator=operator,
+            created_at=now,
+            expires_at=now + ttl,
+            roles_checked_at=now,
+        )
+    )
     await session.flush()
-    return SignedIn(session_token=session_token, csrf_token=csrf, user_id=user_id, expires_at=now + ttl,
-                    guild_id=guild_id, role_ids=frozenset(roles), operator=operator)
+    return SignedIn(
+        session_token=session_token,
+        csrf_token=csrf,
+        user_id=user_id,
+        expires_at=now + ttl,
+        guild_id=guild_id,
+        role_ids=frozenset(roles),
+        operator=operator,
+    )
 
 
 async def find_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> WebSession | None:
     """The live session of this cookie token (not ended, not expired), or None."""
     now = now or utcnow()
     return await session.scalar(
-        select(WebSession).where(WebSession.token_sha256 == token_hash(token), WebSession.ended_at.is_(None),
-                                 WebSession.expires_at > now)
+        select(WebSession).where(
+            WebSession.token_sha256 == token_hash(token), WebSession.ended_at.is_(None), WebSession.expires_at > now
+        )
     )
 
 
@@ -153,7 +197,6 @@ async def latest_roles(session: AsyncSession, user_id: int, *, now: datetime | N
         .limit(1)
     )
     return frozenset(_role_list(roles or ()))
-
 
 
 LOCAL_OPERATOR_ID = 1  # the local operator account: no snowflake is 1 (a machine that never met Discord)
@@ -227,7 +270,11 @@ def _live(now: datetime) -> tuple[Any, ...]:
 
 
 async def end_user_sessions(
-    session: AsyncSession, user_id: int, *, guild_id: int | None = None, now: datetime | None = None,
+    session: AsyncSession,
+    user_id: int,
+    *,
+    guild_id: int | None = None,
+    now: datetime | None = None,
 ) -> int:
     """End ``user_id``'s live sessions (only those signed in with a link from ``guild_id`` when given): a ban,
     or "sign out everywhere". Returns how many ended."""
@@ -236,7 +283,10 @@ async def end_user_sessions(
     if guild_id is not None:
         conditions.append(WebSession.guild_id == guild_id)
     ended = await session.execute(
-        update(WebSession).where(*conditions).values(ended_at=now).returning(WebSession.token_sha256)
+        update(WebSession)
+        .where(*conditions)
+        .values(ended_at=now)
+        .returning(WebSession.token_sha256)
         .execution_options(synchronize_session=False)
     )
     return len(ended.all())
@@ -249,8 +299,11 @@ async def end_session_by_id(session: AsyncSession, sid: str, *, now: datetime | 
         return None
     row = (
         await session.execute(
-            update(WebSession).where(WebSession.token_sha256.startswith(sid, autoescape=True), *_live(now))
-            .values(ended_at=now).returning(WebSession.user_id).execution_options(synchronize_session=False)
+            update(WebSession)
+            .where(WebSession.token_sha256.startswith(sid, autoescape=True), *_live(now))
+            .values(ended_at=now)
+            .returning(WebSession.user_id)
+            .execution_options(synchronize_session=False)
         )
     ).first()
     return None if row is None else int(row.user_id)
@@ -259,13 +312,17 @@ async def end_session_by_id(session: AsyncSession, sid: str, *, now: datetime | 
 async def live_sessions(session: AsyncSession, *, limit: int = 100, now: datetime | None = None) -> list[WebSession]:
     """The newest live sessions first (the console's list)."""
     now = now or utcnow()
-    return list(await session.scalars(
-        select(WebSession).where(*_live(now)).order_by(WebSession.created_at.desc()).limit(limit)
-    ))
+    return list(
+        await session.scalars(select(WebSession).where(*_live(now)).order_by(WebSession.created_at.desc()).limit(limit))
+    )
 
 
 async def sessions_to_recheck(
-    session: AsyncSession, *, checked_before: datetime, limit: int = 100, now: datetime | None = None,
+    session: AsyncSession,
+    *,
+    checked_before: datetime,
+    limit: int = 100,
+    now: datetime | None = None,
 ) -> list[tuple[int, int]]:
     """(user id, guild id) of live sessions from a server's link whose roles were last read before
     ``checked_before`` (or never), the oldest first."""
@@ -273,8 +330,11 @@ async def sessions_to_recheck(
     oldest = func.min(func.coalesce(WebSession.roles_checked_at, WebSession.created_at))
     rows = await session.execute(
         select(WebSession.user_id, WebSession.guild_id)
-        .where(*_live(now), WebSession.guild_id.is_not(None),
-               or_(WebSession.roles_checked_at.is_(None), WebSession.roles_checked_at < checked_before))
+        .where(
+            *_live(now),
+            WebSession.guild_id.is_not(None),
+            or_(WebSession.roles_checked_at.is_(None), WebSession.roles_checked_at < checked_before),
+        )
         .group_by(WebSession.user_id, WebSession.guild_id)
         .order_by(oldest)
         .limit(limit)
@@ -283,7 +343,12 @@ async def sessions_to_recheck(
 
 
 async def record_roles(
-    session: AsyncSession, user_id: int, guild_id: int, role_ids: Iterable[int], *, now: datetime | None = None,
+    session: AsyncSession,
+    user_id: int,
+    guild_id: int,
+    role_ids: Iterable[int],
+    *,
+    now: datetime | None = None,
 ) -> int:
     """The member's roles in ``guild_id`` as just read from Discord (none: no longer a member) on every live
     session of theirs from that server's links. Returns how many sessions."""

@@ -81,7 +81,13 @@ async def upsert_worker(
 
 
 async def record_start_failure(
-    session: AsyncSession, worker_id: str, *, host: str, pid: int, reason: str, unavailable: bool,
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    host: str,
+    pid: int,
+    reason: str,
+    unavailable: bool,
     now: datetime | None = None,
 ) -> Worker:
     """A supervisor's child could not start: mark the row crashed with ``reason`` (one line), creating it when
@@ -91,8 +97,7 @@ async def record_start_failure(
     now = now or utcnow()
     row = await session.get(Worker, worker_id, with_for_update=True, populate_existing=True)
     if row is None:
-        row = Worker(id=worker_id, host=host, pid=pid, restarts=0, jobs_done=0, started_at=now,
-                     last_heartbeat_at=now)
+        row = Worker(id=worker_id, host=host, pid=pid, restarts=0, jobs_done=0, started_at=now, last_heartbeat_at=now)
         session.add(row)
     row.state = WorkerState.CRASHED
     row.pid = pid
@@ -106,16 +111,17 @@ async def record_start_failure(
     return row
 
 
-async def forget_stale_failures(
-    session: AsyncSession, host: str, *, alive: Callable[[int], bool]
-) -> list[str]:
+async def forget_stale_failures(session: AsyncSession, host: str, *, alive: Callable[[int], bool]) -> list[str]:
     """This host's failed-start records whose process (the supervisor, or a worker run on its own) is gone are
     stale: mark those rows stopped, so a new start here is not reported unavailable for an old reason. Returns the
     worker ids."""
-    rows = (await session.execute(
-        select(Worker.id, Worker.pid).where(Worker.host == host, Worker.failure_reason.is_not(None),
-                                            Worker.state == WorkerState.CRASHED)
-    )).all()
+    rows = (
+        await session.execute(
+            select(Worker.id, Worker.pid).where(
+                Worker.host == host, Worker.failure_reason.is_not(None), Worker.state == WorkerState.CRASHED
+            )
+        )
+    ).all()
     stale = [row.id for row in rows if not alive(row.pid)]
     for worker_id in stale:
         await mark_stopped(session, worker_id)
@@ -125,16 +131,26 @@ async def forget_stale_failures(
 async def mark_stopped(session: AsyncSession, worker_id: str) -> bool:
     """The supervisor stops while no child of it runs (e.g. it was unavailable): its row says stopped, and the
     failure record is cleared (a stopped worker claims nothing and reports nothing). False when it has no row."""
-    result = (await session.execute(
-        update(Worker).where(Worker.id == worker_id)
-        .values(state=WorkerState.STOPPED, current_job_id=None, failure_reason=None, unavailable_since=None)
-        .returning(Worker.id).execution_options(synchronize_session=False)
-    )).first()
+    result = (
+        await session.execute(
+            update(Worker)
+            .where(Worker.id == worker_id)
+            .values(state=WorkerState.STOPPED, current_job_id=None, failure_reason=None, unavailable_since=None)
+            .returning(Worker.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     return result is not None
 
 
 async def register_worker(
-    session: AsyncSession, worker_id: str, *, host: str, pid: int, model: str, now: datetime | None = None,
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    host: str,
+    pid: int,
+    model: str,
+    now: datetime | None = None,
     loadable_models: Sequence[str] = (),
 ) -> list[int]:
     """A worker process starts: any job still running under its id belonged to a previous process with that id
@@ -144,9 +160,19 @@ async def register_worker(
     rescued: list[int] = []
     if previous is not None:
         rescued = await rescue_workers(session, [worker_id], why=f"worker process {previous} replaced", now=now)
-    await upsert_worker(session, worker_id, host=host, pid=pid, state=WorkerState.LOADING, gpu_name=None,
-                        gpu_memory_bytes=None, current_job_id=None, model=model, now=now,
-                        loadable_models=loadable_models)
+    await upsert_worker(
+        session,
+        worker_id,
+        host=host,
+        pid=pid,
+        state=WorkerState.LOADING,
+        gpu_name=None,
+        gpu_memory_bytes=None,
+        current_job_id=None,
+        model=model,
+        now=now,
+        loadable_models=loadable_models,
+    )
     await record_download(session, worker_id, model=None)  # a previous process's download is not this one's
     return rescued
 
@@ -157,34 +183,45 @@ async def record_switch(session: AsyncSession, worker_id: str, *, seconds: float
     if seconds < 0:
         raise ValueError(f"seconds must be >= 0, got {seconds!r}")
     await session.execute(
-        update(Worker).where(Worker.id == worker_id)
+        update(Worker)
+        .where(Worker.id == worker_id)
         .values(switches=Worker.switches + 1, switch_seconds=Worker.switch_seconds + seconds)
         .execution_options(synchronize_session=False)
     )
 
 
-async def record_download(session: AsyncSession, worker_id: str, *, model: str | None, done_bytes: int = 0,
-                          total_bytes: int = 0) -> None:
+async def record_download(
+    session: AsyncSession, worker_id: str, *, model: str | None, done_bytes: int = 0, total_bytes: int = 0
+) -> None:
     """This worker is downloading ``model``'s files: ``done_bytes`` of ``total_bytes`` so far; ``model`` None: the
     download is over (finished or failed), and the row says nothing about one any more."""
     if model is not None and (done_bytes < 0 or total_bytes < 0):
         raise ValueError(f"download bytes must be >= 0, got {done_bytes!r} of {total_bytes!r}")
-    values = ({"download_model": None, "download_done_bytes": None, "download_total_bytes": None} if model is None
-              else {"download_model": model, "download_done_bytes": done_bytes, "download_total_bytes": total_bytes})
-    await session.execute(update(Worker).where(Worker.id == worker_id).values(**values)
-                          .execution_options(synchronize_session=False))
+    values = (
+        {"download_model": None, "download_done_bytes": None, "download_total_bytes": None}
+        if model is None
+        else {"download_model": model, "download_done_bytes": done_bytes, "download_total_bytes": total_bytes}
+    )
+    await session.execute(
+        update(Worker).where(Worker.id == worker_id).values(**values).execution_options(synchronize_session=False)
+    )
 
 
-async def model_downloads(session: AsyncSession, *, dead_after_s: float = WORKER_DEAD_AFTER_S,
-                          now: datetime | None = None) -> dict[str, ModelDownload]:
+async def model_downloads(
+    session: AsyncSession, *, dead_after_s: float = WORKER_DEAD_AFTER_S, now: datetime | None = None
+) -> dict[str, ModelDownload]:
     """The downloads live workers have under way, by model key (the furthest one where two workers fetch the same
     model)."""
     now = now or utcnow()
-    rows = (await session.execute(
-        select(Worker.download_model, Worker.download_done_bytes, Worker.download_total_bytes)
-        .where(Worker.download_model.is_not(None), Worker.state.in_(LIVE_STATES),
-               Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
-    )).all()
+    rows = (
+        await session.execute(
+            select(Worker.download_model, Worker.download_done_bytes, Worker.download_total_bytes).where(
+                Worker.download_model.is_not(None),
+                Worker.state.in_(LIVE_STATES),
+                Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s),
+            )
+        )
+    ).all()
     found: dict[str, ModelDownload] = {}
     for model, done, total in rows:
         if model is None:
@@ -195,15 +232,23 @@ async def model_downloads(session: AsyncSession, *, dead_after_s: float = WORKER
     return found
 
 
-async def loadable_by_live_workers(session: AsyncSession, *, dead_after_s: float,
-                                   now: datetime | None = None) -> set[str] | None:
+async def loadable_by_live_workers(
+    session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
+) -> set[str] | None:
     """The model keys some live worker may load; None while no live worker has said (none alive, or only workers
     from before model choice): then nothing can be told per model."""
     now = now or utcnow()
-    rows = (await session.execute(
-        select(Worker.loadable_models).where(Worker.state.in_(LIVE_STATES),
-                                             Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
-    )).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(Worker.loadable_models).where(
+                    Worker.state.in_(LIVE_STATES), Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s)
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     lists = [list(models or []) for models in rows]
     if not any(lists):
         return None
@@ -211,16 +256,25 @@ async def loadable_by_live_workers(session: AsyncSession, *, dead_after_s: float
 
 
 async def heartbeat(
-    session: AsyncSession, worker_id: str, *, pid: int, state: WorkerState | str, current_job_id: int | None,
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    pid: int,
+    state: WorkerState | str,
+    current_job_id: int | None,
     now: datetime | None = None,
 ) -> bool:
     """Stamp the heartbeat of this process's row (fenced by pid: a replaced process cannot keep a row alive).
     False when the row is not this process's any more."""
-    row = (await session.execute(
-        update(Worker).where(Worker.id == worker_id, Worker.pid == pid)
-        .values(last_heartbeat_at=now or utcnow(), state=WorkerState(state), current_job_id=current_job_id)
-        .returning(Worker.id).execution_options(synchronize_session=False)
-    )).first()
+    row = (
+        await session.execute(
+            update(Worker)
+            .where(Worker.id == worker_id, Worker.pid == pid)
+            .values(last_heartbeat_at=now or utcnow(), state=WorkerState(state), current_job_id=current_job_id)
+            .returning(Worker.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     return row is not None
 
 
@@ -229,9 +283,11 @@ async def rescue_dead_on_host(
 ) -> list[int]:
     """Requeue at once the running jobs of this host's workers whose process is gone (``alive(pid)`` is False);
     a supervisor or bot runs it when it starts. Returns the ids requeued."""
-    rows = (await session.execute(
-        select(Worker.id, Worker.pid).where(Worker.host == host, Worker.state != WorkerState.STOPPED)
-    )).all()
+    rows = (
+        await session.execute(
+            select(Worker.id, Worker.pid).where(Worker.host == host, Worker.state != WorkerState.STOPPED)
+        )
+    ).all()
     dead = [row.id for row in rows if not alive(row.pid)]
     return await rescue_workers(session, dead, why="worker process gone", now=now)
 
@@ -256,8 +312,6 @@ async def find_worker(session: AsyncSession, worker_id: str) -> Worker | None:
     return await session.get(Worker, worker_id, populate_existing=True)
 
 
-
-
 def unavailable_reason(workers: Iterable[WorkerInfo], *, now: datetime, dead_after_s: float) -> str | None:
     """Why video generation is unavailable, from the registry (``jobs.stats.worker_infos``), or None.
 
@@ -277,8 +331,9 @@ def unavailable_reason(workers: Iterable[WorkerInfo], *, now: datetime, dead_aft
     return max(failed, key=lambda w: w.last_heartbeat_at).failure_reason
 
 
-async def generation_unavailable(session: AsyncSession, *, dead_after_s: float,
-                                 now: datetime | None = None) -> str | None:
+async def generation_unavailable(
+    session: AsyncSession, *, dead_after_s: float, now: datetime | None = None
+) -> str | None:
     """:func:`unavailable_reason` over the registry read in ``session``."""
     now = now or utcnow()
     infos = await worker_infos(session, now=now, stale_after_seconds=dead_after_s)

@@ -45,7 +45,9 @@ def _configure_and_run(connection: Connection) -> None:
 
 
 def _url() -> str:
-    return normalize_url(config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    return normalize_url(
+        config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    )
 
 
 async def _run_async() -> None:

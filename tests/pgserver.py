@@ -65,8 +65,10 @@ def _server_user() -> str | None:
         except KeyError:
             continue
         return name
-    raise PostgresUnavailable(f"running as root and none of the users {', '.join(UNPRIVILEGED_USERS)} exists "
-                              "to own the throwaway PostgreSQL (initdb refuses root)")
+    raise PostgresUnavailable(
+        f"running as root and none of the users {', '.join(UNPRIVILEGED_USERS)} exists "
+        "to own the throwaway PostgreSQL (initdb refuses root)"
+    )
 
 
 def _free_port() -> int:
@@ -109,15 +111,38 @@ class ThrowawayPostgres:
             if self.user is not None:
                 entry = pwd.getpwnam(self.user)
                 os.chown(self.root, entry.pw_uid, entry.pw_gid)
-            self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "--no-sync",
-                      "-E", "UTF8", "--locale=C")
-            options = (f"-c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                       f"-c fsync=off -c full_page_writes=off "
-                       f"-c max_connections={MAX_CONNECTIONS}")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
+            options = (
+                f"-c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+                f"-c fsync=off -c full_page_writes=off "
+                f"-c max_connections={MAX_CONNECTIONS}"
+            )
             self.port = _free_port()
-            self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-w",
-                      "-t", str(START_TIMEOUT_S), "-o", f"-p {self.port} {options}",
-                      timeout=START_TIMEOUT_S + 10)
+            self._run(
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "-o",
+                f"-p {self.port} {options}",
+                timeout=START_TIMEOUT_S + 10,
+            )
         except BaseException:
             self.stop()
             raise
@@ -132,8 +157,18 @@ class ThrowawayPostgres:
             if (root / "data" / "postmaster.pid").exists():
                 self.root = root
                 try:
-                    self._run("pg_ctl", "stop", "-D", str(root / "data"), "-m", "immediate", "-w",
-                              "-t", str(STOP_TIMEOUT_S), timeout=STOP_TIMEOUT_S + 10)
+                    self._run(
+                        "pg_ctl",
+                        "stop",
+                        "-D",
+                        str(root / "data"),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "-t",
+                        str(STOP_TIMEOUT_S),
+                        timeout=STOP_TIMEOUT_S + 10,
+                    )
                 finally:
                     self.root = None
         finally:

@@ -34,7 +34,6 @@ async def get_job(session: AsyncSession, job_id: int) -> Job:
     return job
 
 
-
 DEFAULT_LIST_LIMIT = 50
 
 
@@ -62,11 +61,9 @@ async def list_actions(
     return list((await session.scalars(stmt)).all())
 
 
-
 async def get_guild_settings(session: AsyncSession, guild_id: int) -> GuildSettings | None:
     """The guild's settings row, or None when an admin never changed anything (no caps, not paused)."""
     return await session.get(GuildSettings, guild_id, populate_existing=True)
-
 
 
 def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
@@ -74,7 +71,6 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     if isinstance(url_or_engine, AsyncEngine):
         return url_or_engine.dialect.name == "sqlite"
     return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
-
 
 
 async def list_role_tiers(session: AsyncSession, *, guild_id: int | None = None) -> list[RoleTier]:
@@ -103,17 +99,19 @@ async def ledger_consistent(session: AsyncSession, user_id: int) -> bool:
     return open_ids == pending_ids
 
 
-
 async def kept_bytes_of_user(session: AsyncSession, user_id: int) -> tuple[int, int]:
     """(input images, videos) the store still keeps for ``user_id``'s jobs: what a deletion should bring to 0."""
-    inputs = len(list(await session.scalars(
-        select(Job.id).where(Job.user_id == user_id, Job.input_released_at.is_(None))
-    )))
-    videos = len(list(await session.scalars(
-        select(JobVideo.job_id).join(Job, Job.id == JobVideo.job_id).where(Job.user_id == user_id)
-    )))
+    inputs = len(
+        list(await session.scalars(select(Job.id).where(Job.user_id == user_id, Job.input_released_at.is_(None))))
+    )
+    videos = len(
+        list(
+            await session.scalars(
+                select(JobVideo.job_id).join(Job, Job.id == JobVideo.job_id).where(Job.user_id == user_id)
+            )
+        )
+    )
     return inputs, videos
-
 
 
 async def list_workers(session: AsyncSession) -> list[Worker]:

@@ -43,12 +43,21 @@ def test_one_set_of_boolean_words_for_every_switch(setting) -> None:
 
 
 def test_bot_worker_and_performance_options_agree_on_words_and_errors() -> None:
-    env = {"DISCORD_TOKEN": "t", "MESSAGE_CONTENT_INTENT": "yes", "SAVE_OUTPUT_COPY": "off", "I2V_COMPILE": "on",
-           "I2V_VAE_TILING": "no"}
+    env = {
+        "DISCORD_TOKEN": "t",
+        "MESSAGE_CONTENT_INTENT": "yes",
+        "SAVE_OUTPUT_COPY": "off",
+        "I2V_COMPILE": "on",
+        "I2V_VAE_TILING": "no",
+    }
     bot = BotSettings.from_env(env)
     options = PerformanceOptions.from_env(env)
     assert (bot.message_content_intent, bot.save_output_copy, options.compile_unet, options.vae_tiling) == (
-        True, False, True, False)
+        True,
+        False,
+        True,
+        False,
+    )
     bad = "WORKER_DEAD_AFTER='soon' is not a number"
     with pytest.raises(SettingsError, match=f"^{bad}$"):
         BotSettings.from_env({"DISCORD_TOKEN": "t", "WORKER_DEAD_AFTER": "soon"})
@@ -65,13 +74,28 @@ def _run(args: list[str], cwd: Path, dotenv: str, **env: str) -> subprocess.Comp
     return subprocess.run([sys.executable, *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize(("args", "dotenv", "line"), [
-    (["-m", "bot"], "QUOTA_MAX_PENDING=two\n", "i2v-bot: QUOTA_MAX_PENDING='two' is not a whole number"),
-    (["-m", "generator.worker"], "I2V_LEASE_SECONDS=forever\n", "i2v-worker: I2V_LEASE_SECONDS='forever' is not a number"),
-    (["-m", "generator.supervisor"], "LOG_FORMAT=xml\n", "i2v-supervisor: LOG_FORMAT='xml' is not one of text, json"),
-    (["-m", "generator", "generator/assets/sample.png", "waves"], "I2V_DTYPE=fp64\n",
-     "i2v-generate: I2V_DTYPE='fp64' is not one of fp16, bf16, fp32"),
-], ids=["bot", "worker", "supervisor", "cli"])
+@pytest.mark.parametrize(
+    ("args", "dotenv", "line"),
+    [
+        (["-m", "bot"], "QUOTA_MAX_PENDING=two\n", "i2v-bot: QUOTA_MAX_PENDING='two' is not a whole number"),
+        (
+            ["-m", "generator.worker"],
+            "I2V_LEASE_SECONDS=forever\n",
+            "i2v-worker: I2V_LEASE_SECONDS='forever' is not a number",
+        ),
+        (
+            ["-m", "generator.supervisor"],
+            "LOG_FORMAT=xml\n",
+            "i2v-supervisor: LOG_FORMAT='xml' is not one of text, json",
+        ),
+        (
+            ["-m", "generator", "generator/assets/sample.png", "waves"],
+            "I2V_DTYPE=fp64\n",
+            "i2v-generate: I2V_DTYPE='fp64' is not one of fp16, bf16, fp32",
+        ),
+    ],
+    ids=["bot", "worker", "supervisor", "cli"],
+)
 def test_every_process_reads_dotenv_and_refuses_a_bad_value_with_one_line_and_status_2(
     tmp_path: Path, args: list[str], dotenv: str, line: str
 ) -> None:

@@ -28,8 +28,23 @@ GPU_HOST_COMPOSE = REPO_ROOT / "compose.yaml"  # the front door: docker compose 
 COMPOSE_FILES = [GPU_HOST_COMPOSE, *sorted((REPO_ROOT / "deploy").glob("compose.*.yaml"))]
 UNIT_FILES = sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service"))
 DOCKER_INSTRUCTIONS = {
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "ONBUILD",
-    "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 }
 UNIT_SECTIONS = {"Unit", "Service", "Install"}
 VOLUMES = {"DATA_DIR": "/data", "OUTPUT_DIR": "/outputs", "HF_HOME": "/hf-cache"}
@@ -48,8 +63,9 @@ FOREIGN = {
     "HF_TOKEN": lambda: _library_reads("huggingface_hub/utils/_auth.py", '"HF_TOKEN"'),
     "CUDA_VISIBLE_DEVICES": lambda: _library_reads("torch/cuda/__init__.py", "CUDA_VISIBLE_DEVICES"),
     "PIP_NO_CACHE_DIR": lambda: _library_reads("pip/_internal/cli/cmdoptions.py", '"--no-cache-dir"'),
-    "PIP_DISABLE_PIP_VERSION_CHECK": lambda: _library_reads("pip/_internal/cli/cmdoptions.py",
-                                                            '"--disable-pip-version-check"'),
+    "PIP_DISABLE_PIP_VERSION_CHECK": lambda: _library_reads(
+        "pip/_internal/cli/cmdoptions.py", '"--disable-pip-version-check"'
+    ),
     # Read by apt's debconf and the shell; nothing in Python to look at.
     "DEBIAN_FRONTEND": lambda: True,
     "PATH": lambda: True,
@@ -196,8 +212,10 @@ def test_compose_file_runs_our_image_with_real_settings(path: Path) -> None:
         normalize_url(env["DATABASE_URL"])  # raises on a URL the store refuses
         for key in ("OUTPUT_DIR", "HF_HOME", "DATA_DIR"):
             if key in env:
-                assert any(m.split(":")[1] == env[key] for m in service.get("volumes", []) if ":" in m) or \
-                    env[key] in VOLUMES.values(), f"{where}: {key}={env[key]} is neither mounted nor an image volume"
+                assert (
+                    any(m.split(":")[1] == env[key] for m in service.get("volumes", []) if ":" in m)
+                    or env[key] in VOLUMES.values()
+                ), f"{where}: {key}={env[key]} is neither mounted nor an image volume"
         if runs_worker:
             grace = 30  # I2V_GRACE_SECONDS' default
             assert int(service["stop_grace_period"].rstrip("s")) > grace, f"{where}: stop grace under the job grace"
@@ -231,7 +249,8 @@ def test_scale_out_compose_is_bot_postgres_and_one_worker_per_gpu() -> None:
     for name in ["bot", *workers]:
         url = _interpolate(services[name]["environment"]["DATABASE_URL"])
         assert url.startswith(f"postgresql+asyncpg://{pg['POSTGRES_USER']}:") and url.endswith(
-            f"@postgres:5432/{pg['POSTGRES_DB']}"), f"{name}: {url}"
+            f"@postgres:5432/{pg['POSTGRES_DB']}"
+        ), f"{name}: {url}"
         assert not any(m.startswith("data:") for m in services[name].get("volumes", []) if name != "bot")
     assert "DISCORD_TOKEN" not in str(workers) and all("env_file" not in w for w in workers.values())
 
@@ -301,8 +320,9 @@ def test_systemd_unit_runs_an_existing_module_with_real_settings(path: Path) -> 
     assert dict(sections["Install"])["WantedBy"] == "multi-user.target"
     if "generator.worker" in argv:
         assert "%i" in env["CUDA_VISIBLE_DEVICES"] and path.name.endswith("@.service"), "one instance per GPU"
-        assert Path(values["EnvironmentFile"]).name != ".env", \
+        assert Path(values["EnvironmentFile"]).name != ".env", (
             "the worker reads its own settings file, never the bot's .env with the token"
+        )
 
 
 def test_the_units_restart_a_crash_but_not_a_bad_setting_or_a_refused_login() -> None:

@@ -44,11 +44,13 @@ def test_the_example_lists_exactly_the_declared_settings() -> None:
     listed = list(_example())
     assert sorted(declared) == sorted(listed), (
         f"declared but not in .env.example: {sorted(set(declared) - set(listed))}; "
-        f"in .env.example but not declared: {sorted(set(listed) - set(declared))}")
+        f"in .env.example but not declared: {sorted(set(listed) - set(declared))}"
+    )
 
 
 def test_every_example_setting_is_read_by_the_code() -> None:
-    source = "\n".join(path.read_text() for folder in SOURCE_DIRS for path in (REPO_ROOT / folder).rglob("*.py")
-                       if path != DECLARATION)
+    source = "\n".join(
+        path.read_text() for folder in SOURCE_DIRS for path in (REPO_ROOT / folder).rglob("*.py") if path != DECLARATION
+    )
     unread = [key for key in _example() if f'"{key}"' not in source]
     assert not unread, f".env.example lists settings no module reads: {unread}"

@@ -52,7 +52,10 @@ def test_json_lines_carry_time_level_logger_message_and_exc(tmp_path: Path, rest
     assert len(lines) == 2, lines  # one object per line, the traceback inside its record
     first, second = (json.loads(line) for line in lines)
     assert {k: first[k] for k in ("level", "logger", "message")} == {
-        "level": "DEBUG", "logger": "bot.test", "message": "first line"}
+        "level": "DEBUG",
+        "logger": "bot.test",
+        "message": "first line",
+    }
     assert first["time"].endswith("+00:00") and "exc" not in first
     assert second["level"] == "ERROR" and second["message"] == "it failed"
     assert second["exc"].startswith("Traceback") and "ValueError: broken\nacross lines" in second["exc"]
@@ -85,8 +88,10 @@ def test_model_library_noise_is_one_debug_line(tmp_path: Path, restored_logging:
 
 def test_log_file_rotates_at_its_size_and_keeps_its_backups(tmp_path: Path, restored_logging: None) -> None:
     path = tmp_path / "bot.log"
-    setup_logging({"LOG_FILE": str(path), "LOG_FILE_MAX_BYTES": "500", "LOG_FILE_BACKUPS": "2",
-                   "LOG_LEVEL": "WARNING"}, process="bot")
+    setup_logging(
+        {"LOG_FILE": str(path), "LOG_FILE_MAX_BYTES": "500", "LOG_FILE_BACKUPS": "2", "LOG_LEVEL": "WARNING"},
+        process="bot",
+    )
     log = logging.getLogger("bot.test")
     for n in range(60):
         log.warning("line %03d %s", n, "x" * 40)
@@ -106,8 +111,14 @@ def test_supervised_worker_writes_its_own_file() -> None:
 
 def test_the_token_is_masked_in_messages_arguments_and_tracebacks(tmp_path: Path, restored_logging: None) -> None:
     path = tmp_path / "bot.log"
-    setup_logging({"LOG_FILE": str(path), "DISCORD_TOKEN": CANARY_TOKEN,
-                   "DATABASE_URL": "postgresql+asyncpg://i2v:pg-password-77@db/i2v"}, process="bot")
+    setup_logging(
+        {
+            "LOG_FILE": str(path),
+            "DISCORD_TOKEN": CANARY_TOKEN,
+            "DATABASE_URL": "postgresql+asyncpg://i2v:pg-password-77@db/i2v",
+        },
+        process="bot",
+    )
     log = logging.getLogger("bot.test")
     log.info("headers: Authorization: Bot %s", CANARY_TOKEN)
     log.warning("connecting with pg-password-77")
@@ -120,9 +131,15 @@ def test_the_token_is_masked_in_messages_arguments_and_tracebacks(tmp_path: Path
     assert CANARY_TOKEN not in text and "pg-password-77" not in text and text.count(MASK) == 3, text
 
 
-@pytest.mark.parametrize(("env", "name"), [({"LOG_FORMAT": "xml"}, "LOG_FORMAT"), ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
-                                           ({"LOG_FILE_MAX_BYTES": "-1"}, "LOG_FILE_MAX_BYTES"),
-                                           ({"LOG_FILE": "/proc/i2v/bot.log"}, "LOG_FILE")])
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FILE_MAX_BYTES": "-1"}, "LOG_FILE_MAX_BYTES"),
+        ({"LOG_FILE": "/proc/i2v/bot.log"}, "LOG_FILE"),
+    ],
+)
 def test_bad_log_settings_are_refused_by_name(env: dict[str, str], name: str, restored_logging: None) -> None:
     with pytest.raises(SettingsError, match=f"^{name}="):
         setup_logging(env, process="bot")
@@ -134,13 +151,15 @@ async def test_the_token_is_nowhere_after_a_full_flow_at_debug(tmp_path: Path) -
     fake = FakeDiscord(bot_token=CANARY_TOKEN)
     await fake.start()
     logs = tmp_path / "logs" / "i2v.log"
-    bot = BotProcess(fake, tmp_path / "bot", extra_env={"DISCORD_TOKEN": CANARY_TOKEN, "LOG_LEVEL": "DEBUG",
-                                                        "LOG_FILE": str(logs)})
+    bot = BotProcess(
+        fake, tmp_path / "bot", extra_env={"DISCORD_TOKEN": CANARY_TOKEN, "LOG_LEVEL": "DEBUG", "LOG_FILE": str(logs)}
+    )
     async with running_bot(fake, bot):
         member = fake.add_member(fake.guild.id, "canary-user")
         attachment = fake.add_attachment(png_bytes(), "cat.png")
-        interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "a cat blinks", **SMALL},
-                                              member=member)
+        interaction = await fake.inject_slash(
+            "animate", {"image": attachment, "prompt": "a cat blinks", **SMALL}, member=member
+        )
         job_id = job_id_from(await followup_text(fake, interaction))
         result = await wait_result(fake, job_id)
         assert result.files and result.files[0].data[4:8] == b"ftyp"

@@ -35,8 +35,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-             proxies: Sequence[IPNetwork]) -> bool:
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: Sequence[IPNetwork]) -> bool:
     return address is not None and any(address in network for network in proxies)
 
 
@@ -79,8 +78,14 @@ def access_log(proxies: Sequence[IPNetwork]) -> Middleware:
             raise
         finally:
             user = request.get(USER)
-            log.info("%s %s %d %.1fms user=%s client=%s", request.method, request.path[:MAX_LOGGED_PATH_CHARS],
-                     status, (time.monotonic() - start) * 1000.0, user.user_id if user is not None else "-",
-                     client_address(request, proxies))
+            log.info(
+                "%s %s %d %.1fms user=%s client=%s",
+                request.method,
+                request.path[:MAX_LOGGED_PATH_CHARS],
+                status,
+                (time.monotonic() - start) * 1000.0,
+                user.user_id if user is not None else "-",
+                client_address(request, proxies),
+            )
 
     return middleware

@@ -50,8 +50,10 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # monitoring: no session, no user data
 PUBLIC_PATHS = frozenset({"/", "/signin", "/console"})  # the pages themselves show only the sign-in prompt
-SIGN_IN_FIRST = ("Sign in first: use the bot's /web command in Discord to get a personal sign-in link "
-                 "(the operator: the link the app printed at start, or python -m bot web-link).")
+SIGN_IN_FIRST = (
+    "Sign in first: use the bot's /web command in Discord to get a personal sign-in link "
+    "(the operator: the link the app printed at start, or python -m bot web-link)."
+)
 LINK_USED = "This sign-in link was already used or has expired. Use /web in Discord for a new one."
 CSRF_REFUSED = "Refused: this request did not come from the i2v page (missing or wrong CSRF token)."
 
@@ -71,18 +73,30 @@ USER: web.RequestKey[WebUser | None] = web.RequestKey("user")
 """The request's signed-in user (``Auth.middleware`` sets it), or None."""
 
 
-def member_of(config: WebConfig, user_id: int, role_ids: frozenset[int], csrf_token: str = "", *,
-              owners: frozenset[int] = frozenset(), operator_link: bool = False,
-              guild_id: int | None = None) -> WebUser:
+def member_of(
+    config: WebConfig,
+    user_id: int,
+    role_ids: frozenset[int],
+    csrf_token: str = "",
+    *,
+    owners: frozenset[int] = frozenset(),
+    operator_link: bool = False,
+    guild_id: int | None = None,
+) -> WebUser:
     """A signed-in Discord member with these roles: the operator by id (OPERATOR_USER_IDS, or the application's
     ``owners`` as recorded), by a role (OPERATOR_ROLE_IDS), or by the operator's link, as in Discord."""
-    operator = (operator_link or user_id in config.operator_user_ids or user_id in owners
-                or bool(role_ids & config.operator_role_ids))
+    operator = (
+        operator_link
+        or user_id in config.operator_user_ids
+        or user_id in owners
+        or bool(role_ids & config.operator_role_ids)
+    )
     return WebUser(user_id, operator, csrf_token, role_ids=role_ids, guild_id=guild_id)
 
 
-async def operator_link(sessions: Sessions, config: WebConfig, port: int | None = None, *,
-                        user_id: int | None = None) -> tuple[str, FirstOperator]:
+async def operator_link(
+    sessions: Sessions, config: WebConfig, port: int | None = None, *, user_id: int | None = None
+) -> tuple[str, FirstOperator]:
     """A fresh single-use sign-in link (WEB_OPERATOR_LINK_TTL_SECONDS) with the operator's rights, acting as the
     first operator (configured ids, else the recorded owner, else the local operator account), or as ``user_id``
     with that user's own rights."""
@@ -91,11 +105,11 @@ async def operator_link(sessions: Sessions, config: WebConfig, port: int | None 
             who = await first_operator(session, config.operator_user_ids)
         else:
             owners = await app_operators(session)
-            source = ("setting" if user_id in config.operator_user_ids else
-                      "owner" if user_id in owners else "member")
+            source = "setting" if user_id in config.operator_user_ids else "owner" if user_id in owners else "member"
             who = FirstOperator(user_id, source)
-        token = await create_link(session, who.user_id, ttl_seconds=config.operator_link_ttl_seconds,
-                                  operator=user_id is None)
+        token = await create_link(
+            session, who.user_id, ttl_seconds=config.operator_link_ttl_seconds, operator=user_id is None
+        )
     return f"{config.base_url(port)}/signin?token={token}", who
 
 
@@ -144,8 +158,15 @@ class Auth:
             owners = await app_operators(session)
         # roles the bot could not re-read from Discord within the re-check period lapse (tiers, operator by role)
         roles = current_roles(row, valid_seconds=self.config.roles_valid_seconds)
-        return member_of(self.config, row.user_id, roles, row.csrf_token, owners=owners, operator_link=row.operator,
-                         guild_id=row.guild_id)
+        return member_of(
+            self.config,
+            row.user_id,
+            roles,
+            row.csrf_token,
+            owners=owners,
+            operator_link=row.operator,
+            guild_id=row.guild_id,
+        )
 
     async def is_operator(self, request: web.Request) -> bool:
         """Whether the request carries a live operator session (``/healthz`` shows its details only then)."""
@@ -158,10 +179,13 @@ class Auth:
             return await handler(request)
         user = await self.user_of(request)
         request[USER] = user
-        if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(self.config, request,
-                                                                                             user):
-            log.warning("refused %s %s: %s", request.method, request.path,
-                        "not signed in" if user is None else "CSRF check failed")
+        if request.method not in SAFE_METHODS and request.path != "/signin" and not csrf_ok(self.config, request, user):
+            log.warning(
+                "refused %s %s: %s",
+                request.method,
+                request.path,
+                "not signed in" if user is None else "CSRF check failed",
+            )
             return error(401 if user is None else 403, SIGN_IN_FIRST if user is None else CSRF_REFUSED)
         if user is None and not _public(request.path):
             return error(401, SIGN_IN_FIRST)
@@ -194,16 +218,23 @@ class Auth:
                     await refuse_banned(session, signed.user_id, signed.guild_id)
         except Banned as exc:
             log.info("a sign-in link of a banned user was refused")
-            return web.Response(text=MESSAGE_HTML.replace("{message}", html.escape(str(exc))), status=403,
-                                content_type="text/html")
+            return web.Response(
+                text=MESSAGE_HTML.replace("{message}", html.escape(str(exc))), status=403, content_type="text/html"
+            )
         if signed is None:
             log.info("a sign-in link was refused (unknown, used or expired)")
-            return web.Response(text=MESSAGE_HTML.replace("{message}", LINK_USED), status=403,
-                                content_type="text/html")
+            return web.Response(text=MESSAGE_HTML.replace("{message}", LINK_USED), status=403, content_type="text/html")
         log.info("web sign-in of user %s%s", signed.user_id, " with the operator's link" if signed.operator else "")
         response = web.HTTPSeeOther(f"{self.config.public_url or ''}/")
-        response.set_cookie(SESSION_COOKIE, signed.session_token, httponly=True, samesite="Strict",
-                            secure=self.config.secure_cookies, max_age=int(self.config.session_ttl_seconds), path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            signed.session_token,
+            httponly=True,
+            samesite="Strict",
+            secure=self.config.secure_cookies,
+            max_age=int(self.config.session_ttl_seconds),
+            path="/",
+        )
         raise response
 
     async def sign_out(self, request: web.Request) -> web.Response:

@@ -45,8 +45,9 @@ MAX_PENDING_CAP = 10_000  # jobs; an override beyond this is a typo
 def _operator(request: web.Request) -> WebUser:
     user = request[USER]
     if user is None or not user.is_operator:
-        raise web.HTTPForbidden(text='{"error": "Only the bot\'s operator may use the console."}',
-                                content_type="application/json")
+        raise web.HTTPForbidden(
+            text='{"error": "Only the bot\'s operator may use the console."}', content_type="application/json"
+        )
     return user
 
 
@@ -89,39 +90,106 @@ class Console:
             reports = await open_reports(session, None, limit=REPORTS_SHOWN)
             signed_in = await live_sessions(session, limit=SESSIONS_SHOWN)
         problem = self.ctx.facts.worker_problem() or unavailable_reason(
-            stats.workers, now=now, dead_after_s=self.ctx.config.worker_dead_after)
-        return web.json_response({
-            "paused": queue.paused,
-            "queue": [{"id": e.job_id, "user_id": str(e.user_id), "status": e.status.value, "position": e.position,
-                       "summary": e.summary, "prompt": e.prompt, "phase": e.phase, "step": e.progress_step,
-                       "total": e.progress_total, "cancel_requested": e.cancel_requested} for e in queue.entries],
-            "running": queue.running, "queued": queue.queued,
-            "workers": [{"id": w.worker_id, "host": w.host, "pid": w.pid, "state": w.state.value,
-                         "stale": w.stale, "job": w.current_job_id, "jobs_done": w.jobs_done, "restarts": w.restarts,
-                         "gpu": w.gpu_name, "last_heartbeat_at": iso(w.last_heartbeat_at),
-                         "failure_reason": w.failure_reason, "loaded_model": w.loaded_model,
-                         "loadable_models": list(w.loadable_models), "switches": w.switches}
-                        for w in stats.workers],
-            "worker_problem": problem,
-            "stats": {name: {"created": period.created, "gpu_seconds": round(period.gpu_seconds, 1),
-                             "by_state": {k.value: v for k, v in period.by_state.items()},
-                             "failures": period.failures[:5],
-                             "timings": [{"preset": t.preset, "count": t.generation.count,
-                                          "mean_s": t.generation.mean_seconds, "p95_s": t.generation.p95_seconds}
-                                         for t in period.timings]}
-                      for name, period in (("today", stats.today), ("week", stats.week))},
-            "sessions": [{"id": session_id(s), "user_id": str(s.user_id),
-                          "guild_id": str(s.guild_id) if s.guild_id else None, "operator": s.operator,
-                          "role_ids": [str(role) for role in s.role_ids or ()], "created_at": iso(s.created_at),
-                          "expires_at": iso(s.expires_at), "roles_checked_at": iso(s.roles_checked_at)}
-                         for s in signed_in],
-            "audit": [{"id": row.id, "at": iso(row.created_at), "actor_id": str(row.actor_id or ""),
-                       "action": row.action, "target_user_id": str(row.target_user_id or ""), "job_id": row.job_id,
-                       "scope": row.scope, "detail": row.detail} for row in audit.rows],
-            "reports": [{"job_id": job.id, "user_id": str(job.user_id), "guild_id": str(job.guild_id or ""),
-                         "reports": count, "first_at": iso(first), "prompt": job.prompt,
-                         "flagged": job.output_verdict == "unsafe"} for job, count, first in reports],
-        })
+            stats.workers, now=now, dead_after_s=self.ctx.config.worker_dead_after
+        )
+        return web.json_response(
+            {
+                "paused": queue.paused,
+                "queue": [
+                    {
+                        "id": e.job_id,
+                        "user_id": str(e.user_id),
+                        "status": e.status.value,
+                        "position": e.position,
+                        "summary": e.summary,
+                        "prompt": e.prompt,
+                        "phase": e.phase,
+                        "step": e.progress_step,
+                        "total": e.progress_total,
+                        "cancel_requested": e.cancel_requested,
+                    }
+                    for e in queue.entries
+                ],
+                "running": queue.running,
+                "queued": queue.queued,
+                "workers": [
+                    {
+                        "id": w.worker_id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "state": w.state.value,
+                        "stale": w.stale,
+                        "job": w.current_job_id,
+                        "jobs_done": w.jobs_done,
+                        "restarts": w.restarts,
+                        "gpu": w.gpu_name,
+                        "last_heartbeat_at": iso(w.last_heartbeat_at),
+                        "failure_reason": w.failure_reason,
+                        "loaded_model": w.loaded_model,
+                        "loadable_models": list(w.loadable_models),
+                        "switches": w.switches,
+                    }
+                    for w in stats.workers
+                ],
+                "worker_problem": problem,
+                "stats": {
+                    name: {
+                        "created": period.created,
+                        "gpu_seconds": round(period.gpu_seconds, 1),
+                        "by_state": {k.value: v for k, v in period.by_state.items()},
+                        "failures": period.failures[:5],
+                        "timings": [
+                            {
+                                "preset": t.preset,
+                                "count": t.generation.count,
+                                "mean_s": t.generation.mean_seconds,
+                                "p95_s": t.generation.p95_seconds,
+                            }
+                            for t in period.timings
+                        ],
+                    }
+                    for name, period in (("today", stats.today), ("week", stats.week))
+                },
+                "sessions": [
+                    {
+                        "id": session_id(s),
+                        "user_id": str(s.user_id),
+                        "guild_id": str(s.guild_id) if s.guild_id else None,
+                        "operator": s.operator,
+                        "role_ids": [str(role) for role in s.role_ids or ()],
+                        "created_at": iso(s.created_at),
+                        "expires_at": iso(s.expires_at),
+                        "roles_checked_at": iso(s.roles_checked_at),
+                    }
+                    for s in signed_in
+                ],
+                "audit": [
+                    {
+                        "id": row.id,
+                        "at": iso(row.created_at),
+                        "actor_id": str(row.actor_id or ""),
+                        "action": row.action,
+                        "target_user_id": str(row.target_user_id or ""),
+                        "job_id": row.job_id,
+                        "scope": row.scope,
+                        "detail": row.detail,
+                    }
+                    for row in audit.rows
+                ],
+                "reports": [
+                    {
+                        "job_id": job.id,
+                        "user_id": str(job.user_id),
+                        "guild_id": str(job.guild_id or ""),
+                        "reports": count,
+                        "first_at": iso(first),
+                        "prompt": job.prompt,
+                        "flagged": job.output_verdict == "unsafe",
+                    }
+                    for job, count, first in reports
+                ],
+            }
+        )
 
     async def report_action(self, request: web.Request) -> web.Response:
         """POST /api/console/reports/{job_id}/{delete|ban|dismiss}: the operator's answer to a reported video, as
@@ -143,10 +211,16 @@ class Console:
             return error(404, f"There is no job #{job_id}.")
         if action != "dismiss":
             await asyncio.to_thread(remove_copies, self.ctx.config.output_dir, [job_id])
-        log.info("operator %s: %s on reported job %s from the console (%d report(s))", operator.user_id, action,
-                 job_id, settled.reports)
-        return web.json_response({"job_id": job_id, "action": action, "reports": settled.reports,
-                                  "banned": settled.banned})
+        log.info(
+            "operator %s: %s on reported job %s from the console (%d report(s))",
+            operator.user_id,
+            action,
+            job_id,
+            settled.reports,
+        )
+        return web.json_response(
+            {"job_id": job_id, "action": action, "reports": settled.reports, "banned": settled.banned}
+        )
 
     async def pause(self, request: web.Request) -> web.Response:
         user = _operator(request)
@@ -182,8 +256,13 @@ class Console:
         async with self.ctx.sessions.begin() as session:
             user_id = await end_session_by_id(session, sid)
             if user_id is not None:
-                await record_action(session, actor_id=operator.user_id, action="end_web_session",
-                                    target_user_id=user_id, detail={"session": sid})
+                await record_action(
+                    session,
+                    actor_id=operator.user_id,
+                    action="end_web_session",
+                    target_user_id=user_id,
+                    detail={"session": sid},
+                )
         if user_id is None:
             return error(404, "There is no such signed-in session.")
         log.info("operator %s ended web session %s of user %s", operator.user_id, sid, user_id)
@@ -203,12 +282,22 @@ class Console:
             status = await quota_status(session, user_id, policy)
             limits = await effective_limits(session, user_id, policy)
             override = await session.get(UserLimit, user_id)
-        return {"user_id": str(user_id), "budget": status.budget, "budget_source": limits.budget_source,
-                "used": status.used, "reserved": status.reserved, "remaining": status.remaining,
-                "pending": status.pending, "max_pending": status.max_pending, "banned": limits.banned,
-                "ban_reason": limits.ban_reason, "refill_at": iso(status.refill_at),
-                "override": None if override is None else {"daily_gpu_seconds": override.daily_gpu_seconds,
-                                                            "max_pending": override.max_pending}}
+        return {
+            "user_id": str(user_id),
+            "budget": status.budget,
+            "budget_source": limits.budget_source,
+            "used": status.used,
+            "reserved": status.reserved,
+            "remaining": status.remaining,
+            "pending": status.pending,
+            "max_pending": status.max_pending,
+            "banned": limits.banned,
+            "ban_reason": limits.ban_reason,
+            "refill_at": iso(status.refill_at),
+            "override": None
+            if override is None
+            else {"daily_gpu_seconds": override.daily_gpu_seconds, "max_pending": override.max_pending},
+        }
 
     async def set_limits(self, request: web.Request) -> web.Response:
         """POST /api/console/users/{user_id}/limits {daily_gpu_seconds, max_pending} (null clears one)."""

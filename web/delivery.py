@@ -30,7 +30,12 @@ async def deliver_web_jobs(config: WebConfig, sessions: Sessions, readers: Sessi
     for job in jobs:
         path: Path | None = None
         withheld = job.status == JobStatus.SUCCEEDED and job.output_verdict == Verdict.UNSAFE.value
-        if not withheld and job.status == JobStatus.SUCCEEDED and config.save_output_copy and job.finished_at is not None:
+        if (
+            not withheld
+            and job.status == JobStatus.SUCCEEDED
+            and config.save_output_copy
+            and job.finished_at is not None
+        ):
             async with readers() as session:
                 data = await DATABASE_BLOBS.read_video(session, job.id)
             if data is not None:
@@ -39,8 +44,7 @@ async def deliver_web_jobs(config: WebConfig, sessions: Sessions, readers: Sessi
             if withheld:  # the page has no age-restricted channel: an unsafe video is never shown
                 await withhold_video(session, job.id, withheld_message(UnsafePolicy.REFUSE))
                 log.info("web job %s: the safety check flagged the video; withheld and deleted", job.id)
-            if await mark_delivered(session, job.id, result_message_id=None,
-                                    output_path=str(path) if path else None):
+            if await mark_delivered(session, job.id, result_message_id=None, output_path=str(path) if path else None):
                 done.append(job.id)
         log.info("web job %s %s%s", job.id, job.status.value, f"; saved {path}" if path else "")
     return done

@@ -33,8 +33,14 @@ StillSignedIn = Callable[[], Awaitable[bool]]
 
 
 def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
-    return (data["status"], data["phase"], data["step"], data["position"], data["cancel_requested"],
-            data["model_download"])
+    return (
+        data["status"],
+        data["phase"],
+        data["step"],
+        data["position"],
+        data["cancel_requested"],
+        data["model_download"],
+    )
 
 
 async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
@@ -45,18 +51,27 @@ async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
             return None
         place = (await queue_positions(session)).get(job_id) if job.status in PENDING_STATUSES else None
         downloads = await model_downloads(session) if job.status == JobStatus.QUEUED else {}
-        return job_json(job, position=place.position if place else None,
-                        eta_seconds=place.eta_seconds if place else None, downloads=downloads)
+        return job_json(
+            job,
+            position=place.position if place else None,
+            eta_seconds=place.eta_seconds if place else None,
+            downloads=downloads,
+        )
 
 
-async def stream_job(request: web.Request, readers: Sessions, job_id: int, *, signed_in: StillSignedIn,
-                     max_seconds: float | None = None) -> web.StreamResponse:
+async def stream_job(
+    request: web.Request, readers: Sessions, job_id: int, *, signed_in: StillSignedIn, max_seconds: float | None = None
+) -> web.StreamResponse:
     """Send the job's state as events until it is final, the page goes away, the session ends (``signed_in``
     asked every ``SESSION_CHECK_SECONDS``), or ``max_seconds`` (default ``STREAM_MAX_SECONDS``) have passed."""
     max_seconds = STREAM_MAX_SECONDS if max_seconds is None else max_seconds
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
     last: tuple[Any, ...] | None = None

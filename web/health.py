@@ -37,8 +37,9 @@ def no_problem() -> str | None:
     return None
 
 
-async def health_report(readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem,
-                        detailed: bool = True) -> tuple[int, dict[str, Any]]:
+async def health_report(
+    readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem, detailed: bool = True
+) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of the health check; without ``detailed`` (anyone but the operator) the body
     names no worker, host or failure: only the verdict, its kind of cause and how many workers are alive."""
     status, body = await _health_report(readers, dead_after=dead_after, worker_problem=worker_problem)
@@ -53,8 +54,9 @@ async def health_report(readers: Sessions, *, dead_after: float, worker_problem:
     return status, public
 
 
-async def _health_report(readers: Sessions, *, dead_after: float,
-                         worker_problem: WorkerProblem) -> tuple[int, dict[str, Any]]:
+async def _health_report(
+    readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem
+) -> tuple[int, dict[str, Any]]:
     now = utcnow()
     try:
         async with readers() as session:
@@ -63,15 +65,20 @@ async def _health_report(readers: Sessions, *, dead_after: float,
         log.warning("health check: the database did not answer: %s", error)
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
     live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]
-    shown = [{"id": w.worker_id, "state": w.state.value, "job": w.current_job_id}
-             | ({"downloading": download_line(w.download)} if w.download else {}) for w in live]
+    shown = [
+        {"id": w.worker_id, "state": w.state.value, "job": w.current_job_id}
+        | ({"downloading": download_line(w.download)} if w.download else {})
+        for w in live
+    ]
     problem = worker_problem() or unavailable_reason(workers, now=now, dead_after_s=dead_after)
     if problem:
-        return 503, {"status": "unavailable", "reason": f"video generation is unavailable: {problem}",
-                     "workers": shown}
+        return 503, {"status": "unavailable", "reason": f"video generation is unavailable: {problem}", "workers": shown}
     if not live:
-        return 503, {"status": "unavailable",
-                     "reason": f"no worker is alive (none heartbeat in the last {dead_after:.0f} s)", "workers": []}
+        return 503, {
+            "status": "unavailable",
+            "reason": f"no worker is alive (none heartbeat in the last {dead_after:.0f} s)",
+            "workers": [],
+        }
     return 200, {"status": "ok", "database": "ok", "workers": shown}
 
 
@@ -84,8 +91,14 @@ class Health:
     """``/healthz``: anyone gets the verdict (computed at most once per ``HEALTH_CACHE_SECONDS``), the operator
     ``is_operator(request)`` the details."""
 
-    def __init__(self, readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem,
-                 is_operator: Callable[[web.Request], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        readers: Sessions,
+        *,
+        dead_after: float,
+        worker_problem: WorkerProblem,
+        is_operator: Callable[[web.Request], Awaitable[bool]],
+    ) -> None:
         self.readers = readers
         self.dead_after = dead_after
         self.worker_problem = worker_problem
@@ -93,13 +106,15 @@ class Health:
         self._public: Cached[tuple[int, dict[str, Any]]] = Cached(HEALTH_CACHE_SECONDS, self._report)
 
     async def _report(self) -> tuple[int, dict[str, Any]]:
-        return await health_report(self.readers, dead_after=self.dead_after, worker_problem=self.worker_problem,
-                                   detailed=False)
+        return await health_report(
+            self.readers, dead_after=self.dead_after, worker_problem=self.worker_problem, detailed=False
+        )
 
     async def handler(self, request: web.Request) -> web.Response:
         if await self.is_operator(request):
-            status, body = await health_report(self.readers, dead_after=self.dead_after,
-                                               worker_problem=self.worker_problem)
+            status, body = await health_report(
+                self.readers, dead_after=self.dead_after, worker_problem=self.worker_problem
+            )
         else:
             status, body = await self._public.get()
         return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})

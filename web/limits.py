@@ -62,9 +62,12 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     ``JSON_BODY_CAP_BYTES`` and ``BadRequest`` for anything but a JSON object."""
     body = await read_capped(request, JSON_BODY_CAP_BYTES)
     if body is None:
-        raise web.HTTPRequestEntityTooLarge(max_size=JSON_BODY_CAP_BYTES, actual_size=request.content_length or 0,
-                                            text=json.dumps({"error": BODY_TOO_LARGE}),
-                                            content_type="application/json")
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=JSON_BODY_CAP_BYTES,
+            actual_size=request.content_length or 0,
+            text=json.dumps({"error": BODY_TOO_LARGE}),
+            content_type="application/json",
+        )
     if not body.strip():
         return {}
     try:

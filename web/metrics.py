@@ -37,8 +37,9 @@ Latency = Callable[[], "float | None"]
 
 
 def _upload_retries_counter() -> Counter:
-    counter = Counter("i2v_upload_retries", "Result uploads to Discord tried again by the bot, by reason.",
-                      ["reason"], registry=None)
+    counter = Counter(
+        "i2v_upload_retries", "Result uploads to Discord tried again by the bot, by reason.", ["reason"], registry=None
+    )
     for reason in UPLOAD_RETRY_REASONS:
         counter.labels(reason=reason)  # every reason shows, at 0 until it happens
     return counter
@@ -65,8 +66,9 @@ class _SnapshotCollector:
 
     def collect(self) -> Iterable[Any]:
         s = self.snapshot
-        jobs = GaugeMetricFamily("i2v_jobs", "Jobs in the store by state (state=queued is the queue depth).",
-                                 labels=["state"])
+        jobs = GaugeMetricFamily(
+            "i2v_jobs", "Jobs in the store by state (state=queued is the queue depth).", labels=["state"]
+        )
         for status, count in s.by_state.items():
             jobs.add_metric([status.value], count)
         yield jobs
@@ -76,17 +78,20 @@ class _SnapshotCollector:
         yield finished
         yield CounterMetricFamily("i2v_gpu_seconds", "GPU-seconds measured for finished jobs.", value=s.gpu_seconds)
         yield _histogram("i2v_job_wait_seconds", "Seconds from enqueue to the start of the last attempt.", s.waits)
-        yield _histogram("i2v_job_generation_seconds", "Seconds from start to finish of succeeded jobs.",
-                         s.generations)
+        yield _histogram("i2v_job_generation_seconds", "Seconds from start to finish of succeeded jobs.", s.generations)
         workers = GaugeMetricFamily("i2v_workers", "Worker processes in the registry by state.", labels=["state"])
         for state, count in s.workers.items():
             workers.add_metric([state.value], count)
         yield workers
         yield CounterMetricFamily("i2v_worker_restarts", "Worker restarts recorded in the registry.", value=s.restarts)
-        yield CounterMetricFamily("i2v_model_switches", "Model switches of the workers (one model unloaded, another "
-                                  "loaded), summed over the registry.", value=s.model_switches)
-        yield CounterMetricFamily("i2v_model_switch_seconds", "Seconds the workers spent switching models.",
-                                  value=s.model_switch_seconds)
+        yield CounterMetricFamily(
+            "i2v_model_switches",
+            "Model switches of the workers (one model unloaded, another loaded), summed over the registry.",
+            value=s.model_switches,
+        )
+        yield CounterMetricFamily(
+            "i2v_model_switch_seconds", "Seconds the workers spent switching models.", value=s.model_switch_seconds
+        )
         for name, value in sorted(self.extra.items()):
             if value is not None and math.isfinite(value):
                 yield GaugeMetricFamily(name, EXTRA_DOCS.get(name, name), value=value)

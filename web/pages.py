@@ -64,8 +64,19 @@ FIELD_CAP_BYTES = 4096  # a text field of the form
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, beyond the image itself
 READ_CHUNK_BYTES = 64 * 1024
 GALLERY_PAGE_SIZE = 6  # videos per gallery page
-PARAM_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "frames", "fps", "steps", "guidance", "seed",
-                "model", "parent")
+PARAM_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "preset",
+    "resolution",
+    "frames",
+    "fps",
+    "steps",
+    "guidance",
+    "seed",
+    "model",
+    "parent",
+)
 AGAIN_MODES = {"reroll": {"seed": None}, "same": {}}
 
 
@@ -92,8 +103,11 @@ async def _read_part(part: BodyPartReader, cap: int) -> bytes:
     while chunk := await part.read_chunk(READ_CHUNK_BYTES):
         buffer += chunk
         if len(buffer) > cap:
-            raise too_large(len(buffer), cap) if part.name == "image" else ParamError(part.name or "field", "...",
-                                                                                       "shorter")
+            raise (
+                too_large(len(buffer), cap)
+                if part.name == "image"
+                else ParamError(part.name or "field", "...", "shorter")
+            )
     return bytes(buffer)
 
 
@@ -128,9 +142,11 @@ async def read_form(request: web.Request, cap: int) -> tuple[dict[str, str], byt
 
 def params_from(fields: dict[str, str], default_model: str) -> Resolved:
     """Resolve the form's values like Discord's options: the model's preset fills in, explicit values override it."""
+
     def given(name: str) -> str | None:
         value = fields.get(name, "").strip()
         return value or None
+
     return resolve_request(
         fields.get("prompt", ""),
         model=given("model") or default_model,
@@ -149,12 +165,26 @@ def model_json(key: str) -> dict[str, Any]:
     """One model's space as the page's form uses it."""
     each = SPACES[key]
     return {
-        "key": key, "name": each.display_name, "resolutions": list(each.resolutions),
-        "frames": [each.frames.minimum, each.frames.maximum], "frames_step": each.frames.step,
-        "frames_offset": each.frames.offset, "fps": each.fps_range, "steps": each.steps_range,
-        "guidance": each.guidance_range, "negative_prompt_applies": each.negative_prompt_applies,
-        "presets": {name: {"resolution": p.resolution, "frames": p.frames, "fps": p.fps, "steps": p.steps,
-                           "guidance": p.guidance} for name, p in each.presets.items()},
+        "key": key,
+        "name": each.display_name,
+        "resolutions": list(each.resolutions),
+        "frames": [each.frames.minimum, each.frames.maximum],
+        "frames_step": each.frames.step,
+        "frames_offset": each.frames.offset,
+        "fps": each.fps_range,
+        "steps": each.steps_range,
+        "guidance": each.guidance_range,
+        "negative_prompt_applies": each.negative_prompt_applies,
+        "presets": {
+            name: {
+                "resolution": p.resolution,
+                "frames": p.frames,
+                "fps": p.fps,
+                "steps": p.steps,
+                "guidance": p.guidance,
+            }
+            for name, p in each.presets.items()
+        },
     }
 
 
@@ -167,8 +197,14 @@ class Pages:
 
     def origin(self, user: WebUser, parent: int | None = None) -> Origin:
         # the server the sign-in link was made in: its bans, pauses and caps apply as to /animate there
-        return Origin(user_id=user.user_id, guild_id=user.guild_id, channel_id=WEB_CHANNEL_ID,
-                      source=JobSource.WEB.value, upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES, parent_job_id=parent)
+        return Origin(
+            user_id=user.user_id,
+            guild_id=user.guild_id,
+            channel_id=WEB_CHANNEL_ID,
+            source=JobSource.WEB.value,
+            upload_limit_bytes=WEB_UPLOAD_LIMIT_BYTES,
+            parent_job_id=parent,
+        )
 
     async def own_job(self, user: WebUser, job_id: int) -> Job | None:
         async with self.ctx.readers() as session:
@@ -186,53 +222,77 @@ class Pages:
 
     async def me(self, request: web.Request) -> web.Response:
         user = _user(request)
-        return web.json_response({
-            "signed_in": True, "user_id": str(user.user_id), "operator": user.is_operator,
-            "name": "this machine's operator" if user.user_id == LOCAL_OPERATOR_ID else
-                    f"Discord user {user.user_id}" + (" (operator)" if user.is_operator else ""),
-            "csrf_token": user.csrf_token,
-        })
+        return web.json_response(
+            {
+                "signed_in": True,
+                "user_id": str(user.user_id),
+                "operator": user.is_operator,
+                "name": "this machine's operator"
+                if user.user_id == LOCAL_OPERATOR_ID
+                else f"Discord user {user.user_id}" + (" (operator)" if user.is_operator else ""),
+                "csrf_token": user.csrf_token,
+            }
+        )
 
     async def options(self, request: web.Request) -> web.Response:
         """The enabled models with their ranges and presets (generator.model_spaces), the default model first, and
         the union of their ranges (the page draws its form from these)."""
         models = self.config.models
         bounds = union_bounds(models)
-        return web.json_response({
-            "models": [model_json(key) for key in models], "default_model": models[0],
-            "resolutions": list(bounds.resolutions), "frames": bounds.frames, "fps": bounds.fps,
-            "steps": bounds.steps, "guidance": bounds.guidance, "seed": SEED_RANGE,
-            "max_prompt_chars": MAX_PROMPT_CHARS, "default_preset": DEFAULT_PRESET,
-            "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
-            "presets": model_json(models[0])["presets"],
-            "max_upload_bytes": self.config.upload_cap_bytes,
-        })
+        return web.json_response(
+            {
+                "models": [model_json(key) for key in models],
+                "default_model": models[0],
+                "resolutions": list(bounds.resolutions),
+                "frames": bounds.frames,
+                "fps": bounds.fps,
+                "steps": bounds.steps,
+                "guidance": bounds.guidance,
+                "seed": SEED_RANGE,
+                "max_prompt_chars": MAX_PROMPT_CHARS,
+                "default_preset": DEFAULT_PRESET,
+                "default_negative_prompt": DEFAULT_NEGATIVE_PROMPT,
+                "presets": model_json(models[0])["presets"],
+                "max_upload_bytes": self.config.upload_cap_bytes,
+            }
+        )
 
     async def quota(self, request: web.Request) -> web.Response:
         user = _user(request)
         async with self.ctx.readers() as session:
             status = await quota_status(session, user.user_id, policy_for(self.config, user))
-        return web.json_response({
-            "budget": status.budget, "used": status.used, "reserved": status.reserved, "remaining": status.remaining,
-            "refill_at": iso(status.refill_at), "pending": status.pending, "max_pending": status.max_pending,
-            "banned": status.banned,
-        })
+        return web.json_response(
+            {
+                "budget": status.budget,
+                "used": status.used,
+                "reserved": status.reserved,
+                "remaining": status.remaining,
+                "refill_at": iso(status.refill_at),
+                "pending": status.pending,
+                "max_pending": status.max_pending,
+                "banned": status.banned,
+            }
+        )
 
     async def job(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
         async with self.ctx.readers() as session:
             place = await queue_position(session, job.id)
             downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
-        return web.json_response(job_json(job, position=place.position, eta_seconds=place.eta_seconds,
-                                          downloads=downloads))
+        return web.json_response(
+            job_json(job, position=place.position, eta_seconds=place.eta_seconds, downloads=downloads)
+        )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         user = _user(request)
         job = await self.job_or_404(request)
         with self.ctx.limits.streams.hold(user.user_id) as held:
             if not held:
-                log.info("user %s already holds %d event streams; refused another", user.user_id,
-                         self.ctx.limits.streams.per_user)
+                log.info(
+                    "user %s already holds %d event streams; refused another",
+                    user.user_id,
+                    self.ctx.limits.streams.per_user,
+                )
                 return error(429, TOO_MANY_STREAMS)
             token = request.cookies.get(SESSION_COOKIE, "")
 
@@ -273,8 +333,13 @@ class Pages:
             async with readers() as session:
                 return await DATABASE_BLOBS.read_input_range(session, sha256, start, length)
 
-        return await send_blob(request, size=size, read=read, content_type="application/octet-stream",
-                               headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+        return await send_blob(
+            request,
+            size=size,
+            read=read,
+            content_type="application/octet-stream",
+            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def gallery(self, request: web.Request) -> web.Response:
         user = _user(request)
@@ -285,8 +350,9 @@ class Pages:
         async with self.ctx.readers() as session:
             found = await user_videos(session, user.user_id, offset=page * GALLERY_PAGE_SIZE, limit=GALLERY_PAGE_SIZE)
         pages = max(1, -(-found.total // GALLERY_PAGE_SIZE))
-        return web.json_response({"page": page, "pages": pages, "total": found.total,
-                                  "videos": [job_json(job) for job in found.jobs]})
+        return web.json_response(
+            {"page": page, "pages": pages, "total": found.total, "videos": [job_json(job) for job in found.jobs]}
+        )
 
     # -- changing ---------------------------------------------------------------------------------------------
 
@@ -314,9 +380,12 @@ class Pages:
             resolved = params_from(fields, self.config.models[0])
             params = resolved.params
             async with self.ctx.readers() as session:  # before the image is decoded or stored
-                await check_prompt(session, guild_id=user.guild_id,
-                                   texts=prompt_texts(params.prompt, params.negative_prompt),
-                                   setting_terms=self.config.prompt_blocklist)
+                await check_prompt(
+                    session,
+                    guild_id=user.guild_id,
+                    texts=prompt_texts(params.prompt, params.negative_prompt),
+                    setting_terms=self.config.prompt_blocklist,
+                )
             parent_id = fields.get("parent", "").strip()
             size = None
             if image is not None:
@@ -328,9 +397,14 @@ class Pages:
             else:
                 raise ImageError("empty", "(choose a picture first)")
             async with self.ctx.sessions.begin() as session:
-                job = await enqueue_request(session, stored=stored, params=params,
-                                            origin=self.origin(user, parent.id if parent else None),
-                                            policy=policy_for(self.config, user), size=size)
+                job = await enqueue_request(
+                    session,
+                    stored=stored,
+                    params=params,
+                    origin=self.origin(user, parent.id if parent else None),
+                    policy=policy_for(self.config, user),
+                    size=size,
+                )
         except (ImageError, ParamError, RequestRefused) as exc:
             log.info("web request of user %s refused: %s", user.user_id, exc)
             return await self._refused(user, exc)
@@ -348,9 +422,14 @@ class Pages:
         try:
             resolved, size = variant_of(parent, changes)
             async with self.ctx.sessions.begin() as session:
-                job = await enqueue_request(session, stored=stored_input_of(parent), params=resolved.params,
-                                            origin=self.origin(user, parent.id), policy=policy_for(self.config, user),
-                                            size=size)
+                job = await enqueue_request(
+                    session,
+                    stored=stored_input_of(parent),
+                    params=resolved.params,
+                    origin=self.origin(user, parent.id),
+                    policy=policy_for(self.config, user),
+                    size=size,
+                )
         except (ParamError, RequestRefused) as exc:
             return await self._refused(user, exc)
         log.info("job %s is the web %s of job %s", job.id, request.query["mode"], parent.id)
@@ -361,8 +440,9 @@ class Pages:
         rolled back)."""
         if isinstance(exc, PromptBlocked):
             async with self.ctx.sessions.begin() as session:
-                await record_blocked(session, exc, user_id=user.user_id, guild_id=user.guild_id,
-                                     source=JobSource.WEB.value)
+                await record_blocked(
+                    session, exc, user_id=user.user_id, guild_id=user.guild_id, source=JobSource.WEB.value
+                )
         return refusal(exc)
 
     async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
@@ -371,8 +451,12 @@ class Pages:
         async with self.ctx.readers() as session:
             place = await queue_position(session, job.id)
             fresh = await find_job(session, job.id)
-            notice = await availability_notice(session, own_problem=self.ctx.facts.worker_problem(),
-                                               dead_after_s=self.config.worker_dead_after, model=job.model)
+            notice = await availability_notice(
+                session,
+                own_problem=self.ctx.facts.worker_problem(),
+                dead_after_s=self.config.worker_dead_after,
+                model=job.model,
+            )
             downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
         body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds, downloads=downloads)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)

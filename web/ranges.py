@@ -49,8 +49,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-async def send_blob(request: web.Request, *, size: int, read: ReadRange, content_type: str,
-                    headers: Mapping[str, str]) -> web.StreamResponse:
+async def send_blob(
+    request: web.Request, *, size: int, read: ReadRange, content_type: str, headers: Mapping[str, str]
+) -> web.StreamResponse:
     """Answer ``request`` with the blob (or the range it asked for), reading it ``CHUNK_BYTES`` at a time."""
     base = {**headers, "Accept-Ranges": "bytes", "Content-Type": content_type}
     try:

@@ -18,8 +18,10 @@ DISCORD_TIME_TAG = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
 
 def plain(message: str) -> str:
     """A user-facing message with Discord's time tags (``<t:1700000000:R>``) written as UTC times."""
+
     def when(match: re.Match[str]) -> str:
         return "at " + datetime.fromtimestamp(int(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
     return DISCORD_TIME_TAG.sub(when, message)
 
 
@@ -27,8 +29,13 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def job_json(job: Job, *, position: int | None = None, eta_seconds: float | None = None,
-             downloads: Mapping[str, ModelDownload] | None = None) -> dict[str, Any]:
+def job_json(
+    job: Job,
+    *,
+    position: int | None = None,
+    eta_seconds: float | None = None,
+    downloads: Mapping[str, ModelDownload] | None = None,
+) -> dict[str, Any]:
     """Everything the page shows about one of the user's jobs; a queued job whose model a worker is downloading
     (``downloads``, by model key) says how far that is instead of an estimate."""
     download = (downloads or {}).get(job.model) if job.status == JobStatus.QUEUED else None

@@ -38,15 +38,17 @@ SHUTDOWN_TIMEOUT_SECONDS = 3.0  # open event streams are closed after this on st
 class WebServer:
     """The page and the operations endpoints, over the job store's sessions."""
 
-    def __init__(self, config: WebConfig, *, sessions: Sessions, readers: Sessions,
-                 facts: AppFacts | None = None) -> None:
+    def __init__(
+        self, config: WebConfig, *, sessions: Sessions, readers: Sessions, facts: AppFacts | None = None
+    ) -> None:
         self.config = config
         self.sessions = sessions
         self.readers = readers
         self.facts: AppFacts = facts if facts is not None else NoAppFacts()
         self.limits = PageLimits()
-        self.context = PageContext(config=config, sessions=sessions, readers=readers, facts=self.facts,
-                                   limits=self.limits)
+        self.context = PageContext(
+            config=config, sessions=sessions, readers=readers, facts=self.facts, limits=self.limits
+        )
         self.auth = Auth(config, sessions, readers)
         self.loop_lag = LoopLag()
         self.port: int | None = None
@@ -60,15 +62,23 @@ class WebServer:
 
     def make_app(self) -> web.Application:
         """The aiohttp application with every route."""
-        app = web.Application(middlewares=[access_log(self.config.trusted_proxies), self.bounds, self.auth.middleware],
-                              client_max_size=self.config.upload_cap_bytes + FORM_OVERHEAD_BYTES)
+        app = web.Application(
+            middlewares=[access_log(self.config.trusted_proxies), self.bounds, self.auth.middleware],
+            client_max_size=self.config.upload_cap_bytes + FORM_OVERHEAD_BYTES,
+        )
         pages, console = Pages(self.context), Console(self.context)
-        health = Health(self.readers, dead_after=self.config.worker_dead_after,
-                        worker_problem=self.facts.worker_problem, is_operator=self.auth.is_operator)
+        health = Health(
+            self.readers,
+            dead_after=self.config.worker_dead_after,
+            worker_problem=self.facts.worker_problem,
+            is_operator=self.auth.is_operator,
+        )
         r = app.router
         r.add_get("/healthz", health.handler)
-        r.add_get("/metrics", metrics_handler(self.readers, gateway_latency=self.facts.gateway_latency,
-                                              loop_lag=self.loop_lag))
+        r.add_get(
+            "/metrics",
+            metrics_handler(self.readers, gateway_latency=self.facts.gateway_latency, loop_lag=self.loop_lag),
+        )
         r.add_get("/", _file("index.html"))
         r.add_get("/console", _file("console.html"))
         r.add_get("/signin", self.auth.sign_in_page)
@@ -107,8 +117,9 @@ class WebServer:
         cap = body_cap(request.method, request.path, self.config.upload_cap_bytes, FORM_OVERHEAD_BYTES)
         if request.content_length is not None and request.content_length > cap:
             if request.path in UPLOAD_PATHS:  # the image is what is too large: say so as Discord does
-                return error(413, str(too_large(request.content_length - FORM_OVERHEAD_BYTES,
-                                                self.config.upload_cap_bytes)))
+                return error(
+                    413, str(too_large(request.content_length - FORM_OVERHEAD_BYTES, self.config.upload_cap_bytes))
+                )
             return error(413, BODY_TOO_LARGE)
         try:
             return await handler(request)
@@ -131,8 +142,9 @@ class WebServer:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
         self.loop_lag.start()
-        self._delivery = asyncio.create_task(delivery_loop(self.config, self.sessions, self.readers),
-                                             name="web-delivery")
+        self._delivery = asyncio.create_task(
+            delivery_loop(self.config, self.sessions, self.readers), name="web-delivery"
+        )
         log.info("web page on %s (listening on %s:%s; every visitor signs in)", self.url, self.config.host, self.port)
         await self.print_operator_link()
 
@@ -142,8 +154,13 @@ class WebServer:
         link, who = await operator_link(self.sessions, self.config, self.port)
         line = f"Operator sign-in: {link}"
         print(line, flush=True)
-        log.info("%s (acts as %s user %s; works once, within %d minutes)", line, who.source, who.user_id,
-                 self.config.operator_link_ttl_seconds // 60)
+        log.info(
+            "%s (acts as %s user %s; works once, within %d minutes)",
+            line,
+            who.source,
+            who.user_id,
+            self.config.operator_link_ttl_seconds // 60,
+        )
 
     async def stop(self) -> None:
         """Stop serving (open event streams are cut) and the background tasks."""
@@ -156,8 +173,7 @@ class WebServer:
             self._runner = None
 
 
-async def start_web_page(settings: WebSettings, *, sessions: Sessions, readers: Sessions,
-                         facts: AppFacts) -> WebServer:
+async def start_web_page(settings: WebSettings, *, sessions: Sessions, readers: Sessions, facts: AppFacts) -> WebServer:
     """The one way the app starts its page, with Discord or without: bind WEB_HOST:WEB_PORT, serve, and print the
     operator's sign-in link. Raises OSError when the address cannot be bound."""
     server = WebServer(WebConfig.from_settings(settings), sessions=sessions, readers=readers, facts=facts)
@@ -169,11 +185,14 @@ def _file(name: str) -> Handler:
     path = STATIC_DIR / name
 
     async def serve(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(path, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                               "Content-Security-Policy": CSP})
+        return web.FileResponse(
+            path, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": CSP}
+        )
 
     return serve
 
 
-CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
-       "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+)

@@ -25,11 +25,19 @@ def embedded_supervisor(settings: Any) -> Any:
     from generator.supervisor import WorkerSupervisor
     from generator.supervisor_state import RestartPolicy
 
-    policy = RestartPolicy(backoff_initial_s=settings.restart_backoff, backoff_max_s=settings.restart_backoff_max,
-                           unavailable_after=settings.unavailable_after,
-                           unavailable_retry_s=settings.unavailable_retry)
-    return WorkerSupervisor(database_url=settings.database_url, model=settings.model,
-                            output_dir=str(settings.output_dir), stop_grace_s=settings.grace_seconds, policy=policy)
+    policy = RestartPolicy(
+        backoff_initial_s=settings.restart_backoff,
+        backoff_max_s=settings.restart_backoff_max,
+        unavailable_after=settings.unavailable_after,
+        unavailable_retry_s=settings.unavailable_retry,
+    )
+    return WorkerSupervisor(
+        database_url=settings.database_url,
+        model=settings.model,
+        output_dir=str(settings.output_dir),
+        stop_grace_s=settings.grace_seconds,
+        policy=policy,
+    )
 
 
 def supervisor_problem(supervisor: Any) -> str | None:
@@ -55,8 +63,13 @@ class PageOnlyFacts:
 
 
 async def _maintain(settings: Any, sessions: Any) -> None:
-    maintenance = Maintenance(sessions, dead_after_s=settings.worker_dead_after, retention_days=settings.retention_days,
-                              retention_interval_s=settings.retention_interval, output_dir=settings.output_dir)
+    maintenance = Maintenance(
+        sessions,
+        dead_after_s=settings.worker_dead_after,
+        retention_days=settings.retention_days,
+        retention_interval_s=settings.retention_interval,
+        output_dir=settings.output_dir,
+    )
     while True:
         try:
             await maintenance.run_due()
@@ -86,8 +99,10 @@ async def serve_page_only(settings: Any, stop: asyncio.Event) -> None:
             supervisor = facts.supervisor = embedded_supervisor(settings)
             await supervisor.start()
         maintenance = asyncio.create_task(_maintain(settings, sessions), name="web-only-maintenance")
-        log.info("running without Discord (no DISCORD_TOKEN): the web page and %s worker",
-                 "the embedded" if supervisor is not None else "external")
+        log.info(
+            "running without Discord (no DISCORD_TOKEN): the web page and %s worker",
+            "the embedded" if supervisor is not None else "external",
+        )
         await stop.wait()
     finally:
         if maintenance is not None:

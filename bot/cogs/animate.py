@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRESET_CHOICES = [app_commands.Choice(name=preset_choice_name(name, default=DEFAULT_PRESET), value=name)
-                  for name in PRESET_NAMES]
+PRESET_CHOICES = [
+    app_commands.Choice(name=preset_choice_name(name, default=DEFAULT_PRESET), value=name) for name in PRESET_NAMES
+]
 
 
 def fit_options(command: app_commands.Command[Any, ..., Any], models: tuple[str, ...]) -> None:
@@ -40,8 +41,12 @@ def fit_options(command: app_commands.Command[Any, ..., Any], models: tuple[str,
     else:
         del params["model"]
     change("resolution", choices=[app_commands.Choice(name=name, value=name) for name in bounds.resolutions])
-    for name, (low, high) in (("frames", bounds.frames), ("fps", bounds.fps), ("steps", bounds.steps),
-                              ("guidance", bounds.guidance)):
+    for name, (low, high) in (
+        ("frames", bounds.frames),
+        ("fps", bounds.fps),
+        ("steps", bounds.steps),
+        ("guidance", bounds.guidance),
+    ):
         change(name, min_value=low, max_value=high)
 
 

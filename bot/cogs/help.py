@@ -32,8 +32,11 @@ def usable_commands(
     groups: list[tuple[str, str, list[str]]] = []
     for command in tree.get_commands(type=discord.AppCommandType.chat_input):
         if isinstance(command, app_commands.Group):
-            subs = [sub.name for sub in command.walk_commands()
-                    if isinstance(sub, app_commands.Command) and may_use(interaction, sub)]
+            subs = [
+                sub.name
+                for sub in command.walk_commands()
+                if isinstance(sub, app_commands.Command) and may_use(interaction, sub)
+            ]
             if subs:
                 groups.append((command.name, command.description, subs))
         elif isinstance(command, app_commands.Command) and may_use(interaction, command):
@@ -55,9 +58,15 @@ class Help(commands.Cog):
             quota = await quota_status(session, interaction.user.id, self.bot.quota_policy(interaction))
         plain, groups = usable_commands(self.bot.tree, interaction)
         models = [(SPACES[key].display_name, SPACES[key].presets) for key in self.bot.settings.models]
-        embed = render_help(plain, groups, models, DEFAULT_PRESET, quota,
-                            page_url=self.bot.settings.web_public_url,
-                            mentions=self.bot.get_cog("Mentions") is not None)
+        embed = render_help(
+            plain,
+            groups,
+            models,
+            DEFAULT_PRESET,
+            quota,
+            page_url=self.bot.settings.web_public_url,
+            mentions=self.bot.get_cog("Mentions") is not None,
+        )
         await interaction.followup.send(embed=embed, ephemeral=True)
 
 

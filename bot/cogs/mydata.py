@@ -55,10 +55,10 @@ class MyData(commands.Cog):
             text += f" Deleted {deleted.reports} report(s) made by or about {'you' if whose == 'your' else 'them'}."
         if deleted.still_running:
             running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
-            text += (f" Running now and asked to stop: {running}; run this again once it has ended to delete its "
-                     "image too.")
-        await interaction.followup.send(text, ephemeral=True,
-                                        allowed_mentions=discord.AllowedMentions.none())
+            text += (
+                f" Running now and asked to stop: {running}; run this again once it has ended to delete its image too."
+            )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
 async def setup(bot: I2VBot) -> None:

@@ -72,8 +72,9 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
         await scoped.cancel(self.bot, interaction, BOT_WIDE, job)
 
     @cancel.autocomplete("job")
-    async def cancel_job_choices(self, interaction: discord.Interaction,
-                                 current: str) -> list[app_commands.Choice[int]]:
+    async def cancel_job_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
         """Every server's queued and running jobs."""
         return await job_id_choices(self.bot, interaction, current)
 
@@ -192,8 +193,9 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
     # -- bans ---------------------------------------------------------------------------------------------
 
     @app_commands.command(name="ban")
-    @app_commands.describe(user="Who to ban (from every server the bot is in).",
-                           reason="Shown to them when a request is refused.")
+    @app_commands.describe(
+        user="Who to ban (from every server the bot is in).", reason="Shown to them when a request is refused."
+    )
     @operator_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
         """Ban someone on every server: their queued videos are cancelled and refunded, a running one finishes."""

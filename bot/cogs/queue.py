@@ -60,8 +60,9 @@ class Queue(commands.Cog):
         await interaction.followup.send(await cancel_job_for(self.bot, target), ephemeral=True)
 
     @cancel.autocomplete("job")
-    async def cancel_job_choices(self, interaction: discord.Interaction,
-                                 current: str) -> list[app_commands.Choice[int]]:
+    async def cancel_job_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
         """The caller's own queued and running jobs."""
         return await job_id_choices(self.bot, interaction, current, own=True)
 

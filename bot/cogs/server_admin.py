@@ -67,8 +67,10 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         self.bot = bot
         super().__init__()
         models = self.models._params  # the enabled models are offered by name
-        models["model"] = dataclasses.replace(models["model"], choices=[
-            app_commands.Choice(name=SPACES[key].display_name, value=key) for key in bot.settings.models])
+        models["model"] = dataclasses.replace(
+            models["model"],
+            choices=[app_commands.Choice(name=SPACES[key].display_name, value=key) for key in bot.settings.models],
+        )
 
     async def _defer(self, interaction: discord.Interaction) -> int:
         """Acknowledge (ephemeral) and return this server's id."""
@@ -98,8 +100,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         await scoped.cancel(self.bot, interaction, self._here(interaction), job)
 
     @cancel.autocomplete("job")
-    async def cancel_job_choices(self, interaction: discord.Interaction,
-                                 current: str) -> list[app_commands.Choice[int]]:
+    async def cancel_job_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
         """This server's queued and running jobs."""
         return await job_id_choices(self.bot, interaction, current, guild_id=self._here(interaction))
 
@@ -180,8 +183,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
 
     @app_commands.command(name="models")
     @server_admin_only()
-    async def models(self, interaction: discord.Interaction, model: str | None = None,
-                     allowed: bool | None = None) -> None:
+    async def models(
+        self, interaction: discord.Interaction, model: str | None = None, allowed: bool | None = None
+    ) -> None:
         """Show or choose which of the bot's video models members may use on this server.
 
         Parameters
@@ -198,8 +202,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
                 chosen = await allowed_models(session, guild_id, enabled)
         else:
             async with self.bot.sessions.begin() as session:
-                chosen = await set_guild_model(session, guild_id, enabled, model=model, allowed=allowed,
-                                               by=interaction.user.id)
+                chosen = await set_guild_model(
+                    session, guild_id, enabled, model=model, allowed=allowed, by=interaction.user.id
+                )
             log.info("admin %s set the models of guild %s: %s", interaction.user.id, guild_id, chosen)
         names = ", ".join(display_name(key) for key in chosen)
         forbidden = [display_name(key) for key in enabled if key not in chosen]
@@ -211,8 +216,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
     # -- bans from this server ------------------------------------------------------------------------------
 
     @app_commands.command(name="ban")
-    @app_commands.describe(user="Who to ban (in this server only).",
-                           reason="Shown to them when a request here is refused.")
+    @app_commands.describe(
+        user="Who to ban (in this server only).", reason="Shown to them when a request here is refused."
+    )
     @server_admin_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User, reason: Reason | None = None) -> None:
         """Stop someone from making videos in this server: their queued videos here are cancelled."""
@@ -264,8 +270,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
 
     @app_commands.command(name="safety")
     @server_admin_only()
-    async def safety(self, interaction: discord.Interaction, unsafe_videos: UnsafeVideos | None = None,
-                     spoilers: bool | None = None) -> None:
+    async def safety(
+        self, interaction: discord.Interaction, unsafe_videos: UnsafeVideos | None = None, spoilers: bool | None = None
+    ) -> None:
         """Show or set where flagged videos may be posted here, and whether every result is a spoiler.
 
         Parameters

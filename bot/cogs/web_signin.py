@@ -47,8 +47,9 @@ class WebSignIn(commands.Cog):
         async with self.bot.sessions.begin() as session:
             # a user banned from the bot, or from this server, gets no link (the tree's error answer says why)
             await refuse_banned(session, interaction.user.id, interaction.guild_id)
-            token = await create_link(session, interaction.user.id, guild_id=interaction.guild_id,
-                                      role_ids=member_role_ids(interaction))
+            token = await create_link(
+                session, interaction.user.id, guild_id=interaction.guild_id, role_ids=member_role_ids(interaction)
+            )
         minutes = int(DEFAULT_LINK_TTL_SECONDS // 60)
         await interaction.followup.send(
             f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n"

@@ -129,8 +129,15 @@ class Run:
 
     @classmethod
     def of(cls, params: GenerationParams) -> Run:
-        return cls(prompt=params.prompt, negative_prompt=params.negative_prompt, frames=params.frames,
-                   fps=params.fps, steps=params.steps, guidance=params.guidance, seed=params.seed)
+        return cls(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            frames=params.frames,
+            fps=params.fps,
+            steps=params.steps,
+            guidance=params.guidance,
+            seed=params.seed,
+        )
 
 
 class VideoBackend:
@@ -228,8 +235,7 @@ class VideoBackend:
             pipe.enable_model_cpu_offload(device=device)
             backend._offloaded = True
         if options.compile_unet:
-            backend.warm_up(backend.default_warmup_shapes() if options.warmup_shapes is None
-                            else options.warmup_shapes)
+            backend.warm_up(backend.default_warmup_shapes() if options.warmup_shapes is None else options.warmup_shapes)
         return backend
 
     def _after_prepare(self) -> None:
@@ -250,15 +256,35 @@ class VideoBackend:
         with self._one_job():
             for width, height, frames in shapes:
                 shape_started = time.perf_counter()
-                run = Run(prompt="warm-up", negative_prompt="", frames=frames, fps=self.native_fps,
-                          steps=WARMUP_STEPS, guidance=WARMUP_GUIDANCE, seed=0)
+                run = Run(
+                    prompt="warm-up",
+                    negative_prompt="",
+                    frames=frames,
+                    fps=self.native_fps,
+                    steps=WARMUP_STEPS,
+                    guidance=WARMUP_GUIDANCE,
+                    seed=0,
+                )
                 try:
-                    self._call(fit_image(grey, width, height), run, width, height, StepReporter(
-                        WARMUP_STEPS, None, None, None), False, "latent")
+                    self._call(
+                        fit_image(grey, width, height),
+                        run,
+                        width,
+                        height,
+                        StepReporter(WARMUP_STEPS, None, None, None),
+                        False,
+                        "latent",
+                    )
                 finally:
                     self._recover()
-                log.info("%s warm-up %dx%d, %d frames: %.1f s", self.key, width, height, frames,
-                         time.perf_counter() - shape_started)
+                log.info(
+                    "%s warm-up %dx%d, %d frames: %.1f s",
+                    self.key,
+                    width,
+                    height,
+                    frames,
+                    time.perf_counter() - shape_started,
+                )
         elapsed = time.perf_counter() - started
         self.warmup_s += elapsed
         return elapsed
@@ -302,7 +328,7 @@ class VideoBackend:
 
     @property
     def device_name(self) -> str:
-        """"cpu" or the GPU's name."""
+        """ "cpu" or the GPU's name."""
         if self.device.type == "cuda":
             return torch.cuda.get_device_name(self.device)
         return self.device.type
@@ -373,12 +399,15 @@ class VideoBackend:
         step = self.size_multiple()
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value < MIN_SIZE_PX or value % step:
-                raise ValueError(f"{name} must be a multiple of {step} of at least {MIN_SIZE_PX} px for "
-                                 f"{self.label}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be a multiple of {step} of at least {MIN_SIZE_PX} px for {self.label}, got {value!r}"
+                )
         frames_step = self.frame_multiple()
         if frames_step > 1 and params.frames % frames_step != 1:
-            raise ValueError(f"frames must be {frames_step}k+1 for {self.label} (e.g. "
-                             f"{params.frames // frames_step * frames_step + 1}), got {params.frames}")
+            raise ValueError(
+                f"frames must be {frames_step}k+1 for {self.label} (e.g. "
+                f"{params.frames // frames_step * frames_step + 1}), got {params.frames}"
+            )
 
     @contextlib.contextmanager
     def _one_job(self) -> Iterator[None]:
@@ -413,8 +442,9 @@ class VideoBackend:
             output = self._run(image, params, width, height, on_step, should_cancel, low_memory, on_phase, "np")
         frames = np.asarray(output)
         if frames.shape != (params.frames, height, width, 3):
-            raise GenerationFailed(f"the pipeline returned frames of shape {frames.shape}, "
-                                   f"expected {(params.frames, height, width, 3)}")
+            raise GenerationFailed(
+                f"the pipeline returned frames of shape {frames.shape}, expected {(params.frames, height, width, 3)}"
+            )
         if not np.isfinite(frames).all():
             raise GenerationFailed("the model produced invalid (NaN or infinite) frames; try another seed")
         pixels = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
@@ -438,8 +468,9 @@ class VideoBackend:
             raise ValueError(f"output must be 'latents' or 'frames', got {output!r}")
         self.check_request(image, params, width, height)
         with self._one_job():
-            result = self._run(image, params, width, height, None, None, False, None,
-                               "latent" if output == "latents" else "np")
+            result = self._run(
+                image, params, width, height, None, None, False, None, "latent" if output == "latents" else "np"
+            )
         if isinstance(result, torch.Tensor):
             return result.detach().to("cpu", torch.float32).numpy()
         return np.asarray(result, dtype=np.float32)

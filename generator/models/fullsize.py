@@ -35,24 +35,50 @@ PUBLISHED_TOLERANCE: float = 0.05
 
 I2VGENXL_UNET: dict[str, Any] = {"sample_size": 32}  # every other I2VGenXLUNet default is the released model's
 I2VGENXL_VAE: dict[str, Any] = {
-    "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 768,
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 768,
     "scaling_factor": 0.18215,
 }
 I2VGENXL_TEXT: dict[str, Any] = {
-    "vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-    "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
-    "projection_dim": 1024, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
+    "vocab_size": 49408,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "projection_dim": 1024,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
 }
 I2VGENXL_VISION: dict[str, Any] = {
-    "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "num_attention_heads": 16,
-    "image_size": 224, "patch_size": 14, "num_channels": 3, "projection_dim": 1024, "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "num_channels": 3,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
     "layer_norm_eps": 1e-5,
 }
 I2VGENXL_SCHEDULER: dict[str, Any] = {
-    "beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True, "set_alpha_to_one": True,
-    "clip_sample": False, "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "v_prediction",
+    "beta_schedule": "squaredcos_cap_v2",
+    "rescale_betas_zero_snr": True,
+    "set_alpha_to_one": True,
+    "clip_sample": False,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "prediction_type": "v_prediction",
 }
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -60,49 +86,119 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 # --- Wan 2.2 TI2V-5B (Wan-AI/Wan2.2-TI2V-5B-Diffusers) ------------------------------------------------------------
 
 WAN_TRANSFORMER: dict[str, Any] = {
-    "patch_size": (1, 2, 2), "num_attention_heads": 24, "attention_head_dim": 128, "in_channels": 48,
-    "out_channels": 48, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 14336, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
-    "added_kv_proj_dim": None, "rope_max_seq_len": 1024,
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 24,
+    "attention_head_dim": 128,
+    "in_channels": 48,
+    "out_channels": 48,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 14336,
+    "num_layers": 30,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "image_dim": None,
+    "added_kv_proj_dim": None,
+    "rope_max_seq_len": 1024,
 }
 WAN_VAE: dict[str, Any] = {
-    "base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
-    "attn_scales": [], "temperal_downsample": [False, True, True], "dropout": 0.0, "is_residual": True,
-    "in_channels": 12, "out_channels": 12, "patch_size": 2, "scale_factor_spatial": 16, "scale_factor_temporal": 4,
+    "base_dim": 160,
+    "decoder_base_dim": 256,
+    "z_dim": 48,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+    "dropout": 0.0,
+    "is_residual": True,
+    "in_channels": 12,
+    "out_channels": 12,
+    "patch_size": 2,
+    "scale_factor_spatial": 16,
+    "scale_factor_temporal": 4,
     # the latents' normalisation statistics do not change shapes or timings; random weights make them moot
-    "latents_mean": [0.0] * 48, "latents_std": [1.0] * 48,
+    "latents_mean": [0.0] * 48,
+    "latents_std": [1.0] * 48,
 }
 UMT5_XXL_ENCODER: dict[str, Any] = {  # google/umt5-xxl, encoder only
-    "vocab_size": 256384, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
-    "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128, "dropout_rate": 0.0,
-    "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "is_encoder_decoder": False,
+    "vocab_size": 256384,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "dropout_rate": 0.0,
+    "feed_forward_proj": "gated-gelu",
+    "tie_word_embeddings": False,
+    "is_encoder_decoder": False,
 }
-WAN_SCHEDULER: dict[str, Any] = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "flow_shift": 5.0,
-                                 "num_train_timesteps": 1000}
+WAN_SCHEDULER: dict[str, Any] = {
+    "prediction_type": "flow_prediction",
+    "use_flow_sigmas": True,
+    "flow_shift": 5.0,
+    "num_train_timesteps": 1000,
+}
 
 # --- LTX-Video 0.9.7 (Lightricks/LTX-Video-0.9.7-distilled, 13B) ---------------------------------------------------
 
 LTX_TRANSFORMER: dict[str, Any] = {
-    "in_channels": 128, "out_channels": 128, "patch_size": 1, "patch_size_t": 1, "num_attention_heads": 32,
-    "attention_head_dim": 128, "cross_attention_dim": 4096, "num_layers": 48, "activation_fn": "gelu-approximate",
-    "qk_norm": "rms_norm_across_heads", "norm_elementwise_affine": False, "norm_eps": 1e-6,
-    "caption_channels": 4096, "attention_bias": True, "attention_out_bias": True,
+    "in_channels": 128,
+    "out_channels": 128,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "num_attention_heads": 32,
+    "attention_head_dim": 128,
+    "cross_attention_dim": 4096,
+    "num_layers": 48,
+    "activation_fn": "gelu-approximate",
+    "qk_norm": "rms_norm_across_heads",
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-6,
+    "caption_channels": 4096,
+    "attention_bias": True,
+    "attention_out_bias": True,
 }
 LTX_VAE: dict[str, Any] = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 128, "block_out_channels": (128, 256, 512, 1024, 2048),
-    "down_block_types": ("LTXVideo095DownBlock3D",) * 4, "decoder_block_out_channels": (256, 512, 1024),
-    "layers_per_block": (4, 6, 6, 2, 2), "decoder_layers_per_block": (5, 5, 5, 5),
-    "spatio_temporal_scaling": (True, True, True, True), "decoder_spatio_temporal_scaling": (True, True, True),
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 128,
+    "block_out_channels": (128, 256, 512, 1024, 2048),
+    "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
+    "decoder_block_out_channels": (256, 512, 1024),
+    "layers_per_block": (4, 6, 6, 2, 2),
+    "decoder_layers_per_block": (5, 5, 5, 5),
+    "spatio_temporal_scaling": (True, True, True, True),
+    "decoder_spatio_temporal_scaling": (True, True, True),
     "decoder_inject_noise": (False, False, False, False),
     "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-    "upsample_residual": (True, True, True), "upsample_factor": (2, 2, 2), "timestep_conditioning": True,
-    "patch_size": 4, "patch_size_t": 1, "resnet_norm_eps": 1e-6, "scaling_factor": 1.0, "encoder_causal": True,
-    "decoder_causal": False, "spatial_compression_ratio": 32, "temporal_compression_ratio": 8,
+    "upsample_residual": (True, True, True),
+    "upsample_factor": (2, 2, 2),
+    "timestep_conditioning": True,
+    "patch_size": 4,
+    "patch_size_t": 1,
+    "resnet_norm_eps": 1e-6,
+    "scaling_factor": 1.0,
+    "encoder_causal": True,
+    "decoder_causal": False,
+    "spatial_compression_ratio": 32,
+    "temporal_compression_ratio": 8,
 }
 T5_XXL_ENCODER: dict[str, Any] = {  # google/t5-v1_1-xxl, encoder only
-    "vocab_size": 32128, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
-    "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128, "dropout_rate": 0.0,
-    "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "is_encoder_decoder": False,
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "dropout_rate": 0.0,
+    "feed_forward_proj": "gated-gelu",
+    "tie_word_embeddings": False,
+    "is_encoder_decoder": False,
 }
 LTX_SCHEDULER: dict[str, Any] = {"use_dynamic_shifting": False}
 
@@ -150,12 +246,19 @@ def _i2vgenxl(device: torch.device, dtype: torch.dtype) -> Any:
         text_encoder = CLIPTextModel(CLIPTextConfig(**I2VGENXL_TEXT))
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**I2VGENXL_VISION))
     feature_extractor = CLIPImageProcessorPil(
-        crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}, image_mean=CLIP_MEAN,
+        crop_size={"height": 224, "width": 224},
+        size={"shortest_edge": 224},
+        image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
     return I2VGenXLPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), image_encoder=image_encoder,
-        feature_extractor=feature_extractor, unet=unet, scheduler=DDIMScheduler(**I2VGENXL_SCHEDULER),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=build_tiny_tokenizer(),
+        image_encoder=image_encoder,
+        feature_extractor=feature_extractor,
+        unet=unet,
+        scheduler=DDIMScheduler(**I2VGENXL_SCHEDULER),
     )
 
 
@@ -171,9 +274,16 @@ def _wan(device: torch.device, dtype: torch.dtype) -> Any:
     with _building(device, torch.float32):
         vae = AutoencoderKLWan(**WAN_VAE)  # the Wan VAE runs in fp32
     return WanImageToVideoPipeline(
-        tokenizer=build_tiny_word_tokenizer(), text_encoder=text_encoder, vae=vae,
-        scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER), transformer=transformer, transformer_2=None,
-        image_encoder=None, image_processor=None, boundary_ratio=None, expand_timesteps=True,
+        tokenizer=build_tiny_word_tokenizer(),
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER),
+        transformer=transformer,
+        transformer_2=None,
+        image_encoder=None,
+        image_processor=None,
+        boundary_ratio=None,
+        expand_timesteps=True,
     )
 
 
@@ -193,8 +303,11 @@ def _ltx(device: torch.device, dtype: torch.dtype) -> Any:
         vae = AutoencoderKLLTXVideo(**LTX_VAE)
         text_encoder = T5EncoderModel(T5Config(**T5_XXL_ENCODER))
     return LTXConditionPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER), vae=vae, text_encoder=text_encoder,
-        tokenizer=build_tiny_word_tokenizer(), transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=build_tiny_word_tokenizer(),
+        transformer=transformer,
     )
 
 
@@ -203,7 +316,10 @@ COMPONENTS: tuple[str, ...] = ("unet", "transformer", "image_encoder", "text_enc
 
 def parameter_counts(pipe: Any) -> dict[str, int]:
     """Parameters per model component the pipeline has, and in total."""
-    counts = {name: sum(p.numel() for p in module.parameters())
-              for name in COMPONENTS if (module := getattr(pipe, name, None)) is not None}
+    counts = {
+        name: sum(p.numel() for p in module.parameters())
+        for name in COMPONENTS
+        if (module := getattr(pipe, name, None)) is not None
+    }
     counts["total"] = sum(counts.values())
     return counts

@@ -50,8 +50,9 @@ class LTXBackend(VideoBackend):
     def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
         from diffusers import LTXConditionPipeline
 
-        return load_pretrained(LTXConditionPipeline, source, dtype, label=cls.label,
-                               setting=SPACES[cls.key].source_setting)
+        return load_pretrained(
+            LTXConditionPipeline, source, dtype, label=cls.label, setting=SPACES[cls.key].source_setting
+        )
 
     def _pipeline_size_factor(self) -> int:
         return int(self.pipeline.vae_spatial_compression_ratio)

@@ -44,9 +44,15 @@ class WanBackend(VideoBackend):
 
         # The TI2V-5B repository is written for WanPipeline; the image-to-video class takes the same components
         # and needs the 5B's timestep expansion said explicitly.
-        return load_pretrained(WanImageToVideoPipeline, source, {"vae": torch.float32, "default": dtype},
-                               label=cls.label, setting=SPACES[cls.key].source_setting, expand_timesteps=True,
-                               boundary_ratio=None)
+        return load_pretrained(
+            WanImageToVideoPipeline,
+            source,
+            {"vae": torch.float32, "default": dtype},
+            label=cls.label,
+            setting=SPACES[cls.key].source_setting,
+            expand_timesteps=True,
+            boundary_ratio=None,
+        )
 
     def _after_prepare(self) -> None:
         vae = self.pipeline.vae

@@ -5,19 +5,20 @@ Revises: 0003
 Create Date: 2026-12-01 23:30:00
 
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = '0004'
-down_revision: str | Sequence[str] | None = '0003'
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-OLD_SOURCES = ('slash', 'context_menu', 'mention', 'reroll', 'vary')
-NEW_SOURCES = OLD_SOURCES + ('web',)
+OLD_SOURCES = ("slash", "context_menu", "mention", "reroll", "vary")
+NEW_SOURCES = OLD_SOURCES + ("web",)
 
 
 def _sources_check(values: tuple[str, ...]) -> str:
@@ -35,8 +36,8 @@ def _set_sources(old: tuple[str, ...], new: tuple[str, ...]) -> None:
     """
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
-        op.drop_constraint(op.f('ck_jobs_job_source'), 'jobs', type_='check')
-        op.create_check_constraint(op.f('ck_jobs_job_source'), 'jobs', _sources_check(new))
+        op.drop_constraint(op.f("ck_jobs_job_source"), "jobs", type_="check")
+        op.create_check_constraint(op.f("ck_jobs_job_source"), "jobs", _sources_check(new))
         return
     sql = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").scalar()
     before, after = _sources_check(old), _sources_check(new)
@@ -56,30 +57,32 @@ def _set_sources(old: tuple[str, ...], new: tuple[str, ...]) -> None:
 def upgrade() -> None:
     """Upgrade schema."""
     _set_sources(OLD_SOURCES, NEW_SOURCES)
-    op.create_table('web_sign_in_links',
-    sa.Column('token_sha256', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('token_sha256', name=op.f('pk_web_sign_in_links'))
+    op.create_table(
+        "web_sign_in_links",
+        sa.Column("token_sha256", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_web_sign_in_links")),
     )
-    op.create_table('web_sessions',
-    sa.Column('token_sha256', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.BigInteger(), nullable=False),
-    sa.Column('csrf_token', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('token_sha256', name=op.f('pk_web_sessions'))
+    op.create_table(
+        "web_sessions",
+        sa.Column("token_sha256", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_web_sessions")),
     )
-    op.create_index('ix_web_sessions_user_id', 'web_sessions', ['user_id'], unique=False)
+    op.create_index("ix_web_sessions_user_id", "web_sessions", ["user_id"], unique=False)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    op.drop_index('ix_web_sessions_user_id', table_name='web_sessions')
-    op.drop_table('web_sessions')
-    op.drop_table('web_sign_in_links')
+    op.drop_index("ix_web_sessions_user_id", table_name="web_sessions")
+    op.drop_table("web_sessions")
+    op.drop_table("web_sign_in_links")
     op.execute("DELETE FROM jobs WHERE source = 'web'")
     _set_sources(NEW_SOURCES, OLD_SOURCES)

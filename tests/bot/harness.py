@@ -65,15 +65,21 @@ def worker_process_env(bot: BotProcess, root: Path, worker_id: str, **extra: str
     return env
 
 
-async def start_worker_process(bot: BotProcess, root: Path, worker_id: str,
-                               **extra: str) -> asyncio.subprocess.Process:
+async def start_worker_process(bot: BotProcess, root: Path, worker_id: str, **extra: str) -> asyncio.subprocess.Process:
     """Start a worker in its own working directory ``root`` (created), logging to ``root/worker.log``."""
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "generator.worker", env=worker_process_env(bot, root, worker_id, **extra),
-            cwd=str(root), stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "generator.worker",
+            env=worker_process_env(bot, root, worker_id, **extra),
+            cwd=str(root),
+            stdout=log,
+            stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
     finally:
         log.close()
 
@@ -152,7 +158,13 @@ class BotProcess:
         before = self.fake.identify_count
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=self.env(), cwd=str(self.cwd or REPO_ROOT), stdout=log, stderr=log,
+            sys.executable,
+            "-m",
+            "bot",
+            env=self.env(),
+            cwd=str(self.cwd or REPO_ROOT),
+            stdout=log,
+            stderr=log,
             stdin=asyncio.subprocess.DEVNULL,
         )
         log.close()
@@ -201,8 +213,10 @@ class BotProcess:
 
     async def select_all(self, stmt: Any) -> list[Any]:
         """Every object (or first column) ``stmt`` selects from the bot's database."""
+
         async def run(session: Any) -> list[Any]:
             return list((await session.scalars(stmt)).all())
+
         return await self.read(run)
 
     async def jobs(self, *where: Any) -> list[Job]:
@@ -309,9 +323,13 @@ def custom_ids(message_json: dict[str, Any] | None) -> list[str]:
 def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     """Successful channel messages that deliver ``job_id`` (they carry its Info button)."""
     return [
-        r for r in fake.requests
-        if r.method == "POST" and r.path.startswith("/channels/") and r.path.endswith("/messages")
-        and r.status == 200 and f"i2v:info:{job_id}" in custom_ids(r.json)
+        r
+        for r in fake.requests
+        if r.method == "POST"
+        and r.path.startswith("/channels/")
+        and r.path.endswith("/messages")
+        and r.status == 200
+        and f"i2v:info:{job_id}" in custom_ids(r.json)
     ]
 
 
@@ -319,15 +337,22 @@ def channel_messages_of_job(fake: FakeDiscord, job_id: int, channel_id: int | No
     """The messages the bot's token keeps in the channel for ``job_id`` (its status message, its result or notice),
     oldest first; the interaction's ephemeral answers are not channel messages and are left out."""
     named = re.compile(rf"#{job_id}\b")
-    return [m for m in fake.channel_messages(channel_id)
-            if int(m["author"]["id"]) == fake.bot_user_id and not m.get("webhook_id") and named.search(m["content"])]
+    return [
+        m
+        for m in fake.channel_messages(channel_id)
+        if int(m["author"]["id"]) == fake.bot_user_id and not m.get("webhook_id") and named.search(m["content"])
+    ]
 
 
 async def wait_result(fake: FakeDiscord, job_id: int, timeout: float = RESULT_TIMEOUT_S) -> RecordedRequest:
     """The channel message delivering ``job_id``."""
     return await fake.wait_for(
-        lambda r: r.method == "POST" and r.path.endswith("/messages") and r.status == 200
-        and f"i2v:info:{job_id}" in custom_ids(r.json),
+        lambda r: (
+            r.method == "POST"
+            and r.path.endswith("/messages")
+            and r.status == 200
+            and f"i2v:info:{job_id}" in custom_ids(r.json)
+        ),
         timeout,
     )
 
@@ -361,8 +386,14 @@ class Answer:
         return "\n".join(parts)
 
 
-async def animate(fake: FakeDiscord, member: Any, prompt: str = "waves roll in slowly", *,
-                  timeout: float = ANSWER_TIMEOUT_S, **options: Any) -> str:
+async def animate(
+    fake: FakeDiscord,
+    member: Any,
+    prompt: str = "waves roll in slowly",
+    *,
+    timeout: float = ANSWER_TIMEOUT_S,
+    **options: Any,
+) -> str:
     """``/animate`` as ``member`` with a picture of their own and the cheapest parameters (``options`` override
     them); the bot's ephemeral follow-up text."""
     attachment = fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
@@ -384,8 +415,9 @@ async def slash(fake: FakeDiscord, command: str, options: dict[str, Any] | None,
     return await answer_of(fake, interaction)
 
 
-async def answer_of(fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0,
-                    timeout: float = ANSWER_TIMEOUT_S) -> Answer:
+async def answer_of(
+    fake: FakeDiscord, interaction: FakeInteraction, *, after: int = 0, timeout: float = ANSWER_TIMEOUT_S
+) -> Answer:
     """The bot's visible answer: the callback's message, or the first follow-up / edit after a defer."""
     callback_path = f"/interactions/{interaction.id}/{interaction.token}/callback"
     callback = await fake.wait_for(lambda r: r.method == "POST" and r.path == callback_path, timeout)

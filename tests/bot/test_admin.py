@@ -63,11 +63,40 @@ WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness: an idle work
 CLAIM_SLACK_S = 0.9  # allowance on top of one poll interval for the claim's own DB write on a loaded 2-core box
 BLOCKER = {"resolution": "256p", "frames": 8, "steps": 100}  # ~30 s of worker time with the sleep above
 ANSWER_TIMEOUT_S = 20.0
-ADMIN_SUBCOMMANDS = ["queue", "cancel", "clear", "pause", "resume", "limits", "models", "ban", "unban", "stats", "log",
-                     "safety",
-                     "reports", "blocklist add", "blocklist remove", "blocklist list"]
-OPERATOR_SUBCOMMANDS = ["queue", "cancel", "pause", "resume", "quota", "tier", "ban", "unban", "stats", "log",
-                        "reports", "blocklist add", "blocklist remove", "blocklist list"]
+ADMIN_SUBCOMMANDS = [
+    "queue",
+    "cancel",
+    "clear",
+    "pause",
+    "resume",
+    "limits",
+    "models",
+    "ban",
+    "unban",
+    "stats",
+    "log",
+    "safety",
+    "reports",
+    "blocklist add",
+    "blocklist remove",
+    "blocklist list",
+]
+OPERATOR_SUBCOMMANDS = [
+    "queue",
+    "cancel",
+    "pause",
+    "resume",
+    "quota",
+    "tier",
+    "ban",
+    "unban",
+    "stats",
+    "log",
+    "reports",
+    "blocklist add",
+    "blocklist remove",
+    "blocklist list",
+]
 
 
 def top_level(subcommands: list[str]) -> list[str]:
@@ -125,22 +154,25 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         },
     )
     async with running_bot(fake, bot):
-        yield World(fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users, other.id,
-                    other_manager, olga)
+        yield World(
+            fake, bot, manager, owner, operator, moddy, mallory, vic, vip_role, users, other.id, other_manager, olga
+        )
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
-async def admin(world: World, sub: str, options: dict[str, Any] | None = None,
-                member: FakeMember | None = None) -> tuple[FakeInteraction, Answer]:
+async def admin(
+    world: World, sub: str, options: dict[str, Any] | None = None, member: FakeMember | None = None
+) -> tuple[FakeInteraction, Answer]:
     """Run ``/admin <sub>`` as ``member`` (default: the Manage Server manager) and return its answer."""
     interaction = await world.fake.inject_slash(f"admin {sub}", options or {}, member=member or world.manager)
     return interaction, await answer_of(world.fake, interaction)
 
 
-async def operator(world: World, sub: str, options: dict[str, Any] | None = None,
-                   member: FakeMember | None = None) -> tuple[FakeInteraction, Answer]:
+async def operator(
+    world: World, sub: str, options: dict[str, Any] | None = None, member: FakeMember | None = None
+) -> tuple[FakeInteraction, Answer]:
     """Run ``/operator <sub>`` as ``member`` (default: the operator) and return its answer."""
     interaction = await world.fake.inject_slash(f"operator {sub}", options or {}, member=member or world.operator)
     return interaction, await answer_of(world.fake, interaction)
@@ -289,7 +321,11 @@ async def test_every_admin_command_refused_without_manage_server(world: World) -
 async def test_administrator_admin_user_ids_and_admin_role_ids_are_admins(world: World) -> None:
     _, reply = await admin(world, "stats", {}, member=world.owner)
     assert reply.ephemeral and reply.embeds[0]["title"] == "Video bot statistics for this server", reply
-    assert [f["name"] for f in reply.embeds[0]["fields"]] == ["Today (UTC)", "Last 7 days", "Content safety"]  # no workers
+    assert [f["name"] for f in reply.embeds[0]["fields"]] == [
+        "Today (UTC)",
+        "Last 7 days",
+        "Content safety",
+    ]  # no workers
     # Both have permissions 0: only the settings make them admins.
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.ephemeral and reply.content.startswith("No caps on this server"), reply.content
@@ -337,7 +373,8 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     assert embed["footer"]["text"] == "Page 1 of 2"
     entries = QUEUE_LINE.findall(embed["description"])
     assert [(int(j), int(u)) for j, u, _, _ in entries] == [(blocker, bob.user_id)] + [
-        (j, owners[j]) for j in in_claim_order[:9]]
+        (j, owners[j]) for j in in_claim_order[:9]
+    ]
     assert entries[0][2].startswith("running, denoising")
     assert [int(p) for _, _, _, p in entries[1:]] == list(range(1, 10))
     # Parameter summaries and ages: the blocker's 100 steps, the nine others' 10 steps; the prompt is quoted.
@@ -356,8 +393,11 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
         reply = await click(world, custom_id, message_id, world.mallory)
         assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, SERVER_REFUSAL), custom_id
     status_message = next(
-        r.response for r in fake.requests
-        if r.method == "POST" and r.status == 200 and isinstance(r.response, dict)
+        r.response
+        for r in fake.requests
+        if r.method == "POST"
+        and r.status == 200
+        and isinstance(r.response, dict)
         and f"i2v:cancel:{carol_job}" in custom_ids(r.json)
     )
     reply = await click(world, f"i2v:cancel:{carol_job}", int(status_message["id"]), world.mallory)
@@ -374,12 +414,18 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     reply = await click(world, f"i2va:cancel:{last}", message_id, world.manager)
     assert reply.ephemeral and f"Cancelled job #{last} of <@{owners[last]}>" in reply.content, reply.content
     assert (await bot.job(last)).status == JobStatus.CANCELLED
-    refund = await db_scalar(world, select(QuotaLedger.amount).where(
-        QuotaLedger.job_id == last, QuotaLedger.kind == LedgerKind.REFUND))
+    refund = await db_scalar(
+        world, select(QuotaLedger.amount).where(QuotaLedger.job_id == last, QuotaLedger.kind == LedgerKind.REFUND)
+    )
     assert refund is not None and refund > 0
     row = (await audit_rows(world))[-1]
     assert (row.actor_id, row.action, row.job_id, row.target_user_id, row.detail["outcome"]) == (
-        world.manager.user_id, "cancel_job", last, owners[last], "cancelled")
+        world.manager.user_id,
+        "cancel_job",
+        last,
+        owners[last],
+        "cancelled",
+    )
 
     # Clear: mallory replaying the confirmation is refused; a stale (expired) confirmation does nothing; the
     # manager's confirmation cancels every queued job and leaves the running one.
@@ -403,7 +449,11 @@ async def test_queue_listing_paging_forged_clicks_cancel_and_clear(world: World)
     assert (await bot.job(blocker)).status == JobStatus.RUNNING
     row = (await audit_rows(world))[-1]
     assert (row.actor_id, row.action, row.guild_id, row.detail) == (
-        world.manager.user_id, "clear_queue", fake.guild.id, {"cancelled": 9})
+        world.manager.user_id,
+        "clear_queue",
+        fake.guild.id,
+        {"cancelled": 9},
+    )
 
     await cancel_and_wait(world, blocker)
 
@@ -433,7 +483,13 @@ async def test_queue_and_cancel_are_scoped_to_the_server(world: World) -> None:
     await world.bot.wait_job(olga_job, lambda j: j.status == JobStatus.CANCELLED)
     row = (await audit_rows(world))[-1]
     assert (row.actor_id, row.action, row.job_id, row.guild_id, row.scope, row.detail) == (
-        world.operator.user_id, "cancel_job", olga_job, world.other_guild, "bot", {"outcome": "requested"})
+        world.operator.user_id,
+        "cancel_job",
+        olga_job,
+        world.other_guild,
+        "bot",
+        {"outcome": "requested"},
+    )
 
 
 async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World) -> None:
@@ -480,11 +536,11 @@ async def test_pause_stops_claiming_and_resume_runs_the_queued_job(world: World)
 async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
     alice = world.users["alice"]
     _, reply = await admin(world, "limits", {"max_resolution": "256p", "max_frames": 8, "max_steps": 10})
-    assert reply.content == (
-        "Updated. This server allows resolution up to 256p, up to 8 frames, up to 10 steps."), reply.content
+    assert reply.content == ("Updated. This server allows resolution up to 256p, up to 8 frames, up to 10 steps."), (
+        reply.content
+    )
     row = await db_scalar(world, select(GuildSettings).where(GuildSettings.guild_id == world.fake.guild.id))
-    assert (row.max_resolution, row.max_frames, row.max_steps, row.updated_by) == (
-        "256p", 8, 10, world.manager.user_id)
+    assert (row.max_resolution, row.max_frames, row.max_steps, row.updated_by) == ("256p", 8, 10, world.manager.user_id)
 
     # The refusal names the field, the server's cap and what was asked for (wording is the request path's).
     for field, asked, cap in (("resolution", "512p", "256p"), ("frames", 12, "8"), ("steps", 20, "10")):
@@ -497,7 +553,8 @@ async def test_limits_refuse_requests_above_the_cap(world: World) -> None:
     assert reply.content == "max_frames must be 0 (no cap) or between 8 and 257; you gave 3.", reply.content
     _, reply = await admin(world, "limits", {"max_resolution": "none", "max_frames": 0, "max_steps": 0})
     assert reply.content == (
-        "Updated. This server allows any resolution, any number of frames, any number of steps."), reply.content
+        "Updated. This server allows any resolution, any number of frames, any number of steps."
+    ), reply.content
     _, reply = await admin(world, "limits", {}, member=world.moddy)
     assert reply.content == "This server allows any resolution, any number of frames, any number of steps."
 
@@ -545,8 +602,9 @@ async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) ->
     ], reply.content
     for job in await bot.jobs(Job.id.in_(queued)):
         assert job.status == JobStatus.CANCELLED
-    refunds = await db_all(world, select(QuotaLedger.job_id).where(
-        QuotaLedger.job_id.in_(queued), QuotaLedger.kind == LedgerKind.REFUND))
+    refunds = await db_all(
+        world, select(QuotaLedger.job_id).where(QuotaLedger.job_id.in_(queued), QuotaLedger.kind == LedgerKind.REFUND)
+    )
     assert sorted(refunds) == queued
     job = await bot.job(running)
     assert job.status == JobStatus.RUNNING and job.max_attempts == job.attempt == 1
@@ -554,7 +612,9 @@ async def test_ban_cancels_queued_jobs_and_refuses_new_requests(world: World) ->
     assert "not allowed to make videos" in text and "spam" in text, text
     rows = (await audit_rows(world))[-2:]
     assert [(r.action, r.target_user_id, r.scope) for r in rows] == [
-        ("ban_user", dave.user_id, "bot"), ("ban_settle_jobs", dave.user_id, "bot")]
+        ("ban_user", dave.user_id, "bot"),
+        ("ban_settle_jobs", dave.user_id, "bot"),
+    ]
     assert rows[1].detail == {"cancelled": queued, "running_not_retried": [running]}
 
     _, reply = await operator(world, "ban", {"user": world.operator})
@@ -600,8 +660,13 @@ async def test_audit_log_shows_every_action_in_order(world: World) -> None:
         (world.operator, "operator resume", {}, "resume_queue", "bot"),
         (world.moddy, "admin limits", {"max_steps": 50}, "set_guild_limits", "server"),
         (world.operator, "operator quota", {"user": alice, "daily_seconds": 300.0}, "set_user_limit", "bot"),
-        (world.operator, "operator tier", {"role": world.vip_role, "daily_seconds": 900.0, "max_pending": 4},
-         "set_role_tier", "bot"),
+        (
+            world.operator,
+            "operator tier",
+            {"role": world.vip_role, "daily_seconds": 900.0, "max_pending": 4},
+            "set_role_tier",
+            "bot",
+        ),
         (world.moddy, "operator ban", {"user": erin, "reason": "flooding"}, "ban_user", "bot"),
         (world.moddy, "operator unban", {"user": erin}, "unban_user", "bot"),
         (world.manager, "admin cancel", {"job": finished}, "cancel_job", "server"),

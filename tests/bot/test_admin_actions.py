@@ -30,11 +30,20 @@ LEASE_S = 30.0
 
 
 def new_job(user_id: int, *, resolution: str = "256p", frames: int = 8, steps: int = 10) -> NewJob:
-    params = GenerationParams(prompt="p", negative_prompt="", resolution=resolution, frames=frames, fps=8,
-                              steps=steps, guidance=9.0, seed=1)
+    params = GenerationParams(
+        prompt="p", negative_prompt="", resolution=resolution, frames=frames, fps=8, steps=steps, guidance=9.0, seed=1
+    )
     return NewJob(
-        user_id=user_id, channel_id=2, guild_id=GUILD, source=JobSource.SLASH, params=params, width=256, height=256,
-        input_sha256=SHA, upload_limit_bytes=10 * 2**20, cost_estimate=20.0,
+        user_id=user_id,
+        channel_id=2,
+        guild_id=GUILD,
+        source=JobSource.SLASH,
+        params=params,
+        width=256,
+        height=256,
+        input_sha256=SHA,
+        upload_limit_bytes=10 * 2**20,
+        cost_estimate=20.0,
     )
 
 
@@ -57,8 +66,10 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
     async with db_sessionmaker() as session:
         jobs = {j.id: j for j in await session.scalars(select(Job))}
         refunds = set(await session.scalars(select(QuotaLedger.job_id).where(QuotaLedger.kind == LedgerKind.REFUND)))
-        audit = [(a.action, a.actor_id, a.target_user_id) for a in await session.scalars(
-            select(AuditLog).order_by(AuditLog.id))]
+        audit = [
+            (a.action, a.actor_id, a.target_user_id)
+            for a in await session.scalars(select(AuditLog).order_by(AuditLog.id))
+        ]
     assert [jobs[j].status for j in queued] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
     assert refunds == set(queued)
     assert (jobs[running].status, jobs[running].attempt, jobs[running].max_attempts) == (JobStatus.RUNNING, 1, 1)
@@ -76,8 +87,9 @@ async def test_ban_cancels_queued_refunds_and_never_retries_the_running_job(
         assert await rescue_expired(session, now=later) == [running]
     async with db_sessionmaker() as session:
         job = await session.get(Job, running)
-        refunded = await session.scalar(select(QuotaLedger.amount).where(
-            QuotaLedger.job_id == running, QuotaLedger.kind == LedgerKind.REFUND))
+        refunded = await session.scalar(
+            select(QuotaLedger.amount).where(QuotaLedger.job_id == running, QuotaLedger.kind == LedgerKind.REFUND)
+        )
     assert job is not None and job.status == JobStatus.FAILED and refunded == pytest.approx(20.0)
 
     # Banning again changes the reason and touches no job.
@@ -93,8 +105,11 @@ async def test_guild_limits_set_keep_clear_and_refuse(db_sessionmaker: async_ses
         row = await set_guild_limits(session, GUILD, max_steps=30, by=ADMIN)  # the others are kept
         assert (row.max_resolution, row.max_frames, row.max_steps) == ("512p", 16, 30)
 
-    for new, cap in ((new_job(OTHER, resolution="768p"), "512p"), (new_job(OTHER, frames=24), "16"),
-                     (new_job(OTHER, steps=40), "30")):
+    for new, cap in (
+        (new_job(OTHER, resolution="768p"), "512p"),
+        (new_job(OTHER, frames=24), "16"),
+        (new_job(OTHER, steps=40), "30"),
+    ):
         with pytest.raises(OverGuildCap, match=rf"\b{cap}\b"):
             async with db_sessionmaker.begin() as session:
                 await enqueue_job(session, new, POLICY, image=IMAGE)

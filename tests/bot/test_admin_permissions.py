@@ -53,22 +53,34 @@ async def client() -> AsyncIterator[discord.Client]:
 
 def _member(user_id: int, *, permissions: int | None, roles: tuple[int, ...] = ()) -> dict[str, Any]:
     return payloads.member_payload(
-        payloads.user_payload(user_id, f"user{user_id}"), roles=list(roles), permissions=permissions,
+        payloads.user_payload(user_id, f"user{user_id}"),
+        roles=list(roles),
+        permissions=permissions,
         joined_at=payloads.iso_now(),
     )
 
 
-def guild_interaction(client: discord.Client, user_id: int, *, permissions: int,
-                      roles: tuple[int, ...] = ()) -> discord.Interaction:
+def guild_interaction(
+    client: discord.Client, user_id: int, *, permissions: int, roles: tuple[int, ...] = ()
+) -> discord.Interaction:
     """A slash-command interaction in a guild, as Discord sends it."""
     data = {
-        "id": str(payloads.snowflake()), "application_id": "1", "type": 2, "token": "t", "version": 1,
-        "guild_id": str(GUILD_ID), "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
+        "id": str(payloads.snowflake()),
+        "application_id": "1",
+        "type": 2,
+        "token": "t",
+        "version": 1,
+        "guild_id": str(GUILD_ID),
+        "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
         "channel_id": str(CHANNEL_ID),
         "channel": payloads.text_channel_payload(CHANNEL_ID, GUILD_ID, "general"),
         "member": _member(user_id, permissions=permissions, roles=roles),
-        "app_permissions": str(payloads.PERMS_ALL), "locale": "en-US", "entitlements": [],
-        "authorizing_integration_owners": {}, "context": 0, "attachment_size_limit": 10 * 1024 * 1024,
+        "app_permissions": str(payloads.PERMS_ALL),
+        "locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {},
+        "context": 0,
+        "attachment_size_limit": 10 * 1024 * 1024,
         "data": {"id": "9", "name": "admin", "type": 1},
     }
     return discord.Interaction(data=data, state=client._connection)
@@ -78,10 +90,21 @@ def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
     """A slash-command interaction in a DM: a user, no member, no permissions."""
     user = payloads.user_payload(user_id, f"user{user_id}")
     data = {
-        "id": str(payloads.snowflake()), "application_id": "1", "type": 2, "token": "t", "version": 1,
-        "channel_id": "99", "channel": payloads.dm_channel_payload(99, user), "user": user,
-        "app_permissions": "0", "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
-        "context": 1, "attachment_size_limit": 10 * 1024 * 1024, "data": {"id": "9", "name": "admin", "type": 1},
+        "id": str(payloads.snowflake()),
+        "application_id": "1",
+        "type": 2,
+        "token": "t",
+        "version": 1,
+        "channel_id": "99",
+        "channel": payloads.dm_channel_payload(99, user),
+        "user": user,
+        "app_permissions": "0",
+        "locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {},
+        "context": 1,
+        "attachment_size_limit": 10 * 1024 * 1024,
+        "data": {"id": "9", "name": "admin", "type": 1},
     }
     return discord.Interaction(data=data, state=client._connection)
 
@@ -98,8 +121,9 @@ def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
         (6, payloads.PERMS_MEMBER, (OTHER_ROLE_ID,), False, False),  # an ordinary member with an unrelated role
     ],
 )
-async def test_guild_interactions(client: discord.Client, user_id: int, permissions: int, roles: tuple[int, ...],
-                                  operator: bool, server_admin: bool) -> None:
+async def test_guild_interactions(
+    client: discord.Client, user_id: int, permissions: int, roles: tuple[int, ...], operator: bool, server_admin: bool
+) -> None:
     interaction = guild_interaction(client, user_id, permissions=permissions, roles=roles)
     assert isinstance(interaction.user, discord.Member)
     assert is_operator(interaction, SETTINGS) is operator
@@ -145,8 +169,9 @@ class FakeJob:
         (12, payloads.PERMS_MEMBER, GUILD_ID, False, False),  # anyone else
     ],
 )
-async def test_job_access(client: discord.Client, user_id: int, permissions: int, job_guild: int, cancel: bool,
-                          reroll: bool) -> None:
+async def test_job_access(
+    client: discord.Client, user_id: int, permissions: int, job_guild: int, cancel: bool, reroll: bool
+) -> None:
     interaction = guild_interaction(client, user_id, permissions=permissions)
     job: Any = FakeJob(id=5, user_id=10, guild_id=job_guild)
     assert may_act_on_job(interaction, SETTINGS, job, server_admins=True) is cancel
@@ -163,8 +188,18 @@ def test_bad_actor_is_named() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "—"), (0, "0 s"), (59.4, "59 s"), (60, "1 min"), (125, "2 min 5 s"), (3600, "1 h"),
-     (7320, "2 h 2 min"), (47 * 3600 + 59 * 60, "47 h 59 min"), (3 * 86400 + 4 * 3600, "3 d 4 h"), (-5, "0 s")],
+    [
+        (None, "—"),
+        (0, "0 s"),
+        (59.4, "59 s"),
+        (60, "1 min"),
+        (125, "2 min 5 s"),
+        (3600, "1 h"),
+        (7320, "2 h 2 min"),
+        (47 * 3600 + 59 * 60, "47 h 59 min"),
+        (3 * 86400 + 4 * 3600, "3 d 4 h"),
+        (-5, "0 s"),
+    ],
 )
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text

@@ -60,7 +60,8 @@ async def test_the_owner_operates_a_bot_with_no_operator_settings(tmp_path: Path
         assert f"maker ({fake.app_owner.user_id}, the application's owner)" in online, online
         invite = re.search(r"invite: (\S+)", online)
         assert invite and invite.group(1).endswith(
-            f"client_id={fake.application_id}&scope=bot+applications.commands&permissions={POST_PERMISSIONS.value}")
+            f"client_id={fake.application_id}&scope=bot+applications.commands&permissions={POST_PERMISSIONS.value}"
+        )
 
 
 async def test_a_teams_admins_and_developers_operate_it(tmp_path: Path) -> None:

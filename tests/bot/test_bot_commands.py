@@ -30,20 +30,33 @@ VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
 
 
 def _clean_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES) and k not in (
-        "DATABASE_URL", "OUTPUT_DIR", "DATA_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(PREFIXES) and k not in ("DATABASE_URL", "OUTPUT_DIR", "DATA_DIR")
+    }
     env.update({"PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}, **settings)
     return env
 
 
 def _run(args: list[str], cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=_clean_env(**settings), capture_output=True,
-                          text=True, timeout=COMMAND_TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=_clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
 
 
 def _good(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
-    return {"DATABASE_URL": sqlite_url, "I2V_MODEL": "tiny", "OUTPUT_DIR": str(tmp_path / "outputs"),
-            "DATA_DIR": str(tmp_path / "data")}
+    return {
+        "DATABASE_URL": sqlite_url,
+        "I2V_MODEL": "tiny",
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+        "DATA_DIR": str(tmp_path / "data"),
+    }
 
 
 def _problems(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -55,13 +68,18 @@ def _problems(result: subprocess.CompletedProcess[str]) -> list[str]:
 # --- --help --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("module", "process"), [("bot", "bot"), ("generator.worker", "worker"),
-                                                 ("generator", "cli"), ("generator.supervisor", "supervisor")])
+@pytest.mark.parametrize(
+    ("module", "process"),
+    [("bot", "bot"), ("generator.worker", "worker"), ("generator", "cli"), ("generator.supervisor", "supervisor")],
+)
 def test_help_exits_0_and_lists_every_setting_the_command_reads(tmp_path: Path, module: str, process: str) -> None:
     result = _run([module, "--help"], tmp_path)
     assert result.returncode == 0, result.stderr
-    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()
-              and line.split()[0].isupper()}
+    listed = {
+        line.split()[0]
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and line.split() and line.split()[0].isupper()
+    }
     expected = {s.name for s in read_by(process) if not s.internal}
     assert expected <= listed, f"missing from --help: {expected - listed}"
     assert not (tmp_path / "data").exists() and not (tmp_path / "outputs").exists()  # nothing started
@@ -81,8 +99,10 @@ def test_check_passes_on_a_good_configuration(tmp_path: Path, sqlite_url: str) -
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "at head (revision" in result.stdout and "I2V_MODEL=tiny: its config files are usable" in result.stdout
-    assert "I2V_MODELS: i2vgenxl (I2VGen-XL), wan22-5b (Wan 2.2 (5B)), ltxv (LTX-Video (fast)); the default is " \
-           "I2VGen-XL" in result.stdout  # tiny: every model
+    assert (
+        "I2V_MODELS: i2vgenxl (I2VGen-XL), wan22-5b (Wan 2.2 (5B)), ltxv (LTX-Video (fast)); the default is "
+        "I2VGen-XL" in result.stdout
+    )  # tiny: every model
     assert f"OUTPUT_DIR={tmp_path / 'outputs'}: can be created" in result.stdout
     assert not (tmp_path / "outputs").exists(), "check must not create anything"
 
@@ -90,11 +110,17 @@ def test_check_passes_on_a_good_configuration(tmp_path: Path, sqlite_url: str) -
 def test_check_reads_every_enabled_model_from_its_own_setting(tmp_path: Path, sqlite_url: str) -> None:
     wan = tmp_path / "wan"
     (wan / "transformer").mkdir(parents=True)
-    (wan / "model_index.json").write_text('{"_class_name": "WanImageToVideoPipeline", '
-                                          '"transformer": ["diffusers", "WanTransformer3DModel"]}')
+    (wan / "model_index.json").write_text(
+        '{"_class_name": "WanImageToVideoPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}'
+    )
     (wan / "transformer" / "config.json").write_text("{}")
-    env = {**_good(tmp_path, sqlite_url), "I2V_MODEL": "ali-vilab/i2vgen-xl", "I2V_MODELS": "wan22-5b,ltxv",
-           "I2V_MODEL_WAN": str(wan), "I2V_MODEL_LTX": str(tmp_path / "no-ltx-here")}
+    env = {
+        **_good(tmp_path, sqlite_url),
+        "I2V_MODEL": "ali-vilab/i2vgen-xl",
+        "I2V_MODELS": "wan22-5b,ltxv",
+        "I2V_MODEL_WAN": str(wan),
+        "I2V_MODEL_LTX": str(tmp_path / "no-ltx-here"),
+    }
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
     assert _problems(result) == [f"I2V_MODEL_LTX={str(tmp_path / 'no-ltx-here')!r}: there is no such folder"]
@@ -108,9 +134,11 @@ def test_check_names_each_bad_setting_on_its_own_line(tmp_path: Path, sqlite_url
     env = {**_good(tmp_path, sqlite_url), "QUOTA_MAX_PENDING": "two", "LOG_LEVEL": "LOUD", "I2V_COMPILE": "maybe"}
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
-    assert _problems(result) == ["I2V_COMPILE='maybe' is not a boolean (use true or false)",  # declaration order
-                                 "QUOTA_MAX_PENDING='two' is not a whole number",
-                                 "LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR"]
+    assert _problems(result) == [
+        "I2V_COMPILE='maybe' is not a boolean (use true or false)",  # declaration order
+        "QUOTA_MAX_PENDING='two' is not a whole number",
+        "LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR",
+    ]
 
 
 def test_check_reports_an_unreachable_database(tmp_path: Path, sqlite_url: str) -> None:
@@ -148,9 +176,17 @@ def test_check_reports_a_missing_model_folder_and_bad_model_config(tmp_path: Pat
     model = tmp_path / "model"
     (model / "unet").mkdir(parents=True)
     (model / "scheduler").mkdir()
-    (model / "model_index.json").write_text(json.dumps({
-        "_class_name": "I2VGenXLPipeline", "unet": ["diffusers", "I2VGenXLUNet"], "vae": ["diffusers", "AutoencoderKL"],
-        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": [None, None]}))
+    (model / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "I2VGenXLPipeline",
+                "unet": ["diffusers", "I2VGenXLUNet"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "scheduler": ["diffusers", "DDIMScheduler"],
+                "text_encoder": [None, None],
+            }
+        )
+    )
     (model / "unet" / "config.json").write_text("{not json")
     (model / "scheduler" / "scheduler_config.json").write_text("{}")
     result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(model)})
@@ -165,7 +201,9 @@ def test_check_passes_on_a_saved_tiny_model_folder(tmp_path: Path, sqlite_url: s
     from generator.models.tiny import build_tiny_i2vgenxl
 
     build_tiny_i2vgenxl().save_pretrained(tmp_path / "tiny-model")
-    result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(tmp_path / "tiny-model")})
+    result = _run(
+        ["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(tmp_path / "tiny-model")}
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -181,8 +219,13 @@ def test_check_reports_an_unwritable_output_folder(tmp_path: Path, sqlite_url: s
 def test_check_lists_every_problem_at_once(tmp_path: Path, sqlite_url: str) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
-    env = {**_good(tmp_path, sqlite_url), "WEB_PORT": "99999", "I2V_MODEL": "./missing-model",
-           "DATA_DIR": str(blocker), "DISCORD_API_BASE": "ftp://nowhere"}
+    env = {
+        **_good(tmp_path, sqlite_url),
+        "WEB_PORT": "99999",
+        "I2V_MODEL": "./missing-model",
+        "DATA_DIR": str(blocker),
+        "DISCORD_API_BASE": "ftp://nowhere",
+    }
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
     assert _problems(result) == [
@@ -197,8 +240,10 @@ def test_check_of_a_hub_model_without_network_fails_fast_with_one_line(tmp_path:
     env = {**_good(tmp_path, sqlite_url), "I2V_MODEL": "someone/not-cached-model", "HF_HOME": str(tmp_path / "hf")}
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
-    assert _problems(result) == [f"I2V_MODEL='someone/not-cached-model': not in the Hugging Face cache "
-                                 f"({tmp_path / 'hf' / 'hub'}) and HF_HUB_OFFLINE is set"]
+    assert _problems(result) == [
+        f"I2V_MODEL='someone/not-cached-model': not in the Hugging Face cache "
+        f"({tmp_path / 'hf' / 'hub'}) and HF_HUB_OFFLINE is set"
+    ]
 
 
 # --- backup --------------------------------------------------------------------------------------------------
@@ -228,8 +273,9 @@ def test_backup_while_a_writer_is_open_holds_the_committed_rows(tmp_path: Path, 
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     again = _run(["bot", "backup", str(copy)], tmp_path, DATABASE_URL=sqlite_url)
-    assert again.returncode == 1 and _problems(again) == [f"{copy} already exists; choose another name "
-                                                          "(a backup never overwrites)"]
+    assert again.returncode == 1 and _problems(again) == [
+        f"{copy} already exists; choose another name (a backup never overwrites)"
+    ]
 
 
 def test_backup_of_postgresql_says_pg_dump(tmp_path: Path) -> None:
@@ -298,15 +344,22 @@ def test_check_accepts_a_database_one_migration_behind(tmp_path: Path, sqlite_ur
 
 
 def test_check_warns_when_the_page_listens_beyond_this_machine_without_its_public_address(
-    tmp_path: Path, sqlite_url: str,
+    tmp_path: Path,
+    sqlite_url: str,
 ) -> None:
     result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url), WEB_HOST="0.0.0.0")
     assert result.returncode == 0, result.stderr  # a warning, not a problem
     (line,) = _problems(result)
-    assert line.startswith("warning: WEB_HOST=0.0.0.0 accepts connections from other machines but WEB_PUBLIC_URL "
-                           "is not set"), line
-    result = _run(["bot", "check"], tmp_path, **_good(tmp_path, sqlite_url), WEB_HOST="0.0.0.0",
-                  WEB_PUBLIC_URL="https://i2v.example.org")
+    assert line.startswith(
+        "warning: WEB_HOST=0.0.0.0 accepts connections from other machines but WEB_PUBLIC_URL is not set"
+    ), line
+    result = _run(
+        ["bot", "check"],
+        tmp_path,
+        **_good(tmp_path, sqlite_url),
+        WEB_HOST="0.0.0.0",
+        WEB_PUBLIC_URL="https://i2v.example.org",
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "ok: WEB_PUBLIC_URL=https://i2v.example.org: links and the Origin check use it" in result.stdout
     for host in ("127.0.0.1", "::1", "localhost"):

@@ -24,8 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0  # for a line to appear (a loaded two-core machine)
 RETRY_MAX = "0.2"  # DISCORD_RETRY_MAX_SECONDS in these tests
 CONNECT_TIMEOUT = "0.5"  # DISCORD_CONNECT_TIMEOUT_SECONDS in these tests
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) bot\[\d+\] (?P<logger>[\w.]+): "
-                      r"(?P<message>.*)$")
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) bot\[\d+\] (?P<logger>[\w.]+): "
+    r"(?P<message>.*)$"
+)
 
 
 class BotRun:
@@ -64,17 +66,33 @@ class BotRun:
 
 async def start_bot(tmp_path: Path, **settings: str) -> BotRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "I2V_", "LOG_", "WEB_", "WORKER"))}
-    env.update({
-        "PYTHONPATH": str(REPO_ROOT), "DISCORD_TOKEN": "connect-test-token-0123456789", "WORKER": "external",
-        "WEB_PORT": "0", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'i2v.sqlite3'}", "I2V_MODEL": "tiny",
-        "OUTPUT_DIR": str(tmp_path / "outputs"), "DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1",
-        "DISCORD_RETRY_MAX_SECONDS": RETRY_MAX, "DISCORD_CONNECT_TIMEOUT_SECONDS": CONNECT_TIMEOUT,
-        "GUILD_READY_TIMEOUT_SECONDS": "0.05",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "DISCORD_TOKEN": "connect-test-token-0123456789",
+            "WORKER": "external",
+            "WEB_PORT": "0",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'i2v.sqlite3'}",
+            "I2V_MODEL": "tiny",
+            "OUTPUT_DIR": str(tmp_path / "outputs"),
+            "DATA_DIR": str(tmp_path / "data"),
+            "PYTHONUNBUFFERED": "1",
+            "DISCORD_RETRY_MAX_SECONDS": RETRY_MAX,
+            "DISCORD_CONNECT_TIMEOUT_SECONDS": CONNECT_TIMEOUT,
+            "GUILD_READY_TIMEOUT_SECONDS": "0.05",
+        }
+    )
     env.update(settings)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     return BotRun(proc)
 
 
@@ -100,13 +118,16 @@ async def test_unknown_host_is_one_line_per_attempt_and_ctrl_c_exits_0(tmp_path:
     assert await run.finish(signal.SIGINT) == 0
     attempts = run.messages()[:-1]
     assert len(set(attempts)) == 1, attempts
-    assert re.fullmatch(r"cannot reach Discord at http://discord-host\.invalid: "
-                        r"(Name or service not known|Temporary failure in name resolution|.*not known.*); "
-                        rf"retrying in {RETRY_MAX} s", attempts[0]), attempts[0]
+    assert re.fullmatch(
+        r"cannot reach Discord at http://discord-host\.invalid: "
+        r"(Name or service not known|Temporary failure in name resolution|.*not known.*); "
+        rf"retrying in {RETRY_MAX} s",
+        attempts[0],
+    ), attempts[0]
 
 
 async def test_a_server_that_never_answers_times_out_each_attempt_and_ctrl_c_during_login_exits_0(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -120,8 +141,9 @@ async def test_a_server_that_never_answers_times_out_each_attempt_and_ctrl_c_dur
     finally:
         silent.close()
     attempts = run.messages()[:-1]
-    assert attempts == [f"Discord at http://127.0.0.1:{port} did not answer within {CONNECT_TIMEOUT} s; "
-                        f"retrying in {RETRY_MAX} s"] * len(attempts)
+    assert attempts == [
+        f"Discord at http://127.0.0.1:{port} did not answer within {CONNECT_TIMEOUT} s; retrying in {RETRY_MAX} s"
+    ] * len(attempts)
 
 
 async def test_an_unreachable_gateway_after_login_is_one_line_per_attempt(tmp_path: Path) -> None:
@@ -131,8 +153,9 @@ async def test_an_unreachable_gateway_after_login_is_one_line_per_attempt(tmp_pa
         await run.wait_for(lambda m: len(m) >= 2, "two gateway attempts")
         assert await run.finish(signal.SIGTERM) == 0
     attempts = run.messages()[:-1]
-    assert attempts == [f"cannot reach the Discord gateway at ws://127.0.0.1:{port}/gw: Connection refused; "
-                        f"retrying in {RETRY_MAX} s"] * len(attempts)
+    assert attempts == [
+        f"cannot reach the Discord gateway at ws://127.0.0.1:{port}/gw: Connection refused; retrying in {RETRY_MAX} s"
+    ] * len(attempts)
     assert not run.messages("discord.client")  # discord.py's own traceback-carrying note is not shown
 
 
@@ -150,11 +173,13 @@ async def test_online_line_quiet_start_and_sigterm_while_running(tmp_path: Path)
         await run.wait_for(lambda m: any(x.startswith("online as ") for x in m), "the online line")
         assert await run.finish(signal.SIGTERM) == 0
     (online,) = [m for m in run.messages() if m.startswith("online as ")]
-    assert online == (f"online as {fake.bot_name} (id {fake.bot_user_id}) in 1 server; "
-                      "worker: external workers (python -m generator.worker); "
-                      f"operators: maker ({fake.app_owner.user_id}, the application's owner); "
-                      f"invite: https://discord.com/oauth2/authorize?client_id={fake.application_id}"
-                      "&scope=bot+applications.commands&permissions=274878008320")
+    assert online == (
+        f"online as {fake.bot_name} (id {fake.bot_user_id}) in 1 server; "
+        "worker: external workers (python -m generator.worker); "
+        f"operators: maker ({fake.app_owner.user_id}, the application's owner); "
+        f"invite: https://discord.com/oauth2/authorize?client_id={fake.application_id}"
+        "&scope=bot+applications.commands&permissions=274878008320"
+    )
     output = "\n".join(run.lines)
     for noise in ("alembic", "PyNaCl", "davey", "DeprecationWarning", "FutureWarning", "voice"):
         assert noise not in output, output

@@ -40,9 +40,16 @@ SETTLE_S = 2.0  # extra time after a delivery in which a duplicate would have sh
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
     fake = FakeDiscord(bot_token="test-bot-token")
     await fake.start()
-    bot = BotProcess(fake, tmp_path_factory.mktemp("crash"), extra_env={
-        "I2V_FAULT_SLEEP_PER_STEP": "0.25", "UPLOAD_TIMEOUT_SECONDS": "2", "MESSAGE_CONTENT_INTENT": "false",
-        "WEB_PORT": str(free_port())})
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("crash"),
+        extra_env={
+            "I2V_FAULT_SLEEP_PER_STEP": "0.25",
+            "UPLOAD_TIMEOUT_SECONDS": "2",
+            "MESSAGE_CONTENT_INTENT": "false",
+            "WEB_PORT": str(free_port()),
+        },
+    )
     async with running_bot(fake, bot):
         yield fake, bot
 
@@ -61,8 +68,11 @@ async def _assert_once(fake: FakeDiscord, bot: BotProcess, job_id: int) -> None:
     await asyncio.sleep(SETTLE_S)
     posts = result_posts(fake, job_id)
     assert len(posts) == 1, [p.describe() for p in posts]
-    in_channel = [m for m in fake.channel_messages() if any(
-        c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])]
+    in_channel = [
+        m
+        for m in fake.channel_messages()
+        if any(c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])
+    ]
     assert len(in_channel) == 1
     job = await bot.job(job_id)
     assert job.result_message_id == int(in_channel[0]["id"])
@@ -141,8 +151,11 @@ async def test_bot_and_its_worker_sigkilled_mid_job_run_it_again_once_the_new_wo
         if any(w.pid != worker_pid and w.state in (WorkerState.IDLE, WorkerState.BUSY) for w in await bot.workers()):
             ready_at = time.monotonic()
         await asyncio.sleep(0.1)
-    job = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.attempt == 2
-                             or j.status == JobStatus.SUCCEEDED, timeout=60)
+    job = await bot.wait_job(
+        job_id,
+        lambda j: j.status == JobStatus.RUNNING and j.attempt == 2 or j.status == JobStatus.SUCCEEDED,
+        timeout=60,
+    )
     after = max(0.0, time.monotonic() - ready_at)
     print(f"\nbot and worker SIGKILLed: job {job_id} running again {after:.1f} s after the new worker was ready")
     assert after < 10.0, after
@@ -172,8 +185,11 @@ async def test_bot_killed_between_posting_and_recording(world: tuple[FakeDiscord
     await bot.start()
     await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=30)
     await asyncio.sleep(SETTLE_S)
-    in_channel = [m for m in fake.channel_messages() if any(
-        c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])]
+    in_channel = [
+        m
+        for m in fake.channel_messages()
+        if any(c.get("custom_id") == f"i2v:info:{job_id}" for row in m.get("components", []) for c in row["components"])
+    ]
     assert len(in_channel) == 1
     assert (await bot.job(job_id)).result_message_id == int(in_channel[0]["id"])
     assert len([r for r in fake.requests[before:] if r.method == "POST" and r.files]) == 1
@@ -197,7 +213,9 @@ async def test_token_expired_result_still_arrives_once_through_channel(world: tu
         await _assert_once(fake, bot, job_id)
         (post,) = result_posts(fake, job_id)
         assert post.has_bot_auth and post.time - interaction.created_at > 2.0
-        webhook_after = [r for r in fake.requests if interaction.token in r.path and r.time - interaction.created_at > 2.0]
+        webhook_after = [
+            r for r in fake.requests if interaction.token in r.path and r.time - interaction.created_at > 2.0
+        ]
         assert webhook_after == []
     finally:
         fake.expire_tokens_after(None)
@@ -211,7 +229,8 @@ async def test_upload_limit_150kb(world: tuple[FakeDiscord, BotProcess]) -> None
     interaction = await fake.inject_slash(
         "animate",
         {"image": attachment, "prompt": "a storm", "resolution": "512p", "frames": 16, "steps": 10, "fps": 8},
-        member=member, attachment_size_limit=limit,
+        member=member,
+        attachment_size_limit=limit,
     )
     job_id = job_id_from(await followup_text(fake, interaction))
     await _assert_once(fake, bot, job_id)
@@ -245,8 +264,14 @@ async def test_upload_failures_are_retried_then_delivered_once(world: tuple[Fake
     slow = fake.slow(3.0, method="POST", path=path)
     await _assert_once(fake, bot, job_id)
     assert (failing.hits, limited.hits, slow.hits) == (2, 1, 1)
-    uploads = [r for r in fake.requests if r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-               and r.files and f"i2v:info:{job_id}" in str(r.json)]
+    uploads = [
+        r
+        for r in fake.requests
+        if r.method == "POST"
+        and r.path == f"/channels/{fake.channel_id}/messages"
+        and r.files
+        and f"i2v:info:{job_id}" in str(r.json)
+    ]
     assert len(uploads) == 4  # 503, 503, then 429 and the slow one within discord.py's call
     after = await _upload_retries(bot)
     assert after["server_error"] - before["server_error"] == UPLOAD_RETRIES_MAX == 2, (before, after)
@@ -259,8 +284,10 @@ async def _upload_retries(bot: BotProcess) -> dict[str, float]:
         assert r.status == 200
         text = await r.text()
     assert "i2v_upload_retries_total" in text
-    return {reason: metric(text, f'i2v_upload_retries_total{{reason="{reason}"}}')
-            for reason in ("timeout", "connection", "server_error")}
+    return {
+        reason: metric(text, f'i2v_upload_retries_total{{reason="{reason}"}}')
+        for reason in ("timeout", "connection", "server_error")
+    }
 
 
 async def test_final_upload_failure_tells_the_user_and_keeps_the_file(world: tuple[FakeDiscord, BotProcess]) -> None:
@@ -268,8 +295,13 @@ async def test_final_upload_failure_tells_the_user_and_keeps_the_file(world: tup
     member = fake.add_member(fake.guild.id, "refused-upload")
     job_id = await _submit(fake, member)
     await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING)
-    fake.fail(status=413, code=40005, message="Request entity too large", method="POST",
-              path=rf"^/channels/{fake.channel_id}/messages$")
+    fake.fail(
+        status=413,
+        code=40005,
+        message="Request entity too large",
+        method="POST",
+        path=rf"^/channels/{fake.channel_id}/messages$",
+    )
     notice = await wait_result(fake, job_id)
     assert "could not be posted" in notice.json["content"] and not notice.files
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=20)
@@ -285,8 +317,14 @@ async def test_channel_refusing_messages_falls_back_to_a_direct_message(world: t
     for interaction in fake.interactions.values():
         if interaction.user_id == member.user_id:
             fake.expire_token(interaction)
-    refusal = fake.fail(status=403, code=50013, message="Missing Permissions", method="POST",
-                        path=rf"^/channels/{fake.channel_id}/messages$", times=None)
+    refusal = fake.fail(
+        status=403,
+        code=50013,
+        message="Missing Permissions",
+        method="POST",
+        path=rf"^/channels/{fake.channel_id}/messages$",
+        times=None,
+    )
     dm = await fake.wait_for(lambda r: r.method == "POST" and r.path == "/users/@me/channels", timeout=60)
     assert dm.json["recipient_id"] in (member.user_id, str(member.user_id))
     told = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{dm.response['id']}/messages")
@@ -304,6 +342,9 @@ async def test_mentions_are_ignored_without_the_message_content_intent(world: tu
     image = fake.add_attachment(png_bytes(seed=21), "m.png")
     await fake.inject_message(f"<@{fake.bot_user_id}> make it move", attachments=[image], mentions=[fake.bot_member])
     await asyncio.sleep(1.5)
-    reactions = [r.describe() for r in fake.requests[before:]
-                 if "/cdn/" in r.path or (r.method == "POST" and r.path.endswith("/messages"))]
+    reactions = [
+        r.describe()
+        for r in fake.requests[before:]
+        if "/cdn/" in r.path or (r.method == "POST" and r.path.endswith("/messages"))
+    ]
     assert reactions == []  # no download, no reply, no status message

@@ -42,8 +42,9 @@ WORKER_ENV = {
 async def _animate(fake: FakeDiscord, name: str, seed: int) -> int:
     member = fake.add_member(fake.guild.id, name)
     attachment = fake.add_attachment(png_bytes(seed=seed), f"{name}.png")
-    interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "waves roll in", **SMALL},
-                                          member=member)
+    interaction = await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "waves roll in", **SMALL}, member=member
+    )
     return job_id_from(await followup_text(fake, interaction))
 
 
@@ -69,8 +70,9 @@ async def _delivered_once(fake: FakeDiscord, bot: BotProcess, job_ids: list[int]
     return jobs
 
 
-async def _kill_mid_job_and_time(bot: BotProcess, fake: FakeDiscord, victims: dict[str, asyncio.subprocess.Process],
-                                 name: str, seed: int) -> tuple[Job, float]:
+async def _kill_mid_job_and_time(
+    bot: BotProcess, fake: FakeDiscord, victims: dict[str, asyncio.subprocess.Process], name: str, seed: int
+) -> tuple[Job, float]:
     """Submit a job, SIGKILL the worker running it at step 2, and time how long until it runs again."""
     job_id = await _animate(fake, name, seed)
     job = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2, timeout=120)
@@ -81,23 +83,31 @@ async def _kill_mid_job_and_time(bot: BotProcess, fake: FakeDiscord, victims: di
     await victims[killed_worker].wait()
     again = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.attempt == 2, timeout=60)
     took = time.monotonic() - killed_at
-    print(f"\nSIGKILL of worker {killed_worker} mid-job -> job {job_id} running again on {again.worker_id} "
-          f"after {took:.1f} s")
+    print(
+        f"\nSIGKILL of worker {killed_worker} mid-job -> job {job_id} running again on {again.worker_id} "
+        f"after {took:.1f} s"
+    )
     assert again.worker_id != killed_worker
     return job, took
 
 
 def _no_files(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "outputs").rglob("*") if p.is_file()) + \
-        sorted(p for p in (root / "data").rglob("*") if p.is_file())
+    return sorted(p for p in (root / "outputs").rglob("*") if p.is_file()) + sorted(
+        p for p in (root / "data").rglob("*") if p.is_file()
+    )
 
 
 @pytest.mark.postgres
 async def test_two_workers_in_their_own_directories_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path / "bot", db_url=pg_url, cwd=tmp_path / "bot",
-                     extra_env={"WORKER": "external", "QUOTA_MAX_PENDING": "10"})
+    bot = BotProcess(
+        fake,
+        tmp_path / "bot",
+        db_url=pg_url,
+        cwd=tmp_path / "bot",
+        extra_env={"WORKER": "external", "QUOTA_MAX_PENDING": "10"},
+    )
     workers: dict[str, asyncio.subprocess.Process] = {}
     roots = {name: tmp_path / name for name in ("worker-a", "worker-b")}
     try:
@@ -142,8 +152,7 @@ async def test_one_worker_in_another_directory_on_sqlite(tmp_path: Path) -> None
         workers["second"] = await start_worker_process(bot, tmp_path / "second", "second", **WORKER_ENV)
         await _ready(bot, {"second"})
         job_id = await _animate(fake, "kill-user", seed=41)
-        job = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2,
-                                 timeout=120)
+        job = await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 2, timeout=120)
         victim = job.worker_id  # whichever of the two took it
         assert victim in workers, job
         workers[victim].kill()

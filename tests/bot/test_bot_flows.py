@@ -39,8 +39,15 @@ ACK_DEADLINE_S = 3.0
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={
-        "I2V_FAULT_SLEEP_PER_STEP": "0.05", "MAX_DOWNLOAD_BYTES": "2000000", "ADMIN_ROLE_IDS": str(fake.admin_role_id)})
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("bot"),
+        extra_env={
+            "I2V_FAULT_SLEEP_PER_STEP": "0.05",
+            "MAX_DOWNLOAD_BYTES": "2000000",
+            "ADMIN_ROLE_IDS": str(fake.admin_role_id),
+        },
+    )
     async with running_bot(fake, bot):
         yield fake, bot
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
@@ -57,12 +64,27 @@ async def test_commands_synced_with_exact_options(world: tuple[FakeDiscord, BotP
     animate = fake.find_command("animate")
     assert animate is not None
     names = [o["name"] for o in animate["options"]]
-    assert names == ["image", "prompt", "model", "preset", "resolution", "frames", "fps", "steps", "guidance",
-                     "seed", "negative_prompt", "spoiler"]
+    assert names == [
+        "image",
+        "prompt",
+        "model",
+        "preset",
+        "resolution",
+        "frames",
+        "fps",
+        "steps",
+        "guidance",
+        "seed",
+        "negative_prompt",
+        "spoiler",
+    ]
     by_name = {o["name"]: o for o in animate["options"]}
     # I2V_MODEL=tiny enables every model: the choices name them, the ranges are their union
     assert [(c["name"], c["value"]) for c in by_name["model"]["choices"]] == [
-        ("I2VGen-XL", "i2vgenxl"), ("Wan 2.2 (5B)", "wan22-5b"), ("LTX-Video (fast)", "ltxv")]
+        ("I2VGen-XL", "i2vgenxl"),
+        ("Wan 2.2 (5B)", "wan22-5b"),
+        ("LTX-Video (fast)", "ltxv"),
+    ]
     assert [c["value"] for c in by_name["preset"]["choices"]] == ["quick", "standard", "high"]
     assert [c["value"] for c in by_name["resolution"]["choices"]] == ["256p", "480p", "512p", "720p", "768p", "1024p"]
     assert (by_name["frames"]["min_value"], by_name["frames"]["max_value"]) == (8, 257)
@@ -84,18 +106,32 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     text = await followup_text(fake, interaction)
     job_id = job_id_from(text)
     status = await fake.wait_for(
-        lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-        and f"i2v:cancel:{job_id}" in custom_ids(r.json)
+        lambda r: (
+            r.method == "POST"
+            and r.path == f"/channels/{fake.channel_id}/messages"
+            and f"i2v:cancel:{job_id}" in custom_ids(r.json)
+        )
     )
     assert "position" in status.json["content"] or "Queued" in status.json["content"]
     result = await wait_result(fake, job_id)
     assert result.has_bot_auth
     content = result.json["content"]
-    for expected in ("a cat turns its head slowly", "I2VGen-XL", "256p", "8 frames", "6 fps", "10 steps", "guidance 9",
-                     "seed 1234", "took", f"<@{member.user_id}>"):
+    for expected in (
+        "a cat turns its head slowly",
+        "I2VGen-XL",
+        "256p",
+        "8 frames",
+        "6 fps",
+        "10 steps",
+        "guidance 9",
+        "seed 1234",
+        "took",
+        f"<@{member.user_id}>",
+    ):
         assert expected in content, (expected, content)
-    assert custom_ids(result.json) == [f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report",
-                                                                     "varymodel")]
+    assert custom_ids(result.json) == [
+        f"i2v:{a}:{job_id}" for a in ("reroll", "vary", "delete", "info", "report", "varymodel")
+    ]
     (upload,) = result.files
     assert upload.data[4:8] == b"ftyp"
     from generator.video import probe_mp4
@@ -117,10 +153,11 @@ async def test_slash_flow_end_to_end(world: tuple[FakeDiscord, BotProcess]) -> N
     ours = channel_messages_of_job(fake, job_id)
     assert [int(m["id"]) for m in ours] == [int(result.response["id"])], ours
     # status edits: only on change, never closer together than STATUS_EDIT_INTERVAL_SECONDS (0.5 s here)
-    edits = [r for r in fake.requests
-             if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
+    edits = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith(f"/messages/{status.response['id']}")]
     texts = [status.json["content"]] + [e.json["content"] for e in edits]
-    shown = [(t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits, strict=True)]  # last line, HTTP status
+    shown = [
+        (t.splitlines()[-1], e.status) for t, e in zip(texts, [status] + edits, strict=True)
+    ]  # last line, HTTP status
     assert all(a != b for a, b in pairwise(texts)), shown
     assert any("Denoising: step" in t and "%" in t for t in texts), texts
     gaps = [b.time - a.time for a, b in pairwise([status] + edits)]
@@ -270,7 +307,8 @@ async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> 
     submit = await fake.inject_modal_submit(
         ack.json["data"]["custom_id"],
         {inputs["prompt"]["custom_id"]: "waves roll in slowly", inputs["preset"]["custom_id"]: "quick"},
-        member=member, channel_id=fake.channel_id,
+        member=member,
+        channel_id=fake.channel_id,
     )
     job_id = job_id_from(await followup_text(fake, submit))
     status = await fake.wait_for(lambda r: r.method == "POST" and f"i2v:cancel:{job_id}" in custom_ids(r.json))
@@ -278,7 +316,12 @@ async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> 
     assert str(status.json["message_reference"]["message_id"]) == message["id"]
     job = await bot.job(job_id)
     assert (job.source.value, job.resolution, job.frames, job.steps, job.prompt) == (
-        "context_menu", "512p", 8, 30, "waves roll in slowly")
+        "context_menu",
+        "512p",
+        8,
+        30,
+        "waves roll in slowly",
+    )
     # the quick preset is 512p with 30 steps: a long run for the CPU test model, so stop it here; delivery of
     # results is the same code for every source and is covered by the other flows
     cancel = await fake.inject_slash("cancel", {"job": job_id}, member=member)
@@ -304,26 +347,37 @@ async def test_mention_reply_with_flags(world: tuple[FakeDiscord, BotProcess]) -
     original = fake.add_message(author=fake.member, content="", attachments=[image])
     bot_mention = f"<@{fake.bot_user_id}>"
     request = await fake.inject_message(
-        f'{bot_mention} the dog wags its tail --resolution 256p --frames 8 --steps 10 --seed 5 --fps 4 '
+        f"{bot_mention} the dog wags its tail --resolution 256p --frames 8 --steps 10 --seed 5 --fps 4 "
         f'--guidance 10 --neg "blurry, static"',
-        author=member, mentions=[fake.bot_member], reply_to=original,
+        author=member,
+        mentions=[fake.bot_member],
+        reply_to=original,
     )
     status = await fake.wait_for(
-        lambda r: r.method == "POST" and r.path.endswith("/messages")
-        and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"]
+        lambda r: (
+            r.method == "POST"
+            and r.path.endswith("/messages")
+            and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"]
+        )
     )
     job_id = job_id_from(status.json["content"])
     result = await wait_result(fake, job_id)
     assert str(result.json["message_reference"]["message_id"]) == request["id"]
     job = await bot.job(job_id)
     assert (job.prompt, job.seed, job.fps, job.guidance, job.negative_prompt, job.source.value) == (
-        "the dog wags its tail", 5, 4, 10.0, "blurry, static", "mention")
+        "the dog wags its tail",
+        5,
+        4,
+        10.0,
+        "blurry, static",
+        "mention",
+    )
     # a bad flag is answered as a reply, and queues nothing
-    bad = await fake.inject_message(f"{bot_mention} go --frames many", author=member, mentions=[fake.bot_member],
-                                    attachments=[image])
+    bad = await fake.inject_message(
+        f"{bot_mention} go --frames many", author=member, mentions=[fake.bot_member], attachments=[image]
+    )
     reply = await fake.wait_for(
-        lambda r: r.method == "POST"
-        and str((r.json or {}).get("message_reference", {}).get("message_id")) == bad["id"]
+        lambda r: r.method == "POST" and str((r.json or {}).get("message_reference", {}).get("message_id")) == bad["id"]
     )
     assert "--frames 'many' is not a whole number" in reply.json["content"]
     assert len(await bot.jobs(__import__("jobs.models").models.Job.user_id == member.user_id)) == 1
@@ -349,8 +403,18 @@ async def test_reroll_same_params_new_seed(world: tuple[FakeDiscord, BotProcess]
     new_id = job_id_from((await followup_text(fake, click)).split(" as ")[1])
     await wait_result(fake, new_id)
     parent, child = await bot.job(job_id), await bot.job(new_id)
-    same = ("prompt", "negative_prompt", "resolution", "frames", "fps", "steps", "guidance", "width", "height",
-            "input_sha256")
+    same = (
+        "prompt",
+        "negative_prompt",
+        "resolution",
+        "frames",
+        "fps",
+        "steps",
+        "guidance",
+        "width",
+        "height",
+        "input_sha256",
+    )
     assert [getattr(child, f) for f in same] == [getattr(parent, f) for f in same]
     assert child.seed != parent.seed and child.parent_job_id == job_id and child.source.value == "reroll"
 
@@ -366,15 +430,27 @@ async def test_vary_opens_modal_and_queues_changed_params(world: tuple[FakeDisco
     assert inputs["prompt"]["value"] == "a cat turns its head slowly" and inputs["seed"]["value"] == "8"
     submit = await fake.inject_modal_submit(
         ack.json["data"]["custom_id"],
-        {inputs["prompt"]["custom_id"]: "a cat blinks", inputs["frames"]["custom_id"]: "10",
-         inputs["fps"]["custom_id"]: "5", inputs["steps"]["custom_id"]: "10", inputs["seed"]["custom_id"]: "9"},
-        member=member, message=int(result.response["id"]),
+        {
+            inputs["prompt"]["custom_id"]: "a cat blinks",
+            inputs["frames"]["custom_id"]: "10",
+            inputs["fps"]["custom_id"]: "5",
+            inputs["steps"]["custom_id"]: "10",
+            inputs["seed"]["custom_id"]: "9",
+        },
+        member=member,
+        message=int(result.response["id"]),
     )
     new_id = job_id_from((await followup_text(fake, submit)).split(" as ")[1])
     await wait_result(fake, new_id)
     child = await bot.job(new_id)
     assert (child.prompt, child.frames, child.fps, child.seed, child.source.value, child.parent_job_id) == (
-        "a cat blinks", 10, 5, 9, "vary", job_id)
+        "a cat blinks",
+        10,
+        5,
+        9,
+        "vary",
+        job_id,
+    )
 
 
 async def test_delete_by_owner_and_refused_for_someone_else(world: tuple[FakeDiscord, BotProcess]) -> None:
@@ -385,12 +461,17 @@ async def test_delete_by_owner_and_refused_for_someone_else(world: tuple[FakeDis
     message_id = int(result.response["id"])
     refused = await fake.inject_component(f"i2v:delete:{job_id}", message_id, member=other)
     ack = await callback_of(fake, refused)
-    assert ack.json["data"]["flags"] == 64 and ack.json["data"]["content"] == f"There is no such job of yours (#{job_id}).", ack.json
+    assert (
+        ack.json["data"]["flags"] == 64 and ack.json["data"]["content"] == f"There is no such job of yours (#{job_id})."
+    ), ack.json
     assert message_id in fake.messages
     # Info is for the requester (and the operator), ephemeral
     info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=other)
     info_ack = await callback_of(fake, info)
-    assert info_ack.json["data"]["flags"] == 64 and info_ack.json["data"]["content"] == f"There is no such job of yours (#{job_id}).", info_ack.json
+    assert (
+        info_ack.json["data"]["flags"] == 64
+        and info_ack.json["data"]["content"] == f"There is no such job of yours (#{job_id})."
+    ), info_ack.json
     info = await fake.inject_component(f"i2v:info:{job_id}", message_id, member=owner)
     info_ack = await callback_of(fake, info)
     assert info_ack.json["data"]["flags"] == 64 and "Negative prompt" in info_ack.json["data"]["content"]
@@ -423,11 +504,11 @@ async def test_queue_then_cancel_queued_and_running(world: tuple[FakeDiscord, Bo
     assert "was cancelled" in notice.json["content"]
     assert (await bot.job(queued_id)).status == JobStatus.CANCELLED
 
-    status = await fake.wait_for(
-        lambda r: r.method == "POST" and f"i2v:cancel:{running_id}" in custom_ids(r.json)
-    )
+    status = await fake.wait_for(lambda r: r.method == "POST" and f"i2v:cancel:{running_id}" in custom_ids(r.json))
     stranger = await fake.inject_component(f"i2v:cancel:{running_id}", int(status.response["id"]), member=second)
-    assert (await callback_of(fake, stranger)).json["data"]["content"] == f"There is no such job of yours (#{running_id})."
+    assert (await callback_of(fake, stranger)).json["data"][
+        "content"
+    ] == f"There is no such job of yours (#{running_id})."
     click = await fake.inject_component(f"i2v:cancel:{running_id}", int(status.response["id"]), member=first)
     assert f"Stopping job #{running_id}" in await followup_text(fake, click)
     job = await bot.wait_job(running_id, lambda j: j.status == JobStatus.CANCELLED)
@@ -452,9 +533,11 @@ async def test_quota_shows_budget_and_pending(world: tuple[FakeDiscord, BotProce
 async def test_context_menu_on_an_image_embed_opens_the_form(world: tuple[FakeDiscord, BotProcess]) -> None:
     fake, _ = world
     image = fake.add_attachment(png_bytes(seed=31), "linked.png")
-    message = fake.add_message(author=fake.member, content="look at this",
-                               embeds=[{"type": "image", "url": image.url,
-                                        "thumbnail": {"url": image.url, "proxy_url": image.url}}])
+    message = fake.add_message(
+        author=fake.member,
+        content="look at this",
+        embeds=[{"type": "image", "url": image.url, "thumbnail": {"url": image.url, "proxy_url": image.url}}],
+    )
     interaction = await fake.inject_message_command("Animate", message)
     ack = await callback_of(fake, interaction)
     assert ack.json["type"] == 9 and _modal_inputs(ack.json)["prompt"]["value"] == "look at this"
@@ -487,7 +570,9 @@ async def test_delivery_reads_the_store_and_delete_removes_the_stored_video_and_
     db = Db(bot.database_url)
     try:
         stored = await db.video(job_id)
-        assert stored is not None and len(stored) == upload.size == job.output_bytes  # the posted file is the stored one
+        assert (
+            stored is not None and len(stored) == upload.size == job.output_bytes
+        )  # the posted file is the stored one
         assert _disk_copies(bot, job_id) == [upload.filename] and job.output_path.endswith(upload.filename)
         click = await fake.inject_component(f"i2v:delete:{job_id}", int(result.response["id"]), member=owner)
         assert "Deleted" in await followup_text(fake, click)
@@ -526,8 +611,7 @@ async def test_delete_my_data_leaves_no_bytes_and_only_an_operator_may_name_some
     assert await bot.kept_bytes(other.user_id) == (0, 0) and _disk_copies(bot, other_job) == []
 
     # a re-roll of a job whose image is gone says so plainly, and queues nothing
-    reroll = await fake.inject_component(f"i2v:reroll:{first}", (await bot.job(first)).result_message_id,
-                                         member=user)
+    reroll = await fake.inject_component(f"i2v:reroll:{first}", (await bot.job(first)).result_message_id, member=user)
     assert f"The image of job #{first} is gone" in await followup_text(fake, reroll)
     assert await bot.kept_bytes(user.user_id) == (0, 0)
 

@@ -35,18 +35,26 @@ OLD_STOP_WINDOW_S = 10.0  # what the supervisor used to allow before SIGKILL
 async def test_a_job_that_fits_in_the_grace_period_finishes_and_is_delivered_on_shutdown(tmp_path: Path) -> None:
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path / "bot", extra_env={"I2V_GRACE_SECONDS": str(GRACE_S),
-                                                       "I2V_FAULT_SLEEP_PER_STEP": str(STEP_S),
-                                                       "I2V_LEASE_SECONDS": "60"})
+    bot = BotProcess(
+        fake,
+        tmp_path / "bot",
+        extra_env={
+            "I2V_GRACE_SECONDS": str(GRACE_S),
+            "I2V_FAULT_SLEEP_PER_STEP": str(STEP_S),
+            "I2V_LEASE_SECONDS": "60",
+        },
+    )
     try:
         await bot.start()
         member = fake.add_member(fake.guild.id, "late-user")
         attachment = fake.add_attachment(png_bytes(seed=3), "late.png")
-        interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "waves roll in", **SMALL},
-                                              member=member)
+        interaction = await fake.inject_slash(
+            "animate", {"image": attachment, "prompt": "waves roll in", **SMALL}, member=member
+        )
         job_id = job_id_from(await followup_text(fake, interaction, timeout=30))
-        await bot.wait_job(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= STOP_AT_STEP,
-                           timeout=180)
+        await bot.wait_job(
+            job_id, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= STOP_AT_STEP, timeout=180
+        )
         stopped_at = time.monotonic()
         code = await bot.stop()
         took = time.monotonic() - stopped_at
@@ -69,7 +77,12 @@ async def _ledger(bot: BotProcess, job_id: int) -> list[QuotaLedger]:
     engine = make_engine(bot.database_url, read_only=True)
     try:
         async with make_sessionmaker(engine)() as session:
-            return list((await session.scalars(
-                select(QuotaLedger).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id))).all())
+            return list(
+                (
+                    await session.scalars(
+                        select(QuotaLedger).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id)
+                    )
+                ).all()
+            )
     finally:
         await engine.dispose()

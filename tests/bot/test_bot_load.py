@@ -44,12 +44,16 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     fake = FakeDiscord(bot_token="test-bot-token")
     await fake.start()
     root = tmp_path_factory.mktemp("load")
-    bot = BotProcess(fake, root, extra_env={
-        "QUEUE_MAX_LENGTH": str(QUEUE_CAP),
-        "QUOTA_MAX_PENDING": "1",
-        "I2V_FAULT_SLEEP_PER_STEP": "0.02",
-        "LOOP_LAG_REPORT": str(root / "lag.json"),
-    })
+    bot = BotProcess(
+        fake,
+        root,
+        extra_env={
+            "QUEUE_MAX_LENGTH": str(QUEUE_CAP),
+            "QUOTA_MAX_PENDING": "1",
+            "I2V_FAULT_SLEEP_PER_STEP": "0.02",
+            "LOOP_LAG_REPORT": str(root / "lag.json"),
+        },
+    )
     async with running_bot(fake, bot):
         yield fake, bot
 
@@ -58,19 +62,31 @@ async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
     fake, bot = world
     busy_member = fake.add_member(fake.guild.id, "busy")  # type: ignore[attr-defined]
     busy = await fake.inject_slash(  # type: ignore[attr-defined]
-        "animate", {"image": fake.add_attachment(png_bytes(seed=1), "busy.png"),  # type: ignore[attr-defined]
-                    "prompt": "a long one", **SMALL, "steps": 100}, member=busy_member)
+        "animate",
+        {
+            "image": fake.add_attachment(png_bytes(seed=1), "busy.png"),  # type: ignore[attr-defined]
+            "prompt": "a long one",
+            **SMALL,
+            "steps": 100,
+        },
+        member=busy_member,
+    )
     busy_id = job_id_from(await followup_text(fake, busy))  # type: ignore[arg-type]
     await bot.wait_job(busy_id, lambda j: j.status == JobStatus.RUNNING)
 
     members = [fake.add_member(fake.guild.id, f"user{i}") for i in range(USERS)]  # type: ignore[attr-defined]
     images = [fake.add_attachment(png_bytes(160, 128, seed=i), f"u{i}.png") for i in range(USERS)]  # type: ignore[attr-defined]
     started = time.monotonic()
-    interactions = await asyncio.gather(*(
-        fake.inject_slash("animate", {"image": image, "prompt": f"user {i} waves", **SMALL},  # type: ignore[attr-defined]
-                          member=member)
-        for i, (member, image) in enumerate(zip(members, images, strict=True))
-    ))
+    interactions = await asyncio.gather(
+        *(
+            fake.inject_slash(
+                "animate",
+                {"image": image, "prompt": f"user {i} waves", **SMALL},  # type: ignore[attr-defined]
+                member=member,
+            )
+            for i, (member, image) in enumerate(zip(members, images, strict=True))
+        )
+    )
     acks = await asyncio.gather(*(callback_of(fake, i, timeout=20) for i in interactions))  # type: ignore[arg-type]
     ack_delays = [ack.time - interaction.created_at for ack, interaction in zip(acks, interactions, strict=True)]
     texts = await asyncio.gather(*(followup_text(fake, i, timeout=60) for i in interactions))  # type: ignore[arg-type]
@@ -78,19 +94,25 @@ async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
 
     accepted = {m.user_id: job_id_from(t) for m, t in zip(members, texts, strict=True) if t.startswith("Queued as job")}
     refused = [t for t in texts if not t.startswith("Queued as job")]
-    print(f"\nload: {USERS} requests; acks max {max(ack_delays) * 1000:.0f} ms, "
-          f"mean {sum(ack_delays) / len(ack_delays) * 1000:.0f} ms; all answered in {answered_in:.2f} s; "
-          f"{len(accepted)} queued, {len(refused)} refused")
+    print(
+        f"\nload: {USERS} requests; acks max {max(ack_delays) * 1000:.0f} ms, "
+        f"mean {sum(ack_delays) / len(ack_delays) * 1000:.0f} ms; all answered in {answered_in:.2f} s; "
+        f"{len(accepted)} queued, {len(refused)} refused"
+    )
     assert max(ack_delays) < ACK_DEADLINE_S
     assert len(accepted) == QUEUE_CAP
     assert refused == [f"The queue is full ({QUEUE_CAP} videos waiting). Try again in a few minutes."] * (
-        USERS - QUEUE_CAP)
+        USERS - QUEUE_CAP
+    )
 
     # a second request from users who already wait is refused by the pending cap (1), not queued
-    again = await asyncio.gather(*(
-        fake.inject_slash("animate", {"image": images[i], "prompt": "again", **SMALL}, member=members[i])  # type: ignore[attr-defined]
-        for i, m in enumerate(members) if m.user_id in list(accepted)[-5:]
-    ))
+    again = await asyncio.gather(
+        *(
+            fake.inject_slash("animate", {"image": images[i], "prompt": "again", **SMALL}, member=members[i])  # type: ignore[attr-defined]
+            for i, m in enumerate(members)
+            if m.user_id in list(accepted)[-5:]
+        )
+    )
     for interaction in again:
         assert "You already have 1 video waiting" in await followup_text(fake, interaction)  # type: ignore[arg-type]
 

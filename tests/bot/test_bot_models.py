@@ -46,8 +46,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
 
 async def _animate(fake: FakeDiscord, member: Any, **options: Any) -> str:
     attachment = fake.add_attachment(png_bytes(seed=member.user_id % 97), "pic.png")
-    interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "waves roll in", **options},
-                                          member=member)
+    interaction = await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "waves roll in", **options}, member=member
+    )
     return await followup_text(fake, interaction)
 
 
@@ -86,8 +87,13 @@ async def test_rounded_frames_and_a_model_no_worker_runs(world: tuple[FakeDiscor
     assert "Wan 2.2 (5B) makes 4k+1 (9, 13, 17, ...) frames: 30 frames became 29." in text
     assert "No worker can run Wan 2.2 (5B) right now (the workers running load I2VGen-XL)" in text
     job_id = job_id_from(text)
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-                                 and f"i2v:cancel:{job_id}" in custom_ids(r.json))
+    status = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.path == f"/channels/{fake.channel_id}/messages"
+            and f"i2v:cancel:{job_id}" in custom_ids(r.json)
+        )
+    )
     assert "Wan 2.2 (5B) · preset custom · 480p" in status.json["content"]
     assert "29 frames" in status.json["content"]
     # an I2VGen-XL job queued after it runs and is delivered; the Wan job is never claimed
@@ -105,9 +111,13 @@ async def test_vary_with_another_model(world: tuple[FakeDiscord, BotProcess]) ->
     result = await wait_result(fake, job_id)
     select_menu = [child for row in result.json["components"] for child in row["components"] if child["type"] == 3]
     assert [(o["label"], o["value"]) for o in select_menu[0]["options"]] == [
-        ("I2VGen-XL", "i2vgenxl"), ("Wan 2.2 (5B)", "wan22-5b"), ("LTX-Video (fast)", "ltxv")]
-    pick = await fake.inject_component(f"i2v:varymodel:{job_id}", int(result.response["id"]), component_type=3,
-                                       values=["ltxv"], member=member)
+        ("I2VGen-XL", "i2vgenxl"),
+        ("Wan 2.2 (5B)", "wan22-5b"),
+        ("LTX-Video (fast)", "ltxv"),
+    ]
+    pick = await fake.inject_component(
+        f"i2v:varymodel:{job_id}", int(result.response["id"]), component_type=3, values=["ltxv"], member=member
+    )
     modal = await callback_of(fake, pick)
     assert modal.json["type"] == 9 and modal.json["data"]["title"] == "Vary with LTX-Video (fast)"
     inputs = {}
@@ -121,15 +131,28 @@ async def test_vary_with_another_model(world: tuple[FakeDiscord, BotProcess]) ->
     assert inputs["seed"]["value"] == "5" and inputs["prompt"]["value"] == "waves roll in"
     submit = await fake.inject_modal_submit(
         modal.json["data"]["custom_id"],
-        {inputs["prompt"]["custom_id"]: "waves roll out", inputs["frames"]["custom_id"]: "20",
-         inputs["fps"]["custom_id"]: "24", inputs["steps"]["custom_id"]: "6", inputs["seed"]["custom_id"]: "5"},
-        member=member, message=int(result.response["id"]),
+        {
+            inputs["prompt"]["custom_id"]: "waves roll out",
+            inputs["frames"]["custom_id"]: "20",
+            inputs["fps"]["custom_id"]: "24",
+            inputs["steps"]["custom_id"]: "6",
+            inputs["seed"]["custom_id"]: "5",
+        },
+        member=member,
+        message=int(result.response["id"]),
     )
     text = await followup_text(fake, submit)
     assert "variation of job" in text and "20 frames became 17" in text, text
     child = await bot.job(job_id_from(text.split(" as ")[1]))
     assert (child.model, child.prompt, child.frames, child.fps, child.steps, child.guidance, child.seed) == (
-        "ltxv", "waves roll out", 17, 24, 6, 1.0, 5)
+        "ltxv",
+        "waves roll out",
+        17,
+        24,
+        6,
+        1.0,
+        5,
+    )
     assert child.parent_job_id == job_id and child.negative_prompt == ""  # LTX ignores it: none is stored
     assert min(child.width, child.height) == 704 and child.width % 32 == 0  # its 720p, the parent's aspect
     # Re-roll keeps the job's model
@@ -148,8 +171,9 @@ async def test_server_admins_limit_the_models(world: tuple[FakeDiscord, BotProce
 
     shown = await models()
     assert "Models allowed on this server: I2VGen-XL, Wan 2.2 (5B), LTX-Video (fast)" in shown, shown
-    refused = await answer_of(fake, await fake.inject_slash("admin models", {"model": "ltxv", "allowed": False},
-                                                            member=member))
+    refused = await answer_of(
+        fake, await fake.inject_slash("admin models", {"model": "ltxv", "allowed": False}, member=member)
+    )
     assert "Only an admin of this server" in refused.content, refused  # a member may not
     assert "Not allowed here: LTX-Video (fast)" in await models(model="ltxv", allowed=False)
     text = await _animate(fake, member, model="ltxv", resolution="512p", frames=9, steps=4)

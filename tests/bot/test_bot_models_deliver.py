@@ -50,8 +50,10 @@ async def test_each_model_delivers_once_and_is_named(world: tuple[FakeDiscord, B
         member = fake.add_member(fake.guild.id, f"user-{model}")
         attachment = fake.add_attachment(png_bytes(), "pic.png")
         interaction = await fake.inject_slash(
-            "animate", {"image": attachment, "prompt": "the sea moves", "model": model, "fps": 24, **options},
-            member=member)
+            "animate",
+            {"image": attachment, "prompt": "the sea moves", "model": model, "fps": 24, **options},
+            member=member,
+        )
         text = await followup_text(fake, interaction)
         assert "Queued as job #" in text and "No worker can run" not in text, text
         jobs[model] = job_id_from(text)

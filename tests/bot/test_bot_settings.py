@@ -93,8 +93,14 @@ def test_without_a_token_only_the_web_page_runs(tmp_path: Path) -> None:
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "WEB_"))}
     clean.update({"PYTHONPATH": str(REPO_ROOT), "WORKER": "external", "WEB_PORT": str(port)})
-    proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -124,9 +130,7 @@ def test_a_bad_web_port_exits_2(tmp_path: Path) -> None:
 
 
 def test_bad_setting_exits_2_without_leaking_the_token(tmp_path: Path) -> None:
-    result = _run_bot(
-        {"PYTHONPATH": str(REPO_ROOT), "DISCORD_TOKEN": "very-secret-token", "WORKER": "cloud"}, tmp_path
-    )
+    result = _run_bot({"PYTHONPATH": str(REPO_ROOT), "DISCORD_TOKEN": "very-secret-token", "WORKER": "cloud"}, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "WORKER" in result.stderr
     assert "very-secret-token" not in result.stderr + result.stdout

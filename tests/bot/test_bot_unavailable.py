@@ -45,8 +45,10 @@ FAST_RESTARTS = {  # fast back-off so the test sees the failed starts and the un
     "I2V_UNAVAILABLE_AFTER_FAILURES": "2",
     "I2V_UNAVAILABLE_RETRY_SECONDS": "1",
 }
-SUPERVISOR_FAILED_START = re.compile(r"(the worker could not start|video generation is unavailable: the worker "
-                                     r"could not start) \(")
+SUPERVISOR_FAILED_START = re.compile(
+    r"(the worker could not start|video generation is unavailable: the worker "
+    r"could not start) \("
+)
 CHILD_FAILED_START = "cannot start; exiting with status 5"
 
 
@@ -58,8 +60,9 @@ async def _health(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str,
 async def _animate(fake: FakeDiscord, name: str) -> str:
     member = fake.add_member(fake.guild.id, name)
     attachment = fake.add_attachment(png_bytes(seed=7), f"{name}.png")
-    interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "waves roll in", **SMALL},
-                                          member=member)
+    interaction = await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "waves roll in", **SMALL}, member=member
+    )
     return await followup_text(fake, interaction, timeout=30)
 
 
@@ -70,8 +73,9 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
     url = f"http://127.0.0.1:{port}"
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path / "bot", extra_env={"I2V_MODEL": str(missing), "WEB_PORT": str(port),
-                                                       **FAST_RESTARTS})
+    bot = BotProcess(
+        fake, tmp_path / "bot", extra_env={"I2V_MODEL": str(missing), "WEB_PORT": str(port), **FAST_RESTARTS}
+    )
     try:
         started = time.monotonic()
         await bot.start()
@@ -97,10 +101,18 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
             image = fake.add_attachment(png_bytes(seed=8), "dog.png")
             request = await fake.inject_message(
                 f"<@{fake.bot_user_id}> the dog wags its tail --resolution 256p --frames 8 --steps 10",
-                author=member, mentions=[fake.bot_member], attachments=[image])
+                author=member,
+                mentions=[fake.bot_member],
+                attachments=[image],
+            )
             status_post = await fake.wait_for(
-                lambda r: r.method == "POST" and r.path.endswith("/messages")
-                and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"], 30)
+                lambda r: (
+                    r.method == "POST"
+                    and r.path.endswith("/messages")
+                    and str((r.json or {}).get("message_reference", {}).get("message_id")) == request["id"]
+                ),
+                30,
+            )
             assert reason in status_post.json["content"] and "unavailable right now" in status_post.json["content"]
 
             # the web page, signed in with the operator's link the bot printed at start
@@ -139,7 +151,7 @@ async def test_a_model_that_cannot_load_says_unavailable_then_a_fixed_restart_de
     assert log.count(reason) == len(supervisor_lines), [line for line in log.splitlines() if reason in line]
     assert all(reason in line for line in supervisor_lines)
     assert child_failures in (len(supervisor_lines), len(supervisor_lines) + 1)  # the last may race the stop
-    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:4000]
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:4000]
     print(f"\n{len(supervisor_lines)} failed starts logged, one line each")
 
     # fixed and restarted: the job queued while unavailable is made and delivered; /healthz is healthy again
@@ -169,8 +181,9 @@ async def test_an_external_worker_that_cannot_start_makes_the_bot_say_so(tmp_pat
     port = free_port()
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
-    bot = BotProcess(fake, tmp_path / "bot", cwd=tmp_path / "bot",
-                     extra_env={"WORKER": "external", "WEB_PORT": str(port)})
+    bot = BotProcess(
+        fake, tmp_path / "bot", cwd=tmp_path / "bot", extra_env={"WORKER": "external", "WEB_PORT": str(port)}
+    )
     try:
         (tmp_path / "bot").mkdir()
         await bot.start()
@@ -199,8 +212,12 @@ async def test_a_waiting_jobs_status_says_when_the_worker_is_unavailable_and_whe
     fake = FakeDiscord(bot_token=TOKEN)
     await fake.start()
     operator = fake.add_member(fake.guild.id, "operator", permissions=0)
-    bot = BotProcess(fake, tmp_path / "bot", cwd=tmp_path / "bot",
-                     extra_env={"WORKER": "external", "OPERATOR_USER_IDS": str(operator.user_id)})
+    bot = BotProcess(
+        fake,
+        tmp_path / "bot",
+        cwd=tmp_path / "bot",
+        extra_env={"WORKER": "external", "OPERATOR_USER_IDS": str(operator.user_id)},
+    )
     good: asyncio.subprocess.Process | None = None
     try:
         (tmp_path / "bot").mkdir()
@@ -210,13 +227,18 @@ async def test_a_waiting_jobs_status_says_when_the_worker_is_unavailable_and_whe
         text = await _animate(fake, "waiting-user")
         job_id = job_id_from(text)
         assert "unavailable" not in text.lower(), text  # no worker has failed yet: nothing is known to be wrong
-        posted = await fake.wait_for(lambda r: r.method == "POST" and r.status == 200
-                                     and f"i2v:cancel:{job_id}" in custom_ids(r.json), 30)
+        posted = await fake.wait_for(
+            lambda r: r.method == "POST" and r.status == 200 and f"i2v:cancel:{job_id}" in custom_ids(r.json), 30
+        )
         status_path = f"/channels/{fake.channel_id}/messages/{posted.response['id']}"
 
         def edited(check: Callable[[str], bool]) -> Callable[[RecordedRequest], bool]:
-            return lambda r: (r.method == "PATCH" and r.path == status_path and r.status == 200
-                              and check((r.json or {}).get("content", "")))
+            return lambda r: (
+                r.method == "PATCH"
+                and r.path == status_path
+                and r.status == 200
+                and check((r.json or {}).get("content", ""))
+            )
 
         broken = await start_worker_process(bot, tmp_path / "gpu-box", "gpu-box", I2V_MODEL=str(missing))
         assert await asyncio.wait_for(broken.wait(), 120) == 5

@@ -14,12 +14,20 @@ from jobs.models import Job, JobPhase, JobStatus
 
 def test_parse_request_flags_and_prompt() -> None:
     prompt, options = parse_request(
-        'a cat turns its head --preset quick --frames 12 --steps 30 --seed 5 --fps 8 --guidance 10 '
+        "a cat turns its head --preset quick --frames 12 --steps 30 --seed 5 --fps 8 --guidance 10 "
         '--resolution 512p --neg "blurry, static" slowly'
     )
     assert prompt == "a cat turns its head slowly"
-    assert options == {"preset": "quick", "frames": 12, "steps": 30, "seed": 5, "fps": 8, "guidance": 10.0,
-                       "resolution": "512p", "negative_prompt": "blurry, static"}
+    assert options == {
+        "preset": "quick",
+        "frames": 12,
+        "steps": 30,
+        "seed": 5,
+        "fps": 8,
+        "guidance": 10.0,
+        "resolution": "512p",
+        "negative_prompt": "blurry, static",
+    }
 
 
 def test_parse_request_keeps_apostrophes_and_dashes_in_prompt() -> None:
@@ -29,10 +37,12 @@ def test_parse_request_keeps_apostrophes_and_dashes_in_prompt() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("go --frames many", "--frames 'many' is not a whole number"),
-     ("go --guidance high", "--guidance 'high' is not a number"),
-     ("go --zoom 2", "Unknown flag --zoom"),
-     ("go --seed", "--seed needs a value")],
+    [
+        ("go --frames many", "--frames 'many' is not a whole number"),
+        ("go --guidance high", "--guidance 'high' is not a number"),
+        ("go --zoom 2", "Unknown flag --zoom"),
+        ("go --seed", "--seed needs a value"),
+    ],
 )
 def test_parse_request_errors_name_the_flag(text: str, message: str) -> None:
     with pytest.raises(FlagError, match=message):
@@ -53,9 +63,27 @@ def test_progress_bar() -> None:
 def _job(**changes: object) -> Job:
     """A job as the store returns it (not added to any session)."""
     base: dict[str, object] = dict(
-        id=7, user_id=99, prompt="waves <@1>", model="i2vgenxl", preset=None, resolution="256p", width=320,
-        height=256, frames=8, fps=8, steps=10, guidance=9.0, seed=3, status=JobStatus.QUEUED, attempt=0,
-        phase=JobPhase.QUEUED, progress_step=0, progress_total=10, cancel_requested=False, error=None)
+        id=7,
+        user_id=99,
+        prompt="waves <@1>",
+        model="i2vgenxl",
+        preset=None,
+        resolution="256p",
+        width=320,
+        height=256,
+        frames=8,
+        fps=8,
+        steps=10,
+        guidance=9.0,
+        seed=3,
+        status=JobStatus.QUEUED,
+        attempt=0,
+        phase=JobPhase.QUEUED,
+        progress_step=0,
+        progress_total=10,
+        cancel_requested=False,
+        error=None,
+    )
     base.update(changes)
     return Job(**base)
 
@@ -74,7 +102,8 @@ def test_status_key_ignores_the_clock_but_not_progress() -> None:
     assert status_key(_job(), 2) == status_key(_job(), 2)
     assert status_key(_job(), 2) != status_key(_job(), 1)
     assert status_key(_job(status=JobStatus.RUNNING, progress_step=1), 0) != status_key(
-        _job(status=JobStatus.RUNNING, progress_step=2), 0)
+        _job(status=JobStatus.RUNNING, progress_step=2), 0
+    )
 
 
 def test_payload_hash_is_order_independent_and_sensitive() -> None:

@@ -63,8 +63,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     other = fake.add_guild("Stranger's server")
     b_managers = fake.add_role(other.id, "managers", permissions=payloads.PERM_MANAGE_GUILD)
     otto = fake.add_member(other.id, "otto", roles=[b_managers])
-    bot = BotProcess(fake, tmp_path_factory.mktemp("ux-bot"),
-                     extra_env={"OPERATOR_USER_IDS": str(opal.user_id), "WEB_PUBLIC_URL": PUBLIC_URL})
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("ux-bot"),
+        extra_env={"OPERATOR_USER_IDS": str(opal.user_id), "WEB_PUBLIC_URL": PUBLIC_URL},
+    )
     async with running_bot(fake, bot):
         yield World(fake, bot, fake.member, bob, anna, opal, otto)
 
@@ -98,8 +101,10 @@ async def test_help_shows_the_presets_values_the_quota_and_the_page(world: World
     presets = fields["Presets"]
     for name, preset in PRESETS.items():
         mark = " (default)" if name == DEFAULT_PRESET else ""
-        assert (f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                f"({preset.frames / preset.fps:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}") in presets
+        assert (
+            f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
+            f"({preset.frames / preset.fps:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}"
+        ) in presets
     assert "Budget: **100000** of 100000 GPU-seconds left today" in fields["Your quota"], fields
     assert "Pending jobs: 0 of 5." in fields["Your quota"]
     assert fields["Web page"].startswith(PUBLIC_URL), fields
@@ -117,6 +122,7 @@ async def test_preset_choices_explain_themselves(world: World) -> None:
 
 async def test_no_command_description_is_cut(world: World) -> None:
     """discord.py cuts a docstring longer than Discord's 100 characters with "…"; none may be."""
+
     def descriptions(item: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
         if "description" in item:
             yield path, item["description"]
@@ -186,8 +192,13 @@ async def test_a_job_leaves_one_channel_message(world: World) -> None:
     await slash(fake, "operator pause", {}, world.opal)
     try:
         held = await queued_job(fake, world.bob, prompt="a held kite")
-        await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-                            and f"i2v:cancel:{held}" in custom_ids(r.json))
+        await fake.wait_for(
+            lambda r: (
+                r.method == "POST"
+                and r.path == f"/channels/{fake.channel_id}/messages"
+                and f"i2v:cancel:{held}" in custom_ids(r.json)
+            )
+        )
         reply = await slash(fake, "cancel", {"job": held}, world.bob)
         assert "cancelled" in reply.content.lower(), reply.content
         await world.bot.wait_job(held, lambda j: j.delivered_at is not None, timeout=30)

@@ -61,8 +61,9 @@ def _channel_calls(fake: FakeDiscord, channel_id: int, after: int) -> list:
 
 async def _animate_in(fake: FakeDiscord, member, channel_id: int):
     attachment = fake.add_attachment(png_bytes(seed=member.user_id % 89), "pic.png")
-    return await fake.inject_slash("animate", {"image": attachment, "prompt": "leaves drift down", **SMALL},
-                                   member=member, channel_id=channel_id)
+    return await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "leaves drift down", **SMALL}, member=member, channel_id=channel_id
+    )
 
 
 async def _no_jobs(bot: BotProcess, member) -> None:
@@ -72,8 +73,9 @@ async def _no_jobs(bot: BotProcess, member) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_the_invite_asks_for_exactly_what_posting_needs() -> None:
     assert POST_PERMISSIONS.value == 274878008320
-    assert invite_url(42) == ("https://discord.com/oauth2/authorize?client_id=42&scope=bot+applications.commands"
-                              "&permissions=274878008320")
+    assert invite_url(42) == (
+        "https://discord.com/oauth2/authorize?client_id=42&scope=bot+applications.commands&permissions=274878008320"
+    )
     readme = (REPO_ROOT / "README.md").read_text()
     invites = re.findall(r"oauth2/authorize\?\S*permissions=(\d+)", readme)
     assert invites and {int(value) for value in invites} == {POST_PERMISSIONS.value}
@@ -95,11 +97,20 @@ async def test_refused_where_the_bot_may_not_attach_or_post_in_threads(world: tu
     answer = await answer_of(fake, menu)
     assert answer.callback_type == 4 and answer.ephemeral and "Attach Files" in answer.content
     # a mention: the bot may still send words there, so it replies with the refusal
-    request = await fake.inject_message(f"<@{fake.bot_user_id}> the sea moves", author=member,
-                                        mentions=[fake.bot_member], attachments=[image], channel_id=fake.no_files)
-    reply = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.no_files}/messages"
-                                and str(((r.json or {}).get("message_reference") or {}).get("message_id"))
-                                == request["id"])
+    request = await fake.inject_message(
+        f"<@{fake.bot_user_id}> the sea moves",
+        author=member,
+        mentions=[fake.bot_member],
+        attachments=[image],
+        channel_id=fake.no_files,
+    )
+    reply = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.path == f"/channels/{fake.no_files}/messages"
+            and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"]
+        )
+    )
     assert reply.status == 200 and "Attach Files" in reply.json["content"]
     await _no_jobs(bot, member)
 
@@ -119,7 +130,8 @@ async def test_reroll_is_refused_once_the_channel_closes(world: tuple[FakeDiscor
 
 
 async def test_a_permission_removed_mid_job_costs_a_few_calls_and_one_notice(
-        world: tuple[FakeDiscord, BotProcess]) -> None:
+    world: tuple[FakeDiscord, BotProcess],
+) -> None:
     fake, bot = world
     member = fake.add_member(fake.guild.id, "unlucky")
     channel_id = int(fake.add_channel(fake.guild.id, "closing")["id"])

@@ -26,18 +26,30 @@ LONG_DESCRIPTION = "Says hello. " * 9  # 108 characters; Discord allows 100
 
 def test_the_bots_modals_keep_discords_limits() -> None:
     """Every form the bot shows, for every model, at its longest (the prompt prefilled to the full length)."""
-    forms: list[discord.ui.Modal] = [AnimateModal(image_url="https://cdn.discordapp.com/a.png", image_size=1,
-                                                  message_id=1, prefill="p" * MAX_PROMPT_CHARS)]
+    forms: list[discord.ui.Modal] = [
+        AnimateModal(
+            image_url="https://cdn.discordapp.com/a.png", image_size=1, message_id=1, prefill="p" * MAX_PROMPT_CHARS
+        )
+    ]
     for made_by in SPACES:
-        job = SimpleNamespace(id=2**53 - 1, model=made_by, prompt="p" * MAX_PROMPT_CHARS, preset=None, frames=16,
-                              fps=8, steps=50, seed=2**32 - 1)
+        job = SimpleNamespace(
+            id=2**53 - 1,
+            model=made_by,
+            prompt="p" * MAX_PROMPT_CHARS,
+            preset=None,
+            frames=16,
+            fps=8,
+            steps=50,
+            seed=2**32 - 1,
+        )
         forms += [VaryModal(job, model=model) for model in SPACES]  # type: ignore[arg-type]
     for form in forms:
         assert problems(MODAL, form.to_dict()) == [], form.to_dict()
 
 
 async def test_check_refuses_an_over_long_description_before_any_request(
-        fake_discord: FakeDiscord, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_discord: FakeDiscord, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load_cogs = I2VBot.load_extensions
 
     async def with_a_long_description(self: I2VBot) -> None:
@@ -48,21 +60,29 @@ async def test_check_refuses_an_over_long_description_before_any_request(
             """Never called: the tree is only checked."""
 
     monkeypatch.setattr(I2VBot, "load_extensions", with_a_long_description)
-    env = {"DISCORD_TOKEN": TOKEN, "DISCORD_API_BASE": fake_discord.api_base,
-           "DISCORD_GATEWAY_URL": fake_discord.gateway_url, "DATABASE_URL": sqlite_url, "I2V_MODEL": "tiny",
-           "OUTPUT_DIR": str(tmp_path / "outputs"), "DATA_DIR": str(tmp_path / "data")}
+    env = {
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": fake_discord.api_base,
+        "DISCORD_GATEWAY_URL": fake_discord.gateway_url,
+        "DATABASE_URL": sqlite_url,
+        "I2V_MODEL": "tiny",
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+        "DATA_DIR": str(tmp_path / "data"),
+    }
 
     report = await run_check(env)
 
     assert report.exit_status == 2
-    assert report.problems == ["application commands: Discord would refuse command 'hello': description: "
-                               "Must be 100 or fewer in length."]
+    assert report.problems == [
+        "application commands: Discord would refuse command 'hello': description: Must be 100 or fewer in length."
+    ]
     assert fake_discord.requests == []  # nothing was sent to Discord
     monkeypatch.setattr(I2VBot, "load_extensions", load_cogs)
     fine = await run_check(env)
     assert fine.exit_status == 0, fine.problems
-    assert any(line.startswith("application commands: ") and line.endswith("keep Discord's limits")
-               for line in fine.fine)
+    assert any(
+        line.startswith("application commands: ") and line.endswith("keep Discord's limits") for line in fine.fine
+    )
 
 
 @pytest.mark.slow
@@ -79,9 +99,20 @@ async def test_a_refused_sync_at_start_is_logged_and_the_bot_runs_on(tmp_path: P
         (tmp_path / "data" / STATE_FILE_NAME).unlink()  # as after a change of the commands: the next start syncs
 
         # Discord refuses a field the bot's own rules let through: the bot must not depend on their being complete.
-        refusal = fake.fail(status=400, code=50035, message="Invalid Form Body", method="PUT",
-                            path=r"^/applications/\d+/commands$", errors={"0": {"description": {"_errors": [
-                                {"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 100 in length."}]}}})
+        refusal = fake.fail(
+            status=400,
+            code=50035,
+            message="Invalid Form Body",
+            method="PUT",
+            path=r"^/applications/\d+/commands$",
+            errors={
+                "0": {
+                    "description": {
+                        "_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 100 in length."}]
+                    }
+                }
+            },
+        )
         await bot.start()
         assert refusal.hits == 1
         sent = next(r for r in reversed(fake.requests) if r.method == "PUT" and r.path.endswith("/commands"))

@@ -67,9 +67,16 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     operator = fake.add_member(gid, "operator", permissions=0)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    bot = BotProcess(fake, tmp_path_factory.mktemp("safety-bot"), extra_env={
-        "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat", "OPERATOR_USER_IDS": str(operator.user_id),
-        "WEB_PORT": str(port), "WEB_PUBLIC_URL": url})
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("safety-bot"),
+        extra_env={
+            "PROMPT_BLOCKLIST": f"{BOT_WIDE_TERM}, big cat",
+            "OPERATOR_USER_IDS": str(operator.user_id),
+            "WEB_PORT": str(port),
+            "WEB_PUBLIC_URL": url,
+        },
+    )
     async with running_bot(fake, bot):
         yield World(fake, bot, manager, operator, url)
 
@@ -91,13 +98,16 @@ async def animate(world: World, member: FakeMember, prompt: str, **options: Any)
     """``/animate``: the bot's follow-up text and the attachment's id."""
     attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 89), "pic.png")
     interaction = await world.fake.inject_slash(
-        "animate", {"image": attachment, "prompt": prompt, **SMALL, **options}, member=member)
+        "animate", {"image": attachment, "prompt": prompt, **SMALL, **options}, member=member
+    )
     return await followup_text(world.fake, interaction), attachment.id
 
 
 async def job_count(world: World, user_id: int) -> int:
-    return int(await world.bot.read(
-        lambda s: s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id))) or 0)
+    return int(
+        await world.bot.read(lambda s: s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id)))
+        or 0
+    )
 
 
 def modal_inputs(callback_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -124,8 +134,11 @@ async def test_blocked_prompts_are_refused_on_every_path_before_any_download(wor
     fake, bot = world.fake, world.bot
     member = fake.add_member(fake.guild.id, "blocked-user")
     # /animate, bot-wide list from the setting, any case, in the prompt or the negative prompt
-    for prompt, extra in (("a FORBIDDENWORD dances", {}), ("the sea moves", {"negative_prompt": "forbiddenword"}),
-                          ("a Big, cat walks", {})):
+    for prompt, extra in (
+        ("a FORBIDDENWORD dances", {}),
+        ("the sea moves", {"negative_prompt": "forbiddenword"}),
+        ("a Big, cat walks", {}),
+    ):
         text, attachment_id = await animate(world, member, prompt, **extra)
         assert text == BOT_REFUSAL, (prompt, text)
         assert cdn_fetches(fake, attachment_id) == 0, prompt
@@ -158,19 +171,30 @@ async def test_blocked_prompts_are_refused_on_every_path_before_any_download(wor
     menu = await fake.inject_message_command("Animate", message, member=member)
     ack = await callback_of(fake, menu)
     inputs = modal_inputs(ack.json)
-    submit = await fake.inject_modal_submit(ack.json["data"]["custom_id"],
-                                            {inputs["prompt"]["custom_id"]: "the lighthouse blinks"},
-                                            member=member, channel_id=fake.channel_id)
+    submit = await fake.inject_modal_submit(
+        ack.json["data"]["custom_id"],
+        {inputs["prompt"]["custom_id"]: "the lighthouse blinks"},
+        member=member,
+        channel_id=fake.channel_id,
+    )
     assert await followup_text(fake, submit) == SERVER_REFUSAL
     assert cdn_fetches(fake, image.id) == 0
 
     # a mention: the refusal is a reply, nothing downloaded
     mention_image = fake.add_attachment(png_bytes(seed=6), "mention.png")
-    request = await fake.inject_message(f"<@{fake.bot_user_id}> the volcano smokes", author=member,
-                                        mentions=[fake.bot_member], attachments=[mention_image])
+    request = await fake.inject_message(
+        f"<@{fake.bot_user_id}> the volcano smokes",
+        author=member,
+        mentions=[fake.bot_member],
+        attachments=[mention_image],
+    )
     reply = await fake.wait_for(
-        lambda r: r.method == "POST" and r.path.endswith("/messages")
-        and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"])
+        lambda r: (
+            r.method == "POST"
+            and r.path.endswith("/messages")
+            and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"]
+        )
+    )
     assert reply.json["content"] == BOT_REFUSAL
     assert cdn_fetches(fake, mention_image.id) == 0
 
@@ -185,9 +209,16 @@ async def test_blocked_prompts_are_refused_on_every_path_before_any_download(wor
     fields = modal_inputs(vary_ack.json)
     submitted = await fake.inject_modal_submit(
         vary_ack.json["data"]["custom_id"],
-        {fields["prompt"]["custom_id"]: "a forbiddenword", fields["frames"]["custom_id"]: "8",
-         fields["fps"]["custom_id"]: "8", fields["steps"]["custom_id"]: "10", fields["seed"]["custom_id"]: ""},
-        member=member, message=int(result.response["id"]))
+        {
+            fields["prompt"]["custom_id"]: "a forbiddenword",
+            fields["frames"]["custom_id"]: "8",
+            fields["fps"]["custom_id"]: "8",
+            fields["steps"]["custom_id"]: "10",
+            fields["seed"]["custom_id"]: "",
+        },
+        member=member,
+        message=int(result.response["id"]),
+    )
     assert await followup_text(fake, submitted) == BOT_REFUSAL
     assert await job_count(world, member.user_id) == 1  # nothing but the clean job was ever queued
 
@@ -199,8 +230,9 @@ async def test_blocked_prompts_are_refused_on_every_path_before_any_download(wor
     # counted in /admin stats, audited with the list and the term, never the prompt
     stats = await slash(world, "admin stats", {}, world.manager)
     assert "Prompts blocked: 9 today" in stats.text, stats.text
-    rows = await bot.select_all(select(AuditLog).where(AuditLog.action == "prompt_blocked",
-                                                       AuditLog.actor_id == member.user_id))
+    rows = await bot.select_all(
+        select(AuditLog).where(AuditLog.action == "prompt_blocked", AuditLog.actor_id == member.user_id)
+    )
     assert len(rows) == 9
     assert {row.detail["list"] for row in rows} == {"bot", "server"}
     assert {row.detail["source"] for row in rows} == {"slash", "context_menu", "mention", "reroll", "vary"}
@@ -273,10 +305,12 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
     assert f"<@{reporter.user_id}>" not in listing.text  # who reported stays private
     # a member who is no admin cannot press it
     listing_post = await fake.wait_for(
-        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:delete:{job_id}" in custom_ids(r.json))
+        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:delete:{job_id}" in custom_ids(r.json)
+    )
     listing_message = int(listing_post.response["id"])
-    stranger = await answer_of(fake, await fake.inject_component(f"i2va:rep:s:delete:{job_id}", listing_message,
-                                                                  member=reporter))
+    stranger = await answer_of(
+        fake, await fake.inject_component(f"i2va:rep:s:delete:{job_id}", listing_message, member=reporter)
+    )
     assert stranger.ephemeral and message_id in fake.messages
     press = await fake.inject_component(f"i2va:rep:s:delete:{job_id}", listing_message, member=world.manager)
     done = await followup_text(fake, press)
@@ -290,8 +324,9 @@ async def test_member_reports_and_server_admin_deletes_the_video(world: World) -
     assert not list((bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
     (report,) = await bot.select_all(select(Report).where(Report.job_id == job_id))
     assert report.resolution == "deleted" and report.resolved_by == world.manager.user_id
-    resolved = await bot.select_all(select(AuditLog).where(AuditLog.action == "report_resolved",
-                                                           AuditLog.job_id == job_id))
+    resolved = await bot.select_all(
+        select(AuditLog).where(AuditLog.action == "report_resolved", AuditLog.job_id == job_id)
+    )
     assert len(resolved) == 1 and resolved[0].actor_id == world.manager.user_id
     assert f"#{job_id}" not in (await slash(world, "admin reports", {}, world.manager)).text
 
@@ -334,8 +369,9 @@ async def test_operator_deletes_a_reported_video_from_the_web_console(world: Wor
     assert not list((bot.root / "outputs").glob(f"video_*_{job_id}.mp4"))
     (report,) = await bot.select_all(select(Report).where(Report.job_id == job_id))
     assert (report.resolution, report.resolved_by) == ("deleted", world.operator.user_id)
-    (audit,) = await bot.select_all(select(AuditLog).where(AuditLog.action == "report_resolved",
-                                                           AuditLog.job_id == job_id))
+    (audit,) = await bot.select_all(
+        select(AuditLog).where(AuditLog.action == "report_resolved", AuditLog.job_id == job_id)
+    )
     assert audit.scope == "bot" and audit.actor_id == world.operator.user_id
 
 
@@ -352,7 +388,8 @@ async def test_server_admin_bans_the_maker_of_a_reported_video_or_dismisses_a_re
     listing = await slash(world, "admin reports", {}, world.manager)
     assert {f"i2va:rep:s:ban:{banned_job}", f"i2va:rep:s:dismiss:{kept_job}"} <= set(listing.custom_ids)
     listing_post = await fake.wait_for(
-        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:ban:{banned_job}" in custom_ids(r.json))
+        lambda r: r.method in ("POST", "PATCH") and f"i2va:rep:s:ban:{banned_job}" in custom_ids(r.json)
+    )
     listing_message = int(listing_post.response["id"])
 
     ban = await fake.inject_component(f"i2va:rep:s:ban:{banned_job}", listing_message, member=world.manager)
@@ -361,20 +398,25 @@ async def test_server_admin_bans_the_maker_of_a_reported_video_or_dismisses_a_re
     assert int(banned_post.response["id"]) not in fake.messages
     assert await bot.read(lambda s: s.get(JobVideo, banned_job)) is None
     refused, _ = await animate(world, maker, "a door opens")
-    assert refused == (f"You are not allowed to make videos with this bot in this server: reported video "
-                       f"#{banned_job}."), refused
+    assert refused == (
+        f"You are not allowed to make videos with this bot in this server: reported video #{banned_job}."
+    ), refused
     # the listing was refreshed in place: the banned maker's video is gone from it, the other one stays
-    refreshed = await fake.wait_for(lambda r: r.method == "PATCH" and r.status == 200
-                                    and f"i2va:rep:s:dismiss:{kept_job}" in custom_ids(r.json))
+    refreshed = await fake.wait_for(
+        lambda r: r.method == "PATCH" and r.status == 200 and f"i2va:rep:s:dismiss:{kept_job}" in custom_ids(r.json)
+    )
     assert f"i2va:rep:s:ban:{banned_job}" not in custom_ids(refreshed.json)
 
     dismiss = await fake.inject_component(f"i2va:rep:s:dismiss:{kept_job}", listing_message, member=world.manager)
     assert f"Dismissed 1 report(s) of video #{kept_job}; it stays." in await followup_text(fake, dismiss)
     assert int(kept_post.response["id"]) in fake.messages
     assert await bot.read(lambda s: s.get(JobVideo, kept_job)) is not None
-    resolutions = {r.job_id: r.resolution for r in await bot.select_all(
-        select(Report).where(Report.job_id.in_([banned_job, kept_job])))}
+    resolutions = {
+        r.job_id: r.resolution
+        for r in await bot.select_all(select(Report).where(Report.job_id.in_([banned_job, kept_job])))
+    }
     assert resolutions == {banned_job: "banned", kept_job: "dismissed"}
-    bans = await bot.select_all(select(AuditLog).where(AuditLog.action == "ban_from_server",
-                                                       AuditLog.target_user_id == maker.user_id))
+    bans = await bot.select_all(
+        select(AuditLog).where(AuditLog.action == "ban_from_server", AuditLog.target_user_id == maker.user_id)
+    )
     assert len(bans) == 1 and bans[0].actor_id == world.manager.user_id and bans[0].scope == "server"

@@ -40,9 +40,14 @@ class DeliveringClient(discord.Client):
 
     def __init__(self, root: Path, sessions: async_sessionmaker[AsyncSession], upload_timeout: float) -> None:
         super().__init__(intents=discord.Intents.none(), guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
-        self.settings = SimpleNamespace(data_dir=root / "data", output_dir=root / "outputs", save_output_copy=False,
-                                        upload_timeout=upload_timeout, unsafe_videos=UnsafePolicy.AGE_RESTRICTED,
-                                        models=())
+        self.settings = SimpleNamespace(
+            data_dir=root / "data",
+            output_dir=root / "outputs",
+            save_output_copy=False,
+            upload_timeout=upload_timeout,
+            unsafe_videos=UnsafePolicy.AGE_RESTRICTED,
+            models=(),
+        )
         self.sessions = sessions
         self.readers = sessions
 
@@ -58,8 +63,9 @@ async def store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSessio
 
 async def _succeeded_job(sessions: async_sessionmaker[AsyncSession], fake: FakeDiscord) -> Job:
     async with sessions.begin() as session:
-        await enqueue_job(session, new_job(5, channel_id=fake.channel_id, guild_id=fake.guild.id), GENEROUS,
-                          image=IMAGE)
+        await enqueue_job(
+            session, new_job(5, channel_id=fake.channel_id, guild_id=fake.guild.id), GENEROUS, image=IMAGE
+        )
         job = await claim_next_job(session, "w", lease_seconds=60)
         assert job is not None
         assert await finish_job(session, job.id, job.attempt, worker_id="w", video=VIDEO, gpu_seconds=1.0)
@@ -71,19 +77,36 @@ async def _succeeded_job(sessions: async_sessionmaker[AsyncSession], fake: FakeD
 
 def _retries() -> dict[str, float]:
     """This process's i2v_upload_retries_total by reason."""
-    return {s.labels["reason"]: s.value for family in UPLOAD_RETRIES.collect() for s in family.samples
-            if s.name.endswith("_total")}
+    return {
+        s.labels["reason"]: s.value
+        for family in UPLOAD_RETRIES.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 def _uploads(fake: FakeDiscord, job_id: int) -> list[object]:
     """The requests that carried this job's video (every try, whatever the answer)."""
-    return [r for r in fake.requests if r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-            and any(f.data == VIDEO for f in r.files) and f"i2v:info:{job_id}" in str(r.json)]
+    return [
+        r
+        for r in fake.requests
+        if r.method == "POST"
+        and r.path == f"/channels/{fake.channel_id}/messages"
+        and any(f.data == VIDEO for f in r.files)
+        and f"i2v:info:{job_id}" in str(r.json)
+    ]
 
 
 def _notices(fake: FakeDiscord, job_id: int) -> list[str]:
-    return [r.json["content"] for r in fake.requests if r.method == "POST" and r.status == 200 and not r.files
-            and r.path == f"/channels/{fake.channel_id}/messages" and f"job #{job_id}" in r.json["content"]]
+    return [
+        r.json["content"]
+        for r in fake.requests
+        if r.method == "POST"
+        and r.status == 200
+        and not r.files
+        and r.path == f"/channels/{fake.channel_id}/messages"
+        and f"job #{job_id}" in r.json["content"]
+    ]
 
 
 async def test_a_500_is_left_to_discord_py_and_not_retried_again(
@@ -92,8 +115,9 @@ async def test_a_500_is_left_to_discord_py_and_not_retried_again(
     """Five 500s: discord.py makes its five requests (sleeping 1+3+5+7+9 s); the bot then gives up at once and
     tells the user, where it used to start four more rounds of five."""
     job = await _succeeded_job(store, fake_discord)
-    fault = fake_discord.fail(status=500, method="POST", path=rf"^/channels/{fake_discord.channel_id}/messages$",
-                              times=DISCORD_PY_TRIES)
+    fault = fake_discord.fail(
+        status=500, method="POST", path=rf"^/channels/{fake_discord.channel_id}/messages$", times=DISCORD_PY_TRIES
+    )
     before = _retries()
     async with running_client(DeliveringClient(tmp_path, store, upload_timeout=60.0), fake_discord) as client:
         result = await Delivery(client, backoff=FAST_BACKOFF).deliver(job)  # type: ignore[arg-type]
@@ -119,8 +143,10 @@ async def test_503s_get_at_most_the_bounded_own_retries_each_counted(
         assert len(_uploads(fake_discord, failing.id)) == attempts
         after = _retries()
         assert after["server_error"] - before["server_error"] == UPLOAD_RETRIES_MAX
-        assert {r: after[r] - before[r] for r in UPLOAD_RETRY_REASONS if r != "server_error"} == \
-            {"timeout": 0, "connection": 0}
+        assert {r: after[r] - before[r] for r in UPLOAD_RETRY_REASONS if r != "server_error"} == {
+            "timeout": 0,
+            "connection": 0,
+        }
         (notice,) = _notices(fake_discord, failing.id)
         assert f"the upload failed {attempts} times." in notice
 

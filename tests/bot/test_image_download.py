@@ -35,6 +35,7 @@ class Servers:
 async def servers() -> AsyncIterator[Servers]:
     hits: list[str] = []
     async with ProbeHost(IMAGE) as probe:
+
         async def image(request: web.Request) -> web.Response:
             hits.append(request.path)
             return web.Response(body=IMAGE, content_type="image/png")

@@ -74,7 +74,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state:
                 found = visit(target)
                 if found:
@@ -107,4 +107,3 @@ def test_the_cycle_finder_sees_imports_inside_functions_but_not_type_checking(tm
     assert find_cycle(import_graph(package)) is None
     (package / "a.py").write_text("def f():\n    from pkg.b import thing\n")
     assert find_cycle(import_graph(package)) == ["pkg.a", "pkg.b", "pkg.a"]
-

@@ -52,9 +52,18 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
         sessions = make_sessionmaker(engine)
         channel = _Channel()
         bot = SimpleNamespace(
-            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
-            settings=SimpleNamespace(status_edit_interval=0.5, poll_interval=1.0, worker_dead_after=15.0,
-                                     retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
+            sessions=sessions,
+            readers=sessions,
+            monitor=None,
+            supervisor=None,
+            settings=SimpleNamespace(
+                status_edit_interval=0.5,
+                poll_interval=1.0,
+                worker_dead_after=15.0,
+                retention_days=30.0,
+                retention_interval=3600.0,
+                output_dir=Path("unused"),
+            ),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
         )
         monitor = JobMonitor(bot)  # type: ignore[arg-type]
@@ -89,9 +98,18 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
         sessions = make_sessionmaker(engine)
         channel = _Channel()
         bot = SimpleNamespace(
-            sessions=sessions, readers=sessions, monitor=None, supervisor=None,
-            settings=SimpleNamespace(status_edit_interval=0.0, poll_interval=1.0, worker_dead_after=15.0,
-                                     retention_days=30.0, retention_interval=3600.0, output_dir=Path("unused")),
+            sessions=sessions,
+            readers=sessions,
+            monitor=None,
+            supervisor=None,
+            settings=SimpleNamespace(
+                status_edit_interval=0.0,
+                poll_interval=1.0,
+                worker_dead_after=15.0,
+                retention_days=30.0,
+                retention_interval=3600.0,
+                output_dir=Path("unused"),
+            ),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
         )
         monitor = JobMonitor(bot)  # type: ignore[arg-type]
@@ -99,10 +117,13 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
         async with sessions.begin() as session:
             job = await enqueue_job(session, new_job(5), GENEROUS, image=IMAGE)
             await register_worker(session, "gpu-0", host="gpu-box", pid=4321, model="x", loadable_models=[job.model])
-            await record_download(session, "gpu-0", model=job.model, done_bytes=1_234_000_000,
-                                  total_bytes=5_100_000_000)
-        line = (f"⬇️ The {display_name(job.model)} model is downloading for its first use: 1.2 of 5.1 GB (24 %). "
-                "This job starts once it has loaded.")
+            await record_download(
+                session, "gpu-0", model=job.model, done_bytes=1_234_000_000, total_bytes=5_100_000_000
+            )
+        line = (
+            f"⬇️ The {display_name(job.model)} model is downloading for its first use: 1.2 of 5.1 GB (24 %). "
+            "This job starts once it has loaded."
+        )
         # the request path: the requester is told, and the status message is posted without an estimate
         notice = await hold_notice(bot, job.guild_id, job.model)  # type: ignore[arg-type]
         assert notice == line
@@ -114,8 +135,9 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
         assert "⏳ Queued: position **1**." in shown and "video expected" not in shown and line in shown
 
         async with sessions.begin() as session:
-            await record_download(session, "gpu-0", model=job.model, done_bytes=2_600_000_000,
-                                  total_bytes=5_100_000_000)
+            await record_download(
+                session, "gpu-0", model=job.model, done_bytes=2_600_000_000, total_bytes=5_100_000_000
+            )
         await monitor.tick()
         assert "2.6 of 5.1 GB (51 %)" in channel.edits[-1]
 

@@ -53,8 +53,9 @@ async def make_world(tmp_path: Path) -> AsyncIterator[object]:
 
 async def animate(fake: FakeDiscord) -> tuple[object, int]:
     attachment = fake.add_attachment(png_bytes(seed=3), "pic.png")
-    interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "a flower opens", **SMALL},
-                                          member=fake.member)
+    interaction = await fake.inject_slash(
+        "animate", {"image": attachment, "prompt": "a flower opens", **SMALL}, member=fake.member
+    )
     text = await followup_text(fake, interaction)
     assert "Queued as job #" in text, text
     return interaction, job_id_from(text)
@@ -67,8 +68,12 @@ async def test_unsafe_input_is_refused_uncharged_and_the_user_told_privately(mak
     assert not notice.files and "was not made" in notice.json["content"]
     assert "flagged" not in notice.json["content"]  # no reason in the channel
     path = f"/webhooks/{fake.application_id}/{interaction.token}"
-    told = await fake.wait_for(lambda r: r.method == "POST" and r.path.rstrip("/") == path
-                               and "refused" in ((r.json or {}).get("content") or ""), timeout=30)
+    told = await fake.wait_for(
+        lambda r: (
+            r.method == "POST" and r.path.rstrip("/") == path and "refused" in ((r.json or {}).get("content") or "")
+        ),
+        timeout=30,
+    )
     assert int(told.json["flags"]) & payloads.MESSAGE_FLAG_EPHEMERAL
     assert "safety check flagged this picture" in told.json["content"]
     job = await bot.wait_job(job_id, lambda j: j.delivered_at is not None)
@@ -77,8 +82,12 @@ async def test_unsafe_input_is_refused_uncharged_and_the_user_told_privately(mak
     ledger = await bot.select_all(select(QuotaLedger.kind).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id))
     assert ledger == [LedgerKind.RESERVE, LedgerKind.REFUND]
     # nothing in the channel gives the reason: the status message (posted, edited, then replaced) and the notice
-    public = [r for r in fake.requests if r.path.startswith(f"/channels/{fake.channel_id}/messages")
-              and f"#{job_id}" in ((r.json or {}).get("content") or "")]
+    public = [
+        r
+        for r in fake.requests
+        if r.path.startswith(f"/channels/{fake.channel_id}/messages")
+        and f"#{job_id}" in ((r.json or {}).get("content") or "")
+    ]
     assert public and not [r for r in public if "flagged" in r.json["content"]]
 
 

@@ -62,7 +62,8 @@ async def request(world: World, member: FakeMember, channel_id: int | None = Non
     """``/animate`` in ``channel_id`` (default: the ordinary channel): the interaction and the job id."""
     attachment = world.fake.add_attachment(png_bytes(seed=member.user_id % 83), "pic.png")
     interaction = await world.fake.inject_slash(
-        "animate", {"image": attachment, "prompt": "a flower opens", **SMALL}, member=member, channel_id=channel_id)
+        "animate", {"image": attachment, "prompt": "a flower opens", **SMALL}, member=member, channel_id=channel_id
+    )
     text = await followup_text(world.fake, interaction)
     assert "Queued as job #" in text, text
     return interaction, job_id_from(text)
@@ -71,8 +72,14 @@ async def request(world: World, member: FakeMember, channel_id: int | None = Non
 def private_notes(fake: FakeDiscord, interaction: Any) -> list[RecordedRequest]:
     """Ephemeral follow-ups for ``interaction`` saying a video was not posted."""
     path = f"/webhooks/{fake.application_id}/{interaction.token}"
-    return [r for r in fake.requests if r.method == "POST" and r.path.rstrip("/") == path and r.status == 200
-            and NOT_POSTED in ((r.json or {}).get("content") or "")]
+    return [
+        r
+        for r in fake.requests
+        if r.method == "POST"
+        and r.path.rstrip("/") == path
+        and r.status == 200
+        and NOT_POSTED in ((r.json or {}).get("content") or "")
+    ]
 
 
 async def assert_withheld(world: World, job_id: int) -> None:
@@ -123,8 +130,9 @@ async def test_flagged_video_is_a_spoiler_in_an_age_restricted_channel(world: Wo
 async def test_a_server_may_refuse_flagged_videos_everywhere(world: World) -> None:
     fake = world.fake
     member = fake.add_member(fake.guild.id, "strict-user")
-    setting = await answer_of(fake, await fake.inject_slash("admin safety", {"unsafe_videos": "refuse"},
-                                                            member=world.manager))
+    setting = await answer_of(
+        fake, await fake.inject_slash("admin safety", {"unsafe_videos": "refuse"}, member=world.manager)
+    )
     assert setting.ephemeral and "**refuse**" in setting.content, setting.content
     interaction, job_id = await request(world, member, channel_id=world.nsfw_channel)
     note = await fake.wait_for(lambda r: r in private_notes(fake, interaction), timeout=90)
@@ -137,14 +145,29 @@ async def test_mention_request_told_by_direct_message_else_on_the_job(world: Wor
     fake = world.fake
     member = fake.add_member(fake.guild.id, "mentioner")
     image = fake.add_attachment(png_bytes(seed=7), "m.png")
-    await fake.inject_message(f"<@{fake.bot_user_id}> a flower opens --resolution 256p --frames 8 --steps 10",
-                              author=member, mentions=[fake.bot_member], attachments=[image])
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-                                 and any(c.startswith("i2v:cancel:") for c in custom_ids(r.json))
-                                 and f"<@{member.user_id}>" in (r.json or {}).get("content", ""))
+    await fake.inject_message(
+        f"<@{fake.bot_user_id}> a flower opens --resolution 256p --frames 8 --steps 10",
+        author=member,
+        mentions=[fake.bot_member],
+        attachments=[image],
+    )
+    status = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.path == f"/channels/{fake.channel_id}/messages"
+            and any(c.startswith("i2v:cancel:") for c in custom_ids(r.json))
+            and f"<@{member.user_id}>" in (r.json or {}).get("content", "")
+        )
+    )
     job_id = job_id_from(status.json["content"])
-    dm = await fake.wait_for(lambda r: r.method == "POST" and r.path == "/users/@me/channels"
-                             and str((r.json or {}).get("recipient_id")) == str(member.user_id), timeout=90)
+    dm = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.path == "/users/@me/channels"
+            and str((r.json or {}).get("recipient_id")) == str(member.user_id)
+        ),
+        timeout=90,
+    )
     dm_channel = dm.response["id"]
     told = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{dm_channel}/messages")
     assert NOT_POSTED in told.json["content"] and f"job #{job_id}" in told.json["content"]
@@ -153,12 +176,27 @@ async def test_mention_request_told_by_direct_message_else_on_the_job(world: Wor
     # a member who takes no direct messages: only the job says it (/queue, the page)
     closed = fake.add_member(fake.guild.id, "closed-dms")
     image = fake.add_attachment(png_bytes(seed=8), "n.png")
-    fault = fake.fail(status=403, code=50007, message="Cannot send messages to this user", method="POST",
-                      path=r"^/users/@me/channels", times=1)
-    await fake.inject_message(f"<@{fake.bot_user_id}> a flower opens --resolution 256p --frames 8 --steps 10",
-                              author=closed, mentions=[fake.bot_member], attachments=[image])
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.path == f"/channels/{fake.channel_id}/messages"
-                                 and f"<@{closed.user_id}>" in (r.json or {}).get("content", ""))
+    fault = fake.fail(
+        status=403,
+        code=50007,
+        message="Cannot send messages to this user",
+        method="POST",
+        path=r"^/users/@me/channels",
+        times=1,
+    )
+    await fake.inject_message(
+        f"<@{fake.bot_user_id}> a flower opens --resolution 256p --frames 8 --steps 10",
+        author=closed,
+        mentions=[fake.bot_member],
+        attachments=[image],
+    )
+    status = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.path == f"/channels/{fake.channel_id}/messages"
+            and f"<@{closed.user_id}>" in (r.json or {}).get("content", "")
+        )
+    )
     job_id = job_id_from(status.json["content"])
     await assert_withheld(world, job_id)
     assert fault.hits == 1

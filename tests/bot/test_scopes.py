@@ -64,7 +64,12 @@ WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness
 HELD_POLLS = 20  # worker polls a held job must survive unclaimed
 ANSWER_TIMEOUT_S = 20.0
 OPERATOR_SUBCOMMANDS = {
-    "queue": {}, "cancel": {"job": 1}, "pause": {"reason": "mine"}, "resume": {}, "stats": {}, "log": {},
+    "queue": {},
+    "cancel": {"job": 1},
+    "pause": {"reason": "mine"},
+    "resume": {},
+    "stats": {},
+    "log": {},
 }
 
 
@@ -95,8 +100,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     b_managers = fake.add_role(other.id, "managers", permissions=payloads.PERM_MANAGE_GUILD)
     otto = fake.add_member(other.id, "otto", roles=[b_managers])
     olga = fake.add_member(other.id, "olga")
-    bot = BotProcess(fake, tmp_path_factory.mktemp("scopes-bot"),
-                     extra_env={"OPERATOR_USER_IDS": str(opal.user_id)})
+    bot = BotProcess(fake, tmp_path_factory.mktemp("scopes-bot"), extra_env={"OPERATOR_USER_IDS": str(opal.user_id)})
     async with running_bot(fake, bot):
         yield World(fake, bot, fake.member, anna, opal, vip_role, other.id, next(iter(other.channels)), otto, olga)
 
@@ -132,8 +136,11 @@ async def assert_held(world: World, *job_ids: int) -> None:
 def status_message_of(world: World, job_id: int) -> dict[str, Any]:
     """The status message the bot posted for ``job_id`` (the one with its Cancel button)."""
     return next(
-        r.response for r in world.fake.requests
-        if r.method == "POST" and r.status == 200 and isinstance(r.response, dict)
+        r.response
+        for r in world.fake.requests
+        if r.method == "POST"
+        and r.status == 200
+        and isinstance(r.response, dict)
         and f"i2v:cancel:{job_id}" in custom_ids(r.json)
     )
 
@@ -168,8 +175,11 @@ async def test_a_strangers_server_admin_has_no_power_outside_their_server(world:
     for sub, options in OPERATOR_SUBCOMMANDS.items():
         reply = await slash(world, f"operator {sub}", options, otto)
         assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, OPERATOR_REFUSAL), sub
-    for sub, options in (("ban", {"user": alice}), ("unban", {"user": alice}),
-                         ("quota", {"user": otto, "daily_seconds": 99999.0, "max_pending": 50})):
+    for sub, options in (
+        ("ban", {"user": alice}),
+        ("unban", {"user": alice}),
+        ("quota", {"user": otto, "daily_seconds": 99999.0, "max_pending": 50}),
+    ):
         reply = await slash(world, f"operator {sub}", options, otto)
         assert (reply.ephemeral, reply.content) == (True, OPERATOR_REFUSAL), sub
     # A's job: /admin cancel answers as if it did not exist, /cancel and every button refuse.
@@ -185,15 +195,22 @@ async def test_a_strangers_server_admin_has_no_power_outside_their_server(world:
     # Forged clicks from B: a message there carrying every job button, all naming A's job.
     buttons = [f"i2v:{action}:{a_job}" for action in ("cancel", "delete", "info", "reroll", "vary")]
     forged = fake.add_message(author=otto, channel_id=world.channel_b)
-    forged["components"] = [{"type": 1, "components": [
-        {"type": 2, "style": 2, "label": "x", "custom_id": custom_id} for custom_id in buttons]}]
+    forged["components"] = [
+        {
+            "type": 1,
+            "components": [{"type": 2, "style": 2, "label": "x", "custom_id": custom_id} for custom_id in buttons],
+        }
+    ]
     for custom_id in buttons:
         interaction = await fake.inject_component(custom_id, forged, member=otto)
         reply = await answer_of(fake, interaction)
         assert reply.ephemeral and reply.content == f"There is no such job of yours (#{a_job}).", (
-            custom_id, reply.content)
-    forged["components"].append({"type": 1, "components": [
-        {"type": 2, "style": 4, "label": "x", "custom_id": f"i2va:cancel:{a_job}"}]})
+            custom_id,
+            reply.content,
+        )
+    forged["components"].append(
+        {"type": 1, "components": [{"type": 2, "style": 4, "label": "x", "custom_id": f"i2va:cancel:{a_job}"}]}
+    )
     interaction = await fake.inject_component(f"i2va:cancel:{a_job}", forged, member=otto)
     reply = await answer_of(fake, interaction)
     assert (reply.ephemeral, reply.content) == (True, f"There is no job #{a_job} on this server."), reply
@@ -276,9 +293,15 @@ async def test_the_operator_can_do_it_all_and_the_log_shows_each_scope(world: Wo
     mine = [(r.action, r.scope, r.guild_id) for r in rows if r.actor_id == opal.user_id]
     gid = world.fake.guild.id
     assert mine == [
-        ("pause_queue", "bot", None), ("resume_queue", "bot", None), ("cancel_job", "bot", world.guild_b),
-        ("set_user_limit", "bot", None), ("set_role_tier", "bot", gid), ("ban_user", "bot", None),
-        ("unban_user", "bot", None), ("set_guild_limits", "server", gid), ("set_guild_limits", "server", gid),
+        ("pause_queue", "bot", None),
+        ("resume_queue", "bot", None),
+        ("cancel_job", "bot", world.guild_b),
+        ("set_user_limit", "bot", None),
+        ("set_role_tier", "bot", gid),
+        ("ban_user", "bot", None),
+        ("unban_user", "bot", None),
+        ("set_guild_limits", "server", gid),
+        ("set_guild_limits", "server", gid),
     ], mine
     reply = await slash(world, "operator log", {}, opal)
     lines = reply.embeds[0]["description"].splitlines()
@@ -300,15 +323,33 @@ async def test_no_message_pings_anyone_but_the_requester_on_delivery(world: Worl
     # Mention requests: a refused flag echoes the user's value, an accepted one quotes the prompt.
     image = fake.add_attachment(png_bytes(seed=3), "sea.png")
     bot_mention = f"<@{fake.bot_user_id}>"
-    bad = await fake.inject_message(f"{bot_mention} go --frames <@{world.anna.user_id}>", author=alice,
-                                    mentions=[fake.bot_member], attachments=[image])
-    reply = await fake.wait_for(lambda r: r.method == "POST" and str(
-        ((r.json or {}).get("message_reference") or {}).get("message_id")) == bad["id"], ANSWER_TIMEOUT_S)
+    bad = await fake.inject_message(
+        f"{bot_mention} go --frames <@{world.anna.user_id}>",
+        author=alice,
+        mentions=[fake.bot_member],
+        attachments=[image],
+    )
+    reply = await fake.wait_for(
+        lambda r: (
+            r.method == "POST" and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == bad["id"]
+        ),
+        ANSWER_TIMEOUT_S,
+    )
     assert f"--frames '<@{world.anna.user_id}>' is not a whole number" in reply.json["content"], reply.json
-    good = await fake.inject_message(f"{bot_mention} {pings} the sea --resolution 256p --frames 8 --steps 10",
-                                     author=alice, mentions=[fake.bot_member], attachments=[image])
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.status == 200 and str(
-        ((r.json or {}).get("message_reference") or {}).get("message_id")) == good["id"], ANSWER_TIMEOUT_S)
+    good = await fake.inject_message(
+        f"{bot_mention} {pings} the sea --resolution 256p --frames 8 --steps 10",
+        author=alice,
+        mentions=[fake.bot_member],
+        attachments=[image],
+    )
+    status = await fake.wait_for(
+        lambda r: (
+            r.method == "POST"
+            and r.status == 200
+            and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == good["id"]
+        ),
+        ANSWER_TIMEOUT_S,
+    )
     mention_job = job_id_from(status.json["content"])
     reply = await slash(world, "admin ban", {"user": world.anna, "reason": f"stop {pings}"}, world.opal)
     assert "@everyone" in reply.content
@@ -365,22 +406,32 @@ async def test_context_menu_never_fetches_an_image_from_outside_discord(world: W
             assert (reply.callback_type, reply.ephemeral, reply.content) == (4, True, message), reply
         # A mention request naming the same embed is refused the same way.
         target = fake.add_message(author=world.anna, content="", embeds=[cases[0][0]])
-        request = await fake.inject_message(f"<@{fake.bot_user_id}> the sea", author=alice,
-                                            mentions=[fake.bot_member], reply_to=target)
-        reply = await fake.wait_for(lambda r: r.method == "POST" and str(
-            ((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"], ANSWER_TIMEOUT_S)
+        request = await fake.inject_message(
+            f"<@{fake.bot_user_id}> the sea", author=alice, mentions=[fake.bot_member], reply_to=target
+        )
+        reply = await fake.wait_for(
+            lambda r: (
+                r.method == "POST"
+                and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"]
+            ),
+            ANSWER_TIMEOUT_S,
+        )
         assert reply.json["content"] == NOT_DISCORD_MESSAGE, reply.json
         # An embed whose own url is elsewhere but whose proxy copy is Discord's: fetched from the proxy only.
         proxied = fake.add_attachment(png_bytes(seed=4), "proxied.png")
-        target = fake.add_message(author=world.anna, content="the sea",
-                                  embeds=[{"image": {"url": probe.url("/c.png"), "proxy_url": proxied.url}}])
+        target = fake.add_message(
+            author=world.anna,
+            content="the sea",
+            embeds=[{"image": {"url": probe.url("/c.png"), "proxy_url": proxied.url}}],
+        )
         interaction = await fake.inject_message_command("Animate", target, member=alice)
         callback = (await callback_of(fake, interaction)).json
         assert callback["type"] == 9, callback  # the prompt form opens
         form = callback["data"]
         inputs = [row["components"][0]["custom_id"] for row in form["components"]]
-        submit = await fake.inject_modal_submit(form["custom_id"], {inputs[0]: "the sea", inputs[1]: "quick"},
-                                                member=alice, channel_id=fake.channel_id)
+        submit = await fake.inject_modal_submit(
+            form["custom_id"], {inputs[0]: "the sea", inputs[1]: "quick"}, member=alice, channel_id=fake.channel_id
+        )
         text = await followup_text(fake, submit, timeout=ANSWER_TIMEOUT_S)
         assert text.startswith("Queued as job #"), text
         await wait_result(fake, job_id_from(text))
@@ -394,14 +445,17 @@ async def test_a_failure_after_the_commit_still_says_queued_and_delivers_once(wo
     fake, bot, alice = world.fake, world.bot, world.alice
     # The server is held, so the job waits while the monitor posts its status message on a later pass.
     await slash(world, "admin pause", {}, world.anna)
-    fault = fake.fail(status=403, code=50013, message="Missing Permissions", method="POST",
-                      path=r"^/channels/\d+/messages$", times=1)
+    fault = fake.fail(
+        status=403, code=50013, message="Missing Permissions", method="POST", path=r"^/channels/\d+/messages$", times=1
+    )
     text = await animate(world, alice)
     assert text.startswith("Queued as job #"), text
     job_id = job_id_from(text)
     assert fault.hits == 1
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.status == 200
-                                 and f"i2v:cancel:{job_id}" in custom_ids(r.json), ANSWER_TIMEOUT_S)
+    status = await fake.wait_for(
+        lambda r: r.method == "POST" and r.status == 200 and f"i2v:cancel:{job_id}" in custom_ids(r.json),
+        ANSWER_TIMEOUT_S,
+    )
     assert f"**Job #{job_id}** for <@{alice.user_id}>" in status.json["content"], status.json
     assert (await bot.job(job_id)).status == JobStatus.QUEUED
     await slash(world, "admin resume", {}, world.anna)
@@ -415,7 +469,8 @@ async def test_a_failure_after_the_commit_still_says_queued_and_delivers_once(wo
         attachment = fake.add_attachment(png_bytes(seed=11), "late.png")
         interaction = await fake.inject_slash("animate", {"image": attachment, "prompt": "late", **SMALL}, member=alice)
         late = await fake.wait_until(
-            lambda: next(iter(bot_jobs_after(fake, interaction)), None), timeout=ANSWER_TIMEOUT_S, what="401 follow-up")
+            lambda: next(iter(bot_jobs_after(fake, interaction)), None), timeout=ANSWER_TIMEOUT_S, what="401 follow-up"
+        )
         assert late.status == 401
     finally:
         fake.expire_tokens_after(None)
@@ -440,8 +495,10 @@ async def test_a_pause_holds_requests_and_the_video_arrives_after_resume(world: 
     assert text.startswith("Queued as job #"), text
     assert "paused" in text and "maintenance" in text and "starts after resume" in text, text
     job_id = job_id_from(text)
-    status = await fake.wait_for(lambda r: r.method == "POST" and r.status == 200
-                                 and f"i2v:cancel:{job_id}" in custom_ids(r.json), ANSWER_TIMEOUT_S)
+    status = await fake.wait_for(
+        lambda r: r.method == "POST" and r.status == 200 and f"i2v:cancel:{job_id}" in custom_ids(r.json),
+        ANSWER_TIMEOUT_S,
+    )
     assert "starts after resume" in status.json["content"], status.json
     await assert_held(world, job_id)
     assert result_posts(fake, job_id) == []

@@ -51,10 +51,18 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
     fake.add_role(fake.guild.id, PATRON)  # before the bot starts, so its guild cache knows the role
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    bot = BotProcess(fake, tmp_path_factory.mktemp("bot"), extra_env={
-        "WEB_HOST": "0.0.0.0", "WEB_PORT": str(port), "WEB_PUBLIC_URL": url,
-        "OPERATOR_USER_IDS": str(fake.admin.user_id), "I2V_FAULT_SLEEP_PER_STEP": "0.05",
-        "WEB_ROLE_RECHECK_SECONDS": str(ROLE_RECHECK_S)})
+    bot = BotProcess(
+        fake,
+        tmp_path_factory.mktemp("bot"),
+        extra_env={
+            "WEB_HOST": "0.0.0.0",
+            "WEB_PORT": str(port),
+            "WEB_PUBLIC_URL": url,
+            "OPERATOR_USER_IDS": str(fake.admin.user_id),
+            "I2V_FAULT_SLEEP_PER_STEP": "0.05",
+            "WEB_ROLE_RECHECK_SECONDS": str(ROLE_RECHECK_S),
+        },
+    )
     async with running_bot(fake, bot):
         yield fake, bot, url
         assert TOKEN not in bot.log_path.read_text(errors="replace"), "the bot token reached the log"
@@ -74,8 +82,9 @@ async def web_link(fake: FakeDiscord, member: FakeMember) -> str:
 
 
 @asynccontextmanager
-async def signed_in(fake: FakeDiscord, url: str, member: FakeMember) -> AsyncIterator[tuple[aiohttp.ClientSession,
-                                                                                              dict[str, str]]]:
+async def signed_in(
+    fake: FakeDiscord, url: str, member: FakeMember
+) -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, str]]]:
     """A browser-like HTTP client signed in through ``member``'s /web link: (client, CSRF header)."""
     token = (await web_link(fake, member)).split("token=", 1)[1]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # unsafe: an IP host
@@ -103,11 +112,13 @@ async def test_discord_and_the_page_share_one_queue_and_worker(world: tuple[Fake
 
         attachment = fake.add_attachment(png_bytes(), "cat.png")
         interaction = await fake.inject_slash(
-            "animate", {"image": attachment, "prompt": "from discord", **SMALL}, member=member)
+            "animate", {"image": attachment, "prompt": "from discord", **SMALL}, member=member
+        )
         discord_job = job_id_from(await followup_text(fake, interaction))
 
-        web_job = (await page_json(http, "POST", url + "/api/jobs", data=job_form("from the page", 3),
-                                   headers=csrf))["id"]
+        web_job = (await page_json(http, "POST", url + "/api/jobs", data=job_form("from the page", 3), headers=csrf))[
+            "id"
+        ]
 
         queue = (await page_json(http, "GET", url + "/api/console"))["queue"]
         order = [entry["id"] for entry in sorted(queue, key=lambda e: e["position"])]
@@ -130,8 +141,10 @@ async def test_discord_and_the_page_share_one_queue_and_worker(world: tuple[Fake
         assert page_video[4:8] == b"ftyp"
         # each MP4 carries its parameters (ffmpeg -i lists them): the page's download and Discord's upload
         (upload,) = result.files
-        for job_id, data, prompt in ((web_job, page_video, "from the page"), (discord_job, upload.data,
-                                                                               "from discord")):
+        for job_id, data, prompt in (
+            (web_job, page_video, "from the page"),
+            (discord_job, upload.data, "from discord"),
+        ):
             mp4 = bot.root / f"tags-{job_id}.mp4"
             mp4.write_bytes(data)
             tags = container_tags(mp4)
@@ -196,8 +209,12 @@ async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDi
     (patron,) = [role_id for role_id, role in fake.guild.roles.items() if role["name"] == PATRON]
     member = fake.add_member(gid, "patron-member", roles=[patron])
     plain = fake.add_member(gid, "plain-member")
-    tier = await slash(fake, "operator tier", {"role": patron, "daily_seconds": TIER_BUDGET_S,
-                                               "max_pending": TIER_MAX_PENDING}, fake.admin)
+    tier = await slash(
+        fake,
+        "operator tier",
+        {"role": patron, "daily_seconds": TIER_BUDGET_S, "max_pending": TIER_MAX_PENDING},
+        fake.admin,
+    )
     assert "Members with" in tier.text
     discord_quota = (await slash(fake, "quota", {}, member)).text
     assert f"of {TIER_BUDGET_S:.0f} GPU-seconds" in discord_quota, discord_quota
@@ -213,10 +230,17 @@ async def test_a_role_tier_applies_on_the_page_as_in_discord(world: tuple[FakeDi
                 quota = await page_json(http, "GET", url + "/api/quota")
                 assert (quota["budget"], quota["max_pending"]) == (TIER_BUDGET_S, TIER_MAX_PENDING), quota
                 seen = await page_json(operator, "GET", f"{url}/api/console/users/{member.user_id}")
-                assert (seen["budget"], seen["max_pending"], seen["budget_source"]) == \
-                    (TIER_BUDGET_S, TIER_MAX_PENDING, "tier"), "the console sees the tier the member signed in with"
-                ids = [(await page_json(http, "POST", url + "/api/jobs", data=job_form(f"tier {n}", n),
-                                        headers=csrf))["id"] for n in range(TIER_MAX_PENDING)]
+                assert (seen["budget"], seen["max_pending"], seen["budget_source"]) == (
+                    TIER_BUDGET_S,
+                    TIER_MAX_PENDING,
+                    "tier",
+                ), "the console sees the tier the member signed in with"
+                ids = [
+                    (await page_json(http, "POST", url + "/api/jobs", data=job_form(f"tier {n}", n), headers=csrf))[
+                        "id"
+                    ]
+                    for n in range(TIER_MAX_PENDING)
+                ]
                 assert len(set(ids)) == TIER_MAX_PENDING, "more pending than the default cap of 5: the tier's"
                 async with http.post(url + "/api/jobs", data=job_form("one too many", 99), headers=csrf) as response:
                     refused = await response.json()
@@ -237,8 +261,12 @@ async def test_a_removed_role_and_a_ban_end_the_rights_on_the_page(world: tuple[
     fake, _, url = world
     (patron,) = [role_id for role_id, role in fake.guild.roles.items() if role["name"] == PATRON]
     member = fake.add_member(fake.guild.id, "lapsing-patron", roles=[patron])
-    await slash(fake, "operator tier", {"role": patron, "daily_seconds": TIER_BUDGET_S,
-                                        "max_pending": TIER_MAX_PENDING}, fake.admin)
+    await slash(
+        fake,
+        "operator tier",
+        {"role": patron, "daily_seconds": TIER_BUDGET_S, "max_pending": TIER_MAX_PENDING},
+        fake.admin,
+    )
     async with signed_in(fake, url, member) as (http, _):
         quota = await page_json(http, "GET", url + "/api/quota")
         assert quota["budget"] == TIER_BUDGET_S, quota
@@ -247,8 +275,10 @@ async def test_a_removed_role_and_a_ban_end_the_rights_on_the_page(world: tuple[
         while (quota := await page_json(http, "GET", url + "/api/quota"))["budget"] != 100000.0:
             assert time.monotonic() - removed < 3 * ROLE_RECHECK_S + 5, f"the tier outlived its role: {quota}"
             await asyncio.sleep(0.2)
-        assert any(r.method == "GET" and r.path.endswith(f"/guilds/{fake.guild.id}/members/{member.user_id}")
-                   for r in fake.requests), "read through Discord's member endpoint"
+        assert any(
+            r.method == "GET" and r.path.endswith(f"/guilds/{fake.guild.id}/members/{member.user_id}")
+            for r in fake.requests
+        ), "read through Discord's member endpoint"
 
         banned = await slash(fake, "operator ban", {"user": member, "reason": "testing bans"}, fake.admin)
         assert banned.ephemeral, banned

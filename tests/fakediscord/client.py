@@ -23,7 +23,11 @@ FAKE_BOT_TOKEN = "fake-bot-token"
 
 @contextlib.asynccontextmanager
 async def running_client(
-    client: ClientT, fake: FakeDiscord, *, token: str = FAKE_BOT_TOKEN, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    client: ClientT,
+    fake: FakeDiscord,
+    *,
+    token: str = FAKE_BOT_TOKEN,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> AsyncIterator[ClientT]:
     """Point discord.py at ``fake``, start ``client`` and yield once it is ready; close it (then restore the
     endpoints) on exit. If the client dies while starting, its exception is raised here.
@@ -43,8 +47,10 @@ async def running_client(
             raise RuntimeError("the discord.py client stopped before it was ready")
         if ready not in done:
             ready.cancel()
-            raise TimeoutError(f"the discord.py client was not ready within {timeout}s "
-                               f"(fake saw {len(fake.requests)} requests, {fake.identify_count} IDENTIFY)")
+            raise TimeoutError(
+                f"the discord.py client was not ready within {timeout}s "
+                f"(fake saw {len(fake.requests)} requests, {fake.identify_count} IDENTIFY)"
+            )
         yield client
     finally:
         await client.close()

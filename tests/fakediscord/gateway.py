@@ -61,12 +61,18 @@ class FakeGateway(FakeWorld):
 
     async def wait_until_connected(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         """Until a client has identified (READY sent) or resumed on a live websocket."""
-        await self.wait_until(lambda: self.connected, timeout,
-                               lambda: f"no bot connected to the gateway within {timeout}s "
-                                       f"(connections={self.connections}, identify={self.identify_count})")
+        await self.wait_until(
+            lambda: self.connected,
+            timeout,
+            lambda: (
+                f"no bot connected to the gateway within {timeout}s "
+                f"(connections={self.connections}, identify={self.identify_count})"
+            ),
+        )
 
-    async def dispatch(self, event: str, data: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                       queue: bool = False) -> int:
+    async def dispatch(
+        self, event: str, data: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS, queue: bool = False
+    ) -> int:
         """Send a dispatch (op 0) to the connected bot, waiting up to ``timeout`` for one; returns its ``s``.
 
         With ``queue`` and a session but no live websocket (mid-reconnect), the event only goes into the session
@@ -91,16 +97,18 @@ class FakeGateway(FakeWorld):
         """Send RECONNECT (op 7); with ``wait``, return once the bot has resumed on a new websocket."""
         await self._send_op(7, None, wait=wait, timeout=timeout)
 
-    async def gateway_invalid_session(self, *, resumable: bool = False, wait: bool = True,
-                                      timeout: float = 10.0) -> None:
+    async def gateway_invalid_session(
+        self, *, resumable: bool = False, wait: bool = True, timeout: float = 10.0
+    ) -> None:
         """Send INVALID_SESSION (op 9); the bot re-identifies (or resumes if ``resumable``).
 
         discord.py's ``before_identify_hook`` sleeps 5 s before a non-initial IDENTIFY; test bots may override it.
         """
         await self._send_op(9, resumable, wait=wait, timeout=timeout)
 
-    async def gateway_drop(self, *, code: int = 4000, wait: bool = True,
-                           timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    async def gateway_drop(
+        self, *, code: int = 4000, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         """Close the websocket from the server side; discord.py reconnects and resumes."""
         conn = await self._live_connection(timeout)
         before = self.connections
@@ -124,8 +132,10 @@ class FakeGateway(FakeWorld):
 
     async def _wait_reconnected(self, before: int, timeout: float) -> None:
         await self.wait_until(
-            lambda: self._live is not None and self._live.ready and self._live.number > before, timeout,
-            lambda: f"the bot did not reconnect within {timeout}s (connections={self.connections})")
+            lambda: self._live is not None and self._live.ready and self._live.number > before,
+            timeout,
+            lambda: f"the bot did not reconnect within {timeout}s (connections={self.connections})",
+        )
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
@@ -133,8 +143,9 @@ class FakeGateway(FakeWorld):
         self.connections += 1
         conn = _Connection(number=self.connections, ws=ws)
         self._open.append(conn)
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS},
-                                      "s": None, "t": None}))
+        await ws.send_str(
+            json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
+        )
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
@@ -170,22 +181,25 @@ class FakeGateway(FakeWorld):
         self.intents = int(data.get("intents", 0))
         self._session = _Session(id=secrets.token_hex(16))
         self._live = conn
-        await self._send_dispatch("READY", {
-            "v": 10,
-            "user": self.bot_user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-            "session_id": self._session.id,
-            "resume_gateway_url": self.gateway_url,
-            "shard": [0, 1],
-            "application": {"id": str(self.application_id), "flags": 0},
-            "private_channels": [],
-            "relationships": [],
-            "presences": [],
-            "guild_join_requests": [],
-            "geo_ordered_rtc_regions": [],
-            "auth": {},
-            "user_settings": {},
-        })
+        await self._send_dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot_user,
+                "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                "session_id": self._session.id,
+                "resume_gateway_url": self.gateway_url,
+                "shard": [0, 1],
+                "application": {"id": str(self.application_id), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+                "presences": [],
+                "guild_join_requests": [],
+                "geo_ordered_rtc_regions": [],
+                "auth": {},
+                "user_settings": {},
+            },
+        )
         for guild in self.guilds.values():
             await self._send_dispatch("GUILD_CREATE", guild.payload())
         conn.ready = True
@@ -207,7 +221,14 @@ class FakeGateway(FakeWorld):
         guild = self.guilds.get(int(data.get("guild_id", 0)))
         if guild is None:
             return
-        await self._send_dispatch("GUILD_MEMBERS_CHUNK", {
-            "guild_id": str(guild.id), "members": [m.payload() for m in guild.members.values()],
-            "chunk_index": 0, "chunk_count": 1, "not_found": [], "nonce": data.get("nonce"),
-        })
+        await self._send_dispatch(
+            "GUILD_MEMBERS_CHUNK",
+            {
+                "guild_id": str(guild.id),
+                "members": [m.payload() for m in guild.members.values()],
+                "chunk_index": 0,
+                "chunk_count": 1,
+                "not_found": [],
+                "nonce": data.get("nonce"),
+            },
+        )

@@ -31,8 +31,10 @@ def _submitted(modal: dict[str, Any] | None, values: Mapping[str, str | Sequence
     and labels, with their ids) holding each text input's ``value`` and each select's ``values`` from ``values``
     (by custom id; what is not given is empty). Without a shown modal: one action row per text input."""
     if modal is None:
-        return [{"type": 1, "id": i + 1, "components": [{"type": 4, "id": 100 + i, "custom_id": k, "value": v}]}
-                for i, (k, v) in enumerate(values.items())]
+        return [
+            {"type": 1, "id": i + 1, "components": [{"type": 4, "id": 100 + i, "custom_id": k, "value": v}]}
+            for i, (k, v) in enumerate(values.items())
+        ]
 
     def answer(component: dict[str, Any]) -> dict[str, Any]:
         given = values.get(component["custom_id"])
@@ -56,8 +58,15 @@ class FakeInjector(FakeGateway):
     """Event injection on top of the gateway."""
 
     def _interaction_base(
-        self, interaction_type: int, *, member: FakeMember | None, channel_id: int | None, guild_id: int | None,
-        app_permissions: int | None, attachment_size_limit: int | None, locale: str,
+        self,
+        interaction_type: int,
+        *,
+        member: FakeMember | None,
+        channel_id: int | None,
+        guild_id: int | None,
+        app_permissions: int | None,
+        attachment_size_limit: int | None,
+        locale: str,
     ) -> FakeInteraction:
         """``app_permissions``: what the interaction reports as the bot's permissions in the channel; None
         computes them as Discord does (the bot's roles and the channel's overwrites; a thread's parent's)."""
@@ -90,13 +99,27 @@ class FakeInjector(FakeGateway):
             "attachment_size_limit": limit,
         }
         return FakeInteraction(
-            id=interaction_id, token=token, type=interaction_type, application_id=self.application_id,
-            guild_id=guild.id, channel_id=channel_id, user_id=member.user_id, payload=payload, created_at=0.0,
+            id=interaction_id,
+            token=token,
+            type=interaction_type,
+            application_id=self.application_id,
+            guild_id=guild.id,
+            channel_id=channel_id,
+            user_id=member.user_id,
+            payload=payload,
+            created_at=0.0,
             attachment_size_limit=limit,
         )
 
-    async def set_overwrite(self, channel_id: int, target: FakeMember | int, *, allow: int = 0, deny: int = 0,
-                            timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    async def set_overwrite(
+        self,
+        channel_id: int,
+        target: FakeMember | int,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
         """:meth:`overwrite` on a connected bot: change the channel's overwrite and dispatch CHANNEL_UPDATE, as
         Discord does when an admin edits a channel's permissions."""
         self.overwrite(channel_id, target, allow=allow, deny=deny)
@@ -126,9 +149,17 @@ class FakeInjector(FakeGateway):
         return interaction
 
     async def inject_slash(
-        self, command: str, options: Mapping[str, Any] | None = None, *, member: FakeMember | None = None,
-        channel_id: int | None = None, guild_id: int | None = None, app_permissions: int | None = None,
-        attachment_size_limit: int | None = None, locale: str = "en-US", timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        self,
+        command: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        member: FakeMember | None = None,
+        channel_id: int | None = None,
+        guild_id: int | None = None,
+        app_permissions: int | None = None,
+        attachment_size_limit: int | None = None,
+        locale: str = "en-US",
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a slash command: ``command`` is ``"name"``, ``"name sub"`` or ``"name group sub"``.
 
@@ -136,14 +167,22 @@ class FakeInjector(FakeGateway):
         :class:`options.Option`); types come from the synced schema when there is one.
         """
         name, *path = command.split()
-        interaction = self._interaction_base(APPLICATION_COMMAND, member=member, channel_id=channel_id,
-                                             guild_id=guild_id, app_permissions=app_permissions,
-                                             attachment_size_limit=attachment_size_limit, locale=locale)
+        interaction = self._interaction_base(
+            APPLICATION_COMMAND,
+            member=member,
+            channel_id=channel_id,
+            guild_id=guild_id,
+            app_permissions=app_permissions,
+            attachment_size_limit=attachment_size_limit,
+            locale=locale,
+        )
         synced = self.find_command(name, command_type=1, guild_id=interaction.guild_id)
-        built, resolved = build_options(synced, path, options or {},
-                                        guild=self.guilds.get(interaction.guild_id or 0))
+        built, resolved = build_options(synced, path, options or {}, guild=self.guilds.get(interaction.guild_id or 0))
         data: dict[str, Any] = {
-            "id": synced["id"] if synced else str(payloads.snowflake()), "name": name, "type": 1, "options": built,
+            "id": synced["id"] if synced else str(payloads.snowflake()),
+            "name": name,
+            "type": 1,
+            "options": built,
         }
         if resolved:
             data["resolved"] = resolved
@@ -153,9 +192,17 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_autocomplete(
-        self, command: str, options: Mapping[str, Any], focused: str, *, member: FakeMember | None = None,
-        channel_id: int | None = None, guild_id: int | None = None, app_permissions: int = payloads.PERMS_ALL,
-        locale: str = "en-US", timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        self,
+        command: str,
+        options: Mapping[str, Any],
+        focused: str,
+        *,
+        member: FakeMember | None = None,
+        channel_id: int | None = None,
+        guild_id: int | None = None,
+        app_permissions: int = payloads.PERMS_ALL,
+        locale: str = "en-US",
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch an autocomplete interaction (type 4) while the user types into option ``focused`` of ``command``.
 
@@ -166,9 +213,15 @@ class FakeInjector(FakeGateway):
         if focused not in options:
             raise ValueError(f"the focused option {focused!r} must be among the options")
         name, *path = command.split()
-        interaction = self._interaction_base(AUTOCOMPLETE, member=member, channel_id=channel_id, guild_id=guild_id,
-                                             app_permissions=app_permissions, attachment_size_limit=None,
-                                             locale=locale)
+        interaction = self._interaction_base(
+            AUTOCOMPLETE,
+            member=member,
+            channel_id=channel_id,
+            guild_id=guild_id,
+            app_permissions=app_permissions,
+            attachment_size_limit=None,
+            locale=locale,
+        )
         synced = self.find_command(name, command_type=1, guild_id=interaction.guild_id)
         typed = {key: value for key, value in options.items() if key != focused}
         built, _ = build_options(synced, path, typed, guild=self.guilds.get(interaction.guild_id or 0))
@@ -181,7 +234,10 @@ class FakeInjector(FakeGateway):
             raise ValueError(f"option {focused!r} of /{command} does not have autocomplete in the synced schema")
         leaf.append({"name": focused, "type": option_type, "value": str(options[focused]), "focused": True})
         data: dict[str, Any] = {
-            "id": synced["id"] if synced else str(payloads.snowflake()), "name": name, "type": 1, "options": built,
+            "id": synced["id"] if synced else str(payloads.snowflake()),
+            "name": name,
+            "type": 1,
+            "options": built,
         }
         if synced and synced.get("guild_id"):
             data["guild_id"] = synced["guild_id"]
@@ -189,19 +245,33 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_message_command(
-        self, name: str, message: dict[str, Any], *, member: FakeMember | None = None, channel_id: int | None = None,
-        app_permissions: int | None = None, attachment_size_limit: int | None = None,
+        self,
+        name: str,
+        message: dict[str, Any],
+        *,
+        member: FakeMember | None = None,
+        channel_id: int | None = None,
+        app_permissions: int | None = None,
+        attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a message context-menu command (Apps -> ``name``) on ``message`` (from :meth:`add_message`)."""
-        interaction = self._interaction_base(APPLICATION_COMMAND, member=member,
-                                             channel_id=channel_id or int(message["channel_id"]), guild_id=None,
-                                             app_permissions=app_permissions,
-                                             attachment_size_limit=attachment_size_limit, locale="en-US")
+        interaction = self._interaction_base(
+            APPLICATION_COMMAND,
+            member=member,
+            channel_id=channel_id or int(message["channel_id"]),
+            guild_id=None,
+            app_permissions=app_permissions,
+            attachment_size_limit=attachment_size_limit,
+            locale="en-US",
+        )
         synced = self.find_command(name, command_type=3, guild_id=interaction.guild_id)
         data: dict[str, Any] = {
-            "id": synced["id"] if synced else str(payloads.snowflake()), "name": name, "type": 3,
-            "target_id": message["id"], "resolved": {"messages": {message["id"]: message}},
+            "id": synced["id"] if synced else str(payloads.snowflake()),
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: message}},
         }
         if synced and synced.get("guild_id"):
             data["guild_id"] = synced["guild_id"]
@@ -209,9 +279,15 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_component(
-        self, custom_id: str, message: dict[str, Any] | int, *, component_type: int = 2,
-        values: Sequence[str] | None = None, member: FakeMember | None = None,
-        app_permissions: int | None = None, attachment_size_limit: int | None = None,
+        self,
+        custom_id: str,
+        message: dict[str, Any] | int,
+        *,
+        component_type: int = 2,
+        values: Sequence[str] | None = None,
+        member: FakeMember | None = None,
+        app_permissions: int | None = None,
+        attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a component click (button: type 2; selects take ``values``) on a message the bot sent.
@@ -219,9 +295,15 @@ class FakeInjector(FakeGateway):
         ``message`` is a message id or payload; its id must be the one the fake returned for the bot's message.
         """
         stored = self._message_for(message)
-        interaction = self._interaction_base(MESSAGE_COMPONENT, member=member, channel_id=int(stored["channel_id"]),
-                                             guild_id=None, app_permissions=app_permissions,
-                                             attachment_size_limit=attachment_size_limit, locale="en-US")
+        interaction = self._interaction_base(
+            MESSAGE_COMPONENT,
+            member=member,
+            channel_id=int(stored["channel_id"]),
+            guild_id=None,
+            app_permissions=app_permissions,
+            attachment_size_limit=attachment_size_limit,
+            locale="en-US",
+        )
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = list(values)
@@ -231,20 +313,37 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_modal_submit(
-        self, custom_id: str, values: Mapping[str, str | Sequence[str]], *, member: FakeMember | None = None,
-        message: dict[str, Any] | int | None = None, channel_id: int | None = None,
-        app_permissions: int | None = None, attachment_size_limit: int | None = None,
+        self,
+        custom_id: str,
+        values: Mapping[str, str | Sequence[str]],
+        *,
+        member: FakeMember | None = None,
+        message: dict[str, Any] | int | None = None,
+        channel_id: int | None = None,
+        app_permissions: int | None = None,
+        attachment_size_limit: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> FakeInteraction:
         """Dispatch a modal submit: ``custom_id`` of the modal, ``values`` component custom_id -> a text input's
         value or a select's values. The components follow the last modal the bot showed with that custom id."""
         stored = self._message_for(message) if message is not None else None
         interaction = self._interaction_base(
-            MODAL_SUBMIT, member=member, channel_id=int(stored["channel_id"]) if stored else channel_id,
-            guild_id=None, app_permissions=app_permissions, attachment_size_limit=attachment_size_limit,
-            locale="en-US")
-        shown = next((i.modal for i in reversed(self.interactions.values())
-                      if i.modal is not None and i.modal.get("custom_id") == custom_id), None)
+            MODAL_SUBMIT,
+            member=member,
+            channel_id=int(stored["channel_id"]) if stored else channel_id,
+            guild_id=None,
+            app_permissions=app_permissions,
+            attachment_size_limit=attachment_size_limit,
+            locale="en-US",
+        )
+        shown = next(
+            (
+                i.modal
+                for i in reversed(self.interactions.values())
+                if i.modal is not None and i.modal.get("custom_id") == custom_id
+            ),
+            None,
+        )
         interaction.payload["data"] = {"custom_id": custom_id, "components": _submitted(shown, values)}
         if stored is not None:
             interaction.payload["message"] = stored
@@ -252,10 +351,17 @@ class FakeInjector(FakeGateway):
         return await self._inject(interaction, timeout)
 
     async def inject_message(
-        self, content: str, *, author: FakeMember | None = None, channel_id: int | None = None,
-        attachments: Sequence[FakeAttachment] = (), mentions: Sequence[FakeMember] = (),
-        reply_to: dict[str, Any] | int | None = None, embeds: Sequence[dict[str, Any]] = (),
-        timeout: float = DEFAULT_TIMEOUT_SECONDS, queue: bool = False,
+        self,
+        content: str,
+        *,
+        author: FakeMember | None = None,
+        channel_id: int | None = None,
+        attachments: Sequence[FakeAttachment] = (),
+        mentions: Sequence[FakeMember] = (),
+        reply_to: dict[str, Any] | int | None = None,
+        embeds: Sequence[dict[str, Any]] = (),
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        queue: bool = False,
     ) -> dict[str, Any]:
         """Store and dispatch MESSAGE_CREATE; returns the full stored message.
 
@@ -267,17 +373,29 @@ class FakeInjector(FakeGateway):
         reference = referenced = None
         if reply_to is not None:
             referenced = self._message_for(reply_to)
-            reference = {"type": 0, "message_id": referenced["id"], "channel_id": referenced["channel_id"],
-                         "guild_id": str(author.guild_id), "fail_if_not_exists": True}
+            reference = {
+                "type": 0,
+                "message_id": referenced["id"],
+                "channel_id": referenced["channel_id"],
+                "guild_id": str(author.guild_id),
+                "fail_if_not_exists": True,
+            }
         message = payloads.message_payload(
-            message_id=payloads.snowflake(), channel_id=channel_id, author=author.user, content=content,
-            attachments=[a.payload() for a in attachments], embeds=list(embeds),
-            mentions=[m.user for m in mentions], message_type=19 if reply_to is not None else 0,
-            message_reference=reference, referenced_message=referenced,
+            message_id=payloads.snowflake(),
+            channel_id=channel_id,
+            author=author.user,
+            content=content,
+            attachments=[a.payload() for a in attachments],
+            embeds=list(embeds),
+            mentions=[m.user for m in mentions],
+            message_type=19 if reply_to is not None else 0,
+            message_reference=reference,
+            referenced_message=referenced,
         )
         self.messages[int(message["id"])] = message
-        await self.dispatch("MESSAGE_CREATE", self._gateway_message(message, author.guild_id), timeout=timeout,
-                            queue=queue)
+        await self.dispatch(
+            "MESSAGE_CREATE", self._gateway_message(message, author.guild_id), timeout=timeout, queue=queue
+        )
         return message
 
     def _gateway_message(self, message: dict[str, Any], guild_id: int | None) -> dict[str, Any]:

@@ -137,8 +137,15 @@ def role_payload(role_id: int, name: str, permissions: int, *, position: int = 0
     }
 
 
-def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position: int = 0,
-                         nsfw: bool = False, channel_type: int = CHANNEL_TEXT) -> dict[str, Any]:
+def text_channel_payload(
+    channel_id: int,
+    guild_id: int,
+    name: str,
+    *,
+    position: int = 0,
+    nsfw: bool = False,
+    channel_type: int = CHANNEL_TEXT,
+) -> dict[str, Any]:
     """A guild text channel (type 0), or a forum channel (type 15: its posts are threads); ``nsfw``:
     age-restricted."""
     return {
@@ -157,8 +164,9 @@ def text_channel_payload(channel_id: int, guild_id: int, name: str, *, position:
     }
 
 
-def thread_payload(thread_id: int, guild_id: int, parent_id: int, name: str, *, owner_id: int,
-                   private: bool = False) -> dict[str, Any]:
+def thread_payload(
+    thread_id: int, guild_id: int, parent_id: int, name: str, *, owner_id: int, private: bool = False
+) -> dict[str, Any]:
     """A thread (type 11 public, 12 private); a thread in a forum channel is a forum post. Threads have no
     overwrites of their own: permissions come from the parent channel."""
     return {
@@ -174,8 +182,13 @@ def thread_payload(thread_id: int, guild_id: int, parent_id: int, name: str, *, 
         "member_count": 1,
         "total_message_sent": 0,
         "flags": 0,
-        "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": iso_now(),
-                            "locked": False, "create_timestamp": iso_now()},
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": iso_now(),
+            "locked": False,
+            "create_timestamp": iso_now(),
+        },
     }
 
 
@@ -185,8 +198,15 @@ def dm_channel_payload(channel_id: int, recipient: dict[str, Any]) -> dict[str, 
 
 
 def attachment_payload(
-    attachment_id: int, filename: str, size: int, url: str, *, content_type: str | None = None,
-    width: int | None = None, height: int | None = None, description: str | None = None,
+    attachment_id: int,
+    filename: str,
+    size: int,
+    url: str,
+    *,
+    content_type: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
     """An attachment object whose ``url``/``proxy_url`` point at the fake's CDN route."""
     data: dict[str, Any] = {

@@ -47,8 +47,14 @@ class HTTPError(Exception):
     """Raised by route handlers; answered with Discord's JSON error body ``{"message", "code"}`` (and ``errors``
     for an invalid form body)."""
 
-    def __init__(self, status: int, code: int, message: str, headers: Mapping[str, str] | None = None,
-                 errors: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        errors: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{status} {code} {message}" + (f" {errors}" if errors else ""))
         self.status, self.code, self.message = status, code, message
         self.headers = dict(headers or {})
@@ -135,8 +141,9 @@ class FakeRest(FakeInjector):
         files = {f.field: f for f in body.files}
         for upload in body.files:
             if upload.size > limit:
-                raise HTTPError(413, 40005, f"Request entity too large: {upload.filename} is {upload.size} bytes, "
-                                             f"limit {limit}")
+                raise HTTPError(
+                    413, 40005, f"Request entity too large: {upload.filename} is {upload.size} bytes, limit {limit}"
+                )
         spec = (body.json or {}).get("attachments")
         if spec is None:
             spec = [{"id": i} for i in range(len(body.files))] if body.files else None
@@ -154,18 +161,34 @@ class FakeRest(FakeInjector):
             elif entry_id in kept:
                 result.append(kept[entry_id])
             else:
-                raise HTTPError(400, 50035, f"Invalid Form Body: attachments[{entry_id}] names no file part "
-                                             f"and no existing attachment")
+                raise HTTPError(
+                    400,
+                    50035,
+                    f"Invalid Form Body: attachments[{entry_id}] names no file part and no existing attachment",
+                )
         return result
 
     def _new_message(
-        self, body: Body, *, channel_id: int, author: dict[str, Any], limit: int, webhook: bool,
-        flags: int = 0, reference: dict[str, Any] | None = None,
+        self,
+        body: Body,
+        *,
+        channel_id: int,
+        author: dict[str, Any],
+        limit: int,
+        webhook: bool,
+        flags: int = 0,
+        reference: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         data = body.json or {}
         content = data.get("content") or ""
-        if not (content or data.get("embeds") or body.files or data.get("components") or data.get("sticker_ids")
-                or data.get("poll")):
+        if not (
+            content
+            or data.get("embeds")
+            or body.files
+            or data.get("components")
+            or data.get("sticker_ids")
+            or data.get("poll")
+        ):
             raise HTTPError(400, 50006, "Cannot send an empty message")
         referenced = None
         if reference is not None:
@@ -173,17 +196,28 @@ class FakeRest(FakeInjector):
             if referenced is None and reference.get("fail_if_not_exists", True):
                 raise HTTPError(400, 50035, "Invalid Form Body: message_reference: Unknown message")
         message = payloads.message_payload(
-            message_id=payloads.snowflake(), channel_id=channel_id, author=author, content=content,
-            attachments=self._attachments_from(body, None, limit), embeds=data.get("embeds") or [],
-            components=data.get("components") or [], flags=flags | int(data.get("flags") or 0),
+            message_id=payloads.snowflake(),
+            channel_id=channel_id,
+            author=author,
+            content=content,
+            attachments=self._attachments_from(body, None, limit),
+            embeds=data.get("embeds") or [],
+            components=data.get("components") or [],
+            flags=flags | int(data.get("flags") or 0),
             webhook_id=self.application_id if webhook else None,
-            application_id=self.application_id if webhook else None, nonce=data.get("nonce"),
-            message_reference=reference if referenced is not None else None, referenced_message=referenced,
+            application_id=self.application_id if webhook else None,
+            nonce=data.get("nonce"),
+            message_reference=reference if referenced is not None else None,
+            referenced_message=referenced,
             message_type=19 if referenced is not None else 0,
         )
         mentions = [int(m) for m in re.findall(r"<@!?(\d+)>", content)]
-        message["mentions"] = [payloads.user_payload(m.user_id, m.username, bot=m.bot)
-                               for g in self.guilds.values() for m in g.members.values() if m.user_id in mentions]
+        message["mentions"] = [
+            payloads.user_payload(m.user_id, m.username, bot=m.bot)
+            for g in self.guilds.values()
+            for m in g.members.values()
+            if m.user_id in mentions
+        ]
         self.messages[int(message["id"])] = message
         return message
 
@@ -205,8 +239,15 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10003, "Unknown Channel")
         return channel
 
-    def _require(self, channel: dict[str, Any], *, send: bool = False, attach: bool = False,
-                 history: bool = False, reply: bool = False) -> None:
+    def _require(
+        self,
+        channel: dict[str, Any],
+        *,
+        send: bool = False,
+        attach: bool = False,
+        history: bool = False,
+        reply: bool = False,
+    ) -> None:
         """Refuse a bot-token call in a guild channel where the bot lacks what Discord checks for it: View Channel
         (403, 50001 Missing Access), sending (Send Messages; in a thread Send Messages in Threads), attaching
         files (403, 50013 Missing Permissions), reading history (403, 50001 for one message), replying without
@@ -279,8 +320,11 @@ class FakeRest(FakeInjector):
         return 200, {"url": self.gateway_url}
 
     async def _get_gateway_bot(self, record: RecordedRequest, body: Body) -> tuple[int, Any]:
-        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}}
+        return 200, {
+            "url": self.gateway_url,
+            "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
+        }
 
     async def _get_application(self, record: RecordedRequest, body: Body) -> tuple[int, Any]:
         return 200, self.application_payload()
@@ -294,8 +338,9 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10004, "Unknown Guild")
         return self.guild_commands.setdefault(int(guild_id), [])
 
-    def _stored_command(self, data: dict[str, Any], guild_id: str | None,
-                        previous: list[dict[str, Any]]) -> dict[str, Any]:
+    def _stored_command(
+        self, data: dict[str, Any], guild_id: str | None, previous: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise HTTPError(400, 50035, f"Invalid Form Body: command name {name!r}")
@@ -311,7 +356,8 @@ class FakeRest(FakeInjector):
             "description": data.get("description") or "",
             "version": str(payloads.snowflake()),
             # Discord stores the bit set and returns it as a string, whatever the client sent.
-            "default_member_permissions": None if data.get("default_member_permissions") is None
+            "default_member_permissions": None
+            if data.get("default_member_permissions") is None
             else str(int(data["default_member_permissions"])),
             "nsfw": bool(data.get("nsfw", False)),
         }
@@ -319,28 +365,32 @@ class FakeRest(FakeInjector):
             stored["guild_id"] = guild_id
         return stored
 
-    async def _get_commands(self, record: RecordedRequest, body: Body, application_id: str,
-                            guild_id: str | None = None) -> tuple[int, Any]:
+    async def _get_commands(
+        self, record: RecordedRequest, body: Body, application_id: str, guild_id: str | None = None
+    ) -> tuple[int, Any]:
         return 200, list(self._command_pool(application_id, guild_id))
 
-    async def _put_commands(self, record: RecordedRequest, body: Body, application_id: str,
-                            guild_id: str | None = None) -> tuple[int, Any]:
+    async def _put_commands(
+        self, record: RecordedRequest, body: Body, application_id: str, guild_id: str | None = None
+    ) -> tuple[int, Any]:
         pool = self._command_pool(application_id, guild_id)
         refuse_invalid(sync_problems(body.json))
         new = [self._stored_command(c, guild_id, pool) for c in body.json]
         pool[:] = new
         return 200, new
 
-    async def _post_command(self, record: RecordedRequest, body: Body, application_id: str,
-                            guild_id: str | None = None) -> tuple[int, Any]:
+    async def _post_command(
+        self, record: RecordedRequest, body: Body, application_id: str, guild_id: str | None = None
+    ) -> tuple[int, Any]:
         pool = self._command_pool(application_id, guild_id)
         refuse_invalid(command_problems(body.json))
         stored = self._stored_command(body.json or {}, guild_id, pool)
         pool[:] = [c for c in pool if c["id"] != stored["id"]] + [stored]
         return 200, stored
 
-    async def _delete_command(self, record: RecordedRequest, body: Body, application_id: str,
-                              *ids: str) -> tuple[int, Any]:
+    async def _delete_command(
+        self, record: RecordedRequest, body: Body, application_id: str, *ids: str
+    ) -> tuple[int, Any]:
         guild_id, command_id = (ids[0], ids[1]) if len(ids) == 2 else (None, ids[0])
         pool = self._command_pool(application_id, guild_id)
         if not any(c["id"] == command_id for c in pool):
@@ -354,8 +404,7 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10062, "Unknown interaction")
         return interaction
 
-    async def _callback(self, record: RecordedRequest, body: Body, interaction_id: str,
-                        token: str) -> tuple[int, Any]:
+    async def _callback(self, record: RecordedRequest, body: Body, interaction_id: str, token: str) -> tuple[int, Any]:
         interaction = self._interaction(interaction_id, token)
         refuse_invalid(callback_problems(body.json))
         if self.callback_deadline is not None and time.monotonic() - interaction.created_at > self.callback_deadline:
@@ -365,30 +414,50 @@ class FakeRest(FakeInjector):
         data = body.json or {}
         callback_type = int(data.get("type", 0))
         if callback_type not in _ALLOWED_CALLBACKS.get(interaction.type, set()):
-            raise HTTPError(400, 50035, f"Invalid Form Body: callback type {callback_type} is not valid for "
-                                         f"interaction type {interaction.type}")
+            raise HTTPError(
+                400,
+                50035,
+                f"Invalid Form Body: callback type {callback_type} is not valid for "
+                f"interaction type {interaction.type}",
+            )
         inner = data.get("data") or {}
         flags = int(inner.get("flags") or 0)
         author = self.bot_user
         resource: dict[str, Any] = {"type": callback_type}
-        summary: dict[str, Any] = {"id": str(interaction.id), "type": interaction.type,
-                                   "activity_instance_id": None, "response_message_id": None,
-                                   "response_message_loading": False,
-                                   "response_message_ephemeral": bool(flags & payloads.MESSAGE_FLAG_EPHEMERAL)}
+        summary: dict[str, Any] = {
+            "id": str(interaction.id),
+            "type": interaction.type,
+            "activity_instance_id": None,
+            "response_message_id": None,
+            "response_message_loading": False,
+            "response_message_ephemeral": bool(flags & payloads.MESSAGE_FLAG_EPHEMERAL),
+        }
         if callback_type in (CB_MESSAGE, CB_DEFER):
             if callback_type == CB_MESSAGE:
-                message = self._new_message(Body(inner, body.files), channel_id=interaction.channel_id,
-                                            author=author, limit=interaction.attachment_size_limit, webhook=True)
+                message = self._new_message(
+                    Body(inner, body.files),
+                    channel_id=interaction.channel_id,
+                    author=author,
+                    limit=interaction.attachment_size_limit,
+                    webhook=True,
+                )
             else:
                 message = payloads.message_payload(
-                    message_id=payloads.snowflake(), channel_id=interaction.channel_id, author=author,
+                    message_id=payloads.snowflake(),
+                    channel_id=interaction.channel_id,
+                    author=author,
                     flags=payloads.MESSAGE_FLAG_LOADING | (flags & payloads.MESSAGE_FLAG_EPHEMERAL),
-                    webhook_id=self.application_id, application_id=self.application_id)
+                    webhook_id=self.application_id,
+                    application_id=self.application_id,
+                )
                 self.messages[int(message["id"])] = message
                 summary["response_message_loading"] = True
-            message["interaction_metadata"] = {"id": str(interaction.id), "type": interaction.type,
-                                               "user": interaction.payload["member"]["user"],
-                                               "authorizing_integration_owners": {}}
+            message["interaction_metadata"] = {
+                "id": str(interaction.id),
+                "type": interaction.type,
+                "user": interaction.payload["member"]["user"],
+                "authorizing_integration_owners": {},
+            }
             interaction.original_message_id = int(message["id"])
             summary["response_message_id"] = message["id"]
             if callback_type == CB_MESSAGE:
@@ -435,32 +504,43 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10008, "Unknown Message")
         return message
 
-    async def _webhook_execute(self, record: RecordedRequest, body: Body, application_id: str,
-                               token: str) -> tuple[int, Any]:
+    async def _webhook_execute(
+        self, record: RecordedRequest, body: Body, application_id: str, token: str
+    ) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
         refuse_invalid(message_problems(body.json, route="webhook"))
         original = self.messages.get(interaction.original_message_id or 0)
-        if original is not None and original["flags"] & payloads.MESSAGE_FLAG_LOADING and \
-                interaction.response_type == CB_DEFER:
+        if (
+            original is not None
+            and original["flags"] & payloads.MESSAGE_FLAG_LOADING
+            and interaction.response_type == CB_DEFER
+        ):
             # Discord: the first follow-up after a "thinking" defer replaces the loading message.
             message = self._apply_edit(original, body, interaction.attachment_size_limit)
             await self._echo("MESSAGE_UPDATE", message)
         else:
-            message = self._new_message(body, channel_id=interaction.channel_id, author=self.bot_user,
-                                        limit=interaction.attachment_size_limit, webhook=True)
+            message = self._new_message(
+                body,
+                channel_id=interaction.channel_id,
+                author=self.bot_user,
+                limit=interaction.attachment_size_limit,
+                webhook=True,
+            )
             interaction.followup_ids.append(int(message["id"]))
             await self._echo("MESSAGE_CREATE", message)
         if record.query.get("wait") in ("0", "false"):
             return 204, None
         return 200, message
 
-    async def _webhook_get(self, record: RecordedRequest, body: Body, application_id: str, token: str,
-                           message_id: str) -> tuple[int, Any]:
+    async def _webhook_get(
+        self, record: RecordedRequest, body: Body, application_id: str, token: str, message_id: str
+    ) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
         return 200, self._webhook_message(interaction, message_id)
 
-    async def _webhook_edit(self, record: RecordedRequest, body: Body, application_id: str, token: str,
-                            message_id: str) -> tuple[int, Any]:
+    async def _webhook_edit(
+        self, record: RecordedRequest, body: Body, application_id: str, token: str, message_id: str
+    ) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
         message = self._webhook_message(interaction, message_id)
         refuse_invalid(message_problems(body.json, route="edit"))
@@ -468,8 +548,9 @@ class FakeRest(FakeInjector):
         await self._echo("MESSAGE_UPDATE", message)
         return 200, message
 
-    async def _webhook_delete(self, record: RecordedRequest, body: Body, application_id: str, token: str,
-                              message_id: str) -> tuple[int, Any]:
+    async def _webhook_delete(
+        self, record: RecordedRequest, body: Body, application_id: str, token: str, message_id: str
+    ) -> tuple[int, Any]:
         interaction = self._webhook_interaction(application_id, token)
         message = self._webhook_message(interaction, message_id)
         del self.messages[int(message["id"])]
@@ -497,18 +578,26 @@ class FakeRest(FakeInjector):
         self._require(channel, send=True, attach=bool(body.files), reply=reference is not None)
         if reference is not None:
             reference = {"type": 0, "channel_id": channel_id, **reference}
-        message = self._new_message(body, channel_id=int(channel_id), author=self.bot_user,
-                                    limit=self._channel_upload_limit(channel), webhook=False, reference=reference)
+        message = self._new_message(
+            body,
+            channel_id=int(channel_id),
+            author=self.bot_user,
+            limit=self._channel_upload_limit(channel),
+            webhook=False,
+            reference=reference,
+        )
         await self._echo("MESSAGE_CREATE", message)
         return 200, message
 
-    async def _get_message(self, record: RecordedRequest, body: Body, channel_id: str,
-                           message_id: str) -> tuple[int, Any]:
+    async def _get_message(
+        self, record: RecordedRequest, body: Body, channel_id: str, message_id: str
+    ) -> tuple[int, Any]:
         self._require(self._channel(channel_id), history=True)
         return 200, self._visible(self._channel_message(channel_id, message_id))
 
-    async def _edit_message(self, record: RecordedRequest, body: Body, channel_id: str,
-                            message_id: str) -> tuple[int, Any]:
+    async def _edit_message(
+        self, record: RecordedRequest, body: Body, channel_id: str, message_id: str
+    ) -> tuple[int, Any]:
         channel = self._channel(channel_id)
         self._require(channel, attach=bool(body.files))
         message = self._channel_message(channel_id, message_id)
@@ -519,16 +608,18 @@ class FakeRest(FakeInjector):
         await self._echo("MESSAGE_UPDATE", message)
         return 200, message
 
-    async def _delete_message(self, record: RecordedRequest, body: Body, channel_id: str,
-                              message_id: str) -> tuple[int, Any]:
+    async def _delete_message(
+        self, record: RecordedRequest, body: Body, channel_id: str, message_id: str
+    ) -> tuple[int, Any]:
         self._require(self._channel(channel_id))
         message = self._channel_message(channel_id, message_id)
         del self.messages[int(message_id)]
         await self._echo("MESSAGE_DELETE", message)
         return 204, None
 
-    async def _add_reaction(self, record: RecordedRequest, body: Body, channel_id: str, message_id: str,
-                            emoji: str) -> tuple[int, Any]:
+    async def _add_reaction(
+        self, record: RecordedRequest, body: Body, channel_id: str, message_id: str, emoji: str
+    ) -> tuple[int, Any]:
         message = self._channel_message(channel_id, message_id)
         reactions = message.setdefault("reactions", [])
         existing = next((r for r in reactions if r["emoji"]["name"] == emoji), None)
@@ -539,8 +630,9 @@ class FakeRest(FakeInjector):
             existing["me"] = True
         return 204, None
 
-    async def _remove_reaction(self, record: RecordedRequest, body: Body, channel_id: str, message_id: str,
-                               emoji: str) -> tuple[int, Any]:
+    async def _remove_reaction(
+        self, record: RecordedRequest, body: Body, channel_id: str, message_id: str, emoji: str
+    ) -> tuple[int, Any]:
         message = self._channel_message(channel_id, message_id)
         for reaction in list(message.get("reactions", [])):
             if reaction["emoji"]["name"] == emoji and reaction["me"]:
@@ -559,8 +651,17 @@ class FakeRest(FakeInjector):
         if guild is None:
             raise HTTPError(404, 10004, "Unknown Guild")
         data = guild.payload()
-        for key in ("members", "channels", "threads", "presences", "voice_states", "joined_at", "large",
-                    "member_count", "unavailable"):
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "presences",
+            "voice_states",
+            "joined_at",
+            "large",
+            "member_count",
+            "unavailable",
+        ):
             data.pop(key, None)
         return 200, data
 
@@ -570,8 +671,7 @@ class FakeRest(FakeInjector):
             raise HTTPError(404, 10004, "Unknown Guild")
         return 200, list(guild.roles.values())
 
-    async def _get_member(self, record: RecordedRequest, body: Body, guild_id: str,
-                          user_id: str) -> tuple[int, Any]:
+    async def _get_member(self, record: RecordedRequest, body: Body, guild_id: str, user_id: str) -> tuple[int, Any]:
         guild = self.guilds.get(int(guild_id))
         if guild is None:
             raise HTTPError(404, 10004, "Unknown Guild")

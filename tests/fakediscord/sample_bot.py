@@ -26,8 +26,9 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aga
         self.job = job
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
-                             match: Any) -> AgainButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: Any
+    ) -> AgainButton:
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -73,8 +74,12 @@ class SampleBot(commands.Bot):
     """The test bot; ``seen`` records what handlers received."""
 
     def __init__(self, *, identify_delay: float = 0.0, intents: discord.Intents | None = None) -> None:
-        super().__init__(command_prefix="!", intents=intents or discord.Intents.default(),
-                         guild_ready_timeout=GUILD_READY_TIMEOUT_SECONDS, chunk_guilds_at_startup=False)
+        super().__init__(
+            command_prefix="!",
+            intents=intents or discord.Intents.default(),
+            guild_ready_timeout=GUILD_READY_TIMEOUT_SECONDS,
+            chunk_guilds_at_startup=False,
+        )
         self.seen: list[tuple[Any, ...]] = []
         self.identify_delay = identify_delay
         self.ready_count = 0
@@ -99,11 +104,18 @@ class SampleBot(commands.Bot):
     async def on_message(self, message: discord.Message) -> None:
         if self.user is None or message.author.id == self.user.id:
             return
-        self.seen.append(("message", message.content, [a.filename for a in message.attachments],
-                          message.reference.message_id if message.reference else None,
-                          [a.filename for a in message.reference.resolved.attachments]
-                          if message.reference and isinstance(message.reference.resolved, discord.Message) else None,
-                          self.user in message.mentions))
+        self.seen.append(
+            (
+                "message",
+                message.content,
+                [a.filename for a in message.attachments],
+                message.reference.message_id if message.reference else None,
+                [a.filename for a in message.reference.resolved.attachments]
+                if message.reference and isinstance(message.reference.resolved, discord.Message)
+                else None,
+                self.user in message.mentions,
+            )
+        )
 
 
 def _add_commands(bot: SampleBot) -> None:
@@ -111,21 +123,40 @@ def _add_commands(bot: SampleBot) -> None:
 
     @tree.command(name="animate", description="Animate an image")
     @app_commands.describe(image="The image", prompt="What happens")
-    async def animate(interaction: discord.Interaction, image: discord.Attachment, prompt: str,
-                      frames: int = 16, guidance: float = 9.0, loop: bool = False) -> None:
+    async def animate(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: str,
+        frames: int = 16,
+        guidance: float = 9.0,
+        loop: bool = False,
+    ) -> None:
         await interaction.response.defer(thinking=True)
         data = await image.read()
-        bot.seen.append(("animate", image.filename, len(data), prompt, frames, guidance, loop,
-                         interaction.filesize_limit, interaction.permissions.value))
+        bot.seen.append(
+            (
+                "animate",
+                image.filename,
+                len(data),
+                prompt,
+                frames,
+                guidance,
+                loop,
+                interaction.filesize_limit,
+                interaction.permissions.value,
+            )
+        )
         await interaction.edit_original_response(content="working... 50%")
         video = b"\x00\x00\x00\x18ftypisom" + data[::-1]
         view = discord.ui.View(timeout=None)
         view.add_item(AgainButton(7))
-        await interaction.followup.send(content=f"done: {prompt}", file=discord.File(io.BytesIO(video),
-                                        filename="out.mp4"), view=view)
+        await interaction.followup.send(
+            content=f"done: {prompt}", file=discord.File(io.BytesIO(video), filename="out.mp4"), view=view
+        )
 
-    admin = app_commands.Group(name="admin", description="Admin",
-                               default_permissions=discord.Permissions(manage_guild=True))
+    admin = app_commands.Group(
+        name="admin", description="Admin", default_permissions=discord.Permissions(manage_guild=True)
+    )
     quota = app_commands.Group(name="quota", description="Quotas", parent=admin)
 
     @quota.command(name="set", description="Set a user's quota")
@@ -160,8 +191,9 @@ def _add_commands(bot: SampleBot) -> None:
     @tree.context_menu(name="Animate")
     async def animate_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        bot.seen.append(("menu", message.id, [a.filename for a in message.attachments],
-                         [e.title for e in message.embeds]))
+        bot.seen.append(
+            ("menu", message.id, [a.filename for a in message.attachments], [e.title for e in message.embeds])
+        )
         await interaction.followup.send(f"{len(message.attachments)} attachment(s)", ephemeral=True)
 
     @tree.command(name="status", description="Show a status with a toggle")

@@ -104,32 +104,73 @@ class FakeDiscord(FakeRest):
         self.faults.append(fault)
         return fault
 
-    def fail(self, *, status: int = 500, code: int = 0, message: str = "fake failure", method: str | None = None,
-             path: str | None = None, times: int | None = 1, errors: dict[str, Any] | None = None) -> Fault:
+    def fail(
+        self,
+        *,
+        status: int = 500,
+        code: int = 0,
+        message: str = "fake failure",
+        method: str | None = None,
+        path: str | None = None,
+        times: int | None = 1,
+        errors: dict[str, Any] | None = None,
+    ) -> Fault:
         """Answer matching requests with ``status`` and Discord's JSON error body (5xx: discord.py retries);
         ``errors`` goes into the body as Discord's field errors of a 400 / 50035."""
-        return self.add_fault(Fault("status", method=method, path=path, times=times, status=status, code=code,
-                                    message=message, errors=errors))
+        return self.add_fault(
+            Fault(
+                "status",
+                method=method,
+                path=path,
+                times=times,
+                status=status,
+                code=code,
+                message=message,
+                errors=errors,
+            )
+        )
 
     def refused_bodies(self) -> list[RecordedRequest]:
         """The requests the fake answered 400 / 50035 by its limits (not by a fault rule): each is a body Discord
         would refuse too."""
-        return [r for r in self.requests if r.status == 400 and r.fault is None
-                and isinstance(r.response, dict) and r.response.get("code") == INVALID_FORM_BODY]
+        return [
+            r
+            for r in self.requests
+            if r.status == 400
+            and r.fault is None
+            and isinstance(r.response, dict)
+            and r.response.get("code") == INVALID_FORM_BODY
+        ]
 
-    def rate_limit(self, *, retry_after: float = 0.2, is_global: bool = False, method: str | None = None,
-                   path: str | None = None, times: int | None = 1) -> Fault:
+    def rate_limit(
+        self,
+        *,
+        retry_after: float = 0.2,
+        is_global: bool = False,
+        method: str | None = None,
+        path: str | None = None,
+        times: int | None = 1,
+    ) -> Fault:
         """Answer matching requests with 429, ``Retry-After``, ``X-RateLimit-*`` and ``Via`` (discord.py retries)."""
-        return self.add_fault(Fault("rate_limit", method=method, path=path, times=times, status=429,
-                                    retry_after=retry_after, is_global=is_global))
+        return self.add_fault(
+            Fault(
+                "rate_limit",
+                method=method,
+                path=path,
+                times=times,
+                status=429,
+                retry_after=retry_after,
+                is_global=is_global,
+            )
+        )
 
-    def exhaust_bucket(self, *, reset_after: float = 0.5, method: str | None = None, path: str | None = None,
-                       times: int | None = 1) -> Fault:
+    def exhaust_bucket(
+        self, *, reset_after: float = 0.5, method: str | None = None, path: str | None = None, times: int | None = 1
+    ) -> Fault:
         """Answer normally but with ``X-RateLimit-Remaining: 0`` so discord.py waits before the next call."""
         return self.add_fault(Fault("exhaust", method=method, path=path, times=times, retry_after=reset_after))
 
-    def slow(self, delay: float, *, method: str | None = None, path: str | None = None,
-             times: int | None = 1) -> Fault:
+    def slow(self, delay: float, *, method: str | None = None, path: str | None = None, times: int | None = 1) -> Fault:
         """Answer matching requests normally, ``delay`` seconds late."""
         return self.add_fault(Fault("slow", method=method, path=path, times=times, delay=delay))
 
@@ -156,8 +197,14 @@ class FakeDiscord(FakeRest):
                     body_json = json.loads(await part.text())
                 elif part.filename is not None:
                     data = bytes(await part.read())
-                    files.append(RecordedFile(field=part.name or "", filename=part.filename,
-                                              content_type=part.headers.get("Content-Type", ""), data=data))
+                    files.append(
+                        RecordedFile(
+                            field=part.name or "",
+                            filename=part.filename,
+                            content_type=part.headers.get("Content-Type", ""),
+                            data=data,
+                        )
+                    )
             return Body(body_json, files)
         raw = await request.read()
         if not raw:
@@ -168,8 +215,13 @@ class FakeDiscord(FakeRest):
 
     def _record(self, request: web.Request, path: str, body: Body | None) -> RecordedRequest:
         record = RecordedRequest(
-            method=request.method, path=path, query=dict(request.query), headers=dict(request.headers),
-            json=body.json if body else None, files=body.files if body else [], time=time.monotonic(),
+            method=request.method,
+            path=path,
+            query=dict(request.query),
+            headers=dict(request.headers),
+            json=body.json if body else None,
+            files=body.files if body else [],
+            time=time.monotonic(),
             wall_time=time.time(),
         )
         return record
@@ -214,9 +266,13 @@ class FakeDiscord(FakeRest):
             if fault.kind == "exhaust" and fault.matches(record.method, record.path):
                 fault.hits += 1
                 record.fault = "exhaust"
-                return {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
-                        "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}", "X-RateLimit-Bucket": "fake-bucket"}
+                return {
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
+                    "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
+                    "X-RateLimit-Bucket": "fake-bucket",
+                }
         return {}
 
     async def _rest(self, request: web.Request) -> web.Response:
@@ -234,8 +290,11 @@ class FakeDiscord(FakeRest):
             match = pattern.fullmatch(path)
             if match is None or method != request.method:
                 continue
-            if self.bot_token is not None and record.has_bot_auth and \
-                    record.headers["Authorization"] != f"Bot {self.bot_token}":
+            if (
+                self.bot_token is not None
+                and record.has_bot_auth
+                and record.headers["Authorization"] != f"Bot {self.bot_token}"
+            ):
                 return self._finish(record, json_response(401, {"message": "401: Unauthorized", "code": 0}))
             try:
                 status, result = await handler(record, body, *match.groups())

@@ -185,8 +185,14 @@ class FakeAttachment:
     def payload(self) -> dict[str, Any]:
         """The attachment object (as in ``resolved.attachments`` and ``message.attachments``)."""
         return payloads.attachment_payload(
-            self.id, self.filename, self.size, self.url, content_type=self.content_type,
-            width=self.width, height=self.height, description=self.description,
+            self.id,
+            self.filename,
+            self.size,
+            self.url,
+            content_type=self.content_type,
+            width=self.width,
+            height=self.height,
+            description=self.description,
         )
 
 

@@ -12,21 +12,40 @@ from tests.fakediscord.world import FakeTimeout
 SYNCED = {
     "name": "admin",
     "options": [
-        {"name": "quota", "type": 2, "options": [
-            {"name": "set", "type": 1, "options": [{"name": "seconds", "type": NUMBER}, {"name": "user", "type": 6}]},
-        ]},
+        {
+            "name": "quota",
+            "type": 2,
+            "options": [
+                {
+                    "name": "set",
+                    "type": 1,
+                    "options": [{"name": "seconds", "type": NUMBER}, {"name": "user", "type": 6}],
+                },
+            ],
+        },
     ],
 }
 
 
 def test_options_nest_under_group_and_subcommand_and_follow_the_schema() -> None:
     fake = FakeDiscord()
-    options, resolved = build_options(SYNCED, ["quota", "set"], {"seconds": 3, "user": fake.member},
-                                      guild=fake.guild)
-    assert options == [{"name": "quota", "type": 2, "options": [{"name": "set", "type": 1, "options": [
-        {"name": "seconds", "type": NUMBER, "value": 3.0},
-        {"name": "user", "type": 6, "value": str(fake.member.user_id)},
-    ]}]}]
+    options, resolved = build_options(SYNCED, ["quota", "set"], {"seconds": 3, "user": fake.member}, guild=fake.guild)
+    assert options == [
+        {
+            "name": "quota",
+            "type": 2,
+            "options": [
+                {
+                    "name": "set",
+                    "type": 1,
+                    "options": [
+                        {"name": "seconds", "type": NUMBER, "value": 3.0},
+                        {"name": "user", "type": 6, "value": str(fake.member.user_id)},
+                    ],
+                }
+            ],
+        }
+    ]
     assert resolved["users"][str(fake.member.user_id)]["username"] == "alice"
     assert resolved["members"][str(fake.member.user_id)]["permissions"] == str(fake.guild.permissions_of(fake.member))
 
@@ -34,11 +53,20 @@ def test_options_nest_under_group_and_subcommand_and_follow_the_schema() -> None
 def test_options_without_a_schema_infer_types_and_resolve_attachments() -> None:
     fake = FakeDiscord()
     image = fake.add_attachment(b"abc", "x.png")
-    options, resolved = build_options(None, [], {"image": image, "n": 2, "f": 0.5, "b": False, "s": "t",
-                                                 "c": Option(fake.channel_id, CHANNEL)}, guild=fake.guild)
+    options, resolved = build_options(
+        None,
+        [],
+        {"image": image, "n": 2, "f": 0.5, "b": False, "s": "t", "c": Option(fake.channel_id, CHANNEL)},
+        guild=fake.guild,
+    )
     assert [(o["name"], o["type"], o["value"]) for o in options] == [
-        ("image", ATTACHMENT, str(image.id)), ("n", 4, 2), ("f", 10, 0.5), ("b", 5, False), ("s", 3, "t"),
-        ("c", CHANNEL, str(fake.channel_id))]
+        ("image", ATTACHMENT, str(image.id)),
+        ("n", 4, 2),
+        ("f", 10, 0.5),
+        ("b", 5, False),
+        ("s", 3, "t"),
+        ("c", CHANNEL, str(fake.channel_id)),
+    ]
     assert resolved["attachments"][str(image.id)]["url"].endswith(f"/{image.id}/x.png")
 
 

@@ -44,15 +44,19 @@ def test_defaults_are_discords_own(restore_endpoints: None, api_base: str | None
     assert DISCORD_GATEWAY_URL == "wss://gateway.discord.gg/"
 
 
-@pytest.mark.parametrize("api_base, gateway_url, named", [
-    ("ws://127.0.0.1:1/api/v10", None, "DISCORD_API_BASE"),
-    ("127.0.0.1:1/api/v10", None, "DISCORD_API_BASE"),
-    ("http://127.0.0.1:1/api/v10?x=1", None, "DISCORD_API_BASE"),
-    (None, "http://127.0.0.1:1/gateway", "DISCORD_GATEWAY_URL"),
-    (None, "ws:///gateway", "DISCORD_GATEWAY_URL"),
-])
-def test_bad_urls_are_refused_naming_the_setting(restore_endpoints: None, api_base: str | None,
-                                                  gateway_url: str | None, named: str) -> None:
+@pytest.mark.parametrize(
+    "api_base, gateway_url, named",
+    [
+        ("ws://127.0.0.1:1/api/v10", None, "DISCORD_API_BASE"),
+        ("127.0.0.1:1/api/v10", None, "DISCORD_API_BASE"),
+        ("http://127.0.0.1:1/api/v10?x=1", None, "DISCORD_API_BASE"),
+        (None, "http://127.0.0.1:1/gateway", "DISCORD_GATEWAY_URL"),
+        (None, "ws:///gateway", "DISCORD_GATEWAY_URL"),
+    ],
+)
+def test_bad_urls_are_refused_naming_the_setting(
+    restore_endpoints: None, api_base: str | None, gateway_url: str | None, named: str
+) -> None:
     before = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     with pytest.raises(ValueError, match=named):
         apply_discord_endpoints(api_base, gateway_url)
@@ -60,8 +64,13 @@ def test_bad_urls_are_refused_naming_the_setting(restore_endpoints: None, api_ba
 
 
 def test_cli_prints_its_urls_and_serves() -> None:
-    with subprocess.Popen([sys.executable, "-m", "tests.fakediscord"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.fakediscord"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
         _check_cli(process)
 
 

@@ -47,8 +47,9 @@ async def test_global_429_on_a_webhook_follow_up_is_retried(fake_discord: FakeDi
     fake_discord.rate_limit(method="POST", path=r"^/webhooks/", retry_after=0.2, is_global=True)
     async with running_client(SampleBot(), fake_discord):
         await fake_discord.inject_slash("animate", {"image": image, "prompt": "p"})
-        delivered = await fake_discord.wait_for(lambda r: r.path.startswith("/webhooks/") and r.status == 200
-                                                and r.method == "POST")
+        delivered = await fake_discord.wait_for(
+            lambda r: r.path.startswith("/webhooks/") and r.status == 200 and r.method == "POST"
+        )
     limited = next(r for r in fake_discord.requests if r.status == 429)
     assert limited.response["global"] is True and delivered.time - limited.time >= 0.2
     assert delivered.files[0].filename == "out.mp4"
@@ -76,15 +77,15 @@ async def test_5xx_on_a_webhook_edit_is_retried(fake_discord: FakeDiscord) -> No
     assert [r.status for r in fake_discord.requests if r.method == "PATCH"] == [502, 200]
 
 
-async def test_expired_interaction_token_is_401_50027_and_the_channel_still_works(
-        fake_discord: FakeDiscord) -> None:
+async def test_expired_interaction_token_is_401_50027_and_the_channel_still_works(fake_discord: FakeDiscord) -> None:
     fake_discord.expire_tokens_after(0.2)
     async with running_client(SampleBot(), fake_discord) as bot:
         interaction = await fake_discord.inject_slash("wait", {"seconds": 0.4})
         fallback = await fake_discord.wait_for(is_post_to("/messages"))
     assert ("late-error", 401, 50027) in bot.seen
-    rejected = next(r for r in fake_discord.requests if r.path == f"/webhooks/{fake_discord.application_id}/"
-                    f"{interaction.token}")
+    rejected = next(
+        r for r in fake_discord.requests if r.path == f"/webhooks/{fake_discord.application_id}/{interaction.token}"
+    )
     assert rejected.status == 401 and rejected.response == {"message": "Invalid Webhook Token", "code": 50027}
     assert fallback.has_bot_auth and fallback.status == 200 and fallback.json["content"].startswith("late result")
 
@@ -139,8 +140,9 @@ async def test_reconnect_resumes_and_events_still_arrive(fake_discord: FakeDisco
         await fake_discord.gateway_reconnect(wait=False)
         await fake_discord.inject_message("sent while away", queue=True)
         await fake_discord.wait_until(lambda: fake_discord.resume_count == 2 or None, what="second RESUME")
-        await fake_discord.wait_until(lambda: any(s[:2] == ("message", "sent while away") for s in bot.seen),
-                                      what="replayed MESSAGE_CREATE")
+        await fake_discord.wait_until(
+            lambda: any(s[:2] == ("message", "sent while away") for s in bot.seen), what="replayed MESSAGE_CREATE"
+        )
     assert resume.connection == 2 and resume.data["session_id"] and resume.data["seq"] >= 2
     assert fake_discord.identify_count == 1 and fake_discord.connections == 3
     assert bot.resumed_count == 2 and bot.ready_count == 1 and ("admin pause",) in bot.seen
@@ -188,4 +190,6 @@ async def test_cdn_fault_reaches_the_attachment_download(fake_discord: FakeDisco
             await bot.http.get_from_cdn(image.url)
         assert await bot.http.get_from_cdn(image.url) == b"bytes"
     assert [(r.path, r.status) for r in fake_discord.requests if r.path.startswith("/cdn/")] == [
-        (f"/cdn/attachments/{image.id}/gone.png", 404), (f"/cdn/attachments/{image.id}/gone.png", 200)]
+        (f"/cdn/attachments/{image.id}/gone.png", 404),
+        (f"/cdn/attachments/{image.id}/gone.png", 200),
+    ]

@@ -58,29 +58,61 @@ def sync_route(client: Client) -> Route:
 @pytest.mark.parametrize(
     ("commands", "path", "code"),
     [
-        ([command(options=[integer_option(min_value=1, max_value=2**53)])],
-         ("0", "options", "0", "max_value"), "NUMBER_TYPE_MAX"),
+        (
+            [command(options=[integer_option(min_value=1, max_value=2**53)])],
+            ("0", "options", "0", "max_value"),
+            "NUMBER_TYPE_MAX",
+        ),
         ([command(description="d" * 101)], ("0", "description"), "BASE_TYPE_MAX_LENGTH"),
-        ([command(options=[integer_option(choices=[{"name": f"n{i}", "value": i} for i in range(26)])])],
-         ("0", "options", "0", "choices"), "BASE_TYPE_MAX_LENGTH"),
+        (
+            [command(options=[integer_option(choices=[{"name": f"n{i}", "value": i} for i in range(26)])])],
+            ("0", "options", "0", "choices"),
+            "BASE_TYPE_MAX_LENGTH",
+        ),
         ([command(name="Job")], ("0", "name"), "APPLICATION_COMMAND_INVALID_NAME"),
         ([command(name="job number")], ("0", "name"), "APPLICATION_COMMAND_INVALID_NAME"),
         ([command(name="j" * 33)], ("0", "name"), "BASE_TYPE_BAD_LENGTH"),
-        ([command(options=[integer_option(name=f"o{i}") for i in range(26)])], ("0", "options"),
-         "BASE_TYPE_MAX_LENGTH"),
-        ([command(options=[integer_option(name="a", required=False), integer_option(name="b")])],
-         ("0", "options", "1", "required"), "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID"),
-        ([command(options=[{"type": 3, "name": "p", "description": "x", "choices": [{"name": "c" * 101,
-                                                                                     "value": "v"}]}])],
-         ("0", "options", "0", "choices", "0", "name"), "BASE_TYPE_BAD_LENGTH"),
+        (
+            [command(options=[integer_option(name=f"o{i}") for i in range(26)])],
+            ("0", "options"),
+            "BASE_TYPE_MAX_LENGTH",
+        ),
+        (
+            [command(options=[integer_option(name="a", required=False), integer_option(name="b")])],
+            ("0", "options", "1", "required"),
+            "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+        ),
+        (
+            [
+                command(
+                    options=[
+                        {"type": 3, "name": "p", "description": "x", "choices": [{"name": "c" * 101, "value": "v"}]}
+                    ]
+                )
+            ],
+            ("0", "options", "0", "choices", "0", "name"),
+            "BASE_TYPE_BAD_LENGTH",
+        ),
         ([command(description="")], ("0", "description"), "BASE_TYPE_REQUIRED"),
         ([command(), command()], ("0",), None),  # the second of two same names: checked below
     ],
-    ids=["max_value 2^53", "description 101", "26 choices", "upper case name", "name with a space", "name 33",
-         "26 options", "required after optional", "choice name 101", "no description", "duplicate names"],
+    ids=[
+        "max_value 2^53",
+        "description 101",
+        "26 choices",
+        "upper case name",
+        "name with a space",
+        "name 33",
+        "26 options",
+        "required after optional",
+        "choice name 101",
+        "no description",
+        "duplicate names",
+    ],
 )
-async def test_sync_breaking_a_limit_is_refused(fake_discord: FakeDiscord, commands: list[dict[str, Any]],
-                                                path: tuple[str, ...], code: str | None) -> None:
+async def test_sync_breaking_a_limit_is_refused(
+    fake_discord: FakeDiscord, commands: list[dict[str, Any]], path: tuple[str, ...], code: str | None
+) -> None:
     async with running_client(Client(), fake_discord) as client:
         await refused(client, sync_route(client), commands)
     if code is None:
@@ -95,8 +127,11 @@ async def test_sync_inside_the_limits_passes(fake_discord: FakeDiscord) -> None:
     commands = [
         command(name="जॉब", options=[integer_option(min_value=1, max_value=INT53_MAX)]),  # Devanagari
         command(name="งาน-ที่_1"),  # Thai, with its vowel marks
-        command(name="job", description="d" * 100, options=[integer_option(
-            choices=[{"name": "n" * 100, "value": i} for i in range(25)])]),
+        command(
+            name="job",
+            description="d" * 100,
+            options=[integer_option(choices=[{"name": "n" * 100, "value": i} for i in range(25)])],
+        ),
         {"type": 3, "name": "Animate This", "description": ""},
     ]
     async with running_client(Client(), fake_discord) as client:
@@ -116,7 +151,8 @@ async def test_the_real_tree_refused_through_discord_py_names_the_option(fake_di
             await client.tree.sync()
     assert "In command 'cancel'" in str(caught.value) and "job" in str(caught.value)
     assert errors_at(fake_discord, "0", "options", "0", "max_value")[0]["message"] == (
-        f"int value should be less than or equal to {INT53_MAX}.")
+        f"int value should be less than or equal to {INT53_MAX}."
+    )
 
 
 async def test_a_modal_with_the_old_48_character_label_is_refused(fake_discord: FakeDiscord) -> None:
@@ -150,7 +186,8 @@ async def test_a_component_with_a_101_character_custom_id_is_refused(fake_discor
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=fake_discord.channel_id)
         await refused(client, route, {"content": "hi", "components": [row]})
         assert errors_at(fake_discord, "components", "0", "components", "0", "custom_id")[0]["code"] == (
-            "BASE_TYPE_BAD_LENGTH")
+            "BASE_TYPE_BAD_LENGTH"
+        )
         row["components"][0]["custom_id"] = "x" * 100
         sent = await client.http.request(route, json={"content": "hi", "components": [row]})
     assert sent["components"] == [row]
@@ -161,8 +198,12 @@ async def test_a_refused_edit_leaves_the_message_as_it_was(fake_discord: FakeDis
     async with running_client(Client(), fake_discord) as client:
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=fake_discord.channel_id)
         sent = await client.http.request(route, json={"content": "before"})
-        edit = Route("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id=fake_discord.channel_id,
-                     message_id=sent["id"])
+        edit = Route(
+            "PATCH",
+            "/channels/{channel_id}/messages/{message_id}",
+            channel_id=fake_discord.channel_id,
+            message_id=sent["id"],
+        )
         await refused(client, edit, {"content": "x" * 2001})
     assert errors_at(fake_discord, "content")[0]["code"] == "BASE_TYPE_MAX_LENGTH"
     assert fake_discord.messages[int(sent["id"])]["content"] == "before"
@@ -178,28 +219,87 @@ async def test_a_refused_edit_leaves_the_message_as_it_was(fake_discord: FakeDis
         ({"embeds": [{}] * 11}, ("embeds",)),
         ({"allowed_mentions": {"parse": ["users"], "users": ["1"]}}, ("allowed_mentions", "parse")),
         ({"allowed_mentions": {"parse": ["here"]}}, ("allowed_mentions", "parse", "0")),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "a", "custom_id": str(i)}
-                                                    for i in range(6)]}]}, ("components", "0", "components")),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "a", "custom_id": "1"}]}] * 6},
-         ("components",)),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "a", "custom_id": "same"},
-                                                    {"type": 2, "style": 2, "label": "b", "custom_id": "same"}]}]},
-         ("components", "0", "components", "1", "custom_id")),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 5, "label": "a", "custom_id": "c"}]}]},
-         ("components", "0", "components", "0", "url")),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 1, "custom_id": "c"}]}]},
-         ("components", "0", "components", "0", "label")),
-        ({"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "l" * 81, "custom_id": "c"}]}]},
-         ("components", "0", "components", "0", "label")),
-        ({"components": [{"type": 1, "components": [{"type": 3, "custom_id": "s", "placeholder": "p" * 151,
-                                                    "options": [{"label": "a", "value": "a"}]}]}]},
-         ("components", "0", "components", "0", "placeholder")),
-        ({"components": [{"type": 1, "components": [{"type": 3, "custom_id": "s", "options": []}]}]},
-         ("components", "0", "components", "0", "options")),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [{"type": 2, "style": 1, "label": "a", "custom_id": str(i)} for i in range(6)],
+                    }
+                ]
+            },
+            ("components", "0", "components"),
+        ),
+        (
+            {"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "a", "custom_id": "1"}]}] * 6},
+            ("components",),
+        ),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 2, "style": 1, "label": "a", "custom_id": "same"},
+                            {"type": 2, "style": 2, "label": "b", "custom_id": "same"},
+                        ],
+                    }
+                ]
+            },
+            ("components", "0", "components", "1", "custom_id"),
+        ),
+        (
+            {"components": [{"type": 1, "components": [{"type": 2, "style": 5, "label": "a", "custom_id": "c"}]}]},
+            ("components", "0", "components", "0", "url"),
+        ),
+        (
+            {"components": [{"type": 1, "components": [{"type": 2, "style": 1, "custom_id": "c"}]}]},
+            ("components", "0", "components", "0", "label"),
+        ),
+        (
+            {"components": [{"type": 1, "components": [{"type": 2, "style": 1, "label": "l" * 81, "custom_id": "c"}]}]},
+            ("components", "0", "components", "0", "label"),
+        ),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {
+                                "type": 3,
+                                "custom_id": "s",
+                                "placeholder": "p" * 151,
+                                "options": [{"label": "a", "value": "a"}],
+                            }
+                        ],
+                    }
+                ]
+            },
+            ("components", "0", "components", "0", "placeholder"),
+        ),
+        (
+            {"components": [{"type": 1, "components": [{"type": 3, "custom_id": "s", "options": []}]}]},
+            ("components", "0", "components", "0", "options"),
+        ),
     ],
-    ids=["content 2001", "embed title 257", "embeds over 6000", "26 fields", "11 embeds", "users twice",
-         "parse here", "6 buttons in a row", "6 rows", "duplicate custom ids", "link without url",
-         "button without label", "button label 81", "placeholder 151", "select without options"],
+    ids=[
+        "content 2001",
+        "embed title 257",
+        "embeds over 6000",
+        "26 fields",
+        "11 embeds",
+        "users twice",
+        "parse here",
+        "6 buttons in a row",
+        "6 rows",
+        "duplicate custom ids",
+        "link without url",
+        "button without label",
+        "button label 81",
+        "placeholder 151",
+        "select without options",
+    ],
 )
 def test_message_rules_name_the_field(body: dict[str, Any], path: tuple[str, ...]) -> None:
     found = message_problems(body, route="create")
@@ -225,9 +325,12 @@ async def test_a_modal_with_a_labelled_select_is_shown_and_its_submit_read(fake_
     class Form(discord.ui.Modal, title="Animate this image"):
         prompt: discord.ui.Label[Form] = discord.ui.Label(text="Prompt", component=discord.ui.TextInput())
         preset: discord.ui.Label[Form] = discord.ui.Label(
-            text="Preset", description="How long and how fine; standard when none is chosen",
-            component=discord.ui.Select(options=[discord.SelectOption(label=n, value=n) for n in ("quick", "high")],
-                                        required=False))
+            text="Preset",
+            description="How long and how fine; standard when none is chosen",
+            component=discord.ui.Select(
+                options=[discord.SelectOption(label=n, value=n) for n in ("quick", "high")], required=False
+            ),
+        )
 
         async def on_submit(self, interaction: discord.Interaction) -> None:
             assert isinstance(self.prompt.component, discord.ui.TextInput)

@@ -27,8 +27,11 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 async def wait_seen(bot: SampleBot, kind: str, fake: FakeDiscord, timeout: float = 5.0) -> tuple:
     """The first ``bot.seen`` entry of ``kind`` (polling through the fake's change signal)."""
-    return await fake.wait_until(lambda: next((s for s in bot.seen if s[0] == kind), None), timeout,
-                                  lambda: f"bot never saw {kind!r}; saw {bot.seen}")
+    return await fake.wait_until(
+        lambda: next((s for s in bot.seen if s[0] == kind), None),
+        timeout,
+        lambda: f"bot never saw {kind!r}; saw {bot.seen}",
+    )
 
 
 async def test_fixture_starts_and_stops_in_under_a_second() -> None:
@@ -77,8 +80,11 @@ async def test_login_sync_and_ready(fake_discord: FakeDiscord) -> None:
         assert bot.get_guild(fake_discord.guild.id) is not None
         fetched = await bot.tree.fetch_commands()
     paths = [(r.method, r.path) for r in fake_discord.requests]
-    assert paths[:3] == [("GET", "/users/@me"), ("GET", "/oauth2/applications/@me"),
-                         ("PUT", f"/applications/{fake_discord.application_id}/commands")]
+    assert paths[:3] == [
+        ("GET", "/users/@me"),
+        ("GET", "/oauth2/applications/@me"),
+        ("PUT", f"/applications/{fake_discord.application_id}/commands"),
+    ]
     assert all(r.headers["Authorization"] == f"Bot {FAKE_BOT_TOKEN}" for r in fake_discord.requests)
     synced = {(c["name"], c["type"]) for c in fake_discord.commands()}
     assert synced == {("animate", 1), ("admin", 1), ("Animate", 3), ("status", 1), ("wait", 1)}
@@ -95,10 +101,13 @@ async def test_slash_attachment_defer_then_follow_up_with_file(fake_discord: Fak
     image = fake_discord.add_attachment(PNG, "cat.png", width=64, height=64)
     async with running_client(SampleBot(), fake_discord) as bot:
         interaction = await fake_discord.inject_slash(
-            "animate", {"image": image, "prompt": "a cat walks", "frames": 24, "guidance": 7, "loop": True},
-            attachment_size_limit=25 * 1024 * 1024)
+            "animate",
+            {"image": image, "prompt": "a cat walks", "frames": 24, "guidance": 7, "loop": True},
+            attachment_size_limit=25 * 1024 * 1024,
+        )
         follow_up = await fake_discord.wait_for(
-            lambda r: r.method == "POST" and r.path == f"/webhooks/{fake_discord.application_id}/{interaction.token}")
+            lambda r: r.method == "POST" and r.path == f"/webhooks/{fake_discord.application_id}/{interaction.token}"
+        )
     callback = next(r for r in fake_discord.requests if r.path.endswith("/callback"))
     assert callback.path == f"/interactions/{interaction.id}/{interaction.token}/callback"
     assert callback.query == {"with_response": "1"} and callback.json == {"type": 5}
@@ -109,8 +118,7 @@ async def test_slash_attachment_defer_then_follow_up_with_file(fake_discord: Fak
     edit = next(r for r in fake_discord.requests if r.method == "PATCH")
     assert edit.path.endswith("/messages/@original") and edit.json["content"] == "working... 50%"
     # the bot got the typed options, the upload limit and the member's permissions
-    assert bot.seen[0] == ("animate", "cat.png", len(PNG), "a cat walks", 24, 7.0, True, 25 * 1024 * 1024,
-                           PERMS_MEMBER)
+    assert bot.seen[0] == ("animate", "cat.png", len(PNG), "a cat walks", 24, 7.0, True, 25 * 1024 * 1024, PERMS_MEMBER)
     # the follow-up: multipart, payload_json + files[0] with the exact bytes, and a button
     assert follow_up.is_multipart and follow_up.status == 200
     assert [(f.field, f.filename) for f in follow_up.files] == [("files[0]", "out.mp4")]
@@ -152,8 +160,7 @@ async def test_context_menu_sees_attachments_and_embeds(fake_discord: FakeDiscor
 async def test_subcommand_group_with_member_option_and_admin_check(fake_discord: FakeDiscord) -> None:
     target = fake_discord.member
     async with running_client(SampleBot(), fake_discord) as bot:
-        await fake_discord.inject_slash("admin quota set", {"user": target, "seconds": 120},
-                                        member=fake_discord.admin)
+        await fake_discord.inject_slash("admin quota set", {"user": target, "seconds": 120}, member=fake_discord.admin)
         granted = await fake_discord.wait_for(lambda r: r.path.endswith("/callback"))
         nobody = fake_discord.add_member(fake_discord.guild.id, "mallory", permissions=PERM_ADMINISTRATOR)
         fake_discord.set_member_permissions(nobody, 0)
@@ -161,8 +168,11 @@ async def test_subcommand_group_with_member_option_and_admin_check(fake_discord:
         refused = await fake_discord.wait_for(lambda r: r.path.endswith("/callback"), after=len(fake_discord.requests))
         await fake_discord.inject_slash("admin pause")
         await fake_discord.wait_for(lambda r: r.path.endswith("/callback") and r.time > refused.time)
-    assert bot.seen == [("quota set", target.user_id, 120.0, True), ("quota set", target.user_id, 1.5, False),
-                        ("admin pause",)]
+    assert bot.seen == [
+        ("quota set", target.user_id, 120.0, True),
+        ("quota set", target.user_id, 1.5, False),
+        ("admin pause",),
+    ]
     assert granted.json["type"] == 4 and granted.json["data"]["content"] == "Alice: 120s"
     assert refused.json["data"]["content"] == "admins only"
     assert refused.json["data"]["flags"] == MESSAGE_FLAG_EPHEMERAL
@@ -173,11 +183,11 @@ async def test_button_opens_modal_and_modal_submit_answers(fake_discord: FakeDis
     async with running_client(SampleBot(), fake_discord) as bot:
         await fake_discord.inject_slash("animate", {"image": image, "prompt": "p"})
         follow_up = await fake_discord.wait_for(lambda r: r.path.startswith("/webhooks/") and r.method == "POST")
-        click = await fake_discord.inject_component("again:7", int(follow_up.response["id"]),
-                                                    member=fake_discord.admin)
+        click = await fake_discord.inject_component("again:7", int(follow_up.response["id"]), member=fake_discord.admin)
         modal = await fake_discord.wait_for(lambda r: r.path == f"/interactions/{click.id}/{click.token}/callback")
-        submit = await fake_discord.inject_modal_submit("prompt-modal:7", {"prompt": "a dog"},
-                                                        message=int(follow_up.response["id"]))
+        submit = await fake_discord.inject_modal_submit(
+            "prompt-modal:7", {"prompt": "a dog"}, message=int(follow_up.response["id"])
+        )
         answer = await fake_discord.wait_for(lambda r: r.path == f"/interactions/{submit.id}/{submit.token}/callback")
     assert modal.json["type"] == 9 and modal.json["data"]["custom_id"] == "prompt-modal:7"
     assert click.modal is not None and click.modal["title"] == "New prompt"
@@ -206,9 +216,10 @@ async def test_second_callback_is_refused_like_discord(fake_discord: FakeDiscord
         interaction = await fake_discord.inject_slash("admin pause")
         await fake_discord.wait_for(lambda r: r.path.endswith("/callback"))
         with pytest.raises(discord.HTTPException) as raised:
-            await bot.http.request(discord.http.Route(
-                "POST", "/interactions/{i}/{t}/callback", i=interaction.id, t=interaction.token),
-                json={"type": 4, "data": {"content": "again"}})
+            await bot.http.request(
+                discord.http.Route("POST", "/interactions/{i}/{t}/callback", i=interaction.id, t=interaction.token),
+                json={"type": 4, "data": {"content": "again"}},
+            )
     assert raised.value.status == 400 and raised.value.code == 40060
 
 
@@ -218,8 +229,9 @@ async def test_mention_reply_without_message_content_intent(fake_discord: FakeDi
     async with running_client(SampleBot(), fake_discord) as bot:
         assert bot.user is not None
         bot_member = fake_discord.bot_member
-        await fake_discord.inject_message(f"{bot_member.mention} animate this", mentions=[bot_member],
-                                          reply_to=original)
+        await fake_discord.inject_message(
+            f"{bot_member.mention} animate this", mentions=[bot_member], reply_to=original
+        )
         await fake_discord.inject_message("chatter", attachments=[fake_discord.add_attachment(PNG, "c.png")])
         await wait_seen(bot, "message", fake_discord)
         await fake_discord.wait_until(lambda: len(bot.seen) == 2, 5.0, lambda: str(bot.seen))
@@ -235,8 +247,9 @@ async def test_mention_reply_with_message_content_intent(fake_discord: FakeDisco
     intents = discord.Intents.default()
     intents.message_content = True
     async with running_client(SampleBot(intents=intents), fake_discord) as bot:
-        await fake_discord.inject_message(f"{fake_discord.bot_member.mention} go", mentions=[fake_discord.bot_member],
-                                          reply_to=original)
+        await fake_discord.inject_message(
+            f"{fake_discord.bot_member.mention} go", mentions=[fake_discord.bot_member], reply_to=original
+        )
         seen = await wait_seen(bot, "message", fake_discord)
     assert seen[3:] == (int(original["id"]), ["orig.png"], True)
 
@@ -249,8 +262,9 @@ async def test_channel_messages_with_files_edit_get_delete_react_type(fake_disco
             pass
         sent = await channel.send("hello", file=discord.File(__file__, filename="t.py"))
         fetched = await channel.fetch_message(sent.id)
-        edited = await sent.edit(content="hello again", attachments=[
-            *sent.attachments, discord.File(__file__, filename="u.py")])
+        edited = await sent.edit(
+            content="hello again", attachments=[*sent.attachments, discord.File(__file__, filename="u.py")]
+        )
         await edited.add_reaction("\N{WHITE HEAVY CHECK MARK}")
         reply = await channel.send("re", reference=fetched)
         await edited.delete()

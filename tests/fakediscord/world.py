@@ -97,14 +97,38 @@ class FakeWorld:
             team_id = self.app_team_id
             first = next(iter(self.app_team.values()))[0]
             owner = {**payloads.user_payload(team_id, f"team{team_id}"), "flags": 1024, "public_flags": 1024}
-            team = {"id": str(team_id), "name": "The makers", "icon": None, "owner_user_id": str(first.user_id),
-                    "members": [{"membership_state": state, "team_id": str(team_id), "user": m.user, "role": role,
-                                 "permissions": ["*"]} for m, role, state in self.app_team.values()]}
+            team = {
+                "id": str(team_id),
+                "name": "The makers",
+                "icon": None,
+                "owner_user_id": str(first.user_id),
+                "members": [
+                    {
+                        "membership_state": state,
+                        "team_id": str(team_id),
+                        "user": m.user,
+                        "role": role,
+                        "permissions": ["*"],
+                    }
+                    for m, role, state in self.app_team.values()
+                ],
+            }
         return {
-            "id": str(self.application_id), "name": self.bot_name, "icon": None, "description": "",
-            "bot_public": False, "bot_require_code_grant": False, "owner": owner, "team": team,
-            "verify_key": "0" * 64, "flags": 0, "summary": "", "bot": self.bot_user,
-            "approximate_guild_count": len(self.guilds), "redirect_uris": [], "tags": [],
+            "id": str(self.application_id),
+            "name": self.bot_name,
+            "icon": None,
+            "description": "",
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "owner": owner,
+            "team": team,
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "summary": "",
+            "bot": self.bot_user,
+            "approximate_guild_count": len(self.guilds),
+            "redirect_uris": [],
+            "tags": [],
         }
 
     @property
@@ -130,23 +154,30 @@ class FakeWorld:
         """A text channel in ``guild_id``; ``nsfw``: an age-restricted channel; ``forum=True``: a forum channel
         (post in it with :meth:`add_thread`)."""
         guild = self._guild(guild_id)
-        channel = payloads.text_channel_payload(payloads.snowflake(), guild.id, name, position=len(guild.channels),
-                                                nsfw=nsfw,
-                                                channel_type=payloads.CHANNEL_FORUM if forum else payloads.CHANNEL_TEXT)
+        channel = payloads.text_channel_payload(
+            payloads.snowflake(),
+            guild.id,
+            name,
+            position=len(guild.channels),
+            nsfw=nsfw,
+            channel_type=payloads.CHANNEL_FORUM if forum else payloads.CHANNEL_TEXT,
+        )
         guild.channels[int(channel["id"])] = channel
         self.channels[int(channel["id"])] = channel
         return channel
 
-    def add_thread(self, parent_id: int, name: str, *, private: bool = False,
-                   owner: FakeMember | None = None) -> dict[str, Any]:
+    def add_thread(
+        self, parent_id: int, name: str, *, private: bool = False, owner: FakeMember | None = None
+    ) -> dict[str, Any]:
         """A thread in channel ``parent_id`` (in a forum channel: a forum post). Add it before the bot connects
         (GUILD_CREATE lists it), or announce it with ``inject.announce_thread``."""
         parent = self.channels.get(parent_id)
         if parent is None or "guild_id" not in parent or int(parent["type"]) in payloads.THREAD_TYPES:
             raise ValueError(f"add_thread(parent_id={parent_id}): not a guild text or forum channel of the fake")
         guild = self._guild(int(parent["guild_id"]))
-        thread = payloads.thread_payload(payloads.snowflake(), guild.id, parent_id, name,
-                                         owner_id=(owner or self.member).user_id, private=private)
+        thread = payloads.thread_payload(
+            payloads.snowflake(), guild.id, parent_id, name, owner_id=(owner or self.member).user_id, private=private
+        )
         guild.threads[int(thread["id"])] = thread
         self.channels[int(thread["id"])] = thread
         return thread
@@ -183,8 +214,16 @@ class FakeWorld:
         return role_id
 
     def add_member(
-        self, guild_id: int, username: str, *, permissions: int | None = None, roles: Sequence[int] = (),
-        flags: int = 0, bot: bool = False, user_id: int | None = None, owner: bool = False,
+        self,
+        guild_id: int,
+        username: str,
+        *,
+        permissions: int | None = None,
+        roles: Sequence[int] = (),
+        flags: int = 0,
+        bot: bool = False,
+        user_id: int | None = None,
+        owner: bool = False,
     ) -> FakeMember:
         """A member of ``guild_id``. ``permissions`` overrides what interactions report for them (0 is allowed);
         None computes it from ``roles`` and ownership, as Discord does."""
@@ -192,8 +231,15 @@ class FakeWorld:
         for role in roles:
             if role not in guild.roles:
                 raise ValueError(f"add_member(roles=...): role {role} is not in guild {guild_id}")
-        member = FakeMember(guild_id=guild.id, user_id=user_id or payloads.snowflake(), username=username,
-                            permissions=permissions, roles=list(roles), flags=flags, bot=bot)
+        member = FakeMember(
+            guild_id=guild.id,
+            user_id=user_id or payloads.snowflake(),
+            username=username,
+            permissions=permissions,
+            roles=list(roles),
+            flags=flags,
+            bot=bot,
+        )
         guild.members[member.user_id] = member
         if owner:
             guild.owner_id = member.user_id
@@ -206,7 +252,12 @@ class FakeWorld:
         member.permissions = permissions
 
     def add_attachment(
-        self, data: bytes, filename: str, *, content_type: str | None = None, width: int | None = None,
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        content_type: str | None = None,
+        width: int | None = None,
         height: int | None = None,
     ) -> FakeAttachment:
         """Register bytes on the CDN route; the returned attachment goes into options, messages, resolved data."""
@@ -214,22 +265,35 @@ class FakeWorld:
             raise ValueError(f"add_attachment(filename={filename!r}): need a plain file name")
         attachment_id = payloads.snowflake()
         attachment = FakeAttachment(
-            id=attachment_id, filename=filename, data=bytes(data),
+            id=attachment_id,
+            filename=filename,
+            data=bytes(data),
             content_type=content_type or payloads.content_type_for(filename),
-            url=f"{self.cdn_base}/{attachment_id}/{filename}", width=width, height=height,
+            url=f"{self.cdn_base}/{attachment_id}/{filename}",
+            width=width,
+            height=height,
         )
         self.attachments[attachment_id] = attachment
         return attachment
 
     def add_message(
-        self, *, author: FakeMember | None = None, content: str = "", channel_id: int | None = None,
-        attachments: Sequence[FakeAttachment] = (), embeds: Sequence[dict[str, Any]] = (),
+        self,
+        *,
+        author: FakeMember | None = None,
+        content: str = "",
+        channel_id: int | None = None,
+        attachments: Sequence[FakeAttachment] = (),
+        embeds: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """Store a message (from ``author``, default ``member``) without dispatching it; returns its payload."""
         author = author or self.member
         message = payloads.message_payload(
-            message_id=payloads.snowflake(), channel_id=channel_id or self.channel_id, author=author.user,
-            content=content, attachments=[a.payload() for a in attachments], embeds=list(embeds),
+            message_id=payloads.snowflake(),
+            channel_id=channel_id or self.channel_id,
+            author=author.user,
+            content=content,
+            attachments=[a.payload() for a in attachments],
+            embeds=list(embeds),
         )
         self.messages[int(message["id"])] = message
         return message
@@ -250,8 +314,9 @@ class FakeWorld:
     def channel_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
         """Messages currently in a channel (default: the default channel), oldest first."""
         channel_id = channel_id or self.channel_id
-        return sorted((m for m in self.messages.values() if int(m["channel_id"]) == channel_id),
-                      key=lambda m: int(m["id"]))
+        return sorted(
+            (m for m in self.messages.values() if int(m["channel_id"]) == channel_id), key=lambda m: int(m["id"])
+        )
 
     def _guild(self, guild_id: int) -> FakeGuild:
         try:
@@ -263,8 +328,12 @@ class FakeWorld:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_until(self, check: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                         what: Callable[[], str] | str = "condition") -> Any:
+    async def wait_until(
+        self,
+        check: Callable[[], Any],
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        what: Callable[[], str] | str = "condition",
+    ) -> Any:
         """Until ``check()`` returns something other than None/False (returned); FakeTimeout naming ``what``.
 
         Re-checks on every change the fake sees and every ``POLL_SECONDS`` (for bot-side state).
@@ -283,9 +352,11 @@ class FakeWorld:
             except TimeoutError:
                 pass
 
-    async def wait_for(self, predicate: Callable[[RecordedRequest], bool], timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                       *, after: int = 0) -> RecordedRequest:
+    async def wait_for(
+        self, predicate: Callable[[RecordedRequest], bool], timeout: float = DEFAULT_TIMEOUT_SECONDS, *, after: int = 0
+    ) -> RecordedRequest:
         """The first answered request (from index ``after``) matching ``predicate``; FakeTimeout otherwise."""
+
         def check() -> RecordedRequest | None:
             return next((r for r in self.requests[after:] if r.status and predicate(r)), None)
 
@@ -297,12 +368,15 @@ class FakeWorld:
 
     wait_for_request = wait_for
 
-    async def wait_for_gateway(self, predicate: Callable[[GatewayFrame], bool],
-                               timeout: float = DEFAULT_TIMEOUT_SECONDS) -> GatewayFrame:
+    async def wait_for_gateway(
+        self, predicate: Callable[[GatewayFrame], bool], timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> GatewayFrame:
         """The first gateway frame from the client matching ``predicate``."""
         return await self.wait_until(
-            lambda: next((f for f in self.gateway_frames if predicate(f)), None), timeout,
-            lambda: f"no gateway frame matched within {timeout}s; ops seen: {[f.op for f in self.gateway_frames]}")
+            lambda: next((f for f in self.gateway_frames if predicate(f)), None),
+            timeout,
+            lambda: f"no gateway frame matched within {timeout}s; ops seen: {[f.op for f in self.gateway_frames]}",
+        )
 
     def _visible(self, message: dict[str, Any]) -> dict[str, Any]:
         """What the bot may see of ``message`` given its intents (Discord blanks content without the intent)."""

@@ -26,8 +26,10 @@ class Hub:
         self.url = ""
 
     def tree(self) -> list[dict[str, object]]:
-        return [{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                for path, data in sorted(self.files.items())]
+        return [
+            {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+            for path, data in sorted(self.files.items())
+        ]
 
 
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
@@ -50,19 +52,32 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path)
             if match := api.match(path):
-                body = ({"id": hub.repo_id, "sha": COMMIT, "siblings": [{"rfilename": f} for f in hub.files]}
-                        if match.group(1) == "revision" else hub.tree())
+                body = (
+                    {"id": hub.repo_id, "sha": COMMIT, "siblings": [{"rfilename": f} for f in hub.files]}
+                    if match.group(1) == "revision"
+                    else hub.tree()
+                )
                 self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
             elif (match := resolve.match(path)) and match.group(1) in hub.files:
                 data = hub.files[match.group(1)]
                 if self.command == "GET":
                     hub.fetched.append(match.group(1))
                     time.sleep(hub.delays_s.get(match.group(1), 0.0))
-                self._send(200, data, {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
-                                       "Content-Type": "application/octet-stream"})
+                self._send(
+                    200,
+                    data,
+                    {
+                        "X-Repo-Commit": COMMIT,
+                        "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
             else:
-                self._send(404, b'{"error": "not found"}', {"Content-Type": "application/json",
-                                                            "X-Error-Code": "EntryNotFound"})
+                self._send(
+                    404,
+                    b'{"error": "not found"}',
+                    {"Content-Type": "application/json", "X-Error-Code": "EntryNotFound"},
+                )
 
         do_HEAD = do_GET
 

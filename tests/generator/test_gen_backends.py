@@ -33,9 +33,17 @@ FPS = 24  # within every model's range
 
 def _params(key: str, *, seed: int = 7, steps: int = STEPS) -> GenerationParams:
     resolution = next(iter(SPACES[key].resolutions))
-    return GenerationParams(prompt="the boat sails to the right", negative_prompt="blurry, static",
-                            resolution=resolution, frames=FRAMES[key], fps=FPS, steps=steps,
-                            guidance=GUIDANCE[key], seed=seed, model=key)
+    return GenerationParams(
+        prompt="the boat sails to the right",
+        negative_prompt="blurry, static",
+        resolution=resolution,
+        frames=FRAMES[key],
+        fps=FPS,
+        steps=steps,
+        guidance=GUIDANCE[key],
+        seed=seed,
+        model=key,
+    )
 
 
 def _arrays(frames: list[Image.Image]) -> np.ndarray:
@@ -67,8 +75,7 @@ def test_the_registry_names_each_backend_and_imports_no_torch() -> None:
 
 def test_each_backend_runs_its_real_pipeline_class(tiny_backends: dict[str, VideoBackend]) -> None:
     names = {key: type(b.pipeline).__name__ for key, b in tiny_backends.items()}
-    assert names == {I2VGENXL: "I2VGenXLPipeline", WAN22_5B: "WanImageToVideoPipeline",
-                     LTXV: "LTXConditionPipeline"}
+    assert names == {I2VGENXL: "I2VGenXLPipeline", WAN22_5B: "WanImageToVideoPipeline", LTXV: "LTXConditionPipeline"}
     wan = tiny_backends[WAN22_5B].pipeline
     assert wan.config.expand_timesteps is True and wan.transformer_2 is None and wan.image_encoder is None
     assert wan.vae.config.z_dim == 48 and wan.vae.config.patch_size == 2
@@ -76,8 +83,7 @@ def test_each_backend_runs_its_real_pipeline_class(tiny_backends: dict[str, Vide
     assert all(b.size_multiple() == 32 for b in (tiny_backends[WAN22_5B], tiny_backends[LTXV]))
 
 
-def test_mp4_decodes_to_the_frames_asked_for(backend: VideoBackend, sample_image: Image.Image,
-                                             tmp_path: Path) -> None:
+def test_mp4_decodes_to_the_frames_asked_for(backend: VideoBackend, sample_image: Image.Image, tmp_path: Path) -> None:
     params = _params(backend.key)
     frames = backend.generate(sample_image, params, width=SIZE, height=SIZE)
     assert len(frames) == params.frames and {f.size for f in frames} == {(SIZE, SIZE)}
@@ -99,13 +105,20 @@ def test_same_seed_same_video_other_seed_other_video(backend: VideoBackend, samp
 
 def test_progress_once_per_step_then_decoding(backend: VideoBackend, sample_image: Image.Image) -> None:
     events: list[object] = []
-    backend.generate(sample_image, _params(backend.key), width=SIZE, height=SIZE,
-                     on_step=lambda step, total: events.append((step, total)), on_phase=events.append)
+    backend.generate(
+        sample_image,
+        _params(backend.key),
+        width=SIZE,
+        height=SIZE,
+        on_step=lambda step, total: events.append((step, total)),
+        on_phase=events.append,
+    )
     assert events == ["denoising", *[(k, STEPS) for k in range(1, STEPS + 1)], "decoding"]
 
 
-def test_cancel_at_step_k_stops_before_decoding(backend: VideoBackend, sample_image: Image.Image,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_at_step_k_stops_before_decoding(
+    backend: VideoBackend, sample_image: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference = _arrays(backend.generate(sample_image, _params(backend.key, seed=11), width=SIZE, height=SIZE))
     vae = backend.pipeline.vae
     decodes: list[int] = []
@@ -118,8 +131,14 @@ def test_cancel_at_step_k_stops_before_decoding(backend: VideoBackend, sample_im
     monkeypatch.setattr(vae, "decode", counting_decode)
     seen: list[int] = []
     with pytest.raises(GenerationCancelled) as info:
-        backend.generate(sample_image, _params(backend.key, seed=99), width=SIZE, height=SIZE,
-                         on_step=lambda step, total: seen.append(step), should_cancel=lambda: len(seen) >= 3)
+        backend.generate(
+            sample_image,
+            _params(backend.key, seed=99),
+            width=SIZE,
+            height=SIZE,
+            on_step=lambda step, total: seen.append(step),
+            should_cancel=lambda: len(seen) >= 3,
+        )
     assert (info.value.step, info.value.total) == (3, STEPS)
     assert seen == [1, 2, 3] and decodes == []  # no later step ran, nothing was decoded
     monkeypatch.undo()
@@ -130,8 +149,14 @@ def test_cancel_at_step_k_stops_before_decoding(backend: VideoBackend, sample_im
 def test_cancel_before_the_first_step(backend: VideoBackend, sample_image: Image.Image) -> None:
     steps: list[int] = []
     with pytest.raises(GenerationCancelled) as info:
-        backend.generate(sample_image, _params(backend.key), width=SIZE, height=SIZE,
-                         on_step=lambda s, t: steps.append(s), should_cancel=lambda: True)
+        backend.generate(
+            sample_image,
+            _params(backend.key),
+            width=SIZE,
+            height=SIZE,
+            on_step=lambda s, t: steps.append(s),
+            should_cancel=lambda: True,
+        )
     assert info.value.step == 0 and steps == []
 
 
@@ -189,8 +214,9 @@ def test_the_tiny_tokenizer_is_word_level_and_built_in_code() -> None:
 
 
 @pytest.mark.parametrize("key", [WAN22_5B, LTXV])
-def test_a_saved_folder_loads_the_same_model(key: str, tiny_backends: dict[str, VideoBackend],
-                                             sample_image: Image.Image, tmp_path: Path) -> None:
+def test_a_saved_folder_loads_the_same_model(
+    key: str, tiny_backends: dict[str, VideoBackend], sample_image: Image.Image, tmp_path: Path
+) -> None:
     tiny_backends[key].pipeline.save_pretrained(tmp_path / key)
     from_folder = backend_class(key).load(str(tmp_path / key), device="cpu")
     assert from_folder.pipeline.config.get("expand_timesteps", None) is (True if key == WAN22_5B else None)

@@ -26,8 +26,14 @@ def _bench(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Co
     env = {k: v for k, v in env.items() if not k.startswith("I2V_")}  # the "ours" path reads I2V_* settings
     env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "bench.generate", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.generate", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_every_backend_runs_its_tiny_model_on_the_cpu(tmp_path: Path) -> None:
@@ -41,8 +47,12 @@ def test_every_backend_runs_its_tiny_model_on_the_cpu(tmp_path: Path) -> None:
     sizes = {key: (r["width"], r["height"]) for key, r in results.items()}
     assert sizes == {"i2vgenxl": (832, 512), "wan22-5b": (800, 480), "ltxv": (864, 512)}  # each model's quick size
     for key, result in results.items():
-        assert (result["model_key"], result["device"], result["model"], result["preset"]) == (key, "cpu", "tiny",
-                                                                                               "quick")
+        assert (result["model_key"], result["device"], result["model"], result["preset"]) == (
+            key,
+            "cpu",
+            "tiny",
+            "quick",
+        )
         assert (result["frames"], result["steps"]) == (9, 10)
         assert 0 < result["s_per_step"] < result["denoise_s"] < result["s_per_video"]
         assert 0 < result["decode_s"] < result["s_per_video"]
@@ -100,9 +110,21 @@ def _load_bench_module():
 
 def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     out = tmp_path / "all.json"
-    proc = _bench("--models", "i2vgenxl", "--all-paths", "--preset", "quick", "--resolution", SMALL_RESOLUTION,
-                  "--steps", "10",
-                  "--peak-tflops", "100", "--json", str(out))
+    proc = _bench(
+        "--models",
+        "i2vgenxl",
+        "--all-paths",
+        "--preset",
+        "quick",
+        "--resolution",
+        SMALL_RESOLUTION,
+        "--steps",
+        "10",
+        "--peak-tflops",
+        "100",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
     assert list(results) == ["reference", "plain", "ours"]
@@ -119,9 +141,16 @@ def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
     assert results["reference"]["options"]["decode_chunk_size"] == 1
     assert results["reference"]["options"]["cpu_offload"] is False  # no offload without CUDA
     assert results["ours"]["options"] == {
-        "dtype": None, "sdpa_backend": "auto", "compile_unet": False, "compile_mode": "default",
-        "warmup_shapes": None, "channels_last": False, "fuse_qkv": False, "decode_chunk_size": None,
-        "vae_tiling": False, "cpu_offload": False,
+        "dtype": None,
+        "sdpa_backend": "auto",
+        "compile_unet": False,
+        "compile_mode": "default",
+        "warmup_shapes": None,
+        "channels_last": False,
+        "fuse_qkv": False,
+        "decode_chunk_size": None,
+        "vae_tiling": False,
+        "cpu_offload": False,
     }
     flops = {r["unet_flop_per_step"] for r in results.values()}
     assert len(flops) == 1 and flops.pop() > 0
@@ -137,16 +166,26 @@ def test_all_paths_side_by_side_on_the_tiny_model(tmp_path: Path) -> None:
 
 def test_ours_path_reads_the_performance_settings(tmp_path: Path) -> None:
     out = tmp_path / "ours.json"
-    proc = _bench("--models", "i2vgenxl", "--path", "ours", "--preset", "quick", "--resolution", SMALL_RESOLUTION,
-                  "--steps", "10",
-                  "--json", str(out),
-                  extra_env={"I2V_DECODE_CHUNK_SIZE": "2", "I2V_CHANNELS_LAST": "1", "I2V_DTYPE": "bf16"})
+    proc = _bench(
+        "--models",
+        "i2vgenxl",
+        "--path",
+        "ours",
+        "--preset",
+        "quick",
+        "--resolution",
+        SMALL_RESOLUTION,
+        "--steps",
+        "10",
+        "--json",
+        str(out),
+        extra_env={"I2V_DECODE_CHUNK_SIZE": "2", "I2V_CHANNELS_LAST": "1", "I2V_DTYPE": "bf16"},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16"
     assert (result["options"]["decode_chunk_size"], result["options"]["channels_last"]) == (2, True)
-    bad = _bench("--models", "i2vgenxl", "--path", "ours", "--preset", "quick",
-                 extra_env={"I2V_SDPA_BACKEND": "flash"})
+    bad = _bench("--models", "i2vgenxl", "--path", "ours", "--preset", "quick", extra_env={"I2V_SDPA_BACKEND": "flash"})
     assert bad.returncode != 0 and "I2V_SDPA_BACKEND=flash" in bad.stderr
 
 
@@ -161,8 +200,10 @@ def test_full_size_unet_flops_per_preset() -> None:
     # the estimate: a standard job is about 2.1 PFLOP of UNet work
     assert float(standard_square["unet_pflop_per_video"]) == pytest.approx(2.1, rel=0.05)
     assert ("1024p / 32 frames", "sample image") in by_case
-    per_step = [float(by_case[(case, "square")]["unet_tflop_per_step"])
-                for case in ("quick", "standard", "high", "1024p / 32 frames")]
+    per_step = [
+        float(by_case[(case, "square")]["unet_tflop_per_step"])
+        for case in ("quick", "standard", "high", "1024p / 32 frames")
+    ]
     assert per_step == sorted(per_step) and per_step[1] == pytest.approx(2 * per_step[0], rel=0.05)
 
 

@@ -27,14 +27,19 @@ def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "generator", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
     )
 
 
 def test_readme_example_quick_preset(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = _run_cli([str(SAMPLE_IMAGE), "the boat sails slowly to the right, waves roll in", "--preset", "quick"],
-                    cwd=tmp_path)
+    proc = _run_cli(
+        [str(SAMPLE_IMAGE), "the boat sails slowly to the right, waves roll in", "--preset", "quick"], cwd=tmp_path
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     seed_match = re.search(r"^Seed:\s+(\d+)$", proc.stdout, re.MULTILINE)
@@ -53,9 +58,29 @@ def test_readme_example_quick_preset(tmp_path: Path) -> None:
 
 def test_explicit_options_seed_and_output(tmp_path: Path) -> None:
     out = tmp_path / "clips" / "mine.mp4"
-    proc = _run_cli([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "10", "--fps", "5",
-                     "--steps", "10", "--guidance", "7.5", "--seed", "42", "--negative-prompt", "blurry",
-                     "-o", str(out)], cwd=tmp_path)
+    proc = _run_cli(
+        [
+            str(SAMPLE_IMAGE),
+            "waves",
+            "--resolution",
+            "256p",
+            "--frames",
+            "10",
+            "--fps",
+            "5",
+            "--steps",
+            "10",
+            "--guidance",
+            "7.5",
+            "--seed",
+            "42",
+            "--negative-prompt",
+            "blurry",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^Seed:\s+42$", proc.stdout, re.MULTILINE)
     assert "256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42" in proc.stdout
@@ -63,13 +88,22 @@ def test_explicit_options_seed_and_output(tmp_path: Path) -> None:
     assert f"Saved:      {out} " in proc.stdout
     info = probe_mp4(out)
     assert (info.frames, info.fps, info.width, info.height) == (10, 5.0, 448, 256)
-    listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True,
-                             text=True, check=False).stderr  # ffmpeg -i: lists the file's metadata, then exits 1
-    for line in ("i2v_prompt      : waves", "i2v_negative_prompt: blurry", "i2v_seed        : 42",
-                 "i2v_model       : tiny", "i2v_resolution  : 256p (448x256)", "i2v_frames      : 10",
-                 "i2v_fps         : 5", "i2v_steps       : 10", "i2v_guidance    : 7.5",
-                 "comment         : i2v-bot: I2VGen-XL, 256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42, 448x256, "
-                 "model tiny; prompt: waves"):
+    listing = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True, check=False
+    ).stderr  # ffmpeg -i: lists the file's metadata, then exits 1
+    for line in (
+        "i2v_prompt      : waves",
+        "i2v_negative_prompt: blurry",
+        "i2v_seed        : 42",
+        "i2v_model       : tiny",
+        "i2v_resolution  : 256p (448x256)",
+        "i2v_frames      : 10",
+        "i2v_fps         : 5",
+        "i2v_steps       : 10",
+        "i2v_guidance    : 7.5",
+        "comment         : i2v-bot: I2VGen-XL, 256p, 10 frames, 5 fps, 10 steps, guidance 7.5, seed 42, 448x256, "
+        "model tiny; prompt: waves",
+    ):
         assert line in listing, listing
     assert "i2v_job" not in listing  # no job: the command line has none
 
@@ -156,8 +190,25 @@ def test_nan_frames_exit_1_with_one_line_and_no_video(
     broken = I2VGenXLBackend(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
     monkeypatch.setattr(I2VGenXLBackend, "load", classmethod(lambda cls, model, device=None, options=None: broken))
     out = tmp_path / "nan.mp4"
-    assert main([str(SAMPLE_IMAGE), "waves", "--resolution", "256p", "--frames", "8", "--steps", "10",
-                 "--seed", "1", "-o", str(out)]) == 1
+    assert (
+        main(
+            [
+                str(SAMPLE_IMAGE),
+                "waves",
+                "--resolution",
+                "256p",
+                "--frames",
+                "8",
+                "--steps",
+                "10",
+                "--seed",
+                "1",
+                "-o",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(err_lines) == 1 and "NaN" in err_lines[0], err_lines
     assert not out.exists()

@@ -157,8 +157,10 @@ def test_vae_tiling_changes_frames_only_slightly(
     assert tiled.pipeline.vae.use_tiling
 
 
-@pytest.mark.skipif(os.environ.get(COMPILE_ENV) != "1",
-                    reason=f"torch.compile of the tiny UNet takes ~90 s on 2 CPU cores; set {COMPILE_ENV}=1")
+@pytest.mark.skipif(
+    os.environ.get(COMPILE_ENV) != "1",
+    reason=f"torch.compile of the tiny UNet takes ~90 s on 2 CPU cores; set {COMPILE_ENV}=1",
+)
 def test_compiled_unet_latents_exact(
     sample_image: Image.Image, params: GenerationParams, reference_latents: np.ndarray
 ) -> None:
@@ -187,14 +189,29 @@ def test_cuda_only_settings_are_refused_on_the_cpu(options: PerformanceOptions, 
 
 def test_options_from_env_defaults_and_values() -> None:
     assert PerformanceOptions.from_env({}) == PerformanceOptions()
-    options = PerformanceOptions.from_env({
-        "I2V_DTYPE": "bf16", "I2V_SDPA_BACKEND": "flash", "I2V_COMPILE": "1", "I2V_COMPILE_MODE": "max-autotune",
-        "I2V_COMPILE_WARMUP": "832x512x16, 1280x768x24", "I2V_CHANNELS_LAST": "1", "I2V_FUSE_QKV": "true",
-        "I2V_DECODE_CHUNK_SIZE": "4", "I2V_VAE_TILING": "0", "I2V_CPU_OFFLOAD": "",
-    })
+    options = PerformanceOptions.from_env(
+        {
+            "I2V_DTYPE": "bf16",
+            "I2V_SDPA_BACKEND": "flash",
+            "I2V_COMPILE": "1",
+            "I2V_COMPILE_MODE": "max-autotune",
+            "I2V_COMPILE_WARMUP": "832x512x16, 1280x768x24",
+            "I2V_CHANNELS_LAST": "1",
+            "I2V_FUSE_QKV": "true",
+            "I2V_DECODE_CHUNK_SIZE": "4",
+            "I2V_VAE_TILING": "0",
+            "I2V_CPU_OFFLOAD": "",
+        }
+    )
     assert options == PerformanceOptions(
-        dtype="bf16", sdpa_backend="flash", compile_unet=True, compile_mode="max-autotune",
-        warmup_shapes=((832, 512, 16), (1280, 768, 24)), channels_last=True, fuse_qkv=True, decode_chunk_size=4,
+        dtype="bf16",
+        sdpa_backend="flash",
+        compile_unet=True,
+        compile_mode="max-autotune",
+        warmup_shapes=((832, 512, 16), (1280, 768, 24)),
+        channels_last=True,
+        fuse_qkv=True,
+        decode_chunk_size=4,
     )
     assert PerformanceOptions.from_env({"I2V_COMPILE_WARMUP": "none"}).warmup_shapes == ()
     with pytest.raises(PerformanceOptionError, match="I2V_SDPA_BACKEND=flash needs fp16 or bf16"):

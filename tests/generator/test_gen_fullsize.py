@@ -19,12 +19,20 @@ from generator.models.fullsize import (
 # as built from diffusers' conversion configs: Wan's UMT5-XXL encoder is the 5.7 B of its 11.4 GB bf16 file, LTX's
 # T5-XXL encoder the 4.76 B of google/t5-v1_1-xxl's encoder).
 EXPECTED: dict[str, dict[str, int]] = {
-    I2VGENXL: {"unet": 1_420_469_224, "image_encoder": 632_076_800, "text_encoder": 352_984_064,
-               "vae": 83_653_863, "total": 2_489_183_951},
-    WAN22_5B: {"transformer": 4_999_787_712, "text_encoder": 5_680_910_336, "vae": 704_688_668,
-               "total": 11_385_386_716},
-    LTXV: {"transformer": 13_042_569_344, "text_encoder": 4_762_310_656, "vae": 1_246_913_522,
-           "total": 19_051_793_522},
+    I2VGENXL: {
+        "unet": 1_420_469_224,
+        "image_encoder": 632_076_800,
+        "text_encoder": 352_984_064,
+        "vae": 83_653_863,
+        "total": 2_489_183_951,
+    },
+    WAN22_5B: {
+        "transformer": 4_999_787_712,
+        "text_encoder": 5_680_910_336,
+        "vae": 704_688_668,
+        "total": 11_385_386_716,
+    },
+    LTXV: {"transformer": 13_042_569_344, "text_encoder": 4_762_310_656, "vae": 1_246_913_522, "total": 19_051_793_522},
 }
 
 

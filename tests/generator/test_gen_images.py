@@ -120,8 +120,15 @@ def test_unsupported_format_is_refused() -> None:
 def test_animated_takes_first_frame(fmt: str) -> None:
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     frames = [Image.new("RGB", (64, 48), c) for c in colours]
-    data = _encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0,
-                   **({"lossless": True} if fmt == "WEBP" else {}))
+    data = _encode(
+        frames[0],
+        fmt,
+        save_all=True,
+        append_images=frames[1:],
+        duration=100,
+        loop=0,
+        **({"lossless": True} if fmt == "WEBP" else {}),
+    )
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
     image = load_image(data)
     assert image.mode == "RGB" and image.size == (64, 48)

@@ -16,11 +16,13 @@ MODELS_MD = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 @pytest.mark.parametrize("key", list(SPACES))
 def test_the_page_lists_each_models_presets_weights_and_setting(key: str) -> None:
     text = MODELS_MD.read_text()
-    section = text[text.index(f"(`{key}`"):]
+    section = text[text.index(f"(`{key}`") :]
     section = section[: section.find("\n## ", 1)]
     for preset in SPACES[key].presets.values():
-        row = f"| {preset.name} | {preset.resolution} | {preset.frames} | {preset.fps} | {preset.steps} | " \
-              f"{preset.guidance:g} |"
+        row = (
+            f"| {preset.name} | {preset.resolution} | {preset.frames} | {preset.fps} | {preset.steps} | "
+            f"{preset.guidance:g} |"
+        )
         assert row in section, f"{key}: {row} is not in docs/models.md"
     backend = backend_class(key)
     assert f"python -m bench.generate --models {key}" in section

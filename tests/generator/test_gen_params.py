@@ -35,10 +35,18 @@ def test_defaults_without_preset_are_the_recommended_first_run() -> None:
 
 
 def test_explicit_values_override_the_preset() -> None:
-    p = resolve_params("waves", preset="high", frames=12, fps=6, steps=20, guidance=7.5, resolution="256p",
-                       negative_prompt="blur")
+    p = resolve_params(
+        "waves", preset="high", frames=12, fps=6, steps=20, guidance=7.5, resolution="256p", negative_prompt="blur"
+    )
     assert (p.resolution, p.frames, p.fps, p.steps, p.guidance, p.negative_prompt, p.preset) == (
-        "256p", 12, 6, 20, 7.5, "blur", "high")
+        "256p",
+        12,
+        6,
+        20,
+        7.5,
+        "blur",
+        "high",
+    )
 
 
 def test_random_seed_is_chosen_and_in_range() -> None:

@@ -45,9 +45,7 @@ def test_generation_writes_an_mp4_with_exact_frames_fps_and_size(
     assert info.duration_s == pytest.approx(9 / 6, abs=0.01)
 
 
-def test_same_seed_same_frames_other_seed_different(
-    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
-) -> None:
+def test_same_seed_same_frames_other_seed_different(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     first = _arrays(tiny_generator.generate(sample_image, _params(seed=7), width=WIDTH, height=HEIGHT))
     again = _arrays(tiny_generator.generate(sample_image, _params(seed=7), width=WIDTH, height=HEIGHT))
     other = _arrays(tiny_generator.generate(sample_image, _params(seed=8), width=WIDTH, height=HEIGHT))
@@ -55,9 +53,7 @@ def test_same_seed_same_frames_other_seed_different(
     assert np.abs(first.astype(int) - other.astype(int)).mean() > 1.0
 
 
-def test_reproducible_whatever_the_global_rng_state(
-    tiny_generator: I2VGenXLBackend, sample_image: Image.Image
-) -> None:
+def test_reproducible_whatever_the_global_rng_state(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     torch.manual_seed(999)
     first = _arrays(tiny_generator.generate(sample_image, _params(seed=5), width=WIDTH, height=HEIGHT))
     torch.rand(1000)  # disturb the global RNG between jobs
@@ -107,8 +103,14 @@ def test_cancel_at_step_k_then_the_same_pipeline_runs_a_new_job(
 def test_cancel_before_the_first_step(tiny_generator: I2VGenXLBackend, sample_image: Image.Image) -> None:
     steps: list[int] = []
     with pytest.raises(GenerationCancelled) as info:
-        tiny_generator.generate(sample_image, _params(), width=WIDTH, height=HEIGHT,
-                                on_step=lambda s, t: steps.append(s), should_cancel=lambda: True)
+        tiny_generator.generate(
+            sample_image,
+            _params(),
+            width=WIDTH,
+            height=HEIGHT,
+            on_step=lambda s, t: steps.append(s),
+            should_cancel=lambda: True,
+        )
     assert info.value.step == 0 and steps == []
 
 

@@ -16,8 +16,14 @@ def _images(count: int) -> list[Image.Image]:
 
 
 def test_the_tiny_classifier_gives_each_stage_the_verdict_the_hooks_chose() -> None:
-    checker = SafetyChecker.load("Falconsai/nsfw_image_detection", video_model="tiny", threshold=0.5,
-                                 unsafe_label="nsfw", device="cpu", faults=FaultPlan(unsafe_output=True))
+    checker = SafetyChecker.load(
+        "Falconsai/nsfw_image_detection",
+        video_model="tiny",
+        threshold=0.5,
+        unsafe_label="nsfw",
+        device="cpu",
+        faults=FaultPlan(unsafe_output=True),
+    )
     assert checker is not None and checker.name == "tiny"
     from transformers import ImageClassificationPipeline
 
@@ -32,8 +38,17 @@ def test_the_tiny_classifier_gives_each_stage_the_verdict_the_hooks_chose() -> N
 
 
 def test_safety_model_none_loads_nothing() -> None:
-    assert SafetyChecker.load("none", video_model="tiny", threshold=0.5, unsafe_label="nsfw", device="cpu",
-                              faults=FaultPlan(unsafe_input=True)) is None
+    assert (
+        SafetyChecker.load(
+            "none",
+            video_model="tiny",
+            threshold=0.5,
+            unsafe_label="nsfw",
+            device="cpu",
+            faults=FaultPlan(unsafe_input=True),
+        )
+        is None
+    )
 
 
 def test_the_output_check_looks_at_the_first_middle_and_last_frames() -> None:

@@ -75,8 +75,9 @@ def test_probe_tells_a_file_without_faststart(tmp_path: Path) -> None:
     fast = tmp_path / "fast.mp4"
     encode_mp4(_noise_frames(4, 64, 64), fast, 8)
     slow = tmp_path / "slow.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(fast), "-c", "copy", str(slow)],
-                   check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(fast), "-c", "copy", str(slow)], check=True
+    )
     assert probe_mp4(fast).faststart and not probe_mp4(slow).faststart
     assert probe_mp4(slow).frames == 4
 
@@ -87,8 +88,10 @@ def test_probe_refuses_what_is_not_a_video(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a readable video"):
         probe_mp4(text)
     sound = tmp_path / "sound.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac",
-                    str(sound)], check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(sound)],
+        check=True,
+    )
     with pytest.raises(ValueError, match="has no video stream"):
         probe_mp4(sound)
     with pytest.raises(FileNotFoundError):
@@ -213,18 +216,34 @@ def test_the_parameters_travel_in_the_mp4_and_ffmpeg_i_lists_them(tmp_path: Path
     tags = video.parameter_tags(params, model="ali-vilab/i2vgen-xl", width=832, height=512, job_id=7)
     out = tmp_path / "tagged.mp4"
     encode_to_budget(_noise_frames(8, 64, 48), out, 8, 10 * 2**20, metadata=tags)
-    listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True,
-                             text=True, check=False).stderr  # no output file: ffmpeg lists the input and exits 1
-    for line in ("i2v_prompt      : the sea moves", "i2v_negative_prompt: blurry", "i2v_seed        : 42",
-                 "i2v_model       : ali-vilab/i2vgen-xl", "i2v_resolution  : 512p (832x512)", "i2v_frames      : 8",
-                 "i2v_fps         : 8", "i2v_steps       : 30", "i2v_guidance    : 9.0", "i2v_preset      : quick",
-                 "i2v_job         : 7"):
+    listing = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True, check=False
+    ).stderr  # no output file: ffmpeg lists the input and exits 1
+    for line in (
+        "i2v_prompt      : the sea moves",
+        "i2v_negative_prompt: blurry",
+        "i2v_seed        : 42",
+        "i2v_model       : ali-vilab/i2vgen-xl",
+        "i2v_resolution  : 512p (832x512)",
+        "i2v_frames      : 8",
+        "i2v_fps         : 8",
+        "i2v_steps       : 30",
+        "i2v_guidance    : 9.0",
+        "i2v_preset      : quick",
+        "i2v_job         : 7",
+    ):
         assert line in listing, listing
     assert video.container_tags(out) == {
-        "major_brand": "isom", "minor_version": "512", "compatible_brands": "isomiso2avc1mp41",
-        "encoder": video.container_tags(out)["encoder"], **tags}
-    assert tags["comment"] == ("i2v-bot job 7: quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 42, "
-                               "832x512, model ali-vilab/i2vgen-xl; prompt: the sea moves")
+        "major_brand": "isom",
+        "minor_version": "512",
+        "compatible_brands": "isomiso2avc1mp41",
+        "encoder": video.container_tags(out)["encoder"],
+        **tags,
+    }
+    assert tags["comment"] == (
+        "i2v-bot job 7: quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 42, "
+        "832x512, model ali-vilab/i2vgen-xl; prompt: the sea moves"
+    )
     assert probe_mp4(out).faststart
 
 
@@ -233,7 +252,7 @@ def test_hostile_metadata_values_stay_one_bounded_line_and_bad_keys_are_refused(
     out = tmp_path / "hostile.mp4"
     encode_mp4(_noise_frames(4, 32, 32), out, 4, metadata={"i2v_prompt": hostile, "comment": "=x=y"})
     tags = video.container_tags(out)
-    expected = video._CONTROL.sub(" ", hostile).strip()[:video.METADATA_VALUE_MAX_CHARS]
+    expected = video._CONTROL.sub(" ", hostile).strip()[: video.METADATA_VALUE_MAX_CHARS]
     assert tags["i2v_prompt"] == expected and "\n" not in tags["i2v_prompt"]
     assert len(tags["i2v_prompt"]) == video.METADATA_VALUE_MAX_CHARS
     assert tags["comment"] == "=x=y"

@@ -60,7 +60,8 @@ def drive_like_snapshot_download(bar: type[ProgressBar], sizes: list[int], clock
 
 
 def test_the_bar_reports_bytes_done_and_in_all_rate_limited_and_logs_each_tenth(
-    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reports: list[tuple[int, int]] = []
     clock = Clock()
@@ -119,33 +120,60 @@ def test_reporting_downloads_sets_the_callback_for_the_block_only() -> None:
 
 def test_the_files_fetched_are_what_the_pipeline_loads_fp16_where_there() -> None:
     repo = [
-        "model_index.json", "README.md", "i2vgen_xl_00854500.pth", ".gitattributes",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+        "model_index.json",
+        "README.md",
+        "i2vgen_xl_00854500.pth",
+        ".gitattributes",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
         "unet/diffusion_pytorch_model.bin",
-        "text_encoder/config.json", "text_encoder/model.fp16-00001-of-00002.safetensors",
-        "text_encoder/model.fp16-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.fp16.json",
-        "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.fp16-00001-of-00002.safetensors",
+        "text_encoder/model.fp16-00002-of-00002.safetensors",
+        "text_encoder/model.safetensors.index.fp16.json",
+        "text_encoder/model-00001-of-00002.safetensors",
+        "text_encoder/model-00002-of-00002.safetensors",
         "text_encoder/model.safetensors.index.json",
-        "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "tokenizer/tokenizer_config.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
         "scheduler/scheduler_config.json",
         "feature_extractor/preprocessor_config.json",
         "unused/x.safetensors",
     ]
-    index = {"_class_name": "I2VGenXLPipeline", "_diffusers_version": "0.24.0", "unet": ["diffusers", "X"],
-             "text_encoder": ["transformers", "Y"], "tokenizer": ["transformers", "Z"], "vae": ["diffusers", "V"],
-             "scheduler": ["diffusers", "S"], "feature_extractor": ["transformers", "F"],
-             "safety_checker": [None, None]}
-    assert sorted(pipeline_files(repo, index)) == sorted([
-        "model_index.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
-        "text_encoder/config.json", "text_encoder/model.fp16-00001-of-00002.safetensors",
-        "text_encoder/model.fp16-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.fp16.json",
-        "text_encoder/model.safetensors.index.json",
-        "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
-        "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
-    ])
+    index = {
+        "_class_name": "I2VGenXLPipeline",
+        "_diffusers_version": "0.24.0",
+        "unet": ["diffusers", "X"],
+        "text_encoder": ["transformers", "Y"],
+        "tokenizer": ["transformers", "Z"],
+        "vae": ["diffusers", "V"],
+        "scheduler": ["diffusers", "S"],
+        "feature_extractor": ["transformers", "F"],
+        "safety_checker": [None, None],
+    }
+    assert sorted(pipeline_files(repo, index)) == sorted(
+        [
+            "model_index.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "text_encoder/config.json",
+            "text_encoder/model.fp16-00001-of-00002.safetensors",
+            "text_encoder/model.fp16-00002-of-00002.safetensors",
+            "text_encoder/model.safetensors.index.fp16.json",
+            "text_encoder/model.safetensors.index.json",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "tokenizer/tokenizer_config.json",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.safetensors",
+            "scheduler/scheduler_config.json",
+            "feature_extractor/preprocessor_config.json",
+        ]
+    )
     assert weight_files(["a/model.bin", "a/config.json"]) == ["a/model.bin"]  # no safetensors: the .bin
 
 
@@ -166,25 +194,49 @@ def test_snapshot_download_from_a_local_hub_feeds_the_bar(tmp_path: Path) -> Non
     start finds them in the cache and fetches and reports nothing."""
     weight = 3_000_000
     files = {
-        "model_index.json": json.dumps({"_class_name": "P", "unet": ["diffusers", "U"],
-                                        "text_encoder": ["transformers", "T"]}).encode(),
-        "unet/config.json": b"{\"in_channels\": 4}",
+        "model_index.json": json.dumps(
+            {"_class_name": "P", "unet": ["diffusers", "U"], "text_encoder": ["transformers", "T"]}
+        ).encode(),
+        "unet/config.json": b'{"in_channels": 4}',
         "unet/diffusion_pytorch_model.fp16.safetensors": bytes(weight),
         "unet/diffusion_pytorch_model.safetensors": bytes(2 * weight),
         "text_encoder/config.json": b"{}",
         "text_encoder/model.safetensors": b"\x01" * weight,
         "original_checkpoint.pth": bytes(4 * weight),
     }
-    wanted = {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
-              "text_encoder/config.json", "text_encoder/model.safetensors"}
+    wanted = {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+    }
     with serving(Hub("org/tiny-i2v", files)) as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_OFFLINE": "0",
+        }
         env.pop("HF_HUB_CACHE", None)
-        done = subprocess.run([sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"], env=env, capture_output=True,
-                              text=True, timeout=120, cwd=ROOT)
-        again = subprocess.run([sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"], env=env, capture_output=True,
-                               text=True, timeout=120, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        again = subprocess.run(
+            [sys.executable, "-c", FETCH_SCRIPT, "org/tiny-i2v"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
     assert done.returncode == 0, done.stderr
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"folder": json.loads(done.stdout)["folder"], "reports": []}  # cached

@@ -29,8 +29,9 @@ PARAM_NAMES = frozenset(f.name for f in fields(GenerationParams))
 
 def test_params(**overrides: Any) -> GenerationParams:
     """Valid I2VGen-XL parameters (512p, 16 frames, 50 steps) unless overridden."""
-    values: dict[str, Any] = dict(prompt="a cat surfing", negative_prompt="", resolution="512p", frames=16, fps=8,
-                                  steps=50, guidance=9.0, seed=42)
+    values: dict[str, Any] = dict(
+        prompt="a cat surfing", negative_prompt="", resolution="512p", frames=16, fps=8, steps=50, guidance=9.0, seed=42
+    )
     return GenerationParams(**(values | overrides))
 
 

@@ -30,8 +30,11 @@ async def test_bench_lifecycle_completes_every_job(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         async with make_sessionmaker(engine)() as s:
-            done = await s.scalar(select(func.count(Job.id)).where(Job.status == JobStatus.SUCCEEDED,
-                                                                   Job.progress_step == bench.PROGRESS_WRITES))
+            done = await s.scalar(
+                select(func.count(Job.id)).where(
+                    Job.status == JobStatus.SUCCEEDED, Job.progress_step == bench.PROGRESS_WRITES
+                )
+            )
             charges = await s.scalar(select(func.count(QuotaLedger.id)).where(QuotaLedger.kind == LedgerKind.CHARGE))
     finally:
         await engine.dispose()
@@ -50,9 +53,13 @@ async def test_bench_worker_processes_complete_every_job(db_url: str, monkeypatc
     engine = make_engine(db_url)
     try:
         async with make_sessionmaker(engine)() as s:
-            rows = (await s.execute(select(Job.worker_id, func.count(Job.id))
-                                    .where(Job.status == JobStatus.SUCCEEDED, Job.progress_step == 3)
-                                    .group_by(Job.worker_id))).all()
+            rows = (
+                await s.execute(
+                    select(Job.worker_id, func.count(Job.id))
+                    .where(Job.status == JobStatus.SUCCEEDED, Job.progress_step == 3)
+                    .group_by(Job.worker_id)
+                )
+            ).all()
     finally:
         await engine.dispose()
     assert sorted(rows) == [("bench-10", 2), ("bench-11", 2)]
@@ -78,14 +85,16 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
             assert job is not None
             assert (await s.execute(text("SHOW synchronous_commit"))).scalar() == "on"
         async with sessions() as s, s.begin():
-            ack = await report_progress(s, job.id, job.attempt, worker_id="w", step=3, total=10, phase="denoising",
-                                        lease_seconds=60)
+            ack = await report_progress(
+                s, job.id, job.attempt, worker_id="w", step=3, total=10, phase="denoising", lease_seconds=60
+            )
             assert ack.ok and (await s.execute(text("SHOW synchronous_commit"))).scalar() == "off"
         async with sessions() as s, s.begin():  # same pooled connection: the setting was transaction-local
             assert (await s.execute(text("SHOW synchronous_commit"))).scalar() == "on"
             assert (await s.get(Job, job.id)).progress_step == 3  # type: ignore[union-attr]
-            stale = await report_progress(s, job.id, job.attempt - 1, worker_id="w", step=4, total=10,
-                                          phase="denoising", lease_seconds=60)
+            stale = await report_progress(
+                s, job.id, job.attempt - 1, worker_id="w", step=4, total=10, phase="denoising", lease_seconds=60
+            )
             assert not stale.ok
     finally:
         await engine.dispose()

@@ -28,8 +28,9 @@ OTHER_SHA = hashlib.sha256(OTHER_IMAGE).hexdigest()
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # bytes stand in for an MP4: the store keeps bytes
 
 
-async def _enqueue(sessions: Sessions, user_id: int, image: bytes | None = IMAGE, sha: str = SHA,
-                   policy: QuotaPolicy = GENEROUS, **kw) -> int:
+async def _enqueue(
+    sessions: Sessions, user_id: int, image: bytes | None = IMAGE, sha: str = SHA, policy: QuotaPolicy = GENEROUS, **kw
+) -> int:
     async with sessions() as s, s.begin():
         return (await enqueue_job(s, new_job(user_id, input_sha256=sha, **kw), policy, image=image)).id
 

@@ -87,8 +87,12 @@ async def test_four_claimer_processes_claim_each_of_2000_jobs_once(db_url: str) 
     all_ids = await _fill(db_url, JOBS)
     procs = {
         f"proc-{i}": await asyncio.create_subprocess_exec(
-            sys.executable, str(CLAIMER_SCRIPT), db_url, f"proc-{i}",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            str(CLAIMER_SCRIPT),
+            db_url,
+            f"proc-{i}",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for i in range(CLAIMERS)
     }
@@ -101,7 +105,9 @@ async def test_four_claimer_processes_claim_each_of_2000_jobs_once(db_url: str) 
     assert sum(1 for ids in claimed.values() if ids) >= 2, "the processes did not actually run concurrently"
 
 
-async def _race_enqueues(url: str, costs: dict[int, list[float]], policy: QuotaPolicy) -> dict[int, list[tuple[float, bool]]]:
+async def _race_enqueues(
+    url: str, costs: dict[int, list[float]], policy: QuotaPolicy
+) -> dict[int, list[tuple[float, bool]]]:
     """All users' requests at once, over several engines (many real connections). Returns (cost, admitted)."""
     engines = [make_engine(url) for _ in range(4)]
     makers = [make_sessionmaker(e) for e in engines]
@@ -145,8 +151,10 @@ async def test_concurrent_uniform_enqueues_fill_each_budget_exactly(db_url: str,
         await engine.dispose()
     assert db_count == USERS * 7 and db_sum == USERS * 70.0
     with capsys.disabled():
-        print(f"\n[uniform] {USERS} users x {REQUESTS_PER_USER} concurrent requests of 10 s vs 70 s budgets: "
-              f"admitted {db_count} (7 per user, {db_sum:.0f} s), refused {USERS * REQUESTS_PER_USER - db_count}")
+        print(
+            f"\n[uniform] {USERS} users x {REQUESTS_PER_USER} concurrent requests of 10 s vs 70 s budgets: "
+            f"admitted {db_count} (7 per user, {db_sum:.0f} s), refused {USERS * REQUESTS_PER_USER - db_count}"
+        )
 
 
 async def test_concurrent_random_enqueues_never_exceed_budgets(db_url: str, capsys) -> None:
@@ -165,5 +173,7 @@ async def test_concurrent_random_enqueues_never_exceed_budgets(db_url: str, caps
         assert all(c > budget - admitted for c, ok in r if not ok), (user, r)
         worst = max(worst, admitted)
     with capsys.disabled():
-        print(f"\n[random] {USERS} users x {REQUESTS_PER_USER} concurrent requests of 5-40 s vs {budget:.0f} s budgets: "
-              f"admitted {total_admitted}, highest per-user total {worst:.2f} s")
+        print(
+            f"\n[random] {USERS} users x {REQUESTS_PER_USER} concurrent requests of 5-40 s vs {budget:.0f} s budgets: "
+            f"admitted {total_admitted}, highest per-user total {worst:.2f} s"
+        )

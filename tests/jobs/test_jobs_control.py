@@ -58,7 +58,10 @@ async def test_server_pause_holds_only_that_servers_jobs(db_sessionmaker: Sessio
     async with db_sessionmaker() as s:
         rows = await list_actions(s, guild_id=GUILD_A)
     assert [(r.action, r.scope) for r in rows] == [
-        ("resume_server", "server"), ("pause_server", "server"), ("pause_server", "server")]
+        ("resume_server", "server"),
+        ("pause_server", "server"),
+        ("pause_server", "server"),
+    ]
 
 
 async def test_bot_pause_holds_every_server_and_reports_its_reason(db_sessionmaker: Sessions) -> None:
@@ -99,7 +102,10 @@ async def test_server_ban_refuses_there_cancels_queued_there_and_lifts(db_sessio
     async with db_sessionmaker() as s:
         rows = await list_actions(s, guild_id=GUILD_A)
     assert [(r.action, r.scope, r.target_user_id) for r in rows] == [
-        ("unban_from_server", "server", 7), ("ban_from_server", "server", 7), ("ban_from_server", "server", 7)]
+        ("unban_from_server", "server", 7),
+        ("ban_from_server", "server", 7),
+        ("ban_from_server", "server", 7),
+    ]
 
 
 async def test_audit_scope_defaults_from_guild_and_is_checked(db_sessionmaker: Sessions) -> None:

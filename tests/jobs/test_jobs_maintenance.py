@@ -50,8 +50,9 @@ async def test_stale_worker_finish_after_a_reclaim_is_refused_and_leaves_nothing
     await _register(db_sessionmaker, "new", 200, now=t0)
     stale = await _claim(db_sessionmaker, "old", now=t0)
     async with db_sessionmaker() as s, s.begin():  # "new" heartbeats; "old" went silent
-        assert await heartbeat(s, "new", pid=200, state=WorkerState.IDLE, current_job_id=None,
-                               now=t0 + timedelta(seconds=16))
+        assert await heartbeat(
+            s, "new", pid=200, state=WorkerState.IDLE, current_job_id=None, now=t0 + timedelta(seconds=16)
+        )
         assert await rescue_dead_workers(s, dead_after_s=DEAD_AFTER, now=t0 + timedelta(seconds=16)) == [job_id]
     fresh = await _claim(db_sessionmaker, "new", now=t0 + timedelta(seconds=17))
     assert (fresh.id, fresh.attempt, stale.attempt) == (job_id, 2, 1)
@@ -59,13 +60,24 @@ async def test_stale_worker_finish_after_a_reclaim_is_refused_and_leaves_nothing
         assert not await finish_job(s, job_id, stale.attempt, worker_id="old", video=b"stale mp4", gpu_seconds=9.0)
         # the same attempt number from another worker id cannot match either
         assert not await finish_job(s, job_id, fresh.attempt, worker_id="old", video=b"stale mp4", gpu_seconds=9.0)
-        assert not (await report_progress(s, job_id, stale.attempt, worker_id="old", step=5, total=50,
-                                          phase=JobPhase.DENOISING, lease_seconds=LEASE)).ok
+        assert not (
+            await report_progress(
+                s,
+                job_id,
+                stale.attempt,
+                worker_id="old",
+                step=5,
+                total=50,
+                phase=JobPhase.DENOISING,
+                lease_seconds=LEASE,
+            )
+        ).ok
     async with db_sessionmaker() as s:
         job = await s.get(Job, job_id)
         videos = await s.scalar(select(func.count()).select_from(JobVideo))
-        charges = await s.scalar(select(func.count()).where(QuotaLedger.job_id == job_id,
-                                                            QuotaLedger.kind == LedgerKind.CHARGE))
+        charges = await s.scalar(
+            select(func.count()).where(QuotaLedger.job_id == job_id, QuotaLedger.kind == LedgerKind.CHARGE)
+        )
     assert job is not None and job.status == JobStatus.RUNNING and job.worker_id == "new" and job.attempt == 2
     assert job.progress_step == 0 and (videos, charges) == (0, 0)
     async with db_sessionmaker() as s, s.begin():
@@ -79,14 +91,16 @@ async def test_dead_worker_rescue_spares_live_and_unregistered_workers(db_sessio
     ids = [await _enqueue(db_sessionmaker, user) for user in (1, 2, 3, 4)]
     for name, pid in (("quiet", 1), ("alive", 2), ("stopped", 3)):
         await _register(db_sessionmaker, name, pid, now=t0)
-    claimed = {name: (await _claim(db_sessionmaker, name, now=t0)).id for name in ("quiet", "alive", "stopped",
-                                                                                  "no-row")}
+    claimed = {
+        name: (await _claim(db_sessionmaker, name, now=t0)).id for name in ("quiet", "alive", "stopped", "no-row")
+    }
     at = t0 + timedelta(seconds=DEAD_AFTER + 1)
     async with db_sessionmaker() as s, s.begin():
         await heartbeat(s, "alive", pid=2, state=WorkerState.BUSY, current_job_id=claimed["alive"], now=at)
         await heartbeat(s, "stopped", pid=3, state=WorkerState.STOPPED, current_job_id=None, now=at)
-        assert await rescue_dead_workers(s, dead_after_s=DEAD_AFTER, now=t0 + timedelta(seconds=DEAD_AFTER - 1)) \
-            == [claimed["stopped"]]
+        assert await rescue_dead_workers(s, dead_after_s=DEAD_AFTER, now=t0 + timedelta(seconds=DEAD_AFTER - 1)) == [
+            claimed["stopped"]
+        ]
         assert await rescue_dead_workers(s, dead_after_s=DEAD_AFTER, now=at) == [claimed["quiet"]]
     async with db_sessionmaker() as s:
         status = {j.id: j.status for j in await s.scalars(select(Job).where(Job.id.in_(ids)))}
@@ -122,12 +136,22 @@ async def test_host_rescue_requeues_only_dead_pids_of_this_host(db_sessionmaker:
 
 
 async def test_queue_positions_come_from_three_statements_whatever_the_length(
-    db_engine: AsyncEngine, db_sessionmaker: Sessions,
+    db_engine: AsyncEngine,
+    db_sessionmaker: Sessions,
 ) -> None:
     t0 = utcnow()
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.BUSY, gpu_name=None, gpu_memory_bytes=None,
-                            current_job_id=None, now=t0)
+        await upsert_worker(
+            s,
+            "w1",
+            host="h",
+            pid=1,
+            state=WorkerState.BUSY,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+            now=t0,
+        )
     ids = [await _enqueue(db_sessionmaker, 1 + i % 3, cost_estimate=10.0 + i) for i in range(12)]
     running = await _claim(db_sessionmaker, "w1", now=t0)
     statements: list[str] = []
@@ -163,7 +187,9 @@ async def _delivered_job(sessions: Sessions, user_id: int, age_days: float, outp
     return job.id
 
 
-async def test_maintenance_prunes_old_bytes_and_their_disk_copies_only(db_sessionmaker: Sessions, tmp_path: Path) -> None:
+async def test_maintenance_prunes_old_bytes_and_their_disk_copies_only(
+    db_sessionmaker: Sessions, tmp_path: Path
+) -> None:
     """Jobs that finished before RETENTION_DAYS lose their stored image and video and their disk copy; a recent
     job keeps all three; the rows stay. A second pass finds nothing; RETENTION_DAYS=0 keeps everything."""
     outputs = tmp_path / "outputs"
@@ -191,8 +217,7 @@ async def test_maintenance_pass_rescues_dead_workers_jobs(db_sessionmaker: Sessi
     job_id = await _enqueue(db_sessionmaker)
     await _register(db_sessionmaker, "w-dead", 41, now=long_ago)
     await _claim(db_sessionmaker, "w-dead", now=long_ago)
-    done = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=tmp_path,
-                          prune=False)
+    done = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=tmp_path, prune=False)
     assert done.dead == [job_id] and done.cutoff is None
     async with db_sessionmaker() as s:
         assert (await s.get(Job, job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
@@ -204,8 +229,14 @@ async def test_maintenance_schedule_rescues_every_interval_and_prunes_every_rete
     """``Maintenance.run_due``: the first call runs a full pass; another within RESCUE_INTERVAL_S runs nothing;
     later calls rescue, and prune again only once the retention interval passed."""
     clock = [1000.0]
-    schedule = Maintenance(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, retention_interval_s=60.0,
-                           output_dir=tmp_path, clock=lambda: clock[0])
+    schedule = Maintenance(
+        db_sessionmaker,
+        dead_after_s=DEAD_AFTER,
+        retention_days=30,
+        retention_interval_s=60.0,
+        output_dir=tmp_path,
+        clock=lambda: clock[0],
+    )
     first = await schedule.run_due()
     assert first is not None and first.cutoff is not None
     assert await schedule.run_due() is None

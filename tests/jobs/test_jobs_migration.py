@@ -21,18 +21,46 @@ PREVIOUS_HEAD = "0001"
 def _row(job_id: int, status: str, input_path: str, sha: str, **extra: object) -> dict[str, object]:
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     row: dict[str, object] = dict(
-        id=job_id, user_id=40 + job_id, guild_id=1, channel_id=2, source="slash", prompt="p", negative_prompt="",
-        resolution="256p", frames=8, fps=8, steps=10, guidance=9.0, seed=job_id, width=320, height=256,
-        input_path=input_path, input_sha256=sha, status=status, priority=0, round=0, attempt=0, max_attempts=3,
-        cancel_requested=False, progress_step=0, progress_total=10, phase="queued", cost_estimate=5.0,
-        created_at=now, upload_limit_bytes=10 << 20, output_path=None, finished_at=None, delivered_at=None,
+        id=job_id,
+        user_id=40 + job_id,
+        guild_id=1,
+        channel_id=2,
+        source="slash",
+        prompt="p",
+        negative_prompt="",
+        resolution="256p",
+        frames=8,
+        fps=8,
+        steps=10,
+        guidance=9.0,
+        seed=job_id,
+        width=320,
+        height=256,
+        input_path=input_path,
+        input_sha256=sha,
+        status=status,
+        priority=0,
+        round=0,
+        attempt=0,
+        max_attempts=3,
+        cancel_requested=False,
+        progress_step=0,
+        progress_total=10,
+        phase="queued",
+        cost_estimate=5.0,
+        created_at=now,
+        upload_limit_bytes=10 << 20,
+        output_path=None,
+        finished_at=None,
+        delivered_at=None,
     )
     row.update(extra)
     return row
 
 
-async def test_path_based_rows_move_into_the_store(empty_db_url: str, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_path_based_rows_move_into_the_store(
+    empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths were relative to the bot's working directory
     inputs = tmp_path / "data" / "inputs"
     inputs.mkdir(parents=True)
@@ -46,12 +74,30 @@ async def test_path_based_rows_move_into_the_store(empty_db_url: str, tmp_path: 
     finished = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
     rows = [
         _row(1, "queued", f"data/inputs/{shas['a']}", shas["a"]),  # relative path
-        _row(2, "succeeded", str(inputs / shas["a"]), shas["a"], attempt=1, phase="done", finished_at=finished,
-             output_path="outputs/video_20261130_120000_2.mp4", output_bytes=len(video)),  # undelivered
+        _row(
+            2,
+            "succeeded",
+            str(inputs / shas["a"]),
+            shas["a"],
+            attempt=1,
+            phase="done",
+            finished_at=finished,
+            output_path="outputs/video_20261130_120000_2.mp4",
+            output_bytes=len(video),
+        ),  # undelivered
         _row(3, "queued", str(inputs / shas["b"]), shas["b"], phase="weird-old-phase"),
         _row(4, "queued", "data/inputs/" + "f" * 64, "f" * 64),  # its file is gone
-        _row(5, "succeeded", str(inputs / shas["b"]), shas["b"], attempt=1, phase="done", finished_at=finished,
-             delivered_at=finished + timedelta(seconds=3), output_path="outputs/gone.mp4"),  # file removed by hand
+        _row(
+            5,
+            "succeeded",
+            str(inputs / shas["b"]),
+            shas["b"],
+            attempt=1,
+            phase="done",
+            finished_at=finished,
+            delivered_at=finished + timedelta(seconds=3),
+            output_path="outputs/gone.mp4",
+        ),  # file removed by hand
     ]
     await run_alembic(empty_db_url, "upgrade", PREVIOUS_HEAD)
     engine = make_engine(empty_db_url)
@@ -61,12 +107,17 @@ async def test_path_based_rows_move_into_the_store(empty_db_url: str, tmp_path: 
             values = ", ".join(f":{key}" for key in rows[0])
             sqlite = engine.dialect.name == "sqlite"
             for row in rows:
-                params = {k: (v.replace(tzinfo=None) if sqlite and isinstance(v, datetime) else v)
-                          for k, v in row.items()}
+                params = {
+                    k: (v.replace(tzinfo=None) if sqlite and isinstance(v, datetime) else v) for k, v in row.items()
+                }
                 await conn.execute(text(f"INSERT INTO jobs ({names}) VALUES ({values})"), params)
-                await conn.execute(text("INSERT INTO quota_ledger (user_id, job_id, kind, amount, created_at) "
-                                        "VALUES (:u, :j, 'reserve', 5.0, :t)"),
-                                   {"u": row["user_id"], "j": row["id"], "t": params["created_at"]})
+                await conn.execute(
+                    text(
+                        "INSERT INTO quota_ledger (user_id, job_id, kind, amount, created_at) "
+                        "VALUES (:u, :j, 'reserve', 5.0, :t)"
+                    ),
+                    {"u": row["user_id"], "j": row["id"], "t": params["created_at"]},
+                )
         await migrate(empty_db_url)
         await run_alembic(empty_db_url, "check")
         sessions = make_sessionmaker(engine)

@@ -63,7 +63,9 @@ async def test_success_settles_reservation_and_charges_measured_time(db_sessionm
     job = await _claim(db_sessionmaker)
     assert job is not None and job.id == job_id and job.attempt == 1 and job.status == JobStatus.RUNNING
     async with db_sessionmaker() as s, s.begin():
-        ack = await report_progress(s, job_id, 1, worker_id=W, step=10, total=50, phase="denoising", lease_seconds=LEASE)
+        ack = await report_progress(
+            s, job_id, 1, worker_id=W, step=10, total=50, phase="denoising", lease_seconds=LEASE
+        )
     assert ack.ok and not ack.cancel_requested
     async with db_sessionmaker() as s, s.begin():
         assert await finish_job(s, job_id, 1, worker_id=W, video=b"v" * 1234, gpu_seconds=31.5)
@@ -89,7 +91,9 @@ async def test_failure_refunds(db_sessionmaker: Sessions) -> None:
     job = await _claim(db_sessionmaker)
     assert job is not None
     async with db_sessionmaker() as s, s.begin():
-        assert await fail_job(s, job_id, 1, worker_id=W, error="Out of GPU memory: try 256p.", detail="OOM at step 3", gpu_seconds=4.0)
+        assert await fail_job(
+            s, job_id, 1, worker_id=W, error="Out of GPU memory: try 256p.", detail="OOM at step 3", gpu_seconds=4.0
+        )
     assert await _ledger(db_sessionmaker, job_id) == {LedgerKind.RESERVE: 25.0, LedgerKind.REFUND: 25.0}
     async with db_sessionmaker() as s:
         status = await quota_status(s, 7, QuotaPolicy(daily_gpu_seconds=100, max_pending=3))
@@ -181,17 +185,25 @@ async def test_dead_claimer_is_rescued_and_its_late_writes_are_fenced(db_session
     second = await _claim(db_sessionmaker, "live-worker", now=t0 + timedelta(seconds=7))
     assert second is not None and second.id == job_id and second.attempt == 2 and second.worker_id == "live-worker"
     async with db_sessionmaker() as s, s.begin():
-        late = await report_progress(s, job_id, 1, worker_id="dead-worker", step=40, total=50, phase="denoising", lease_seconds=LEASE)
+        late = await report_progress(
+            s, job_id, 1, worker_id="dead-worker", step=40, total=50, phase="denoising", lease_seconds=LEASE
+        )
         assert not late.ok
         assert not await finish_job(s, job_id, 1, worker_id="dead-worker", video=b"v" * 1, gpu_seconds=50)
         assert not await fail_job(s, job_id, 1, worker_id="dead-worker", error="x", detail="zombie", gpu_seconds=1)
         assert not await release_job(s, job_id, 1, worker_id="dead-worker")
     async with db_sessionmaker() as s, s.begin():
-        assert (await report_progress(s, job_id, 2, worker_id="live-worker", step=1, total=50, phase="denoising", lease_seconds=LEASE)).ok
+        assert (
+            await report_progress(
+                s, job_id, 2, worker_id="live-worker", step=1, total=50, phase="denoising", lease_seconds=LEASE
+            )
+        ).ok
         assert await finish_job(s, job_id, 2, worker_id="live-worker", video=b"v" * 10, gpu_seconds=20)
     async with db_sessionmaker() as s:
         job = await get_job(s, job_id)
-        charges = await s.scalar(select(func.count()).where(QuotaLedger.job_id == job_id, QuotaLedger.kind == LedgerKind.CHARGE))
+        charges = await s.scalar(
+            select(func.count()).where(QuotaLedger.job_id == job_id, QuotaLedger.kind == LedgerKind.CHARGE)
+        )
     assert job.status == JobStatus.SUCCEEDED and job.output_bytes == 10 and job.attempt == 2
     assert charges == 1
 
@@ -217,7 +229,11 @@ async def test_rescue_hard_deadline_even_with_fresh_lease(db_sessionmaker: Sessi
     assert await _claim(db_sessionmaker, lease=60, now=t0) is not None
     t = t0 + timedelta(seconds=899)  # 3 x 300 s estimate = 900 s deadline
     async with db_sessionmaker() as s, s.begin():
-        assert (await report_progress(s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising", lease_seconds=60, now=t)).ok
+        assert (
+            await report_progress(
+                s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising", lease_seconds=60, now=t
+            )
+        ).ok
         assert await rescue_expired(s, now=t) == []
     async with db_sessionmaker() as s, s.begin():
         assert await rescue_expired(s, now=t0 + timedelta(seconds=901)) == [job_id]
@@ -246,11 +262,15 @@ async def test_release_job_gives_it_back_without_burning_an_attempt(db_sessionma
     again = await _claim(db_sessionmaker, "w2")
     assert again is not None and again.id == job_id and again.attempt == 2 and again.releases == 1
     async with db_sessionmaker() as s, s.begin():  # the first attempt's late write cannot match the second
-        assert not (await report_progress(s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising",
-                                          lease_seconds=LEASE)).ok
+        assert not (
+            await report_progress(s, job_id, 1, worker_id=W, step=1, total=50, phase="denoising", lease_seconds=LEASE)
+        ).ok
         assert await finish_job(s, job_id, 2, worker_id="w2", video=b"mp4", gpu_seconds=1.0)
-    assert await _ledger(db_sessionmaker, job_id) == {LedgerKind.RESERVE: 10.0, LedgerKind.RELEASE: 10.0,
-                                                      LedgerKind.CHARGE: 1.0}
+    assert await _ledger(db_sessionmaker, job_id) == {
+        LedgerKind.RESERVE: 10.0,
+        LedgerKind.RELEASE: 10.0,
+        LedgerKind.CHARGE: 1.0,
+    }
 
 
 async def test_pause_resume(db_sessionmaker: Sessions) -> None:
@@ -338,14 +358,25 @@ async def test_failed_and_cancelled_jobs_need_a_notice_too(db_sessionmaker: Sess
 async def test_position_and_eta(db_sessionmaker: Sessions) -> None:
     t0 = utcnow()
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "w1", host="gpu1", pid=100, state=WorkerState.BUSY, gpu_name="RTX 4090",
-                            gpu_memory_bytes=24 * 2**30, current_job_id=None, now=t0)
+        await upsert_worker(
+            s,
+            "w1",
+            host="gpu1",
+            pid=100,
+            state=WorkerState.BUSY,
+            gpu_name="RTX 4090",
+            gpu_memory_bytes=24 * 2**30,
+            current_job_id=None,
+            now=t0,
+        )
     running = await _enqueue(db_sessionmaker, 1, cost_estimate=100.0)
     a = await _enqueue(db_sessionmaker, 2, cost_estimate=20.0)
     b = await _enqueue(db_sessionmaker, 3, cost_estimate=30.0)
     assert (await _claim(db_sessionmaker, now=t0)) is not None
     async with db_sessionmaker() as s, s.begin():
-        await report_progress(s, running, 1, worker_id=W, step=25, total=50, phase="denoising", lease_seconds=LEASE, now=t0)
+        await report_progress(
+            s, running, 1, worker_id=W, step=25, total=50, phase="denoising", lease_seconds=LEASE, now=t0
+        )
     async with db_sessionmaker() as s:
         pr = await queue_position(s, running, now=t0)
         pa = await queue_position(s, a, now=t0)
@@ -362,16 +393,52 @@ async def test_worker_registry_counts_restarts(db_sessionmaker: Sessions) -> Non
     t0 = utcnow()
     job_id = await _enqueue(db_sessionmaker, 1)
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "gpu-0", host="h", pid=10, state="loading", gpu_name=None, gpu_memory_bytes=None,
-                            current_job_id=None, now=t0)
+        await upsert_worker(
+            s,
+            "gpu-0",
+            host="h",
+            pid=10,
+            state="loading",
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+            now=t0,
+        )
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "gpu-0", host="h", pid=10, state=WorkerState.BUSY, gpu_name="H100",
-                            gpu_memory_bytes=80 * 2**30, current_job_id=job_id, now=t0 + timedelta(seconds=5))
+        await upsert_worker(
+            s,
+            "gpu-0",
+            host="h",
+            pid=10,
+            state=WorkerState.BUSY,
+            gpu_name="H100",
+            gpu_memory_bytes=80 * 2**30,
+            current_job_id=job_id,
+            now=t0 + timedelta(seconds=5),
+        )
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "gpu-0", host="h", pid=11, state=WorkerState.IDLE, gpu_name="H100",
-                            gpu_memory_bytes=80 * 2**30, current_job_id=None, now=t0 + timedelta(seconds=9))
-        await upsert_worker(s, "gpu-1", host="h2", pid=5, state=WorkerState.IDLE, gpu_name="L4",
-                            gpu_memory_bytes=None, current_job_id=None, now=t0 + timedelta(seconds=1))
+        await upsert_worker(
+            s,
+            "gpu-0",
+            host="h",
+            pid=11,
+            state=WorkerState.IDLE,
+            gpu_name="H100",
+            gpu_memory_bytes=80 * 2**30,
+            current_job_id=None,
+            now=t0 + timedelta(seconds=9),
+        )
+        await upsert_worker(
+            s,
+            "gpu-1",
+            host="h2",
+            pid=5,
+            state=WorkerState.IDLE,
+            gpu_name="L4",
+            gpu_memory_bytes=None,
+            current_job_id=None,
+            now=t0 + timedelta(seconds=1),
+        )
     async with db_sessionmaker() as s:
         workers = await list_workers(s)
     assert [w.id for w in workers] == ["gpu-0", "gpu-1"]
@@ -380,8 +447,9 @@ async def test_worker_registry_counts_restarts(db_sessionmaker: Sessions) -> Non
     assert w.last_heartbeat_at == t0 + timedelta(seconds=9)
     with pytest.raises(ValueError, match="pid"):
         async with db_sessionmaker() as s:
-            await upsert_worker(s, "x", host="h", pid=0, state="idle", gpu_name=None, gpu_memory_bytes=None,
-                                current_job_id=None)
+            await upsert_worker(
+                s, "x", host="h", pid=0, state="idle", gpu_name=None, gpu_memory_bytes=None, current_job_id=None
+            )
 
 
 async def test_bad_arguments_are_named(db_sessionmaker: Sessions) -> None:

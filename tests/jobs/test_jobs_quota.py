@@ -210,22 +210,55 @@ def _measured_rows(sizes: list[tuple[int, int, int, int]], seconds: list[float])
     """Succeeded job rows of these sizes (width, height, frames, steps) with these measured GPU-seconds, the last
     one finished most recently."""
     now = utcnow()
-    return [dict(
-        user_id=1, channel_id=1, guild_id=None, source=JobSource.SLASH, prompt="p", negative_prompt="",
-        resolution="512p", frames=f, fps=8, steps=st, guidance=9.0, seed=i, width=w, height=h,
-        input_sha256=SHA, upload_limit_bytes=1, status=JobStatus.SUCCEEDED,
-        priority=PRIORITY_NORMAL, round=0, attempt=1, max_attempts=3, cancel_requested=False, progress_step=st,
-        progress_total=st, phase="done", cost_estimate=1.0, created_at=now, started_at=now,
-        finished_at=now + timedelta(seconds=i), gpu_seconds=gpu,
-    ) for i, ((w, h, f, st), gpu) in enumerate(zip(sizes, seconds, strict=True))]
+    return [
+        dict(
+            user_id=1,
+            channel_id=1,
+            guild_id=None,
+            source=JobSource.SLASH,
+            prompt="p",
+            negative_prompt="",
+            resolution="512p",
+            frames=f,
+            fps=8,
+            steps=st,
+            guidance=9.0,
+            seed=i,
+            width=w,
+            height=h,
+            input_sha256=SHA,
+            upload_limit_bytes=1,
+            status=JobStatus.SUCCEEDED,
+            priority=PRIORITY_NORMAL,
+            round=0,
+            attempt=1,
+            max_attempts=3,
+            cancel_requested=False,
+            progress_step=st,
+            progress_total=st,
+            phase="done",
+            cost_estimate=1.0,
+            created_at=now,
+            started_at=now,
+            finished_at=now + timedelta(seconds=i),
+            gpu_seconds=gpu,
+        )
+        for i, ((w, h, f, st), gpu) in enumerate(zip(sizes, seconds, strict=True))
+    ]
 
 
 async def test_calibrate_fits_measured_jobs(db_sessionmaker: Sessions) -> None:
     async with db_sessionmaker() as s:
         assert await calibrate(s) == DEFAULT_COST_MODEL
     truth = CostModel(overhead_seconds=3.0, seconds_per_unit=2e-7)
-    sizes = [(256, 256, 8, 10), (512, 512, 16, 50), (512, 768, 24, 30), (768, 768, 32, 80), (1024, 576, 16, 20),
-             (512, 512, 8, 100)]
+    sizes = [
+        (256, 256, 8, 10),
+        (512, 512, 16, 50),
+        (512, 768, 24, 30),
+        (768, 768, 32, 80),
+        (1024, 576, 16, 20),
+        (512, 512, 8, 100),
+    ]
     rows = _measured_rows(sizes, [estimate_cost(*size, model=truth) for size in sizes])
     async with db_sessionmaker() as s, s.begin():
         await s.execute(insert(Job), rows)
@@ -248,8 +281,11 @@ async def test_calibrate_fits_measured_jobs(db_sessionmaker: Sessions) -> None:
         # enough jobs, but all of one size: no spread to fit a slope on
         ([(512, 512, 16, 50)] * 5, [0.5, 0.5, 1.5, 4.0, 4.0], 1.5),
         # enough jobs of different sizes, but the line falls as jobs grow: not a sane fit
-        ([(256, 256, 8, 10), (512, 512, 16, 50), (768, 768, 24, 80), (768, 768, 32, 80), (1024, 576, 32, 100)],
-         [40.0, 4.0, 1.0, 0.5, 0.25], 1.0),
+        (
+            [(256, 256, 8, 10), (512, 512, 16, 50), (768, 768, 24, 80), (768, 768, 32, 80), (1024, 576, 32, 100)],
+            [40.0, 4.0, 1.0, 0.5, 0.25],
+            1.0,
+        ),
     ],
 )
 async def test_calibrate_falls_back_to_scaling_the_default_model(

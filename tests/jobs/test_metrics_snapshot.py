@@ -38,18 +38,40 @@ JOBS: list[tuple[str | None, JobStatus, float | None, float | None, float | None
 ]
 
 
-def _job(index: int, preset: str | None, status: JobStatus, wait: float | None, generation: float | None,
-         gpu: float | None) -> Job:
+def _job(
+    index: int, preset: str | None, status: JobStatus, wait: float | None, generation: float | None, gpu: float | None
+) -> Job:
     created = T0 + timedelta(minutes=index)
     started = created + timedelta(seconds=wait) if wait is not None else None
     finished = None
     if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         finished = (started or created) + timedelta(seconds=generation or 0.0)
     return Job(
-        user_id=100 + index, guild_id=1, channel_id=2, source=JobSource.SLASH, prompt="p", negative_prompt="",
-        preset=preset, resolution="512p", frames=8, fps=8, steps=30, guidance=9.0, seed=index, width=512, height=512,
-        input_sha256="0" * 64, status=status, priority=0, round=0, attempt=0 if started is None else 1,
-        cost_estimate=10.0, gpu_seconds=gpu, created_at=created, started_at=started, finished_at=finished,
+        user_id=100 + index,
+        guild_id=1,
+        channel_id=2,
+        source=JobSource.SLASH,
+        prompt="p",
+        negative_prompt="",
+        preset=preset,
+        resolution="512p",
+        frames=8,
+        fps=8,
+        steps=30,
+        guidance=9.0,
+        seed=index,
+        width=512,
+        height=512,
+        input_sha256="0" * 64,
+        status=status,
+        priority=0,
+        round=0,
+        attempt=0 if started is None else 1,
+        cost_estimate=10.0,
+        gpu_seconds=gpu,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
         upload_limit_bytes=10 * 1024 * 1024,
     )
 
@@ -73,16 +95,41 @@ async def filled(db_sessionmaker: Sessions) -> Sessions:
     async with db_sessionmaker.begin() as session:
         session.add_all(_job(i, *row) for i, row in enumerate(JOBS))
         now = T0 + timedelta(hours=3)
-        session.add_all([
-            Worker(id="w-idle", host="h", pid=1, state=WorkerState.IDLE, restarts=2, switches=3, switch_seconds=4.5,
-                   started_at=now,
-                   last_heartbeat_at=now),
-            Worker(id="w-busy", host="h", pid=2, state=WorkerState.BUSY, restarts=1, switches=1, switch_seconds=2.0,
-                   started_at=now,
-                   last_heartbeat_at=now),
-            Worker(id="w-gone", host="h", pid=3, state=WorkerState.STOPPED, restarts=4, started_at=now,
-                   last_heartbeat_at=now),
-        ])
+        session.add_all(
+            [
+                Worker(
+                    id="w-idle",
+                    host="h",
+                    pid=1,
+                    state=WorkerState.IDLE,
+                    restarts=2,
+                    switches=3,
+                    switch_seconds=4.5,
+                    started_at=now,
+                    last_heartbeat_at=now,
+                ),
+                Worker(
+                    id="w-busy",
+                    host="h",
+                    pid=2,
+                    state=WorkerState.BUSY,
+                    restarts=1,
+                    switches=1,
+                    switch_seconds=2.0,
+                    started_at=now,
+                    last_heartbeat_at=now,
+                ),
+                Worker(
+                    id="w-gone",
+                    host="h",
+                    pid=3,
+                    state=WorkerState.STOPPED,
+                    restarts=4,
+                    started_at=now,
+                    last_heartbeat_at=now,
+                ),
+            ]
+        )
     return db_sessionmaker
 
 
@@ -102,8 +149,13 @@ async def test_histograms_equal_the_finished_jobs_by_preset(filled: Sessions) ->
     assert snapshot.generations["quick"].cumulative[DURATION_BUCKETS_SECONDS.index(10.0)] == 1
     assert snapshot.waits[NO_PRESET].cumulative[-1] == 1 and snapshot.waits[NO_PRESET].count == 2
     assert snapshot.waits["quick"].count == 4 and snapshot.generations["quick"].count == 2
-    assert snapshot.by_state == {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1, JobStatus.SUCCEEDED: 5,
-                                 JobStatus.FAILED: 1, JobStatus.CANCELLED: 2}
+    assert snapshot.by_state == {
+        JobStatus.QUEUED: 1,
+        JobStatus.RUNNING: 1,
+        JobStatus.SUCCEEDED: 5,
+        JobStatus.FAILED: 1,
+        JobStatus.CANCELLED: 2,
+    }
     assert snapshot.gpu_seconds == pytest.approx(sum(row[4] or 0.0 for row in JOBS))
     assert snapshot.workers[WorkerState.IDLE] == 1 and snapshot.workers[WorkerState.BUSY] == 1
     assert snapshot.workers[WorkerState.STOPPED] == 1 and snapshot.restarts == 7
@@ -141,8 +193,11 @@ async def scrape(filled: Sessions) -> AsyncIterator[str]:
 
 
 async def test_metrics_scrape_shows_the_histograms_by_preset(scrape: str) -> None:
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(scrape) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+    }
     for kind, name in (("wait", "i2v_job_wait_seconds"), ("generation", "i2v_job_generation_seconds")):
         for preset, values in _expected(kind).items():
             assert samples[(f"{name}_count", (("preset", preset),))] == len(values)

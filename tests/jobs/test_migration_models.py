@@ -26,11 +26,37 @@ def test_the_migrations_have_one_head() -> None:
 
 def _job(job_id: int, status: str, now: datetime) -> dict[str, object]:
     return dict(
-        id=job_id, user_id=40 + job_id, guild_id=1, channel_id=2, source="slash", prompt=f"prompt {job_id}",
-        negative_prompt="blurry", preset="quick", resolution="512p", frames=8, fps=8, steps=30, guidance=9.0,
-        seed=job_id, width=512, height=512, input_sha256="a" * 64, status=status, priority=0, round=0, attempt=0,
-        releases=0, max_attempts=3, cancel_requested=False, progress_step=0, progress_total=30, phase="queued",
-        cost_estimate=5.0, created_at=now, upload_limit_bytes=10 << 20, spoiler=False,
+        id=job_id,
+        user_id=40 + job_id,
+        guild_id=1,
+        channel_id=2,
+        source="slash",
+        prompt=f"prompt {job_id}",
+        negative_prompt="blurry",
+        preset="quick",
+        resolution="512p",
+        frames=8,
+        fps=8,
+        steps=30,
+        guidance=9.0,
+        seed=job_id,
+        width=512,
+        height=512,
+        input_sha256="a" * 64,
+        status=status,
+        priority=0,
+        round=0,
+        attempt=0,
+        releases=0,
+        max_attempts=3,
+        cancel_requested=False,
+        progress_step=0,
+        progress_total=30,
+        phase="queued",
+        cost_estimate=5.0,
+        created_at=now,
+        upload_limit_bytes=10 << 20,
+        spoiler=False,
     )
 
 
@@ -42,19 +68,29 @@ async def test_existing_jobs_become_i2vgenxl_jobs(empty_db_url: str) -> None:
     stamp = now.replace(tzinfo=None) if sqlite else now
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("INSERT INTO input_images (sha256, data, size_bytes, refs, created_at) "
-                                    "VALUES (:s, :d, 5, 2, :t)"), {"s": "a" * 64, "d": b"image", "t": stamp})
+            await conn.execute(
+                text("INSERT INTO input_images (sha256, data, size_bytes, refs, created_at) VALUES (:s, :d, 5, 2, :t)"),
+                {"s": "a" * 64, "d": b"image", "t": stamp},
+            )
             for row in (_job(1, "queued", now), _job(2, "succeeded", now)):
                 names = ", ".join(row)
                 values = ", ".join(f":{key}" for key in row)
                 params = {k: (stamp if isinstance(v, datetime) else v) for k, v in row.items()}
                 await conn.execute(text(f"INSERT INTO jobs ({names}) VALUES ({values})"), params)
-            await conn.execute(text(
-                "INSERT INTO workers (id, host, pid, state, model, restarts, started_at, last_heartbeat_at, "
-                 "jobs_done) "
-                "VALUES ('w-old', 'h', 7, 'idle', 'ali-vilab/i2vgen-xl', 0, :t, :t, 3)"), {"t": stamp})
-            await conn.execute(text("INSERT INTO guild_settings (guild_id, paused, mention_replies, updated_at) "
-                                    "VALUES (1, :f, :f, :t)"), {"f": False, "t": stamp})
+            await conn.execute(
+                text(
+                    "INSERT INTO workers (id, host, pid, state, model, restarts, started_at, last_heartbeat_at, "
+                    "jobs_done) "
+                    "VALUES ('w-old', 'h', 7, 'idle', 'ali-vilab/i2vgen-xl', 0, :t, :t, 3)"
+                ),
+                {"t": stamp},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO guild_settings (guild_id, paused, mention_replies, updated_at) VALUES (1, :f, :f, :t)"
+                ),
+                {"f": False, "t": stamp},
+            )
         await migrate(empty_db_url)
         await run_alembic(empty_db_url, "check")  # the models and the migrated schema agree
         sessions = make_sessionmaker(engine)
@@ -64,9 +100,14 @@ async def test_existing_jobs_become_i2vgenxl_jobs(empty_db_url: str) -> None:
             guild = await s.get(GuildSettings, 1)
         assert all(job is not None and job.model == "i2vgenxl" for job in jobs.values())
         assert jobs[1] is not None and jobs[1].params.describe() == (
-            "quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 1")
-        assert worker is not None and (worker.loadable_models, worker.loaded_model, worker.switches,
-                                       worker.switch_seconds) == ([], None, 0, 0.0)
+            "quick preset: I2VGen-XL, 512p, 8 frames, 8 fps, 30 steps, guidance 9.0, seed 1"
+        )
+        assert worker is not None and (
+            worker.loadable_models,
+            worker.loaded_model,
+            worker.switches,
+            worker.switch_seconds,
+        ) == ([], None, 0, 0.0)
         assert worker.model == "ali-vilab/i2vgen-xl" and worker.jobs_done == 3
         assert guild is not None and guild.models is None  # no server list: every enabled model
         async with sessions() as s, s.begin():  # the queued job runs on as an I2VGen-XL job

@@ -35,10 +35,24 @@ OTHER_GUILD = 333
 ADMIN = 77
 
 
-@pytest.mark.parametrize("text", [
-    "a cat", "CAT", "Cat!", "(cat)", "the cat's toy", "a CAT_walk", "cat-like", "ｃａｔ", "ÇAT", "c\u200bat",
-    "ca\u0301t", "\tcat\n", "cat.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a cat",
+        "CAT",
+        "Cat!",
+        "(cat)",
+        "the cat's toy",
+        "a CAT_walk",
+        "cat-like",
+        "ｃａｔ",
+        "ÇAT",
+        "c\u200bat",
+        "ca\u0301t",
+        "\tcat\n",
+        "cat.",
+    ],
+)
 def test_a_word_matches_whole_in_any_case_and_form(text: str) -> None:
     assert blocked_term([text], ["cat"]) == "cat"
 
@@ -113,13 +127,17 @@ async def test_lists_per_server_and_bot_wide(db_sessionmaker: async_sessionmaker
 
 
 async def test_admission_refuses_a_blocked_prompt_and_writes_nothing(
-        db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     async with db_sessionmaker.begin() as s:
         await add_term(s, GUILD, "dragon", by=ADMIN)
     policy = QuotaPolicy(daily_gpu_seconds=1e9, max_pending=10, prompt_blocklist=("gore",))
     refused: list[PromptBlocked] = []
-    for job in (new_job(1, prompt="lots of GORE"), new_job(1, negative_prompt="no Dragons, no DRAGON"),
-                new_job(1, prompt="a dragon", guild_id=GUILD)):
+    for job in (
+        new_job(1, prompt="lots of GORE"),
+        new_job(1, negative_prompt="no Dragons, no DRAGON"),
+        new_job(1, prompt="a dragon", guild_id=GUILD),
+    ):
         with pytest.raises(PromptBlocked) as caught:
             async with db_sessionmaker.begin() as s:
                 await enqueue_job(s, job, policy, image=IMAGE)

@@ -58,14 +58,16 @@ async def test_server_settings(db_sessionmaker: async_sessionmaker[AsyncSession]
 
 
 async def test_the_page_withholds_an_unsafe_video_and_keeps_the_verdict(
-        db_sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> None:
+    db_sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
     async with db_sessionmaker.begin() as s:
         job = await enqueue_job(s, new_job(5, source=JobSource.WEB, guild_id=None), GENEROUS, image=IMAGE)
     async with db_sessionmaker.begin() as s:
         claimed = await claim_next_job(s, "w", lease_seconds=60)
         assert claimed is not None and claimed.id == job.id
-        assert await record_verdict(s, job.id, 1, worker_id="w", stage=STAGE_OUTPUT, verdict=Verdict.UNSAFE,
-                                    seconds=0.25)
+        assert await record_verdict(
+            s, job.id, 1, worker_id="w", stage=STAGE_OUTPUT, verdict=Verdict.UNSAFE, seconds=0.25
+        )
         assert await finish_job(s, job.id, 1, worker_id="w", video=b"an unsafe mp4", gpu_seconds=1.0)
     config = SimpleNamespace(save_output_copy=True, output_dir=tmp_path / "outputs")
     assert await deliver_web_jobs(config, db_sessionmaker, db_sessionmaker) == [job.id]
@@ -83,14 +85,16 @@ async def _delivered_job(sessions: async_sessionmaker[AsyncSession], user_id: in
     async with sessions.begin() as s:
         claimed = await claim_next_job(s, "w", lease_seconds=60)
         assert claimed is not None
-        assert await record_verdict(s, job.id, claimed.attempt, worker_id="w", stage=STAGE_OUTPUT,
-                                    verdict=Verdict.SAFE, seconds=0.1)
+        assert await record_verdict(
+            s, job.id, claimed.attempt, worker_id="w", stage=STAGE_OUTPUT, verdict=Verdict.SAFE, seconds=0.1
+        )
         assert await finish_job(s, job.id, claimed.attempt, worker_id="w", video=b"mp4", gpu_seconds=1.0)
     return job.id
 
 
 async def test_reports_once_per_member_listed_resolved_and_forgotten(
-        db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     maker, other = 40, 41
     job_id = await _delivered_job(db_sessionmaker, maker)
     second_id = await _delivered_job(db_sessionmaker, other)
@@ -98,8 +102,11 @@ async def test_reports_once_per_member_listed_resolved_and_forgotten(
         await add_report(s, job_id, reporter_id=50)
         await add_report(s, job_id, reporter_id=51)
         await add_report(s, second_id, reporter_id=maker)  # the maker of the first reports someone else's
-    for job, member, why in ((job_id, 50, "already reported"), (job_id, maker, "your own video"),
-                             (999_999, 50, "no such video")):
+    for job, member, why in (
+        (job_id, 50, "already reported"),
+        (job_id, maker, "your own video"),
+        (999_999, 50, "no such video"),
+    ):
         with pytest.raises(ReportRefused, match=why):
             async with db_sessionmaker.begin() as s:
                 await add_report(s, job, reporter_id=member)
@@ -125,7 +132,8 @@ async def test_reports_once_per_member_listed_resolved_and_forgotten(
 
 
 async def test_retention_prunes_resolved_reports_and_old_verdicts(
-        db_sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     job_id = await _delivered_job(db_sessionmaker, 60)
     open_id = await _delivered_job(db_sessionmaker, 63)
     async with db_sessionmaker.begin() as s:

@@ -37,8 +37,9 @@ async def _finish(sessions: Sessions, job: Job) -> None:
         assert await finish_job(s, job.id, job.attempt, worker_id="w1", video=b"mp4", gpu_seconds=1.0)
 
 
-async def _serve(sessions: Sessions, *, loaded: str, max_skips: int,
-                 models: tuple[str, ...] = ("i2vgenxl", "wan22-5b")) -> tuple[list[int], int]:
+async def _serve(
+    sessions: Sessions, *, loaded: str, max_skips: int, models: tuple[str, ...] = ("i2vgenxl", "wan22-5b")
+) -> tuple[list[int], int]:
     """One worker serving the whole queue: the jobs in the order it ran them, and its model switches."""
     order, switches = [], 0
     while (job := await _claim(sessions, models=models, loaded_model=loaded, max_skips=max_skips)) is not None:
@@ -50,8 +51,7 @@ async def _serve(sessions: Sessions, *, loaded: str, max_skips: int,
 
 
 @pytest.mark.parametrize("max_skips", [0, 1, 3, 100])
-async def test_alternating_queue_switches_and_waits_within_the_bound(db_sessionmaker: Sessions,
-                                                                     max_skips: int) -> None:
+async def test_alternating_queue_switches_and_waits_within_the_bound(db_sessionmaker: Sessions, max_skips: int) -> None:
     # four users, each asking for both models in turn: the plain claim order alternates between the models
     ids = []
     for round_ in range(4):
@@ -63,8 +63,10 @@ async def test_alternating_queue_switches_and_waits_within_the_bound(db_sessionm
     order, switches = await _serve(db_sessionmaker, loaded="i2vgenxl", max_skips=max_skips)
     assert sorted(order) == sorted(ids)  # every job ran once
     # longest wait: how many jobs that were behind a job in the plain order ran before it
-    passed_over = {job_id: sum(1 for later in plain[plain.index(job_id) + 1:]
-                               if order.index(later) < order.index(job_id)) for job_id in ids}
+    passed_over = {
+        job_id: sum(1 for later in plain[plain.index(job_id) + 1 :] if order.index(later) < order.index(job_id))
+        for job_id in ids
+    }
     assert max(passed_over.values()) <= max_skips
     plain_switches = sum(1 for a, b in zip(plain, plain[1:], strict=False) if _model(ids, a) != _model(ids, b))
     plain_switches += _model(ids, plain[0]) != "i2vgenxl"
@@ -90,8 +92,9 @@ async def _claim_order_position(session: AsyncSession, job_id: int) -> tuple[int
 
 
 async def test_a_model_no_worker_may_load_is_not_claimed(db_sessionmaker: Sessions) -> None:
-    ltx = await _enqueue(db_sessionmaker, 1, dict(model="ltxv", resolution="512p", frames=9, fps=24, steps=4,
-                                                  guidance=1.0))
+    ltx = await _enqueue(
+        db_sessionmaker, 1, dict(model="ltxv", resolution="512p", frames=9, fps=24, steps=4, guidance=1.0)
+    )
     wan = await _enqueue(db_sessionmaker, 2, WAN)
     job = await _claim(db_sessionmaker, models=("i2vgenxl", "wan22-5b"), loaded_model="i2vgenxl", max_skips=3)
     assert job is not None and job.id == wan
@@ -106,32 +109,63 @@ async def test_a_model_no_worker_may_load_is_not_claimed(db_sessionmaker: Sessio
 
 async def test_the_requester_is_told_when_no_live_worker_may_load_the_model(db_sessionmaker: Sessions) -> None:
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
-                            current_job_id=None, loadable_models=["i2vgenxl", "wan22-5b"], loaded_model="i2vgenxl")
+        await upsert_worker(
+            s,
+            "w1",
+            host="h",
+            pid=1,
+            state=WorkerState.IDLE,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+            loadable_models=["i2vgenxl", "wan22-5b"],
+            loaded_model="i2vgenxl",
+        )
     async with db_sessionmaker() as s:
         told = await availability_notice(s, own_problem=None, dead_after_s=30.0, model="ltxv")
-        assert told == ("⚠️ No worker can run LTX-Video (fast) right now (the workers running load I2VGen-XL, "
-                        "Wan 2.2 (5B)). This job stays queued and starts when a worker that can run it is back.")
+        assert told == (
+            "⚠️ No worker can run LTX-Video (fast) right now (the workers running load I2VGen-XL, "
+            "Wan 2.2 (5B)). This job stays queued and starts when a worker that can run it is back."
+        )
         assert await availability_notice(s, own_problem=None, dead_after_s=30.0, model="wan22-5b") is None
         assert await availability_notice(s, own_problem=None, dead_after_s=30.0) is None
     async with db_sessionmaker() as s, s.begin():  # a stopped worker loads nothing
-        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.STOPPED, gpu_name=None,
-                            gpu_memory_bytes=None, current_job_id=None)
+        await upsert_worker(
+            s,
+            "w1",
+            host="h",
+            pid=1,
+            state=WorkerState.STOPPED,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+        )
     async with db_sessionmaker() as s:
         assert await loadable_by_live_workers(s, dead_after_s=30.0) is None
 
 
 async def test_the_eta_counts_a_switch_when_one_is_due(db_sessionmaker: Sessions) -> None:
     async with db_sessionmaker() as s, s.begin():
-        await upsert_worker(s, "w1", host="h", pid=1, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
-                            current_job_id=None, loadable_models=["i2vgenxl", "wan22-5b"], loaded_model="i2vgenxl")
+        await upsert_worker(
+            s,
+            "w1",
+            host="h",
+            pid=1,
+            state=WorkerState.IDLE,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+            loadable_models=["i2vgenxl", "wan22-5b"],
+            loaded_model="i2vgenxl",
+        )
         for seconds in (15.0, 25.0):  # two measured switches: 20 s on average
             await record_switch(s, "w1", seconds=seconds)
     first = await _enqueue(db_sessionmaker, 1, I2V)  # each costs 10 s (storehelpers)
     wan = await _enqueue(db_sessionmaker, 2, WAN)
     wan_again = await _enqueue(db_sessionmaker, 3, WAN)
-    ltx = await _enqueue(db_sessionmaker, 4, dict(model="ltxv", resolution="512p", frames=9, fps=24, steps=4,
-                                                  guidance=1.0))
+    ltx = await _enqueue(
+        db_sessionmaker, 4, dict(model="ltxv", resolution="512p", frames=9, fps=24, steps=4, guidance=1.0)
+    )
     back = await _enqueue(db_sessionmaker, 5, I2V)
     async with db_sessionmaker() as s:
         places = await queue_positions(s)
@@ -157,6 +191,7 @@ async def test_the_cost_is_estimated_and_calibrated_per_model(db_sessionmaker: S
         wan = await calibrate(s, model="wan22-5b")
     assert i2v.samples == 3 and wan == DEFAULT_COST_MODELS["wan22-5b"]  # I2VGen-XL's times say nothing of Wan's
     async with db_sessionmaker() as s, s.begin():
-        wan_job = await enqueue_job(s, new_job(9, cost_estimate=None, width=608, height=480, **WAN), GENEROUS,
-                                    image=IMAGE)
+        wan_job = await enqueue_job(
+            s, new_job(9, cost_estimate=None, width=608, height=480, **WAN), GENEROUS, image=IMAGE
+        )
     assert wan_job.cost_estimate == estimate_cost(608, 480, 9, 10, model=DEFAULT_COST_MODELS["wan22-5b"])

@@ -159,30 +159,83 @@ async def test_period_stats_counts_times_and_failures(db_sessionmaker: async_ses
         db_sessionmaker,
         [
             # quick, succeeded today: waits 10 s and 30 s, generation 20 s and 40 s
-            make_job(user_id=1, status=JobStatus.SUCCEEDED, created_at=day + h, started_at=day + h + 10 * s,
-                     finished_at=day + h + 30 * s, gpu_seconds=20.0),
-            make_job(user_id=2, status=JobStatus.SUCCEEDED, created_at=day + 2 * h, started_at=day + 2 * h + 30 * s,
-                     finished_at=day + 2 * h + 70 * s, gpu_seconds=40.0),
+            make_job(
+                user_id=1,
+                status=JobStatus.SUCCEEDED,
+                created_at=day + h,
+                started_at=day + h + 10 * s,
+                finished_at=day + h + 30 * s,
+                gpu_seconds=20.0,
+            ),
+            make_job(
+                user_id=2,
+                status=JobStatus.SUCCEEDED,
+                created_at=day + 2 * h,
+                started_at=day + 2 * h + 30 * s,
+                finished_at=day + 2 * h + 70 * s,
+                gpu_seconds=40.0,
+            ),
             # custom (no preset), failed today after 5 s of wait: GPU time counts, generation time does not
-            make_job(user_id=3, status=JobStatus.FAILED, preset=None, created_at=day + 3 * h,
-                     started_at=day + 3 * h + 5 * s, finished_at=day + 3 * h + 6 * s, gpu_seconds=1.5,
-                     error="Out of GPU memory"),
-            make_job(user_id=3, status=JobStatus.FAILED, preset=None, created_at=day + 4 * h,
-                     started_at=day + 4 * h + 5 * s, finished_at=day + 4 * h + 6 * s, gpu_seconds=0.5,
-                     error="Out of GPU memory"),
-            make_job(user_id=4, status=JobStatus.FAILED, created_at=day + 5 * h, started_at=None,
-                     finished_at=day + 5 * h + s, error=None),
+            make_job(
+                user_id=3,
+                status=JobStatus.FAILED,
+                preset=None,
+                created_at=day + 3 * h,
+                started_at=day + 3 * h + 5 * s,
+                finished_at=day + 3 * h + 6 * s,
+                gpu_seconds=1.5,
+                error="Out of GPU memory",
+            ),
+            make_job(
+                user_id=3,
+                status=JobStatus.FAILED,
+                preset=None,
+                created_at=day + 4 * h,
+                started_at=day + 4 * h + 5 * s,
+                finished_at=day + 4 * h + 6 * s,
+                gpu_seconds=0.5,
+                error="Out of GPU memory",
+            ),
+            make_job(
+                user_id=4,
+                status=JobStatus.FAILED,
+                created_at=day + 5 * h,
+                started_at=None,
+                finished_at=day + 5 * h + s,
+                error=None,
+            ),
             make_job(user_id=5, status=JobStatus.CANCELLED, created_at=day + 6 * h, finished_at=day + 6 * h + s),
             make_job(user_id=6, status=JobStatus.QUEUED, created_at=day + 7 * h),
             # another guild, today
-            make_job(user_id=7, status=JobStatus.SUCCEEDED, guild_id=GUILD_B, preset="high", created_at=day + h,
-                     started_at=day + h + 100 * s, finished_at=day + h + 200 * s, gpu_seconds=100.0),
+            make_job(
+                user_id=7,
+                status=JobStatus.SUCCEEDED,
+                guild_id=GUILD_B,
+                preset="high",
+                created_at=day + h,
+                started_at=day + h + 100 * s,
+                finished_at=day + h + 200 * s,
+                gpu_seconds=100.0,
+            ),
             # three days ago: in the week, not today
-            make_job(user_id=8, status=JobStatus.SUCCEEDED, created_at=NOW - 72 * h,
-                     started_at=NOW - 72 * h + 50 * s, finished_at=NOW - 72 * h + 110 * s, gpu_seconds=60.0),
+            make_job(
+                user_id=8,
+                status=JobStatus.SUCCEEDED,
+                created_at=NOW - 72 * h,
+                started_at=NOW - 72 * h + 50 * s,
+                finished_at=NOW - 72 * h + 110 * s,
+                gpu_seconds=60.0,
+            ),
             # ten days ago: in neither
-            make_job(user_id=9, status=JobStatus.FAILED, created_at=NOW - 240 * h, started_at=NOW - 240 * h,
-                     finished_at=NOW - 240 * h + s, gpu_seconds=9.0, error="old"),
+            make_job(
+                user_id=9,
+                status=JobStatus.FAILED,
+                created_at=NOW - 240 * h,
+                started_at=NOW - 240 * h,
+                finished_at=NOW - 240 * h + s,
+                gpu_seconds=9.0,
+                error="old",
+            ),
         ],
     )
 
@@ -204,7 +257,9 @@ async def test_period_stats_counts_times_and_failures(db_sessionmaker: async_ses
     timings = {t.preset: t for t in today.timings}
     assert sorted(timings) == [NO_PRESET, "high", "quick"]
     assert (timings["quick"].wait.count, timings["quick"].wait.mean_seconds, timings["quick"].wait.p95_seconds) == (
-        2, 20.0, 30.0
+        2,
+        20.0,
+        30.0,
     )
     assert (timings["quick"].generation.mean_seconds, timings["quick"].generation.p95_seconds) == (30.0, 40.0)
     assert (timings[NO_PRESET].wait.count, timings[NO_PRESET].wait.mean_seconds) == (2, 5.0)
@@ -234,14 +289,40 @@ async def test_worker_infos_marks_stale_and_hides_stopped(db_sessionmaker: async
     async with db_sessionmaker.begin() as session:
         session.add_all(
             [
-                Worker(id="w-fresh", host="gpu1", pid=10, state=WorkerState.BUSY, gpu_name="NVIDIA H100",
-                       gpu_memory_bytes=80 * 2**30, restarts=2, started_at=NOW - timedelta(hours=1),
-                       last_heartbeat_at=NOW - timedelta(seconds=3), jobs_done=7),
-                Worker(id="w-stale", host="gpu2", pid=11, state=WorkerState.IDLE, gpu_name=None,
-                       gpu_memory_bytes=None, restarts=0, started_at=NOW - timedelta(hours=2),
-                       last_heartbeat_at=NOW - timedelta(minutes=10), jobs_done=0),
-                Worker(id="w-gone", host="gpu3", pid=12, state=WorkerState.STOPPED, restarts=0,
-                       started_at=NOW - timedelta(hours=3), last_heartbeat_at=NOW - timedelta(hours=2), jobs_done=1),
+                Worker(
+                    id="w-fresh",
+                    host="gpu1",
+                    pid=10,
+                    state=WorkerState.BUSY,
+                    gpu_name="NVIDIA H100",
+                    gpu_memory_bytes=80 * 2**30,
+                    restarts=2,
+                    started_at=NOW - timedelta(hours=1),
+                    last_heartbeat_at=NOW - timedelta(seconds=3),
+                    jobs_done=7,
+                ),
+                Worker(
+                    id="w-stale",
+                    host="gpu2",
+                    pid=11,
+                    state=WorkerState.IDLE,
+                    gpu_name=None,
+                    gpu_memory_bytes=None,
+                    restarts=0,
+                    started_at=NOW - timedelta(hours=2),
+                    last_heartbeat_at=NOW - timedelta(minutes=10),
+                    jobs_done=0,
+                ),
+                Worker(
+                    id="w-gone",
+                    host="gpu3",
+                    pid=12,
+                    state=WorkerState.STOPPED,
+                    restarts=0,
+                    started_at=NOW - timedelta(hours=3),
+                    last_heartbeat_at=NOW - timedelta(hours=2),
+                    jobs_done=1,
+                ),
             ]
         )
     async with db_sessionmaker() as session:

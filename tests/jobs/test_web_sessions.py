@@ -35,7 +35,8 @@ async def test_a_link_works_once(db_sessionmaker: async_sessionmaker[AsyncSessio
     async with db_sessionmaker() as s:
         live = await find_session(s, signed.session_token)
         stored = list(await s.scalars(select(WebSignInLink.token_sha256))) + list(
-            await s.scalars(select(WebSession.token_sha256)))
+            await s.scalars(select(WebSession.token_sha256))
+        )
     assert live is not None and live.user_id == 4242
     assert token not in stored and signed.session_token not in stored  # hashes only
 

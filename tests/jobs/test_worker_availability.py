@@ -53,15 +53,31 @@ async def test_a_failed_start_makes_generation_unavailable_until_a_worker_is_idl
     async with db_sessionmaker.begin() as s:  # a later failure keeps the time the unavailability began
         await record_start_failure(s, "gpu-0", host="h", pid=43, reason=REASON, unavailable=True)
         # a retry that is loading does not count as alive while the supervisor is unavailable
-        await upsert_worker(s, "gpu-0", host="h", pid=44, state=WorkerState.LOADING, gpu_name=None,
-                            gpu_memory_bytes=None, current_job_id=None)
+        await upsert_worker(
+            s,
+            "gpu-0",
+            host="h",
+            pid=44,
+            state=WorkerState.LOADING,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+        )
     async with db_sessionmaker() as s:
         assert (await find_worker(s, "gpu-0")).unavailable_since == since  # type: ignore[union-attr]
         assert await generation_unavailable(s, dead_after_s=DEAD_AFTER_S) == REASON
 
     async with db_sessionmaker.begin() as s:  # the fixed worker is idle: the record is cleared
-        await upsert_worker(s, "gpu-0", host="h", pid=44, state=WorkerState.IDLE, gpu_name="H100",
-                            gpu_memory_bytes=None, current_job_id=None)
+        await upsert_worker(
+            s,
+            "gpu-0",
+            host="h",
+            pid=44,
+            state=WorkerState.IDLE,
+            gpu_name="H100",
+            gpu_memory_bytes=None,
+            current_job_id=None,
+        )
     async with db_sessionmaker() as s:
         row = await find_worker(s, "gpu-0")
         assert row is not None and row.failure_reason is None and row.unavailable_since is None
@@ -74,8 +90,16 @@ async def test_one_live_worker_is_enough_and_a_stopped_supervisor_clears_its_rec
 ) -> None:
     async with db_sessionmaker.begin() as s:
         await record_start_failure(s, "broken", host="a", pid=7, reason=REASON, unavailable=True)
-        await upsert_worker(s, "good", host="b", pid=8, state=WorkerState.IDLE, gpu_name=None, gpu_memory_bytes=None,
-                            current_job_id=None)
+        await upsert_worker(
+            s,
+            "good",
+            host="b",
+            pid=8,
+            state=WorkerState.IDLE,
+            gpu_name=None,
+            gpu_memory_bytes=None,
+            current_job_id=None,
+        )
     async with db_sessionmaker() as s:
         assert await generation_unavailable(s, dead_after_s=DEAD_AFTER_S) is None
         infos = await worker_infos(s, now=utcnow(), stale_after_seconds=DEAD_AFTER_S)

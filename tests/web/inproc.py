@@ -30,9 +30,17 @@ OPERATOR_ID = 9001
 
 def web_config(tmp: Path, **overrides: Any) -> WebConfig:
     values: dict[str, Any] = dict(
-        host="127.0.0.1", port=0, public_url=None, operator_user_ids=frozenset({OPERATOR_ID}),
-        quota_daily_gpu_seconds=100000.0, quota_max_pending=5, queue_max_length=100,
-        upload_cap_bytes=8 * 1024 * 1024, output_dir=tmp / "outputs", save_output_copy=False, worker_dead_after=15.0,
+        host="127.0.0.1",
+        port=0,
+        public_url=None,
+        operator_user_ids=frozenset({OPERATOR_ID}),
+        quota_daily_gpu_seconds=100000.0,
+        quota_max_pending=5,
+        queue_max_length=100,
+        upload_cap_bytes=8 * 1024 * 1024,
+        output_dir=tmp / "outputs",
+        save_output_copy=False,
+        worker_dead_after=15.0,
     )
     values.update(overrides)
     return WebConfig(**values)
@@ -87,10 +95,14 @@ class Page:
 async def page(sqlite_url: str, tmp: Path, **config: Any) -> AsyncIterator[Page]:
     engine, read_engine = make_engine(sqlite_url), make_engine(sqlite_url, read_only=True)
     statements: list[str] = []
-    event.listen(read_engine.sync_engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *args: statements.append(statement))
-    server = WebServer(web_config(tmp, **config), sessions=make_sessionmaker(engine),
-                       readers=make_sessionmaker(read_engine))
+    event.listen(
+        read_engine.sync_engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *args: statements.append(statement),
+    )
+    server = WebServer(
+        web_config(tmp, **config), sessions=make_sessionmaker(engine), readers=make_sessionmaker(read_engine)
+    )
     client = TestClient(TestServer(server.make_app()), cookie_jar=aiohttp.DummyCookieJar())
     await client.start_server()
     try:

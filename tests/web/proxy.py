@@ -67,19 +67,41 @@ def site_for(port: int, upstream_port: int, cert: Path, key: Path) -> str:
     site = documented_site()
     for placeholder in (DOC_LISTEN, DOC_CERT, DOC_KEY, DOC_UPSTREAM, DOC_NAME):
         assert placeholder in site, f"docs/deploy.md's nginx site no longer has {placeholder!r}"
-    return (site.replace(DOC_LISTEN, f"listen 127.0.0.1:{port} ssl;")
-            .replace(DOC_CERT, str(cert)).replace(DOC_KEY, str(key))
-            .replace(DOC_UPSTREAM, f"proxy_pass http://127.0.0.1:{upstream_port};")
-            .replace(DOC_NAME, "localhost"))
+    return (
+        site.replace(DOC_LISTEN, f"listen 127.0.0.1:{port} ssl;")
+        .replace(DOC_CERT, str(cert))
+        .replace(DOC_KEY, str(key))
+        .replace(DOC_UPSTREAM, f"proxy_pass http://127.0.0.1:{upstream_port};")
+        .replace(DOC_NAME, "localhost")
+    )
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate and key for localhost (and 127.0.0.1), valid for a day."""
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -94,8 +116,11 @@ class Nginx:
         return f"https://localhost:{self.port}"
 
     def log(self) -> str:
-        return "\n".join((self.folder / name).read_text(errors="replace")[-3000:]
-                         for name in ("error.log", "access.log") if (self.folder / name).exists())
+        return "\n".join(
+            (self.folder / name).read_text(errors="replace")[-3000:]
+            for name in ("error.log", "access.log")
+            if (self.folder / name).exists()
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -115,11 +140,18 @@ def start_nginx(folder: Path, port: int, upstream_port: int) -> Nginx:
     conf = folder / "nginx.conf"
     conf.write_text(MAIN_CONF.format(user=user, dir=folder, site=site_for(port, upstream_port, cert, key)))
     nginx = find_nginx()
-    test = subprocess.run([nginx, "-t", "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
-                          capture_output=True, text=True, timeout=30)
+    test = subprocess.run(
+        [nginx, "-t", "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert test.returncode == 0, f"nginx -t refused the configuration:\n{test.stderr}\n{conf.read_text()}"
-    proc = subprocess.Popen([nginx, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nginx, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server = Nginx(folder, port, proc)
     context = ssl.create_default_context(cafile=str(cert))
     deadline = time.monotonic() + NGINX_START_TIMEOUT_S
@@ -127,8 +159,10 @@ def start_nginx(folder: Path, port: int, upstream_port: int) -> Nginx:
         if proc.poll() is not None:
             raise AssertionError(f"nginx exited with {proc.returncode}:\n{server.log()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
-                    context.wrap_socket(raw, server_hostname="localhost"):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname="localhost"),
+            ):
                 return server
         except OSError:
             if time.monotonic() > deadline:

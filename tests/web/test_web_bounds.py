@@ -33,8 +33,9 @@ async def error_of(response: Any) -> str:
 
 async def test_a_sign_in_body_over_1_kib_is_refused_before_it_is_read(sqlite_url: str, tmp_path: Path) -> None:
     async with page(sqlite_url, tmp_path) as p:
-        response = await p.client.post("/signin", data=b"token=" + b"a" * 2000,
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = await p.client.post(
+            "/signin", data=b"token=" + b"a" * 2000, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         assert response.status == 413 and "larger than this address accepts" in await error_of(response)
 
         async def chunked() -> Any:  # no Content-Length: refused after 1 KiB + one chunk is read
@@ -45,8 +46,9 @@ async def test_a_sign_in_body_over_1_kib_is_refused_before_it_is_read(sqlite_url
         assert response.status == 413
         # an upload-sized body to a JSON route is refused from its declared length, signed in or not
         user = await p.sign_in(7)
-        response = await user.post("/api/signout", data=b"{" + b" " * (JSON_BODY_CAP_BYTES + 10) + b"}",
-                                   **{"Content-Type": "application/json"})
+        response = await user.post(
+            "/api/signout", data=b"{" + b" " * (JSON_BODY_CAP_BYTES + 10) + b"}", **{"Content-Type": "application/json"}
+        )
         assert response.status == 413
         response = await p.client.post("/api/console/pause", data=b"x" * (20 * 1024 * 1024))
         assert response.status == 413
@@ -57,8 +59,13 @@ async def test_ids_out_of_range_and_malformed_json_answer_400(sqlite_url: str, t
     async with page(sqlite_url, tmp_path) as p:
         user = await p.sign_in(8)
         operator = await p.sign_in(OPERATOR_ID)
-        for path in (f"/api/jobs/{HUGE}", "/api/jobs/abc", "/api/jobs/0", f"/api/jobs/{HUGE}/video.mp4",
-                     f"/api/jobs/{HUGE}/events"):
+        for path in (
+            f"/api/jobs/{HUGE}",
+            "/api/jobs/abc",
+            "/api/jobs/0",
+            f"/api/jobs/{HUGE}/video.mp4",
+            f"/api/jobs/{HUGE}/events",
+        ):
             response = await user.get(path)
             assert response.status == 400 and "job id" in await error_of(response), path
         for path in (f"/api/jobs/{HUGE}/cancel", f"/api/jobs/{HUGE}/delete", f"/api/jobs/{HUGE}/again?mode=same"):
@@ -76,17 +83,23 @@ async def test_ids_out_of_range_and_malformed_json_answer_400(sqlite_url: str, t
         for body in (b"{not json", b"[1, 2]", b'"text"', b"[" * 10000):
             response = await operator.post("/api/console/pause", data=body, **json_type)
             assert response.status == 400 and "JSON object" in await error_of(response), body[:20]
-        for limits in ({"max_pending": HUGE}, {"max_pending": -3}, {"daily_gpu_seconds": "nan"},
-                       {"daily_gpu_seconds": "1e400"}, {"daily_gpu_seconds": [1]}):
+        for limits in (
+            {"max_pending": HUGE},
+            {"max_pending": -3},
+            {"daily_gpu_seconds": "nan"},
+            {"daily_gpu_seconds": "1e400"},
+            {"daily_gpu_seconds": [1]},
+        ):
             response = await operator.post("/api/console/users/8/limits", data=json.dumps(limits), **json_type)
             assert response.status == 400, (limits, response.status, await response.text())
-        response = await operator.post("/api/console/users/8/limits", data=json.dumps({"max_pending": 3}),
-                                       **json_type)
+        response = await operator.post("/api/console/users/8/limits", data=json.dumps({"max_pending": 3}), **json_type)
         assert response.status == 200 and (await response.json())["max_pending"] == 3
 
 
 async def test_each_user_holds_a_few_event_streams_and_each_ends_in_time(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with page(sqlite_url, tmp_path) as p:
         user, other = await p.sign_in(9), await p.sign_in(10)
@@ -195,13 +208,16 @@ async def test_video_and_image_answer_byte_ranges_read_a_chunk_at_a_time(sqlite_
         assert int(whole.headers["Content-Length"]) == len(video) and await whole.read() == video
         # never the whole column: a size, then substr() of at most a chunk per statement
         assert not [s for s in p.statements if "job_videos.data" in s and "substr" not in s], p.statements
-        for header, first, last in (("bytes=0-1", 0, 1), ("bytes=100-", 100, len(video) - 1),
-                                    ("bytes=-500", len(video) - 500, len(video) - 1),
-                                    (f"bytes=10-{len(video) * 2}", 10, len(video) - 1)):
+        for header, first, last in (
+            ("bytes=0-1", 0, 1),
+            ("bytes=100-", 100, len(video) - 1),
+            ("bytes=-500", len(video) - 500, len(video) - 1),
+            (f"bytes=10-{len(video) * 2}", 10, len(video) - 1),
+        ):
             part = await user.get(path, Range=header)
             assert part.status == 206, header
             assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(video)}", header
-            assert await part.read() == video[first:last + 1], header
+            assert await part.read() == video[first : last + 1], header
         for header in (f"bytes={len(video)}-", "bytes=5-2", "bytes=-0", f"bytes={HUGE}-"):
             refused = await user.get(path, Range=header)
             assert refused.status == 416 and refused.headers["Content-Range"] == f"bytes */{len(video)}", header
@@ -220,7 +236,9 @@ async def test_video_and_image_answer_byte_ranges_read_a_chunk_at_a_time(sqlite_
 
 
 async def test_one_access_log_line_per_request_with_the_client_behind_a_trusted_proxy(
-    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    sqlite_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="web.access")
     forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
@@ -278,7 +296,8 @@ async def test_a_page_job_belongs_to_the_server_of_the_sign_in_link(sqlite_url: 
 
 
 async def test_a_ban_ends_sessions_at_once_and_the_user_ends_their_own_everywhere(
-    sqlite_url: str, tmp_path: Path,
+    sqlite_url: str,
+    tmp_path: Path,
 ) -> None:
     from jobs.control import ban_and_settle
 
@@ -323,8 +342,7 @@ async def test_role_derived_rights_lapse_when_the_roles_are_not_re_read(sqlite_u
     from jobs.web_sessions import record_roles
 
     operator_role = 777
-    async with page(sqlite_url, tmp_path, operator_role_ids=frozenset({operator_role}),
-                    role_recheck_seconds=60.0) as p:
+    async with page(sqlite_url, tmp_path, operator_role_ids=frozenset({operator_role}), role_recheck_seconds=60.0) as p:
         member = await p.sign_in(33, guild_id=501, role_ids=[operator_role])
         assert (await member.get("/api/console")).status == 200  # operator by role, read with the link
         # the bot re-read them just within two periods: still valid

@@ -35,8 +35,10 @@ async def test_healthz_and_a_queued_jobs_status_show_the_download(sqlite_url: st
 
         shown = await (await member.get(f"/api/jobs/{job.id}")).json()
         assert shown["status"] == "queued" and shown["eta_seconds"] is None
-        assert shown["model_download"] == (f"⬇️ The {name} model is downloading for its first use: 1.2 of 5.1 GB "
-                                           "(24 %). This job starts once it has loaded.")
+        assert shown["model_download"] == (
+            f"⬇️ The {name} model is downloading for its first use: 1.2 of 5.1 GB "
+            "(24 %). This job starts once it has loaded."
+        )
 
         async with p.server.sessions.begin() as session:  # the download is over: the estimate again
             await record_download(session, "gpu-0", model=None)

@@ -35,12 +35,21 @@ def _set(browser: Any, element_id: str, value: str) -> None:
 
 
 def _finished(browser: Any) -> dict[str, Any]:
-    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
-             timeout=VIDEO_WAIT_S, what="the video")
-    return wait_for(browser, lambda b: b.execute_script(
-        "const v = document.getElementById('result-video');"
-        "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, width: v.videoWidth, "
-        "height: v.videoHeight} : null;"), what="the video playing")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+        timeout=VIDEO_WAIT_S,
+        what="the video",
+    )
+    return wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const v = document.getElementById('result-video');"
+            "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, width: v.videoWidth, "
+            "height: v.videoHeight} : null;"
+        ),
+        what="the video playing",
+    )
 
 
 def _shown_job(browser: Any) -> int:
@@ -49,11 +58,17 @@ def _shown_job(browser: Any) -> int:
 
 def test_choose_a_model_make_its_video_and_vary_to_another(app: WebApp, browser: Any, tmp_path: Path) -> None:
     sign_in_browser(browser, app.printed_link())
-    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and by_id(b, "model-field").is_displayed(),
-             what="the form with its model selector")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "app").is_displayed() and by_id(b, "model-field").is_displayed(),
+        what="the form with its model selector",
+    )
     models = Select(by_id(browser, "model"))
     assert [(o.get_attribute("value"), o.text) for o in models.options] == [
-        ("i2vgenxl", "I2VGen-XL"), ("wan22-5b", "Wan 2.2 (5B)"), ("ltxv", "LTX-Video (fast)")]
+        ("i2vgenxl", "I2VGen-XL"),
+        ("wan22-5b", "Wan 2.2 (5B)"),
+        ("ltxv", "LTX-Video (fast)"),
+    ]
     assert models.first_selected_option.get_attribute("value") == "i2vgenxl"  # the first enabled is the default
     assert by_id(browser, "frames").get_attribute("max") == "32"
 
@@ -106,6 +121,9 @@ def test_choose_a_model_make_its_video_and_vary_to_another(app: WebApp, browser:
     child = app.get_json(f"/api/jobs/{child_id}")
     assert child["params"]["model"] == "i2vgenxl" and child["params"]["frames"] == 8  # I2VGen-XL's quick
     assert app.call("GET", f"/api/jobs/{child_id}/input")[2] == SAMPLE_IMAGE.read_bytes()  # the parent's image
-    shown = wait_for(browser, lambda b: by_id(b, "output-name").text.endswith(f"_{child_id}.mp4") and
-                     by_id(b, "result-params").text, what="the variation's parameters")
+    shown = wait_for(
+        browser,
+        lambda b: by_id(b, "output-name").text.endswith(f"_{child_id}.mp4") and by_id(b, "result-params").text,
+        what="the variation's parameters",
+    )
     assert shown and "I2VGen-XL · quick · 256p" in shown, shown

@@ -49,8 +49,11 @@ FAST = {"resolution": "256p", "steps": "10"}  # quick keeps 8 frames at 8 fps; f
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
     # started as an admin starts it the first time: scripts/run-bot, no DISCORD_TOKEN
-    with started_app(tmp_path_factory.mktemp("webapp"), {"I2V_FAULT_SLEEP_PER_STEP": "0.3"},
-                     launcher=(str(REPO_ROOT / "scripts" / "run-bot"),)) as app:
+    with started_app(
+        tmp_path_factory.mktemp("webapp"),
+        {"I2V_FAULT_SLEEP_PER_STEP": "0.3"},
+        launcher=(str(REPO_ROOT / "scripts" / "run-bot"),),
+    ) as app:
         yield app
 
 
@@ -64,8 +67,12 @@ def signed_in(app: WebApp, browser: Any) -> None:
     assert link.startswith(app.url + "/signin?token=")  # WEB_HOST 127.0.0.1 and the bound port
     sign_in_browser(browser, link)
     assert "this machine's operator" in by_id(browser, "user").text and by_id(browser, "console-link").is_displayed()
-    status, _, body = http("POST", app.url + "/signin", data=f"token={link.split('token=')[1]}".encode(),
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, body = http(
+        "POST",
+        app.url + "/signin",
+        data=f"token={link.split('token=')[1]}".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 403 and b"already used" in body  # single use
 
 
@@ -76,19 +83,24 @@ def text_of(element_id: str) -> Any:
 def jobs_count(app: WebApp) -> int:
     async def count(session: Any) -> int:
         return int(await session.scalar(select(func.count(Job.id))))
+
     return app.store(count)
 
 
 def is_paused(app: WebApp) -> bool:
     async def paused(session: Any) -> bool:
         return bool((await session.get(QueueState, 1)).paused)
+
     return app.store(paused)
 
 
 def open_page(browser: Any, app: WebApp) -> None:
     browser.get(app.url + "/")
-    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and by_id(b, "resolution").get_attribute("value"),
-             what="the form")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "app").is_displayed() and by_id(b, "resolution").get_attribute("value"),
+        what="the form",
+    )
 
 
 def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
@@ -113,16 +125,22 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     options = app.get_json("/api/options")
     (default,) = [m for m in options["models"] if m["key"] == options["default_model"]]
     low, high = default["frames"]
-    assert (by_id(browser, "frames").get_attribute("min"), by_id(browser, "frames").get_attribute("max")) == \
-        (str(low), str(high)) == ("8", "32")
+    assert (
+        (by_id(browser, "frames").get_attribute("min"), by_id(browser, "frames").get_attribute("max"))
+        == (str(low), str(high))
+        == ("8", "32")
+    )
     assert by_id(browser, "steps").get_attribute("value") == "50"  # the standard preset by default
     by_id(browser, "image").send_keys(str(SAMPLE_IMAGE))
     wait_for(browser, lambda b: "Image accepted: 640×384" in by_id(b, "image-message").text, what="the image check")
     assert by_id(browser, "preview").is_displayed()
     by_id(browser, "prompt").send_keys("the clouds drift slowly over the hills")
     browser.find_element("css selector", '.preset[data-preset="quick"]').click()
-    assert (by_id(browser, "frames").get_attribute("value"), by_id(browser, "fps").get_attribute("value"),
-            by_id(browser, "steps").get_attribute("value")) == ("8", "8", "30")
+    assert (
+        by_id(browser, "frames").get_attribute("value"),
+        by_id(browser, "fps").get_attribute("value"),
+        by_id(browser, "steps").get_attribute("value"),
+    ) == ("8", "8", "30")
     by_id(browser, "advanced").click()
     by_id(browser, "random-seed").click()
     seed = int(by_id(browser, "seed").get_attribute("value"))
@@ -131,15 +149,17 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     for name, value in FAST.items():  # fewer pixels and steps than quick, for a CPU; frames and fps stay quick's
         field = by_id(browser, name)
         if name == "resolution":
-            browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))",
-                                   field, value)
+            browser.execute_script(
+                "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", field, value
+            )
         else:
             field.clear()
             field.send_keys(value)
     by_id(browser, "generate").click()
 
-    queued = wait_for(browser, lambda b: "Queued: position 1" in (t := by_id(b, "job-status").text) and t,
-                      what="the queue position")
+    queued = wait_for(
+        browser, lambda b: "Queued: position 1" in (t := by_id(b, "job-status").text) and t, what="the queue position"
+    )
     assert "ready in about" in queued
 
     browser.switch_to.window(console_tab)
@@ -147,8 +167,10 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     by_id(browser, "resume").click()
     wait_for(browser, lambda b: by_id(b, "queue-state").get_attribute("data-paused") == "false", what="resume")
     assert not is_paused(app)
-    audit = wait_for(browser, lambda b: {r.get_attribute("data-action") for r in
-                                         b.find_elements("css selector", "#audit tr")} or None)
+    audit = wait_for(
+        browser,
+        lambda b: {r.get_attribute("data-action") for r in b.find_elements("css selector", "#audit tr")} or None,
+    )
     assert {"pause_queue", "resume_queue"} <= audit
 
     browser.switch_to.window(page_tab)
@@ -164,10 +186,15 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     wait_for(browser, progress, timeout=VIDEO_WAIT_S, what="the video")
     assert len(steps) >= 2, f"progress never changed while denoising: {steps}"
 
-    video = wait_for(browser, lambda b: b.execute_script(
-        "const v = document.getElementById('result-video');"
-        "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, duration: v.duration, "
-        "width: v.videoWidth, height: v.videoHeight} : null;"), what="the video playing")
+    video = wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const v = document.getElementById('result-video');"
+            "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, duration: v.duration, "
+            "width: v.videoWidth, height: v.videoHeight} : null;"
+        ),
+        what="the video playing",
+    )
     assert (video["width"], video["height"]) == (448, 256)
     assert abs(video["duration"] - 1.0) < 0.2, video  # 8 frames at 8 fps
     status, headers, mp4 = app.call("GET", video["src"])
@@ -191,11 +218,16 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     assert "GPU time left" in by_id(browser, "quota").text
 
     # the gallery shows it, newest first, and Delete removes it
-    wait_for(browser, lambda b: b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
-             what="the gallery entry")
+    wait_for(
+        browser,
+        lambda b: b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
+        what="the gallery entry",
+    )
     after = http("GET", app.url + "/metrics")[2].decode()
-    assert metric(after, 'i2v_jobs_finished_total{outcome="succeeded"}') == \
-        metric(before, 'i2v_jobs_finished_total{outcome="succeeded"}') + 1
+    assert (
+        metric(after, 'i2v_jobs_finished_total{outcome="succeeded"}')
+        == metric(before, 'i2v_jobs_finished_total{outcome="succeeded"}') + 1
+    )
     assert metric(after, 'i2v_job_generation_seconds_count{preset="quick"}') >= 1
     assert metric(after, "i2v_gpu_seconds_total") > metric(before, "i2v_gpu_seconds_total")
     assert metric(after, 'i2v_workers{state="idle"}') + metric(after, 'i2v_workers{state="busy"}') >= 1
@@ -204,8 +236,11 @@ def test_make_a_video_watch_it_and_play_it(app: WebApp, browser: Any) -> None:
     again_buttons(app, browser)
 
     browser.find_element("css selector", f'#gallery-items figure[data-job="{job_id}"] button.delete').click()
-    wait_for(browser, lambda b: not b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
-             what="the delete")
+    wait_for(
+        browser,
+        lambda b: not b.find_elements("css selector", f'#gallery-items figure[data-job="{job_id}"]'),
+        what="the delete",
+    )
     assert app.call("GET", f"/api/jobs/{job_id}/video.mp4")[0] == 404
 
 
@@ -233,10 +268,17 @@ def vary_the_video(app: WebApp, browser: Any, parent_id: int) -> None:
     by_id(browser, "generate").click()
     wait_for(browser, lambda b: shown_job(b) != parent_id, what="the variation queued")
     child_id = shown_job(browser)
-    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
-             timeout=VIDEO_WAIT_S, what="the variation's video")
-    shown = wait_for(browser, lambda b: by_id(b, "output-name").text.endswith(f"_{child_id}.mp4") and
-                     by_id(b, "result-params").text, what="the variation's parameters")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+        timeout=VIDEO_WAIT_S,
+        what="the variation's video",
+    )
+    shown = wait_for(
+        browser,
+        lambda b: by_id(b, "output-name").text.endswith(f"_{child_id}.mp4") and by_id(b, "result-params").text,
+        what="the variation's parameters",
+    )
     assert "at dusk" in shown and "12 steps" in shown and "8 frames" in shown and "quick" in shown, shown
     child = app.get_json(f"/api/jobs/{child_id}")
     changed = {k for k in parent["params"] if child["params"][k] != parent["params"][k]}
@@ -255,6 +297,7 @@ def vary_the_video(app: WebApp, browser: Any, parent_id: int) -> None:
 def again_buttons(app: WebApp, browser: Any) -> None:
     """Re-roll (a new seed) on the shown video, run to the end; then Same again (the same seed) on that one while
     the queue is paused, cancelled from the page: each is a new job of the shown one's image and parameters."""
+
     def press(button: str) -> tuple[Any, Any]:
         before = app.get_json(f"/api/jobs/{shown_job(browser)}")
         by_id(browser, button).click()
@@ -266,18 +309,26 @@ def again_buttons(app: WebApp, browser: Any) -> None:
         return before, new
 
     _, rerolled = press("reroll")
-    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
-             timeout=VIDEO_WAIT_S, what="the re-roll's video")
-    wait_for(browser, lambda b: f"seed {rerolled['params']['seed']}" in by_id(b, "result-params").text,
-             what="the re-roll's parameters")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+        timeout=VIDEO_WAIT_S,
+        what="the re-roll's video",
+    )
+    wait_for(
+        browser,
+        lambda b: f"seed {rerolled['params']['seed']}" in by_id(b, "result-params").text,
+        what="the re-roll's parameters",
+    )
     assert app.call("POST", "/api/console/pause", data=b"{}")[0] == 200
     try:
         before, same = press("same")
         assert same["params"] == before["params"]
         wait_for(browser, lambda b: "Queued: position" in by_id(b, "job-status").text, what="Same again queued")
         by_id(browser, "cancel").click()
-        wait_for(browser, lambda b: f"Cancelled job #{same['id']}" in by_id(b, "form-message").text,
-                 what="the page's Cancel")
+        wait_for(
+            browser, lambda b: f"Cancelled job #{same['id']}" in by_id(b, "form-message").text, what="the page's Cancel"
+        )
         assert app.get_json(f"/api/jobs/{same['id']}")["status"] == "cancelled"
     finally:
         assert app.call("POST", "/api/console/resume", data=b"{}")[0] == 200
@@ -302,12 +353,18 @@ def test_a_refused_image_shows_its_message(app: WebApp, browser: Any, tmp_path: 
     before = jobs_count(app)
     open_page(browser, app)
     by_id(browser, "image").send_keys(str(fake))
-    wait_for(browser, lambda b: "That file is not an image I can read" in by_id(b, "image-message").text,
-             what="the image check's message")
+    wait_for(
+        browser,
+        lambda b: "That file is not an image I can read" in by_id(b, "image-message").text,
+        what="the image check's message",
+    )
     by_id(browser, "prompt").send_keys("anything")
     by_id(browser, "generate").click()
-    wait_for(browser, lambda b: "That file is not an image I can read" in by_id(b, "form-message").text,
-             what="the refusal on Generate")
+    wait_for(
+        browser,
+        lambda b: "That file is not an image I can read" in by_id(b, "form-message").text,
+        what="the refusal on Generate",
+    )
     assert jobs_count(app) == before
 
 
@@ -318,8 +375,10 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
     import threading
 
     port = free_port()
-    attack = (f'<form id="f" method="post" action="{app.url}/api/console/pause" enctype="text/plain">'
-              '<input name="reason" value="forged"></form><script>document.getElementById("f").submit()</script>')
+    attack = (
+        f'<form id="f" method="post" action="{app.url}/api/console/pause" enctype="text/plain">'
+        '<input name="reason" value="forged"></form><script>document.getElementById("f").submit()</script>'
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -341,14 +400,21 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
     try:
         assert not is_paused(app)
         browser.get(f"http://localhost:{port}/")  # localhost:other-port: a different origin and site name
-        answer = wait_for(browser, lambda b: b.current_url.startswith(app.url) and b.find_element("tag name", "body").text,
-                          what="the forged post's answer")
+        answer = wait_for(
+            browser,
+            lambda b: b.current_url.startswith(app.url) and b.find_element("tag name", "body").text,
+            what="the forged post's answer",
+        )
         assert "Sign in first" in json.loads(answer)["error"]
         assert not is_paused(app)
         # the same without a browser, with the operator's session: no token, a wrong one, or a foreign Origin
         # with the right token, is refused
-        for headers in ({"X-CSRF-Token": ""}, {"X-CSRF-Token": "0" * 64},
-                        {"Origin": "http://evil.example"}, {"Origin": "null"}):
+        for headers in (
+            {"X-CSRF-Token": ""},
+            {"X-CSRF-Token": "0" * 64},
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+        ):
             status, _, body = app.call("POST", "/api/console/pause", data=b"{}", headers=headers)
             assert status == 403 and b"did not come from the i2v page" in body, (headers, status, body)
         assert not is_paused(app)
@@ -356,14 +422,29 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop) if loop.is_running() else loop.run_until_complete(
-            runner.cleanup())
+            runner.cleanup()
+        )
         loop.close()
 
 
-API_PATHS = ("/api/me", "/api/options", "/api/quota", "/api/gallery", "/api/console", "/api/jobs/1",
-             "/api/jobs/1/video.mp4", "/api/jobs/1/input", "/api/jobs/1/events", "/api/console/users/1")
-FORWARDED = ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1;proto=https;host=localhost"},
-             {"X-Real-IP": "127.0.0.1"}, {"X-Forwarded-For": "::1", "X-Real-IP": "::1", "Host": "localhost"})
+API_PATHS = (
+    "/api/me",
+    "/api/options",
+    "/api/quota",
+    "/api/gallery",
+    "/api/console",
+    "/api/jobs/1",
+    "/api/jobs/1/video.mp4",
+    "/api/jobs/1/input",
+    "/api/jobs/1/events",
+    "/api/console/users/1",
+)
+FORWARDED = (
+    {"X-Forwarded-For": "127.0.0.1"},
+    {"Forwarded": "for=127.0.0.1;proto=https;host=localhost"},
+    {"X-Real-IP": "127.0.0.1"},
+    {"X-Forwarded-For": "::1", "X-Real-IP": "::1", "Host": "localhost"},
+)
 
 
 def test_no_address_and_no_header_is_trusted(app: WebApp) -> None:

@@ -34,8 +34,14 @@ API_PATHS = ("/api/me", "/api/quota", "/api/gallery", "/api/console", "/api/jobs
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebApp, Nginx]]:
     root = tmp_path_factory.mktemp("proxied")
     port = free_port()
-    app = WebApp(root, extra_env={"WEB_PUBLIC_URL": f"https://localhost:{port}", "WEB_TRUSTED_PROXIES": "127.0.0.1",
-                                  "I2V_FAULT_SLEEP_PER_STEP": "0.3"})
+    app = WebApp(
+        root,
+        extra_env={
+            "WEB_PUBLIC_URL": f"https://localhost:{port}",
+            "WEB_TRUSTED_PROXIES": "127.0.0.1",
+            "I2V_FAULT_SLEEP_PER_STEP": "0.3",
+        },
+    )
     nginx = start_nginx(root / "nginx", port, app.port)
     try:
         app.start()
@@ -48,14 +54,18 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebApp, 
 
 def fill_form(browser: Any, public: str, prompt: str, steps: str) -> None:
     browser.get(public + "/")
-    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and by_id(b, "resolution").get_attribute("value"),
-             what="the form")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "app").is_displayed() and by_id(b, "resolution").get_attribute("value"),
+        what="the form",
+    )
     by_id(browser, "image").send_keys(str(SAMPLE_IMAGE))
     wait_for(browser, lambda b: "Image accepted" in by_id(b, "image-message").text, what="the image check")
     by_id(browser, "prompt").send_keys(prompt)
     browser.find_element("css selector", '.preset[data-preset="quick"]').click()
-    browser.execute_script("arguments[0].value = '256p'; arguments[0].dispatchEvent(new Event('input'))",
-                           by_id(browser, "resolution"))
+    browser.execute_script(
+        "arguments[0].value = '256p'; arguments[0].dispatchEvent(new Event('input'))", by_id(browser, "resolution")
+    )
     by_id(browser, "advanced").click()
     by_id(browser, "steps").clear()
     by_id(browser, "steps").send_keys(steps)
@@ -84,12 +94,20 @@ def test_through_nginx_sign_in_generate_play_cancel_and_sign_out(proxied: tuple[
 
     # generate through the proxy and play it
     fill_form(browser, public, "waves roll in", "10")
-    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
-             timeout=VIDEO_WAIT_S, what="the video")
-    video = wait_for(browser, lambda b: b.execute_script(
-        "const v = document.getElementById('result-video');"
-        "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, duration: v.duration} : null;"),
-        what="the video playing")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "job-status").get_attribute("data-status") == "succeeded",
+        timeout=VIDEO_WAIT_S,
+        what="the video",
+    )
+    video = wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const v = document.getElementById('result-video');"
+            "return v.readyState >= 2 && v.duration > 0 ? {src: v.currentSrc, duration: v.duration} : null;"
+        ),
+        what="the video playing",
+    )
     assert video["src"].startswith(public + "/api/jobs/"), video
     status, headers, whole = http("GET", video["src"], headers=session)
     assert status == 200 and whole[4:8] == b"ftyp"
@@ -98,27 +116,37 @@ def test_through_nginx_sign_in_generate_play_cancel_and_sign_out(proxied: tuple[
     status, headers, _ = http("GET", video["src"], headers={**session, "Range": f"bytes={len(whole)}-"})
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
     path = video["src"].removeprefix(public).split("?")[0]
-    assert any(path in line and '" 206 ' in line for line in nginx.log().splitlines()), \
+    assert any(path in line and '" 206 ' in line for line in nginx.log().splitlines()), (
         "the browser's <video> made no Range request through nginx"
+    )
 
     # a second job, cancelled from the page while it runs or waits
     fill_form(browser, public, "a slow one", "50")
     wait_for(browser, lambda b: by_id(b, "cancel").is_displayed(), what="the cancel button")
     by_id(browser, "cancel").click()
-    wait_for(browser, lambda b: by_id(b, "job-status").get_attribute("data-status") == "cancelled",
-             timeout=VIDEO_WAIT_S, what="the cancel")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "job-status").get_attribute("data-status") == "cancelled",
+        timeout=VIDEO_WAIT_S,
+        what="the cancel",
+    )
 
     # the page's POSTs passed the Origin check through the proxy; the same session and token sent straight to the
     # app's own address, with that address as the Origin, is refused (the page's origin is WEB_PUBLIC_URL)
     csrf = json.loads(http("GET", public + "/api/me", headers=session)[2])["csrf_token"]
-    status, _, body = http("POST", app.url + "/api/jobs/1/again?mode=same", data=b"",
-                           headers={**session, "X-CSRF-Token": csrf, "Origin": app.url})
+    status, _, body = http(
+        "POST",
+        app.url + "/api/jobs/1/again?mode=same",
+        data=b"",
+        headers={**session, "X-CSRF-Token": csrf, "Origin": app.url},
+    )
     assert status == 403 and b"did not come from the i2v page" in body, (status, body)
 
     # the console lists the signed-in sessions, this browser's among them, each with End
     browser.get(public + "/console")
-    rows = wait_for(browser, lambda b: b.find_elements("css selector", "#sessions tr[data-session]"),
-                    what="the console's sessions")
+    rows = wait_for(
+        browser, lambda b: b.find_elements("css selector", "#sessions tr[data-session]"), what="the console's sessions"
+    )
     assert len(rows) >= 1 and all(row.find_elements("css selector", "button.end-session") for row in rows)
 
     # sign out: the session ends, the page shows the prompt again

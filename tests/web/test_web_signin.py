@@ -25,8 +25,12 @@ BOUNDARY = "i2vtestboundary"
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
-    env = {"WEB_HOST": "0.0.0.0", "WORKER": "external", "OPERATOR_USER_IDS": str(OPERATOR_ID),
-           "PROMPT_BLOCKLIST": "gore, zombie horde"}
+    env = {
+        "WEB_HOST": "0.0.0.0",
+        "WORKER": "external",
+        "OPERATOR_USER_IDS": str(OPERATOR_ID),
+        "PROMPT_BLOCKLIST": "gore, zombie horde",
+    }
     # no worker: /healthz says 503, which is the point of external mode
     with started_app(tmp_path_factory.mktemp("remote"), env, wait_healthy=False) as app:
         yield app
@@ -47,16 +51,28 @@ def multipart(fields: dict[str, str], image: bytes | None) -> bytes:
     parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
     body = "".join(parts).encode()
     if image is not None:
-        body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
-                 "Content-Type: image/png\r\n\r\n").encode() + image + b"\r\n"
+        body += (
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + image
+            + b"\r\n"
+        )
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
 def post_job(app: WebApp, cookie: str, csrf: str, **fields: str) -> tuple[int, Any]:
-    body = multipart({"prompt": "a boat", "preset": "quick", "resolution": "256p", "steps": "10", **fields},
-                     SAMPLE_IMAGE.read_bytes())
-    status, _, answer = http("POST", app.url + "/api/jobs", data=body, headers={
-        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    body = multipart(
+        {"prompt": "a boat", "preset": "quick", "resolution": "256p", "steps": "10", **fields},
+        SAMPLE_IMAGE.read_bytes(),
+    )
+    status, _, answer = http(
+        "POST",
+        app.url + "/api/jobs",
+        data=body,
+        headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
     return status, json.loads(answer)
 
 
@@ -68,8 +84,12 @@ def test_a_remote_page_without_sign_in_refuses(remote: WebApp, browser: Any) -> 
         status, _, body = http("GET", remote.url + path)
         assert status == 401 and b"Sign in first" in body, (path, status)
     body = multipart({"prompt": "x"}, SAMPLE_IMAGE.read_bytes())
-    status, _, _ = http("POST", remote.url + "/api/jobs", data=body,
-                        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    status, _, _ = http(
+        "POST",
+        remote.url + "/api/jobs",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
     assert status == 401
     assert remote.store(_count_jobs) == 0
     browser.get(remote.url + "/console")
@@ -112,10 +132,20 @@ def test_users_see_and_change_only_their_own_jobs(remote: WebApp) -> None:
     assert status == 201 and job["status"] == "queued", job
     path = f"{remote.url}/api/jobs/{job['id']}"
     assert http("GET", path, headers={"Cookie": alice})[0] == 200
-    for method, suffix in (("GET", ""), ("GET", "/video.mp4"), ("GET", "/input"), ("POST", "/cancel"),
-                           ("POST", "/delete"), ("POST", "/again?mode=reroll")):
-        status, _, _ = http(method, path + suffix, data=b"" if method == "POST" else None,
-                            headers={"Cookie": bob, "X-CSRF-Token": bob_csrf})
+    for method, suffix in (
+        ("GET", ""),
+        ("GET", "/video.mp4"),
+        ("GET", "/input"),
+        ("POST", "/cancel"),
+        ("POST", "/delete"),
+        ("POST", "/again?mode=reroll"),
+    ):
+        status, _, _ = http(
+            method,
+            path + suffix,
+            data=b"" if method == "POST" else None,
+            headers={"Cookie": bob, "X-CSRF-Token": bob_csrf},
+        )
         assert status == 404, (method, suffix, status)
     # Bob's token with Alice's cookie is a forged request: refused
     assert http("POST", path + "/cancel", data=b"", headers={"Cookie": alice, "X-CSRF-Token": bob_csrf})[0] == 403
@@ -134,15 +164,23 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_read(remote: WebApp) -> 
     cookie, csrf = sign_in(remote, 5003)
     cap = json.loads(http("GET", remote.url + "/api/options", headers={"Cookie": cookie})[2])["max_upload_bytes"]
     body = multipart({"prompt": "big"}, b"\0" * (cap + 200_000))
-    status, _, answer = http("POST", remote.url + "/api/jobs", data=body, headers={
-        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    status, _, answer = http(
+        "POST",
+        remote.url + "/api/jobs",
+        data=body,
+        headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
     assert status == 413 and b"too large" in answer, (status, answer[:200])
 
 
 def post(app: WebApp, path: str, cookie: str, csrf: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body if body is not None else {}).encode()
-    status, _, answer = http("POST", app.url + path, data=data, headers={
-        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    status, _, answer = http(
+        "POST",
+        app.url + path,
+        data=data,
+        headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"},
+    )
     return status, json.loads(answer)
 
 
@@ -154,16 +192,33 @@ def test_re_roll_same_again_and_vary_reuse_the_stored_image(remote: WebApp) -> N
     assert status == 201 and same["params"] == parent["params"]
     status, reroll = post(remote, f"/api/jobs/{parent['id']}/again?mode=reroll", cookie, csrf)
     assert status == 201
-    assert {k: v for k, v in reroll["params"].items() if k != "seed"} == \
-        {k: v for k, v in parent["params"].items() if k != "seed"}
-    body = multipart({"parent": str(parent["id"]), "prompt": "a boat, at night", "preset": "quick",
-                      "resolution": "256p", "steps": "12", "seed": "42"}, None)
-    status, _, answer = http("POST", remote.url + "/api/jobs", data=body, headers={
-        "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert {k: v for k, v in reroll["params"].items() if k != "seed"} == {
+        k: v for k, v in parent["params"].items() if k != "seed"
+    }
+    body = multipart(
+        {
+            "parent": str(parent["id"]),
+            "prompt": "a boat, at night",
+            "preset": "quick",
+            "resolution": "256p",
+            "steps": "12",
+            "seed": "42",
+        },
+        None,
+    )
+    status, _, answer = http(
+        "POST",
+        remote.url + "/api/jobs",
+        data=body,
+        headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
     vary = json.loads(answer)
     assert status == 201, vary
     assert (vary["params"]["prompt"], vary["params"]["steps"], vary["params"]["seed"]) == ("a boat, at night", 12, 42)
-    assert (vary["params"]["width"], vary["params"]["height"]) == (parent["params"]["width"], parent["params"]["height"])
+    assert (vary["params"]["width"], vary["params"]["height"]) == (
+        parent["params"]["width"],
+        parent["params"]["height"],
+    )
 
     async def inputs(session: Any) -> set[tuple[int | None, str]]:
         from sqlalchemy import select
@@ -186,8 +241,9 @@ def test_the_console_acts_through_the_operator_commands_operations(remote: WebAp
     user, user_csrf = sign_in(remote, 5020)
     status, job = post_job(remote, user, user_csrf)
     assert status == 201
-    status, limits = post(remote, "/api/console/users/5020/limits", operator, op_csrf,
-                          {"daily_gpu_seconds": 1234, "max_pending": 3})
+    status, limits = post(
+        remote, "/api/console/users/5020/limits", operator, op_csrf, {"daily_gpu_seconds": 1234, "max_pending": 3}
+    )
     assert status == 200 and (limits["budget"], limits["max_pending"], limits["budget_source"]) == (1234, 3, "override")
     status, banned = post(remote, "/api/console/users/5020/ban", operator, op_csrf, {"reason": "testing bans"})
     assert status == 200 and banned["banned"] and banned["cancelled_job_ids"] == [job["id"]]
@@ -204,8 +260,13 @@ def test_the_console_acts_through_the_operator_commands_operations(remote: WebAp
     assert post(remote, "/api/console/users/5020/unban", user, user_csrf)[0] == 403
     audit = json.loads(http("GET", remote.url + "/api/console", headers={"Cookie": operator})[2])["audit"]
     mine = [(a["action"], a["scope"]) for a in audit if a["actor_id"] == str(OPERATOR_ID)]
-    for expected in (("set_user_limit", "bot"), ("ban_user", "bot"), ("ban_settle_jobs", "bot"),
-                     ("unban_user", "bot"), ("cancel_job", "bot")):
+    for expected in (
+        ("set_user_limit", "bot"),
+        ("ban_user", "bot"),
+        ("ban_settle_jobs", "bot"),
+        ("unban_user", "bot"),
+        ("cancel_job", "bot"),
+    ):
         assert expected in mine, (expected, mine)
 
 
@@ -215,8 +276,9 @@ def test_a_blocked_prompt_is_refused_by_the_page_with_no_job_and_audited(remote:
     cookie, csrf = sign_in(remote, 5030)
     for fields in ({"prompt": "GORE!"}, {"prompt": "a boat", "negative_prompt": "Zombie  horde"}):
         status, refused = post_job(remote, cookie, csrf, **fields)
-        assert status == 400 and refused["error"] == ("This prompt was blocked: it contains a word or phrase on "
-                                                      "the bot's blocklist."), refused
+        assert status == 400 and refused["error"] == (
+            "This prompt was blocked: it contains a word or phrase on the bot's blocklist."
+        ), refused
     status, parent = post_job(remote, cookie, csrf, prompt="a gorey boat")  # whole words only
     assert status == 201, parent
     remote.store(add_term, None, "boat", write=True, by=OPERATOR_ID)  # the operator's run-time list
@@ -229,11 +291,15 @@ def test_a_blocked_prompt_is_refused_by_the_page_with_no_job_and_audited(remote:
         from jobs.models import AuditLog, Job
 
         count = await session.scalar(select(func.count(Job.id)).where(Job.user_id == 5030))
-        rows = await session.scalars(select(AuditLog.detail).where(AuditLog.action == "prompt_blocked",
-                                                                   AuditLog.actor_id == 5030))
+        rows = await session.scalars(
+            select(AuditLog.detail).where(AuditLog.action == "prompt_blocked", AuditLog.actor_id == 5030)
+        )
         return int(count), list(rows)
 
     count, audit = remote.store(jobs_and_audit)
     assert count == 1
     assert [(a["list"], a["term"], a["source"]) for a in audit] == [
-        ("bot", "gore", "web"), ("bot", "zombie horde", "web"), ("bot", "boat", "web")]
+        ("bot", "gore", "web"),
+        ("bot", "zombie horde", "web"),
+        ("bot", "boat", "web"),
+    ]

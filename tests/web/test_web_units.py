@@ -14,9 +14,11 @@ from web.render import plain
 
 
 def test_the_web_package_never_imports_discord() -> None:
-    code = ("import sys, web.server, web.standalone, web.pages, web.console, web.auth, web.metrics; "
-            "bad = sorted(m for m in sys.modules if m == 'discord' or m.startswith(('discord.', 'bot.', 'torch')));"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, web.server, web.standalone, web.pages, web.console, web.auth, web.metrics; "
+        "bad = sorted(m for m in sys.modules if m == 'discord' or m.startswith(('discord.', 'bot.', 'torch')));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -31,8 +33,9 @@ async def test_health_needs_a_live_worker_and_reports_the_supervisors_reason(sql
             await register_worker(session, "w1", host="h", pid=1, model="tiny")
         status, body = await health_report(sessions, dead_after=15, worker_problem=lambda: None)
         assert status == 200 and body["workers"][0]["id"] == "w1", body
-        status, body = await health_report(sessions, dead_after=15,
-                                           worker_problem=lambda: "I2V_MODEL /nowhere does not exist")
+        status, body = await health_report(
+            sessions, dead_after=15, worker_problem=lambda: "I2V_MODEL /nowhere does not exist"
+        )
         assert status == 503 and body["reason"].endswith("I2V_MODEL /nowhere does not exist")
     finally:
         await engine.dispose()

@@ -60,9 +60,16 @@ def make_browser() -> Any:
 
     options = webdriver.ChromeOptions()
     options.binary_location = find_binary(CHROMIUM_CANDIDATES, "chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,1300",
-                "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio",
-                "--ignore-certificate-errors"):  # the reverse proxy's test certificate is self-signed
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=900,1300",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-gpu",
+        "--mute-audio",
+        "--ignore-certificate-errors",
+    ):  # the reverse proxy's test certificate is self-signed
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(find_binary(CHROMEDRIVER_CANDIDATES, "chromedriver")), options=options)
     driver.set_page_load_timeout(60)
@@ -84,8 +91,9 @@ def save_screenshot(driver: Any, path: Path) -> None:
     image.quantize(colors=SCREENSHOT_COLOURS).save(path, optimize=True)
 
 
-def http(method: str, url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 20.0) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str, url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 20.0
+) -> tuple[int, dict[str, str], bytes]:
     """One plain HTTP request (no cookies, no browser): status, headers, body."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
@@ -124,8 +132,12 @@ def sign_in_http(link: str) -> tuple[str, str]:
     cookie off the 303 (not followed)."""
     base, token = link.split("/signin?token=", 1)
     opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=TEST_TLS))
-    request = urllib.request.Request(base + "/signin", data=f"token={token}".encode(), method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    request = urllib.request.Request(
+        base + "/signin",
+        data=f"token={token}".encode(),
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     try:
         opener.open(request, timeout=20)
         raise AssertionError("sign-in did not redirect")
@@ -173,14 +185,26 @@ class WebApp:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "I2V_FAULT_", "WEB_"))}
-        env.update({
-            "DATABASE_URL": self.database_url, "I2V_MODEL": "tiny", "I2V_DEVICE": "cpu",
-            "OUTPUT_DIR": str(self.root / "outputs"), "DATA_DIR": str(self.root / "data"), "WORKER": "embedded",
-            "WEB_PORT": str(self.port), "I2V_POLL_INTERVAL_S": "0.1", "I2V_PROGRESS_INTERVAL_S": "0.2",
-            "QUOTA_DAILY_GPU_SECONDS": "100000", "QUOTA_MAX_PENDING": "5", "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath(),
-            "DISCORD_TOKEN": "",  # over a .env that scripts/run-bot would read from the checkout
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "I2V_MODEL": "tiny",
+                "I2V_DEVICE": "cpu",
+                "OUTPUT_DIR": str(self.root / "outputs"),
+                "DATA_DIR": str(self.root / "data"),
+                "WORKER": "embedded",
+                "WEB_PORT": str(self.port),
+                "I2V_POLL_INTERVAL_S": "0.1",
+                "I2V_PROGRESS_INTERVAL_S": "0.2",
+                "QUOTA_DAILY_GPU_SECONDS": "100000",
+                "QUOTA_MAX_PENDING": "5",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": _pythonpath(),
+                "DISCORD_TOKEN": "",  # over a .env that scripts/run-bot would read from the checkout
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -189,8 +213,14 @@ class WebApp:
         False)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(list(self.launcher), env=self.env(), cwd=str(self.root),
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                list(self.launcher),
+                env=self.env(),
+                cwd=str(self.root),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + APP_START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
@@ -199,8 +229,9 @@ class WebApp:
             if status == 200 or (status and not wait_healthy):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"app not healthy within {APP_START_TIMEOUT_S}s ({status} {body!r}):\n"
-                                     f"{self.tail()}")
+                raise AssertionError(
+                    f"app not healthy within {APP_START_TIMEOUT_S}s ({status} {body!r}):\n{self.tail()}"
+                )
             time.sleep(0.5)
 
     def _probe(self) -> tuple[int, dict[str, str], bytes]:
@@ -244,8 +275,14 @@ class WebApp:
 
     def cli_link(self, *args: str) -> str:
         """A fresh link from ``python -m bot web-link ARGS`` (the store alone); the last URL it prints."""
-        done = subprocess.run([sys.executable, "-m", "bot", "web-link", *args], env=self.env(), cwd=str(self.root),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "web-link", *args],
+            env=self.env(),
+            cwd=str(self.root),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
         return done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
 
@@ -253,8 +290,14 @@ class WebApp:
         """Sign the plain HTTP helpers in as the operator (a link from ``web-link``)."""
         self.cookie, self.csrf = sign_in_http(self.cli_link())
 
-    def call(self, method: str, path: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-             ) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         """``http`` to this app as the signed-in operator (cookie, and the CSRF token on a POST)."""
         sent = {"Cookie": self.cookie, **({"X-CSRF-Token": self.csrf} if method != "GET" else {}), **(headers or {})}
         return http(method, path if path.startswith("http") else self.url + path, data=data, headers=sent)
@@ -272,11 +315,13 @@ class WebApp:
 
 
 @contextmanager
-def started_app(root: Path, extra_env: dict[str, str], *, wait_healthy: bool = True,
-                launcher: tuple[str, ...] | None = None) -> Iterator[WebApp]:
+def started_app(
+    root: Path, extra_env: dict[str, str], *, wait_healthy: bool = True, launcher: tuple[str, ...] | None = None
+) -> Iterator[WebApp]:
     """A running app (see ``WebApp.start``) that must exit cleanly (status 0) when the block ends."""
-    app = WebApp(root, extra_env=extra_env) if launcher is None else WebApp(root, extra_env=extra_env,
-                                                                            launcher=launcher)
+    app = (
+        WebApp(root, extra_env=extra_env) if launcher is None else WebApp(root, extra_env=extra_env, launcher=launcher)
+    )
     app.start(wait_healthy=wait_healthy)
     try:
         app.sign_in()
@@ -297,8 +342,10 @@ def wait_for(browser: Any, check: Any, timeout: float = WAIT_S, what: str = "the
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s; page says: "
-                                 f"{browser.find_element('tag name', 'body').text[:800]!r}")
+            raise AssertionError(
+                f"{what} did not happen within {timeout}s; page says: "
+                f"{browser.find_element('tag name', 'body').text[:800]!r}"
+            )
         time.sleep(0.2)
 
 
@@ -310,5 +357,8 @@ def sign_in_browser(browser: Any, link: str) -> None:
     """Open a sign-in link in the browser, press Sign in, and wait for the signed-in page."""
     browser.get(link)
     by_id(browser, "signin").click()
-    wait_for(browser, lambda b: by_id(b, "app").is_displayed() and "Signed in as" in by_id(b, "user").text,
-             what="the signed-in page")
+    wait_for(
+        browser,
+        lambda b: by_id(b, "app").is_displayed() and "Signed in as" in by_id(b, "user").text,
+        what="the signed-in page",
+    )

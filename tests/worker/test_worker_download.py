@@ -41,9 +41,18 @@ async def test_a_first_start_on_a_hub_model_tells_its_download(_sqlite_template:
     seen: list[tuple[str | None, int | None, int | None]] = []
     try:
         with serving(Hub(REPO, files, delays_s={f: STAGGER_S * i for i, f in enumerate(weights)})) as hub:
-            env = worker_env(url, tmp_path / "outputs", WORKER_ID="fresh", I2V_MODEL=REPO, I2V_DEVICE="cpu",
-                             SAFETY_MODEL="none", HF_ENDPOINT=hub.url, HF_HOME=tmp_path / "hf",
-                             HF_HUB_DISABLE_XET=1, HF_HUB_OFFLINE=0)
+            env = worker_env(
+                url,
+                tmp_path / "outputs",
+                WORKER_ID="fresh",
+                I2V_MODEL=REPO,
+                I2V_DEVICE="cpu",
+                SAFETY_MODEL="none",
+                HF_ENDPOINT=hub.url,
+                HF_HOME=tmp_path / "hf",
+                HF_HUB_DISABLE_XET=1,
+                HF_HUB_OFFLINE=0,
+            )
             env.pop("HF_HUB_CACHE", None)
             proc = pool.start(env, "--drain", name="fresh")
             while proc.popen.poll() is None:

@@ -25,8 +25,14 @@ async def test_alternating_models_switch_within_the_bound(_sqlite_template: Path
         ids += await enqueue_jobs(url, 1, image, user_id=user, model=model, frames=frames, fps=24, size=SMALL)
     ltx = (await enqueue_jobs(url, 1, image, user_id=99, model="ltxv", frames=9, fps=24, steps=4, size=SMALL))[0]
     pool = WorkerPool(tmp_path / "logs")
-    env = worker_env(url, tmp_path / "outputs", WORKER_ID="switcher", I2V_MODELS="i2vgenxl,wan22-5b,ltxv",
-                     WORKER_MODELS="i2vgenxl,wan22-5b", MODEL_AFFINITY_MAX_SKIPS=MAX_SKIPS)
+    env = worker_env(
+        url,
+        tmp_path / "outputs",
+        WORKER_ID="switcher",
+        I2V_MODELS="i2vgenxl,wan22-5b,ltxv",
+        WORKER_MODELS="i2vgenxl,wan22-5b",
+        MODEL_AFFINITY_MAX_SKIPS=MAX_SKIPS,
+    )
     try:
         proc = pool.start(env, "--drain", name="switcher")
         assert await proc.wait(timeout=240) == 0, proc.log()[-3000:]
@@ -45,8 +51,10 @@ async def test_alternating_models_switch_within_the_bound(_sqlite_template: Path
     ran = sorted(ids, key=lambda job_id: jobs[job_id].started_at)  # type: ignore[arg-type, return-value]
     # the order the bound allows: i2v 1, i2v 3 (passing wan 2 once), wan 2, wan 4, wan 6 (passing i2v 5), i2v 5
     assert ran == [ids[0], ids[2], ids[1], ids[3], ids[5], ids[4]]
-    passed_over = {job_id: sum(1 for later in ids[ids.index(job_id) + 1:] if ran.index(later) < ran.index(job_id))
-                   for job_id in ids}
+    passed_over = {
+        job_id: sum(1 for later in ids[ids.index(job_id) + 1 :] if ran.index(later) < ran.index(job_id))
+        for job_id in ids
+    }
     assert max(passed_over.values()) == MAX_SKIPS
     assert worker is not None and worker.switches == 2 and worker.switch_seconds > 0  # in queue order: 5
     assert worker.loadable_models == ["i2vgenxl", "wan22-5b"]

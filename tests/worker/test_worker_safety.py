@@ -22,7 +22,8 @@ async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tupl
 
 
 async def test_an_unsafe_input_is_refused_before_generation_and_not_charged(
-        sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool) -> None:
+    sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool
+) -> None:
     job, ledger = await _drain(worker_pool, sqlite_url, tmp_path, I2V_FAULT_UNSAFE_INPUT="1")
     assert job.status == JobStatus.FAILED and "safety check flagged this picture" in (job.error or ""), job.error
     assert (job.input_verdict, job.output_verdict) == ("unsafe", None)
@@ -32,7 +33,8 @@ async def test_an_unsafe_input_is_refused_before_generation_and_not_charged(
 
 
 async def test_safety_model_none_runs_no_check(sqlite_url: str, tmp_path: Path, worker_pool: WorkerPool) -> None:
-    job, _ = await _drain(worker_pool, sqlite_url, tmp_path, SAFETY_MODEL="none", I2V_FAULT_UNSAFE_INPUT="1",
-                          I2V_FAULT_UNSAFE_OUTPUT="1")
+    job, _ = await _drain(
+        worker_pool, sqlite_url, tmp_path, SAFETY_MODEL="none", I2V_FAULT_UNSAFE_INPUT="1", I2V_FAULT_UNSAFE_OUTPUT="1"
+    )
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert (job.input_verdict, job.output_verdict, job.safety_seconds) == (None, None, None)

@@ -19,6 +19,7 @@ async def test_two_workers_do_each_job_exactly_once(db_url: str, tmp_path: Path,
     procs = [worker_pool.start(worker_env(db_url, output_dir, WORKER_ID=name), name=name) for name in names]
     db = Db(db_url)
     try:
+
         async def both_idle() -> bool:
             rows = [await db.worker(name) for name in names]
             return all(row is not None and row.state == WorkerState.IDLE for row in rows)

@@ -78,8 +78,13 @@ async def _serve(url: str, root: Path, pool: WorkerPool) -> Served:
     ids += await enqueue_jobs(url, 1, make_input(root / "inputs"))
     output_dir = root / "outputs"
     env = worker_env(
-        url, output_dir, WORKER_ID=WORKER_ID, I2V_PROGRESS_INTERVAL_S=0, I2V_FAULT_SLEEP_PER_STEP=SLEEP_PER_STEP_S,
-        I2V_FAULT_OOM_AT_STEP=OOM_STEP, I2V_FAULT_OOM_TIMES=f"{ids[10]}:1,{ids[11]}:2",
+        url,
+        output_dir,
+        WORKER_ID=WORKER_ID,
+        I2V_PROGRESS_INTERVAL_S=0,
+        I2V_FAULT_SLEEP_PER_STEP=SLEEP_PER_STEP_S,
+        I2V_FAULT_OOM_AT_STEP=OOM_STEP,
+        I2V_FAULT_OOM_TIMES=f"{ids[10]}:1,{ids[11]}:2",
     )
     proc = pool.start(env, "--drain", name="served")
     db = Db(url)
@@ -179,7 +184,7 @@ def test_progress_seen_in_the_database_climbs_to_n(served: Served) -> None:
 
 
 async def test_out_of_memory_once_is_retried_in_low_memory_mode(served: Served) -> None:
-    (job, ledger), = (await _jobs(served, [served.oom_once])).values()
+    ((job, ledger),) = (await _jobs(served, [served.oom_once])).values()
     assert job.status == JobStatus.SUCCEEDED and job.attempt == 1
     assert "retried once in low-memory mode" in job.error_detail, job.error_detail
     assert f"step {OOM_STEP}/{STEPS}" in job.error_detail
@@ -191,7 +196,7 @@ async def test_out_of_memory_once_is_retried_in_low_memory_mode(served: Served) 
 
 
 async def test_out_of_memory_twice_fails_with_advice_and_refund(served: Served) -> None:
-    (job, ledger), = (await _jobs(served, [served.oom_twice])).values()
+    ((job, ledger),) = (await _jobs(served, [served.oom_twice])).values()
     assert job.status == JobStatus.FAILED and job.attempt == 1
     message = job.error.lower()
     assert "memory" in message and "resolution" in message and "frames" in message, job.error
@@ -201,7 +206,7 @@ async def test_out_of_memory_twice_fails_with_advice_and_refund(served: Served) 
 
 
 async def test_unreadable_input_fails_that_job_with_a_clear_message(served: Served) -> None:
-    (job, ledger), = (await _jobs(served, [served.bad_input])).values()
+    ((job, ledger),) = (await _jobs(served, [served.bad_input])).values()
     assert job.status == JobStatus.FAILED and job.attempt == 1
     assert job.error.startswith("The image could not be used: "), job.error
     assert "ImageError" in job.error_detail, job.error_detail
@@ -215,7 +220,9 @@ async def test_worker_kept_serving_after_out_of_memory(served: Served) -> None:
     assert after.started_at > jobs[served.oom_twice][0].finished_at
     assert after.started_at > jobs[served.bad_input][0].finished_at
     # one process served everything: a single pid in the log, and the registry counts 14 jobs, no restart
-    pids = {line.split("worker[", 1)[1].split("]", 1)[0] for line in served.proc.log().splitlines() if "worker[" in line}
+    pids = {
+        line.split("worker[", 1)[1].split("]", 1)[0] for line in served.proc.log().splitlines() if "worker[" in line
+    }
     assert pids == {str(served.proc.pid)}
     db = Db(served.url)
     try:

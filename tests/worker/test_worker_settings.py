@@ -27,25 +27,44 @@ def test_settings_defaults_and_overrides() -> None:
     assert defaults.database_url == DEFAULT_DATABASE_URL and defaults.model == "ali-vilab/i2vgen-xl"
     assert defaults.output_dir == Path("outputs") and defaults.lease_s == LEASE_S and defaults.grace_s == GRACE_S
     assert defaults.worker_id  # host-pid
-    custom = WorkerSettings.from_env({"DATABASE_URL": "sqlite+aiosqlite:///x.db", "I2V_MODEL": "tiny",
-                                      "OUTPUT_DIR": "/tmp/out", "WORKER_ID": "gpu0", "I2V_LEASE_SECONDS": "12.5",
-                                      "I2V_PARENT_PID": "1"})
+    custom = WorkerSettings.from_env(
+        {
+            "DATABASE_URL": "sqlite+aiosqlite:///x.db",
+            "I2V_MODEL": "tiny",
+            "OUTPUT_DIR": "/tmp/out",
+            "WORKER_ID": "gpu0",
+            "I2V_LEASE_SECONDS": "12.5",
+            "I2V_PARENT_PID": "1",
+        }
+    )
     assert (custom.model, custom.worker_id, custom.lease_s, custom.parent_pid) == ("tiny", "gpu0", 12.5, 1)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("I2V_LEASE_SECONDS", "soon"), ("I2V_LEASE_SECONDS", "0.5"), ("I2V_GRACE_SECONDS", "-1"),
-    ("I2V_POLL_INTERVAL_S", "nan"), ("I2V_PARENT_PID", "abc"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("I2V_LEASE_SECONDS", "soon"),
+        ("I2V_LEASE_SECONDS", "0.5"),
+        ("I2V_GRACE_SECONDS", "-1"),
+        ("I2V_POLL_INTERVAL_S", "nan"),
+        ("I2V_PARENT_PID", "abc"),
+    ],
+)
 def test_bad_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         WorkerSettings.from_env({name: value})
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("I2V_FAULT_SLEEP_PER_STEP", "fast"), ("I2V_FAULT_OOM_AT_STEP", "0"), ("I2V_FAULT_OOM_TIMES", "3:x"),
-    ("I2V_FAULT_JOB_IDS", "1,two"), ("I2V_FAULT_CUDA_AT_STEP", "4:0"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("I2V_FAULT_SLEEP_PER_STEP", "fast"),
+        ("I2V_FAULT_OOM_AT_STEP", "0"),
+        ("I2V_FAULT_OOM_TIMES", "3:x"),
+        ("I2V_FAULT_JOB_IDS", "1,two"),
+        ("I2V_FAULT_CUDA_AT_STEP", "4:0"),
+    ],
+)
 def test_bad_fault_hook_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(FaultConfigError, match=name):
         FaultPlan.from_env({name: value})
@@ -59,8 +78,9 @@ def test_fault_hooks_are_off_unless_set() -> None:
 
 def test_worker_process_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "I2V_LEASE_SECONDS": "forever", "OUTPUT_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "generator.worker"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "generator.worker"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == EXIT_CONFIG
     assert result.stderr == "i2v-worker: I2V_LEASE_SECONDS='forever' is not a number\n"
 
@@ -90,10 +110,16 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert waits[1:] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"database_url": ""}, "database_url"), ({"model": " "}, "model"), ({"stop_grace_s": -1.0}, "stop_grace_s"),
-    ({"state_poll_interval_s": 0.0}, "state_poll_interval_s"), ({"hang_timeout_s": float("inf")}, "hang_timeout_s"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"database_url": ""}, "database_url"),
+        ({"model": " "}, "model"),
+        ({"stop_grace_s": -1.0}, "stop_grace_s"),
+        ({"state_poll_interval_s": 0.0}, "state_poll_interval_s"),
+        ({"hang_timeout_s": float("inf")}, "hang_timeout_s"),
+    ],
+)
 def test_supervisor_refuses_bad_arguments(kwargs: dict, name: str) -> None:
     args = {"database_url": "sqlite+aiosqlite:///x.db", "model": "tiny", "output_dir": "outputs"}
     args.update(kwargs)
@@ -119,8 +145,16 @@ async def test_supervisor_start_reports_a_worker_that_cannot_be_started(sqlite_u
 def test_supervised_worker_does_not_inherit_the_discord_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    env = child_env(database_url=DEFAULT_DATABASE_URL, model="tiny", output_dir=tmp_path, worker_id="w", restarts=0,
-                    grace_s=12.5, reason_file=tmp_path / "reason", extra_env={"I2V_GRACE_SECONDS": "99"})
+    env = child_env(
+        database_url=DEFAULT_DATABASE_URL,
+        model="tiny",
+        output_dir=tmp_path,
+        worker_id="w",
+        restarts=0,
+        grace_s=12.5,
+        reason_file=tmp_path / "reason",
+        extra_env={"I2V_GRACE_SECONDS": "99"},
+    )
     assert "DISCORD_TOKEN" not in env
     assert "secret-token-value" not in env.values()
     assert env["LOG_LEVEL"] == "DEBUG" and env["I2V_MODEL"] == "tiny"
@@ -142,13 +176,27 @@ def test_restart_policy_backs_off_then_retries_slowly_once_unavailable() -> None
 
 
 def test_restart_policy_settings_are_checked() -> None:
-    policy = RestartPolicy.from_env({"I2V_RESTART_BACKOFF_SECONDS": "0.2", "I2V_RESTART_BACKOFF_MAX_SECONDS": "3",
-                                     "I2V_UNAVAILABLE_AFTER_FAILURES": "2", "I2V_UNAVAILABLE_RETRY_SECONDS": "30"})
-    assert (policy.backoff_initial_s, policy.backoff_max_s, policy.unavailable_after, policy.unavailable_retry_s) \
-        == (0.2, 3, 2, 30)
+    policy = RestartPolicy.from_env(
+        {
+            "I2V_RESTART_BACKOFF_SECONDS": "0.2",
+            "I2V_RESTART_BACKOFF_MAX_SECONDS": "3",
+            "I2V_UNAVAILABLE_AFTER_FAILURES": "2",
+            "I2V_UNAVAILABLE_RETRY_SECONDS": "30",
+        }
+    )
+    assert (policy.backoff_initial_s, policy.backoff_max_s, policy.unavailable_after, policy.unavailable_retry_s) == (
+        0.2,
+        3,
+        2,
+        30,
+    )
     assert RestartPolicy.from_env({}) == RestartPolicy()
-    for name, raw in (("I2V_RESTART_BACKOFF_SECONDS", "soon"), ("I2V_UNAVAILABLE_RETRY_SECONDS", "-1"),
-                      ("I2V_UNAVAILABLE_AFTER_FAILURES", "0"), ("I2V_UNAVAILABLE_AFTER_FAILURES", "2.5")):
+    for name, raw in (
+        ("I2V_RESTART_BACKOFF_SECONDS", "soon"),
+        ("I2V_UNAVAILABLE_RETRY_SECONDS", "-1"),
+        ("I2V_UNAVAILABLE_AFTER_FAILURES", "0"),
+        ("I2V_UNAVAILABLE_AFTER_FAILURES", "2.5"),
+    ):
         with pytest.raises(ValueError, match=name):
             RestartPolicy.from_env({name: raw})
     with pytest.raises(ValueError, match="unavailable_after"):
@@ -163,7 +211,8 @@ def test_a_failed_start_is_one_line_for_the_supervisor(tmp_path: Path) -> None:
     try:
         raise OSError("first line\nsecond line")
     except OSError as error:
-        assert report_start_failure(log, f"the model could not be loaded: {describe(error)}", 5, error=error,
-                                    env=env) == 5
+        assert (
+            report_start_failure(log, f"the model could not be loaded: {describe(error)}", 5, error=error, env=env) == 5
+        )
     assert read_exit_reason(reason_file) == "the model could not be loaded: first line"
     assert not reason_file.exists() and read_exit_reason(reason_file) is None

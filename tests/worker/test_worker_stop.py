@@ -32,8 +32,14 @@ async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
 ) -> None:
     cancelled, given_back = await enqueue_jobs(sqlite_url, 2, make_input(tmp_path / "inputs"))
     output_dir = tmp_path / "outputs"
-    env = worker_env(sqlite_url, output_dir, WORKER_ID="stop-worker", I2V_PROGRESS_INTERVAL_S=0,
-                     I2V_FAULT_SLEEP_PER_STEP=STEP_S, I2V_GRACE_SECONDS=0.5)
+    env = worker_env(
+        sqlite_url,
+        output_dir,
+        WORKER_ID="stop-worker",
+        I2V_PROGRESS_INTERVAL_S=0,
+        I2V_FAULT_SLEEP_PER_STEP=STEP_S,
+        I2V_GRACE_SECONDS=0.5,
+    )
     proc = worker_pool.start(env, name="stop")
     db = Db(sqlite_url)
     try:
@@ -91,12 +97,14 @@ async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
     first, second = await enqueue_jobs(sqlite_url, 2, make_input(tmp_path / "inputs"))
     output_dir = tmp_path / "outputs"
     # default progress interval (1 s) and a 30 s grace period
-    env = worker_env(sqlite_url, output_dir, WORKER_ID="cli-worker", I2V_FAULT_SLEEP_PER_STEP=step_s,
-                     I2V_GRACE_SECONDS=30)
+    env = worker_env(
+        sqlite_url, output_dir, WORKER_ID="cli-worker", I2V_FAULT_SLEEP_PER_STEP=step_s, I2V_GRACE_SECONDS=30
+    )
     env.pop("I2V_PROGRESS_INTERVAL_S", None)
     proc = worker_pool.start(env, "--stop-grace", "45", name="supervisor", module="generator.supervisor")
     db = Db(sqlite_url)
     try:
+
         async def running() -> bool:
             job = await db.job(first)
             return job.status == JobStatus.RUNNING and job.progress_step >= 2
@@ -127,12 +135,22 @@ async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlit
     within the give-back allowance, so nothing has to be killed. The job has 40 steps of at least 0.5 s, so it
     cannot finish within the 5 s grace on any machine."""
     (job_id,) = await enqueue_jobs(sqlite_url, 1, make_input(tmp_path / "inputs"), steps=LONG_JOB_STEPS)
-    env = {key: value for key, value in worker_env(sqlite_url, tmp_path / "outputs").items()
-           if key.startswith(("I2V_", "OMP_", "MKL_"))}
+    env = {
+        key: value
+        for key, value in worker_env(sqlite_url, tmp_path / "outputs").items()
+        if key.startswith(("I2V_", "OMP_", "MKL_"))
+    }
     env.pop("I2V_MODEL")
     env.update({"I2V_FAULT_SLEEP_PER_STEP": "0.5", "I2V_GRACE_SECONDS": "30"})
-    supervisor = WorkerSupervisor(sqlite_url, "tiny", tmp_path / "outputs", worker_id="stopped-by-supervisor",
-                                  extra_env=env, log_path=tmp_path / "worker.log", state_poll_interval_s=0.1)
+    supervisor = WorkerSupervisor(
+        sqlite_url,
+        "tiny",
+        tmp_path / "outputs",
+        worker_id="stopped-by-supervisor",
+        extra_env=env,
+        log_path=tmp_path / "worker.log",
+        state_poll_interval_s=0.1,
+    )
     db = Db(sqlite_url)
     try:
         await supervisor.start()

@@ -44,20 +44,30 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
     output_dir = tmp_path / "outputs"
     env = dict(FAST_ENV)
     env.pop("I2V_MODEL")
-    env.update({
-        "I2V_LEASE_SECONDS": str(LEASE_S),
-        "I2V_PROGRESS_INTERVAL_S": "0",
-        "I2V_FAULT_SLEEP_LOAD": "0.5",
-        "I2V_FAULT_SLEEP_PER_STEP": str(SLEEP_PER_STEP_S),
-        "I2V_FAULT_SLEEP_ENCODE": str(SLEEP_ENCODE_S),
-        "I2V_FAULT_CUDA_AT_STEP": f"{c}:2",
-        "I2V_FAULT_HANG_AT_STEP": f"{d}:2",
-        "I2V_FAULT_FREEZE_AT_STEP": f"{e}:2",
-        "I2V_STALL_SECONDS": str(STALL_S),
-    })
+    env.update(
+        {
+            "I2V_LEASE_SECONDS": str(LEASE_S),
+            "I2V_PROGRESS_INTERVAL_S": "0",
+            "I2V_FAULT_SLEEP_LOAD": "0.5",
+            "I2V_FAULT_SLEEP_PER_STEP": str(SLEEP_PER_STEP_S),
+            "I2V_FAULT_SLEEP_ENCODE": str(SLEEP_ENCODE_S),
+            "I2V_FAULT_CUDA_AT_STEP": f"{c}:2",
+            "I2V_FAULT_HANG_AT_STEP": f"{d}:2",
+            "I2V_FAULT_FREEZE_AT_STEP": f"{e}:2",
+            "I2V_STALL_SECONDS": str(STALL_S),
+        }
+    )
     supervisor = WorkerSupervisor(
-        sqlite_url, "tiny", output_dir, worker_id=WORKER_ID, extra_env=env, log_path=tmp_path / "worker.log",
-        backoff_initial_s=0.1, backoff_max_s=0.5, state_poll_interval_s=0.05, stop_grace_s=15,
+        sqlite_url,
+        "tiny",
+        output_dir,
+        worker_id=WORKER_ID,
+        extra_env=env,
+        log_path=tmp_path / "worker.log",
+        backoff_initial_s=0.1,
+        backoff_max_s=0.5,
+        state_poll_interval_s=0.05,
+        stop_grace_s=15,
         hang_timeout_s=HANG_TIMEOUT_S,
     )
     db = Db(sqlite_url)
@@ -79,27 +89,39 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
         assert all(job.status == JobStatus.QUEUED and job.attempt == 0 for job in jobs.values())
 
         # 2. SIGKILL mid-denoising of job A.
-        await wait_until(lambda: job_matches(a, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 3),
-                         timeout=PHASE_TIMEOUT_S, what="job A to be denoising")
+        await wait_until(
+            lambda: job_matches(a, lambda j: j.status == JobStatus.RUNNING and j.progress_step >= 3),
+            timeout=PHASE_TIMEOUT_S,
+            what="job A to be denoising",
+        )
         pids.append(supervisor.state.pid)
         assert pids[-1] != pids[0]
         os.kill(pids[-1], signal.SIGKILL)
 
         # 3. SIGKILL while job B is being encoded (job A runs again first and succeeds).
-        await wait_until(lambda: job_matches(b, lambda j: j.status == JobStatus.RUNNING and j.phase == "encoding"),
-                         timeout=PHASE_TIMEOUT_S, what="job B to be encoding")
+        await wait_until(
+            lambda: job_matches(b, lambda j: j.status == JobStatus.RUNNING and j.phase == "encoding"),
+            timeout=PHASE_TIMEOUT_S,
+            what="job B to be encoding",
+        )
         pids.append(supervisor.state.pid)
         os.kill(pids[-1], signal.SIGKILL)
 
         # 4. Job C's first attempt hits a sticky CUDA error: the worker exits non-zero on its own.
-        await wait_until(lambda: job_matches(c, lambda j: j.status == JobStatus.SUCCEEDED),
-                         timeout=PHASE_TIMEOUT_S * 2, what="job C to succeed after the CUDA error")
+        await wait_until(
+            lambda: job_matches(c, lambda j: j.status == JobStatus.SUCCEEDED),
+            timeout=PHASE_TIMEOUT_S * 2,
+            what="job C to succeed after the CUDA error",
+        )
         assert supervisor.state.restarts == 4, supervisor.state
         assert supervisor.state.last_exit_code == EXIT_CUDA_ERROR, supervisor.state  # the latest death: C's crash
 
         # 5. Job D's generation hangs at step 2: after STALL_S without a step the worker exits by itself.
-        await wait_until(lambda: job_matches(d, lambda j: j.status == JobStatus.SUCCEEDED),
-                         timeout=PHASE_TIMEOUT_S * 2, what="job D to succeed after the hang")
+        await wait_until(
+            lambda: job_matches(d, lambda j: j.status == JobStatus.SUCCEEDED),
+            timeout=PHASE_TIMEOUT_S * 2,
+            what="job D to succeed after the hang",
+        )
         assert supervisor.state.restarts == 5, supervisor.state
         assert supervisor.state.last_exit_code == EXIT_STALLED, supervisor.state
         assert supervisor.state.phase in ("idle", "busy"), supervisor.state
@@ -107,13 +129,19 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
         # 6. Job E's worker freezes at step 2 (SIGSTOP): the heartbeat check kills it, a new worker redoes E.
         async def frozen() -> bool:
             job = await db.job(e)
-            return job.status == JobStatus.RUNNING and supervisor.state.pid is not None \
+            return (
+                job.status == JobStatus.RUNNING
+                and supervisor.state.pid is not None
                 and Path(f"/proc/{supervisor.state.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+            )
 
         await wait_until(frozen, timeout=PHASE_TIMEOUT_S, what="the worker to freeze mid-job")
         pids.append(supervisor.state.pid)
-        await wait_until(lambda: job_matches(e, lambda j: j.status == JobStatus.SUCCEEDED),
-                         timeout=PHASE_TIMEOUT_S, what="job E to succeed in a new worker")
+        await wait_until(
+            lambda: job_matches(e, lambda j: j.status == JobStatus.SUCCEEDED),
+            timeout=PHASE_TIMEOUT_S,
+            what="job E to succeed in a new worker",
+        )
         assert not pid_alive(pids[-1])
         assert supervisor.state.restarts == 6 and supervisor.state.last_exit_code == -signal.SIGKILL, supervisor.state
     finally:
@@ -145,4 +173,3 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
         charge = ledgers[job_id][-1][1]
         assert charge == job.gpu_seconds  # the successful attempt's own time, charged once
     assert worker is not None and worker.restarts == 6 and worker.state.value == "stopped"
-

@@ -75,9 +75,18 @@ def make_input(directory: Path, *, seed: int = 0) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, user_id: int = USER_ID,
-                       steps: int = STEPS, frames: int = FRAMES, fps: int = FPS, model: str = "i2vgenxl",
-                       size: tuple[int, int] | None = None) -> list[int]:
+async def enqueue_jobs(
+    url: str,
+    count: int,
+    input_image: tuple[Path, str],
+    *,
+    user_id: int = USER_ID,
+    steps: int = STEPS,
+    frames: int = FRAMES,
+    fps: int = FPS,
+    model: str = "i2vgenxl",
+    size: tuple[int, int] | None = None,
+) -> list[int]:
     """Enqueue ``count`` jobs (one transaction each, quota reserved, the image stored with the job) and return
     their ids in order. Another ``model`` takes its own quick preset's resolution and guidance; ``size`` overrides
     the output size (tiny models run faster small)."""
@@ -94,12 +103,27 @@ async def enqueue_jobs(url: str, count: int, input_image: tuple[Path, str], *, u
     try:
         sessions = make_sessionmaker(engine)
         for index in range(count):
-            params = GenerationParams(prompt=PROMPT, negative_prompt=DEFAULT_NEGATIVE_PROMPT, resolution=resolution,
-                                      frames=frames, fps=fps, steps=steps, guidance=guidance, seed=1000 + index,
-                                      model=model)
+            params = GenerationParams(
+                prompt=PROMPT,
+                negative_prompt=DEFAULT_NEGATIVE_PROMPT,
+                resolution=resolution,
+                frames=frames,
+                fps=fps,
+                steps=steps,
+                guidance=guidance,
+                seed=1000 + index,
+                model=model,
+            )
             new = NewJob(
-                user_id=user_id, channel_id=1, guild_id=None, source=JobSource.SLASH, params=params, width=width,
-                height=height, input_sha256=sha, upload_limit_bytes=UPLOAD_LIMIT_BYTES,
+                user_id=user_id,
+                channel_id=1,
+                guild_id=None,
+                source=JobSource.SLASH,
+                params=params,
+                width=width,
+                height=height,
+                input_sha256=sha,
+                upload_limit_bytes=UPLOAD_LIMIT_BYTES,
             )
             async with sessions() as session, session.begin():
                 ids.append((await enqueue_job(session, new, policy, image=image)).id)
@@ -122,9 +146,11 @@ class Db:
     async def jobs(self, ids: Iterable[int]) -> dict[int, Job]:
         async with self.sessions() as session:
             await begin_read_only(session)
-            rows = (await session.scalars(
-                select(Job).where(Job.id.in_(list(ids))).execution_options(populate_existing=True)
-            )).all()
+            rows = (
+                await session.scalars(
+                    select(Job).where(Job.id.in_(list(ids))).execution_options(populate_existing=True)
+                )
+            ).all()
         return {job.id: job for job in rows}
 
     async def job(self, job_id: int) -> Job:
@@ -133,9 +159,13 @@ class Db:
     async def ledger(self, job_id: int) -> list[tuple[LedgerKind, float]]:
         async with self.sessions() as session:
             await begin_read_only(session)
-            rows = (await session.execute(
-                select(QuotaLedger.kind, QuotaLedger.amount).where(QuotaLedger.job_id == job_id).order_by(QuotaLedger.id)
-            )).all()
+            rows = (
+                await session.execute(
+                    select(QuotaLedger.kind, QuotaLedger.amount)
+                    .where(QuotaLedger.job_id == job_id)
+                    .order_by(QuotaLedger.id)
+                )
+            ).all()
         return [(row.kind, row.amount) for row in rows]
 
     async def video(self, job_id: int) -> bytes | None:
@@ -206,7 +236,9 @@ class WorkerProc:
         deadline = time.monotonic() + timeout
         while self.popen.poll() is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"worker pid {self.pid} did not exit within {timeout:.0f} s; log:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"worker pid {self.pid} did not exit within {timeout:.0f} s; log:\n{self.log()[-3000:]}"
+                )
             await asyncio.sleep(0.05)
         return self.popen.returncode
 
@@ -226,15 +258,21 @@ class WorkerPool:
         self.log_dir = log_dir
         self.procs: list[WorkerProc] = []
 
-    def start(self, env: dict[str, str], *args: str, name: str = "worker",
-              module: str = "generator.worker") -> WorkerProc:
+    def start(
+        self, env: dict[str, str], *args: str, name: str = "worker", module: str = "generator.worker"
+    ) -> WorkerProc:
         """Start ``python -m <module> <args>`` (the worker, or ``generator.supervisor``) logging to a file."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}-{len(self.procs)}.log"
         with open(log_path, "wb") as log_file:
             popen = subprocess.Popen(
-                [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", module, *args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         proc = WorkerProc(popen, log_path)
         self.procs.append(proc)
