@@ -38,8 +38,8 @@ from bench import driver_floor
 from generator.params import STEPS_RANGE, GenerationParams
 from jobs.admission import NewJob, enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
-from jobs.progress import ProgressWriter
 from jobs.models import JobSource
+from jobs.progress import ProgressWriter
 from jobs.quota import QuotaPolicy
 from jobs.transitions import claim_next_job, finish_job
 

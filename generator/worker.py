@@ -13,8 +13,8 @@ One process per GPU (design.md section 4). It talks to the job store itself (the
    bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk outlives the job.
 
 Modules: :mod:`generator.worker_settings` (settings and constants), :mod:`generator.jobrun` (a claimed job and the
-state the threads share), :mod:`generator.execution` (the job runner the worker owns), this module (the process, its claim loop
-and shutdown).
+state the threads share), :mod:`generator.execution` (the job runner the worker owns), this module (the process,
+its claim loop and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
 denoising path). A watcher coroutine on the event loop writes it to the job at most once per

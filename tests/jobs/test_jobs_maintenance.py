@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.copies import output_filename, write_copy
-from jobs.progress import report_progress
 from jobs.maintenance import RESCUE_INTERVAL_S, Maintenance, maintain, rescue_dead_workers
 from jobs.models import Job, JobPhase, JobStatus, JobVideo, LedgerKind, QuotaLedger, Worker, WorkerState, utcnow
+from jobs.progress import report_progress
 from jobs.queue import queue_position, queue_positions
 from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from jobs.workers import heartbeat, register_worker, rescue_dead_on_host, upsert_worker

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.admission import enqueue_job
-from jobs.progress import ProgressWriter, report_progress
 from jobs.maintenance import rescue_expired
 from jobs.models import Job, utcnow
+from jobs.progress import ProgressWriter, report_progress
 from jobs.transitions import cancel_job, claim_next_job
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job, sqlite_write_lock_free
 

@@ -12,9 +12,9 @@ from jobs.admission import enqueue_job
 from jobs.audit import record_action
 from jobs.control import clear_queue, is_paused, pause_queue, resume_queue
 from jobs.errors import JobNotFound
-from jobs.progress import report_progress
 from jobs.maintenance import rescue_expired
 from jobs.models import Job, JobPhase, JobStatus, LedgerKind, QuotaLedger, WorkerState, utcnow
+from jobs.progress import report_progress
 from jobs.queue import QueuePosition, queue_position, set_status_message, undelivered_jobs, user_jobs
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.transitions import (
