@@ -120,7 +120,9 @@ def test_the_public_origin_and_the_trusted_proxies_are_checked_when_read() -> No
     for bad in ("i2v.example.org", "ftp://x", "https://x/i2v", "https://x?a=1", "https://u:p@x", "http://x:99999"):
         with pytest.raises(SettingsError, match="WEB_PUBLIC_URL"):
             parse(origin, bad)
-    assert [str(n) for n in parse(proxies, "127.0.0.1, 10.0.0.0/8,::1")] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    networks = parse(proxies, "127.0.0.1, 10.0.0.0/8,::1")
+    assert isinstance(networks, tuple)
+    assert [str(n) for n in networks] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
     assert parse(proxies, "") == ()
     with pytest.raises(SettingsError, match="WEB_TRUSTED_PROXIES.*nginx"):
         parse(proxies, "127.0.0.1,nginx")

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -196,7 +196,7 @@ class VideoBackend:
     @classmethod
     def load(
         cls, model: str | None = None, *, device: str | None = None, options: PerformanceOptions | None = None
-    ) -> VideoBackend:
+    ) -> Self:
         """Load from a hub id (None: :attr:`default_source`), a local folder, or ``"tiny"`` (built offline).
 
         ``options`` None reads :meth:`PerformanceOptions.from_env` (so the worker honours the ``I2V_*`` settings).
@@ -220,7 +220,7 @@ class VideoBackend:
     @classmethod
     def from_pipeline(
         cls, pipe: Any, *, model: str, device: torch.device, options: PerformanceOptions | None = None
-    ) -> VideoBackend:
+    ) -> Self:
         """Prepare a built pipeline (on any device, any dtype) with ``options`` and wrap it.
 
         Order: dtype and device (or model CPU offload last), channels_last, fused QKV, VAE tiling, the denoiser's

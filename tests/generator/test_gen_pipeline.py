@@ -19,7 +19,7 @@ WIDTH, HEIGHT = 192, 128  # small but still multiples of 64
 
 
 def _params(seed: int = 1234, **overrides: object):
-    values = {"frames": 8, "steps": 10, "fps": 6, "seed": seed}
+    values: dict[str, object] = {"frames": 8, "steps": 10, "fps": 6, "seed": seed}
     values.update(overrides)
     return resolve_params("the boat sails to the right", **values)
 
@@ -206,7 +206,7 @@ def test_nan_output_is_a_clear_failure(sample_image: Image.Image) -> None:
 
     pipe = build_tiny_i2vgenxl()
     with torch.no_grad():
-        pipe.vae.decoder.conv_out.bias.fill_(float("nan"))
+        pipe.vae.decoder.conv_out.bias.fill_(float("nan"))  # type: ignore[attr-defined]  # mypy sees diffusers' placeholder class; pipeline modules are set at runtime
     broken = I2VGenXLBackend(pipe, model="tiny-broken", device=torch.device("cpu"), dtype=torch.float32)
     with pytest.raises(GenerationFailed, match="NaN"):
         broken.generate(sample_image, _params(), width=64, height=64)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -34,6 +33,7 @@ from jobs.safety import (
 )
 from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from tests.jobs.storehelpers import GENEROUS, GUILD, IMAGE, new_job
+from tests.web.inproc import web_config
 from web.delivery import deliver_web_jobs
 
 AGE, REFUSE = UnsafePolicy.AGE_RESTRICTED, UnsafePolicy.REFUSE
@@ -69,7 +69,7 @@ async def test_the_page_withholds_an_unsafe_video_and_keeps_the_verdict(
             s, job.id, 1, worker_id="w", stage=STAGE_OUTPUT, verdict=Verdict.UNSAFE, seconds=0.25
         )
         assert await finish_job(s, job.id, 1, worker_id="w", video=b"an unsafe mp4", gpu_seconds=1.0)
-    config = SimpleNamespace(save_output_copy=True, output_dir=tmp_path / "outputs")
+    config = web_config(tmp_path, save_output_copy=True)  # output_dir: tmp_path / "outputs"
     assert await deliver_web_jobs(config, db_sessionmaker, db_sessionmaker) == [job.id]
     async with db_sessionmaker() as s:
         row = await s.get(Job, job.id)

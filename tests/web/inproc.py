@@ -59,7 +59,7 @@ class Signed:
         return {"Cookie": self.cookie, **({"X-CSRF-Token": self.csrf} if post else {}), **extra}
 
     async def get(self, path: str, **headers: str) -> aiohttp.ClientResponse:
-        return await self.http.get(path, headers=self.headers(**headers))
+        return await self.http.get(path, headers=self.headers(post=False, **headers))
 
     async def post(self, path: str, data: Any = None, **headers: str) -> aiohttp.ClientResponse:
         return await self.http.post(path, data=data, headers=self.headers(post=True, **headers))

@@ -232,7 +232,8 @@ async def test_video_and_image_answer_byte_ranges_read_a_chunk_at_a_time(sqlite_
         async with p.server.readers() as session:
             from jobs.models import Job
 
-            assert (await session.get(Job, job_id)).status == JobStatus.SUCCEEDED
+            row = await session.get(Job, job_id)
+            assert row is not None and row.status == JobStatus.SUCCEEDED
 
 
 async def test_one_access_log_line_per_request_with_the_client_behind_a_trusted_proxy(

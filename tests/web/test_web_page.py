@@ -394,7 +394,12 @@ def test_a_forged_cross_site_post_is_refused(app: WebApp, browser: Any) -> None:
         return runner
 
     runner = loop.run_until_complete(serve())
-    thread = threading.Thread(target=lambda: (ready.set(), loop.run_forever()), daemon=True)
+
+    def run_loop() -> None:
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run_loop, daemon=True)
     thread.start()
     ready.wait()
     try:

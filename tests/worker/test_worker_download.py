@@ -21,7 +21,7 @@ STAGGER_S = 0.4  # each weight file arrives this much later than the one before:
 
 async def test_a_first_start_on_a_hub_model_tells_its_download(_sqlite_template: Path, tmp_path: Path) -> None:
     saved = tmp_path / "repo"
-    build_tiny_i2vgenxl().save_pretrained(saved, variant="fp16")
+    build_tiny_i2vgenxl().save_pretrained(saved, variant="fp16")  # type: ignore[attr-defined]  # mypy sees diffusers' placeholder class
     for vae_weights in (saved / "vae").glob("*.fp16.safetensors"):  # a folder without the fp16 variant
         vae_weights.rename(vae_weights.with_name(vae_weights.name.replace(".fp16", "")))
     files = {str(p.relative_to(saved)): p.read_bytes() for p in saved.rglob("*") if p.is_file()}
@@ -38,7 +38,7 @@ async def test_a_first_start_on_a_hub_model_tells_its_download(_sqlite_template:
     [job_id] = await enqueue_jobs(url, 1, make_input(tmp_path / "inputs"), size=(64, 64), steps=10)
     pool = WorkerPool(tmp_path / "logs")
     db = Db(url)
-    seen: list[tuple[str | None, int | None, int | None]] = []
+    seen: list[tuple[str, int, int]] = []
     try:
         with serving(Hub(REPO, files, delays_s={f: STAGGER_S * i for i, f in enumerate(weights)})) as hub:
             env = worker_env(
@@ -58,7 +58,10 @@ async def test_a_first_start_on_a_hub_model_tells_its_download(_sqlite_template:
             while proc.popen.poll() is None:
                 row = await db.worker("fresh")
                 if row is not None and row.download_model is not None:
-                    seen.append((row.download_model, row.download_done_bytes, row.download_total_bytes))
+                    # a row naming a model gives its bytes too (jobs.workers.record_download)
+                    done, tot = row.download_done_bytes, row.download_total_bytes
+                    assert done is not None and tot is not None, (done, tot)
+                    seen.append((row.download_model, done, tot))
                 await asyncio.sleep(0.05)
             assert await proc.wait(timeout=240) == 0, proc.log()[-3000:]
         jobs = await db.jobs([job_id])
@@ -72,8 +75,8 @@ async def test_a_first_start_on_a_hub_model_tells_its_download(_sqlite_template:
     # the row said so while it downloaded: the model, bytes climbing, never past the total
     assert len(seen) >= 2, (seen, log[-3000:])
     assert {model for model, _, _ in seen} == {"i2vgenxl"}
-    assert all(0 < done <= tot for _, done, tot in seen if done is not None and tot is not None)
+    assert all(0 < done <= tot for _, done, tot in seen)
     assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)
-    assert max(tot for _, _, tot in seen if tot is not None) == total
+    assert max(tot for _, _, tot in seen) == total
     assert "downloading I2VGen-XL: 0.0 of 0.0 GB (100 %)" in log
     assert sorted(hub.fetched) == sorted(fetched)  # each once, what the pipeline loads only

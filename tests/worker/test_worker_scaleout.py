@@ -41,6 +41,7 @@ async def test_two_workers_do_each_job_exactly_once(db_url: str, tmp_path: Path,
         by_worker = {name: 0 for name in names}
         for job_id, job in jobs.items():
             assert job.status == JobStatus.SUCCEEDED and job.attempt == 1, (job_id, job.status, job.attempt)
+            assert job.worker_id is not None, job_id  # a succeeded job names the worker that ran it
             by_worker[job.worker_id] += 1
             assert job.output_bytes and len(await db.video(job_id) or b"") == job.output_bytes
             kinds = [kind for kind, _ in await db.ledger(job_id)]
@@ -52,8 +53,12 @@ async def test_two_workers_do_each_job_exactly_once(db_url: str, tmp_path: Path,
             for proc in procs
         ]
         assert not finished[0] & finished[1] and finished[0] | finished[1] == set(ids), finished
-        rows = [await db.worker(name) for name in names]
-        assert sum(row.jobs_done for row in rows) == JOBS
+        jobs_done = 0
+        for name in names:
+            row = await db.worker(name)
+            assert row is not None, name
+            jobs_done += row.jobs_done
+        assert jobs_done == JOBS
         assert files_in(output_dir) == []  # the workers keep nothing on disk
     finally:
         await db.close()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     ],
 )
 def test_supervisor_refuses_bad_arguments(kwargs: dict, name: str) -> None:
-    args = {"database_url": "sqlite+aiosqlite:///x.db", "model": "tiny", "output_dir": "outputs"}
+    args: dict[str, Any] = {"database_url": "sqlite+aiosqlite:///x.db", "model": "tiny", "output_dir": "outputs"}
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         WorkerSupervisor(**args)

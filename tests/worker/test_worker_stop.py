@@ -83,7 +83,8 @@ async def test_cancel_stops_within_a_step_and_sigterm_gives_back_uncharged(
         assert await db.video(given_back) is None and files_in(output_dir) == []
         assert "given back to the queue uncharged" in proc.log()
         assert not pid_alive(proc.pid)
-        assert (await db.worker("stop-worker")).state.value == "stopped"
+        worker = await db.worker("stop-worker")
+        assert worker is not None and worker.state.value == "stopped"
     finally:
         await db.close()
 
@@ -119,6 +120,7 @@ async def test_sigterm_through_the_supervisor_cli_lets_a_job_finish(
         assert untouched.status == JobStatus.QUEUED and untouched.attempt == 0  # no claim after SIGTERM
         assert not pid_alive(proc.pid)
         worker = await db.worker("cli-worker")
+        assert worker is not None
         assert worker.state.value == "stopped" and not pid_alive(worker.pid) and worker.pid != proc.pid
         # progress writes were throttled to about one a second (plus the forced phase changes)
         writes = proc.progress(first)
@@ -162,6 +164,7 @@ async def test_supervisor_stop_gives_a_long_job_back_before_its_grace_ends(sqlit
         await wait_until(denoising, timeout=STARTUP_TIMEOUT_S, what="the job to be denoising")
         assert supervisor.state.phase == "busy" and supervisor.state.job_id == job_id, supervisor.state
         child = supervisor.state.pid
+        assert child is not None  # busy: a worker process runs the job
         grace = 5.0
         started = time.monotonic()
         code = await supervisor.stop(grace)

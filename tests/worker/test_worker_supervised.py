@@ -78,12 +78,17 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
         async def phase_is(phase: str) -> bool:
             return supervisor.state.phase == phase and supervisor.state.pid is not None
 
+        def worker_pid() -> int:
+            pid = supervisor.state.pid
+            assert pid is not None, supervisor.state  # each phase waited for has a worker process
+            return pid
+
         async def job_matches(job_id: int, predicate) -> bool:
             return predicate(await db.job(job_id))
 
         # 1. SIGKILL while the model loads: nothing was claimed, so nothing changes in the queue.
         await wait_until(lambda: phase_is("loading"), timeout=PHASE_TIMEOUT_S, what="the first worker to load")
-        pids.append(supervisor.state.pid)
+        pids.append(worker_pid())
         os.kill(pids[-1], signal.SIGKILL)
         jobs = await db.jobs(ids)
         assert all(job.status == JobStatus.QUEUED and job.attempt == 0 for job in jobs.values())
@@ -94,7 +99,7 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
             timeout=PHASE_TIMEOUT_S,
             what="job A to be denoising",
         )
-        pids.append(supervisor.state.pid)
+        pids.append(worker_pid())
         assert pids[-1] != pids[0]
         os.kill(pids[-1], signal.SIGKILL)
 
@@ -104,7 +109,7 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
             timeout=PHASE_TIMEOUT_S,
             what="job B to be encoding",
         )
-        pids.append(supervisor.state.pid)
+        pids.append(worker_pid())
         os.kill(pids[-1], signal.SIGKILL)
 
         # 4. Job C's first attempt hits a sticky CUDA error: the worker exits non-zero on its own.
@@ -136,7 +141,7 @@ async def test_supervisor_recovers_from_kills_cuda_error_hang_and_freeze(sqlite_
             )
 
         await wait_until(frozen, timeout=PHASE_TIMEOUT_S, what="the worker to freeze mid-job")
-        pids.append(supervisor.state.pid)
+        pids.append(worker_pid())
         await wait_until(
             lambda: job_matches(e, lambda j: j.status == JobStatus.SUCCEEDED),
             timeout=PHASE_TIMEOUT_S,

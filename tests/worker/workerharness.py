@@ -206,7 +206,7 @@ async def wait_until(check: Callable[[], Awaitable[T]], *, timeout: float, what:
         await asyncio.sleep(interval)
 
 
-def worker_env(url: str, output_dir: Path, **extra: str | float | int) -> dict[str, str]:
+def worker_env(url: str, output_dir: Path, **extra: str | float | int | Path) -> dict[str, str]:
     """The environment of a test worker: this interpreter's, no inherited fault hooks, fast timings, ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("I2V_")}
     env.update(FAST_ENV)
