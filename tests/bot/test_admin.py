@@ -655,7 +655,7 @@ async def test_audit_log_shows_every_action_in_order(world: World) -> None:
     alice, erin = world.users["alice"], world.users["erin"]
     finished = (await world.bot.jobs(Job.status == JobStatus.SUCCEEDED))[0].id
     before = len(await audit_rows(world))
-    steps = [
+    steps: list[tuple[FakeMember, str, dict[str, Any], str, str]] = [
         (world.operator, "operator pause", {}, "pause_queue", "bot"),
         (world.operator, "operator resume", {}, "resume_queue", "bot"),
         (world.moddy, "admin limits", {"max_steps": 50}, "set_guild_limits", "server"),

@@ -119,9 +119,9 @@ async def test_guild_limits_set_keep_clear_and_refuse(db_sessionmaker: async_ses
     async with db_sessionmaker.begin() as session:
         await set_guild_limits(session, GUILD, max_resolution=None, max_frames=None, by=ADMIN)
     async with db_sessionmaker() as session:
-        row = await session.get(GuildSettings, GUILD)
+        stored = await session.get(GuildSettings, GUILD)
         details = [a.detail for a in await session.scalars(select(AuditLog).order_by(AuditLog.id))]
-    assert row is not None and (row.max_resolution, row.max_frames, row.max_steps) == (None, None, 30)
+    assert stored is not None and (stored.max_resolution, stored.max_frames, stored.max_steps) == (None, None, 30)
     assert details[-1] == {
         "before": {"max_resolution": "512p", "max_frames": 16, "max_steps": 30},
         "after": {"max_resolution": None, "max_frames": None, "max_steps": 30},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 import pytest
@@ -18,6 +18,10 @@ from bot.errors import NotYours
 from bot.permissions import check_job_access, is_operator, is_server_admin, may_act_on_job
 from jobs.errors import format_duration
 from tests.fakediscord import payloads
+
+if TYPE_CHECKING:  # discord.types is for type checkers: importing it at run time hits its own import cycle
+    from discord.types.interactions import Interaction as InteractionPayload
+    from discord.types.user import User as UserPayload
 
 GUILD_ID = 4242
 CHANNEL_ID = 4343
@@ -44,7 +48,8 @@ async def client() -> AsyncIterator[discord.Client]:
     client = discord.Client(intents=discord.Intents.default())
     # As after login: the state knows the bot user (Interaction adds it to the guild as ``me``).
     bot_user = payloads.user_payload(1, "bot", bot=True)
-    client._connection.user = discord.ClientUser(state=client._connection, data=bot_user)
+    # The payload helpers build plain JSON dicts; discord.py types them as TypedDicts.
+    client._connection.user = discord.ClientUser(state=client._connection, data=cast("UserPayload", bot_user))
     try:
         yield client
     finally:
@@ -83,7 +88,7 @@ def guild_interaction(
         "attachment_size_limit": 10 * 1024 * 1024,
         "data": {"id": "9", "name": "admin", "type": 1},
     }
-    return discord.Interaction(data=data, state=client._connection)
+    return discord.Interaction(data=cast("InteractionPayload", data), state=client._connection)
 
 
 def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
@@ -106,7 +111,7 @@ def dm_interaction(client: discord.Client, user_id: int) -> discord.Interaction:
         "attachment_size_limit": 10 * 1024 * 1024,
         "data": {"id": "9", "name": "admin", "type": 1},
     }
-    return discord.Interaction(data=data, state=client._connection)
+    return discord.Interaction(data=cast("InteractionPayload", data), state=client._connection)
 
 
 @pytest.mark.parametrize(

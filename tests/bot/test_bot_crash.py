@@ -116,6 +116,7 @@ async def test_bot_sigkill_and_restart_mid_job(world: tuple[FakeDiscord, BotProc
     # buttons under a video posted by the previous process still work (DynamicItem, state in the database)
     if earlier:
         old = earlier[0]
+        assert old.result_message_id is not None, "the earlier job's video was posted"
         owner = fake.guild.members[old.user_id]  # Info is for the requester (or the operator)
         click = await fake.inject_component(f"i2v:info:{old.id}", old.result_message_id, member=owner)
         answer = (await callback_of(fake, click)).json["data"]

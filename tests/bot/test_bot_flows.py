@@ -573,7 +573,8 @@ async def test_delivery_reads_the_store_and_delete_removes_the_stored_video_and_
         assert (
             stored is not None and len(stored) == upload.size == job.output_bytes
         )  # the posted file is the stored one
-        assert _disk_copies(bot, job_id) == [upload.filename] and job.output_path.endswith(upload.filename)
+        assert _disk_copies(bot, job_id) == [upload.filename]
+        assert job.output_path is not None and job.output_path.endswith(upload.filename)
         click = await fake.inject_component(f"i2v:delete:{job_id}", int(result.response["id"]), member=owner)
         assert "Deleted" in await followup_text(fake, click)
         assert await db.video(job_id) is None and _disk_copies(bot, job_id) == []
@@ -611,7 +612,9 @@ async def test_delete_my_data_leaves_no_bytes_and_only_an_operator_may_name_some
     assert await bot.kept_bytes(other.user_id) == (0, 0) and _disk_copies(bot, other_job) == []
 
     # a re-roll of a job whose image is gone says so plainly, and queues nothing
-    reroll = await fake.inject_component(f"i2v:reroll:{first}", (await bot.job(first)).result_message_id, member=user)
+    first_message_id = (await bot.job(first)).result_message_id
+    assert first_message_id is not None, "the first job's video was posted"
+    reroll = await fake.inject_component(f"i2v:reroll:{first}", first_message_id, member=user)
     assert f"The image of job #{first} is gone" in await followup_text(fake, reroll)
     assert await bot.kept_bytes(user.user_id) == (0, 0)
 

@@ -26,6 +26,7 @@ from tests.bot.harness import (
     result_posts,
     running_bot,
 )
+from tests.fakediscord.server import FakeDiscord
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -38,9 +39,7 @@ LAG_P99_TARGET_MS = 100.0
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[object, BotProcess]]:
-    from tests.fakediscord.server import FakeDiscord
-
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
     fake = FakeDiscord(bot_token="test-bot-token")
     await fake.start()
     root = tmp_path_factory.mktemp("load")
@@ -58,38 +57,38 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         yield fake, bot
 
 
-async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
+async def test_fifty_users_at_once(world: tuple[FakeDiscord, BotProcess]) -> None:
     fake, bot = world
-    busy_member = fake.add_member(fake.guild.id, "busy")  # type: ignore[attr-defined]
-    busy = await fake.inject_slash(  # type: ignore[attr-defined]
+    busy_member = fake.add_member(fake.guild.id, "busy")
+    busy = await fake.inject_slash(
         "animate",
         {
-            "image": fake.add_attachment(png_bytes(seed=1), "busy.png"),  # type: ignore[attr-defined]
+            "image": fake.add_attachment(png_bytes(seed=1), "busy.png"),
             "prompt": "a long one",
             **SMALL,
             "steps": 100,
         },
         member=busy_member,
     )
-    busy_id = job_id_from(await followup_text(fake, busy))  # type: ignore[arg-type]
+    busy_id = job_id_from(await followup_text(fake, busy))
     await bot.wait_job(busy_id, lambda j: j.status == JobStatus.RUNNING)
 
-    members = [fake.add_member(fake.guild.id, f"user{i}") for i in range(USERS)]  # type: ignore[attr-defined]
-    images = [fake.add_attachment(png_bytes(160, 128, seed=i), f"u{i}.png") for i in range(USERS)]  # type: ignore[attr-defined]
+    members = [fake.add_member(fake.guild.id, f"user{i}") for i in range(USERS)]
+    images = [fake.add_attachment(png_bytes(160, 128, seed=i), f"u{i}.png") for i in range(USERS)]
     started = time.monotonic()
     interactions = await asyncio.gather(
         *(
             fake.inject_slash(
                 "animate",
-                {"image": image, "prompt": f"user {i} waves", **SMALL},  # type: ignore[attr-defined]
+                {"image": image, "prompt": f"user {i} waves", **SMALL},
                 member=member,
             )
             for i, (member, image) in enumerate(zip(members, images, strict=True))
         )
     )
-    acks = await asyncio.gather(*(callback_of(fake, i, timeout=20) for i in interactions))  # type: ignore[arg-type]
+    acks = await asyncio.gather(*(callback_of(fake, i, timeout=20) for i in interactions))
     ack_delays = [ack.time - interaction.created_at for ack, interaction in zip(acks, interactions, strict=True)]
-    texts = await asyncio.gather(*(followup_text(fake, i, timeout=60) for i in interactions))  # type: ignore[arg-type]
+    texts = await asyncio.gather(*(followup_text(fake, i, timeout=60) for i in interactions))
     answered_in = time.monotonic() - started
 
     accepted = {m.user_id: job_id_from(t) for m, t in zip(members, texts, strict=True) if t.startswith("Queued as job")}
@@ -108,13 +107,13 @@ async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
     # a second request from users who already wait is refused by the pending cap (1), not queued
     again = await asyncio.gather(
         *(
-            fake.inject_slash("animate", {"image": images[i], "prompt": "again", **SMALL}, member=members[i])  # type: ignore[attr-defined]
+            fake.inject_slash("animate", {"image": images[i], "prompt": "again", **SMALL}, member=members[i])
             for i, m in enumerate(members)
             if m.user_id in list(accepted)[-5:]
         )
     )
     for interaction in again:
-        assert "You already have 1 video waiting" in await followup_text(fake, interaction)  # type: ignore[arg-type]
+        assert "You already have 1 video waiting" in await followup_text(fake, interaction)
 
     # every accepted job (and the busy one) is delivered exactly once
     all_ids = [busy_id, *accepted.values()]
@@ -122,7 +121,7 @@ async def test_fifty_users_at_once(world: tuple[object, BotProcess]) -> None:
         await bot.wait_job(job_id, lambda j: j.delivered_at is not None, timeout=240)
     await asyncio.sleep(1.0)
     for job_id in all_ids:
-        assert len(result_posts(fake, job_id)) == 1, job_id  # type: ignore[arg-type]
+        assert len(result_posts(fake, job_id)) == 1, job_id
 
     # quotas: each user's ledger is one reservation and one charge equal to the GPU time their job used
     jobs = {user_id: await bot.job(job_id) for user_id, job_id in accepted.items()}

@@ -40,15 +40,22 @@ QUIET_AFTER_S = 2.0  # monitor passes (0.2 s each) watched after delivery stoppe
 MAX_REFUSED_CALLS = 3  # "a few": the status edit and the result post, with room for one more
 
 
+class PermissionsFake(FakeDiscord):
+    """The fake Discord with the two restricted channels these tests ask in."""
+
+    no_files: int  # a text channel where the bot's role is denied Attach Files
+    thread: int  # a thread in a channel where the bot's role is denied Send Messages in Threads
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
-    fake = FakeDiscord(bot_token=TOKEN)
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[PermissionsFake, BotProcess]]:
+    fake = PermissionsFake(bot_token=TOKEN)
     guild = fake.guild
-    fake.no_files = int(fake.add_channel(guild.id, "no-files")["id"])  # type: ignore[attr-defined]
-    fake.overwrite(fake.no_files, guild.bot_role_id, deny=PERM_ATTACH_FILES)  # type: ignore[attr-defined]
+    fake.no_files = int(fake.add_channel(guild.id, "no-files")["id"])
+    fake.overwrite(fake.no_files, guild.bot_role_id, deny=PERM_ATTACH_FILES)
     quiet = int(fake.add_channel(guild.id, "announcements")["id"])
     fake.overwrite(quiet, guild.bot_role_id, deny=PERM_SEND_MESSAGES_IN_THREADS)
-    fake.thread = int(fake.add_thread(quiet, "questions")["id"])  # type: ignore[attr-defined]
+    fake.thread = int(fake.add_thread(quiet, "questions")["id"])
     await fake.start()
     bot = BotProcess(fake, tmp_path_factory.mktemp("perms-bot"), extra_env={"I2V_FAULT_SLEEP_PER_STEP": "0.3"})
     async with running_bot(fake, bot):
@@ -81,7 +88,9 @@ async def test_the_invite_asks_for_exactly_what_posting_needs() -> None:
     assert invites and {int(value) for value in invites} == {POST_PERMISSIONS.value}
 
 
-async def test_refused_where_the_bot_may_not_attach_or_post_in_threads(world: tuple[FakeDiscord, BotProcess]) -> None:
+async def test_refused_where_the_bot_may_not_attach_or_post_in_threads(
+    world: tuple[PermissionsFake, BotProcess],
+) -> None:
     fake, bot = world
     member = fake.add_member(fake.guild.id, "asker")
     start = len(fake.requests)
@@ -115,7 +124,7 @@ async def test_refused_where_the_bot_may_not_attach_or_post_in_threads(world: tu
     await _no_jobs(bot, member)
 
 
-async def test_reroll_is_refused_once_the_channel_closes(world: tuple[FakeDiscord, BotProcess]) -> None:
+async def test_reroll_is_refused_once_the_channel_closes(world: tuple[PermissionsFake, BotProcess]) -> None:
     fake, bot = world
     member = fake.add_member(fake.guild.id, "reroller")
     channel_id = int(fake.add_channel(fake.guild.id, "soon-closed")["id"])
@@ -130,7 +139,7 @@ async def test_reroll_is_refused_once_the_channel_closes(world: tuple[FakeDiscor
 
 
 async def test_a_permission_removed_mid_job_costs_a_few_calls_and_one_notice(
-    world: tuple[FakeDiscord, BotProcess],
+    world: tuple[PermissionsFake, BotProcess],
 ) -> None:
     fake, bot = world
     member = fake.add_member(fake.guild.id, "unlucky")
@@ -151,6 +160,7 @@ async def test_a_permission_removed_mid_job_costs_a_few_calls_and_one_notice(
     notices = webhook_posts(fake, interaction)[told_before:]
     assert len(notices) == 1, [n.json for n in notices]
     assert notices[0].json["flags"] & 64 and f"job #{job_id} is made" in notices[0].json["content"]
+    assert job.status_message_id is not None, "the bot posted a status message"
     status = fake.messages[job.status_message_id]  # the bot may still edit its own message there
     assert "Done, but the video was not posted here" in status["content"], status["content"]
     assert job.status == JobStatus.SUCCEEDED and job.result_message_id is None

@@ -8,7 +8,8 @@ Each test starts its own bot (the fault hooks are process settings), one after t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,15 @@ from tests.bot.harness import (
 )
 from tests.fakediscord import payloads
 from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.state import FakeInteraction
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def make_world(tmp_path: Path) -> AsyncIterator[object]:
+async def make_world(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[tuple[FakeDiscord, BotProcess]]]]:
     """Start a fake and a bot with the given environment; both stop when the test ends."""
-    started: list[tuple[FakeDiscord, BotProcess, object]] = []
+    started: list[tuple[FakeDiscord, BotProcess, AbstractAsyncContextManager[BotProcess]]] = []
 
     async def start(**env: str) -> tuple[FakeDiscord, BotProcess]:
         fake = FakeDiscord(bot_token=TOKEN)
@@ -48,10 +50,10 @@ async def make_world(tmp_path: Path) -> AsyncIterator[object]:
 
     yield start
     for _, _, context in started:
-        await context.__aexit__(None, None, None)  # type: ignore[attr-defined]
+        await context.__aexit__(None, None, None)
 
 
-async def animate(fake: FakeDiscord) -> tuple[object, int]:
+async def animate(fake: FakeDiscord) -> tuple[FakeInteraction, int]:
     attachment = fake.add_attachment(png_bytes(seed=3), "pic.png")
     interaction = await fake.inject_slash(
         "animate", {"image": attachment, "prompt": "a flower opens", **SMALL}, member=fake.member

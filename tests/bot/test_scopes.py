@@ -63,7 +63,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow, pytest
 WORKER_POLL_INTERVAL_S = 0.1  # I2V_POLL_INTERVAL_S in the harness
 HELD_POLLS = 20  # worker polls a held job must survive unclaimed
 ANSWER_TIMEOUT_S = 20.0
-OPERATOR_SUBCOMMANDS = {
+OPERATOR_SUBCOMMANDS: dict[str, dict[str, Any]] = {
     "queue": {},
     "cancel": {"job": 1},
     "pause": {"reason": "mine"},
@@ -275,7 +275,7 @@ async def test_the_operator_can_do_it_all_and_the_log_shows_each_scope(world: Wo
     b_job = await queued(world, olga)
     reply = await slash(world, "operator queue", {}, opal)
     assert f"**#{b_job}** <@{olga.user_id}> · queued" in reply.embeds[0]["description"], reply.text
-    steps = [
+    steps: list[tuple[str, dict[str, Any], str]] = [
         ("operator pause", {"reason": "checks"}, "Paused on every server"),
         ("operator resume", {}, "Resumed"),
         ("operator cancel", {"job": b_job}, f"Cancelled job #{b_job} of <@{olga.user_id}>"),
@@ -329,13 +329,13 @@ async def test_no_message_pings_anyone_but_the_requester_on_delivery(world: Worl
         mentions=[fake.bot_member],
         attachments=[image],
     )
-    reply = await fake.wait_for(
+    refusal = await fake.wait_for(
         lambda r: (
             r.method == "POST" and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == bad["id"]
         ),
         ANSWER_TIMEOUT_S,
     )
-    assert f"--frames '<@{world.anna.user_id}>' is not a whole number" in reply.json["content"], reply.json
+    assert f"--frames '<@{world.anna.user_id}>' is not a whole number" in refusal.json["content"], refusal.json
     good = await fake.inject_message(
         f"{bot_mention} {pings} the sea --resolution 256p --frames 8 --steps 10",
         author=alice,
@@ -409,14 +409,14 @@ async def test_context_menu_never_fetches_an_image_from_outside_discord(world: W
         request = await fake.inject_message(
             f"<@{fake.bot_user_id}> the sea", author=alice, mentions=[fake.bot_member], reply_to=target
         )
-        reply = await fake.wait_for(
+        refusal = await fake.wait_for(
             lambda r: (
                 r.method == "POST"
                 and str(((r.json or {}).get("message_reference") or {}).get("message_id")) == request["id"]
             ),
             ANSWER_TIMEOUT_S,
         )
-        assert reply.json["content"] == NOT_DISCORD_MESSAGE, reply.json
+        assert refusal.json["content"] == NOT_DISCORD_MESSAGE, refusal.json
         # An embed whose own url is elsewhere but whose proxy copy is Discord's: fetched from the proxy only.
         proxied = fake.add_attachment(png_bytes(seed=4), "proxied.png")
         target = fake.add_message(

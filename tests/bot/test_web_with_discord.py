@@ -130,6 +130,7 @@ async def test_discord_and_the_page_share_one_queue_and_worker(world: tuple[Fake
         done = {job_id: await bot.wait_job(job_id, lambda j: j.delivered_at is not None) for job_id in order}
         first, second = (done[job_id] for job_id in order)
         assert first.status == second.status == JobStatus.SUCCEEDED
+        assert first.finished_at is not None and second.started_at is not None, "both ran to the end"
         assert first.finished_at <= second.started_at, "one worker ran them in queue order"
         assert done[web_job].source == JobSource.WEB and done[web_job].user_id == page_user.user_id
         assert done[discord_job].user_id == member.user_id

@@ -139,10 +139,10 @@ class FakeRest(FakeInjector):
     def _attachments_from(self, body: Body, existing: list[dict[str, Any]] | None, limit: int) -> list[dict[str, Any]]:
         """Attachment objects for a create/edit: kept existing ones (by id) plus uploaded ``files[n]``."""
         files = {f.field: f for f in body.files}
-        for upload in body.files:
-            if upload.size > limit:
+        for sent in body.files:
+            if sent.size > limit:
                 raise HTTPError(
-                    413, 40005, f"Request entity too large: {upload.filename} is {upload.size} bytes, limit {limit}"
+                    413, 40005, f"Request entity too large: {sent.filename} is {sent.size} bytes, limit {limit}"
                 )
         spec = (body.json or {}).get("attachments")
         if spec is None:

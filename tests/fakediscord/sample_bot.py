@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from typing import Any
 
 import discord
@@ -27,7 +28,7 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aga
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: Any
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> AgainButton:
         return cls(int(match["job"]))
 

@@ -129,6 +129,7 @@ async def test_slash_attachment_defer_then_follow_up_with_file(fake_discord: Fak
     assert stored["attachments"][0]["filename"] == "out.mp4"
     assert stored["attachments"][0]["content_type"] == "video/mp4"
     assert stored["attachments"][0]["size"] == len(follow_up.files[0].data)
+    assert interaction.original_message_id is not None, "the deferred response created an original message"
     original = fake_discord.messages[interaction.original_message_id]
     assert original["content"] == "working... 50%" and original["id"] != stored["id"]
 
@@ -320,7 +321,11 @@ async def test_member_permissions_follow_roles_and_overrides(fake_discord: FakeD
         for member in (manager, fake_discord.admin, muted):
             await fake_discord.inject_slash("animate", {"image": image, "prompt": member.username}, member=member)
             name = member.username
-            await fake_discord.wait_until(lambda name=name: any(s[3] == name for s in bot.seen) or None, what=name)
+
+            def seen_prompt(name: str = name) -> bool | None:
+                return any(s[3] == name for s in bot.seen) or None
+
+            await fake_discord.wait_until(seen_prompt, what=name)
         guild = bot.get_guild(guild_id)
         assert guild is not None
         admin_role = guild.get_role(fake_discord.admin_role_id)
