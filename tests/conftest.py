@@ -14,6 +14,7 @@ Schemas are made by Alembic (``jobs.db.migrate``), never ``create_all``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -107,6 +108,24 @@ def _database_name(kind: str) -> str:
 def _drop_database(name: str) -> None:
     with _pg_admin_connect() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Code run in-process that sets up the process's logging (a command-line ``main``) replaces the root handlers
+    with ones writing to that test's captured streams, closed once the test ends; give every test the root logger
+    as it found it, so a later test's log lines do not go to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
