@@ -2,7 +2,8 @@
 
 Checked: every setting (:func:`config.reader.read_all`), the Discord URLs, the database (reachable, and its
 Alembic migration state: at head, behind, ahead or not created), every enabled model's config files from its own
-setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, that OUTPUT_DIR, DATA_DIR and
+setting (:mod:`generator.model_files`, never the weights) and the GPU memory it needs, with the embedded worker the
+torch build, CUDA and each GPU (:mod:`generator.device`, asked in a process of its own), that OUTPUT_DIR, DATA_DIR and
 LOG_FILE's folder exist or can be created and can be written, and that the application commands keep Discord's limits
 (:mod:`bot.discord_limits`: the command tree is built as at start; nothing is sent to Discord); it warns when the
 page listens beyond this machine without WEB_PUBLIC_URL. Each problem and each warning is one line on stderr; what
@@ -13,6 +14,9 @@ is created or migrated.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from jobs.db import alembic_config, make_engine, redacted_url
 from web.config import is_loopback
 
 DATABASE_TIMEOUT_S = 10.0  # connecting to the database and reading its revision
+DEVICE_PROBE_TIMEOUT_S = 120.0  # a generator process importing torch and asking CUDA (seconds on a cold disk)
 STATE_AT_HEAD = "at head"
 STATE_BEHIND = "behind"
 STATE_AHEAD = "ahead"
@@ -194,6 +199,31 @@ def check_web_address(values: Mapping[str, Any], report: CheckReport) -> None:
         )
 
 
+def check_device(env: Mapping[str, str], report: CheckReport) -> None:
+    """The torch build, CUDA, the GPUs and their memory, as the embedded worker would find them: ``bot/`` never
+    imports torch, so a ``python -m generator.device`` process with the same settings answers."""
+    try:
+        answer = subprocess.run(
+            [sys.executable, "-m", "generator.device"],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=DEVICE_PROBE_TIMEOUT_S,
+            check=False,
+        )
+        found = json.loads(answer.stdout) if answer.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        report.problems.append(f"could not ask a generator process about the GPU: {_first_line(exc)}")
+        return
+    if not isinstance(found, dict):
+        why = (answer.stderr.strip().splitlines() or [f"exit status {answer.returncode}"])[-1]
+        report.problems.append(f"could not ask a generator process about the GPU: {why}")
+        return
+    report.fine += found.get("fine", [])
+    report.warnings += found.get("warnings", [])
+    report.problems += found.get("problems", [])
+
+
 async def run_check(env: Mapping[str, str]) -> CheckReport:
     """Check everything; nothing is started, created or migrated."""
     report = CheckReport()
@@ -211,6 +241,8 @@ async def run_check(env: Mapping[str, str]) -> CheckReport:
         await check_database(str(values["DATABASE_URL"]), report)
     if not bad & {"I2V_MODEL", "I2V_MODELS"}:
         await check_models(values, bad, report)
+    if values["WORKER"] == "embedded" and not bad & {"I2V_MODEL", "I2V_DEVICE"}:
+        await asyncio.to_thread(check_device, env, report)
     for name in ("OUTPUT_DIR", "DATA_DIR"):
         if name not in bad:
             check_folder(name, Path(str(values[name])), report)

@@ -50,6 +50,11 @@ def _run(args: list[str], cwd: Path, **settings: str) -> subprocess.CompletedPro
     )
 
 
+# A model folder that is not the tiny model needs a GPU: with the embedded worker, check asks about one (and finds
+# none here). Tests about the model files alone check a bot whose workers run elsewhere.
+MODELS_ONLY = {"WORKER": "external"}
+
+
 def _good(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
     return {
         "DATABASE_URL": sqlite_url,
@@ -120,6 +125,7 @@ def test_check_reads_every_enabled_model_from_its_own_setting(tmp_path: Path, sq
         "I2V_MODELS": "wan22-5b,ltxv",
         "I2V_MODEL_WAN": str(wan),
         "I2V_MODEL_LTX": str(tmp_path / "no-ltx-here"),
+        **MODELS_ONLY,
     }
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
@@ -128,6 +134,27 @@ def test_check_reads_every_enabled_model_from_its_own_setting(tmp_path: Path, sq
     assert "Wan 2.2 (5B) needs GPU memory: 24 GiB with model offloading" in result.stdout
     assert "LTX-Video (fast) needs GPU memory: about 10 GiB" in result.stdout
     assert "I2V_MODEL=" not in result.stdout  # I2VGen-XL is not enabled: its source is not checked
+
+
+def test_check_asks_a_generator_process_about_the_gpu(tmp_path: Path, sqlite_url: str) -> None:
+    """The real model's config files in a local folder, no weights, on this CPU-only machine: one line saying that
+    no CUDA device is usable, exit 2; with I2V_DEVICE=cpu, a warning and exit 0."""
+    model = tmp_path / "i2vgen-xl"
+    (model / "unet").mkdir(parents=True)
+    (model / "model_index.json").write_text(
+        '{"_class_name": "I2VGenXLPipeline", "unet": ["diffusers", "I2VGenXLUNet"]}'
+    )
+    (model / "unet" / "config.json").write_text("{}")
+    env = {**_good(tmp_path, sqlite_url), "I2V_MODEL": str(model)}
+    refused = _run(["bot", "check"], tmp_path, **env)
+    assert refused.returncode == 2, refused.stderr
+    (problem,) = _problems(refused)
+    assert problem.startswith("no CUDA device is usable: this torch") and "I2V_DEVICE=cpu" in problem, problem
+    assert "(CPU only)" in refused.stdout  # the torch build, from the generator process
+    warned = _run(["bot", "check"], tmp_path, **env, I2V_DEVICE="cpu")
+    assert warned.returncode == 0, warned.stderr
+    (warning,) = _problems(warned)
+    assert warning.startswith(f"warning: I2V_DEVICE=cpu: I2V_MODEL={model} runs on the CPU"), warning
 
 
 def test_check_names_each_bad_setting_on_its_own_line(tmp_path: Path, sqlite_url: str) -> None:
@@ -170,7 +197,9 @@ def test_check_reports_a_database_newer_than_the_code_and_accepts_a_missing_one(
 
 
 def test_check_reports_a_missing_model_folder_and_bad_model_config(tmp_path: Path, sqlite_url: str) -> None:
-    result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": "/no/such/model"})
+    result = _run(
+        ["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": "/no/such/model", **MODELS_ONLY}
+    )
     assert result.returncode == 2
     assert _problems(result) == ["I2V_MODEL='/no/such/model': there is no such folder"]
     model = tmp_path / "model"
@@ -189,7 +218,7 @@ def test_check_reports_a_missing_model_folder_and_bad_model_config(tmp_path: Pat
     )
     (model / "unet" / "config.json").write_text("{not json")
     (model / "scheduler" / "scheduler_config.json").write_text("{}")
-    result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(model)})
+    result = _run(["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(model), **MODELS_ONLY})
     assert result.returncode == 2
     problems = _problems(result)
     assert len(problems) == 2, problems
@@ -203,7 +232,9 @@ def test_check_passes_on_a_saved_tiny_model_folder(tmp_path: Path, sqlite_url: s
     # mypy resolves diffusers' lazy export to its placeholder class; the real pipeline is a DiffusionPipeline
     build_tiny_i2vgenxl().save_pretrained(tmp_path / "tiny-model")  # type: ignore[attr-defined]
     result = _run(
-        ["bot", "check"], tmp_path, **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(tmp_path / "tiny-model")}
+        ["bot", "check"],
+        tmp_path,
+        **{**_good(tmp_path, sqlite_url), "I2V_MODEL": str(tmp_path / "tiny-model"), **MODELS_ONLY},
     )
     assert result.returncode == 0, result.stderr
 
@@ -226,6 +257,7 @@ def test_check_lists_every_problem_at_once(tmp_path: Path, sqlite_url: str) -> N
         "I2V_MODEL": "./missing-model",
         "DATA_DIR": str(blocker),
         "DISCORD_API_BASE": "ftp://nowhere",
+        **MODELS_ONLY,
     }
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
@@ -238,7 +270,12 @@ def test_check_lists_every_problem_at_once(tmp_path: Path, sqlite_url: str) -> N
 
 
 def test_check_of_a_hub_model_without_network_fails_fast_with_one_line(tmp_path: Path, sqlite_url: str) -> None:
-    env = {**_good(tmp_path, sqlite_url), "I2V_MODEL": "someone/not-cached-model", "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        **_good(tmp_path, sqlite_url),
+        "I2V_MODEL": "someone/not-cached-model",
+        "HF_HOME": str(tmp_path / "hf"),
+        **MODELS_ONLY,
+    }
     result = _run(["bot", "check"], tmp_path, **env)
     assert result.returncode == 2
     assert _problems(result) == [
