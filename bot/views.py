@@ -20,12 +20,12 @@ import discord
 from sqlalchemy.exc import IntegrityError
 
 from bot.components import VARY_MODEL_ACTION, job_template
-from bot.delivery import delete_stored_video
 from bot.errors import UserFacingError
 from bot.modals import VaryModal
 from bot.render import render_info
 from bot.requests import cancel_job_for, check_interaction_channel, load_job, load_own_job, queue_variant
 from bot.tree import explain_error
+from bot.withholding import delete_stored_video
 from jobs.safety import ReportRefused, add_report
 
 if TYPE_CHECKING:
