@@ -34,8 +34,7 @@ from sqlalchemy import Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.copies import remove_copies
-from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
-from jobs.quota import add_ledger
+from jobs.models import Job, JobPhase, JobStatus, Worker, WorkerState
 from jobs.retention import prune_finished
 from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
 
@@ -62,23 +61,17 @@ def hard_deadline(started_at: datetime, cost_estimate: float) -> datetime:
 async def _rescue_one(session: AsyncSession, c: Row[*tuple[Any, ...]], now: datetime, why: str) -> bool:
     """Requeue, fail (last allowed attempt) or cancel (cancel requested) one running attempt; fenced."""
     if c.cancel_requested or c.attempt - c.releases >= c.max_attempts:
-        cancelled = bool(c.cancel_requested)
-        values: dict[str, Any] = {
-            "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
-            "finished_at": now,
-            "lease_expires_at": None,
-            "phase": JobPhase.CANCELLED if cancelled else JobPhase.FAILED,
-        }
-        if not cancelled:
-            values["error"] = RESCUE_ERROR.format(attempts=c.attempt - c.releases)
-            values["error_detail"] = f"{why} on attempt {c.attempt} of {c.max_attempts}"
-        closed = await close_running(session, c.id, c.attempt, c.worker_id, values)
-        if closed is None:
-            return False
-        await add_ledger(
-            session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate, now=now
+        status, phase = JobStatus.CANCELLED, JobPhase.CANCELLED
+        note: dict[str, Any] = {}  # a cancel needs no note
+        if not c.cancel_requested:
+            status, phase = JobStatus.FAILED, JobPhase.FAILED
+            note = {
+                "error": RESCUE_ERROR.format(attempts=c.attempt - c.releases),
+                "error_detail": f"{why} on attempt {c.attempt} of {c.max_attempts}",
+            }
+        return await close_running(
+            session, c.id, c.attempt, c.worker_id, status=status, phase=phase, now=now, charge=False, **note
         )
-        return True
     row = (
         await session.execute(
             update(JOBS)
