@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.admin_render import report_settled_text
 from bot.delivery import remove_disk_copies
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
-from bot.render import report_settled_text
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
 from jobs.control import (
