@@ -1,10 +1,12 @@
 """Read settings from ``.env`` and the environment, the same way in every process.
 
 ``environment()`` merges the working directory's ``.env`` (read once) under ``os.environ`` (set variables win);
-``read()`` parses the named settings by their declaration in :mod:`config.catalog` and raises
-:class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the ``check`` command).
-An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is wrong>``; commands
-print it and exit with :data:`EXIT_BAD_SETTINGS`.
+``read()`` parses the named settings by their declaration in :mod:`config.catalog` (a ``FLOAT`` one is always a
+float) and raises :class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the
+``check`` command). An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is
+wrong>``; commands print it and exit with :data:`EXIT_BAD_SETTINGS`. A process's settings dataclass takes most
+fields as read (:func:`as_read`, from its table of field -> setting) and computes the rest with :func:`derived`,
+whose error names the setting too.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import ipaddress
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from config.catalog import (
@@ -38,6 +41,7 @@ EXIT_BAD_SETTINGS = 2
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 MAX_PORT = 65535
+T = TypeVar("T")
 
 _dotenv_cache: dict[str, str] | None = None
 
@@ -160,10 +164,12 @@ def _origin(setting: Setting, raw: str) -> str:
 def parse(setting: Setting, raw: str | None) -> object:
     """The value of ``setting`` for the raw text ``raw`` (None or blank: the default)."""
     text = (raw or "").strip()
+    kind = setting.kind
+    if kind == FLOAT:
+        return float(_number(setting, text) if text else setting.default)  # type: ignore[arg-type]
     if not text:
         return setting.default
-    kind = setting.kind
-    if kind in (INT, FLOAT, PORT):
+    if kind in (INT, PORT):
         return _number(setting, text)
     if kind == BOOL:
         word = text.lower()
@@ -203,6 +209,23 @@ def parse(setting: Setting, raw: str | None) -> object:
 def read(env: Mapping[str, str], names: Iterable[str]) -> dict[str, object]:
     """The values of ``names`` from ``env``; raises :class:`SettingsError` for the first bad one."""
     return {name: parse(BY_NAME[name], env.get(name)) for name in names}
+
+
+def as_read(values: Mapping[str, object], fields: Mapping[str, str]) -> dict[str, Any]:
+    """Keyword arguments of a settings dataclass: each of ``fields`` (field -> setting name) with its setting's
+    value from ``values`` (what :func:`read` returned), unchanged."""
+    return {field: values[name] for field, name in fields.items()}
+
+
+def derived(name: str, compute: Callable[[], T], *, prefix: str = "") -> T:
+    """``compute()``, a value computed from settings already read; its ``ValueError`` becomes a
+    :class:`SettingsError` naming the setting ``name`` (message: ``prefix`` and the error)."""
+    try:
+        return compute()
+    except SettingsError:
+        raise
+    except ValueError as error:
+        raise SettingsError(f"{prefix}{error}", name) from None
 
 
 def read_all(env: Mapping[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, object], dict[str, str]]:
