@@ -6,7 +6,7 @@ float) and raises :class:`SettingsError` at the first bad one; ``read_all()`` co
 ``check`` command). An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is
 wrong>``; commands print it and exit with :data:`EXIT_BAD_SETTINGS`. A process's settings dataclass takes most
 fields as read (:func:`as_read`, from its table of field -> setting) and computes the rest with :func:`derived`,
-whose error names the setting too.
+whose error names the setting too. A ``check`` command's findings are a :class:`CheckReport`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -248,3 +249,30 @@ def report_bad_setting(prog: str, error: Exception) -> int:
     status :data:`EXIT_BAD_SETTINGS`."""
     print(f"{prog}: {error}", file=sys.stderr)
     return EXIT_BAD_SETTINGS
+
+
+@dataclass
+class CheckReport:
+    """What a ``check`` command found (``python -m bot check``, ``python -m generator.worker check``): one line per
+    thing that is fine, per warning (works, but likely not as meant; the exit status stays 0) and per problem."""
+
+    fine: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`EXIT_BAD_SETTINGS` with a problem, else 0."""
+        return EXIT_BAD_SETTINGS if self.problems else 0
+
+    def print(self, prog: str, all_fine: str) -> int:
+        """What is fine on stdout (``ok: ...``), problems and then warnings on stderr (``PROG: ...``), and last the
+        count of problems or ``all_fine``; returns :attr:`exit_status`."""
+        for line in self.fine:
+            print(f"ok: {line}")
+        for line in self.problems:
+            print(f"{prog}: {line}", file=sys.stderr)
+        for line in self.warnings:
+            print(f"{prog}: warning: {line}", file=sys.stderr)
+        print(f"{len(self.problems)} problem(s)" if self.problems else all_fine)
+        return self.exit_status

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.model_spaces import MODEL_KEYS
 from jobs.audit import record_action
+from jobs.db import locked_row
 from jobs.errors import Banned
 from jobs.models import (
     AUDIT_SCOPE_BOT,
@@ -117,10 +118,7 @@ async def _set_guild_paused(
     session: AsyncSession, guild_id: int, paused: bool, *, by: int | None, reason: str | None, now: datetime | None
 ) -> bool:
     now = now or utcnow()
-    row = await session.get(GuildSettings, guild_id, with_for_update=True, populate_existing=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
-        session.add(row)
+    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
     changed = bool(row.paused) != paused
     row.paused, row.updated_by, row.updated_at = paused, by, now
     await record_action(
@@ -311,10 +309,7 @@ async def update_guild_settings(
             raise ValueError(f"max_resolution must look like '512p', got {max_resolution!r}")
         max_resolution = text
     now = now or utcnow()
-    row = await session.get(GuildSettings, guild_id, with_for_update=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
-        session.add(row)
+    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
     changes: dict[str, Any] = {}
     for name, value in (
         ("max_resolution", max_resolution),
