@@ -18,7 +18,7 @@ that goes over the wire.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +75,8 @@ class Text:
     check: Check | None = None
 
     def __call__(self, value: Any, path: Path, out: list[Problem]) -> None:
-        if not isinstance(value, str):
-            out.append(Problem(path, "STRING_TYPE_CONVERT", "Could not interpret value as string."))
-            return
-        if (self.max is not None and len(value) > self.max) or len(value) < self.min:
-            out.append(_length_problem(path, self.min, self.max))
-        elif self.check is not None:
+        string = Problem(path, "STRING_TYPE_CONVERT", "Could not interpret value as string.")
+        if _sized(value, str, string, self.min, self.max, out) and self.check is not None:
             self.check(value, path, out)
 
 
@@ -138,14 +134,9 @@ class Items:
     min: int = 0
 
     def __call__(self, value: Any, path: Path, out: list[Problem]) -> None:
-        if not isinstance(value, list):
-            out.append(Problem(path, "BASE_TYPE_LIST", "Must be a list."))
-            return
-        if (self.max is not None and len(value) > self.max) or len(value) < self.min:
-            out.append(_length_problem(path, self.min, self.max))
-            return
-        for index, item in enumerate(value):
-            self.of(item, (*path, str(index)), out)
+        if _sized(value, list, Problem(path, "BASE_TYPE_LIST", "Must be a list."), self.min, self.max, out):
+            for index, item in enumerate(value):
+                self.of(item, (*path, str(index)), out)
 
 
 @dataclass(frozen=True)
@@ -188,6 +179,18 @@ class ByType:
             out.append(Problem((*path, self.key), "BASE_TYPE_CHOICES", f"Value must be one of {choices}."))
             return
         rule(value, path, out)
+
+
+def _sized(value: Any, kind: type[Sized], wrong_type: Problem, low: int, high: int | None, out: list[Problem]) -> bool:
+    """Whether ``value`` is a ``kind`` (a string or a list) of ``low`` to ``high`` items; if not, ``out`` gets
+    ``wrong_type`` or the length problem (at ``wrong_type``'s path)."""
+    if not isinstance(value, kind):
+        out.append(wrong_type)
+        return False
+    if (high is not None and len(value) > high) or len(value) < low:
+        out.append(_length_problem(wrong_type.path, low, high))
+        return False
+    return True
 
 
 def _length_problem(path: Path, low: int, high: int | None) -> Problem:

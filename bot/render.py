@@ -391,3 +391,11 @@ def render_quota(status: QuotaStatus) -> str:
     if status.refill_at is not None:
         lines.append(f"Next refill: <t:{int(status.refill_at.timestamp())}:R>.")
     return "\n".join(lines)
+
+
+def render_signin_link(link: str, ttl_seconds: float) -> str:
+    """The ``/web`` answer: the member's one-time sign-in ``link``, valid for ``ttl_seconds``."""
+    minutes = int(ttl_seconds // 60)
+    return (
+        f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n{link}"
+    )
