@@ -18,6 +18,7 @@ that goes over the wire.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
@@ -324,11 +325,34 @@ _VALUE_OPTIONS: dict[int, Check] = {
 }
 
 
+def _option_key(option: dict[str, Any]) -> object:
+    name = option.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _command_key(command: dict[str, Any]) -> tuple[Any, Any]:
+    return (command.get("type") or CHAT_INPUT, command.get("name"))
+
+
+def _unique_names(
+    items: list[Any], key: Callable[[dict[str, Any]], object], duplicate: Problem, out: list[Problem]
+) -> None:
+    """``out`` gets ``duplicate`` (at ``<index>.name`` below its path) for each object in ``items`` whose ``key``
+    an earlier one has; a key of None is never a duplicate."""
+    seen: set[object] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        found = key(item)
+        if found is not None and found in seen:
+            out.append(Problem((*duplicate.path, str(index), "name"), duplicate.code, duplicate.message))
+        seen.add(found)
+
+
 def _option_level(options: Any, path: Path, out: list[Problem]) -> None:
     """Rules across one level of options: unique names, required ones first, no subcommands beside values."""
     if not isinstance(options, list):
         return
-    seen: set[str] = set()
     optional_seen = False
     kinds = {o.get("type") for o in options if isinstance(o, dict)}
     if kinds & {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP} and kinds - {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP}:
@@ -339,19 +363,11 @@ def _option_level(options: Any, path: Path, out: list[Problem]) -> None:
                 "Sub-command and sub-command group option types are mutually exclusive to all other types",
             )
         )
+    duplicate = Problem(path, "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME", "Option names must be unique")
+    _unique_names(options, _option_key, duplicate, out)
     for index, option in enumerate(options):
         if not isinstance(option, dict):
             continue
-        name = option.get("name")
-        if name in seen:
-            out.append(
-                Problem(
-                    (*path, str(index), "name"),
-                    "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME",
-                    "Option names must be unique",
-                )
-            )
-        seen.add(str(name))
         if option.get("type") in (OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP):
             continue
         if option.get("required"):
@@ -466,22 +482,9 @@ COMMAND = Obj(
 def _command_list_rules(commands: Any, path: Path, out: list[Problem]) -> None:
     if not isinstance(commands, list):
         return
-    seen: set[tuple[Any, Any]] = set()
-    counts: dict[Any, int] = {}
-    for index, command in enumerate(commands):
-        if not isinstance(command, dict):
-            continue
-        key = (command.get("type") or CHAT_INPUT, command.get("name"))
-        if key in seen:
-            out.append(
-                Problem(
-                    (*path, str(index), "name"),
-                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                    "Application command names must be unique",
-                )
-            )
-        seen.add(key)
-        counts[key[0]] = counts.get(key[0], 0) + 1
+    duplicate = Problem(path, "APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")
+    _unique_names(commands, _command_key, duplicate, out)
+    counts = Counter(_command_key(command)[0] for command in commands if isinstance(command, dict))
     for kind, limit in (
         (CHAT_INPUT, CHAT_INPUT_COMMANDS_MAX),
         (USER, CONTEXT_MENU_COMMANDS_MAX),
