@@ -14,18 +14,13 @@ import asyncio
 import os
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
-from generator.params import GenerationParams
-from jobs.admission import NewJob, enqueue_job
+from bench.scratch import IMAGE, bench_request, scratch_database
+from jobs.admission import enqueue_job
 from jobs.blobs import DATABASE_BLOBS
 from jobs.db import begin_read_only, make_engine, make_sessionmaker, migrate
-from jobs.models import JobSource
 from jobs.quota import QuotaPolicy
 from jobs.transitions import claim_next_job, finish_job
 
@@ -33,7 +28,6 @@ MIB = 1024 * 1024
 DEFAULT_SIZE_MIB = 2.0  # a standard 512p/16-frame job's MP4 is about 1-2 MiB; Discord's default cap is 10 MiB
 DEFAULT_COUNT = 40
 POLICY = QuotaPolicy(daily_gpu_seconds=1e12, max_pending=1_000_000)
-IMAGE = b"bench blob input"
 WORKER = "bench-blobs"
 
 
@@ -54,25 +48,6 @@ class BlobRates:
         )
 
 
-def _request(seed: int) -> NewJob:
-    import hashlib
-
-    return NewJob(
-        user_id=1,
-        channel_id=1,
-        guild_id=1,
-        source=JobSource.SLASH,
-        params=GenerationParams(
-            prompt="bench", negative_prompt="", resolution="512p", frames=16, fps=8, steps=10, guidance=9.0, seed=seed
-        ),
-        width=512,
-        height=512,
-        input_sha256=hashlib.sha256(IMAGE).hexdigest(),
-        upload_limit_bytes=100 * MIB,
-        cost_estimate=1.0,
-    )
-
-
 async def measure(url: str, backend: str, size: int, count: int) -> BlobRates:
     await migrate(url)
     engine = make_engine(url)
@@ -81,7 +56,7 @@ async def measure(url: str, backend: str, size: int, count: int) -> BlobRates:
         ids = []
         for n in range(count):  # queued and claimed beforehand: only the finish is timed
             async with sessions() as s, s.begin():
-                await enqueue_job(s, _request(n), POLICY, image=IMAGE)
+                await enqueue_job(s, bench_request(1, n, upload_limit_bytes=100 * MIB), POLICY, image=IMAGE)
             async with sessions() as s, s.begin():
                 job = await claim_next_job(s, WORKER, lease_seconds=600)
                 assert job is not None
@@ -106,36 +81,13 @@ async def measure(url: str, backend: str, size: int, count: int) -> BlobRates:
     return BlobRates(backend, size, count, insert_s, read_s)
 
 
-async def _pg_database(server: str) -> tuple[str, str]:
-    name = f"i2v_bench_blobs_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return make_url(server).set(database=name).render_as_string(hide_password=False), name
-
-
-async def _drop(server: str, name: str) -> None:
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 async def run(size: int, count: int, pg: str | None) -> list[BlobRates]:
     results = []
     with tempfile.TemporaryDirectory() as folder:
         results.append(await measure(f"sqlite+aiosqlite:///{Path(folder) / 'blobs.sqlite3'}", "sqlite", size, count))
     if pg:
-        url, name = await _pg_database(pg)
-        try:
+        async with scratch_database(pg, "i2v_bench_blobs") as url:
             results.append(await measure(url, "postgresql", size, count))
-        finally:
-            await _drop(pg, name)
     return results
 
 

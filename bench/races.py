@@ -20,24 +20,21 @@ import asyncio
 import os
 import random
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import jobs.admission
-from bench.store import DEFAULT_PG_URL, IMAGE, SHA
-from generator.params import GenerationParams
-from jobs.admission import NewJob, enqueue_job
-from jobs.db import make_engine, make_sessionmaker, migrate
+from bench.scratch import DEFAULT_PG_URL, IMAGE, bench_request, scratch_database
+from jobs.admission import enqueue_job
+from jobs.db import make_engine, make_sessionmaker
 from jobs.errors import OverBudget
-from jobs.models import Job, JobSource, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.quota import QuotaPolicy
 from jobs.transitions import JOBS
 
@@ -68,49 +65,13 @@ class AdmissionControl:
     worst_admitted_s: float
 
 
-def _request(user_id: int, seed: int, cost: float) -> NewJob:
-    return NewJob(
-        user_id=user_id,
-        channel_id=1,
-        guild_id=1,
-        source=JobSource.SLASH,
-        params=GenerationParams(
-            prompt="race", negative_prompt="", resolution="256p", frames=8, fps=8, steps=10, guidance=9.0, seed=seed
-        ),
-        width=256,
-        height=256,
-        input_sha256=SHA,
-        upload_limit_bytes=10 << 20,
-        cost_estimate=cost,
-    )
-
-
-@asynccontextmanager
-async def scratch_database(server: str) -> AsyncIterator[str]:
-    """A migrated database on ``server`` (an async PostgreSQL URL), dropped afterwards."""
-    name = f"i2v_races_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        try:
-            await migrate(url)
-            yield url
-        finally:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 async def claims_without_skip_locked(url: str, jobs: int) -> ClaimControl:
     """Queue ``jobs`` jobs, then let 4 connections claim them with the claim statement minus SKIP LOCKED."""
     engine = make_engine(url)
     try:
         async with make_sessionmaker(engine)() as s, s.begin():
             for n in range(jobs):
-                await enqueue_job(s, _request(1 + n % 7, n, 1.0), FILL_POLICY, image=IMAGE)
+                await enqueue_job(s, bench_request(1 + n % 7, n), FILL_POLICY, image=IMAGE)
     finally:
         await engine.dispose()
     claimed: list[int] = []
@@ -174,7 +135,7 @@ async def admission_without_account_lock(url: str, users: int) -> AdmissionContr
         async with makers[k % len(makers)]() as s:
             try:
                 async with s.begin():
-                    await enqueue_job(s, _request(user, k, REQUEST_COST_S), policy, image=IMAGE)
+                    await enqueue_job(s, bench_request(user, k, cost=REQUEST_COST_S), policy, image=IMAGE)
             except OverBudget:
                 return
         admitted[user] += REQUEST_COST_S
@@ -199,9 +160,9 @@ async def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or args.users < 1:
         parser.error("--jobs and --users must be >= 1")
     server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
-    async with scratch_database(server) as url:
+    async with scratch_database(server, "i2v_races") as url:
         claims = await claims_without_skip_locked(url, args.jobs)
-    async with scratch_database(server) as url:
+    async with scratch_database(server, "i2v_races") as url:
         admission = await admission_without_account_lock(url, args.users)
     print(
         f"claims without SKIP LOCKED: {claims.extra_claims} extra claims over {claims.jobs} jobs "

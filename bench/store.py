@@ -20,36 +20,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import multiprocessing
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
 from bench import driver_floor
-from generator.params import STEPS_RANGE, GenerationParams
-from jobs.admission import NewJob, enqueue_job
+from bench.scratch import DEFAULT_PG_URL, IMAGE, bench_request, scratch_database
+from jobs.admission import enqueue_job
 from jobs.db import make_engine, make_sessionmaker, migrate
-from jobs.models import JobSource
 from jobs.progress import ProgressWriter
 from jobs.quota import QuotaPolicy
 from jobs.transitions import claim_next_job, finish_job
 
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PROGRESS_WRITES = 50
 LEASE_S = 120.0
 DEFAULT_JOBS = 400
 POLICY = QuotaPolicy(daily_gpu_seconds=1e12, max_pending=1_000_000)
-IMAGE = b"bench input image"  # the store keeps one copy: every bench job names the same image
-SHA = hashlib.sha256(IMAGE).hexdigest()
 VIDEO = b"\0" * 1024  # bytes stored as each job's MP4
 
 
@@ -83,32 +74,6 @@ class Result:
         return self.jobs * (self.progress_writes + 3) / self.seconds
 
 
-def _request(user_id: int, seed: int, steps: int = PROGRESS_WRITES) -> NewJob:
-    """A job whose steps are ``steps`` where I2VGen-XL takes that many (the progress writes need not match)."""
-    steps = min(max(steps, STEPS_RANGE[0]), STEPS_RANGE[1])
-    return NewJob(
-        user_id=user_id,
-        channel_id=1,
-        guild_id=1,
-        source=JobSource.SLASH,
-        params=GenerationParams(
-            prompt="bench",
-            negative_prompt="",
-            resolution="512p",
-            frames=16,
-            fps=8,
-            steps=steps,
-            guidance=9.0,
-            seed=seed,
-        ),
-        width=512,
-        height=512,
-        input_sha256=SHA,
-        upload_limit_bytes=10 << 20,
-        cost_estimate=1.0,
-    )
-
-
 async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_WRITES) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
@@ -116,7 +81,7 @@ async def _worker_loop(url: str, worker: int, jobs: int, writes: int = PROGRESS_
     try:
         for n in range(jobs):
             async with sessions() as s, s.begin():
-                await enqueue_job(s, _request(1000 + worker, n, max(writes, 1)), POLICY, image=IMAGE)
+                await enqueue_job(s, bench_request(1000 + worker, n, steps=max(writes, 1)), POLICY, image=IMAGE)
             async with sessions() as s, s.begin():
                 job = await claim_next_job(s, f"bench-{worker}", lease_seconds=LEASE_S)
             if job is None:
@@ -220,21 +185,8 @@ async def _with_sqlite(jobs: int, workers: int, writes: int, processes: int = 1,
 
 
 async def _with_postgres(jobs: int, workers: int, writes: int, processes: int = 1, floor: bool = False) -> Result:
-    server = os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)
-    name = f"i2v_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server, isolation_level="AUTOCOMMIT", pool_size=1)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        try:
-            await migrate(url)
-            return await _measure(url, "postgresql", jobs, workers, writes, processes, floor)
-        finally:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    async with scratch_database(os.environ.get("PG_TEST_URL", DEFAULT_PG_URL)) as url:
+        return await _measure(url, "postgresql", jobs, workers, writes, processes, floor)
 
 
 async def main(argv: list[str] | None = None) -> list[Result]:

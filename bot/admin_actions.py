@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.delivery import remove_disk_copies
+from bot.admin_render import report_settled_text
 from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
-from bot.render import report_settled_text
+from bot.withholding import remove_disk_copies
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
 from jobs.audit import record_action
 from jobs.control import (
@@ -28,6 +28,7 @@ from jobs.control import (
     settle_report,
     update_guild_settings,
 )
+from jobs.db import locked_row
 from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
 
 if TYPE_CHECKING:
@@ -136,10 +137,7 @@ async def set_guild_limits(
         if value is not _KEEP and value is not None and not low <= value <= high:
             raise UserFacingError(f"{name} must be 0 (no cap) or between {low} and {high}; you gave {value}.")
 
-    row = await session.get(GuildSettings, guild_id, with_for_update=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
-        session.add(row)
+    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
     before = {"max_resolution": row.max_resolution, "max_frames": row.max_frames, "max_steps": row.max_steps}
     if max_resolution is not _KEEP:
         row.max_resolution = max_resolution

@@ -17,10 +17,24 @@ import discord
 from discord import app_commands
 
 from bot.admin_actions import cancel_as_admin, wake_monitor
+from bot.admin_render import (
+    SafetyCounts,
+    render_banned,
+    render_blocklist,
+    render_log,
+    render_paused,
+    render_queue,
+    render_reports,
+    render_resumed,
+    render_safety,
+    render_stats,
+    render_term_added,
+    render_term_removed,
+    render_unbanned,
+)
 from bot.components import MAX_ROWS, log_listing_view, queue_listing_view, reports_view
 from bot.discord_limits import INT53_MAX
 from bot.errors import UserFacingError
-from bot.render import render_blocklist, render_log, render_queue, render_reports, render_safety, render_stats
 from jobs.control import (
     ban_and_settle,
     ban_from_guild,
@@ -137,19 +151,7 @@ async def pause(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
         else:
             changed = await pause_guild(session, guild_id, by=interaction.user.id, reason=reason)
     log.info("admin %s paused %s (changed=%s, reason=%r)", interaction.user.id, _scope_name(guild_id), changed, reason)
-    if guild_id is None:
-        text = (
-            "Paused on every server: new requests are queued and wait, no video starts until /operator resume; "
-            "running ones finish."
-        )
-        again = "The queue was already paused. "
-    else:
-        text = (
-            "Paused on this server: new requests are queued and wait, nothing starts here until /admin resume; "
-            "running videos finish. Other servers are not affected."
-        )
-        again = "This server was already paused. "
-    await interaction.followup.send(text if changed else again + text, ephemeral=True)
+    await interaction.followup.send(render_paused(bot_wide=guild_id is None, changed=changed), ephemeral=True)
 
 
 async def resume(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None) -> None:
@@ -162,15 +164,7 @@ async def resume(bot: I2VBot, interaction: discord.Interaction, guild_id: int | 
             changed = await resume_guild(session, guild_id, by=interaction.user.id)
     wake_monitor(bot)
     log.info("admin %s resumed %s (changed=%s)", interaction.user.id, _scope_name(guild_id), changed)
-    if guild_id is None:
-        text = "Resumed: queued videos start again." if changed else "The queue was not paused; nothing changed."
-    else:
-        text = (
-            "Resumed: this server's queued videos start again."
-            if changed
-            else "This server was not paused; nothing changed."
-        )
-    await interaction.followup.send(text, ephemeral=True)
+    await interaction.followup.send(render_resumed(bot_wide=guild_id is None, changed=changed), ephemeral=True)
 
 
 async def ban(
@@ -198,19 +192,10 @@ async def ban(
         cancelled,
         running,
     )
-    where = "" if guild_id is None else " in this server"
-    if newly:
-        head = f"{user.mention} is banned" + (" from making videos in this server" if guild_id else "")
-        lines = [head + (f": {reason}" if reason else "") + "."]
-    elif guild_id is None:
-        lines = [f"{user.mention} was already banned; reason now: {reason or 'none'}."]
-    else:
-        lines = [f"{user.mention} was already banned{where}" + (f": {reason}" if reason else "") + "."]
-    if cancelled:
-        lines.append("Cancelled and refunded their queued job(s) " + _job_list(cancelled) + ".")
-    if running:
-        lines.append("Left running (will be delivered, not retried): " + _job_list(running) + ".")
-    await interaction.followup.send("\n".join(lines), ephemeral=True)
+    text = render_banned(
+        user.mention, reason, bot_wide=guild_id is None, newly=newly, cancelled=cancelled, running=running
+    )
+    await interaction.followup.send(text, ephemeral=True)
 
 
 async def unban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None, user: discord.User) -> None:
@@ -221,9 +206,9 @@ async def unban(bot: I2VBot, interaction: discord.Interaction, guild_id: int | N
             changed = await unban_user(session, user.id, by=interaction.user.id)
         else:
             changed = await unban_from_guild(session, guild_id, user.id, by=interaction.user.id)
-    where = "" if guild_id is None else " in this server"
-    text = f"{user.mention} may make videos{where} again." if changed else f"{user.mention} was not banned{where}."
-    await interaction.followup.send(text, ephemeral=True)
+    await interaction.followup.send(
+        render_unbanned(user.mention, bot_wide=guild_id is None, changed=changed), ephemeral=True
+    )
 
 
 async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: int | None) -> None:
@@ -240,18 +225,13 @@ async def show_stats(bot: I2VBot, interaction: discord.Interaction, guild_id: in
             )
         ]
         reports = len(await open_reports(session, guild_id, limit=MAX_OPEN_REPORTS_COUNTED))
-    dead_after = bot.settings.worker_dead_after
-    if state is None:
-        embed = render_stats(stats, bot.supervisor, dead_after_s=dead_after)
-    else:
-        embed = render_stats(stats, bot.supervisor, bot_wide=False, dead_after_s=dead_after)
-        embed.set_footer(text="Paused on this server" if state.guild_paused else "Running on this server")
-    open_text = f"{reports}+" if reports >= MAX_OPEN_REPORTS_COUNTED else str(reports)
-    embed.add_field(
-        name="Content safety",
-        value=f"Prompts blocked: {blocked[0]} today, {blocked[1]} in the last 7 days\n"
-        f"Reported videos waiting for an admin: {open_text}",
-        inline=False,
+    safety = SafetyCounts(blocked[0], blocked[1], reports, MAX_OPEN_REPORTS_COUNTED)
+    embed = render_stats(
+        stats,
+        bot.supervisor,
+        safety,
+        server_paused=None if state is None else state.guild_paused,
+        dead_after_s=bot.settings.worker_dead_after,
     )
     await interaction.followup.send(embed=embed, ephemeral=True)
 
@@ -268,12 +248,7 @@ async def blocklist_add(bot: I2VBot, interaction: discord.Interaction, guild_id:
     except BlocklistError as error:
         raise UserFacingError(str(error)) from None
     log.info("admin %s listed a term on the blocklist of %s", interaction.user.id, _scope_name(guild_id))
-    whose = _list_name(guild_id)
-    text = (
-        f"Prompts holding “{term}” are now refused {whose}."
-        if new
-        else f"“{term}” was already on {_list_title(guild_id)}."
-    )
+    text = render_term_added(term, new=new, bot_wide=guild_id is None)
     await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -282,11 +257,7 @@ async def blocklist_remove(bot: I2VBot, interaction: discord.Interaction, guild_
     await defer(interaction)
     async with bot.sessions.begin() as session:
         removed = await remove_term(session, guild_id, raw, by=interaction.user.id)
-    text = (
-        f"Removed it from {_list_title(guild_id)}."
-        if removed
-        else f"That is not on {_list_title(guild_id)}; nothing changed."
-    )
+    text = render_term_removed(removed=removed, bot_wide=guild_id is None)
     await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -297,7 +268,7 @@ async def blocklist_show(bot: I2VBot, interaction: discord.Interaction, guild_id
         terms = await list_terms(session, guild_id)
     setting_terms = bot.settings.prompt_blocklist if guild_id is None else ()
     await interaction.followup.send(
-        render_blocklist(_list_title(guild_id), terms, setting_terms),
+        render_blocklist(terms, setting_terms, bot_wide=guild_id is None),
         ephemeral=True,
         allowed_mentions=discord.AllowedMentions.none(),
     )
@@ -309,7 +280,8 @@ async def safety_settings(
     """Show or set this server's policy for flagged videos and whether every result is a spoiler."""
     await defer(interaction)
     default = bot.settings.unsafe_videos
-    if unsafe_videos is not None or spoilers is not None:
+    updated = unsafe_videos is not None or spoilers is not None
+    if updated:
         async with bot.sessions.begin() as session:
             await set_server_safety(
                 session,
@@ -327,8 +299,8 @@ async def safety_settings(
         )
     async with bot.readers() as session:
         policy, spoiler_all = await server_safety(session, guild_id, default)
-    head = "Updated. " if unsafe_videos is not None or spoilers is not None else ""
-    await interaction.followup.send(head + render_safety(policy, spoiler_all, operator_default=default), ephemeral=True)
+    text = render_safety(policy, spoiler_all, operator_default=default, updated=updated)
+    await interaction.followup.send(text, ephemeral=True)
 
 
 async def reports_reply(bot: I2VBot, guild_id: int | None) -> tuple[discord.Embed, discord.ui.View | None]:
@@ -349,17 +321,5 @@ async def show_reports(bot: I2VBot, interaction: discord.Interaction, guild_id: 
         await interaction.followup.send(embed=embed, view=view, ephemeral=True)
 
 
-def _list_title(guild_id: int | None) -> str:
-    return "the bot's blocklist" if guild_id is None else "this server's blocklist"
-
-
-def _list_name(guild_id: int | None) -> str:
-    return "on every server" if guild_id is None else "on this server"
-
-
 def _scope_name(guild_id: int | None) -> str:
     return "the whole bot" if guild_id is None else f"guild {guild_id}"
-
-
-def _job_list(job_ids: list[int]) -> str:
-    return ", ".join(f"#{job_id}" for job_id in job_ids)

@@ -29,7 +29,7 @@ from bot.tree import I2VTree
 from bot.views import DYNAMIC_ITEMS
 from bot.web_roles import RoleRecheck
 from jobs.db import make_engine, make_sessionmaker, migrate
-from jobs.quota import QuotaPolicy
+from jobs.quota import QuotaPolicy, QuotaStatus, quota_status
 from web.server import WebServer, start_web_page
 from web.standalone import embedded_supervisor, supervisor_problem
 
@@ -202,3 +202,8 @@ class I2VBot(commands.Bot):
         return QuotaPolicy.of_requester(
             self.settings, role_ids=member_role_ids(actor), is_admin=self.is_operator(actor)
         )
+
+    async def quota_of(self, interaction: discord.Interaction) -> QuotaStatus:
+        """The quota of the interaction's user (``/quota``, ``/help``): what is left, when it refills, pending jobs."""
+        async with self.readers() as session:
+            return await quota_status(session, interaction.user.id, self.quota_policy(interaction))

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from bot.app import I2VBot
 from bot.command_sync import command_tree_problems
 from bot.endpoints import apply_discord_endpoints
 from bot.settings import BotSettings
-from config.reader import EXIT_BAD_SETTINGS, read_all
+from config.reader import CheckReport, read_all
 from generator.model_files import check_model_source
 from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models
 from jobs.db import alembic_config, make_engine, redacted_url
@@ -39,19 +38,6 @@ STATE_AT_HEAD = "at head"
 STATE_BEHIND = "behind"
 STATE_AHEAD = "ahead"
 STATE_NOT_CREATED = "not created"
-
-
-@dataclass
-class CheckReport:
-    """What ``check`` found: one line per problem, one line per thing that is fine."""
-
-    problems: list[str] = field(default_factory=list)
-    fine: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # works, but likely not as meant; the exit status stays 0
-
-    @property
-    def exit_status(self) -> int:
-        return EXIT_BAD_SETTINGS if self.problems else 0
 
 
 def _first_line(error: BaseException) -> str:

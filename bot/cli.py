@@ -113,15 +113,7 @@ def check(env: Any) -> int:
     """``python -m bot check``: problems on stderr, what is fine on stdout."""
     from bot.check import run_check
 
-    report = asyncio.run(run_check(env))
-    for line in report.fine:
-        print(f"ok: {line}")
-    for line in report.problems:
-        print(f"{PROG}: {line}", file=sys.stderr)
-    for line in report.warnings:
-        print(f"{PROG}: warning: {line}", file=sys.stderr)
-    print(f"{len(report.problems)} problem(s)" if report.problems else "the configuration is usable")
-    return report.exit_status
+    return asyncio.run(run_check(env)).print(PROG, "the configuration is usable")
 
 
 def main(argv: list[str] | None = None) -> int:

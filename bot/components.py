@@ -66,10 +66,10 @@ def page_custom_id(listing: str, page: int, kind: str) -> str:
     return f"{ADMIN_PREFIX}:{listing}:{page}:{kind}"
 
 
-def page_template(listing: str) -> str:
-    """The custom-id pattern of one listing's paging buttons (groups ``page``, ``kind``)."""
-    kinds = "|".join(PAGE_LISTINGS[listing])
-    return rf"{ADMIN_PREFIX}:{listing}:(?P<page>[0-9]{{1,6}}):(?P<kind>{kinds})"
+# the paging buttons of every listing (groups listing, page, kind); a kind the listing lacks is refused on parsing
+PAGE_TEMPLATE = (
+    rf"{ADMIN_PREFIX}:(?P<listing>{'|'.join(PAGE_LISTINGS)}):(?P<page>[0-9]{{1,6}}):(?P<kind>{'|'.join(PAGE_STEP)})"
+)
 
 
 # a reported video in /admin reports (scope "s": this server's admins) or /operator reports ("o": bot-wide)

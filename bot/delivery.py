@@ -23,17 +23,13 @@ result thus costs at most ``UPLOAD_RETRIES_MAX + 1`` upload calls: a persistent 
 and no retry of ours, a persistent 503 or timeout three. Each own retry counts in ``i2v_upload_retries_total``
 (``web.metrics``), labelled with its reason.
 
-Deleting (:func:`delete_stored_video`, :func:`delete_user_data_and_copies`: the Delete button under a video,
-``/delete-my-data``, and retention through ``bot.monitor``) removes the stored bytes and the disk copies; the job
-rows stay (statistics, quota ledger, audit log).
-
-Content safety (``jobs.safety``): a video the worker's image classifier called unsafe is posted only where the
-server's policy (the operator's UNSAFE_VIDEOS, tightened by ``/admin safety``) allows it, that is in an
-age-restricted channel, and there always as a spoiler; anywhere else it is not posted, its stored bytes and any
-disk copy go at once, and its requester is told privately (:meth:`Delivery.tell_privately`). An input image the
-classifier flagged fails its job before generation (nothing charged); the channel's notice says only that the
-video was not made, the reason goes to the requester privately. A result is also a
-spoiler (the ``SPOILER_`` file name) when its requester asked for one or the server makes every result one.
+Content safety (``jobs.safety``, ``bot.withholding``): a video the worker's image classifier called unsafe is
+posted only where the server's policy allows it (an age-restricted channel, as a spoiler); elsewhere
+``bot.withholding`` withholds it and tells its requester privately, and the channel gets a notice without a reason.
+An input image the classifier flagged fails its job before generation (nothing charged); the channel's notice says
+only that the video was not made, the reason goes to the requester privately. A result is also a spoiler (the
+``SPOILER_`` file name) when its requester asked for one or the server makes every result one. Deleting what the
+bot keeps is ``bot.withholding`` too.
 
 The MP4 comes from the job store (``jobs.blobs``), wherever the worker that made it ran. Unless
 ``SAVE_OUTPUT_COPY=false``, the delivering process also writes it to ``OUTPUT_DIR/video_YYYYMMDD_HHMMSS_<job>.mp4``
@@ -64,22 +60,20 @@ from bot.render import (
     render_result,
     render_status,
     render_upload_failed,
-    render_withheld,
 )
 from bot.status import edit_status_message
+from bot.withholding import screen_unsafe, tell_directly, tell_privately
 from jobs.blobs import DATABASE_BLOBS
-from jobs.copies import output_filename, remove_copies, write_copy
+from jobs.copies import output_filename, write_copy
 from jobs.models import JobStatus
 from jobs.queue import delivered_among, find_job
-from jobs.retention import delete_job_video, delete_user_data
-from jobs.safety import UnsafePolicy, Verdict, may_post_unsafe, server_safety, withheld_message, withhold_video
+from jobs.safety import Verdict, server_safety
 from jobs.transitions import mark_delivered
 from web.metrics import UPLOAD_RETRIES
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
     from jobs.models import Job
-    from jobs.retention import UserDataDeleted
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +84,11 @@ DISCORD_PY_RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})  # the status
 HISTORY_SCAN_LIMIT = 100  # messages read back when checking whether an earlier attempt landed
 HISTORY_SCAN_MARGIN = timedelta(minutes=1)  # read from a little before the journalled attempt
 CHANNEL_CLOSED_STATUSES = frozenset({403, 404})  # the bot may not post there, or the channel is gone: never retried
-TOKEN_MARGIN = timedelta(seconds=30)  # an interaction token this close to its end is not used for a follow-up
 
 
 def nonce_for(job_id: int) -> str:
     """The message nonce for a job's delivery (max 25 characters)."""
     return f"i2v-{job_id}"[:25]
-
-
-async def remove_disk_copies(bot: I2VBot, job_ids: list[int]) -> int:
-    """Delete the disk copies of these jobs' videos (off the event loop); returns how many files went."""
-    if not job_ids:
-        return 0
-    return await asyncio.to_thread(remove_copies, bot.settings.output_dir, list(job_ids))
 
 
 def _journal_dir(bot: I2VBot) -> Path:
@@ -217,11 +203,12 @@ class Delivery:
         if job.status == JobStatus.SUCCEEDED:
             unsafe = job.output_verdict == Verdict.UNSAFE.value
             if unsafe:
-                age_restricted = await self._age_restricted(job)
-                if age_restricted is None:  # cannot tell now; never post or delete on a guess
+                screened = await screen_unsafe(self.bot, job, policy)
+                if screened is None:  # cannot tell now; never post or delete on a guess
                     return DeliveryResult.RETRY_LATER
-                if not may_post_unsafe(policy, age_restricted_channel=age_restricted):
-                    job, video = await self._withhold(job, policy), None  # a notice without a reason goes instead
+                job, may_post = screened
+                if not may_post:
+                    video = None  # withheld: a notice without a reason goes instead
             spoiler = unsafe or job.spoiler or spoiler_all
             if video is None and job.withheld_at is None:
                 log.error("job %s succeeded but its video is no longer stored", job.id)
@@ -280,7 +267,7 @@ class Delivery:
                 continue
             outcome = await self._mark(job, message_id, journal, copy)
             if outcome is DeliveryResult.DELIVERED and job.input_verdict == Verdict.UNSAFE.value:
-                await self.tell_privately(job, render_input_refused(job))  # the channel's notice gives no reason
+                await tell_privately(self.bot, job, render_input_refused(job))  # the channel's notice gives no reason
             return outcome
         if may_have_landed is not None:  # the last upload timed out: give it time to land, then look once more
             await asyncio.sleep(self.backoff[-1])
@@ -300,70 +287,6 @@ class Delivery:
             log.warning("could not read channel %s to check job %s: %r", job.channel_id, job.id, error)
             return None
         return found if found is not None else False
-
-    async def _age_restricted(self, job: Job) -> bool | None:
-        """Whether the job's channel is age-restricted (a thread: its parent); None when it cannot be read now. A
-        channel that is gone or hidden counts as not age-restricted."""
-        channel = self.bot.get_channel(job.channel_id)
-        if channel is None:
-            try:
-                channel = await self.bot.fetch_channel(job.channel_id)
-            except (discord.NotFound, discord.Forbidden):
-                return False
-            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
-                log.warning("could not read channel %s of job %s: %r", job.channel_id, job.id, error)
-                return None
-        is_nsfw = getattr(channel, "is_nsfw", None)
-        return bool(is_nsfw()) if callable(is_nsfw) else False
-
-    async def _withhold(self, job: Job, policy: UnsafePolicy) -> Job:
-        """An unsafe video that may not be posted here: its bytes and disk copies go now, the job keeps the
-        verdict and the reason, and the requester is told privately (once). Returns the job as it now is; the
-        channel then gets a notice that gives no reason."""
-        reason = withheld_message(policy)
-        async with self.bot.sessions.begin() as session:
-            newly = await withhold_video(session, job.id, reason)
-        await remove_disk_copies(self.bot, [job.id])
-        log.info(
-            "job %s: the safety check flagged the video; not posted in channel %s (policy %s), deleted",
-            job.id,
-            job.channel_id,
-            policy.value,
-        )
-        if newly:
-            how = await self.tell_privately(job, render_withheld(job, reason))
-            log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
-        async with self.bot.readers() as session:
-            fresh = await find_job(session, job.id)
-        return fresh or job
-
-    async def tell_privately(self, job: Job, text: str) -> str:
-        """Tell the job's requester ``text`` privately: an ephemeral follow-up while the request's interaction
-        token lives, else a direct message; returns how (``ephemeral``, ``dm``, or ``job`` when neither worked and
-        only the job's own record, shown by ``/queue`` and the page, says it)."""
-        expires = job.interaction_expires_at
-        if (
-            job.interaction_token
-            and job.application_id
-            and expires is not None
-            and expires - TOKEN_MARGIN > datetime.now(UTC)
-        ):
-            webhook = discord.Webhook.from_state(  # type 3: an interaction's follow-ups, ephemeral allowed
-                {"id": job.application_id, "type": 3, "token": job.interaction_token},
-                state=self.bot._connection,
-            )
-            try:
-                await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
-                return "ephemeral"
-            except discord.HTTPException as error:
-                log.info("job %s: the ephemeral follow-up failed (%s); trying a direct message", job.id, error)
-        try:
-            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
-            return "dm"
-        except discord.HTTPException as error:
-            log.info("job %s: user %s cannot be sent a direct message (%s)", job.id, job.user_id, error)
-        return "job"
 
     async def _post(self, job: Job, video: bytes | None, *, spoiler: bool = False) -> int:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -421,7 +344,7 @@ class Delivery:
             f" and at {copy}" if copy is not None else "",
         )
         text = render_not_posted(job, reason)
-        how = await self.tell_privately(job, text)
+        how = await tell_privately(self.bot, job, text)
         log.info("job %s: requester %s told by %s", job.id, job.user_id, how)
         async with self.bot.sessions.begin() as session:
             marked = await mark_delivered(
@@ -475,7 +398,7 @@ class Delivery:
             notice_id = message.id
         except (discord.NotFound, discord.Forbidden):
             log.error("job %s: channel %s refuses messages; telling the user directly", job.id, job.channel_id)
-            await self._tell_directly(job, text)
+            await tell_directly(self.bot, job, text)
         except discord.HTTPException:
             log.exception("could not tell user %s that job %s failed to upload; will retry", job.user_id, job.id)
             return DeliveryResult.RETRY_LATER
@@ -486,41 +409,3 @@ class Delivery:
             f" and at {copy}" if copy is not None else "",
         )
         return await self._mark(job, notice_id, journal, copy)
-
-    async def _tell_directly(self, job: Job, text: str) -> None:
-        """Send ``text`` to the job's requester by direct message; a refusal is only logged."""
-        try:
-            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(text)
-        except discord.HTTPException:
-            log.warning("user %s cannot be reached by direct message either", job.user_id)
-
-
-# -- deleting what the bot keeps: the Delete button, /delete-my-data, retention ------------------------------
-
-
-async def delete_stored_video(bot: I2VBot, job_id: int) -> bool:
-    """Delete one job's stored MP4 and its disk copy; True when anything was there."""
-    async with bot.sessions.begin() as session:
-        stored = await delete_job_video(session, job_id)
-    copies = await remove_disk_copies(bot, [job_id])
-    log.info("deleted the video of job %s (stored: %s, disk copies: %d)", job_id, stored, copies)
-    return stored or copies > 0
-
-
-async def delete_user_data_and_copies(bot: I2VBot, user_id: int, *, by: int) -> UserDataDeleted:
-    """Delete every stored image and video of ``user_id``'s jobs and the disk copies (audited, actor ``by``)."""
-    async with bot.sessions.begin() as session:
-        deleted = await delete_user_data(session, user_id, by=by)
-    copies = await remove_disk_copies(bot, deleted.job_ids)
-    log.info(
-        "user %s's data deleted by %s: %d job(s), %d disk copies, still running %s",
-        user_id,
-        by,
-        len(deleted.job_ids),
-        copies,
-        deleted.still_running,
-    )
-    if bot.monitor is not None:
-        bot.monitor.wake()
-    return deleted

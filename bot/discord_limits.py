@@ -18,7 +18,8 @@ that goes over the wire.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +76,8 @@ class Text:
     check: Check | None = None
 
     def __call__(self, value: Any, path: Path, out: list[Problem]) -> None:
-        if not isinstance(value, str):
-            out.append(Problem(path, "STRING_TYPE_CONVERT", "Could not interpret value as string."))
-            return
-        if (self.max is not None and len(value) > self.max) or len(value) < self.min:
-            out.append(_length_problem(path, self.min, self.max))
-        elif self.check is not None:
+        string = Problem(path, "STRING_TYPE_CONVERT", "Could not interpret value as string.")
+        if _sized(value, str, string, self.min, self.max, out) and self.check is not None:
             self.check(value, path, out)
 
 
@@ -138,14 +135,9 @@ class Items:
     min: int = 0
 
     def __call__(self, value: Any, path: Path, out: list[Problem]) -> None:
-        if not isinstance(value, list):
-            out.append(Problem(path, "BASE_TYPE_LIST", "Must be a list."))
-            return
-        if (self.max is not None and len(value) > self.max) or len(value) < self.min:
-            out.append(_length_problem(path, self.min, self.max))
-            return
-        for index, item in enumerate(value):
-            self.of(item, (*path, str(index)), out)
+        if _sized(value, list, Problem(path, "BASE_TYPE_LIST", "Must be a list."), self.min, self.max, out):
+            for index, item in enumerate(value):
+                self.of(item, (*path, str(index)), out)
 
 
 @dataclass(frozen=True)
@@ -188,6 +180,18 @@ class ByType:
             out.append(Problem((*path, self.key), "BASE_TYPE_CHOICES", f"Value must be one of {choices}."))
             return
         rule(value, path, out)
+
+
+def _sized(value: Any, kind: type[Sized], wrong_type: Problem, low: int, high: int | None, out: list[Problem]) -> bool:
+    """Whether ``value`` is a ``kind`` (a string or a list) of ``low`` to ``high`` items; if not, ``out`` gets
+    ``wrong_type`` or the length problem (at ``wrong_type``'s path)."""
+    if not isinstance(value, kind):
+        out.append(wrong_type)
+        return False
+    if (high is not None and len(value) > high) or len(value) < low:
+        out.append(_length_problem(wrong_type.path, low, high))
+        return False
+    return True
 
 
 def _length_problem(path: Path, low: int, high: int | None) -> Problem:
@@ -321,11 +325,34 @@ _VALUE_OPTIONS: dict[int, Check] = {
 }
 
 
+def _option_key(option: dict[str, Any]) -> object:
+    name = option.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _command_key(command: dict[str, Any]) -> tuple[Any, Any]:
+    return (command.get("type") or CHAT_INPUT, command.get("name"))
+
+
+def _unique_names(
+    items: list[Any], key: Callable[[dict[str, Any]], object], duplicate: Problem, out: list[Problem]
+) -> None:
+    """``out`` gets ``duplicate`` (at ``<index>.name`` below its path) for each object in ``items`` whose ``key``
+    an earlier one has; a key of None is never a duplicate."""
+    seen: set[object] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        found = key(item)
+        if found is not None and found in seen:
+            out.append(Problem((*duplicate.path, str(index), "name"), duplicate.code, duplicate.message))
+        seen.add(found)
+
+
 def _option_level(options: Any, path: Path, out: list[Problem]) -> None:
     """Rules across one level of options: unique names, required ones first, no subcommands beside values."""
     if not isinstance(options, list):
         return
-    seen: set[str] = set()
     optional_seen = False
     kinds = {o.get("type") for o in options if isinstance(o, dict)}
     if kinds & {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP} and kinds - {OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP}:
@@ -336,19 +363,11 @@ def _option_level(options: Any, path: Path, out: list[Problem]) -> None:
                 "Sub-command and sub-command group option types are mutually exclusive to all other types",
             )
         )
+    duplicate = Problem(path, "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME", "Option names must be unique")
+    _unique_names(options, _option_key, duplicate, out)
     for index, option in enumerate(options):
         if not isinstance(option, dict):
             continue
-        name = option.get("name")
-        if name in seen:
-            out.append(
-                Problem(
-                    (*path, str(index), "name"),
-                    "APPLICATION_COMMAND_OPTIONS_DUPLICATE_NAME",
-                    "Option names must be unique",
-                )
-            )
-        seen.add(str(name))
         if option.get("type") in (OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP):
             continue
         if option.get("required"):
@@ -463,22 +482,9 @@ COMMAND = Obj(
 def _command_list_rules(commands: Any, path: Path, out: list[Problem]) -> None:
     if not isinstance(commands, list):
         return
-    seen: set[tuple[Any, Any]] = set()
-    counts: dict[Any, int] = {}
-    for index, command in enumerate(commands):
-        if not isinstance(command, dict):
-            continue
-        key = (command.get("type") or CHAT_INPUT, command.get("name"))
-        if key in seen:
-            out.append(
-                Problem(
-                    (*path, str(index), "name"),
-                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                    "Application command names must be unique",
-                )
-            )
-        seen.add(key)
-        counts[key[0]] = counts.get(key[0], 0) + 1
+    duplicate = Problem(path, "APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")
+    _unique_names(commands, _command_key, duplicate, out)
+    counts = Counter(_command_key(command)[0] for command in commands if isinstance(command, dict))
     for kind, limit in (
         (CHAT_INPUT, CHAT_INPUT_COMMANDS_MAX),
         (USER, CONTEXT_MENU_COMMANDS_MAX),

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from discord import app_commands
 
+from jobs.errors import Sentence
 
-class UserFacingError(app_commands.AppCommandError):
-    """A refusal with a message meant for the user who asked (bad input, not allowed, nothing to do)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class UserFacingError(Sentence, app_commands.AppCommandError):
+    """A refusal with a message meant for the user who asked (bad input, not allowed, nothing to do); an
+    ``AppCommandError``, so a command's refusal reaches the tree's error funnel as it is."""
 
 
 class NotYours(UserFacingError):

@@ -1,5 +1,5 @@
-"""Every text the bot shows in Discord: status messages, results and notices, the Info details, what a request
-is told, /queue and /quota answers, and the admin listings (queue, stats, audit log, a server's caps).
+"""Every text the bot shows its members in Discord: status messages, results and notices, the Info details, what a
+request is told, /help, /queue, /quota and /web answers. The admin and operator texts are ``bot.admin_render``.
 
 Pure functions of what the store returned (no I/O). Everything they render goes out with no pings allowed unless
 the caller says so (the client's default), so a user id shown as ``<@id>`` only names the member. Sentences the
@@ -18,17 +18,13 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from generator.model_spaces import display_name
-from jobs.errors import discord_time, format_duration
-from jobs.models import AUDIT_SCOPE_BOT, TERMINAL_STATUSES, JobStatus
-from jobs.safety import UnsafePolicy, Verdict
-from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
+from jobs.models import TERMINAL_STATUSES, JobStatus
+from jobs.safety import Verdict
 
 if TYPE_CHECKING:
     from generator.model_spaces import Preset
-    from jobs.listings import AuditPage, QueuePage
-    from jobs.models import AuditLog, GuildSettings, Job
+    from jobs.models import Job
     from jobs.quota import QuotaStatus
-    from jobs.stats import AdminStats
 
 MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
@@ -397,216 +393,9 @@ def render_quota(status: QuotaStatus) -> str:
     return "\n".join(lines)
 
 
-# -- the admin listings -------------------------------------------------------------------------------------------
-
-
-def _bytes_text(size: int | None) -> str:
-    if size is None:
-        return "unknown memory"
-    return f"{size / 2**30:.1f} GiB"
-
-
-def render_queue(
-    page: QueuePage, now: datetime, *, bot_wide: bool = False, server_paused: bool = False
-) -> discord.Embed:
-    """The queue embed (``/admin queue``: one server's jobs; ``/operator queue``: every server's): one line per job
-    with requester, parameters, state, position, age, progress."""
-    title = f"Queue: {page.running} running, {page.queued} queued"
-    if page.paused:
-        title += " (paused bot-wide)"
-    elif server_paused:
-        title += " (paused on this server)"
-    where = "" if bot_wide else " on this server"
-    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    lines: list[str] = []
-    for entry in page.entries:
-        if entry.status.value == "running":
-            state = f"running, {entry.phase}"
-            if entry.progress_total:
-                percent = 100 * entry.progress_step // entry.progress_total
-                state += f" {entry.progress_step}/{entry.progress_total} ({percent} %)"
-            if entry.cancel_requested:
-                state += ", cancel requested"
-        else:
-            state = f"queued, position {entry.position}"
-        lines.append(
-            f"**#{entry.job_id}** <@{entry.user_id}> · {state} · {format_duration(entry.age_seconds(now))} old\n"
-            f'  {entry.summary} · "{preview(entry.prompt, PROMPT_PREVIEW_CHARS)}"'
-        )
-    embed.description = "\n".join(lines) if lines else f"Nothing is queued or running{where}."
-    embed.set_footer(text=f"Page {page.page + 1} of {page.pages}")
-    return embed
-
-
-def render_stats(
-    stats: AdminStats, supervisor: Any | None, *, bot_wide: bool = True, dead_after_s: float = WORKER_DEAD_AFTER_S
-) -> discord.Embed:
-    """The stats embed: ``/operator stats`` (every server, with the workers) or ``/admin stats`` (one server's
-    jobs; the workers and the bot-wide switch are the operator's business). Both say first when video generation is
-    unavailable, and why (the embedded ``supervisor``'s reason, else the worker registry's)."""
-    title = "Video bot statistics" if bot_wide else "Video bot statistics for this server"
-    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    problem = getattr(supervisor, "failure_reason", None) or unavailable_reason(
-        stats.workers, now=stats.now, dead_after_s=dead_after_s
+def render_signin_link(link: str, ttl_seconds: float) -> str:
+    """The ``/web`` answer: the member's one-time sign-in ``link``, valid for ``ttl_seconds``."""
+    minutes = int(ttl_seconds // 60)
+    return (
+        f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n{link}"
     )
-    if problem:
-        embed.description = (
-            f"⚠️ Video generation is unavailable right now: {problem}\n"
-            "Requests are still queued; they run once a worker starts (fix the setting, restart)."
-        )
-    for label, period in (("Today (UTC)", stats.today), ("Last 7 days", stats.week)):
-        states = ", ".join(f"{status.value} {count}" for status, count in period.by_state.items())
-        lines = [f"{period.created} jobs: {states}", f"GPU time used: {format_duration(period.gpu_seconds)}"]
-        for timing in period.timings:
-            lines.append(
-                f"{timing.preset}: wait mean {format_duration(timing.wait.mean_seconds)}, "
-                f"p95 {format_duration(timing.wait.p95_seconds)}; generation mean "
-                f"{format_duration(timing.generation.mean_seconds)}, "
-                f"p95 {format_duration(timing.generation.p95_seconds)} ({timing.generation.count} done)"
-            )
-        if period.failures:
-            lines.append(
-                "Failures: " + "; ".join(f"{count}× {preview(error, 60)}" for error, count in period.failures[:5])
-            )
-        else:
-            lines.append("Failures: none")
-        embed.add_field(name=label, value="\n".join(lines)[:1024], inline=False)
-    if not bot_wide:
-        return embed
-
-    worker_lines: list[str] = []
-    if supervisor is not None:
-        state = supervisor.state
-        worker_lines.append(f"Embedded worker: {state.describe()}")
-    for worker in stats.workers:
-        gpu = worker.gpu_name or "no GPU reported"
-        busy = f" on job #{worker.current_job_id}" if worker.current_job_id is not None else ""
-        stale = " (no heartbeat for a while)" if worker.stale else ""
-        worker_lines.append(
-            f"`{worker.worker_id}`: {worker.state.value}{busy}{stale} · {gpu}, {_bytes_text(worker.gpu_memory_bytes)}"
-            f" · {worker.restarts} restarts · {worker.jobs_done} jobs done"
-            + (f" · holds {display_name(worker.loaded_model)}" if worker.loaded_model else "")
-            + (
-                f" (may load {', '.join(display_name(k) for k in worker.loadable_models)}; {worker.switches} switches)"
-                if len(worker.loadable_models) > 1
-                else ""
-            )
-            + (f" · could not start: {preview(worker.failure_reason, 120)}" if worker.failure_reason else "")
-        )
-    if not worker_lines:
-        worker_lines.append("No worker has reported in.")
-    embed.add_field(name="Workers", value="\n".join(worker_lines)[:1024], inline=False)
-    embed.set_footer(text="Queue paused" if stats.paused else "Queue running")
-    return embed
-
-
-def _audit_line(row: AuditLog) -> str:
-    target = f" → <@{row.target_user_id}>" if row.target_user_id is not None else ""
-    job = f" job #{row.job_id}" if row.job_id is not None else ""
-    actor = f"<@{row.actor_id}>" if row.actor_id is not None else "system"
-    detail = ""
-    if row.detail:
-        shown = ", ".join(f"{key}={value}" for key, value in row.detail.items() if value is not None)
-        detail = f" ({preview(shown, DETAIL_PREVIEW_CHARS)})" if shown else ""
-    scope = "bot-wide" if row.scope == AUDIT_SCOPE_BOT else "server"
-    where = f" in server {row.guild_id}" if row.guild_id is not None else ""
-    return f"{discord_time(row.created_at, 'f')} [{scope}{where}] {actor} **{row.action}**{target}{job}{detail}"
-
-
-def render_log(page: AuditPage, *, bot_wide: bool = True) -> discord.Embed:
-    """The audit log embed, newest first: everything (``/operator log``) or one server's (``/admin log``)."""
-    title = "Audit log (newest first)" if bot_wide else "This server's audit log (newest first)"
-    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    embed.description = "\n".join(_audit_line(row) for row in page.rows) or "No admin actions recorded yet."
-    embed.set_footer(text=f"Page {page.page + 1} of {page.pages} · {page.total} actions")
-    return embed
-
-
-def render_limits(row: GuildSettings | None) -> str:
-    """The server's caps as one sentence."""
-    if row is None:
-        return "No caps on this server: any resolution, frames and steps the bot accepts."
-    parts = [
-        f"resolution up to {row.max_resolution}" if row.max_resolution else "any resolution",
-        f"up to {row.max_frames} frames" if row.max_frames else "any number of frames",
-        f"up to {row.max_steps} steps" if row.max_steps else "any number of steps",
-    ]
-    return "This server allows " + ", ".join(parts) + "."
-
-
-# -- content safety -----------------------------------------------------------------------------------------------
-
-BLOCKLIST_SHOWN_CHARS = 1800  # characters of listed terms shown in one answer (Discord's content limit is 2000)
-UNSAFE_POLICY_TEXT = {
-    "age_restricted": "flagged videos are posted only in age-restricted channels, as spoilers; elsewhere they are "
-    "deleted and their requester is told privately",
-    "refuse": "flagged videos are never posted: they are deleted and their requester is told privately",
-}
-
-
-def render_blocklist(title: str, terms: list[str], setting_terms: tuple[str, ...] = ()) -> str:
-    """A blocklist's stored terms (cut to fit one message), plus how many come from the PROMPT_BLOCKLIST setting."""
-    lines = [f"{title.capitalize()}: {len(terms)} term(s) (whole words, any case)."]
-    if setting_terms:
-        lines.append(f"Plus {len(setting_terms)} from the PROMPT_BLOCKLIST setting (change them in its .env).")
-    shown: list[str] = []
-    used = 0
-    for term in terms:
-        item = f"`{term.replace('`', 'ˋ')}`"
-        if used + len(item) + 2 > BLOCKLIST_SHOWN_CHARS:
-            shown.append(f"… and {len(terms) - len(shown)} more")
-            break
-        shown.append(item)
-        used += len(item) + 2
-    if shown:
-        lines.append(", ".join(shown))
-    return "\n".join(lines)
-
-
-def render_safety(policy: UnsafePolicy, spoiler_all: bool, *, operator_default: UnsafePolicy) -> str:
-    """A server's effective content-safety settings."""
-    value = policy.value
-    lines = [f"Flagged videos here: **{value}**: {UNSAFE_POLICY_TEXT.get(value, value)}."]
-    if operator_default == UnsafePolicy.REFUSE:
-        lines.append("(The bot's operator refuses flagged videos everywhere; a server can only be stricter.)")
-    lines.append(
-        "Every result is posted as a spoiler."
-        if spoiler_all
-        else "Results are spoilers only when their requester asks (`spoiler: True`)."
-    )
-    return "\n".join(lines)
-
-
-def report_settled_text(settled: Any, action: str, *, bot_wide: bool) -> str:
-    """What an admin is told after acting on a reported video (``settled``: ``jobs.control.ReportSettled``)."""
-    job_id = settled.job.id
-    if action == "dismiss":
-        return f"Dismissed {settled.reports} report(s) of video #{job_id}; it stays."
-    text = f"Deleted video #{job_id} (its message, stored copy and file) and closed {settled.reports} report(s)."
-    if action == "ban":
-        where = "from the bot" if bot_wide else "from making videos in this server"
-        text += f" <@{settled.job.user_id}> is {'now' if settled.banned else 'already'} banned {where}."
-    return text
-
-
-def render_reports(rows: list[tuple[Job, int, datetime]], *, bot_wide: bool) -> discord.Embed:
-    """Reported videos waiting for an admin, most reported first: who made each, how many reports, a link."""
-    title = "Reported videos (every server)" if bot_wide else "Reported videos on this server"
-    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    lines = []
-    for job, count, first in rows:
-        link = (
-            f" · [message](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
-            if job.guild_id and job.result_message_id
-            else ""
-        )
-        flagged = " · flagged by the safety check" if job.output_verdict == "unsafe" else ""
-        lines.append(
-            f"**#{job.id}** by <@{job.user_id}> in <#{job.channel_id}>: {count} report(s), first "
-            f"{discord_time(first)}{flagged}{link}\n"
-            f"  {neutralise_mentions(preview(job.prompt, PROMPT_PREVIEW_CHARS))}"
-        )
-    embed.description = "\n".join(lines) or "No reported videos are waiting."
-    if rows:
-        embed.set_footer(text="Delete removes the message, the stored video and its file; Ban also stops its maker.")
-    return embed

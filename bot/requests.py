@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from bot.app import I2VBot
     from generator.params import GenerationParams
     from jobs.models import Job
-    from jobs.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
 
@@ -264,17 +263,17 @@ async def resolve_options(bot: I2VBot, guild_id: int | None, prompt: str, option
 
 async def queue_job(
     bot: I2VBot,
+    resolved: Resolved,
     *,
     stored: StoredInput,
-    params: GenerationParams,
     origin: Origin,
-    policy: QuotaPolicy,
+    requester: discord.Interaction | discord.Member | discord.User,
     size: tuple[int, int] | None = None,
-    notes: tuple[str, ...] = (),
 ) -> tuple[Job, str | None]:
-    """Enqueue through the shared request flow (image stored, quota reserved, in one transaction), post the job's
-    status message with its position, ETA, Cancel button and what holds it; return the job and that notice.
-    ``notes`` (how the parameters were adjusted, e.g. a rounded frame count) lead the notice.
+    """Enqueue ``resolved`` through the shared request flow (image stored, quota reserved under the
+    ``requester``'s policy, in one transaction), post the job's status message with its position, ETA, Cancel button
+    and what holds it; return the job and that notice. ``resolved.notes`` (how the parameters were adjusted, e.g. a
+    rounded frame count) lead the notice.
 
     ``size`` is the output (width, height); computed from the image when not given (re-rolls pass the parent's).
     Raises ``ParamError`` or a ``jobs.errors.RequestRefused`` subclass (``InputGone`` when a re-roll's image was
@@ -282,13 +281,16 @@ async def queue_job(
     the caller's "nothing was queued" error path: a status message that cannot be posted now is posted later by
     the monitor.
     """
+    policy = bot.quota_policy(requester)
     try:
         async with bot.sessions.begin() as session:
-            job = await enqueue_request(session, stored=stored, params=params, origin=origin, policy=policy, size=size)
+            job = await enqueue_request(
+                session, stored=stored, params=resolved.params, origin=origin, policy=policy, size=size
+            )
     except PromptBlocked as refused:  # a list changed since the first check, or a re-roll/vary of a listed prompt
         await audit_blocked(bot, refused, user_id=origin.user_id, guild_id=origin.guild_id, source=origin.source)
         raise
-    notice = "\n".join(filter(None, (*notes, await hold_notice(bot, job.guild_id, job.model)))) or None
+    notice = "\n".join(filter(None, (*resolved.notes, await hold_notice(bot, job.guild_id, job.model)))) or None
     await announce_queued(bot, job, notice)
     return job, notice
 
@@ -359,14 +361,7 @@ async def handle_request(
     data = await download_image(bot, image_url, declared_size=image_size)
     stored = await check_upload(data)
     origin = interaction_origin(interaction, source=source, reply_to_message_id=reply_to_message_id, spoiler=spoiler)
-    job, notice = await queue_job(
-        bot,
-        stored=stored,
-        params=resolved.params,
-        origin=origin,
-        policy=bot.quota_policy(interaction),
-        notes=resolved.notes,
-    )
+    job, notice = await queue_job(bot, resolved, stored=stored, origin=origin, requester=interaction)
     # committed: from here on the user is told it is queued, whatever else fails
     await tell_queued(interaction, job, queued_text(queued_head(job), notice))
 
@@ -406,14 +401,7 @@ async def handle_mention(bot: I2VBot, message: discord.Message, prompt: str, opt
         upload_limit_bytes=guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT_BYTES,
         reply_to_message_id=message.id,
     )
-    job, _ = await queue_job(
-        bot,
-        stored=stored,
-        params=resolved.params,
-        origin=origin,
-        policy=bot.quota_policy(message.author),
-        notes=resolved.notes,
-    )
+    job, _ = await queue_job(bot, resolved, stored=stored, origin=origin, requester=message.author)
     return job
 
 
@@ -451,15 +439,7 @@ async def queue_variant(
         parent_job_id=parent.id,
         spoiler=parent.spoiler,  # a variant of a spoilered result stays one
     )
-    job, notice = await queue_job(
-        bot,
-        stored=stored,
-        params=resolved.params,
-        origin=origin,
-        policy=bot.quota_policy(interaction),
-        size=size,
-        notes=resolved.notes,
-    )
+    job, notice = await queue_job(bot, resolved, stored=stored, origin=origin, requester=interaction, size=size)
     head = reroll_head(parent, job) if source == "reroll" else vary_head(parent, job)
     await tell_queued(interaction, job, queued_text(head, notice))
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from config.catalog import BOT, default_float, default_int, default_text, read_by, setting
-from config.reader import SettingsError, environment, read
+from config.reader import SettingsError, as_read, derived, environment, read
 from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
 from generator.model_spaces import enabled_models
-from jobs.safety import BlocklistError, UnsafePolicy, parse_blocklist
+from jobs.safety import UnsafePolicy, parse_blocklist
 
 DEFAULT_OUTPUT_DIR = default_text("OUTPUT_DIR")
 DEFAULT_DATA_DIR = default_text("DATA_DIR")
@@ -47,6 +47,40 @@ DEFAULT_OPERATOR_LINK_TTL_SECONDS = default_float("WEB_OPERATOR_LINK_TTL_SECONDS
 DEFAULT_ROLE_RECHECK_SECONDS = default_float("WEB_ROLE_RECHECK_SECONDS")
 LOG_LEVELS = setting("LOG_LEVEL").choices
 BOT_SETTINGS = tuple(s.name for s in read_by(BOT))
+
+# BotSettings field -> the setting it is, as read (the fields computed from settings are in from_env)
+AS_READ = {
+    "connect_timeout": "DISCORD_CONNECT_TIMEOUT_SECONDS",
+    "retry_max": "DISCORD_RETRY_MAX_SECONDS",
+    "database_url": "DATABASE_URL",
+    "model": "I2V_MODEL",
+    "quota_daily_gpu_seconds": "QUOTA_DAILY_GPU_SECONDS",
+    "quota_max_pending": "QUOTA_MAX_PENDING",
+    "queue_max_length": "QUEUE_MAX_LENGTH",
+    "worker": "WORKER",
+    "message_content_intent": "MESSAGE_CONTENT_INTENT",
+    "status_edit_interval": "STATUS_EDIT_INTERVAL_SECONDS",
+    "poll_interval": "POLL_INTERVAL_SECONDS",
+    "guild_ready_timeout": "GUILD_READY_TIMEOUT_SECONDS",
+    "max_download_bytes": "MAX_DOWNLOAD_BYTES",
+    "upload_timeout": "UPLOAD_TIMEOUT_SECONDS",
+    "log_level": "LOG_LEVEL",
+    "loop_lag_report": "LOOP_LAG_REPORT",
+    "retention_days": "RETENTION_DAYS",
+    "retention_interval": "RETENTION_INTERVAL_SECONDS",
+    "save_output_copy": "SAVE_OUTPUT_COPY",
+    "worker_dead_after": "WORKER_DEAD_AFTER",
+    "web_host": "WEB_HOST",
+    "web_port": "WEB_PORT",
+    "web_trusted_proxies": "WEB_TRUSTED_PROXIES",
+    "web_operator_link_ttl": "WEB_OPERATOR_LINK_TTL_SECONDS",
+    "web_role_recheck": "WEB_ROLE_RECHECK_SECONDS",
+    "grace_seconds": "I2V_GRACE_SECONDS",
+    "restart_backoff": "I2V_RESTART_BACKOFF_SECONDS",
+    "restart_backoff_max": "I2V_RESTART_BACKOFF_MAX_SECONDS",
+    "unavailable_after": "I2V_UNAVAILABLE_AFTER_FAILURES",
+    "unavailable_retry": "I2V_UNAVAILABLE_RETRY_SECONDS",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,56 +161,24 @@ class BotSettings:
             raise SettingsError(
                 "DISCORD_TOKEN is not set: put the bot token in the environment or in .env", "DISCORD_TOKEN"
             )
-        operator_user_ids = v["OPERATOR_USER_IDS"] | v["ADMIN_USER_IDS"]
-        try:
-            prompt_blocklist = parse_blocklist(v["PROMPT_BLOCKLIST"])
-        except BlocklistError as exc:
-            raise SettingsError(f"PROMPT_BLOCKLIST has a bad item {exc}", "PROMPT_BLOCKLIST") from None
-        try:
-            models = enabled_models(v["I2V_MODELS"], v["I2V_MODEL"])
-        except ValueError as exc:
-            raise SettingsError(f"I2V_MODELS: {exc}", "I2V_MODELS") from None
         return cls(
             token=token,
-            models=models,
+            prompt_blocklist=derived(
+                "PROMPT_BLOCKLIST",
+                lambda: parse_blocklist(v["PROMPT_BLOCKLIST"]),
+                prefix="PROMPT_BLOCKLIST has a bad item ",
+            ),
+            models=derived(
+                "I2V_MODELS", lambda: enabled_models(v["I2V_MODELS"], v["I2V_MODEL"]), prefix="I2V_MODELS: "
+            ),
             api_base=v["DISCORD_API_BASE"] or None,
             gateway_url=v["DISCORD_GATEWAY_URL"] or None,
-            connect_timeout=v["DISCORD_CONNECT_TIMEOUT_SECONDS"],
-            retry_max=v["DISCORD_RETRY_MAX_SECONDS"],
-            database_url=v["DATABASE_URL"],
-            model=v["I2V_MODEL"],
+            web_public_url=v["WEB_PUBLIC_URL"] or None,
             output_dir=Path(v["OUTPUT_DIR"]),
             data_dir=Path(v["DATA_DIR"]),
             # The bot's operator: both names are read (the ADMIN_* ones are the older spelling) and merged.
-            operator_user_ids=operator_user_ids,
+            operator_user_ids=v["OPERATOR_USER_IDS"] | v["ADMIN_USER_IDS"],
             operator_role_ids=v["OPERATOR_ROLE_IDS"] | v["ADMIN_ROLE_IDS"],
-            quota_daily_gpu_seconds=float(v["QUOTA_DAILY_GPU_SECONDS"]),
-            quota_max_pending=v["QUOTA_MAX_PENDING"],
-            queue_max_length=v["QUEUE_MAX_LENGTH"],
-            worker=v["WORKER"],
-            message_content_intent=v["MESSAGE_CONTENT_INTENT"],
-            status_edit_interval=float(v["STATUS_EDIT_INTERVAL_SECONDS"]),
-            poll_interval=float(v["POLL_INTERVAL_SECONDS"]),
-            guild_ready_timeout=float(v["GUILD_READY_TIMEOUT_SECONDS"]),
-            max_download_bytes=v["MAX_DOWNLOAD_BYTES"],
-            upload_timeout=float(v["UPLOAD_TIMEOUT_SECONDS"]),
-            log_level=v["LOG_LEVEL"],
-            loop_lag_report=v["LOOP_LAG_REPORT"],
-            retention_days=float(v["RETENTION_DAYS"]),
-            retention_interval=float(v["RETENTION_INTERVAL_SECONDS"]),
-            save_output_copy=v["SAVE_OUTPUT_COPY"],
-            worker_dead_after=float(v["WORKER_DEAD_AFTER"]),
-            web_host=v["WEB_HOST"],
-            web_port=v["WEB_PORT"],
-            web_public_url=v["WEB_PUBLIC_URL"] or None,
-            web_trusted_proxies=v["WEB_TRUSTED_PROXIES"],
-            web_operator_link_ttl=float(v["WEB_OPERATOR_LINK_TTL_SECONDS"]),
-            web_role_recheck=float(v["WEB_ROLE_RECHECK_SECONDS"]),
-            grace_seconds=float(v["I2V_GRACE_SECONDS"]),
-            restart_backoff=float(v["I2V_RESTART_BACKOFF_SECONDS"]),
-            restart_backoff_max=float(v["I2V_RESTART_BACKOFF_MAX_SECONDS"]),
-            unavailable_after=v["I2V_UNAVAILABLE_AFTER_FAILURES"],
-            unavailable_retry=float(v["I2V_UNAVAILABLE_RETRY_SECONDS"]),
-            prompt_blocklist=prompt_blocklist,
             unsafe_videos=UnsafePolicy(v["UNSAFE_VIDEOS"]),
+            **as_read(v, AS_READ),
         )

@@ -1,11 +1,12 @@
 """What a click on a job's button does: Cancel, Re-roll, Vary, Delete, Info, Report.
 
-Each button is a ``DynamicItem`` matching a custom-id template of ``bot.components`` (``i2v:<action>:<job>``),
-registered once at start, so a click after a restart is parsed from its ``custom_id`` and the job is read from the
-database. Every button acts only for the job's requester or the bot's operator, and Cancel and Delete also for an
-admin of the job's own server (:func:`bot.permissions.check_job_access`, checked on every click). Every refusal is
-a short ephemeral message through ``bot.tree.explain_error``. Report is the exception: any member of the job's
-server may report a result (once per member and job, not their own), for that server's admins and the operator
+Each button is a :class:`ClickItem` (the ``DynamicItem`` base the admin listings' buttons share) matching a
+custom-id template of ``bot.components`` (``i2v:<action>:<job>``), registered once at start, so a click after a
+restart is parsed from its ``custom_id`` and the job is read from the database. Every button acts only for the
+job's requester or the bot's operator, and Cancel and Delete also for an admin of the job's own server
+(:func:`bot.permissions.check_job_access`, checked on every click). Every refusal is a short ephemeral message
+through ``bot.tree.explain_error``. Report is the exception: any member of the job's server may report a result
+(once per member and job, not their own), for that server's admins and the operator
 (``/admin reports``).
 """
 
@@ -13,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
 
 import discord
 from sqlalchemy.exc import IntegrityError
 
 from bot.components import VARY_MODEL_ACTION, job_template
-from bot.delivery import delete_stored_video
 from bot.errors import UserFacingError
 from bot.modals import VaryModal
 from bot.render import render_info
 from bot.requests import cancel_job_for, check_interaction_channel, load_job, load_own_job, queue_variant
 from bot.tree import explain_error
+from bot.withholding import delete_stored_video
 from jobs.safety import ReportRefused, add_report
 
 if TYPE_CHECKING:
@@ -32,40 +33,75 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ItemT = TypeVar("ItemT", bound=discord.ui.Item[Any])
+
 REPORTED_MESSAGE = "Thank you: this server's admins will look at this video. Nobody is told who reported it."
 NO_SUCH_REPORT_TARGET = "There is no such video to report."
 ALREADY_REPORTED = "You have already reported this video; the admins will look at it."
 
 
-class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=job_template("[a-z]+")):
-    """Base for the job buttons; subclasses set ACTION (the custom id's action) and implement :meth:`run`. The
+NEVER = r"(?!)"  # the template of an abstract base: matches no custom id
+
+
+class ClickItem(discord.ui.DynamicItem[ItemT], template=NEVER):
+    """Base of every restart-safe component (job buttons here, the admin listings' in ``bot.admin_buttons``).
+
+    A subclass passes its ``template`` (a ``bot.components`` pattern) as a class keyword, reads what the click needs
+    from the ``custom_id``'s groups in :meth:`parse`, and implements :meth:`run`. A click first passes
+    :meth:`allowed` (the scope check, which answers a refusal itself); every error in either goes through
+    ``bot.tree.explain_error``, so a refusal or a failure is one short ephemeral message."""
+
+    ITEM: ClassVar[type[discord.ui.Item[Any]]] = discord.ui.Button  # the component kind the template is for
+
+    def __init_subclass__(cls, *, template: str = NEVER, **kwargs: Any) -> None:
+        super().__init_subclass__(template=template, **kwargs)
+
+    def __init__(self, item: ItemT) -> None:
+        super().__init__(item)
+        match = self.template.match(self.custom_id)
+        assert match is not None  # DynamicItem refuses an item whose custom id does not match
+        self.parse(match)
+
+    def parse(self, match: re.Match[str]) -> None:
+        """Read what a click needs from the ``custom_id``'s groups (subclasses)."""
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        if not isinstance(item, cls.ITEM):  # a forged custom id on another kind of component
+            raise TypeError(f"{cls.__name__}: expected a {cls.ITEM.__name__}, got {type(item).__name__}")
+        return cls(cast(ItemT, item))
+
+    async def allowed(self, interaction: discord.Interaction) -> bool:
+        """Whether the clicker may use this component at all; a refusal answers them. Job buttons check their job
+        in :meth:`run` instead."""
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        try:
+            if await self.allowed(interaction):
+                await self.run(bot, interaction)
+        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
+            await explain_error(interaction, error)
+
+    async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
+        """What the click does (subclasses)."""
+        raise NotImplementedError
+
+
+class _JobButton(ClickItem[discord.ui.Button]):
+    """Base for the job buttons (``i2v:<ACTION>:<job>``); subclasses set ACTION and implement :meth:`run`. The
     button itself (label, style) is the one clicked, laid out by ``bot.components``."""
 
     ACTION = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(template=job_template(cls.ACTION))
+        super().__init_subclass__(template=job_template(cls.ACTION), **kwargs)
 
-    def __init__(self, item: discord.ui.Button, job_id: int) -> None:
-        super().__init__(item)
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> _JobButton:
-        assert isinstance(item, discord.ui.Button)
-        return cls(item, int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
-        try:
-            await self.run(bot, interaction)
-        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
-            await explain_error(interaction, error)
-
-    async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
-        raise NotImplementedError
+    def parse(self, match: re.Match[str]) -> None:
+        self.job_id = int(match["job"])
 
 
 class CancelButton(_JobButton):
@@ -101,31 +137,21 @@ class VaryButton(_JobButton):
         await interaction.response.send_modal(VaryModal(job))
 
 
-class VaryModelSelect(discord.ui.DynamicItem[discord.ui.Select], template=job_template(VARY_MODEL_ACTION)):
+class VaryModelSelect(ClickItem[discord.ui.Select], template=job_template(VARY_MODEL_ACTION)):
     """The select under a delivered video: open the Vary form for the model chosen (its own ranges and presets)."""
 
-    def __init__(self, item: discord.ui.Select, job_id: int) -> None:
-        super().__init__(item)
-        self.job_id = job_id
+    ITEM = discord.ui.Select
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> VaryModelSelect:
-        assert isinstance(item, discord.ui.Select)
-        return cls(item, int(match["job"]))
+    def parse(self, match: re.Match[str]) -> None:
+        self.job_id = int(match["job"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
-        try:
-            job = await load_own_job(bot, interaction, self.job_id, "vary")
-            values = self.item.values
-            model = values[0] if values else ""
-            if model not in bot.settings.models:
-                raise UserFacingError(f"{model!r} is not one of the models this bot offers.")
-            await interaction.response.send_modal(VaryModal(job, model=model))
-        except Exception as error:  # noqa: BLE001 - the funnel decides between a user message and a logged failure
-            await explain_error(interaction, error)
+    async def run(self, bot: I2VBot, interaction: discord.Interaction) -> None:
+        job = await load_own_job(bot, interaction, self.job_id, "vary")
+        values = self.item.values
+        model = values[0] if values else ""
+        if model not in bot.settings.models:
+            raise UserFacingError(f"{model!r} is not one of the models this bot offers.")
+        await interaction.response.send_modal(VaryModal(job, model=model))
 
 
 class DeleteButton(_JobButton):

@@ -1,10 +1,12 @@
 """Read settings from ``.env`` and the environment, the same way in every process.
 
 ``environment()`` merges the working directory's ``.env`` (read once) under ``os.environ`` (set variables win);
-``read()`` parses the named settings by their declaration in :mod:`config.catalog` and raises
-:class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the ``check`` command).
-An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is wrong>``; commands
-print it and exit with :data:`EXIT_BAD_SETTINGS`.
+``read()`` parses the named settings by their declaration in :mod:`config.catalog` (a ``FLOAT`` one is always a
+float) and raises :class:`SettingsError` at the first bad one; ``read_all()`` collects every error instead (the
+``check`` command). An unset or empty variable is its default. Every error is one line: ``NAME='value' <what is
+wrong>``; commands print it and exit with :data:`EXIT_BAD_SETTINGS`. A process's settings dataclass takes most
+fields as read (:func:`as_read`, from its table of field -> setting) and computes the rest with :func:`derived`,
+whose error names the setting too. A ``check`` command's findings are a :class:`CheckReport`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import ipaddress
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from config.catalog import (
@@ -38,6 +42,7 @@ EXIT_BAD_SETTINGS = 2
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 MAX_PORT = 65535
+T = TypeVar("T")
 
 _dotenv_cache: dict[str, str] | None = None
 
@@ -160,10 +165,12 @@ def _origin(setting: Setting, raw: str) -> str:
 def parse(setting: Setting, raw: str | None) -> object:
     """The value of ``setting`` for the raw text ``raw`` (None or blank: the default)."""
     text = (raw or "").strip()
+    kind = setting.kind
+    if kind == FLOAT:
+        return float(_number(setting, text) if text else setting.default)  # type: ignore[arg-type]
     if not text:
         return setting.default
-    kind = setting.kind
-    if kind in (INT, FLOAT, PORT):
+    if kind in (INT, PORT):
         return _number(setting, text)
     if kind == BOOL:
         word = text.lower()
@@ -205,6 +212,23 @@ def read(env: Mapping[str, str], names: Iterable[str]) -> dict[str, object]:
     return {name: parse(BY_NAME[name], env.get(name)) for name in names}
 
 
+def as_read(values: Mapping[str, object], fields: Mapping[str, str]) -> dict[str, Any]:
+    """Keyword arguments of a settings dataclass: each of ``fields`` (field -> setting name) with its setting's
+    value from ``values`` (what :func:`read` returned), unchanged."""
+    return {field: values[name] for field, name in fields.items()}
+
+
+def derived(name: str, compute: Callable[[], T], *, prefix: str = "") -> T:
+    """``compute()``, a value computed from settings already read; its ``ValueError`` becomes a
+    :class:`SettingsError` naming the setting ``name`` (message: ``prefix`` and the error)."""
+    try:
+        return compute()
+    except SettingsError:
+        raise
+    except ValueError as error:
+        raise SettingsError(f"{prefix}{error}", name) from None
+
+
 def read_all(env: Mapping[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, object], dict[str, str]]:
     """Every setting in ``names`` (default: all declared), and for each bad one its name and its one-line error, in
     declaration order (a bad one gets its default in the values)."""
@@ -225,3 +249,30 @@ def report_bad_setting(prog: str, error: Exception) -> int:
     status :data:`EXIT_BAD_SETTINGS`."""
     print(f"{prog}: {error}", file=sys.stderr)
     return EXIT_BAD_SETTINGS
+
+
+@dataclass
+class CheckReport:
+    """What a ``check`` command found (``python -m bot check``, ``python -m generator.worker check``): one line per
+    thing that is fine, per warning (works, but likely not as meant; the exit status stays 0) and per problem."""
+
+    fine: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`EXIT_BAD_SETTINGS` with a problem, else 0."""
+        return EXIT_BAD_SETTINGS if self.problems else 0
+
+    def print(self, prog: str, all_fine: str) -> int:
+        """What is fine on stdout (``ok: ...``), problems and then warnings on stderr (``PROG: ...``), and last the
+        count of problems or ``all_fine``; returns :attr:`exit_status`."""
+        for line in self.fine:
+            print(f"ok: {line}")
+        for line in self.problems:
+            print(f"{prog}: {line}", file=sys.stderr)
+        for line in self.warnings:
+            print(f"{prog}: warning: {line}", file=sys.stderr)
+        print(f"{len(self.problems)} problem(s)" if self.problems else all_fine)
+        return self.exit_status

@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
+from config.reader import CheckReport
 from generator.model_files import TINY_MODEL
 from generator.model_source import ModelLoadError
 from generator.model_spaces import DEFAULT_PRESET
@@ -146,15 +147,6 @@ def resolve_device(device: str | None, model: str, state: CudaState | None = Non
     raise NoUsableGPU(f"no CUDA device is usable: {problem}. Or {CPU_ADVICE}")
 
 
-@dataclass
-class DeviceReport:
-    """``check``'s lines about the device: fine, warnings (exit status unchanged) and problems (exit 2)."""
-
-    fine: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
 def _memory_warning(name: str, memory_bytes: int) -> str | None:
     """A warning when a device has less memory than a preset needs (the default preset named first)."""
     short = [p for p in PRESETS.values() if memory_bytes < MEMORY_NEED_GIB[p.resolution] * GIB]
@@ -170,10 +162,10 @@ def _memory_warning(name: str, memory_bytes: int) -> str | None:
     )
 
 
-def device_report(model: str, device: str | None, state: CudaState | None = None) -> DeviceReport:
+def device_report(model: str, device: str | None, state: CudaState | None = None) -> CheckReport:
     """What ``check`` says about the torch build, CUDA and the device ``model`` would run on."""
     state = probe_cuda() if state is None else state
-    report = DeviceReport()
+    report = CheckReport()
     build = f"CUDA {state.cuda_build}" if state.cuda_build else "CPU only"
     driver = f"; NVIDIA driver for CUDA up to {state.driver_cuda}" if state.driver_cuda else ""
     report.fine.append(f"torch {state.torch_version} ({build}){driver}")

@@ -1,4 +1,5 @@
-"""Running one claimed job in the worker process: read its input from the store, generate, encode, and settle it
+"""The worker's jobs: claiming one (or failing it when its stored parameters are invalid), holding its lease while
+the worker loads its model, and running it: read its input from the store, generate, encode, and settle it
 (finish with its MP4, fail, cancel or give back), with progress, lease renewal, cancel polling, the shutdown
 deadline and the stall check alongside.
 
@@ -30,6 +31,7 @@ from generator.jobrun import (
 )
 from generator.worker_settings import (
     CANCEL_POLL_INTERVAL_S,
+    DEFAULT_UPLOAD_LIMIT_BYTES,
     EXIT_STALLED,
     LEASE_EXPIRE_NOW_S,
     LEASE_RENEW_FRACTION,
@@ -45,6 +47,7 @@ from generator.worker_settings import (
     STOP_SHUTDOWN,
     WORKER_STATE_BUSY,
     WORKER_STATE_IDLE,
+    WORKER_STATE_LOADING,
     WorkerSettings,
 )
 
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
     from generator.models.base import VideoBackend
     from generator.params import GenerationParams
     from generator.safety import SafetyChecker
-    from jobs.progress import ProgressWriter
+    from jobs.progress import ProgressAck, ProgressWriter
 
 log = logging.getLogger("generator.worker")
 
@@ -85,7 +88,7 @@ class WorkerView(Protocol):
 
 
 class JobRunner:
-    """Runs one claimed job at a time for the worker that owns it: ``await run(job)``."""
+    """Claims jobs for the worker that owns it and runs one at a time: ``await claim(...)``, ``await run(job)``."""
 
     def __init__(
         self,
@@ -104,18 +107,24 @@ class JobRunner:
     def _session(self) -> AsyncSession:
         return self._sessions()
 
-    async def _report(self, run: JobRun, *, lease_s: float | None = None) -> None:
-        """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
-        step, total, phase = run.snapshot()
-        ack = await self._progress.write(
-            run.job.id,
-            run.job.attempt,
+    async def _write_progress(
+        self, job: ClaimedJob, step: int, total: int, phase: str, lease_s: float | None = None
+    ) -> ProgressAck:
+        """One fenced progress write of ``job``, renewing its lease (``lease_s`` None: ``I2V_LEASE_SECONDS``)."""
+        return await self._progress.write(
+            job.id,
+            job.attempt,
             worker_id=self.settings.worker_id,
             step=step,
             total=total,
             phase=phase,
             lease_seconds=self.settings.lease_s if lease_s is None else lease_s,
         )
+
+    async def _report(self, run: JobRun, *, lease_s: float | None = None) -> None:
+        """One fenced progress write (renews the lease); stops the run if the job was cancelled or is not ours."""
+        step, total, phase = run.snapshot()
+        ack = await self._write_progress(run.job, step, total, phase, lease_s)
         log.info("progress job=%d attempt=%d step=%d/%d phase=%s", run.job.id, run.job.attempt, step, total, phase)
         if not ack.ok:
             log.warning("job %d attempt %d is no longer ours; stopping it", run.job.id, run.job.attempt)
@@ -145,6 +154,76 @@ class JobRunner:
 
         async with self._session() as session, session.begin():
             await record_note(session, run.job.id, run.job.attempt, worker_id=self.settings.worker_id, note=note)
+
+    # -- the claim -------------------------------------------------------------------------------------------
+
+    async def claim(self, models: tuple[str, ...], loaded_model: str | None) -> ClaimedJob | None:
+        """Claim the next queued job for one of ``models`` (``loaded_model``'s preferred, within
+        ``MODEL_AFFINITY_MAX_SKIPS``) and copy out what its run needs; None when none is queued. A job whose stored
+        parameters no model space accepts (a row edited by hand) fails at once, uncharged; None then too."""
+        from generator.params import ParamError
+        from jobs.transitions import claim_next_job, fail_job
+
+        async with self._session() as session, session.begin():
+            job = await claim_next_job(
+                session,
+                self.settings.worker_id,
+                lease_seconds=self.settings.lease_s,
+                models=models,
+                loaded_model=loaded_model,
+                max_skips=self.settings.affinity_max_skips,
+            )
+            if job is None:
+                return None
+            try:
+                params = job.params
+            except ParamError as exc:
+                log.warning("job %d has invalid stored parameters: %s", job.id, exc)
+                await fail_job(
+                    session,
+                    job.id,
+                    job.attempt,
+                    worker_id=self.settings.worker_id,
+                    error=f"The stored parameters are invalid: {exc}",
+                    detail=repr(exc),
+                    gpu_seconds=0.0,
+                )
+                return None
+            claimed = ClaimedJob(
+                id=job.id,
+                attempt=job.attempt,
+                input_sha256=job.input_sha256,
+                params=params,
+                width=job.width,
+                height=job.height,
+                upload_limit_bytes=job.upload_limit_bytes or DEFAULT_UPLOAD_LIMIT_BYTES,
+            )
+        log.info("claimed job %d (attempt %d)", claimed.id, claimed.attempt)
+        return claimed
+
+    async def work_left(self, models: tuple[str, ...]) -> bool:
+        """True while any job for one of ``models`` is queued or running (anywhere): a draining worker waits for
+        leases to settle; jobs for other models wait for another worker."""
+        from jobs.db import begin_read_only
+        from jobs.queue import pending_count
+
+        async with self._session() as session:
+            await begin_read_only(session)
+            return await pending_count(session, models=models) > 0
+
+    async def renew_while_loading(self, job: ClaimedJob) -> None:
+        """Keep the claimed job's lease (phase "loading") while the worker loads its model (a real model takes
+        minutes); runs until cancelled."""
+        while True:
+            await self._write_progress(job, 0, job.steps, WORKER_STATE_LOADING)
+            await asyncio.sleep(self.settings.lease_s * LEASE_RENEW_FRACTION)
+
+    async def give_back(self, job: ClaimedJob) -> None:
+        """Put a claimed job that has not run back in the queue, uncharged."""
+        from jobs.transitions import release_job
+
+        async with self._session() as session, session.begin():
+            await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
 
     # -- one job ---------------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 ENV_PREFIX = "I2V_FAULT_"
@@ -56,30 +56,31 @@ class FaultConfigError(ValueError):
     """An ``I2V_FAULT_*`` variable holds something that is not a valid value; the message names it."""
 
 
-def _float_env(env: Mapping[str, str], name: str) -> float:
+def _number_env(
+    env: Mapping[str, str], name: str, convert: Callable[[str], float], what: str, minimum: int, unit: str = ""
+) -> float | None:
+    """The number ``name`` holds (None when unset or empty), ``convert``-ed, at least ``minimum``; raises
+    :class:`FaultConfigError` saying it must be ``what`` (``unit``: " seconds" and the like, for the message)."""
     raw = env.get(name, "").strip()
     if not raw:
-        return 0.0
+        return None
     try:
-        value = float(raw)
+        value = convert(raw)
     except ValueError:
-        raise FaultConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise FaultConfigError(f"{name} must be >= 0 seconds, got {raw!r}")
+        raise FaultConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if value < minimum:
+        raise FaultConfigError(f"{name} must be >= {minimum}{unit}, got {raw!r}")
     return value
+
+
+def _float_env(env: Mapping[str, str], name: str) -> float:
+    value = _number_env(env, name, float, "a number of seconds", 0, " seconds")
+    return 0.0 if value is None else value
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise FaultConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise FaultConfigError(f"{name} must be >= 1, got {raw!r}")
-    return value
+    value = _number_env(env, name, int, "a whole number", 1)
+    return default if value is None else int(value)
 
 
 def _per_job_env(env: Mapping[str, str], name: str, default: int | None) -> int | dict[int, int] | None:

@@ -397,32 +397,26 @@ def _stream_line(header: list[str]) -> tuple[int, str]:
     return -1, ""
 
 
-def _run_ffmpeg_on(file: Path, loglevel: str, *output: str) -> tuple[int, str, str]:
-    """Run ffmpeg on ``file`` (the binary imageio-ffmpeg provides), writing to the null muxer; return its exit
-    status, stdout and stderr."""
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        loglevel,
-        "-progress",
-        "pipe:1",
-        "-i",
-        str(file),
-        "-map",
-        "0:v:0?",
-        *output,
-        "-f",
-        "null",
-        "-",
-    ]
+def _run_ffmpeg(doing: str, *arguments: str) -> tuple[int, str, str]:
+    """Run ffmpeg (the binary imageio-ffmpeg provides) with ``arguments``; return its exit status, stdout and
+    stderr. ``doing`` names the work in the ValueError raised after ``PROBE_TIMEOUT_S``."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *arguments]
     try:
         done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ValueError(f"decoding {file} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
+        raise ValueError(f"{doing} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
     return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+
+
+def _run_ffmpeg_on(file: Path, loglevel: str, *output: str) -> tuple[int, str, str]:
+    """Run ffmpeg on ``file``'s first video stream, writing to the null muxer; return its exit status, stdout and
+    stderr."""
+    return _run_ffmpeg(
+        f"decoding {file}",
+        *("-nostats", "-loglevel", loglevel, "-progress", "pipe:1", "-i", str(file), "-map", "0:v:0?"),
+        *output,
+        *("-f", "null", "-"),
+    )
 
 
 def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -431,26 +425,13 @@ def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist")
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-i",
-        str(file),
-        "-f",
-        "ffmetadata",
-        "-",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ValueError(f"reading the metadata of {file} took longer than {PROBE_TIMEOUT_S:.0f} s") from exc
-    if done.returncode != 0:
-        raise ValueError(f"{file} is not a readable video: {_ffmpeg_tail(done.stderr.decode('utf-8', 'replace'))}")
+    status, out, err = _run_ffmpeg(
+        f"reading the metadata of {file}", "-loglevel", "error", "-i", str(file), "-f", "ffmetadata", "-"
+    )
+    if status != 0:
+        raise ValueError(f"{file} is not a readable video: {_ffmpeg_tail(err)}")
     tags: dict[str, str] = {}
-    for line in done.stdout.decode("utf-8", "replace").splitlines()[1:]:  # the first line is ";FFMETADATA1"
+    for line in out.splitlines()[1:]:  # the first line is ";FFMETADATA1"
         if line.startswith("["):  # a [STREAM] or [CHAPTER] section: the container's tags come first
             break
         key, _, value = line.partition("=")

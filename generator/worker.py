@@ -6,15 +6,16 @@ One process per GPU (design.md section 4). It talks to the job store itself (the
    previous process with the same ``WORKER_ID`` left running are requeued at once) and stamps a heartbeat there every
    ``I2V_HEARTBEAT_INTERVAL_S`` from a thread of its own (:mod:`generator.heartbeat`), also while the model loads;
 2. loads the pipeline once (``I2V_MODEL``; ``tiny`` is the offline test model) and keeps it warm;
-3. loops: every ``I2V_RESCUE_INTERVAL_S`` requeue the jobs of dead workers (``rescue_dead_workers``, after
-   ``WORKER_DEAD_AFTER`` seconds without a heartbeat) and of expired leases -> claim the next job -> read its input
-   image from the store -> ``load_image`` + ``fit_image`` -> ``VideoBackend.generate`` -> ``encode_to_budget`` to
-   the job's upload limit (in a scratch file under ``OUTPUT_DIR``, removed at once) -> ``finish_job`` with the MP4's
-   bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk outlives the job.
+3. loops: every ``I2V_RESCUE_INTERVAL_S`` requeue the jobs of dead workers (after ``WORKER_DEAD_AFTER`` seconds
+   without a heartbeat) and of expired leases (``jobs.maintenance.maintain``, its rescue alone) -> claim the next
+   job -> read its input image from the store -> ``load_image`` + ``fit_image`` -> ``VideoBackend.generate`` ->
+   ``encode_to_budget`` to the job's upload limit (in a scratch file under ``OUTPUT_DIR``, removed at once) ->
+   ``finish_job`` with the MP4's bytes and the GPU-seconds, one transaction. Nothing the worker writes to disk
+   outlives the job.
 
 Modules: :mod:`generator.worker_settings` (settings and constants), :mod:`generator.jobrun` (a claimed job and the
-state the threads share), :mod:`generator.execution` (the job runner the worker owns), this module (the process,
-its claim loop and shutdown).
+state the threads share), :mod:`generator.execution` (the job runner the worker owns: it claims jobs and runs them),
+this module (the process, the models it holds, its claim loop and shutdown).
 
 Progress. The step callback runs on the generation thread and only records the step in memory (no I/O on the
 denoising path). A watcher coroutine on the event loop writes it to the job at most once per
@@ -61,7 +62,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -84,13 +84,11 @@ from generator.model_spaces import SPACES
 from generator.models import BACKENDS
 from generator.startfailure import ENV_EXIT_REASON_FILE, describe, report_start_failure
 from generator.worker_settings import (
-    DEFAULT_UPLOAD_LIMIT_BYTES,
     EXIT_CONFIG,
     EXIT_CUDA_ERROR,
     EXIT_DATABASE,
     EXIT_MODEL_LOAD,
     EXIT_OK,
-    LEASE_RENEW_FRACTION,
     WORKER_STATE_CRASHED,
     WORKER_STATE_IDLE,
     WORKER_STATE_LOADING,
@@ -346,7 +344,7 @@ class WorkerProcess:
         previous = self.loaded_model
         started = time.monotonic()
         log.info("job %d needs %s: switching from %s", job.id, key, previous)
-        renew = asyncio.create_task(self._renew_while_loading(job), name=f"switch-lease-{job.id}")
+        renew = asyncio.create_task(self._job_runner.renew_while_loading(job), name=f"switch-lease-{job.id}")
         try:
             await self.set_state(WORKER_STATE_LOADING, job.id)
             await self._unload_backend()
@@ -369,27 +367,9 @@ class WorkerProcess:
             await self._load_backend(self.loadable[0])
         return False
 
-    async def _renew_while_loading(self, job: ClaimedJob) -> None:
-        """Keep the claimed job's lease while its model loads (a real model takes minutes)."""
-        assert self._progress is not None
-        while True:
-            await self._progress.write(
-                job.id,
-                job.attempt,
-                worker_id=self.settings.worker_id,
-                step=0,
-                total=job.steps,
-                phase=WORKER_STATE_LOADING,
-                lease_seconds=self.settings.lease_s,
-            )
-            await asyncio.sleep(self.settings.lease_s * LEASE_RENEW_FRACTION)
-
     async def _give_back(self, job: ClaimedJob) -> None:
-        """Put a claimed job back in the queue, uncharged."""
-        from jobs.transitions import release_job
-
-        async with self._session() as session, session.begin():
-            await release_job(session, job.id, job.attempt, worker_id=self.settings.worker_id)
+        """Put a claimed job back in the queue, uncharged; the worker is idle again."""
+        await self._job_runner.give_back(job)
         await self.set_state(WORKER_STATE_IDLE, None)
 
     async def _serve(self) -> None:
@@ -401,12 +381,12 @@ class WorkerProcess:
                 await self._rescue()
                 last_rescue = time.monotonic()
             try:
-                job = await self._claim()
+                job = await self._job_runner.claim(self.loadable, self.loaded_model)
             except Exception:
                 log.exception("claiming the next job failed")
                 job = None
             if job is None:
-                if self.drain and not await self._work_left():
+                if self.drain and not await self._job_runner.work_left(self.loadable):
                     log.info("queue drained; exiting")
                     return
                 try:
@@ -419,13 +399,17 @@ class WorkerProcess:
                     log.error("this worker can load none of its models any more; stopping")
                     return
                 continue
-            assert self._runner is not None
-            await self._runner.run(job)
+            await self._job_runner.run(job)
             if self.once:
                 log.info("--once: one job done; exiting")
                 return
 
     # -- database ------------------------------------------------------------------------------------------------
+
+    @property
+    def _job_runner(self) -> JobRunner:
+        assert self._runner is not None, "the store is not open yet"
+        return self._runner
 
     def _session(self) -> AsyncSession:
         assert self._sessions is not None
@@ -490,70 +474,15 @@ class WorkerProcess:
                 self.request_stop()
 
     async def _rescue(self) -> None:
-        from jobs.maintenance import rescue_dead_workers, rescue_expired
+        """The maintenance pass's rescue (``jobs.maintenance.maintain``, no retention: that is the app's); logs what
+        it requeued, and a failure, which the next pass retries."""
+        from jobs.maintenance import maintain
 
+        assert self._sessions is not None
         try:
-            async with self._session() as session, session.begin():
-                dead = await rescue_dead_workers(session, dead_after_s=self.settings.dead_after_s)
-                expired = await rescue_expired(session)
+            await maintain(self._sessions, dead_after_s=self.settings.dead_after_s)
         except Exception:
             log.exception("rescue failed")
-            return
-        if dead:
-            log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
-        if expired:
-            log.info("requeued jobs with expired leases: %s", expired)
-
-    async def _work_left(self) -> bool:
-        """True while any job for a model it may load is queued or running (anywhere): a draining worker waits
-        for leases to settle; jobs for other models wait for another worker."""
-        from jobs.db import begin_read_only
-        from jobs.queue import pending_count
-
-        async with self._session() as session:
-            await begin_read_only(session)
-            return await pending_count(session, models=self.loadable) > 0
-
-    async def _claim(self) -> ClaimedJob | None:
-        from generator.params import ParamError
-        from jobs.transitions import claim_next_job, fail_job
-
-        async with self._session() as session, session.begin():
-            job = await claim_next_job(
-                session,
-                self.settings.worker_id,
-                lease_seconds=self.settings.lease_s,
-                models=self.loadable,
-                loaded_model=self.loaded_model,
-                max_skips=self.settings.affinity_max_skips,
-            )
-            if job is None:
-                return None
-            try:
-                params = job.params
-            except ParamError as exc:  # a row no model space accepts (edited by hand): it fails, uncharged
-                log.warning("job %d has invalid stored parameters: %s", job.id, exc)
-                await fail_job(
-                    session,
-                    job.id,
-                    job.attempt,
-                    worker_id=self.settings.worker_id,
-                    error=f"The stored parameters are invalid: {exc}",
-                    detail=repr(exc),
-                    gpu_seconds=0.0,
-                )
-                return None
-            claimed = ClaimedJob(
-                id=job.id,
-                attempt=job.attempt,
-                input_sha256=job.input_sha256,
-                params=params,
-                width=job.width,
-                height=job.height,
-                upload_limit_bytes=job.upload_limit_bytes or DEFAULT_UPLOAD_LIMIT_BYTES,
-            )
-        log.info("claimed job %d (attempt %d)", claimed.id, claimed.attempt)
-        return claimed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -602,14 +531,7 @@ def check(env: Mapping[str, str]) -> int:
         report.fine.append(f"OUTPUT_DIR={settings.output_dir}: {'writable' if made else 'can be created'}")
     else:
         report.problems.append(f"OUTPUT_DIR={settings.output_dir}: {existing} is not a folder this user can write in")
-    for line in report.fine:
-        print(f"ok: {line}")
-    for line in report.warnings:
-        print(f"{PROG}: warning: {line}", file=sys.stderr)
-    for line in report.problems:
-        print(f"{PROG}: {line}", file=sys.stderr)
-    print(f"{len(report.problems)} problem(s)" if report.problems else "this worker can start")
-    return EXIT_CONFIG if report.problems else EXIT_OK
+    return report.print(PROG, "this worker can start")
 
 
 def main(argv: list[str] | None = None) -> int:

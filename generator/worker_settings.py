@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.catalog import WORKER, default_float, default_int, default_text, read_by
-from config.reader import EXIT_BAD_SETTINGS, SettingsError, environment, read
+from config.reader import EXIT_BAD_SETTINGS, as_read, derived, environment, read
 from generator.model_spaces import DEFAULT_MODEL as DEFAULT_MODEL_KEY
 from generator.model_spaces import SPACES, TINY_SOURCE, enabled_models, worker_models
 
@@ -66,6 +66,26 @@ NOTE_LOW_MEMORY = (
 )
 
 
+# WorkerSettings field -> the setting it is, as read (the fields computed from settings are in from_env)
+AS_READ = {
+    "affinity_max_skips": "MODEL_AFFINITY_MAX_SKIPS",
+    "database_url": "DATABASE_URL",
+    "model": "I2V_MODEL",
+    "poll_interval_s": "I2V_POLL_INTERVAL_S",
+    "lease_s": "I2V_LEASE_SECONDS",
+    "grace_s": "I2V_GRACE_SECONDS",
+    "heartbeat_interval_s": "I2V_HEARTBEAT_INTERVAL_S",
+    "progress_interval_s": "I2V_PROGRESS_INTERVAL_S",
+    "rescue_interval_s": "I2V_RESCUE_INTERVAL_S",
+    "stall_s": "I2V_STALL_SECONDS",
+    "dead_after_s": "WORKER_DEAD_AFTER",
+    "parent_pid": "I2V_PARENT_PID",
+    "safety_model": "SAFETY_MODEL",
+    "safety_threshold": "SAFETY_THRESHOLD",
+    "safety_unsafe_label": "SAFETY_UNSAFE_LABEL",
+}
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """Everything the worker reads from the environment (declared in :mod:`config.catalog`, read through
@@ -109,33 +129,18 @@ class WorkerSettings:
         """Read the settings from ``env`` (default: ``.env`` and ``os.environ``); raises :class:`SettingsError`
         naming the first bad variable."""
         v: dict[str, Any] = read(environment(env), WORKER_SETTINGS)
-        try:
-            models = worker_models(enabled_models(v["I2V_MODELS"], v["I2V_MODEL"]), v["WORKER_MODELS"])
-        except ValueError as exc:
-            raise SettingsError(str(exc), "WORKER_MODELS") from None
+        models = derived(
+            "WORKER_MODELS", lambda: worker_models(enabled_models(v["I2V_MODELS"], v["I2V_MODEL"]), v["WORKER_MODELS"])
+        )
         tiny = v["I2V_MODEL"].strip().lower() == TINY_SOURCE
         sources = {key: TINY_SOURCE if tiny else str(v[SPACES[key].source_setting]) for key in models}
         return cls(
             models=models,
             sources=sources,
-            affinity_max_skips=v["MODEL_AFFINITY_MAX_SKIPS"],
-            database_url=v["DATABASE_URL"],
-            model=v["I2V_MODEL"],
             device=v["I2V_DEVICE"] or None,
             output_dir=Path(v["OUTPUT_DIR"]),
             worker_id=v["WORKER_ID"] or f"{socket.gethostname()}-{os.getpid()}",
-            poll_interval_s=float(v["I2V_POLL_INTERVAL_S"]),
-            lease_s=float(v["I2V_LEASE_SECONDS"]),
-            grace_s=float(v["I2V_GRACE_SECONDS"]),
-            heartbeat_interval_s=float(v["I2V_HEARTBEAT_INTERVAL_S"]),
-            progress_interval_s=float(v["I2V_PROGRESS_INTERVAL_S"]),
-            rescue_interval_s=float(v["I2V_RESCUE_INTERVAL_S"]),
-            stall_s=float(v["I2V_STALL_SECONDS"]),
-            dead_after_s=float(v["WORKER_DEAD_AFTER"]),
-            parent_pid=v["I2V_PARENT_PID"],
-            safety_model=v["SAFETY_MODEL"],
-            safety_threshold=float(v["SAFETY_THRESHOLD"]),
-            safety_unsafe_label=v["SAFETY_UNSAFE_LABEL"],
+            **as_read(v, AS_READ),
         )
 
     def source_of(self, key: str) -> str:

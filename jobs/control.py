@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.model_spaces import MODEL_KEYS
 from jobs.audit import record_action
+from jobs.db import locked_row
 from jobs.errors import Banned
 from jobs.models import (
     AUDIT_SCOPE_BOT,
@@ -36,17 +37,15 @@ from jobs.models import (
     GuildBan,
     GuildSettings,
     Job,
-    JobPhase,
     JobStatus,
-    LedgerKind,
     QueueState,
     UserLimit,
     utcnow,
 )
-from jobs.quota import add_ledger, ban_user
+from jobs.quota import ban_user
 from jobs.retention import forget_job_bytes
 from jobs.safety import REPORT_BANNED, REPORT_DELETED, REPORT_DISMISSED, resolve_reports
-from jobs.transitions import JOBS, CancelOutcome, cancel_job, checked_now
+from jobs.transitions import JOBS, CancelOutcome, cancel_job, cancel_queued, checked_now
 from jobs.web_sessions import end_user_sessions
 
 CLEARED_ERROR = "An admin cleared the queue; your GPU time was refunded."
@@ -95,20 +94,8 @@ async def clear_queue(
     """Cancel every queued job (of one guild, or all) with a refund; running jobs are left alone.
     Returns the cancelled ids; audited as ``clear_queue``."""
     now = checked_now(now)
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED, error=CLEARED_ERROR)
-        .returning(JOBS.c.id, JOBS.c.user_id, JOBS.c.cost_estimate)
-    )
-    if guild_id is not None:
-        stmt = stmt.where(JOBS.c.guild_id == guild_id)
-    rows = (await session.execute(stmt)).all()
-    for r in rows:
-        await add_ledger(
-            session, user_id=r.user_id, job_id=r.id, kind=LedgerKind.REFUND, amount=r.cost_estimate, now=now
-        )
-    ids = sorted(r.id for r in rows)
+    where = () if guild_id is None else (JOBS.c.guild_id == guild_id,)
+    ids = await cancel_queued(session, *where, now=now, error=CLEARED_ERROR)
     await record_action(
         session, actor_id=by, action="clear_queue", guild_id=guild_id, detail={"cancelled": len(ids)}, now=now
     )
@@ -131,10 +118,7 @@ async def _set_guild_paused(
     session: AsyncSession, guild_id: int, paused: bool, *, by: int | None, reason: str | None, now: datetime | None
 ) -> bool:
     now = now or utcnow()
-    row = await session.get(GuildSettings, guild_id, with_for_update=True, populate_existing=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
-        session.add(row)
+    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
     changed = bool(row.paused) != paused
     row.paused, row.updated_by, row.updated_at = paused, by, now
     await record_action(
@@ -325,10 +309,7 @@ async def update_guild_settings(
             raise ValueError(f"max_resolution must look like '512p', got {max_resolution!r}")
         max_resolution = text
     now = now or utcnow()
-    row = await session.get(GuildSettings, guild_id, with_for_update=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False)
-        session.add(row)
+    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
     changes: dict[str, Any] = {}
     for name, value in (
         ("max_resolution", max_resolution),

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
@@ -171,6 +171,19 @@ async def begin_read_only(session: AsyncSession) -> None:
     if session.in_transaction():
         raise RuntimeError("begin_read_only must be the first thing done in a session's transaction")
     await session.connection(execution_options={READ_ONLY_OPTION: True})
+
+
+Row = TypeVar("Row")
+
+
+async def locked_row(session: AsyncSession, model: type[Row], key: Any, **new: Any) -> Row:
+    """The ``model`` row of primary key ``key``, locked for the rest of the caller's transaction and read afresh;
+    when there is none, a new one made of ``new`` (its key among them), added to the session."""
+    row = await session.get(model, key, with_for_update=True, populate_existing=True)
+    if row is None:
+        row = model(**new)
+        session.add(row)
+    return row
 
 
 def alembic_config(url: str | None = None) -> Any:

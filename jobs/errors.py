@@ -32,10 +32,9 @@ def discord_time(when: datetime, style: str = "R") -> str:
     return f"<t:{int(when.timestamp())}:{style}>"
 
 
-class RequestRefused(Exception):
-    """Base of every refusal of a new job; ``str()`` is the user-facing message."""
-
-    code = "refused"
+class Sentence(Exception):
+    """An error whose ``str()`` is its ``message``, one sentence fit to show the user as it is (the refusals here,
+    and the bot's ``bot.errors.UserFacingError``)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,6 +42,12 @@ class RequestRefused(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class RequestRefused(Sentence):
+    """Base of every refusal of a new job; ``str()`` is the user-facing message."""
+
+    code = "refused"
 
 
 class Banned(RequestRefused):

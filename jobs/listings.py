@@ -155,6 +155,14 @@ def _claim_order_position() -> Over[int]:
     return func.row_number().over(order_by=CLAIM_ORDER)
 
 
+def _check_page(listing: str, offset: int, limit: int, max_limit: int) -> None:
+    """A ValueError naming ``listing`` unless ``offset >= 0`` and ``1 <= limit <= max_limit``."""
+    if offset < 0:
+        raise ValueError(f"{listing}: offset must be >= 0, got {offset}")
+    if not 1 <= limit <= max_limit:
+        raise ValueError(f"{listing}: limit must be in 1..{max_limit}, got {limit}")
+
+
 async def queue_page(
     session: AsyncSession,
     *,
@@ -172,10 +180,7 @@ async def queue_page(
     ValueError
         ``offset`` is negative or ``limit`` is not in 1..MAX_QUEUE_PAGE_SIZE.
     """
-    if offset < 0:
-        raise ValueError(f"queue_page: offset must be >= 0, got {offset}")
-    if not 1 <= limit <= MAX_QUEUE_PAGE_SIZE:
-        raise ValueError(f"queue_page: limit must be in 1..{MAX_QUEUE_PAGE_SIZE}, got {limit}")
+    _check_page("queue_page", offset, limit, MAX_QUEUE_PAGE_SIZE)
 
     ranked = (
         select(Job.id.label("job_id"), _claim_order_position().label("position"))
@@ -268,10 +273,7 @@ async def audit_page(
     ValueError
         ``offset`` is negative or ``limit`` is not in 1..MAX_AUDIT_PAGE_SIZE.
     """
-    if offset < 0:
-        raise ValueError(f"audit_page: offset must be >= 0, got {offset}")
-    if not 1 <= limit <= MAX_AUDIT_PAGE_SIZE:
-        raise ValueError(f"audit_page: limit must be in 1..{MAX_AUDIT_PAGE_SIZE}, got {limit}")
+    _check_page("audit_page", offset, limit, MAX_AUDIT_PAGE_SIZE)
     scope: list[ColumnElement[bool]] = (
         [] if guild_id is None else [(AuditLog.guild_id == guild_id) | AuditLog.guild_id.is_(None)]
     )

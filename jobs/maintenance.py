@@ -1,9 +1,10 @@
 """Maintenance: running jobs whose worker is gone go back to the queue, and old stored bytes go.
 
 :func:`maintain` is the one maintenance pass every mode runs: the bot's job monitor and the page-only app every
-``RESCUE_INTERVAL_S`` through :class:`Maintenance` (retention at most every RETENTION_INTERVAL_SECONDS), and
-``python -m bot prune`` once. It rescues, then prunes the stored image and video of delivered jobs that finished
-more than RETENTION_DAYS ago (``jobs.retention.prune_finished``) with their disk copies (``jobs.copies``).
+``RESCUE_INTERVAL_S`` through :class:`Maintenance` (retention at most every RETENTION_INTERVAL_SECONDS),
+``python -m bot prune`` once, and every worker every ``I2V_RESCUE_INTERVAL_S`` (the rescue alone). It rescues,
+then prunes the stored image and video of delivered jobs that finished more than RETENTION_DAYS ago
+(``jobs.retention.prune_finished``) with their disk copies (``jobs.copies``).
 
 Three ways a worker is known to be gone, fastest first:
 
@@ -33,8 +34,7 @@ from sqlalchemy import Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.copies import remove_copies
-from jobs.models import Job, JobPhase, JobStatus, LedgerKind, Worker, WorkerState
-from jobs.quota import add_ledger
+from jobs.models import Job, JobPhase, JobStatus, Worker, WorkerState
 from jobs.retention import prune_finished
 from jobs.transitions import JOBS, checked_now, close_running, fenced, requeue_values
 
@@ -61,23 +61,17 @@ def hard_deadline(started_at: datetime, cost_estimate: float) -> datetime:
 async def _rescue_one(session: AsyncSession, c: Row[*tuple[Any, ...]], now: datetime, why: str) -> bool:
     """Requeue, fail (last allowed attempt) or cancel (cancel requested) one running attempt; fenced."""
     if c.cancel_requested or c.attempt - c.releases >= c.max_attempts:
-        cancelled = bool(c.cancel_requested)
-        values: dict[str, Any] = {
-            "status": JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
-            "finished_at": now,
-            "lease_expires_at": None,
-            "phase": JobPhase.CANCELLED if cancelled else JobPhase.FAILED,
-        }
-        if not cancelled:
-            values["error"] = RESCUE_ERROR.format(attempts=c.attempt - c.releases)
-            values["error_detail"] = f"{why} on attempt {c.attempt} of {c.max_attempts}"
-        closed = await close_running(session, c.id, c.attempt, c.worker_id, values)
-        if closed is None:
-            return False
-        await add_ledger(
-            session, user_id=c.user_id, job_id=c.id, kind=LedgerKind.REFUND, amount=c.cost_estimate, now=now
+        status, phase = JobStatus.CANCELLED, JobPhase.CANCELLED
+        note: dict[str, Any] = {}  # a cancel needs no note
+        if not c.cancel_requested:
+            status, phase = JobStatus.FAILED, JobPhase.FAILED
+            note = {
+                "error": RESCUE_ERROR.format(attempts=c.attempt - c.releases),
+                "error_detail": f"{why} on attempt {c.attempt} of {c.max_attempts}",
+            }
+        return await close_running(
+            session, c.id, c.attempt, c.worker_id, status=status, phase=phase, now=now, charge=False, **note
         )
-        return True
     row = (
         await session.execute(
             update(JOBS)
@@ -193,15 +187,18 @@ async def maintain(
     sessions: async_sessionmaker[AsyncSession],
     *,
     dead_after_s: float,
-    retention_days: float,
-    output_dir: Path,
+    retention_days: float = 0.0,
+    output_dir: Path | None = None,
     prune: bool = True,
     now: datetime | None = None,
 ) -> Maintained:
     """One maintenance pass, each step a transaction of its own: rescue the running jobs of dead workers and of
     expired leases; then, with ``prune`` and ``retention_days`` > 0, remove the stored bytes of delivered jobs that
     finished more than ``retention_days`` ago (in batches until none is left) and their disk copies in
-    ``output_dir``. Logs what it did."""
+    ``output_dir``. Logs what it did. A worker runs the rescue alone (``retention_days`` 0): retention is the app's,
+    which knows RETENTION_DAYS."""
+    if prune and retention_days > 0 and output_dir is None:
+        raise ValueError("retention needs output_dir, the folder of the videos' disk copies")
     now = checked_now(now)
     async with sessions.begin() as session:
         dead = await rescue_dead_workers(session, dead_after_s=dead_after_s, now=now)
@@ -210,7 +207,7 @@ async def maintain(
         log.warning("requeued jobs of workers that stopped heartbeating: %s", dead)
     if expired:
         log.warning("requeued jobs whose lease expired: %s", expired)
-    if not prune or retention_days <= 0:
+    if not prune or retention_days <= 0 or output_dir is None:
         return Maintained(dead=dead, expired=expired, pruned=[], copies_removed=0, cutoff=None)
     cutoff = now - timedelta(days=retention_days)
     pruned: list[int] = []

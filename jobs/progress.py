@@ -14,7 +14,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import Integer, String, Update, bindparam, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -70,51 +70,42 @@ def progress_statement(dialect_name: str) -> Update:
     )
 
 
-def progress_parameters(
-    job_id: int,
-    attempt: int,
-    *,
-    worker_id: str,
-    step: int,
-    total: int,
-    phase: JobPhase | str,
-    lease_seconds: float,
-    now: datetime | None = None,
-) -> dict[str, Any]:
+class ProgressReport(TypedDict):
+    """What a worker reports with each progress write (besides the job id and attempt that fence it)."""
+
+    worker_id: str
+    step: int
+    total: int
+    phase: JobPhase | str
+    lease_seconds: float
+    now: NotRequired[datetime | None]
+
+
+def progress_parameters(job_id: int, attempt: int, **report: Unpack[ProgressReport]) -> dict[str, Any]:
     """The checked parameters of ``progress_statement`` (a bad step, total, phase or lease raises ValueError)."""
-    lease = check_lease(lease_seconds)
+    lease = check_lease(report["lease_seconds"])
+    step, total = report["step"], report["total"]
     if step < 0 or total < 0 or (total > 0 and step > total):
         raise ValueError(f"progress step {step} of {total} is out of range (0 <= step <= total)")
     return {
         "p_id": job_id,
         "p_attempt": attempt,
-        "p_worker": worker_id,
+        "p_worker": report["worker_id"],
         "p_step": step,
         "p_total": total,
-        "p_phase": JobPhase(phase).value,
-        "p_lease": checked_now(now) + lease,
+        "p_phase": JobPhase(report["phase"]).value,
+        "p_lease": checked_now(report.get("now")) + lease,
     }
 
 
 async def report_progress(
-    session: AsyncSession,
-    job_id: int,
-    attempt: int,
-    *,
-    worker_id: str,
-    step: int,
-    total: int,
-    phase: JobPhase | str,
-    lease_seconds: float,
-    now: datetime | None = None,
+    session: AsyncSession, job_id: int, attempt: int, **report: Unpack[ProgressReport]
 ) -> ProgressAck:
     """Progress (fenced by job, attempt and worker): renews the lease and returns whether to cancel.
 
     One UPDATE ... RETURNING in the caller's transaction. A worker sends the same statement through
     :class:`ProgressWriter`, each write a transaction of its own."""
-    params = progress_parameters(
-        job_id, attempt, worker_id=worker_id, step=step, total=total, phase=phase, lease_seconds=lease_seconds, now=now
-    )
+    params = progress_parameters(job_id, attempt, **report)
     stmt = progress_statement(session.get_bind().dialect.name)
     row = (await session.execute(stmt, params)).first()
     return ProgressAck.from_row(row)
@@ -151,29 +142,9 @@ class ProgressWriter:
         self._conn: AsyncConnection | None = None
         self._turn = asyncio.Lock()
 
-    async def write(
-        self,
-        job_id: int,
-        attempt: int,
-        *,
-        worker_id: str,
-        step: int,
-        total: int,
-        phase: str,
-        lease_seconds: float,
-        now: datetime | None = None,
-    ) -> ProgressAck:
+    async def write(self, job_id: int, attempt: int, **report: Unpack[ProgressReport]) -> ProgressAck:
         """``report_progress`` as a transaction of its own (committed when this returns)."""
-        values = progress_parameters(
-            job_id,
-            attempt,
-            worker_id=worker_id,
-            step=step,
-            total=total,
-            phase=phase,
-            lease_seconds=lease_seconds,
-            now=now,
-        )
+        values = progress_parameters(job_id, attempt, **report)
         async with self._turn:
             if self._conn is None:
                 self._conn = await self._engine.connect()

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.audit import record_action
+from jobs.db import locked_row
 from jobs.models import (
     AUDIT_SCOPE_BOT,
     PENDING_STATUSES,
@@ -261,14 +262,6 @@ def _check_limit_values(daily_gpu_seconds: float | None, max_pending: int | None
         raise ValueError(f"max_pending must be None or an integer >= 1, got {max_pending!r}")
 
 
-async def _user_limit_row(session: AsyncSession, user_id: int, now: datetime) -> UserLimit:
-    row = await session.get(UserLimit, user_id, with_for_update=True, populate_existing=True)
-    if row is None:
-        row = UserLimit(user_id=user_id, banned=False, updated_at=now)
-        session.add(row)
-    return row
-
-
 async def set_user_limit(
     session: AsyncSession,
     user_id: int,
@@ -281,7 +274,7 @@ async def set_user_limit(
     """Set (or with None, clear) a user's budget and pending-cap overrides; audited as ``set_user_limit``."""
     _check_limit_values(daily_gpu_seconds, max_pending)
     now = now or utcnow()
-    row = await _user_limit_row(session, user_id, now)
+    row = await locked_row(session, UserLimit, user_id, user_id=user_id, banned=False, updated_at=now)
     row.daily_gpu_seconds = None if daily_gpu_seconds is None else float(daily_gpu_seconds)
     row.max_pending = max_pending
     row.updated_by, row.updated_at = by, now
@@ -302,7 +295,7 @@ async def ban_user(
     """Ban a user from enqueueing (queued jobs stay; admins may cancel them) and end their web sessions; audited
     as ``ban_user``."""
     now = now or utcnow()
-    row = await _user_limit_row(session, user_id, now)
+    row = await locked_row(session, UserLimit, user_id, user_id=user_id, banned=False, updated_at=now)
     row.banned, row.ban_reason = True, (reason or None)
     row.updated_by, row.updated_at = by, now
     ended = await end_user_sessions(session, user_id, now=now)  # their open pages get 401 on the next request
@@ -345,10 +338,7 @@ async def set_role_tier(
         raise ValueError("a role tier needs both daily_gpu_seconds and max_pending")
     _check_limit_values(daily_gpu_seconds, max_pending)
     now = now or utcnow()
-    row = await session.get(RoleTier, role_id, with_for_update=True, populate_existing=True)
-    if row is None:
-        row = RoleTier(role_id=role_id)
-        session.add(row)
+    row = await locked_row(session, RoleTier, role_id, role_id=role_id)
     row.guild_id, row.name = guild_id, name
     row.daily_gpu_seconds, row.max_pending = float(daily_gpu_seconds), max_pending
     row.updated_by, row.updated_at = by, now

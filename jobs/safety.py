@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from generator.params import DEFAULT_NEGATIVE_PROMPT
 from jobs.audit import record_action
 from jobs.blobs import DATABASE_BLOBS, BlobStore
+from jobs.db import locked_row
 from jobs.errors import PromptBlocked
 from jobs.models import BOT_WIDE_LIST, AuditLog, BlockedTerm, GuildSettings, Job, JobStatus, Report, utcnow
 from jobs.transitions import JOBS, fenced
@@ -310,10 +311,9 @@ async def set_server_safety(
 ) -> GuildSettings:
     """Set a server's own unsafe-video policy (it can only tighten the operator's default when applied, see
     :func:`server_safety`) and/or whether every result there is a spoiler; ``None`` keeps a value. Audited."""
-    row = await session.get(GuildSettings, guild_id, with_for_update=True)
-    if row is None:
-        row = GuildSettings(guild_id=guild_id, paused=False, mention_replies=False, spoiler_all=False)
-        session.add(row)
+    row = await locked_row(
+        session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False, spoiler_all=False
+    )
     before = {"unsafe_policy": row.unsafe_policy, "spoiler_all": bool(row.spoiler_all)}
     if policy is not None:
         row.unsafe_policy = UnsafePolicy(policy).value

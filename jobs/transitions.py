@@ -94,20 +94,6 @@ def fenced(job_id: int, attempt: int, worker_id: str) -> tuple[ColumnElement[boo
     )
 
 
-async def close_running(
-    session: AsyncSession, job_id: int, attempt: int, worker_id: str, values: dict[str, Any]
-) -> tuple[int, float] | None:
-    """Fenced move out of running; returns (user_id, cost_estimate) or None if this attempt lost the job."""
-    stmt = (
-        update(JOBS)
-        .where(*fenced(job_id, attempt, worker_id))
-        .values(**values)
-        .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
-    )
-    row = (await session.execute(stmt)).first()
-    return None if row is None else (int(row.user_id), float(row.cost_estimate))
-
-
 def requeue_values(detail: str | None = None) -> dict[str, Any]:
     """The column values that put a running job back in the queue (with ``detail`` as its note, if given)."""
     values: dict[str, Any] = {
@@ -269,6 +255,47 @@ def _check_seconds(gpu_seconds: float) -> float:
     return float(gpu_seconds)
 
 
+async def close_running(
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    worker_id: str,
+    *,
+    status: JobStatus,
+    phase: JobPhase,
+    now: datetime,
+    charge: bool,
+    gpu_seconds: float | None = None,
+    **values: Any,
+) -> bool:
+    """Fenced move of a running attempt to the finished ``status`` (with ``values``), and its settlement: with
+    ``charge``, the reservation is released and ``gpu_seconds`` charged; without, the reservation is refunded.
+    ``gpu_seconds`` None: none measured (not written). False (nothing written) if this attempt of this worker no
+    longer owns the job."""
+    if gpu_seconds is not None:
+        values["gpu_seconds"] = gpu_seconds
+    elif charge:
+        raise ValueError("a charged close needs the gpu_seconds it charges")
+    row = (
+        await session.execute(
+            update(JOBS)
+            .where(*fenced(job_id, attempt, worker_id))
+            .values(status=status, phase=phase, finished_at=now, lease_expires_at=None, **values)
+            .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
+        )
+    ).first()
+    if row is None:
+        return False
+    user_id, estimate = int(row.user_id), float(row.cost_estimate)
+    if charge:
+        assert gpu_seconds is not None
+        await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
+        await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
+    else:
+        await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=estimate, now=now)
+    return True
+
+
 async def finish_job(
     session: AsyncSession,
     job_id: int,
@@ -288,29 +315,22 @@ async def finish_job(
     gpu_seconds = _check_seconds(gpu_seconds)
     if not isinstance(video, (bytes, bytearray, memoryview)) or len(video) == 0:
         raise ValueError("finish_job needs the MP4's bytes")
-    now = checked_now(now)
     closed = await close_running(
         session,
         job_id,
         attempt,
         worker_id,
-        {
-            "status": JobStatus.SUCCEEDED,
-            "output_bytes": len(video),
-            "gpu_seconds": gpu_seconds,
-            "finished_at": now,
-            "lease_expires_at": None,
-            "phase": JobPhase.DONE,
-            "error": None,
-        },
+        status=JobStatus.SUCCEEDED,
+        phase=JobPhase.DONE,
+        gpu_seconds=gpu_seconds,
+        now=checked_now(now),
+        charge=True,
+        output_bytes=len(video),
+        error=None,
     )
-    if closed is None:
-        return False
-    await blobs.put_video(session, job_id, video)
-    user_id, estimate = closed
-    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
-    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
-    return True
+    if closed:
+        await blobs.put_video(session, job_id, video)
+    return closed
 
 
 async def fail_job(
@@ -329,27 +349,19 @@ async def fail_job(
     gpu_seconds = _check_seconds(gpu_seconds)
     if not error:
         raise ValueError("fail_job needs a user-facing error message")
-    now = checked_now(now)
-    closed = await close_running(
+    return await close_running(
         session,
         job_id,
         attempt,
         worker_id,
-        {
-            "status": JobStatus.FAILED,
-            "error": error,
-            "error_detail": detail,
-            "gpu_seconds": gpu_seconds,
-            "finished_at": now,
-            "lease_expires_at": None,
-            "phase": JobPhase.FAILED,
-        },
+        status=JobStatus.FAILED,
+        phase=JobPhase.FAILED,
+        gpu_seconds=gpu_seconds,
+        now=checked_now(now),
+        charge=False,
+        error=error,
+        error_detail=detail,
     )
-    if closed is None:
-        return False
-    user_id, estimate = closed
-    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=estimate, now=now)
-    return True
 
 
 async def finish_cancelled(
@@ -362,27 +374,17 @@ async def finish_cancelled(
     now: datetime | None = None,
 ) -> bool:
     """The worker stopped a running job on request: mark cancelled, charge the GPU time it used."""
-    gpu_seconds = _check_seconds(gpu_seconds)
-    now = checked_now(now)
-    closed = await close_running(
+    return await close_running(
         session,
         job_id,
         attempt,
         worker_id,
-        {
-            "status": JobStatus.CANCELLED,
-            "gpu_seconds": gpu_seconds,
-            "finished_at": now,
-            "lease_expires_at": None,
-            "phase": JobPhase.CANCELLED,
-        },
+        status=JobStatus.CANCELLED,
+        phase=JobPhase.CANCELLED,
+        gpu_seconds=_check_seconds(gpu_seconds),
+        now=checked_now(now),
+        charge=True,
     )
-    if closed is None:
-        return False
-    user_id, estimate = closed
-    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.RELEASE, amount=estimate, now=now)
-    await add_ledger(session, user_id=user_id, job_id=job_id, kind=LedgerKind.CHARGE, amount=gpu_seconds, now=now)
-    return True
 
 
 async def release_job(
@@ -400,23 +402,34 @@ async def release_job(
     return (await session.execute(stmt)).first() is not None
 
 
+async def cancel_queued(
+    session: AsyncSession, *where: ColumnElement[bool], now: datetime, error: str | None = None
+) -> list[int]:
+    """Cancel the queued jobs that ``where`` selects (with ``error`` as the note the user sees, if given), each
+    refunded its reservation. Returns their ids in order."""
+    values: dict[str, Any] = {"status": JobStatus.CANCELLED, "finished_at": now, "phase": JobPhase.CANCELLED}
+    if error is not None:
+        values["error"] = error
+    rows = (
+        await session.execute(
+            update(JOBS)
+            .where(JOBS.c.status == JobStatus.QUEUED, *where)
+            .values(**values)
+            .returning(JOBS.c.id, JOBS.c.user_id, JOBS.c.cost_estimate)
+        )
+    ).all()
+    for row in rows:
+        await add_ledger(
+            session, user_id=row.user_id, job_id=row.id, kind=LedgerKind.REFUND, amount=row.cost_estimate, now=now
+        )
+    return sorted(row.id for row in rows)
+
+
 async def cancel_job(session: AsyncSession, job_id: int, *, now: datetime | None = None) -> CancelOutcome:
     """Cancel a job: queued -> cancelled and refunded; running -> flagged (the worker stops at its next
     progress report and calls ``finish_cancelled``); otherwise too late. Raises JobNotFound.
     (Who may cancel is the caller's check.)"""
-    now = checked_now(now)
-    row = (
-        await session.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.QUEUED)
-            .values(status=JobStatus.CANCELLED, finished_at=now, phase=JobPhase.CANCELLED)
-            .returning(JOBS.c.user_id, JOBS.c.cost_estimate)
-        )
-    ).first()
-    if row is not None:
-        await add_ledger(
-            session, user_id=row.user_id, job_id=job_id, kind=LedgerKind.REFUND, amount=row.cost_estimate, now=now
-        )
+    if await cancel_queued(session, JOBS.c.id == job_id, now=checked_now(now)):
         return CancelOutcome.CANCELLED
     row = (
         await session.execute(

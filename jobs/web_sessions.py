@@ -58,6 +58,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _live(now: datetime) -> tuple[Any, ...]:
+    """WHERE conditions of a live session: not ended, not expired."""
+    return (WebSession.ended_at.is_(None), WebSession.expires_at > now)
+
+
 def _positive(name: str, seconds: float) -> timedelta:
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
@@ -69,6 +74,23 @@ def _role_list(role_ids: Iterable[int]) -> list[int]:
     if any(role <= 0 for role in roles):
         raise ValueError(f"role ids must be positive, got {roles!r}")
     return roles
+
+
+async def _issue(
+    session: AsyncSession,
+    kind: type[WebSignInLink] | type[WebSession],
+    *,
+    now: datetime,
+    ttl: timedelta,
+    **values: Any,
+) -> str:
+    """A new random token stored (as its hash) in a row of ``kind`` (a link or a session) with ``values``, valid
+    for ``ttl``; the expired rows of that kind are swept first. Returns the token."""
+    await session.execute(delete(kind).where(kind.expires_at < now))
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(kind(token_sha256=token_hash(token), created_at=now, expires_at=now + ttl, **values))
+    await session.flush()
+    return token
 
 
 async def create_link(
@@ -87,21 +109,9 @@ async def create_link(
     now = now or utcnow()
     ttl = _positive("ttl_seconds", ttl_seconds)
     roles = _role_list(role_ids)
-    await session.execute(delete(WebSignInLink).where(WebSignInLink.expires_at < now))
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(
-        WebSignInLink(
-            token_sha256=token_hash(token),
-            user_id=user_id,
-            guild_id=guild_id,
-            role_ids=roles,
-            operator=operator,
-            created_at=now,
-            expires_at=now + ttl,
-        )
+    return await _issue(
+        session, WebSignInLink, now=now, ttl=ttl, user_id=user_id, guild_id=guild_id, role_ids=roles, operator=operator
     )
-    await session.flush()
-    return token
 
 
 async def redeem_link(
@@ -135,22 +145,19 @@ async def redeem_link(
         _role_list(row.role_ids or ()),
         bool(row.operator),
     )
-    await session.execute(delete(WebSession).where(WebSession.expires_at < now))
-    session_token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_hex(TOKEN_BYTES)
-    session.add(
-        WebSession(
-            token_sha256=token_hash(session_token),
-            user_id=user_id,
-            guild_id=guild_id,
-            role_ids=roles,
-            csrf_token=csrf,
-            operator=operator,
-            created_at=now,
-            expires_at=now + ttl,
-            roles_checked_at=now,
-        )
+    csrf = secrets.token_hex(TOKEN_BYTES)
+    session_token = await _issue(
+        session,
+        WebSession,
+        now=now,
+        ttl=ttl,
+        user_id=user_id,
+        guild_id=guild_id,
+        role_ids=roles,
+        operator=operator,
+        csrf_token=csrf,
+        roles_checked_at=now,
     )
-    await session.flush()
     return SignedIn(
         session_token=session_token,
         csrf_token=csrf,
@@ -165,11 +172,7 @@ async def redeem_link(
 async def find_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> WebSession | None:
     """The live session of this cookie token (not ended, not expired), or None."""
     now = now or utcnow()
-    return await session.scalar(
-        select(WebSession).where(
-            WebSession.token_sha256 == token_hash(token), WebSession.ended_at.is_(None), WebSession.expires_at > now
-        )
-    )
+    return await session.scalar(select(WebSession).where(WebSession.token_sha256 == token_hash(token), *_live(now)))
 
 
 async def end_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> bool:
@@ -192,7 +195,7 @@ async def latest_roles(session: AsyncSession, user_id: int, *, now: datetime | N
     now = now or utcnow()
     roles = await session.scalar(
         select(WebSession.role_ids)
-        .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None), WebSession.expires_at > now)
+        .where(WebSession.user_id == user_id, *_live(now))
         .order_by(WebSession.created_at.desc())
         .limit(1)
     )
@@ -263,10 +266,6 @@ def current_roles(row: WebSession, *, valid_seconds: float, now: datetime | None
     if checked is None or now - checked > timedelta(seconds=valid_seconds):
         return frozenset()
     return frozenset(_role_list(row.role_ids or ()))
-
-
-def _live(now: datetime) -> tuple[Any, ...]:
-    return (WebSession.ended_at.is_(None), WebSession.expires_at > now)
 
 
 async def end_user_sessions(

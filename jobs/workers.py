@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.startfailure import one_line
+from jobs.db import locked_row
 from jobs.maintenance import rescue_workers
 from jobs.models import Worker, WorkerState, utcnow
 from jobs.stats import ModelDownload, WorkerInfo, worker_infos
@@ -95,10 +96,18 @@ async def record_start_failure(
     retries; :func:`forget_stale_failures` tells a stale record by it). ``unavailable``: the supervisor now retries
     slowly; ``unavailable_since`` keeps the time this began. The heartbeat is not stamped (the process is gone)."""
     now = now or utcnow()
-    row = await session.get(Worker, worker_id, with_for_update=True, populate_existing=True)
-    if row is None:
-        row = Worker(id=worker_id, host=host, pid=pid, restarts=0, jobs_done=0, started_at=now, last_heartbeat_at=now)
-        session.add(row)
+    row = await locked_row(
+        session,
+        Worker,
+        worker_id,
+        id=worker_id,
+        host=host,
+        pid=pid,
+        restarts=0,
+        jobs_done=0,
+        started_at=now,
+        last_heartbeat_at=now,
+    )
     row.state = WorkerState.CRASHED
     row.pid = pid
     row.current_job_id = None

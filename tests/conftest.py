@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs.db import make_engine, make_sessionmaker, migrate
+from jobs.workers import pid_alive
 from tests.pgserver import PostgresUnavailable, ThrowawayPostgres
 
 # The fake Discord server fixture (``fake_discord``) for every test directory.
@@ -95,16 +96,6 @@ _OUR_DATABASE = re.compile(r"^i2v_(?:tpl|t|e)_(\d+)_[0-9a-f]+$")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", None)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _drop_stale_databases(conn: Any) -> None:
     """Drop test databases left by pytest runs that were killed (their pid is gone). Only for a local server,
     where the pid in the name is one of this machine's processes."""
@@ -112,7 +103,7 @@ def _drop_stale_databases(conn: Any) -> None:
         return
     for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'i2v\\_%'").fetchall():
         match = _OUR_DATABASE.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -17,7 +17,6 @@ from discord.ext import commands
 from bot.permissions import may_use
 from bot.render import render_help
 from generator.model_spaces import DEFAULT_PRESET, SPACES
-from jobs.quota import quota_status
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -54,8 +53,7 @@ class Help(commands.Cog):
     async def help(self, interaction: discord.Interaction) -> None:
         """What this bot does, the commands you may use, the presets' values and your quota."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self.bot.readers() as session:
-            quota = await quota_status(session, interaction.user.id, self.bot.quota_policy(interaction))
+        quota = await self.bot.quota_of(interaction)
         plain, groups = usable_commands(self.bot.tree, interaction)
         models = [(SPACES[key].display_name, SPACES[key].presets) for key in self.bot.settings.models]
         embed = render_help(

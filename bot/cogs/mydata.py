@@ -16,9 +16,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import delete_user_data_and_copies
 from bot.errors import NotYours
 from bot.permissions import is_operator
+from bot.withholding import delete_user_data_and_copies
 
 if TYPE_CHECKING:
     from bot.app import I2VBot

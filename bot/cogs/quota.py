@@ -9,7 +9,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.render import render_quota
-from jobs.quota import quota_status
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -25,9 +24,7 @@ class Quota(commands.Cog):
     async def quota(self, interaction: discord.Interaction) -> None:
         """Show how much GPU time you have left today, when it refills, and your pending videos."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self.bot.readers() as session:
-            status = await quota_status(session, interaction.user.id, self.bot.quota_policy(interaction))
-        await interaction.followup.send(render_quota(status), ephemeral=True)
+        await interaction.followup.send(render_quota(await self.bot.quota_of(interaction)), ephemeral=True)
 
 
 async def setup(bot: I2VBot) -> None:

@@ -35,11 +35,11 @@ from bot import admin_commands as scoped
 from bot.admin_actions import NO_CAP, set_guild_limits, set_guild_model
 from bot.admin_buttons import ADMIN_ITEMS
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
+from bot.admin_render import NOTHING_TO_CLEAR, render_clear_prompt, render_limits, render_models
 from bot.components import clear_confirm_view
 from bot.job_choices import job_id_choices
 from bot.permissions import server_admin_only
-from bot.render import render_limits
-from generator.model_spaces import MODEL_KEYS, SPACES, display_name, union_bounds
+from generator.model_spaces import MODEL_KEYS, SPACES, union_bounds
 from jobs.control import allowed_models
 from jobs.listings import queue_page
 from jobs.models import GuildSettings
@@ -115,15 +115,11 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
         async with self.bot.readers() as session:
             listing = await queue_page(session, limit=1, guild_id=guild_id)
         if listing.queued == 0:
-            await interaction.followup.send("Nothing is queued on this server; nothing to clear.", ephemeral=True)
+            await interaction.followup.send(NOTHING_TO_CLEAR, ephemeral=True)
             return
         expires_at = int(time.time()) + CLEAR_CONFIRM_SECONDS
-        view = clear_confirm_view(expires_at)
         await interaction.followup.send(
-            f"Cancel all {listing.queued} queued job(s) on this server? Their GPU time is refunded and running jobs "
-            f"go on. This button works until <t:{expires_at}:T>.",
-            view=view,
-            ephemeral=True,
+            render_clear_prompt(listing.queued, expires_at), view=clear_confirm_view(expires_at), ephemeral=True
         )
 
     @app_commands.command(name="pause")
@@ -177,9 +173,9 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
             changes["max_steps"] = max_steps or None
         async with self.bot.sessions.begin() as session:
             row = await set_guild_limits(session, guild_id, by=interaction.user.id, **changes)
-            text = render_limits(row)
+            text = render_limits(row, updated=True)
         log.info("admin %s set limits of guild %s: %s", interaction.user.id, guild_id, changes)
-        await interaction.followup.send(f"Updated. {text}", ephemeral=True)
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="models")
     @server_admin_only()
@@ -206,12 +202,7 @@ class ServerAdmin(commands.GroupCog, group_name="admin", group_description="Run 
                     session, guild_id, enabled, model=model, allowed=allowed, by=interaction.user.id
                 )
             log.info("admin %s set the models of guild %s: %s", interaction.user.id, guild_id, chosen)
-        names = ", ".join(display_name(key) for key in chosen)
-        forbidden = [display_name(key) for key in enabled if key not in chosen]
-        text = f"Models allowed on this server: {names} (the first is the default)."
-        if forbidden:
-            text += f" Not allowed here: {', '.join(forbidden)}."
-        await interaction.followup.send(text, ephemeral=True)
+        await interaction.followup.send(render_models(chosen, enabled), ephemeral=True)
 
     # -- bans from this server ------------------------------------------------------------------------------
 

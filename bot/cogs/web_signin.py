@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import member_role_ids
+from bot.render import render_signin_link
 from jobs.control import refuse_banned
 from jobs.web_sessions import DEFAULT_LINK_TTL_SECONDS, create_link
 
@@ -50,12 +51,8 @@ class WebSignIn(commands.Cog):
             token = await create_link(
                 session, interaction.user.id, guild_id=interaction.guild_id, role_ids=member_role_ids(interaction)
             )
-        minutes = int(DEFAULT_LINK_TTL_SECONDS // 60)
-        await interaction.followup.send(
-            f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n"
-            f"{page_address(self.bot)}/signin?token={token}",
-            ephemeral=True,
-        )
+        link = f"{page_address(self.bot)}/signin?token={token}"
+        await interaction.followup.send(render_signin_link(link, DEFAULT_LINK_TTL_SECONDS), ephemeral=True)
 
 
 async def setup(bot: I2VBot) -> None:

@@ -2,8 +2,10 @@
 its errors, and the machinery around one pipeline call (one job at a time, cancel, out-of-memory advice, the
 low-memory mode, checking the output, unloading).
 
-A backend subclass says how its pipeline is built (``tiny`` in code, or from a folder or hub id) and how one call
-is made (:meth:`VideoBackend._call`); everything else is here.
+A backend subclass names its model (``key``; its display name and frame rule come from
+:mod:`generator.model_spaces`), its diffusers pipeline class and its defaults; the tiny build
+(:func:`generator.models.tiny.build_tiny`), the loading from a folder or hub id and the call of the pipelines with a
+step callback (Wan, LTX) are here. A backend overrides what its pipeline does otherwise.
 
 Progress and cancel. ``on_step(step, total)`` runs after each denoising step; ``should_cancel()`` is checked
 before the first step and after every step, and True stops the run with :class:`GenerationCancelled` raised from
@@ -22,7 +24,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -33,6 +35,8 @@ from PIL import Image
 from generator.device import resolve_device
 from generator.images import fit_image
 from generator.model_files import TINY_MODEL
+from generator.model_source import load_pretrained
+from generator.model_spaces import SPACES
 from generator.params import GenerationParams
 from generator.performance import (
     WARMUP_ASPECT_PX,
@@ -117,7 +121,10 @@ class StepReporter:
 
 @dataclass(frozen=True)
 class Run:
-    """What one pipeline call needs, taken from the job's :class:`GenerationParams` (or made up for a warm-up)."""
+    """What one pipeline call needs, taken from the job's :class:`GenerationParams` (or made up for a warm-up).
+
+    ``output_type``: diffusers' ``"np"`` (frames in [0, 1]) or ``"latent"``; ``low_memory``: the low-memory mode
+    is on for this call."""
 
     prompt: str
     negative_prompt: str
@@ -126,9 +133,13 @@ class Run:
     steps: int
     guidance: float
     seed: int
+    width: int
+    height: int
+    output_type: str = "np"
+    low_memory: bool = False
 
     @classmethod
-    def of(cls, params: GenerationParams) -> Run:
+    def of(cls, params: GenerationParams, width: int, height: int, output_type: str, low_memory: bool) -> Run:
         return cls(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
@@ -137,25 +148,37 @@ class Run:
             steps=params.steps,
             guidance=params.guidance,
             seed=params.seed,
+            width=width,
+            height=height,
+            output_type=output_type,
+            low_memory=low_memory,
         )
 
 
 class VideoBackend:
     """One loaded model kept warm between jobs; runs one job at a time.
 
-    Subclasses set the class attributes and implement :meth:`build_tiny`, :meth:`load_pretrained` and
-    :meth:`_call`. ``frame_step``: the frame count must be ``frame_step * k + 1`` (1: any count); ``size_step``: the
+    Subclasses set the class attributes without a default; ``label`` and ``frame_step`` follow from ``key``'s
+    model space. ``frame_step``: the frame count must be ``frame_step * k + 1`` (1: any count); ``size_step``: the
     output sides must be multiples of it (the pipeline's own factor is used where it is larger).
     """
 
     key: ClassVar[str]  # the model key of settings and jobs ("i2vgenxl", "wan22-5b", "ltxv")
-    label: ClassVar[str]  # the model's name for people
-    frame_step: ClassVar[int] = 1
+    pipeline_class: ClassVar[str]  # the diffusers pipeline class's name
+    label: ClassVar[str]  # the model's name for people (its space's display name)
+    frame_step: ClassVar[int] = 1  # its space's frame step
     size_step: ClassVar[int] = 8
     cuda_dtype: ClassVar[torch.dtype] = torch.float16  # the dtype on CUDA when I2V_DTYPE is unset
     default_source: ClassVar[str]  # the hub id loaded when the setting is unset
     native_shape: ClassVar[WarmupShape]  # (width, height, frames) its authors recommend: warm-up and bench default
     native_fps: ClassVar[int]  # the frame rate it was trained for
+    load_options: ClassVar[Mapping[str, Any]] = {}  # keyword arguments of ``from_pretrained`` beyond the dtype
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        space = SPACES[cls.key]
+        cls.label = space.display_name
+        cls.frame_step = space.frames.step
 
     def __init__(
         self,
@@ -186,12 +209,28 @@ class VideoBackend:
     @classmethod
     def build_tiny(cls) -> Any:
         """The tiny random pipeline of this model, built in code (fp32, CPU)."""
-        raise NotImplementedError
+        from generator.models.tiny import build_tiny
+
+        return build_tiny(cls.key)
 
     @classmethod
     def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
         """The pipeline from a local folder or a hub id; raises ``ModelLoadError`` naming the source."""
-        raise NotImplementedError
+        import diffusers
+
+        return load_pretrained(
+            getattr(diffusers, cls.pipeline_class),
+            source,
+            cls.load_dtype(dtype),
+            label=cls.label,
+            setting=SPACES[cls.key].source_setting,
+            **cls.load_options,
+        )
+
+    @classmethod
+    def load_dtype(cls, dtype: torch.dtype) -> torch.dtype | dict[str, torch.dtype]:
+        """The dtype ``from_pretrained`` loads in: ``dtype`` for every component unless a model says otherwise."""
+        return dtype
 
     @classmethod
     def load(
@@ -264,17 +303,12 @@ class VideoBackend:
                     steps=WARMUP_STEPS,
                     guidance=WARMUP_GUIDANCE,
                     seed=0,
+                    width=width,
+                    height=height,
+                    output_type="latent",
                 )
                 try:
-                    self._call(
-                        fit_image(grey, width, height),
-                        run,
-                        width,
-                        height,
-                        StepReporter(WARMUP_STEPS, None, None, None),
-                        False,
-                        "latent",
-                    )
+                    self._call(fit_image(grey, width, height), run, StepReporter(WARMUP_STEPS, None, None, None))
                 finally:
                     self._recover()
                 log.info(
@@ -497,7 +531,7 @@ class VideoBackend:
             if on_phase is not None:
                 on_phase("denoising")
             torch.manual_seed(params.seed)  # VAE encodings that sample use the global RNG
-            output = self._call(fitted, Run.of(params), width, height, reporter, low_memory, output_type)
+            output = self._call(fitted, Run.of(params, width, height, output_type, low_memory), reporter)
         except BaseException as exc:
             self._recover()
             if is_out_of_memory(exc):
@@ -505,18 +539,31 @@ class VideoBackend:
             raise
         return output.frames[0] if output_type != "latent" else output.frames
 
-    def _call(
-        self,
-        image: Image.Image,
-        run: Run,
-        width: int,
-        height: int,
-        reporter: StepReporter,
-        low_memory: bool,
-        output_type: str,
-    ) -> Any:
-        """Call the pipeline once with ``image`` already fitted; ``reporter.step_done()`` after every step."""
-        raise NotImplementedError
+    def _call(self, image: Image.Image, run: Run, reporter: StepReporter) -> Any:
+        """Call the pipeline once with ``image`` already fitted; ``reporter.step_done()`` after every step.
+
+        This is the call of the pipelines with a step callback (Wan, LTX), with :meth:`_call_options`' arguments
+        added; a backend whose pipeline has none overrides it.
+        """
+        return self.pipeline(
+            image=image,
+            prompt=run.prompt,
+            negative_prompt=run.negative_prompt,
+            height=run.height,
+            width=run.width,
+            num_frames=run.frames,
+            num_inference_steps=run.steps,
+            guidance_scale=run.guidance,
+            generator=self.seeded_generator(run.seed),
+            output_type=run.output_type,
+            callback_on_step_end=self.step_callback(reporter),
+            callback_on_step_end_tensor_inputs=[],
+            **self._call_options(run),
+        )
+
+    def _call_options(self, run: Run) -> dict[str, Any]:
+        """The model's own arguments of one :meth:`_call` (none by default)."""
+        return {}
 
     def step_callback(self, reporter: StepReporter) -> Callable[..., dict[str, Any]]:
         """A ``callback_on_step_end`` for the transformer pipelines: reports the step, raises to cancel."""

@@ -14,8 +14,6 @@ weights would give.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -121,8 +119,8 @@ WAN_VAE: dict[str, Any] = {
     "latents_mean": [0.0] * 48,
     "latents_std": [1.0] * 48,
 }
-UMT5_XXL_ENCODER: dict[str, Any] = {  # google/umt5-xxl, encoder only
-    "vocab_size": 256384,
+# The encoder of T5 v1.1 XXL and of its multilingual sibling UMT5 XXL: the same layout, vocabularies of their own.
+T5_XXL_LAYOUT: dict[str, Any] = {
     "d_model": 4096,
     "d_kv": 64,
     "d_ff": 10240,
@@ -135,6 +133,7 @@ UMT5_XXL_ENCODER: dict[str, Any] = {  # google/umt5-xxl, encoder only
     "tie_word_embeddings": False,
     "is_encoder_decoder": False,
 }
+UMT5_XXL_ENCODER: dict[str, Any] = {"vocab_size": 256384, **T5_XXL_LAYOUT}  # google/umt5-xxl, encoder only
 WAN_SCHEDULER: dict[str, Any] = {
     "prediction_type": "flow_prediction",
     "use_flow_sigmas": True,
@@ -186,35 +185,8 @@ LTX_VAE: dict[str, Any] = {
     "spatial_compression_ratio": 32,
     "temporal_compression_ratio": 8,
 }
-T5_XXL_ENCODER: dict[str, Any] = {  # google/t5-v1_1-xxl, encoder only
-    "vocab_size": 32128,
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "dropout_rate": 0.0,
-    "feed_forward_proj": "gated-gelu",
-    "tie_word_embeddings": False,
-    "is_encoder_decoder": False,
-}
+T5_XXL_ENCODER: dict[str, Any] = {"vocab_size": 32128, **T5_XXL_LAYOUT}  # google/t5-v1_1-xxl, encoder only
 LTX_SCHEDULER: dict[str, Any] = {"use_dynamic_shifting": False}
-
-
-@contextlib.contextmanager
-def _building(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Create parameters directly on ``device`` in ``dtype`` (a 13B model built in fp32 and then cast would need
-    both copies at once); the RNG is seeded so every build is the same."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.random.fork_rng(devices=[]), torch.device(device):
-            torch.manual_seed(0)
-            yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def build_full_size(key: str, device: torch.device | str = "meta", dtype: torch.dtype = torch.float32) -> Any:
@@ -228,7 +200,7 @@ def build_full_size(key: str, device: torch.device | str = "meta", dtype: torch.
 
 
 def _i2vgenxl(device: torch.device, dtype: torch.dtype) -> Any:
-    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
+    from diffusers import AutoencoderKL, DDIMScheduler
     from diffusers.models.unets import I2VGenXLUNet
     from transformers import (
         CLIPImageProcessorPil,
@@ -238,9 +210,9 @@ def _i2vgenxl(device: torch.device, dtype: torch.dtype) -> Any:
         CLIPVisionModelWithProjection,
     )
 
-    from generator.models.tiny import build_tiny_tokenizer
+    from generator.models.tiny import building, i2vgenxl_pipeline
 
-    with _building(device, dtype):
+    with building(device, dtype):
         unet = I2VGenXLUNet(**I2VGENXL_UNET)
         vae = AutoencoderKL(**I2VGENXL_VAE)
         text_encoder = CLIPTextModel(CLIPTextConfig(**I2VGENXL_TEXT))
@@ -251,64 +223,35 @@ def _i2vgenxl(device: torch.device, dtype: torch.dtype) -> Any:
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
-    return I2VGenXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=build_tiny_tokenizer(),
-        image_encoder=image_encoder,
-        feature_extractor=feature_extractor,
-        unet=unet,
-        scheduler=DDIMScheduler(**I2VGENXL_SCHEDULER),
-    )
+    scheduler = DDIMScheduler(**I2VGENXL_SCHEDULER)
+    return i2vgenxl_pipeline(unet, vae, text_encoder, image_encoder, feature_extractor, scheduler)
 
 
 def _wan(device: torch.device, dtype: torch.dtype) -> Any:
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from generator.models.tiny import build_tiny_word_tokenizer
+    from generator.models.tiny import building, wan_pipeline
 
-    with _building(device, dtype):
+    with building(device, dtype):
         transformer = WanTransformer3DModel(**WAN_TRANSFORMER)
         text_encoder = UMT5EncoderModel(UMT5Config(**UMT5_XXL_ENCODER))
-    with _building(device, torch.float32):
+    with building(device, torch.float32):
         vae = AutoencoderKLWan(**WAN_VAE)  # the Wan VAE runs in fp32
-    return WanImageToVideoPipeline(
-        tokenizer=build_tiny_word_tokenizer(),
-        text_encoder=text_encoder,
-        vae=vae,
-        scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER),
-        transformer=transformer,
-        transformer_2=None,
-        image_encoder=None,
-        image_processor=None,
-        boundary_ratio=None,
-        expand_timesteps=True,
-    )
+    return wan_pipeline(transformer, vae, text_encoder, UniPCMultistepScheduler(**WAN_SCHEDULER))
 
 
 def _ltx(device: torch.device, dtype: torch.dtype) -> Any:
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXConditionPipeline,
-        LTXVideoTransformer3DModel,
-    )
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from generator.models.tiny import build_tiny_word_tokenizer
+    from generator.models.tiny import building, ltx_pipeline
 
-    with _building(device, dtype):
+    with building(device, dtype):
         transformer = LTXVideoTransformer3DModel(**LTX_TRANSFORMER)
         vae = AutoencoderKLLTXVideo(**LTX_VAE)
         text_encoder = T5EncoderModel(T5Config(**T5_XXL_ENCODER))
-    return LTXConditionPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=build_tiny_word_tokenizer(),
-        transformer=transformer,
-    )
+    return ltx_pipeline(transformer, vae, text_encoder, FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER))
 
 
 COMPONENTS: tuple[str, ...] = ("unet", "transformer", "image_encoder", "text_encoder", "vae")

@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from generator.model_source import load_pretrained
-from generator.model_spaces import I2VGENXL, SPACES
+from generator.model_spaces import I2VGENXL
 from generator.models.base import Run, StepReporter, VideoBackend
 from generator.performance import WarmupShape, preset_warmup_shapes
 
@@ -47,8 +46,7 @@ class I2VGenXLBackend(VideoBackend):
     """A loaded I2VGen-XL pipeline kept warm between jobs."""
 
     key: ClassVar[str] = I2VGENXL
-    label: ClassVar[str] = SPACES[I2VGENXL].display_name
-    frame_step: ClassVar[int] = 1
+    pipeline_class: ClassVar[str] = "I2VGenXLPipeline"
     size_step: ClassVar[int] = 8  # the VAE's factor; the UNet is at home with multiples of 64
     cuda_dtype: ClassVar[torch.dtype] = torch.float16
     default_source: ClassVar[str] = "ali-vilab/i2vgen-xl"
@@ -62,18 +60,6 @@ class I2VGenXLBackend(VideoBackend):
         ensure_text_model_alias(pipe.text_encoder)  # every pipeline we run comes through here
 
     @classmethod
-    def build_tiny(cls) -> Any:
-        from generator.models.tiny import build_tiny_i2vgenxl
-
-        return build_tiny_i2vgenxl()
-
-    @classmethod
-    def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
-        from diffusers import I2VGenXLPipeline
-
-        return load_pretrained(I2VGenXLPipeline, source, dtype, label=cls.label, setting=SPACES[cls.key].source_setting)
-
-    @classmethod
     def default_warmup_shapes(cls) -> tuple[WarmupShape, ...]:
         return preset_warmup_shapes()
 
@@ -85,16 +71,7 @@ class I2VGenXLBackend(VideoBackend):
             return self.options.decode_chunk_size
         return CUDA_DECODE_CHUNK_FRAMES if self.device.type == "cuda" else CPU_DECODE_CHUNK_FRAMES
 
-    def _call(
-        self,
-        image: Image.Image,
-        run: Run,
-        width: int,
-        height: int,
-        reporter: StepReporter,
-        low_memory: bool,
-        output_type: str,
-    ) -> Any:
+    def _call(self, image: Image.Image, run: Run, reporter: StepReporter) -> Any:
         pipe = self.pipeline
 
         def progress_bar(iterable: Any = None, total: int | None = None) -> _ProgressBar:
@@ -107,16 +84,16 @@ class I2VGenXLBackend(VideoBackend):
             return pipe(
                 prompt=run.prompt,
                 image=image,
-                height=height,
-                width=width,
+                height=run.height,
+                width=run.width,
                 target_fps=16 if run.fps >= HIGH_FPS_CONDITION_FROM else 8,
                 num_frames=run.frames,
                 num_inference_steps=run.steps,
                 guidance_scale=run.guidance,
                 negative_prompt=run.negative_prompt,
                 generator=self.seeded_generator(run.seed),
-                decode_chunk_size=self.decode_chunk_size(low_memory),
-                output_type=output_type,
+                decode_chunk_size=self.decode_chunk_size(run.low_memory),
+                output_type=run.output_type,
             )
         finally:
             pipe.__dict__.pop("progress_bar", None)  # back to the class's tqdm factory

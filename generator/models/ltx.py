@@ -13,11 +13,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from PIL import Image
 
-from generator.model_source import load_pretrained
-from generator.model_spaces import LTXV, SPACES
-from generator.models.base import Run, StepReporter, VideoBackend
+from generator.model_spaces import LTXV
+from generator.models.base import Run, VideoBackend
 from generator.performance import WarmupShape
 
 # The distilled model's timesteps for its first pass (diffusers' LTX-Video docs, 0.9.7 distilled).
@@ -32,27 +30,12 @@ class LTXBackend(VideoBackend):
     """A loaded LTX-Video pipeline kept warm between jobs."""
 
     key: ClassVar[str] = LTXV
-    label: ClassVar[str] = SPACES[LTXV].display_name
-    frame_step: ClassVar[int] = SPACES[LTXV].frames.step
+    pipeline_class: ClassVar[str] = "LTXConditionPipeline"
     size_step: ClassVar[int] = 32
     cuda_dtype: ClassVar[torch.dtype] = torch.bfloat16
     default_source: ClassVar[str] = "Lightricks/LTX-Video-0.9.7-distilled"
     native_shape: ClassVar[WarmupShape] = (1216, 704, 121)  # its default size since 0.9.6 (Lightricks README)
     native_fps: ClassVar[int] = 30
-
-    @classmethod
-    def build_tiny(cls) -> Any:
-        from generator.models.tiny import build_tiny_ltx
-
-        return build_tiny_ltx()
-
-    @classmethod
-    def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
-        from diffusers import LTXConditionPipeline
-
-        return load_pretrained(
-            LTXConditionPipeline, source, dtype, label=cls.label, setting=SPACES[cls.key].source_setting
-        )
 
     def _pipeline_size_factor(self) -> int:
         return int(self.pipeline.vae_spatial_compression_ratio)
@@ -60,33 +43,12 @@ class LTXBackend(VideoBackend):
     def frame_multiple(self) -> int:
         return int(self.pipeline.vae_temporal_compression_ratio)
 
-    def _call(
-        self,
-        image: Image.Image,
-        run: Run,
-        width: int,
-        height: int,
-        reporter: StepReporter,
-        low_memory: bool,
-        output_type: str,
-    ) -> Any:
+    def _call_options(self, run: Run) -> dict[str, Any]:
         distilled = run.steps == len(DISTILLED_TIMESTEPS) and run.guidance == DISTILLED_GUIDANCE
-        return self.pipeline(
-            image=image,
-            prompt=run.prompt,
-            negative_prompt=run.negative_prompt,
-            height=height,
-            width=width,
-            num_frames=run.frames,
-            frame_rate=run.fps,
-            num_inference_steps=run.steps,
-            timesteps=list(DISTILLED_TIMESTEPS) if distilled else None,
-            guidance_scale=run.guidance,
-            decode_timestep=DECODE_TIMESTEP,
-            decode_noise_scale=DECODE_NOISE_SCALE,
-            image_cond_noise_scale=IMAGE_COND_NOISE_SCALE,
-            generator=self.seeded_generator(run.seed),
-            output_type=output_type,
-            callback_on_step_end=self.step_callback(reporter),
-            callback_on_step_end_tensor_inputs=[],
-        )
+        return {
+            "frame_rate": run.fps,
+            "timesteps": list(DISTILLED_TIMESTEPS) if distilled else None,
+            "decode_timestep": DECODE_TIMESTEP,
+            "decode_noise_scale": DECODE_NOISE_SCALE,
+            "image_cond_noise_scale": IMAGE_COND_NOISE_SCALE,
+        }

@@ -25,7 +25,10 @@ written here (:func:`build_tiny_word_tokenizer`; unknown words map to ``<unk>``)
 
 from __future__ import annotations
 
+import contextlib
 import types
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from diffusers import (
@@ -56,12 +59,36 @@ from transformers import (
     T5EncoderModel,
 )
 
+from generator.model_spaces import I2VGENXL, LTXV, WAN22_5B
+
 TOKENIZER_MAX_LENGTH: int = 77  # tokens; the pipeline pads every prompt to tokenizer.model_max_length
 TINY_WEIGHTS_SEED: int = 0  # torch seed for the random initialisation
 TINY_IMAGE_SIZE_PX: int = 32  # CLIP vision input side (the feature extractor resizes to this)
 TINY_VAE_TILE_PX: int = 512  # VAE sample_size: the tile side once tiling is on (the real VAE's is 512-768)
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
+CPU = torch.device("cpu")
+
+
+@contextlib.contextmanager
+def building(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Create parameters directly on ``device`` in ``dtype`` (a 13B model built in fp32 and then cast would need
+    both copies at once); the RNG is forked and seeded with :data:`TINY_WEIGHTS_SEED`, so every build is the
+    same."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            torch.manual_seed(TINY_WEIGHTS_SEED)
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _eval(*modules: Any) -> None:
+    """Inference mode for a pipeline's models: dropout would make outputs differ run to run."""
+    for module in modules:
+        module.eval()
 
 
 def _byte_characters() -> list[str]:
@@ -114,8 +141,7 @@ def ensure_text_model_alias(text_encoder: CLIPTextModel) -> CLIPTextModel:
 
 def build_tiny_i2vgenxl() -> I2VGenXLPipeline:
     """Build the tiny I2VGen-XL pipeline in fp32 on the CPU. Deterministic: the same weights every call."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_WEIGHTS_SEED)
+    with building(CPU, torch.float32):
         unet = I2VGenXLUNet(
             block_out_channels=(4, 8, 8),
             layers_per_block=1,
@@ -175,8 +201,15 @@ def build_tiny_i2vgenxl() -> I2VGenXLPipeline:
         set_alpha_to_one=False,
     )
     feature_extractor = CLIPImageProcessorPil(crop_size=TINY_IMAGE_SIZE_PX, size=TINY_IMAGE_SIZE_PX)
-    for module in (unet, vae, text_encoder, image_encoder):
-        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
+    return i2vgenxl_pipeline(unet, vae, text_encoder, image_encoder, feature_extractor, scheduler)
+
+
+def i2vgenxl_pipeline(
+    unet: Any, vae: Any, text_encoder: Any, image_encoder: Any, feature_extractor: Any, scheduler: Any
+) -> I2VGenXLPipeline:
+    """The I2VGen-XL pipeline of these components (the tiny ones or the full-size ones of
+    :mod:`generator.models.fullsize`) with the tiny CLIP tokenizer, its models in eval mode."""
+    _eval(unet, vae, text_encoder, image_encoder)
     return I2VGenXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -359,8 +392,7 @@ WAN_FLOW_SHIFT: float = 5.0  # the TI2V-5B scheduler's flow shift
 
 def build_tiny_wan() -> WanImageToVideoPipeline:
     """Build the tiny Wan 2.2 TI2V-5B-layout pipeline in fp32 on the CPU. Deterministic."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_WEIGHTS_SEED)
+    with building(CPU, torch.float32):
         vae = AutoencoderKLWan(
             base_dim=8,
             z_dim=WAN_LATENT_CHANNELS,
@@ -391,11 +423,16 @@ def build_tiny_wan() -> WanImageToVideoPipeline:
             rope_max_seq_len=32,
         )
         text_encoder = build_tiny_t5()
-    for module in (vae, transformer):
-        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=WAN_FLOW_SHIFT
     )
+    return wan_pipeline(transformer, vae, text_encoder, scheduler)
+
+
+def wan_pipeline(transformer: Any, vae: Any, text_encoder: Any, scheduler: Any) -> WanImageToVideoPipeline:
+    """The TI2V-5B layout's pipeline of these components (one transformer with ``expand_timesteps``, no image
+    encoder) with the tiny word-level tokenizer, its models in eval mode."""
+    _eval(transformer, vae, text_encoder)
     return WanImageToVideoPipeline(
         tokenizer=build_tiny_word_tokenizer(),
         text_encoder=text_encoder,
@@ -417,8 +454,7 @@ LTX_LATENT_CHANNELS: int = 8  # the real VAE has 128
 
 def build_tiny_ltx() -> LTXConditionPipeline:
     """Build the tiny LTX-Video pipeline in fp32 on the CPU. Deterministic."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_WEIGHTS_SEED)
+    with building(CPU, torch.float32):
         transformer = LTXVideoTransformer3DModel(
             in_channels=LTX_LATENT_CHANNELS,
             out_channels=LTX_LATENT_CHANNELS,
@@ -450,12 +486,22 @@ def build_tiny_ltx() -> LTXConditionPipeline:
             decoder_causal=False,
         )
         text_encoder = build_tiny_t5()
-    for module in (vae, transformer):
-        module.eval()  # type: ignore[union-attr]  # diffusers' models are torch Modules; its types do not say so
+    return ltx_pipeline(transformer, vae, text_encoder, FlowMatchEulerDiscreteScheduler())
+
+
+def ltx_pipeline(transformer: Any, vae: Any, text_encoder: Any, scheduler: Any) -> LTXConditionPipeline:
+    """The LTX-Video pipeline of these components with the tiny word-level tokenizer, its models in eval mode."""
+    _eval(transformer, vae, text_encoder)
     return LTXConditionPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
+        scheduler=scheduler,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=build_tiny_word_tokenizer(),
         transformer=transformer,
     )
+
+
+def build_tiny(key: str) -> Any:
+    """Model ``key``'s tiny pipeline (a key of :data:`generator.model_spaces.SPACES`)."""
+    builders = {I2VGENXL: build_tiny_i2vgenxl, WAN22_5B: build_tiny_wan, LTXV: build_tiny_ltx}
+    return builders[key]()

@@ -9,14 +9,13 @@ raises from it, since the pipeline's ``interrupt`` flag would still decode.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from PIL import Image
 
-from generator.model_source import load_pretrained
-from generator.model_spaces import SPACES, WAN22_5B
-from generator.models.base import Run, StepReporter, VideoBackend
+from generator.model_spaces import WAN22_5B
+from generator.models.base import VideoBackend
 from generator.performance import WarmupShape
 
 
@@ -24,40 +23,24 @@ class WanBackend(VideoBackend):
     """A loaded Wan 2.2 TI2V-5B pipeline kept warm between jobs."""
 
     key: ClassVar[str] = WAN22_5B
-    label: ClassVar[str] = SPACES[WAN22_5B].display_name
-    frame_step: ClassVar[int] = SPACES[WAN22_5B].frames.step
+    pipeline_class: ClassVar[str] = "WanImageToVideoPipeline"
     size_step: ClassVar[int] = 32
     cuda_dtype: ClassVar[torch.dtype] = torch.bfloat16
     default_source: ClassVar[str] = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
     native_shape: ClassVar[WarmupShape] = (1280, 704, 121)  # 720p, 5 s at 24 fps (the Wan2.2 README)
     native_fps: ClassVar[int] = 24
+    # The TI2V-5B repository is written for WanPipeline; the image-to-video class takes the same components and
+    # needs the 5B's timestep expansion said explicitly.
+    load_options: ClassVar[Mapping[str, Any]] = {"expand_timesteps": True, "boundary_ratio": None}
 
     @classmethod
-    def build_tiny(cls) -> Any:
-        from generator.models.tiny import build_tiny_wan
-
-        return build_tiny_wan()
-
-    @classmethod
-    def load_pretrained(cls, source: str, dtype: torch.dtype) -> Any:
-        from diffusers import WanImageToVideoPipeline
-
-        # The TI2V-5B repository is written for WanPipeline; the image-to-video class takes the same components
-        # and needs the 5B's timestep expansion said explicitly.
-        return load_pretrained(
-            WanImageToVideoPipeline,
-            source,
-            {"vae": torch.float32, "default": dtype},
-            label=cls.label,
-            setting=SPACES[cls.key].source_setting,
-            expand_timesteps=True,
-            boundary_ratio=None,
-        )
+    def load_dtype(cls, dtype: torch.dtype) -> dict[str, torch.dtype]:
+        return {"vae": torch.float32, "default": dtype}  # the Wan VAE runs in fp32 (diffusers' example loads it so)
 
     def _after_prepare(self) -> None:
         vae = self.pipeline.vae
         if vae.dtype != torch.float32:
-            vae.to(dtype=torch.float32)  # the Wan VAE runs in fp32 (diffusers' example loads it so)
+            vae.to(dtype=torch.float32)  # see load_dtype
 
     def _pipeline_size_factor(self) -> int:
         pipe = self.pipeline
@@ -65,28 +48,3 @@ class WanBackend(VideoBackend):
 
     def frame_multiple(self) -> int:
         return int(self.pipeline.vae_scale_factor_temporal)
-
-    def _call(
-        self,
-        image: Image.Image,
-        run: Run,
-        width: int,
-        height: int,
-        reporter: StepReporter,
-        low_memory: bool,
-        output_type: str,
-    ) -> Any:
-        return self.pipeline(
-            image=image,
-            prompt=run.prompt,
-            negative_prompt=run.negative_prompt,
-            height=height,
-            width=width,
-            num_frames=run.frames,
-            num_inference_steps=run.steps,
-            guidance_scale=run.guidance,
-            generator=self.seeded_generator(run.seed),
-            output_type=output_type,
-            callback_on_step_end=self.step_callback(reporter),
-            callback_on_step_end_tensor_inputs=[],
-        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,12 +15,15 @@ from jobs.web_sessions import (
     FirstOperator,
     app_operators,
     create_link,
+    current_roles,
     end_session,
     find_session,
     first_operator,
     latest_roles,
     record_app_operators,
+    record_roles,
     redeem_link,
+    sessions_to_recheck,
 )
 
 
@@ -155,3 +158,43 @@ async def test_the_first_operator_is_configured_then_the_recorded_owner_then_the
             await record_app_operators(s, [1], source="guess")
         with pytest.raises(ValueError, match="positive"):
             await record_app_operators(s, [0], source="owner")
+
+
+async def test_a_members_roles_are_due_each_period_and_lapse_unread_after_two(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """On one injected clock: a session's roles fall due for a re-read one re-check period after they were last
+    read; a re-read without the role takes it away at once; roles not re-read lapse after two periods (what the
+    page allows, ``web.config.WebConfig.roles_valid_seconds``)."""
+    period = timedelta(seconds=60)
+    t0 = utcnow()
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    async with db_sessionmaker.begin() as s:
+        token = await create_link(s, 33, guild_id=501, role_ids=[777], now=t0)
+        signed = await redeem_link(s, token, now=t0)
+        plain = await redeem_link(s, await create_link(s, 34, role_ids=[777], now=t0), now=t0)  # no server: never due
+    assert signed is not None and plain is not None
+
+    async def due(now: datetime) -> list[tuple[int, int]]:
+        async with db_sessionmaker() as s:
+            return await sessions_to_recheck(s, checked_before=now - period, now=now)
+
+    async def roles(now: datetime) -> frozenset[int]:
+        async with db_sessionmaker() as s:
+            row = await find_session(s, signed.session_token, now=now)
+        assert row is not None
+        return current_roles(row, valid_seconds=2 * period.total_seconds(), now=now)
+
+    assert await due(at(59)) == [] and await roles(at(59)) == {777}  # read with the link, within a period
+    assert await due(at(61)) == [(33, 501)]
+    async with db_sessionmaker.begin() as s:  # re-read, the role taken away in Discord: gone from that read on
+        assert await record_roles(s, 33, 501, [], now=at(61)) == 1
+    assert await roles(at(61)) == frozenset() and await due(at(62)) == []
+    async with db_sessionmaker.begin() as s:  # given back; then Discord cannot be asked (nothing re-read)
+        await record_roles(s, 33, 501, [777], now=at(70))
+    assert await due(at(129)) == [] and await due(at(131)) == [(33, 501)]
+    assert await roles(at(70 + 119)) == {777}  # unread for under two periods: still valid
+    assert await roles(at(70 + 121)) == frozenset()  # unread for over two periods: lapsed
