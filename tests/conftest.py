@@ -35,21 +35,16 @@ from tests.pgserver import PostgresUnavailable, ThrowawayPostgres
 pytest_plugins = ["tests.fakediscord.plugin"]
 
 PG_CONNECT_TIMEOUT_S = 5
-# Test folders whose files start processes (the bot, workers, Chromium, nginx) and take tens of seconds each.
-PROCESS_TEST_FOLDERS = ("bot", "worker", "web")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files that start processes first, the quick in-process ones after them. scripts/test hands whole files
-    to its pytest processes in this order (pytest-xdist's ``--dist loadfile --no-loadscope-reorder``), so the long
-    files start early and the quick ones even out the end of the run. The sort is stable and its key is the same
-    for every test of a file: a file's tests stay together and in their own order."""
-
-    def process_tests_first(item: pytest.Item) -> int:
-        parts = item.path.relative_to(item.config.rootpath).parts
-        return 0 if len(parts) > 2 and parts[1] in PROCESS_TEST_FOLDERS else 1
-
-    items.sort(key=process_tests_first)
+    """The files with tests marked ``slow`` (real processes, real generation: seconds each) first, the quick ones
+    after them. scripts/test hands whole files to its pytest processes in this order (pytest-xdist's ``--dist
+    loadfile --no-loadscope-reorder``), so the long files start early and the quick ones even out the end of the
+    run. The sort is stable and its key is the same for every test of a file: a file's tests stay together and in
+    their own order."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def in_ci() -> bool:

@@ -23,6 +23,8 @@ from jobs.models import Job, JobVideo, utcnow
 from jobs.transitions import claim_next_job, finish_job, mark_delivered
 from tests.jobs.storehelpers import GENEROUS, IMAGE, SHA, new_job
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT_S = 120
 PREFIXES = ("DISCORD_", "I2V_", "LOG_", "OPERATOR_", "ADMIN_", "QUOTA_", "WEB_", "RETENTION_", "WORKER")

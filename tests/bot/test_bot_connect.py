@@ -20,6 +20,8 @@ import pytest
 from bot.connect import EXIT_LOGIN_REFUSED
 from tests.fakediscord.server import FakeDiscord
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0  # for a line to appear (a loaded two-core machine)
 RETRY_MAX = "0.2"  # DISCORD_RETRY_MAX_SECONDS in these tests

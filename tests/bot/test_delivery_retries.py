@@ -29,7 +29,7 @@ from tests.fakediscord.server import FakeDiscord
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 from web.metrics import UPLOAD_RETRIES, UPLOAD_RETRY_REASONS
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 VIDEO = b"\x00\x00\x00\x18ftypisom a stand-in MP4"
 FAST_BACKOFF = (0.05,)  # seconds between own retries where nothing can land meanwhile

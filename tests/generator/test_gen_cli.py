@@ -17,6 +17,8 @@ from generator.cli import default_output_path, main
 from generator.params import SEED_RANGE
 from generator.video import probe_mp4
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IMAGE = REPO_ROOT / "generator" / "assets" / "sample.png"
 CLI_TIMEOUT_S = 120

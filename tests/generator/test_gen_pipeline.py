@@ -15,6 +15,8 @@ from generator.models.i2vgenxl import I2VGenXLBackend
 from generator.params import STEPS_RANGE, resolve_params, target_size
 from generator.video import encode_mp4, probe_mp4
 
+pytestmark = pytest.mark.slow
+
 WIDTH, HEIGHT = 192, 128  # small but still multiples of 64
 
 

@@ -13,6 +13,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from jobs.admission import enqueue_job
@@ -23,6 +24,8 @@ from jobs.quota import QuotaPolicy, quota_status
 from jobs.transitions import claim_next_job
 from tests.jobs.storehelpers import IMAGE, bulk_queue, new_job
 from tests.store_reads import ledger_consistent
+
+pytestmark = pytest.mark.slow
 
 JOBS = 2_000
 CLAIMERS = 4

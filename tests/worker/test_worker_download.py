@@ -10,10 +10,14 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from generator.models.tiny import build_tiny_i2vgenxl
 from jobs.models import JobStatus
 from tests.generator.hubserver import Hub, serving
 from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
+
+pytestmark = pytest.mark.slow
 
 REPO = "org/tiny-i2vgen-xl"
 STAGGER_S = 0.4  # each weight file arrives this much later than the one before: several progress reports

@@ -7,9 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from generator.video import probe_mp4
 from jobs.models import JobStatus
 from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
+
+pytestmark = pytest.mark.slow
 
 MAX_SKIPS = 1
 SMALL = (64, 64)  # px: every model's sizes are multiples of it, and the tiny models run fast at it

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jobs.models import Job, JobStatus, LedgerKind
 from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, make_input, worker_env
+
+pytestmark = pytest.mark.slow
 
 
 async def _drain(pool: WorkerPool, url: str, tmp_path: Path, **env: str) -> tuple[Job, list[tuple[LedgerKind, float]]]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from jobs.models import JobStatus, LedgerKind, WorkerState
 from tests.worker.workerharness import Db, WorkerPool, enqueue_jobs, files_in, make_input, wait_until, worker_env
+
+pytestmark = pytest.mark.slow
 
 JOBS = 20
 STARTUP_TIMEOUT_S = 90.0

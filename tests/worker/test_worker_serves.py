@@ -32,6 +32,8 @@ from tests.worker.workerharness import (
     worker_env,
 )
 
+pytestmark = pytest.mark.slow
+
 OOM_STEP = 3
 SLEEP_PER_STEP_S = 0.05  # added to each step, so that every step's progress write lands before the next step
 POLL_INTERVAL_S = 0.02  # the test's progress poller

@@ -6,6 +6,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from generator.supervisor import WorkerSupervisor
 from generator.worker_child import GIVE_BACK_ALLOWANCE_S
 from jobs.models import JobStatus, LedgerKind
@@ -21,6 +23,8 @@ from tests.worker.workerharness import (
     wait_until,
     worker_env,
 )
+
+pytestmark = pytest.mark.slow
 
 STEP_S = 0.4  # seconds per denoising step (test hook)
 STARTUP_TIMEOUT_S = 60.0

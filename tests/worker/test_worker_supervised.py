@@ -16,6 +16,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from generator.supervisor import WorkerSupervisor
 from generator.video import probe_mp4
 from generator.worker_settings import EXIT_CUDA_ERROR, EXIT_STALLED
@@ -29,6 +31,8 @@ from tests.worker.workerharness import (
     pid_alive,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 WORKER_ID = "supervised-worker"
 SLEEP_PER_STEP_S = 0.15
