@@ -31,6 +31,7 @@ from jobs.workers import WORKER_DEAD_AFTER_S, unavailable_reason
 if TYPE_CHECKING:
     from jobs.listings import AuditPage, QueuePage
     from jobs.models import AuditLog, GuildSettings, Job
+    from jobs.quota import EffectiveLimits, QuotaStatus
     from jobs.stats import AdminStats
 
 # -- the admin listings -------------------------------------------------------------------------------------------
@@ -232,6 +233,29 @@ def render_clear_prompt(queued: int, expires_at: int) -> str:
 def render_cleared(cancelled: int) -> str:
     """After the ``/admin clear`` confirmation."""
     return f"Cleared the queue: {cancelled} queued job(s) cancelled and refunded. Running jobs go on."
+
+
+def render_member_quota(mention: str, status: QuotaStatus, limits: EffectiveLimits, *, changed: bool) -> str:
+    """``/operator quota``: a member's budget (and where it comes from), use, pending cap, refill and ban."""
+    lines = [
+        f"Updated {mention}'s quota." if changed else f"{mention}'s quota:",
+        f"Budget {status.budget:.0f} GPU-seconds per 24 h (from {limits.budget_source}); used {status.used:.0f}, "
+        f"reserved {status.reserved:.0f}, remaining {status.remaining:.0f}.",
+        f"Pending jobs: {status.pending} of {status.max_pending}.",
+    ]
+    if status.refill_at is not None:
+        lines.append(f"Next refill {discord_time(status.refill_at)}.")
+    if limits.banned:
+        lines.append(f"Banned: {limits.ban_reason or 'no reason given'}.")
+    return "\n".join(lines)
+
+
+def render_tier_set(role_mention: str, daily_seconds: float, max_pending: int) -> str:
+    """After ``/operator tier``."""
+    return (
+        f"Members with {role_mention} now get {daily_seconds:.0f} GPU-seconds per 24 h and up to {max_pending} "
+        "pending videos (a personal override still wins)."
+    )
 
 
 def render_paused(*, bot_wide: bool, changed: bool) -> str:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from generator.model_spaces import Preset
     from jobs.models import Job
     from jobs.quota import QuotaStatus
+    from jobs.retention import UserDataDeleted
 
 MENTION_PATTERN = re.compile(r"<@([!&]?)(\d+)>")
 PROGRESS_BAR_CELLS = 20  # characters in the text progress bar
@@ -399,3 +400,15 @@ def render_signin_link(link: str, ttl_seconds: float) -> str:
     return (
         f"Your personal sign-in link to the web page (works once, within {minutes} minutes; do not share it):\n{link}"
     )
+
+
+def render_data_deleted(deleted: UserDataDeleted, other_user_id: int | None = None) -> str:
+    """The ``/delete-my-data`` answer: the caller's own data, or (the operator) ``other_user_id``'s."""
+    whose = "your" if other_user_id is None else f"<@{other_user_id}>'s"
+    text = f"Deleted the stored images and videos of {len(deleted.job_ids)} of {whose} jobs."
+    if deleted.reports:
+        text += f" Deleted {deleted.reports} report(s) made by or about {'you' if other_user_id is None else 'them'}."
+    if deleted.still_running:
+        running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
+        text += f" Running now and asked to stop: {running}; run this again once it has ended to delete its image too."
+    return text

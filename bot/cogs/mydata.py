@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.errors import NotYours
 from bot.permissions import is_operator
+from bot.render import render_data_deleted
 from bot.withholding import delete_user_data_and_copies
 
 if TYPE_CHECKING:
@@ -49,15 +50,8 @@ class MyData(commands.Cog):
             raise NotYours(OPERATOR_ONLY)
         await interaction.response.defer(ephemeral=True, thinking=True)
         deleted = await delete_user_data_and_copies(self.bot, target.id, by=interaction.user.id)
-        whose = "your" if target.id == interaction.user.id else f"<@{target.id}>'s"
-        text = f"Deleted the stored images and videos of {len(deleted.job_ids)} of {whose} jobs."
-        if deleted.reports:
-            text += f" Deleted {deleted.reports} report(s) made by or about {'you' if whose == 'your' else 'them'}."
-        if deleted.still_running:
-            running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
-            text += (
-                f" Running now and asked to stop: {running}; run this again once it has ended to delete its image too."
-            )
+        own = target.id == interaction.user.id
+        text = render_data_deleted(deleted, None if own else target.id)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 

@@ -27,6 +27,7 @@ from discord.ext import commands
 
 from bot import admin_commands as scoped
 from bot.admin_commands import LOG_PAGE_HELP, QUEUE_PAGE_HELP, BlocklistTerm, JobNumber, Page, Reason
+from bot.admin_render import render_member_quota, render_tier_set
 from bot.errors import UserFacingError
 from bot.job_choices import job_id_choices
 from bot.permissions import operator_only
@@ -134,18 +135,9 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
                 )
             status = await quota_status(session, user.id, policy)
             limits = await effective_limits(session, user.id, policy)
-        head = f"Updated {user.mention}'s quota." if changed else f"{user.mention}'s quota:"
-        lines = [
-            head,
-            f"Budget {status.budget:.0f} GPU-seconds per 24 h (from {limits.budget_source}); used {status.used:.0f}, "
-            f"reserved {status.reserved:.0f}, remaining {status.remaining:.0f}.",
-            f"Pending jobs: {status.pending} of {status.max_pending}.",
-        ]
-        if status.refill_at is not None:
-            lines.append(f"Next refill <t:{int(status.refill_at.timestamp())}:R>.")
-        if limits.banned:
-            lines.append(f"Banned: {limits.ban_reason or 'no reason given'}.")
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+        await interaction.followup.send(
+            render_member_quota(user.mention, status, limits, changed=changed), ephemeral=True
+        )
 
     @app_commands.command(name="tier")
     @operator_only()
@@ -184,11 +176,7 @@ class Operator(commands.GroupCog, group_name="operator", group_description="Run 
                 max_pending=max_pending,
                 by=interaction.user.id,
             )
-        await interaction.followup.send(
-            f"Members with {role.mention} now get {daily_seconds:.0f} GPU-seconds per 24 h and up to {max_pending} "
-            "pending videos (a personal override still wins).",
-            ephemeral=True,
-        )
+        await interaction.followup.send(render_tier_set(role.mention, daily_seconds, max_pending), ephemeral=True)
 
     # -- bans ---------------------------------------------------------------------------------------------
 
