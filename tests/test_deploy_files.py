@@ -49,7 +49,16 @@ DOCKER_INSTRUCTIONS = {
 UNIT_SECTIONS = {"Unit", "Service", "Install"}
 VOLUMES = {"DATA_DIR": "/data", "OUTPUT_DIR": "/outputs", "HF_HOME": "/hf-cache"}
 OUR_IMAGE = "i2v-bot:latest"
-SITE_PACKAGES = Path(importlib.util.find_spec("huggingface_hub").origin).parent.parent  # type: ignore[arg-type, union-attr]
+
+
+def _site_packages() -> Path:
+    """The folder the installed libraries are in (huggingface_hub's, found without importing it)."""
+    spec = importlib.util.find_spec("huggingface_hub")
+    assert spec is not None and spec.origin is not None, "huggingface_hub is not installed"
+    return Path(spec.origin).parent.parent
+
+
+SITE_PACKAGES = _site_packages()
 
 
 def _library_reads(relative: str, needle: str) -> bool:

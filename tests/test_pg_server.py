@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -14,12 +15,18 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.postgres
 
 
+def _one_value(conn: psycopg.Connection[Any], query: LiteralString) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 def test_pg_url_is_served_by_the_chosen_server(_pg_server: str, pg_url: str) -> None:
     url = make_url(pg_url)
     with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
-        port = int(conn.execute("SHOW port").fetchone()[0])  # type: ignore[index]
-        data_directory = Path(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
-        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        port = int(_one_value(conn, "SHOW port"))
+        data_directory = Path(_one_value(conn, "SHOW data_directory"))
+        database = _one_value(conn, "SELECT current_database()")
     assert database == url.database
     exported = make_url(os.environ["PG_TEST_URL"])
     assert port == exported.port == url.port

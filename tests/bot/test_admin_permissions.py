@@ -188,7 +188,7 @@ async def test_job_access(
 
 def test_bad_actor_is_named() -> None:
     with pytest.raises(TypeError, match="actor must be an Interaction, Member or User, not int"):
-        is_operator(42, SETTINGS)  # type: ignore[arg-type]
+        is_operator(42, SETTINGS)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 @pytest.mark.parametrize(

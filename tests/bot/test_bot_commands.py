@@ -232,7 +232,7 @@ def test_check_passes_on_a_saved_tiny_model_folder(tmp_path: Path, sqlite_url: s
     from generator.models.tiny import build_tiny_i2vgenxl
 
     # mypy resolves diffusers' lazy export to its placeholder class; the real pipeline is a DiffusionPipeline
-    build_tiny_i2vgenxl().save_pretrained(tmp_path / "tiny-model")  # type: ignore[attr-defined]
+    build_tiny_i2vgenxl().save_pretrained(tmp_path / "tiny-model")  # type: ignore[attr-defined]  # see above
     result = _run(
         ["bot", "check"],
         tmp_path,

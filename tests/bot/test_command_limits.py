@@ -5,7 +5,6 @@ the bot runs on with the commands it synced before."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import discord
 import pytest
@@ -17,6 +16,7 @@ from bot.discord_limits import problems
 from bot.modals import AnimateModal, VaryModal
 from generator.model_spaces import SPACES
 from generator.params import MAX_PROMPT_CHARS
+from jobs.models import Job
 from tests.bot.harness import TOKEN, BotProcess, slash
 from tests.fakediscord.limits import MODAL
 from tests.fakediscord.server import FakeDiscord
@@ -32,7 +32,7 @@ def test_the_bots_modals_keep_discords_limits() -> None:
         )
     ]
     for made_by in SPACES:
-        job = SimpleNamespace(
+        job = Job(  # not stored: the form reads only these
             id=2**53 - 1,
             model=made_by,
             prompt="p" * MAX_PROMPT_CHARS,
@@ -42,7 +42,7 @@ def test_the_bots_modals_keep_discords_limits() -> None:
             steps=50,
             seed=2**32 - 1,
         )
-        forms += [VaryModal(job, model=model) for model in SPACES]  # type: ignore[arg-type]
+        forms += [VaryModal(job, model=model) for model in SPACES]
     for form in forms:
         assert problems(MODAL, form.to_dict()) == [], form.to_dict()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import discord
 import pytest
@@ -25,9 +26,13 @@ from jobs.queue import find_job
 from jobs.safety import UnsafePolicy
 from jobs.transitions import claim_next_job, finish_job
 from tests.fakediscord.client import running_client
+from tests.fakediscord.records import RecordedRequest
 from tests.fakediscord.server import FakeDiscord
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
 from web.metrics import UPLOAD_RETRIES, UPLOAD_RETRY_REASONS
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -50,6 +55,11 @@ class DeliveringClient(discord.Client):
         )
         self.sessions = sessions
         self.readers = sessions
+
+
+def _delivery(client: DeliveringClient, backoff: tuple[float, ...]) -> Delivery:
+    """The bot's delivery on this client, which has all that it reads of the bot."""
+    return Delivery(cast("I2VBot", client), backoff=backoff)
 
 
 @pytest_asyncio.fixture
@@ -85,7 +95,7 @@ def _retries() -> dict[str, float]:
     }
 
 
-def _uploads(fake: FakeDiscord, job_id: int) -> list[object]:
+def _uploads(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     """The requests that carried this job's video (every try, whatever the answer)."""
     return [
         r
@@ -120,7 +130,7 @@ async def test_a_500_is_left_to_discord_py_and_not_retried_again(
     )
     before = _retries()
     async with running_client(DeliveringClient(tmp_path, store, upload_timeout=60.0), fake_discord) as client:
-        result = await Delivery(client, backoff=FAST_BACKOFF).deliver(job)  # type: ignore[arg-type]
+        result = await _delivery(client, FAST_BACKOFF).deliver(job)
     assert result is DeliveryResult.DELIVERED
     assert fault.hits == DISCORD_PY_TRIES == len(_uploads(fake_discord, job.id)), "requests for one upload"
     assert _retries() == before, "no retry of the bot's own on top of discord.py's"
@@ -139,7 +149,7 @@ async def test_503s_get_at_most_the_bounded_own_retries_each_counted(
         failing = await _succeeded_job(store, fake_discord)
         fake_discord.fail(status=503, method="POST", path=path, times=attempts)
         before = _retries()
-        assert await Delivery(client, backoff=FAST_BACKOFF).deliver(failing) is DeliveryResult.DELIVERED  # type: ignore[arg-type]
+        assert await _delivery(client, FAST_BACKOFF).deliver(failing) is DeliveryResult.DELIVERED
         assert len(_uploads(fake_discord, failing.id)) == attempts
         after = _retries()
         assert after["server_error"] - before["server_error"] == UPLOAD_RETRIES_MAX
@@ -152,13 +162,13 @@ async def test_503s_get_at_most_the_bounded_own_retries_each_counted(
 
         recovering = await _succeeded_job(store, fake_discord)
         fake_discord.fail(status=503, method="POST", path=path, times=1)
-        assert await Delivery(client, backoff=FAST_BACKOFF).deliver(recovering) is DeliveryResult.DELIVERED  # type: ignore[arg-type]
+        assert await _delivery(client, FAST_BACKOFF).deliver(recovering) is DeliveryResult.DELIVERED
         uploads = _uploads(fake_discord, recovering.id)
-        assert [r.status for r in uploads] == [503, 200]  # type: ignore[attr-defined]
+        assert [r.status for r in uploads] == [503, 200]
         assert _retries()["server_error"] - after["server_error"] == 1
         async with store() as session:
             delivered = await find_job(session, recovering.id)
-        assert delivered is not None and delivered.result_message_id == int(uploads[-1].response["id"])  # type: ignore[attr-defined]
+        assert delivered is not None and delivered.result_message_id == int(uploads[-1].response["id"])
 
 
 async def test_a_timed_out_upload_that_lands_is_found_not_posted_twice(
@@ -170,12 +180,12 @@ async def test_a_timed_out_upload_that_lands_is_found_not_posted_twice(
     slow = fake_discord.slow(0.6, method="POST", path=rf"^/channels/{fake_discord.channel_id}/messages$")
     before = _retries()
     async with running_client(DeliveringClient(tmp_path, store, upload_timeout=0.3), fake_discord) as client:
-        result = await Delivery(client, backoff=(1.0,)).deliver(job)  # type: ignore[arg-type]
+        result = await _delivery(client, (1.0,)).deliver(job)
     assert result is DeliveryResult.DELIVERED and slow.hits == 1
     uploads = _uploads(fake_discord, job.id)
     assert len(uploads) == 1
     assert _retries()["timeout"] - before["timeout"] == 1
     async with store() as session:
         delivered = await find_job(session, job.id)
-    assert delivered is not None and delivered.result_message_id == int(uploads[0].response["id"])  # type: ignore[attr-defined]
+    assert delivered is not None and delivered.result_message_id == int(uploads[0].response["id"])
     assert _notices(fake_discord, job.id) == []

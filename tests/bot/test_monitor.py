@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.monitor import JobMonitor
 from bot.requests import announce_queued, hold_notice
@@ -19,6 +19,9 @@ from jobs.db import make_engine, make_sessionmaker
 from jobs.queue import queue_position
 from jobs.workers import record_download, register_worker
 from tests.jobs.storehelpers import GENEROUS, IMAGE, new_job
+
+if TYPE_CHECKING:
+    from bot.app import I2VBot
 
 STATUS_MESSAGE_ID = 900
 
@@ -51,7 +54,7 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
     try:
         sessions = make_sessionmaker(engine)
         channel = _Channel()
-        bot = SimpleNamespace(
+        stand_in = SimpleNamespace(
             sessions=sessions,
             readers=sessions,
             monitor=None,
@@ -66,7 +69,8 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
             ),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
         )
-        monitor = JobMonitor(bot)  # type: ignore[arg-type]
+        bot = cast("I2VBot", stand_in)  # a stand-in: only what these calls read
+        monitor = JobMonitor(bot)
         passes: list[int] = []
 
         @contextlib.asynccontextmanager
@@ -81,9 +85,9 @@ async def test_a_monitor_pass_right_after_the_status_message_is_stored_does_not_
             job = await enqueue_job(session, new_job(5), GENEROUS, image=IMAGE)
         async with sessions() as session:
             place = await queue_position(session, job.id)
-        bot.monitor = monitor
-        bot.sessions = SimpleNamespace(begin=begin_then_monitor_pass)
-        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)  # type: ignore[arg-type]
+        stand_in.monitor = monitor
+        stand_in.sessions = SimpleNamespace(begin=begin_then_monitor_pass)
+        await post_status_message(bot, job, position=place.position, eta_seconds=place.eta_seconds)
 
         assert passes == [1]
         assert len(channel.sent) == 1 and "position **1**" in channel.sent[0]
@@ -97,7 +101,7 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
     try:
         sessions = make_sessionmaker(engine)
         channel = _Channel()
-        bot = SimpleNamespace(
+        stand_in = SimpleNamespace(
             sessions=sessions,
             readers=sessions,
             monitor=None,
@@ -112,8 +116,9 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
             ),
             get_partial_messageable=lambda channel_id, guild_id=None: channel,
         )
-        monitor = JobMonitor(bot)  # type: ignore[arg-type]
-        bot.monitor = monitor
+        bot = cast("I2VBot", stand_in)  # a stand-in: only what these calls read
+        monitor = JobMonitor(bot)
+        stand_in.monitor = monitor
         async with sessions.begin() as session:
             job = await enqueue_job(session, new_job(5), GENEROUS, image=IMAGE)
             await register_worker(session, "gpu-0", host="gpu-box", pid=4321, model="x", loadable_models=[job.model])
@@ -125,9 +130,9 @@ async def test_a_queued_jobs_status_says_its_model_is_downloading_instead_of_an_
             "This job starts once it has loaded."
         )
         # the request path: the requester is told, and the status message is posted without an estimate
-        notice = await hold_notice(bot, job.guild_id, job.model)  # type: ignore[arg-type]
+        notice = await hold_notice(bot, job.guild_id, job.model)
         assert notice == line
-        await announce_queued(bot, job, notice)  # type: ignore[arg-type]
+        await announce_queued(bot, job, notice)
         assert channel.sent[0].endswith("⏳ Queued: position **1**.\n" + line)
 
         await monitor.tick()  # the monitor shows the same

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from typing import Any
+from typing import Any, cast
 
 import discord
 from discord import app_commands
@@ -33,7 +33,7 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"aga
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot: SampleBot = interaction.client  # type: ignore[assignment]
+        bot = cast(SampleBot, interaction.client)
         bot.seen.append(("button", self.job, interaction.user.id))
         await interaction.response.send_modal(PromptModal(self.job))
 
@@ -48,7 +48,7 @@ class PromptModal(discord.ui.Modal, title="New prompt"):
         self.job = job
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot: SampleBot = interaction.client  # type: ignore[assignment]
+        bot = cast(SampleBot, interaction.client)
         bot.seen.append(("modal", self.job, self.prompt.value))
         await interaction.response.send_message(f"re-rolling {self.job}: {self.prompt.value}", ephemeral=True)
 
@@ -61,12 +61,13 @@ class StatusView(discord.ui.View):
 
     @discord.ui.button(label="Refresh", custom_id="refresh")
     async def refresh(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
-        interaction.client.seen.append(("refresh", interaction.message.id if interaction.message else None))  # type: ignore[attr-defined]
+        bot = cast(SampleBot, interaction.client)
+        bot.seen.append(("refresh", interaction.message.id if interaction.message else None))
         await interaction.response.edit_message(content="status v2", view=self)
 
     @discord.ui.button(label="Hide", custom_id="hide")
     async def hide(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
-        interaction.client.seen.append(("hide",))  # type: ignore[attr-defined]
+        cast(SampleBot, interaction.client).seen.append(("hide",))
         await interaction.response.defer()
         await interaction.delete_original_response()
 

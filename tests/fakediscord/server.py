@@ -228,8 +228,9 @@ class FakeDiscord(FakeRest):
 
     def _finish(self, record: RecordedRequest, response: web.Response) -> web.Response:
         record.status = response.status
-        if response.body and response.content_type == JSON_CONTENT_TYPE:
-            record.response = json.loads(response.body)  # type: ignore[arg-type]
+        body = response.body  # bytes for the answers this server builds; a streamed Payload is not recorded
+        if isinstance(body, (bytes, bytearray)) and body and response.content_type == JSON_CONTENT_TYPE:
+            record.response = json.loads(body)
         self.requests.append(record)
         self._notify()
         return response

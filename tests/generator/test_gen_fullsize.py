@@ -4,6 +4,8 @@ component the exact count of the released configuration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -37,11 +39,11 @@ EXPECTED: dict[str, dict[str, int]] = {
 
 
 @pytest.fixture(scope="module", params=[I2VGENXL, WAN22_5B, LTXV])
-def full_size(request: pytest.FixtureRequest) -> tuple[str, object]:
+def full_size(request: pytest.FixtureRequest) -> tuple[str, Any]:
     return request.param, build_full_size(request.param, "meta", torch.bfloat16)
 
 
-def test_each_denoiser_has_its_published_size(full_size: tuple[str, object]) -> None:
+def test_each_denoiser_has_its_published_size(full_size: tuple[str, Any]) -> None:
     key, pipe = full_size
     counts = parameter_counts(pipe)
     denoiser = counts.get("unet", counts.get("transformer"))
@@ -49,13 +51,13 @@ def test_each_denoiser_has_its_published_size(full_size: tuple[str, object]) -> 
     assert counts == EXPECTED[key]
 
 
-def test_built_on_the_meta_device_in_the_dtype_asked(full_size: tuple[str, object]) -> None:
+def test_built_on_the_meta_device_in_the_dtype_asked(full_size: tuple[str, Any]) -> None:
     key, pipe = full_size
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer  # type: ignore[attr-defined]
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
     params = list(denoiser.parameters())
     assert {p.device.type for p in params} == {"meta"}
     assert {p.dtype for p in params} == {torch.bfloat16}
-    vae_dtype = next(pipe.vae.parameters()).dtype  # type: ignore[attr-defined]
+    vae_dtype = next(pipe.vae.parameters()).dtype
     assert vae_dtype == (torch.float32 if key == WAN22_5B else torch.bfloat16)  # Wan's VAE stays fp32
 
 

@@ -91,7 +91,8 @@ async def test_progress_write_commits_asynchronously_on_postgres_only(pg_url: st
             assert ack.ok and (await s.execute(text("SHOW synchronous_commit"))).scalar() == "off"
         async with sessions() as s, s.begin():  # same pooled connection: the setting was transaction-local
             assert (await s.execute(text("SHOW synchronous_commit"))).scalar() == "on"
-            assert (await s.get(Job, job.id)).progress_step == 3  # type: ignore[union-attr]
+            reported = await s.get(Job, job.id)
+            assert reported is not None and reported.progress_step == 3
             stale = await report_progress(
                 s, job.id, job.attempt - 1, worker_id="w", step=4, total=10, phase="denoising", lease_seconds=60
             )

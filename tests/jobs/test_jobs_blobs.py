@@ -161,13 +161,15 @@ async def test_delete_video_and_delete_user_data_leave_no_bytes(db_sessionmaker:
     assert deleted.still_running == [] and queued in deleted.job_ids
     async with db_sessionmaker() as s:
         assert await kept_bytes_of_user(s, 7) == (0, 0)
-        assert (await s.get(Job, queued)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+        cancelled = await s.get(Job, queued)
+        assert cancelled is not None and cancelled.status == JobStatus.CANCELLED
         videos = await s.scalar(select(func.count()).select_from(JobVideo))
         (audit,) = await list_actions(s, action="delete_user_data")
     assert videos == 0 and audit.actor_id == 900 and audit.target_user_id == 7
     assert await _inputs(db_sessionmaker) == {SHA: (1, IMAGE)}  # only user 8's queued job still holds one
     async with db_sessionmaker() as s:
-        assert (await s.get(Job, other_user)).input_released_at is None  # type: ignore[union-attr]
+        kept = await s.get(Job, other_user)
+        assert kept is not None and kept.input_released_at is None
 
 
 async def test_byte_ranges_of_a_video_and_an_image_read_only_those_bytes(db_sessionmaker: Sessions) -> None:

@@ -207,7 +207,9 @@ async def test_maintenance_prunes_old_bytes_and_their_disk_copies_only(
         assert await kept_bytes_of_user(s, 2) == (1, 1)
         assert await DATABASE_BLOBS.read_input(s, new_job(2).input_sha256) == IMAGE
         assert await s.scalar(select(func.count(Job.id))) == 2
-        finished_recent = (await s.get(Job, recent)).finished_at  # type: ignore[union-attr]
+        recent_job = await s.get(Job, recent)
+        assert recent_job is not None
+        finished_recent = recent_job.finished_at
     assert [p.name for p in outputs.iterdir()] == [output_filename(recent, finished_recent)]
 
 
@@ -220,7 +222,8 @@ async def test_maintenance_pass_rescues_dead_workers_jobs(db_sessionmaker: Sessi
     done = await maintain(db_sessionmaker, dead_after_s=DEAD_AFTER, retention_days=30, output_dir=tmp_path, prune=False)
     assert done.dead == [job_id] and done.cutoff is None
     async with db_sessionmaker() as s:
-        assert (await s.get(Job, job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
+        rescued = await s.get(Job, job_id)
+        assert rescued is not None and rescued.status == JobStatus.QUEUED
 
 
 async def test_maintenance_schedule_rescues_every_interval_and_prunes_every_retention_interval(

@@ -183,7 +183,7 @@ async def scrape(filled: Sessions) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         async with ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
             assert response.status == 200 and response.content_type == "text/plain"

@@ -133,8 +133,10 @@ async def test_the_operators_link_carries_the_operators_rights_into_its_session(
         member = await redeem_link(s, member_token)
     assert operator is not None and operator.operator and member is not None and not member.operator
     async with db_sessionmaker() as s:
-        assert (await find_session(s, operator.session_token)).operator  # type: ignore[union-attr]
-        assert not (await find_session(s, member.session_token)).operator  # type: ignore[union-attr]
+        operator_session = await find_session(s, operator.session_token)
+        member_session = await find_session(s, member.session_token)
+        assert operator_session is not None and operator_session.operator
+        assert member_session is not None and not member_session.operator
 
 
 async def test_the_first_operator_is_configured_then_the_recorded_owner_then_the_local_account(

@@ -48,8 +48,9 @@ async def test_a_failed_start_makes_generation_unavailable_until_a_worker_is_idl
     async with db_sessionmaker.begin() as s:
         await record_start_failure(s, "gpu-0", host="h", pid=42, reason=REASON, unavailable=True)
     async with db_sessionmaker() as s:
-        since = (await find_worker(s, "gpu-0")).unavailable_since  # type: ignore[union-attr]
-        assert since is not None
+        failed = await find_worker(s, "gpu-0")
+        assert failed is not None and failed.unavailable_since is not None
+        since = failed.unavailable_since
     async with db_sessionmaker.begin() as s:  # a later failure keeps the time the unavailability began
         await record_start_failure(s, "gpu-0", host="h", pid=43, reason=REASON, unavailable=True)
         # a retry that is loading does not count as alive while the supervisor is unavailable
@@ -64,7 +65,8 @@ async def test_a_failed_start_makes_generation_unavailable_until_a_worker_is_idl
             current_job_id=None,
         )
     async with db_sessionmaker() as s:
-        assert (await find_worker(s, "gpu-0")).unavailable_since == since  # type: ignore[union-attr]
+        retrying = await find_worker(s, "gpu-0")
+        assert retrying is not None and retrying.unavailable_since == since
         assert await generation_unavailable(s, dead_after_s=DEAD_AFTER_S) == REASON
 
     async with db_sessionmaker.begin() as s:  # the fixed worker is idle: the record is cleared
@@ -130,9 +132,10 @@ async def test_a_dead_processes_failure_record_is_forgotten_on_its_host(
         forgotten = await forget_stale_failures(s, "gpu-host", alive=lambda pid: pid == 1002)
     assert forgotten == ["old-run"]
     async with db_sessionmaker() as s:
-        rows = {w: await find_worker(s, w) for w in ("old-run", "retrying", "elsewhere")}
-    assert rows["old-run"].state == WorkerState.STOPPED and rows["old-run"].failure_reason is None  # type: ignore[union-attr]
-    assert rows["retrying"].failure_reason == REASON and rows["elsewhere"].failure_reason == REASON  # type: ignore[union-attr]
+        old_run, retrying, elsewhere = [await find_worker(s, w) for w in ("old-run", "retrying", "elsewhere")]
+    assert old_run is not None and retrying is not None and elsewhere is not None
+    assert old_run.state == WorkerState.STOPPED and old_run.failure_reason is None
+    assert retrying.failure_reason == REASON and elsewhere.failure_reason == REASON
 
 
 async def test_a_download_is_told_while_its_worker_lives_and_not_by_the_next_process(
