@@ -7,7 +7,7 @@ fine: if the bot restarts while a form is open, Discord shows the user that the 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -59,7 +59,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        bot = cast("I2VBot", interaction.client)
         await handle_request(
             bot,
             interaction,
@@ -71,7 +71,9 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
             reply_to_message_id=self.message_id,
         )
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+    async def on_error(  # type: ignore[override]  # Modal's own signature; discord.py's BaseView adds an item
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
         await explain_error(interaction, error)
 
 
@@ -118,7 +120,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         self.seed.default = str(job.seed)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        bot = cast("I2VBot", interaction.client)
         parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {
             "prompt": self.prompt.value,
@@ -134,5 +136,7 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         await interaction.response.defer(ephemeral=True, thinking=True)
         await queue_variant(bot, interaction, parent, source="vary", changes=changes)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+    async def on_error(  # type: ignore[override]  # Modal's own signature; discord.py's BaseView adds an item
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
         await explain_error(interaction, error)

@@ -79,7 +79,7 @@ class ClickItem(discord.ui.DynamicItem[ItemT], template=NEVER):
         return True
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot: I2VBot = interaction.client  # type: ignore[assignment]
+        bot = cast("I2VBot", interaction.client)
         try:
             if await self.allowed(interaction):
                 await self.run(bot, interaction)

@@ -11,6 +11,7 @@ settings and are not declared here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from config.units import MIB
 
@@ -81,8 +82,23 @@ class Setting:
         return f"{value} {self.unit}".strip()
 
 
-def _s(name: str, kind: str, default: object, help: str, *readers: str, **extra: object) -> Setting:
-    return Setting(name, kind, default, help, frozenset(readers), **extra)  # type: ignore[arg-type]
+class _Extra(TypedDict, total=False):
+    """The optional fields of :class:`Setting`, as keywords of :func:`_s`."""
+
+    unit: str
+    choices: tuple[str, ...]
+    minimum: float | None
+    above: float | None
+    maximum: float | None
+    max_length: int | None
+    upper: bool
+    secret: bool
+    internal: bool
+    older_name_of: str | None
+
+
+def _s(name: str, kind: str, default: object, help: str, *readers: str, **extra: Unpack[_Extra]) -> Setting:
+    return Setting(name, kind, default, help, frozenset(readers), **extra)
 
 
 _ALL = (BOT, WORKER, SUPERVISOR, CLI)

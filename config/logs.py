@@ -140,7 +140,7 @@ def setup_logging(
         formatter = logging.Formatter(TEXT_FORMAT.replace("%(name)s", f"{process}[%(process)d] %(name)s"))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if values["LOG_FILE"] is not None:
-        path = log_file_for(Path(values["LOG_FILE"]), file_role)  # type: ignore[arg-type]
+        path = log_file_for(Path(str(values["LOG_FILE"])), file_role)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(

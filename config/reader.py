@@ -167,7 +167,8 @@ def parse(setting: Setting, raw: str | None) -> object:
     text = (raw or "").strip()
     kind = setting.kind
     if kind == FLOAT:
-        return float(_number(setting, text) if text else setting.default)  # type: ignore[arg-type]
+        value = _number(setting, text) if text else setting.default
+        return float(value)  # type: ignore[arg-type]  # a FLOAT setting's default is a number
     if not text:
         return setting.default
     if kind in (INT, PORT):

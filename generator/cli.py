@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             negative_prompt=args.negative_prompt,
         )
         width, height = target_size(params.resolution, image.width, image.height)
-        output = _output_path(args.output, Path(settings["OUTPUT_DIR"]))  # type: ignore[arg-type]
+        output = _output_path(args.output, Path(str(settings["OUTPUT_DIR"])))
     except ParamError as exc:
         return _fail(EXIT_BAD_INPUT, str(exc).replace("_", "-", 1) if exc.field == "negative_prompt" else str(exc))
     except ValueError as exc:

@@ -229,7 +229,7 @@ def conv2d_channels_last(module: torch.nn.Module) -> int:
     for sub in module.modules():
         if isinstance(sub, torch.nn.Conv2d):
             # Module.to takes memory_format at run time (it is forwarded to Tensor.to); torch's stub leaves it out.
-            sub.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            sub.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks memory_format
             count += 1
     return count
 

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Unpack
 
 from generator.startfailure import START_FAILURE_CODES, describe, read_exit_reason
 from generator.supervisor_state import (  # re-exported: callers import the state names from here
@@ -54,6 +54,7 @@ from generator.supervisor_state import (  # re-exported: callers import the stat
     PHASE_UNAVAILABLE,
     READY_PHASES,
     RestartPolicy,
+    StateChanges,
     SupervisorState,
 )
 from generator.supervisor_store import read_row, record_failure, record_stopped, release_leases, rescue_own_host
@@ -235,8 +236,8 @@ class WorkerSupervisor:
 
     # -- internals -----------------------------------------------------------------------------------------------
 
-    def _set_state(self, **changes: object) -> None:
-        new = replace(self._state, **changes)  # type: ignore[arg-type]
+    def _set_state(self, **changes: Unpack[StateChanges]) -> None:
+        new = replace(self._state, **changes)
         if (new.phase, new.job_id, new.pid) != (self._state.phase, self._state.job_id, self._state.pid):
             log.info("worker %s: %s", self.worker_id, new.describe())
         self._state = new
@@ -375,9 +376,9 @@ class WorkerSupervisor:
             return  # the new child has not registered yet
         state = row.state.value if hasattr(row.state, "value") else str(row.state)
         if self._state.phase not in (PHASE_STOPPING, PHASE_STOPPED):
-            changes: dict[str, object] = {"phase": state, "job_id": row.current_job_id if state == PHASE_BUSY else None}
+            changes: StateChanges = {"phase": state, "job_id": row.current_job_id if state == PHASE_BUSY else None}
             if state in READY_PHASES:  # started: the failure record is over (the row cleared it too)
-                changes.update(failure_reason=None, start_failures=0)
+                changes.update({"failure_reason": None, "start_failures": 0})
             self._set_state(**changes)
         age = (datetime.now(UTC) - row.last_heartbeat_at).total_seconds()
         if self.hang_timeout_s and age > self.hang_timeout_s and not self._stopping:

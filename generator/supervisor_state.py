@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 PHASE_STARTING = "starting"
 PHASE_LOADING = "loading"
@@ -63,6 +64,19 @@ class SupervisorState:
         return f"{what} ({pid}{self.restarts} restart{'s' if self.restarts != 1 else ''})"
 
 
+class StateChanges(TypedDict, total=False):
+    """Fields of :class:`SupervisorState` to change, as keywords of ``dataclasses.replace``."""
+
+    phase: str
+    job_id: int | None
+    restarts: int
+    pid: int | None
+    last_exit_code: int | None
+    worker_id: str
+    failure_reason: str | None
+    start_failures: int
+
+
 def next_backoff(previous_s: float, *, initial_s: float, max_s: float) -> float:
     """The wait before the next restart: ``initial_s``, then doubling, capped at ``max_s``."""
     if previous_s <= 0:
@@ -100,12 +114,14 @@ class RestartPolicy:
         variable."""
         from config.reader import read
 
-        v = read(env, (ENV_BACKOFF_INITIAL, ENV_BACKOFF_MAX, ENV_UNAVAILABLE_AFTER, ENV_UNAVAILABLE_RETRY))
+        v: dict[str, Any] = read(
+            env, (ENV_BACKOFF_INITIAL, ENV_BACKOFF_MAX, ENV_UNAVAILABLE_AFTER, ENV_UNAVAILABLE_RETRY)
+        )
         return cls(
-            backoff_initial_s=float(v[ENV_BACKOFF_INITIAL]),  # type: ignore[arg-type]
-            backoff_max_s=float(v[ENV_BACKOFF_MAX]),  # type: ignore[arg-type]
-            unavailable_after=int(v[ENV_UNAVAILABLE_AFTER]),  # type: ignore[call-overload]
-            unavailable_retry_s=float(v[ENV_UNAVAILABLE_RETRY]),  # type: ignore[arg-type]
+            backoff_initial_s=float(v[ENV_BACKOFF_INITIAL]),
+            backoff_max_s=float(v[ENV_BACKOFF_MAX]),
+            unavailable_after=int(v[ENV_UNAVAILABLE_AFTER]),
+            unavailable_retry_s=float(v[ENV_UNAVAILABLE_RETRY]),
         )
 
     def next_wait(self, previous_s: float, *, ran_s: float, start_failures: int) -> float:

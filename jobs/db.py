@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,7 +86,7 @@ def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> str:
         time.sleep(WAL_SWITCH_RETRY_S)
 
 
-def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[no-untyped-def]
+def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Take transaction control away from the sqlite3 driver: _sqlite_on_begin emits BEGIN.
         dbapi_connection.isolation_level = None
@@ -108,7 +109,7 @@ def _sqlite_on_connect(read_only: bool, busy_timeout_ms: int):  # type: ignore[n
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
-def _sqlite_on_begin(read_only: bool):  # type: ignore[no-untyped-def]
+def _sqlite_on_begin(read_only: bool) -> Callable[[Connection], None]:
     def on_begin(conn: Connection) -> None:
         # SQLAlchemy's recipe for SQLite transactions: the driver is out of the way (isolation_level=None, set
         # in on_connect), so we emit BEGIN ourselves, IMMEDIATE for writers, deferred for readers.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, String, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,20 +116,29 @@ async def cancellable_jobs(
     return [JobChoice(job_id=row.id, user_id=row.user_id, status=row.status, prompt=row.prompt) for row in rows]
 
 
+class _Listing(Protocol):
+    """What :class:`_Paged` reads of a page: ``total`` is a field of some pages and a property of others."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def total(self) -> int: ...
+
+
 class _Paged:
     """``page`` and ``pages`` of a listing page that has ``offset``, ``limit`` and ``total``."""
 
-    offset: int
-    limit: int
-    total: int
-
     @property
-    def page(self) -> int:
+    def page(self: _Listing) -> int:
         """This page's number, from 0."""
         return self.offset // self.limit
 
     @property
-    def pages(self) -> int:
+    def pages(self: _Listing) -> int:
         """How many pages the listing has (at least 1)."""
         return max(1, math.ceil(self.total / self.limit))
 
@@ -145,7 +155,7 @@ class QueuePage(_Paged):
     paused: bool
 
     @property
-    def total(self) -> int:  # type: ignore[override]
+    def total(self) -> int:
         """Pending (running + queued) jobs in scope."""
         return self.running + self.queued
 

@@ -21,8 +21,10 @@ import enum
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.params import DEFAULT_NEGATIVE_PROMPT
@@ -195,6 +197,12 @@ async def add_term(
     return term, True
 
 
+def _rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. ``session.execute`` returns a ``CursorResult`` for those, which
+    its stubs declare as a plain ``Result`` (no ``rowcount``)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 async def remove_term(session: AsyncSession, guild_id: int | None, raw: str, *, by: int) -> bool:
     """Take a term off a server's list or the bot-wide one, audited; False when it was not listed."""
     try:
@@ -204,7 +212,7 @@ async def remove_term(session: AsyncSession, guild_id: int | None, raw: str, *, 
     result = await session.execute(
         delete(BlockedTerm).where(BlockedTerm.guild_id == _list_id(guild_id), BlockedTerm.term == term)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not _rows_matched(result):
         return False
     await record_action(session, actor_id=by, action=AUDIT_BLOCKLIST_REMOVE, guild_id=guild_id, detail={"term": term})
     return True
@@ -351,7 +359,7 @@ async def withhold_video(
         .execution_options(synchronize_session=False)
     )
     await blobs.delete_video(session, job_id)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(_rows_matched(result))
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -432,10 +440,10 @@ async def resolve_reports(
         target_user_id=job.user_id if job else None,
         guild_id=guild_id,
         job_id=job_id,
-        detail={"resolution": resolution, "reports": int(result.rowcount)},  # type: ignore[attr-defined]
+        detail={"resolution": resolution, "reports": _rows_matched(result)},
         now=now,
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _rows_matched(result)
 
 
 async def forget_safety_data(session: AsyncSession, user_id: int) -> int:
@@ -450,7 +458,7 @@ async def forget_safety_data(session: AsyncSession, user_id: int) -> int:
         .values(input_verdict=None, output_verdict=None, safety_seconds=None)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _rows_matched(result)
 
 
 async def prune_safety_data(session: AsyncSession, *, before: datetime) -> int:
@@ -463,4 +471,4 @@ async def prune_safety_data(session: AsyncSession, *, before: datetime) -> int:
         .values(input_verdict=None, output_verdict=None)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _rows_matched(result)

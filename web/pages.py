@@ -153,10 +153,10 @@ def params_from(fields: dict[str, str], default_model: str) -> Resolved:
         preset=given("preset"),
         resolution=given("resolution"),
         frames=given("frames"),  # type: ignore[arg-type]  # strings are parsed and checked by generator.params
-        fps=given("fps"),  # type: ignore[arg-type]
-        steps=given("steps"),  # type: ignore[arg-type]
-        guidance=given("guidance"),  # type: ignore[arg-type]
-        seed=given("seed"),  # type: ignore[arg-type]
+        fps=given("fps"),  # type: ignore[arg-type]  # a string, as frames above
+        steps=given("steps"),  # type: ignore[arg-type]  # a string, as frames above
+        guidance=given("guidance"),  # type: ignore[arg-type]  # a string, as frames above
+        seed=given("seed"),  # type: ignore[arg-type]  # a string, as frames above
         negative_prompt=fields.get("negative_prompt"),
     )
 
