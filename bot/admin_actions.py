@@ -12,7 +12,7 @@ it (refunded) instead of putting it back in the queue. A server's own ban is ``j
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -21,15 +21,14 @@ from bot.errors import NoSuchJob, UserFacingError
 from bot.permissions import log_refusal
 from bot.withholding import remove_disk_copies
 from generator.model_spaces import MODEL_KEYS, display_name, union_bounds
-from jobs.audit import record_action
 from jobs.control import (
+    UNSET,
     allowed_models,
     cancel_audited,
     settle_report,
     update_guild_settings,
 )
-from jobs.db import locked_row
-from jobs.models import AUDIT_SCOPE_SERVER, GuildSettings, Job, utcnow
+from jobs.models import GuildSettings, Job
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,16 +109,13 @@ async def delete_posted_video(bot: I2VBot, channel_id: int, guild_id: int | None
         log.info("message %s in channel %s could not be deleted: %s", message_id, channel_id, error)
 
 
-_KEEP: Any = object()  # "leave this cap as it is" in set_guild_limits
-
-
 async def set_guild_limits(
     session: AsyncSession,
     guild_id: int,
     *,
-    max_resolution: str | None = _KEEP,
-    max_frames: int | None = _KEEP,
-    max_steps: int | None = _KEEP,
+    max_resolution: str | None = UNSET,
+    max_frames: int | None = UNSET,
+    max_steps: int | None = UNSET,
     by: int,
 ) -> GuildSettings:
     """Set (a value), clear (``None``) or keep (omitted) each of a server's caps; audited as ``set_guild_limits``.
@@ -131,31 +127,20 @@ async def set_guild_limits(
         smallest request, which would refuse everything).
     """
     every = union_bounds(MODEL_KEYS)  # a cap may be any value some model takes
-    if max_resolution is not _KEEP and max_resolution is not None and max_resolution not in every.resolutions:
+    if max_resolution is not UNSET and max_resolution is not None and max_resolution not in every.resolutions:
         raise UserFacingError(f"max_resolution must be one of {', '.join(every.resolutions)} or {NO_CAP}.")
     for name, value, (low, high) in (("max_frames", max_frames, every.frames), ("max_steps", max_steps, every.steps)):
-        if value is not _KEEP and value is not None and not low <= value <= high:
+        if value is not UNSET and value is not None and not low <= value <= high:
             raise UserFacingError(f"{name} must be 0 (no cap) or between {low} and {high}; you gave {value}.")
-
-    row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
-    before = {"max_resolution": row.max_resolution, "max_frames": row.max_frames, "max_steps": row.max_steps}
-    if max_resolution is not _KEEP:
-        row.max_resolution = max_resolution
-    if max_frames is not _KEEP:
-        row.max_frames = max_frames
-    if max_steps is not _KEEP:
-        row.max_steps = max_steps
-    row.updated_by, row.updated_at = by, utcnow()
-    after = {"max_resolution": row.max_resolution, "max_frames": row.max_frames, "max_steps": row.max_steps}
-    await record_action(
+    return await update_guild_settings(
         session,
-        actor_id=by,
+        guild_id,
+        by=by,
+        max_resolution=max_resolution,
+        max_frames=max_frames,
+        max_steps=max_steps,
         action="set_guild_limits",
-        guild_id=guild_id,
-        detail={"before": before, "after": after},
-        scope=AUDIT_SCOPE_SERVER,
     )
-    return row
 
 
 async def set_guild_model(

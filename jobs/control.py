@@ -297,9 +297,10 @@ async def update_guild_settings(
     mention_replies: bool = UNSET,
     models: Sequence[str] | None = UNSET,
     now: datetime | None = None,
+    action: str = "update_guild_settings",
 ) -> GuildSettings:
     """Change the given settings (None clears a cap, or the model list: every enabled model); audited as
-    ``update_guild_settings``."""
+    ``action``, in the server's scope, with each changed setting's value before and after."""
     models = _check_models(models)
     _check_cap("max_frames", max_frames)
     _check_cap("max_steps", max_steps)
@@ -310,7 +311,8 @@ async def update_guild_settings(
         max_resolution = text
     now = now or utcnow()
     row = await locked_row(session, GuildSettings, guild_id, guild_id=guild_id, paused=False, mention_replies=False)
-    changes: dict[str, Any] = {}
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
     for name, value in (
         ("max_resolution", max_resolution),
         ("max_frames", max_frames),
@@ -320,11 +322,17 @@ async def update_guild_settings(
         ("models", models),
     ):
         if value is not UNSET:
+            before[name] = getattr(row, name)
             setattr(row, name, value)
-            changes[name] = value
+            after[name] = value
     row.updated_by, row.updated_at = by, now
     await record_action(
-        session, actor_id=by, action="update_guild_settings", guild_id=guild_id, detail=changes, now=now
+        session,
+        actor_id=by,
+        action=action,
+        guild_id=guild_id,
+        detail={"before": before, "after": after},
+        now=now,
     )
     return row
 

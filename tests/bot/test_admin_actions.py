@@ -122,9 +122,9 @@ async def test_guild_limits_set_keep_clear_and_refuse(db_sessionmaker: async_ses
         stored = await session.get(GuildSettings, GUILD)
         details = [a.detail for a in await session.scalars(select(AuditLog).order_by(AuditLog.id))]
     assert stored is not None and (stored.max_resolution, stored.max_frames, stored.max_steps) == (None, None, 30)
-    assert details[-1] == {
-        "before": {"max_resolution": "512p", "max_frames": 16, "max_steps": 30},
-        "after": {"max_resolution": None, "max_frames": None, "max_steps": 30},
+    assert details[-1] == {  # the caps this change named; max_steps was kept
+        "before": {"max_resolution": "512p", "max_frames": 16},
+        "after": {"max_resolution": None, "max_frames": None},
     }
     assert len(details) == 3
 
