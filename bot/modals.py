@@ -35,20 +35,27 @@ def _int_field(field: str, raw: str) -> int | None:
         raise ParamError(field, raw, "a whole number") from None
 
 
+def _text(field: discord.ui.Label[Any]) -> discord.ui.TextInput[Any]:
+    """The text input inside a form field (a Label, as Discord lays out a modal's fields)."""
+    if not isinstance(field.component, discord.ui.TextInput):
+        raise TypeError(f"form field {field.text!r} holds {type(field.component).__name__}, not a text input")
+    return field.component
+
+
 class AnimateModal(discord.ui.Modal, title="Animate this image"):
     """Asks for the prompt (prefilled with the message's text) and an optional preset."""
 
-    prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Prompt",
-        style=discord.TextStyle.paragraph,
-        max_length=MAX_PROMPT_CHARS,
-        placeholder=MODAL_PROMPT_PLACEHOLDER,
+    prompt: discord.ui.Label[AnimateModal] = discord.ui.Label(
+        text="Prompt",
+        component=discord.ui.TextInput(
+            style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS, placeholder=MODAL_PROMPT_PLACEHOLDER
+        ),
     )
-    preset: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Preset",  # the names go in the placeholder: Discord allows 45 characters in a label, 100 there
-        placeholder=f"{', '.join(PRESETS)}; empty = {DEFAULT_PRESET}",
-        required=False,
-        max_length=16,
+    preset: discord.ui.Label[AnimateModal] = discord.ui.Label(
+        text="Preset",  # the names go in the placeholder: Discord allows 45 characters in a label, 100 there
+        component=discord.ui.TextInput(
+            placeholder=f"{', '.join(PRESETS)}; empty = {DEFAULT_PRESET}", required=False, max_length=16
+        ),
     )
 
     def __init__(self, *, image_url: str, image_size: int | None, message_id: int, prefill: str) -> None:
@@ -56,7 +63,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
         self.image_url = image_url
         self.image_size = image_size
         self.message_id = message_id
-        self.prompt.default = prefill[:MAX_PROMPT_CHARS] or None
+        _text(self.prompt).default = prefill[:MAX_PROMPT_CHARS] or None
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = cast("I2VBot", interaction.client)
@@ -66,8 +73,8 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
             source="context_menu",
             image_url=self.image_url,
             image_size=self.image_size,
-            prompt=self.prompt.value,
-            options={"preset": self.preset.value.strip().lower() or None},
+            prompt=_text(self.prompt).value,
+            options={"preset": _text(self.preset).value.strip().lower() or None},
             reply_to_message_id=self.message_id,
         )
 
@@ -80,20 +87,20 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
 class VaryModal(discord.ui.Modal, title="Vary this video"):
     """Change the prompt, frames, fps, steps or seed of a delivered job; empty seed = a new random one."""
 
-    prompt: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS
+    prompt: discord.ui.Label[VaryModal] = discord.ui.Label(
+        text="Prompt", component=discord.ui.TextInput(style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS)
     )
-    frames: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
-        label=f"Frames ({FRAMES_RANGE[0]}-{FRAMES_RANGE[1]})", max_length=3
+    frames: discord.ui.Label[VaryModal] = discord.ui.Label(
+        text=f"Frames ({FRAMES_RANGE[0]}-{FRAMES_RANGE[1]})", component=discord.ui.TextInput(max_length=3)
     )
-    fps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
-        label=f"FPS ({FPS_RANGE[0]}-{FPS_RANGE[1]})", max_length=3
+    fps: discord.ui.Label[VaryModal] = discord.ui.Label(
+        text=f"FPS ({FPS_RANGE[0]}-{FPS_RANGE[1]})", component=discord.ui.TextInput(max_length=3)
     )
-    steps: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
-        label=f"Steps ({STEPS_RANGE[0]}-{STEPS_RANGE[1]})", max_length=3
+    steps: discord.ui.Label[VaryModal] = discord.ui.Label(
+        text=f"Steps ({STEPS_RANGE[0]}-{STEPS_RANGE[1]})", component=discord.ui.TextInput(max_length=3)
     )
-    seed: discord.ui.TextInput[VaryModal] = discord.ui.TextInput(
-        label="Seed (empty = new random seed)", required=False, max_length=10
+    seed: discord.ui.Label[VaryModal] = discord.ui.Label(
+        text="Seed (empty = new random seed)", component=discord.ui.TextInput(required=False, max_length=10)
     )
 
     def __init__(self, job: Job, *, model: str | None = None) -> None:
@@ -105,29 +112,29 @@ class VaryModal(discord.ui.Modal, title="Vary this video"):
         super().__init__(timeout=None, title=title[:45])
         self.job_id = job.id
         self.model = model
-        self.prompt.default = job.prompt
+        _text(self.prompt).default = job.prompt
         if model == job.model:
             frames, fps, steps = job.frames, job.fps, job.steps
         else:
             preset = each.presets[job.preset or DEFAULT_PRESET]
             frames, fps, steps = preset.frames, preset.fps, preset.steps
-        self.frames.label = f"Frames ({each.frames.minimum}-{each.frames.maximum})"
-        self.fps.label = f"FPS ({each.fps_range[0]}-{each.fps_range[1]})"
-        self.steps.label = f"Steps ({each.steps_range[0]}-{each.steps_range[1]})"
-        self.frames.default = str(frames)
-        self.fps.default = str(fps)
-        self.steps.default = str(steps)
-        self.seed.default = str(job.seed)
+        self.frames.text = f"Frames ({each.frames.minimum}-{each.frames.maximum})"
+        self.fps.text = f"FPS ({each.fps_range[0]}-{each.fps_range[1]})"
+        self.steps.text = f"Steps ({each.steps_range[0]}-{each.steps_range[1]})"
+        _text(self.frames).default = str(frames)
+        _text(self.fps).default = str(fps)
+        _text(self.steps).default = str(steps)
+        _text(self.seed).default = str(job.seed)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = cast("I2VBot", interaction.client)
         parent = await load_own_job(bot, interaction, self.job_id, "vary")
         changes: dict[str, Any] = {
-            "prompt": self.prompt.value,
-            "frames": _int_field("frames", self.frames.value),
-            "fps": _int_field("fps", self.fps.value),
-            "steps": _int_field("steps", self.steps.value),
-            "seed": _int_field("seed", self.seed.value),
+            "prompt": _text(self.prompt).value,
+            "frames": _int_field("frames", _text(self.frames).value),
+            "fps": _int_field("fps", _text(self.fps).value),
+            "steps": _int_field("steps", _text(self.steps).value),
+            "seed": _int_field("seed", _text(self.seed).value),
             "model": self.model,
         }
         for name in ("frames", "fps", "steps"):

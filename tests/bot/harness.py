@@ -320,6 +320,22 @@ def custom_ids(message_json: dict[str, Any] | None) -> list[str]:
     return ids
 
 
+def modal_inputs(callback_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The text inputs of a modal callback, by the first word of their label (lower case): each input's body (its
+    custom_id, prefilled value, limits) with ``label`` set to the text shown above it, whether a Label component
+    (type 18) wraps the input or an action row holds an input that carries its own label."""
+    inputs: dict[str, dict[str, Any]] = {}
+    for item in callback_json["data"]["components"]:
+        if item["type"] == 18:
+            shown = [(item["label"], item["component"])]
+        else:
+            shown = [(child.get("label", ""), child) for child in item.get("components", [])]
+        for label, child in shown:
+            if child.get("type") == 4:
+                inputs[label.split(" ")[0].lower()] = {**child, "label": label}
+    return inputs
+
+
 def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     """Successful channel messages that deliver ``job_id`` (they carry its Info button)."""
     return [

@@ -23,6 +23,7 @@ from tests.bot.harness import (
     custom_ids,
     followup_text,
     job_id_from,
+    modal_inputs,
     png_bytes,
     result_posts,
     running_bot,
@@ -283,16 +284,6 @@ async def test_every_bad_input_gets_its_own_message_and_changes_nothing(
 # -- the other ways in --------------------------------------------------------------------------------------------
 
 
-def _modal_inputs(callback_json: dict) -> dict[str, dict]:
-    """Text inputs of a modal callback, by label start, with their custom_id and prefilled value."""
-    inputs = {}
-    for row in callback_json["data"]["components"]:
-        for child in row.get("components", [row.get("component", {})]):
-            if child.get("type") == 4:
-                inputs[child["label"].split(" ")[0].lower()] = child
-    return inputs
-
-
 async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> None:
     fake, bot = world
     member = fake.add_member(fake.guild.id, "menu-user")
@@ -302,7 +293,7 @@ async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> 
     ack = await callback_of(fake, interaction)
     assert ack.time - interaction.created_at < ACK_DEADLINE_S
     assert ack.json["type"] == 9  # a modal
-    inputs = _modal_inputs(ack.json)
+    inputs = modal_inputs(ack.json)
     assert inputs["prompt"]["value"] == "waves roll onto the beach"
     submit = await fake.inject_modal_submit(
         ack.json["data"]["custom_id"],
@@ -426,7 +417,7 @@ async def test_vary_opens_modal_and_queues_changed_params(world: tuple[FakeDisco
     click = await fake.inject_component(f"i2v:vary:{job_id}", int(result.response["id"]), member=member)
     ack = await callback_of(fake, click)
     assert ack.json["type"] == 9
-    inputs = _modal_inputs(ack.json)
+    inputs = modal_inputs(ack.json)
     assert inputs["prompt"]["value"] == "a cat turns its head slowly" and inputs["seed"]["value"] == "8"
     submit = await fake.inject_modal_submit(
         ack.json["data"]["custom_id"],
@@ -540,7 +531,7 @@ async def test_context_menu_on_an_image_embed_opens_the_form(world: tuple[FakeDi
     )
     interaction = await fake.inject_message_command("Animate", message)
     ack = await callback_of(fake, interaction)
-    assert ack.json["type"] == 9 and _modal_inputs(ack.json)["prompt"]["value"] == "look at this"
+    assert ack.json["type"] == 9 and modal_inputs(ack.json)["prompt"]["value"] == "look at this"
 
 
 async def test_admin_may_delete_someone_elses_video(world: tuple[FakeDiscord, BotProcess]) -> None:

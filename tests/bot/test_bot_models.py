@@ -22,6 +22,7 @@ from tests.bot.harness import (
     custom_ids,
     followup_text,
     job_id_from,
+    modal_inputs,
     png_bytes,
     running_bot,
     wait_result,
@@ -120,11 +121,7 @@ async def test_vary_with_another_model(world: tuple[FakeDiscord, BotProcess]) ->
     )
     modal = await callback_of(fake, pick)
     assert modal.json["type"] == 9 and modal.json["data"]["title"] == "Vary with LTX-Video (fast)"
-    inputs = {}
-    for row in modal.json["data"]["components"]:
-        for child in row.get("components", [row.get("component", {})]):
-            if child.get("type") == 4:
-                inputs[child["label"].split(" ")[0].lower()] = child
+    inputs = modal_inputs(modal.json)
     # the LTX form: its ranges, its standard preset's values, the same seed and prompt
     assert inputs["frames"]["label"] == "Frames (9-257)" and inputs["frames"]["value"] == "121"
     assert inputs["steps"]["label"] == "Steps (4-10)" and inputs["steps"]["value"] == "8"

@@ -32,6 +32,7 @@ from tests.bot.harness import (
     custom_ids,
     followup_text,
     job_id_from,
+    modal_inputs,
     png_bytes,
     running_bot,
     wait_result,
@@ -108,15 +109,6 @@ async def job_count(world: World, user_id: int) -> int:
         await world.bot.read(lambda s: s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id)))
         or 0
     )
-
-
-def modal_inputs(callback_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    inputs = {}
-    for row in callback_json["data"]["components"]:
-        for child in row.get("components", [row.get("component", {})]):
-            if child.get("type") == 4:
-                inputs[child["label"].split(" ")[0].lower()] = child
-    return inputs
 
 
 async def delivered(world: World, member: FakeMember, prompt: str = "the sea moves", **options: Any) -> tuple[int, Any]:

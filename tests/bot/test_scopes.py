@@ -45,6 +45,7 @@ from tests.bot.harness import (
     custom_ids,
     followup_text,
     job_id_from,
+    modal_inputs,
     png_bytes,
     queued_job,
     result_posts,
@@ -427,10 +428,12 @@ async def test_context_menu_never_fetches_an_image_from_outside_discord(world: W
         interaction = await fake.inject_message_command("Animate", target, member=alice)
         callback = (await callback_of(fake, interaction)).json
         assert callback["type"] == 9, callback  # the prompt form opens
-        form = callback["data"]
-        inputs = [row["components"][0]["custom_id"] for row in form["components"]]
+        inputs = modal_inputs(callback)
         submit = await fake.inject_modal_submit(
-            form["custom_id"], {inputs[0]: "the sea", inputs[1]: "quick"}, member=alice, channel_id=fake.channel_id
+            callback["data"]["custom_id"],
+            {inputs["prompt"]["custom_id"]: "the sea", inputs["preset"]["custom_id"]: "quick"},
+            member=alice,
+            channel_id=fake.channel_id,
         )
         text = await followup_text(fake, submit, timeout=ANSWER_TIMEOUT_S)
         assert text.startswith("Queued as job #"), text
