@@ -1,4 +1,4 @@
-"""Modals: the prompt form behind *Apps → Animate*, and the *Vary* form under a delivered video.
+"""Modals: the prompt, model and preset form behind *Apps → Animate*, and the *Vary* form under a delivered video.
 
 A modal lives only for its one submission, so holding the target image URL or the parent job id in memory is
 fine: if the bot restarts while a form is open, Discord shows the user that the submission failed.
@@ -7,14 +7,16 @@ fine: if the bot restarts while a form is open, Discord shows the user that the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
+from bot.render import preset_traits
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
-from generator.model_spaces import DEFAULT_PRESET, SPACES
-from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, PRESETS, STEPS_RANGE, ParamError
+from generator.model_spaces import DEFAULT_PRESET, PRESET_NAMES, SPACES
+from generator.params import FPS_RANGE, FRAMES_RANGE, MAX_PROMPT_CHARS, STEPS_RANGE, ParamError
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODAL_PROMPT_PLACEHOLDER = "What should move, and how? e.g. the waves roll in slowly, the camera pans right"
+SELECT_OPTIONS_MAX = 25  # Discord: options in one select menu
 
 
 def _int_field(field: str, raw: str) -> int | None:
@@ -42,8 +45,43 @@ def _text(field: discord.ui.Label[Any]) -> discord.ui.TextInput[Any]:
     return field.component
 
 
+def _select_option(value: str, label: str, description: str, *, default: bool) -> discord.SelectOption:
+    return discord.SelectOption(label=label, value=value, description=description or None, default=default)
+
+
+def _standard_summary(key: str) -> str:
+    """A model's standard preset in a few words, e.g. ``standard: 720p, 81 frames at 24 fps (3.4 s)``."""
+    preset = SPACES[key].default_preset
+    seconds = preset.frames / preset.fps
+    return f"{preset.name}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps ({seconds:.1f} s)"
+
+
+def _chosen(field: discord.ui.Label[Any] | None, what: str, offered: Sequence[str]) -> str | None:
+    """The value picked in the select of ``field`` (None when the form has no such field or nothing came back:
+    the default, which the select showed preselected). The submission is hostile input: anything but one of the
+    ``offered`` values is refused with a :class:`ParamError` naming them, before anything is queued or charged."""
+    if field is None:
+        return None
+    if not isinstance(field.component, discord.ui.Select):
+        raise TypeError(f"form field {field.text!r} holds {type(field.component).__name__}, not a select")
+    values = field.component.values
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in offered:
+        log.warning("Animate form submitted %s %r, not one of %s; refused", what, values, offered)
+        shown: Any = values[0] if len(values) == 1 else values
+        raise ParamError(what, shown, f"one of the form's choices: {', '.join(offered)}")
+    return values[0]
+
+
 class AnimateModal(discord.ui.Modal, title="Animate this image"):
-    """Asks for the prompt (prefilled with the message's text) and an optional preset."""
+    """Asks for the prompt (prefilled with the message's text), the model (when the server allows several) and the
+    preset, each select preset to the default (the server's first model, the default preset).
+
+    Discord gives no way to make one select's options follow another's choice in the same form, so the preset
+    select offers the preset names, which every model has (``ModelSpace`` checks that each model's presets are
+    ``PRESET_NAMES``): any preset picked exists for any model picked.
+    """
 
     prompt: discord.ui.Label[AnimateModal] = discord.ui.Label(
         text="Prompt",
@@ -51,19 +89,48 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
             style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS, placeholder=MODAL_PROMPT_PLACEHOLDER
         ),
     )
-    preset: discord.ui.Label[AnimateModal] = discord.ui.Label(
-        text="Preset",  # the names go in the placeholder: Discord allows 45 characters in a label, 100 there
-        component=discord.ui.TextInput(
-            placeholder=f"{', '.join(PRESETS)}; empty = {DEFAULT_PRESET}", required=False, max_length=16
-        ),
-    )
 
-    def __init__(self, *, image_url: str, image_size: int | None, message_id: int, prefill: str) -> None:
+    def __init__(
+        self, *, image_url: str, image_size: int | None, message_id: int, prefill: str, models: Sequence[str]
+    ) -> None:
+        """The form for the image at ``image_url``; ``models`` are the models the server allows, its default
+        first (:func:`bot.requests.server_models`): a model select is shown when there are two or more."""
         super().__init__(timeout=None)
         self.image_url = image_url
         self.image_size = image_size
         self.message_id = message_id
         _text(self.prompt).default = prefill[:MAX_PROMPT_CHARS] or None
+        self.models = tuple(models)[:SELECT_OPTIONS_MAX]  # a guard: there are far fewer models
+        self.model: discord.ui.Label[AnimateModal] | None = None
+        if len(self.models) > 1:
+            self.model = discord.ui.Label(
+                text="Model",
+                component=discord.ui.Select(
+                    options=[
+                        _select_option(
+                            key,
+                            SPACES[key].display_name,
+                            f"{'server default; ' if i == 0 else ''}{_standard_summary(key)}",
+                            default=i == 0,
+                        )
+                        for i, key in enumerate(self.models)
+                    ]
+                ),
+            )
+            self.add_item(self.model)
+        self.preset: discord.ui.Label[AnimateModal] = discord.ui.Label(
+            text="Preset",
+            description="Speed or quality; /help shows each model's values",
+            component=discord.ui.Select(
+                options=[
+                    _select_option(
+                        name, name, preset_traits(name, default=DEFAULT_PRESET), default=name == DEFAULT_PRESET
+                    )
+                    for name in PRESET_NAMES
+                ]
+            ),
+        )
+        self.add_item(self.preset)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = cast("I2VBot", interaction.client)
@@ -74,7 +141,10 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
             image_url=self.image_url,
             image_size=self.image_size,
             prompt=_text(self.prompt).value,
-            options={"preset": _text(self.preset).value.strip().lower() or None},
+            options={
+                "model": _chosen(self.model, "model", self.models),
+                "preset": _chosen(self.preset, "preset", PRESET_NAMES),
+            },
             reply_to_message_id=self.message_id,
         )
 

@@ -162,11 +162,16 @@ AVAILABLE_AGAIN = "✅ Video generation is available again: this job starts in i
 PRESET_TRAITS = {"quick": "fastest", "high": "finest, slowest"}  # what a preset's choice name says beside it
 
 
+def preset_traits(name: str, *, default: str) -> str:
+    """What a preset is for, e.g. ``fastest`` or ``default`` ("" for none): its values differ per model and are in
+    /help (:func:`render_presets`)."""
+    return ", ".join(trait for trait in (PRESET_TRAITS.get(name), "default" if name == default else None) if trait)
+
+
 def preset_choice_name(name: str, *, default: str) -> str:
-    """A preset's choice in /animate: its name and what it is for, e.g. ``standard (default)``. Its values are
-    in /help (:func:`render_presets`), which reads them from the model's presets."""
-    traits = [trait for trait in (PRESET_TRAITS.get(name), "default" if name == default else None) if trait]
-    return f"{name} ({', '.join(traits)})" if traits else name
+    """A preset's choice in /animate: its name and what it is for, e.g. ``standard (default)``."""
+    traits = preset_traits(name, default=default)
+    return f"{name} ({traits})" if traits else name
 
 
 def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:

@@ -250,14 +250,19 @@ async def hold_notice(bot: I2VBot, guild_id: int | None, model: str | None = Non
     return "\n".join(notices) or None
 
 
+async def server_models(bot: I2VBot, guild_id: int | None) -> list[str]:
+    """The enabled models (``I2V_MODELS``, in order) that the server ``guild_id`` allows, its default first; empty
+    when its admins allow none of them."""
+    async with bot.readers() as session:
+        return await allowed_models(session, guild_id, bot.settings.models)
+
+
 async def resolve_options(bot: I2VBot, guild_id: int | None, prompt: str, options: dict[str, Any]) -> Resolved:
     """The parameters of a request and the notes the user is told. Without a model option the model is the first
     enabled one (``I2V_MODELS``) that the server allows; a named model is checked against those at admission."""
     values = {k: v for k, v in options.items() if v is not None}
     if "model" not in values:
-        async with bot.readers() as session:
-            allowed = await allowed_models(session, guild_id, bot.settings.models)
-        values["model"] = (allowed or list(bot.settings.models))[0]
+        values["model"] = (await server_models(bot, guild_id) or list(bot.settings.models))[0]
     return resolve_request(prompt, **values)
 
 

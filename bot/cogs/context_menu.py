@@ -1,8 +1,8 @@
 """*Apps → Animate*: a message context-menu command that animates the image in (or embedded in) a message.
 
 It needs no privileged intent: Discord sends the target message whole with the interaction. The handler only
-picks the image and opens the prompt modal (a modal must be the first response); the modal's submission goes
-through the same request path as ``/animate``.
+picks the image, reads which models the server allows and opens the form (a modal must be the first response,
+within Discord's 3 seconds); the form's submission goes through the same request path as ``/animate``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.image_origin import check_image_url
 from bot.modals import AnimateModal
-from bot.requests import NO_IMAGE_MESSAGE, check_interaction_channel, find_image
+from bot.requests import NO_IMAGE_MESSAGE, check_interaction_channel, find_image, server_models
 
 if TYPE_CHECKING:
     from bot.app import I2VBot
@@ -45,8 +45,11 @@ class ContextMenu(commands.Cog):
             raise UserFacingError(NO_IMAGE_MESSAGE)
         url, size = image
         check_image_url(url, self.bot.settings.api_base)  # refuse before asking for a prompt (checked again later)
+        models = await server_models(self.bot, interaction.guild_id)  # the model select's options
         await interaction.response.send_modal(
-            AnimateModal(image_url=url, image_size=size, message_id=message.id, prefill=message.content or "")
+            AnimateModal(
+                image_url=url, image_size=size, message_id=message.id, prefill=message.content or "", models=models
+            )
         )
 
 

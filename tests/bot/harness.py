@@ -336,6 +336,19 @@ def modal_inputs(callback_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return inputs
 
 
+def modal_selects(callback_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The string selects of a modal callback (each in a Label, type 18), by the first word of their label (lower
+    case): each select's body (its custom_id, options) with ``label`` set to the text shown above it and
+    ``default`` to the values of its options marked default."""
+    selects: dict[str, dict[str, Any]] = {}
+    for item in callback_json["data"]["components"]:
+        if item["type"] == 18 and item["component"]["type"] == 3:
+            child = item["component"]
+            default = [option["value"] for option in child["options"] if option.get("default")]
+            selects[item["label"].split(" ")[0].lower()] = {**child, "label": item["label"], "default": default}
+    return selects
+
+
 def result_posts(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     """Successful channel messages that deliver ``job_id`` (they carry its Info button)."""
     return [

@@ -24,6 +24,7 @@ from tests.bot.harness import (
     followup_text,
     job_id_from,
     modal_inputs,
+    modal_selects,
     png_bytes,
     result_posts,
     running_bot,
@@ -295,9 +296,24 @@ async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> 
     assert ack.json["type"] == 9  # a modal
     inputs = modal_inputs(ack.json)
     assert inputs["prompt"]["value"] == "waves roll onto the beach"
+    # every enabled model (the server limits none) and every preset, each select on its default
+    selects = modal_selects(ack.json)
+    assert [(o["label"], o["value"]) for o in selects["model"]["options"]] == [
+        ("I2VGen-XL", "i2vgenxl"),
+        ("Wan 2.2 (5B)", "wan22-5b"),
+        ("LTX-Video (fast)", "ltxv"),
+    ]
+    assert selects["model"]["options"][2]["description"] == "standard: 720p, 121 frames at 24 fps (5.0 s)"
+    assert [o["value"] for o in selects["preset"]["options"]] == ["quick", "standard", "high"]
+    assert [o.get("description") for o in selects["preset"]["options"]] == ["fastest", "default", "finest, slowest"]
+    assert (selects["model"]["default"], selects["preset"]["default"]) == (["i2vgenxl"], ["standard"])
     submit = await fake.inject_modal_submit(
         ack.json["data"]["custom_id"],
-        {inputs["prompt"]["custom_id"]: "waves roll in slowly", inputs["preset"]["custom_id"]: "quick"},
+        {
+            inputs["prompt"]["custom_id"]: "waves roll in slowly",
+            selects["model"]["custom_id"]: "ltxv",
+            selects["preset"]["custom_id"]: "quick",
+        },
         member=member,
         channel_id=fake.channel_id,
     )
@@ -306,15 +322,18 @@ async def test_context_menu_and_modal(world: tuple[FakeDiscord, BotProcess]) -> 
     assert "waves roll in slowly" in status.json["content"] and "preset quick" in status.json["content"]
     assert str(status.json["message_reference"]["message_id"]) == message["id"]
     job = await bot.job(job_id)
-    assert (job.source.value, job.resolution, job.frames, job.steps, job.prompt) == (
+    # LTX-Video's quick preset, not I2VGen-XL's (512p, 8 frames, 30 steps)
+    assert (job.source.value, job.model, job.preset, job.resolution, job.frames, job.steps, job.prompt) == (
         "context_menu",
+        "ltxv",
+        "quick",
         "512p",
-        8,
-        30,
+        65,
+        4,
         "waves roll in slowly",
     )
-    # the quick preset is 512p with 30 steps: a long run for the CPU test model, so stop it here; delivery of
-    # results is the same code for every source and is covered by the other flows
+    # 65 frames at 512p: a long run for the CPU test model, so stop it here; delivery of results is the same code
+    # for every source and is covered by the other flows
     cancel = await fake.inject_slash("cancel", {"job": job_id}, member=member)
     assert f"job #{job_id}" in await followup_text(fake, cancel)
     notice = await wait_result(fake, job_id)

@@ -23,6 +23,7 @@ from tests.bot.harness import (
     followup_text,
     job_id_from,
     modal_inputs,
+    modal_selects,
     png_bytes,
     running_bot,
     wait_result,
@@ -51,6 +52,27 @@ async def _animate(fake: FakeDiscord, member: Any, **options: Any) -> str:
         "animate", {"image": attachment, "prompt": "waves roll in", **options}, member=member
     )
     return await followup_text(fake, interaction)
+
+
+async def _open_form(fake: FakeDiscord, member: Any) -> tuple[dict[str, Any], int]:
+    """Open the Apps -> Animate form on a new image post: the modal callback's body and the image's id."""
+    image = fake.add_attachment(png_bytes(seed=member.user_id % 89), "menu.png")
+    message = fake.add_message(author=fake.member, content="the sea", attachments=[image])
+    form = (await callback_of(fake, await fake.inject_message_command("Animate", message, member=member))).json
+    assert form["type"] == 9, form
+    return form, image.id
+
+
+async def _submit_form(fake: FakeDiscord, member: Any, form: dict[str, Any], choices: dict[str, Any]) -> Any:
+    """Submit ``form`` with the prompt "the sea" and ``choices`` (select name -> value or values; the others are
+    left as shown); the bot's answer to the submission."""
+    selects = modal_selects(form)
+    values = {modal_inputs(form)["prompt"]["custom_id"]: "the sea"}
+    values |= {selects[name]["custom_id"]: value for name, value in choices.items()}
+    submit = await fake.inject_modal_submit(
+        form["data"]["custom_id"], values, member=member, channel_id=fake.channel_id
+    )
+    return await answer_of(fake, submit)
 
 
 async def _jobs_of(bot: BotProcess, user_id: int) -> list[Job]:
@@ -176,10 +198,24 @@ async def test_server_admins_limit_the_models(world: tuple[FakeDiscord, BotProce
     text = await _animate(fake, member, model="ltxv", resolution="512p", frames=9, steps=4)
     assert "This server's admins do not allow the model LTX-Video (fast)" in text, text
     assert "I2VGen-XL, Wan 2.2 (5B)" in text
+    # Apps -> Animate offers the allowed models only; a forged choice is refused before the image is fetched
+    for forged, refusal in (
+        ({"model": "ltxv"}, "model 'ltxv' is not allowed: model must be one of the form's choices: i2vgenxl, "),
+        ({"preset": "turbo"}, "preset 'turbo' is not allowed: preset must be one of the form's choices: quick, "),
+        ({"model": ["i2vgenxl", "wan22-5b"]}, "model ['i2vgenxl', 'wan22-5b'] is not allowed"),
+    ):
+        form, image_id = await _open_form(fake, member)
+        assert [o["value"] for o in modal_selects(form)["model"]["options"]] == ["i2vgenxl", "wan22-5b"]
+        answer = await _submit_form(fake, member, form, forged)
+        assert answer.ephemeral and answer.content.startswith(refusal), answer
+        assert not [r for r in fake.requests if r.method == "GET" and f"/cdn/attachments/{image_id}/" in r.path]
+    assert await _jobs_of(bot, member.user_id) == []  # nothing queued, nothing charged
     await models(model="i2vgenxl", allowed=False)  # the default falls to the first model still allowed
     text = await _animate(fake, member, resolution="480p", frames=9, steps=10)
     assert "Queued as job #" in text, text
     assert (await bot.job(job_id_from(text))).model == "wan22-5b"
+    form, _ = await _open_form(fake, member)  # one model allowed: nothing to choose
+    assert list(modal_selects(form)) == ["preset"]
     assert "only model allowed here" in await models(model="wan22-5b", allowed=False)
     assert "I2VGen-XL, Wan 2.2 (5B), LTX-Video (fast)" in await models(allowed=True)
 

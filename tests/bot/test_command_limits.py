@@ -15,7 +15,7 @@ from bot.check import run_check
 from bot.command_sync import STATE_FILE_NAME
 from bot.discord_limits import problems
 from bot.modals import AnimateModal, VaryModal
-from generator.model_spaces import SPACES
+from generator.model_spaces import DEFAULT_MODEL, SPACES
 from generator.params import MAX_PROMPT_CHARS
 from jobs.models import Job
 from tests.bot.harness import TOKEN, BotProcess, slash
@@ -40,8 +40,13 @@ def test_the_bots_modals_keep_discords_limits() -> None:
 def _every_form() -> list[discord.ui.Modal]:
     forms: list[discord.ui.Modal] = [
         AnimateModal(
-            image_url="https://cdn.discordapp.com/a.png", image_size=1, message_id=1, prefill="p" * MAX_PROMPT_CHARS
+            image_url="https://cdn.discordapp.com/a.png",
+            image_size=1,
+            message_id=1,
+            prefill="p" * MAX_PROMPT_CHARS,
+            models=models,
         )
+        for models in (tuple(SPACES), (DEFAULT_MODEL,))  # with the model select, and without
     ]
     for made_by in SPACES:
         job = Job(  # not stored: the form reads only these

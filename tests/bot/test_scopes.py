@@ -46,6 +46,7 @@ from tests.bot.harness import (
     followup_text,
     job_id_from,
     modal_inputs,
+    modal_selects,
     png_bytes,
     queued_job,
     result_posts,
@@ -431,7 +432,7 @@ async def test_context_menu_never_fetches_an_image_from_outside_discord(world: W
         inputs = modal_inputs(callback)
         submit = await fake.inject_modal_submit(
             callback["data"]["custom_id"],
-            {inputs["prompt"]["custom_id"]: "the sea", inputs["preset"]["custom_id"]: "quick"},
+            {inputs["prompt"]["custom_id"]: "the sea", modal_selects(callback)["preset"]["custom_id"]: "quick"},
             member=alice,
             channel_id=fake.channel_id,
         )
