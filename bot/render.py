@@ -174,6 +174,17 @@ def preset_choice_name(name: str, *, default: str) -> str:
     return f"{name} ({traits})" if traits else name
 
 
+def preset_shape(preset: Preset) -> str:
+    """What a preset makes, e.g. ``720p, 81 frames at 24 fps (3.4 s)``."""
+    return f"{preset.resolution}, {preset.frames} frames at {preset.fps} fps ({preset.frames / preset.fps:.1f} s)"
+
+
+def model_choice_description(preset: Preset, *, server_default: bool) -> str:
+    """A model's option in the Animate form: its standard preset (``preset``) in a few words, e.g. ``server
+    default; standard: 720p, 81 frames at 24 fps (3.4 s)``."""
+    return f"{'server default; ' if server_default else ''}{preset.name}: {preset_shape(preset)}"
+
+
 def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:
     """One line per preset with its values, the default marked (the /help field); ``models`` is each served
     model's name and presets, named only when there are several."""
@@ -183,10 +194,8 @@ def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: 
             lines.append(f"__{model}__")
         for name, preset in presets.items():
             mark = " (default)" if name == default else ""
-            seconds = preset.frames / preset.fps
             lines.append(
-                f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}"
+                f"**{name}**{mark}: {preset_shape(preset)}, {preset.steps} steps, guidance {preset.guidance:g}"
             )
     lines.append("Any option you give /animate overrides its preset's value.")
     return "\n".join(lines)
