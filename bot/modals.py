@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
-from bot.render import preset_traits
+from bot.render import model_choice_description, preset_traits
 from bot.requests import handle_request, load_own_job, queue_variant
 from bot.tree import explain_error
 from generator.model_spaces import DEFAULT_PRESET, PRESET_NAMES, SPACES
@@ -47,13 +47,6 @@ def _text(field: discord.ui.Label[Any]) -> discord.ui.TextInput[Any]:
 
 def _select_option(value: str, label: str, description: str, *, default: bool) -> discord.SelectOption:
     return discord.SelectOption(label=label, value=value, description=description or None, default=default)
-
-
-def _standard_summary(key: str) -> str:
-    """A model's standard preset in a few words, e.g. ``standard: 720p, 81 frames at 24 fps (3.4 s)``."""
-    preset = SPACES[key].default_preset
-    seconds = preset.frames / preset.fps
-    return f"{preset.name}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps ({seconds:.1f} s)"
 
 
 def _chosen(field: discord.ui.Label[Any] | None, what: str, offered: Sequence[str]) -> str | None:
@@ -110,7 +103,7 @@ class AnimateModal(discord.ui.Modal, title="Animate this image"):
                         _select_option(
                             key,
                             SPACES[key].display_name,
-                            f"{'server default; ' if i == 0 else ''}{_standard_summary(key)}",
+                            model_choice_description(SPACES[key].default_preset, server_default=i == 0),
                             default=i == 0,
                         )
                         for i, key in enumerate(self.models)

@@ -174,6 +174,17 @@ def preset_choice_name(name: str, *, default: str) -> str:
     return f"{name} ({traits})" if traits else name
 
 
+def preset_shape(preset: Preset) -> str:
+    """What a preset makes, e.g. ``720p, 81 frames at 24 fps (3.4 s)``."""
+    return f"{preset.resolution}, {preset.frames} frames at {preset.fps} fps ({preset.frames / preset.fps:.1f} s)"
+
+
+def model_choice_description(preset: Preset, *, server_default: bool) -> str:
+    """A model's option in the Animate form: its standard preset (``preset``) in a few words, e.g. ``server
+    default; standard: 720p, 81 frames at 24 fps (3.4 s)``."""
+    return f"{'server default; ' if server_default else ''}{preset.name}: {preset_shape(preset)}"
+
+
 def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: str) -> str:
     """One line per preset with its values, the default marked (the /help field); ``models`` is each served
     model's name and presets, named only when there are several."""
@@ -183,10 +194,8 @@ def render_presets(models: Sequence[tuple[str, Mapping[str, Preset]]], default: 
             lines.append(f"__{model}__")
         for name, preset in presets.items():
             mark = " (default)" if name == default else ""
-            seconds = preset.frames / preset.fps
             lines.append(
-                f"**{name}**{mark}: {preset.resolution}, {preset.frames} frames at {preset.fps} fps "
-                f"({seconds:.1f} s), {preset.steps} steps, guidance {preset.guidance:g}"
+                f"**{name}**{mark}: {preset_shape(preset)}, {preset.steps} steps, guidance {preset.guidance:g}"
             )
     lines.append("Any option you give /animate overrides its preset's value.")
     return "\n".join(lines)
@@ -407,6 +416,11 @@ def render_signin_link(link: str, ttl_seconds: float) -> str:
     )
 
 
+def job_list(job_ids: Sequence[int]) -> str:
+    """Job ids as the texts name them, e.g. ``#12, #15``."""
+    return ", ".join(f"#{job_id}" for job_id in job_ids)
+
+
 def render_data_deleted(deleted: UserDataDeleted, other_user_id: int | None = None) -> str:
     """The ``/delete-my-data`` answer: the caller's own data, or (the operator) ``other_user_id``'s."""
     whose = "your" if other_user_id is None else f"<@{other_user_id}>'s"
@@ -414,6 +428,8 @@ def render_data_deleted(deleted: UserDataDeleted, other_user_id: int | None = No
     if deleted.reports:
         text += f" Deleted {deleted.reports} report(s) made by or about {'you' if other_user_id is None else 'them'}."
     if deleted.still_running:
-        running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
-        text += f" Running now and asked to stop: {running}; run this again once it has ended to delete its image too."
+        text += (
+            f" Running now and asked to stop: {job_list(deleted.still_running)}; run this again once it has ended "
+            "to delete its image too."
+        )
     return text

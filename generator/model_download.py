@@ -24,6 +24,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from config.units import BYTES_PER_GB
+from generator.model_files import MODEL_INDEX, components
 
 log = logging.getLogger("generator.download")
 
@@ -33,7 +34,6 @@ LOG_EVERY_FRACTION: float = 0.1  # a log line each time the download passes anot
 WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".gguf")
 # diffusers' variant naming: unet/x.fp16.safetensors, and x.fp16-00001-of-00002.safetensors for shards
 FP16_MARKS: tuple[str, ...] = (".fp16.", ".fp16-")
-MODEL_INDEX = "model_index.json"
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes in all) of the download under way."""
@@ -182,13 +182,8 @@ def pipeline_files(repo_files: list[str], model_index: dict[str, Any]) -> list[s
     """The files of a diffusers repository a pipeline loads: ``model_index.json`` and, in each folder it names as a
     component, every file but weights, plus :func:`weight_files` of that folder (index files of sharded weights
     are JSON, so they come along)."""
-    components = {
-        name
-        for name, value in model_index.items()
-        if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None
-    }
     chosen = [MODEL_INDEX]
-    for folder in sorted(components):
+    for folder in components(model_index):
         inside = [f for f in repo_files if f.startswith(folder + "/") and f.count("/") == 1]
         chosen += [f for f in inside if not f.endswith(WEIGHT_SUFFIXES)]
         chosen += weight_files(inside)

@@ -44,6 +44,7 @@ from generator.performance import (
     WARMUP_STEPS,
     PerformanceOptions,
     WarmupShape,
+    denoiser_of,
     prepare_pipeline,
 )
 
@@ -357,8 +358,7 @@ class VideoBackend:
     @property
     def denoiser(self) -> torch.nn.Module:
         """The UNet or transformer that runs once per step."""
-        pipe = self.pipeline
-        return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+        return denoiser_of(self.pipeline)
 
     @property
     def device_name(self) -> str:
