@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.startfailure import one_line
@@ -216,6 +216,11 @@ async def record_download(
     )
 
 
+def _live(now: datetime, dead_after_s: float) -> tuple[ColumnElement[bool], ...]:
+    """WHERE conditions of a live worker: a running state and a heartbeat within ``dead_after_s``."""
+    return (Worker.state.in_(LIVE_STATES), Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
+
+
 async def model_downloads(
     session: AsyncSession, *, dead_after_s: float = WORKER_DEAD_AFTER_S, now: datetime | None = None
 ) -> dict[str, ModelDownload]:
@@ -225,9 +230,7 @@ async def model_downloads(
     rows = (
         await session.execute(
             select(Worker.download_model, Worker.download_done_bytes, Worker.download_total_bytes).where(
-                Worker.download_model.is_not(None),
-                Worker.state.in_(LIVE_STATES),
-                Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s),
+                Worker.download_model.is_not(None), *_live(now, dead_after_s)
             )
         )
     ).all()
@@ -247,17 +250,7 @@ async def loadable_by_live_workers(
     """The model keys some live worker may load; None while no live worker has said (none alive, or only workers
     from before model choice): then nothing can be told per model."""
     now = now or utcnow()
-    rows = (
-        (
-            await session.execute(
-                select(Worker.loadable_models).where(
-                    Worker.state.in_(LIVE_STATES), Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s)
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    rows = (await session.execute(select(Worker.loadable_models).where(*_live(now, dead_after_s)))).scalars().all()
     lists = [list(models or []) for models in rows]
     if not any(lists):
         return None
