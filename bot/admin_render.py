@@ -19,6 +19,7 @@ from bot.render import (
     EMBED_COLOUR,
     EMBED_FIELD_CHARS,
     PROMPT_PREVIEW_CHARS,
+    job_list,
     neutralise_mentions,
     preview,
 )
@@ -286,10 +287,6 @@ def render_resumed(*, bot_wide: bool, changed: bool) -> str:
     )
 
 
-def _job_list(job_ids: Sequence[int]) -> str:
-    return ", ".join(f"#{job_id}" for job_id in job_ids)
-
-
 def render_banned(
     mention: str,
     reason: str | None,
@@ -308,9 +305,9 @@ def render_banned(
     else:
         lines = [f"{mention} was already banned in this server{why}."]
     if cancelled:
-        lines.append("Cancelled and refunded their queued job(s) " + _job_list(cancelled) + ".")
+        lines.append("Cancelled and refunded their queued job(s) " + job_list(cancelled) + ".")
     if running:
-        lines.append("Left running (will be delivered, not retried): " + _job_list(running) + ".")
+        lines.append("Left running (will be delivered, not retried): " + job_list(running) + ".")
     return "\n".join(lines)
 
 

@@ -416,6 +416,11 @@ def render_signin_link(link: str, ttl_seconds: float) -> str:
     )
 
 
+def job_list(job_ids: Sequence[int]) -> str:
+    """Job ids as the texts name them, e.g. ``#12, #15``."""
+    return ", ".join(f"#{job_id}" for job_id in job_ids)
+
+
 def render_data_deleted(deleted: UserDataDeleted, other_user_id: int | None = None) -> str:
     """The ``/delete-my-data`` answer: the caller's own data, or (the operator) ``other_user_id``'s."""
     whose = "your" if other_user_id is None else f"<@{other_user_id}>'s"
@@ -423,6 +428,8 @@ def render_data_deleted(deleted: UserDataDeleted, other_user_id: int | None = No
     if deleted.reports:
         text += f" Deleted {deleted.reports} report(s) made by or about {'you' if other_user_id is None else 'them'}."
     if deleted.still_running:
-        running = ", ".join(f"#{job_id}" for job_id in deleted.still_running)
-        text += f" Running now and asked to stop: {running}; run this again once it has ended to delete its image too."
+        text += (
+            f" Running now and asked to stop: {job_list(deleted.still_running)}; run this again once it has ended "
+            "to delete its image too."
+        )
     return text

@@ -118,9 +118,8 @@ class BotSettings:
     web_host: str = DEFAULT_WEB_HOST
     web_port: int = DEFAULT_WEB_PORT  # 0: any free port (logged)
     web_public_url: str | None = None  # the page's address as users reach it (sign-in links); default http://host:port
-    web_trusted_proxies: tuple[
-        IPv4Network | IPv6Network, ...
-    ] = ()  # WEB_TRUSTED_PROXIES: whose forwarded headers are believed
+    # WEB_TRUSTED_PROXIES: whose forwarded headers are believed
+    web_trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     web_operator_link_ttl: float = DEFAULT_OPERATOR_LINK_TTL_SECONDS  # the printed operator link works this long
     web_role_recheck: float = DEFAULT_ROLE_RECHECK_SECONDS  # a signed-in member's roles are re-read this often
     grace_seconds: float = DEFAULT_GRACE_SECONDS  # I2V_GRACE_SECONDS, for the embedded worker and the bot's close

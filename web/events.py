@@ -43,14 +43,15 @@ def _shown(data: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
-    """The job as the page shows it, with its place in the queue; None when it does not exist."""
+async def job_state(readers: Sessions, job_id: int, *, dead_after_s: float) -> dict[str, Any] | None:
+    """The job as the page shows it, with its place in the queue and, while queued, the download of its model by a
+    worker alive within ``dead_after_s``; None when it does not exist."""
     async with readers() as session:
         job = await find_job(session, job_id)
         if job is None:
             return None
         place = (await queue_positions(session)).get(job_id) if job.status in PENDING_STATUSES else None
-        downloads = await model_downloads(session) if job.status == JobStatus.QUEUED else {}
+        downloads = await model_downloads(session, dead_after_s=dead_after_s) if job.status == JobStatus.QUEUED else {}
         return job_json(
             job,
             position=place.position if place else None,
@@ -60,7 +61,13 @@ async def job_state(readers: Sessions, job_id: int) -> dict[str, Any] | None:
 
 
 async def stream_job(
-    request: web.Request, readers: Sessions, job_id: int, *, signed_in: StillSignedIn, max_seconds: float | None = None
+    request: web.Request,
+    readers: Sessions,
+    job_id: int,
+    *,
+    signed_in: StillSignedIn,
+    dead_after_s: float,
+    max_seconds: float | None = None,
 ) -> web.StreamResponse:
     """Send the job's state as events until it is final, the page goes away, the session ends (``signed_in``
     asked every ``SESSION_CHECK_SECONDS``), or ``max_seconds`` (default ``STREAM_MAX_SECONDS``) have passed."""
@@ -82,7 +89,7 @@ async def stream_job(
             if not await signed_in():
                 await response.write(b"event: signed-out\ndata: {}\n\n")
                 break
-        state = await job_state(readers, job_id)
+        state = await job_state(readers, job_id, dead_after_s=dead_after_s)
         if state is None:
             await response.write(b"event: gone\ndata: {}\n\n")
             break

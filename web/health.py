@@ -32,11 +32,6 @@ WorkerProblem = Callable[[], "str | None"]
 """Returns why the app's own worker cannot run (the supervisor's failure reason), or None."""
 
 
-def no_problem() -> str | None:
-    """The default ``worker_problem`` hook: nothing known beyond the worker registry."""
-    return None
-
-
 async def health_report(
     readers: Sessions, *, dead_after: float, worker_problem: WorkerProblem, detailed: bool = True
 ) -> tuple[int, dict[str, Any]]:

@@ -31,7 +31,7 @@ from jobs.copies import remove_copies
 from jobs.errors import PromptBlocked, RequestRefused
 from jobs.listings import user_videos
 from jobs.models import Job, JobSource, JobStatus
-from jobs.queue import find_job, queue_position
+from jobs.queue import find_job
 from jobs.quota import QuotaPolicy, quota_status
 from jobs.requests import (
     Origin,
@@ -47,10 +47,9 @@ from jobs.retention import delete_job_video
 from jobs.safety import Verdict, check_prompt, prompt_texts, record_blocked
 from jobs.transitions import cancel_job
 from jobs.web_sessions import LOCAL_OPERATOR_ID, find_session
-from jobs.workers import model_downloads
 from web.auth import SESSION_COOKIE, USER, WebUser, error
 from web.context import PageContext
-from web.events import stream_job
+from web.events import job_state, stream_job
 from web.limits import TOO_MANY, TOO_MANY_STREAMS, BadRequest, whole_number
 from web.ranges import send_blob
 from web.render import iso, job_json, plain
@@ -60,6 +59,7 @@ log = logging.getLogger(__name__)
 WEB_CHANNEL_ID = 1  # web jobs have no Discord channel; NewJob needs a positive id and no snowflake is 1
 WEB_UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024  # the page has no upload limit of its own: the store's video cap
 NOT_A_FORM = "Refused: send the form as multipart/form-data, as the page does."
+NO_SUCH_JOB = '{"error": "There is no such job of yours."}'
 FIELD_CAP_BYTES = 4096  # a text field of the form
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields, beyond the image itself
 READ_CHUNK_BYTES = 64 * 1024
@@ -215,7 +215,7 @@ class Pages:
         job_id = whole_number(request.match_info["job_id"], "the job id")  # 400 beyond the database's integers
         job = await self.own_job(_user(request), job_id)
         if job is None:
-            raise web.HTTPNotFound(text='{"error": "There is no such job of yours."}', content_type="application/json")
+            raise web.HTTPNotFound(text=NO_SUCH_JOB, content_type="application/json")
         return job
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -276,12 +276,10 @@ class Pages:
 
     async def job(self, request: web.Request) -> web.Response:
         job = await self.job_or_404(request)
-        async with self.ctx.readers() as session:
-            place = await queue_position(session, job.id)
-            downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
-        return web.json_response(
-            job_json(job, position=place.position, eta_seconds=place.eta_seconds, downloads=downloads)
-        )
+        state = await job_state(self.ctx.readers, job.id, dead_after_s=self.config.worker_dead_after)
+        if state is None:  # deleted since job_or_404 read it
+            raise web.HTTPNotFound(text=NO_SUCH_JOB, content_type="application/json")
+        return web.json_response(state)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         user = _user(request)
@@ -300,7 +298,9 @@ class Pages:
                 async with self.ctx.readers() as session:
                     return await find_session(session, token) is not None
 
-            return await stream_job(request, self.ctx.readers, job.id, signed_in=signed_in)
+            return await stream_job(
+                request, self.ctx.readers, job.id, signed_in=signed_in, dead_after_s=self.config.worker_dead_after
+            )
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         job = await self.job_or_404(request)
@@ -448,17 +448,14 @@ class Pages:
     async def _queued(self, job: Job, notes: tuple[str, ...] = ()) -> web.Response:
         """201 with the job; ``notice`` says how the parameters were adjusted (a rounded frame count) and when video
         generation is unavailable (the job stays queued)."""
+        body = await job_state(self.ctx.readers, job.id, dead_after_s=self.config.worker_dead_after) or job_json(job)
         async with self.ctx.readers() as session:
-            place = await queue_position(session, job.id)
-            fresh = await find_job(session, job.id)
             notice = await availability_notice(
                 session,
                 own_problem=self.ctx.facts.worker_problem(),
                 dead_after_s=self.config.worker_dead_after,
                 model=job.model,
             )
-            downloads = await model_downloads(session, dead_after_s=self.config.worker_dead_after)
-        body = job_json(fresh or job, position=place.position, eta_seconds=place.eta_seconds, downloads=downloads)
         return web.json_response({**body, "notice": " ".join(filter(None, (*notes, notice))) or None}, status=201)
 
     async def cancel(self, request: web.Request) -> web.Response:
