@@ -434,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models",
         type=parse_models,
-        default=MODEL_KEYS,
         help=f"comma-separated model keys, or all (the default): {', '.join(MODEL_KEYS)}",
     )
     parser.add_argument(
@@ -477,11 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         help="I2VGen-XL: count the full-size UNet's FLOPs per preset on the meta device",
     )
     args = parser.parse_args(argv)
-    keys: tuple[str, ...] = args.models
+    keys: tuple[str, ...] = args.models or MODEL_KEYS
     if args.peak_tflops <= 0 or not math.isfinite(args.peak_tflops):
         parser.error(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
     i2vgenxl_only = args.all_paths or args.flops_only or args.path != "ours"
-    if i2vgenxl_only and argv_names_models(argv) and keys != (I2VGENXL,):
+    if i2vgenxl_only and args.models is not None and keys != (I2VGENXL,):
         parser.error("--all-paths, --flops-only and --path reference/plain are I2VGen-XL's: use --models i2vgenxl")
     if i2vgenxl_only:
         keys = (I2VGENXL,)
@@ -525,12 +524,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-def argv_names_models(argv: list[str] | None) -> bool:
-    """Whether the command line named --models itself (the I2VGen-XL-only options then refuse other models)."""
-    words = sys.argv[1:] if argv is None else argv
-    return any(word == "--models" or word.startswith("--models=") for word in words)
 
 
 if __name__ == "__main__":

@@ -169,13 +169,18 @@ def weight_files(files: list[str]) -> list[str]:
     """The weight files a pipeline loads from ``files`` (paths in one component folder): the fp16 safetensors where
     the folder has them, else the plain safetensors, else (no safetensors at all) the plain ``.bin`` files."""
     safetensors = [f for f in files if f.endswith(".safetensors")]
-    fp16 = [f for f in safetensors if any(mark in PurePosixPath(f).name for mark in FP16_MARKS)]
+    fp16 = [f for f in safetensors if _is_fp16(f)]
     if fp16:
         return fp16
-    plain = [f for f in safetensors if not any(mark in PurePosixPath(f).name for mark in FP16_MARKS)]
+    plain = [f for f in safetensors if not _is_fp16(f)]
     if plain:
         return plain
-    return [f for f in files if f.endswith(".bin") and not any(m in PurePosixPath(f).name for m in FP16_MARKS)]
+    return [f for f in files if f.endswith(".bin") and not _is_fp16(f)]
+
+
+def _is_fp16(path: str) -> bool:
+    """Whether ``path`` names diffusers' fp16 variant of a weight file (:data:`FP16_MARKS`)."""
+    return any(mark in PurePosixPath(path).name for mark in FP16_MARKS)
 
 
 def pipeline_files(repo_files: list[str], model_index: dict[str, Any]) -> list[str]:
