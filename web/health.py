@@ -17,16 +17,15 @@ from typing import Any
 from aiohttp import web
 
 from generator.model_spaces import display_name
-from jobs.models import WorkerState, utcnow
+from jobs.models import utcnow
 from jobs.stats import ModelDownload, worker_infos
-from jobs.workers import unavailable_reason
+from jobs.workers import LIVE_STATES, unavailable_reason
 from web.cache import Cached
 from web.context import Sessions
 
 log = logging.getLogger(__name__)
 
 HEALTH_CACHE_SECONDS = 1.0  # an open endpoint: a flood of probes reads the store at most once a second
-LIVE_WORKER_STATES = frozenset({WorkerState.STARTING, WorkerState.LOADING, WorkerState.IDLE, WorkerState.BUSY})
 
 WorkerProblem = Callable[[], "str | None"]
 """Returns why the app's own worker cannot run (the supervisor's failure reason), or None."""
@@ -59,7 +58,7 @@ async def _health_report(
     except Exception as error:  # noqa: BLE001 - any driver error means the database does not answer
         log.warning("health check: the database did not answer: %s", error)
         return 503, {"status": "unavailable", "reason": f"the database does not answer: {type(error).__name__}"}
-    live = [w for w in workers if w.state in LIVE_WORKER_STATES and not w.stale]
+    live = [w for w in workers if w.state in LIVE_STATES and not w.stale]
     shown = [
         {"id": w.worker_id, "state": w.state.value, "job": w.current_job_id}
         | ({"downloading": download_line(w.download)} if w.download else {})
