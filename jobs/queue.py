@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobNotFound
-from jobs.models import CLAIM_ORDER, PENDING_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Worker, WorkerState
+from jobs.models import CLAIM_ORDER, PENDING_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Worker
 from jobs.transitions import JOBS, checked_now
+from jobs.workers import live_worker
 
 
 async def find_job(session: AsyncSession, job_id: int) -> Job | None:
@@ -132,8 +133,7 @@ async def queue_positions(session: AsyncSession, *, now: datetime | None = None)
     workers = (
         await session.execute(
             select(Worker.loaded_model, Worker.loadable_models, Worker.switches, Worker.switch_seconds).where(
-                Worker.last_heartbeat_at > now - timedelta(seconds=WORKER_STALE_S),
-                Worker.state.in_([WorkerState.IDLE, WorkerState.BUSY, WorkerState.LOADING, WorkerState.STARTING]),
+                *live_worker(now, WORKER_STALE_S)
             )
         )
     ).all()

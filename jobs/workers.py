@@ -216,7 +216,7 @@ async def record_download(
     )
 
 
-def _live(now: datetime, dead_after_s: float) -> tuple[ColumnElement[bool], ...]:
+def live_worker(now: datetime, dead_after_s: float) -> tuple[ColumnElement[bool], ...]:
     """WHERE conditions of a live worker: a running state and a heartbeat within ``dead_after_s``."""
     return (Worker.state.in_(LIVE_STATES), Worker.last_heartbeat_at > now - timedelta(seconds=dead_after_s))
 
@@ -230,7 +230,7 @@ async def model_downloads(
     rows = (
         await session.execute(
             select(Worker.download_model, Worker.download_done_bytes, Worker.download_total_bytes).where(
-                Worker.download_model.is_not(None), *_live(now, dead_after_s)
+                Worker.download_model.is_not(None), *live_worker(now, dead_after_s)
             )
         )
     ).all()
@@ -250,7 +250,9 @@ async def loadable_by_live_workers(
     """The model keys some live worker may load; None while no live worker has said (none alive, or only workers
     from before model choice): then nothing can be told per model."""
     now = now or utcnow()
-    rows = (await session.execute(select(Worker.loadable_models).where(*_live(now, dead_after_s)))).scalars().all()
+    rows = (
+        (await session.execute(select(Worker.loadable_models).where(*live_worker(now, dead_after_s)))).scalars().all()
+    )
     lists = [list(models or []) for models in rows]
     if not any(lists):
         return None
